@@ -1,0 +1,50 @@
+package v1alpha1
+
+// Annotations a user sets on a Service to steer Berth.
+const (
+	// AnnotationPool names the pool, or a comma-separated list of pools,
+	// that a Service wants its addresses from.
+	AnnotationPool = "berth.dev/pool"
+	// AnnotationAddresses lists the addresses a Service asks for, comma
+	// separated, at most one per IP family.
+	AnnotationAddresses = "berth.dev/addresses"
+	// AnnotationSharingKey lets Services share one address: Services with
+	// the same key (and ports that do not collide) get the same address.
+	AnnotationSharingKey = "berth.dev/sharing-key"
+)
+
+// DefaultLoadBalancerClass is the spec.loadBalancerClass that Berth handles
+// unless told otherwise.
+const DefaultLoadBalancerClass = "berth.dev/lb"
+
+// ServiceConditionAddressAllocated is the type of the condition Berth keeps
+// on each Service it handles; its reason says why an address is missing.
+const ServiceConditionAddressAllocated = "berth.dev/AddressAllocated"
+
+// Reasons of the AddressAllocated condition.
+const (
+	ReasonAllocated                   = "Allocated"
+	ReasonPoolExhausted               = "PoolExhausted"
+	ReasonRequestedAddressUnavailable = "RequestedAddressUnavailable"
+	ReasonNoMatchingPool              = "NoMatchingPool"
+	ReasonSharingConflict             = "SharingConflict"
+	ReasonInvalidRequest              = "InvalidRequest"
+)
+
+// IPPool condition types.
+const (
+	// PoolConditionReady is True when the pool's spec is valid and it can
+	// hand out addresses.
+	PoolConditionReady = "Ready"
+	// PoolConditionOverlapping is True when some of the pool's addresses
+	// also belong to another pool. Such addresses are still handed out at
+	// most once.
+	PoolConditionOverlapping = "Overlapping"
+	// PoolConditionInUse is True while Services hold addresses of the pool;
+	// a pool being deleted waits for it to turn False.
+	PoolConditionInUse = "InUse"
+)
+
+// PoolFinalizer holds back the deletion of a pool until no Service holds
+// any of its addresses.
+const PoolFinalizer = "berth.dev/pool-in-use"
