@@ -1,0 +1,57 @@
+// Command berth-controller runs Berth's Service IP controller: it hands out
+// addresses from IPPools to LoadBalancer Services.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
+
+	"github.com/berthlb/berth/controller"
+)
+
+func main() {
+	opts := controller.DefaultOptions()
+	fs := pflag.NewFlagSet("berth-controller", pflag.ExitOnError)
+	fs.StringVar(&opts.Kubeconfig, "kubeconfig", "", "path to a kubeconfig file; empty uses the in-cluster configuration")
+	fs.Float32Var(&opts.QPS, "kube-api-qps", opts.QPS, "requests per second to the API server")
+	fs.IntVar(&opts.Burst, "kube-api-burst", opts.Burst, "burst of requests to the API server")
+	fs.StringVar(&opts.LoadBalancerClass, "load-balancer-class", opts.LoadBalancerClass, "spec.loadBalancerClass handled by this controller")
+	fs.BoolVar(&opts.HandleUnclassed, "handle-unclassed", opts.HandleUnclassed, "also handle LoadBalancer Services without spec.loadBalancerClass")
+	fs.IntVar(&opts.Workers, "workers", opts.Workers, "Services reconciled concurrently")
+	fs.DurationVar(&opts.PoolStatusDelay, "pool-status-delay", opts.PoolStatusDelay, "minimum time between two status writes of one pool")
+	fs.BoolVar(&opts.LeaderElect, "leader-elect", opts.LeaderElect, "run only while holding the leader Lease (set with more than one replica)")
+	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", envOr("POD_NAMESPACE", opts.LeaderElectionNamespace), "namespace of the leader Lease")
+	fs.StringVar(&opts.LeaderElectionName, "leader-election-id", opts.LeaderElectionName, "name of the leader Lease")
+	fs.DurationVar(&opts.LeaseDuration, "leader-elect-lease-duration", opts.LeaseDuration, "leader Lease duration")
+	fs.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", opts.RenewDeadline, "time the leader retries renewing before it gives up")
+	fs.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", opts.RetryPeriod, "time between election attempts")
+	fs.StringVar(&opts.MetricsAddr, "metrics-addr", opts.MetricsAddr, "address serving /metrics, /healthz and /readyz; empty disables")
+	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
+	klog.InitFlags(klogFlags)
+	fs.AddGoFlagSet(klogFlags)
+	_ = fs.Parse(os.Args[1:])
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx = klog.NewContext(ctx, klog.Background())
+	if err := controller.Run(ctx, opts); err != nil {
+		fmt.Fprintln(os.Stderr, "berth-controller:", err)
+		klog.Flush()
+		os.Exit(1)
+	}
+	klog.Flush()
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,179 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/sets"
+
+	"github.com/berthlb/berth/allocator"
+	"github.com/berthlb/berth/api/v1alpha1"
+)
+
+// Config is the validated view of all IPPools at one moment.
+type Config struct {
+	pools map[string]*Pool
+	names []string // sorted
+}
+
+// Pool is one IPPool as the controller uses it.
+type Pool struct {
+	// Alloc is what the allocator needs to know about the pool.
+	Alloc allocator.Pool
+	// IPMode goes into the ingress entries of Services served by the pool.
+	IPMode v1alpha1.IPMode
+	// Terminating pools keep serving the addresses already handed out but
+	// give out no new ones.
+	Terminating bool
+	// Problems lists what is wrong with the spec; a pool with problems is
+	// not used at all, and its Ready condition says why.
+	Problems []string
+
+	restricted bool
+	namespaces sets.Set[string]
+	nsSelector labels.Selector
+	svcSelect  labels.Selector
+}
+
+// For validates a snapshot of IPPools. A pool with an invalid spec does not
+// make the whole configuration fail: it is kept, marked with its Problems,
+// and left out of allocation, so that one bad edit cannot take addresses
+// away from the Services of other pools.
+func For(pools []*v1alpha1.IPPool) *Config {
+	c := &Config{pools: make(map[string]*Pool, len(pools))}
+	for _, ip := range pools {
+		p := convert(ip)
+		c.pools[ip.Name] = p
+		c.names = append(c.names, ip.Name)
+	}
+	slices.Sort(c.names)
+	return c
+}
+
+func convert(ip *v1alpha1.IPPool) *Pool {
+	spec := &ip.Spec
+	p := &Pool{
+		Alloc: allocator.Pool{
+			Name:                       ip.Name,
+			AvoidBuggyIPs:              spec.AvoidBuggyIPs,
+			AutoAssign:                 spec.AutoAssign == nil || *spec.AutoAssign,
+			AllowCrossNamespaceSharing: spec.AllowCrossNamespaceSharing,
+		},
+		IPMode:      spec.IPMode,
+		Terminating: ip.DeletionTimestamp != nil,
+	}
+	if p.IPMode == "" {
+		p.IPMode = v1alpha1.IPModeVIP
+	}
+	if p.IPMode != v1alpha1.IPModeVIP && p.IPMode != v1alpha1.IPModeProxy {
+		p.Problems = append(p.Problems, fmt.Sprintf("ipMode %q is neither VIP nor Proxy", p.IPMode))
+	}
+	p.Alloc.Ranges = parseRanges(spec.Addresses, "addresses", &p.Problems)
+	p.Alloc.Reserved = parseRanges(spec.Reserved, "reserved", &p.Problems)
+	if len(spec.Addresses) == 0 {
+		p.Problems = append(p.Problems, "addresses is empty")
+	}
+	for i, r := range p.Alloc.Reserved {
+		if !coveredBy(r, p.Alloc.Ranges) {
+			p.Problems = append(p.Problems, fmt.Sprintf("reserved entry %q is not inside the pool's addresses", spec.Reserved[i]))
+		}
+	}
+	if sa := spec.ServiceAllocation; sa != nil {
+		p.restricted = true
+		p.Alloc.Priority = int(sa.Priority)
+		p.namespaces = sets.New(sa.Namespaces...)
+		p.nsSelector = selector(sa.NamespaceSelector, "namespaceSelector", &p.Problems)
+		p.svcSelect = selector(sa.ServiceSelector, "serviceSelector", &p.Problems)
+	}
+	return p
+}
+
+func parseRanges(entries []v1alpha1.AddressRange, field string, problems *[]string) []allocator.Range {
+	out := make([]allocator.Range, 0, len(entries))
+	for _, e := range entries {
+		r, err := allocator.ParseRange(string(e))
+		if err != nil {
+			*problems = append(*problems, fmt.Sprintf("%s: %v", field, err))
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// coveredBy reports whether every address of r lies in the union of rs.
+func coveredBy(r allocator.Range, rs []allocator.Range) bool {
+	next := r.First
+	for {
+		advanced := false
+		for _, c := range rs {
+			if c.First.BitLen() != next.BitLen() || c.First.Compare(next) > 0 || c.Last.Compare(next) < 0 {
+				continue
+			}
+			if c.Last.Compare(r.Last) >= 0 {
+				return true
+			}
+			next = c.Last.Next()
+			advanced = true
+		}
+		if !advanced {
+			return false
+		}
+	}
+}
+
+func selector(ls *metav1.LabelSelector, field string, problems *[]string) labels.Selector {
+	if ls == nil {
+		return nil
+	}
+	s, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil {
+		*problems = append(*problems, fmt.Sprintf("serviceAllocation.%s: %v", field, err))
+		return labels.Nothing()
+	}
+	return s
+}
+
+// Pool returns the named pool.
+func (c *Config) Pool(name string) (*Pool, bool) {
+	p, ok := c.pools[name]
+	return p, ok
+}
+
+// Names returns the names of all pools in order.
+func (c *Config) Names() []string { return c.names }
+
+// AllocatorPools returns the pools to hand to the allocator: every pool
+// without problems. Terminating pools are included so that their holders
+// keep their addresses; Request never offers them for new ones.
+func (c *Config) AllocatorPools() []allocator.Pool {
+	out := make([]allocator.Pool, 0, len(c.names))
+	for _, n := range c.names {
+		if p := c.pools[n]; len(p.Problems) == 0 {
+			out = append(out, p.Alloc)
+		}
+	}
+	return out
+}
+
+// Allows reports whether the pool serves a Service in namespace ns with the
+// given labels, when the namespace carries nsLabels. When it does not, the
+// reason says which rule excluded the Service.
+func (p *Pool) Allows(ns string, svcLabels, nsLabels labels.Set) (bool, string) {
+	if !p.restricted {
+		return true, ""
+	}
+	if p.namespaces.Len() > 0 && !p.namespaces.Has(ns) {
+		return false, fmt.Sprintf("pool %q serves only namespaces [%s]", p.Alloc.Name, strings.Join(sets.List(p.namespaces), ", "))
+	}
+	if p.nsSelector != nil && !p.nsSelector.Matches(nsLabels) {
+		return false, fmt.Sprintf("pool %q serves only namespaces matching %q", p.Alloc.Name, p.nsSelector.String())
+	}
+	if p.svcSelect != nil && !p.svcSelect.Matches(svcLabels) {
+		return false, fmt.Sprintf("pool %q serves only Services matching %q", p.Alloc.Name, p.svcSelect.String())
+	}
+	return true, ""
+}

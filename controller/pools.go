@@ -1,0 +1,210 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+
+	"github.com/berthlb/berth/allocator"
+	"github.com/berthlb/berth/api/v1alpha1"
+	berthac "github.com/berthlb/berth/client/applyconfiguration/api/v1alpha1"
+	"github.com/berthlb/berth/config"
+)
+
+// maxHolders bounds the Services listed in a pool's status.
+const maxHolders = 100
+
+func (c *Controller) syncPoolKey(ctx context.Context, key string) error {
+	if key == rebuildKey {
+		c.rebuildPools(ctx)
+		return nil
+	}
+	return c.syncPool(ctx, key)
+}
+
+// rebuildPools validates all pools again, hands them to the allocator and
+// re-evaluates every Service: pending ones may now fit, and holders of an
+// address that a pool edit removed get a new one.
+func (c *Controller) rebuildPools(ctx context.Context) {
+	c.rebuildMu.Lock()
+	defer c.rebuildMu.Unlock()
+	pools, err := c.pools.List(labels.Everything())
+	if err != nil {
+		logr.FromContextOrDiscard(ctx).Error(err, "List pools from cache")
+		return
+	}
+	cfg := config.For(pools)
+	c.poolConfig.Store(cfg)
+	c.alloc.SetPools(cfg.AllocatorPools())
+	for _, p := range pools {
+		c.poolQueue.Add(p.Name)
+	}
+	svcs, err := c.services.List(labels.Everything())
+	if err != nil {
+		logr.FromContextOrDiscard(ctx).Error(err, "List services from cache")
+		return
+	}
+	for _, s := range svcs {
+		if c.handles(s) {
+			c.svcQueue.Add(config.Key(s))
+		}
+	}
+}
+
+// syncPool keeps a pool's finalizer and status.
+func (c *Controller) syncPool(ctx context.Context, name string) error {
+	pool, err := c.pools.Get(name)
+	if apierrors.IsNotFound(err) {
+		c.metrics.forgetPool(name)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get pool from cache: %w", err)
+	}
+	holders := c.alloc.Holders(name)
+	hasFinalizer := slices.Contains(pool.Finalizers, v1alpha1.PoolFinalizer)
+	switch {
+	case pool.DeletionTimestamp == nil && !hasFinalizer:
+		return c.writer.setPoolFinalizer(ctx, pool, true)
+	case pool.DeletionTimestamp != nil && hasFinalizer && len(holders) == 0:
+		logr.FromContextOrDiscard(ctx).Info("Pool no longer in use; letting it go", "pool", name)
+		return c.writer.setPoolFinalizer(ctx, pool, false)
+	}
+
+	cp, _ := c.poolConfig.Load().Pool(name)
+	stats, _ := c.alloc.Stats(name)
+	c.metrics.setPool(name, stats)
+	status := poolStatus(pool, cp, stats, holders)
+	if poolStatusEqual(&pool.Status, status) {
+		return nil
+	}
+	return c.writer.applyPoolStatus(ctx, poolApply(name, status))
+}
+
+// poolStatus computes what the pool's status should say.
+func poolStatus(pool *v1alpha1.IPPool, cp *config.Pool, stats allocator.PoolStats, holders []string) *v1alpha1.IPPoolStatus {
+	st := &v1alpha1.IPPoolStatus{ObservedGeneration: pool.Generation, HolderCount: int32(min(len(holders), 1<<30))}
+	st.Holders = holders[:min(len(holders), maxHolders)]
+	set := func(t string, ok bool, reason, msg string) {
+		s := metav1.ConditionFalse
+		if ok {
+			s = metav1.ConditionTrue
+		}
+		cond := metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: pool.Generation, LastTransitionTime: metav1.Now()}
+		if old := meta.FindStatusCondition(pool.Status.Conditions, t); old != nil && old.Status == s {
+			cond.LastTransitionTime = old.LastTransitionTime
+		}
+		st.Conditions = append(st.Conditions, cond)
+	}
+	switch {
+	case cp == nil:
+		set(v1alpha1.PoolConditionReady, false, "NotLoaded", "the controller has not loaded this pool yet")
+	case len(cp.Problems) > 0:
+		set(v1alpha1.PoolConditionReady, false, "InvalidSpec", strings.Join(cp.Problems, "; "))
+	case cp.Terminating:
+		set(v1alpha1.PoolConditionReady, false, "Deleting", "the pool is being deleted and gives out no new addresses")
+	default:
+		set(v1alpha1.PoolConditionReady, true, "Valid", "the pool hands out addresses")
+	}
+	if len(stats.Overlaps) > 0 {
+		set(v1alpha1.PoolConditionOverlapping, true, "AddressesOverlap", fmt.Sprintf(
+			"some addresses also belong to pools [%s]; each is still handed out at most once", strings.Join(stats.Overlaps, ", ")))
+	} else {
+		set(v1alpha1.PoolConditionOverlapping, false, "NoOverlap", "no address of this pool belongs to another pool")
+	}
+	if len(holders) > 0 {
+		msg := fmt.Sprintf("%d Services hold addresses of this pool: %s", len(holders), strings.Join(holders[:min(len(holders), 10)], ", "))
+		if len(holders) > 10 {
+			msg += ", ..."
+		}
+		if pool.DeletionTimestamp != nil {
+			msg += "; deletion waits until they release them"
+		}
+		set(v1alpha1.PoolConditionInUse, true, "ServicesHoldAddresses", msg)
+	} else {
+		set(v1alpha1.PoolConditionInUse, false, "Unused", "no Service holds an address of this pool")
+	}
+	var usage []string
+	if cp != nil && len(cp.Problems) == 0 {
+		st.IPv4 = counts(stats.IPv4)
+		st.IPv6 = counts(stats.IPv6)
+	}
+	if st.IPv4 != nil {
+		usage = append(usage, st.IPv4.Used+"/"+st.IPv4.Total)
+	}
+	if st.IPv6 != nil {
+		usage = append(usage, st.IPv6.Used+"/"+st.IPv6.Total)
+	}
+	if len(usage) == 2 {
+		usage[0] += " v4"
+		usage[1] += " v6"
+	}
+	st.Usage = strings.Join(usage, ", ")
+	return st
+}
+
+func counts(f allocator.FamilyStats) *v1alpha1.AddressCounts {
+	if f.Total == nil || (f.Total.Sign() == 0 && (f.Used == nil || f.Used.Sign() == 0)) {
+		return nil
+	}
+	str := func(x *big.Int) string {
+		if x == nil {
+			return "0"
+		}
+		return x.String()
+	}
+	return &v1alpha1.AddressCounts{Total: str(f.Total), Used: str(f.Used), Free: str(f.Free)}
+}
+
+func poolStatusEqual(have, want *v1alpha1.IPPoolStatus) bool {
+	if have.ObservedGeneration != want.ObservedGeneration || have.Usage != want.Usage ||
+		have.HolderCount != want.HolderCount || !slices.Equal(have.Holders, want.Holders) ||
+		!countsEqual(have.IPv4, want.IPv4) || !countsEqual(have.IPv6, want.IPv6) ||
+		len(have.Conditions) != len(want.Conditions) {
+		return false
+	}
+	for _, w := range want.Conditions {
+		h := meta.FindStatusCondition(have.Conditions, w.Type)
+		if h == nil || h.Status != w.Status || h.Reason != w.Reason || h.Message != w.Message || h.ObservedGeneration != w.ObservedGeneration {
+			return false
+		}
+	}
+	return true
+}
+
+func countsEqual(a, b *v1alpha1.AddressCounts) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+func poolApply(name string, st *v1alpha1.IPPoolStatus) *berthac.IPPoolApplyConfiguration {
+	s := berthac.IPPoolStatus().
+		WithObservedGeneration(st.ObservedGeneration).
+		WithHolderCount(st.HolderCount).
+		WithHolders(st.Holders...)
+	if st.Usage != "" {
+		s.WithUsage(st.Usage)
+	}
+	for _, c := range st.Conditions {
+		s.WithConditions(metav1ac.Condition().WithType(c.Type).WithStatus(c.Status).WithReason(c.Reason).
+			WithMessage(c.Message).WithObservedGeneration(c.ObservedGeneration).WithLastTransitionTime(c.LastTransitionTime))
+	}
+	if st.IPv4 != nil {
+		s.WithIPv4(berthac.AddressCounts().WithTotal(st.IPv4.Total).WithUsed(st.IPv4.Used).WithFree(st.IPv4.Free))
+	}
+	if st.IPv6 != nil {
+		s.WithIPv6(berthac.AddressCounts().WithTotal(st.IPv6.Total).WithUsed(st.IPv6.Used).WithFree(st.IPv6.Free))
+	}
+	return berthac.IPPool(name).WithStatus(s)
+}

@@ -1,0 +1,235 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/berthlb/berth/client/clientset/versioned"
+	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
+)
+
+// Options configure a controller process. cmd/berth-controller fills them
+// from flags.
+type Options struct {
+	// Kubeconfig is the path of a kubeconfig file; empty means in-cluster.
+	Kubeconfig string
+	// QPS and Burst bound the controller's requests to the API server.
+	QPS   float32
+	Burst int
+	Config
+	// LeaderElect runs the controller only while it holds a Lease, so that
+	// several replicas never allocate at the same time.
+	LeaderElect bool
+	// LeaderElectionNamespace and LeaderElectionName name the Lease.
+	LeaderElectionNamespace string
+	LeaderElectionName      string
+	// LeaseDuration, RenewDeadline and RetryPeriod tune the election.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables.
+	MetricsAddr string
+}
+
+// DefaultOptions returns the options a production deployment starts from.
+func DefaultOptions() Options {
+	return Options{
+		QPS:   200,
+		Burst: 400,
+		Config: Config{
+			LoadBalancerClass: "berth.dev/lb",
+			HandleUnclassed:   true,
+			Workers:           8,
+			PoolStatusDelay:   time.Second,
+		},
+		LeaderElect:             true,
+		LeaderElectionNamespace: "berth-system",
+		LeaderElectionName:      "berth-controller",
+		LeaseDuration:           15 * time.Second,
+		RenewDeadline:           10 * time.Second,
+		RetryPeriod:             2 * time.Second,
+		MetricsAddr:             ":9630",
+	}
+}
+
+// Run runs a controller process until ctx is done or it loses leadership.
+func Run(ctx context.Context, opts Options) error {
+	log := logr.FromContextOrDiscard(ctx).WithName("controller")
+	ctx = logr.NewContext(ctx, log)
+
+	restCfg, err := restConfig(opts)
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	berth, err := versioned.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("berth client: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var current *Controller
+	leading := make(chan struct{})
+	ready := func() bool {
+		select {
+		case <-leading:
+			return current != nil && current.Ready()
+		default:
+			return true // a standby replica is ready to take over
+		}
+	}
+	if opts.MetricsAddr != "" {
+		stop, err := serve(ctx, opts.MetricsAddr, reg, ready)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	metrics := NewMetrics(reg)
+
+	runController := func(ctx context.Context) error {
+		// Informers are created only now, so that a new leader lists the
+		// current state from the API server rather than trusting a cache
+		// filled while another replica was writing.
+		kubeInf := informers.NewSharedInformerFactory(kube, 0)
+		berthInf := berthinformers.NewSharedInformerFactory(berth, 0)
+		broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+		defer broadcaster.Shutdown()
+		eventsClient, err := kubernetes.NewForConfig(eventConfig(restCfg))
+		if err != nil {
+			return fmt.Errorf("events client: %w", err)
+		}
+		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventsClient.CoreV1().Events("")})
+		rec := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: FieldManager})
+		c, err := New(opts.Config, kube, berth, rec, metrics,
+			kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().IPPools())
+		if err != nil {
+			return err
+		}
+		current = c
+		close(leading)
+		kubeInf.Start(ctx.Done())
+		berthInf.Start(ctx.Done())
+		defer kubeInf.Shutdown()
+		defer berthInf.Shutdown()
+		return c.Run(ctx)
+	}
+
+	if !opts.LeaderElect {
+		return runController(ctx)
+	}
+	return elect(ctx, kube, opts, runController)
+}
+
+func elect(ctx context.Context, kube kubernetes.Interface, opts Options, run func(context.Context) error) error {
+	log := logr.FromContextOrDiscard(ctx)
+	host, _ := os.Hostname()
+	id := host + "_" + string(uuid.NewUUID())
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: opts.LeaderElectionNamespace, Name: opts.LeaderElectionName},
+		Client:     kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var runErr error
+	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   opts.LeaseDuration,
+		RenewDeadline:   opts.RenewDeadline,
+		RetryPeriod:     opts.RetryPeriod,
+		ReleaseOnCancel: true,
+		Name:            opts.LeaderElectionName,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				log.Info("Became leader", "identity", id)
+				runErr = run(ctx)
+				cancel()
+			},
+			OnStoppedLeading: func() { log.Info("Stopped leading", "identity", id) },
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("leader election: %w", err)
+	}
+	le.Run(ctx)
+	if runErr != nil {
+		return runErr
+	}
+	if ctx.Err() != nil && !errors.Is(context.Cause(ctx), context.Canceled) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+func restConfig(opts Options) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if opts.Kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load client configuration: %w", err)
+	}
+	cfg.QPS, cfg.Burst = opts.QPS, opts.Burst
+	cfg.UserAgent = FieldManager
+	return cfg, nil
+}
+
+// eventConfig gives Events their own, smaller request budget so that a burst
+// of Events never delays status writes.
+func eventConfig(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.QPS, c.Burst = max(cfg.QPS/4, 5), max(cfg.Burst/4, 10)
+	return c
+}
+
+func serve(ctx context.Context, addr string, reg *prometheus.Registry, ready func() bool) (func(), error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "rebuilding allocations", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logr.FromContextOrDiscard(ctx).Error(err, "Metrics server stopped")
+		}
+	}()
+	return func() { _ = srv.Close() }, nil
+}

@@ -1,0 +1,165 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/berthlb/berth/allocator"
+	"github.com/berthlb/berth/api/v1alpha1"
+	berthac "github.com/berthlb/berth/client/applyconfiguration/api/v1alpha1"
+	"github.com/berthlb/berth/client/clientset/versioned"
+	"github.com/berthlb/berth/config"
+)
+
+// FieldManager is the server-side apply field manager of every write the
+// controller makes.
+const FieldManager = "berth-controller"
+
+// writer is everything the controller writes to the API server. Each call is
+// one request; the controller decides beforehand whether it is needed.
+type writer interface {
+	applyServiceStatus(ctx context.Context, svc *corev1ac.ServiceApplyConfiguration) error
+	clearServiceStatus(ctx context.Context, namespace, name string) error
+	applyPoolStatus(ctx context.Context, pool *berthac.IPPoolApplyConfiguration) error
+	setPoolFinalizer(ctx context.Context, pool *v1alpha1.IPPool, present bool) error
+}
+
+type apiWriter struct {
+	kube  kubernetes.Interface
+	berth versioned.Interface
+}
+
+var applyOpts = metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+
+func (w *apiWriter) applyServiceStatus(ctx context.Context, svc *corev1ac.ServiceApplyConfiguration) error {
+	_, err := w.kube.CoreV1().Services(*svc.Namespace).ApplyStatus(ctx, svc, applyOpts)
+	if err != nil {
+		return fmt.Errorf("apply service status: %w", err)
+	}
+	return nil
+}
+
+func (w *apiWriter) clearServiceStatus(ctx context.Context, namespace, name string) error {
+	// Applying an empty status gives up every status field Berth owned.
+	ac := corev1ac.Service(name, namespace).WithStatus(corev1ac.ServiceStatus())
+	if _, err := w.kube.CoreV1().Services(namespace).ApplyStatus(ctx, ac, applyOpts); err != nil {
+		return fmt.Errorf("clear service status: %w", err)
+	}
+	return nil
+}
+
+func (w *apiWriter) applyPoolStatus(ctx context.Context, pool *berthac.IPPoolApplyConfiguration) error {
+	if _, err := w.berth.BerthV1alpha1().IPPools().ApplyStatus(ctx, pool, applyOpts); err != nil {
+		return fmt.Errorf("apply pool status: %w", err)
+	}
+	return nil
+}
+
+func (w *apiWriter) setPoolFinalizer(ctx context.Context, pool *v1alpha1.IPPool, present bool) error {
+	p := pool.DeepCopy()
+	var fins []string
+	for _, f := range p.Finalizers {
+		if f != v1alpha1.PoolFinalizer {
+			fins = append(fins, f)
+		}
+	}
+	if present {
+		fins = append(fins, v1alpha1.PoolFinalizer)
+	}
+	p.Finalizers = fins
+	// Update carries the resourceVersion, so a concurrent change to the
+	// finalizers by someone else makes this fail and retry, never clobber.
+	if _, err := w.berth.BerthV1alpha1().IPPools().Update(ctx, p, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
+		return fmt.Errorf("update pool finalizers: %w", err)
+	}
+	return nil
+}
+
+// writeStatus applies the Service's ingress and condition when they differ
+// from what the Service has. It reports whether it wrote.
+func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, got []allocator.Assignment, cfg *config.Config, cond metav1.Condition) (bool, error) {
+	ingress := make([]corev1.LoadBalancerIngress, 0, len(got))
+	for _, a := range got {
+		mode := corev1.LoadBalancerIPModeVIP
+		if p, ok := cfg.Pool(a.Pool); ok && p.IPMode == v1alpha1.IPModeProxy {
+			mode = corev1.LoadBalancerIPModeProxy
+		}
+		ingress = append(ingress, corev1.LoadBalancerIngress{IP: a.Addr.String(), IPMode: &mode})
+	}
+	old := findCondition(svc)
+	if old != nil && old.Status == cond.Status && old.Reason == cond.Reason && old.Message == cond.Message {
+		cond.LastTransitionTime = old.LastTransitionTime
+		if old.ObservedGeneration == cond.ObservedGeneration && ingressEqual(svc.Status.LoadBalancer.Ingress, ingress) {
+			return false, nil
+		}
+	} else if old != nil && old.Status == cond.Status {
+		cond.LastTransitionTime = old.LastTransitionTime
+	}
+
+	lb := corev1ac.LoadBalancerStatus()
+	for _, ing := range ingress {
+		lb.WithIngress(corev1ac.LoadBalancerIngress().WithIP(ing.IP).WithIPMode(*ing.IPMode))
+	}
+	ac := corev1ac.Service(svc.Name, svc.Namespace).WithStatus(corev1ac.ServiceStatus().
+		WithLoadBalancer(lb).
+		WithConditions(metav1ac.Condition().
+			WithType(cond.Type).WithStatus(cond.Status).WithReason(cond.Reason).WithMessage(cond.Message).
+			WithObservedGeneration(cond.ObservedGeneration).WithLastTransitionTime(cond.LastTransitionTime)))
+	if err := c.writer.applyServiceStatus(ctx, ac); err != nil {
+		return false, err
+	}
+	c.metrics.statusWrites.Inc()
+	return true, nil
+}
+
+func metaCondition(svc *corev1.Service, ok bool, reason, msg string) metav1.Condition {
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	return metav1.Condition{
+		Type:               v1alpha1.ServiceConditionAddressAllocated,
+		Status:             status,
+		Reason:             reason,
+		Message:            truncate(msg, 32768),
+		ObservedGeneration: svc.Generation,
+		LastTransitionTime: metav1.Now(),
+	}
+}
+
+func findCondition(svc *corev1.Service) *metav1.Condition {
+	for i := range svc.Status.Conditions {
+		if svc.Status.Conditions[i].Type == v1alpha1.ServiceConditionAddressAllocated {
+			return &svc.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func ingressEqual(a, b []corev1.LoadBalancerIngress) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].IP != b[i].IP || a[i].Hostname != "" || len(a[i].Ports) > 0 {
+			return false
+		}
+		if (a[i].IPMode == nil) != (b[i].IPMode == nil) || (a[i].IPMode != nil && *a[i].IPMode != *b[i].IPMode) {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
