@@ -150,11 +150,20 @@ func (a *Allocator) plan(req *Request) (*plan, *Error) {
 		return strings.Compare(p.Name, q.Name)
 	})
 	for _, p := range pl.allowed {
-		if p.AutoAssign || req.ExplicitPools {
+		if (p.AutoAssign || req.ExplicitPools) && !p.Draining {
 			pl.usable = append(pl.usable, p)
 		}
 	}
 	return pl, nil
+}
+
+// holds reports whether the Service has addr now, in its status or in the
+// allocator's record.
+func (pl *plan) holds(addr netip.Addr) bool {
+	if slices.Contains(pl.req.Current, addr) {
+		return true
+	}
+	return pl.svc != nil && slices.ContainsFunc(pl.svc.assigned, func(as Assignment) bool { return as.Addr == addr })
 }
 
 func (pl *plan) requestedFor(f Family) (netip.Addr, bool) {
@@ -171,6 +180,10 @@ func (a *Allocator) choose(pl *plan, f Family) (Assignment, *Error) {
 		p := a.poolFor(pl, r)
 		if p == nil {
 			return Assignment{}, a.unavailable(pl, r)
+		}
+		if p.Draining && !pl.holds(r) {
+			return Assignment{}, errorf(ReasonRequestedAddressUnavailable,
+				"%s belongs to pool %q, which is draining (being deleted or invalid) and hands out no new addresses", r, p.Name)
 		}
 		if err := a.compatible(pl, r, p, "requested address"); err != nil {
 			return Assignment{}, err
@@ -292,6 +305,16 @@ func (a *Allocator) fresh(pl *plan, f Family) (Assignment, *Error) {
 		}
 	}
 	if len(tried) == 0 {
+		var draining []string
+		for _, p := range pl.allowed {
+			if p.Draining && len(p.fam(f).ranges) > 0 {
+				draining = append(draining, p.Name)
+			}
+		}
+		if len(draining) > 0 {
+			return Assignment{}, errorf(ReasonNoMatchingPool,
+				"pools %v are draining (being deleted or invalid) and hand out no new addresses", draining)
+		}
 		return Assignment{}, errorf(ReasonNoMatchingPool,
 			"pools %v have autoAssign disabled; request one of their addresses or name the pools explicitly", withFamily)
 	}

@@ -183,3 +183,25 @@ func TestOverlappingPools(t *testing.T) {
 		},
 	}})
 }
+
+func TestAssignDraining(t *testing.T) {
+	draining := withPool(pool("old", "198.51.100.0/29"), func(p *Pool) { p.Draining = true })
+	runScenarios(t, []scenario{{
+		name: "a draining pool keeps its holders and hands out nothing new",
+		steps: []step{
+			setPools(pool("old", "198.51.100.0/29")),
+			assign(req("default/a", "old"), got("old", "198.51.100.0")),
+			setPools(draining),
+			// The holder keeps its address, from status or from the record.
+			assign(current(req("default/a", "old"), "198.51.100.0"), got("old", "198.51.100.0")),
+			assign(req("default/a", "old"), got("old", "198.51.100.0")),
+			// Nobody else gets one: not fresh, not on request.
+			fails(req("default/b", "old"), ReasonNoMatchingPool, "pools [old] are draining (being deleted or invalid) and hand out no new addresses"),
+			fails(requested(req("default/c", "old"), "198.51.100.3"), ReasonRequestedAddressUnavailable,
+				`198.51.100.3 belongs to pool "old", which is draining (being deleted or invalid) and hands out no new addresses`),
+			// Released addresses are not handed out again while it drains.
+			release("default/a"),
+			fails(req("default/a", "old"), ReasonNoMatchingPool, "pools [old] are draining (being deleted or invalid) and hand out no new addresses"),
+		},
+	}})
+}

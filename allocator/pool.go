@@ -31,6 +31,11 @@ type Pool struct {
 	// AllowCrossNamespaceSharing lets Services of different namespaces
 	// share an address of this pool under one sharing key.
 	AllowCrossNamespaceSharing bool
+	// Draining pools keep the addresses their Services already hold but
+	// hand out none: not fresh, not to join a sharing key, not on request.
+	// A pool being deleted, or one whose configuration became invalid,
+	// drains, so that neither moves a working address.
+	Draining bool
 }
 
 // poolState is a pool compiled for allocation.
