@@ -28,8 +28,9 @@ type Pool struct {
 	// Terminating pools keep serving the addresses already handed out but
 	// give out no new ones.
 	Terminating bool
-	// Problems lists what is wrong with the spec; a pool with problems is
-	// not used at all, and its Ready condition says why.
+	// Problems lists what is wrong with the spec; a pool with problems
+	// drains (its holders keep their addresses, nobody gets a new one) and
+	// its Ready condition says why.
 	Problems []string
 
 	restricted bool
@@ -146,15 +147,18 @@ func (c *Config) Pool(name string) (*Pool, bool) {
 // Names returns the names of all pools in order.
 func (c *Config) Names() []string { return c.names }
 
-// AllocatorPools returns the pools to hand to the allocator: every pool
-// without problems. Terminating pools are included so that their holders
-// keep their addresses; Request never offers them for new ones.
+// AllocatorPools returns the pools to hand to the allocator. Terminating
+// pools and pools with problems are included but draining: their holders
+// keep their addresses, and nobody gets a new one from them. An edit that
+// breaks a pool therefore stops new allocations without taking a working
+// address away.
 func (c *Config) AllocatorPools() []allocator.Pool {
 	out := make([]allocator.Pool, 0, len(c.names))
 	for _, n := range c.names {
-		if p := c.pools[n]; len(p.Problems) == 0 {
-			out = append(out, p.Alloc)
-		}
+		p := c.pools[n]
+		a := p.Alloc
+		a.Draining = p.Terminating || len(p.Problems) > 0
+		out = append(out, a)
 	}
 	return out
 }

@@ -220,6 +220,11 @@ func (c *Config) refusal(n string, svc *corev1.Service, nsLabels labels.Set, cur
 	switch {
 	case !ok:
 		return fmt.Sprintf("pool %q does not exist", n)
+	case len(p.Problems) > 0 && p.containsAny(current):
+		// Its selectors may be what is broken, so they cannot be asked;
+		// the Service keeps what it was given and the allocator gives
+		// nothing new from a pool with problems.
+		return ""
 	case len(p.Problems) > 0:
 		return fmt.Sprintf("pool %q is invalid (%s)", n, strings.Join(p.Problems, "; "))
 	case p.Terminating && !p.containsAny(current):
