@@ -14,8 +14,8 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	coreinformers "k8s.io/client-go/informers/core/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -64,6 +64,8 @@ type Controller struct {
 	poolConfig atomic.Pointer[config.Config]
 	rebuildMu  sync.Mutex
 	ready      atomic.Bool
+	// written holds a lastWrite per Service key.
+	written sync.Map
 }
 
 // rebuildKey in the pool queue asks for the pool configuration to be rebuilt.

@@ -41,6 +41,7 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	svc, err := c.services.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		c.release(key)
+		c.written.Delete(key)
 		return nil
 	}
 	if err != nil {
@@ -64,29 +65,46 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		got, err = c.alloc.Assign(req)
 	}
 	if err != nil {
-		// The Service cannot be served as written: it holds nothing, so
-		// that it never keeps an address from a pool it may no longer use.
-		c.alloc.Release(key)
-		c.touchPools(before, nil)
-		reason, msg := failure(err)
-		c.metrics.failures.WithLabelValues(reason).Inc()
-		if len(current) > 0 {
-			c.recorder.Eventf(svc, corev1.EventTypeWarning, eventReleased, "Released %s: %s", addrList(current), msg)
-		}
-		changed, werr := c.writeStatus(ctx, svc, nil, cfg, metaCondition(svc, false, reason, msg))
-		if changed && len(current) == 0 {
+		return c.failed(ctx, svc, cfg, before, current, err)
+	}
+
+	c.touchPools(before, got)
+	wrote, werr := c.writeStatus(ctx, svc, got, cfg, metaCondition(svc, true, v1alpha1.ReasonAllocated, describe(got)))
+	if werr != nil {
+		return werr
+	}
+	if wrote {
+		c.announce(ctx, svc, current, got)
+	}
+	return nil
+}
+
+// failed handles a Service that cannot be served as it is written.
+func (c *Controller) failed(ctx context.Context, svc *corev1.Service, cfg *config.Config, before []allocator.Assignment, current []netip.Addr, err error) error {
+	reason, msg := failure(err)
+	c.metrics.failures.WithLabelValues(reason).Inc()
+	if reason == v1alpha1.ReasonInvalidRequest && len(before) > 0 {
+		// A typo in an annotation must not cost a working address: keep
+		// what the Service holds and say what to fix.
+		msg += "; keeping " + describe(before) + " until this is fixed"
+		wrote, werr := c.writeStatus(ctx, svc, before, cfg, metaCondition(svc, false, reason, msg))
+		if wrote {
 			c.recorder.Event(svc, corev1.EventTypeWarning, eventAllocateFailed, msg)
 		}
 		return werr
 	}
-
-	c.touchPools(before, got)
-	msg := describe(got)
-	if _, werr := c.writeStatus(ctx, svc, got, cfg, metaCondition(svc, true, v1alpha1.ReasonAllocated, msg)); werr != nil {
-		return werr
+	// Otherwise the Service holds nothing, so that it never keeps an
+	// address from a pool it may no longer use.
+	c.release(config.Key(svc))
+	wrote, werr := c.writeStatus(ctx, svc, nil, cfg, metaCondition(svc, false, reason, msg))
+	if wrote {
+		if len(current) > 0 {
+			c.recorder.Eventf(svc, corev1.EventTypeWarning, eventReleased, "Released %s: %s", addrList(current), msg)
+		} else {
+			c.recorder.Event(svc, corev1.EventTypeWarning, eventAllocateFailed, msg)
+		}
 	}
-	c.announce(ctx, svc, current, got)
-	return nil
+	return werr
 }
 
 // announce records what changed for the user: an Event for a first

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -101,6 +102,17 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, got [
 	} else if old != nil && old.Status == cond.Status {
 		cond.LastTransitionTime = old.LastTransitionTime
 	}
+	// The cache may not have seen our last write yet: a Service requeued
+	// in the meantime (by a pool change, say) still shows the version we
+	// wrote over. Writing the same status again would be a wasted request
+	// and a duplicate Event.
+	key := config.Key(svc)
+	digest := statusDigest(ingress, cond)
+	if w, ok := c.written.Load(key); ok {
+		if last := w.(lastWrite); last.basedOn == svc.ResourceVersion && last.digest == digest {
+			return false, nil
+		}
+	}
 
 	lb := corev1ac.LoadBalancerStatus()
 	for _, ing := range ingress {
@@ -114,8 +126,25 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, got [
 	if err := c.writer.applyServiceStatus(ctx, ac); err != nil {
 		return false, err
 	}
+	c.written.Store(key, lastWrite{basedOn: svc.ResourceVersion, digest: digest})
 	c.metrics.statusWrites.Inc()
 	return true, nil
+}
+
+// lastWrite remembers the controller's last status write of a Service: the
+// resourceVersion it was based on and what it wrote.
+type lastWrite struct {
+	basedOn string
+	digest  string
+}
+
+func statusDigest(ingress []corev1.LoadBalancerIngress, cond metav1.Condition) string {
+	var b strings.Builder
+	for _, ing := range ingress {
+		fmt.Fprintf(&b, "%s/%s,", ing.IP, *ing.IPMode)
+	}
+	fmt.Fprintf(&b, "|%s|%s|%s|%d", cond.Status, cond.Reason, cond.Message, cond.ObservedGeneration)
+	return b.String()
 }
 
 func metaCondition(svc *corev1.Service, ok bool, reason, msg string) metav1.Condition {

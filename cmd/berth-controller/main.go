@@ -4,16 +4,12 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/pflag"
-	"k8s.io/klog/v2"
 
 	"github.com/berthlb/berth/controller"
+	"github.com/berthlb/berth/internal/cli"
 )
 
 func main() {
@@ -33,20 +29,7 @@ func main() {
 	fs.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", opts.RenewDeadline, "time the leader retries renewing before it gives up")
 	fs.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", opts.RetryPeriod, "time between election attempts")
 	fs.StringVar(&opts.MetricsAddr, "metrics-addr", opts.MetricsAddr, "address serving /metrics, /healthz and /readyz; empty disables")
-	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
-	klog.InitFlags(klogFlags)
-	fs.AddGoFlagSet(klogFlags)
-	_ = fs.Parse(os.Args[1:])
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx = klog.NewContext(ctx, klog.Background())
-	if err := controller.Run(ctx, opts); err != nil {
-		fmt.Fprintln(os.Stderr, "berth-controller:", err)
-		klog.Flush()
-		os.Exit(1)
-	}
-	klog.Flush()
+	cli.Main(fs, func(ctx context.Context) error { return controller.Run(ctx, opts) })
 }
 
 func envOr(key, def string) string {
