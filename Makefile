@@ -1,5 +1,6 @@
 # Berth's developer entry points. `make test` is what CI runs (see .ci/run).
 SHELL := /usr/bin/env bash
+.SHELLFLAGS := -o pipefail -c
 GO ?= go
 BIN ?= bin
 # Binaries of the test control plane are cached here, keyed by version, so
@@ -19,13 +20,14 @@ build: ## Build Berth's binaries into ./bin
 test: unit e2e ## Unit and end-to-end tests (the README's test command)
 
 unit: ## Unit tests, with the race detector
-	$(GO) test -race -count=1 $(UNIT_PKGS)
+	@$(GO) test -race -count=1 $(UNIT_PKGS) | grep -v "no test files"
 
 e2e: controlplane ## End-to-end tests against a real kube-apiserver and etcd
 	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./e2e/...
 
 bench: controlplane ## Benchmarks (figures go in docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./allocator/...
+	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 30m ./e2e/...
 
 controlplane: ## Build (or reuse) the cached kube-apiserver and etcd
 	hack/build-controlplane.sh
@@ -40,7 +42,7 @@ lint: ## golangci-lint at the pinned version
 	hack/lint.sh
 
 demo: build controlplane ## Run Berth on this machine against a local control plane
-	$(GO) run ./cmd/berth-demo
+	$(BIN)/berth-demo
 
 clean:
 	rm -rf $(BIN) .cache

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# build-controlplane.sh builds (or reuses) the kube-apiserver and etcd binaries
+# that Berth's end-to-end tests run, from the pinned tools modules in
+# tools/kube-apiserver and tools/etcd.
+#
+# Binaries are cached outside the repository, in $BERTH_CACHE/bin (default
+# $HOME/.cache/berth/bin), so fresh clones and CI runs on the same machine
+# reuse them. Each file name carries the upstream version and a hash of the
+# tools module (go.mod, go.sum, main.go) and of this build recipe, so changing
+# any of them builds a new binary instead of reusing a stale one.
+#
+# Progress goes to stderr. On success stdout carries exactly two lines,
+#   kube-apiserver=/abs/path
+#   etcd=/abs/path
+# which e2e/controlplane.Binaries parses. Concurrent callers (parallel test
+# packages) serialise on a lock file so each binary is built once.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="${BERTH_CACHE:-${HOME:-/root}/.cache/berth}"
+bindir="${cache}/bin"
+mkdir -p "${bindir}"
+
+# Bump when the build recipe below changes in a way that changes the output.
+recipe=1
+
+log() { echo "build-controlplane: $*" >&2; }
+
+# module_version prints the version that go.mod in $1 requires for module $2.
+module_version() {
+	awk -v mod="$2" '$1 == mod && $2 ~ /^v/ { print $2; exit } $1 == "require" && $2 == mod { print $3; exit }' "$1/go.mod"
+}
+
+# key prints a short hash of the tools module $1 and of the recipe.
+key() {
+	(cd "$1" && cat go.mod go.sum main.go && echo "recipe=${recipe}") | sha256sum | cut -c1-12
+}
+
+# build NAME MODULE_DIR VERSION LDFLAGS ETA builds one binary if missing and
+# prints its path.
+build() {
+	local name="$1" dir="$2" version="$3" ldflags="$4" eta="$5"
+	local out="${bindir}/${name}-${version}-$(key "${dir}")"
+	if [[ -x "${out}" ]]; then
+		log "reusing ${out}"
+		echo "${out}"
+		return
+	fi
+	log "building ${name} ${version} (not cached yet; ${eta})..."
+	local start=${SECONDS}
+	local tmp="${out}.tmp.$$"
+	# GOWORK=off: the tools modules are built on their own, never as part of
+	# a workspace that might pull in the main module's dependency versions.
+	if ! (cd "${dir}" && GOWORK=off GOFLAGS=-mod=readonly go build -ldflags "${ldflags}" -o "${tmp}" .) >&2; then
+		rm -f "${tmp}"
+		log "building ${name} ${version} failed"
+		return 1
+	fi
+	mv -f "${tmp}" "${out}"
+	log "built ${out} in $((SECONDS - start))s"
+	echo "${out}"
+}
+
+kas_dir="${root}/tools/kube-apiserver"
+etcd_dir="${root}/tools/etcd"
+kas_version="$(module_version "${kas_dir}" k8s.io/kubernetes)"
+etcd_version="$(module_version "${etcd_dir}" go.etcd.io/etcd/server/v3)"
+if [[ -z "${kas_version}" || -z "${etcd_version}" ]]; then
+	log "cannot read versions from ${kas_dir}/go.mod or ${etcd_dir}/go.mod"
+	exit 1
+fi
+
+# The API server reports and enforces its own version (emulation and
+# compatibility versions are derived from it), so stamp the real one rather
+# than the v0.0.0-master default of a plain go build.
+kas_minor="${kas_version#v1.}"
+kas_minor="${kas_minor%%.*}"
+kas_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${kas_version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${kas_minor} -X k8s.io/component-base/version.gitTreeState=clean"
+
+exec 9>"${bindir}/.lock"
+if ! flock -n 9; then
+	log "waiting for another build-controlplane.sh to finish..."
+	flock 9
+fi
+
+kas="$(build kube-apiserver "${kas_dir}" "${kas_version}" "${kas_ldflags}" "up to ~12 min on 2 cores with a cold Go build cache")"
+etcd="$(build etcd "${etcd_dir}" "${etcd_version}" "-s -w" "up to ~2 min on 2 cores with a cold Go build cache")"
+echo "kube-apiserver=${kas}"
+echo "etcd=${etcd}"
