@@ -385,5 +385,3 @@ func (e *env) events(t *testing.T, ns, name, reason string) []string {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
-
-func ptr[T any](v T) *T { return &v }

@@ -44,7 +44,6 @@ func TestControllerRestart(t *testing.T) {
 		}
 		before[name] = e.waitAllocated(t, "rs", name, want)
 	}
-	rvs := e.resourceVersions(t, "rs")
 	ctrl.stop(syscall.SIGTERM)
 
 	// While the controller is down, someone copies s01's address onto the
@@ -54,7 +53,7 @@ func TestControllerRestart(t *testing.T) {
 	if _, err := e.kube.CoreV1().Services("rs").Patch(t.Context(), "s19", types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
 		t.Fatalf("hand-edit s19: %v", err)
 	}
-	rvs = e.resourceVersions(t, "rs")
+	rvs := e.resourceVersions(t, "rs")
 
 	ctrl = e.startController(t)
 	ctrl.waitReady(t)

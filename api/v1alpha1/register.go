@@ -29,6 +29,12 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion,
 		&IPPool{},
 		&IPPoolList{},
+		&BGPPeer{},
+		&BGPPeerList{},
+		&BGPAdvertisement{},
+		&BGPAdvertisementList{},
+		&L2Advertisement{},
+		&L2AdvertisementList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil

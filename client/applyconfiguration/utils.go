@@ -34,12 +34,36 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 	// Group=berth.dev, Version=v1alpha1
 	case v1alpha1.SchemeGroupVersion.WithKind("AddressCounts"):
 		return &apiv1alpha1.AddressCountsApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("AdvertisementSelector"):
+		return &apiv1alpha1.AdvertisementSelectorApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("AdvertisementStatus"):
+		return &apiv1alpha1.AdvertisementStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BGPAdvertisement"):
+		return &apiv1alpha1.BGPAdvertisementApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BGPAdvertisementSpec"):
+		return &apiv1alpha1.BGPAdvertisementSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BGPPeer"):
+		return &apiv1alpha1.BGPPeerApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BGPPeerSpec"):
+		return &apiv1alpha1.BGPPeerSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BGPPeerStatus"):
+		return &apiv1alpha1.BGPPeerStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BGPSessionStatus"):
+		return &apiv1alpha1.BGPSessionStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("GracefulRestart"):
+		return &apiv1alpha1.GracefulRestartApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("IPPool"):
 		return &apiv1alpha1.IPPoolApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("IPPoolSpec"):
 		return &apiv1alpha1.IPPoolSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("IPPoolStatus"):
 		return &apiv1alpha1.IPPoolStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("L2Advertisement"):
+		return &apiv1alpha1.L2AdvertisementApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("L2AdvertisementSpec"):
+		return &apiv1alpha1.L2AdvertisementSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("SecretKeyRef"):
+		return &apiv1alpha1.SecretKeyRefApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ServiceAllocation"):
 		return &apiv1alpha1.ServiceAllocationApplyConfiguration{}
 

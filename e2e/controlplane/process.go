@@ -73,7 +73,7 @@ func (p *process) exited() bool {
 
 // exitError describes an unexpected exit, with the tail of the log.
 func (p *process) exitError() error {
-	return fmt.Errorf("%s exited: %v\n--- last lines of %s ---\n%s", p.name, p.err, p.logPath, fileTail(p.logPath, 30))
+	return fmt.Errorf("%s exited: %w\n--- last lines of %s ---\n%s", p.name, p.err, p.logPath, fileTail(p.logPath, 30))
 }
 
 // stop sends SIGTERM, then SIGKILL after grace, and waits for the exit. An

@@ -18,6 +18,18 @@ limitations under the License.
 
 package v1alpha1
 
+// BGPAdvertisementListerExpansion allows custom methods to be added to
+// BGPAdvertisementLister.
+type BGPAdvertisementListerExpansion interface{}
+
+// BGPPeerListerExpansion allows custom methods to be added to
+// BGPPeerLister.
+type BGPPeerListerExpansion interface{}
+
 // IPPoolListerExpansion allows custom methods to be added to
 // IPPoolLister.
 type IPPoolListerExpansion interface{}
+
+// L2AdvertisementListerExpansion allows custom methods to be added to
+// L2AdvertisementLister.
+type L2AdvertisementListerExpansion interface{}

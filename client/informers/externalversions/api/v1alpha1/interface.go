@@ -24,8 +24,14 @@ import (
 
 // Interface provides access to all the informers in this group version.
 type Interface interface {
+	// BGPAdvertisements returns a BGPAdvertisementInformer.
+	BGPAdvertisements() TypedBGPAdvertisementInformer
+	// BGPPeers returns a BGPPeerInformer.
+	BGPPeers() TypedBGPPeerInformer
 	// IPPools returns a IPPoolInformer.
 	IPPools() TypedIPPoolInformer
+	// L2Advertisements returns a L2AdvertisementInformer.
+	L2Advertisements() TypedL2AdvertisementInformer
 }
 
 type version struct {
@@ -39,7 +45,22 @@ func New(f internalinterfaces.SharedInformerFactory, namespace string, tweakList
 	return &version{factory: f, namespace: namespace, tweakListOptions: tweakListOptions}
 }
 
+// BGPAdvertisements returns a TypedBGPAdvertisementInformer.
+func (v *version) BGPAdvertisements() TypedBGPAdvertisementInformer {
+	return &bGPAdvertisementInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
+}
+
+// BGPPeers returns a TypedBGPPeerInformer.
+func (v *version) BGPPeers() TypedBGPPeerInformer {
+	return &bGPPeerInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
+}
+
 // IPPools returns a TypedIPPoolInformer.
 func (v *version) IPPools() TypedIPPoolInformer {
 	return &iPPoolInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
+}
+
+// L2Advertisements returns a TypedL2AdvertisementInformer.
+func (v *version) L2Advertisements() TypedL2AdvertisementInformer {
+	return &l2AdvertisementInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
 }

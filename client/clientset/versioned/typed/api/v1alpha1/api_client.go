@@ -28,7 +28,10 @@ import (
 
 type BerthV1alpha1Interface interface {
 	RESTClient() rest.Interface
+	BGPAdvertisementsGetter
+	BGPPeersGetter
 	IPPoolsGetter
+	L2AdvertisementsGetter
 }
 
 // BerthV1alpha1Client is used to interact with features provided by the berth.dev group.
@@ -36,8 +39,20 @@ type BerthV1alpha1Client struct {
 	restClient rest.Interface
 }
 
+func (c *BerthV1alpha1Client) BGPAdvertisements() BGPAdvertisementInterface {
+	return newBGPAdvertisements(c)
+}
+
+func (c *BerthV1alpha1Client) BGPPeers() BGPPeerInterface {
+	return newBGPPeers(c)
+}
+
 func (c *BerthV1alpha1Client) IPPools() IPPoolInterface {
 	return newIPPools(c)
+}
+
+func (c *BerthV1alpha1Client) L2Advertisements() L2AdvertisementInterface {
+	return newL2Advertisements(c)
 }
 
 // NewForConfig creates a new BerthV1alpha1Client for the given config.

@@ -18,4 +18,10 @@ limitations under the License.
 
 package v1alpha1
 
+type BGPAdvertisementExpansion interface{}
+
+type BGPPeerExpansion interface{}
+
 type IPPoolExpansion interface{}
+
+type L2AdvertisementExpansion interface{}

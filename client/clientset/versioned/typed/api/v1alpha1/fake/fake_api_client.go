@@ -28,8 +28,20 @@ type FakeBerthV1alpha1 struct {
 	*testing.Fake
 }
 
+func (c *FakeBerthV1alpha1) BGPAdvertisements() v1alpha1.BGPAdvertisementInterface {
+	return newFakeBGPAdvertisements(c)
+}
+
+func (c *FakeBerthV1alpha1) BGPPeers() v1alpha1.BGPPeerInterface {
+	return newFakeBGPPeers(c)
+}
+
 func (c *FakeBerthV1alpha1) IPPools() v1alpha1.IPPoolInterface {
 	return newFakeIPPools(c)
+}
+
+func (c *FakeBerthV1alpha1) L2Advertisements() v1alpha1.L2AdvertisementInterface {
+	return newFakeL2Advertisements(c)
 }
 
 // RESTClient returns a RESTClient that is used to communicate

@@ -1,0 +1,171 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// AdvertisementSelector chooses what an advertisement applies to. Every
+// criterion given must match; an empty selector matches everything.
+type AdvertisementSelector struct {
+	// IPPools names the pools whose addresses are advertised.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	IPPools []string `json:"ipPools,omitempty"`
+	// IPPoolSelector selects the pools by label.
+	// +optional
+	IPPoolSelector *metav1.LabelSelector `json:"ipPoolSelector,omitempty"`
+	// ServiceSelector selects the Services by label.
+	// +optional
+	ServiceSelector *metav1.LabelSelector `json:"serviceSelector,omitempty"`
+	// NodeSelector selects the nodes that announce.
+	// +optional
+	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
+}
+
+// BGPAdvertisement says which Service addresses the speakers announce over
+// BGP, to which peers, and with which attributes.
+//
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,categories=berth
+// +kubebuilder:printcolumn:name="Pools",type=string,JSONPath=".spec.ipPools"
+// +kubebuilder:printcolumn:name="Peers",type=string,JSONPath=".spec.peers"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
+type BGPAdvertisement struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the advertisement's configuration.
+	// +required
+	Spec BGPAdvertisementSpec `json:"spec"`
+	// Status reports problems the schema cannot catch.
+	// +optional
+	Status AdvertisementStatus `json:"status,omitempty"`
+}
+
+// BGPAdvertisementSpec configures a BGPAdvertisement.
+type BGPAdvertisementSpec struct {
+	AdvertisementSelector `json:",inline"`
+
+	// Peers names the BGPPeers to announce to; empty means all.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	Peers []string `json:"peers,omitempty"`
+
+	// Communities are standard BGP communities, as "ASN:value" (each part
+	// 0 to 65535) or a well-known name: no-export, no-advertise,
+	// no-export-subconfed, no-peer.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=24
+	// +kubebuilder:validation:items:Pattern=`^([0-9]{1,5}:[0-9]{1,5}|no-export|no-advertise|no-export-subconfed|no-peer)$`
+	// +kubebuilder:validation:XValidation:rule="self.all(c, !c.contains(':') || (int(c.substring(0, c.indexOf(':'))) <= 65535 && int(c.substring(c.indexOf(':') + 1)) <= 65535))",message="each part of a community must be at most 65535"
+	Communities []string `json:"communities,omitempty"`
+
+	// LargeCommunities are BGP large communities, as
+	// "global:local1:local2" (each part 0 to 4294967295).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=32
+	// +kubebuilder:validation:items:Pattern=`^[0-9]{1,10}:[0-9]{1,10}:[0-9]{1,10}$`
+	LargeCommunities []string `json:"largeCommunities,omitempty"`
+
+	// LocalPreference is sent to iBGP peers.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=4294967295
+	LocalPreference *int64 `json:"localPreference,omitempty"`
+
+	// AggregationLength announces IPv4 addresses as prefixes of this length
+	// instead of /32. It must not be shorter than the pool's own prefix.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=32
+	AggregationLength *int32 `json:"aggregationLength,omitempty"`
+
+	// AggregationLengthV6 is the same for IPv6 (default 128).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=128
+	AggregationLengthV6 *int32 `json:"aggregationLengthV6,omitempty"`
+}
+
+// AdvertisementStatus reports what the schema cannot check, such as an
+// aggregation length shorter than a pool's prefix or a peer that does not
+// exist.
+type AdvertisementStatus struct {
+	// Conditions: Valid.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// BGPAdvertisementList is a list of BGPAdvertisements.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+type BGPAdvertisementList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// Items are the advertisements.
+	Items []BGPAdvertisement `json:"items"`
+}
+
+// L2Advertisement says which Service addresses the speakers announce on
+// layer 2 (ARP for IPv4, NDP for IPv6), from which nodes and interfaces.
+//
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,categories=berth
+// +kubebuilder:printcolumn:name="Pools",type=string,JSONPath=".spec.ipPools"
+// +kubebuilder:printcolumn:name="Interfaces",type=string,JSONPath=".spec.interfaces"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
+type L2Advertisement struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the advertisement's configuration.
+	// +required
+	Spec L2AdvertisementSpec `json:"spec"`
+	// Status reports problems the schema cannot catch.
+	// +optional
+	Status AdvertisementStatus `json:"status,omitempty"`
+}
+
+// L2AdvertisementSpec configures an L2Advertisement.
+type L2AdvertisementSpec struct {
+	AdvertisementSelector `json:",inline"`
+
+	// Interfaces lists the interfaces to answer on, by name or by a shell
+	// pattern such as "eth*"; empty means every interface.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9_.:@*?\[\]-]+$`
+	Interfaces []string `json:"interfaces,omitempty"`
+}
+
+// L2AdvertisementList is a list of L2Advertisements.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+type L2AdvertisementList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// Items are the advertisements.
+	Items []L2Advertisement `json:"items"`
+}

@@ -1,0 +1,185 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// BGPPeer is a BGP router that Berth's speakers peer with. The nodes chosen
+// by nodeSelector (all nodes when empty) each open a session to it and
+// announce the addresses of the Services they serve.
+//
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,categories=berth
+// +kubebuilder:printcolumn:name="Address",type=string,JSONPath=".spec.address"
+// +kubebuilder:printcolumn:name="ASN",type=integer,JSONPath=".spec.asn"
+// +kubebuilder:printcolumn:name="Local ASN",type=integer,JSONPath=".spec.localASN"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
+type BGPPeer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the peer's configuration.
+	// +required
+	Spec BGPPeerSpec `json:"spec"`
+	// Status reports each node's session with the peer.
+	// +optional
+	Status BGPPeerStatus `json:"status,omitempty"`
+}
+
+// BGPPeerSpec configures a BGP peer.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTimeSeconds) || !has(self.holdTimeSeconds) || self.holdTimeSeconds == 0 || self.keepaliveTimeSeconds < self.holdTimeSeconds",message="keepaliveTimeSeconds must be less than holdTimeSeconds"
+// +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !has(self.ttlSecurity) || !self.ttlSecurity",message="ebgpMultiHop and ttlSecurity exclude each other: GTSM requires the peer to be directly connected"
+// +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !isIP(self.sourceAddress) || !isIP(self.address) || ip(self.sourceAddress).family() == ip(self.address).family()",message="sourceAddress must be of the same IP family as address"
+type BGPPeerSpec struct {
+	// Address is the peer's IPv4 or IPv6 address.
+	// +required
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",messageExpression="'\"' + self + '\" is not an IP address'"
+	Address string `json:"address"`
+
+	// ASN is the peer's autonomous system number.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4294967295
+	ASN int64 `json:"asn"`
+
+	// LocalASN is the autonomous system number the nodes use towards this
+	// peer. Equal to asn means iBGP.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4294967295
+	LocalASN int64 `json:"localASN"`
+
+	// Port is the peer's TCP port.
+	// +optional
+	// +kubebuilder:default=179
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port,omitempty"`
+
+	// SourceAddress is the local address the sessions use; by default the
+	// kernel picks one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",messageExpression="'\"' + self + '\" is not an IP address'"
+	SourceAddress string `json:"sourceAddress,omitempty"`
+
+	// HoldTimeSeconds is the BGP hold time; 0 disables keepalives, else at
+	// least 3. Default 90.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:XValidation:rule="self == 0 || self >= 3",message="holdTimeSeconds must be 0 or at least 3"
+	HoldTimeSeconds *int32 `json:"holdTimeSeconds,omitempty"`
+
+	// KeepaliveTimeSeconds is the interval between keepalives. Default a
+	// third of the hold time.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=21845
+	KeepaliveTimeSeconds *int32 `json:"keepaliveTimeSeconds,omitempty"`
+
+	// EBGPMultiHop sets the TTL of the session's packets for a peer that is
+	// not directly connected.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=255
+	EBGPMultiHop *int32 `json:"ebgpMultiHop,omitempty"`
+
+	// TTLSecurity enables the Generalized TTL Security Mechanism (RFC 5082)
+	// for a directly connected peer.
+	// +optional
+	TTLSecurity bool `json:"ttlSecurity,omitempty"`
+
+	// PasswordSecretRef names a Secret in Berth's namespace whose key holds
+	// the TCP MD5 password. The speaker reads that Secret by name only; the
+	// password is never logged nor copied into status.
+	// +optional
+	PasswordSecretRef *SecretKeyRef `json:"passwordSecretRef,omitempty"`
+
+	// GracefulRestart keeps the peer's routes while a speaker restarts.
+	// +optional
+	GracefulRestart *GracefulRestart `json:"gracefulRestart,omitempty"`
+
+	// NodeSelector chooses the nodes that peer with this router; empty
+	// means all nodes.
+	// +optional
+	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
+}
+
+// SecretKeyRef names a key of a Secret in Berth's own namespace.
+type SecretKeyRef struct {
+	// Name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key in the Secret's data.
+	// +optional
+	// +kubebuilder:default=password
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key,omitempty"`
+}
+
+// GracefulRestart configures BGP graceful restart (RFC 4724).
+type GracefulRestart struct {
+	// Enabled turns graceful restart on.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// RestartTimeSeconds is how long the router keeps routes while the
+	// speaker restarts. Default 120.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4095
+	RestartTimeSeconds *int32 `json:"restartTimeSeconds,omitempty"`
+}
+
+// BGPPeerStatus reports the sessions to the peer, one entry per node. Each
+// speaker writes only its own node's entry.
+type BGPPeerStatus struct {
+	// Conditions of the peer as a whole, such as a missing Secret.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Nodes holds each node's session.
+	// +optional
+	// +listType=map
+	// +listMapKey=node
+	Nodes []BGPSessionStatus `json:"nodes,omitempty"`
+}
+
+// BGPSessionStatus is one node's session with a peer.
+type BGPSessionStatus struct {
+	// Node is the node's name.
+	// +required
+	Node string `json:"node"`
+	// State is the BGP finite-state-machine state, such as Established.
+	// +optional
+	State string `json:"state,omitempty"`
+	// EstablishedSince is when the session last reached Established.
+	// +optional
+	EstablishedSince *metav1.Time `json:"establishedSince,omitempty"`
+	// PrefixesSent is the number of prefixes announced to the peer.
+	// +optional
+	PrefixesSent int32 `json:"prefixesSent,omitempty"`
+	// LastError says why the session last failed, if it did.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+}
+
+// BGPPeerList is a list of BGPPeers.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+type BGPPeerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// Items are the peers.
+	Items []BGPPeer `json:"items"`
+}

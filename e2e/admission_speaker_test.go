@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+)
+
+// TestSpeakerCRDAdmission checks the schema and CEL rules of BGPPeer,
+// BGPAdvertisement and L2Advertisement in the real API server.
+func TestSpeakerCRDAdmission(t *testing.T) {
+	e := newEnv(t)
+	i32 := func(v int32) *int32 { return &v }
+	peer := func(mut func(*v1alpha1.BGPPeerSpec)) v1alpha1.BGPPeerSpec {
+		s := v1alpha1.BGPPeerSpec{Address: "198.18.0.1", ASN: 64512, LocalASN: 64513}
+		if mut != nil {
+			mut(&s)
+		}
+		return s
+	}
+	peers := []struct {
+		name    string
+		spec    v1alpha1.BGPPeerSpec
+		wantErr string
+	}{
+		{"minimal", peer(nil), ""},
+		{"v6 with source", peer(func(s *v1alpha1.BGPPeerSpec) { s.Address, s.SourceAddress = "2001:db8::1", "2001:db8::2" }), ""},
+		{"4-byte ASN", peer(func(s *v1alpha1.BGPPeerSpec) { s.ASN = 4200000000 }), ""},
+		{"bad address", peer(func(s *v1alpha1.BGPPeerSpec) { s.Address = "198.18.0.300" }), `"198.18.0.300" is not an IP address`},
+		{"ASN 0", peer(func(s *v1alpha1.BGPPeerSpec) { s.ASN = 0 }), "spec.asn"},
+		{"ASN too large", peer(func(s *v1alpha1.BGPPeerSpec) { s.LocalASN = 4294967296 }), "spec.localASN"},
+		{"hold time 2", peer(func(s *v1alpha1.BGPPeerSpec) { s.HoldTimeSeconds = i32(2) }), "holdTimeSeconds must be 0 or at least 3"},
+		{"keepalive not below hold", peer(func(s *v1alpha1.BGPPeerSpec) { s.HoldTimeSeconds, s.KeepaliveTimeSeconds = i32(9), i32(9) }), "keepaliveTimeSeconds must be less than holdTimeSeconds"},
+		{"multihop with GTSM", peer(func(s *v1alpha1.BGPPeerSpec) { s.EBGPMultiHop, s.TTLSecurity = i32(2), true }), "exclude each other"},
+		{"source of other family", peer(func(s *v1alpha1.BGPPeerSpec) { s.SourceAddress = "2001:db8::2" }), "same IP family"},
+		{"port out of range", peer(func(s *v1alpha1.BGPPeerSpec) { s.Port = 70000 }), "spec.port"},
+	}
+	for i, tc := range peers {
+		t.Run("BGPPeer/"+tc.name, func(t *testing.T) {
+			_, err := e.berth.BerthV1alpha1().BGPPeers().Create(t.Context(), &v1alpha1.BGPPeer{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("peer-%d", i)}, Spec: tc.spec,
+			}, metav1.CreateOptions{})
+			checkAdmission(t, err, tc.wantErr)
+		})
+	}
+
+	adv := func(mut func(*v1alpha1.BGPAdvertisementSpec)) v1alpha1.BGPAdvertisementSpec {
+		var s v1alpha1.BGPAdvertisementSpec
+		mut(&s)
+		return s
+	}
+	advs := []struct {
+		name    string
+		spec    v1alpha1.BGPAdvertisementSpec
+		wantErr string
+	}{
+		{"communities", adv(func(s *v1alpha1.BGPAdvertisementSpec) {
+			s.Communities = []string{"65000:100", "no-export", "65535:65535"}
+			s.LargeCommunities = []string{"4200000000:1:2"}
+		}), ""},
+		{"community part too large", adv(func(s *v1alpha1.BGPAdvertisementSpec) { s.Communities = []string{"65536:1"} }), "at most 65535"},
+		{"community garbage", adv(func(s *v1alpha1.BGPAdvertisementSpec) { s.Communities = []string{"no-exports"} }), "spec.communities"},
+		{"large community garbage", adv(func(s *v1alpha1.BGPAdvertisementSpec) { s.LargeCommunities = []string{"1:2"} }), "spec.largeCommunities"},
+		{"aggregation too long", adv(func(s *v1alpha1.BGPAdvertisementSpec) { s.AggregationLength = i32(33) }), "spec.aggregationLength"},
+		{"selectors", adv(func(s *v1alpha1.BGPAdvertisementSpec) {
+			s.IPPools = []string{"a"}
+			s.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"rack": "1"}}
+			s.AggregationLengthV6 = i32(64)
+		}), ""},
+	}
+	for i, tc := range advs {
+		t.Run("BGPAdvertisement/"+tc.name, func(t *testing.T) {
+			_, err := e.berth.BerthV1alpha1().BGPAdvertisements().Create(t.Context(), &v1alpha1.BGPAdvertisement{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("adv-%d", i)}, Spec: tc.spec,
+			}, metav1.CreateOptions{})
+			checkAdmission(t, err, tc.wantErr)
+		})
+	}
+
+	l2 := []struct {
+		name    string
+		ifaces  []string
+		wantErr string
+	}{
+		{"names and patterns", []string{"eth0", "bond*", "enp[0-9]s0"}, ""},
+		{"bad interface", []string{"eth 0"}, "spec.interfaces"},
+	}
+	for i, tc := range l2 {
+		t.Run("L2Advertisement/"+tc.name, func(t *testing.T) {
+			_, err := e.berth.BerthV1alpha1().L2Advertisements().Create(t.Context(), &v1alpha1.L2Advertisement{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("l2-%d", i)},
+				Spec:       v1alpha1.L2AdvertisementSpec{Interfaces: tc.ifaces},
+			}, metav1.CreateOptions{})
+			checkAdmission(t, err, tc.wantErr)
+		})
+	}
+}
+
+func checkAdmission(t *testing.T, err error, wantErr string) {
+	t.Helper()
+	switch {
+	case wantErr == "" && err != nil:
+		t.Errorf("rejected a valid object: %v", err)
+	case wantErr != "" && err == nil:
+		t.Errorf("accepted an invalid object, want rejection containing %q", wantErr)
+	case wantErr != "" && !apierrors.IsInvalid(err):
+		t.Errorf("rejected with %v, want an Invalid error containing %q", err, wantErr)
+	case wantErr != "" && !strings.Contains(err.Error(), wantErr):
+		t.Errorf("rejection %q does not contain %q", err.Error(), wantErr)
+	}
+}
