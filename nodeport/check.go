@@ -1,0 +1,90 @@
+package nodeport
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/knftables"
+)
+
+// Check compares the table with what this Forwarder last wrote and reports
+// whether someone else changed it: the table, a chain or a map deleted, a
+// chain flushed or given other rules, map elements added, removed or
+// changed. On drift it logs the reason and makes
+// the next Sync rewrite the whole table. Before the first Sync, and after
+// Cleanup, there is nothing to compare and Check reports no drift.
+//
+// Check runs four nft list commands and reads every map element, so its cost
+// grows with the number of rules (see doc.go); call it on a timer, not on
+// every change.
+func (f *Forwarder) Check(ctx context.Context) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch f.state {
+	case stateUnknown:
+		return false, nil
+	case stateDrifted:
+		return true, nil
+	}
+	reason, err := f.compare(ctx)
+	if err != nil {
+		return false, fmt.Errorf("checking nftables table: %w", err)
+	}
+	if reason == "" {
+		return false, nil
+	}
+	klog.FromContext(ctx).WithName("nodeport").Info("nftables table was changed by someone else; the next sync rewrites it", "reason", reason)
+	f.state = stateDrifted
+	return true, nil
+}
+
+// compare returns why the table differs from f.applied, or "" if it does not.
+func (f *Forwarder) compare(ctx context.Context) (string, error) {
+	for _, chain := range []string{preroutingName, outputName} {
+		rules, err := f.nft.ListRules(ctx, chain)
+		if knftables.IsNotFound(err) {
+			return fmt.Sprintf("chain %s is missing", chain), nil
+		}
+		if err != nil {
+			return "", err
+		}
+		var comments []string
+		for _, r := range rules {
+			if r.Comment == nil {
+				comments = append(comments, "")
+			} else {
+				comments = append(comments, *r.Comment)
+			}
+		}
+		if !slices.Equal(comments, []string{map4, map6}) {
+			return fmt.Sprintf("chain %s holds rules %q, want %q", chain, comments, []string{map4, map6}), nil
+		}
+	}
+
+	found := 0
+	for _, name := range []string{map4, map6} {
+		elems, err := f.nft.ListElements(ctx, "map", name)
+		if knftables.IsNotFound(err) {
+			return "map " + name + " is missing", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		for _, e := range elems {
+			k, t, err := parseElement(e.Key, e.Value)
+			if err != nil {
+				return fmt.Sprintf("map %s: %v", name, err), nil
+			}
+			if at, ok := f.applied[k]; !ok || at != t || mapFor(k.addr) != name {
+				return fmt.Sprintf("map %s holds unexpected element %v : %v", name, e.Key, e.Value), nil
+			}
+			found++
+		}
+	}
+	if found != len(f.applied) {
+		return fmt.Sprintf("maps hold %d elements, want %d", found, len(f.applied)), nil
+	}
+	return "", nil
+}

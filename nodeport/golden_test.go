@@ -1,0 +1,173 @@
+package nodeport
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/klog/v2/ktesting"
+	"sigs.k8s.io/knftables"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+// recorder is an NFT that remembers every transaction it is asked to run.
+type recorder struct {
+	NFT
+	log strings.Builder
+}
+
+func (r *recorder) Run(ctx context.Context, tx *knftables.Transaction) error {
+	err := r.NFT.Run(ctx, tx)
+	fmt.Fprintf(&r.log, "## transaction (%d operations)", tx.NumOperations())
+	if err != nil {
+		fmt.Fprintf(&r.log, " FAILED: %v", err)
+	}
+	fmt.Fprintf(&r.log, "\n%s", tx.String())
+	return err
+}
+
+func newTestForwarder(t *testing.T) (*Forwarder, *knftables.Fake, *recorder, context.Context) {
+	t.Helper()
+	_, ctx := ktesting.NewTestContext(t)
+	fake := knftables.NewFake(knftables.InetFamily, DefaultTable)
+	rec := &recorder{NFT: fake}
+	return New(rec), fake, rec, ctx
+}
+
+func r4(addr string, proto Protocol, port uint16, node string, nodePort uint16) Rule {
+	return Rule{Address: netip.MustParseAddr(addr), Protocol: proto, Port: port,
+		NodeIP: netip.MustParseAddr(node), NodePort: nodePort}
+}
+
+var (
+	oneTCP = []Rule{r4("198.51.100.1", TCP, 80, "198.18.0.1", 30080)}
+	mixed  = []Rule{
+		r4("198.51.100.1", TCP, 80, "198.18.0.1", 30080),
+		r4("198.51.100.1", TCP, 443, "198.18.0.1", 30443),
+		r4("198.51.100.2", UDP, 53, "198.18.0.1", 30053),
+		r4("198.51.100.2", SCTP, 9000, "198.18.0.1", 30900),
+		r4("2001:db8:5::1", TCP, 80, "2001:db8:1::1", 30080),
+		r4("2001:db8:5::1", UDP, 53, "2001:db8:1::1", 30053),
+		r4("2001:db8:5::2", SCTP, 9000, "2001:db8:1::1", 30900),
+	}
+)
+
+// step is one action of a golden scenario; its name heads its transactions.
+type step struct {
+	name string
+	do   func(ctx context.Context, f *Forwarder, fake *knftables.Fake) error
+}
+
+func syncStep(name string, rules []Rule) step {
+	return step{name, func(ctx context.Context, f *Forwarder, _ *knftables.Fake) error { return f.Sync(ctx, rules) }}
+}
+
+// tamper changes the table behind the Forwarder's back.
+func tamper(name string, edit func(tx *knftables.Transaction)) step {
+	return step{name, func(ctx context.Context, _ *Forwarder, fake *knftables.Fake) error {
+		tx := fake.NewTransaction()
+		edit(tx)
+		return fake.Run(ctx, tx)
+	}}
+}
+
+func checkStep(want bool) step {
+	return step{fmt.Sprintf("Check, want drifted=%v", want), func(ctx context.Context, f *Forwarder, _ *knftables.Fake) error {
+		got, err := f.Check(ctx)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("Check: drifted=%v, want %v", got, want)
+		}
+		return nil
+	}}
+}
+
+func TestGolden(t *testing.T) {
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"empty", []step{syncStep("Sync no rules", nil)}},
+		{"one-v4-tcp", []step{syncStep("Sync one rule", oneTCP)}},
+		{"mixed", []step{syncStep("Sync mixed rules", mixed)}},
+		{"incremental", []step{
+			syncStep("Sync one rule", oneTCP),
+			syncStep("Sync mixed rules: only additions", mixed),
+			syncStep("Sync same rules again: no transaction", mixed),
+			syncStep("Sync fewer rules with one retargeted: deletions and a replacement", []Rule{
+				r4("198.51.100.1", TCP, 80, "198.18.0.1", 31080),
+				r4("2001:db8:5::1", UDP, 53, "2001:db8:1::1", 30053),
+			}),
+		}},
+		{"drift-element-removed", []step{
+			syncStep("Sync mixed rules", mixed),
+			tamper("someone deletes an element", func(tx *knftables.Transaction) {
+				tx.Delete(&knftables.Element{Map: map4, Key: []string{"198.51.100.1", "tcp", "80"}})
+			}),
+			checkStep(true),
+			syncStep("Sync same rules: full rewrite", mixed),
+			checkStep(false),
+		}},
+		{"drift-chain-flushed", []step{
+			syncStep("Sync one rule", oneTCP),
+			tamper("someone flushes a chain", func(tx *knftables.Transaction) {
+				tx.Flush(&knftables.Chain{Name: preroutingName})
+			}),
+			checkStep(true),
+			syncStep("Sync same rules: full rewrite", oneTCP),
+		}},
+		{"drift-table-deleted-during-update", []step{
+			syncStep("Sync one rule", oneTCP),
+			tamper("someone deletes the table", func(tx *knftables.Transaction) {
+				tx.Delete(&knftables.Table{})
+			}),
+			syncStep("Sync mixed rules: incremental fails, full rewrite", mixed),
+			checkStep(false),
+		}},
+		{"cleanup", []step{
+			syncStep("Sync one rule", oneTCP),
+			{"Cleanup", func(ctx context.Context, f *Forwarder, _ *knftables.Fake) error { return f.Cleanup(ctx) }},
+			checkStep(false),
+			{"Cleanup again", func(ctx context.Context, f *Forwarder, _ *knftables.Fake) error { return f.Cleanup(ctx) }},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, fake, rec, ctx := newTestForwarder(t)
+			for _, s := range tc.steps {
+				fmt.Fprintf(&rec.log, "# %s\n", s.name)
+				if err := s.do(ctx, f, fake); err != nil {
+					t.Fatalf("%s: %v", s.name, err)
+				}
+			}
+			fmt.Fprintf(&rec.log, "# table afterwards\n%s", fake.Dump())
+			compareGolden(t, filepath.Join("testdata", tc.name+".golden"), rec.log.String())
+		})
+	}
+}
+
+func compareGolden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s differs (-want +got; run with -update to accept):\n%s", path, diff)
+	}
+}
