@@ -1,0 +1,147 @@
+package bgp
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// connectRetry is how long GoBGP waits between connection attempts, and
+// after a reset before the next one. GoBGP's defaults (120s and 30s) make a
+// session that failed once take minutes to come back.
+const connectRetry = 5 * time.Second
+
+// apiFamily is GoBGP's name for f.
+func apiFamily(f Family) *api.Family {
+	if f == IPv6Unicast {
+		return &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
+	}
+	return &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+}
+
+// apiGlobal is the global configuration of p's GoBGP instance.
+func apiGlobal(cfg Config, p Peer) *api.Global {
+	return &api.Global{
+		Asn:        p.LocalASN,
+		RouterId:   cfg.RouterID.String(),
+		ListenPort: -1,
+	}
+}
+
+// apiPeer translates p (defaults applied) into GoBGP's neighbor
+// configuration.
+func apiPeer(p Peer) *api.Peer {
+	ap := &api.Peer{
+		Conf: &api.PeerConf{
+			NeighborAddress: p.Address.String(),
+			PeerAsn:         p.ASN,
+			LocalAsn:        p.LocalASN,
+			AuthPassword:    p.Password,
+			Description:     p.Name,
+		},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			ConnectRetry:           uint64(connectRetry / time.Second),
+			IdleHoldTimeAfterReset: uint64(connectRetry / time.Second),
+			HoldTime:               uint64(p.HoldTime / time.Second),
+			KeepaliveInterval:      uint64(p.KeepaliveTime / time.Second),
+		}},
+		Transport: &api.Transport{RemotePort: uint32(p.Port)},
+	}
+	if p.SourceAddress.IsValid() {
+		ap.Transport.LocalAddress = p.SourceAddress.String()
+	}
+	if p.EBGPMultihopTTL != 0 {
+		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihopTTL)}
+	}
+	if p.TTLSecurity {
+		ap.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: 255}
+	}
+	if p.GracefulRestart {
+		// NotificationEnabled (RFC 8538) stays off: with it GoBGP turns
+		// every Cease into a Hard Reset, which makes the neighbor drop our
+		// routes; Stop avoids sending a NOTIFICATION instead.
+		ap.GracefulRestart = &api.GracefulRestart{
+			Enabled:     true,
+			RestartTime: uint32(p.RestartTime / time.Second),
+		}
+	}
+	for _, f := range p.Families {
+		as := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: apiFamily(f), Enabled: true}}
+		if p.GracefulRestart {
+			as.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+		}
+		ap.AfiSafis = append(ap.AfiSafis, as)
+	}
+	return ap
+}
+
+// apiPath translates a (validated) into a GoBGP path. An unset next hop is
+// sent to GoBGP as the unspecified address, which it replaces with the
+// session's local address.
+func apiPath(a Advertisement) (*api.Path, error) {
+	v4 := a.Prefix.Addr().Is4()
+	nh := a.NextHop
+	if !nh.IsValid() {
+		nh = netip.IPv6Unspecified()
+		if v4 {
+			nh = netip.IPv4Unspecified()
+		}
+	}
+	nlri, err := anypb.New(&api.IPAddressPrefix{
+		Prefix:    a.Prefix.Addr().String(),
+		PrefixLen: uint32(a.Prefix.Bits()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode prefix %v: %w", a.Prefix, err)
+	}
+	f := apiFamily(familyOf(a.Prefix.Addr()))
+	attrs := []proto.Message{&api.OriginAttribute{Origin: 0}} // IGP
+	if v4 {
+		attrs = append(attrs, &api.NextHopAttribute{NextHop: nh.String()})
+	} else {
+		attrs = append(attrs, &api.MpReachNLRIAttribute{Family: f, NextHops: []string{nh.String()}, Nlris: []*anypb.Any{nlri}})
+	}
+	if len(a.Communities) > 0 {
+		attrs = append(attrs, &api.CommunitiesAttribute{Communities: a.Communities})
+	}
+	if len(a.LargeCommunities) > 0 {
+		lc := make([]*api.LargeCommunity, 0, len(a.LargeCommunities))
+		for _, c := range a.LargeCommunities {
+			lc = append(lc, &api.LargeCommunity{GlobalAdmin: c.Global, LocalData1: c.Local1, LocalData2: c.Local2})
+		}
+		attrs = append(attrs, &api.LargeCommunitiesAttribute{Communities: lc})
+	}
+	if a.LocalPref != nil {
+		attrs = append(attrs, &api.LocalPrefAttribute{LocalPref: *a.LocalPref})
+	}
+	pattrs := make([]*anypb.Any, 0, len(attrs))
+	for _, m := range attrs {
+		x, err := anypb.New(m)
+		if err != nil {
+			return nil, fmt.Errorf("encode attributes of %v: %w", a.Prefix, err)
+		}
+		pattrs = append(pattrs, x)
+	}
+	return &api.Path{Family: f, Nlri: nlri, Pattrs: pattrs}, nil
+}
+
+// sessionState translates GoBGP's session state.
+func sessionState(s api.PeerState_SessionState) SessionState {
+	switch s {
+	case api.PeerState_CONNECT:
+		return StateConnect
+	case api.PeerState_ACTIVE:
+		return StateActive
+	case api.PeerState_OPENSENT:
+		return StateOpenSent
+	case api.PeerState_OPENCONFIRM:
+		return StateOpenConfirm
+	case api.PeerState_ESTABLISHED:
+		return StateEstablished
+	}
+	return StateIdle
+}

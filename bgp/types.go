@@ -1,0 +1,127 @@
+package bgp
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Config configures the node's BGP speaker.
+type Config struct {
+	// RouterID is the BGP identifier; it must be a valid IPv4 address.
+	RouterID netip.Addr
+	// ListenPort is the TCP port to accept sessions on. Zero and -1 mean no
+	// listening socket (the default): Berth always dials its peers. Any
+	// other value is rejected, see doc.go.
+	ListenPort int32
+}
+
+// Family is an address family a session carries.
+type Family string
+
+// The address families Berth announces.
+const (
+	IPv4Unicast Family = "ipv4-unicast"
+	IPv6Unicast Family = "ipv6-unicast"
+)
+
+// Peer is one BGP neighbor, as a BGPPeer object describes it.
+type Peer struct {
+	// Name identifies the peer (the BGPPeer object's name); Advertise and
+	// Status refer to peers by it.
+	Name string
+	// Address is the neighbor's IPv4 or IPv6 address.
+	Address netip.Addr
+	// Port is the neighbor's TCP port; zero means 179.
+	Port uint16
+	// ASN is the neighbor's AS number; LocalASN is ours. Neither may be 0.
+	ASN, LocalASN uint32
+	// SourceAddress, if valid, is the local address the session is dialled
+	// from. It must be of Address's family.
+	SourceAddress netip.Addr
+	// Families are the address families the session negotiates. Empty
+	// means the family of Address only.
+	Families []Family
+	// HoldTime and KeepaliveTime default to 90s and 30s. HoldTime must be
+	// 0 or at least 3s; KeepaliveTime must not exceed HoldTime.
+	HoldTime, KeepaliveTime time.Duration
+	// EBGPMultihopTTL, if not zero, allows an eBGP neighbor that many hops
+	// away.
+	EBGPMultihopTTL uint8
+	// TTLSecurity turns on GTSM (RFC 5082): packets must arrive with TTL
+	// 255, so the neighbor must be directly connected. It excludes
+	// EBGPMultihopTTL.
+	TTLSecurity bool
+	// Password is the TCP MD5 (RFC 2385) key. It is never logged.
+	Password string
+	// GracefulRestart announces the Graceful Restart capability (RFC 4724)
+	// with RestartTime (default 120s, at most 4095s), so that the neighbor
+	// keeps our routes while the speaker restarts; see Server.Stop.
+	GracefulRestart bool
+	// RestartTime is the restart time announced with GracefulRestart.
+	RestartTime time.Duration
+}
+
+// LargeCommunity is a BGP large community (RFC 8092), Global:Local1:Local2.
+type LargeCommunity struct {
+	// Global is the global administrator, usually an AS number.
+	Global uint32
+	// Local1 and Local2 are operator-defined.
+	Local1, Local2 uint32
+}
+
+// Advertisement is one route announced to a peer.
+type Advertisement struct {
+	// Prefix is the announced prefix: a /32 or /128 per Service address,
+	// or an aggregate. It must be masked (no host bits set).
+	Prefix netip.Prefix
+	// NextHop, if valid, is the announced next hop; it must be of Prefix's
+	// family. If it is not set, the next hop is the session's local
+	// address, which needs the session to be of Prefix's family: an IPv6
+	// prefix over an IPv4 session (or the reverse) must carry a NextHop.
+	NextHop netip.Addr
+	// Communities are standard communities (RFC 1997), ASN<<16|value; see
+	// ParseCommunity.
+	Communities []uint32
+	// LargeCommunities are large communities (RFC 8092); see
+	// ParseLargeCommunity.
+	LargeCommunities []LargeCommunity
+	// LocalPref, if not nil, is sent as LOCAL_PREF. Only iBGP carries it:
+	// it is dropped on eBGP sessions, as RFC 4271 requires.
+	LocalPref *uint32
+}
+
+// SessionState is the state of a peer's BGP finite state machine.
+type SessionState string
+
+// The BGP FSM states (RFC 4271 §8).
+const (
+	StateIdle        SessionState = "Idle"
+	StateConnect     SessionState = "Connect"
+	StateActive      SessionState = "Active"
+	StateOpenSent    SessionState = "OpenSent"
+	StateOpenConfirm SessionState = "OpenConfirm"
+	StateEstablished SessionState = "Established"
+)
+
+// PeerStatus is what Status reports for one peer.
+type PeerStatus struct {
+	// Name and Address identify the peer.
+	Name    string
+	Address netip.Addr
+	// State is the session state. A peer that has not been given its
+	// first Advertise yet is Idle.
+	State SessionState
+	// Uptime is how long the session has been Established; zero if not.
+	Uptime time.Duration
+	// Flaps counts how often the session has gone down from Established
+	// since the peer was last (re)configured.
+	Flaps uint32
+	// PrefixesSent is the number of prefixes currently advertised.
+	PrefixesSent uint64
+	// UpdatesSent is the number of UPDATE messages sent.
+	UpdatesSent uint64
+	// LastError is the most recent problem seen on the session (a
+	// NOTIFICATION sent or received, why the session went down, a failed
+	// connection), or empty.
+	LastError string
+}

@@ -1,0 +1,169 @@
+package bgp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Defaults applied by withDefaults.
+const (
+	defaultPort          = 179
+	defaultHoldTime      = 90 * time.Second
+	defaultKeepaliveTime = 30 * time.Second
+	defaultRestartTime   = 120 * time.Second
+	maxRestartTime       = 4095 * time.Second // 12 bits in the capability
+	maxHoldTime          = 65535 * time.Second
+)
+
+// ErrInvalid is wrapped by every validation error; test with errors.Is.
+var ErrInvalid = errors.New("invalid")
+
+// IsInvalid reports whether err is a validation error.
+func IsInvalid(err error) bool { return errors.Is(err, ErrInvalid) }
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// validateConfig checks cfg.
+func validateConfig(cfg Config) error {
+	if !cfg.RouterID.Is4() || cfg.RouterID.IsUnspecified() {
+		return invalidf("router ID %v: must be a non-zero IPv4 address", cfg.RouterID)
+	}
+	if cfg.ListenPort != 0 && cfg.ListenPort != -1 {
+		return invalidf("listen port %d: only -1 (no listening socket) is supported", cfg.ListenPort)
+	}
+	return nil
+}
+
+// withDefaults returns p with its zero fields set to their defaults.
+func withDefaults(p Peer) Peer {
+	if p.Port == 0 {
+		p.Port = defaultPort
+	}
+	if p.HoldTime == 0 {
+		p.HoldTime = defaultHoldTime
+	}
+	if p.KeepaliveTime == 0 {
+		p.KeepaliveTime = min(defaultKeepaliveTime, p.HoldTime/3)
+	}
+	if p.GracefulRestart && p.RestartTime == 0 {
+		p.RestartTime = defaultRestartTime
+	}
+	if len(p.Families) == 0 {
+		p.Families = []Family{familyOf(p.Address)}
+	} else {
+		p.Families = slices.Clone(p.Families)
+		slices.Sort(p.Families)
+		p.Families = slices.Compact(p.Families)
+	}
+	return p
+}
+
+// familyOf is the unicast family of a.
+func familyOf(a netip.Addr) Family {
+	if a.Is4() {
+		return IPv4Unicast
+	}
+	return IPv6Unicast
+}
+
+// validatePeer checks a peer that withDefaults has been applied to.
+func validatePeer(p Peer) error {
+	switch {
+	case p.Name == "":
+		return invalidf("peer %v: empty name", p.Address)
+	case !p.Address.IsValid() || p.Address.IsUnspecified() || p.Address.Is4In6():
+		return invalidf("peer %q: address %v: must be a plain IPv4 or IPv6 address", p.Name, p.Address)
+	case p.Address.Zone() != "":
+		return invalidf("peer %q: address %v: zoned addresses are not supported", p.Name, p.Address)
+	case p.ASN == 0 || p.LocalASN == 0:
+		return invalidf("peer %q: ASN %d, local ASN %d: must not be 0", p.Name, p.ASN, p.LocalASN)
+	case p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Is4():
+		return invalidf("peer %q: source address %v is not of the family of %v", p.Name, p.SourceAddress, p.Address)
+	case p.HoldTime < 3*time.Second || p.HoldTime > maxHoldTime:
+		return invalidf("peer %q: hold time %v: must be between 3s and %v", p.Name, p.HoldTime, maxHoldTime)
+	case p.KeepaliveTime < time.Second || p.KeepaliveTime > p.HoldTime:
+		return invalidf("peer %q: keepalive time %v: must be between 1s and the hold time %v", p.Name, p.KeepaliveTime, p.HoldTime)
+	case p.TTLSecurity && p.EBGPMultihopTTL != 0:
+		return invalidf("peer %q: TTL security and eBGP multihop exclude each other", p.Name)
+	case p.EBGPMultihopTTL != 0 && p.ASN == p.LocalASN:
+		return invalidf("peer %q: eBGP multihop on an iBGP session", p.Name)
+	case p.RestartTime < 0 || p.RestartTime > maxRestartTime:
+		return invalidf("peer %q: restart time %v: must be at most %v", p.Name, p.RestartTime, maxRestartTime)
+	case len(p.Password) > 80:
+		return invalidf("peer %q: TCP MD5 password longer than 80 bytes", p.Name)
+	}
+	for _, f := range p.Families {
+		if f != IPv4Unicast && f != IPv6Unicast {
+			return invalidf("peer %q: unknown family %q", p.Name, f)
+		}
+	}
+	return nil
+}
+
+// validatePeers applies defaults to peers, checks each and that names and
+// addresses are unique, and returns them by name.
+func validatePeers(peers []Peer) (map[string]Peer, error) {
+	byName := make(map[string]Peer, len(peers))
+	byAddr := make(map[netip.Addr]string, len(peers))
+	for _, p := range peers {
+		p = withDefaults(p)
+		if err := validatePeer(p); err != nil {
+			return nil, err
+		}
+		if _, dup := byName[p.Name]; dup {
+			return nil, invalidf("peer %q: name given twice", p.Name)
+		}
+		if other, dup := byAddr[p.Address]; dup {
+			return nil, invalidf("peer %q: address %v already used by peer %q", p.Name, p.Address, other)
+		}
+		byName[p.Name] = p
+		byAddr[p.Address] = p.Name
+	}
+	return byName, nil
+}
+
+// validateAdvertisement checks a against the peer it is for.
+func validateAdvertisement(p Peer, a Advertisement) error {
+	pfx := a.Prefix
+	switch {
+	case !pfx.IsValid():
+		return invalidf("prefix %v: not a valid prefix", pfx)
+	case pfx.Addr().Is4In6() || pfx.Addr().Zone() != "":
+		return invalidf("prefix %v: IPv4-mapped and zoned prefixes are not supported", pfx)
+	case pfx.Masked() != pfx:
+		return invalidf("prefix %v: host bits set (did you mean %v?)", pfx, pfx.Masked())
+	case !slices.Contains(p.Families, familyOf(pfx.Addr())):
+		return invalidf("prefix %v: peer %q does not carry %s", pfx, p.Name, familyOf(pfx.Addr()))
+	}
+	if a.NextHop.IsValid() {
+		if a.NextHop.Is4() != pfx.Addr().Is4() || a.NextHop.Is4In6() {
+			return invalidf("prefix %v: next hop %v is not of the prefix's family", pfx, a.NextHop)
+		}
+		if a.NextHop.IsUnspecified() || a.NextHop.IsMulticast() || a.NextHop.Zone() != "" {
+			return invalidf("prefix %v: next hop %v: must be a unicast address without zone", pfx, a.NextHop)
+		}
+	} else if familyOf(pfx.Addr()) != familyOf(p.Address) {
+		return invalidf("prefix %v: needs a next hop: peer %q's session is over %s", pfx, p.Name, familyOf(p.Address))
+	}
+	return nil
+}
+
+// validateAdvertisements checks advs and returns them by prefix.
+func validateAdvertisements(p Peer, advs []Advertisement) (map[netip.Prefix]Advertisement, error) {
+	m := make(map[netip.Prefix]Advertisement, len(advs))
+	for _, a := range advs {
+		if err := validateAdvertisement(p, a); err != nil {
+			return nil, err
+		}
+		if _, dup := m[a.Prefix]; dup {
+			return nil, invalidf("prefix %v: given twice", a.Prefix)
+		}
+		m[a.Prefix] = normalize(a)
+	}
+	return m, nil
+}

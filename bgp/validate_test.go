@@ -1,0 +1,153 @@
+package bgp
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func okPeer() Peer {
+	return Peer{Name: "r1", Address: netip.MustParseAddr("198.18.0.1"), ASN: 65001, LocalASN: 65000}
+}
+
+func TestWithDefaults(t *testing.T) {
+	got := withDefaults(okPeer())
+	want := okPeer()
+	want.Port, want.HoldTime, want.KeepaliveTime = 179, 90*time.Second, 30*time.Second
+	want.Families = []Family{IPv4Unicast}
+	if diff := cmp.Diff(want, got, netipOpts()); diff != "" {
+		t.Errorf("withDefaults (-want +got):\n%s", diff)
+	}
+	p := okPeer()
+	p.HoldTime, p.GracefulRestart = 9*time.Second, true
+	p.Families = []Family{IPv6Unicast, IPv4Unicast, IPv6Unicast}
+	got = withDefaults(p)
+	if got.KeepaliveTime != 3*time.Second || got.RestartTime != 120*time.Second || !cmp.Equal(got.Families, []Family{IPv4Unicast, IPv6Unicast}) {
+		t.Errorf("withDefaults(hold 9s, GR, families) = %+v", got)
+	}
+}
+
+func TestValidatePeers(t *testing.T) {
+	mod := func(f func(*Peer)) []Peer { p := okPeer(); f(&p); return []Peer{p} }
+	tests := []struct {
+		name    string
+		peers   []Peer
+		wantErr string // substring; empty: valid
+	}{
+		{name: "ok", peers: []Peer{okPeer()}},
+		{name: "ok v6 both families", peers: mod(func(p *Peer) {
+			p.Address = netip.MustParseAddr("2001:db8::1")
+			p.Families = []Family{IPv4Unicast, IPv6Unicast}
+		})},
+		{name: "no name", peers: mod(func(p *Peer) { p.Name = "" }), wantErr: "empty name"},
+		{name: "no address", peers: mod(func(p *Peer) { p.Address = netip.Addr{} }), wantErr: "address"},
+		{name: "unspecified address", peers: mod(func(p *Peer) { p.Address = netip.IPv4Unspecified() }), wantErr: "address"},
+		{name: "mapped address", peers: mod(func(p *Peer) { p.Address = netip.MustParseAddr("::ffff:198.18.0.1") }), wantErr: "address"},
+		{name: "ASN 0", peers: mod(func(p *Peer) { p.ASN = 0 }), wantErr: "must not be 0"},
+		{name: "local ASN 0", peers: mod(func(p *Peer) { p.LocalASN = 0 }), wantErr: "must not be 0"},
+		{name: "source family", peers: mod(func(p *Peer) { p.SourceAddress = netip.MustParseAddr("2001:db8::2") }), wantErr: "source address"},
+		{name: "hold too short", peers: mod(func(p *Peer) { p.HoldTime = 2 * time.Second }), wantErr: "hold time"},
+		{name: "keepalive over hold", peers: mod(func(p *Peer) { p.KeepaliveTime = 100 * time.Second }), wantErr: "keepalive"},
+		{name: "gtsm and multihop", peers: mod(func(p *Peer) { p.TTLSecurity, p.EBGPMultihopTTL = true, 2 }), wantErr: "exclude"},
+		{name: "multihop on ibgp", peers: mod(func(p *Peer) { p.ASN, p.EBGPMultihopTTL = 65000, 2 }), wantErr: "iBGP"},
+		{name: "restart time", peers: mod(func(p *Peer) { p.GracefulRestart, p.RestartTime = true, 2*time.Hour }), wantErr: "restart time"},
+		{name: "family", peers: mod(func(p *Peer) { p.Families = []Family{"l2vpn-evpn"} }), wantErr: "unknown family"},
+		{name: "long password", peers: mod(func(p *Peer) { p.Password = strings.Repeat("x", 81) }), wantErr: "password"},
+		{name: "duplicate name", peers: []Peer{okPeer(), okPeer()}, wantErr: "name given twice"},
+		{name: "duplicate address", peers: func() []Peer {
+			p := okPeer()
+			p.Name = "r2"
+			return []Peer{okPeer(), p}
+		}(), wantErr: "already used"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := validatePeers(tc.peers)
+			checkErr(t, err, tc.wantErr)
+		})
+	}
+}
+
+func checkErr(t *testing.T, err error, want string) {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Fatalf("unexpected error: %v", err)
+	case want != "" && err == nil:
+		t.Fatalf("no error, want one containing %q", want)
+	case want != "" && !strings.Contains(err.Error(), want):
+		t.Fatalf("error %q does not contain %q", err, want)
+	case want != "" && !IsInvalid(err):
+		t.Fatalf("IsInvalid(%v) = false", err)
+	}
+}
+
+func TestValidateAdvertisements(t *testing.T) {
+	v4 := withDefaults(okPeer())
+	v6 := okPeer()
+	v6.Address = netip.MustParseAddr("2001:db8::1")
+	v6 = withDefaults(v6)
+	both := okPeer()
+	both.Families = []Family{IPv4Unicast, IPv6Unicast}
+	both = withDefaults(both)
+	adv := func(p, nh string) Advertisement {
+		a := Advertisement{Prefix: netip.MustParsePrefix(p)}
+		if nh != "" {
+			a.NextHop = netip.MustParseAddr(nh)
+		}
+		return a
+	}
+	tests := []struct {
+		name    string
+		peer    Peer
+		advs    []Advertisement
+		wantErr string
+	}{
+		{name: "v4 /32", peer: v4, advs: []Advertisement{adv("198.51.100.1/32", "")}},
+		{name: "v4 aggregate with next hop", peer: v4, advs: []Advertisement{adv("198.51.100.0/24", "198.18.0.9")}},
+		{name: "v6 /128 on v6 session", peer: v6, advs: []Advertisement{adv("2001:db8:1::1/128", "")}},
+		{name: "v6 over v4 with next hop", peer: both, advs: []Advertisement{adv("2001:db8:1::1/128", "2001:db8::9")}},
+		{name: "v6 over v4 without next hop", peer: both, advs: []Advertisement{adv("2001:db8:1::1/128", "")}, wantErr: "needs a next hop"},
+		{name: "v6 to a v4-only peer", peer: v4, advs: []Advertisement{adv("2001:db8:1::1/128", "2001:db8::9")}, wantErr: "does not carry ipv6-unicast"},
+		{name: "v4 to a v6-only peer", peer: v6, advs: []Advertisement{adv("198.51.100.1/32", "198.18.0.9")}, wantErr: "does not carry ipv4-unicast"},
+		{name: "invalid prefix", peer: v4, advs: []Advertisement{{}}, wantErr: "not a valid prefix"},
+		{name: "host bits", peer: v4, advs: []Advertisement{adv("198.51.100.1/24", "")}, wantErr: "host bits"},
+		{name: "mapped prefix", peer: v6, advs: []Advertisement{adv("::ffff:198.51.100.1/128", "")}, wantErr: "IPv4-mapped"},
+		{name: "next hop family", peer: v4, advs: []Advertisement{adv("198.51.100.1/32", "2001:db8::9")}, wantErr: "not of the prefix's family"},
+		{name: "next hop unspecified", peer: v4, advs: []Advertisement{adv("198.51.100.1/32", "0.0.0.0")}, wantErr: "unicast"},
+		{name: "duplicate", peer: v4, advs: []Advertisement{adv("198.51.100.1/32", ""), adv("198.51.100.1/32", "198.18.0.9")}, wantErr: "given twice"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := validateAdvertisements(tc.peer, tc.advs)
+			checkErr(t, err, tc.wantErr)
+		})
+	}
+}
+
+func TestValidateConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{name: "ok", cfg: Config{RouterID: netip.MustParseAddr("198.18.0.2")}},
+		{name: "ok -1", cfg: Config{RouterID: netip.MustParseAddr("198.18.0.2"), ListenPort: -1}},
+		{name: "no router ID", cfg: Config{}, wantErr: "router ID"},
+		{name: "v6 router ID", cfg: Config{RouterID: netip.MustParseAddr("2001:db8::1")}, wantErr: "router ID"},
+		{name: "listen", cfg: Config{RouterID: netip.MustParseAddr("198.18.0.2"), ListenPort: 179}, wantErr: "listen port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkErr(t, validateConfig(tc.cfg), tc.wantErr) })
+	}
+}
+
+// netipOpts compares netip values by ==, as their fields are unexported.
+func netipOpts() cmp.Option {
+	return cmp.Options{
+		cmp.Comparer(func(x, y netip.Addr) bool { return x == y }),
+		cmp.Comparer(func(x, y netip.Prefix) bool { return x == y }),
+	}
+}
