@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -180,4 +181,37 @@ func (p *Pool) Allows(ns string, svcLabels, nsLabels labels.Set) (bool, string) 
 		return false, fmt.Sprintf("pool %q serves only Services matching %q", p.Alloc.Name, p.svcSelect.String())
 	}
 	return true, ""
+}
+
+// PoolFor returns the name of the first pool, in name order, whose
+// addresses contain addr, and false if none does.
+func (c *Config) PoolFor(addr netip.Addr) (string, bool) {
+	for _, n := range c.names {
+		if c.pools[n].contains(addr) {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// Covers reports whether every address of prefix lies inside one of the
+// pool's ranges.
+func (p *Pool) Covers(prefix netip.Prefix) bool {
+	first := prefix.Masked().Addr()
+	last := lastAddr(prefix)
+	for _, r := range p.Alloc.Ranges {
+		if r.First.BitLen() == first.BitLen() && r.First.Compare(first) <= 0 && r.Last.Compare(last) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 1 << (7 - i%8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }

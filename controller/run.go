@@ -4,15 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -21,13 +16,13 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/berthlb/berth/client/clientset/versioned"
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
+	"github.com/berthlb/berth/internal/cli"
+	"github.com/berthlb/berth/internal/serve"
 )
 
 // Options configure a controller process. cmd/berth-controller fills them
@@ -77,21 +72,11 @@ func Run(ctx context.Context, opts Options) error {
 	log := logr.FromContextOrDiscard(ctx).WithName("controller")
 	ctx = logr.NewContext(ctx, log)
 
-	restCfg, err := restConfig(opts)
+	restCfg, kube, berth, err := cli.Clients(opts.Kubeconfig, opts.QPS, opts.Burst, FieldManager)
 	if err != nil {
 		return err
 	}
-	kube, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
-	}
-	berth, err := versioned.NewForConfig(restCfg)
-	if err != nil {
-		return fmt.Errorf("berth client: %w", err)
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := serve.NewRegistry()
 	var current *Controller
 	leading := make(chan struct{})
 	ready := func() bool {
@@ -103,7 +88,7 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 	if opts.MetricsAddr != "" {
-		stop, err := serve(ctx, opts.MetricsAddr, reg, ready)
+		stop, err := serve.Metrics(ctx, opts.MetricsAddr, reg, ready)
 		if err != nil {
 			return err
 		}
@@ -186,50 +171,10 @@ func elect(ctx context.Context, kube kubernetes.Interface, opts Options, run fun
 	return nil
 }
 
-func restConfig(opts Options) (*rest.Config, error) {
-	var cfg *rest.Config
-	var err error
-	if opts.Kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
-	} else {
-		cfg, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load client configuration: %w", err)
-	}
-	cfg.QPS, cfg.Burst = opts.QPS, opts.Burst
-	cfg.UserAgent = FieldManager
-	return cfg, nil
-}
-
 // eventConfig gives Events their own, smaller request budget so that a burst
 // of Events never delays status writes.
 func eventConfig(cfg *rest.Config) *rest.Config {
 	c := rest.CopyConfig(cfg)
 	c.QPS, c.Burst = max(cfg.QPS/4, 5), max(cfg.Burst/4, 10)
 	return c
-}
-
-func serve(ctx context.Context, addr string, reg *prometheus.Registry, ready func() bool) (func(), error) {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "rebuilding allocations", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok"))
-	})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logr.FromContextOrDiscard(ctx).Error(err, "Metrics server stopped")
-		}
-	}()
-	return func() { _ = srv.Close() }, nil
 }

@@ -1,0 +1,30 @@
+// Command berth-speaker runs on every node and makes the addresses Berth
+// assigned reachable: it announces them over BGP and forwards their traffic
+// to the Services' NodePorts.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/berthlb/berth/internal/cli"
+	"github.com/berthlb/berth/speaker"
+)
+
+func main() {
+	opts := speaker.DefaultOptions()
+	fs := pflag.NewFlagSet("berth-speaker", pflag.ExitOnError)
+	fs.StringVar(&opts.Kubeconfig, "kubeconfig", "", "path to a kubeconfig file; empty uses the in-cluster configuration")
+	fs.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "name of the node this speaker runs on")
+	fs.StringVar(&opts.Namespace, "namespace", cli.EnvOr("POD_NAMESPACE", opts.Namespace), "Berth's namespace, where BGP password Secrets live")
+	fs.BoolVar(&opts.BGP, "bgp", opts.BGP, "announce addresses over BGP")
+	fs.Int32Var(&opts.BGPListenPort, "bgp-listen-port", opts.BGPListenPort, "port for incoming BGP connections; -1 opens none")
+	fs.BoolVar(&opts.Forwarding, "forwarding", opts.Forwarding, "forward external address:port to the Services' NodePorts with nftables")
+	fs.StringVar(&opts.Table, "nftables-table", opts.Table, "the nftables table (family inet) the speaker owns")
+	fs.BoolVar(&opts.CleanupOnExit, "cleanup-on-exit", opts.CleanupOnExit, "remove the forwarding table on a clean exit (for uninstalling)")
+	fs.DurationVar(&opts.DriftCheck, "drift-check-interval", opts.DriftCheck, "how often to check the forwarding table for changes made by others")
+	fs.StringVar(&opts.MetricsAddr, "metrics-addr", opts.MetricsAddr, "address serving /metrics and /healthz; empty disables")
+	cli.Main(fs, func(ctx context.Context) error { return speaker.Run(ctx, opts) })
+}

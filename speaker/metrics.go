@@ -1,0 +1,81 @@
+package speaker
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berthlb/berth/bgp"
+)
+
+// Metrics are the speaker's Prometheus metrics, in a registry the caller
+// owns.
+type Metrics struct {
+	sessionUp    *prometheus.GaugeVec
+	prefixesSent *prometheus.GaugeVec
+	updatesSent  *prometheus.GaugeVec
+	lastError    *prometheus.GaugeVec
+	announced    prometheus.Gauge
+	forwarded    prometheus.Gauge
+	syncs        prometheus.Histogram
+	drifts       prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		sessionUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "berth_speaker_bgp_session_up", Help: "1 while the BGP session with the peer is Established.",
+		}, []string{"peer"}),
+		prefixesSent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "berth_speaker_bgp_prefixes_sent", Help: "Prefixes announced to the peer.",
+		}, []string{"peer"}),
+		updatesSent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "berth_speaker_bgp_updates_sent", Help: "BGP UPDATE messages sent to the peer since the session started.",
+		}, []string{"peer"}),
+		lastError: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "berth_speaker_bgp_last_error_info", Help: "The last error of the session with the peer, as a label; 1 while there is one.",
+		}, []string{"peer", "error"}),
+		announced: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_speaker_routes_planned", Help: "Routes this node plans to announce, summed over peers.",
+		}),
+		forwarded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_speaker_forwarding_rules", Help: "Forwarding rules (address, protocol, port) programmed on this node.",
+		}),
+		syncs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "berth_speaker_sync_duration_seconds", Help: "Time to compute and apply the node's plan.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}),
+		drifts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_speaker_forwarding_repairs_total", Help: "Times the forwarding table was found changed by someone else and repaired.",
+		}),
+	}
+	reg.MustRegister(m.sessionUp, m.prefixesSent, m.updatesSent, m.lastError, m.announced, m.forwarded, m.syncs, m.drifts)
+	return m
+}
+
+func (m *Metrics) observeSync(p *Plan, d time.Duration) {
+	n := 0
+	for _, r := range p.Routes {
+		n += len(r)
+	}
+	m.announced.Set(float64(n))
+	m.forwarded.Set(float64(len(p.Forward)))
+	m.syncs.Observe(d.Seconds())
+}
+
+func (m *Metrics) observeBGP(st []bgp.PeerStatus) {
+	m.lastError.Reset()
+	for _, p := range st {
+		up := 0.0
+		if p.State == bgp.StateEstablished {
+			up = 1
+		}
+		m.sessionUp.WithLabelValues(p.Name).Set(up)
+		m.prefixesSent.WithLabelValues(p.Name).Set(float64(p.PrefixesSent))
+		m.updatesSent.WithLabelValues(p.Name).Set(float64(p.UpdatesSent))
+		if p.LastError != "" {
+			m.lastError.WithLabelValues(p.Name, p.LastError).Set(1)
+		}
+	}
+}

@@ -1,0 +1,374 @@
+package speaker
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/bgp"
+	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/nodeport"
+)
+
+// ExcludeLabel keeps a node out of load-balancer traffic.
+const ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+// Snapshot is everything the plan depends on, read from listers.
+type Snapshot struct {
+	Node     *corev1.Node
+	Services []*corev1.Service
+	// Slices are the EndpointSlices of the Services, used for
+	// externalTrafficPolicy: Local.
+	Slices  []*discoveryv1.EndpointSlice
+	Pools   []*v1alpha1.IPPool
+	Peers   []*v1alpha1.BGPPeer
+	BGPAdvs []*v1alpha1.BGPAdvertisement
+	// Passwords maps "secret/key" to the value, for the Secrets the peers
+	// reference; a missing entry means the Secret or key does not exist.
+	Passwords map[string]string
+}
+
+// Plan is what one node must do.
+type Plan struct {
+	// Eligible is false when the node must announce nothing; Why says why.
+	Eligible bool
+	Why      string
+	// Peers are the BGP sessions this node opens.
+	Peers []bgp.Peer
+	// Routes maps a peer name to what the node announces to it.
+	Routes map[string][]bgp.Advertisement
+	// Forward are the forwarding rules for the addresses this node
+	// announces.
+	Forward []nodeport.Rule
+	// Problems maps an object ("BGPPeer/name", "BGPAdvertisement/name",
+	// "Service/ns/name") to what is wrong with it, for conditions and
+	// Events. A problem never removes what is healthy.
+	Problems map[string]string
+	// BrokenPeers are peers the plan could not configure (a missing
+	// Secret, say); the speaker keeps their current session as it is.
+	BrokenPeers []string
+}
+
+// Compute plans what the node in s must do.
+func Compute(s Snapshot) *Plan {
+	p := &Plan{Routes: map[string][]bgp.Advertisement{}, Problems: map[string]string{}}
+	if s.Node == nil {
+		p.Why = "the node object does not exist"
+		return p
+	}
+	nodeLabels := labels.Set(s.Node.Labels)
+	// Sessions stay up on an ineligible node: it withdraws its routes, so
+	// that uncordoning announces again without waiting for a session.
+	p.Peers = p.peers(s, nodeLabels)
+	if ok, why := eligible(s.Node); !ok {
+		p.Why = why
+		return p
+	}
+	p.Eligible = true
+	cfg := config.For(s.Pools)
+	local := localEndpoints(s.Slices, s.Node.Name)
+	poolLabels := map[string]labels.Set{}
+	for _, pool := range s.Pools {
+		poolLabels[pool.Name] = pool.Labels
+	}
+
+	advs := slices.Clone(s.BGPAdvs)
+	slices.SortFunc(advs, func(a, b *v1alpha1.BGPAdvertisement) int { return strings.Compare(a.Name, b.Name) })
+	routes := map[string]map[netip.Prefix]*bgp.Advertisement{}
+	announced := map[netip.Addr]bool{}
+	for _, svc := range s.Services {
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+			continue
+		}
+		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && !local[config.Key(svc)] {
+			continue
+		}
+		for _, addr := range config.CurrentAddresses(svc) {
+			poolName, ok := cfg.PoolFor(addr)
+			if !ok {
+				continue // not ours to announce
+			}
+			for _, adv := range advs {
+				if !advMatches(&adv.Spec.AdvertisementSelector, poolName, poolLabels[poolName], svc.Labels, nodeLabels) {
+					continue
+				}
+				route, err := routeFor(adv, addr, cfg, poolName)
+				if err != nil {
+					p.Problems["BGPAdvertisement/"+adv.Name] = err.Error()
+					continue
+				}
+				for _, peer := range p.Peers {
+					if len(adv.Spec.Peers) > 0 && !slices.Contains(adv.Spec.Peers, peer.Name) {
+						continue
+					}
+					addRoute(routes, peer.Name, route)
+					announced[addr] = true
+				}
+			}
+		}
+	}
+	for peer, byPrefix := range routes {
+		for _, r := range byPrefix {
+			p.Routes[peer] = append(p.Routes[peer], *r)
+		}
+		slices.SortFunc(p.Routes[peer], func(a, b bgp.Advertisement) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
+	}
+	p.Forward = p.forwarding(s, announced)
+	return p
+}
+
+// eligible reports whether a node may announce at all: Ready, schedulable
+// (a cordon moves traffic away before a drain evicts pods) and not excluded.
+func eligible(n *corev1.Node) (bool, string) {
+	if _, ok := n.Labels[ExcludeLabel]; ok {
+		return false, "the node is labelled " + ExcludeLabel
+	}
+	if n.Spec.Unschedulable {
+		return false, "the node is cordoned"
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			if c.Status == corev1.ConditionTrue {
+				return true, ""
+			}
+			return false, "the node is not Ready"
+		}
+	}
+	return false, "the node has no Ready condition"
+}
+
+// localEndpoints returns the Services ("ns/name") with a ready endpoint on
+// the node.
+func localEndpoints(slices []*discoveryv1.EndpointSlice, node string) map[string]bool {
+	out := map[string]bool{}
+	for _, es := range slices {
+		svc := es.Labels[discoveryv1.LabelServiceName]
+		if svc == "" {
+			continue
+		}
+		for _, ep := range es.Endpoints {
+			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			if ep.NodeName != nil && *ep.NodeName == node && ready {
+				out[es.Namespace+"/"+svc] = true
+			}
+		}
+	}
+	return out
+}
+
+func advMatches(sel *v1alpha1.AdvertisementSelector, pool string, poolLabels, svcLabels, nodeLabels labels.Set) bool {
+	if len(sel.IPPools) > 0 && !slices.Contains(sel.IPPools, pool) {
+		return false
+	}
+	return selects(sel.IPPoolSelector, poolLabels) && selects(sel.ServiceSelector, svcLabels) && selects(sel.NodeSelector, nodeLabels)
+}
+
+// selects treats a nil selector as matching everything and an invalid one
+// as matching nothing.
+func selects(ls *metav1.LabelSelector, set labels.Set) bool {
+	if ls == nil {
+		return true
+	}
+	s, err := metav1.LabelSelectorAsSelector(ls)
+	return err == nil && s.Matches(set)
+}
+
+// routeFor builds the route for addr under adv: a host route, or the
+// aggregate the advertisement asks for, with its attributes.
+func routeFor(adv *v1alpha1.BGPAdvertisement, addr netip.Addr, cfg *config.Config, pool string) (*bgp.Advertisement, error) {
+	bits := addr.BitLen()
+	if l := adv.Spec.AggregationLength; l != nil && addr.Is4() {
+		bits = int(*l)
+	}
+	if l := adv.Spec.AggregationLengthV6; l != nil && addr.Is6() {
+		bits = int(*l)
+	}
+	prefix := netip.PrefixFrom(addr, bits).Masked()
+	if pp, _ := cfg.Pool(pool); bits < addr.BitLen() && !pp.Covers(prefix) {
+		return nil, fmt.Errorf("aggregation to %s is larger than pool %q's addresses; use a longer aggregation length", prefix, pool)
+	}
+	r := &bgp.Advertisement{Prefix: prefix}
+	for _, c := range adv.Spec.Communities {
+		v, err := bgp.ParseCommunity(c)
+		if err != nil {
+			return nil, fmt.Errorf("community %q: %w", c, err)
+		}
+		r.Communities = append(r.Communities, v)
+	}
+	for _, c := range adv.Spec.LargeCommunities {
+		v, err := bgp.ParseLargeCommunity(c)
+		if err != nil {
+			return nil, fmt.Errorf("large community %q: %w", c, err)
+		}
+		r.LargeCommunities = append(r.LargeCommunities, v)
+	}
+	if lp := adv.Spec.LocalPreference; lp != nil {
+		v := uint32(*lp)
+		r.LocalPref = &v
+	}
+	return r, nil
+}
+
+// addRoute merges route into the peer's routes: advertisements that reach
+// the same prefix add up their communities; the first local preference (by
+// advertisement name) wins.
+func addRoute(routes map[string]map[netip.Prefix]*bgp.Advertisement, peer string, route *bgp.Advertisement) {
+	if routes[peer] == nil {
+		routes[peer] = map[netip.Prefix]*bgp.Advertisement{}
+	}
+	have, ok := routes[peer][route.Prefix]
+	if !ok {
+		c := *route
+		c.Communities = slices.Clone(route.Communities)
+		c.LargeCommunities = slices.Clone(route.LargeCommunities)
+		routes[peer][route.Prefix] = &c
+		return
+	}
+	for _, c := range route.Communities {
+		if !slices.Contains(have.Communities, c) {
+			have.Communities = append(have.Communities, c)
+		}
+	}
+	for _, c := range route.LargeCommunities {
+		if !slices.Contains(have.LargeCommunities, c) {
+			have.LargeCommunities = append(have.LargeCommunities, c)
+		}
+	}
+	if have.LocalPref == nil {
+		have.LocalPref = route.LocalPref
+	}
+}
+
+// peers converts the BGPPeers that select this node.
+func (p *Plan) peers(s Snapshot, nodeLabels labels.Set) []bgp.Peer {
+	var out []bgp.Peer
+	for _, bp := range s.Peers {
+		if !selects(bp.Spec.NodeSelector, nodeLabels) {
+			continue
+		}
+		peer, err := convertPeer(bp, s.Passwords)
+		if err != nil {
+			p.Problems["BGPPeer/"+bp.Name] = err.Error()
+			p.BrokenPeers = append(p.BrokenPeers, bp.Name)
+			continue
+		}
+		out = append(out, peer)
+	}
+	slices.SortFunc(out, func(a, b bgp.Peer) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func convertPeer(bp *v1alpha1.BGPPeer, passwords map[string]string) (bgp.Peer, error) {
+	spec := &bp.Spec
+	addr, err := netip.ParseAddr(spec.Address)
+	if err != nil {
+		return bgp.Peer{}, fmt.Errorf("address %q: %w", spec.Address, err)
+	}
+	peer := bgp.Peer{
+		Name:        bp.Name,
+		Address:     addr,
+		Port:        uint16(spec.Port),
+		ASN:         uint32(spec.ASN),
+		LocalASN:    uint32(spec.LocalASN),
+		TTLSecurity: spec.TTLSecurity,
+	}
+	if spec.SourceAddress != "" {
+		if peer.SourceAddress, err = netip.ParseAddr(spec.SourceAddress); err != nil {
+			return bgp.Peer{}, fmt.Errorf("sourceAddress %q: %w", spec.SourceAddress, err)
+		}
+	}
+	if v := spec.HoldTimeSeconds; v != nil {
+		peer.HoldTime = time.Duration(*v) * time.Second
+	}
+	if v := spec.KeepaliveTimeSeconds; v != nil {
+		peer.KeepaliveTime = time.Duration(*v) * time.Second
+	}
+	if v := spec.EBGPMultiHop; v != nil {
+		peer.EBGPMultihopTTL = uint8(*v)
+	}
+	if gr := spec.GracefulRestart; gr != nil && gr.Enabled {
+		peer.GracefulRestart = true
+		peer.RestartTime = 120 * time.Second
+		if gr.RestartTimeSeconds != nil {
+			peer.RestartTime = time.Duration(*gr.RestartTimeSeconds) * time.Second
+		}
+	}
+	if ref := spec.PasswordSecretRef; ref != nil {
+		pw, ok := passwords[SecretKey(ref)]
+		if !ok {
+			return bgp.Peer{}, fmt.Errorf("password Secret %q has no key %q (or does not exist)", ref.Name, keyOf(ref))
+		}
+		peer.Password = pw
+	}
+	return peer, nil
+}
+
+// SecretKey is the key of a Secret reference in Snapshot.Passwords.
+func SecretKey(ref *v1alpha1.SecretKeyRef) string { return ref.Name + "/" + keyOf(ref) }
+
+func keyOf(ref *v1alpha1.SecretKeyRef) string {
+	if ref.Key == "" {
+		return "password"
+	}
+	return ref.Key
+}
+
+// forwarding lists the rules that deliver traffic for the announced
+// addresses to the Services' NodePorts on this node.
+func (p *Plan) forwarding(s Snapshot, announced map[netip.Addr]bool) []nodeport.Rule {
+	nodeIP := map[bool]netip.Addr{}
+	for _, a := range s.Node.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			if _, seen := nodeIP[ip.Is4()]; !seen {
+				nodeIP[ip.Is4()] = ip
+			}
+		}
+	}
+	type key struct {
+		addr  netip.Addr
+		proto nodeport.Protocol
+		port  uint16
+	}
+	seen := map[key]bool{}
+	var out []nodeport.Rule
+	for _, svc := range s.Services {
+		for _, addr := range config.CurrentAddresses(svc) {
+			if !announced[addr] {
+				continue
+			}
+			target, ok := nodeIP[addr.Is4()]
+			if !ok {
+				p.Problems["Service/"+config.Key(svc)] = fmt.Sprintf("node %s has no InternalIP of %s's family to forward to", s.Node.Name, addr)
+				continue
+			}
+			for _, port := range svc.Spec.Ports {
+				if port.NodePort == 0 {
+					p.Problems["Service/"+config.Key(svc)] = "the Service has no NodePorts (allocateLoadBalancerNodePorts: false); Berth does not forward it and relies on the cluster's proxy"
+					continue
+				}
+				proto := nodeport.Protocol(port.Protocol)
+				if proto == "" {
+					proto = nodeport.TCP
+				}
+				k := key{addr, proto, uint16(port.Port)}
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+				out = append(out, nodeport.Rule{Address: addr, Protocol: proto, Port: uint16(port.Port), NodeIP: target, NodePort: uint16(port.NodePort)})
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,236 @@
+package speaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/bgp"
+	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
+	"github.com/berthlb/berth/internal/cli"
+	"github.com/berthlb/berth/internal/serve"
+	"github.com/berthlb/berth/nodeport"
+)
+
+// Options configure a speaker process; cmd/berth-speaker fills them from
+// flags.
+type Options struct {
+	// Kubeconfig is the path of a kubeconfig file; empty means in-cluster.
+	Kubeconfig string
+	// NodeName is the node this speaker runs on.
+	NodeName string
+	// Namespace is Berth's namespace, where BGP password Secrets live.
+	Namespace string
+	// BGP enables the BGP back end.
+	BGP bool
+	// BGPListenPort is GoBGP's listening port; -1 opens none.
+	BGPListenPort int32
+	// Forwarding enables nftables forwarding to NodePorts.
+	Forwarding bool
+	// Table is the nftables table (family inet) the speaker owns.
+	Table string
+	// CleanupOnExit removes the forwarding table on a clean shutdown (for
+	// uninstalling); otherwise rules stay so that traffic keeps flowing
+	// across a restart.
+	CleanupOnExit bool
+	// DriftCheck is how often the forwarding table is checked for changes
+	// made by someone else.
+	DriftCheck time.Duration
+	// MetricsAddr serves /metrics and /healthz; empty disables.
+	MetricsAddr string
+}
+
+// DefaultOptions returns the options a deployment starts from.
+func DefaultOptions() Options {
+	return Options{
+		Namespace:     "berth-system",
+		BGP:           true,
+		BGPListenPort: -1,
+		Forwarding:    true,
+		Table:         nodeport.DefaultTable,
+		DriftCheck:    10 * time.Second,
+		MetricsAddr:   ":9631",
+	}
+}
+
+// Run runs a speaker until ctx is done.
+func Run(ctx context.Context, opts Options) error {
+	if opts.NodeName == "" {
+		return errors.New("the node name is required (--node-name or NODE_NAME)")
+	}
+	log := logr.FromContextOrDiscard(ctx).WithName("speaker").WithValues("node", opts.NodeName)
+	ctx = logr.NewContext(ctx, log)
+	_, kube, berth, err := cli.Clients(opts.Kubeconfig, 20, 40, "berth-speaker")
+	if err != nil {
+		return err
+	}
+	reg := serve.NewRegistry()
+	if opts.MetricsAddr != "" {
+		stop, err := serve.Metrics(ctx, opts.MetricsAddr, reg, nil)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
+	s := &Speaker{
+		node:    opts.NodeName,
+		secrets: &apiSecrets{client: kube.CoreV1().Secrets(opts.Namespace)},
+		metrics: NewMetrics(reg),
+		applied: map[string]bgp.Peer{},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedMaxOfRateLimiter(
+				workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),
+				// Bound whole-plan recomputations even under a storm of events.
+				&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(20), 5)},
+			),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "speaker"}),
+	}
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	defer broadcaster.Shutdown()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	s.problems = newEventReporter(broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "berth-speaker", Host: opts.NodeName}))
+
+	if opts.BGP {
+		srv, err := bgp.New(ctx, bgp.Config{ListenPort: opts.BGPListenPort})
+		if err != nil {
+			return fmt.Errorf("start BGP: %w", err)
+		}
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := srv.Stop(stopCtx); err != nil {
+				log.Error(err, "Stop BGP")
+			}
+		}()
+		s.bgp = srv
+	}
+	if opts.Forwarding {
+		nft, err := nodeport.NewNFT(nodeport.NFTOptions{Table: opts.Table})
+		if err != nil {
+			return err
+		}
+		fwd := nodeport.New(nft)
+		if opts.CleanupOnExit {
+			defer func() {
+				stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				if err := fwd.Cleanup(stopCtx); err != nil {
+					log.Error(err, "Remove forwarding table")
+				} else {
+					log.Info("Removed forwarding table", "table", opts.Table)
+				}
+			}()
+		}
+		s.fwd = fwd
+	}
+
+	kubeInf := informers.NewSharedInformerFactory(kube, 0)
+	nodeInf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", opts.NodeName).String()
+	}))
+	berthInf := berthinformers.NewSharedInformerFactory(berth, 0)
+	svcs := kubeInf.Core().V1().Services()
+	eps := kubeInf.Discovery().V1().EndpointSlices()
+	nodes := nodeInf.Core().V1().Nodes()
+	pools := berthInf.Berth().V1alpha1().IPPools()
+	peers := berthInf.Berth().V1alpha1().BGPPeers()
+	advs := berthInf.Berth().V1alpha1().BGPAdvertisements()
+	s.listers = listers{
+		nodes: nodes.Lister(), services: svcs.Lister(), slices: eps.Lister(),
+		pools: pools.Lister(), peers: peers.Lister(), bgpAdvs: advs.Lister(),
+	}
+	for _, inf := range []cache.SharedIndexInformer{svcs.Informer(), eps.Informer(), nodes.Informer(), pools.Informer(), peers.Informer(), advs.Informer()} {
+		if _, err := inf.AddEventHandler(s.handlers()); err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
+		s.synced = append(s.synced, inf.HasSynced)
+	}
+	kubeInf.Start(ctx.Done())
+	nodeInf.Start(ctx.Done())
+	berthInf.Start(ctx.Done())
+	defer kubeInf.Shutdown()
+	defer nodeInf.Shutdown()
+	defer berthInf.Shutdown()
+	log.Info("Speaker starting", "bgp", opts.BGP, "forwarding", opts.Forwarding)
+	return s.Run(ctx, opts.DriftCheck, 2*time.Second)
+}
+
+// apiSecrets reads Secrets by name: the speaker never lists or watches
+// Secrets, so its RBAC can name the few it may read.
+type apiSecrets struct {
+	client typedcorev1.SecretInterface
+}
+
+func (a *apiSecrets) get(ctx context.Context, name, key string) (string, bool, error) {
+	sec, err := a.client.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("get secret %s: %w", name, err)
+	}
+	v, ok := sec.Data[key]
+	return string(v), ok, nil
+}
+
+// eventReporter turns plan problems into Events, once per change of the
+// problem's text, so that a standing problem does not flood the API.
+type eventReporter struct {
+	rec  record.EventRecorder
+	mu   sync.Mutex
+	last map[string]string
+}
+
+func newEventReporter(rec record.EventRecorder) *eventReporter {
+	return &eventReporter{rec: rec, last: map[string]string{}}
+}
+
+func (e *eventReporter) report(ctx context.Context, object, problem string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.last[object] == problem {
+		return
+	}
+	e.last[object] = problem
+	logr.FromContextOrDiscard(ctx).Info("Configuration problem", "object", object, "problem", problem)
+	ref := objectRef(object)
+	if ref == nil {
+		return
+	}
+	e.rec.Event(ref, corev1.EventTypeWarning, "SpeakerConfigProblem", problem)
+}
+
+// objectRef turns a plan's object name ("Kind/name" or
+// "Service/namespace/name") into a reference Events can point at.
+func objectRef(object string) *corev1.ObjectReference {
+	kind, rest, ok := strings.Cut(object, "/")
+	if !ok {
+		return nil
+	}
+	if kind == "Service" {
+		ns, name, ok := strings.Cut(rest, "/")
+		if !ok {
+			return nil
+		}
+		return &corev1.ObjectReference{APIVersion: "v1", Kind: kind, Namespace: ns, Name: name}
+	}
+	return &corev1.ObjectReference{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: kind, Name: rest, Namespace: metav1.NamespaceDefault}
+}

@@ -1,0 +1,285 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/berthlb/berth/bgp"
+	berthlisters "github.com/berthlb/berth/client/listers/api/v1alpha1"
+	"github.com/berthlb/berth/nodeport"
+)
+
+// bgpSpeaker is what the speaker needs of the BGP back end.
+type bgpSpeaker interface {
+	SetPeers(ctx context.Context, peers []bgp.Peer) error
+	Advertise(ctx context.Context, peer string, advs []bgp.Advertisement) error
+	Status(ctx context.Context) ([]bgp.PeerStatus, error)
+}
+
+// forwarder is what the speaker needs of the nftables back end.
+type forwarder interface {
+	Sync(ctx context.Context, rules []nodeport.Rule) error
+	Check(ctx context.Context) (bool, error)
+	Cleanup(ctx context.Context) error
+}
+
+// secretGetter reads one key of a Secret in Berth's namespace, by name.
+type secretGetter interface {
+	get(ctx context.Context, name, key string) (string, bool, error)
+}
+
+// problemReporter tells users about a problem with one of their objects.
+type problemReporter interface {
+	report(ctx context.Context, object, problem string)
+}
+
+// listers are the caches the speaker plans from.
+type listers struct {
+	nodes    corelisters.NodeLister
+	services corelisters.ServiceLister
+	slices   discoverylisters.EndpointSliceLister
+	pools    berthlisters.IPPoolLister
+	peers    berthlisters.BGPPeerLister
+	bgpAdvs  berthlisters.BGPAdvertisementLister
+}
+
+// Speaker keeps one node's announcements and forwarding in line with the
+// cluster.
+type Speaker struct {
+	node     string
+	listers  listers
+	synced   []cache.InformerSynced
+	bgp      bgpSpeaker
+	fwd      forwarder
+	secrets  secretGetter
+	problems problemReporter
+	metrics  *Metrics
+	queue    workqueue.TypedRateLimitingInterface[string]
+
+	mu        sync.Mutex
+	applied   map[string]bgp.Peer // peers last configured, by name
+	lastPlan  *Plan
+	forwarded bool // the forwarding table exists
+}
+
+const syncKey = "sync"
+
+func (s *Speaker) enqueue(any) { s.queue.Add(syncKey) }
+
+func (s *Speaker) handlers() cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    s.enqueue,
+		UpdateFunc: func(_, obj any) { s.enqueue(obj) },
+		DeleteFunc: s.enqueue,
+	}
+}
+
+// Run waits for the caches and then keeps the node in line until ctx ends.
+// Every change recomputes the whole plan; the queue's rate limiter bounds
+// how often that happens.
+func (s *Speaker) Run(ctx context.Context, driftCheck, statusEvery time.Duration) error {
+	defer utilruntime.HandleCrash()
+	defer s.queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
+		return fmt.Errorf("wait for caches: %w", ctx.Err())
+	}
+	s.queue.Add(syncKey)
+	go wait.UntilWithContext(ctx, s.checkDrift, driftCheck)
+	go wait.UntilWithContext(ctx, s.reportStatus, statusEvery)
+	go func() {
+		<-ctx.Done()
+		s.queue.ShutDown()
+	}()
+	for {
+		key, quit := s.queue.Get()
+		if quit {
+			return nil
+		}
+		err := s.sync(ctx)
+		if err != nil {
+			logr.FromContextOrDiscard(ctx).Error(err, "Sync failed; will retry")
+			s.queue.AddRateLimited(key)
+		} else {
+			s.queue.Forget(key)
+		}
+		s.queue.Done(key)
+	}
+}
+
+// sync computes the plan and applies it: peers, then routes, then
+// forwarding. Each back end applies only differences.
+func (s *Speaker) sync(ctx context.Context) error {
+	start := time.Now()
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	plan := Compute(snap)
+	for obj, problem := range plan.Problems {
+		s.problems.report(ctx, obj, problem)
+	}
+	if s.bgp != nil {
+		if err := s.applyBGP(ctx, plan); err != nil {
+			return err
+		}
+	}
+	if s.fwd != nil {
+		if err := s.applyForwarding(ctx, plan); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.lastPlan = plan
+	s.mu.Unlock()
+	s.metrics.observeSync(plan, time.Since(start))
+	return nil
+}
+
+func (s *Speaker) applyBGP(ctx context.Context, plan *Plan) error {
+	peers := slices.Clone(plan.Peers)
+	// A peer whose configuration broke (its Secret vanished, say) keeps the
+	// session it has rather than being torn down.
+	for _, name := range plan.BrokenPeers {
+		if old, ok := s.applied[name]; ok {
+			peers = append(peers, old)
+		}
+	}
+	if err := s.bgp.SetPeers(ctx, peers); err != nil {
+		return fmt.Errorf("set BGP peers: %w", err)
+	}
+	s.applied = make(map[string]bgp.Peer, len(peers))
+	for _, p := range peers {
+		s.applied[p.Name] = p
+	}
+	for _, p := range peers {
+		if slices.Contains(plan.BrokenPeers, p.Name) {
+			continue // keep announcing what it had
+		}
+		if err := s.bgp.Advertise(ctx, p.Name, plan.Routes[p.Name]); err != nil {
+			return fmt.Errorf("advertise to %s: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+func (s *Speaker) applyForwarding(ctx context.Context, plan *Plan) error {
+	if !plan.Eligible {
+		if s.forwarded {
+			logr.FromContextOrDiscard(ctx).Info("Node not eligible; removing forwarding", "why", plan.Why)
+			if err := s.fwd.Cleanup(ctx); err != nil {
+				return fmt.Errorf("remove forwarding: %w", err)
+			}
+			s.forwarded = false
+		}
+		return nil
+	}
+	if err := s.fwd.Sync(ctx, plan.Forward); err != nil {
+		return fmt.Errorf("sync forwarding: %w", err)
+	}
+	s.forwarded = true
+	return nil
+}
+
+// snapshot reads everything the plan depends on from the caches, and the
+// peers' passwords from their Secrets by name.
+func (s *Speaker) snapshot(ctx context.Context) (Snapshot, error) {
+	var snap Snapshot
+	node, err := s.listers.nodes.Get(s.node)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return snap, fmt.Errorf("get node: %w", err)
+	default:
+		snap.Node = node
+	}
+	if snap.Services, err = s.listers.services.List(labels.Everything()); err != nil {
+		return snap, err
+	}
+	if snap.Slices, err = s.listers.slices.List(labels.Everything()); err != nil {
+		return snap, err
+	}
+	if snap.Pools, err = s.listers.pools.List(labels.Everything()); err != nil {
+		return snap, err
+	}
+	if snap.Peers, err = s.listers.peers.List(labels.Everything()); err != nil {
+		return snap, err
+	}
+	if snap.BGPAdvs, err = s.listers.bgpAdvs.List(labels.Everything()); err != nil {
+		return snap, err
+	}
+	slices.SortFunc(snap.Services, func(a, b *corev1.Service) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
+	snap.Passwords = map[string]string{}
+	for _, p := range snap.Peers {
+		ref := p.Spec.PasswordSecretRef
+		if ref == nil {
+			continue
+		}
+		v, ok, err := s.secrets.get(ctx, ref.Name, keyOf(ref))
+		if err != nil {
+			return snap, fmt.Errorf("read password of peer %s: %w", p.Name, err)
+		}
+		if ok {
+			snap.Passwords[SecretKey(ref)] = v
+		}
+	}
+	return snap, nil
+}
+
+// checkDrift asks the forwarder whether someone changed its table, and
+// repairs it if so.
+func (s *Speaker) checkDrift(ctx context.Context) {
+	if s.fwd == nil || !s.forwarded {
+		return
+	}
+	drifted, err := s.fwd.Check(ctx)
+	if err != nil {
+		logr.FromContextOrDiscard(ctx).Error(err, "Check forwarding table")
+		return
+	}
+	if drifted {
+		logr.FromContextOrDiscard(ctx).Info("Forwarding table was changed by someone else; repairing it")
+		s.metrics.drifts.Inc()
+		s.queue.Add(syncKey)
+	}
+}
+
+// reportStatus publishes the BGP sessions' state to metrics and the
+// BGPPeers' status.
+func (s *Speaker) reportStatus(ctx context.Context) {
+	if s.bgp == nil {
+		return
+	}
+	st, err := s.bgp.Status(ctx)
+	if err != nil {
+		logr.FromContextOrDiscard(ctx).Error(err, "Read BGP status")
+		return
+	}
+	s.metrics.observeBGP(st)
+}
+
+// LastPlan returns the plan applied last, for tests and debugging.
+func (s *Speaker) LastPlan() *Plan {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lastPlan == nil {
+		return nil
+	}
+	c := *s.lastPlan
+	c.Routes = maps.Clone(c.Routes)
+	return &c
+}
