@@ -85,7 +85,9 @@ func Run(ctx context.Context, opts Options) error {
 	}()
 	defer func() {
 		stopCtrl()
-		<-ctrlDone
+		if err := <-ctrlDone; err != nil {
+			log.Error(err, "Controller stopped")
+		}
 	}()
 
 	fmt.Fprintf(out, "==> Applying %s\n", opts.ExamplesDir)
