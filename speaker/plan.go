@@ -109,6 +109,9 @@ func Compute(s Snapshot) *Plan {
 					if len(adv.Spec.Peers) > 0 && !slices.Contains(adv.Spec.Peers, peer.Name) {
 						continue
 					}
+					if !carries(peer, route.Prefix.Addr()) {
+						continue // an IPv6 route over an IPv4 session would need a next hop
+					}
 					addRoute(routes, peer.Name, route)
 					announced[addr] = true
 				}
@@ -123,6 +126,20 @@ func Compute(s Snapshot) *Plan {
 	}
 	p.Forward = p.forwarding(s, announced)
 	return p
+}
+
+// carries reports whether the session with peer carries addr's family.
+// Peers are configured without Families, so a session carries the family
+// of the peer's address only.
+func carries(peer bgp.Peer, addr netip.Addr) bool {
+	if len(peer.Families) == 0 {
+		return peer.Address.Is4() == addr.Is4()
+	}
+	fam := bgp.IPv4Unicast
+	if addr.Is6() {
+		fam = bgp.IPv6Unicast
+	}
+	return slices.Contains(peer.Families, fam)
 }
 
 // eligible reports whether a node may announce at all: Ready, schedulable

@@ -117,12 +117,16 @@ func TestCompute(t *testing.T) {
 			name: "a dual-stack service is announced as /32 and /128 and forwarded",
 			mut: func(s *Snapshot) {
 				s.Services = []*corev1.Service{lbService("web", []string{"198.51.100.5", "2001:db8:100::5"})}
+				s.Peers = append(s.Peers, peer("r1-v6", "2001:db8:1::1"))
 			},
 			wantElig:  true,
-			wantPeers: []bgp.Peer{r1},
-			wantRoutes: map[string][]bgp.Advertisement{"r1": {
-				{Prefix: host("198.51.100.5")}, {Prefix: host("2001:db8:100::5")},
-			}},
+			wantPeers: []bgp.Peer{r1, {Name: "r1-v6", Address: netip.MustParseAddr("2001:db8:1::1"), Port: 179, ASN: 64512, LocalASN: 64513}},
+			// Each family goes to the session of its family only: an IPv6
+			// route over an IPv4 session would need a next hop.
+			wantRoutes: map[string][]bgp.Advertisement{
+				"r1":    {{Prefix: host("198.51.100.5")}},
+				"r1-v6": {{Prefix: host("2001:db8:100::5")}},
+			},
 			wantForward: []nodeport.Rule{rule("198.51.100.5", 80, 30080, "198.18.1.2"), rule("2001:db8:100::5", 80, 30080, "2001:db8:1::2")},
 		},
 		{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -42,6 +44,9 @@ type Options struct {
 	BGP bool
 	// BGPListenPort is GoBGP's listening port; -1 opens none.
 	BGPListenPort int32
+	// RouterID is the BGP identifier. When invalid (unset), the node's first
+	// IPv4 InternalIP (or ExternalIP) is used, read from the Node object.
+	RouterID netip.Addr
 	// Forwarding enables nftables forwarding to NodePorts.
 	Forwarding bool
 	// Table is the nftables table (family inet) the speaker owns.
@@ -109,7 +114,14 @@ func Run(ctx context.Context, opts Options) error {
 	s.problems = newEventReporter(broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "berth-speaker", Host: opts.NodeName}))
 
 	if opts.BGP {
-		srv, err := bgp.New(ctx, bgp.Config{ListenPort: opts.BGPListenPort})
+		routerID := opts.RouterID
+		if !routerID.IsValid() {
+			if routerID, err = nodeRouterID(ctx, kube.CoreV1().Nodes(), opts.NodeName); err != nil {
+				return fmt.Errorf("start BGP: %w", err)
+			}
+		}
+		log.Info("BGP router ID", "routerID", routerID)
+		srv, err := bgp.New(ctx, bgp.Config{RouterID: routerID, ListenPort: opts.BGPListenPort})
 		if err != nil {
 			return fmt.Errorf("start BGP: %w", err)
 		}
@@ -171,6 +183,35 @@ func Run(ctx context.Context, opts Options) error {
 	defer berthInf.Shutdown()
 	log.Info("Speaker starting", "bgp", opts.BGP, "forwarding", opts.Forwarding)
 	return s.Run(ctx, opts.DriftCheck, 2*time.Second)
+}
+
+// nodeRouterID waits for the Node object to carry an IPv4 address and returns
+// the first InternalIP (or, failing that, ExternalIP) of family IPv4: BGP
+// needs a router ID before any session starts, and the node's own address
+// is unique in the cluster.
+func nodeRouterID(ctx context.Context, nodes typedcorev1.NodeInterface, name string) (netip.Addr, error) {
+	var id netip.Addr
+	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		node, err := nodes.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			logr.FromContextOrDiscard(ctx).Info("Waiting for the node's address to pick a BGP router ID", "err", err.Error())
+			return false, nil
+		}
+		for _, typ := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP} {
+			for _, a := range node.Status.Addresses {
+				if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == typ && ip.Is4() && !ip.IsUnspecified() {
+					id = ip
+					return true, nil
+				}
+			}
+		}
+		logr.FromContextOrDiscard(ctx).Info("Waiting for the node to have an IPv4 address to use as BGP router ID")
+		return false, nil
+	})
+	if err != nil {
+		return id, fmt.Errorf("no IPv4 address on node %s for the BGP router ID (set --router-id): %w", name, err)
+	}
+	return id, nil
 }
 
 // apiSecrets reads Secrets by name: the speaker never lists or watches

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/bgp"
 	berthlisters "github.com/berthlb/berth/client/listers/api/v1alpha1"
 	"github.com/berthlb/berth/nodeport"
@@ -69,7 +70,10 @@ type Speaker struct {
 	secrets  secretGetter
 	problems problemReporter
 	metrics  *Metrics
-	queue    workqueue.TypedRateLimitingInterface[string]
+	// peerStatus and lastStatus are used only by reportStatus.
+	peerStatus peerStatusWriter
+	lastStatus map[string]*v1alpha1.BGPSessionStatus
+	queue      workqueue.TypedRateLimitingInterface[string]
 
 	mu        sync.Mutex
 	applied   map[string]bgp.Peer // peers last configured, by name
@@ -270,6 +274,7 @@ func (s *Speaker) reportStatus(ctx context.Context) {
 		return
 	}
 	s.metrics.observeBGP(st)
+	s.writePeerStatus(ctx, st)
 }
 
 // LastPlan returns the plan applied last, for tests and debugging.

@@ -1,0 +1,68 @@
+package speaker
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/bgp"
+)
+
+func TestSessionStatus(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	since := metav1.NewTime(now.Add(-time.Minute))
+	tests := []struct {
+		name      string
+		in        bgp.PeerStatus
+		prev      *v1alpha1.BGPSessionStatus
+		wantSince *metav1.Time
+		wantSame  bool
+	}{
+		{
+			name:      "first sight of an established session",
+			in:        bgp.PeerStatus{Name: "r", State: bgp.StateEstablished, Uptime: time.Minute, PrefixesSent: 3},
+			wantSince: &since,
+		},
+		{
+			name:      "steady session: jitter of the uptime does not change status",
+			in:        bgp.PeerStatus{Name: "r", State: bgp.StateEstablished, Uptime: time.Minute + 1500*time.Millisecond, PrefixesSent: 3},
+			prev:      &v1alpha1.BGPSessionStatus{Node: "n", State: "Established", PrefixesSent: 3, EstablishedSince: &since},
+			wantSince: &since,
+			wantSame:  true,
+		},
+		{
+			name:      "a new prefix is a change",
+			in:        bgp.PeerStatus{Name: "r", State: bgp.StateEstablished, Uptime: time.Minute, PrefixesSent: 4},
+			prev:      &v1alpha1.BGPSessionStatus{Node: "n", State: "Established", PrefixesSent: 3, EstablishedSince: &since},
+			wantSince: &since,
+		},
+		{
+			name:      "re-established later moves establishedSince",
+			in:        bgp.PeerStatus{Name: "r", State: bgp.StateEstablished, Uptime: 10 * time.Second, PrefixesSent: 3},
+			prev:      &v1alpha1.BGPSessionStatus{Node: "n", State: "Established", PrefixesSent: 3, EstablishedSince: &since},
+			wantSince: func() *metav1.Time { m := metav1.NewTime(now.Add(-10 * time.Second)); return &m }(),
+		},
+		{
+			name: "down: no establishedSince, the error is kept",
+			in:   bgp.PeerStatus{Name: "r", State: bgp.StateActive, LastError: "connection refused"},
+			prev: &v1alpha1.BGPSessionStatus{Node: "n", State: "Established", PrefixesSent: 3, EstablishedSince: &since},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := sessionStatus("n", tc.in, tc.prev, now)
+			if got.Node != "n" || got.State != string(tc.in.State) || got.LastError != tc.in.LastError || int(got.PrefixesSent) != int(tc.in.PrefixesSent) {
+				t.Errorf("sessionStatus = %+v, does not reflect %+v", got, tc.in)
+			}
+			if (got.EstablishedSince == nil) != (tc.wantSince == nil) ||
+				(got.EstablishedSince != nil && !got.EstablishedSince.Equal(tc.wantSince)) {
+				t.Errorf("establishedSince = %v, want %v", got.EstablishedSince, tc.wantSince)
+			}
+			if same := sameSession(got, tc.prev); same != tc.wantSame {
+				t.Errorf("sameSession = %v, want %v", same, tc.wantSame)
+			}
+		})
+	}
+}
