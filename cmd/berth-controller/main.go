@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"os"
 
 	"github.com/spf13/pflag"
 
@@ -23,18 +22,11 @@ func main() {
 	fs.IntVar(&opts.Workers, "workers", opts.Workers, "Services reconciled concurrently")
 	fs.DurationVar(&opts.PoolStatusDelay, "pool-status-delay", opts.PoolStatusDelay, "minimum time between two status writes of one pool")
 	fs.BoolVar(&opts.LeaderElect, "leader-elect", opts.LeaderElect, "run only while holding the leader Lease (set with more than one replica)")
-	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", envOr("POD_NAMESPACE", opts.LeaderElectionNamespace), "namespace of the leader Lease")
+	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", cli.EnvOr("POD_NAMESPACE", opts.LeaderElectionNamespace), "namespace of the leader Lease")
 	fs.StringVar(&opts.LeaderElectionName, "leader-election-id", opts.LeaderElectionName, "name of the leader Lease")
 	fs.DurationVar(&opts.LeaseDuration, "leader-elect-lease-duration", opts.LeaseDuration, "leader Lease duration")
 	fs.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", opts.RenewDeadline, "time the leader retries renewing before it gives up")
 	fs.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", opts.RetryPeriod, "time between election attempts")
 	fs.StringVar(&opts.MetricsAddr, "metrics-addr", opts.MetricsAddr, "address serving /metrics, /healthz and /readyz; empty disables")
 	cli.Main(fs, func(ctx context.Context) error { return controller.Run(ctx, opts) })
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }

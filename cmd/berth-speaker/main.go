@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"net/netip"
 	"os"
 
 	"github.com/spf13/pflag"
@@ -21,6 +22,11 @@ func main() {
 	fs.StringVar(&opts.Namespace, "namespace", cli.EnvOr("POD_NAMESPACE", opts.Namespace), "Berth's namespace, where BGP password Secrets live")
 	fs.BoolVar(&opts.BGP, "bgp", opts.BGP, "announce addresses over BGP")
 	fs.Int32Var(&opts.BGPListenPort, "bgp-listen-port", opts.BGPListenPort, "port for incoming BGP connections; -1 opens none")
+	fs.Func("router-id", "BGP router ID (IPv4); default: the node's first IPv4 InternalIP", func(v string) error {
+		a, err := netip.ParseAddr(v)
+		opts.RouterID = a
+		return err
+	})
 	fs.BoolVar(&opts.Forwarding, "forwarding", opts.Forwarding, "forward external address:port to the Services' NodePorts with nftables")
 	fs.StringVar(&opts.Table, "nftables-table", opts.Table, "the nftables table (family inet) the speaker owns")
 	fs.BoolVar(&opts.CleanupOnExit, "cleanup-on-exit", opts.CleanupOnExit, "remove the forwarding table on a clean exit (for uninstalling)")
