@@ -16,7 +16,7 @@ import (
 // the next Sync rewrite the whole table. Before the first Sync, and after
 // Cleanup, there is nothing to compare and Check reports no drift.
 //
-// Check runs four nft list commands and reads every map element, so its cost
+// Check runs eight nft list commands and reads every map element, so its cost
 // grows with the number of rules (see doc.go); call it on a timer, not on
 // every change.
 func (f *Forwarder) Check(ctx context.Context) (bool, error) {
@@ -42,10 +42,10 @@ func (f *Forwarder) Check(ctx context.Context) (bool, error) {
 
 // compare returns why the table differs from f.applied, or "" if it does not.
 func (f *Forwarder) compare(ctx context.Context) (string, error) {
-	for _, chain := range []string{preroutingName, outputName} {
-		rules, err := f.nft.ListRules(ctx, chain)
+	for _, c := range chains() {
+		rules, err := f.nft.ListRules(ctx, c.name)
 		if knftables.IsNotFound(err) {
-			return fmt.Sprintf("chain %s is missing", chain), nil
+			return fmt.Sprintf("chain %s is missing", c.name), nil
 		}
 		if err != nil {
 			return "", err
@@ -58,33 +58,58 @@ func (f *Forwarder) compare(ctx context.Context) (string, error) {
 				comments = append(comments, *r.Comment)
 			}
 		}
-		if !slices.Equal(comments, []string{map4, map6}) {
-			return fmt.Sprintf("chain %s holds rules %q, want %q", chain, comments, []string{map4, map6}), nil
+		if want := c.comments(); !slices.Equal(comments, want) {
+			return fmt.Sprintf("chain %s holds rules %q, want %q", c.name, comments, want), nil
 		}
 	}
 
+	wantNodes := nodesOf(f.applied)
 	found := 0
-	for _, name := range []string{map4, map6} {
-		elems, err := f.nft.ListElements(ctx, "map", name)
+	for _, fam := range families {
+		elems, err := f.nft.ListElements(ctx, "map", fam.nodeMap)
 		if knftables.IsNotFound(err) {
-			return "map " + name + " is missing", nil
+			return "map " + fam.nodeMap + " is missing", nil
 		}
 		if err != nil {
 			return "", err
 		}
 		for _, e := range elems {
-			k, t, err := parseElement(e.Key, e.Value)
+			addr, ip, err := parseNodeElement(e.Key, e.Value)
 			if err != nil {
-				return fmt.Sprintf("map %s: %v", name, err), nil
+				return fmt.Sprintf("map %s: %v", fam.nodeMap, err), nil
 			}
-			if at, ok := f.applied[k]; !ok || at != t || mapFor(k.addr) != name {
-				return fmt.Sprintf("map %s holds unexpected element %v : %v", name, e.Key, e.Value), nil
+			if want, ok := wantNodes[addr]; !ok || want != ip || familyOf(addr).nodeMap != fam.nodeMap {
+				return fmt.Sprintf("map %s holds unexpected element %v : %v", fam.nodeMap, e.Key, e.Value), nil
+			}
+			found++
+		}
+	}
+	if found != len(wantNodes) {
+		return fmt.Sprintf("node maps hold %d elements, want %d", found, len(wantNodes)), nil
+	}
+
+	found = 0
+	for _, fam := range families {
+		elems, err := f.nft.ListElements(ctx, "map", fam.portMap)
+		if knftables.IsNotFound(err) {
+			return "map " + fam.portMap + " is missing", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		for _, e := range elems {
+			k, nodePort, err := parsePortElement(e.Key, e.Value)
+			if err != nil {
+				return fmt.Sprintf("map %s: %v", fam.portMap, err), nil
+			}
+			if t, ok := f.applied[k]; !ok || t.port != nodePort || familyOf(k.addr).portMap != fam.portMap {
+				return fmt.Sprintf("map %s holds unexpected element %v : %v", fam.portMap, e.Key, e.Value), nil
 			}
 			found++
 		}
 	}
 	if found != len(f.applied) {
-		return fmt.Sprintf("maps hold %d elements, want %d", found, len(f.applied)), nil
+		return fmt.Sprintf("port maps hold %d elements, want %d", found, len(f.applied)), nil
 	}
 	return "", nil
 }

@@ -1,32 +1,82 @@
 // Package nodeport programs a node's nftables so that traffic for a
 // Service's load-balancer address and port is delivered to the Service's
-// NodePort on that node, with the client's source address unchanged (no
-// masquerade or SNAT, so externalTrafficPolicy: Local keeps working).
+// NodePort on that node, as if the client had connected to the NodePort
+// itself, whatever handles NodePorts there (kube-proxy in iptables or
+// nftables mode, IPVS, a local socket), with the client's source address
+// unchanged (no masquerade or SNAT, so externalTrafficPolicy: Local keeps
+// working).
 //
 // The speaker computes the Rules a node needs and calls Forwarder.Sync
 // declaratively; this package validates them and turns them into one
 // nftables table. It must not touch any other table, decide which rules a
 // node needs, or talk to the Kubernetes API.
 //
+// # How it works
+//
+// Netfilter performs NAT once per connection and hook: the first NAT chain
+// that binds a new connection wins and later ones are not consulted. So
+// Berth must not NAT the connection to the NodePort before the proxy has
+// had its turn, or the proxy's NodePort DNAT
+// (kube-proxy, NAT chain at dstnat) never happens. Instead it rewrites the
+// first packet of each connection in a filter chain between conntrack and
+// dstnat:
+//
+//  1. Conntrack (priority -200) records the connection with its real
+//     destination, load-balancer address:port.
+//  2. Chain rewrite-prerouting (filter, dstnat-5) rewrites the packet's
+//     destination, statelessly, to node IP:NodePort.
+//  3. The proxy's NAT chain at dstnat sees ordinary NodePort traffic and
+//     DNATs it to a pod. Its binding translates from the connection's
+//     recorded destination, so the reverse translation of every reply, done
+//     by conntrack, gives the replies the source load-balancer address:port.
+//  4. If nobody bound the connection at dstnat (the NodePort is a local
+//     socket, or IPVS handles it at local-in), chain nat-prerouting (nat,
+//     dstnat+10) binds it itself: DNAT to node IP:NodePort, which changes
+//     nothing in the packet but makes conntrack translate the replies back.
+//
+// The node's own connections take the same path in rewrite-output (type
+// route, so the kernel routes the packet again) and nat-output.
+//
+// Everything stateful is conntrack's: replies, ICMP errors about the
+// connection and later packets are translated by the NAT binding, so no
+// packet mark, connection mark or label is used, and a connection outlives
+// the removal of its rule. Only packets of state new are rewritten.
+//
 // # Table layout
 //
 // The Forwarder owns one table, inet berth by default (NFTOptions.Table):
 //
-//   - maps svc4 and svc6, one per family, from address . protocol . port to
-//     node address . NodePort;
-//   - base chains prerouting (hook prerouting) and output (hook output, for
-//     connections the node itself opens), both type nat at priority dstnat+10
-//     (-90), each holding two rules:
-//     dnat ip to ip daddr . meta l4proto . th dport map @svc4 and its ip6
-//     twin. Packets without a matching element pass untouched.
+//   - maps port4 and port6, from address . protocol . port to NodePort;
+//   - maps node4 and node6, from address to node IP (so every rule for one
+//     address must have the same node IP; validation enforces it). nft
+//     cannot write two fields from one lookup, so the rewrite sets the port
+//     from the port map, then the address from the node map;
+//   - chains rewrite-prerouting and rewrite-output, one rule per family and
+//     protocol (TCP, UDP, SCTP), each
+//     "ct state new tcp dport set ip daddr . meta l4proto . tcp dport map
+//     @port4 ip daddr set ip daddr map @node4";
+//   - chains nat-prerouting and nat-output, one rule per family, each
+//     "dnat ip to ct original ip daddr map @node4 : ct original ip daddr .
+//     meta l4proto . ct original proto-dst map @port4".
 //
 // The number of rules is fixed; Services only add map elements, so lookup
-// cost does not grow with them. The chains run just after dstnat so a proxy
-// that handles load-balancer addresses itself (kube-proxy at dstnat) keeps
-// doing so; note that netfilter performs NAT once per connection and hook,
-// so a DNAT done here is not followed by the proxy's own NodePort DNAT in
-// the same hook: the NodePort must be served by a local socket or at
-// local-in (IPVS, eBPF socket load balancing).
+// cost does not grow with them. Packets without a matching element pass
+// untouched. The payload statements update the IP, TCP and UDP checksums;
+// for SCTP nft asks the kernel to recompute the CRC32c, and the NAT
+// binding recomputes it again in any case.
+//
+// # Limits
+//
+//   - The proxy sees NodePort traffic, not load-balancer traffic: anything it
+//     does only for load-balancer addresses in its NAT chains (kube-proxy's
+//     iptables-mode loadBalancerSourceRanges) does not apply. kube-proxy's
+//     nftables mode checks those ranges at dstnat-10, before the rewrite,
+//     and keeps doing so.
+//   - Connections already tracked before a rule existed (say a UDP flow
+//     that got no answer) are not rewritten until conntrack forgets them.
+//   - Untracked packets (notrack) are not forwarded.
+//   - SCTP forwarding is built like TCP's but not tested: the test kernel
+//     lacks SCTP.
 //
 // # Transactions
 //
@@ -43,12 +93,13 @@
 //   - An incremental transaction fails as a whole when the table or a map
 //     is gone or an element it deletes is missing; Sync logs it and rewrites
 //     the table at once. This costs nothing extra.
-//   - Check lists both chains (by rule comment) and both maps and compares
-//     them with what was last written: four nft list commands and a parse of
-//     every element, about 0.5 s of CPU at 10,000 rules on a busy 2-core
-//     machine. On drift it logs the reason (through the logr logger in the
-//     context) and the next Sync rewrites the table. The speaker should call
-//     it on a timer (e.g. every 10 s), not on every change.
+//   - Check lists the four chains (by rule comment) and the four maps and
+//     compares them with what was last written: eight nft list commands and
+//     a parse of every element, about 0.6 s (p50) at 10,000 rules on a busy
+//     2-core machine.
+//     On drift it logs the reason (through the logr logger in the context)
+//     and the next Sync rewrites the table. The speaker should call it on a
+//     timer (e.g. every 10 s), not on every change.
 //
 // Check does not notice changes to a base chain's hook or priority, nor
 // extra chains or sets someone adds to the table; every full rewrite removes
@@ -59,5 +110,6 @@
 // NewNFT runs the nft binary (nftables 1.0.1 or later; tested with 1.0.6 of
 // Debian bookworm) through sigs.k8s.io/knftables, so the speaker image must
 // ship nftables. It needs CAP_NET_ADMIN. NFTOptions.Netns makes it act in
-// another network namespace, which the tests use.
+// another network namespace, which the tests use. See docs/forwarding.md
+// for the packet walk and the designs that were rejected.
 package nodeport

@@ -3,26 +3,13 @@ package nodeport
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/knftables"
 )
-
-// Names of the objects in the table.
-const (
-	map4           = "svc4"
-	map6           = "svc6"
-	preroutingName = "prerouting"
-	outputName     = "output"
-	tableComment   = "berth: LoadBalancer address to NodePort; managed by berth-speaker, do not edit"
-)
-
-// chainPriority puts the DNAT just after the standard dstnat priority, so a
-// proxy that already handles load-balancer addresses itself (kube-proxy at
-// dstnat) keeps doing so and these rules only catch what it leaves alone.
-const chainPriority = knftables.DNATPriority + "+10"
 
 // state is what a Forwarder knows about its table.
 type state int
@@ -116,72 +103,88 @@ func (f *Forwarder) full(desired ruleSet) *knftables.Transaction {
 	tx.Add(&knftables.Table{})
 	tx.Delete(&knftables.Table{})
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo(tableComment)})
-	tx.Add(&knftables.Map{Name: map4,
-		Type: "ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service"})
-	tx.Add(&knftables.Map{Name: map6,
-		Type: "ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service"})
-	for _, c := range []struct {
-		name string
-		hook knftables.BaseChainHook
-	}{{preroutingName, knftables.PreroutingHook}, {outputName, knftables.OutputHook}} {
-		tx.Add(&knftables.Chain{Name: c.name, Type: knftables.PtrTo(knftables.NATType),
-			Hook: knftables.PtrTo(c.hook), Priority: knftables.PtrTo(chainPriority)})
-		for _, r := range chainRules(c.name) {
-			tx.Add(r)
+	for _, m := range maps() {
+		tx.Add(m)
+	}
+	for _, c := range chains() {
+		tx.Add(&knftables.Chain{Name: c.name, Type: knftables.PtrTo(c.typ),
+			Hook: knftables.PtrTo(c.hook), Priority: knftables.PtrTo(c.priority)})
+		for _, r := range c.rules {
+			r := *r
+			r.Chain = c.name
+			tx.Add(&r)
 		}
 	}
+	nodes := nodesOf(desired)
+	for _, a := range sortedAddrs(nodes) {
+		tx.Add(nodeElement(a, nodes[a]))
+	}
 	for _, k := range sortedKeys(desired) {
-		tx.Add(mapElement(k, desired[k]))
+		tx.Add(portElement(k, desired[k].port))
 	}
 	return tx
-}
-
-// chainRules returns the two rules each chain holds. Without a matching map
-// element the lookup fails and the packet goes on untouched.
-func chainRules(chain string) []*knftables.Rule {
-	return []*knftables.Rule{
-		{Chain: chain, Comment: knftables.PtrTo(map4),
-			Rule: "dnat ip to ip daddr . meta l4proto . th dport map @" + map4},
-		{Chain: chain, Comment: knftables.PtrTo(map6),
-			Rule: "dnat ip6 to ip6 daddr . meta l4proto . th dport map @" + map6},
-	}
 }
 
 // incremental returns a transaction turning f.applied into desired, or nil
-// if they are equal. If the table or a map is gone, or an element to delete
-// is missing, nft aborts the whole transaction and Sync rewrites the table.
-// It holds no guard that would catch other drift at once (a flushed chain,
-// foreign elements): with nft 1.0.6 any "delete element" or "flush set",
-// even on a one-element set, makes nft read every element of the table
-// first, which would add ~10 ms at 10,000 rules to every change. Check
-// catches the rest.
+// if they are equal: it changes the port elements of the rules that
+// changed, and the node elements of addresses that appeared, went or moved
+// to another node IP. If the table or a map is gone, or an element to
+// delete is missing, nft aborts the whole transaction and Sync rewrites the
+// table. It holds no guard that would catch other drift at once (a flushed
+// chain, foreign elements): with nft 1.0.6 any "delete element" or "flush
+// set", even on a one-element set, makes nft read every element of the
+// table first, which would add ~10 ms at 10,000 rules to every change.
+// Check catches the rest.
 func (f *Forwarder) incremental(desired ruleSet) *knftables.Transaction {
-	var del, add []key
-	for k, t := range f.applied {
-		if dt, ok := desired[k]; !ok || dt != t {
-			del = append(del, k)
-		}
-	}
-	for k, t := range desired {
-		if at, ok := f.applied[k]; !ok || at != t {
-			add = append(add, k)
-		}
-	}
-	if len(del) == 0 && len(add) == 0 {
+	delPorts, addPorts := diff(portsOf(f.applied), portsOf(desired))
+	delNodes, addNodes := diff(nodesOf(f.applied), nodesOf(desired))
+	if len(delPorts)+len(addPorts)+len(delNodes)+len(addNodes) == 0 {
 		return nil
 	}
-	slices.SortFunc(del, compareKeys)
-	slices.SortFunc(add, compareKeys)
+	slices.SortFunc(delPorts, compareKeys)
+	slices.SortFunc(addPorts, compareKeys)
+	slices.SortFunc(delNodes, netip.Addr.Compare)
+	slices.SortFunc(addNodes, netip.Addr.Compare)
 	tx := f.nft.NewTransaction()
-	for _, k := range del {
-		tx.Delete(&knftables.Element{Map: mapFor(k.addr), Key: elementKey(k)})
+	for _, k := range delPorts {
+		tx.Delete(&knftables.Element{Map: familyOf(k.addr).portMap, Key: portElement(k, 0).Key})
 	}
-	for _, k := range add {
-		tx.Add(mapElement(k, desired[k]))
+	for _, a := range delNodes {
+		tx.Delete(&knftables.Element{Map: familyOf(a).nodeMap, Key: []string{a.String()}})
+	}
+	nodes := nodesOf(desired)
+	for _, a := range addNodes {
+		tx.Add(nodeElement(a, nodes[a]))
+	}
+	for _, k := range addPorts {
+		tx.Add(portElement(k, desired[k].port))
 	}
 	return tx
 }
 
-func mapElement(k key, t target) *knftables.Element {
-	return &knftables.Element{Map: mapFor(k.addr), Key: elementKey(k), Value: elementValue(t)}
+// diff returns the keys of old that are missing from new or hold another
+// value there, and the keys of new that are missing from old or hold another
+// value there.
+func diff[K, V comparable](old, new map[K]V) (del, add []K) {
+	for k, v := range old {
+		if nv, ok := new[k]; !ok || nv != v {
+			del = append(del, k)
+		}
+	}
+	for k, v := range new {
+		if ov, ok := old[k]; !ok || ov != v {
+			add = append(add, k)
+		}
+	}
+	return del, add
+}
+
+// sortedAddrs returns the keys of m in order.
+func sortedAddrs(m map[netip.Addr]netip.Addr) []netip.Addr {
+	out := make([]netip.Addr, 0, len(m))
+	for a := range m {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -58,6 +59,17 @@ var (
 		r4("2001:db8:5::2", SCTP, 9000, "2001:db8:1::1", 30900),
 	}
 )
+
+// retarget returns rules with node IP from replaced by to.
+func retarget(rules []Rule, from, to string) []Rule {
+	out := slices.Clone(rules)
+	for i := range out {
+		if out[i].NodeIP == netip.MustParseAddr(from) {
+			out[i].NodeIP = netip.MustParseAddr(to)
+		}
+	}
+	return out
+}
 
 // step is one action of a golden scenario; its name heads its transactions.
 type step struct {
@@ -111,16 +123,31 @@ func TestGolden(t *testing.T) {
 		{"drift-element-removed", []step{
 			syncStep("Sync mixed rules", mixed),
 			tamper("someone deletes an element", func(tx *knftables.Transaction) {
-				tx.Delete(&knftables.Element{Map: map4, Key: []string{"198.51.100.1", "tcp", "80"}})
+				tx.Delete(&knftables.Element{Map: portMap4, Key: []string{"198.51.100.1", "tcp", "80"}})
 			}),
 			checkStep(true),
 			syncStep("Sync same rules: full rewrite", mixed),
 			checkStep(false),
 		}},
+		{"drift-node-element-changed", []step{
+			syncStep("Sync mixed rules", mixed),
+			tamper("someone points an address at another node IP", func(tx *knftables.Transaction) {
+				tx.Delete(&knftables.Element{Map: nodeMap6, Key: []string{"2001:db8:5::2"}})
+				tx.Add(&knftables.Element{Map: nodeMap6, Key: []string{"2001:db8:5::2"}, Value: []string{"2001:db8:1::99"}})
+			}),
+			checkStep(true),
+			syncStep("Sync same rules: full rewrite", mixed),
+			checkStep(false),
+		}},
+		{"node-ip-changed", []step{
+			syncStep("Sync mixed rules", mixed),
+			syncStep("Sync with the IPv4 node IP changed: node elements replaced, port elements kept", retarget(mixed, "198.18.0.1", "198.18.0.7")),
+			checkStep(false),
+		}},
 		{"drift-chain-flushed", []step{
 			syncStep("Sync one rule", oneTCP),
 			tamper("someone flushes a chain", func(tx *knftables.Transaction) {
-				tx.Flush(&knftables.Chain{Name: preroutingName})
+				tx.Flush(&knftables.Chain{Name: rewritePrerouting})
 			}),
 			checkStep(true),
 			syncStep("Sync same rules: full rewrite", oneTCP),

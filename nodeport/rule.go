@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+
+	"sigs.k8s.io/knftables"
 )
 
 // Protocol is a transport protocol, spelled as in a Service's ports
@@ -55,8 +57,9 @@ type Rule struct {
 	Protocol Protocol
 	// Port is the Service port (the destination port clients use).
 	Port uint16
-	// NodeIP is the node's own address to DNAT to; it must be of the same
-	// family as Address.
+	// NodeIP is the node's own address to send the traffic to; it must be
+	// of the same family as Address, and all rules for one Address must
+	// have the same NodeIP.
 	NodeIP netip.Addr
 	// NodePort is the Service port's NodePort.
 	NodePort uint16
@@ -90,14 +93,14 @@ func IsInvalidRule(err error) bool {
 	return errors.As(err, &e)
 }
 
-// key is what the nftables maps are keyed by.
+// key identifies a rule: what the port maps are keyed by.
 type key struct {
 	addr  netip.Addr
 	proto Protocol
 	port  uint16
 }
 
-// target is a map element's value.
+// target is where a rule sends its traffic.
 type target struct {
 	ip   netip.Addr
 	port uint16
@@ -132,16 +135,25 @@ func checkRule(r Rule) string {
 
 // validate turns rules into a ruleSet, or returns every problem found,
 // joined, each an *InvalidRuleError. Identical duplicates are merged; the
-// same address, protocol and port with two different targets is an error.
+// same address, protocol and port with two different targets is an error,
+// and so is one address forwarded to two node IPs: the table looks the node
+// IP up by address alone (see chains).
 func validate(rules []Rule) (ruleSet, error) {
 	set := make(ruleSet, len(rules))
 	first := make(map[key]Rule, len(rules))
+	byAddr := make(map[netip.Addr]Rule)
 	var errs []error
 	for _, r := range rules {
 		if reason := checkRule(r); reason != "" {
 			errs = append(errs, &InvalidRuleError{Rule: r, Reason: reason})
 			continue
 		}
+		if other, ok := byAddr[r.Address]; ok && other.NodeIP != r.NodeIP {
+			errs = append(errs, &InvalidRuleError{Rule: r,
+				Reason: fmt.Sprintf("conflicts with rule %s: one address is forwarded to one node IP", other)})
+			continue
+		}
+		byAddr[r.Address] = r
 		k := key{addr: r.Address, proto: r.Protocol, port: r.Port}
 		t := target{ip: r.NodeIP, port: r.NodePort}
 		if old, ok := set[k]; ok {
@@ -175,39 +187,64 @@ func compareKeys(a, b key) int {
 	return cmp.Or(a.addr.Compare(b.addr), cmp.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port))
 }
 
-// mapFor returns the name of the map holding addresses of addr's family.
-func mapFor(addr netip.Addr) string {
-	if addr.Is4() {
-		return map4
+// nodesOf returns the node IP each load-balancer address of s is forwarded
+// to; validate guarantees there is one per address.
+func nodesOf(s ruleSet) map[netip.Addr]netip.Addr {
+	nodes := make(map[netip.Addr]netip.Addr)
+	for k, t := range s {
+		nodes[k.addr] = t.ip
 	}
-	return map6
+	return nodes
 }
 
-// elementKey and elementValue spell k and t as nft map element fields.
-func elementKey(k key) []string {
+// portsOf returns the NodePort of each rule of s.
+func portsOf(s ruleSet) map[key]uint16 {
+	ports := make(map[key]uint16, len(s))
+	for k, t := range s {
+		ports[k] = t.port
+	}
+	return ports
+}
+
+// portElement and nodeElement spell the elements of the port and node maps.
+func portElement(k key, nodePort uint16) *knftables.Element {
 	proto, _ := k.proto.nftName()
-	return []string{k.addr.String(), proto, strconv.Itoa(int(k.port))}
+	return &knftables.Element{Map: familyOf(k.addr).portMap,
+		Key:   []string{k.addr.String(), proto, strconv.Itoa(int(k.port))},
+		Value: []string{strconv.Itoa(int(nodePort))}}
 }
 
-func elementValue(t target) []string {
-	return []string{t.ip.String(), strconv.Itoa(int(t.port))}
+func nodeElement(addr, nodeIP netip.Addr) *knftables.Element {
+	return &knftables.Element{Map: familyOf(addr).nodeMap, Key: []string{addr.String()}, Value: []string{nodeIP.String()}}
 }
 
-// parseElement is the inverse of elementKey and elementValue.
-func parseElement(keyFields, valueFields []string) (key, target, error) {
-	if len(keyFields) != 3 || len(valueFields) != 2 {
-		return key{}, target{}, fmt.Errorf("unexpected element %v : %v", keyFields, valueFields)
+// parsePortElement is the inverse of portElement.
+func parsePortElement(keyFields, valueFields []string) (key, uint16, error) {
+	if len(keyFields) != 3 || len(valueFields) != 1 {
+		return key{}, 0, fmt.Errorf("unexpected element %v : %v", keyFields, valueFields)
 	}
 	addr, err1 := netip.ParseAddr(keyFields[0])
 	proto, ok := protocolFromNFT(keyFields[1])
 	port, err2 := strconv.ParseUint(keyFields[2], 10, 16)
-	ip, err3 := netip.ParseAddr(valueFields[0])
-	nodePort, err4 := strconv.ParseUint(valueFields[1], 10, 16)
+	nodePort, err3 := strconv.ParseUint(valueFields[0], 10, 16)
 	if !ok {
 		err1 = errors.Join(err1, fmt.Errorf("unknown protocol %q", keyFields[1]))
 	}
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		return key{}, target{}, fmt.Errorf("unexpected element %v : %v: %w", keyFields, valueFields, err)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return key{}, 0, fmt.Errorf("unexpected element %v : %v: %w", keyFields, valueFields, err)
 	}
-	return key{addr: addr, proto: proto, port: uint16(port)}, target{ip: ip, port: uint16(nodePort)}, nil
+	return key{addr: addr, proto: proto, port: uint16(port)}, uint16(nodePort), nil
+}
+
+// parseNodeElement is the inverse of nodeElement.
+func parseNodeElement(keyFields, valueFields []string) (addr, nodeIP netip.Addr, err error) {
+	if len(keyFields) != 1 || len(valueFields) != 1 {
+		return addr, nodeIP, fmt.Errorf("unexpected element %v : %v", keyFields, valueFields)
+	}
+	addr, err1 := netip.ParseAddr(keyFields[0])
+	nodeIP, err2 := netip.ParseAddr(valueFields[0])
+	if err := errors.Join(err1, err2); err != nil {
+		return addr, nodeIP, fmt.Errorf("unexpected element %v : %v: %w", keyFields, valueFields, err)
+	}
+	return addr, nodeIP, nil
 }

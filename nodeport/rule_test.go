@@ -32,6 +32,9 @@ func TestValidate(t *testing.T) {
 		{name: "zone", rules: []Rule{r4("fe80::1%eth0", TCP, 80, "fe80::2", 30080)}, wantErr: []string{"zone"}},
 		{name: "conflicting duplicate", rules: []Rule{good, with(func(r *Rule) { r.NodePort = 31000 })},
 			wantErr: []string{"invalid rule 198.51.100.1:80/TCP->198.18.0.1:31000", "conflicts with rule 198.51.100.1:80/TCP->198.18.0.1:30080"}},
+		{name: "one address to two node IPs", rules: []Rule{good, r4("198.51.100.1", UDP, 53, "198.18.0.2", 30053)},
+			wantErr: []string{"invalid rule 198.51.100.1:53/UDP->198.18.0.2:30053", "conflicts with rule 198.51.100.1:80/TCP->198.18.0.1:30080", "one node IP"}},
+		{name: "two addresses to one node IP and NodePort", rules: []Rule{good, r4("198.51.100.2", TCP, 80, "198.18.0.1", 30080)}, wantLen: 2},
 		{name: "every problem reported", rules: []Rule{with(func(r *Rule) { r.Port = 0 }), good, with(func(r *Rule) { r.Protocol = "ICMP" })},
 			wantErr: []string{"port is 0", `unknown protocol "ICMP"`}},
 	}
@@ -87,17 +90,32 @@ func TestSyncInvalidWritesNothing(t *testing.T) {
 
 func TestParseElementRoundTrip(t *testing.T) {
 	for _, r := range mixed {
-		k, tg := key{r.Address, r.Protocol, r.Port}, target{r.NodeIP, r.NodePort}
-		gk, gt, err := parseElement(elementKey(k), elementValue(tg))
-		if err != nil || gk != k || gt != tg {
-			t.Errorf("%s: round trip gave %v %v %v", r, gk, gt, err)
+		k := key{r.Address, r.Protocol, r.Port}
+		e := portElement(k, r.NodePort)
+		gk, gp, err := parsePortElement(e.Key, e.Value)
+		if err != nil || gk != k || gp != r.NodePort {
+			t.Errorf("%s: port element round trip gave %v %v %v", r, gk, gp, err)
+		}
+		e = nodeElement(r.Address, r.NodeIP)
+		ga, gip, err := parseNodeElement(e.Key, e.Value)
+		if err != nil || ga != r.Address || gip != r.NodeIP {
+			t.Errorf("%s: node element round trip gave %v %v %v", r, ga, gip, err)
 		}
 	}
 	// nft may print protocols as numbers.
-	if k, _, err := parseElement([]string{"198.51.100.1", "132", "80"}, []string{"198.18.0.1", "1"}); err != nil || k.proto != SCTP {
+	if k, _, err := parsePortElement([]string{"198.51.100.1", "132", "80"}, []string{"1"}); err != nil || k.proto != SCTP {
 		t.Errorf("numeric protocol: %v %v", k, err)
 	}
-	if _, _, err := parseElement([]string{"198.51.100.1", "icmp", "80"}, []string{"198.18.0.1", "1"}); err == nil {
-		t.Error("unknown protocol accepted")
+	for _, bad := range [][2][]string{
+		{{"198.51.100.1", "icmp", "80"}, {"1"}},
+		{{"198.51.100.1", "tcp", "80"}, {"198.18.0.1", "1"}},
+		{{"198.51.100.1", "tcp", "70000"}, {"1"}},
+	} {
+		if _, _, err := parsePortElement(bad[0], bad[1]); err == nil {
+			t.Errorf("port element %v : %v accepted", bad[0], bad[1])
+		}
+	}
+	if _, _, err := parseNodeElement([]string{"198.51.100.1"}, []string{"x"}); err == nil {
+		t.Error("bad node element accepted")
 	}
 }
