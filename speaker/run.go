@@ -96,10 +96,12 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	s := &Speaker{
-		node:    opts.NodeName,
-		secrets: &apiSecrets{client: kube.CoreV1().Secrets(opts.Namespace)},
-		metrics: NewMetrics(reg),
-		applied: map[string]bgp.Peer{},
+		node:       opts.NodeName,
+		secrets:    &apiSecrets{client: kube.CoreV1().Secrets(opts.Namespace)},
+		metrics:    NewMetrics(reg),
+		applied:    map[string]bgp.Peer{},
+		peerStatus: &apiPeerStatus{client: berth, node: opts.NodeName},
+		lastStatus: map[string]*v1alpha1.BGPSessionStatus{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedMaxOfRateLimiter(
 				workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),

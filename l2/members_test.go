@@ -1,0 +1,223 @@
+package l2
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"k8s.io/klog/v2/ktesting"
+)
+
+func TestHasQuorum(t *testing.T) {
+	set := func(s ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, n := range s {
+			m[n] = true
+		}
+		return m
+	}
+	tests := []struct {
+		name  string
+		live  []string
+		known map[string]bool
+		want  bool
+	}{
+		{name: "alone and alone known", live: []string{"a"}, known: set("a"), want: true},
+		{name: "all of three", live: []string{"a", "b", "c"}, known: set("a", "b", "c"), want: true},
+		{name: "two of three", live: []string{"a", "b"}, known: set("a", "b", "c"), want: true},
+		{name: "one of three", live: []string{"a"}, known: set("a", "b", "c"), want: false},
+		{name: "half of four is not a majority", live: []string{"a", "b"}, known: set("a", "b", "c", "d"), want: false},
+		{name: "one of two", live: []string{"a"}, known: set("a", "b"), want: false},
+		{name: "live nodes not known do not count", live: []string{"a", "x", "y"}, known: set("a", "b", "c"), want: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := hasQuorum(tc.live, tc.known); got != tc.want {
+				t.Errorf("hasQuorum(%v, %v) = %v, want %v", tc.live, tc.known, got, tc.want)
+			}
+		})
+	}
+}
+
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	// memberlist needs the same port for UDP and TCP; a free TCP port is
+	// almost always a free UDP port on loopback.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startMembers starts n members on loopback, the first alone and the others
+// joining it.
+func startMembers(t *testing.T, n int, key []byte) []*Members {
+	t.Helper()
+	_, ctx := ktesting.NewTestContext(t)
+	var out []*Members
+	var seed string
+	for i := range n {
+		port := freePort(t)
+		cfg := MembersConfig{NodeName: fmt.Sprintf("node-%d", i), BindAddr: "127.0.0.1", BindPort: port, SecretKey: key}
+		if i > 0 {
+			cfg.Peers = []string{seed}
+		} else {
+			seed = fmt.Sprintf("127.0.0.1:%d", port)
+		}
+		m, err := NewMembers(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Shutdown() })
+		if i > 0 {
+			if _, err := m.Join(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func waitMembers(t *testing.T, m *Members, want []string, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !slices.Equal(m.Members(), want) {
+		if time.Since(start) > within {
+			t.Fatalf("%s sees %v, want %v after %v", m.name, m.Members(), want, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestMembersValidation(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	for _, cfg := range []MembersConfig{
+		{NodeName: "a", SecretKey: []byte("short")},
+		{NodeName: "a"},
+		{SecretKey: testKey},
+	} {
+		if m, err := NewMembers(ctx, cfg); err == nil {
+			_ = m.Shutdown()
+			t.Errorf("NewMembers(%+v) succeeded", cfg)
+		}
+	}
+}
+
+func TestMembersFailureAndQuorum(t *testing.T) {
+	ms := startMembers(t, 3, testKey)
+	all := []string{"node-0", "node-1", "node-2"}
+	for _, m := range ms {
+		waitMembers(t, m, all, 5*time.Second)
+		if !m.Quorate() {
+			t.Errorf("%s not quorate with everyone alive", m.name)
+		}
+	}
+	// A crash (no Leave): the others notice, and keep quorum (2 of 3).
+	start := time.Now()
+	if err := ms[2].Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[:2] {
+		waitMembers(t, m, all[:2], 10*time.Second)
+	}
+	t.Logf("crash of node-2 detected by both survivors after %v", time.Since(start))
+	if !ms[0].Quorate() || !ms[1].Quorate() {
+		t.Error("2 of 3 alive must be quorate")
+	}
+	if got := ms[0].Known(); !slices.Equal(got, all) {
+		t.Errorf("Known() = %v, a crashed node must stay known", got)
+	}
+	// Another crash: node-0 alone is 1 of 3 and must stop answering.
+	if err := ms[1].Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ms[0], all[:1], 10*time.Second)
+	if ms[0].Quorate() {
+		t.Error("1 of 3 alive must not be quorate")
+	}
+	// Kubernetes says node-2 is gone for good: 1 of 2 is still no quorum.
+	ms[0].Forget("node-2")
+	if ms[0].Quorate() {
+		t.Error("1 of 2 must not be quorate")
+	}
+	ms[0].Forget("node-1", "node-0") // forgetting oneself is ignored
+	if !ms[0].Quorate() {
+		t.Errorf("alone and the only known node (%v) must be quorate", ms[0].Known())
+	}
+}
+
+func TestMembersGracefulLeave(t *testing.T) {
+	ms := startMembers(t, 3, testKey)
+	all := []string{"node-0", "node-1", "node-2"}
+	waitMembers(t, ms[0], all, 5*time.Second)
+	if err := ms[2].Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// No failure detection to wait for: well under a probe cycle.
+	d := waitMembers(t, ms[0], all[:2], time.Second)
+	t.Logf("graceful leave seen after %v", d)
+	if got := ms[0].Known(); !slices.Equal(got, all) {
+		t.Errorf("Known() = %v, a node that left stays known until forgotten", got)
+	}
+	if !ms[0].Quorate() {
+		t.Error("2 of 3 must be quorate")
+	}
+}
+
+func TestMembersWrongKey(t *testing.T) {
+	ms := startMembers(t, 2, testKey)
+	_, ctx := ktesting.NewTestContext(t)
+	bad, err := NewMembers(ctx, MembersConfig{
+		NodeName: "intruder", BindAddr: "127.0.0.1", BindPort: freePort(t),
+		SecretKey: []byte("another key 16b!"),
+		Peers:     []string{fmt.Sprintf("127.0.0.1:%d", ms[0].ml.LocalNode().Port)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bad.Shutdown() }()
+	if _, err := bad.Join(); err == nil {
+		t.Error("join with the wrong key succeeded")
+	}
+	if bad.Quorate() {
+		t.Error("a node that never met a peer must not be quorate")
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := ms[0].Members(); slices.Contains(got, "intruder") {
+		t.Errorf("intruder admitted: %v", got)
+	}
+}
+
+// TestMembersDetectionTime measures how long a crash takes to be noticed.
+func TestMembersDetectionTime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measurement")
+	}
+	var ds []time.Duration
+	for range 5 {
+		ms := startMembers(t, 3, testKey)
+		all := []string{"node-0", "node-1", "node-2"}
+		waitMembers(t, ms[0], all, 5*time.Second)
+		start := time.Now()
+		_ = ms[2].Shutdown()
+		waitMembers(t, ms[0], all[:2], 10*time.Second)
+		ds = append(ds, time.Since(start))
+		for _, m := range ms[:2] {
+			_ = m.Shutdown()
+		}
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	t.Logf("crash detection over %d runs (loopback): min %v p50 %v max %v", len(ds), ds[0], ds[len(ds)/2], ds[len(ds)-1])
+	if ds[len(ds)/2] > 3*time.Second {
+		t.Errorf("p50 detection %v, want under 3s", ds[len(ds)/2])
+	}
+}
