@@ -1,0 +1,98 @@
+package frr
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthlb/berth/e2e/netlab"
+)
+
+// RequireBIRD skips tb unless it runs as root with BIRD 2 installed.
+func RequireBIRD(tb testing.TB) {
+	tb.Helper()
+	netlab.RequireRoot(tb)
+	for _, bin := range []string{"bird", "birdc"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			tb.Skipf("%s not found: install BIRD 2 with `apt-get install -y bird2` (Debian/Ubuntu) to run the BIRD tests", bin)
+		}
+	}
+}
+
+// BIRD is a BIRD 2 daemon in its own lab host. Its BGP sessions are
+// passive (the speakers dial) and it exports what it learns to the kernel,
+// merging equal paths into ECMP routes.
+type BIRD struct {
+	Host *netlab.Host
+	Dir  string
+}
+
+// StartBIRD adds host name to lab and runs BIRD in it as cfg says (only ASN,
+// Neighbors and MaximumPaths are used), until tb's cleanup.
+func StartBIRD(tb testing.TB, lab *netlab.Lab, name string, cfg Config) *BIRD {
+	tb.Helper()
+	RequireBIRD(tb)
+	h := lab.AddHost(name)
+	dir, err := os.MkdirTemp("", "berth-bird-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
+	b := &BIRD{Host: h, Dir: dir}
+	conf := dir + "/bird.conf"
+	if err := os.WriteFile(conf, []byte(birdConf(h, cfg, dir)), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	// -f: stay in the foreground, so that cleanup kills the daemon itself.
+	startDaemon(tb, h, dir, []string{"bird", "-f", "-c", conf, "-s", b.socket(), "-P", dir + "/bird.pid"}, []string{"bird.log", "bird.out"})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(b.socket()); err == nil {
+			return b
+		}
+		if time.Now().After(deadline) {
+			out, _ := os.ReadFile(dir + "/bird.out")
+			tb.Fatalf("%s: BIRD's control socket did not appear within 10s: %s", name, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (b *BIRD) socket() string { return b.Dir + "/bird.ctl" }
+
+func birdConf(h *netlab.Host, cfg Config, dir string) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "router id %s;\nlog \"%s/bird.log\" all;\nprotocol device {}\n", h.IPv4, dir)
+	merge := ""
+	if cfg.MaximumPaths > 1 {
+		merge = fmt.Sprintf("  merge paths on limit %d;\n", cfg.MaximumPaths)
+	}
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		fmt.Fprintf(&s, "protocol kernel k%s {\n  %s { export all; };\n%s}\n", fam, fam, merge)
+	}
+	for i, n := range cfg.Neighbors {
+		fam := "ipv4"
+		if n.Addr.Is6() {
+			fam = "ipv6"
+		}
+		fmt.Fprintf(&s, "protocol bgp n%d {\n  local as %d;\n  neighbor %s as %d;\n  passive on;\n  %s { import all; export none; };\n", i, cfg.ASN, n.Addr, n.ASN, fam)
+		if n.Password != "" {
+			fmt.Fprintf(&s, "  password \"%s\";\n", n.Password)
+		}
+		s.WriteString("}\n")
+	}
+	return s.String()
+}
+
+// Birdc runs a birdc command and returns its output.
+func (b *BIRD) Birdc(tb testing.TB, args ...string) string {
+	tb.Helper()
+	out, err := exec.Command("birdc", append([]string{"-s", b.socket()}, args...)...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("birdc %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}

@@ -1,0 +1,326 @@
+package frr
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthlb/berth/e2e/netlab"
+)
+
+// Dir is where Debian and Ubuntu install FRR's daemons (package frr).
+const Dir = "/usr/lib/frr"
+
+// Require skips tb unless it runs as root with FRR installed.
+func Require(tb testing.TB) {
+	tb.Helper()
+	netlab.RequireRoot(tb)
+	for _, p := range []string{filepath.Join(Dir, "bgpd"), filepath.Join(Dir, "zebra")} {
+		if _, err := os.Stat(p); err != nil {
+			tb.Skipf("FRR not installed (%v): install it with `apt-get install -y frr` (Debian/Ubuntu) to run the BGP tests", err)
+		}
+	}
+	if _, err := exec.LookPath("vtysh"); err != nil {
+		tb.Skip("vtysh not found: install it with `apt-get install -y frr` (Debian/Ubuntu) to run the BGP tests")
+	}
+}
+
+// Neighbor is one neighbor statement in a router's configuration.
+type Neighbor struct {
+	Addr     netip.Addr
+	ASN      uint32
+	Password string
+}
+
+// Config describes an FRR router.
+type Config struct {
+	// ASN is the router's AS number.
+	ASN uint32
+	// Neighbors are configured explicitly, each activated for the unicast
+	// family of its address.
+	Neighbors []Neighbor
+	// GracefulRestart enables BGP graceful restart (helper mode).
+	GracefulRestart bool
+	// MaximumPaths, if above 1, enables ECMP over that many paths, in BGP
+	// and in zebra.
+	MaximumPaths int
+}
+
+// Router is an FRR zebra+bgpd pair in its own lab host.
+type Router struct {
+	Host *netlab.Host
+	// Dir holds the configuration, pid files, logs and vty sockets.
+	Dir string
+}
+
+// Start adds host name to lab and runs zebra and bgpd in it as cfg says,
+// until tb's cleanup.
+func Start(tb testing.TB, lab *netlab.Lab, name string, cfg Config) *Router {
+	tb.Helper()
+	Require(tb)
+	h := lab.AddHost(name)
+	dir, err := os.MkdirTemp("", "berth-frr-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
+	// zebra drops privileges to the frr user, which must reach dir.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if out, err := exec.Command("chown", "frr:frr", dir).CombinedOutput(); err != nil {
+		tb.Fatalf("chown %s: %v: %s", dir, err, out)
+	}
+	r := &Router{Host: h, Dir: dir}
+	r.writeFile(tb, "bgpd.conf", bgpdConf(name, h.IPv4, cfg))
+	r.writeFile(tb, "zebra.conf", "hostname "+name+"\n")
+	common := []string{"-P", "0", "-z", r.path("zserv.api"), "--vty_socket", dir}
+	zebra := []string{filepath.Join(Dir, "zebra"), "-u", "frr", "-g", "frr", "-f", r.path("zebra.conf"),
+		"-i", r.path("zebra.pid"), "--log", "file:" + r.path("zebra.log")}
+	if cfg.MaximumPaths > 1 {
+		zebra = append(zebra, "-e", fmt.Sprint(cfg.MaximumPaths))
+	}
+	r.run(tb, append(zebra, common...))
+	r.waitFor(tb, "zserv.api")
+	r.run(tb, append([]string{filepath.Join(Dir, "bgpd"), "-S", "-f", r.path("bgpd.conf"),
+		"-i", r.path("bgpd.pid"), "--log", "file:" + r.path("bgpd.log")}, common...))
+	r.waitFor(tb, "bgpd.vty")
+	return r
+}
+
+// bgpdConf renders bgpd's configuration. FRR 8.4 needs no
+// ebgp-requires-policy, or it accepts no eBGP route without a policy.
+func bgpdConf(name string, routerID netip.Addr, cfg Config) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "hostname %s\nrouter bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp default ipv4-unicast\n", name, cfg.ASN, routerID)
+	if cfg.GracefulRestart {
+		b.WriteString(" bgp graceful-restart\n")
+	}
+	for _, n := range cfg.Neighbors {
+		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", n.Addr, n.ASN, n.Addr)
+		if n.Password != "" {
+			fmt.Fprintf(&b, " neighbor %s password %s\n", n.Addr, n.Password)
+		}
+	}
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		fmt.Fprintf(&b, " address-family %s unicast\n", fam)
+		if cfg.MaximumPaths > 1 {
+			fmt.Fprintf(&b, "  maximum-paths %d\n  maximum-paths ibgp %d\n", cfg.MaximumPaths, cfg.MaximumPaths)
+		}
+		for _, n := range cfg.Neighbors {
+			if n.Addr.Is4() == (fam == "ipv4") {
+				fmt.Fprintf(&b, "  neighbor %s activate\n", n.Addr)
+			}
+		}
+		b.WriteString(" exit-address-family\n")
+	}
+	return b.String()
+}
+
+func (r *Router) path(name string) string { return filepath.Join(r.Dir, name) }
+
+func (r *Router) writeFile(tb testing.TB, name, content string) {
+	tb.Helper()
+	if err := os.WriteFile(r.path(name), []byte(content), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// run starts argv in the router's namespace and kills it in cleanup,
+// logging the daemons' logs if tb failed.
+func (r *Router) run(tb testing.TB, argv []string) {
+	tb.Helper()
+	var logs []string
+	if filepath.Base(argv[0]) == "bgpd" { // once for both daemons
+		logs = []string{"bgpd.log", "zebra.log", "zebra.out", "bgpd.out"}
+	}
+	startDaemon(tb, r.Host, r.Dir, argv, logs)
+}
+
+// startDaemon starts argv in h, its output in dir, and kills it (by its
+// process) in tb's cleanup, then logs the files logs in dir if tb failed.
+func startDaemon(tb testing.TB, h *netlab.Host, dir string, argv, logs []string) {
+	tb.Helper()
+	cmd := h.Command(context.Background(), argv...)
+	out, err := os.Create(filepath.Join(dir, filepath.Base(argv[0])+".out"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("start %s: %v", argv[0], err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = out.Close()
+		if tb.Failed() {
+			for _, f := range logs {
+				if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil && len(b) > 0 {
+					tb.Logf("%s %s:\n%s", h.Name, f, tail(string(b), 3000))
+				}
+			}
+		}
+	})
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+func (r *Router) waitFor(tb testing.TB, name string) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(r.path(name)); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: %s did not appear within 10s", r.Host.Name, name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Vtysh runs a command against the router and returns its output.
+func (r *Router) Vtysh(tb testing.TB, cmd string) string {
+	tb.Helper()
+	out, err := exec.Command("vtysh", "--vty_socket", r.Dir, "-c", cmd).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("vtysh -c %q: %v: %s", cmd, err, out)
+	}
+	return string(out)
+}
+
+// Path is the part of one of FRR's BGP paths the tests read.
+type Path struct {
+	Valid     bool   `json:"valid"`
+	Stale     bool   `json:"stale"`
+	Multipath bool   `json:"multipath"`
+	LocPrf    *int64 `json:"locPrf"`
+	// Community and LargeCommunity are only in the per-prefix output.
+	Community *struct {
+		String string `json:"string"`
+	} `json:"community"`
+	LargeCommunity *struct {
+		String string `json:"string"`
+	} `json:"largeCommunity"`
+	Nexthops []struct {
+		IP    string `json:"ip"`
+		Scope string `json:"scope"`
+	} `json:"nexthops"`
+}
+
+// NextHop returns the path's global next hop.
+func (p Path) NextHop() string {
+	for _, n := range p.Nexthops {
+		if n.Scope != "link-local" {
+			return n.IP
+		}
+	}
+	return ""
+}
+
+// Paths returns the router's BGP paths for pfx (none if it has none), with
+// their attributes.
+func (r *Router) Paths(tb testing.TB, pfx netip.Prefix) []Path {
+	tb.Helper()
+	var got struct {
+		Paths []Path `json:"paths"`
+	}
+	out := r.Vtysh(tb, fmt.Sprintf("show bgp %s unicast %s json", afi(pfx.Addr()), pfx))
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		tb.Fatalf("parse %q: %v", out, err)
+	}
+	return got.Paths
+}
+
+// Table returns the router's whole BGP table of a family: the prefixes and
+// their paths ("show bgp ipv4 unicast json").
+func (r *Router) Table(tb testing.TB, ipv6 bool) map[string][]Path {
+	tb.Helper()
+	fam := "ipv4"
+	if ipv6 {
+		fam = "ipv6"
+	}
+	var got struct {
+		Routes map[string][]Path `json:"routes"`
+	}
+	out := r.Vtysh(tb, "show bgp "+fam+" unicast json")
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		tb.Fatalf("parse %q: %v", out, err)
+	}
+	return got.Routes
+}
+
+// NeighborState returns FRR's view of a session: its state ("Established",
+// "Active", ...) and how many times it was established.
+func (r *Router) NeighborState(tb testing.TB, addr netip.Addr) (state string, established int) {
+	tb.Helper()
+	var got map[string]struct {
+		BgpState               string `json:"bgpState"`
+		ConnectionsEstablished int    `json:"connectionsEstablished"`
+	}
+	out := r.Vtysh(tb, fmt.Sprintf("show bgp neighbors %s json", addr))
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		tb.Fatalf("parse %q: %v", out, err)
+	}
+	n := got[addr.String()]
+	return n.BgpState, n.ConnectionsEstablished
+}
+
+// KernelNextHops returns the next hops of the router's kernel route for
+// pfx, sorted, in the router's namespace; none if there is no route.
+func KernelNextHops(tb testing.TB, h *netlab.Host, pfx netip.Prefix) []netip.Addr {
+	tb.Helper()
+	fam := "-4"
+	if pfx.Addr().Is6() {
+		fam = "-6"
+	}
+	out, err := exec.Command("ip", fam, "-n", h.Netns, "route", "show", "exact", pfx.String()).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("ip route: %v: %s", err, out)
+	}
+	return parseVia(string(out))
+}
+
+// parseVia returns the addresses after each "via" in ip-route output, sorted.
+func parseVia(out string) []netip.Addr {
+	var hops []netip.Addr
+	f := strings.Fields(out)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] != "via" {
+			continue
+		}
+		v := f[i+1]
+		if v == "inet" || v == "inet6" { // "via inet6 fe80::1"
+			if i+2 >= len(f) {
+				break
+			}
+			v = f[i+2]
+		}
+		if a, err := netip.ParseAddr(v); err == nil {
+			hops = append(hops, a)
+		}
+	}
+	slices.SortFunc(hops, netip.Addr.Compare)
+	return hops
+}
+
+func afi(a netip.Addr) string {
+	if a.Is6() {
+		return "ipv6"
+	}
+	return "ipv4"
+}

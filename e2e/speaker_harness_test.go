@@ -1,0 +1,369 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/e2e/controlplane"
+	"github.com/berthlb/berth/e2e/frr"
+	"github.com/berthlb/berth/e2e/netlab"
+)
+
+// The AS numbers of the BGP e2e tests: the routers' and the nodes'.
+const (
+	routerASN = 64512
+	nodeASN   = 64513
+	// speakerNS is Berth's namespace, where BGP password Secrets live.
+	speakerNS = "berth-system"
+	// nodeLabel carries the node's name, for selectors.
+	nodeLabel = "e2e.berth.dev/node"
+)
+
+// speakerLab is a control plane reachable from a netlab bridge, a
+// berth-controller, and nodes: each a namespace on the bridge with a Node
+// object and, once started, a berth-speaker.
+type speakerLab struct {
+	t     *testing.T
+	lab   *netlab.Lab
+	e     *env
+	nodes []*labNode
+}
+
+// labNode is one node of a speakerLab.
+type labNode struct {
+	name    string
+	host    *netlab.Host
+	speaker *speakerProc
+}
+
+// newSpeakerLab builds a lab with n nodes and starts the controller; the
+// speakers are started by startSpeakers, once the routers run.
+func newSpeakerLab(t *testing.T, n int) *speakerLab {
+	t.Helper()
+	frr.Require(t)
+	lab := netlab.New(t)
+	e := newEnvWith(t, controlplane.Options{BindAddress: lab.Gateway4})
+	sl := &speakerLab{t: t, lab: lab, e: e}
+	e.namespace(t, speakerNS, nil)
+	ctrl := e.startController(t)
+	for i := range n {
+		name := fmt.Sprintf("node%d", i+1)
+		h := lab.AddHost(name)
+		if _, err := controlplane.CreateNodeWith(t.Context(), e.kube, controlplane.NodeConfig{
+			Name: name, Addresses: []netip.Addr{h.IPv4, h.IPv6}, Labels: map[string]string{nodeLabel: name},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		sl.nodes = append(sl.nodes, &labNode{name: name, host: h})
+	}
+	ctrl.waitReady(t)
+	return sl
+}
+
+// neighbors returns the nodes' addresses as a router's neighbors of AS asn.
+func (sl *speakerLab) neighbors(asn uint32, password string) []frr.Neighbor {
+	var out []frr.Neighbor
+	for _, n := range sl.nodes {
+		out = append(out, frr.Neighbor{Addr: n.host.IPv4, ASN: asn, Password: password}, frr.Neighbor{Addr: n.host.IPv6, ASN: asn, Password: password})
+	}
+	return out
+}
+
+// addrs4 and addrs6 are the nodes' addresses, sorted, for comparing next hops.
+func (sl *speakerLab) addrs(v6 bool, nodes ...*labNode) []netip.Addr {
+	if nodes == nil {
+		nodes = sl.nodes
+	}
+	var out []netip.Addr
+	for _, n := range nodes {
+		if v6 {
+			out = append(out, n.host.IPv6)
+		} else {
+			out = append(out, n.host.IPv4)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+func (sl *speakerLab) startSpeakers(args ...string) {
+	sl.t.Helper()
+	for _, n := range sl.nodes {
+		n.speaker = startSpeaker(sl.t, sl.t, sl.e, n, args...)
+	}
+}
+
+// speakerProc is a berth-speaker running in a node's namespace.
+type speakerProc struct {
+	node    *labNode
+	metrics string
+	done    chan struct{}
+	pid     int
+	logMu   sync.Mutex
+	log     []string
+}
+
+// startSpeaker runs berth-speaker in n's namespace, with forwarding off
+// (tested elsewhere). It is killed at owner's cleanup unless it exited
+// already: a subtest that restarts a speaker passes the whole test as owner,
+// so that the speaker outlives the subtest.
+func startSpeaker(t, owner *testing.T, e *env, n *labNode, args ...string) *speakerProc {
+	t.Helper()
+	p := &speakerProc{node: n, metrics: netip.AddrPortFrom(n.host.IPv4, 9631).String(), done: make(chan struct{})}
+	all := append([]string{berthBins.path(t, "berth-speaker"),
+		"--kubeconfig", e.cp.Kubeconfig(),
+		"--node-name", n.name,
+		"--namespace", speakerNS,
+		"--forwarding=false",
+		"--metrics-addr", p.metrics,
+		"-v=2",
+	}, args...)
+	// Not bound to the test's context: stopping is explicit (signal), and
+	// cleanup kills whatever is left.
+	cmd := n.host.Command(context.Background(), all...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start berth-speaker on %s: %v", n.name, err)
+	}
+	// ip netns exec execs the speaker in place, so this pid is the
+	// speaker's own.
+	p.pid = cmd.Process.Pid
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			p.logMu.Lock()
+			p.log = append(p.log, sc.Text())
+			if len(p.log) > 400 {
+				p.log = p.log[len(p.log)-300:]
+			}
+			p.logMu.Unlock()
+		}
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	owner.Cleanup(func() {
+		_ = syscall.Kill(p.pid, syscall.SIGCONT) // in case a test stopped it
+		p.stop(syscall.SIGKILL)
+		if owner.Failed() {
+			p.logMu.Lock()
+			owner.Logf("berth-speaker %s log tail:\n%s", n.name, strings.Join(p.log[max(0, len(p.log)-40):], "\n"))
+			p.logMu.Unlock()
+		}
+	})
+	return p
+}
+
+// signal sends sig to the speaker.
+func (p *speakerProc) signal(sig syscall.Signal) {
+	_ = syscall.Kill(p.pid, sig)
+}
+
+// stop sends sig and waits (at most 20 s, then SIGKILL) for the exit.
+func (p *speakerProc) stop(sig syscall.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		p.signal(syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// metric returns the value of the sample of name whose labels contain
+// labels (`peer="r1"`), "" if there is none.
+func (p *speakerProc) metric(t testing.TB, name, labels string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && strings.HasPrefix(f[0], name+"{") && strings.Contains(f[0], labels) {
+			return f[1]
+		}
+	}
+	return ""
+}
+
+// bgpPeer creates a BGPPeer.
+func (sl *speakerLab) bgpPeer(name string, addr netip.Addr, asn, localASN int64, mut ...func(*v1alpha1.BGPPeerSpec)) {
+	sl.t.Helper()
+	p := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BGPPeerSpec{
+		Address: addr.String(), ASN: asn, LocalASN: localASN,
+	}}
+	for _, m := range mut {
+		m(&p.Spec)
+	}
+	if _, err := sl.e.berth.BerthV1alpha1().BGPPeers().Create(sl.t.Context(), p, metav1.CreateOptions{}); err != nil {
+		sl.t.Fatalf("create BGPPeer %s: %v", name, err)
+	}
+}
+
+// updatePeer changes a BGPPeer's spec, retrying on conflicts.
+func (sl *speakerLab) updatePeer(name string, mut func(*v1alpha1.BGPPeerSpec)) {
+	sl.t.Helper()
+	retryUpdate(sl.t, "BGPPeer "+name, func(ctx context.Context) error {
+		p, err := sl.e.berth.BerthV1alpha1().BGPPeers().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mut(&p.Spec)
+		_, err = sl.e.berth.BerthV1alpha1().BGPPeers().Update(ctx, p, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// advertise creates a BGPAdvertisement.
+func (sl *speakerLab) advertise(name string, spec v1alpha1.BGPAdvertisementSpec) {
+	sl.t.Helper()
+	a := &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
+	if _, err := sl.e.berth.BerthV1alpha1().BGPAdvertisements().Create(sl.t.Context(), a, metav1.CreateOptions{}); err != nil {
+		sl.t.Fatalf("create BGPAdvertisement %s: %v", name, err)
+	}
+}
+
+// secret creates a Secret in Berth's namespace.
+func (sl *speakerLab) secret(name string, data map[string]string) {
+	sl.t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: speakerNS, Name: name}, StringData: data}
+	if _, err := sl.e.kube.CoreV1().Secrets(speakerNS).Create(sl.t.Context(), s, metav1.CreateOptions{}); err != nil {
+		sl.t.Fatalf("create Secret %s: %v", name, err)
+	}
+}
+
+// setUnschedulable cordons or uncordons a node.
+func (sl *speakerLab) setUnschedulable(n *labNode, v bool) {
+	sl.t.Helper()
+	retryUpdate(sl.t, "node "+n.name, func(ctx context.Context) error {
+		node, err := sl.e.kube.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		node.Spec.Unschedulable = v
+		_, err = sl.e.kube.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// endpoints writes the EndpointSlice of Service ns/svc with one endpoint
+// per node in ready (no controller-manager runs to do it).
+func (sl *speakerLab) endpoints(ns, svc string, ready map[*labNode]bool) {
+	sl.t.Helper()
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: svc + "-e2e", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	for i, n := range sl.nodes {
+		r, ok := ready[n]
+		if !ok {
+			continue
+		}
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{fmt.Sprintf("10.244.%d.10", i)},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(r)},
+			NodeName:   ptr.To(n.name),
+		})
+	}
+	retryUpdate(sl.t, "EndpointSlice "+es.Name, func(ctx context.Context) error {
+		cur, err := sl.e.kube.DiscoveryV1().EndpointSlices(ns).Get(ctx, es.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = sl.e.kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, es, metav1.CreateOptions{})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		es.ResourceVersion = cur.ResourceVersion
+		_, err = sl.e.kube.DiscoveryV1().EndpointSlices(ns).Update(ctx, es, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// retryUpdate runs f until it succeeds, retrying conflicts, for 10 s.
+func retryUpdate(t testing.TB, what string, f func(context.Context) error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := f(t.Context())
+		if err == nil {
+			return
+		}
+		if !apierrors.IsConflict(err) || time.Now().After(deadline) {
+			t.Fatalf("update %s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// poll calls f every 20 ms until it returns nil, and fails t with f's last
+// error after d. It returns how long it took.
+func poll(t testing.TB, d time.Duration, what string, f func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		err := f()
+		if err == nil {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %v: %v", what, d, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitNextHops waits until host's kernel route for pfx has exactly want as
+// next hops (none: no route) and returns how long that took.
+func waitNextHops(t testing.TB, h *netlab.Host, pfx netip.Prefix, want []netip.Addr, d time.Duration) time.Duration {
+	t.Helper()
+	return poll(t, d, fmt.Sprintf("%s: kernel route %s via %v", h.Name, pfx, want), func() error {
+		if got := frr.KernelNextHops(t, h, pfx); !slices.Equal(got, want) {
+			return fmt.Errorf("next hops %v", got)
+		}
+		return nil
+	})
+}
+
+// host returns the host route of a.
+func hostRoute(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
+
+// split returns a Service's IPv4 and IPv6 addresses.
+func split(as []netip.Addr) (v4, v6 netip.Addr) {
+	for _, a := range as {
+		if a.Is4() {
+			v4 = a
+		} else {
+			v6 = a
+		}
+	}
+	return v4, v6
+}
