@@ -66,6 +66,8 @@ type Controller struct {
 	ready      atomic.Bool
 	// written holds a lastWrite per Service key.
 	written sync.Map
+	// advs is set by WatchAdvertisements.
+	advs *advertisements
 }
 
 // rebuildKey in the pool queue asks for the pool configuration to be rebuilt.

@@ -24,9 +24,12 @@ import (
 const maxHolders = 100
 
 func (c *Controller) syncPoolKey(ctx context.Context, key string) error {
-	if key == rebuildKey {
+	switch {
+	case key == rebuildKey:
 		c.rebuildPools(ctx)
 		return nil
+	case c.advs != nil && (strings.HasPrefix(key, bgpAdvPrefix) || strings.HasPrefix(key, l2AdvPrefix)):
+		return c.syncAdvertisement(ctx, key)
 	}
 	return c.syncPool(ctx, key)
 }
@@ -48,6 +51,7 @@ func (c *Controller) rebuildPools(ctx context.Context) {
 	for _, p := range pools {
 		c.poolQueue.Add(p.Name)
 	}
+	c.enqueueAdvertisements()
 	svcs, err := c.services.List(labels.Everything())
 	if err != nil {
 		logr.FromContextOrDiscard(ctx).Error(err, "List services from cache")

@@ -115,6 +115,10 @@ func Run(ctx context.Context, opts Options) error {
 		if err != nil {
 			return err
 		}
+		adv := berthInf.Berth().V1alpha1()
+		if err := c.WatchAdvertisements(adv.BGPAdvertisements(), adv.L2Advertisements(), adv.BGPPeers()); err != nil {
+			return err
+		}
 		current = c
 		close(leading)
 		kubeInf.Start(ctx.Done())

@@ -29,6 +29,8 @@ type writer interface {
 	clearServiceStatus(ctx context.Context, namespace, name string) error
 	applyPoolStatus(ctx context.Context, pool *berthac.IPPoolApplyConfiguration) error
 	setPoolFinalizer(ctx context.Context, pool *v1alpha1.IPPool, present bool) error
+	applyBGPAdvertisementStatus(ctx context.Context, adv *berthac.BGPAdvertisementApplyConfiguration) error
+	applyL2AdvertisementStatus(ctx context.Context, adv *berthac.L2AdvertisementApplyConfiguration) error
 }
 
 type apiWriter struct {
@@ -58,6 +60,20 @@ func (w *apiWriter) clearServiceStatus(ctx context.Context, namespace, name stri
 func (w *apiWriter) applyPoolStatus(ctx context.Context, pool *berthac.IPPoolApplyConfiguration) error {
 	if _, err := w.berth.BerthV1alpha1().IPPools().ApplyStatus(ctx, pool, applyOpts); err != nil {
 		return fmt.Errorf("apply pool status: %w", err)
+	}
+	return nil
+}
+
+func (w *apiWriter) applyBGPAdvertisementStatus(ctx context.Context, adv *berthac.BGPAdvertisementApplyConfiguration) error {
+	if _, err := w.berth.BerthV1alpha1().BGPAdvertisements().ApplyStatus(ctx, adv, applyOpts); err != nil {
+		return fmt.Errorf("apply BGP advertisement status: %w", err)
+	}
+	return nil
+}
+
+func (w *apiWriter) applyL2AdvertisementStatus(ctx context.Context, adv *berthac.L2AdvertisementApplyConfiguration) error {
+	if _, err := w.berth.BerthV1alpha1().L2Advertisements().ApplyStatus(ctx, adv, applyOpts); err != nil {
+		return fmt.Errorf("apply L2 advertisement status: %w", err)
 	}
 	return nil
 }

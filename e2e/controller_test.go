@@ -268,6 +268,48 @@ func TestControllerAllocation(t *testing.T) {
 		})
 	})
 
+	t.Run("advertisements are checked against pools and peers", func(t *testing.T) {
+		e.pool(t, "adv24", v1alpha1.IPPoolSpec{
+			Addresses:         []v1alpha1.AddressRange{"192.0.2.0/24"},
+			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"nobody"}},
+		})
+		agg := int32(16)
+		for name, spec := range map[string]v1alpha1.BGPAdvertisementSpec{
+			"adv-ok":      {AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"adv24"}}},
+			"adv-agg":     {AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"adv24"}}, AggregationLength: &agg},
+			"adv-missing": {AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"nope"}}, Peers: []string{"ghost"}},
+		} {
+			if _, err := e.berth.BerthV1alpha1().BGPAdvertisements().Create(t.Context(), &v1alpha1.BGPAdvertisement{
+				ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for name, want := range map[string]string{
+			"adv-ok":      "",
+			"adv-agg":     `aggregation length 16 makes 192.0.0.0/16, which is larger than pool "adv24"'s addresses`,
+			"adv-missing": `pool "nope" does not exist; BGPPeer "ghost" does not exist`,
+		} {
+			var last *metav1.Condition
+			err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+				a, err := e.berth.BerthV1alpha1().BGPAdvertisements().Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return false, nil
+				}
+				last = meta.FindStatusCondition(a.Status.Conditions, "Valid")
+				if last == nil {
+					return false, nil
+				}
+				if want == "" {
+					return last.Status == metav1.ConditionTrue, nil
+				}
+				return last.Status == metav1.ConditionFalse && last.Message == want, nil
+			})
+			if err != nil {
+				t.Errorf("%s: Valid condition %+v, want message %q", name, last, want)
+			}
+		}
+	})
+
 	t.Run("pool status", func(t *testing.T) {
 		e.pool(t, "big6", v1alpha1.IPPoolSpec{
 			Addresses:         []v1alpha1.AddressRange{"2001:db8:48::/48"},
