@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthlb/berth/e2e/frr"
 	"github.com/berthlb/berth/e2e/netlab"
 )
 
@@ -20,7 +21,7 @@ import (
 //
 //	go test ./bgp/ -run '^$' -bench FRR10k -benchtime 1x
 func BenchmarkFRR10k(b *testing.B) {
-	requireFRR(b)
+	frr.Require(b)
 	const n = 10000
 	advs := make([]Advertisement, 0, n)
 	// 198.51.100.0/24 holds only 256, so the routes come from 198.19.0.0/16,
@@ -31,13 +32,13 @@ func BenchmarkFRR10k(b *testing.B) {
 	}
 	for range b.N {
 		lab := netlab.New(b)
-		r := startRouter(b, lab, "r1", routerASN, false, neighbor{addr: lab.Gateway4, asn: localASN})
+		r := frr.Start(b, lab, "r1", frr.Config{ASN: routerASN, Neighbors: []frr.Neighbor{{Addr: lab.Gateway4, ASN: localASN}}})
 		rss0 := rss(b)
 		s, err := New(context.Background(), Config{RouterID: lab.Gateway4})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := s.SetPeers(context.Background(), []Peer{{Name: "r1", Address: r.host.IPv4, ASN: routerASN, LocalASN: localASN}}); err != nil {
+		if err := s.SetPeers(context.Background(), []Peer{{Name: "r1", Address: r.Host.IPv4, ASN: routerASN, LocalASN: localASN}}); err != nil {
 			b.Fatal(err)
 		}
 		mustAdvertise(b, s, "r1") // open the session first: measure updates, not the initial table
@@ -46,7 +47,7 @@ func BenchmarkFRR10k(b *testing.B) {
 		mustAdvertise(b, s, "r1", advs...)
 		took := time.Since(start)
 		eventually(b, 60*time.Second, func() error {
-			if got := kernelBGPRoutes(b, r); got < n {
+			if got := kernelBGPRoutes(b, r.Host); got < n {
 				return fmt.Errorf("%d of %d routes in the kernel", got, n)
 			}
 			return nil
@@ -61,10 +62,10 @@ func BenchmarkFRR10k(b *testing.B) {
 	}
 }
 
-// kernelBGPRoutes counts the router's IPv4 kernel routes installed by BGP.
-func kernelBGPRoutes(tb testing.TB, r *router) int {
+// kernelBGPRoutes counts h's IPv4 kernel routes installed by BGP.
+func kernelBGPRoutes(tb testing.TB, h *netlab.Host) int {
 	tb.Helper()
-	out, err := exec.Command("ip", "-4", "-n", r.host.Netns, "route", "show", "proto", "bgp").Output()
+	out, err := exec.Command("ip", "-4", "-n", h.Netns, "route", "show", "proto", "bgp").Output()
 	if err != nil {
 		tb.Fatal(err)
 	}

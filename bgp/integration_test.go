@@ -11,6 +11,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
 
+	"github.com/berthlb/berth/e2e/frr"
 	"github.com/berthlb/berth/e2e/netlab"
 )
 
@@ -65,16 +66,32 @@ func mustAdvertise(tb testing.TB, s *Server, peer string, advs ...Advertisement)
 	}
 }
 
+// eventually polls f every 50ms until it returns nil or d has passed.
+func eventually(tb testing.TB, d time.Duration, f func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("not within %v: %v", d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestFRR runs one eBGP router with an IPv4 and an IPv6 session.
 func TestFRR(t *testing.T) {
-	requireFRR(t)
+	frr.Require(t)
 	lab := netlab.New(t)
-	r := startRouter(t, lab, "r1", routerASN, false,
-		neighbor{addr: lab.Gateway4, asn: localASN}, neighbor{addr: lab.Gateway6, asn: localASN})
+	r := frr.Start(t, lab, "r1", frr.Config{ASN: routerASN, Neighbors: []frr.Neighbor{
+		{Addr: lab.Gateway4, ASN: localASN}, {Addr: lab.Gateway6, ASN: localASN}}})
 	s := newServer(t, lab)
 	ctx := context.Background()
-	v4 := Peer{Name: "v4", Address: r.host.IPv4, ASN: routerASN, LocalASN: localASN, HoldTime: 9 * time.Second}
-	v6 := Peer{Name: "v6", Address: r.host.IPv6, ASN: routerASN, LocalASN: localASN, HoldTime: 9 * time.Second}
+	v4 := Peer{Name: "v4", Address: r.Host.IPv4, ASN: routerASN, LocalASN: localASN, HoldTime: 9 * time.Second}
+	v6 := Peer{Name: "v6", Address: r.Host.IPv6, ASN: routerASN, LocalASN: localASN, HoldTime: 9 * time.Second}
 	if err := s.SetPeers(ctx, []Peer{v4, v6}); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +106,7 @@ func TestFRR(t *testing.T) {
 
 	t.Run("routes arrive with next hop and communities", func(t *testing.T) {
 		eventually(t, 5*time.Second, func() error {
-			p := r.route(t, p32)
+			p := r.Path(t, p32)
 			switch {
 			case p == nil:
 				return errors.New("no route for " + p32.String())
@@ -103,7 +120,7 @@ func TestFRR(t *testing.T) {
 			return nil
 		})
 		eventually(t, 5*time.Second, func() error {
-			p := r.route(t, p128)
+			p := r.Path(t, p128)
 			if p == nil || len(p.Nexthops) == 0 || p.Nexthops[0].IP != lab.Gateway6.String() {
 				return fmt.Errorf("route for %s: %+v, want next hop %s", p128, p, lab.Gateway6)
 			}
@@ -111,22 +128,22 @@ func TestFRR(t *testing.T) {
 		})
 		eventually(t, 5*time.Second, func() error {
 			for _, pfx := range []netip.Prefix{p32, p128} {
-				if r.kernelRoute(t, pfx) == "" {
+				if len(frr.KernelNextHops(t, r.Host, pfx)) == 0 {
 					return fmt.Errorf("no kernel route for %s", pfx)
 				}
 			}
 			return nil
 		})
-		t.Logf("kernel: %s / %s", r.kernelRoute(t, p32), r.kernelRoute(t, p128))
+		t.Logf("kernel: %s / %s", frr.KernelNextHops(t, r.Host, p32), frr.KernelNextHops(t, r.Host, p128))
 	})
 
 	t.Run("adding and withdrawing keep the session", func(t *testing.T) {
-		_, before := r.neighborState(t, lab.Gateway4)
+		_, before := r.NeighborState(t, lab.Gateway4)
 		up := peerStatus(t, s, "v4").Uptime
 		p2 := netip.MustParsePrefix("198.51.100.11/32")
 		mustAdvertise(t, s, "v4", a32, Advertisement{Prefix: p2})
 		eventually(t, 5*time.Second, func() error {
-			if r.route(t, p2) == nil {
+			if r.Path(t, p2) == nil {
 				return errors.New("added route not there")
 			}
 			return nil
@@ -134,13 +151,13 @@ func TestFRR(t *testing.T) {
 		start := time.Now()
 		mustAdvertise(t, s, "v4", Advertisement{Prefix: p2})
 		eventually(t, time.Second, func() error {
-			if r.route(t, p32) != nil {
+			if r.Path(t, p32) != nil {
 				return errors.New("withdrawn route still there")
 			}
 			return nil
 		})
 		t.Logf("withdrawal seen by FRR after %v", time.Since(start))
-		state, after := r.neighborState(t, lab.Gateway4)
+		state, after := r.NeighborState(t, lab.Gateway4)
 		st := peerStatus(t, s, "v4")
 		if state != "Established" || after != before || st.Uptime < up || st.Flaps != 0 {
 			t.Errorf("session reset: FRR %s, established %d -> %d; Status %+v (uptime before %v)", state, before, after, st, up)
@@ -151,24 +168,24 @@ func TestFRR(t *testing.T) {
 	})
 
 	t.Run("changing one peer does not reset the other", func(t *testing.T) {
-		_, v4Before := r.neighborState(t, lab.Gateway4)
-		_, v6Before := r.neighborState(t, lab.Gateway6)
+		_, v4Before := r.NeighborState(t, lab.Gateway4)
+		_, v6Before := r.NeighborState(t, lab.Gateway6)
 		v6.HoldTime = 12 * time.Second
 		if err := s.SetPeers(ctx, []Peer{v4, v6}); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 20*time.Second, func() error {
-			if _, n := r.neighborState(t, lab.Gateway6); n != v6Before+1 {
+			if _, n := r.NeighborState(t, lab.Gateway6); n != v6Before+1 {
 				return fmt.Errorf("v6 established %d times, want %d", n, v6Before+1)
 			}
 			return nil
 		})
 		waitEstablished(t, s, "v6")
-		if _, n := r.neighborState(t, lab.Gateway4); n != v4Before {
+		if _, n := r.NeighborState(t, lab.Gateway4); n != v4Before {
 			t.Errorf("v4 session reset: established %d -> %d", v4Before, n)
 		}
 		eventually(t, 5*time.Second, func() error {
-			if r.route(t, p128) == nil {
+			if r.Path(t, p128) == nil {
 				return errors.New("v6 route not re-announced after reset")
 			}
 			return nil
@@ -180,7 +197,7 @@ func TestFRR(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, 2*time.Second, func() error {
-			if p := r.route(t, p128); p != nil {
+			if p := r.Path(t, p128); p != nil {
 				return fmt.Errorf("route still there after Stop: %+v", p)
 			}
 			return nil
@@ -190,17 +207,17 @@ func TestFRR(t *testing.T) {
 
 // TestFRRLocalPref checks that LOCAL_PREF arrives over iBGP.
 func TestFRRLocalPref(t *testing.T) {
-	requireFRR(t)
+	frr.Require(t)
 	lab := netlab.New(t)
-	r := startRouter(t, lab, "r1", localASN, false, neighbor{addr: lab.Gateway4, asn: localASN})
+	r := frr.Start(t, lab, "r1", frr.Config{ASN: localASN, Neighbors: []frr.Neighbor{{Addr: lab.Gateway4, ASN: localASN}}})
 	s := newServer(t, lab)
-	if err := s.SetPeers(context.Background(), []Peer{{Name: "ibgp", Address: r.host.IPv4, ASN: localASN, LocalASN: localASN}}); err != nil {
+	if err := s.SetPeers(context.Background(), []Peer{{Name: "ibgp", Address: r.Host.IPv4, ASN: localASN, LocalASN: localASN}}); err != nil {
 		t.Fatal(err)
 	}
 	pfx := netip.MustParsePrefix("198.51.100.20/32")
 	mustAdvertise(t, s, "ibgp", Advertisement{Prefix: pfx, LocalPref: ptr[uint32](250)})
 	eventually(t, 20*time.Second, func() error {
-		p := r.route(t, pfx)
+		p := r.Path(t, pfx)
 		if p == nil || p.LocPrf == nil || *p.LocPrf != 250 || len(p.Nexthops) == 0 || p.Nexthops[0].IP != lab.Gateway4.String() {
 			return fmt.Errorf("route %+v, want local pref 250 via %s", p, lab.Gateway4)
 		}
@@ -211,12 +228,12 @@ func TestFRRLocalPref(t *testing.T) {
 // TestFRRPassword checks TCP MD5: a wrong password keeps the session down
 // with a useful LastError, the right one (a changed peer) brings it up.
 func TestFRRPassword(t *testing.T) {
-	requireFRR(t)
+	frr.Require(t)
 	lab := netlab.New(t)
-	r := startRouter(t, lab, "r1", routerASN, false, neighbor{addr: lab.Gateway4, asn: localASN, password: "right-pw"})
+	r := frr.Start(t, lab, "r1", frr.Config{ASN: routerASN, Neighbors: []frr.Neighbor{{Addr: lab.Gateway4, ASN: localASN, Password: "right-pw"}}})
 	s := newServer(t, lab)
 	ctx := context.Background()
-	p := Peer{Name: "md5", Address: r.host.IPv4, ASN: routerASN, LocalASN: localASN, Password: "wrong-pw"}
+	p := Peer{Name: "md5", Address: r.Host.IPv4, ASN: routerASN, LocalASN: localASN, Password: "wrong-pw"}
 	if err := s.SetPeers(ctx, []Peer{p}); err != nil {
 		t.Fatal(err)
 	}

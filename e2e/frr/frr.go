@@ -246,6 +246,16 @@ func (r *Router) Paths(tb testing.TB, pfx netip.Prefix) []Path {
 	return got.Paths
 }
 
+// Path returns the router's first path for pfx, the only one where a single
+// peer announces it, or nil if it has none.
+func (r *Router) Path(tb testing.TB, pfx netip.Prefix) *Path {
+	tb.Helper()
+	if ps := r.Paths(tb, pfx); len(ps) > 0 {
+		return &ps[0]
+	}
+	return nil
+}
+
 // Table returns the router's whole BGP table of a family: the prefixes and
 // their paths ("show bgp ipv4 unicast json").
 func (r *Router) Table(tb testing.TB, ipv6 bool) map[string][]Path {
