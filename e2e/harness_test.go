@@ -82,37 +82,30 @@ func newEnvWith(t testing.TB, opts controlplane.Options) *env {
 	return &env{t: t, cp: cp, kube: kubernetes.NewForConfigOrDie(cfg), berth: versioned.NewForConfigOrDie(cfg)}
 }
 
-// controllerProc is a running berth-controller.
-type controllerProc struct {
-	cmd     *exec.Cmd
-	metrics string
-	done    chan struct{}
-	logMu   sync.Mutex
-	log     []string
+// proc is a process a test started, with the tail of its log.
+type proc struct {
+	name  string
+	cmd   *exec.Cmd
+	done  chan struct{}
+	logMu sync.Mutex
+	log   []string
 }
 
-// startController runs berth-controller against the env's API server. It is
-// stopped (SIGTERM) at cleanup unless the test stopped it already.
-func (e *env) startController(t testing.TB, args ...string) *controllerProc {
+// startProc starts cmd, keeps the tail of its standard error, and at t's
+// cleanup stops it (SIGTERM) and, if t failed, logs that tail.
+func startProc(t testing.TB, name string, cmd *exec.Cmd) *proc {
 	t.Helper()
-	port := freePort(t)
-	p := &controllerProc{metrics: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan struct{})}
-	all := append([]string{
-		"--kubeconfig", e.cp.Kubeconfig(),
-		"--metrics-addr", p.metrics,
-		"--leader-elect=false",
-		"--pool-status-delay=200ms",
-		"-v=2",
-	}, args...)
-	p.cmd = exec.Command(berthBins.path(t, "berth-controller"), all...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := p.cmd.StderrPipe()
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	}
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Stdout = io.Discard
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start berth-controller: %v", err)
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
 	}
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -120,27 +113,25 @@ func (e *env) startController(t testing.TB, args ...string) *controllerProc {
 		for sc.Scan() {
 			p.logMu.Lock()
 			p.log = append(p.log, sc.Text())
-			if len(p.log) > 400 {
-				p.log = p.log[len(p.log)-300:]
+			if len(p.log) > 600 {
+				p.log = p.log[len(p.log)-400:]
 			}
 			p.logMu.Unlock()
 		}
-		_ = p.cmd.Wait()
+		_ = cmd.Wait()
 		close(p.done)
 	}()
 	t.Cleanup(func() {
 		p.stop(syscall.SIGTERM)
 		if t.Failed() {
-			p.logMu.Lock()
-			t.Logf("berth-controller log tail:\n%s", strings.Join(p.log[max(0, len(p.log)-60):], "\n"))
-			p.logMu.Unlock()
+			t.Logf("%s log tail:\n%s", name, p.tail(60))
 		}
 	})
 	return p
 }
 
-// stop sends sig and waits for the process to exit.
-func (p *controllerProc) stop(sig syscall.Signal) {
+// stop sends sig and waits (at most 20 s, then SIGKILL) for the exit.
+func (p *proc) stop(sig syscall.Signal) {
 	select {
 	case <-p.done:
 		return
@@ -153,6 +144,47 @@ func (p *controllerProc) stop(sig syscall.Signal) {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
+}
+
+// tail returns the last n lines of the log.
+func (p *proc) tail(n int) string {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	return strings.Join(p.log[max(0, len(p.log)-n):], "\n")
+}
+
+// logged reports whether a line of the log contains substr.
+func (p *proc) logged(substr string) bool {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	for _, l := range p.log {
+		if strings.Contains(l, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+// controllerProc is a running berth-controller.
+type controllerProc struct {
+	*proc
+	metrics string
+}
+
+// startController runs berth-controller against the env's API server. It is
+// stopped (SIGTERM) at cleanup unless the test stopped it already.
+func (e *env) startController(t testing.TB, args ...string) *controllerProc {
+	t.Helper()
+	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	all := append([]string{
+		"--kubeconfig", e.cp.Kubeconfig(),
+		"--metrics-addr", metrics,
+		"--leader-elect=false",
+		"--pool-status-delay=200ms",
+		"-v=2",
+	}, args...)
+	cmd := exec.Command(berthBins.path(t, "berth-controller"), all...)
+	return &controllerProc{proc: startProc(t, "berth-controller", cmd), metrics: metrics}
 }
 
 // waitReady waits until the controller's /readyz answers ok.

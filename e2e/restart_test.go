@@ -140,17 +140,6 @@ func TestLeaderElection(t *testing.T) {
 	}
 }
 
-func (p *controllerProc) logged(substr string) bool {
-	p.logMu.Lock()
-	defer p.logMu.Unlock()
-	for _, l := range p.log {
-		if strings.Contains(l, substr) {
-			return true
-		}
-	}
-	return false
-}
-
 func (e *env) resourceVersions(t *testing.T, ns string) map[string]string {
 	t.Helper()
 	list, err := e.kube.CoreV1().Services(ns).List(t.Context(), metav1.ListOptions{})

@@ -1,0 +1,67 @@
+package cloud
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	"k8s.io/klog/v2/ktesting"
+
+	berthfake "github.com/berthlb/berth/client/clientset/versioned/fake"
+)
+
+// TestStartWithInformers runs the backend on fake clientsets: the replay
+// happens before the first answer, and addresses another implementation
+// gives later are never handed out by the plugin.
+func TestStartWithInformers(t *testing.T) {
+	logger, ctx := ktesting.NewTestContext(t)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	kube := kubefake.NewClientset(
+		&v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}},
+		service("kept", created(1), ingress("192.0.2.3")),
+	)
+	berth := berthfake.NewSimpleClientset(pool("p1", "", "192.0.2.1-192.0.2.4"))
+	p := NewPools(logger)
+	p.Start(ctx, kube, berth)
+	lb := &loadBalancers{backend: p}
+
+	st, exists, err := lb.GetLoadBalancer(ctx, cluster, service("kept"))
+	if err != nil || !exists || cmp.Diff([]string{"192.0.2.3"}, ips(st)) != "" {
+		t.Fatalf("after start: kept = %v, %v, %v; want 192.0.2.3", ips(st), exists, err)
+	}
+	// The add-on controller serves a classed Service with .1.
+	classed := service("classed", created(2), class("berth.dev/lb"), ingress("192.0.2.1"), addOn)
+	if _, err := kube.CoreV1().Services("default").Create(ctx, classed, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		return len(p.alloc.Lookup(foreignPrefix+"default/classed")) == 1, nil
+	})
+	if err != nil {
+		t.Fatalf("the classed Service's address was not recorded: %v", err)
+	}
+	st, err = lb.EnsureLoadBalancer(ctx, cluster, service("new", created(3)), nil)
+	if err != nil || cmp.Diff([]string{"192.0.2.2"}, ips(st)) != "" {
+		t.Fatalf("new = %v, %v; want 192.0.2.2", ips(st), err)
+	}
+	// Once the classed Service is gone, its address is free again.
+	if err := kube.CoreV1().Services("default").Delete(ctx, "classed", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		return len(p.alloc.Lookup(foreignPrefix+"default/classed")) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("the classed Service's address was not released: %v", err)
+	}
+	st, err = lb.EnsureLoadBalancer(ctx, cluster, service("newer", created(4)), nil)
+	if err != nil || cmp.Diff([]string{"192.0.2.1"}, ips(st)) != "" {
+		t.Fatalf("newer = %v, %v; want 192.0.2.1", ips(st), err)
+	}
+}

@@ -1,0 +1,69 @@
+// Command berth-ccm is a cloud-controller-manager built on
+// k8s.io/cloud-provider/app with Berth as its cloud provider. By default it
+// runs only the service controller, which calls Berth for LoadBalancer
+// Services without spec.loadBalancerClass.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	cloudprovider "k8s.io/cloud-provider"
+	"k8s.io/cloud-provider/app"
+	ccmconfig "k8s.io/cloud-provider/app/config"
+	"k8s.io/cloud-provider/names"
+	"k8s.io/cloud-provider/options"
+	"k8s.io/component-base/cli"
+	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/klog/v2"
+
+	"github.com/berthlb/berth/cloud"
+)
+
+func main() {
+	opts, err := options.NewCloudControllerManagerOptions()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "berth-ccm: %v\n", err)
+		os.Exit(1)
+	}
+	opts.KubeCloudShared.CloudProvider.Name = cloud.ProviderName
+	// Only the service controller: Berth manages no nodes and no routes.
+	controllers := map[string]app.ControllerInitFuncConstructor{
+		names.ServiceLBController: app.DefaultInitFuncConstructors[names.ServiceLBController],
+	}
+	cmd := app.NewCloudControllerManagerCommand(opts, initCloud, controllers, names.CCMControllerAliases(), cliflag.NamedFlagSets{}, wait.NeverStop)
+	os.Exit(cli.Run(cmd))
+}
+
+// initCloud builds the plugin from --cloud-provider and --cloud-config. The
+// controller manager offers no way to return an error from here, so a bad
+// configuration ends the process with a message.
+func initCloud(c *ccmconfig.CompletedConfig) cloudprovider.Interface {
+	shared := c.ComponentConfig.KubeCloudShared.CloudProvider
+	if shared.Name != cloud.ProviderName {
+		klog.ErrorS(nil, "Unsupported --cloud-provider; this binary serves only Berth", "cloudProvider", shared.Name, "want", cloud.ProviderName)
+		klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+	}
+	var r io.Reader
+	if shared.CloudConfigFile != "" {
+		f, err := os.Open(shared.CloudConfigFile)
+		if err != nil {
+			klog.ErrorS(err, "Cannot open --cloud-config")
+			klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+		}
+		defer f.Close()
+		r = f
+	}
+	cfg, err := cloud.ParseConfig(r)
+	if err == nil {
+		var p *cloud.Cloud
+		if p, err = cloud.New(cfg, klog.Background()); err == nil {
+			return p
+		}
+	}
+	klog.ErrorS(err, "Cannot initialize the Berth cloud provider")
+	klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+	return nil
+}
