@@ -179,22 +179,3 @@ func (e *env) claimedByAddOn(t *testing.T, ns, name string) {
 	}
 }
 
-// eventsWithin waits up to d for Events about a Service with reason.
-func (e *env) eventsWithin(t *testing.T, ns, name, reason string, d time.Duration) []string {
-	t.Helper()
-	var out []string
-	_ = wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, d, true, func(ctx context.Context) (bool, error) {
-		list, err := e.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
-			FieldSelector: "involvedObject.name=" + name + ",reason=" + reason,
-		})
-		if err != nil {
-			return false, nil
-		}
-		out = out[:0]
-		for _, ev := range list.Items {
-			out = append(out, ev.Message)
-		}
-		return len(out) > 0, nil
-	})
-	return out
-}

@@ -399,8 +399,14 @@ func statusString(s *corev1.Service) string {
 // written asynchronously) and returns their messages.
 func (e *env) events(t *testing.T, ns, name, reason string) []string {
 	t.Helper()
+	return e.eventsWithin(t, ns, name, reason, 5*time.Second)
+}
+
+// eventsWithin waits up to d for Events about a Service with reason.
+func (e *env) eventsWithin(t *testing.T, ns, name, reason string, d time.Duration) []string {
+	t.Helper()
 	var out []string
-	_ = wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+	_ = wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, d, true, func(ctx context.Context) (bool, error) {
 		list, err := e.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
 			FieldSelector: "involvedObject.name=" + name + ",reason=" + reason,
 		})
