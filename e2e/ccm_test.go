@@ -178,4 +178,3 @@ func (e *env) claimedByAddOn(t *testing.T, ns, name string) {
 		t.Fatalf("make %s a LoadBalancer: %v", name, err)
 	}
 }
-
