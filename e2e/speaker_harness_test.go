@@ -39,7 +39,7 @@ const (
 // berth-controller, and nodes: each a namespace on the bridge with a Node
 // object and, once started, a berth-speaker.
 type speakerLab struct {
-	t     *testing.T
+	t     testing.TB
 	lab   *netlab.Lab
 	e     *env
 	nodes []*labNode
@@ -54,11 +54,19 @@ type labNode struct {
 
 // newSpeakerLab builds a lab with n nodes and starts the controller; the
 // speakers are started by startSpeakers, once the routers run.
-func newSpeakerLab(t *testing.T, n int) *speakerLab {
+func newSpeakerLab(t testing.TB, n int) *speakerLab {
+	t.Helper()
+	return newSpeakerLabWith(t, n, controlplane.Options{})
+}
+
+// newSpeakerLabWith is newSpeakerLab with control plane options; the bind
+// address is always the lab's gateway.
+func newSpeakerLabWith(t testing.TB, n int, opts controlplane.Options) *speakerLab {
 	t.Helper()
 	frr.Require(t)
 	lab := netlab.New(t)
-	e := newEnvWith(t, controlplane.Options{BindAddress: lab.Gateway4})
+	opts.BindAddress = lab.Gateway4
+	e := newEnvWith(t, opts)
 	sl := &speakerLab{t: t, lab: lab, e: e}
 	e.namespace(t, speakerNS, nil)
 	ctrl := e.startController(t)
@@ -123,7 +131,7 @@ type speakerProc struct {
 // (tested elsewhere). It is killed at owner's cleanup unless it exited
 // already: a subtest that restarts a speaker passes the whole test as owner,
 // so that the speaker outlives the subtest.
-func startSpeaker(t, owner *testing.T, e *env, n *labNode, args ...string) *speakerProc {
+func startSpeaker(t, owner testing.TB, e *env, n *labNode, args ...string) *speakerProc {
 	t.Helper()
 	p := &speakerProc{node: n, metrics: netip.AddrPortFrom(n.host.IPv4, 9631).String(), done: make(chan struct{})}
 	all := append([]string{berthBins.path(t, "berth-speaker"),

@@ -27,12 +27,19 @@
 //
 //  1. Owner(addr, eligible ∩ Members()) is this node, computed from its
 //     current view; and
-//  2. Members.Quorate(): it sees a strict majority of the last known
-//     membership alive (itself included), and, if it was given peers, it
-//     has met at least one of them since it started.
+//  2. Members.Quorate(): it has heard a heartbeat within HeardWithin from
+//     a strict majority of the last known membership (itself included),
+//     and, if it was given peers, it has met at least one of them since it
+//     started. Heartbeats (every HeartbeatInterval, over memberlist's
+//     authenticated transport) rather than memberlist's member list,
+//     because failure detection is asymmetric after a partition: the cut
+//     off node gets no confirmations of its suspicions and declares the
+//     others dead 2-4 s after the majority declared it dead (measured in
+//     the speaker's e2e tests); it must fall silent first.
 //
-// The speaker recomputes both on every Members.Changes signal and every
-// Service change, and calls Responder.SetOwned with the result; SetOwned
+// The speaker recomputes both on every Members.Changes signal, every
+// change of Quorate (polled: losing heartbeats is not a membership event)
+// and every Service change, and calls Responder.SetOwned with the result; SetOwned
 // guarantees that once it returns nothing more is sent for a dropped
 // address. On a move the old owner's view changes at about the same time as
 // the new owner's; the speaker should apply losses before gains.

@@ -54,6 +54,11 @@ type Members struct {
 	// known is the last known membership for the quorum: every node
 	// seen alive and not forgotten.
 	known map[string]bool
+	// heard is when each other node's last heartbeat (or join) arrived.
+	heard map[string]time.Time
+	// stop ends the heartbeats.
+	stop     chan struct{}
+	stopOnce sync.Once
 	// contacted is set once another node was seen alive; until then a
 	// node with Peers is not quorate, so that a node booting on the
 	// wrong side of a partition never claims anything.
@@ -118,9 +123,12 @@ func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 		peers:   slices.Clone(cfg.Peers),
 		changes: make(chan struct{}, 1),
 		known:   map[string]bool{cfg.NodeName: true},
+		heard:   map[string]time.Time{},
+		stop:    make(chan struct{}),
 	}
 	c := memberlistConfig(cfg)
 	c.Events = (*events)(m)
+	c.Delegate = (*delegate)(m)
 	c.LogOutput = nil
 	c.Logger = log.New(logWriter{logr.FromContextOrDiscard(ctx).WithName("memberlist")}, "", 0)
 	ml, err := memberlist.Create(c)
@@ -128,6 +136,7 @@ func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 		return nil, fmt.Errorf("starting memberlist: %w", err)
 	}
 	m.ml = ml
+	go m.heartbeats(m.stop)
 	return m, nil
 }
 
@@ -139,6 +148,17 @@ func (m *Members) Join() (int, error) {
 	n, err := m.ml.Join(m.peers)
 	if err != nil {
 		return n, fmt.Errorf("joining %v: %w", m.peers, err)
+	}
+	return n, nil
+}
+
+// JoinAddrs is Join with other "host:port" addresses, for meeting nodes
+// that were not peers at start or that this node declared dead (after a
+// partition heals, say); the configured peers are unchanged.
+func (m *Members) JoinAddrs(addrs []string) (int, error) {
+	n, err := m.ml.Join(addrs)
+	if err != nil {
+		return n, fmt.Errorf("joining %v: %w", addrs, err)
 	}
 	return n, nil
 }
@@ -184,18 +204,99 @@ func (m *Members) Forget(names ...string) {
 	m.notify()
 }
 
-// Quorate reports whether this node may answer for anything: it sees a
-// strict majority of the last known membership alive (itself included) and,
-// when it has peers, it has met at least one of them. See doc.go.
+// Quorate reports whether this node may answer for anything: it has heard
+// from a strict majority of the last known membership within
+// HeardWithin (itself included), and, when it has peers, it has met at
+// least one of them. See doc.go.
+//
+// It does not rely on memberlist's failure detection, which is asymmetric
+// after a partition: the majority confirms its suspicions and declares the
+// lost node dead in about a second, while the lost node, which gets no
+// confirmations and whose probes Lifeguard slows down, takes two to four
+// seconds to declare the others dead. Counting memberlist's members would
+// leave both sides answering meanwhile. Instead every node sends every
+// other a small authenticated heartbeat each HeartbeatInterval; a node that
+// hears from too few peers stops within HeardWithin, before the majority
+// takes over. Losing quorum this way is not signalled on Changes: poll
+// Quorate (every 50 ms or so).
 func (m *Members) Quorate() bool {
-	live := m.Members()
+	alive := map[string]bool{}
+	for _, n := range m.ml.Members() {
+		alive[n.Name] = true
+	}
+	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.peers) > 0 && !m.contacted {
 		return false
 	}
+	live := []string{m.name}
+	for n, at := range m.heard {
+		if alive[n] && now.Sub(at) < HeardWithin {
+			live = append(live, n)
+		}
+	}
 	return hasQuorum(live, m.known)
 }
+
+// HeartbeatInterval is how often a node sends every other node a heartbeat;
+// HeardWithin is how recent the last one must be for the sender to count
+// towards the quorum. HeardWithin tolerates three lost heartbeats in a row
+// and is shorter than the majority's failure detection (about 0.9 s), so a
+// cut-off node falls silent before the others take over its addresses.
+const (
+	HeartbeatInterval = 100 * time.Millisecond
+	HeardWithin       = 450 * time.Millisecond
+)
+
+// heartbeats sends a heartbeat to every other member each
+// HeartbeatInterval until stop is closed. They go over memberlist's
+// transport, so they are authenticated and encrypted with the shared key.
+func (m *Members) heartbeats(stop <-chan struct{}) {
+	msg := append([]byte(heartbeatPrefix), m.name...)
+	t := time.NewTicker(HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		for _, n := range m.ml.Members() {
+			if n.Name != m.name {
+				_ = m.ml.SendBestEffort(n, msg)
+			}
+		}
+	}
+}
+
+const heartbeatPrefix = "berth-hb:"
+
+// heard records that name is reachable.
+func (m *Members) heardFrom(name string) {
+	if name == m.name {
+		return
+	}
+	m.mu.Lock()
+	m.heard[name] = time.Now()
+	m.mu.Unlock()
+}
+
+// delegate is Members as a memberlist.Delegate: it receives heartbeats and
+// has no metadata or state of its own.
+type delegate Members
+
+func (d *delegate) NodeMeta(int) []byte { return nil }
+
+func (d *delegate) NotifyMsg(b []byte) {
+	if name, ok := strings.CutPrefix(string(b), heartbeatPrefix); ok {
+		(*Members)(d).heardFrom(name)
+	}
+}
+
+func (d *delegate) GetBroadcasts(int, int) [][]byte     { return nil }
+func (d *delegate) LocalState(bool) []byte              { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, _ bool) {}
 
 // hasQuorum reports whether more than half of known is in live.
 func hasQuorum(live []string, known map[string]bool) bool {
@@ -218,6 +319,7 @@ func (m *Members) Changes() <-chan struct{} { return m.changes }
 // the protocol. Use it on a clean shutdown, after the Responder stopped
 // answering. The node stays in the others' known membership (see Forget).
 func (m *Members) Leave(timeout time.Duration) error {
+	m.stopOnce.Do(func() { close(m.stop) })
 	if err := m.ml.Leave(timeout); err != nil {
 		_ = m.ml.Shutdown()
 		return fmt.Errorf("leaving memberlist: %w", err)
@@ -231,6 +333,7 @@ func (m *Members) Leave(timeout time.Duration) error {
 // Shutdown stops the protocol without telling anyone; the others will
 // detect a failure.
 func (m *Members) Shutdown() error {
+	m.stopOnce.Do(func() { close(m.stop) })
 	if err := m.ml.Shutdown(); err != nil {
 		return fmt.Errorf("stopping memberlist: %w", err)
 	}
@@ -254,6 +357,7 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	m.known[n.Name] = true
 	if n.Name != m.name {
 		m.contacted = true
+		m.heard[n.Name] = time.Now()
 	}
 	m.mu.Unlock()
 	m.notify()

@@ -19,6 +19,10 @@ type Metrics struct {
 	forwarded    prometheus.Gauge
 	syncs        prometheus.Histogram
 	drifts       prometheus.Counter
+	l2Owned      prometheus.Gauge
+	l2Changes    prometheus.Counter
+	l2Members    prometheus.Gauge
+	l2Quorate    prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -49,8 +53,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		drifts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_speaker_forwarding_repairs_total", Help: "Times the forwarding table was found changed by someone else and repaired.",
 		}),
+		l2Owned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_speaker_l2_addresses_owned", Help: "Addresses this node owns and answers ARP/NDP for.",
+		}),
+		l2Changes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_speaker_l2_ownership_changes_total", Help: "Addresses this node started or stopped answering ARP/NDP for.",
+		}),
+		l2Members: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_speaker_l2_members", Help: "Live speakers in this node's view of the layer-2 membership, itself included.",
+		}),
+		l2Quorate: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_speaker_l2_quorate", Help: "1 while this node sees a majority of the known speakers and may answer on layer 2.",
+		}),
 	}
-	reg.MustRegister(m.sessionUp, m.prefixesSent, m.updatesSent, m.lastError, m.announced, m.forwarded, m.syncs, m.drifts)
+	reg.MustRegister(m.sessionUp, m.prefixesSent, m.updatesSent, m.lastError, m.announced, m.forwarded, m.syncs, m.drifts,
+		m.l2Owned, m.l2Changes, m.l2Members, m.l2Quorate)
 	return m
 }
 
@@ -78,4 +95,14 @@ func (m *Metrics) observeBGP(st []bgp.PeerStatus) {
 			m.lastError.WithLabelValues(p.Name, p.LastError).Set(1)
 		}
 	}
+}
+
+func (m *Metrics) observeL2(owned, members int, quorate bool) {
+	m.l2Owned.Set(float64(owned))
+	m.l2Members.Set(float64(members))
+	q := 0.0
+	if quorate {
+		q = 1
+	}
+	m.l2Quorate.Set(q)
 }

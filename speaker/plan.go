@@ -23,7 +23,9 @@ const ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 // Snapshot is everything the plan depends on, read from listers.
 type Snapshot struct {
-	Node     *corev1.Node
+	Node *corev1.Node
+	// Nodes are all the cluster's Nodes, for layer-2 eligibility.
+	Nodes    []*corev1.Node
 	Services []*corev1.Service
 	// Slices are the EndpointSlices of the Services, used for
 	// externalTrafficPolicy: Local.
@@ -31,6 +33,9 @@ type Snapshot struct {
 	Pools   []*v1alpha1.IPPool
 	Peers   []*v1alpha1.BGPPeer
 	BGPAdvs []*v1alpha1.BGPAdvertisement
+	L2Advs  []*v1alpha1.L2Advertisement
+	// L2 is the speakers' membership as this node sees it.
+	L2 L2View
 	// Passwords maps "secret/key" to the value, for the Secrets the peers
 	// reference; a missing entry means the Secret or key does not exist.
 	Passwords map[string]string
@@ -52,6 +57,14 @@ type Plan struct {
 	// "Service/ns/name") to what is wrong with it, for conditions and
 	// Events. A problem never removes what is healthy.
 	Problems map[string]string
+	// L2 are the addresses announced on layer 2, with their eligible
+	// nodes and owner, sorted by address.
+	L2 []L2Address
+	// L2Owned are the addresses this node answers ARP/NDP for: those it
+	// owns, and none while its membership is not quorate.
+	L2Owned []netip.Addr
+	// L2Quorate is the L2View's Quorate.
+	L2Quorate bool
 	// BrokenPeers are peers the plan could not configure (a missing
 	// Secret, say); the speaker keeps their current session as it is.
 	BrokenPeers []string
@@ -68,6 +81,10 @@ func Compute(s Snapshot) *Plan {
 	// Sessions stay up on an ineligible node: it withdraws its routes, so
 	// that uncordoning announces again without waiting for a session.
 	p.Peers = p.peers(s, nodeLabels)
+	// Computed for an ineligible node too: the speaker tells a planned
+	// move (this node left Eligible) from a membership change by it.
+	p.L2, p.L2Owned = computeL2(s)
+	p.L2Quorate = s.L2.Quorate
 	if ok, why := eligible(s.Node); !ok {
 		p.Why = why
 		return p
@@ -84,6 +101,9 @@ func Compute(s Snapshot) *Plan {
 	slices.SortFunc(advs, func(a, b *v1alpha1.BGPAdvertisement) int { return strings.Compare(a.Name, b.Name) })
 	routes := map[string]map[netip.Prefix]*bgp.Advertisement{}
 	announced := map[netip.Addr]bool{}
+	for _, a := range p.L2Owned {
+		announced[a] = true
+	}
 	for _, svc := range s.Services {
 		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 			continue
@@ -182,10 +202,15 @@ func localEndpoints(slices []*discoveryv1.EndpointSlice, node string) map[string
 }
 
 func advMatches(sel *v1alpha1.AdvertisementSelector, pool string, poolLabels, svcLabels, nodeLabels labels.Set) bool {
+	return poolAndServiceMatch(sel, pool, poolLabels, svcLabels) && selects(sel.NodeSelector, nodeLabels)
+}
+
+// poolAndServiceMatch is advMatches without the node selector.
+func poolAndServiceMatch(sel *v1alpha1.AdvertisementSelector, pool string, poolLabels, svcLabels labels.Set) bool {
 	if len(sel.IPPools) > 0 && !slices.Contains(sel.IPPools, pool) {
 		return false
 	}
-	return selects(sel.IPPoolSelector, poolLabels) && selects(sel.ServiceSelector, svcLabels) && selects(sel.NodeSelector, nodeLabels)
+	return selects(sel.IPPoolSelector, poolLabels) && selects(sel.ServiceSelector, svcLabels)
 }
 
 // selects treats a nil selector as matching everything and an invalid one

@@ -14,7 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -28,6 +28,7 @@ import (
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
 	"github.com/berthlb/berth/internal/cli"
 	"github.com/berthlb/berth/internal/serve"
+	"github.com/berthlb/berth/l2"
 	"github.com/berthlb/berth/nodeport"
 )
 
@@ -60,18 +61,32 @@ type Options struct {
 	DriftCheck time.Duration
 	// MetricsAddr serves /metrics and /healthz; empty disables.
 	MetricsAddr string
+	// L2 enables layer-2 announcement (ARP and NDP).
+	L2 bool
+	// MemberlistPort is the UDP and TCP port of the speakers' membership.
+	MemberlistPort int
+	// MemberlistSecret names the Secret in Namespace whose key
+	// "secretkey" authenticates the membership.
+	MemberlistSecret string
+	// Handover is how long a node keeps answering for an address after a
+	// planned move away from it.
+	Handover time.Duration
 }
 
 // DefaultOptions returns the options a deployment starts from.
 func DefaultOptions() Options {
 	return Options{
-		Namespace:     "berth-system",
-		BGP:           true,
-		BGPListenPort: -1,
-		Forwarding:    true,
-		Table:         nodeport.DefaultTable,
-		DriftCheck:    10 * time.Second,
-		MetricsAddr:   ":9631",
+		Namespace:        "berth-system",
+		BGP:              true,
+		BGPListenPort:    -1,
+		Forwarding:       true,
+		Table:            nodeport.DefaultTable,
+		DriftCheck:       10 * time.Second,
+		MetricsAddr:      ":9631",
+		L2:               true,
+		MemberlistPort:   l2.DefaultMembersPort,
+		MemberlistSecret: "berth-memberlist",
+		Handover:         DefaultHandover,
 	}
 }
 
@@ -113,7 +128,8 @@ func Run(ctx context.Context, opts Options) error {
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	defer broadcaster.Shutdown()
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
-	s.problems = newEventReporter(broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "berth-speaker", Host: opts.NodeName}))
+	events := newEventReporter(broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "berth-speaker", Host: opts.NodeName}))
+	s.problems, s.owners = events, events
 
 	if opts.BGP {
 		routerID := opts.RouterID
@@ -157,13 +173,11 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	kubeInf := informers.NewSharedInformerFactory(kube, 0)
-	nodeInf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", opts.NodeName).String()
-	}))
 	berthInf := berthinformers.NewSharedInformerFactory(berth, 0)
 	svcs := kubeInf.Core().V1().Services()
 	eps := kubeInf.Discovery().V1().EndpointSlices()
-	nodes := nodeInf.Core().V1().Nodes()
+	// Every Node: layer-2 ownership depends on which nodes are eligible.
+	nodes := kubeInf.Core().V1().Nodes()
 	pools := berthInf.Berth().V1alpha1().IPPools()
 	peers := berthInf.Berth().V1alpha1().BGPPeers()
 	advs := berthInf.Berth().V1alpha1().BGPAdvertisements()
@@ -171,19 +185,38 @@ func Run(ctx context.Context, opts Options) error {
 		nodes: nodes.Lister(), services: svcs.Lister(), slices: eps.Lister(),
 		pools: pools.Lister(), peers: peers.Lister(), bgpAdvs: advs.Lister(),
 	}
-	for _, inf := range []cache.SharedIndexInformer{svcs.Informer(), eps.Informer(), nodes.Informer(), pools.Informer(), peers.Informer(), advs.Informer()} {
+	infs := []cache.SharedIndexInformer{svcs.Informer(), eps.Informer(), nodes.Informer(), pools.Informer(), peers.Informer(), advs.Informer()}
+	if opts.L2 {
+		l2Advs := berthInf.Berth().V1alpha1().L2Advertisements()
+		s.listers.l2Advs = l2Advs.Lister()
+		infs = append(infs, l2Advs.Informer())
+	}
+	for _, inf := range infs {
 		if _, err := inf.AddEventHandler(s.handlers()); err != nil {
 			return fmt.Errorf("watch: %w", err)
 		}
 		s.synced = append(s.synced, inf.HasSynced)
 	}
 	kubeInf.Start(ctx.Done())
-	nodeInf.Start(ctx.Done())
 	berthInf.Start(ctx.Done())
 	defer kubeInf.Shutdown()
-	defer nodeInf.Shutdown()
 	defer berthInf.Shutdown()
-	log.Info("Speaker starting", "bgp", opts.BGP, "forwarding", opts.Forwarding)
+	log.Info("Speaker starting", "bgp", opts.BGP, "forwarding", opts.Forwarding, "l2", opts.L2)
+	if opts.L2 {
+		l2Done := make(chan struct{})
+		// Waits for the membership's Leave on the way out, so that the
+		// others take over at once rather than after failure detection.
+		defer func() { <-l2Done }()
+		go func() {
+			defer close(l2Done)
+			if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
+				return
+			}
+			nodeRef := &corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: opts.NodeName, UID: types.UID(opts.NodeName)}
+			s.startL2(ctx, l2Options{port: opts.MemberlistPort, secret: opts.MemberlistSecret, handover: opts.Handover},
+				func(msg string) { events.rec.Event(nodeRef, corev1.EventTypeWarning, "L2Disabled", msg) })
+		}()
+	}
 	return s.Run(ctx, opts.DriftCheck, 2*time.Second)
 }
 
@@ -259,6 +292,14 @@ func (e *eventReporter) report(ctx context.Context, object, problem string) {
 		return
 	}
 	e.rec.Event(ref, corev1.EventTypeWarning, "SpeakerConfigProblem", problem)
+}
+
+// owner records that this node now answers for one of a Service's
+// addresses.
+func (e *eventReporter) owner(_ context.Context, service, message string) {
+	if ref := objectRef("Service/" + service); ref != nil {
+		e.rec.Event(ref, corev1.EventTypeNormal, "L2Owner", message)
+	}
 }
 
 // objectRef turns a plan's object name ("Kind/name" or

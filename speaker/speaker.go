@@ -57,6 +57,7 @@ type listers struct {
 	pools    berthlisters.IPPoolLister
 	peers    berthlisters.BGPPeerLister
 	bgpAdvs  berthlisters.BGPAdvertisementLister
+	l2Advs   berthlisters.L2AdvertisementLister
 }
 
 // Speaker keeps one node's announcements and forwarding in line with the
@@ -69,6 +70,7 @@ type Speaker struct {
 	fwd      forwarder
 	secrets  secretGetter
 	problems problemReporter
+	owners   ownerEvents
 	metrics  *Metrics
 	// peerStatus and lastStatus are used only by reportStatus.
 	peerStatus peerStatusWriter
@@ -79,6 +81,9 @@ type Speaker struct {
 	applied   map[string]bgp.Peer // peers last configured, by name
 	lastPlan  *Plan
 	forwarded bool // the forwarding table exists
+	// l2 is set once the layer-2 membership runs; nil means layer 2 is
+	// off (or not up yet) and the node answers for nothing.
+	l2 *l2State
 }
 
 const syncKey = "sync"
@@ -136,6 +141,14 @@ func (s *Speaker) sync(ctx context.Context) error {
 	plan := Compute(snap)
 	for obj, problem := range plan.Problems {
 		s.problems.report(ctx, obj, problem)
+	}
+	s.mu.Lock()
+	st := s.l2
+	s.mu.Unlock()
+	// Layer 2 first: a membership change must move addresses within the
+	// failover budget, whatever BGP and nftables take.
+	if st != nil {
+		s.applyL2(ctx, st, snap, plan)
 	}
 	if s.bgp != nil {
 		if err := s.applyBGP(ctx, plan); err != nil {
@@ -203,6 +216,14 @@ func (s *Speaker) applyForwarding(ctx context.Context, plan *Plan) error {
 // peers' passwords from their Secrets by name.
 func (s *Speaker) snapshot(ctx context.Context) (Snapshot, error) {
 	var snap Snapshot
+	s.mu.Lock()
+	st := s.l2
+	s.mu.Unlock()
+	// The view is read before the caches, so that a change signalled
+	// meanwhile causes another sync rather than being missed.
+	if st != nil {
+		snap.L2 = st.view()
+	}
 	node, err := s.listers.nodes.Get(s.node)
 	switch {
 	case apierrors.IsNotFound(err):
@@ -224,6 +245,14 @@ func (s *Speaker) snapshot(ctx context.Context) (Snapshot, error) {
 		return snap, err
 	}
 	if snap.BGPAdvs, err = s.listers.bgpAdvs.List(labels.Everything()); err != nil {
+		return snap, err
+	}
+	if s.listers.l2Advs != nil {
+		if snap.L2Advs, err = s.listers.l2Advs.List(labels.Everything()); err != nil {
+			return snap, err
+		}
+	}
+	if snap.Nodes, err = s.listers.nodes.List(labels.Everything()); err != nil {
 		return snap, err
 	}
 	slices.SortFunc(snap.Services, func(a, b *corev1.Service) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })

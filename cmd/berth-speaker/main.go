@@ -1,5 +1,6 @@
 // Command berth-speaker runs on every node and makes the addresses Berth
-// assigned reachable: it announces them over BGP and forwards their traffic
+// assigned reachable: it announces them over BGP or answers ARP/NDP for
+// them (layer 2), and forwards their traffic
 // to the Services' NodePorts.
 package main
 
@@ -32,5 +33,9 @@ func main() {
 	fs.BoolVar(&opts.CleanupOnExit, "cleanup-on-exit", opts.CleanupOnExit, "remove the forwarding table on a clean exit (for uninstalling)")
 	fs.DurationVar(&opts.DriftCheck, "drift-check-interval", opts.DriftCheck, "how often to check the forwarding table for changes made by others")
 	fs.StringVar(&opts.MetricsAddr, "metrics-addr", opts.MetricsAddr, "address serving /metrics and /healthz; empty disables")
+	fs.BoolVar(&opts.L2, "l2", opts.L2, "answer ARP/NDP for the addresses L2Advertisements select, one node per address")
+	fs.IntVar(&opts.MemberlistPort, "memberlist-port", opts.MemberlistPort, "UDP and TCP port of the speakers' membership protocol (layer 2)")
+	fs.StringVar(&opts.MemberlistSecret, "memberlist-secret", opts.MemberlistSecret, "Secret in the namespace whose key \"secretkey\" (16, 24 or 32 bytes) authenticates the membership")
+	fs.DurationVar(&opts.Handover, "l2-handover", opts.Handover, "how long a node keeps answering for an address after a planned move (cordon) away from it")
 	cli.Main(fs, func(ctx context.Context) error { return speaker.Run(ctx, opts) })
 }

@@ -1,0 +1,367 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthlb/berth/e2e/controlplane"
+	"github.com/berthlb/berth/e2e/netlab"
+)
+
+// memberlistSecret is the Secret the e2e speakers read their membership key
+// from (the default of --memberlist-secret).
+const memberlistSecret = "berth-memberlist"
+
+// l2Lab is a speakerLab without routers, with a client on the bridge that
+// asks who has the Services' addresses.
+type l2Lab struct {
+	*speakerLab
+	client *netlab.Host
+	// node maps a node's eth0 MAC (lower case) to the node.
+	node map[string]*labNode
+}
+
+// newL2Lab builds n nodes and a client, starts the controller and creates
+// the membership key; the speakers are started by startL2Speakers.
+func newL2Lab(t *testing.T, n int) *l2Lab {
+	t.Helper()
+	netlab.RequireRoot(t)
+	for _, tool := range []string{"arping", "ping", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("layer-2 e2e tests need %s (Debian packages iputils-arping, iputils-ping, nftables): %v", tool, err)
+		}
+	}
+	lab := netlab.New(t)
+	e := newEnvWith(t, controlplane.Options{BindAddress: lab.Gateway4})
+	sl := &speakerLab{t: t, lab: lab, e: e}
+	e.namespace(t, speakerNS, nil)
+	ctrl := e.startController(t)
+	l := &l2Lab{speakerLab: sl, node: map[string]*labNode{}}
+	for i := range n {
+		name := fmt.Sprintf("node%d", i+1)
+		h := lab.AddHost(name)
+		if _, err := controlplane.CreateNodeWith(t.Context(), e.kube, controlplane.NodeConfig{
+			Name: name, Addresses: []netip.Addr{h.IPv4, h.IPv6}, Labels: map[string]string{nodeLabel: name},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ln := &labNode{name: name, host: h}
+		sl.nodes = append(sl.nodes, ln)
+		l.node[hostMAC(t, h)] = ln
+	}
+	l.client = lab.AddHost("client")
+	sl.secret(memberlistSecret, map[string]string{"secretkey": "e2e-memberlist-key-0123456789abc"})
+	ctrl.waitReady(t)
+	return l
+}
+
+// startL2Speaker runs n's speaker with layer 2 only; owner is the test that
+// outlives it (see startSpeaker).
+func (l *l2Lab) startL2Speaker(t, owner *testing.T, n *labNode) {
+	t.Helper()
+	n.speaker = startSpeaker(t, owner, l.e, n, "--bgp=false", "--l2", "--memberlist-port=7946")
+}
+
+// hostMAC returns h's eth0 MAC, lower case.
+func hostMAC(t testing.TB, h *netlab.Host) string {
+	t.Helper()
+	out, err := h.Exec(t.Context(), "cat", "/sys/class/net/eth0/address")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ToLower(strings.TrimSpace(out))
+}
+
+// name returns the node whose MAC is mac, or mac itself if none.
+func (l *l2Lab) name(mac string) string {
+	if n, ok := l.node[mac]; ok {
+		return n.name
+	}
+	return mac
+}
+
+// gauge reads an unlabelled sample from the speaker's /metrics; "" if the
+// speaker does not answer.
+func (p *speakerProc) gauge(name string) string {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
+			return f[1]
+		}
+	}
+	return ""
+}
+
+// waitMembers waits until every speaker of nodes sees want members and is
+// quorate, and returns how long it took.
+func (l *l2Lab) waitMembers(t testing.TB, want int, nodes ...*labNode) time.Duration {
+	t.Helper()
+	if nodes == nil {
+		nodes = l.nodes
+	}
+	return poll(t, settle, fmt.Sprintf("%d speakers see %d members", len(nodes), want), func() error {
+		for _, n := range nodes {
+			m, q := n.speaker.gauge("berth_speaker_l2_members"), n.speaker.gauge("berth_speaker_l2_quorate")
+			if m != fmt.Sprint(want) || q != "1" {
+				return fmt.Errorf("%s: members %q, quorate %q", n.name, m, q)
+			}
+		}
+		return nil
+	})
+}
+
+var arpingReply = regexp.MustCompile(`(?i)reply from \S+ \[([0-9a-f:]+)\]`)
+
+// arping asks twice, broadcasting both times, who has addr, with the real
+// arping in the client, and returns the MACs of every reply, lower case.
+func (l *l2Lab) arping(addr netip.Addr) []string {
+	out, _ := l.client.Command(context.Background(), "arping", "-b", "-c", "2", "-w", "3", "-I", "eth0", addr.String()).CombinedOutput()
+	var macs []string
+	for _, m := range arpingReply.FindAllStringSubmatch(string(out), -1) {
+		macs = append(macs, strings.ToLower(m[1]))
+	}
+	return macs
+}
+
+// ndpOwner asks the client's kernel who has the IPv6 addr (flush the entry,
+// ping, read the entry) and returns the MAC, "" if none: ndisc6 ignores the
+// Responder's advertisements because they are not sourced from the target
+// (see l2/integration_test.go).
+func (l *l2Lab) ndpOwner(addr netip.Addr) string {
+	ns := l.client.Netns
+	_ = exec.Command("ip", "-n", ns, "neigh", "flush", "to", addr.String(), "dev", "eth0").Run()
+	_ = exec.Command("ip", "netns", "exec", ns, "ping", "-6", "-c", "1", "-W", "1", addr.String()).Run()
+	out, _ := exec.Command("ip", "-n", ns, "neigh", "show", addr.String(), "dev", "eth0").Output()
+	f := strings.Fields(string(out))
+	if i := slices.Index(f, "lladdr"); i >= 0 && i+1 < len(f) {
+		return strings.ToLower(f[i+1])
+	}
+	return ""
+}
+
+// arpReply is one ARP reply the probe saw.
+type arpReply struct {
+	at   time.Time
+	addr netip.Addr
+	mac  string
+}
+
+// arpProbe broadcasts an ARP request for each of its addresses every
+// interval from the client's eth0 and records every reply with its time, to
+// measure failovers at the probe's resolution and to catch two MACs
+// answering at once.
+type arpProbe struct {
+	c     *arp.Client
+	done  chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	seen  []arpReply
+	addrs []netip.Addr
+}
+
+// inNetns runs f on an OS thread switched into the named network namespace;
+// sockets f opens stay in that namespace.
+func inNetns(name string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer unix.Close(orig)
+		fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		err = f()
+		// A thread that cannot go back stays locked and dies with
+		// the goroutine.
+		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// startARPProbe starts probing addrs from the client every interval until
+// the test ends or stop is called.
+func (l *l2Lab) startARPProbe(t testing.TB, interval time.Duration, addrs ...netip.Addr) *arpProbe {
+	t.Helper()
+	p := &arpProbe{done: make(chan struct{}), addrs: addrs}
+	err := inNetns(l.client.Netns, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		p.c, err = arp.Dial(ifi)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("open ARP socket in the client: %v", err)
+	}
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		for {
+			_ = p.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			pkt, _, err := p.c.Read()
+			select {
+			case <-p.done:
+				return
+			default:
+			}
+			if err != nil || pkt.Operation != arp.OperationReply || !slices.Contains(p.addrs, pkt.SenderIP) {
+				continue
+			}
+			p.mu.Lock()
+			p.seen = append(p.seen, arpReply{at: time.Now(), addr: pkt.SenderIP, mac: strings.ToLower(pkt.SenderHardwareAddr.String())})
+			p.mu.Unlock()
+		}
+	}()
+	go func() {
+		defer p.wg.Done()
+		tk := time.NewTicker(interval)
+		defer tk.Stop()
+		for {
+			for _, a := range p.addrs {
+				_ = p.c.Request(a)
+			}
+			select {
+			case <-p.done:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *arpProbe) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	close(p.done)
+	p.wg.Wait()
+	_ = p.c.Close()
+}
+
+// replies returns the replies for addr seen since from, in order.
+func (p *arpProbe) replies(addr netip.Addr, from time.Time) []arpReply {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []arpReply
+	for _, r := range p.seen {
+		if r.addr == addr && !r.at.Before(from) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// waitMAC waits until addr is answered by a MAC other than old (want, if
+// not empty) after from, and returns how long after from the first such
+// reply came.
+func (p *arpProbe) waitMAC(t testing.TB, addr netip.Addr, from time.Time, old, want string, d time.Duration) time.Duration {
+	t.Helper()
+	var got time.Duration
+	poll(t, d, fmt.Sprintf("%s answered by a MAC other than %s", addr, old), func() error {
+		for _, r := range p.replies(addr, from) {
+			if r.mac != old && (want == "" || r.mac == want) {
+				got = r.at.Sub(from)
+				return nil
+			}
+		}
+		return fmt.Errorf("no such reply")
+	})
+	return got
+}
+
+// overlap returns, for addr since from, the longest time two MACs both
+// answered: for every pair, the intersection of the spans between each
+// one's first and last reply. A clean move has none.
+func (p *arpProbe) overlap(addr netip.Addr, from time.Time) (time.Duration, map[string][2]time.Time) {
+	spans := map[string][2]time.Time{}
+	for _, r := range p.replies(addr, from) {
+		s, ok := spans[r.mac]
+		if !ok {
+			s[0] = r.at
+		}
+		s[1] = r.at
+		spans[r.mac] = s
+	}
+	var worst time.Duration
+	for a, sa := range spans {
+		for b, sb := range spans {
+			if a >= b {
+				continue
+			}
+			start, end := maxTime(sa[0], sb[0]), minTime(sa[1], sb[1])
+			if d := end.Sub(start); d > worst {
+				worst = d
+			}
+		}
+	}
+	return worst, spans
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// percentile returns the p-th percentile (0-100, nearest rank) of ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	k := int(float64(len(s))*p/100+0.999999) - 1
+	return s[min(max(k, 0), len(s)-1)]
+}

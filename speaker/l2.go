@@ -1,0 +1,334 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/berthlb/berth/l2"
+)
+
+// MemberlistKey is the key of the memberlist Secret that holds the shared
+// key (16, 24 or 32 bytes).
+const MemberlistKey = "secretkey"
+
+// DefaultHandover is how long a node keeps answering for an address after a
+// planned move away from it (cordon, exclusion, not Ready), so that the new
+// owner announces before the old one falls silent.
+const DefaultHandover = time.Second
+
+// membership is what the speaker needs of l2.Members.
+type membership interface {
+	Members() []string
+	Known() []string
+	Quorate() bool
+	Forget(names ...string)
+}
+
+// l2Responder is what the speaker needs of l2.Responder.
+type l2Responder interface {
+	SetOwned(addrs []netip.Addr)
+}
+
+// ownerEvents tells users which node answers for a Service's address.
+type ownerEvents interface {
+	owner(ctx context.Context, service, message string)
+}
+
+// l2State is the layer-2 side of a speaker once its membership runs. Only
+// the sync loop touches owned and handover.
+type l2State struct {
+	members  membership
+	resp     l2Responder
+	handover time.Duration
+	// owned is what resp was last told to answer for.
+	owned map[netip.Addr]bool
+	// until holds the addresses kept after a planned move, with the time
+	// they are dropped.
+	until map[netip.Addr]time.Time
+}
+
+func newL2State(m membership, r l2Responder, handover time.Duration) *l2State {
+	return &l2State{members: m, resp: r, handover: handover, owned: map[netip.Addr]bool{}, until: map[netip.Addr]time.Time{}}
+}
+
+// view reads the membership for a snapshot.
+func (st *l2State) view() L2View {
+	return L2View{Members: st.members.Members(), Quorate: st.members.Quorate()}
+}
+
+// answerSet decides what to answer for, given the plan: what the node owns,
+// plus, for a short handover, addresses it lost because it itself became
+// ineligible while another node took them over. Losses caused by the
+// membership (another node's view now wins, or quorum is lost) and
+// vanished addresses are dropped at once. It returns the set, and when the
+// next handover ends (zero if none is pending).
+func (st *l2State) answerSet(self string, p *Plan, now time.Time) (map[netip.Addr]bool, time.Duration) {
+	want := map[netip.Addr]bool{}
+	for _, a := range p.L2Owned {
+		want[a] = true
+	}
+	byAddr := map[netip.Addr]*L2Address{}
+	for i := range p.L2 {
+		byAddr[p.L2[i].Addr] = &p.L2[i]
+	}
+	var next time.Duration
+	for a := range st.owned {
+		if want[a] {
+			delete(st.until, a)
+			continue
+		}
+		e := byAddr[a]
+		planned := p.L2Quorate && e != nil && e.Owner != "" && e.Owner != self && !slices.Contains(e.Eligible, self)
+		if !planned {
+			delete(st.until, a)
+			continue
+		}
+		until, ok := st.until[a]
+		if !ok {
+			until = now.Add(st.handover)
+			st.until[a] = until
+		}
+		if left := until.Sub(now); left > 0 {
+			want[a] = true
+			if next == 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		delete(st.until, a)
+	}
+	return want, next
+}
+
+// applyL2 points the Responder at the addresses this node answers for,
+// reports gains as Events and metrics, and forgets deleted nodes.
+func (s *Speaker) applyL2(ctx context.Context, st *l2State, snap Snapshot, p *Plan) {
+	want, next := st.answerSet(s.node, p, time.Now())
+	if next > 0 {
+		s.queue.AddAfter(syncKey, next+10*time.Millisecond)
+	}
+	list := make([]netip.Addr, 0, len(want))
+	for a := range want {
+		list = append(list, a)
+	}
+	slices.SortFunc(list, netip.Addr.Compare)
+	// SetOwned drops losses before it announces gains.
+	st.resp.SetOwned(list)
+
+	log := logr.FromContextOrDiscard(ctx)
+	services := map[netip.Addr]string{}
+	for _, e := range p.L2 {
+		services[e.Addr] = e.Service
+	}
+	for a := range st.owned {
+		if !want[a] {
+			s.metrics.l2Changes.Inc()
+			log.Info("Stopped answering on layer 2", "address", a)
+		}
+	}
+	for _, a := range list {
+		if st.owned[a] {
+			continue
+		}
+		s.metrics.l2Changes.Inc()
+		proto := "ARP"
+		if a.Is6() {
+			proto = "NDP"
+		}
+		log.Info("Answering on layer 2", "address", a, "service", services[a])
+		if s.owners != nil && services[a] != "" {
+			s.owners.owner(ctx, services[a], fmt.Sprintf("node %s answers %s for %s", s.node, proto, a))
+		}
+	}
+	st.owned = want
+	s.metrics.observeL2(len(p.L2Owned), len(snap.L2.Members), p.L2Quorate)
+
+	// A node that is neither alive nor a Node any more stops counting
+	// against the quorum: level-triggered, so a deletion missed while the
+	// speaker was down is caught too.
+	nodes := map[string]bool{}
+	for _, n := range snap.Nodes {
+		nodes[n.Name] = true
+	}
+	var gone []string
+	for _, k := range st.members.Known() {
+		if !nodes[k] && !slices.Contains(snap.L2.Members, k) {
+			gone = append(gone, k)
+		}
+	}
+	if len(gone) > 0 {
+		log.Info("Forgetting speakers whose Node was deleted", "nodes", gone)
+		st.members.Forget(gone...)
+	}
+}
+
+// l2Options are what startL2 needs of Options.
+type l2Options struct {
+	port     int
+	secret   string
+	handover time.Duration
+}
+
+// startL2 brings layer 2 up: it waits for the node's InternalIP and the
+// membership key, starts the membership and the Responder, and then keeps
+// them running until ctx ends. Until it succeeds the node answers for
+// nothing; BGP and forwarding are unaffected.
+func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(msg string)) {
+	log := logr.FromContextOrDiscard(ctx).WithName("l2")
+	ctx = logr.NewContext(ctx, log)
+	var (
+		bind   netip.Addr
+		key    string
+		warned string
+	)
+	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+		var problem string
+		node, err := s.listers.nodes.Get(s.node)
+		switch {
+		case err != nil:
+			problem = fmt.Sprintf("layer 2 is off: cannot read node %s: %v", s.node, err)
+		default:
+			if bind = internalIP(node); !bind.IsValid() {
+				problem = "layer 2 is off: the node has no InternalIP to run the speakers' membership on"
+			}
+		}
+		if problem == "" {
+			v, ok, err := s.secrets.get(ctx, o.secret, MemberlistKey)
+			switch {
+			case err != nil:
+				problem = fmt.Sprintf("layer 2 is off: cannot read the memberlist Secret %q: %v", o.secret, err)
+			case !ok:
+				problem = fmt.Sprintf("layer 2 is off: Secret %q (key %q) with the memberlist key does not exist; create it (see docs/layer2.md)", o.secret, MemberlistKey)
+			case len(v) != 16 && len(v) != 24 && len(v) != 32:
+				problem = fmt.Sprintf("layer 2 is off: the memberlist key in Secret %q is %d bytes; it must be 16, 24 or 32", o.secret, len(v))
+			default:
+				key = v
+			}
+		}
+		if problem != "" && problem != warned {
+			log.Error(nil, problem)
+			warn(problem)
+			warned = problem
+		}
+		return problem == "", nil
+	})
+	if err != nil {
+		return
+	}
+	members, err := l2.NewMembers(ctx, l2.MembersConfig{
+		NodeName: s.node, BindAddr: bind.String(), BindPort: o.port, AdvertiseAddr: bind.String(),
+		SecretKey: []byte(key), Peers: s.peerAddrs(bind, o.port, nil),
+	})
+	if err != nil {
+		log.Error(err, "Layer 2 is off: starting the membership failed")
+		warn("layer 2 is off: " + err.Error())
+		return
+	}
+	resp := l2.NewResponder(l2.ResponderConfig{})
+	go func() {
+		if err := resp.Run(ctx); err != nil {
+			log.Error(err, "Responder stopped")
+		}
+	}()
+	s.mu.Lock()
+	s.l2 = newL2State(members, resp, o.handover)
+	s.mu.Unlock()
+	log.Info("Layer 2 membership started", "bind", netip.AddrPortFrom(bind, uint16(o.port)))
+	s.queue.Add(syncKey)
+	go s.rejoin(ctx, members, bind, o.port)
+	// Losing quorum by suspicion is not signalled on Changes (see
+	// l2.Members.Quorate); poll it, it is cheap.
+	quorum := time.NewTicker(50 * time.Millisecond)
+	defer quorum.Stop()
+	quorate := members.Quorate()
+	for {
+		select {
+		case <-quorum.C:
+			if q := members.Quorate(); q != quorate {
+				quorate = q
+				log.Info("Membership quorum changed", "quorate", q, "members", members.Members())
+				s.queue.Add(syncKey)
+			}
+		case <-ctx.Done():
+			// Stop answering before telling the others, so that they
+			// take over without overlap.
+			resp.SetOwned(nil)
+			if err := members.Leave(500 * time.Millisecond); err != nil {
+				log.Error(err, "Leave membership")
+			}
+			return
+		case <-members.Changes():
+			s.queue.Add(syncKey)
+		}
+	}
+}
+
+// rejoin meets the Nodes that are not members, every second: speakers that
+// were down or partitioned off are declared dead, and memberlist alone
+// would not contact them again.
+func (s *Speaker) rejoin(ctx context.Context, members *l2.Members, bind netip.Addr, port int) {
+	log := logr.FromContextOrDiscard(ctx)
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		addrs := s.peerAddrs(bind, port, members.Members())
+		if len(addrs) == 0 {
+			return
+		}
+		if n, err := members.JoinAddrs(addrs); err != nil {
+			log.V(4).Info("Joining missing speakers", "addrs", addrs, "err", err.Error())
+		} else {
+			log.V(2).Info("Joined speakers", "addrs", addrs, "answered", n)
+		}
+	}, time.Second)
+}
+
+// peerAddrs returns the membership addresses of the other Nodes, of bind's
+// family, skipping those named in except.
+func (s *Speaker) peerAddrs(bind netip.Addr, port int, except []string) []string {
+	nodes, err := s.listers.nodes.List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, n := range nodes {
+		if n.Name == s.node || slices.Contains(except, n.Name) {
+			continue
+		}
+		for _, a := range n.Status.Addresses {
+			ip, err := netip.ParseAddr(a.Address)
+			if err == nil && a.Type == corev1.NodeInternalIP && ip.Is4() == bind.Is4() {
+				out = append(out, net.JoinHostPort(ip.String(), strconv.Itoa(port)))
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// internalIP is the node's first IPv4 InternalIP, or its first InternalIP.
+func internalIP(n *corev1.Node) netip.Addr {
+	var first netip.Addr
+	for _, a := range n.Status.Addresses {
+		ip, err := netip.ParseAddr(a.Address)
+		if err != nil || a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip.Is4() {
+			return ip
+		}
+		if !first.IsValid() {
+			first = ip
+		}
+	}
+	return first
+}
