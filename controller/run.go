@@ -100,8 +100,8 @@ func Run(ctx context.Context, opts Options) error {
 		// Informers are created only now, so that a new leader lists the
 		// current state from the API server rather than trusting a cache
 		// filled while another replica was writing.
-		kubeInf := informers.NewSharedInformerFactory(kube, 0)
-		berthInf := berthinformers.NewSharedInformerFactory(berth, 0)
+		kubeInf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTransform(cli.StripManagedFields))
+		berthInf := berthinformers.NewSharedInformerFactoryWithOptions(berth, 0, berthinformers.WithTransform(cli.StripManagedFields))
 		broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 		defer broadcaster.Shutdown()
 		eventsClient, err := kubernetes.NewForConfig(eventConfig(restCfg))

@@ -172,8 +172,8 @@ func Run(ctx context.Context, opts Options) error {
 		s.fwd = fwd
 	}
 
-	kubeInf := informers.NewSharedInformerFactory(kube, 0)
-	berthInf := berthinformers.NewSharedInformerFactory(berth, 0)
+	kubeInf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTransform(cli.StripManagedFields))
+	berthInf := berthinformers.NewSharedInformerFactoryWithOptions(berth, 0, berthinformers.WithTransform(cli.StripManagedFields))
 	svcs := kubeInf.Core().V1().Services()
 	eps := kubeInf.Discovery().V1().EndpointSlices()
 	// Every Node: layer-2 ownership depends on which nodes are eligible.

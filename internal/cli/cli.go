@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -80,4 +81,14 @@ func Clients(kubeconfig string, qps float32, burst int, userAgent string) (*rest
 		return nil, nil, nil, fmt.Errorf("berth client: %w", err)
 	}
 	return cfg, kube, berth, nil
+}
+
+// StripManagedFields is an informer transform that drops managedFields
+// from cached objects: neither the controller nor the speaker reads them,
+// and at 10,000 Services they are a large share of a cache's memory.
+func StripManagedFields(obj any) (any, error) {
+	if m, err := meta.Accessor(obj); err == nil && m.GetManagedFields() != nil {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
 }
