@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -59,8 +60,32 @@ func Run(ctx context.Context, opts Options) error {
 		opts.ExamplesDir = filepath.Join(root, "manifests", "examples")
 	}
 
+	// The network comes first: its bridge is where the API server must
+	// listen for the speakers in the node namespaces to reach it.
+	var nw *network
+	stopNetwork := func() {}
+	cpOpts := controlplane.Options{}
+	skipped, speaker := networkUnavailable()
+	if skipped == "" {
+		fmt.Fprintln(out, "==> Building a network of namespaces: a router running FRR, two nodes, a client")
+		var err error
+		if nw, err = newNetwork(ctx, speaker); err != nil {
+			skipped = "building it failed: " + err.Error()
+		} else {
+			// Deferred twice: here in case the control plane does not
+			// start, and below so that it runs before the control plane
+			// stops, while the speakers can still reach it.
+			stopNetwork = sync.OnceFunc(func() {
+				fmt.Fprintln(out, "==> Stopping the speakers and FRR, removing the namespaces")
+				nw.close()
+			})
+			defer stopNetwork()
+			cpOpts.BindAddress = nw.lab.Gateway4
+		}
+	}
+
 	fmt.Fprintln(out, "==> Starting a local kube-apiserver and etcd (the first run builds them: about 10 minutes)")
-	cp, err := controlplane.Start(ctx, controlplane.Options{})
+	cp, err := controlplane.Start(ctx, cpOpts)
 	if err != nil {
 		return fmt.Errorf("start control plane: %w", err)
 	}
@@ -68,6 +93,7 @@ func Run(ctx context.Context, opts Options) error {
 		fmt.Fprintln(out, "==> Stopping the control plane and removing its data")
 		_ = cp.Stop()
 	}()
+	defer stopNetwork()
 	cfg := cp.RESTConfig()
 	kube := kubernetes.NewForConfigOrDie(cfg)
 	berth := versioned.NewForConfigOrDie(cfg)
@@ -99,11 +125,22 @@ func Run(ctx context.Context, opts Options) error {
 	if err := report(ctx, out, kube, berth, services); err != nil {
 		return err
 	}
+	if nw != nil {
+		if err := nw.run(ctx, out, cp, kube, berth, services); err != nil {
+			return fmt.Errorf("network: %w", err)
+		}
+	} else {
+		fmt.Fprintf(out, "\n==> Skipped the network part (BGP to an FRR router, forwarding, traffic from a client): %s\n", skipped)
+	}
 	if opts.Once {
 		return nil
 	}
 	fmt.Fprintf(out, "\nThe cluster stays up until you press Ctrl-C. Explore it with kubectl:\n"+
 		"  export KUBECONFIG=%s\n  kubectl get ippools\n  kubectl get svc -A\n  kubectl describe svc web\n", cp.Kubeconfig())
+	if nw != nil {
+		fmt.Fprintf(out, "and the network with ip netns (as root):\n  ip netns exec %s curl http://198.51.100.2/\n  vtysh --vty_socket %s -c 'show ip route bgp'\n  ip netns exec %s nft list table inet berth\n",
+			nw.client.Netns, nw.router.Dir, nw.nodes[0].Netns)
+	}
 	select {
 	case <-ctx.Done():
 	case err := <-ctrlDone:

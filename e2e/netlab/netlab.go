@@ -348,3 +348,53 @@ func nth(a netip.Addr, k int) netip.Addr {
 func prefixOf(a netip.Addr, p netip.Prefix) string {
 	return netip.PrefixFrom(a, p.Bits()).String()
 }
+
+// Behind are the subnets of a host that AddHostBehind puts behind a router:
+// documentation ranges that no lab bridge uses.
+var (
+	BehindNet4 = netip.MustParsePrefix("192.0.2.0/24")
+	BehindNet6 = netip.MustParsePrefix("2001:db8:c1::/64")
+)
+
+// AddHostBehind makes namespace bth-<id>-<name>, linked only to router by a
+// veth of its own (so the lab's cleanup removes both), addressed from
+// BehindNet4 and BehindNet6 with the router as its default gateway. The
+// router forwards; the other hosts of the lab still need a route to the
+// subnets via the router (RouteBehind).
+func (l *Lab) AddHostBehind(ctx context.Context, router *Host, name string) (*Host, error) {
+	c := &Host{Name: name, Netns: "bth-" + l.ID + "-" + name,
+		IPv4: BehindNet4.Addr().Next().Next(), IPv6: BehindNet6.Addr().Next().Next()}
+	gw4, gw6 := BehindNet4.Addr().Next(), BehindNet6.Addr().Next()
+	for _, args := range [][]string{
+		{"netns", "add", c.Netns},
+		{"-n", c.Netns, "link", "set", "lo", "up"},
+		{"-n", router.Netns, "link", "add", "cl0", "type", "veth", "peer", "name", "eth0", "netns", c.Netns},
+		{"-n", router.Netns, "addr", "add", netip.PrefixFrom(gw4, 24).String(), "dev", "cl0"},
+		{"-n", router.Netns, "addr", "add", netip.PrefixFrom(gw6, 64).String(), "dev", "cl0", "nodad"},
+		{"-n", router.Netns, "link", "set", "cl0", "up"},
+		{"-n", c.Netns, "addr", "add", netip.PrefixFrom(c.IPv4, 24).String(), "dev", "eth0"},
+		{"-n", c.Netns, "addr", "add", netip.PrefixFrom(c.IPv6, 64).String(), "dev", "eth0", "nodad"},
+		{"-n", c.Netns, "link", "set", "eth0", "up"},
+		{"-n", c.Netns, "route", "add", "default", "via", gw4.String()},
+		{"-n", c.Netns, "-6", "route", "add", "default", "via", gw6.String()},
+		{"netns", "exec", router.Netns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"},
+	} {
+		if out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("host %s behind %s: ip %s: %w: %s", name, router.Name, strings.Join(args, " "), err, out)
+		}
+	}
+	return c, nil
+}
+
+// RouteBehind routes h's traffic for the subnets behind router through it.
+func RouteBehind(ctx context.Context, h, router *Host) error {
+	for _, args := range [][]string{
+		{"-n", h.Netns, "route", "add", BehindNet4.String(), "via", router.IPv4.String()},
+		{"-n", h.Netns, "-6", "route", "add", BehindNet6.String(), "via", router.IPv6.String()},
+	} {
+		if out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("route behind %s: ip %s: %w: %s", router.Name, strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
