@@ -111,8 +111,10 @@ func (st *l2State) answerSet(self string, p *Plan, now time.Time) (map[netip.Add
 }
 
 // applyL2 points the Responder at the addresses this node answers for,
-// reports gains as Events and metrics, and forgets deleted nodes.
-func (s *Speaker) applyL2(ctx context.Context, st *l2State, snap Snapshot, p *Plan) {
+// reports gains as Events and metrics, and forgets deleted nodes. It
+// returns the addresses answered for, handovers included, so that their
+// traffic keeps being forwarded until the handover ends.
+func (s *Speaker) applyL2(ctx context.Context, st *l2State, snap Snapshot, p *Plan) map[netip.Addr]bool {
 	want, next := st.answerSet(s.node, p, time.Now())
 	if next > 0 {
 		s.queue.AddAfter(syncKey, next+10*time.Millisecond)
@@ -170,6 +172,7 @@ func (s *Speaker) applyL2(ctx context.Context, st *l2State, snap Snapshot, p *Pl
 		log.Info("Forgetting speakers whose Node was deleted", "nodes", gone)
 		st.members.Forget(gone...)
 	}
+	return want
 }
 
 // l2Options are what startL2 needs of Options.

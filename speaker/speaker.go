@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -147,8 +148,9 @@ func (s *Speaker) sync(ctx context.Context) error {
 	s.mu.Unlock()
 	// Layer 2 first: a membership change must move addresses within the
 	// failover budget, whatever BGP and nftables take.
+	var answering map[netip.Addr]bool
 	if st != nil {
-		s.applyL2(ctx, st, snap, plan)
+		answering = s.applyL2(ctx, st, snap, plan)
 	}
 	if s.bgp != nil {
 		if err := s.applyBGP(ctx, plan); err != nil {
@@ -156,7 +158,7 @@ func (s *Speaker) sync(ctx context.Context) error {
 		}
 	}
 	if s.fwd != nil {
-		if err := s.applyForwarding(ctx, plan); err != nil {
+		if err := s.applyForwarding(ctx, snap, plan, answering); err != nil {
 			return err
 		}
 	}
@@ -194,8 +196,21 @@ func (s *Speaker) applyBGP(ctx context.Context, plan *Plan) error {
 	return nil
 }
 
-func (s *Speaker) applyForwarding(ctx context.Context, plan *Plan) error {
-	if !plan.Eligible {
+// applyForwarding programs the plan's rules, plus those of addresses still
+// answered on layer 2 during a handover: a cordoned owner keeps delivering
+// the traffic that reaches it until the new owner has taken over.
+func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan, answering map[netip.Addr]bool) error {
+	rules := plan.Forward
+	handover := map[netip.Addr]bool{}
+	for a := range answering {
+		if !slices.Contains(plan.L2Owned, a) {
+			handover[a] = true
+		}
+	}
+	if len(handover) > 0 {
+		rules = append(slices.Clone(rules), plan.forwarding(snap, handover)...)
+	}
+	if !plan.Eligible && len(handover) == 0 {
 		if s.forwarded {
 			logr.FromContextOrDiscard(ctx).Info("Node not eligible; removing forwarding", "why", plan.Why)
 			if err := s.fwd.Cleanup(ctx); err != nil {
@@ -205,7 +220,7 @@ func (s *Speaker) applyForwarding(ctx context.Context, plan *Plan) error {
 		}
 		return nil
 	}
-	if err := s.fwd.Sync(ctx, plan.Forward); err != nil {
+	if err := s.fwd.Sync(ctx, rules); err != nil {
 		return fmt.Errorf("sync forwarding: %w", err)
 	}
 	s.forwarded = true
