@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/l2"
@@ -185,7 +187,15 @@ func TestSpeakerL2(t *testing.T) {
 				t.Errorf("%s answered by two MACs at once for %v", a, o)
 			}
 			if expected(a) == victim {
-				if rs := probe.replies(a, time.Now().Add(-time.Second)); len(rs) == 0 || l.name(rs[len(rs)-1].mac) == victim.name {
+				// The majority takes over after its failure detection;
+				// on a loaded machine that can take longer than the
+				// sampling above, so wait for it (bounded).
+				var rs []arpReply
+				err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+					rs = probe.replies(a, time.Now().Add(-time.Second))
+					return len(rs) > 0 && l.name(rs[len(rs)-1].mac) != victim.name, nil
+				})
+				if err != nil {
 					t.Errorf("%s: not taken over by the majority: last replies %v", a, rs)
 				}
 			}

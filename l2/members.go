@@ -241,12 +241,13 @@ func (m *Members) Quorate() bool {
 
 // HeartbeatInterval is how often a node sends every other node a heartbeat;
 // HeardWithin is how recent the last one must be for the sender to count
-// towards the quorum. HeardWithin tolerates three lost heartbeats in a row
-// and is shorter than the majority's failure detection (about 0.9 s), so a
-// cut-off node falls silent before the others take over its addresses.
+// towards the quorum. HeardWithin tolerates five lost or late heartbeats in
+// a row (a loaded node must not lose its quorum for nothing) and is still
+// shorter than the majority's failure detection (about 0.9 s), so a cut-off
+// node falls silent before the others take over its addresses.
 const (
 	HeartbeatInterval = 100 * time.Millisecond
-	HeardWithin       = 450 * time.Millisecond
+	HeardWithin       = 600 * time.Millisecond
 )
 
 // heartbeats sends a heartbeat to every other member each

@@ -105,6 +105,23 @@ type Responder struct {
 type announcement struct {
 	ctx    context.Context
 	cancel context.CancelFunc
+	// ifaces restricts the address to interfaces matching one of these
+	// names or shell patterns; empty means every interface the Responder
+	// serves.
+	ifaces []string
+}
+
+// on reports whether the address may be answered and announced on l.
+func (ann *announcement) on(l *link) bool {
+	if len(ann.ifaces) == 0 {
+		return true
+	}
+	for _, p := range ann.ifaces {
+		if ok, _ := path.Match(p, l.name); ok || p == l.name {
+			return true
+		}
+	}
+	return false
 }
 
 type linkKey struct {
@@ -193,43 +210,56 @@ func (r *Responder) shutdown() {
 	}
 }
 
-// SetOwned declares the complete set of addresses this node answers for.
+// SetOwned declares the complete set of addresses this node answers for,
+// on every interface it serves. See SetOwnedOn.
+func (r *Responder) SetOwned(addrs []netip.Addr) {
+	m := make(map[netip.Addr][]string, len(addrs))
+	for _, a := range addrs {
+		m[a] = nil
+	}
+	r.SetOwnedOn(m)
+}
+
+// SetOwnedOn declares the complete set of addresses this node answers for,
+// each restricted to the interfaces matching its list of names or shell
+// patterns (an empty list means every interface the Responder serves).
 // Addresses gained are announced at once and again at the configured
 // offsets; addresses lost are no longer answered nor announced once
-// SetOwned returns. Invalid addresses are ignored; IPv4-mapped IPv6
-// addresses count as IPv4.
-func (r *Responder) SetOwned(addrs []netip.Addr) {
-	want := make(map[netip.Addr]bool, len(addrs))
-	for _, a := range addrs {
+// SetOwnedOn returns; an address whose interfaces changed is dropped and
+// gained again. Invalid addresses are ignored; IPv4-mapped IPv6 addresses
+// count as IPv4.
+func (r *Responder) SetOwnedOn(addrs map[netip.Addr][]string) {
+	want := make(map[netip.Addr][]string, len(addrs))
+	for a, ifaces := range addrs {
 		if a.IsValid() {
-			want[a.Unmap().WithZone("")] = true
+			want[a.Unmap().WithZone("")] = ifaces
 		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for a, ann := range r.owned {
-		if want[a] {
+		if ifaces, ok := want[a]; ok && slices.Equal(ifaces, ann.ifaces) {
 			continue
 		}
 		ann.cancel()
 		delete(r.owned, a)
 		for _, l := range r.links {
-			if l.v6 && a.Is6() {
+			if l.v6 && a.Is6() && ann.on(l) {
 				r.leave(l, a)
 			}
 		}
 		r.log.V(1).Info("Stopped answering", "address", a)
 	}
-	for a := range want {
+	for a, ifaces := range want {
 		if _, ok := r.owned[a]; ok {
 			continue
 		}
 		ctx, cancel := context.WithCancel(r.base)
-		ann := &announcement{ctx: ctx, cancel: cancel}
+		ann := &announcement{ctx: ctx, cancel: cancel, ifaces: slices.Clone(ifaces)}
 		r.owned[a] = ann
 		var links []*link
 		for _, l := range r.links {
-			if l.v6 == a.Is6() {
+			if l.v6 == a.Is6() && ann.on(l) {
 				links = append(links, l)
 				if l.v6 {
 					r.join(l, a)
@@ -314,8 +344,8 @@ func (r *Responder) shouldAnswer(l *link, req request) bool {
 	if bytes.Equal(req.SenderMAC, l.mac) {
 		return false
 	}
-	_, ok := r.owned[t]
-	return ok
+	ann, ok := r.owned[t]
+	return ok && ann.on(l)
 }
 
 func (r *Responder) handle(l *link, req request) {
@@ -427,7 +457,7 @@ func (r *Responder) addLink(l *link) {
 	r.log.Info("Opened socket", "interface", l.name, "v6", l.v6)
 	go r.serve(l)
 	for a, ann := range r.owned {
-		if a.Is6() != l.v6 {
+		if a.Is6() != l.v6 || !ann.on(l) {
 			continue
 		}
 		if l.v6 {

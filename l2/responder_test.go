@@ -381,3 +381,40 @@ func TestResponderLinkGoesAway(t *testing.T) {
 		t.Errorf("socket not closed: %v", err)
 	}
 }
+
+func TestResponderPerAddressInterfaces(t *testing.T) {
+	v4 := netip.MustParseAddr("198.51.100.1")
+	v6 := netip.MustParseAddr("2001:db8::1")
+	tests := []struct {
+		name   string
+		ifaces []string
+		want   bool // answered on eth0, the fake's only interface
+	}{
+		{name: "every interface", want: true},
+		{name: "by name", ifaces: []string{"eth0"}, want: true},
+		{name: "by pattern", ifaces: []string{"eth*"}, want: true},
+		{name: "another interface", ifaces: []string{"bond0"}},
+		{name: "another pattern", ifaces: []string{"enp*"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, n := startResponder(t, []time.Duration{0})
+			r.SetOwnedOn(map[netip.Addr][]string{v4: tc.ifaces, v6: tc.ifaces})
+			for _, a := range []netip.Addr{v4, v6} {
+				c := n.conn(t, a.Is6())
+				ask(c, request{Target: a, SenderMAC: theirMAC})
+				replies, _, _ := c.snapshot()
+				if got := len(replies) > 0; got != tc.want {
+					t.Errorf("%s answered on eth0 = %v, want %v", a, got, tc.want)
+				}
+			}
+			// Widening the interfaces of an owned address takes effect.
+			r.SetOwnedOn(map[netip.Addr][]string{v4: nil})
+			c := n.conn(t, false)
+			ask(c, request{Target: v4, SenderMAC: theirMAC})
+			if replies, _, _ := c.snapshot(); len(replies) == 0 {
+				t.Errorf("%s not answered after its interfaces were widened", v4)
+			}
+		})
+	}
+}

@@ -36,7 +36,9 @@ type membership interface {
 
 // l2Responder is what the speaker needs of l2.Responder.
 type l2Responder interface {
-	SetOwned(addrs []netip.Addr)
+	// SetOwnedOn answers for exactly these addresses, each on the
+	// interfaces matching its names or patterns (nil: every interface).
+	SetOwnedOn(addrs map[netip.Addr][]string)
 }
 
 // ownerEvents tells users which node answers for a Service's address.
@@ -124,8 +126,19 @@ func (s *Speaker) applyL2(ctx context.Context, st *l2State, snap Snapshot, p *Pl
 		list = append(list, a)
 	}
 	slices.SortFunc(list, netip.Addr.Compare)
-	// SetOwned drops losses before it announces gains.
-	st.resp.SetOwned(list)
+	ifaces := make(map[netip.Addr][]string, len(list))
+	for _, e := range p.L2 {
+		if want[e.Addr] {
+			ifaces[e.Addr] = e.Interfaces
+		}
+	}
+	for _, a := range list {
+		if _, ok := ifaces[a]; !ok {
+			ifaces[a] = nil
+		}
+	}
+	// SetOwnedOn drops losses before it announces gains.
+	st.resp.SetOwnedOn(ifaces)
 
 	log := logr.FromContextOrDiscard(ctx)
 	services := map[netip.Addr]string{}
@@ -265,7 +278,7 @@ func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(msg string
 		case <-ctx.Done():
 			// Stop answering before telling the others, so that they
 			// take over without overlap.
-			resp.SetOwned(nil)
+			resp.SetOwnedOn(nil)
 			if err := members.Leave(500 * time.Millisecond); err != nil {
 				log.Error(err, "Leave membership")
 			}
