@@ -140,6 +140,8 @@ func Run(ctx context.Context, opts Options) error {
 	if nw != nil {
 		fmt.Fprintf(out, "and the network with ip netns (as root):\n  ip netns exec %s curl http://198.51.100.2/\n  vtysh --vty_socket %s -c 'show ip route bgp'\n  ip netns exec %s nft list table inet berth\n",
 			nw.client.Netns, nw.router.Dir, nw.nodes[0].Netns)
+		fmt.Fprintf(out, "\nThe router's routes, live (create or delete a Service, or cordon a node, and watch):\n")
+		go nw.watchRoutes(ctx, out)
 	}
 	select {
 	case <-ctx.Done():

@@ -417,3 +417,59 @@ func retry(ctx context.Context, f func() (string, error)) (string, error) {
 	}
 	return "", last
 }
+
+// routerRoutes returns the router's BGP routes, one line per prefix with
+// its next hops joined, sorted.
+func (n *network) routerRoutes(ctx context.Context) ([]string, error) {
+	var routes []string
+	for _, fam := range []string{"-4", "-6"} {
+		o, err := exec.CommandContext(ctx, "ip", fam, "-n", n.router.Host.Netns, "route", "show", "proto", "bgp").CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("ip route: %w: %s", err, o)
+		}
+		for line := range strings.Lines(string(o)) {
+			line = strings.TrimRight(line, "\n")
+			if strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") {
+				if len(routes) > 0 {
+					routes[len(routes)-1] += " " + strings.Join(strings.Fields(line), " ")
+				}
+				continue
+			}
+			routes = append(routes, strings.Join(strings.Fields(line), " "))
+		}
+	}
+	slices.Sort(routes)
+	return routes, nil
+}
+
+// watchRoutes prints the router's BGP routes as they change (a route that
+// appears, disappears or changes its next hops) until ctx is done, so that
+// a user who creates, deletes or cordons things sees the effect live.
+func (n *network) watchRoutes(ctx context.Context, out io.Writer) {
+	prev, _ := n.routerRoutes(ctx)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur, err := n.routerRoutes(ctx)
+		if err != nil {
+			continue
+		}
+		stamp := time.Now().Format("15:04:05")
+		for _, r := range prev {
+			if !slices.Contains(cur, r) {
+				fmt.Fprintf(out, "%s router - %s\n", stamp, r)
+			}
+		}
+		for _, r := range cur {
+			if !slices.Contains(prev, r) {
+				fmt.Fprintf(out, "%s router + %s\n", stamp, r)
+			}
+		}
+		prev = cur
+	}
+}
