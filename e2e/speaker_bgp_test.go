@@ -83,6 +83,24 @@ func TestSpeakerBGP(t *testing.T) {
 		t.FailNow()
 	}
 
+	t.Run("each node writes its session into the BGPPeer's status", func(t *testing.T) {
+		poll(t, settle, "r1-v4 status shows every node Established with prefixes sent", func() error {
+			p, err := sl.e.berth.BerthV1alpha1().BGPPeers().Get(t.Context(), "r1-v4", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if len(p.Status.Nodes) != len(sl.nodes) {
+				return fmt.Errorf("status.nodes = %+v, want one entry per node", p.Status.Nodes)
+			}
+			for _, n := range p.Status.Nodes {
+				if n.State != "Established" || n.PrefixesSent < 1 || n.EstablishedSince == nil {
+					return fmt.Errorf("node %s: %+v", n.Node, n)
+				}
+			}
+			return nil
+		})
+	})
+
 	t.Run("externalTrafficPolicy Local announces from nodes with ready endpoints", func(t *testing.T) {
 		n1, n2, n3 := sl.nodes[0], sl.nodes[1], sl.nodes[2]
 		sl.endpoints("demo", "local", map[*labNode]bool{n1: true, n2: false})
@@ -387,6 +405,24 @@ func TestSpeakerBGPPassword(t *testing.T) {
 	}
 	if v := n2.speaker.metric(t, "berth_speaker_bgp_session_up", `peer="bad"`); v != "0" {
 		t.Errorf("node2's berth_speaker_bgp_session_up{peer=bad} = %q, want 0", v)
+	}
+	// A password Secret that does not exist leaves the (down) session as
+	// it is and says why in the peer's status.
+	sl.updatePeer("bad", func(s *v1alpha1.BGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-missing"} })
+	poll(t, settle, "node2's status entry of peer bad names the missing Secret", func() error {
+		p, err := sl.e.berth.BerthV1alpha1().BGPPeers().Get(t.Context(), "bad", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, n := range p.Status.Nodes {
+			if n.Node == n2.name && strings.Contains(n.LastError, `password Secret "bgp-missing"`) {
+				return nil
+			}
+		}
+		return fmt.Errorf("status.nodes = %+v", p.Status.Nodes)
+	})
+	if ev := sl.e.eventsWithin(t, metav1.NamespaceDefault, "bad", "SpeakerConfigProblem", settle); len(ev) == 0 {
+		t.Errorf("no SpeakerConfigProblem Event on BGPPeer bad")
 	}
 	sl.updatePeer("bad", func(s *v1alpha1.BGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-good"} })
 	waitSessions(t, r1, []netip.Addr{n2.host.IPv4})

@@ -318,7 +318,29 @@ func (s *Speaker) reportStatus(ctx context.Context) {
 		return
 	}
 	s.metrics.observeBGP(st)
+	if p := s.LastPlan(); p != nil {
+		st = withConfigProblems(st, p)
+	}
 	s.writePeerStatus(ctx, st)
+}
+
+// withConfigProblems puts the configuration problem of each peer the plan
+// could not configure (a missing password Secret, say) into its session's
+// last error, adding an Idle session for a peer that never started, so that
+// the BGPPeer's status says why this node's session is not what it should
+// be.
+func withConfigProblems(st []bgp.PeerStatus, p *Plan) []bgp.PeerStatus {
+	out := slices.Clone(st)
+	for _, name := range p.BrokenPeers {
+		problem := p.Problems["BGPPeer/"+name]
+		i := slices.IndexFunc(out, func(ps bgp.PeerStatus) bool { return ps.Name == name })
+		if i < 0 {
+			out = append(out, bgp.PeerStatus{Name: name, State: bgp.StateIdle, LastError: problem})
+			continue
+		}
+		out[i].LastError = problem
+	}
+	return out
 }
 
 // LastPlan returns the plan applied last, for tests and debugging.

@@ -1,6 +1,9 @@
 package speaker
 
 import (
+	"net/netip"
+
+	"github.com/google/go-cmp/cmp"
 	"testing"
 	"time"
 
@@ -64,5 +67,31 @@ func TestSessionStatus(t *testing.T) {
 				t.Errorf("sameSession = %v, want %v", same, tc.wantSame)
 			}
 		})
+	}
+}
+
+func TestWithConfigProblems(t *testing.T) {
+	plan := &Plan{
+		BrokenPeers: []string{"locked", "never"},
+		Problems: map[string]string{
+			"BGPPeer/locked": `password Secret "gone" has no key "pw" (or does not exist)`,
+			"BGPPeer/never":  `password Secret "x" has no key "password" (or does not exist)`,
+		},
+	}
+	st := []bgp.PeerStatus{
+		{Name: "ok", State: bgp.StateEstablished, PrefixesSent: 2},
+		{Name: "locked", State: bgp.StateEstablished, PrefixesSent: 1},
+	}
+	got := withConfigProblems(st, plan)
+	want := []bgp.PeerStatus{
+		{Name: "ok", State: bgp.StateEstablished, PrefixesSent: 2},
+		{Name: "locked", State: bgp.StateEstablished, PrefixesSent: 1, LastError: plan.Problems["BGPPeer/locked"]},
+		{Name: "never", State: bgp.StateIdle, LastError: plan.Problems["BGPPeer/never"]},
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("withConfigProblems (-want +got):\n%s", diff)
+	}
+	if st[1].LastError != "" {
+		t.Errorf("withConfigProblems changed its input")
 	}
 }
