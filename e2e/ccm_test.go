@@ -39,7 +39,7 @@ func (e *env) startCCM(t *testing.T) *proc {
 		"--secure-port=0",
 		"--v=2",
 	)
-	return startProc(t, "berth-ccm", cmd)
+	return startProc(t, "berth-ccm", cmd, syscall.SIGTERM)
 }
 
 // waitIngress waits until the Service's status lists exactly want.

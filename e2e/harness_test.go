@@ -92,8 +92,8 @@ type proc struct {
 }
 
 // startProc starts cmd, keeps the tail of its standard error, and at t's
-// cleanup stops it (SIGTERM) and, if t failed, logs that tail.
-func startProc(t testing.TB, name string, cmd *exec.Cmd) *proc {
+// cleanup stops it with sig and, if t failed, logs that tail.
+func startProc(t testing.TB, name string, cmd *exec.Cmd, sig syscall.Signal) *proc {
 	t.Helper()
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
 	if cmd.SysProcAttr == nil {
@@ -122,7 +122,7 @@ func startProc(t testing.TB, name string, cmd *exec.Cmd) *proc {
 		close(p.done)
 	}()
 	t.Cleanup(func() {
-		p.stop(syscall.SIGTERM)
+		p.stop(sig)
 		if t.Failed() {
 			t.Logf("%s log tail:\n%s", name, p.tail(60))
 		}
@@ -130,13 +130,15 @@ func startProc(t testing.TB, name string, cmd *exec.Cmd) *proc {
 	return p
 }
 
-// stop sends sig and waits (at most 20 s, then SIGKILL) for the exit.
+// stop sends sig and waits (at most 20 s, then SIGKILL) for the exit. It
+// continues a process a test stopped, so that it can act on sig.
 func (p *proc) stop(sig syscall.Signal) {
 	select {
 	case <-p.done:
 		return
 	default:
 	}
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
 	_ = p.cmd.Process.Signal(sig)
 	select {
 	case <-p.done:
@@ -184,7 +186,7 @@ func (e *env) startController(t testing.TB, args ...string) *controllerProc {
 		"-v=2",
 	}, args...)
 	cmd := exec.Command(berthBins.path(t, "berth-controller"), all...)
-	return &controllerProc{proc: startProc(t, "berth-controller", cmd), metrics: metrics}
+	return &controllerProc{proc: startProc(t, "berth-controller", cmd, syscall.SIGTERM), metrics: metrics}
 }
 
 // waitReady waits until the controller's /readyz answers ok.

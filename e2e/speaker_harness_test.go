@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -119,12 +118,10 @@ func (sl *speakerLab) startSpeakers(args ...string) {
 
 // speakerProc is a berth-speaker running in a node's namespace.
 type speakerProc struct {
+	*proc
 	node    *labNode
 	metrics string
-	done    chan struct{}
 	pid     int
-	logMu   sync.Mutex
-	log     []string
 }
 
 // startSpeaker runs berth-speaker in n's namespace, with forwarding off
@@ -133,73 +130,27 @@ type speakerProc struct {
 // so that the speaker outlives the subtest.
 func startSpeaker(t, owner testing.TB, e *env, n *labNode, args ...string) *speakerProc {
 	t.Helper()
-	p := &speakerProc{node: n, metrics: netip.AddrPortFrom(n.host.IPv4, 9631).String(), done: make(chan struct{})}
+	metrics := netip.AddrPortFrom(n.host.IPv4, 9631).String()
 	all := append([]string{berthBins.path(t, "berth-speaker"),
 		"--kubeconfig", e.cp.Kubeconfig(),
 		"--node-name", n.name,
 		"--namespace", speakerNS,
 		"--forwarding=false",
-		"--metrics-addr", p.metrics,
+		"--metrics-addr", metrics,
 		"-v=2",
 	}, args...)
 	// Not bound to the test's context: stopping is explicit (signal), and
 	// cleanup kills whatever is left.
 	cmd := n.host.Command(context.Background(), all...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start berth-speaker on %s: %v", n.name, err)
-	}
+	p := startProc(owner, "berth-speaker "+n.name, cmd, syscall.SIGKILL)
 	// ip netns exec execs the speaker in place, so this pid is the
 	// speaker's own.
-	p.pid = cmd.Process.Pid
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.logMu.Lock()
-			p.log = append(p.log, sc.Text())
-			if len(p.log) > 400 {
-				p.log = p.log[len(p.log)-300:]
-			}
-			p.logMu.Unlock()
-		}
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	owner.Cleanup(func() {
-		_ = syscall.Kill(p.pid, syscall.SIGCONT) // in case a test stopped it
-		p.stop(syscall.SIGKILL)
-		if owner.Failed() {
-			p.logMu.Lock()
-			owner.Logf("berth-speaker %s log tail:\n%s", n.name, strings.Join(p.log[max(0, len(p.log)-40):], "\n"))
-			p.logMu.Unlock()
-		}
-	})
-	return p
+	return &speakerProc{proc: p, node: n, metrics: metrics, pid: cmd.Process.Pid}
 }
 
 // signal sends sig to the speaker.
 func (p *speakerProc) signal(sig syscall.Signal) {
 	_ = syscall.Kill(p.pid, sig)
-}
-
-// stop sends sig and waits (at most 20 s, then SIGKILL) for the exit.
-func (p *speakerProc) stop(sig syscall.Signal) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		p.signal(syscall.SIGKILL)
-		<-p.done
-	}
 }
 
 // metric returns the value of the sample of name whose labels contain
