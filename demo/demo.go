@@ -65,6 +65,7 @@ func Run(ctx context.Context, opts Options) error {
 	var nw *network
 	stopNetwork := func() {}
 	cpOpts := controlplane.Options{}
+	installNetworkTools(ctx, out)
 	skipped, speaker := networkUnavailable()
 	if skipped == "" {
 		fmt.Fprintln(out, "==> Building a network of namespaces: a router running FRR, two nodes, a client")

@@ -49,6 +49,38 @@ type network struct {
 	logDir  string
 }
 
+// installNetworkTools installs, as root and after saying so, the Debian
+// packages the network part needs when they are missing (FRR for the
+// router, nftables for forwarding). A failure is reported and leaves the
+// demo to skip the network part.
+func installNetworkTools(ctx context.Context, out io.Writer) {
+	if os.Geteuid() != 0 {
+		return
+	}
+	var missing []string
+	if _, err := os.Stat(filepath.Join(frr.Dir, "bgpd")); err != nil {
+		missing = append(missing, "frr")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		missing = append(missing, "nftables")
+	}
+	if len(missing) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "==> The network part needs %s; installing with apt-get (Debian packages)\n", strings.Join(missing, " and "))
+	for _, argv := range [][]string{
+		{"apt-get", "update", "-qq"},
+		append([]string{"apt-get", "install", "-y", "-qq", "--no-install-recommends"}, missing...),
+	} {
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if o, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(out, "    %s failed: %v\n%s", strings.Join(argv, " "), err, o)
+			return
+		}
+	}
+}
+
 // networkUnavailable says why the demo cannot build its network, "" if it
 // can.
 func networkUnavailable() (why, speaker string) {
@@ -57,13 +89,13 @@ func networkUnavailable() (why, speaker string) {
 	}
 	for _, p := range []string{filepath.Join(frr.Dir, "zebra"), filepath.Join(frr.Dir, "bgpd")} {
 		if _, err := os.Stat(p); err != nil {
-			return "FRR is not installed (" + p + " is missing); `apt-get install frr` would add it (the demo installs nothing by itself)", ""
+			return "FRR is not installed (" + p + " is missing) and could not be installed; `apt-get install frr` adds it", ""
 		}
 	}
 	for _, cmd := range []string{"vtysh", "nft", "ip"} {
 		if _, err := exec.LookPath(cmd); err != nil {
 			pkg := map[string]string{"vtysh": "frr", "nft": "nftables", "ip": "iproute2"}[cmd]
-			return fmt.Sprintf("%s not found; `apt-get install %s` would add it (the demo installs nothing by itself)", cmd, pkg), ""
+			return fmt.Sprintf("%s not found; `apt-get install %s` adds it", cmd, pkg), ""
 		}
 	}
 	exe, err := os.Executable()
