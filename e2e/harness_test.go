@@ -208,18 +208,34 @@ func (p *controllerProc) waitReady(t testing.TB) {
 // metric returns the value of an unlabelled counter or gauge from /metrics.
 func (p *controllerProc) metric(t testing.TB, name string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	v, err := scrapeMetric(p.metrics, name, "")
 	if err != nil {
 		t.Fatalf("get metrics: %v", err)
+	}
+	return v
+}
+
+// scrapeMetric reads the /metrics of the process serving addr and returns
+// the value of the sample of name: unlabelled when labels is empty, else the
+// first whose labels contain labels (`peer="r1"`). "" when there is none.
+func scrapeMetric(addr, name, labels string) (string, error) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return "", err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
-			return f[1]
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		if (labels == "" && f[0] == name) || (labels != "" && strings.HasPrefix(f[0], name+"{") && strings.Contains(f[0], labels)) {
+			return f[1], nil
 		}
 	}
-	return ""
+	return "", sc.Err()
 }
 
 func freePort(t testing.TB) int {

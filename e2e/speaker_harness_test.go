@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -62,7 +59,6 @@ func newSpeakerLab(t testing.TB, n int) *speakerLab {
 // address is always the lab's gateway.
 func newSpeakerLabWith(t testing.TB, n int, opts controlplane.Options) *speakerLab {
 	t.Helper()
-	frr.Require(t)
 	lab := netlab.New(t)
 	opts.BindAddress = lab.Gateway4
 	e := newEnvWith(t, opts)
@@ -157,19 +153,8 @@ func (p *speakerProc) signal(sig syscall.Signal) {
 // labels (`peer="r1"`), "" if there is none.
 func (p *speakerProc) metric(t testing.TB, name, labels string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + p.metrics + "/metrics")
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 && strings.HasPrefix(f[0], name+"{") && strings.Contains(f[0], labels) {
-			return f[1]
-		}
-	}
-	return ""
+	v, _ := scrapeMetric(p.metrics, name, labels)
+	return v
 }
 
 // bgpPeer creates a BGPPeer.

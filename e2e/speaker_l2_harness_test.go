@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"os/exec"
 	"regexp"
@@ -20,7 +18,6 @@ import (
 	"github.com/mdlayher/arp"
 	"golang.org/x/sys/unix"
 
-	"github.com/berthlb/berth/e2e/controlplane"
 	"github.com/berthlb/berth/e2e/netlab"
 )
 
@@ -47,27 +44,13 @@ func newL2Lab(t *testing.T, n int) *l2Lab {
 			t.Skipf("layer-2 e2e tests need %s (Debian packages iputils-arping, iputils-ping, nftables): %v", tool, err)
 		}
 	}
-	lab := netlab.New(t)
-	e := newEnvWith(t, controlplane.Options{BindAddress: lab.Gateway4})
-	sl := &speakerLab{t: t, lab: lab, e: e}
-	e.namespace(t, speakerNS, nil)
-	ctrl := e.startController(t)
+	sl := newSpeakerLab(t, n)
 	l := &l2Lab{speakerLab: sl, node: map[string]*labNode{}}
-	for i := range n {
-		name := fmt.Sprintf("node%d", i+1)
-		h := lab.AddHost(name)
-		if _, err := controlplane.CreateNodeWith(t.Context(), e.kube, controlplane.NodeConfig{
-			Name: name, Addresses: []netip.Addr{h.IPv4, h.IPv6}, Labels: map[string]string{nodeLabel: name},
-		}); err != nil {
-			t.Fatal(err)
-		}
-		ln := &labNode{name: name, host: h}
-		sl.nodes = append(sl.nodes, ln)
-		l.node[hostMAC(t, h)] = ln
+	for _, ln := range sl.nodes {
+		l.node[hostMAC(t, ln.host)] = ln
 	}
-	l.client = lab.AddHost("client")
+	l.client = sl.lab.AddHost("client")
 	sl.secret(memberlistSecret, map[string]string{"secretkey": "e2e-memberlist-key-0123456789abc"})
-	ctrl.waitReady(t)
 	return l
 }
 
@@ -99,19 +82,8 @@ func (l *l2Lab) name(mac string) string {
 // gauge reads an unlabelled sample from the speaker's /metrics; "" if the
 // speaker does not answer.
 func (p *speakerProc) gauge(name string) string {
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + p.metrics + "/metrics")
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
-			return f[1]
-		}
-	}
-	return ""
+	v, _ := scrapeMetric(p.metrics, name, "")
+	return v
 }
 
 // waitMembers waits until every speaker of nodes sees want members and is
