@@ -12,7 +12,6 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -112,7 +111,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	s := &Speaker{
 		node:       opts.NodeName,
-		secrets:    &apiSecrets{client: kube.CoreV1().Secrets(opts.Namespace)},
+		secrets:    newCachedSecrets(&apiSecrets{client: kube.CoreV1().Secrets(opts.Namespace)}, secretTTL),
 		metrics:    NewMetrics(reg),
 		applied:    map[string]bgp.Peer{},
 		peerStatus: &apiPeerStatus{client: berth, node: opts.NodeName},
@@ -247,24 +246,6 @@ func nodeRouterID(ctx context.Context, nodes typedcorev1.NodeInterface, name str
 		return id, fmt.Errorf("no IPv4 address on node %s for the BGP router ID (set --router-id): %w", name, err)
 	}
 	return id, nil
-}
-
-// apiSecrets reads Secrets by name: the speaker never lists or watches
-// Secrets, so its RBAC can name the few it may read.
-type apiSecrets struct {
-	client typedcorev1.SecretInterface
-}
-
-func (a *apiSecrets) get(ctx context.Context, name, key string) (string, bool, error) {
-	sec, err := a.client.Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, fmt.Errorf("get secret %s: %w", name, err)
-	}
-	v, ok := sec.Data[key]
-	return string(v), ok, nil
 }
 
 // eventReporter turns plan problems into Events, once per change of the

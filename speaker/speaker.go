@@ -283,6 +283,10 @@ func (s *Speaker) snapshot(ctx context.Context) (Snapshot, error) {
 		}
 		if ok {
 			snap.Passwords[SecretKey(ref)] = v
+		} else {
+			// Nothing watches Secrets: look again once the cached
+			// answer expires, so that a Secret created later is used.
+			s.queue.AddAfter(syncKey, secretTTL)
 		}
 	}
 	return snap, nil
