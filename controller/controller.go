@@ -63,6 +63,7 @@ type Controller struct {
 	// change of a pool's spec, read by every reconcile.
 	poolConfig atomic.Pointer[config.Config]
 	rebuildMu  sync.Mutex
+	builtFrom  string // poolsFingerprint of the last rebuild; guarded by rebuildMu
 	ready      atomic.Bool
 	// written holds a lastWrite per Service key.
 	written sync.Map

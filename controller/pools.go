@@ -45,6 +45,14 @@ func (c *Controller) rebuildPools(ctx context.Context) {
 		logr.FromContextOrDiscard(ctx).Error(err, "List pools from cache")
 		return
 	}
+	// The informer's initial adds queue rebuilds of what Run already
+	// built; re-evaluating every Service for an unchanged set of pool specs
+	// would be wasted work.
+	fp := poolsFingerprint(pools)
+	if fp == c.builtFrom {
+		return
+	}
+	c.builtFrom = fp
 	cfg := config.For(pools)
 	c.poolConfig.Store(cfg)
 	c.alloc.SetPools(cfg.AllocatorPools())
@@ -62,6 +70,17 @@ func (c *Controller) rebuildPools(ctx context.Context) {
 			c.svcQueue.Add(config.Key(s))
 		}
 	}
+}
+
+// poolsFingerprint identifies the pools' specs and lifecycle: it changes
+// whenever a rebuild could decide differently.
+func poolsFingerprint(pools []*v1alpha1.IPPool) string {
+	parts := make([]string, 0, len(pools))
+	for _, p := range pools {
+		parts = append(parts, fmt.Sprintf("%s/%s/%d/%v", p.Name, p.UID, p.Generation, p.DeletionTimestamp != nil))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
 }
 
 // syncPool keeps a pool's finalizer and status.
