@@ -6,13 +6,15 @@ import (
 	"io"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/berthlb/berth/cloud/aws"
 )
 
 // Backend names accepted in the cloud config.
 const (
 	// BackendPools serves addresses from IPPools.
 	BackendPools = "pools"
-	// BackendAWS serves NLBs or Elastic IPs from AWS; not implemented yet.
+	// BackendAWS serves NLBs or Elastic IPs from AWS.
 	BackendAWS = "aws"
 )
 
@@ -24,6 +26,9 @@ type Config struct {
 	// Services and Namespaces instead of the controller manager's own
 	// client configuration.
 	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// AWS configures the aws backend; it is required with it and refused
+	// without it.
+	AWS *aws.Config `json:"aws,omitempty"`
 }
 
 // ParseConfig reads a cloud config. A nil reader (no --cloud-config) means
@@ -47,8 +52,18 @@ func ParseConfig(r io.Reader) (Config, error) {
 	case "":
 		cfg.Backend = BackendPools
 	case BackendPools:
+		if cfg.AWS != nil {
+			return cfg, fmt.Errorf("cloud config: an aws section is set but the backend is %q", cfg.Backend)
+		}
 	case BackendAWS:
-		return cfg, fmt.Errorf("cloud config: backend %q is not implemented yet; use %q", BackendAWS, BackendPools)
+		if cfg.AWS == nil {
+			return cfg, fmt.Errorf("cloud config: backend %q needs an aws section (at least aws.clusterName)", BackendAWS)
+		}
+		withDefaults, err := cfg.AWS.Defaults()
+		if err != nil {
+			return cfg, fmt.Errorf("cloud config: %w", err)
+		}
+		cfg.AWS = &withDefaults
 	default:
 		return cfg, fmt.Errorf("cloud config: unknown backend %q; want %q or %q", cfg.Backend, BackendPools, BackendAWS)
 	}

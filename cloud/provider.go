@@ -1,6 +1,7 @@
 package cloud
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/go-logr/logr"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/berthlb/berth/client/clientset/versioned"
+	"github.com/berthlb/berth/cloud/aws"
 )
 
 // ProviderName is the name the plugin answers to (--cloud-provider=berth).
@@ -25,7 +27,8 @@ const clientName = "berth-ccm"
 type Cloud struct {
 	cfg   Config
 	log   logr.Logger
-	pools *Pools
+	pools *Pools       // the pools backend, or nil
+	aws   *aws.Backend // the aws backend, or nil
 	lb    *loadBalancers
 }
 
@@ -33,27 +36,53 @@ var _ cloudprovider.Interface = (*Cloud)(nil)
 
 // New returns the plugin for a parsed cloud config.
 func New(cfg Config, log logr.Logger) (*Cloud, error) {
-	if cfg.Backend != BackendPools {
-		return nil, fmt.Errorf("backend %q is not implemented", cfg.Backend)
-	}
 	log = log.WithName("berth-cloud")
-	p := NewPools(log.WithName("pools"))
-	return &Cloud{cfg: cfg, log: log, pools: p, lb: &loadBalancers{backend: p}}, nil
+	switch cfg.Backend {
+	case BackendPools:
+		p := NewPools(log.WithName("pools"))
+		return &Cloud{cfg: cfg, log: log, pools: p, lb: &loadBalancers{backend: p}}, nil
+	case BackendAWS:
+		if cfg.AWS == nil {
+			return nil, fmt.Errorf("backend %q needs an aws section", cfg.Backend)
+		}
+		ec2c, elbc, err := aws.Clients(context.Background(), *cfg.AWS)
+		if err != nil {
+			return nil, err
+		}
+		b, err := aws.New(*cfg.AWS, ec2c, elbc, log.WithName("aws"))
+		if err != nil {
+			return nil, err
+		}
+		return &Cloud{cfg: cfg, log: log, aws: b, lb: &loadBalancers{backend: b}}, nil
+	}
+	return nil, fmt.Errorf("unknown backend %q", cfg.Backend)
 }
 
-// Initialize builds the clients the pools backend reads IPPools, Services
-// and Namespaces with, and starts loading them; EnsureLoadBalancer waits
-// until the allocations found in Services' status have been replayed. It
-// runs once the controller manager holds leadership.
+// Initialize builds the Kubernetes clients the backends need and starts
+// them: the pools backend loads IPPools, Services and Namespaces
+// (EnsureLoadBalancer waits until the allocations found in Services'
+// status have been replayed); the aws backend watches Nodes for eip mode.
+// It runs once the controller manager holds leadership.
 func (c *Cloud) Initialize(cb cloudprovider.ControllerClientBuilder, stop <-chan struct{}) {
+	ctx := klog.NewContext(wait.ContextForChannel(stop), c.log)
 	cfg, err := c.restConfig(cb)
-	if err != nil {
-		c.pools.fail(fmt.Errorf("initialize: %w", err))
+	var kube kubernetes.Interface
+	if err == nil {
+		kube, err = kubernetes.NewForConfig(cfg)
+	}
+	if c.aws != nil {
+		if err == nil {
+			err = c.aws.Start(ctx, kube)
+		}
+		if err != nil {
+			// Without Node watches eip mode still follows the service
+			// controller's node lists; nlb mode needs nothing more.
+			c.log.Error(err, "Cannot watch Nodes; Elastic IPs move only when the service controller reports a node change")
+		}
 		return
 	}
-	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		c.pools.fail(fmt.Errorf("initialize: kubernetes client: %w", err))
+		c.pools.fail(fmt.Errorf("initialize: %w", err))
 		return
 	}
 	berth, err := versioned.NewForConfig(cfg)
@@ -61,7 +90,6 @@ func (c *Cloud) Initialize(cb cloudprovider.ControllerClientBuilder, stop <-chan
 		c.pools.fail(fmt.Errorf("initialize: berth client: %w", err))
 		return
 	}
-	ctx := klog.NewContext(wait.ContextForChannel(stop), c.log)
 	c.pools.Start(ctx, kube, berth)
 }
 
@@ -102,6 +130,6 @@ func (c *Cloud) Routes() (cloudprovider.Routes, bool) { return nil, false }
 // ProviderName returns "berth".
 func (c *Cloud) ProviderName() string { return ProviderName }
 
-// HasClusterID is true: the pools backend needs no cluster tag, so the
-// controller manager need not insist on one.
+// HasClusterID is true: the pools backend needs no cluster tag, and the
+// aws backend requires aws.clusterName in its config instead.
 func (c *Cloud) HasClusterID() bool { return true }

@@ -26,8 +26,15 @@ import (
 
 func (e *env) startCCM(t *testing.T) *proc {
 	t.Helper()
+	return e.startCCMWith(t, "backend: pools\n", nil)
+}
+
+// startCCMWith runs berth-ccm with the given cloud config and extra
+// environment variables.
+func (e *env) startCCMWith(t *testing.T, cloudConfig string, environ []string) *proc {
+	t.Helper()
 	cfgFile := filepath.Join(t.TempDir(), "cloud.yaml")
-	if err := os.WriteFile(cfgFile, []byte("backend: pools\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, []byte(cloudConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(berthBins.path(t, "berth-ccm"),
@@ -39,6 +46,7 @@ func (e *env) startCCM(t *testing.T) *proc {
 		"--secure-port=0",
 		"--v=2",
 	)
+	cmd.Env = append(os.Environ(), environ...)
 	return startProc(t, "berth-ccm", cmd, syscall.SIGTERM)
 }
 

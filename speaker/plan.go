@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -87,6 +88,7 @@ func Compute(s Snapshot) *Plan {
 	p.L2Quorate = s.L2.Quorate
 	if ok, why := eligible(s.Node); !ok {
 		p.Why = why
+		p.Forward = p.forwarding(s, nil, true)
 		return p
 	}
 	p.Eligible = true
@@ -144,7 +146,7 @@ func Compute(s Snapshot) *Plan {
 		}
 		slices.SortFunc(p.Routes[peer], func(a, b bgp.Advertisement) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
 	}
-	p.Forward = p.forwarding(s, announced)
+	p.Forward = p.forwarding(s, announced, true)
 	return p
 }
 
@@ -364,53 +366,92 @@ func keyOf(ref *v1alpha1.SecretKeyRef) string {
 }
 
 // forwarding lists the rules that deliver traffic for the announced
-// addresses to the Services' NodePorts on this node.
-func (p *Plan) forwarding(s Snapshot, announced map[netip.Addr]bool) []nodeport.Rule {
-	nodeIP := map[bool]netip.Addr{}
+// addresses, and for the private addresses a cloud backend mapped to this
+// node (Node annotations forward.berth.dev/<address>), to the Services'
+// NodePorts on this node.
+//
+// Mapped addresses are forwarded even on a node that is not eligible: the
+// cloud sends their traffic here until the CCM has moved the mapping.
+func (p *Plan) forwarding(s Snapshot, announced map[netip.Addr]bool, mapped bool) []nodeport.Rule {
+	f := ruleSet{plan: p, node: s.Node, nodeIP: map[bool]netip.Addr{}, seen: map[fwdKey]bool{}}
 	for _, a := range s.Node.Status.Addresses {
 		if a.Type != corev1.NodeInternalIP {
 			continue
 		}
 		if ip, err := netip.ParseAddr(a.Address); err == nil {
-			if _, seen := nodeIP[ip.Is4()]; !seen {
-				nodeIP[ip.Is4()] = ip
+			if _, seen := f.nodeIP[ip.Is4()]; !seen {
+				f.nodeIP[ip.Is4()] = ip
 			}
 		}
 	}
-	type key struct {
-		addr  netip.Addr
-		proto nodeport.Protocol
-		port  uint16
-	}
-	seen := map[key]bool{}
-	var out []nodeport.Rule
+	byKey := make(map[string]*corev1.Service, len(s.Services))
 	for _, svc := range s.Services {
+		byKey[config.Key(svc)] = svc
 		for _, addr := range config.CurrentAddresses(svc) {
-			if !announced[addr] {
-				continue
-			}
-			target, ok := nodeIP[addr.Is4()]
-			if !ok {
-				p.Problems["Service/"+config.Key(svc)] = fmt.Sprintf("node %s has no InternalIP of %s's family to forward to", s.Node.Name, addr)
-				continue
-			}
-			for _, port := range svc.Spec.Ports {
-				if port.NodePort == 0 {
-					p.Problems["Service/"+config.Key(svc)] = "the Service has no NodePorts (allocateLoadBalancerNodePorts: false); Berth does not forward it and relies on the cluster's proxy"
-					continue
-				}
-				proto := nodeport.Protocol(port.Protocol)
-				if proto == "" {
-					proto = nodeport.TCP
-				}
-				k := key{addr, proto, uint16(port.Port)}
-				if seen[k] {
-					continue
-				}
-				seen[k] = true
-				out = append(out, nodeport.Rule{Address: addr, Protocol: proto, Port: uint16(port.Port), NodeIP: target, NodePort: uint16(port.NodePort)})
+			if announced[addr] {
+				f.add(svc, addr)
 			}
 		}
 	}
-	return out
+	for _, k := range slices.Sorted(maps.Keys(s.Node.Annotations)) {
+		if !mapped {
+			break
+		}
+		addr, ok := strings.CutPrefix(k, v1alpha1.NodeAnnotationForwardPrefix)
+		if !ok {
+			continue
+		}
+		ip, err := netip.ParseAddr(addr)
+		svc := byKey[s.Node.Annotations[k]]
+		switch {
+		case err != nil:
+			p.Problems["Node/"+s.Node.Name] = fmt.Sprintf("annotation %s: %q is not an IP address", k, addr)
+		case svc == nil || svc.Spec.Type != corev1.ServiceTypeLoadBalancer:
+			// The Service is gone or changed type; the CCM removes the
+			// annotation when it notices.
+		default:
+			f.add(svc, ip)
+		}
+	}
+	return f.out
+}
+
+type fwdKey struct {
+	addr  netip.Addr
+	proto nodeport.Protocol
+	port  uint16
+}
+
+// ruleSet collects forwarding rules without duplicates.
+type ruleSet struct {
+	plan   *Plan
+	node   *corev1.Node
+	nodeIP map[bool]netip.Addr
+	seen   map[fwdKey]bool
+	out    []nodeport.Rule
+}
+
+// add forwards addr on each of the Service's ports to its NodePort.
+func (f *ruleSet) add(svc *corev1.Service, addr netip.Addr) {
+	target, ok := f.nodeIP[addr.Is4()]
+	if !ok {
+		f.plan.Problems["Service/"+config.Key(svc)] = fmt.Sprintf("node %s has no InternalIP of %s's family to forward to", f.node.Name, addr)
+		return
+	}
+	for _, port := range svc.Spec.Ports {
+		if port.NodePort == 0 {
+			f.plan.Problems["Service/"+config.Key(svc)] = "the Service has no NodePorts (allocateLoadBalancerNodePorts: false); Berth does not forward it and relies on the cluster's proxy"
+			continue
+		}
+		proto := nodeport.Protocol(port.Protocol)
+		if proto == "" {
+			proto = nodeport.TCP
+		}
+		k := fwdKey{addr, proto, uint16(port.Port)}
+		if f.seen[k] {
+			continue
+		}
+		f.seen[k] = true
+		f.out = append(f.out, nodeport.Rule{Address: addr, Protocol: proto, Port: uint16(port.Port), NodeIP: target, NodePort: uint16(port.NodePort)})
+	}
 }

@@ -305,6 +305,33 @@ func TestCompute(t *testing.T) {
 			wantForward: []nodeport.Rule{rule("198.51.100.5", 80, 30080, "198.18.1.2"),
 				{Address: netip.MustParseAddr("198.51.100.5"), Protocol: nodeport.UDP, Port: 53, NodeIP: netip.MustParseAddr("198.18.1.2"), NodePort: 30053}},
 		},
+		{
+			name: "a private address a cloud backend mapped to the node is forwarded; unknown Services and bad keys are not",
+			mut: func(s *Snapshot) {
+				s.Node.Annotations = map[string]string{
+					v1alpha1.NodeAnnotationForwardPrefix + "198.18.7.17": "default/web",
+					v1alpha1.NodeAnnotationForwardPrefix + "198.18.7.18": "default/gone",
+					v1alpha1.NodeAnnotationForwardPrefix + "not-an-ip":   "default/web",
+					"unrelated.example.com/198.18.7.19":                  "default/web",
+				}
+				// The Elastic IP in status is outside every pool: not announced.
+				s.Services = []*corev1.Service{lbService("web", []string{"203.0.113.9"})}
+			},
+			wantElig:    true,
+			wantPeers:   []bgp.Peer{r1},
+			wantForward: []nodeport.Rule{rule("198.18.7.17", 80, 30080, "198.18.1.2")},
+			wantProblem: map[string]string{"Node/n1": `annotation forward.berth.dev/not-an-ip: "not-an-ip" is not an IP address`},
+		},
+		{
+			name: "a cordoned node still forwards a cloud-mapped address until the CCM moves it",
+			mut: func(s *Snapshot) {
+				s.Node.Spec.Unschedulable = true
+				s.Node.Annotations = map[string]string{v1alpha1.NodeAnnotationForwardPrefix + "198.18.7.17": "default/web"}
+				s.Services = []*corev1.Service{lbService("web", []string{"203.0.113.9"})}
+			},
+			wantPeers:   []bgp.Peer{r1},
+			wantForward: []nodeport.Rule{rule("198.18.7.17", 80, 30080, "198.18.1.2")},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -208,9 +208,9 @@ func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan
 		}
 	}
 	if len(handover) > 0 {
-		rules = append(slices.Clone(rules), plan.forwarding(snap, handover)...)
+		rules = append(slices.Clone(rules), plan.forwarding(snap, handover, false)...)
 	}
-	if !plan.Eligible && len(handover) == 0 {
+	if !plan.Eligible && len(rules) == 0 {
 		if s.forwarded {
 			logr.FromContextOrDiscard(ctx).Info("Node not eligible; removing forwarding", "why", plan.Why)
 			if err := s.fwd.Cleanup(ctx); err != nil {

@@ -48,3 +48,25 @@ const (
 // PoolFinalizer holds back the deletion of a pool until no Service holds
 // any of its addresses.
 const PoolFinalizer = "berth.dev/pool-in-use"
+
+// Annotations that steer berth-ccm's AWS backend, set on a Service.
+const (
+	// AnnotationAWSMode picks the AWS load balancer: "nlb" (a Network Load
+	// Balancer) or "eip" (an Elastic IP mapped to a node). Without it the
+	// cloud config's defaultMode applies.
+	AnnotationAWSMode = "berth.dev/aws-mode"
+	// AnnotationAWSScheme is "internet-facing" (default) or "internal",
+	// for nlb mode.
+	AnnotationAWSScheme = "berth.dev/aws-scheme"
+	// AnnotationAWSSubnets lists subnet IDs, comma separated, for an NLB;
+	// without it subnets are discovered by tag.
+	AnnotationAWSSubnets = "berth.dev/aws-subnets"
+)
+
+// NodeAnnotationForwardPrefix starts the Node annotations in which
+// berth-ccm's eip mode tells the speaker on that node which private
+// address it must forward for which Service: the key is the prefix plus
+// the address (forward.berth.dev/10.0.1.17), the value is the Service's
+// namespace/name. Only cluster administrators and the CCM can write Node
+// annotations, so a tenant cannot point another address at its Service.
+const NodeAnnotationForwardPrefix = "forward.berth.dev/"

@@ -22,6 +22,9 @@ type NodeConfig struct {
 	Unschedulable bool
 	// NotReady makes the Ready condition False instead of True.
 	NotReady bool
+	// ProviderID sets spec.providerID (aws:///zone/i-... for the AWS
+	// backend's tests).
+	ProviderID string
 }
 
 // CreateNode creates a ready Node with the given InternalIP addresses, as a
@@ -36,7 +39,7 @@ func CreateNode(ctx context.Context, client kubernetes.Interface, name string, a
 func CreateNodeWith(ctx context.Context, client kubernetes.Interface, cfg NodeConfig) (*corev1.Node, error) {
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: cfg.Name, Labels: cfg.Labels},
-		Spec:       corev1.NodeSpec{Unschedulable: cfg.Unschedulable},
+		Spec:       corev1.NodeSpec{Unschedulable: cfg.Unschedulable, ProviderID: cfg.ProviderID},
 	}
 	created, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil {

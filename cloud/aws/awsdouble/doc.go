@@ -1,0 +1,43 @@
+// Package awsdouble is a test double of the small part of the AWS EC2 and
+// Elastic Load Balancing v2 APIs that Berth's AWS backend calls. It is used
+// by unit and end-to-end tests only and must never be linked into a Berth
+// binary.
+//
+// It was written from the public API references and from the request
+// serializers and response deserializers of aws-sdk-go-v2, not from
+// observing AWS. It is not an emulator: it implements exactly the operations
+// listed below, with the validation and error codes listed below, and
+// nothing else of AWS's behaviour (no eventual consistency beyond the
+// load balancer "provisioning" state, no pagination, no quotas beyond the
+// ones named, no signature checks, no IAM). The AWS emulator kumo, which was
+// the first choice, cannot be fetched in Berth's build environment; this
+// package exists for that reason and should be replaced if kumo becomes
+// available.
+//
+// A Server speaks the wire protocols, so the real SDK clients talk to it:
+// EC2 (ec2query, Version 2016-11-15) at Server.EC2Endpoint and ELBv2
+// (awsquery, Version 2015-12-01) at Server.ELBv2Endpoint, set as the
+// clients' BaseEndpoint. Both share one state, so ELBv2 RegisterTargets
+// checks the instances that EC2 knows. Requests must carry an Authorization
+// header; its signature is not verified. An operation the double does not
+// implement fails with the error code InvalidAction naming it.
+//
+// EC2 operations: DescribeSubnets, DescribeInstances,
+// DescribeNetworkInterfaces, AssignPrivateIpAddresses,
+// UnassignPrivateIpAddresses, AllocateAddress, DescribeAddresses,
+// AssociateAddress, DisassociateAddress, ReleaseAddress, CreateTags,
+// DeleteTags.
+//
+// ELBv2 operations (network load balancers and instance target groups only):
+// CreateLoadBalancer, DescribeLoadBalancers, DeleteLoadBalancer,
+// CreateTargetGroup, DescribeTargetGroups, ModifyTargetGroup,
+// DeleteTargetGroup, RegisterTargets, DeregisterTargets,
+// DescribeTargetHealth, CreateListener, DescribeListeners, ModifyListener,
+// DeleteListener, DescribeTags, AddTags, RemoveTags.
+//
+// Tests seed the state with fixtures (AddSubnet, AddInstance, AddElasticIP,
+// AddPublicIPv4Pool), inject faults (FailNext, for example to check that
+// throttling is retried), and assert on what exists with Snapshot and on
+// traffic with Calls. A Server is safe for concurrent use; it keeps no
+// package-level state.
+package awsdouble

@@ -1,0 +1,333 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+)
+
+func ipStatus(a ec2types.Address) *v1.LoadBalancerStatus {
+	return &v1.LoadBalancerStatus{Ingress: []v1.LoadBalancerIngress{{IP: sdk.ToString(a.PublicIp)}}}
+}
+
+// checkEIPService returns an error a user can act on when eip mode cannot
+// serve the Service.
+func checkEIPService(svc *v1.Service) error {
+	if len(svc.Spec.IPFamilies) > 0 && !slices.Contains(svc.Spec.IPFamilies, v1.IPv4Protocol) {
+		return fmt.Errorf("eip mode gives IPv4 addresses only; this Service is IPv6-only: use nlb mode")
+	}
+	for _, p := range svc.Spec.Ports {
+		if p.NodePort == 0 {
+			return fmt.Errorf("port %d has no NodePort (allocateLoadBalancerNodePorts is false); eip mode forwards to NodePorts", p.Port)
+		}
+	}
+	return nil
+}
+
+// findEIPs returns the Elastic IPs tagged as the Service's in this cluster.
+func (b *Backend) findEIPs(ctx context.Context, svc *v1.Service) ([]ec2types.Address, error) {
+	out, err := b.ec2.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{Filters: []ec2types.Filter{
+		{Name: sdk.String("tag:" + TagServiceUID), Values: []string{string(svc.UID)}},
+		{Name: sdk.String("tag:" + TagCluster), Values: []string{b.cfg.ClusterName}},
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("find the Service's Elastic IP: %w", err)
+	}
+	return out.Addresses, nil
+}
+
+// acquireEIP takes a free Elastic IP from the configured list, or
+// allocates one, tagged as the Service's in the same call.
+func (b *Backend) acquireEIP(ctx context.Context, svc *v1.Service) (ec2types.Address, error) {
+	tags := b.ownerTags(svc)
+	if ids := b.cfg.EIP.AllocationIDs; len(ids) > 0 {
+		out, err := b.ec2.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{AllocationIds: ids})
+		if err != nil {
+			return ec2types.Address{}, fmt.Errorf("describe the configured Elastic IPs: %w", err)
+		}
+		for _, a := range out.Addresses {
+			if a.AssociationId != nil || fromEC2Tags(a.Tags)[TagServiceUID] != "" {
+				continue
+			}
+			if _, err := b.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{sdk.ToString(a.AllocationId)}, Tags: ec2Tags(tags)}); err != nil {
+				return ec2types.Address{}, fmt.Errorf("tag Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
+			}
+			a.Tags = ec2Tags(tags)
+			b.log.Info("Took Elastic IP from the configured list", "service", svc.Namespace+"/"+svc.Name, "address", sdk.ToString(a.PublicIp))
+			return a, nil
+		}
+		return ec2types.Address{}, fmt.Errorf("all %d Elastic IPs in aws.eip.allocationIDs are in use or associated elsewhere", len(ids))
+	}
+	tags[TagAllocated] = "true"
+	in := &ec2.AllocateAddressInput{
+		Domain:            ec2types.DomainTypeVpc,
+		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeElasticIp, Tags: ec2Tags(tags)}},
+	}
+	if pool := b.cfg.EIP.PublicIPv4Pool; pool != "" {
+		in.PublicIpv4Pool = sdk.String(pool)
+	}
+	out, err := b.ec2.AllocateAddress(ctx, in)
+	if err != nil {
+		return ec2types.Address{}, fmt.Errorf("allocate an Elastic IP: %w", err)
+	}
+	b.log.Info("Allocated Elastic IP", "service", svc.Namespace+"/"+svc.Name, "address", sdk.ToString(out.PublicIp))
+	return ec2types.Address{AllocationId: out.AllocationId, PublicIp: out.PublicIp, Tags: ec2Tags(tags)}, nil
+}
+
+// ensureEIP gives the Service an Elastic IP mapped to a secondary private
+// address on one eligible node, tells that node's speaker to forward it,
+// and moves the mapping when the node stops being eligible.
+func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.Node) (*v1.LoadBalancerStatus, error) {
+	if err := checkEIPService(svc); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	addrs, err := b.findEIPs(ctx, svc)
+	if err != nil {
+		return nil, err
+	}
+	var addr ec2types.Address
+	if len(addrs) > 0 {
+		addr = addrs[0]
+	} else if addr, err = b.acquireEIP(ctx, svc); err != nil {
+		return nil, err
+	}
+	nodes := b.nodeList(given)
+	cur, hadCur := parsePrivateAddress(fromEC2Tags(addr.Tags)[TagPrivateAddress])
+	target := pickNode(string(svc.UID), cur.Node, nodes)
+	if target == nil {
+		return nil, fmt.Errorf("the Elastic IP %s is allocated but no node can take it (Ready, schedulable, not excluded, with an aws:// providerID)", sdk.ToString(addr.PublicIp))
+	}
+	place, err := b.placePrivate(ctx, addr, cur, target)
+	if err != nil {
+		return nil, err
+	}
+	if sdk.ToString(addr.NetworkInterfaceId) != place.ENI || sdk.ToString(addr.PrivateIpAddress) != place.Addr {
+		if _, err := b.ec2.AssociateAddress(ctx, &ec2.AssociateAddressInput{
+			AllocationId: addr.AllocationId, NetworkInterfaceId: sdk.String(place.ENI),
+			PrivateIpAddress: sdk.String(place.Addr), AllowReassociation: sdk.Bool(true),
+		}); err != nil {
+			return nil, fmt.Errorf("associate Elastic IP %s with %s on node %s: %w", sdk.ToString(addr.PublicIp), place.Addr, place.Node, err)
+		}
+		b.log.Info("Mapped Elastic IP", "service", svc.Namespace+"/"+svc.Name, "address", sdk.ToString(addr.PublicIp), "node", place.Node, "private", place.Addr)
+	}
+	if err := b.forward(ctx, svc, place, nodes); err != nil {
+		return nil, err
+	}
+	// Give back what the Elastic IP pointed at before: the recorded
+	// placement, and the address it was associated with, which differ when
+	// an earlier call failed between recording and associating.
+	stale := map[privateAddress]bool{}
+	if hadCur && cur != place {
+		stale[cur] = true
+	}
+	if eni, ip := sdk.ToString(addr.NetworkInterfaceId), sdk.ToString(addr.PrivateIpAddress); eni != "" && (eni != place.ENI || ip != place.Addr) && (eni != cur.ENI || ip != cur.Addr) {
+		stale[privateAddress{ENI: eni, Addr: ip}] = true
+	}
+	for p := range stale {
+		if err := b.releasePrivate(ctx, p); err != nil {
+			return nil, err
+		}
+	}
+	return ipStatus(addr), nil
+}
+
+func (b *Backend) nodeList(given []*v1.Node) []*v1.Node {
+	if b.nodes == nil {
+		return given
+	}
+	nodes, err := b.nodes.Nodes()
+	if err != nil {
+		b.log.Error(err, "List nodes; using the service controller's")
+		return given
+	}
+	return nodes
+}
+
+// placePrivate returns the secondary private address on the target node's
+// primary interface that the Elastic IP maps to: the recorded one while it
+// is still there, else a newly assigned one, recorded on the Elastic IP's
+// tags before anything else happens so that a later call can find it.
+func (b *Backend) placePrivate(ctx context.Context, addr ec2types.Address, cur privateAddress, target *v1.Node) (privateAddress, error) {
+	id := instanceID(target)
+	out, err := b.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		return privateAddress{}, fmt.Errorf("describe instance %s of node %s: %w", id, target.Name, err)
+	}
+	eni, assigned := primaryInterface(out, id)
+	if eni == "" {
+		return privateAddress{}, fmt.Errorf("instance %s of node %s has no primary network interface", id, target.Name)
+	}
+	if cur.Node == target.Name && cur.ENI == eni && slices.Contains(assigned, cur.Addr) {
+		return cur, nil
+	}
+	got, err := b.ec2.AssignPrivateIpAddresses(ctx, &ec2.AssignPrivateIpAddressesInput{
+		NetworkInterfaceId: sdk.String(eni), SecondaryPrivateIpAddressCount: sdk.Int32(1),
+	})
+	if err != nil {
+		return privateAddress{}, fmt.Errorf("assign a secondary private address on %s (node %s): %w", eni, target.Name, err)
+	}
+	if len(got.AssignedPrivateIpAddresses) == 0 {
+		return privateAddress{}, fmt.Errorf("assign a secondary private address on %s: none returned", eni)
+	}
+	place := privateAddress{Node: target.Name, ENI: eni, Addr: sdk.ToString(got.AssignedPrivateIpAddresses[0].PrivateIpAddress)}
+	if _, err := b.ec2.CreateTags(ctx, &ec2.CreateTagsInput{
+		Resources: []string{sdk.ToString(addr.AllocationId)},
+		Tags:      ec2Tags(map[string]string{TagPrivateAddress: place.String()}),
+	}); err != nil {
+		_, uerr := b.ec2.UnassignPrivateIpAddresses(ctx, &ec2.UnassignPrivateIpAddressesInput{NetworkInterfaceId: sdk.String(eni), PrivateIpAddresses: []string{place.Addr}})
+		return privateAddress{}, errors.Join(fmt.Errorf("record %s on Elastic IP %s: %w", place, sdk.ToString(addr.PublicIp), err), uerr)
+	}
+	return place, nil
+}
+
+// primaryInterface returns the instance's device-0 interface and its
+// addresses.
+func primaryInterface(out *ec2.DescribeInstancesOutput, id string) (string, []string) {
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if sdk.ToString(in.InstanceId) != id {
+				continue
+			}
+			for _, ni := range in.NetworkInterfaces {
+				if ni.Attachment == nil || sdk.ToInt32(ni.Attachment.DeviceIndex) != 0 {
+					continue
+				}
+				var addrs []string
+				for _, p := range ni.PrivateIpAddresses {
+					addrs = append(addrs, sdk.ToString(p.PrivateIpAddress))
+				}
+				return sdk.ToString(ni.NetworkInterfaceId), addrs
+			}
+		}
+	}
+	return "", nil
+}
+
+// forward annotates the chosen node so its speaker forwards the private
+// address, and removes the Service's annotation from every other node.
+func (b *Backend) forward(ctx context.Context, svc *v1.Service, place privateAddress, nodes []*v1.Node) error {
+	if b.annotate == nil {
+		return nil
+	}
+	value := svc.Namespace + "/" + svc.Name
+	key := v1alpha1.NodeAnnotationForwardPrefix + place.Addr
+	onTarget := false
+	for _, n := range nodes {
+		for k, v := range n.Annotations {
+			if !strings.HasPrefix(k, v1alpha1.NodeAnnotationForwardPrefix) || v != value {
+				continue
+			}
+			if n.Name == place.Node && k == key {
+				onTarget = true
+				continue
+			}
+			if err := b.annotate.Annotate(ctx, n.Name, k, nil); err != nil {
+				return fmt.Errorf("remove stale forwarding from node %s: %w", n.Name, err)
+			}
+		}
+	}
+	if onTarget {
+		return nil
+	}
+	if err := b.annotate.Annotate(ctx, place.Node, key, &value); err != nil {
+		return fmt.Errorf("tell node %s to forward %s: %w", place.Node, place.Addr, err)
+	}
+	return nil
+}
+
+// releasePrivate undoes one placement: the node's forwarding annotation
+// and the secondary address. An interface or address that is gone already
+// (the instance was terminated) is not an error.
+func (b *Backend) releasePrivate(ctx context.Context, p privateAddress) error {
+	if b.annotate != nil && p.Node != "" {
+		if err := b.annotate.Annotate(ctx, p.Node, v1alpha1.NodeAnnotationForwardPrefix+p.Addr, nil); err != nil {
+			return fmt.Errorf("remove forwarding of %s from node %s: %w", p.Addr, p.Node, err)
+		}
+	}
+	_, err := b.ec2.UnassignPrivateIpAddresses(ctx, &ec2.UnassignPrivateIpAddressesInput{
+		NetworkInterfaceId: sdk.String(p.ENI), PrivateIpAddresses: []string{p.Addr},
+	})
+	switch apiCode(err) {
+	case "", "InvalidNetworkInterfaceID.NotFound", "InvalidParameterValue":
+		return nil
+	}
+	return fmt.Errorf("unassign %s from %s: %w", p.Addr, p.ENI, err)
+}
+
+// deleteEIP unmaps and gives back the Service's Elastic IPs: released if
+// Berth allocated them, untagged (returned to the list) otherwise.
+func (b *Backend) deleteEIP(ctx context.Context, svc *v1.Service) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	addrs, err := b.findEIPs(ctx, svc)
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		id, tags := sdk.ToString(a.AllocationId), fromEC2Tags(a.Tags)
+		if a.AssociationId != nil {
+			if _, err := b.ec2.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{AssociationId: a.AssociationId}); err != nil && apiCode(err) != "InvalidAssociationID.NotFound" {
+				return fmt.Errorf("disassociate Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
+			}
+		}
+		p, ok := parsePrivateAddress(tags[TagPrivateAddress])
+		if ok {
+			if err := b.releasePrivate(ctx, p); err != nil {
+				return err
+			}
+		}
+		// The association can differ from the record after a failed call.
+		if eni, ip := sdk.ToString(a.NetworkInterfaceId), sdk.ToString(a.PrivateIpAddress); eni != "" && (eni != p.ENI || ip != p.Addr) {
+			if err := b.releasePrivate(ctx, privateAddress{ENI: eni, Addr: ip}); err != nil {
+				return err
+			}
+		}
+		if tags[TagAllocated] == "true" {
+			if _, err := b.ec2.ReleaseAddress(ctx, &ec2.ReleaseAddressInput{AllocationId: a.AllocationId}); err != nil && apiCode(err) != "InvalidAllocationID.NotFound" {
+				return fmt.Errorf("release Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
+			}
+			b.log.Info("Released Elastic IP", "service", svc.Namespace+"/"+svc.Name, "address", sdk.ToString(a.PublicIp))
+			continue
+		}
+		var keys []ec2types.Tag
+		for k := range b.ownerTags(svc) {
+			keys = append(keys, ec2types.Tag{Key: sdk.String(k)})
+		}
+		keys = append(keys, ec2types.Tag{Key: sdk.String(TagPrivateAddress)})
+		if _, err := b.ec2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{id}, Tags: keys}); err != nil {
+			return fmt.Errorf("return Elastic IP %s to the list: %w", sdk.ToString(a.PublicIp), err)
+		}
+		b.log.Info("Returned Elastic IP to the configured list", "service", svc.Namespace+"/"+svc.Name, "address", sdk.ToString(a.PublicIp))
+	}
+	return b.unforward(ctx, svc)
+}
+
+// unforward removes the Service's forwarding annotations from every node
+// that still has one (left by a call that failed half-way).
+func (b *Backend) unforward(ctx context.Context, svc *v1.Service) error {
+	if b.annotate == nil {
+		return nil
+	}
+	value := svc.Namespace + "/" + svc.Name
+	for _, n := range b.nodeList(nil) {
+		for k, v := range n.Annotations {
+			if strings.HasPrefix(k, v1alpha1.NodeAnnotationForwardPrefix) && v == value {
+				if err := b.annotate.Annotate(ctx, n.Name, k, nil); err != nil {
+					return fmt.Errorf("remove forwarding from node %s: %w", n.Name, err)
+				}
+			}
+		}
+	}
+	return nil
+}

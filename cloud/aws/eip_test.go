@@ -1,0 +1,257 @@
+package aws_test
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/cloud/aws"
+	"github.com/berthlb/berth/cloud/aws/awsdouble"
+)
+
+var eipMode = annotate(v1alpha1.AnnotationAWSMode, aws.ModeEIP)
+
+// mapping returns where the Service's Elastic IP points: the node whose
+// interface holds the private address, and that address.
+func (l *lab) mapping(public string) (node, private string) {
+	l.t.Helper()
+	s := l.srv.Snapshot()
+	for _, a := range s.Addresses {
+		if a.PublicIP != public {
+			continue
+		}
+		for _, n := range l.kube.list() {
+			if strings.HasSuffix(n.Spec.ProviderID, "/"+a.InstanceID) {
+				return n.Name, a.PrivateIP
+			}
+		}
+		l.t.Fatalf("Elastic IP %s is associated with unknown instance %q", public, a.InstanceID)
+	}
+	l.t.Fatalf("no Elastic IP %s", public)
+	return "", ""
+}
+
+// secondaries counts the secondary private addresses over all interfaces.
+func secondaries(s awsdouble.State) int {
+	n := 0
+	for _, ni := range s.NetworkInterfaces {
+		n += len(ni.PrivateIPs) - 1
+	}
+	return n
+}
+
+func TestEIPLifecycle(t *testing.T) {
+	l := newLab(t)
+	l.addNode("n1", "i-1", "198.18.0.11")
+	l.addNode("n2", "i-2", "198.18.0.12")
+	l.addNode("n3", "i-3", "198.18.0.13")
+	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000010", eipMode)
+
+	st, err := l.b.Ensure(l.ctx, svc, l.kube.list())
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := st.Ingress[0].IP
+	if a, err := netip.ParseAddr(public); err != nil || !netip.MustParsePrefix("203.0.113.0/24").Contains(a) {
+		t.Fatalf("status %+v: want an Elastic IP", st)
+	}
+	owner, private := l.mapping(public)
+	key := v1alpha1.NodeAnnotationForwardPrefix + private
+	if got := l.kube.annotations(); !cmp.Equal(got, map[string]map[string]string{owner: {key: "default/web"}}) {
+		t.Errorf("node annotations %v, want %s on %s only", got, key, owner)
+	}
+	addr := l.srv.Snapshot().Addresses[0]
+	if addr.Tags[aws.TagAllocated] != "true" || addr.Tags[aws.TagServiceUID] != string(svc.UID) {
+		t.Errorf("Elastic IP tags %v", addr.Tags)
+	}
+
+	// Idempotent: nothing is allocated, assigned, associated or patched again.
+	calls := func() []int {
+		return []int{l.srv.Calls("AllocateAddress"), l.srv.Calls("AssignPrivateIpAddresses"), l.srv.Calls("AssociateAddress"), l.kube.patches}
+	}
+	before := calls()
+	if st2, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err != nil || st2.Ingress[0].IP != public {
+		t.Fatalf("second Ensure = %+v, %v", st2, err)
+	}
+	if got := calls(); !cmp.Equal(got, before) {
+		t.Errorf("second Ensure made calls: %v -> %v", before, got)
+	}
+
+	// The owner is cordoned: the Elastic IP moves, the old secondary
+	// address and annotation go, the public address stays.
+	l.kube.update(owner, func(n *v1.Node) { n.Spec.Unschedulable = true })
+	if err := l.b.Update(l.ctx, svc, l.kube.list()); err != nil {
+		t.Fatal(err)
+	}
+	owner2, private2 := l.mapping(public)
+	if owner2 == owner {
+		t.Fatalf("Elastic IP stayed on cordoned %s", owner)
+	}
+	if got := l.kube.annotations(); !cmp.Equal(got, map[string]map[string]string{owner2: {v1alpha1.NodeAnnotationForwardPrefix + private2: "default/web"}}) {
+		t.Errorf("after the move, annotations %v", got)
+	}
+	if n := secondaries(l.srv.Snapshot()); n != 1 {
+		t.Errorf("%d secondary addresses after the move, want 1", n)
+	}
+
+	// The new owner's node is deleted: it moves again, to the last node.
+	l.kube.remove(owner2)
+	if _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err != nil {
+		t.Fatal(err)
+	}
+	if owner3, _ := l.mapping(public); owner3 == owner || owner3 == owner2 {
+		t.Errorf("mapped to %s; want the remaining eligible node", owner3)
+	}
+
+	for range 2 {
+		if err := l.b.Delete(l.ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := l.srv.Snapshot()
+	if len(s.Addresses) != 0 || secondaries(s) != 0 || len(l.kube.annotations()) != 0 {
+		t.Errorf("after Delete: addresses %+v, %d secondaries, annotations %v", s.Addresses, secondaries(s), l.kube.annotations())
+	}
+	if _, ok, err := l.b.Get(l.ctx, svc); ok || err != nil {
+		t.Errorf("Get after Delete = %v, %v", ok, err)
+	}
+}
+
+// Elastic IPs from the operator's list are taken, then given back, never
+// released; when the list is used up the error says so.
+func TestEIPFromList(t *testing.T) {
+	var ids []string
+	l := newLab(t)
+	ids = append(ids, l.srv.AddElasticIP("198.51.100.10", nil), l.srv.AddElasticIP("198.51.100.11", nil))
+	l.b = mustBackend(t, l, func(c *aws.Config) { c.DefaultMode = aws.ModeEIP; c.EIP.AllocationIDs = ids })
+	l.addNode("n1", "i-1", "198.18.0.11")
+	a := service("a", "0c4b7f3e-aaaa-bbbb-cccc-000000000011")
+	b := service("b", "0c4b7f3e-aaaa-bbbb-cccc-000000000012")
+	c := service("c", "0c4b7f3e-aaaa-bbbb-cccc-000000000013")
+	got := map[string]bool{}
+	for _, svc := range []*v1.Service{a, b} {
+		st, err := l.b.Ensure(l.ctx, svc, l.kube.list())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[st.Ingress[0].IP] = true
+	}
+	if !cmp.Equal(got, map[string]bool{"198.51.100.10": true, "198.51.100.11": true}) {
+		t.Errorf("addresses %v, want both listed ones", got)
+	}
+	if _, err := l.b.Ensure(l.ctx, c, l.kube.list()); err == nil || !strings.Contains(err.Error(), "all 2 Elastic IPs") {
+		t.Errorf("third Service: %v, want the list to be used up", err)
+	}
+	if err := l.b.Delete(l.ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if l.srv.Calls("AllocateAddress")+l.srv.Calls("ReleaseAddress") != 0 {
+		t.Errorf("list mode allocated or released addresses")
+	}
+	if s := l.srv.Snapshot(); len(s.Addresses) != 2 {
+		t.Errorf("addresses after Delete: %+v", s.Addresses)
+	}
+	st, err := l.b.Ensure(l.ctx, c, l.kube.list())
+	if err != nil {
+		t.Fatalf("after a's address came back, c: %v", err)
+	}
+	for _, addr := range l.srv.Snapshot().Addresses {
+		if addr.PublicIP == st.Ingress[0].IP && addr.Tags[aws.TagServiceUID] != string(c.UID) {
+			t.Errorf("c's address carries tags %v", addr.Tags)
+		}
+	}
+}
+
+func mustBackend(t *testing.T, l *lab, mut func(*aws.Config)) *aws.Backend {
+	t.Helper()
+	cfg := aws.Config{ClusterName: "prod", MaxAttempts: 4}
+	mut(&cfg)
+	b, err := aws.New(cfg, l.ec2, l.elb, l.b.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetKubernetes(l.kube, l.kube)
+	return b
+}
+
+func TestEIPErrorsAndRetries(t *testing.T) {
+	l := newLab(t)
+	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000020", eipMode)
+
+	// No eligible node: the address is held, the error says why.
+	_, err := l.b.Ensure(l.ctx, svc, nil)
+	if err == nil || !strings.Contains(err.Error(), "no node can take it") {
+		t.Fatalf("Ensure without nodes = %v", err)
+	}
+	l.addNode("n1", "i-1", "198.18.0.11")
+	l.srv.FailNext("AssociateAddress", "RequestLimitExceeded", 2)
+	st, err := l.b.Ensure(l.ctx, svc, l.kube.list())
+	if err != nil {
+		t.Fatalf("Ensure with a node and throttling = %v", err)
+	}
+	if l.srv.Calls("AllocateAddress") != 1 {
+		t.Errorf("allocated %d addresses, want the held one reused", l.srv.Calls("AllocateAddress"))
+	}
+	if node, _ := l.mapping(st.Ingress[0].IP); node != "n1" {
+		t.Errorf("mapped to %s", node)
+	}
+
+	// A failure after the secondary address was assigned is resumed.
+	l.addNode("n2", "i-2", "198.18.0.12")
+	l.kube.update("n1", func(n *v1.Node) { n.Status.Conditions[0].Status = v1.ConditionFalse })
+	l.srv.FailNext("AssociateAddress", "InvalidParameterCombination", 1)
+	if _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err == nil {
+		t.Fatal("Ensure succeeded despite the injected failure")
+	}
+	if _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err != nil {
+		t.Fatal(err)
+	}
+	if node, _ := l.mapping(st.Ingress[0].IP); node != "n2" {
+		t.Errorf("mapped to %s, want n2", node)
+	}
+	if n := secondaries(l.srv.Snapshot()); n != 1 {
+		t.Errorf("%d secondary addresses, want 1: the failed attempt's address was reused", n)
+	}
+
+	for _, tc := range []struct {
+		name, wantErr string
+		mut           func(*v1.Service)
+	}{
+		{"IPv6-only", "IPv4 addresses only", func(s *v1.Service) { s.Spec.IPFamilies = []v1.IPFamily{v1.IPv6Protocol} }},
+		{"no NodePorts", "has no NodePort", func(s *v1.Service) { s.Spec.Ports[0].NodePort = 0 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := service("bad", "0c4b7f3e-aaaa-bbbb-cccc-000000000021", eipMode, tc.mut)
+			if _, err := l.b.Ensure(l.ctx, bad, l.kube.list()); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Ensure = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// Switching a Service between modes removes what the other mode made.
+func TestModeSwitch(t *testing.T) {
+	l := newLab(t)
+	l.srv.SetProvisioningDescribes(0)
+	l.addNode("n1", "i-1", "198.18.0.11")
+	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000030")
+	l.ensureActive(svc, l.kube.list())
+	eipMode(svc)
+	if _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err != nil {
+		t.Fatal(err)
+	}
+	s := l.srv.Snapshot()
+	if len(s.LoadBalancers)+len(s.TargetGroups) != 0 || len(s.Addresses) != 1 {
+		t.Errorf("after switching to eip: %d NLBs, %d groups, %d addresses", len(s.LoadBalancers), len(s.TargetGroups), len(s.Addresses))
+	}
+	svc.Annotations[v1alpha1.AnnotationAWSMode] = aws.ModeNLB
+	l.ensureActive(svc, l.kube.list())
+	s = l.srv.Snapshot()
+	if len(s.LoadBalancers) != 1 || len(s.Addresses) != 0 || secondaries(s) != 0 || len(l.kube.annotations()) != 0 {
+		t.Errorf("after switching back: %d NLBs, %d addresses, %d secondaries, annotations %v", len(s.LoadBalancers), len(s.Addresses), secondaries(s), l.kube.annotations())
+	}
+}

@@ -1,0 +1,175 @@
+package aws_test
+
+import (
+	"context"
+	"maps"
+	"sync"
+	"testing"
+
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2/ktesting"
+
+	"github.com/berthlb/berth/cloud/aws"
+	"github.com/berthlb/berth/cloud/aws/awsdouble"
+)
+
+// lab is the backend under test, talking through the real SDK clients to
+// the wire-level test double, with a fake Kubernetes for Node annotations.
+type lab struct {
+	t    *testing.T
+	srv  *awsdouble.Server
+	b    *aws.Backend
+	ec2  *ec2.Client
+	elb  *elb.Client
+	kube *fakeNodes
+	ctx  context.Context
+}
+
+func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
+	t.Helper()
+	srv := awsdouble.Start(t)
+	cfg := aws.Config{ClusterName: "prod", MaxAttempts: 4}
+	for _, m := range mut {
+		m(&cfg)
+	}
+	awsCfg := sdk.Config{
+		Region:      srv.Region(),
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "SECRET", ""),
+	}
+	ec2c := ec2.NewFromConfig(awsCfg, func(o *ec2.Options) {
+		o.BaseEndpoint = sdk.String(srv.EC2Endpoint())
+		o.RetryMaxAttempts = cfg.MaxAttempts
+	})
+	elbc := elb.NewFromConfig(awsCfg, func(o *elb.Options) {
+		o.BaseEndpoint = sdk.String(srv.ELBv2Endpoint())
+		o.RetryMaxAttempts = cfg.MaxAttempts
+	})
+	_, ctx := ktesting.NewTestContext(t)
+	b, err := aws.New(cfg, ec2c, elbc, ktesting.NewLogger(t, ktesting.NewConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &lab{t: t, srv: srv, b: b, ec2: ec2c, elb: elbc, kube: &fakeNodes{nodes: map[string]*v1.Node{}}, ctx: ctx}
+	b.SetKubernetes(l.kube, l.kube)
+	// Two public subnets in two zones, one internal, one of another cluster.
+	srv.AddSubnet("subnet-a", "vpc-1", "eu-west-1a", "198.18.0.0/24", map[string]string{"kubernetes.io/cluster/prod": "owned", "kubernetes.io/role/elb": "1"})
+	srv.AddSubnet("subnet-b", "vpc-1", "eu-west-1b", "198.18.1.0/24", map[string]string{"kubernetes.io/cluster/prod": "shared", "kubernetes.io/role/elb": "1"})
+	srv.AddSubnet("subnet-i", "vpc-1", "eu-west-1a", "198.18.2.0/24", map[string]string{"kubernetes.io/cluster/prod": "owned", "kubernetes.io/role/internal-elb": "1"})
+	srv.AddSubnet("subnet-x", "vpc-1", "eu-west-1c", "198.18.3.0/24", map[string]string{"kubernetes.io/cluster/other": "owned", "kubernetes.io/role/elb": "1"})
+	return l
+}
+
+// addNode makes an instance and a Ready Node for it.
+func (l *lab) addNode(name, instance, privateIP string) *v1.Node {
+	l.srv.AddInstance(instance, "subnet-a", privateIP)
+	n := &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       v1.NodeSpec{ProviderID: "aws:///eu-west-1a/" + instance},
+		Status:     v1.NodeStatus{Conditions: []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}}},
+	}
+	l.kube.put(n)
+	return n
+}
+
+func service(name, uid string, mut ...func(*v1.Service)) *v1.Service {
+	s := &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, UID: types.UID(uid)},
+		Spec: v1.ServiceSpec{
+			Type:       v1.ServiceTypeLoadBalancer,
+			IPFamilies: []v1.IPFamily{v1.IPv4Protocol},
+			Ports: []v1.ServicePort{
+				{Name: "http", Protocol: v1.ProtocolTCP, Port: 80, NodePort: 30080},
+				{Name: "dns", Protocol: v1.ProtocolUDP, Port: 53, NodePort: 30053},
+			},
+		},
+	}
+	for _, m := range mut {
+		m(s)
+	}
+	return s
+}
+
+func annotate(k, v string) func(*v1.Service) {
+	return func(s *v1.Service) {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[k] = v
+	}
+}
+
+// fakeNodes is the backend's view of Nodes and its Node annotator: a map
+// of Nodes whose annotations the backend's patches change.
+type fakeNodes struct {
+	mu      sync.Mutex
+	nodes   map[string]*v1.Node
+	patches int
+}
+
+func (f *fakeNodes) put(n *v1.Node) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nodes[n.Name] = n.DeepCopy()
+}
+
+func (f *fakeNodes) remove(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.nodes, name)
+}
+
+func (f *fakeNodes) update(name string, mut func(*v1.Node)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	mut(f.nodes[name])
+}
+
+func (f *fakeNodes) Nodes() ([]*v1.Node, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*v1.Node
+	for _, n := range f.nodes {
+		out = append(out, n.DeepCopy())
+	}
+	return out, nil
+}
+
+func (f *fakeNodes) list() []*v1.Node { out, _ := f.Nodes(); return out }
+
+func (f *fakeNodes) Annotate(_ context.Context, node, key string, value *string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.patches++
+	n, ok := f.nodes[node]
+	if !ok {
+		return nil
+	}
+	if value == nil {
+		delete(n.Annotations, key)
+		return nil
+	}
+	if n.Annotations == nil {
+		n.Annotations = map[string]string{}
+	}
+	n.Annotations[key] = *value
+	return nil
+}
+
+// annotations returns every node's forwarding annotations.
+func (f *fakeNodes) annotations() map[string]map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]map[string]string{}
+	for name, n := range f.nodes {
+		if len(n.Annotations) > 0 {
+			out[name] = maps.Clone(n.Annotations)
+		}
+	}
+	return out
+}

@@ -1,0 +1,139 @@
+package aws
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+)
+
+// fieldManager names berth-ccm's Node annotation patches.
+const fieldManager = "berth-ccm"
+
+// nodeLister is a NodeSource backed by an informer's lister.
+type nodeLister struct{ l corelisters.NodeLister }
+
+func (n nodeLister) Nodes() ([]*v1.Node, error) { return n.l.List(labels.Everything()) }
+
+// nodePatcher is an Annotator that merge-patches one key at a time, so
+// concurrent writers of other keys are never overwritten.
+type nodePatcher struct{ kube kubernetes.Interface }
+
+func (p nodePatcher) Annotate(ctx context.Context, node, key string, value *string) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]*string{key: value}}})
+	if err != nil {
+		return err
+	}
+	_, err = p.kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+	if value == nil && apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// Start watches Nodes and Services so that eip mode sees every node's
+// eligibility (the service controller does not call Update when a node is
+// cordoned or turns NotReady) and moves an Elastic IP off a node that
+// lost it. It returns at once; the work ends with ctx.
+func (b *Backend) Start(ctx context.Context, kube kubernetes.Interface) error {
+	f := informers.NewSharedInformerFactory(kube, 0)
+	nodes, services := f.Core().V1().Nodes(), f.Core().V1().Services()
+	q := workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "berth-ccm-eip"})
+	enqueue := func(obj any) {
+		if n, ok := obj.(*v1.Node); ok && !eipNode(n) {
+			b.queueMapped(n, q)
+		}
+	}
+	_, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(_, obj any) { enqueue(obj) },
+		DeleteFunc: func(obj any) { b.nodeDeleted(obj, q) },
+	})
+	if err != nil {
+		return fmt.Errorf("watch nodes: %w", err)
+	}
+	b.SetKubernetes(nodeLister{nodes.Lister()}, nodePatcher{kube})
+	svcLister := services.Lister()
+	services.Informer()
+	f.Start(ctx.Done())
+	go func() {
+		defer q.ShutDown()
+		<-ctx.Done()
+	}()
+	go func() {
+		if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced, services.Informer().HasSynced) {
+			return
+		}
+		for b.moveOne(ctx, q, svcLister) {
+		}
+	}()
+	return nil
+}
+
+// nodeDeleted queues the Services whose Elastic IP was mapped to a node
+// that is gone.
+func (b *Backend) nodeDeleted(obj any, q workqueue.TypedRateLimitingInterface[string]) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if n, ok := obj.(*v1.Node); ok {
+		b.queueMapped(n, q)
+	}
+}
+
+// queueMapped queues the Services whose Elastic IP is mapped to the node.
+func (b *Backend) queueMapped(n *v1.Node, q workqueue.TypedRateLimitingInterface[string]) {
+	for k, v := range n.Annotations {
+		if strings.HasPrefix(k, v1alpha1.NodeAnnotationForwardPrefix) {
+			q.Add(v)
+		}
+	}
+}
+
+// moveOne re-places one queued Service's Elastic IP; false when the queue
+// is shut down.
+func (b *Backend) moveOne(ctx context.Context, q workqueue.TypedRateLimitingInterface[string], services corelisters.ServiceLister) bool {
+	key, quit := q.Get()
+	if quit {
+		return false
+	}
+	defer q.Done(key)
+	ns, name, _ := strings.Cut(key, "/")
+	svc, err := services.Services(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		q.Forget(key)
+		return true
+	}
+	mode, merr := b.mode(svc)
+	if err == nil && (merr != nil || mode != ModeEIP || svc.Spec.Type != v1.ServiceTypeLoadBalancer || svc.Spec.LoadBalancerClass != nil || svc.DeletionTimestamp != nil) {
+		q.Forget(key)
+		return true
+	}
+	if err == nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		_, err = b.ensureEIP(cctx, svc, nil)
+		cancel()
+	}
+	if err != nil {
+		b.log.Error(err, "Move Elastic IP off an ineligible node; will retry", "service", key)
+		q.AddRateLimited(key)
+		return true
+	}
+	q.Forget(key)
+	return true
+}

@@ -1,0 +1,86 @@
+package aws
+
+import (
+	"hash/fnv"
+	"sort"
+	"strings"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+// excludeLabel keeps a node out of every load balancer.
+const excludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+// instanceID returns the EC2 instance ID in a node's providerID
+// (aws:///eu-west-1a/i-0123 or aws:///i-0123), or "".
+func instanceID(n *v1.Node) string {
+	id := n.Spec.ProviderID
+	if !strings.HasPrefix(id, "aws://") {
+		return ""
+	}
+	last := id[strings.LastIndex(id, "/")+1:]
+	if !strings.HasPrefix(last, "i-") {
+		return ""
+	}
+	return last
+}
+
+// targetNode is a node an NLB may send traffic to: it has an instance and
+// is not excluded. Readiness is left to the NLB's health checks, as the
+// service controller does for externalTrafficPolicy Cluster.
+func targetNode(n *v1.Node) bool {
+	_, excluded := n.Labels[excludeLabel]
+	return instanceID(n) != "" && !excluded && n.DeletionTimestamp == nil
+}
+
+// eipNode is a node an Elastic IP may be mapped to: a target that is also
+// Ready and schedulable, since only one node carries the traffic.
+func eipNode(n *v1.Node) bool {
+	if !targetNode(n) || n.Spec.Unschedulable {
+		return false
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == v1.NodeReady {
+			return c.Status == v1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// instances returns the sorted, distinct instance IDs of the nodes that
+// pass keep.
+func instances(nodes []*v1.Node, keep func(*v1.Node) bool) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range nodes {
+		if id := instanceID(n); keep(n) && !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// pickNode chooses the node for a Service's Elastic IP: the current one
+// while it stays eligible (an Elastic IP never moves without cause), else
+// the highest rendezvous score of Service UID and node name, so choices
+// spread over nodes and do not depend on the order nodes are listed in.
+func pickNode(uid, current string, nodes []*v1.Node) *v1.Node {
+	var best *v1.Node
+	var bestScore uint64
+	for _, n := range nodes {
+		if !eipNode(n) {
+			continue
+		}
+		if n.Name == current {
+			return n
+		}
+		h := fnv.New64a()
+		h.Write([]byte(uid + "/" + n.Name))
+		if s := h.Sum64(); best == nil || s > bestScore || (s == bestScore && n.Name < best.Name) {
+			best, bestScore = n, s
+		}
+	}
+	return best
+}

@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/cloud/aws/awsdouble"
+	"github.com/berthlb/berth/e2e/controlplane"
+)
+
+// awsNode registers an instance in the test double and its Node.
+func (e *env) awsNode(t *testing.T, srv *awsdouble.Server, name, instance, privateIP string) {
+	t.Helper()
+	srv.AddInstance(instance, "subnet-a", privateIP)
+	if _, err := controlplane.CreateNodeWith(t.Context(), e.kube, controlplane.NodeConfig{
+		Name: name, ProviderID: "aws:///eu-west-1a/" + instance, Addresses: []netip.Addr{mustAddr(privateIP)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitAWS polls the test double's state until ok holds.
+func waitAWS(t *testing.T, srv *awsdouble.Server, what string, ok func(awsdouble.State) bool) awsdouble.State {
+	t.Helper()
+	var s awsdouble.State
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
+		s = srv.Snapshot()
+		return ok(s), nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for %s: %v; AWS state %+v", what, err, s)
+	}
+	return s
+}
+
+func groupTargets(s awsdouble.State) [][]string {
+	var out [][]string
+	for _, tg := range s.TargetGroups {
+		var ids []string
+		for _, t := range tg.Targets {
+			ids = append(ids, t.ID)
+		}
+		slices.Sort(ids)
+		out = append(out, ids)
+	}
+	return out
+}
+
+// forwardedOn returns the node carrying the Service's forwarding
+// annotation and the private address in it.
+func (e *env) forwardedOn(t *testing.T, value string) (node, addr string) {
+	t.Helper()
+	nodes, err := e.kube.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes.Items {
+		for k, v := range n.Annotations {
+			if a, ok := strings.CutPrefix(k, v1alpha1.NodeAnnotationForwardPrefix); ok && v == value {
+				if node != "" {
+					t.Errorf("Service %s is forwarded on %s and %s", value, node, n.Name)
+				}
+				node, addr = n.Name, a
+			}
+		}
+	}
+	return node, addr
+}
+
+// TestCCMAWS runs berth-ccm with the aws backend against the wire-level
+// AWS test double (cloud/aws/awsdouble) through the real SDK: the upstream
+// service controller gives an nlb-mode Service the NLB's DNS name and an
+// eip-mode Service an Elastic IP; nodes joining and leaving change the
+// targets; cordoning the node an Elastic IP is mapped to moves it;
+// deleting the Services removes every AWS resource Berth made.
+func TestCCMAWS(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	srv := awsdouble.Start(t)
+	srv.AddSubnet("subnet-a", "vpc-1", "eu-west-1a", "198.18.0.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/elb": "1"})
+	srv.AddSubnet("subnet-b", "vpc-1", "eu-west-1b", "198.18.1.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/elb": "1"})
+	for i := 1; i <= 3; i++ {
+		e.awsNode(t, srv, fmt.Sprintf("node-%d", i), fmt.Sprintf("i-%d", i), fmt.Sprintf("198.18.0.%d", 10+i))
+	}
+	cloudConfig := fmt.Sprintf(`backend: aws
+aws:
+  region: %s
+  clusterName: e2e
+  maxAttempts: 5
+  endpoints:
+    ec2: %s
+    elbv2: %s
+`, srv.Region(), srv.EC2Endpoint(), srv.ELBv2Endpoint())
+	e.startCCMWith(t, cloudConfig, []string{
+		"AWS_ACCESS_KEY_ID=AKIDE2E", "AWS_SECRET_ACCESS_KEY=secret", "AWS_EC2_METADATA_DISABLED=true",
+		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+	})
+	const ns = "default"
+
+	t.Run("nlb: the NLB's DNS name in status, targets follow nodes", func(t *testing.T) {
+		start := time.Now()
+		e.service(t, ns, "web")
+		s := waitAWS(t, srv, "an NLB", func(s awsdouble.State) bool { return len(s.LoadBalancers) == 1 })
+		dns := s.LoadBalancers[0].DNSName
+		e.waitService(t, ns, "web", "hostname "+dns, func(s *corev1.Service) bool {
+			in := s.Status.LoadBalancer.Ingress
+			return len(in) == 1 && in[0].Hostname == dns
+		})
+		t.Logf("NLB hostname in status %v after the Service was created (includes one provisioning retry)", time.Since(start).Round(time.Millisecond))
+		waitAWS(t, srv, "targets i-1..i-3", func(s awsdouble.State) bool {
+			return slices.EqualFunc(groupTargets(s), [][]string{{"i-1", "i-2", "i-3"}}, slices.Equal)
+		})
+		e.awsNode(t, srv, "node-4", "i-4", "198.18.0.14")
+		waitAWS(t, srv, "node-4 to become a target", func(s awsdouble.State) bool {
+			return slices.EqualFunc(groupTargets(s), [][]string{{"i-1", "i-2", "i-3", "i-4"}}, slices.Equal)
+		})
+		if err := e.kube.CoreV1().Nodes().Delete(ctx, "node-1", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitAWS(t, srv, "node-1 to leave the targets", func(s awsdouble.State) bool {
+			return slices.EqualFunc(groupTargets(s), [][]string{{"i-2", "i-3", "i-4"}}, slices.Equal)
+		})
+	})
+
+	t.Run("eip: an Elastic IP in status, moved off a cordoned node", func(t *testing.T) {
+		e.service(t, ns, "cheap", withAnnotation(v1alpha1.AnnotationAWSMode, "eip"))
+		s := waitAWS(t, srv, "an associated Elastic IP", func(s awsdouble.State) bool {
+			return len(s.Addresses) == 1 && s.Addresses[0].AssociationID != ""
+		})
+		public := s.Addresses[0].PublicIP
+		e.waitIngress(t, ns, "cheap", public)
+		var node, private string
+		_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+			node, private = e.forwardedOn(t, ns+"/cheap")
+			return node != "", nil
+		})
+		if node == "" || private != s.Addresses[0].PrivateIP {
+			t.Fatalf("forwarding annotation on %q for %q; want the node holding %s", node, private, s.Addresses[0].PrivateIP)
+		}
+		patch := []byte(`{"spec":{"unschedulable":true}}`)
+		start := time.Now()
+		if _, err := e.kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		moved := waitAWS(t, srv, "the Elastic IP to move", func(s awsdouble.State) bool {
+			return len(s.Addresses) == 1 && s.Addresses[0].AssociationID != "" && s.Addresses[0].PrivateIP != private
+		})
+		t.Logf("Elastic IP %s moved off cordoned %s in %v", public, node, time.Since(start).Round(time.Millisecond))
+		var node2 string
+		_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+			node2, private = e.forwardedOn(t, ns+"/cheap")
+			return node2 != node && private == moved.Addresses[0].PrivateIP, nil
+		})
+		if node2 == node || private != moved.Addresses[0].PrivateIP {
+			t.Errorf("forwarding annotation on %s for %s after the move; want another node, %s", node2, private, moved.Addresses[0].PrivateIP)
+		}
+		e.waitIngress(t, ns, "cheap", public)
+	})
+
+	t.Run("deleting the Services removes every AWS resource", func(t *testing.T) {
+		for _, name := range []string{"web", "cheap"} {
+			if err := e.kube.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitAWS(t, srv, "no AWS resources left", func(s awsdouble.State) bool {
+			n := len(s.LoadBalancers) + len(s.TargetGroups) + len(s.Listeners) + len(s.Addresses)
+			for _, ni := range s.NetworkInterfaces {
+				n += len(ni.PrivateIPs) - 1
+			}
+			return n == 0
+		})
+		for _, name := range []string{"web", "cheap"} {
+			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+				_, err := e.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+				return apierrors.IsNotFound(err), nil
+			})
+			if err != nil {
+				t.Errorf("Service %s still exists (finalizer kept): %v", name, err)
+			}
+		}
+		if node, _ := e.forwardedOn(t, ns+"/cheap"); node != "" {
+			t.Errorf("forwarding annotation left on %s", node)
+		}
+	})
+}
