@@ -63,7 +63,7 @@ func (f *Forwarder) compare(ctx context.Context) (string, error) {
 		}
 	}
 
-	wantNodes := nodesOf(f.applied)
+	wantNodes := f.appliedNodes
 	found := 0
 	for _, fam := range families {
 		elems, err := f.nft.ListElements(ctx, "map", fam.nodeMap)

@@ -2,11 +2,13 @@ package nodeport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/knftables"
 )
@@ -28,9 +30,10 @@ const (
 type Forwarder struct {
 	nft NFT
 
-	mu      sync.Mutex
-	state   state
-	applied ruleSet
+	mu           sync.Mutex
+	state        state
+	applied      ruleSet                   // what the table holds when state is stateSynced
+	appliedNodes map[netip.Addr]netip.Addr // the node IP of each address of applied
 }
 
 // New returns a Forwarder that programs the table of nft. It writes nothing
@@ -39,14 +42,20 @@ func New(nft NFT) *Forwarder {
 	return &Forwarder{nft: nft}
 }
 
+// maxElementOps bounds the operations of one element batch. A bigger
+// change (thousands of Services at once) is written as a whole table
+// instead: that keeps every netlink batch far below the socket's buffer
+// sizes, and rewriting 10,000 rules takes a fraction of a second anyway.
+const maxElementOps = 1000
+
 // Sync makes the table forward exactly rules. Invalid rules make it fail
 // before writing anything (see IsInvalidRule). The first call, and the first
 // call after drift, writes the whole table in one transaction; later calls
-// add and delete only the map elements that changed, in one transaction, and
-// do nothing when nothing changed. An incremental update that fails is
+// add and delete only the map elements that changed, in one netlink batch,
+// and do nothing when nothing changed. An element update that fails is
 // logged and followed at once by a full rewrite.
 func (f *Forwarder) Sync(ctx context.Context, rules []Rule) error {
-	desired, err := validate(rules)
+	desired, nodes, err := validate(rules)
 	if err != nil {
 		return err
 	}
@@ -55,29 +64,45 @@ func (f *Forwarder) Sync(ctx context.Context, rules []Rule) error {
 	logger := klog.FromContext(ctx).WithName("nodeport")
 
 	if f.state == stateSynced {
-		tx := f.incremental(desired)
-		if tx == nil {
+		ops := f.incremental(desired, nodes)
+		if len(ops) == 0 {
 			return nil
 		}
-		err := f.nft.Run(ctx, tx)
-		if err == nil {
-			f.applied = desired
-			return nil
+		if len(ops) <= maxElementOps {
+			err := f.nft.UpdateElements(ctx, ops)
+			if err == nil {
+				f.applied, f.appliedNodes = desired, nodes
+				return nil
+			}
+			f.state = stateDrifted
+			if ctx.Err() != nil {
+				return fmt.Errorf("updating nftables maps: %w", err)
+			}
+			logger.Info("Incremental nftables update failed; rewriting the table", "err", err, "reason", updateFailure(err))
+		} else {
+			logger.V(2).Info("Too many changes for one element batch; rewriting the table", "operations", len(ops))
 		}
-		f.state = stateDrifted
-		if ctx.Err() != nil {
-			return fmt.Errorf("updating nftables table: %w", err)
-		}
-		logger.Info("Incremental nftables update failed, the table was changed by someone else; rewriting it", "err", err)
 	}
 	if f.state == stateDrifted {
 		logger.Info("Rewriting drifted nftables table", "rules", len(desired))
 	}
-	if err := f.nft.Run(ctx, f.full(desired)); err != nil {
+	if err := f.nft.Run(ctx, f.full(desired, nodes)); err != nil {
 		return fmt.Errorf("writing nftables table: %w", err)
 	}
-	f.applied, f.state = desired, stateSynced
+	f.applied, f.appliedNodes, f.state = desired, nodes, stateSynced
 	return nil
+}
+
+// updateFailure says, for the log, what a failed element update most
+// likely means.
+func updateFailure(err error) string {
+	switch {
+	case errors.Is(err, unix.ENOENT) || knftables.IsNotFound(err):
+		return "the table or a map is missing: someone deleted it"
+	case errors.Is(err, unix.EEXIST) || knftables.IsAlreadyExists(err):
+		return "an element holds a value Berth did not write: someone changed it"
+	}
+	return "unexpected error"
 }
 
 // Cleanup deletes the table, if it exists. A later Sync writes it afresh.
@@ -91,14 +116,15 @@ func (f *Forwarder) Cleanup(ctx context.Context) error {
 	if err := f.nft.Run(ctx, tx); err != nil {
 		return fmt.Errorf("deleting nftables table: %w", err)
 	}
-	f.state, f.applied = stateUnknown, nil
+	f.state, f.applied, f.appliedNodes = stateUnknown, nil, nil
 	return nil
 }
 
-// full returns a transaction that replaces the whole table with desired.
-// Deleting and re-adding the table inside one transaction is atomic: packets
-// see the old table or the new one, and nothing anyone else added survives.
-func (f *Forwarder) full(desired ruleSet) *knftables.Transaction {
+// full returns a transaction that replaces the whole table with desired,
+// whose addresses go to nodes. Deleting and re-adding the table inside one
+// transaction is atomic: packets see the old table or the new one, and
+// nothing anyone else added survives.
+func (f *Forwarder) full(desired ruleSet, nodes map[netip.Addr]netip.Addr) *knftables.Transaction {
 	tx := f.nft.NewTransaction()
 	tx.Add(&knftables.Table{})
 	tx.Delete(&knftables.Table{})
@@ -115,7 +141,6 @@ func (f *Forwarder) full(desired ruleSet) *knftables.Transaction {
 			tx.Add(&r)
 		}
 	}
-	nodes := nodesOf(desired)
 	for _, a := range sortedAddrs(nodes) {
 		tx.Add(nodeElement(a, nodes[a]))
 	}
@@ -125,19 +150,32 @@ func (f *Forwarder) full(desired ruleSet) *knftables.Transaction {
 	return tx
 }
 
-// incremental returns a transaction turning f.applied into desired, or nil
-// if they are equal: it changes the port elements of the rules that
-// changed, and the node elements of addresses that appeared, went or moved
-// to another node IP. If the table or a map is gone, or an element to
-// delete is missing, nft aborts the whole transaction and Sync rewrites the
-// table. It holds no guard that would catch other drift at once (a flushed
-// chain, foreign elements): with nft 1.0.6 any "delete element" or "flush
-// set", even on a one-element set, makes nft read every element of the
-// table first, which would add ~10 ms at 10,000 rules to every change.
-// Check catches the rest.
-func (f *Forwarder) incremental(desired ruleSet) *knftables.Transaction {
-	delPorts, addPorts := diff(portsOf(f.applied), portsOf(desired))
-	delNodes, addNodes := diff(nodesOf(f.applied), nodesOf(desired))
+// incremental returns the element operations turning f.applied into
+// desired (whose addresses go to nodes), or none if they are equal: it
+// changes the port elements of the rules that changed, and the node
+// elements of addresses that appeared, went or moved to another node IP.
+//
+// The operations need no read of the table and reach desired even if an
+// element to delete is already gone or one to add is already there: each
+// element to delete is first added with the value last written (a no-op if
+// it is there, so the delete cannot fail for want of it), and adding an
+// element that holds the same value is not an error. What still fails the
+// batch is real drift: the table or a map gone, or an element holding a
+// value Berth did not write; Sync then rewrites the table. Check catches
+// the rest (a flushed chain, foreign elements).
+func (f *Forwarder) incremental(desired ruleSet, nodes map[netip.Addr]netip.Addr) []ElementOp {
+	var delPorts, addPorts []key
+	for k, t := range f.applied {
+		if nt, ok := desired[k]; !ok || nt.port != t.port {
+			delPorts = append(delPorts, k)
+		}
+	}
+	for k, t := range desired {
+		if ot, ok := f.applied[k]; !ok || ot.port != t.port {
+			addPorts = append(addPorts, k)
+		}
+	}
+	delNodes, addNodes := diff(f.appliedNodes, nodes)
 	if len(delPorts)+len(addPorts)+len(delNodes)+len(addNodes) == 0 {
 		return nil
 	}
@@ -145,21 +183,26 @@ func (f *Forwarder) incremental(desired ruleSet) *knftables.Transaction {
 	slices.SortFunc(addPorts, compareKeys)
 	slices.SortFunc(delNodes, netip.Addr.Compare)
 	slices.SortFunc(addNodes, netip.Addr.Compare)
-	tx := f.nft.NewTransaction()
+	ops := make([]ElementOp, 0, 2*(len(delPorts)+len(delNodes))+len(addPorts)+len(addNodes))
 	for _, k := range delPorts {
-		tx.Delete(&knftables.Element{Map: familyOf(k.addr).portMap, Key: portElement(k, 0).Key})
+		ops = append(ops, ElementOp{Element: portElement(k, f.applied[k].port)})
 	}
 	for _, a := range delNodes {
-		tx.Delete(&knftables.Element{Map: familyOf(a).nodeMap, Key: []string{a.String()}})
+		ops = append(ops, ElementOp{Element: nodeElement(a, f.appliedNodes[a])})
 	}
-	nodes := nodesOf(desired)
+	for _, k := range delPorts {
+		ops = append(ops, ElementOp{Delete: true, Element: &knftables.Element{Map: familyOf(k.addr).portMap, Key: portElement(k, 0).Key}})
+	}
+	for _, a := range delNodes {
+		ops = append(ops, ElementOp{Delete: true, Element: &knftables.Element{Map: familyOf(a).nodeMap, Key: []string{a.String()}}})
+	}
 	for _, a := range addNodes {
-		tx.Add(nodeElement(a, nodes[a]))
+		ops = append(ops, ElementOp{Element: nodeElement(a, nodes[a])})
 	}
 	for _, k := range addPorts {
-		tx.Add(portElement(k, desired[k].port))
+		ops = append(ops, ElementOp{Element: portElement(k, desired[k].port)})
 	}
-	return tx
+	return ops
 }
 
 // diff returns the keys of old that are missing from new or hold another

@@ -12,13 +12,15 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2/ktesting"
 	"sigs.k8s.io/knftables"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 
-// recorder is an NFT that remembers every transaction it is asked to run.
+// recorder is an NFT that remembers every transaction and element batch it
+// is asked to run.
 type recorder struct {
 	NFT
 	log strings.Builder
@@ -34,11 +36,66 @@ func (r *recorder) Run(ctx context.Context, tx *knftables.Transaction) error {
 	return err
 }
 
+// UpdateElements logs the batch in nft's syntax.
+func (r *recorder) UpdateElements(ctx context.Context, ops []ElementOp) error {
+	err := r.NFT.UpdateElements(ctx, ops)
+	fmt.Fprintf(&r.log, "## netlink batch (%d operations)", len(ops))
+	if err != nil {
+		fmt.Fprintf(&r.log, " FAILED: %v", err)
+	}
+	fmt.Fprintf(&r.log, "\n%s", opsTransaction(r.NFT, ops).String())
+	return err
+}
+
+// opsTransaction spells ops as a knftables transaction.
+func opsTransaction(nft NFT, ops []ElementOp) *knftables.Transaction {
+	tx := nft.NewTransaction()
+	for _, op := range ops {
+		if op.Delete {
+			tx.Delete(op.Element)
+		} else {
+			tx.Add(op.Element)
+		}
+	}
+	return tx
+}
+
+// fakeNFT is a knftables.Fake whose UpdateElements behaves like the
+// kernel's element batches: atomic, an error for a missing table, map or
+// element to delete, and for adding an element that holds another value
+// (the Fake alone would overwrite it).
+type fakeNFT struct {
+	*knftables.Fake
+}
+
+func (f fakeNFT) UpdateElements(ctx context.Context, ops []ElementOp) error {
+	pending := make(map[string]*string) // map and key -> value, nil if deleted
+	for _, op := range ops {
+		e := op.Element
+		id := e.Map + " " + strings.Join(e.Key, " . ")
+		cur, seen := pending[id]
+		if !seen && f.Table != nil && f.Table.Maps[e.Map] != nil {
+			if old := f.Table.Maps[e.Map].FindElement(e.Key...); old != nil {
+				cur = &old.Value[0]
+			}
+		}
+		if op.Delete {
+			pending[id] = nil
+			continue
+		}
+		if cur != nil && *cur != e.Value[0] {
+			return fmt.Errorf("element %s holds %s: %w", id, *cur, unix.EEXIST)
+		}
+		pending[id] = &e.Value[0]
+	}
+	return f.Run(ctx, opsTransaction(f, ops))
+}
+
 func newTestForwarder(t *testing.T) (*Forwarder, *knftables.Fake, *recorder, context.Context) {
 	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
 	fake := knftables.NewFake(knftables.InetFamily, DefaultTable)
-	rec := &recorder{NFT: fake}
+	rec := &recorder{NFT: fakeNFT{fake}}
 	return New(rec), fake, rec, ctx
 }
 
@@ -160,6 +217,30 @@ func TestGolden(t *testing.T) {
 			syncStep("Sync mixed rules: incremental fails, full rewrite", mixed),
 			checkStep(false),
 		}},
+		{"element-missing-on-delete", []step{
+			syncStep("Sync mixed rules", mixed),
+			tamper("someone deletes an element Berth is about to delete", func(tx *knftables.Transaction) {
+				tx.Delete(&knftables.Element{Map: portMap4, Key: []string{"198.51.100.1", "tcp", "443"}})
+			}),
+			syncStep("Sync without that rule: the batch still succeeds, no rewrite", slices.Delete(slices.Clone(mixed), 1, 2)),
+			checkStep(false),
+		}},
+		{"element-present-on-add", []step{
+			syncStep("Sync one rule", oneTCP),
+			tamper("someone adds the element Berth is about to add", func(tx *knftables.Transaction) {
+				tx.Add(&knftables.Element{Map: portMap4, Key: []string{"198.51.100.1", "tcp", "443"}, Value: []string{"30443"}})
+			}),
+			syncStep("Sync with that rule: the batch still succeeds, no rewrite", mixed[:2]),
+			checkStep(false),
+		}},
+		{"element-conflict-on-add", []step{
+			syncStep("Sync one rule", oneTCP),
+			tamper("someone adds the element Berth is about to add, with another value", func(tx *knftables.Transaction) {
+				tx.Add(&knftables.Element{Map: portMap4, Key: []string{"198.51.100.1", "tcp", "443"}, Value: []string{"39999"}})
+			}),
+			syncStep("Sync with that rule: the batch fails, full rewrite", mixed[:2]),
+			checkStep(false),
+		}},
 		{"cleanup", []step{
 			syncStep("Sync one rule", oneTCP),
 			{"Cleanup", func(ctx context.Context, f *Forwarder, _ *knftables.Fake) error { return f.Cleanup(ctx) }},
@@ -196,5 +277,41 @@ func compareGolden(t *testing.T, path, got string) {
 	}
 	if diff := cmp.Diff(string(want), got); diff != "" {
 		t.Errorf("%s differs (-want +got; run with -update to accept):\n%s", path, diff)
+	}
+}
+
+// TestLargeChange checks that a change too big for one element batch is
+// written as a whole table, and a small one is not.
+func TestLargeChange(t *testing.T) {
+	tests := []struct {
+		name          string
+		from, to      int // rules before and after, from manyRules
+		runs, batches int
+	}{
+		{"one rule added", 600, 601, 0, 1},
+		{"one rule removed", 601, 600, 0, 1},
+		{"400 rules removed", 600, 200, 0, 1}, // 800 operations
+		{"600 rules removed", 600, 0, 1, 0},   // 1,200 operations
+		{"1,000 rules added", 0, 1000, 1, 0},  // 1,250 operations (with 250 addresses)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ctx := ktesting.NewTestContext(t)
+			cnt := &countingNFT{NFT: fakeNFT{knftables.NewFake(knftables.InetFamily, DefaultTable)}}
+			f := New(cnt)
+			if err := f.Sync(ctx, manyRules(tc.from)); err != nil {
+				t.Fatal(err)
+			}
+			cnt.runs, cnt.batches = 0, 0
+			if err := f.Sync(ctx, manyRules(tc.to)); err != nil {
+				t.Fatal(err)
+			}
+			if cnt.runs != tc.runs || cnt.batches != tc.batches {
+				t.Errorf("%d table writes and %d element batches, want %d and %d", cnt.runs, cnt.batches, tc.runs, tc.batches)
+			}
+			if drifted, err := f.Check(ctx); err != nil || drifted {
+				t.Errorf("Check = %v, %v; want false, nil", drifted, err)
+			}
+		})
 	}
 }

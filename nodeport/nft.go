@@ -5,14 +5,18 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 
+	gnft "github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 )
 
-// NFT is the part of knftables.Interface a Forwarder uses: build and run
-// transactions against its one table, and read back chains and maps. Both
-// knftables.New and knftables.NewFake satisfy it; NewNFT builds the real one.
+// NFT is what a Forwarder needs of nftables for its one table: whole-table
+// transactions and reads, in knftables' terms, and element updates. NewNFT
+// builds the real one, which runs the nft binary for the former and talks
+// netlink for the latter (see doc.go for why).
 type NFT interface {
 	// NewTransaction returns an empty transaction for the table.
 	NewTransaction() *knftables.Transaction
@@ -22,6 +26,21 @@ type NFT interface {
 	ListRules(ctx context.Context, chain string) ([]*knftables.Rule, error)
 	// ListElements returns the elements of a set or map of the table.
 	ListElements(ctx context.Context, objectType, name string) ([]*knftables.Element, error)
+	// UpdateElements applies ops, in order, to the table's maps as one
+	// atomic batch: all of them or none. It reads nothing first. As in the
+	// kernel, adding an element that is already there with the same value
+	// succeeds, while adding one that holds another value, deleting one
+	// that is missing, or naming a missing map or table fails the batch.
+	UpdateElements(ctx context.Context, ops []ElementOp) error
+}
+
+// ElementOp is one step of NFT.UpdateElements.
+type ElementOp struct {
+	// Delete, if set, removes the element with Element's key (its value
+	// is ignored); otherwise the element is added.
+	Delete bool
+	// Element names the map (Element.Map), key and value.
+	Element *knftables.Element
 }
 
 // DefaultTable is the name of the inet table a Forwarder owns by default.
@@ -37,8 +56,9 @@ type NFTOptions struct {
 	Netns string
 }
 
-// NewNFT returns an NFT that runs the nft binary (which must be on PATH,
-// version 1.0.1 or later) against table inet opts.Table.
+// NewNFT returns the NFT of table inet opts.Table: it runs the nft binary
+// (which must be on PATH, version 1.0.1 or later) for transactions and
+// reads, and sends element updates over netlink itself.
 func NewNFT(opts NFTOptions) (NFT, error) {
 	table := opts.Table
 	if table == "" {
@@ -53,39 +73,43 @@ func NewNFT(opts NFTOptions) (NFT, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setting up nftables for table inet %s: %w", table, err)
 	}
-	if opts.Netns == "" {
-		return nft, nil
-	}
-	return &netnsNFT{inner: nft, netns: opts.Netns}, nil
+	return &nftables{knft: nft, table: table, netns: opts.Netns}, nil
 }
 
-// netnsNFT runs every nft command of inner inside a network namespace.
-type netnsNFT struct {
-	inner knftables.Interface
+// nftables is the NFT NewNFT returns. Its knftables methods run every nft
+// command inside netns, if set; UpdateElements, in netlink.go, keeps a
+// netlink socket open between batches.
+type nftables struct {
+	knft  knftables.Interface
+	table string
 	netns string
+
+	mu   sync.Mutex
+	conn *gnft.Conn    // lasting netlink connection; nil until the first batch and after an error
+	sock *netlink.Conn // conn's socket, to set deadlines on
 }
 
-func (n *netnsNFT) NewTransaction() *knftables.Transaction { return n.inner.NewTransaction() }
+func (n *nftables) NewTransaction() *knftables.Transaction { return n.knft.NewTransaction() }
 
-func (n *netnsNFT) Run(ctx context.Context, tx *knftables.Transaction) error {
-	return inNetns(n.netns, func() error { return n.inner.Run(ctx, tx) })
+func (n *nftables) Run(ctx context.Context, tx *knftables.Transaction) error {
+	return inNetns(n.netns, func() error { return n.knft.Run(ctx, tx) })
 }
 
-func (n *netnsNFT) ListRules(ctx context.Context, chain string) ([]*knftables.Rule, error) {
+func (n *nftables) ListRules(ctx context.Context, chain string) ([]*knftables.Rule, error) {
 	var rules []*knftables.Rule
 	err := inNetns(n.netns, func() error {
 		var err error
-		rules, err = n.inner.ListRules(ctx, chain)
+		rules, err = n.knft.ListRules(ctx, chain)
 		return err
 	})
 	return rules, err
 }
 
-func (n *netnsNFT) ListElements(ctx context.Context, objectType, name string) ([]*knftables.Element, error) {
+func (n *nftables) ListElements(ctx context.Context, objectType, name string) ([]*knftables.Element, error) {
 	var elems []*knftables.Element
 	err := inNetns(n.netns, func() error {
 		var err error
-		elems, err = n.inner.ListElements(ctx, objectType, name)
+		elems, err = n.knft.ListElements(ctx, objectType, name)
 		return err
 	})
 	return elems, err

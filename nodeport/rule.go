@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 
+	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 )
 
@@ -33,6 +34,20 @@ func (p Protocol) nftName() (string, bool) {
 		return "sctp", true
 	}
 	return "", false
+}
+
+// number returns the protocol's IP protocol number, as nft's inet_proto
+// stores it.
+func (p Protocol) number() (byte, bool) {
+	switch p {
+	case TCP:
+		return unix.IPPROTO_TCP, true
+	case UDP:
+		return unix.IPPROTO_UDP, true
+	case SCTP:
+		return unix.IPPROTO_SCTP, true
+	}
+	return 0, false
 }
 
 // protocolFromNFT is the inverse of nftName, for reading the table back.
@@ -133,14 +148,14 @@ func checkRule(r Rule) string {
 	return ""
 }
 
-// validate turns rules into a ruleSet, or returns every problem found,
-// joined, each an *InvalidRuleError. Identical duplicates are merged; the
+// validate turns rules into a ruleSet and the node IP of each of its
+// addresses, or returns every problem found, joined, each an
+// *InvalidRuleError. Identical duplicates are merged; the
 // same address, protocol and port with two different targets is an error,
 // and so is one address forwarded to two node IPs: the table looks the node
 // IP up by address alone (see chains).
-func validate(rules []Rule) (ruleSet, error) {
+func validate(rules []Rule) (ruleSet, map[netip.Addr]netip.Addr, error) {
 	set := make(ruleSet, len(rules))
-	first := make(map[key]Rule, len(rules))
 	byAddr := make(map[netip.Addr]Rule)
 	var errs []error
 	for _, r := range rules {
@@ -148,28 +163,33 @@ func validate(rules []Rule) (ruleSet, error) {
 			errs = append(errs, &InvalidRuleError{Rule: r, Reason: reason})
 			continue
 		}
-		if other, ok := byAddr[r.Address]; ok && other.NodeIP != r.NodeIP {
+		if other, ok := byAddr[r.Address]; !ok {
+			byAddr[r.Address] = r
+		} else if other.NodeIP != r.NodeIP {
 			errs = append(errs, &InvalidRuleError{Rule: r,
 				Reason: fmt.Sprintf("conflicts with rule %s: one address is forwarded to one node IP", other)})
 			continue
 		}
-		byAddr[r.Address] = r
 		k := key{addr: r.Address, proto: r.Protocol, port: r.Port}
 		t := target{ip: r.NodeIP, port: r.NodePort}
 		if old, ok := set[k]; ok {
 			if old != t {
+				first := Rule{Address: k.addr, Protocol: k.proto, Port: k.port, NodeIP: old.ip, NodePort: old.port}
 				errs = append(errs, &InvalidRuleError{Rule: r,
-					Reason: fmt.Sprintf("conflicts with rule %s for the same address, protocol and port", first[k])})
+					Reason: fmt.Sprintf("conflicts with rule %s for the same address, protocol and port", first)})
 			}
 			continue
 		}
 		set[k] = t
-		first[k] = r
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("validating rules: %w", errors.Join(errs...))
+		return nil, nil, fmt.Errorf("validating rules: %w", errors.Join(errs...))
 	}
-	return set, nil
+	nodes := make(map[netip.Addr]netip.Addr, len(byAddr))
+	for a, r := range byAddr {
+		nodes[a] = r.NodeIP
+	}
+	return set, nodes, nil
 }
 
 // sortedKeys returns the keys of s in a stable order (family, address,
@@ -185,25 +205,6 @@ func sortedKeys(s ruleSet) []key {
 
 func compareKeys(a, b key) int {
 	return cmp.Or(a.addr.Compare(b.addr), cmp.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port))
-}
-
-// nodesOf returns the node IP each load-balancer address of s is forwarded
-// to; validate guarantees there is one per address.
-func nodesOf(s ruleSet) map[netip.Addr]netip.Addr {
-	nodes := make(map[netip.Addr]netip.Addr)
-	for k, t := range s {
-		nodes[k.addr] = t.ip
-	}
-	return nodes
-}
-
-// portsOf returns the NodePort of each rule of s.
-func portsOf(s ruleSet) map[key]uint16 {
-	ports := make(map[key]uint16, len(s))
-	for k, t := range s {
-		ports[k] = t.port
-	}
-	return ports
 }
 
 // portElement and nodeElement spell the elements of the port and node maps.

@@ -40,7 +40,7 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			set, err := validate(tc.rules)
+			set, _, err := validate(tc.rules)
 			if tc.wantErr == nil {
 				if err != nil {
 					t.Fatalf("validate: %v", err)
