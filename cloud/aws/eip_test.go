@@ -255,3 +255,38 @@ func TestModeSwitch(t *testing.T) {
 		t.Errorf("after switching back: %d NLBs, %d addresses, %d secondaries, annotations %v", len(s.LoadBalancers), len(s.Addresses), secondaries(s), l.kube.annotations())
 	}
 }
+
+// The Service and Nodes handed in come from the service controller's
+// cache: no mode may change them.
+func TestInputsNotMutated(t *testing.T) {
+	for _, mode := range []string{aws.ModeNLB, aws.ModeEIP} {
+		t.Run(mode, func(t *testing.T) {
+			l := newLab(t)
+			l.srv.SetProvisioningDescribes(0)
+			l.addNode("n1", "i-1", "198.18.0.11")
+			l.addNode("n2", "i-2", "198.18.0.12")
+			svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000040", annotate(v1alpha1.AnnotationAWSMode, mode))
+			nodes := l.kube.list()
+			svcBefore := svc.DeepCopy()
+			var nodesBefore []*v1.Node
+			for _, n := range nodes {
+				nodesBefore = append(nodesBefore, n.DeepCopy())
+			}
+			if _, err := l.b.Ensure(l.ctx, svc, nodes); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.b.Update(l.ctx, svc, nodes[:1]); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.b.Delete(l.ctx, svc); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(svcBefore, svc); diff != "" {
+				t.Errorf("Service changed (-before +after):\n%s", diff)
+			}
+			if diff := cmp.Diff(nodesBefore, nodes); diff != "" {
+				t.Errorf("Nodes changed (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
