@@ -10,10 +10,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/cloud/aws/awsdouble"
@@ -29,6 +31,36 @@ func (e *env) awsNode(t *testing.T, srv *awsdouble.Server, name, instance, priva
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// readyOn makes the Service's one EndpointSlice list one ready endpoint
+// on each of the nodes (no endpoint controller runs in this control plane).
+func (e *env) readyOn(t *testing.T, ns, svc string, nodes ...string) {
+	t.Helper()
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: svc + "-e2e", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+	}
+	for i, n := range nodes {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+			Addresses: []string{fmt.Sprintf("198.18.200.%d", i+1)}, NodeName: ptr.To(n),
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+		})
+	}
+	slices := e.kube.DiscoveryV1().EndpointSlices(ns)
+	retryUpdate(t, "EndpointSlice "+es.Name, func(ctx context.Context) error {
+		cur, err := slices.Get(ctx, es.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = slices.Create(ctx, es, metav1.CreateOptions{})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		es.ResourceVersion = cur.ResourceVersion
+		_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
+		return err
+	})
 }
 
 // waitAWS polls the test double's state until ok holds.
@@ -167,10 +199,43 @@ aws:
 			t.Errorf("forwarding annotation on %s for %s after the move; want another node, %s", node2, private, moved.Addresses[0].PrivateIP)
 		}
 		e.waitIngress(t, ns, "cheap", public)
+
+		// Uncordoning does not bring it back: an Elastic IP moves only
+		// when its node stops being eligible.
+		if _, err := e.kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(`{"spec":{"unschedulable":false}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		if s := srv.Snapshot(); len(s.Addresses) != 1 || s.Addresses[0].PrivateIP != moved.Addresses[0].PrivateIP {
+			t.Errorf("after uncordoning %s the Elastic IP moved: %+v", node, s.Addresses)
+		}
+	})
+
+	t.Run("eip with externalTrafficPolicy Local follows the ready endpoints", func(t *testing.T) {
+		e.readyOn(t, ns, "local", "node-3")
+		e.service(t, ns, "local", withAnnotation(v1alpha1.AnnotationAWSMode, "eip"), func(s *corev1.Service) {
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		})
+		waitForwarded := func(want string) {
+			t.Helper()
+			var node string
+			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+				node, _ = e.forwardedOn(t, ns+"/local")
+				return node == want, nil
+			})
+			if err != nil {
+				t.Fatalf("local is forwarded on %q, want %s", node, want)
+			}
+		}
+		waitForwarded("node-3")
+		start := time.Now()
+		e.readyOn(t, ns, "local", "node-4")
+		waitForwarded("node-4")
+		t.Logf("Elastic IP followed the endpoint to node-4 in %v", time.Since(start).Round(time.Millisecond))
 	})
 
 	t.Run("deleting the Services removes every AWS resource", func(t *testing.T) {
-		for _, name := range []string{"web", "cheap"} {
+		for _, name := range []string{"web", "cheap", "local"} {
 			if err := e.kube.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
@@ -182,7 +247,7 @@ aws:
 			}
 			return n == 0
 		})
-		for _, name := range []string{"web", "cheap"} {
+		for _, name := range []string{"web", "cheap", "local"} {
 			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
 				_, err := e.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 				return apierrors.IsNotFound(err), nil
@@ -191,8 +256,10 @@ aws:
 				t.Errorf("Service %s still exists (finalizer kept): %v", name, err)
 			}
 		}
-		if node, _ := e.forwardedOn(t, ns+"/cheap"); node != "" {
-			t.Errorf("forwarding annotation left on %s", node)
+		for _, svc := range []string{"cheap", "local"} {
+			if node, _ := e.forwardedOn(t, ns+"/"+svc); node != "" {
+				t.Errorf("forwarding annotation of %s left on %s", svc, node)
+			}
 		}
 	})
 }

@@ -28,6 +28,15 @@ type Backend struct {
 	mu sync.Mutex
 	// annotate writes the speaker's forwarding annotations on Nodes.
 	annotate Annotator
+	// endpoints tells which nodes run a ready endpoint of a Service, for
+	// externalTrafficPolicy Local in eip mode; nil means unknown.
+	endpoints EndpointSource
+}
+
+// EndpointSource reports the nodes with a ready endpoint of a Service
+// (EndpointSlices in production).
+type EndpointSource interface {
+	NodesWithEndpoints(namespace, name string) (map[string]bool, error)
 }
 
 // NodeSource lists the cluster's Nodes (a lister in production).
@@ -51,10 +60,10 @@ func New(cfg Config, ec2c EC2, elbc ELB, log logr.Logger) (*Backend, error) {
 	return &Backend{cfg: cfg, log: log, ec2: ec2c, elb: elbc}, nil
 }
 
-// SetKubernetes gives the backend its view of Nodes and the means to
-// annotate them (eip mode).
-func (b *Backend) SetKubernetes(nodes NodeSource, annotate Annotator) {
-	b.nodes, b.annotate = nodes, annotate
+// SetKubernetes gives the backend its view of Nodes and endpoints and the
+// means to annotate Nodes (eip mode). endpoints may be nil.
+func (b *Backend) SetKubernetes(nodes NodeSource, annotate Annotator, endpoints EndpointSource) {
+	b.nodes, b.annotate, b.endpoints = nodes, annotate, endpoints
 }
 
 // mode returns the Service's mode, or an error a user can act on.

@@ -104,9 +104,23 @@ func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.No
 	}
 	nodes := b.nodeList(given)
 	cur, hadCur := parsePrivateAddress(fromEC2Tags(addr.Tags)[TagPrivateAddress])
-	target := pickNode(string(svc.UID), cur.Node, nodes)
+	allow, err := b.localNodes(svc)
+	if err != nil {
+		return nil, err
+	}
+	target := pickNode(string(svc.UID), cur.Node, nodes, allow)
+	if target == nil && allow != nil && hadCur {
+		// No node has a ready endpoint: traffic fails wherever the address
+		// is, so it stays where it is rather than churn.
+		b.log.Info("No eligible node has a ready endpoint; the Elastic IP stays", "service", svc.Namespace+"/"+svc.Name, "node", cur.Node)
+		target = pickNode(string(svc.UID), cur.Node, nodes, nil)
+	}
 	if target == nil {
-		return nil, fmt.Errorf("the Elastic IP %s is allocated but no node can take it (Ready, schedulable, not excluded, with an aws:// providerID)", sdk.ToString(addr.PublicIp))
+		why := "Ready, schedulable, not excluded, with an aws:// providerID"
+		if allow != nil {
+			why += ", and for externalTrafficPolicy Local running a ready endpoint"
+		}
+		return nil, fmt.Errorf("the Elastic IP %s is allocated but no node can take it (%s)", sdk.ToString(addr.PublicIp), why)
 	}
 	place, err := b.placePrivate(ctx, addr, cur, target)
 	if err != nil {
@@ -140,6 +154,23 @@ func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.No
 		}
 	}
 	return ipStatus(addr), nil
+}
+
+// localNodes returns, for externalTrafficPolicy Local, the nodes with a
+// ready endpoint of the Service (kube-proxy drops the Service's NodePort
+// traffic on the others); nil means every node will do.
+func (b *Backend) localNodes(svc *v1.Service) (map[string]bool, error) {
+	if svc.Spec.ExternalTrafficPolicy != v1.ServiceExternalTrafficPolicyLocal || b.endpoints == nil {
+		return nil, nil
+	}
+	nodes, err := b.endpoints.NodesWithEndpoints(svc.Namespace, svc.Name)
+	if err != nil {
+		return nil, fmt.Errorf("read the Service's endpoints: %w", err)
+	}
+	if nodes == nil {
+		nodes = map[string]bool{}
+	}
+	return nodes, nil
 }
 
 func (b *Backend) nodeList(given []*v1.Node) []*v1.Node {

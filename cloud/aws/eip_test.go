@@ -174,7 +174,7 @@ func mustBackend(t *testing.T, l *lab, mut func(*aws.Config)) *aws.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.SetKubernetes(l.kube, l.kube)
+	b.SetKubernetes(l.kube, l.kube, l.kube)
 	return b
 }
 
@@ -288,5 +288,42 @@ func TestInputsNotMutated(t *testing.T) {
 				t.Errorf("Nodes changed (-before +after):\n%s", diff)
 			}
 		})
+	}
+}
+
+// externalTrafficPolicy Local: the Elastic IP goes to a node with a ready
+// endpoint and follows the endpoints; with none left it stays put.
+func TestEIPLocalTraffic(t *testing.T) {
+	l := newLab(t)
+	for i, n := range []string{"n1", "n2", "n3"} {
+		l.addNode(n, "i-"+n, netip.AddrFrom4([4]byte{198, 18, 0, byte(11 + i)}).String())
+	}
+	local := func(s *v1.Service) { s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal }
+	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000050", eipMode, local)
+
+	if _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err == nil || !strings.Contains(err.Error(), "ready endpoint") {
+		t.Fatalf("Ensure without endpoints = %v, want an error naming the missing endpoints", err)
+	}
+	for _, step := range []struct {
+		endpoints []string
+		want      string
+	}{
+		{[]string{"n2"}, "n2"},
+		{[]string{"n2", "n3"}, "n2"}, // no move without cause
+		{[]string{"n3"}, "n3"},
+		{nil, "n3"}, // nowhere better: stays
+		{[]string{"n1"}, "n1"},
+	} {
+		l.kube.setEndpoints("default/web", step.endpoints...)
+		st, err := l.b.Ensure(l.ctx, svc, l.kube.list())
+		if err != nil {
+			t.Fatalf("endpoints on %v: %v", step.endpoints, err)
+		}
+		if node, _ := l.mapping(st.Ingress[0].IP); node != step.want {
+			t.Errorf("endpoints on %v: mapped to %s, want %s", step.endpoints, node, step.want)
+		}
+	}
+	if n := secondaries(l.srv.Snapshot()); n != 1 {
+		t.Errorf("%d secondary addresses after the moves, want 1", n)
 	}
 }

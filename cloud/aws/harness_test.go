@@ -56,7 +56,7 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 		t.Fatal(err)
 	}
 	l := &lab{t: t, srv: srv, b: b, ec2: ec2c, elb: elbc, kube: &fakeNodes{nodes: map[string]*v1.Node{}}, ctx: ctx}
-	b.SetKubernetes(l.kube, l.kube)
+	b.SetKubernetes(l.kube, l.kube, l.kube)
 	// Two public subnets in two zones, one internal, one of another cluster.
 	srv.AddSubnet("subnet-a", "vpc-1", "eu-west-1a", "198.18.0.0/24", map[string]string{"kubernetes.io/cluster/prod": "owned", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-b", "vpc-1", "eu-west-1b", "198.18.1.0/24", map[string]string{"kubernetes.io/cluster/prod": "shared", "kubernetes.io/role/elb": "1"})
@@ -110,6 +110,26 @@ type fakeNodes struct {
 	mu      sync.Mutex
 	nodes   map[string]*v1.Node
 	patches int
+	// ready maps namespace/name to the nodes with a ready endpoint.
+	ready map[string]map[string]bool
+}
+
+func (f *fakeNodes) setEndpoints(svc string, nodes ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ready == nil {
+		f.ready = map[string]map[string]bool{}
+	}
+	f.ready[svc] = map[string]bool{}
+	for _, n := range nodes {
+		f.ready[svc][n] = true
+	}
+}
+
+func (f *fakeNodes) NodesWithEndpoints(namespace, name string) (map[string]bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.ready[namespace+"/"+name]), nil
 }
 
 func (f *fakeNodes) put(n *v1.Node) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
@@ -28,6 +30,28 @@ const fieldManager = "berth-ccm"
 type nodeLister struct{ l corelisters.NodeLister }
 
 func (n nodeLister) Nodes() ([]*v1.Node, error) { return n.l.List(labels.Everything()) }
+
+// sliceLister is an EndpointSource backed by an EndpointSlice lister.
+type sliceLister struct {
+	l discoverylisters.EndpointSliceLister
+}
+
+func (s sliceLister) NodesWithEndpoints(namespace, name string) (map[string]bool, error) {
+	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name})
+	slices, err := s.l.EndpointSlices(namespace).List(sel)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, es := range slices {
+		for _, ep := range es.Endpoints {
+			if ep.NodeName != nil && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
+				out[*ep.NodeName] = true
+			}
+		}
+	}
+	return out, nil
+}
 
 // nodePatcher is an Annotator that merge-patches one key at a time, so
 // concurrent writers of other keys are never overwritten.
@@ -45,13 +69,15 @@ func (p nodePatcher) Annotate(ctx context.Context, node, key string, value *stri
 	return err
 }
 
-// Start watches Nodes and Services so that eip mode sees every node's
-// eligibility (the service controller does not call Update when a node is
-// cordoned or turns NotReady) and moves an Elastic IP off a node that
-// lost it. It returns at once; the work ends with ctx.
+// Start watches Nodes, Services and EndpointSlices so that eip mode sees
+// every node's eligibility (the service controller does not call Update
+// when a node is cordoned or turns NotReady) and, for
+// externalTrafficPolicy Local, where the ready endpoints are, and moves an
+// Elastic IP off a node that lost it. It returns at once; the work ends with ctx.
 func (b *Backend) Start(ctx context.Context, kube kubernetes.Interface) error {
 	f := informers.NewSharedInformerFactory(kube, 0)
 	nodes, services := f.Core().V1().Nodes(), f.Core().V1().Services()
+	slices := f.Discovery().V1().EndpointSlices()
 	q := workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.DefaultTypedControllerRateLimiter[string](),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "berth-ccm-eip"})
@@ -67,16 +93,22 @@ func (b *Backend) Start(ctx context.Context, kube kubernetes.Interface) error {
 	if err != nil {
 		return fmt.Errorf("watch nodes: %w", err)
 	}
-	b.SetKubernetes(nodeLister{nodes.Lister()}, nodePatcher{kube})
-	svcLister := services.Lister()
-	services.Informer()
+	svcLister, nodeSource, endpoints := services.Lister(), nodeLister{nodes.Lister()}, sliceLister{slices.Lister()}
+	onSlice := func(obj any) { b.endpointsChanged(obj, svcLister, nodeSource, endpoints, q) }
+	_, err = slices.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: onSlice, UpdateFunc: func(_, obj any) { onSlice(obj) }, DeleteFunc: onSlice,
+	})
+	if err != nil {
+		return fmt.Errorf("watch endpoint slices: %w", err)
+	}
+	b.SetKubernetes(nodeSource, nodePatcher{kube}, endpoints)
 	f.Start(ctx.Done())
 	go func() {
 		defer q.ShutDown()
 		<-ctx.Done()
 	}()
 	go func() {
-		if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced, services.Informer().HasSynced) {
+		if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced, services.Informer().HasSynced, slices.Informer().HasSynced) {
 			return
 		}
 		for b.moveOne(ctx, q, svcLister) {
@@ -101,6 +133,42 @@ func (b *Backend) queueMapped(n *v1.Node, q workqueue.TypedRateLimitingInterface
 	for k, v := range n.Annotations {
 		if strings.HasPrefix(k, v1alpha1.NodeAnnotationForwardPrefix) {
 			q.Add(v)
+		}
+	}
+}
+
+// endpointsChanged queues an eip-mode Service with externalTrafficPolicy
+// Local whose Elastic IP is mapped to a node that no longer runs a ready
+// endpoint, as the Node annotations in the cache tell; no AWS call is made
+// for the others.
+func (b *Backend) endpointsChanged(obj any, services corelisters.ServiceLister, nodes NodeSource, eps EndpointSource, q workqueue.TypedRateLimitingInterface[string]) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	es, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return
+	}
+	name := es.Labels[discoveryv1.LabelServiceName]
+	svc, err := services.Services(es.Namespace).Get(name)
+	if err != nil || svc.Spec.ExternalTrafficPolicy != v1.ServiceExternalTrafficPolicyLocal {
+		return
+	}
+	if mode, err := b.mode(svc); err != nil || mode != ModeEIP {
+		return
+	}
+	local, err := eps.NodesWithEndpoints(es.Namespace, name)
+	all, nerr := nodes.Nodes()
+	if err != nil || nerr != nil {
+		return
+	}
+	key := es.Namespace + "/" + name
+	for _, n := range all {
+		for k, v := range n.Annotations {
+			if strings.HasPrefix(k, v1alpha1.NodeAnnotationForwardPrefix) && v == key && !local[n.Name] {
+				q.Add(key)
+				return
+			}
 		}
 	}
 }

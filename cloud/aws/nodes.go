@@ -62,15 +62,16 @@ func instances(nodes []*v1.Node, keep func(*v1.Node) bool) []string {
 	return out
 }
 
-// pickNode chooses the node for a Service's Elastic IP: the current one
-// while it stays eligible (an Elastic IP never moves without cause), else
-// the highest rendezvous score of Service UID and node name, so choices
-// spread over nodes and do not depend on the order nodes are listed in.
-func pickNode(uid, current string, nodes []*v1.Node) *v1.Node {
+// pickNode chooses the node for a Service's Elastic IP among the eligible
+// nodes that allow passes (nil allows all): the current one while it stays
+// so (an Elastic IP never moves without cause), else the highest
+// rendezvous score of Service UID and node name, so choices spread over
+// nodes and do not depend on the order nodes are listed in.
+func pickNode(uid, current string, nodes []*v1.Node, allow map[string]bool) *v1.Node {
 	var best *v1.Node
 	var bestScore uint64
 	for _, n := range nodes {
-		if !eipNode(n) {
+		if !eipNode(n) || (allow != nil && !allow[n.Name]) {
 			continue
 		}
 		if n.Name == current {
