@@ -108,21 +108,30 @@ func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.No
 	if err != nil {
 		return nil, err
 	}
-	target := pickNode(string(svc.UID), cur.Node, nodes, allow)
-	if target == nil && allow != nil && hadCur {
+	ranked := rankNodes(string(svc.UID), cur.Node, nodes, allow)
+	if len(ranked) == 0 && allow != nil && hadCur {
 		// No node has a ready endpoint: traffic fails wherever the address
 		// is, so it stays where it is rather than churn.
 		b.log.Info("No eligible node has a ready endpoint; the Elastic IP stays", "service", svc.Namespace+"/"+svc.Name, "node", cur.Node)
-		target = pickNode(string(svc.UID), cur.Node, nodes, nil)
+		if ranked = rankNodes(string(svc.UID), cur.Node, nodes, nil); len(ranked) > 1 {
+			ranked = ranked[:1]
+		}
 	}
-	if target == nil {
+	if len(ranked) == 0 {
 		why := "Ready, schedulable, not excluded, with an aws:// providerID"
 		if allow != nil {
 			why += ", and for externalTrafficPolicy Local running a ready endpoint"
 		}
 		return nil, fmt.Errorf("the Elastic IP %s is allocated but no node can take it (%s)", sdk.ToString(addr.PublicIp), why)
 	}
-	place, err := b.placePrivate(ctx, addr, cur, target)
+	var place privateAddress
+	for _, target := range ranked {
+		// A node whose interface is full passes the address to the next.
+		if place, err = b.placePrivate(ctx, addr, cur, target); apiCode(err) != "PrivateIpAddressLimitExceeded" {
+			break
+		}
+		b.log.Info("Node's interface holds no more addresses; trying the next node", "service", svc.Namespace+"/"+svc.Name, "node", target.Name)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -5,8 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/google/go-cmp/cmp"
 	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/cloud/aws"
@@ -325,5 +328,43 @@ func TestEIPLocalTraffic(t *testing.T) {
 	}
 	if n := secondaries(l.srv.Snapshot()); n != 1 {
 		t.Errorf("%d secondary addresses after the moves, want 1", n)
+	}
+}
+
+// A node whose interface holds no more addresses passes the Elastic IP on
+// to the next node; when every interface is full the error says so. Each
+// node is the full one in turn, so that the node ranked first is full in
+// one of the cases.
+func TestEIPFullInterface(t *testing.T) {
+	for _, full := range []string{"n1", "n2"} {
+		t.Run(full+" full", func(t *testing.T) {
+			l := newLab(t)
+			l.srv.SetPrivateIPLimit(2) // the primary and one secondary
+			enis := map[string]string{}
+			for i, n := range []string{"n1", "n2"} {
+				enis[n] = l.srv.AddInstance("i-"+n, "subnet-a", netip.AddrFrom4([4]byte{198, 18, 0, byte(11 + i)}).String())
+				l.kube.put(&v1.Node{
+					ObjectMeta: metav1.ObjectMeta{Name: n},
+					Spec:       v1.NodeSpec{ProviderID: "aws:///eu-west-1a/i-" + n},
+					Status:     v1.NodeStatus{Conditions: []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}}},
+				})
+			}
+			if _, err := l.ec2.AssignPrivateIpAddresses(l.ctx, &ec2.AssignPrivateIpAddressesInput{
+				NetworkInterfaceId: sdk.String(enis[full]), SecondaryPrivateIpAddressCount: sdk.Int32(1),
+			}); err != nil {
+				t.Fatal(err)
+			}
+			st, err := l.b.Ensure(l.ctx, service("a", "0c4b7f3e-aaaa-bbbb-cccc-000000000060", eipMode), l.kube.list())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if node, _ := l.mapping(st.Ingress[0].IP); node == full {
+				t.Errorf("mapped to %s, whose interface is full", node)
+			}
+			_, err = l.b.Ensure(l.ctx, service("b", "0c4b7f3e-aaaa-bbbb-cccc-000000000061", eipMode), l.kube.list())
+			if err == nil || !strings.Contains(err.Error(), "PrivateIpAddressLimitExceeded") {
+				t.Errorf("with every interface full: %v", err)
+			}
+		})
 	}
 }

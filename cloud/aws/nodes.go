@@ -62,26 +62,38 @@ func instances(nodes []*v1.Node, keep func(*v1.Node) bool) []string {
 	return out
 }
 
-// pickNode chooses the node for a Service's Elastic IP among the eligible
-// nodes that allow passes (nil allows all): the current one while it stays
-// so (an Elastic IP never moves without cause), else the highest
-// rendezvous score of Service UID and node name, so choices spread over
-// nodes and do not depend on the order nodes are listed in.
-func pickNode(uid, current string, nodes []*v1.Node, allow map[string]bool) *v1.Node {
-	var best *v1.Node
-	var bestScore uint64
+// rankNodes orders the eligible nodes that allow passes (nil allows all)
+// for a Service's Elastic IP: the current one first while it stays so (an
+// Elastic IP never moves without cause), then by rendezvous score of
+// Service UID and node name, so choices spread over nodes and do not
+// depend on the order nodes are listed in.
+func rankNodes(uid, current string, nodes []*v1.Node, allow map[string]bool) []*v1.Node {
+	type scored struct {
+		n     *v1.Node
+		score uint64
+	}
+	var out []scored
 	for _, n := range nodes {
 		if !eipNode(n) || (allow != nil && !allow[n.Name]) {
 			continue
 		}
-		if n.Name == current {
-			return n
-		}
 		h := fnv.New64a()
 		h.Write([]byte(uid + "/" + n.Name))
-		if s := h.Sum64(); best == nil || s > bestScore || (s == bestScore && n.Name < best.Name) {
-			best, bestScore = n, s
-		}
+		out = append(out, scored{n, h.Sum64()})
 	}
-	return best
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if (a.n.Name == current) != (b.n.Name == current) {
+			return a.n.Name == current
+		}
+		if a.score != b.score {
+			return a.score > b.score
+		}
+		return a.n.Name < b.n.Name
+	})
+	ranked := make([]*v1.Node, len(out))
+	for i, s := range out {
+		ranked[i] = s.n
+	}
+	return ranked
 }
