@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -28,12 +27,7 @@ import (
 // holds it in the double, as AWS delivers an Elastic IP's traffic to the
 // interface that holds the associated private address.
 func TestCCMAWSEIPTraffic(t *testing.T) {
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nft not found: install it with `apt-get install -y nftables` to run the forwarding tests")
-	}
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not found: install it with `apt-get install -y curl` to run the forwarding tests")
-	}
+	requireFwdTools(t)
 	lab := netlab.New(t)
 	e := newEnvWith(t, controlplane.Options{BindAddress: lab.Gateway4})
 	e.namespace(t, speakerNS, nil)
@@ -125,8 +119,7 @@ aws:
 		t.Fatal(err)
 	}
 	waitNoAnswer(t, fl.get, private2, 80, settle)
-	s := waitAWS(t, srv, "no Elastic IP or secondary address left", func(s awsdouble.State) bool {
+	waitAWS(t, srv, "no Elastic IP or secondary address left", func(s awsdouble.State) bool {
 		return len(s.Addresses) == 0 && !slices.ContainsFunc(s.NetworkInterfaces, func(ni awsdouble.NetworkInterface) bool { return len(ni.PrivateIPs) > 1 })
 	})
-	_ = s
 }

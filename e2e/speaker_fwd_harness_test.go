@@ -42,12 +42,7 @@ func newFwdLab(t *testing.T) *fwdLab {
 	t.Helper()
 	started := time.Now()
 	frr.Require(t)
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nft not found: install it with `apt-get install -y nftables` to run the forwarding tests")
-	}
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not found: install it with `apt-get install -y curl` to run the forwarding tests")
-	}
+	requireFwdTools(t)
 	sl := newSpeakerLab(t, 2)
 	r := frr.Start(t, sl.lab, "r1", frr.Config{ASN: routerASN, Neighbors: sl.neighbors(nodeASN, ""), MaximumPaths: 8})
 	fl := &fwdLab{speakerLab: sl, router: r, started: started}
@@ -75,6 +70,17 @@ func newFwdLab(t *testing.T) *fwdLab {
 	waitSessions(t, r, sl.addrs(false), sl.addrs(true))
 	t.Logf("forwarding lab up after %v", time.Since(started))
 	return fl
+}
+
+// requireFwdTools skips the test when nft or curl is missing.
+func requireFwdTools(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("nft not found: install it with `apt-get install -y nftables` to run the forwarding tests")
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not found: install it with `apt-get install -y curl` to run the forwarding tests")
+	}
 }
 
 func mustExec(t testing.TB, h *netlab.Host, argv ...string) string {
