@@ -205,7 +205,13 @@ func serves(svc *v1.Service) bool {
 // current once the initial replay is done (Restore covers those before).
 func (p *Pools) serviceChanged(obj any) {
 	svc, ok := obj.(*v1.Service)
-	if !ok || !p.isReady() || serves(svc) {
+	if !ok || !p.isReady() {
+		return
+	}
+	if serves(svc) {
+		// Served now (after the add-on controller released it, say): what
+		// it showed before is no longer another implementation's.
+		p.alloc.Release(foreignPrefix + config.Key(svc))
 		return
 	}
 	if len(config.CurrentAddresses(svc)) == 0 {
@@ -266,6 +272,9 @@ func (p *Pools) holdForeign(svc *v1.Service) {
 		p.alloc.Release(req.Service)
 		return
 	}
+	// As Current too, so that an address of a pool being deleted or gone
+	// invalid is still held rather than refused.
+	req.Current = req.Requested
 	if _, err := p.alloc.Assign(req); err != nil {
 		p.log.Info("Another implementation's Service holds an address Berth cannot record", "service", config.Key(svc), "err", err.Error())
 	}
@@ -285,6 +294,10 @@ func (p *Pools) assign(svc *v1.Service) ([]allocator.Assignment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("berth: cannot serve this Service (%s): %w", reasonOf(err), err)
 	}
+	// The Service is served now: a record of it as another
+	// implementation's (before a handover) must not block its own
+	// addresses.
+	p.alloc.Release(foreignPrefix + config.Key(svc))
 	got, err := p.alloc.Assign(req)
 	if err != nil {
 		return nil, fmt.Errorf("berth: no address from IPPools (%s): %w", reasonOf(err), err)

@@ -65,3 +65,41 @@ func TestStartWithInformers(t *testing.T) {
 		t.Fatalf("newer = %v, %v; want 192.0.2.1", ips(st), err)
 	}
 }
+
+// TestHandover: an unclassed Service the add-on controller served is
+// recorded as another implementation's; once the add-on releases it
+// (condition and ingress gone), that record goes and its address is free
+// for the plugin again.
+func TestHandover(t *testing.T) {
+	logger, ctx := ktesting.NewTestContext(t)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	kube := kubefake.NewClientset(
+		&v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}},
+		service("web", created(1), ingress("192.0.2.1"), addOn),
+	)
+	p := NewPools(logger)
+	p.Start(ctx, kube, berthfake.NewSimpleClientset(pool("p1", "", "192.0.2.1-192.0.2.2")))
+	lb := &loadBalancers{backend: p}
+	if _, _, err := lb.GetLoadBalancer(ctx, cluster, service("web")); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.alloc.Lookup(foreignPrefix + "default/web"); len(got) != 1 {
+		t.Fatalf("the add-on's address is not recorded: %v", got)
+	}
+	// The add-on controller lets go: its status write removes both.
+	released := service("web", created(1))
+	if _, err := kube.CoreV1().Services("default").UpdateStatus(ctx, released, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		return len(p.alloc.Lookup(foreignPrefix+"default/web")) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("the record of the add-on's holding stayed after the handover: %v", err)
+	}
+	st, err := lb.EnsureLoadBalancer(ctx, cluster, released, nil)
+	if err != nil || cmp.Diff([]string{"192.0.2.1"}, ips(st)) != "" {
+		t.Fatalf("web after the handover = %v, %v; want 192.0.2.1 again", ips(st), err)
+	}
+}

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,13 @@ type Controller struct {
 	written sync.Map
 	// advs is set by WatchAdvertisements.
 	advs *advertisements
+	// foreignMu serialises the updates of foreign holdings (see
+	// syncForeign) and guards foreign.
+	foreignMu sync.Mutex
+	foreign   foreignState
+	// log is the logger of Run, for the Service event handler; written
+	// before ready is set and read only after.
+	log logr.Logger
 }
 
 // rebuildKey in the pool queue asks for the pool configuration to be rebuilt.
@@ -104,13 +112,14 @@ func newController(cfg Config, w writer, rec record.EventRecorder, m *Metrics,
 		poolQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pools"}),
 	}
+	c.foreign = foreignState{tracked: map[string]struct{}{}, claims: map[netip.Addr][]string{}, claimed: map[string][]netip.Addr{}}
 	c.poolConfig.Store(config.For(nil))
 	m.watchQueues(c.svcQueue, c.poolQueue)
 
 	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueueService,
-		UpdateFunc: func(_, obj any) { c.enqueueService(obj) },
-		DeleteFunc: c.enqueueService,
+		AddFunc:    func(obj any) { c.serviceChanged(nil, obj) },
+		UpdateFunc: c.serviceChanged,
+		DeleteFunc: func(obj any) { c.serviceChanged(obj, nil) },
 	}); err != nil {
 		return nil, fmt.Errorf("watch services: %w", err)
 	}
@@ -145,11 +154,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return fmt.Errorf("wait for caches: %w", ctx.Err())
 	}
-	start := time.Now()
-	c.rebuildPools(ctx)
-	n := c.restore(ctx)
-	log.Info("Rebuilt allocations from Service status", "services", n, "duration", time.Since(start))
-	c.ready.Store(true)
+	c.rebuildState(ctx)
 
 	var wg sync.WaitGroup
 	for range c.cfg.Workers {
@@ -163,31 +168,56 @@ func (c *Controller) Run(ctx context.Context) error {
 	return nil
 }
 
-// restore replays every handled Service that already has addresses, oldest
-// first, so that the allocator learns what is taken before any new request
-// is served and, when two Services claim one address, the older keeps it.
-func (c *Controller) restore(ctx context.Context) int {
+// rebuildState loads the pools and replays the Services' addresses, then
+// lets the controller handle changes.
+func (c *Controller) rebuildState(ctx context.Context) {
+	log := logr.FromContextOrDiscard(ctx)
+	start := time.Now()
+	c.log = log
+	c.rebuildPools(ctx)
+	handled, foreign := c.restore(ctx)
+	log.Info("Rebuilt allocations from Service status", "services", handled, "foreign", foreign, "duration", time.Since(start))
+	c.ready.Store(true)
+}
+
+// restore replays every LoadBalancer Service that already has addresses,
+// oldest first, so that the allocator learns what is taken before any new
+// request is served and, when two Services claim one address, the older
+// keeps it. Services the controller handles keep their valid addresses (a
+// newer one that loses an address gets another and an Event saying why);
+// the others' addresses in the pools are recorded as foreign holdings, so
+// an older Service of berth-ccm or any other implementation wins over a
+// newer one of Berth's exactly like an older one of Berth's would.
+func (c *Controller) restore(ctx context.Context) (handled, foreign int) {
 	all, err := c.services.List(labels.Everything())
 	if err != nil {
 		utilruntime.HandleErrorWithContext(ctx, err, "List services from cache")
-		return 0
+		return 0, 0
 	}
 	var held []*corev1.Service
 	for _, svc := range all {
-		if c.handles(svc) && len(config.CurrentAddresses(svc)) > 0 {
+		if (c.handles(svc) || c.isForeign(svc)) && len(config.CurrentAddresses(svc)) > 0 {
 			held = append(held, svc)
 		}
 	}
 	slices.SortFunc(held, olderFirst)
+	log := logr.FromContextOrDiscard(ctx)
 	for _, svc := range held {
-		if err := c.syncService(ctx, config.Key(svc)); err != nil {
-			c.svcQueue.AddRateLimited(config.Key(svc))
+		key := config.Key(svc)
+		if !c.handles(svc) {
+			c.syncForeign(log, key)
+			foreign++
+			continue
+		}
+		handled++
+		if err := c.syncService(ctx, key); err != nil {
+			c.svcQueue.AddRateLimited(key)
 		}
 	}
 	for _, svc := range all {
 		c.svcQueue.Add(config.Key(svc))
 	}
-	return len(held)
+	return handled, foreign
 }
 
 func olderFirst(a, b *corev1.Service) int {
@@ -216,15 +246,6 @@ func (c *Controller) handles(svc *corev1.Service) bool {
 		return c.cfg.HandleUnclassed
 	}
 	return *svc.Spec.LoadBalancerClass == c.cfg.LoadBalancerClass
-}
-
-func (c *Controller) enqueueService(obj any) {
-	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
-	if err != nil {
-		utilruntime.HandleError(err)
-		return
-	}
-	c.svcQueue.Add(key)
 }
 
 func (c *Controller) namespaceChanged(oldObj, newObj any) {

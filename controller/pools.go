@@ -65,6 +65,17 @@ func (c *Controller) rebuildPools(ctx context.Context) {
 		logr.FromContextOrDiscard(ctx).Error(err, "List services from cache")
 		return
 	}
+	// Before any handled Service is looked at again: a new or grown pool
+	// may contain addresses other implementations gave. (Before the first
+	// restore, restore does this, oldest first.)
+	if c.ready.Load() {
+		log := logr.FromContextOrDiscard(ctx)
+		for _, s := range svcs {
+			if c.isForeign(s) {
+				c.syncForeign(log, config.Key(s))
+			}
+		}
+	}
 	for _, s := range svcs {
 		if c.handles(s) {
 			c.svcQueue.Add(config.Key(s))
@@ -93,7 +104,7 @@ func (c *Controller) syncPool(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("get pool from cache: %w", err)
 	}
-	holders := c.alloc.Holders(name)
+	holders, foreign := holderNames(c.alloc.Holders(name))
 	hasFinalizer := slices.Contains(pool.Finalizers, v1alpha1.PoolFinalizer)
 	switch {
 	case pool.DeletionTimestamp == nil && !hasFinalizer:
@@ -106,15 +117,17 @@ func (c *Controller) syncPool(ctx context.Context, name string) error {
 	cp, _ := c.poolConfig.Load().Pool(name)
 	stats, _ := c.alloc.Stats(name)
 	c.metrics.setPool(name, stats)
-	status := poolStatus(pool, cp, stats, holders)
+	status := poolStatus(pool, cp, stats, holders, foreign)
 	if poolStatusEqual(&pool.Status, status) {
 		return nil
 	}
 	return c.writer.applyPoolStatus(ctx, poolApply(name, status))
 }
 
-// poolStatus computes what the pool's status should say.
-func poolStatus(pool *v1alpha1.IPPool, cp *config.Pool, stats allocator.PoolStats, holders []string) *v1alpha1.IPPoolStatus {
+// poolStatus computes what the pool's status should say. holders are all
+// Services holding addresses of the pool; foreign of them are served by
+// another implementation.
+func poolStatus(pool *v1alpha1.IPPool, cp *config.Pool, stats allocator.PoolStats, holders []string, foreign int) *v1alpha1.IPPoolStatus {
 	st := &v1alpha1.IPPoolStatus{ObservedGeneration: pool.Generation, HolderCount: int32(min(len(holders), 1<<30))}
 	st.Holders = holders[:min(len(holders), maxHolders)]
 	set := func(t string, ok bool, reason, msg string) {
@@ -148,6 +161,9 @@ func poolStatus(pool *v1alpha1.IPPool, cp *config.Pool, stats allocator.PoolStat
 		msg := fmt.Sprintf("%d Services hold addresses of this pool: %s", len(holders), strings.Join(holders[:min(len(holders), 10)], ", "))
 		if len(holders) > 10 {
 			msg += ", ..."
+		}
+		if foreign > 0 {
+			msg += fmt.Sprintf(" (%d of them served by another implementation, such as berth-ccm)", foreign)
 		}
 		if pool.DeletionTimestamp != nil {
 			msg += "; deletion waits until they release them"

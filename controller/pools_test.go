@@ -2,6 +2,7 @@ package controller
 
 import (
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,12 +37,14 @@ func TestPoolStatus(t *testing.T) {
 		pool        *v1alpha1.IPPool
 		stats       allocator.PoolStats
 		holders     []string
+		foreign     int
 		wantUsage   string
 		wantV4      *v1alpha1.AddressCounts
 		wantV6      *v1alpha1.AddressCounts
 		wantConds   map[string]metav1.ConditionStatus
 		wantReason  map[string]string
 		wantHolders int32
+		wantInUse   string // part of the InUse message
 	}{
 		{
 			name:      "valid v4 pool in use",
@@ -55,6 +58,21 @@ func TestPoolStatus(t *testing.T) {
 				v1alpha1.PoolConditionInUse: metav1.ConditionTrue,
 			},
 			wantHolders: 2,
+			wantInUse:   "2 Services hold addresses of this pool: a/x, b/y",
+		},
+		{
+			name:      "Services of another implementation count as holders",
+			pool:      pool(),
+			stats:     allocator.PoolStats{IPv4: fam(256, 3)},
+			holders:   []string{"a/x", "b/ccm", "c/ccm"},
+			foreign:   2,
+			wantUsage: "3/256",
+			wantV4:    &v1alpha1.AddressCounts{Total: "256", Used: "3", Free: "253"},
+			wantConds: map[string]metav1.ConditionStatus{
+				v1alpha1.PoolConditionReady: metav1.ConditionTrue, v1alpha1.PoolConditionInUse: metav1.ConditionTrue,
+			},
+			wantHolders: 3,
+			wantInUse:   "a/x, b/ccm, c/ccm (2 of them served by another implementation, such as berth-ccm)",
 		},
 		{
 			name: "dual-stack with a huge IPv6 part and an overlap",
@@ -94,7 +112,7 @@ func TestPoolStatus(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st := poolStatus(tc.pool, cfgPool(tc.pool), tc.stats, tc.holders)
+			st := poolStatus(tc.pool, cfgPool(tc.pool), tc.stats, tc.holders, tc.foreign)
 			if st.Usage != tc.wantUsage {
 				t.Errorf("usage = %q, want %q", st.Usage, tc.wantUsage)
 			}
@@ -115,6 +133,9 @@ func TestPoolStatus(t *testing.T) {
 					t.Errorf("condition %s reason = %+v, want %s", typ, c, want)
 				}
 			}
+			if c := meta.FindStatusCondition(st.Conditions, v1alpha1.PoolConditionInUse); tc.wantInUse != "" && (c == nil || !strings.Contains(c.Message, tc.wantInUse)) {
+				t.Errorf("InUse condition = %+v, want a message containing %q", c, tc.wantInUse)
+			}
 			if st.HolderCount != tc.wantHolders || st.ObservedGeneration != 3 {
 				t.Errorf("holderCount %d observedGeneration %d, want %d and 3", st.HolderCount, st.ObservedGeneration, tc.wantHolders)
 			}
@@ -126,6 +147,38 @@ func TestPoolStatus(t *testing.T) {
 			changed.HolderCount++
 			if poolStatusEqual(st, changed) {
 				t.Errorf("poolStatusEqual ignores holderCount")
+			}
+		})
+	}
+}
+
+func TestHolderNames(t *testing.T) {
+	tests := []struct {
+		name        string
+		ids         []string
+		want        []string
+		wantForeign int
+	}{
+		{name: "none", ids: nil, want: nil},
+		{name: "only Berth's", ids: []string{"a/x", "b/y"}, want: []string{"a/x", "b/y"}},
+		{
+			name:        "foreign ones by name, in order",
+			ids:         []string{"a/x", "c/z", "foreign:b/ccm", "foreign:d/ccm"},
+			want:        []string{"a/x", "b/ccm", "c/z", "d/ccm"},
+			wantForeign: 2,
+		},
+		{
+			name:        "a Service in both roles while it changes hands is listed once",
+			ids:         []string{"a/x", "foreign:a/x"},
+			want:        []string{"a/x"},
+			wantForeign: 1,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, foreign := holderNames(tc.ids)
+			if diff := cmp.Diff(tc.want, got); diff != "" || foreign != tc.wantForeign {
+				t.Errorf("holderNames(%v) = %v, %d; want %v, %d (-want +got):\n%s", tc.ids, got, foreign, tc.want, tc.wantForeign, diff)
 			}
 		})
 	}

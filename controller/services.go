@@ -40,8 +40,9 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 
 	svc, err := c.services.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		c.release(key)
+		c.release(ctx, key)
 		c.written.Delete(key)
+		c.syncForeign(log, key)
 		return nil
 	}
 	if err != nil {
@@ -50,6 +51,9 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	if !c.handles(svc) {
 		return c.unhandle(ctx, svc)
 	}
+	// A Service someone else served until now keeps the addresses it
+	// shows, if valid, once they stop being recorded as someone else's.
+	c.dropForeign(log, key)
 
 	var nsLabels labels.Set
 	if nsObj, err := c.namespaces.Get(ns); err == nil {
@@ -69,6 +73,7 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	}
 
 	c.touchPools(before, got)
+	c.released(log, before, got)
 	wrote, werr := c.writeStatus(ctx, svc, got, cfg, metaCondition(svc, true, v1alpha1.ReasonAllocated, describe(got)))
 	if werr != nil {
 		return werr
@@ -95,7 +100,7 @@ func (c *Controller) failed(ctx context.Context, svc *corev1.Service, cfg *confi
 	}
 	// Otherwise the Service holds nothing, so that it never keeps an
 	// address from a pool it may no longer use.
-	c.release(config.Key(svc))
+	c.release(ctx, config.Key(svc))
 	wrote, werr := c.writeStatus(ctx, svc, nil, cfg, metaCondition(svc, false, reason, msg))
 	if wrote {
 		if len(current) > 0 {
@@ -140,28 +145,34 @@ func (c *Controller) announce(ctx context.Context, svc *corev1.Service, current 
 	}
 }
 
-// unhandle releases a Service that is not (or no longer) Berth's, and takes
-// back the status Berth wrote on it.
+// unhandle releases a Service that is not (or no longer) Berth's, records
+// what its status shows as someone else's, and takes back the status Berth
+// wrote on it.
 func (c *Controller) unhandle(ctx context.Context, svc *corev1.Service) error {
 	key := config.Key(svc)
 	held := c.alloc.Lookup(key)
 	if len(held) > 0 {
-		c.release(key)
+		c.release(ctx, key)
 		c.recorder.Eventf(svc, corev1.EventTypeNormal, eventReleased, "Released %s: the Service is no longer a LoadBalancer handled by Berth", describe(held))
 	}
+	// Also when the event handler did it already: it skips Services it
+	// sees before the state is rebuilt, and ones still recorded as Berth's.
+	c.syncForeign(logr.FromContextOrDiscard(ctx), key)
 	if findCondition(svc) == nil {
 		return nil // nothing of ours on it
 	}
 	return c.writer.clearServiceStatus(ctx, svc.Namespace, svc.Name)
 }
 
-func (c *Controller) release(key string) {
+// release frees everything a Service the controller handles holds.
+func (c *Controller) release(ctx context.Context, key string) {
 	held := c.alloc.Lookup(key)
 	if len(held) == 0 {
 		return
 	}
 	c.alloc.Release(key)
 	c.touchPools(held, nil)
+	c.released(logr.FromContextOrDiscard(ctx), held, nil)
 }
 
 // touchPools schedules a status update of every pool whose use changed.
