@@ -243,38 +243,11 @@ func (p *Pools) isReady() bool {
 // berth-controller) gave a Service, so the plugin never hands them out.
 // Addresses outside every pool are none of the allocator's business.
 func (p *Pools) holdForeign(svc *v1.Service) {
-	cfg := p.cfg.Load()
-	req := allocator.Request{
-		Service:       foreignPrefix + config.Key(svc),
-		Namespace:     svc.Namespace,
-		SharingKey:    strings.TrimSpace(svc.Annotations[v1alpha1.AnnotationSharingKey]),
-		Pools:         cfg.Names(),
-		ExplicitPools: true,
-	}
-	for _, port := range svc.Spec.Ports {
-		proto := string(port.Protocol)
-		if proto == "" {
-			proto = string(v1.ProtocolTCP)
-		}
-		req.Ports = append(req.Ports, allocator.Port{Protocol: proto, Port: port.Port})
-	}
-	for _, a := range config.CurrentAddresses(svc) {
-		f := allocator.IPv6
-		if a.Is4() {
-			f = allocator.IPv4
-		}
-		if _, in := cfg.PoolFor(a); in && !slices.Contains(req.Families, f) {
-			req.Families = append(req.Families, f)
-			req.Requested = append(req.Requested, a)
-		}
-	}
+	req, _ := p.cfg.Load().HoldingRequest(svc, foreignPrefix+config.Key(svc))
 	if len(req.Requested) == 0 {
 		p.alloc.Release(req.Service)
 		return
 	}
-	// As Current too, so that an address of a pool being deleted or gone
-	// invalid is still held rather than refused.
-	req.Current = req.Requested
 	if _, err := p.alloc.Assign(req); err != nil {
 		p.log.Info("Another implementation's Service holds an address Berth cannot record", "service", config.Key(svc), "err", err.Error())
 	}

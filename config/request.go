@@ -47,13 +47,7 @@ func (c *Config) Request(svc *corev1.Service, nsLabels labels.Set) (allocator.Re
 	if req.Requested, err = requested(svc, req.Families); err != nil {
 		return req, err
 	}
-	for _, p := range svc.Spec.Ports {
-		proto := string(p.Protocol)
-		if proto == "" {
-			proto = string(corev1.ProtocolTCP)
-		}
-		req.Ports = append(req.Ports, allocator.Port{Protocol: proto, Port: p.Port})
-	}
+	req.Ports = ports(svc)
 	if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
 		// Services sharing an address under ETP=Local must have the same
 		// backends, or one of them would be announced from nodes without

@@ -12,7 +12,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/berthlb/berth/allocator"
-	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/config"
 )
 
@@ -128,40 +127,8 @@ func (c *Controller) dropForeignLocked(log logr.Logger, key string) {
 // over: the controller never writes to a Service it does not handle.
 func (c *Controller) holdForeign(log logr.Logger, svc *corev1.Service) {
 	key := config.Key(svc)
-	cfg := c.poolConfig.Load()
-	req := allocator.Request{
-		Service:    foreignPrefix + key,
-		Namespace:  svc.Namespace,
-		SharingKey: strings.TrimSpace(svc.Annotations[v1alpha1.AnnotationSharingKey]),
-		Pools:      cfg.Names(),
-		// Every pool, whatever autoAssign or selectors say: the address
-		// is given already, and only its being taken matters.
-		ExplicitPools: true,
-	}
-	for _, p := range svc.Spec.Ports {
-		proto := string(p.Protocol)
-		if proto == "" {
-			proto = string(corev1.ProtocolTCP)
-		}
-		req.Ports = append(req.Ports, allocator.Port{Protocol: proto, Port: p.Port})
-	}
+	req, extra := c.poolConfig.Load().HoldingRequest(svc, foreignPrefix+key)
 	log = log.WithValues("service", klog.KObj(svc))
-	var extra []netip.Addr
-	for _, a := range config.CurrentAddresses(svc) {
-		if _, in := cfg.PoolFor(a); !in {
-			continue // none of Berth's business
-		}
-		f := allocator.IPv6
-		if a.Is4() {
-			f = allocator.IPv4
-		}
-		if slices.Contains(req.Families, f) {
-			extra = append(extra, a)
-			continue
-		}
-		req.Families = append(req.Families, f)
-		req.Requested = append(req.Requested, a)
-	}
 	if len(extra) > 0 {
 		log.Info("A Service served by another implementation shows several addresses of one family in the pools; only the first of each family is kept from being handed out", "ignored", addrList(extra))
 	}
@@ -169,10 +136,6 @@ func (c *Controller) holdForeign(log logr.Logger, svc *corev1.Service) {
 		c.dropForeignLocked(log, key)
 		return
 	}
-	// As Current too, so that an address of a pool being deleted or gone
-	// invalid counts as held rather than as a new request that a draining
-	// pool refuses.
-	req.Current = req.Requested
 	before := c.alloc.Lookup(req.Service)
 	got, err := c.alloc.Assign(req)
 	if err != nil {
