@@ -17,7 +17,10 @@ import (
 
 	"github.com/mdlayher/arp"
 	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/e2e/netlab"
 )
 
@@ -35,8 +38,8 @@ type l2Lab struct {
 }
 
 // newL2Lab builds n nodes and a client, starts the controller and creates
-// the membership key; the speakers are started by startL2Speakers.
-func newL2Lab(t *testing.T, n int) *l2Lab {
+// the membership key; the speakers are started by startL2Speaker.
+func newL2Lab(t testing.TB, n int) *l2Lab {
 	t.Helper()
 	netlab.RequireRoot(t)
 	for _, tool := range []string{"arping", "ping", "nft"} {
@@ -54,11 +57,96 @@ func newL2Lab(t *testing.T, n int) *l2Lab {
 	return l
 }
 
-// startL2Speaker runs n's speaker with layer 2 only; owner is the test that
-// outlives it (see startSpeaker).
-func (l *l2Lab) startL2Speaker(t, owner *testing.T, n *labNode) {
+// startL2Speaker runs n's speaker with layer 2 only, and extra flags;
+// owner is the test that outlives it (see startSpeaker).
+func (l *l2Lab) startL2Speaker(t, owner testing.TB, n *labNode, extra ...string) {
 	t.Helper()
-	n.speaker = startSpeaker(t, owner, l.e, n, "--bgp=false", "--l2", "--memberlist-port=7946")
+	n.speaker = startSpeaker(t, owner, l.e, n, append([]string{"--bgp=false", "--l2", "--memberlist-port=7946"}, extra...)...)
+}
+
+// dualStack creates n dual-stack LoadBalancer Services prefix0.. in
+// namespace ns and returns their IPv4 and IPv6 addresses, in creation
+// order.
+func (l *l2Lab) dualStack(tb testing.TB, ns, prefix string, n int) (v4s, v6s []netip.Addr) {
+	tb.Helper()
+	policy := corev1.IPFamilyPolicyRequireDualStack
+	for i := range n {
+		s := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s%d", prefix, i)},
+			Spec: corev1.ServiceSpec{
+				Type: corev1.ServiceTypeLoadBalancer, IPFamilyPolicy: &policy,
+				IPFamilies: []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol},
+				Selector:   map[string]string{"app": prefix},
+				Ports:      []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
+			},
+		}
+		if _, err := l.e.kube.CoreV1().Services(ns).Create(tb.Context(), s, metav1.CreateOptions{}); err != nil {
+			tb.Fatalf("create Service %s/%s: %v", ns, s.Name, err)
+		}
+	}
+	for i := range n {
+		name := fmt.Sprintf("%s%d", prefix, i)
+		var got []netip.Addr
+		poll(tb, settle, "addresses of Service "+ns+"/"+name, func() error {
+			s, err := l.e.kube.CoreV1().Services(ns).Get(tb.Context(), name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if got = addrs(s); len(got) != 2 {
+				return fmt.Errorf("addresses %v", got)
+			}
+			return nil
+		})
+		v4, v6 := split(got)
+		v4s, v6s = append(v4s, v4), append(v6s, v6)
+	}
+	return v4s, v6s
+}
+
+// l2Pool creates pool "l2" with a /27 and a /120 of the lab's subnets, and
+// an L2Advertisement "l2" of it with spec's other fields.
+func (l *l2Lab) l2Pool(tb testing.TB, spec v1alpha1.L2AdvertisementSpec) {
+	tb.Helper()
+	a4 := l.lab.Prefix4.Addr().As4()
+	a4[3] = 192
+	a6 := l.lab.Prefix6.Addr().As16()
+	a6[14] = 0xff
+	pool4 := netip.PrefixFrom(netip.AddrFrom4(a4), 27)
+	pool6 := netip.PrefixFrom(netip.AddrFrom16(a6), 120)
+	l.e.pool(tb, "l2", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(pool4.String()), v1alpha1.AddressRange(pool6.String())}})
+	spec.IPPools = []string{"l2"}
+	l.advertiseL2("l2", spec)
+}
+
+// failover takes victim down with down, waits until each of owned (IPv4
+// addresses it answers for) is answered by another MAC at the client,
+// checks that two MACs never answered at once, then brings the victim back
+// with up and waits until it answers for owned again. It returns, per
+// address, the time from down until the client's first reply from another
+// node.
+func (l *l2Lab) failover(tb testing.TB, probe *arpProbe, owned []netip.Addr, victim *labNode, down, up func(*labNode)) []time.Duration {
+	tb.Helper()
+	mac := hostMAC(tb, victim.host)
+	at := time.Now()
+	down(victim)
+	var ds []time.Duration
+	for _, a := range owned {
+		ds = append(ds, probe.waitMAC(tb, a, at, mac, "", settle))
+	}
+	// Let the probe see a few more rounds, to catch a late answer from
+	// the victim.
+	time.Sleep(100 * time.Millisecond)
+	for _, a := range owned {
+		if o, spans := probe.overlap(a, at); o > 0 {
+			tb.Errorf("%s answered by two MACs for %v: %v", a, o, l.spans(spans))
+		}
+	}
+	up(victim)
+	l.waitMembers(tb, len(l.nodes))
+	for _, a := range owned {
+		probe.waitMAC(tb, a, time.Now(), "", mac, settle)
+	}
+	return ds
 }
 
 // hostMAC returns h's eth0 MAC, lower case.
@@ -104,6 +192,16 @@ func (l *l2Lab) waitMembers(t testing.TB, want int, nodes ...*labNode) time.Dura
 	})
 }
 
+// ndisc6 asks from namespace ns, on eth0, who has the IPv6 address a and
+// returns the MACs that answered within half a second, lower case, sorted,
+// each once.
+func ndisc6(ns string, a netip.Addr) []string {
+	out, _ := exec.Command("ip", "netns", "exec", ns, "ndisc6", "-q", "-m", "-n", "-r", "2", "-w", "500", a.String(), "eth0").Output()
+	macs := strings.Fields(strings.ToLower(string(out)))
+	slices.Sort(macs)
+	return slices.Compact(macs)
+}
+
 var arpingReply = regexp.MustCompile(`(?i)reply from \S+ \[([0-9a-f:]+)\]`)
 
 // arping asks twice, broadcasting both times, who has addr, with the real
@@ -117,20 +215,24 @@ func (l *l2Lab) arping(addr netip.Addr) []string {
 	return macs
 }
 
-// ndpOwner asks the client's kernel who has the IPv6 addr (flush the entry,
-// ping, read the entry) and returns the MAC, "" if none: ndisc6 ignores the
-// Responder's advertisements because they are not sourced from the target
-// (see l2/integration_test.go).
-func (l *l2Lab) ndpOwner(addr netip.Addr) string {
+// ndpAnswers asks from the client who has the IPv6 addr, with ndisc6 -m,
+// and returns the MACs that answered, lower case, sorted, each once (an
+// owner's unsolicited advertisements show too). Without ndisc6 it asks the
+// client's kernel (flush the entry, ping, read the entry), which knows one
+// MAC at most.
+func (l *l2Lab) ndpAnswers(addr netip.Addr) []string {
 	ns := l.client.Netns
+	if _, err := exec.LookPath("ndisc6"); err == nil {
+		return ndisc6(ns, addr)
+	}
 	_ = exec.Command("ip", "-n", ns, "neigh", "flush", "to", addr.String(), "dev", "eth0").Run()
 	_ = exec.Command("ip", "netns", "exec", ns, "ping", "-6", "-c", "1", "-W", "1", addr.String()).Run()
 	out, _ := exec.Command("ip", "-n", ns, "neigh", "show", addr.String(), "dev", "eth0").Output()
 	f := strings.Fields(string(out))
 	if i := slices.Index(f, "lladdr"); i >= 0 && i+1 < len(f) {
-		return strings.ToLower(f[i+1])
+		return []string{strings.ToLower(f[i+1])}
 	}
-	return ""
+	return nil
 }
 
 // arpReply is one ARP reply the probe saw.

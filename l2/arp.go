@@ -29,10 +29,13 @@ func (c *arpConn) Read() (request, error) {
 		if err != nil {
 			return request{}, fmt.Errorf("reading ARP: %w", err)
 		}
-		if p.Operation != arp.OperationRequest {
+		// Gratuitous ARP, request or reply: sender and target are both
+		// the announced address.
+		announce := p.SenderIP == p.TargetIP
+		if p.Operation != arp.OperationRequest && !announce {
 			continue
 		}
-		return request{Target: p.TargetIP, SenderMAC: p.SenderHardwareAddr, raw: p}, nil
+		return request{Target: p.TargetIP, SenderMAC: p.SenderHardwareAddr, Announce: announce, raw: p}, nil
 	}
 }
 

@@ -10,39 +10,50 @@
 //     live, eligible nodes. Every node computes it alone; with the same view
 //     of the membership all agree, and a node joining or leaving moves only
 //     the addresses it gains or loses.
-//   - Members (members.go) is the view of which speakers are alive:
-//     hashicorp/memberlist on UDP/TCP port 7946, every message authenticated
-//     and encrypted with a shared key (16, 24 or 32 bytes, from a Secret),
-//     tuned to declare a crashed node dead in about 0.9-1.2 s (measured:
-//     p50 1.0 s on loopback, 0.88 s across network namespaces, 3 nodes).
+//   - Members (members.go, liveness.go, heartbeat.go) is the view of which
+//     speakers are alive and whether this one may answer at all.
+//     hashicorp/memberlist on UDP/TCP port 7946 finds the speakers and
+//     carries every message authenticated and encrypted with a shared key
+//     (16, 24 or 32 bytes, from a Secret); the decisions come from
+//     heartbeats every HeartbeatInterval, each echoing the others' newest
+//     heartbeats (liveness.go). A crashed node is declared dead DeadAfter
+//     (0.7 s) after its last heartbeat.
 //   - Responder (responder.go, arp.go, ndp.go) answers for the addresses it
-//     is given with SetOwned, and announces gained addresses with
-//     gratuitous ARP / unsolicited overriding NA at 0, 250 ms, 500 ms, 1 s
-//     and 2 s. Its sockets are raw: the speaker needs CAP_NET_RAW (and runs
-//     on the host network).
+//     is given with Set, and announces gained addresses with gratuitous
+//     ARP / unsolicited overriding NA at 0, 250 ms, 500 ms, 1 s and 2 s,
+//     except quiet ones (being handed over), which it answers only until
+//     another node announces them. A gate checked before every packet
+//     keeps it silent while the node has no lease. Its sockets are raw:
+//     the speaker needs CAP_NET_RAW (and runs on the host network).
 //
 // # Being sure it is the owner
 //
 // A node answers for an address only while both hold:
 //
 //  1. Owner(addr, eligible ∩ Members()) is this node, computed from its
-//     current view; and
-//  2. Members.Quorate(): it has heard a heartbeat within HeardWithin from
-//     a strict majority of the last known membership (itself included),
-//     and, if it was given peers, it has met at least one of them since it
-//     started. Heartbeats (every HeartbeatInterval, over memberlist's
-//     authenticated transport) rather than memberlist's member list,
-//     because failure detection is asymmetric after a partition: the cut
-//     off node gets no confirmations of its suspicions and declares the
-//     others dead 2-4 s after the majority declared it dead (measured in
-//     the speaker's e2e tests); it must fall silent first.
+//     current view, Members() being the nodes heard of within DeadAfter,
+//     directly or through another node's first-hand report, whose newest
+//     heartbeat said they hold their lease; and
+//  2. it holds its lease (Members.Lease): a strict majority of the last
+//     known membership, itself included, echoed one of its heartbeats sent
+//     less than QuorumLease ago, and RegainHoldDown passed since it last
+//     regained the lease; if it was given peers, it has met one.
 //
-// The speaker recomputes both on every Members.Changes signal, every
-// change of Quorate (polled: losing heartbeats is not a membership event)
-// and every Service change, and calls Responder.SetOwned with the result; SetOwned
-// guarantees that once it returns nothing more is sent for a dropped
-// address. On a move the old owner's view changes at about the same time as
-// the new owner's; the speaker should apply losses before gains.
+// Since DeadAfter exceeds QuorumLease and majorities intersect, a node that
+// everyone it talks to has not heard of for DeadAfter has lost its lease
+// QuorumLease after its last echoed heartbeat: it is silent before anyone
+// takes its addresses over (the argument is in liveness.go; the timeline in
+// docs/layer2.md). Memberlist's own failure detection is not used: it is
+// asymmetric after a partition (the cut-off node declares the others dead
+// 2-4 s after the majority declared it dead).
+//
+// The speaker recomputes both on every Members.Changes signal (which also
+// fires when only time changed the answer: a silence reaching DeadAfter, a
+// lease running out) and every Service change, and calls Responder.Set
+// with the result; Set guarantees that once it returns nothing more is
+// sent for a dropped address. The Responder's gate
+// (ResponderConfig.Gate) checks the lease right before each packet, so a
+// node whose sync loop is slow still falls silent on time.
 //
 // # Split brain
 //
@@ -52,24 +63,19 @@
 // its addresses: two nodes answer, the neighbours' caches flap between two
 // MACs, and traffic is black-holed half the time. Condition 2 is the
 // safeguard, and the choice made here is the strict one: a node without
-// quorum stops answering altogether, for every address, including those it
-// owned before the partition.
+// the lease stops answering altogether, for every address, including those
+// it owned before the partition.
 //
 // The last known membership is every node seen alive since start that was
 // not removed with Members.Forget. A crashed node therefore keeps counting
 // until the speaker forgets it, which it should do when the Node is deleted
-// from Kubernetes (or is no longer eligible); a graceful Leave is not
-// distinguishable from a crash by memberlist's event API, so it is treated
-// the same.
+// from Kubernetes; a node that left with Members.Leave is dead to the
+// others at once (it says goodbye) but stays known.
 //
 // Trade-offs of this choice:
 //
 //   - The majority side keeps serving every address; the minority side
-//     serves none, so no address is ever answered twice for longer than the
-//     failure detection skew (both sides declare each other dead after the
-//     same suspicion timeout, so the overlap is at most a few probe
-//     intervals; a speaker may add a short hold-down before taking over to
-//     make the minority stop first).
+//     serves none, and falls silent before the majority takes over.
 //   - With two nodes, losing either leaves 1 of 2: no quorum, and all L2
 //     addresses go dark until the dead node is forgotten. Two-node clusters
 //     should use BGP, or accept this, or forget the failed node from the
@@ -90,6 +96,8 @@
 // only on the interfaces its filter selects (default: every up,
 // non-loopback interface with a MAC), and only for addresses it was given.
 // The ARP socket of an interface needs an IPv4 address on it, and the NDP
-// socket a link-local address; interfaces without them are retried at each
-// rescan.
+// socket a usable link-local address; a socket that fails to open is
+// retried a second later. Neighbor Advertisements are sent from the target
+// address (IPV6_FREEBIND), as the kernel would if it were assigned; the
+// address is still never added.
 package l2

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -41,36 +42,36 @@ type MembersConfig struct {
 	Peers []string
 }
 
-// Members is this node's view of which speakers are alive, kept by
-// hashicorp/memberlist (SWIM with Lifeguard) tuned for a LAN. Its methods are
-// safe for concurrent use.
+// Members is this node's view of which speakers are alive and whether it
+// may answer at all (see liveness). Memberlist (SWIM with Lifeguard) finds
+// the nodes, keeps their addresses and carries the heartbeats, encrypted
+// and authenticated with the shared key; its own failure detection decides
+// nothing here, because it is asymmetric after a partition (see Quorate).
+// Its methods are safe for concurrent use.
 type Members struct {
 	name    string
-	peers   []string
 	ml      *memberlist.Memberlist
+	peers   []string
 	changes chan struct{}
 
-	mu sync.Mutex
-	// known is the last known membership for the quorum: every node
-	// seen alive and not forgotten.
-	known map[string]bool
-	// heard is when each other node's last heartbeat (or join) arrived.
-	heard map[string]time.Time
-	// stop ends the heartbeats.
+	mu   sync.Mutex
+	live *liveness
+	// addrs are the members' addresses, for heartbeats; a node stays
+	// here while it is down, so that it hears from the others as soon as
+	// it is back, until it is forgotten.
+	addrs map[string]*memberlist.Node
+
+	// kick makes the heartbeat loop send at once.
+	kick chan struct{}
+	// stop ends the heartbeats and the watch.
 	stop     chan struct{}
 	stopOnce sync.Once
-	// contacted is set once another node was seen alive; until then a
-	// node with Peers is not quorate, so that a node booting on the
-	// wrong side of a partition never claims anything.
-	contacted bool
 }
 
-// memberlistConfig is memberlist's LAN profile, tightened for fast failover.
-// A dead node is suspected after a missed direct probe and missed indirect
-// probes (ProbeInterval + ProbeTimeout, about 300 ms), then declared dead
-// after the suspicion timeout: SuspicionMult x ProbeInterval = 600 ms once
-// another node confirms the suspicion, up to SuspicionMaxTimeoutMult times
-// that (1.8 s) without confirmation. See doc.go for measured values.
+// memberlistConfig is memberlist's LAN profile with quicker probes and
+// gossip, so that a node joining or coming back is known within a second
+// or so. Failure detection is the heartbeats' job (liveness.go):
+// memberlist's suspicion rounds are not on the failover path any more.
 func memberlistConfig(cfg MembersConfig) *memberlist.Config {
 	c := memberlist.DefaultLANConfig()
 	c.Name = cfg.NodeName
@@ -87,18 +88,9 @@ func memberlistConfig(cfg MembersConfig) *memberlist.Config {
 	c.GossipVerifyIncoming = true
 	c.GossipVerifyOutgoing = true
 
-	// LAN round trips are well under a millisecond; 100 ms leaves room
-	// for a busy node's scheduling and GC pauses. Lifeguard's awareness
-	// (AwarenessMaxMultiplier, kept at 8) stretches these on a node that
-	// is itself slow, so an overloaded node does not accuse healthy ones.
-	c.ProbeInterval = 200 * time.Millisecond
-	c.ProbeTimeout = 100 * time.Millisecond
-	c.SuspicionMult = 3
-	c.SuspicionMaxTimeoutMult = 3
-	// Gossip fast so that suspicions, refutations and deaths spread
-	// within a probe interval.
-	c.GossipInterval = 50 * time.Millisecond
-	c.GossipNodes = 3
+	c.ProbeInterval = 500 * time.Millisecond
+	c.ProbeTimeout = 250 * time.Millisecond
+	c.GossipInterval = 100 * time.Millisecond
 	c.GossipToTheDeadTime = 5 * time.Second
 	c.PushPullInterval = 15 * time.Second
 	c.TCPTimeout = 2 * time.Second
@@ -122,8 +114,9 @@ func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 		name:    cfg.NodeName,
 		peers:   slices.Clone(cfg.Peers),
 		changes: make(chan struct{}, 1),
-		known:   map[string]bool{cfg.NodeName: true},
-		heard:   map[string]time.Time{},
+		live:    newLiveness(cfg.NodeName, rand.Uint64(), time.Now(), defaultTiming(), len(cfg.Peers) > 0),
+		addrs:   map[string]*memberlist.Node{},
+		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 	}
 	c := memberlistConfig(cfg)
@@ -137,13 +130,14 @@ func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 	}
 	m.ml = ml
 	go m.heartbeats(m.stop)
+	go m.watch(m.stop)
 	return m, nil
 }
 
 // Join contacts the configured peers and exchanges state with those that
-// answer, and returns how many did. It fails only if none answered; a peer with another key never
-// answers. Memberlist keeps the cluster together afterwards, so Join is
-// needed once, and again only after a failure.
+// answer, and returns how many did. It fails only if none answered; a peer
+// with another key never answers. Memberlist keeps the cluster together
+// afterwards, so Join is needed once, and again only after a failure.
 func (m *Members) Join() (int, error) {
 	n, err := m.ml.Join(m.peers)
 	if err != nil {
@@ -153,7 +147,7 @@ func (m *Members) Join() (int, error) {
 }
 
 // JoinAddrs is Join with other "host:port" addresses, for meeting nodes
-// that were not peers at start or that this node declared dead (after a
+// that were not peers at start or that memberlist declared dead (after a
 // partition heals, say); the configured peers are unchanged.
 func (m *Members) JoinAddrs(addrs []string) (int, error) {
 	n, err := m.ml.Join(addrs)
@@ -164,17 +158,12 @@ func (m *Members) JoinAddrs(addrs []string) (int, error) {
 }
 
 // Members returns the names of the nodes alive in this node's view,
-// including itself, sorted. It is the nodes argument of Owner.
+// including itself, sorted: those heard from within DeadAfter, directly or
+// through another node's report. It is the nodes argument of Owner.
 func (m *Members) Members() []string {
-	ms := m.ml.Members()
-	out := make([]string, 0, len(ms))
-	for _, n := range ms {
-		// Suspected nodes are still listed: suspicion is how memberlist
-		// waits for a refutation before declaring a death.
-		out = append(out, n.Name)
-	}
-	slices.Sort(out)
-	return out
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live.alive(time.Now())
 }
 
 // Known returns the last known membership that the quorum is counted
@@ -182,12 +171,7 @@ func (m *Members) Members() []string {
 func (m *Members) Known() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]string, 0, len(m.known))
-	for n := range m.known {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
+	return m.live.knownNodes()
 }
 
 // Forget removes nodes from the last known membership, so that their
@@ -195,66 +179,46 @@ func (m *Members) Known() []string {
 // Node is deleted from Kubernetes; a node that failed stays known until then.
 func (m *Members) Forget(names ...string) {
 	m.mu.Lock()
+	m.live.forget(time.Now(), names...)
 	for _, n := range names {
 		if n != m.name {
-			delete(m.known, n)
+			delete(m.addrs, n)
 		}
 	}
 	m.mu.Unlock()
 	m.notify()
 }
 
-// Quorate reports whether this node may answer for anything: it has heard
-// from a strict majority of the last known membership within
-// HeardWithin (itself included), and, when it has peers, it has met at
-// least one of them. See doc.go.
+// Quorate reports whether this node may answer for anything: a strict
+// majority of the last known membership, itself included, echoed one of
+// its heartbeats sent less than QuorumLease ago; when it has peers, it has
+// met one; and RegainHoldDown has passed since it last regained that
+// lease. See liveness and doc.go.
 //
 // It does not rely on memberlist's failure detection, which is asymmetric
 // after a partition: the majority confirms its suspicions and declares the
 // lost node dead in about a second, while the lost node, which gets no
 // confirmations and whose probes Lifeguard slows down, takes two to four
-// seconds to declare the others dead. Counting memberlist's members would
-// leave both sides answering meanwhile. Instead every node sends every
-// other a small authenticated heartbeat each HeartbeatInterval; a node that
-// hears from too few peers stops within HeardWithin, before the majority
-// takes over. Losing quorum this way is not signalled on Changes: poll
-// Quorate (every 50 ms or so).
+// seconds to declare the others dead.
 func (m *Members) Quorate() bool {
-	alive := map[string]bool{}
-	for _, n := range m.ml.Members() {
-		alive[n.Name] = true
-	}
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.peers) > 0 && !m.contacted {
-		return false
-	}
-	live := []string{m.name}
-	for n, at := range m.heard {
-		if alive[n] && now.Sub(at) < HeardWithin {
-			live = append(live, n)
-		}
-	}
-	return hasQuorum(live, m.known)
+	_, ok := m.Lease()
+	return ok
 }
 
-// HeartbeatInterval is how often a node sends every other node a heartbeat;
-// HeardWithin is how recent the last one must be for the sender to count
-// towards the quorum. HeardWithin tolerates five lost or late heartbeats in
-// a row (a loaded node must not lose its quorum for nothing) and is still
-// shorter than the majority's failure detection (about 0.9 s), so a cut-off
-// node falls silent before the others take over its addresses.
-const (
-	HeartbeatInterval = 100 * time.Millisecond
-	HeardWithin       = 600 * time.Millisecond
-)
+// Lease returns Quorate and the lease's generation, which changes every
+// time the lease is regained after it lapsed. A caller that decided what to
+// answer for under one generation must not answer under another: the
+// Responder's gate compares them (see the speaker).
+func (m *Members) Lease() (generation uint64, quorate bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live.lease(time.Now())
+}
 
-// heartbeats sends a heartbeat to every other member each
+// heartbeats sends a heartbeat to every other known node each
 // HeartbeatInterval until stop is closed. They go over memberlist's
 // transport, so they are authenticated and encrypted with the shared key.
 func (m *Members) heartbeats(stop <-chan struct{}) {
-	msg := append([]byte(heartbeatPrefix), m.name...)
 	t := time.NewTicker(HeartbeatInterval)
 	defer t.Stop()
 	for {
@@ -262,25 +226,55 @@ func (m *Members) heartbeats(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
+		case <-m.kick:
 		}
-		for _, n := range m.ml.Members() {
-			if n.Name != m.name {
-				_ = m.ml.SendBestEffort(n, msg)
-			}
+		m.send(func(l *liveness) heartbeat { return l.heartbeat(time.Now()) })
+	}
+}
+
+// send encodes the heartbeat build returns and sends it to every other node
+// with a known address.
+func (m *Members) send(build func(*liveness) heartbeat) {
+	m.mu.Lock()
+	msgs := encodeHeartbeats(build(m.live))
+	to := make([]*memberlist.Node, 0, len(m.addrs))
+	for _, n := range m.addrs {
+		to = append(to, n)
+	}
+	m.mu.Unlock()
+	for _, n := range to {
+		for _, b := range msgs {
+			_ = m.ml.SendBestEffort(n, b)
 		}
 	}
 }
 
-const heartbeatPrefix = "berth-hb:"
+// WatchInterval is how often Members looks for changes that only the
+// passing of time makes: a node's silence reaching DeadAfter, the lease
+// running out, the hold-down ending.
+const WatchInterval = 20 * time.Millisecond
 
-// heard records that name is reachable.
-func (m *Members) heardFrom(name string) {
-	if name == m.name {
-		return
+// watch signals Changes when Members or Lease change by themselves.
+func (m *Members) watch(stop <-chan struct{}) {
+	t := time.NewTicker(WatchInterval)
+	defer t.Stop()
+	var last string
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		m.mu.Lock()
+		gen, ok := m.live.lease(now)
+		state := fmt.Sprint(gen, ok, m.live.alive(now))
+		m.mu.Unlock()
+		if state != last {
+			last = state
+			m.notify()
+		}
 	}
-	m.mu.Lock()
-	m.heard[name] = time.Now()
-	m.mu.Unlock()
 }
 
 // delegate is Members as a memberlist.Delegate: it receives heartbeats and
@@ -290,8 +284,28 @@ type delegate Members
 func (d *delegate) NodeMeta(int) []byte { return nil }
 
 func (d *delegate) NotifyMsg(b []byte) {
-	if name, ok := strings.CutPrefix(string(b), heartbeatPrefix); ok {
-		(*Members)(d).heardFrom(name)
+	if !isHeartbeat(b) {
+		return
+	}
+	hb, err := decodeHeartbeat(b)
+	if err != nil {
+		return
+	}
+	m := (*Members)(d)
+	m.mu.Lock()
+	changed := m.live.receive(time.Now(), hb)
+	regained := m.live.takeRegained()
+	m.mu.Unlock()
+	if regained {
+		// Tell the others at once that this node is back, well
+		// before its hold-down ends.
+		select {
+		case m.kick <- struct{}{}:
+		default:
+		}
+	}
+	if changed || regained {
+		m.notify()
 	}
 }
 
@@ -299,28 +313,26 @@ func (d *delegate) GetBroadcasts(int, int) [][]byte     { return nil }
 func (d *delegate) LocalState(bool) []byte              { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, _ bool) {}
 
-// hasQuorum reports whether more than half of known is in live.
-func hasQuorum(live []string, known map[string]bool) bool {
-	n := 0
-	for _, l := range live {
-		if known[l] {
-			n++
-		}
-	}
-	return 2*n > len(known)
-}
-
-// Changes receives a value after the membership or the known set changed;
-// changes that arrive while one is pending are coalesced. The receiver
-// re-reads Members and Quorate.
+// Changes receives a value after Members, Known, Quorate or the lease's
+// generation changed, within WatchInterval; changes that arrive while one
+// is pending are coalesced. The receiver re-reads what it needs.
 func (m *Members) Changes() <-chan struct{} { return m.changes }
 
 // Leave tells the others this node is going away on purpose, so they take
-// over its addresses at once instead of after failure detection, then stops
-// the protocol. Use it on a clean shutdown, after the Responder stopped
-// answering. The node stays in the others' known membership (see Forget).
+// over its addresses at once instead of after DeadAfter, then stops the
+// protocol. From the call on the node is not quorate. Use it on a clean
+// shutdown, after the Responder stopped answering. The node stays in the
+// others' known membership (see Forget).
 func (m *Members) Leave(timeout time.Duration) error {
 	m.stopOnce.Do(func() { close(m.stop) })
+	var bye heartbeat
+	m.mu.Lock()
+	bye = m.live.leave(time.Now())
+	m.mu.Unlock()
+	// Twice: a lost goodbye costs the others DeadAfter.
+	for range 2 {
+		m.send(func(*liveness) heartbeat { return bye })
+	}
 	if err := m.ml.Leave(timeout); err != nil {
 		_ = m.ml.Shutdown()
 		return fmt.Errorf("leaving memberlist: %w", err)
@@ -335,6 +347,9 @@ func (m *Members) Leave(timeout time.Duration) error {
 // detect a failure.
 func (m *Members) Shutdown() error {
 	m.stopOnce.Do(func() { close(m.stop) })
+	m.mu.Lock()
+	m.live.leave(time.Now())
+	m.mu.Unlock()
 	if err := m.ml.Shutdown(); err != nil {
 		return fmt.Errorf("stopping memberlist: %w", err)
 	}
@@ -352,24 +367,37 @@ func (m *Members) notify() {
 // from one goroutine at a time.
 type events Members
 
+// NotifyJoin adds the node to the known membership and the address book.
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	m := (*Members)(e)
 	m.mu.Lock()
-	m.known[n.Name] = true
+	m.live.join(time.Now(), n.Name)
 	if n.Name != m.name {
-		m.contacted = true
-		m.heard[n.Name] = time.Now()
+		c := *n
+		m.addrs[n.Name] = &c
 	}
 	m.mu.Unlock()
 	m.notify()
 }
 
-// NotifyLeave does not touch the known membership, even for a graceful
-// leave: memberlist does not tell the delegate which it was, and keeping a
-// node known only makes the quorum stricter. Forget drops it.
-func (e *events) NotifyLeave(*memberlist.Node) { (*Members)(e).notify() }
+// NotifyLeave changes nothing: a node memberlist declares dead or that
+// left stays known (which only makes the quorum stricter) and keeps getting
+// heartbeats, until Forget. Whether it is alive is the heartbeats' call.
+func (e *events) NotifyLeave(*memberlist.Node) {}
 
-func (e *events) NotifyUpdate(*memberlist.Node) { (*Members)(e).notify() }
+// NotifyUpdate follows a node's new address.
+func (e *events) NotifyUpdate(n *memberlist.Node) {
+	m := (*Members)(e)
+	if n.Name == m.name {
+		return
+	}
+	m.mu.Lock()
+	if _, ok := m.addrs[n.Name]; ok {
+		c := *n
+		m.addrs[n.Name] = &c
+	}
+	m.mu.Unlock()
+}
 
 // logWriter turns memberlist's "[LEVEL] memberlist: message" lines into
 // logr calls.

@@ -11,37 +11,6 @@ import (
 	"k8s.io/klog/v2/ktesting"
 )
 
-func TestHasQuorum(t *testing.T) {
-	set := func(s ...string) map[string]bool {
-		m := map[string]bool{}
-		for _, n := range s {
-			m[n] = true
-		}
-		return m
-	}
-	tests := []struct {
-		name  string
-		live  []string
-		known map[string]bool
-		want  bool
-	}{
-		{name: "alone and alone known", live: []string{"a"}, known: set("a"), want: true},
-		{name: "all of three", live: []string{"a", "b", "c"}, known: set("a", "b", "c"), want: true},
-		{name: "two of three", live: []string{"a", "b"}, known: set("a", "b", "c"), want: true},
-		{name: "one of three", live: []string{"a"}, known: set("a", "b", "c"), want: false},
-		{name: "half of four is not a majority", live: []string{"a", "b"}, known: set("a", "b", "c", "d"), want: false},
-		{name: "one of two", live: []string{"a"}, known: set("a", "b"), want: false},
-		{name: "live nodes not known do not count", live: []string{"a", "x", "y"}, known: set("a", "b", "c"), want: false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := hasQuorum(tc.live, tc.known); got != tc.want {
-				t.Errorf("hasQuorum(%v, %v) = %v, want %v", tc.live, tc.known, got, tc.want)
-			}
-		})
-	}
-}
-
 var testKey = []byte("0123456789abcdef0123456789abcdef")
 
 func freePort(t *testing.T) int {
@@ -98,6 +67,18 @@ func waitMembers(t *testing.T, m *Members, want []string, within time.Duration) 
 	return time.Since(start)
 }
 
+// waitQuorate waits until m's Quorate is want.
+func waitQuorate(t *testing.T, m *Members, want bool, within time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for m.Quorate() != want {
+		if time.Since(start) > within {
+			t.Fatalf("%s: Quorate() is not %v after %v (members %v, known %v)", m.name, want, within, m.Members(), m.Known())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestMembersValidation(t *testing.T) {
 	_, ctx := ktesting.NewTestContext(t)
 	for _, cfg := range []MembersConfig{
@@ -117,9 +98,7 @@ func TestMembersFailureAndQuorum(t *testing.T) {
 	all := []string{"node-0", "node-1", "node-2"}
 	for _, m := range ms {
 		waitMembers(t, m, all, 5*time.Second)
-		if !m.Quorate() {
-			t.Errorf("%s not quorate with everyone alive", m.name)
-		}
+		waitQuorate(t, m, true, time.Second)
 	}
 	// A crash (no Leave): the others notice, and keep quorum (2 of 3).
 	start := time.Now()
@@ -141,29 +120,27 @@ func TestMembersFailureAndQuorum(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMembers(t, ms[0], all[:1], 10*time.Second)
-	if ms[0].Quorate() {
-		t.Error("1 of 3 alive must not be quorate")
-	}
+	waitQuorate(t, ms[0], false, QuorumLease)
 	// Kubernetes says node-2 is gone for good: 1 of 2 is still no quorum.
 	ms[0].Forget("node-2")
 	if ms[0].Quorate() {
 		t.Error("1 of 2 must not be quorate")
 	}
 	ms[0].Forget("node-1", "node-0") // forgetting oneself is ignored
-	if !ms[0].Quorate() {
-		t.Errorf("alone and the only known node (%v) must be quorate", ms[0].Known())
-	}
+	// Quorate again, alone, once the hold-down has passed.
+	waitQuorate(t, ms[0], true, RegainHoldDown+100*time.Millisecond)
 }
 
 func TestMembersGracefulLeave(t *testing.T) {
 	ms := startMembers(t, 3, testKey)
 	all := []string{"node-0", "node-1", "node-2"}
 	waitMembers(t, ms[0], all, 5*time.Second)
+	waitQuorate(t, ms[0], true, time.Second)
 	if err := ms[2].Leave(time.Second); err != nil {
 		t.Fatal(err)
 	}
-	// No failure detection to wait for: well under a probe cycle.
-	d := waitMembers(t, ms[0], all[:2], time.Second)
+	// No failure detection to wait for: the goodbye is enough.
+	d := waitMembers(t, ms[0], all[:2], DeadAfter/2)
 	t.Logf("graceful leave seen after %v", d)
 	if got := ms[0].Known(); !slices.Equal(got, all) {
 		t.Errorf("Known() = %v, a node that left stays known until forgotten", got)

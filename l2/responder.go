@@ -3,18 +3,14 @@ package l2
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"path"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/mdlayher/ndp"
 )
 
 // defaultAnnounce is when, after gaining an address, the Responder sends a
@@ -42,14 +38,25 @@ type ResponderConfig struct {
 	Announce []time.Duration
 	// Rescan overrides DefaultRescan.
 	Rescan time.Duration
+	// Gate, if set, is asked right before every reply and announcement,
+	// with the Responder's lock held; nothing is sent while it returns
+	// false. The speaker passes the membership lease, so that a node that
+	// lost it falls silent at that instant, however late its own sync
+	// loop runs. It must be fast and must not call the Responder.
+	Gate func() bool
 }
 
 // request is an ARP request or a Neighbor Solicitation: who has Target?
+// Or, with Announce, another node's gratuitous ARP or unsolicited Neighbor
+// Advertisement: Target is at SenderMAC.
 type request struct {
 	Target netip.Addr
 	// SenderMAC is the asker's link-layer address; nil when an NS carries
-	// no source link-layer option.
+	// no source link-layer option. For an announcement, the announced
+	// address.
 	SenderMAC net.HardwareAddr
+	// Announce marks an announcement, which is never answered.
+	Announce bool
 	// raw is what the socket needs to reply; only the socket reads it.
 	raw any
 }
@@ -80,7 +87,7 @@ type dialFunc func(ifi net.Interface, v6 bool) (linkConn, error)
 // arrived on. It never adds an address to an interface. Its sockets need
 // CAP_NET_RAW.
 //
-// SetOwned may be called at any time, before or during Run.
+// Set may be called at any time, before or during Run.
 type Responder struct {
 	cfg        ResponderConfig
 	dial       dialFunc
@@ -100,8 +107,9 @@ type Responder struct {
 	links   map[linkKey]*link
 }
 
-// announcement is the gratuitous burst for one owned address; its ctx is
-// cancelled when the address is lost.
+// announcement is one owned address: where it is answered, and its
+// gratuitous burst, whose ctx is cancelled when the address is lost or
+// goes quiet.
 type announcement struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -109,6 +117,26 @@ type announcement struct {
 	// names or shell patterns; empty means every interface the Responder
 	// serves.
 	ifaces []string
+	// quiet: answered, never announced.
+	quiet bool
+	// yielded: quiet, and another node announced the address since, so
+	// it is no longer answered either.
+	yielded bool
+}
+
+// Ownership is how the Responder treats one address it answers for.
+type Ownership struct {
+	// Interfaces restricts the address to the interfaces matching one of
+	// these names or shell patterns; nil means every interface the
+	// Responder serves.
+	Interfaces []string
+	// Quiet answers requests for the address but sends no gratuitous
+	// announcements, and stops those under way; and once another node
+	// announces the address, it stops answering too. It is for an address
+	// being handed over to another node: this node covers until the new
+	// owner speaks up, and must not undo its announcements afterwards
+	// (a client that got both answers could keep the old one).
+	Quiet bool
 }
 
 // on reports whether the address may be answered and announced on l.
@@ -122,23 +150,6 @@ func (ann *announcement) on(l *link) bool {
 		}
 	}
 	return false
-}
-
-type linkKey struct {
-	name  string
-	index int
-	v6    bool
-}
-
-type link struct {
-	linkKey
-	mac    net.HardwareAddr
-	conn   linkConn
-	closed atomic.Bool
-	// groups counts owned addresses per solicited-node group: addresses
-	// sharing their low 24 bits share a group, which is left only when
-	// the last of them is lost.
-	groups map[netip.Addr]int
 }
 
 // NewResponder returns a Responder that opens real ARP and NDP sockets.
@@ -166,50 +177,6 @@ func newResponder(cfg ResponderConfig, dial dialFunc, interfaces func() ([]net.I
 	}
 }
 
-func dialLink(ifi net.Interface, v6 bool) (linkConn, error) {
-	if v6 {
-		return dialNDP(&ifi)
-	}
-	return dialARP(&ifi)
-}
-
-// Run opens the sockets and answers until ctx is done, then closes them and
-// returns nil. It logs through the logr.Logger in ctx. It may be called once.
-func (r *Responder) Run(ctx context.Context) error {
-	r.mu.Lock()
-	if r.running {
-		r.mu.Unlock()
-		return errors.New("l2: Responder.Run called twice")
-	}
-	r.running = true
-	r.log = logr.FromContextOrDiscard(ctx).WithName("l2-responder")
-	r.mu.Unlock()
-	defer r.shutdown()
-
-	t := time.NewTicker(r.cfg.Rescan)
-	defer t.Stop()
-	for {
-		if err := r.syncLinks(); err != nil {
-			r.log.Error(err, "Listing interfaces")
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-func (r *Responder) shutdown() {
-	r.stop()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for k, l := range r.links {
-		r.closeLink(l)
-		delete(r.links, k)
-	}
-}
-
 // SetOwned declares the complete set of addresses this node answers for,
 // on every interface it serves. See SetOwnedOn.
 func (r *Responder) SetOwned(addrs []netip.Addr) {
@@ -223,22 +190,37 @@ func (r *Responder) SetOwned(addrs []netip.Addr) {
 // SetOwnedOn declares the complete set of addresses this node answers for,
 // each restricted to the interfaces matching its list of names or shell
 // patterns (an empty list means every interface the Responder serves).
-// Addresses gained are announced at once and again at the configured
-// offsets; addresses lost are no longer answered nor announced once
-// SetOwnedOn returns; an address whose interfaces changed is dropped and
-// gained again. Invalid addresses are ignored; IPv4-mapped IPv6 addresses
-// count as IPv4.
+// See Set.
 func (r *Responder) SetOwnedOn(addrs map[netip.Addr][]string) {
-	want := make(map[netip.Addr][]string, len(addrs))
+	m := make(map[netip.Addr]Ownership, len(addrs))
 	for a, ifaces := range addrs {
+		m[a] = Ownership{Interfaces: ifaces}
+	}
+	r.Set(m)
+}
+
+// Set declares the complete set of addresses this node answers for.
+// Addresses gained are announced at once and again at the configured
+// offsets, unless quiet; addresses lost are no longer answered nor
+// announced once Set returns; an address whose interfaces changed is
+// dropped and gained again; one that goes quiet stops being announced, and
+// one that stops being quiet is announced as if gained. Invalid addresses
+// are ignored; IPv4-mapped IPv6 addresses count as IPv4.
+func (r *Responder) Set(addrs map[netip.Addr]Ownership) {
+	want := make(map[netip.Addr]Ownership, len(addrs))
+	for a, o := range addrs {
 		if a.IsValid() {
-			want[a.Unmap().WithZone("")] = ifaces
+			want[a.Unmap().WithZone("")] = o
 		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for a, ann := range r.owned {
-		if ifaces, ok := want[a]; ok && slices.Equal(ifaces, ann.ifaces) {
+		o, ok := want[a]
+		if ok && slices.Equal(o.Interfaces, ann.ifaces) {
+			if o.Quiet != ann.quiet {
+				r.requiet(a, ann, o.Quiet)
+			}
 			continue
 		}
 		ann.cancel()
@@ -250,12 +232,12 @@ func (r *Responder) SetOwnedOn(addrs map[netip.Addr][]string) {
 		}
 		r.log.V(1).Info("Stopped answering", "address", a)
 	}
-	for a, ifaces := range want {
+	for a, o := range want {
 		if _, ok := r.owned[a]; ok {
 			continue
 		}
 		ctx, cancel := context.WithCancel(r.base)
-		ann := &announcement{ctx: ctx, cancel: cancel, ifaces: slices.Clone(ifaces)}
+		ann := &announcement{ctx: ctx, cancel: cancel, ifaces: slices.Clone(o.Interfaces), quiet: o.Quiet}
 		r.owned[a] = ann
 		var links []*link
 		for _, l := range r.links {
@@ -266,10 +248,30 @@ func (r *Responder) SetOwnedOn(addrs map[netip.Addr][]string) {
 				}
 			}
 		}
-		if len(links) > 0 {
-			go r.announce(ann, a, links)
+		if len(links) > 0 && !o.Quiet {
+			go r.announce(ann.ctx, a, links)
 		}
-		r.log.V(1).Info("Answering", "address", a, "links", len(links))
+		r.log.V(1).Info("Answering", "address", a, "links", len(links), "quiet", o.Quiet)
+	}
+}
+
+// requiet stops a's announcements, or starts them again as for a gain.
+// The caller holds r.mu.
+func (r *Responder) requiet(a netip.Addr, ann *announcement, quiet bool) {
+	ann.cancel()
+	ann.ctx, ann.cancel = context.WithCancel(r.base)
+	ann.quiet, ann.yielded = quiet, false
+	if quiet {
+		return
+	}
+	var links []*link
+	for _, l := range r.links {
+		if l.v6 == a.Is6() && ann.on(l) {
+			links = append(links, l)
+		}
+	}
+	if len(links) > 0 {
+		go r.announce(ann.ctx, a, links)
 	}
 }
 
@@ -303,23 +305,31 @@ func (r *Responder) Links() []string {
 }
 
 // announce sends the gratuitous burst for a on links, stopping as soon as a
-// is lost.
-func (r *Responder) announce(ann *announcement, a netip.Addr, links []*link) {
+// is lost or goes quiet.
+// ctx is the announcement's at the time of the gain (the caller holds
+// r.mu): a later requiet replaces it.
+func (r *Responder) announce(ctx context.Context, a netip.Addr, links []*link) {
 	start := time.Now()
 	for _, off := range r.cfg.Announce {
 		if d := time.Until(start.Add(off)); d > 0 {
 			t := time.NewTimer(d)
 			select {
-			case <-ann.ctx.Done():
+			case <-ctx.Done():
 				t.Stop()
 				return
 			case <-t.C:
 			}
 		}
 		r.mu.Lock()
-		if ann.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			r.mu.Unlock()
 			return
+		}
+		if !r.open() {
+			// Skipped, not cancelled: the lease may come back
+			// before the next one is due.
+			r.mu.Unlock()
+			continue
 		}
 		for _, l := range links {
 			if l.closed.Load() {
@@ -331,6 +341,11 @@ func (r *Responder) announce(ann *announcement, a netip.Addr, links []*link) {
 		}
 		r.mu.Unlock()
 	}
+}
+
+// open reports whether the gate lets packets out. The caller holds r.mu.
+func (r *Responder) open() bool {
+	return r.cfg.Gate == nil || r.cfg.Gate()
 }
 
 // shouldAnswer is the whole answering policy. The caller holds r.mu.
@@ -345,14 +360,18 @@ func (r *Responder) shouldAnswer(l *link, req request) bool {
 		return false
 	}
 	ann, ok := r.owned[t]
-	return ok && ann.on(l)
+	return ok && ann.on(l) && !ann.yielded
 }
 
 func (r *Responder) handle(l *link, req request) {
 	req.Target = req.Target.Unmap().WithZone("")
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if l.closed.Load() || !r.shouldAnswer(l, req) {
+	if req.Announce {
+		r.yield(l, req)
+		return
+	}
+	if l.closed.Load() || !r.shouldAnswer(l, req) || !r.open() {
 		return
 	}
 	if err := l.conn.Reply(req); err != nil {
@@ -360,148 +379,13 @@ func (r *Responder) handle(l *link, req request) {
 	}
 }
 
-// serve reads requests on l until l is closed.
-func (r *Responder) serve(l *link) {
-	failures := 0
-	for {
-		req, err := l.conn.Read()
-		if l.closed.Load() {
-			return
-		}
-		if err != nil {
-			// A link going down makes reads fail until the next rescan
-			// closes it; do not spin meanwhile.
-			failures++
-			if failures == 1 || failures%100 == 0 {
-				r.log.Error(err, "Reading", "interface", l.name, "v6", l.v6, "failures", failures)
-			}
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		failures = 0
-		r.handle(l, req)
-	}
-}
-
-// matches reports whether the interface is eligible under cfg.Interfaces.
-func (r *Responder) matches(ifi net.Interface) bool {
-	if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagLoopback != 0 || len(ifi.HardwareAddr) != 6 {
-		return false
-	}
-	if len(r.cfg.Interfaces) == 0 {
-		return true
-	}
-	for _, p := range r.cfg.Interfaces {
-		if ok, _ := path.Match(p, ifi.Name); ok || p == ifi.Name {
-			return true
-		}
-	}
-	return false
-}
-
-// syncLinks opens sockets on eligible interfaces that have none and closes
-// those whose interface went away or stopped matching.
-func (r *Responder) syncLinks() error {
-	ifs, err := r.interfaces()
-	if err != nil {
-		return fmt.Errorf("listing interfaces: %w", err)
-	}
-	want := map[linkKey]net.Interface{}
-	for _, ifi := range ifs {
-		if r.matches(ifi) {
-			for _, v6 := range []bool{false, true} {
-				want[linkKey{name: ifi.Name, index: ifi.Index, v6: v6}] = ifi
-			}
-		}
-	}
-	r.mu.Lock()
-	for k, l := range r.links {
-		if _, ok := want[k]; !ok {
-			r.closeLink(l)
-			delete(r.links, k)
-			r.log.Info("Closed socket", "interface", k.name, "v6", k.v6)
-		}
-	}
-	var missing []linkKey
-	for k := range want {
-		if _, ok := r.links[k]; !ok {
-			missing = append(missing, k)
-		}
-	}
-	r.mu.Unlock()
-
-	for _, k := range missing {
-		ifi := want[k]
-		conn, err := r.dial(ifi, k.v6)
-		if err != nil {
-			// Typically NDP before the link-local address is usable;
-			// the next rescan retries.
-			r.log.Error(err, "Opening socket", "interface", k.name, "v6", k.v6)
-			continue
-		}
-		r.addLink(&link{linkKey: k, mac: ifi.HardwareAddr, conn: conn, groups: map[netip.Addr]int{}})
-	}
-	return nil
-}
-
-// addLink starts serving l and announces every owned address of its family
-// on it.
-func (r *Responder) addLink(l *link) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.base.Err() != nil {
-		_ = l.conn.Close()
+// yield stops answering for a quiet address that another node announced
+// on l. The caller holds r.mu.
+func (r *Responder) yield(l *link, req request) {
+	ann, ok := r.owned[req.Target]
+	if !ok || !ann.quiet || ann.yielded || !ann.on(l) || bytes.Equal(req.SenderMAC, l.mac) {
 		return
 	}
-	r.links[l.linkKey] = l
-	r.log.Info("Opened socket", "interface", l.name, "v6", l.v6)
-	go r.serve(l)
-	for a, ann := range r.owned {
-		if a.Is6() != l.v6 || !ann.on(l) {
-			continue
-		}
-		if l.v6 {
-			r.join(l, a)
-		}
-		go r.announce(ann, a, []*link{l})
-	}
-}
-
-// closeLink closes l; the caller holds r.mu and removes it from r.links.
-func (r *Responder) closeLink(l *link) {
-	l.closed.Store(true)
-	if err := l.conn.Close(); err != nil {
-		r.log.Error(err, "Closing socket", "interface", l.name, "v6", l.v6)
-	}
-}
-
-// join and leave keep one membership per solicited-node group on l. The
-// caller holds r.mu.
-func (r *Responder) join(l *link, a netip.Addr) {
-	g, err := ndp.SolicitedNodeMulticast(a)
-	if err != nil {
-		return
-	}
-	l.groups[g]++
-	if l.groups[g] > 1 {
-		return
-	}
-	if err := l.conn.JoinGroup(g); err != nil {
-		r.log.Error(err, "Joining solicited-node group", "group", g, "interface", l.name)
-	}
-}
-
-func (r *Responder) leave(l *link, a netip.Addr) {
-	g, err := ndp.SolicitedNodeMulticast(a)
-	if err != nil || l.groups[g] == 0 {
-		return
-	}
-	l.groups[g]--
-	if l.groups[g] > 0 {
-		return
-	}
-	delete(l.groups, g)
-	if err := l.conn.LeaveGroup(g); err != nil {
-		r.log.Error(err, "Leaving solicited-node group", "group", g, "interface", l.name)
-	}
+	ann.yielded = true
+	r.log.V(1).Info("Another node announced an address being handed over; no longer answering", "address", req.Target, "interface", l.name, "mac", req.SenderMAC)
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,6 +97,8 @@ type fakeNet struct {
 	mu    sync.Mutex
 	conns map[bool]*fakeConn // by v6
 	ifs   []net.Interface
+	// failV6 is how many NDP dials fail before one succeeds.
+	failV6 int
 }
 
 func newFakeNet() *fakeNet {
@@ -114,6 +117,10 @@ func (n *fakeNet) dial(ifi net.Interface, v6 bool) (linkConn, error) {
 	defer n.mu.Unlock()
 	if ifi.Name != "eth0" {
 		return nil, fmt.Errorf("unexpected dial on %s", ifi.Name)
+	}
+	if v6 && n.failV6 > 0 {
+		n.failV6--
+		return nil, errors.New("no IPv6 link-local address")
 	}
 	c := newFakeConn()
 	n.conns[v6] = c
@@ -142,10 +149,18 @@ func (n *fakeNet) conn(t *testing.T, v6 bool) *fakeConn {
 // schedule.
 func startResponder(t *testing.T, announce []time.Duration) (*Responder, *fakeNet) {
 	t.Helper()
+	return startResponderWith(t, ResponderConfig{Announce: announce})
+}
+
+// startResponderWith is startResponder with a configuration; Rescan is
+// always an hour.
+func startResponderWith(t *testing.T, cfg ResponderConfig) (*Responder, *fakeNet) {
+	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
 	ctx, cancel := context.WithCancel(ctx)
 	n := newFakeNet()
-	r := newResponder(ResponderConfig{Announce: announce, Rescan: time.Hour}, n.dial, n.interfaces)
+	cfg.Rescan = time.Hour
+	r := newResponder(cfg, n.dial, n.interfaces)
 	done := make(chan error)
 	go func() { done <- r.Run(ctx) }()
 	t.Cleanup(func() {
@@ -221,6 +236,97 @@ func TestResponderStopsAnsweringAtOnce(t *testing.T) {
 	}
 	if got := r.Owned(); len(got) != 0 {
 		t.Errorf("Owned() = %v, want none", got)
+	}
+}
+
+// TestResponderGate checks that a closed gate silences replies and
+// announcements at once, without forgetting what is owned.
+func TestResponderGate(t *testing.T) {
+	var open atomic.Bool
+	open.Store(true)
+	r, n := startResponderWith(t, ResponderConfig{
+		Announce: []time.Duration{0, 30 * time.Millisecond, 60 * time.Millisecond},
+		Gate:     open.Load,
+	})
+	a := addrs("198.51.100.1")
+	c := n.conn(t, false)
+	r.SetOwned(a)
+	waitFor(t, "first announcement", func() bool { _, sent, _ := c.snapshot(); return len(sent) == 1 })
+	open.Store(false)
+	ask(c, request{Target: a[0], SenderMAC: theirMAC})
+	time.Sleep(100 * time.Millisecond) // both later announcements are due
+	replies, sent, _ := c.snapshot()
+	if len(replies) != 0 || len(sent) != 1 {
+		t.Errorf("gate closed: %d replies, %d announcements; want 0 and the 1 sent before", len(replies), len(sent))
+	}
+	open.Store(true)
+	ask(c, request{Target: a[0], SenderMAC: theirMAC})
+	if replies, _, _ := c.snapshot(); len(replies) != 1 {
+		t.Errorf("gate open again: %d replies, want 1", len(replies))
+	}
+}
+
+// TestResponderQuiet checks that a quiet address is answered but not
+// announced, that going quiet stops a burst under way, and that leaving
+// quiet announces again.
+func TestResponderQuiet(t *testing.T) {
+	r, n := startResponder(t, []time.Duration{0, 40 * time.Millisecond, 80 * time.Millisecond})
+	a := addrs("198.51.100.1")[0]
+	c := n.conn(t, false)
+	r.Set(map[netip.Addr]Ownership{a: {}})
+	waitFor(t, "first announcement", func() bool { _, sent, _ := c.snapshot(); return len(sent) >= 1 })
+	r.Set(map[netip.Addr]Ownership{a: {Quiet: true}})
+	_, before, _ := c.snapshot()
+	time.Sleep(150 * time.Millisecond)
+	ask(c, request{Target: a, SenderMAC: theirMAC})
+	replies, sent, _ := c.snapshot()
+	if len(sent) != len(before) || len(replies) != 1 {
+		t.Errorf("quiet: %d announcements (had %d before going quiet), %d replies; want no new announcement and 1 reply", len(sent), len(before), len(replies))
+	}
+	r.Set(map[netip.Addr]Ownership{a: {}})
+	waitFor(t, "announcements after leaving quiet", func() bool { _, s, _ := c.snapshot(); return len(s) >= len(before)+3 })
+	// A quiet gain is never announced.
+	b := addrs("198.51.100.2")[0]
+	r.Set(map[netip.Addr]Ownership{a: {}, b: {Quiet: true}})
+	time.Sleep(150 * time.Millisecond)
+	if _, sent, _ := c.snapshot(); slices.Contains(sent, b) {
+		t.Errorf("quiet gain announced: %v", sent)
+	}
+}
+
+// TestResponderYields checks that a quiet address stops being answered
+// once another node announces it, and that an owned one does not.
+func TestResponderYields(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8::1")
+	tests := []struct {
+		name  string
+		quiet bool
+		from  net.HardwareAddr
+		want  int // replies to the request after the announcement
+	}{
+		{name: "quiet, another node announces", quiet: true, from: theirMAC, want: 0},
+		{name: "quiet, its own announcement echoed", quiet: true, from: ourMAC, want: 1},
+		{name: "owned, another node announces", from: theirMAC, want: 1},
+	}
+	for _, tc := range tests {
+		for _, a := range []netip.Addr{v4, v6} {
+			t.Run(tc.name+"/"+a.String(), func(t *testing.T) {
+				r, n := startResponder(t, []time.Duration{0})
+				c := n.conn(t, a.Is6())
+				r.Set(map[netip.Addr]Ownership{a: {Quiet: tc.quiet}})
+				ask(c, request{Target: a, SenderMAC: tc.from, Announce: true})
+				ask(c, request{Target: a, SenderMAC: theirMAC})
+				if replies, _, _ := c.snapshot(); len(replies) != tc.want {
+					t.Errorf("%d replies, want %d", len(replies), tc.want)
+				}
+				// Owned again (the handover was cancelled): answered.
+				r.Set(map[netip.Addr]Ownership{a: {}})
+				ask(c, request{Target: a, SenderMAC: theirMAC})
+				if replies, _, _ := c.snapshot(); len(replies) != tc.want+1 {
+					t.Errorf("owned again: %d replies, want %d", len(replies), tc.want+1)
+				}
+			})
+		}
 	}
 }
 
@@ -366,12 +472,30 @@ func TestResponderInterfaceFilter(t *testing.T) {
 	}
 }
 
+// TestResponderRetriesFailedDial checks that a socket that failed to open
+// (a link-local address still tentative) is retried within seconds, not at
+// the next rescan (an hour here).
+func TestResponderRetriesFailedDial(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n := newFakeNet()
+	n.failV6 = 1
+	r := newResponder(ResponderConfig{Rescan: time.Hour}, n.dial, n.interfaces)
+	go func() { _ = r.Run(ctx) }()
+	start := time.Now()
+	n.conn(t, true)
+	if d := time.Since(start); d < retryDial/2 {
+		t.Errorf("NDP socket opened after %v although the first dial failed", d)
+	}
+}
+
 func TestResponderLinkGoesAway(t *testing.T) {
 	r, n := startResponder(t, []time.Duration{0})
 	n.mu.Lock()
 	n.ifs = n.ifs[:1]
 	n.mu.Unlock()
-	if err := r.syncLinks(); err != nil {
+	if _, err := r.syncLinks(); err != nil {
 		t.Fatal(err)
 	}
 	if got := r.Links(); len(got) != 0 {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -30,15 +31,18 @@ const DefaultHandover = time.Second
 type membership interface {
 	Members() []string
 	Known() []string
-	Quorate() bool
+	// Lease returns the lease's generation and whether this node is
+	// quorate (l2.Members.Lease).
+	Lease() (generation uint64, quorate bool)
 	Forget(names ...string)
 }
 
 // l2Responder is what the speaker needs of l2.Responder.
 type l2Responder interface {
-	// SetOwnedOn answers for exactly these addresses, each on the
-	// interfaces matching its names or patterns (nil: every interface).
-	SetOwnedOn(addrs map[netip.Addr][]string)
+	// Set answers for exactly these addresses, each on the interfaces
+	// matching its names or patterns (nil: every interface), and
+	// announces those that are not quiet.
+	Set(addrs map[netip.Addr]l2.Ownership)
 }
 
 // ownerEvents tells users which node answers for a Service's address.
@@ -57,15 +61,61 @@ type l2State struct {
 	// until holds the addresses kept after a planned move, with the time
 	// they are dropped.
 	until map[netip.Addr]time.Time
+	// staged holds gained addresses kept back for one sync; see stage.
+	staged map[netip.Addr]bool
+	// applied is the lease generation owned was computed under; see gate.
+	applied atomic.Uint64
 }
 
 func newL2State(m membership, r l2Responder, handover time.Duration) *l2State {
-	return &l2State{members: m, resp: r, handover: handover, owned: map[netip.Addr]bool{}, until: map[netip.Addr]time.Time{}}
+	return &l2State{
+		members: m, resp: r, handover: handover,
+		owned: map[netip.Addr]bool{}, until: map[netip.Addr]time.Time{}, staged: map[netip.Addr]bool{},
+	}
+}
+
+// stage keeps gained addresses out of want for one sync, and reports
+// whether it kept any: the caller syncs again at once. The sync that
+// stages an address installs its forwarding rules (the plan forwards what
+// the node owns), so that by the time the node answers for it, the
+// client's first packets are forwarded rather than dropped (a lost SYN
+// costs the client a 1 s retransmission). Without forwarding there is
+// nothing to wait for.
+func (st *l2State) stage(want map[netip.Addr]bool) bool {
+	held := false
+	for a := range st.staged {
+		if !want[a] {
+			delete(st.staged, a)
+		}
+	}
+	for a := range want {
+		switch {
+		case st.owned[a]:
+		case st.staged[a]:
+			delete(st.staged, a)
+		default:
+			st.staged[a] = true
+			delete(want, a)
+			held = true
+		}
+	}
+	return held
 }
 
 // view reads the membership for a snapshot.
 func (st *l2State) view() L2View {
-	return L2View{Members: st.members.Members(), Quorate: st.members.Quorate()}
+	gen, ok := st.members.Lease()
+	return L2View{Members: st.members.Members(), Quorate: ok, Lease: gen}
+}
+
+// gate is the Responder's Gate: a packet leaves only while this node holds
+// the lease, and the same lease as when the answer set was computed. The
+// first makes a node that lost its lease silent at that instant, even if
+// its sync loop is busy elsewhere; the second keeps it from answering, after
+// a partition heals, for what it owned before it.
+func (st *l2State) gate() bool {
+	gen, ok := st.members.Lease()
+	return ok && gen == st.applied.Load()
 }
 
 // answerSet decides what to answer for, given the plan: what the node owns,
@@ -121,24 +171,48 @@ func (s *Speaker) applyL2(ctx context.Context, st *l2State, snap Snapshot, p *Pl
 	if next > 0 {
 		s.queue.AddAfter(syncKey, next+10*time.Millisecond)
 	}
+	if s.fwd != nil && st.stage(want) {
+		s.queue.Add(syncKey)
+	}
 	list := make([]netip.Addr, 0, len(want))
 	for a := range want {
 		list = append(list, a)
 	}
 	slices.SortFunc(list, netip.Addr.Compare)
-	ifaces := make(map[netip.Addr][]string, len(list))
-	for _, e := range p.L2 {
-		if want[e.Addr] {
-			ifaces[e.Addr] = e.Interfaces
-		}
-	}
+	// Addresses kept only for a handover are answered but not announced:
+	// the new owner announces them, and this node's gratuitous ARPs
+	// (a burst still under way from a recent gain) must not take its
+	// clients back.
+	owns := make(map[netip.Addr]l2.Ownership, len(list))
 	for _, a := range list {
-		if _, ok := ifaces[a]; !ok {
-			ifaces[a] = nil
+		owns[a] = l2.Ownership{Quiet: true}
+	}
+	for _, a := range p.L2Owned {
+		if _, ok := owns[a]; ok {
+			owns[a] = l2.Ownership{}
 		}
 	}
-	// SetOwnedOn drops losses before it announces gains.
-	st.resp.SetOwnedOn(ifaces)
+	for _, e := range p.L2 {
+		if o, ok := owns[e.Addr]; ok {
+			o.Interfaces = e.Interfaces
+			owns[e.Addr] = o
+		}
+	}
+	// Set drops losses before it announces gains. A new lease generation
+	// opens the gate only once what was owned under the old one has been
+	// narrowed to what this view still owns, and before the gains are
+	// announced, so that their first announcement goes out.
+	if snap.L2.Lease != st.applied.Load() {
+		keep := map[netip.Addr]l2.Ownership{}
+		for a, o := range owns {
+			if st.owned[a] {
+				keep[a] = o
+			}
+		}
+		st.resp.Set(keep)
+		st.applied.Store(snap.L2.Lease)
+	}
+	st.resp.Set(owns)
 
 	log := logr.FromContextOrDiscard(ctx)
 	services := map[netip.Addr]string{}
@@ -250,41 +324,39 @@ func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(msg string
 		warn("layer 2 is off: " + err.Error())
 		return
 	}
-	resp := l2.NewResponder(l2.ResponderConfig{})
+	st := newL2State(members, nil, o.handover)
+	resp := l2.NewResponder(l2.ResponderConfig{Gate: st.gate})
+	st.resp = resp
 	go func() {
 		if err := resp.Run(ctx); err != nil {
 			log.Error(err, "Responder stopped")
 		}
 	}()
 	s.mu.Lock()
-	s.l2 = newL2State(members, resp, o.handover)
+	s.l2 = st
 	s.mu.Unlock()
 	log.Info("Layer 2 membership started", "bind", netip.AddrPortFrom(bind, uint16(o.port)))
 	s.queue.Add(syncKey)
 	go s.rejoin(ctx, members, bind, o.port)
-	// Losing quorum by suspicion is not signalled on Changes (see
-	// l2.Members.Quorate); poll it, it is cheap.
-	quorum := time.NewTicker(50 * time.Millisecond)
-	defer quorum.Stop()
-	quorate := members.Quorate()
+	quorate := false
 	for {
 		select {
-		case <-quorum.C:
+		case <-members.Changes():
+			// Members signals every change of the live set and of the
+			// lease, including those that only time makes.
 			if q := members.Quorate(); q != quorate {
 				quorate = q
 				log.Info("Membership quorum changed", "quorate", q, "members", members.Members())
-				s.queue.Add(syncKey)
 			}
+			s.queue.Add(syncKey)
 		case <-ctx.Done():
 			// Stop answering before telling the others, so that they
 			// take over without overlap.
-			resp.SetOwnedOn(nil)
+			resp.Set(nil)
 			if err := members.Leave(500 * time.Millisecond); err != nil {
 				log.Error(err, "Leave membership")
 			}
 			return
-		case <-members.Changes():
-			s.queue.Add(syncKey)
 		}
 	}
 }

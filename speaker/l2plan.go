@@ -23,6 +23,9 @@ type L2View struct {
 	// Quorate is l2.Members.Quorate: without it this node answers for
 	// nothing (see l2/doc.go).
 	Quorate bool
+	// Lease is the generation of the lease Quorate was read under
+	// (l2.Members.Lease).
+	Lease uint64
 }
 
 // L2Address is one Service address announced on layer 2.

@@ -231,7 +231,7 @@ type fakeMembers struct{ known []string }
 
 func (fakeMembers) Members() []string         { return nil }
 func (f fakeMembers) Known() []string         { return f.known }
-func (fakeMembers) Quorate() bool             { return true }
+func (fakeMembers) Lease() (uint64, bool)     { return 1, true }
 func (f *fakeMembers) Forget(names ...string) {}
 
 // TestAnswerSet checks the handover: a planned move keeps the address for

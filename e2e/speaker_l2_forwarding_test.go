@@ -1,0 +1,316 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/l2"
+)
+
+// npMove is the NodePort of the planned-move test's Service.
+const npMove = 30280
+
+// TestSpeakerL2PlannedMove cordons the owner of a Service address announced
+// on layer 2, with forwarding on, while a client on the segment keeps one
+// TCP connection busy and opens new ones every 20 ms. Each node runs a
+// stand-in for the Service's NodePort that answers with its node's name.
+//
+// The nodes share no connection state, so an established connection cannot
+// move: once the client's packets reach the new owner, that node's NodePort
+// knows nothing of the connection and resets it. What a planned move can
+// promise, and what this test checks, is that new connections reach the
+// new owner promptly (the target is 200 ms), and that the old owner keeps
+// answering and forwarding during the handover, so that an established
+// connection keeps making progress until the client's traffic switches to
+// the new owner, and no later. The figures are printed as MEASURED lines.
+func TestSpeakerL2PlannedMove(t *testing.T) {
+	l := newL2Lab(t, 3)
+	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
+	l.e.namespace(t, "move", nil)
+	for _, n := range l.nodes {
+		l.lineServer(t, n, npMove)
+		l.startL2Speaker(t, t, n, "--forwarding=true", "--drift-check-interval=1s")
+	}
+	l.waitMembers(t, 3)
+	l.e.service(t, "move", "web", withFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv4Protocol), func(s *corev1.Service) {
+		s.Spec.Ports = []corev1.ServicePort{{Name: "line", Port: 80, Protocol: corev1.ProtocolTCP, NodePort: npMove}}
+	})
+	vip, _ := split(l.e.waitAllocated(t, "move", "web", 1))
+	addr := netip.AddrPortFrom(vip, 80).String()
+	old := l.byName(l2.Owner(vip, []string{"node1", "node2", "node3"}))
+	poll(t, settle, "client reaches the NodePort through "+addr, func() error {
+		got, err := l.exchange(t.Context(), addr)
+		if err == nil && got != old.name {
+			err = fmt.Errorf("answered by %s, want %s", got, old.name)
+		}
+		return err
+	})
+	probe := l.startARPProbe(t, probeEvery, vip)
+
+	// One established connection, and a new connection every 20 ms.
+	ctx, stop := context.WithCancel(t.Context())
+	est, err := l.client.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer est.Close()
+	var (
+		mu       sync.Mutex
+		progress []lineResult // of the established connection
+		fresh    []lineResult // new connections, by start time
+		// neighAtBreak is the client's neighbour entry for the address
+		// right after the established connection failed.
+		neighAtBreak string
+		wg           sync.WaitGroup
+	)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		r := bufio.NewReader(est)
+		for ctx.Err() == nil {
+			start := time.Now()
+			_ = est.SetDeadline(start.Add(2 * time.Second))
+			node, err := exchangeOn(est, r)
+			end := time.Now()
+			if err != nil {
+				neighAtBreak = l.neighMAC(vip)
+			}
+			mu.Lock()
+			progress = append(progress, lineResult{start: start, end: end, node: node, err: err})
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		var inner sync.WaitGroup
+		defer inner.Wait()
+		tk := time.NewTicker(20 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+			}
+			inner.Add(1)
+			go func() {
+				defer inner.Done()
+				start := time.Now()
+				cctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				node, err := l.exchange(cctx, addr)
+				mu.Lock()
+				fresh = append(fresh, lineResult{start: start, end: time.Now(), node: node, err: err})
+				mu.Unlock()
+			}()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+
+	// The client's neighbour entry for the address, as it changes.
+	mon := l.client.Command(context.Background(), "ip", "monitor", "neigh")
+	var monOut strings.Builder
+	mon.Stdout = &monOut
+	if err := mon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	l.setUnschedulable(old, true)
+	// During the handover the old owner still forwards the address.
+	time.Sleep(DefaultHandoverForTest / 2)
+	if tab, _ := nftTable(t, old); !strings.Contains(tab, vip.String()) {
+		t.Errorf("%s stopped forwarding %s during the handover:\n%s", old.name, vip, tab)
+	}
+	time.Sleep(DefaultHandoverForTest/2 + 1500*time.Millisecond)
+	stop()
+	wg.Wait()
+	_ = mon.Process.Kill()
+	_ = mon.Wait()
+
+	oldMAC := hostMAC(t, old.host)
+	arpMoved := probe.waitMAC(t, vip, at, oldMAC, "", settle)
+	o, spans := probe.overlap(vip, at)
+	t.Logf("MEASURED: cordon of %s: the client's ARP probe gets the new owner's reply after %v; both answer for %v (handover %v): %v",
+		old.name, arpMoved, o, DefaultHandoverForTest, l.spans(spans))
+	if tab, _ := nftTable(t, old); strings.Contains(tab, vip.String()) {
+		t.Errorf("%s still forwards %s after the handover:\n%s", old.name, vip, tab)
+	}
+	// Once the client has switched to the new owner, nothing may switch
+	// it back: the old owner neither announces nor, once it saw the new
+	// owner's announcement, answers.
+	var entries []string
+	for line := range strings.Lines(monOut.String()) {
+		f := strings.Fields(line)
+		if i := slices.Index(f, "lladdr"); len(f) > 0 && f[0] == vip.String() && i >= 0 && i+1 < len(f) {
+			if e := l.name(strings.ToLower(f[i+1])); len(entries) == 0 || entries[len(entries)-1] != e {
+				entries = append(entries, e)
+			}
+		}
+	}
+	t.Logf("MEASURED: cordon of %s: the client's neighbour entry for %s went %v", old.name, vip, entries)
+	if i := slices.IndexFunc(entries, func(e string) bool { return e != old.name }); i < 0 || slices.Contains(entries[i:], old.name) {
+		t.Errorf("the client's neighbour entry went %v: back to the old owner after the move", entries)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	// New connections: when the first one reached the new owner, and how
+	// many opened after the cordon failed or were slow (a lost SYN costs
+	// a 1 s retransmission). A connection still open when the client
+	// switches to the new owner is reset like an established one; those
+	// that started after the first connection served by the new owner
+	// must all succeed.
+	var moved time.Duration
+	for _, r := range fresh {
+		if !r.start.Before(at) && r.err == nil && r.node != old.name && (moved == 0 || r.end.Sub(at) < moved) {
+			moved = r.end.Sub(at)
+		}
+	}
+	var failed, inFlight, slow []string
+	for _, r := range fresh {
+		if r.start.Before(at) {
+			continue
+		}
+		when := fmt.Sprintf("+%v", r.start.Sub(at).Round(time.Millisecond))
+		switch {
+		case r.err != nil && r.start.Sub(at) < moved:
+			inFlight = append(inFlight, when+": "+r.err.Error())
+		case r.err != nil:
+			failed = append(failed, when+": "+r.err.Error())
+		case r.end.Sub(r.start) > 200*time.Millisecond:
+			slow = append(slow, fmt.Sprintf("%s: %v via %s", when, r.end.Sub(r.start).Round(time.Millisecond), r.node))
+		}
+	}
+	t.Logf("MEASURED: cordon of %s: first new connection served by the new owner %v after the cordon (target 200ms); of %d new connections, %d open during the switch were reset %v, %d failed after it %v, %d took longer than 200ms %v",
+		old.name, moved, len(fresh), len(inFlight), inFlight, len(failed), failed, len(slow), slow)
+	if moved == 0 || moved > failL2After {
+		t.Errorf("new connections reached the new owner after %v", moved)
+	}
+	if len(failed) > 0 {
+		t.Errorf("new connections failed after the move: %v", failed)
+	}
+
+	// The established connection: progress until its packets switched to
+	// the new owner, which resets it.
+	var last time.Time
+	var broke error
+	var brokeAt time.Duration
+	for _, r := range progress {
+		if r.err != nil {
+			broke, brokeAt = r.err, r.end.Sub(at)
+			break
+		}
+		last = r.end
+	}
+	if broke == nil {
+		t.Logf("MEASURED: cordon of %s: the established connection kept making progress through the whole move (%d exchanges)", old.name, len(progress))
+	} else {
+		t.Logf("MEASURED: cordon of %s: the established connection made progress until %v after the cordon, then failed at %v (%v), the client's neighbour entry then pointing to %s: its packets reached the new owner, which has no state for it",
+			old.name, last.Sub(at).Round(time.Millisecond), brokeAt.Round(time.Millisecond), broke, l.name(neighAtBreak))
+		// The old owner must not break it: it keeps forwarding until the
+		// client's traffic has moved.
+		if neighAtBreak == oldMAC {
+			t.Errorf("the established connection failed while the client still sent to the old owner %s", old.name)
+		}
+	}
+}
+
+// neighMAC returns the client's neighbour entry's MAC for a, lower case, or
+// "".
+func (l *l2Lab) neighMAC(a netip.Addr) string {
+	out, _ := exec.Command("ip", "-n", l.client.Netns, "neigh", "show", a.String(), "dev", "eth0").Output()
+	f := strings.Fields(string(out))
+	if i := slices.Index(f, "lladdr"); i >= 0 && i+1 < len(f) {
+		return strings.ToLower(f[i+1])
+	}
+	return ""
+}
+
+// DefaultHandoverForTest is the speaker's default --l2-handover.
+const DefaultHandoverForTest = time.Second
+
+// lineResult is one exchange with a NodePort stand-in.
+type lineResult struct {
+	start, end time.Time
+	node       string
+	err        error
+}
+
+// lineServer runs, in n, a stand-in for a NodePort on n's IPv4 address: for
+// every line it reads it writes back the node's name.
+func (l *l2Lab) lineServer(t *testing.T, n *labNode, port int) {
+	t.Helper()
+	ln, _, err := n.host.Listen("tcp", netip.AddrPortFrom(n.host.IPv4, uint16(port)).String())
+	if err != nil {
+		t.Fatalf("%s: listen: %v", n.name, err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					if _, err := r.ReadString('\n'); err != nil {
+						return
+					}
+					if _, err := fmt.Fprintln(c, n.name); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+}
+
+// exchange opens a connection from the client to addr, sends one line and
+// returns the name of the node that answered.
+func (l *l2Lab) exchange(ctx context.Context, addr string) (string, error) {
+	c, err := l.client.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	} else {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	}
+	return exchangeOn(c, bufio.NewReader(c))
+}
+
+// exchangeOn sends a line on c and reads the answer from r.
+func exchangeOn(c net.Conn, r *bufio.Reader) (string, error) {
+	if _, err := fmt.Fprintln(c, "ping"); err != nil {
+		return "", err
+	}
+	s, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	name := strings.TrimSpace(s)
+	if !slices.Contains([]string{"node1", "node2", "node3"}, name) {
+		return "", fmt.Errorf("unexpected answer %q", s)
+	}
+	return name, nil
+}

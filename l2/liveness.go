@@ -1,0 +1,325 @@
+package l2
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// Timing of the liveness protocol; see liveness and doc.go for the
+// argument. The speaker uses the defaults.
+const (
+	// HeartbeatInterval is how often every node sends every other node a
+	// heartbeat.
+	HeartbeatInterval = 100 * time.Millisecond
+	// QuorumLease is how long a heartbeat keeps its sender quorate once a
+	// peer echoed it: a node answers only while a majority (itself
+	// included) echoed one of its heartbeats sent less than QuorumLease
+	// ago. It tolerates about five lost or late heartbeats in a row.
+	QuorumLease = 600 * time.Millisecond
+	// DeadAfter is how long a node must have been silent, to this node and
+	// to every node that reports to it, before this node takes its
+	// addresses over. It must exceed QuorumLease: by then a silent owner
+	// has lost its lease, so it no longer answers, whatever its view.
+	DeadAfter = 700 * time.Millisecond
+	// RegainHoldDown is how long a node that regains its lease (at start,
+	// or when a partition heals) stays silent, so that the nodes that
+	// took its addresses over learn that it is back and let go first.
+	RegainHoldDown = 200 * time.Millisecond
+)
+
+// timing is the liveness protocol's configuration.
+type timing struct {
+	lease, dead, holdDown time.Duration
+}
+
+func defaultTiming() timing {
+	return timing{lease: QuorumLease, dead: DeadAfter, holdDown: RegainHoldDown}
+}
+
+// liveness is one node's pure view of the others, fed with the heartbeats
+// it receives and asked at explicit times; Members wraps it with a lock and
+// the clock. It decides two things:
+//
+//   - whether this node holds the lease (is quorate): a strict majority of
+//     the known nodes, itself included, echoed a heartbeat of this node
+//     sent less than lease ago. Echoes carry this node's own clock, so the
+//     lease needs no synchronised clocks and ends at a precise local time,
+//     whatever happens to the network afterwards.
+//   - who is alive, that is, may be answering: a node heard from within
+//     dead, directly or through a peer's first-hand report, whose newest
+//     heartbeat said it held its lease. Reports keep alive a node that only
+//     this node cannot hear (a one-sided fault) as long as someone else
+//     hears it, and that someone also grants it its lease. The flag lets
+//     the others take over from a node that can send but not hear.
+//
+// The safety argument, in short: if P takes over X's address at time t,
+// no one P hears from has heard X since t-dead. X's lease needs a
+// majority, which intersects P's own, so at least one node in both echoed
+// a heartbeat X sent after t-lease > t-dead, and P hears from it: a
+// contradiction, unless that news has not reached P yet, which can only
+// happen right after X regained its lease (a heal), and which
+// RegainHoldDown covers. Likewise a node that says it is not quorate stays
+// so until it regains the lease, says so at once and holds down.
+type liveness struct {
+	self  string
+	epoch uint64
+	start time.Time
+	t     timing
+
+	// needContact: a node given peers is not quorate before it met one.
+	needContact bool
+	contacted   bool
+	known       map[string]bool
+	nodes       map[string]*peerState
+
+	// leaseUntil is when the lease ends, as computed at the last event
+	// (the lease only grows when a heartbeat arrives).
+	leaseUntil time.Time
+	// quorateFrom ends the hold-down after the lease was regained.
+	quorateFrom time.Time
+	// gen counts the times the lease was (re)gained.
+	gen uint64
+	// regained is set when the lease was regained, until taken: the
+	// others must learn it before the hold-down ends.
+	regained bool
+	// left is set by leave: no lease ever again.
+	left bool
+}
+
+// peerState is what one node knows of another.
+type peerState struct {
+	// epoch and stamp are from the newest heartbeat received directly,
+	// at recvAt, which said quorate.
+	epoch   uint64
+	stamp   uint64
+	recvAt  time.Time
+	quorate bool
+	// seen is the newest local time the node is known to have been alive,
+	// directly or from reports; viable is the Quorate flag of the newest
+	// heartbeat behind that evidence, of flagEpoch and flagStamp.
+	seen      time.Time
+	viable    bool
+	flagEpoch uint64
+	flagStamp uint64
+	// grant is until when the node's echoes keep this node's lease.
+	grant time.Time
+	// bye is set when the node left on purpose, at byeStamp of byeEpoch:
+	// older evidence of it is ignored.
+	bye      bool
+	byeEpoch uint64
+	byeStamp uint64
+}
+
+func newLiveness(self string, epoch uint64, start time.Time, t timing, needContact bool) *liveness {
+	l := &liveness{
+		self: self, epoch: epoch, start: start, t: t, needContact: needContact,
+		known: map[string]bool{self: true}, nodes: map[string]*peerState{},
+	}
+	l.recompute(start)
+	l.regained = false
+	return l
+}
+
+func (l *liveness) peer(name string) *peerState {
+	p, ok := l.nodes[name]
+	if !ok {
+		p = &peerState{}
+		l.nodes[name] = p
+	}
+	return p
+}
+
+// stampAt is this node's heartbeat stamp at now.
+func (l *liveness) stampAt(now time.Time) uint64 {
+	return uint64(max(now.Sub(l.start), 0))
+}
+
+// join records that name is a member (memberlist saw it alive): it counts
+// in the quorum from now on. It is not alive for Owner before its
+// heartbeats say it holds its lease.
+func (l *liveness) join(now time.Time, name string) {
+	if name == l.self {
+		return
+	}
+	l.known[name] = true
+	l.contacted = true
+	l.peer(name)
+	l.recompute(now)
+}
+
+// forget removes nodes from the known membership.
+func (l *liveness) forget(now time.Time, names ...string) {
+	for _, n := range names {
+		if n != l.self {
+			delete(l.known, n)
+			delete(l.nodes, n)
+		}
+	}
+	l.recompute(now)
+}
+
+// receive processes a heartbeat and reports whether the set of alive
+// nodes changed.
+func (l *liveness) receive(now time.Time, hb heartbeat) bool {
+	if hb.From == l.self {
+		return false
+	}
+	p := l.peer(hb.From)
+	switch {
+	case hb.Epoch == p.epoch && hb.Stamp < p.stamp:
+		// Older than what arrived already (memberlist hands messages
+		// over newest first under load) or replayed: nothing new.
+		return false
+	case p.bye && hb.Epoch == p.byeEpoch && hb.Stamp <= p.byeStamp:
+		return false
+	}
+	changed := false
+	was := l.isAlive(p, now)
+	p.epoch, p.stamp = hb.Epoch, hb.Stamp
+	if hb.Bye {
+		*p = peerState{epoch: hb.Epoch, stamp: hb.Stamp, bye: true, byeEpoch: hb.Epoch, byeStamp: hb.Stamp}
+		l.recompute(now)
+		return was
+	}
+	p.bye = false
+	p.recvAt, p.quorate = now, hb.Quorate
+	l.evidence(p, now, hb.Epoch, hb.Stamp, hb.Quorate)
+	changed = was != l.isAlive(p, now)
+	for _, h := range hb.Heard {
+		if h.Node == l.self {
+			if h.Epoch == l.epoch && h.Stamp <= l.stampAt(now) {
+				if g := l.start.Add(time.Duration(h.Stamp) + l.t.lease); g.After(p.grant) {
+					p.grant = g
+				}
+			}
+			continue
+		}
+		q := l.peer(h.Node)
+		if q.bye && h.Epoch == q.byeEpoch && h.Stamp <= q.byeStamp {
+			continue
+		}
+		was := l.isAlive(q, now)
+		// The reporter heard it Age before sending, so no later than
+		// now-Age here: the estimate errs towards "alive", the safe side.
+		l.evidence(q, now.Add(-max(h.Age, 0)), h.Epoch, h.Stamp, h.Quorate)
+		changed = changed || was != l.isAlive(q, now)
+	}
+	l.recompute(now)
+	return changed
+}
+
+// evidence records that p sent the heartbeat (epoch, stamp) with the
+// Quorate flag quorate, and was alive at at.
+func (l *liveness) evidence(p *peerState, at time.Time, epoch, stamp uint64, quorate bool) {
+	newer := epoch == p.flagEpoch && stamp >= p.flagStamp
+	if epoch != p.flagEpoch {
+		newer = at.After(p.seen)
+	}
+	if newer {
+		p.viable, p.flagEpoch, p.flagStamp = quorate, epoch, stamp
+	}
+	if at.After(p.seen) {
+		p.seen = at
+	}
+}
+
+// isAlive reports whether p may be answering at now: seen within dead,
+// and quorate by its newest word.
+func (l *liveness) isAlive(p *peerState, now time.Time) bool {
+	return !p.seen.IsZero() && now.Sub(p.seen) < l.t.dead && p.viable
+}
+
+// heartbeat is what this node sends at now: its stamp, whether it holds
+// its lease, and every node it heard from directly within dead.
+func (l *liveness) heartbeat(now time.Time) heartbeat {
+	hb := heartbeat{From: l.self, Epoch: l.epoch, Stamp: l.stampAt(now), Quorate: now.Before(l.leaseUntil)}
+	for name, p := range l.nodes {
+		if p.recvAt.IsZero() || now.Sub(p.recvAt) >= l.t.dead {
+			continue
+		}
+		hb.Heard = append(hb.Heard, heard{Node: name, Epoch: p.epoch, Stamp: p.stamp, Age: now.Sub(p.recvAt), Quorate: p.quorate})
+	}
+	slices.SortFunc(hb.Heard, func(a, b heard) int { return strings.Compare(a.Node, b.Node) })
+	return hb
+}
+
+// alive returns this node and every other node alive at now, sorted.
+func (l *liveness) alive(now time.Time) []string {
+	out := []string{l.self}
+	for name, p := range l.nodes {
+		if l.isAlive(p, now) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// recompute updates the lease after an event at now.
+func (l *liveness) recompute(now time.Time) {
+	var until time.Time
+	need := len(l.known) / 2 // grants needed besides this node's own vote
+	switch {
+	case l.left, l.needContact && !l.contacted:
+	case need == 0:
+		until = now.Add(100 * 365 * 24 * time.Hour)
+	default:
+		var grants []time.Time
+		for name := range l.known {
+			if p := l.nodes[name]; name != l.self && p != nil && !p.grant.IsZero() {
+				grants = append(grants, p.grant)
+			}
+		}
+		if len(grants) >= need {
+			slices.SortFunc(grants, func(a, b time.Time) int { return b.Compare(a) })
+			until = grants[need-1]
+		}
+	}
+	if !now.Before(l.leaseUntil) && until.After(now) {
+		l.gen++
+		l.regained = true
+		l.quorateFrom = now.Add(l.t.holdDown)
+		if l.gen == 1 && need == 0 && !l.needContact {
+			// Alone by configuration: nobody to wait for.
+			l.quorateFrom = now
+		}
+	}
+	l.leaseUntil = until
+}
+
+// takeRegained reports, once, that the lease was regained: the caller
+// sends a heartbeat at once, so that the others know before the hold-down
+// ends.
+func (l *liveness) takeRegained() bool {
+	r := l.regained
+	l.regained = false
+	return r
+}
+
+// lease returns the lease's generation and whether this node is quorate
+// at now. A generation ends when the lease lapses: what was decided under
+// it must not be acted on under the next.
+func (l *liveness) lease(now time.Time) (uint64, bool) {
+	return l.gen, now.Before(l.leaseUntil) && !now.Before(l.quorateFrom)
+}
+
+// leave makes this node answer for nothing from now on and returns its
+// goodbye.
+func (l *liveness) leave(now time.Time) heartbeat {
+	l.left = true
+	l.leaseUntil = time.Time{}
+	hb := l.heartbeat(now)
+	hb.Bye, hb.Quorate, hb.Heard = true, false, nil
+	return hb
+}
+
+// knownNodes returns the known membership, sorted.
+func (l *liveness) knownNodes() []string {
+	out := make([]string, 0, len(l.known))
+	for n := range l.known {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,387 @@
+package l2
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// sim runs liveness instances on a simulated network with a fake clock:
+// every node sends a heartbeat each HeartbeatInterval (at its own phase),
+// and at once after regaining its lease, like Members; messages take 1 ms
+// plus the sender's extra delay, unless the link is cut or a node is down.
+type sim struct {
+	t     *testing.T
+	now   time.Time
+	names []string
+	nodes map[string]*liveness
+	next  map[string]time.Time
+	down  map[string]bool
+	cut   map[[2]string]bool
+	delay map[string]time.Duration
+	queue []simMsg
+	epoch uint64
+	// violations are the times a quorate node was not alive in the view
+	// of another quorate node.
+	violations []string
+	// gone records, per observer and node, when the node was last seen
+	// leaving the observer's alive set.
+	gone map[[2]string]time.Time
+	prev map[string][]string
+}
+
+type simMsg struct {
+	at time.Time
+	to string
+	b  []byte
+}
+
+var simStart = time.Unix(1_000_000, 0)
+
+func newSim(t *testing.T, names ...string) *sim {
+	s := &sim{
+		t: t, now: simStart, names: names, nodes: map[string]*liveness{}, next: map[string]time.Time{},
+		down: map[string]bool{}, cut: map[[2]string]bool{}, delay: map[string]time.Duration{},
+		gone: map[[2]string]time.Time{}, prev: map[string][]string{},
+	}
+	for i, n := range names {
+		s.start(n)
+		// Spread the phases as independent tickers would.
+		s.next[n] = s.now.Add(time.Duration(i*37%100) * time.Millisecond)
+	}
+	return s
+}
+
+// start (re)starts node n with a new epoch; every node already knows it,
+// as memberlist would after it joins.
+func (s *sim) start(n string) {
+	s.epoch++
+	l := newLiveness(n, s.epoch, s.now, defaultTiming(), true)
+	for _, o := range s.names {
+		if o != n {
+			l.join(s.now, o)
+			if ol := s.nodes[o]; ol != nil {
+				ol.join(s.now, n)
+			}
+		}
+	}
+	s.nodes[n] = l
+	s.next[n] = s.now
+	delete(s.down, n)
+}
+
+func (s *sim) send(from string, hb heartbeat) {
+	for _, to := range s.names {
+		if to == from || s.cut[[2]string{from, to}] {
+			continue
+		}
+		for _, b := range encodeHeartbeats(hb) {
+			s.queue = append(s.queue, simMsg{at: s.now.Add(time.Millisecond + s.delay[from]), to: to, b: b})
+		}
+	}
+}
+
+// run advances the clock by d in 1 ms steps.
+func (s *sim) run(d time.Duration) {
+	end := s.now.Add(d)
+	for s.now.Before(end) {
+		s.now = s.now.Add(time.Millisecond)
+		var rest []simMsg
+		for _, m := range s.queue {
+			if m.at.After(s.now) {
+				rest = append(rest, m)
+				continue
+			}
+			if s.down[m.to] {
+				continue
+			}
+			hb, err := decodeHeartbeat(m.b)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			l := s.nodes[m.to]
+			l.receive(s.now, hb)
+			if l.takeRegained() {
+				s.send(m.to, l.heartbeat(s.now))
+			}
+		}
+		s.queue = rest
+		for _, n := range s.names {
+			if !s.down[n] && !s.next[n].After(s.now) {
+				s.send(n, s.nodes[n].heartbeat(s.now))
+				s.next[n] = s.next[n].Add(HeartbeatInterval)
+			}
+		}
+		s.check()
+	}
+}
+
+// check records safety violations and departures.
+func (s *sim) check() {
+	for _, p := range s.names {
+		if s.down[p] {
+			continue
+		}
+		alive := s.nodes[p].alive(s.now)
+		for _, x := range s.prev[p] {
+			if !slices.Contains(alive, x) {
+				s.gone[[2]string{p, x}] = s.now
+			}
+		}
+		s.prev[p] = alive
+		if !s.quorate(p) {
+			continue
+		}
+		for _, x := range s.names {
+			if x != p && s.quorate(x) && !slices.Contains(alive, x) {
+				s.violations = append(s.violations, fmt.Sprintf("%v: %s is quorate but %s (quorate) sees only %v", s.now.Sub(simStart), x, p, alive))
+			}
+		}
+	}
+}
+
+func (s *sim) quorate(n string) bool {
+	if s.down[n] {
+		return false
+	}
+	_, ok := s.nodes[n].lease(s.now)
+	return ok
+}
+
+func (s *sim) partition(a, b []string, cut bool) {
+	for _, x := range a {
+		for _, y := range b {
+			s.cut[[2]string{x, y}], s.cut[[2]string{y, x}] = cut, cut
+		}
+	}
+}
+
+func TestLiveness(t *testing.T) {
+	abc := []string{"a", "b", "c"}
+	// Every scenario runs 2 s to settle, then its event, then 3 s.
+	const settle, after = 2 * time.Second, 3 * time.Second
+	tests := []struct {
+		name  string
+		nodes []string
+		event func(s *sim)
+		// mid, if set, runs halfway through the 3 s after the event.
+		mid         func(s *sim)
+		wantQuorate []string
+		wantAlive   map[string][]string
+		// gone: observer "a" drops node "c" within these bounds of the
+		// event (zero: not checked).
+		goneMin, goneMax time.Duration
+	}{
+		{
+			name: "steady", nodes: abc, event: func(*sim) {},
+			wantQuorate: abc, wantAlive: map[string][]string{"a": abc, "b": abc, "c": abc},
+		},
+		{
+			name: "c crashes", nodes: abc, event: func(s *sim) { s.down["c"] = true },
+			wantQuorate: []string{"a", "b"}, wantAlive: map[string][]string{"a": {"a", "b"}, "b": {"a", "b"}},
+			goneMin: DeadAfter - HeartbeatInterval, goneMax: DeadAfter + 5*time.Millisecond,
+		},
+		{
+			name: "c partitioned off", nodes: abc, event: func(s *sim) { s.partition([]string{"c"}, []string{"a", "b"}, true) },
+			wantQuorate: []string{"a", "b"}, wantAlive: map[string][]string{"a": {"a", "b"}, "c": {"c"}},
+			goneMin: DeadAfter - HeartbeatInterval, goneMax: DeadAfter + 5*time.Millisecond,
+		},
+		{
+			name: "c cannot send", nodes: abc,
+			event:       func(s *sim) { s.cut[[2]string{"c", "a"}], s.cut[[2]string{"c", "b"}] = true, true },
+			wantQuorate: []string{"a", "b"}, wantAlive: map[string][]string{"a": {"a", "b"}},
+			goneMin: DeadAfter - HeartbeatInterval, goneMax: DeadAfter + 5*time.Millisecond,
+		},
+		{
+			// c's heartbeats still arrive, but say it lost its lease.
+			name: "c cannot hear", nodes: abc,
+			event:       func(s *sim) { s.cut[[2]string{"a", "c"}], s.cut[[2]string{"b", "c"}] = true, true },
+			wantQuorate: []string{"a", "b"}, wantAlive: map[string][]string{"a": {"a", "b"}},
+			goneMin: QuorumLease - HeartbeatInterval, goneMax: DeadAfter + 5*time.Millisecond,
+		},
+		{
+			// b relays what it hears of each: nobody loses anything.
+			name: "link a-c cut", nodes: abc, event: func(s *sim) { s.partition([]string{"a"}, []string{"c"}, true) },
+			wantQuorate: abc, wantAlive: map[string][]string{"a": abc, "b": abc, "c": abc},
+		},
+		{
+			name: "c's heartbeats 400 ms late", nodes: abc, event: func(s *sim) { s.delay["c"] = 400 * time.Millisecond },
+			wantQuorate: abc, wantAlive: map[string][]string{"a": abc, "c": abc},
+		},
+		{
+			name: "partition heals", nodes: abc, event: func(s *sim) { s.partition([]string{"c"}, []string{"a", "b"}, true) },
+			mid:         func(s *sim) { s.partition([]string{"c"}, []string{"a", "b"}, false) },
+			wantQuorate: abc, wantAlive: map[string][]string{"a": abc, "c": abc},
+		},
+		{
+			name: "c restarts", nodes: abc, event: func(s *sim) { s.down["c"] = true },
+			mid:         func(s *sim) { s.start("c") },
+			wantQuorate: abc, wantAlive: map[string][]string{"a": abc, "c": abc},
+		},
+		{
+			name: "c leaves", nodes: abc, event: func(s *sim) { s.send("c", s.nodes["c"].leave(s.now)); s.down["c"] = true },
+			wantQuorate: []string{"a", "b"}, wantAlive: map[string][]string{"a": {"a", "b"}},
+			goneMin: 0, goneMax: 5 * time.Millisecond,
+		},
+		{
+			name: "two of three crash", nodes: abc, event: func(s *sim) { s.down["b"], s.down["c"] = true, true },
+			wantQuorate: nil, wantAlive: map[string][]string{"a": {"a"}},
+		},
+		{
+			name: "five nodes split 3+2", nodes: []string{"a", "b", "c", "d", "e"},
+			event:       func(s *sim) { s.partition([]string{"a", "b", "e"}, []string{"c", "d"}, true) },
+			wantQuorate: []string{"a", "b", "e"}, wantAlive: map[string][]string{"a": {"a", "b", "e"}, "c": {"c"}},
+			goneMin: DeadAfter - HeartbeatInterval, goneMax: DeadAfter + 5*time.Millisecond,
+		},
+		{
+			name: "five nodes split 2+2+1", nodes: []string{"a", "b", "c", "d", "e"},
+			event: func(s *sim) {
+				s.partition([]string{"a", "b"}, []string{"c", "d", "e"}, true)
+				s.partition([]string{"c", "d"}, []string{"e"}, true)
+			},
+			wantQuorate: nil,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(t, tc.nodes...)
+			s.run(settle)
+			for _, n := range tc.nodes {
+				if !s.quorate(n) {
+					t.Fatalf("%s not quorate after %v", n, settle)
+				}
+			}
+			at := s.now
+			tc.event(s)
+			if tc.mid != nil {
+				s.run(after / 2)
+				tc.mid(s)
+				s.run(after / 2)
+			} else {
+				s.run(after)
+			}
+			if len(s.violations) > 0 {
+				t.Errorf("%d safety violations, first: %s", len(s.violations), s.violations[0])
+			}
+			var quorate []string
+			for _, n := range tc.nodes {
+				if s.quorate(n) {
+					quorate = append(quorate, n)
+				}
+			}
+			if diff := cmp.Diff(tc.wantQuorate, quorate); diff != "" {
+				t.Errorf("quorate at the end (-want +got):\n%s", diff)
+			}
+			for n, want := range tc.wantAlive {
+				if diff := cmp.Diff(want, s.nodes[n].alive(s.now)); diff != "" {
+					t.Errorf("alive in %s's view (-want +got):\n%s", n, diff)
+				}
+			}
+			if tc.goneMax > 0 {
+				g, ok := s.gone[[2]string{"a", "c"}]
+				if !ok {
+					t.Fatalf("a never dropped c")
+				}
+				if d := g.Sub(at); d < tc.goneMin || d > tc.goneMax {
+					t.Errorf("a dropped c %v after the event, want within [%v, %v]", d, tc.goneMin, tc.goneMax)
+				}
+			}
+		})
+	}
+}
+
+// TestLivenessLeaseBeforeDeath checks the core inequality on the crash
+// path: the crashed node's lease ends before anyone declares it dead.
+func TestLivenessLeaseBeforeDeath(t *testing.T) {
+	for phase := time.Duration(0); phase < HeartbeatInterval; phase += 7 * time.Millisecond {
+		t.Run(phase.String(), func(t *testing.T) {
+			s := newSim(t, "a", "b", "c")
+			s.run(2*time.Second + phase)
+			s.partition([]string{"c"}, []string{"a", "b"}, true)
+			cut := s.now
+			var lost, dropped time.Duration
+			for lost == 0 || dropped == 0 {
+				s.run(time.Millisecond)
+				if _, ok := s.nodes["c"].lease(s.now); !ok && lost == 0 {
+					lost = s.now.Sub(cut)
+				}
+				if !slices.Contains(s.nodes["a"].alive(s.now), "c") && dropped == 0 {
+					dropped = s.now.Sub(cut)
+				}
+				if s.now.Sub(cut) > 2*time.Second {
+					t.Fatal("not settled")
+				}
+			}
+			if lost >= dropped {
+				t.Errorf("c lost its lease %v after the cut, a dropped it after %v", lost, dropped)
+			}
+			if dropped > DeadAfter {
+				t.Errorf("a dropped c %v after the cut, want within DeadAfter (%v)", dropped, DeadAfter)
+			}
+		})
+	}
+}
+
+func TestLivenessAloneAndContact(t *testing.T) {
+	now := simStart
+	alone := newLiveness("a", 1, now, defaultTiming(), false)
+	if _, ok := alone.lease(now); !ok {
+		t.Error("a node without peers must be quorate at once")
+	}
+	waiting := newLiveness("a", 1, now, defaultTiming(), true)
+	if _, ok := waiting.lease(now.Add(time.Hour)); ok {
+		t.Error("a node with peers must not be quorate before it met one")
+	}
+	// Met b, then Kubernetes deleted b: alone and known alone again, after
+	// the hold-down.
+	waiting.join(now, "b")
+	waiting.forget(now, "b")
+	if _, ok := waiting.lease(now); ok {
+		t.Error("quorate during the hold-down")
+	}
+	if _, ok := waiting.lease(now.Add(RegainHoldDown)); !ok {
+		t.Error("not quorate after the hold-down, alone")
+	}
+}
+
+func TestLivenessIgnoresStaleAndForeignEchoes(t *testing.T) {
+	now := simStart
+	l := newLiveness("a", 7, now, defaultTiming(), true)
+	l.join(now, "b")
+	l.join(now, "c")
+	var own uint64
+	// echo is b's next heartbeat, echoing a's stamp of epoch.
+	echo := func(stamp time.Duration, epoch uint64) heartbeat {
+		own++
+		return heartbeat{From: "b", Epoch: 1, Stamp: own, Quorate: true, Heard: []heard{{Node: "a", Epoch: epoch, Stamp: uint64(stamp)}}}
+	}
+	now = now.Add(time.Second)
+	tests := []struct {
+		name string
+		hb   heartbeat
+		want bool
+	}{
+		{name: "echo of another epoch (a previous run)", hb: echo(900*time.Millisecond, 6)},
+		{name: "echo from the future", hb: echo(2*time.Second, 7)},
+		{name: "echo too old for a lease", hb: echo(300*time.Millisecond, 7)},
+		{name: "fresh echo", hb: echo(900*time.Millisecond, 7), want: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l.receive(now, tc.hb)
+			if _, ok := l.lease(now.Add(RegainHoldDown)); ok != tc.want {
+				t.Errorf("quorate %v, want %v", ok, tc.want)
+			}
+		})
+	}
+	// A replayed older heartbeat of b is ignored.
+	replay := echo(950*time.Millisecond, 7)
+	replay.Stamp = 1
+	l.receive(now, replay)
+	if _, ok := l.lease(now.Add(1500 * time.Millisecond)); ok {
+		t.Error("a replayed heartbeat extended the lease")
+	}
+}
