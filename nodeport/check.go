@@ -16,7 +16,7 @@ import (
 // the next Sync rewrite the whole table. Before the first Sync, and after
 // Cleanup, there is nothing to compare and Check reports no drift.
 //
-// Check runs eight nft list commands and reads every map element, so its cost
+// Check runs ten nft list commands and reads every map and set element, so its cost
 // grows with the number of rules (see doc.go); call it on a timer, not on
 // every change.
 func (f *Forwarder) Check(ctx context.Context) (bool, error) {
@@ -110,6 +110,27 @@ func (f *Forwarder) compare(ctx context.Context) (string, error) {
 	}
 	if found != len(f.applied) {
 		return fmt.Sprintf("port maps hold %d elements, want %d", found, len(f.applied)), nil
+	}
+
+	found = 0
+	for _, fam := range families {
+		elems, err := f.nft.ListElements(ctx, "set", fam.drainSet)
+		if knftables.IsNotFound(err) {
+			return "set " + fam.drainSet + " is missing", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		for _, e := range elems {
+			a, err := parseDrainElement(fam.drainSet, e.Key)
+			if err != nil || !f.appliedDrain[a] {
+				return fmt.Sprintf("set %s holds unexpected element %v", fam.drainSet, e.Key), nil
+			}
+			found++
+		}
+	}
+	if found != len(f.appliedDrain) {
+		return fmt.Sprintf("drain sets hold %d elements, want %d", found, len(f.appliedDrain)), nil
 	}
 	return "", nil
 }

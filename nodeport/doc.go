@@ -57,7 +57,12 @@
 //     @port4 ip daddr set ip daddr map @node4";
 //   - chains nat-prerouting and nat-output, one rule per family, each
 //     "dnat ip to ct original ip daddr map @node4 : ct original ip daddr .
-//     meta l4proto . ct original proto-dst map @port4".
+//     meta l4proto . ct original proto-dst map @port4";
+//   - sets drain4 and drain6 (Forwarder.Drain), addresses whose mid-stream
+//     TCP packets of connections this node does not know are exempt from
+//     the rewrite and the DNAT (rules first in rewrite-prerouting and
+//     nat-prerouting) and whose ICMP redirects the node does not send
+//     (rules first in rewrite-output); see docs/forwarding.md#draining.
 //
 // The number of rules is fixed; Services only add map elements, so lookup
 // cost does not grow with them. Packets without a matching element pass
@@ -118,11 +123,11 @@
 //     or an element it adds or deletes holds a value Berth did not write;
 //     Sync logs it and rewrites the table at once. So does any other error
 //     of the batch. This costs nothing extra.
-//   - Check lists the four chains (by rule comment) and the four maps and
-//     compares them with what was last written: eight nft list commands and
-//     a parse of every element, about 0.5 s at 10,000 rules on a 2-core
-//     machine. On drift it logs the reason (through the logr logger in the
-//     context) and the next Sync rewrites the table. The speaker should
+//   - Check lists the four chains (by rule comment), the four maps and the
+//     two sets and compares them with what was last written: ten nft list
+//     commands and a parse of every element, about 0.5 s at 10,000 rules
+//     on a 2-core machine. On drift it logs the reason (through the logr
+//     logger in the context) and the next Sync rewrites the table. The speaker should
 //     call it on a timer (e.g. every 10 s), not on every change; a Sync
 //     that arrives meanwhile waits for it.
 //

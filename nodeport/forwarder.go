@@ -34,6 +34,8 @@ type Forwarder struct {
 	state        state
 	applied      ruleSet                   // what the table holds when state is stateSynced
 	appliedNodes map[netip.Addr]netip.Addr // the node IP of each address of applied
+	drain        map[netip.Addr]bool       // the drain sets' elements, as last given to Drain
+	appliedDrain map[netip.Addr]bool       // what the drain sets hold when state is stateSynced
 }
 
 // New returns a Forwarder that programs the table of nft. It writes nothing
@@ -89,7 +91,7 @@ func (f *Forwarder) Sync(ctx context.Context, rules []Rule) error {
 	if err := f.nft.Run(ctx, f.full(desired, nodes)); err != nil {
 		return fmt.Errorf("writing nftables table: %w", err)
 	}
-	f.applied, f.appliedNodes, f.state = desired, nodes, stateSynced
+	f.applied, f.appliedNodes, f.appliedDrain, f.state = desired, nodes, f.drain, stateSynced
 	return nil
 }
 
@@ -116,7 +118,7 @@ func (f *Forwarder) Cleanup(ctx context.Context) error {
 	if err := f.nft.Run(ctx, tx); err != nil {
 		return fmt.Errorf("deleting nftables table: %w", err)
 	}
-	f.state, f.applied, f.appliedNodes = stateUnknown, nil, nil
+	f.state, f.applied, f.appliedNodes, f.appliedDrain = stateUnknown, nil, nil, nil
 	return nil
 }
 
@@ -132,6 +134,9 @@ func (f *Forwarder) full(desired ruleSet, nodes map[netip.Addr]netip.Addr) *knft
 	for _, m := range maps() {
 		tx.Add(m)
 	}
+	for _, s := range sets() {
+		tx.Add(s)
+	}
 	for _, c := range chains() {
 		tx.Add(&knftables.Chain{Name: c.name, Type: knftables.PtrTo(c.typ),
 			Hook: knftables.PtrTo(c.hook), Priority: knftables.PtrTo(c.priority)})
@@ -146,6 +151,14 @@ func (f *Forwarder) full(desired ruleSet, nodes map[netip.Addr]netip.Addr) *knft
 	}
 	for _, k := range sortedKeys(desired) {
 		tx.Add(portElement(k, desired[k].port))
+	}
+	drain := make([]netip.Addr, 0, len(f.drain))
+	for a := range f.drain {
+		drain = append(drain, a)
+	}
+	slices.SortFunc(drain, netip.Addr.Compare)
+	for _, a := range drain {
+		tx.Add(drainElement(a))
 	}
 	return tx
 }

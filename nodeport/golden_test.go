@@ -72,6 +72,10 @@ func (f fakeNFT) UpdateElements(ctx context.Context, ops []ElementOp) error {
 	pending := make(map[string]*string) // map and key -> value, nil if deleted
 	for _, op := range ops {
 		e := op.Element
+		if e.Set != "" {
+			// Set elements have no value to conflict.
+			continue
+		}
 		id := e.Map + " " + strings.Join(e.Key, " . ")
 		cur, seen := pending[id]
 		if !seen && f.Table != nil && f.Table.Maps[e.Map] != nil {
@@ -136,6 +140,16 @@ type step struct {
 
 func syncStep(name string, rules []Rule) step {
 	return step{name, func(ctx context.Context, f *Forwarder, _ *knftables.Fake) error { return f.Sync(ctx, rules) }}
+}
+
+func drainStep(name string, addrs ...string) step {
+	return step{name, func(ctx context.Context, f *Forwarder, _ *knftables.Fake) error {
+		var as []netip.Addr
+		for _, a := range addrs {
+			as = append(as, netip.MustParseAddr(a))
+		}
+		return f.Drain(ctx, as)
+	}}
 }
 
 // tamper changes the table behind the Forwarder's back.
@@ -239,6 +253,21 @@ func TestGolden(t *testing.T) {
 				tx.Add(&knftables.Element{Map: portMap4, Key: []string{"198.51.100.1", "tcp", "443"}, Value: []string{"39999"}})
 			}),
 			syncStep("Sync with that rule: the batch fails, full rewrite", mixed[:2]),
+			checkStep(false),
+		}},
+		{"drain", []step{
+			drainStep("Drain before the first Sync: written with the table", "198.51.100.1"),
+			syncStep("Sync mixed rules", mixed),
+			checkStep(false),
+			drainStep("Drain another address of each family: one element batch", "198.51.100.2", "2001:db8:5::1"),
+			checkStep(false),
+			tamper("someone deletes a drain element", func(tx *knftables.Transaction) {
+				tx.Delete(drainElement(netip.MustParseAddr("2001:db8:5::1")))
+			}),
+			checkStep(true),
+			syncStep("Sync same rules: full rewrite, drain elements included", mixed),
+			checkStep(false),
+			drainStep("Drain nothing: the elements go"),
 			checkStep(false),
 		}},
 		{"cleanup", []step{

@@ -125,13 +125,22 @@ func groupOps(ops []ElementOp) ([]elementMsg, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l := len(msgs) - 1; l >= 0 && msgs[l].delete == op.Delete && msgs[l].set == op.Element.Map && len(msgs[l].elems) < maxElemsPerMsg {
+		name := setName(op.Element)
+		if l := len(msgs) - 1; l >= 0 && msgs[l].delete == op.Delete && msgs[l].set == name && len(msgs[l].elems) < maxElemsPerMsg {
 			msgs[l].elems = append(msgs[l].elems, e)
 			continue
 		}
-		msgs = append(msgs, elementMsg{delete: op.Delete, set: op.Element.Map, elems: []gnft.SetElement{e}})
+		msgs = append(msgs, elementMsg{delete: op.Delete, set: name, elems: []gnft.SetElement{e}})
 	}
 	return msgs, nil
+}
+
+// setName returns the name of the map or set e belongs to.
+func setName(e *knftables.Element) string {
+	if e.Set != "" {
+		return e.Set
+	}
+	return e.Map
 }
 
 // encodeElement turns an element of a port or node map, spelled as for nft,
@@ -144,6 +153,14 @@ func groupOps(ops []ElementOp) ([]elementMsg, error) {
 // of a port map is the bare two-byte port, that of a node map the address.
 func encodeElement(e *knftables.Element, withValue bool) (gnft.SetElement, error) {
 	var out gnft.SetElement
+	if e.Set == drainSet4 || e.Set == drainSet6 {
+		a, err := parseDrainElement(e.Set, e.Key)
+		if err != nil || a.Is4() != (e.Set == drainSet4) {
+			return out, fmt.Errorf("element %v of set %s: bad address", e.Key, e.Set)
+		}
+		out.Key = a.AsSlice()
+		return out, nil
+	}
 	bad := func(reason string) error {
 		return fmt.Errorf("element %v : %v of map %s: %s", e.Key, e.Value, e.Map, reason)
 	}

@@ -2,16 +2,19 @@ package nodeport
 
 import (
 	"net/netip"
+	"slices"
 
 	"sigs.k8s.io/knftables"
 )
 
 // Names of the objects in the table. See doc.go for what each one does.
 const (
-	portMap4 = "port4"
-	portMap6 = "port6"
-	nodeMap4 = "node4"
-	nodeMap6 = "node6"
+	portMap4  = "port4"
+	portMap6  = "port6"
+	nodeMap4  = "node4"
+	nodeMap6  = "node6"
+	drainSet4 = "drain4"
+	drainSet6 = "drain6"
 
 	rewritePrerouting = "rewrite-prerouting"
 	rewriteOutput     = "rewrite-output"
@@ -40,11 +43,22 @@ type family struct {
 	nodeMap  string
 	addrType string
 	suffix   string // "4" or "6", in rule comments
+	drainSet string
+	nfproto  string // "ipv4" or "ipv6"
+	// daddr and redirectDst spell the packet's destination address and,
+	// in an ICMP redirect, the destination the redirect is about, as raw
+	// payload: nft has no name for the latter, and a set can only be
+	// matched by expressions of its own type, so the drain sets are typed
+	// by raw payload too (see drainRules).
+	daddr, redirectDst string
+	redirect           string // the ICMP type match of a redirect
 }
 
 var families = []family{
-	{ip: "ip", portMap: portMap4, nodeMap: nodeMap4, addrType: "ipv4_addr", suffix: "4"},
-	{ip: "ip6", portMap: portMap6, nodeMap: nodeMap6, addrType: "ipv6_addr", suffix: "6"},
+	{ip: "ip", portMap: portMap4, nodeMap: nodeMap4, addrType: "ipv4_addr", suffix: "4", drainSet: drainSet4,
+		nfproto: "ipv4", daddr: "@nh,128,32", redirect: "icmp type redirect", redirectDst: "@th,192,32"},
+	{ip: "ip6", portMap: portMap6, nodeMap: nodeMap6, addrType: "ipv6_addr", suffix: "6", drainSet: drainSet6,
+		nfproto: "ipv6", daddr: "@nh,192,128", redirect: "icmpv6 type nd-redirect", redirectDst: "@th,192,128"},
 }
 
 func familyOf(addr netip.Addr) family {
@@ -61,6 +75,50 @@ func maps() []*knftables.Map {
 		out = append(out,
 			&knftables.Map{Name: f.portMap, Type: f.addrType + " . inet_proto . inet_service : inet_service"},
 			&knftables.Map{Name: f.nodeMap, Type: f.addrType + " : " + f.addrType})
+	}
+	return out
+}
+
+// sets returns the two drain sets, empty. Their elements are addresses
+// spelled as integers (see drainElement).
+func sets() []*knftables.Set {
+	var out []*knftables.Set
+	for _, f := range families {
+		out = append(out, &knftables.Set{Name: f.drainSet, TypeOf: f.daddr})
+	}
+	return out
+}
+
+// drainRules return the rules that exempt the mid-stream packets of
+// connections this node does not know, to a draining address, from the
+// rewrite and the fallback DNAT: conntrack picks such a packet up as ct
+// state new, and delivering it to the local NodePort would reset the
+// connection; left alone it is routed, by the speaker's host route, to the
+// old owner, which knows the connection. SYNs, and this node's own
+// connections (not ct state new), are not affected. Only TCP: nothing
+// tells a UDP flow's first packet from a later one.
+func drainRules() []*knftables.Rule {
+	var out []*knftables.Rule
+	for _, f := range families {
+		out = append(out, &knftables.Rule{
+			Comment: knftables.PtrTo("drain" + f.suffix),
+			Rule:    knftables.Concat("ct state new meta nfproto", f.nfproto, f.daddr, "@"+f.drainSet, "tcp flags & (syn | ack) != syn accept"),
+		})
+	}
+	return out
+}
+
+// redirectRules drop the ICMP redirects the node would send a client
+// whose packets for a draining address it forwards to the old owner out of
+// the interface they came in on: a client that obeyed would send its new
+// connections to the old owner too.
+func redirectRules() []*knftables.Rule {
+	var out []*knftables.Rule
+	for _, f := range families {
+		out = append(out, &knftables.Rule{
+			Comment: knftables.PtrTo("redirect" + f.suffix),
+			Rule:    knftables.Concat(f.redirect, f.redirectDst, "@"+f.drainSet, "drop"),
+		})
 	}
 	return out
 }
@@ -104,10 +162,11 @@ func chains() []chainSpec {
 				"ct original", f.ip, "daddr . meta l4proto . ct original proto-dst map", "@"+f.portMap),
 		})
 	}
+	drain := drainRules()
 	return []chainSpec{
-		{rewritePrerouting, knftables.FilterType, knftables.PreroutingHook, rewritePriority, rewrite},
-		{rewriteOutput, knftables.RouteType, knftables.OutputHook, rewritePriority, rewrite},
-		{natPrerouting, knftables.NATType, knftables.PreroutingHook, natPriority, nat},
+		{rewritePrerouting, knftables.FilterType, knftables.PreroutingHook, rewritePriority, slices.Concat(drain, rewrite)},
+		{rewriteOutput, knftables.RouteType, knftables.OutputHook, rewritePriority, slices.Concat(redirectRules(), rewrite)},
+		{natPrerouting, knftables.NATType, knftables.PreroutingHook, natPriority, slices.Concat(drain, nat)},
 		{natOutput, knftables.NATType, knftables.OutputHook, natPriority, nat},
 	}
 }

@@ -9,7 +9,11 @@
 // this node must announce, to which peers, with which attributes, which
 // addresses it owns on layer 2 (l2plan.go, given the membership view), and
 // which forwarding rules it needs. l2.go applies layer-2 ownership: the
-// handover of planned moves, Events and the membership's lifecycle.
+// handover of planned moves, Events and the membership's lifecycle;
+// drain.go decides which addresses the new owner of a planned move drains
+// to the old owner, and routes.go installs their host routes (route
+// protocol 0xbe), the one thing the speaker writes outside its nftables
+// table.
 // speaker.go is the I/O side: informers, one rate-limited work queue that
 // recomputes the whole plan (level-triggered), and small interfaces in
 // front of the BGP and nftables back ends.

@@ -65,6 +65,12 @@ type l2State struct {
 	staged map[netip.Addr]bool
 	// applied is the lease generation owned was computed under; see gate.
 	applied atomic.Uint64
+	// drainFor is how long a planned move's new owner drains (0: never),
+	// drains what it drains now, and owners each address's owner by the
+	// previous plan; see nextDrains.
+	drainFor time.Duration
+	drains   map[netip.Addr]drain
+	owners   map[netip.Addr]string
 }
 
 func newL2State(m membership, r l2Responder, handover time.Duration) *l2State {
@@ -179,6 +185,28 @@ func (s *Speaker) applyL2(ctx context.Context, st *l2State, snap Snapshot, p *Pl
 		list = append(list, a)
 	}
 	slices.SortFunc(list, netip.Addr.Compare)
+	if s.fwd != nil {
+		// Computed with the plan's ownership, so that a gained address
+		// drains from the sync that installs its forwarding rules,
+		// before this node answers for it.
+		drains, nextDrain := nextDrains(st.drains, st.owners, s.node, p, snap.L2.Members, snap.Nodes, time.Now(), st.drainFor)
+		log := logr.FromContextOrDiscard(ctx)
+		for a, d := range drains {
+			if _, ok := st.drains[a]; !ok {
+				log.Info("Draining connections to the previous owner", "address", a, "node", d.node, "via", d.via, "until", d.until)
+			}
+		}
+		for a, d := range st.drains {
+			if _, ok := drains[a]; !ok {
+				log.Info("Stopped draining", "address", a, "node", d.node)
+			}
+		}
+		st.drains = drains
+		if nextDrain > 0 {
+			s.queue.AddAfter(syncKey, nextDrain+10*time.Millisecond)
+		}
+	}
+	st.owners = owners(p)
 	// Addresses kept only for a handover are answered but not announced:
 	// the new owner announces them, and this node's gratuitous ARPs
 	// (a burst still under way from a recent gain) must not take its
@@ -267,6 +295,7 @@ type l2Options struct {
 	port     int
 	secret   string
 	handover time.Duration
+	drain    time.Duration
 }
 
 // startL2 brings layer 2 up: it waits for the node's InternalIP and the
@@ -325,6 +354,7 @@ func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(msg string
 		return
 	}
 	st := newL2State(members, nil, o.handover)
+	st.drainFor = o.drain
 	resp := l2.NewResponder(l2.ResponderConfig{Gate: st.gate})
 	st.resp = resp
 	go func() {

@@ -70,6 +70,10 @@ type Options struct {
 	// Handover is how long a node keeps answering for an address after a
 	// planned move away from it.
 	Handover time.Duration
+	// Drain is how long the new owner of an address, after a planned move,
+	// routes the mid-stream TCP packets of connections it does not know to
+	// the old owner (with forwarding on); 0 disables.
+	Drain time.Duration
 }
 
 // DefaultOptions returns the options a deployment starts from.
@@ -86,6 +90,7 @@ func DefaultOptions() Options {
 		MemberlistPort:   l2.DefaultMembersPort,
 		MemberlistSecret: "berth-memberlist",
 		Handover:         DefaultHandover,
+		Drain:            DefaultDrain,
 	}
 }
 
@@ -114,6 +119,7 @@ func Run(ctx context.Context, opts Options) error {
 		secrets:    newCachedSecrets(&apiSecrets{client: kube.CoreV1().Secrets(opts.Namespace)}, secretTTL),
 		metrics:    NewMetrics(reg),
 		applied:    map[string]bgp.Peer{},
+		drainFor:   opts.Drain,
 		peerStatus: &apiPeerStatus{client: berth, node: opts.NodeName},
 		lastStatus: map[string]*v1alpha1.BGPSessionStatus{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -169,6 +175,11 @@ func Run(ctx context.Context, opts Options) error {
 			}()
 		}
 		s.fwd = fwd
+		if opts.L2 {
+			// Also without draining: the first sync removes the routes
+			// a previous run left.
+			s.routes = &netlinkRoutes{}
+		}
 	}
 
 	kubeInf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTransform(cli.StripManagedFields))
@@ -212,11 +223,33 @@ func Run(ctx context.Context, opts Options) error {
 				return
 			}
 			nodeRef := &corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: opts.NodeName, UID: types.UID(opts.NodeName)}
-			s.startL2(ctx, l2Options{port: opts.MemberlistPort, secret: opts.MemberlistSecret, handover: opts.Handover},
+			s.startL2(ctx, l2Options{port: opts.MemberlistPort, secret: opts.MemberlistSecret, handover: opts.Handover, drain: opts.Drain},
 				func(msg string) { events.rec.Event(nodeRef, corev1.EventTypeWarning, "L2Disabled", msg) })
 		}()
 	}
-	return s.Run(ctx, opts.DriftCheck, 2*time.Second)
+	err = s.Run(ctx, opts.DriftCheck, 2*time.Second)
+	s.stopDraining(ctx)
+	return err
+}
+
+// stopDraining removes the drains' routes and set elements on the way out,
+// once the sync loop has stopped: nothing would end them. The forwarding
+// table itself stays (see Options.CleanupOnExit).
+func (s *Speaker) stopDraining(ctx context.Context) {
+	if s.routes == nil {
+		return
+	}
+	log := logr.FromContextOrDiscard(ctx)
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.routes.Set(nil); err != nil {
+		log.Error(err, "Remove drain routes")
+	}
+	if s.forwarded {
+		if err := s.fwd.Drain(stopCtx, nil); err != nil {
+			log.Error(err, "Clear drain sets")
+		}
+	}
 }
 
 // nodeRouterID waits for the Node object to carry an IPv4 address and returns

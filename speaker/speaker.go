@@ -38,6 +38,9 @@ type forwarder interface {
 	Sync(ctx context.Context, rules []nodeport.Rule) error
 	Check(ctx context.Context) (bool, error)
 	Cleanup(ctx context.Context) error
+	// Drain sets the addresses whose unknown mid-stream TCP packets are
+	// routed rather than forwarded (nodeport.Forwarder.Drain).
+	Drain(ctx context.Context, addrs []netip.Addr) error
 }
 
 // secretGetter reads one key of a Secret in Berth's namespace, by name.
@@ -64,11 +67,14 @@ type listers struct {
 // Speaker keeps one node's announcements and forwarding in line with the
 // cluster.
 type Speaker struct {
-	node     string
-	listers  listers
-	synced   []cache.InformerSynced
-	bgp      bgpSpeaker
-	fwd      forwarder
+	node    string
+	listers listers
+	synced  []cache.InformerSynced
+	bgp     bgpSpeaker
+	fwd     forwarder
+	// routes holds the host routes of drains; nil without forwarding or
+	// layer 2.
+	routes   drainRouter
 	secrets  secretGetter
 	problems problemReporter
 	owners   ownerEvents
@@ -78,10 +84,16 @@ type Speaker struct {
 	lastStatus map[string]*v1alpha1.BGPSessionStatus
 	queue      workqueue.TypedRateLimitingInterface[string]
 
-	mu        sync.Mutex
-	applied   map[string]bgp.Peer // peers last configured, by name
-	lastPlan  *Plan
+	mu       sync.Mutex
+	applied  map[string]bgp.Peer // peers last configured, by name
+	lastPlan *Plan
+	// drainFor is Options.Drain.
+	drainFor  time.Duration
 	forwarded bool // the forwarding table exists
+	// keepTable is when this node may delete its forwarding table after
+	// handing addresses over: deleting its NAT chains would stop the
+	// translation of the connections the new owner drains to it.
+	keepTable time.Time
 	// l2 is set once the layer-2 membership runs; nil means layer 2 is
 	// off (or not up yet) and the node answers for nothing.
 	l2 *l2State
@@ -148,9 +160,13 @@ func (s *Speaker) sync(ctx context.Context) error {
 	s.mu.Unlock()
 	// Layer 2 first: a membership change must move addresses within the
 	// failover budget, whatever BGP and nftables take.
-	var answering map[netip.Addr]bool
+	var (
+		answering map[netip.Addr]bool
+		draining  map[netip.Addr]netip.Addr
+	)
 	if st != nil {
 		answering = s.applyL2(ctx, st, snap, plan)
+		draining = drainTargets(st.drains)
 	}
 	if s.bgp != nil {
 		if err := s.applyBGP(ctx, plan); err != nil {
@@ -158,7 +174,7 @@ func (s *Speaker) sync(ctx context.Context) error {
 		}
 	}
 	if s.fwd != nil {
-		if err := s.applyForwarding(ctx, snap, plan, answering); err != nil {
+		if err := s.applyForwarding(ctx, snap, plan, answering, draining); err != nil {
 			return err
 		}
 	}
@@ -198,8 +214,11 @@ func (s *Speaker) applyBGP(ctx context.Context, plan *Plan) error {
 
 // applyForwarding programs the plan's rules, plus those of addresses still
 // answered on layer 2 during a handover: a cordoned owner keeps delivering
-// the traffic that reaches it until the new owner has taken over.
-func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan, answering map[netip.Addr]bool) error {
+// the traffic that reaches it until the new owner has taken over. It also
+// programs the drains, each address's host route and drain set element, and
+// keeps the table of a node that handed addresses over for as long as the
+// new owner may drain to it.
+func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan, answering map[netip.Addr]bool, draining map[netip.Addr]netip.Addr) error {
 	rules := plan.Forward
 	handover := map[netip.Addr]bool{}
 	for a := range answering {
@@ -210,7 +229,24 @@ func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan
 	if len(handover) > 0 {
 		rules = append(slices.Clone(rules), plan.forwarding(snap, handover, false)...)
 	}
-	if !plan.Eligible && len(rules) == 0 {
+	if s.routes != nil {
+		// The routes before the drain set, so that a packet exempt
+		// from the rewrite has a route to the old owner.
+		if err := s.routes.Set(draining); err != nil {
+			return fmt.Errorf("drain routes: %w", err)
+		}
+	}
+	addrs := slices.Collect(maps.Keys(draining))
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	if err := s.fwd.Drain(ctx, addrs); err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	now := time.Now()
+	if len(handover) > 0 && s.drainFor > 0 {
+		s.keepTable = now.Add(s.drainFor)
+		s.queue.AddAfter(syncKey, s.drainFor+10*time.Millisecond)
+	}
+	if !plan.Eligible && len(rules) == 0 && !now.Before(s.keepTable) {
 		if s.forwarded {
 			logr.FromContextOrDiscard(ctx).Info("Node not eligible; removing forwarding", "why", plan.Why)
 			if err := s.fwd.Cleanup(ctx); err != nil {
