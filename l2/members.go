@@ -1,6 +1,7 @@
 package l2
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,11 @@ type MembersConfig struct {
 	// membership would let anyone on the segment make nodes claim or
 	// drop addresses.
 	SecretKey []byte
+	// OtherKeys are accepted from peers but never used to send: during a
+	// key rotation they keep nodes that still send with the old key (or
+	// already with the new one) in the membership. Same sizes as
+	// SecretKey.
+	OtherKeys [][]byte
 	// Peers are "host:port" addresses of other nodes to join through;
 	// the node's own address may be included. Empty means this node is
 	// the whole cluster.
@@ -51,6 +57,7 @@ type MembersConfig struct {
 type Members struct {
 	name    string
 	ml      *memberlist.Memberlist
+	keyring *memberlist.Keyring
 	peers   []string
 	changes chan struct{}
 
@@ -84,7 +91,6 @@ func memberlistConfig(cfg MembersConfig) *memberlist.Config {
 	}
 	c.AdvertisePort = c.BindPort
 	c.AdvertiseAddr = cfg.AdvertiseAddr
-	c.SecretKey = cfg.SecretKey
 	c.GossipVerifyIncoming = true
 	c.GossipVerifyOutgoing = true
 
@@ -102,10 +108,12 @@ func memberlistConfig(cfg MembersConfig) *memberlist.Config {
 // NewMembers starts the membership protocol; call Join to meet the peers.
 // Memberlist's own log goes to the logr.Logger in ctx.
 func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
-	switch len(cfg.SecretKey) {
-	case 16, 24, 32:
-	default:
-		return nil, fmt.Errorf("l2: secret key must be 16, 24 or 32 bytes, got %d", len(cfg.SecretKey))
+	if err := checkKeys(cfg.SecretKey, cfg.OtherKeys); err != nil {
+		return nil, err
+	}
+	keyring, err := memberlist.NewKeyring(append([][]byte{cfg.SecretKey}, cfg.OtherKeys...), cfg.SecretKey)
+	if err != nil {
+		return nil, fmt.Errorf("l2: %w", err)
 	}
 	if cfg.NodeName == "" {
 		return nil, errors.New("l2: node name is required")
@@ -119,7 +127,9 @@ func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 	}
+	m.keyring = keyring
 	c := memberlistConfig(cfg)
+	c.Keyring = keyring
 	c.Events = (*events)(m)
 	c.Delegate = (*delegate)(m)
 	c.LogOutput = nil
@@ -132,6 +142,51 @@ func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 	go m.heartbeats(m.stop)
 	go m.watch(m.stop)
 	return m, nil
+}
+
+// checkKeys validates the sending key and the other accepted keys.
+func checkKeys(primary []byte, others [][]byte) error {
+	for i, k := range append([][]byte{primary}, others...) {
+		switch len(k) {
+		case 16, 24, 32:
+		default:
+			which := "secret key"
+			if i > 0 {
+				which = fmt.Sprintf("other key %d", i)
+			}
+			return fmt.Errorf("l2: %s must be 16, 24 or 32 bytes, got %d", which, len(k))
+		}
+	}
+	return nil
+}
+
+// SetKeys changes the keys at run time, for a rotation without restarts:
+// messages are sent with primary from now on, and accepted when sent with
+// primary or any of others; every other key is forgotten. Rotating without
+// losing the membership takes three steps, each seen by every node before
+// the next: add the new key to others, make it primary (with the old one
+// in others), drop the old one.
+func (m *Members) SetKeys(primary []byte, others [][]byte) error {
+	if err := checkKeys(primary, others); err != nil {
+		return err
+	}
+	want := append([][]byte{primary}, others...)
+	for _, k := range want {
+		if err := m.keyring.AddKey(k); err != nil {
+			return fmt.Errorf("l2: add key: %w", err)
+		}
+	}
+	if err := m.keyring.UseKey(primary); err != nil {
+		return fmt.Errorf("l2: use key: %w", err)
+	}
+	for _, k := range m.keyring.GetKeys() {
+		if !slices.ContainsFunc(want, func(w []byte) bool { return bytes.Equal(w, k) }) {
+			if err := m.keyring.RemoveKey(k); err != nil {
+				return fmt.Errorf("l2: remove key: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // Join contacts the configured peers and exchanges state with those that

@@ -198,3 +198,58 @@ func TestMembersDetectionTime(t *testing.T) {
 		t.Errorf("p50 detection %v, want under 3s", ds[len(ds)/2])
 	}
 }
+
+// TestMembersKeyRotation rotates the key in three steps, one node at a
+// time, as the speakers do when the Secret changes: nobody loses the
+// membership or the lease on the way, the old key is refused at the end
+// and the new one admitted.
+func TestMembersKeyRotation(t *testing.T) {
+	newKey := []byte("a new key of 24 bytes!!!")
+	ms := startMembers(t, 3, testKey)
+	names := []string{"node-0", "node-1", "node-2"}
+	for _, m := range ms {
+		waitMembers(t, m, names, 5*time.Second)
+		waitQuorate(t, m, true, 5*time.Second)
+	}
+	steps := []struct {
+		primary []byte
+		others  [][]byte
+	}{
+		{testKey, [][]byte{newKey}}, // accept the new key
+		{newKey, [][]byte{testKey}}, // send with it
+		{newKey, nil},               // forget the old one
+	}
+	for i, step := range steps {
+		for _, m := range ms {
+			if err := m.SetKeys(step.primary, step.others); err != nil {
+				t.Fatalf("step %d: %v", i, err)
+			}
+			// Let a few heartbeats go with the nodes on different keys.
+			time.Sleep(300 * time.Millisecond)
+			for _, o := range ms {
+				if !o.Quorate() || len(o.Members()) != 3 {
+					t.Fatalf("step %d: %s lost the membership (quorate %v, members %v)", i, o.name, o.Quorate(), o.Members())
+				}
+			}
+		}
+	}
+	if err := ms[0].SetKeys([]byte("short"), nil); err == nil {
+		t.Error("SetKeys accepted a 5-byte key")
+	}
+	_, ctx := ktesting.NewTestContext(t)
+	seed := []string{fmt.Sprintf("127.0.0.1:%d", ms[0].ml.LocalNode().Port)}
+	for _, tc := range []struct {
+		key   []byte
+		admit bool
+	}{{testKey, false}, {newKey, true}} {
+		m, err := NewMembers(ctx, MembersConfig{NodeName: fmt.Sprintf("late-%v", tc.admit), BindAddr: "127.0.0.1", BindPort: freePort(t), SecretKey: tc.key, Peers: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = m.Join()
+		_ = m.Shutdown()
+		if (err == nil) != tc.admit {
+			t.Errorf("join with key %q after the rotation: err = %v, want admitted %v", tc.key, err, tc.admit)
+		}
+	}
+}

@@ -290,6 +290,86 @@ func (s *Speaker) applyL2(ctx context.Context, st *l2State, snap Snapshot, p *Pl
 	return want
 }
 
+// MemberlistAcceptKey is the optional key of the memberlist Secret with a
+// second key that is accepted but not sent with, for rotations.
+const MemberlistAcceptKey = "secretkey-accept"
+
+// Reasons of the Warning Events startL2 records on the Node.
+const (
+	// ReasonL2Disabled: layer 2 could not start.
+	ReasonL2Disabled = "L2Disabled"
+	// ReasonL2KeysNotApplied: a changed memberlist Secret was not applied.
+	ReasonL2KeysNotApplied = "L2KeysNotApplied"
+)
+
+// keyCheckInterval is how often a running speaker looks at the memberlist
+// Secret again (reads are cached for secretTTL on top).
+const keyCheckInterval = 10 * time.Second
+
+// membershipKeys are the keys read from the memberlist Secret.
+type membershipKeys struct {
+	primary, accept []byte
+}
+
+func (k membershipKeys) others() [][]byte {
+	if len(k.accept) == 0 {
+		return nil
+	}
+	return [][]byte{k.accept}
+}
+
+func (k membershipKeys) equal(o membershipKeys) bool {
+	return string(k.primary) == string(o.primary) && string(k.accept) == string(o.accept)
+}
+
+// memberlistKeys reads the keys from the Secret by name, or says what is
+// wrong with them.
+func (s *Speaker) memberlistKeys(ctx context.Context, secret string) (membershipKeys, string) {
+	var keys membershipKeys
+	for _, k := range []struct {
+		name     string
+		dst      *[]byte
+		required bool
+	}{{MemberlistKey, &keys.primary, true}, {MemberlistAcceptKey, &keys.accept, false}} {
+		v, ok, err := s.secrets.get(ctx, secret, k.name)
+		switch {
+		case err != nil:
+			return keys, fmt.Sprintf("cannot read the memberlist Secret %q: %v", secret, err)
+		case !ok && k.required:
+			return keys, fmt.Sprintf("Secret %q (key %q) with the memberlist key does not exist; create it (see docs/layer2.md)", secret, k.name)
+		case !ok:
+		case len(v) != 16 && len(v) != 24 && len(v) != 32:
+			return keys, fmt.Sprintf("the memberlist key %q in Secret %q is %d bytes; it must be 16, 24 or 32", k.name, secret, len(v))
+		default:
+			*k.dst = []byte(v)
+		}
+	}
+	return keys, ""
+}
+
+// rotateKeys applies a change of the memberlist Secret to the running
+// membership and returns the keys now in use, and what is wrong with the
+// Secret if anything. A Secret that went missing or bad changes nothing:
+// the speakers keep the keys they share.
+func (s *Speaker) rotateKeys(ctx context.Context, secret string, members *l2.Members, cur membershipKeys) (membershipKeys, string) {
+	log := logr.FromContextOrDiscard(ctx)
+	keys, problem := s.memberlistKeys(ctx, secret)
+	if problem == "" && !keys.equal(cur) {
+		if err := members.SetKeys(keys.primary, keys.others()); err != nil {
+			problem = err.Error()
+		}
+	}
+	if problem != "" {
+		problem = "keeping the layer-2 membership keys in use: " + problem
+		log.Error(nil, "Membership Secret not applied", "problem", problem)
+		return cur, problem
+	}
+	if !keys.equal(cur) {
+		log.Info("Membership keys changed", "acceptsSecondKey", len(keys.accept) > 0)
+	}
+	return keys, ""
+}
+
 // l2Options are what startL2 needs of Options.
 type l2Options struct {
 	port     int
@@ -302,12 +382,12 @@ type l2Options struct {
 // membership key, starts the membership and the Responder, and then keeps
 // them running until ctx ends. Until it succeeds the node answers for
 // nothing; BGP and forwarding are unaffected.
-func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(msg string)) {
+func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(reason, msg string)) {
 	log := logr.FromContextOrDiscard(ctx).WithName("l2")
 	ctx = logr.NewContext(ctx, log)
 	var (
 		bind   netip.Addr
-		key    string
+		keys   membershipKeys
 		warned string
 	)
 	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -322,21 +402,13 @@ func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(msg string
 			}
 		}
 		if problem == "" {
-			v, ok, err := s.secrets.get(ctx, o.secret, MemberlistKey)
-			switch {
-			case err != nil:
-				problem = fmt.Sprintf("layer 2 is off: cannot read the memberlist Secret %q: %v", o.secret, err)
-			case !ok:
-				problem = fmt.Sprintf("layer 2 is off: Secret %q (key %q) with the memberlist key does not exist; create it (see docs/layer2.md)", o.secret, MemberlistKey)
-			case len(v) != 16 && len(v) != 24 && len(v) != 32:
-				problem = fmt.Sprintf("layer 2 is off: the memberlist key in Secret %q is %d bytes; it must be 16, 24 or 32", o.secret, len(v))
-			default:
-				key = v
+			if keys, problem = s.memberlistKeys(ctx, o.secret); problem != "" {
+				problem = "layer 2 is off: " + problem
 			}
 		}
 		if problem != "" && problem != warned {
 			log.Error(nil, problem)
-			warn(problem)
+			warn(ReasonL2Disabled, problem)
 			warned = problem
 		}
 		return problem == "", nil
@@ -346,11 +418,11 @@ func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(msg string
 	}
 	members, err := l2.NewMembers(ctx, l2.MembersConfig{
 		NodeName: s.node, BindAddr: bind.String(), BindPort: o.port, AdvertiseAddr: bind.String(),
-		SecretKey: []byte(key), Peers: s.peerAddrs(bind, o.port, nil),
+		SecretKey: keys.primary, OtherKeys: keys.others(), Peers: s.peerAddrs(bind, o.port, nil),
 	})
 	if err != nil {
 		log.Error(err, "Layer 2 is off: starting the membership failed")
-		warn("layer 2 is off: " + err.Error())
+		warn(ReasonL2Disabled, "layer 2 is off: "+err.Error())
 		return
 	}
 	st := newL2State(members, nil, o.handover)
@@ -369,8 +441,17 @@ func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(msg string
 	s.queue.Add(syncKey)
 	go s.rejoin(ctx, members, bind, o.port)
 	quorate := false
+	keyCheck := time.NewTicker(keyCheckInterval)
+	defer keyCheck.Stop()
 	for {
 		select {
+		case <-keyCheck.C:
+			var problem string
+			keys, problem = s.rotateKeys(ctx, o.secret, members, keys)
+			if problem != "" && problem != warned { // one Event per problem
+				warn(ReasonL2KeysNotApplied, problem)
+			}
+			warned = problem
 		case <-members.Changes():
 			// Members signals every change of the live set and of the
 			// lease, including those that only time makes.

@@ -224,7 +224,7 @@ func Run(ctx context.Context, opts Options) error {
 			}
 			nodeRef := &corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: opts.NodeName, UID: types.UID(opts.NodeName)}
 			s.startL2(ctx, l2Options{port: opts.MemberlistPort, secret: opts.MemberlistSecret, handover: opts.Handover, drain: opts.Drain},
-				func(msg string) { events.rec.Event(nodeRef, corev1.EventTypeWarning, "L2Disabled", msg) })
+				func(reason, msg string) { events.rec.Event(nodeRef, corev1.EventTypeWarning, reason, msg) })
 		}()
 	}
 	err = s.Run(ctx, opts.DriftCheck, 2*time.Second)
