@@ -29,7 +29,7 @@ bench: controlplane ## Benchmarks (figures go in docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./allocator/...
 	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 30m ./e2e/...
 
-controlplane: ## Build (or reuse) the cached kube-apiserver and etcd
+controlplane: ## Build (or reuse) the cached kube-apiserver, etcd and kube-proxy
 	hack/build-controlplane.sh
 
 generate: ## Regenerate deep-copy, clients, listers, informers and CRDs

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# build-controlplane.sh builds (or reuses) the kube-apiserver and etcd binaries
-# that Berth's end-to-end tests run, from the pinned tools modules in
-# tools/kube-apiserver and tools/etcd.
+# build-controlplane.sh builds (or reuses) the kube-apiserver, etcd and
+# kube-proxy binaries that Berth's end-to-end tests run, from the pinned tools
+# modules in tools/kube-apiserver, tools/etcd and tools/kube-proxy.
 #
 # Binaries are cached outside the repository, in $BERTH_CACHE/bin (default
 # $HOME/.cache/berth/bin), so fresh clones and CI runs on the same machine
@@ -9,10 +9,11 @@
 # tools module (go.mod, go.sum, main.go) and of this build recipe, so changing
 # any of them builds a new binary instead of reusing a stale one.
 #
-# Progress goes to stderr. On success stdout carries exactly two lines,
+# Progress goes to stderr. On success stdout carries exactly three lines,
 #   kube-apiserver=/abs/path
 #   etcd=/abs/path
-# which e2e/controlplane.Binaries parses. Concurrent callers (parallel test
+#   kube-proxy=/abs/path
+# which e2e/controlplane.BinaryPaths parses. Concurrent callers (parallel test
 # packages) serialise on a lock file so each binary is built once.
 set -euo pipefail
 
@@ -63,10 +64,12 @@ build() {
 
 kas_dir="${root}/tools/kube-apiserver"
 etcd_dir="${root}/tools/etcd"
+kp_dir="${root}/tools/kube-proxy"
 kas_version="$(module_version "${kas_dir}" k8s.io/kubernetes)"
 etcd_version="$(module_version "${etcd_dir}" go.etcd.io/etcd/server/v3)"
-if [[ -z "${kas_version}" || -z "${etcd_version}" ]]; then
-	log "cannot read versions from ${kas_dir}/go.mod or ${etcd_dir}/go.mod"
+kp_version="$(module_version "${kp_dir}" k8s.io/kubernetes)"
+if [[ -z "${kas_version}" || -z "${etcd_version}" || -z "${kp_version}" ]]; then
+	log "cannot read versions from ${kas_dir}/go.mod, ${etcd_dir}/go.mod or ${kp_dir}/go.mod"
 	exit 1
 fi
 
@@ -76,6 +79,10 @@ fi
 kas_minor="${kas_version#v1.}"
 kas_minor="${kas_minor%%.*}"
 kas_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${kas_version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${kas_minor} -X k8s.io/component-base/version.gitTreeState=clean"
+# kube-proxy too: it checks feature gates against its emulation version.
+kp_minor="${kp_version#v1.}"
+kp_minor="${kp_minor%%.*}"
+kp_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${kp_version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${kp_minor} -X k8s.io/component-base/version.gitTreeState=clean"
 
 exec 9>"${bindir}/.lock"
 if ! flock -n 9; then
@@ -85,5 +92,7 @@ fi
 
 kas="$(build kube-apiserver "${kas_dir}" "${kas_version}" "${kas_ldflags}" "up to ~12 min on 2 cores with a cold Go build cache")"
 etcd="$(build etcd "${etcd_dir}" "${etcd_version}" "-s -w" "up to ~2 min on 2 cores with a cold Go build cache")"
+kp="$(build kube-proxy "${kp_dir}" "${kp_version}" "${kp_ldflags}" "about 30 s once kube-apiserver is built, as they share most packages")"
 echo "kube-apiserver=${kas}"
 echo "etcd=${etcd}"
+echo "kube-proxy=${kp}"

@@ -23,19 +23,36 @@ import (
 // `make controlplane` runs the same script.
 const buildScript = "hack/build-controlplane.sh"
 
-// Binaries returns the paths of the kube-apiserver and etcd binaries, building
-// them with hack/build-controlplane.sh if the cache does not hold binaries for
-// the current tools modules yet.
+// Binaries returns the paths of the kube-apiserver and etcd binaries; see
+// BinaryPaths.
+func Binaries(ctx context.Context) (apiserver, etcd string, err error) {
+	p, err := BinaryPaths(ctx)
+	return p.APIServer, p.Etcd, err
+}
+
+// Paths are the absolute paths of the binaries that
+// hack/build-controlplane.sh builds.
+type Paths struct {
+	APIServer string
+	Etcd      string
+	// KubeProxy is the upstream kube-proxy, for tests that check Berth's
+	// forwarding against the real NodePort implementation.
+	KubeProxy string
+}
+
+// BinaryPaths returns the paths of the kube-apiserver, etcd and kube-proxy
+// binaries, building them with hack/build-controlplane.sh if the cache does
+// not hold binaries for the current tools modules yet.
 //
 // The cache is $BERTH_CACHE/bin, by default $HOME/.cache/berth/bin. A cold
 // build takes about fifteen minutes on two cores, longer than go test's
 // default ten-minute timeout: run `make controlplane` first or pass a larger
 // -timeout. Progress lines are logged to the logger in ctx.
-func Binaries(ctx context.Context) (apiserver, etcd string, err error) {
+func BinaryPaths(ctx context.Context) (Paths, error) {
 	logger := klog.FromContext(ctx).WithName("controlplane")
 	root, err := RepoRoot()
 	if err != nil {
-		return "", "", fmt.Errorf("build control plane binaries: %w", err)
+		return Paths{}, fmt.Errorf("build control plane binaries: %w", err)
 	}
 	var stdout bytes.Buffer
 	progress := &lineLogger{logger: logger}
@@ -52,21 +69,24 @@ func Binaries(ctx context.Context) (apiserver, etcd string, err error) {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w); run `make controlplane` once or raise go test -timeout", err, ctx.Err())
 		}
-		return "", "", fmt.Errorf("build control plane binaries: %s: %w\n%s", buildScript, err, progress.tail())
+		return Paths{}, fmt.Errorf("build control plane binaries: %s: %w\n%s", buildScript, err, progress.tail())
 	}
+	var p Paths
 	for line := range strings.Lines(stdout.String()) {
 		key, value, _ := strings.Cut(strings.TrimSpace(line), "=")
 		switch key {
 		case "kube-apiserver":
-			apiserver = value
+			p.APIServer = value
 		case "etcd":
-			etcd = value
+			p.Etcd = value
+		case "kube-proxy":
+			p.KubeProxy = value
 		}
 	}
-	if apiserver == "" || etcd == "" {
-		return "", "", fmt.Errorf("build control plane binaries: %s printed no paths: %q", buildScript, stdout.String())
+	if p.APIServer == "" || p.Etcd == "" || p.KubeProxy == "" {
+		return Paths{}, fmt.Errorf("build control plane binaries: %s printed no paths: %q", buildScript, stdout.String())
 	}
-	return apiserver, etcd, nil
+	return p, nil
 }
 
 // RepoRoot returns the root of the Berth repository that this package was
