@@ -19,8 +19,9 @@ import (
 	"github.com/berthlb/berth/nodeport"
 )
 
-// ExcludeLabel keeps a node out of load-balancer traffic.
-const ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
+// ExcludeLabel keeps a node out of load-balancer traffic (see
+// config.Excluded for how its value is read).
+const ExcludeLabel = config.ExcludeLabel
 
 // Snapshot is everything the plan depends on, read from listers.
 type Snapshot struct {
@@ -167,7 +168,7 @@ func carries(peer bgp.Peer, addr netip.Addr) bool {
 // eligible reports whether a node may announce at all: Ready, schedulable
 // (a cordon moves traffic away before a drain evicts pods) and not excluded.
 func eligible(n *corev1.Node) (bool, string) {
-	if _, ok := n.Labels[ExcludeLabel]; ok {
+	if config.Excluded(n.Labels) {
 		return false, "the node is labelled " + ExcludeLabel
 	}
 	if n.Spec.Unschedulable {

@@ -156,6 +156,17 @@ func TestCompute(t *testing.T) {
 			wantPeers: []bgp.Peer{r1},
 		},
 		{
+			name: "the exclude label set to false excludes nothing, as upstream reads it",
+			mut: func(s *Snapshot) {
+				s.Node.Labels[ExcludeLabel] = "false"
+				s.Services = []*corev1.Service{lbService("web", []string{"198.51.100.5"})}
+			},
+			wantElig:    true,
+			wantPeers:   []bgp.Peer{r1},
+			wantRoutes:  map[string][]bgp.Advertisement{"r1": {{Prefix: host("198.51.100.5")}}},
+			wantForward: []nodeport.Rule{rule("198.51.100.5", 80, 30080, "198.18.1.2")},
+		},
+		{
 			name: "a node that is not Ready announces nothing",
 			mut: func(s *Snapshot) {
 				s.Node.Status.Conditions[0].Status = corev1.ConditionFalse

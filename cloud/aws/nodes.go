@@ -6,10 +6,9 @@ import (
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
-)
 
-// excludeLabel keeps a node out of every load balancer.
-const excludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
+	"github.com/berthlb/berth/config"
+)
 
 // instanceID returns the EC2 instance ID in a node's providerID
 // (aws:///eu-west-1a/i-0123 or aws:///i-0123), or "".
@@ -29,8 +28,7 @@ func instanceID(n *v1.Node) string {
 // is not excluded. Readiness is left to the NLB's health checks, as the
 // service controller does for externalTrafficPolicy Cluster.
 func targetNode(n *v1.Node) bool {
-	_, excluded := n.Labels[excludeLabel]
-	return instanceID(n) != "" && !excluded && n.DeletionTimestamp == nil
+	return instanceID(n) != "" && !config.Excluded(n.Labels) && n.DeletionTimestamp == nil
 }
 
 // eipNode is a node an Elastic IP may be mapped to: a target that is also
