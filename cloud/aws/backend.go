@@ -102,16 +102,42 @@ func (b *Backend) Ensure(ctx context.Context, svc *v1.Service, nodes []*v1.Node)
 	if err != nil {
 		return nil, err
 	}
+	if err := b.dropOtherMode(ctx, svc, mode); err != nil {
+		return nil, err
+	}
 	if mode == ModeNLB {
-		if err := b.deleteEIP(ctx, svc); err != nil {
-			return nil, fmt.Errorf("remove the Service's Elastic IP before switching to nlb: %w", err)
-		}
 		return b.ensureNLB(ctx, svc, nodes)
 	}
-	if err := b.deleteNLB(ctx, svc); err != nil {
-		return nil, fmt.Errorf("remove the Service's NLB before switching to eip: %w", err)
-	}
 	return b.ensureEIP(ctx, svc, nodes)
+}
+
+// dropOtherMode removes what the other mode made for the Service, after a
+// change of its annotation. It costs one lookup when there is nothing to
+// remove, as on almost every call; target groups orphaned without an NLB
+// are left to Delete's full sweep.
+func (b *Backend) dropOtherMode(ctx context.Context, svc *v1.Service, mode string) error {
+	if mode == ModeNLB {
+		addrs, err := b.findEIPs(ctx, svc)
+		if err == nil && len(addrs) > 0 {
+			err = b.deleteEIP(ctx, svc)
+		}
+		if err != nil {
+			return fmt.Errorf("remove the Service's Elastic IP before switching to nlb: %w", err)
+		}
+		return nil
+	}
+	lb, err := b.findLB(ctx, svc)
+	var conflict *ConflictError
+	if errors.As(err, &conflict) {
+		return nil // not Berth's: nothing of ours to remove
+	}
+	if err == nil && lb != nil {
+		err = b.deleteNLB(ctx, svc)
+	}
+	if err != nil {
+		return fmt.Errorf("remove the Service's NLB before switching to eip: %w", err)
+	}
+	return nil
 }
 
 // Update follows a change of the node set: NLB targets, or the node an

@@ -13,6 +13,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/config"
 )
 
 func ipStatus(a ec2types.Address) *v1.LoadBalancerStatus {
@@ -62,7 +63,7 @@ func (b *Backend) acquireEIP(ctx context.Context, svc *v1.Service) (ec2types.Add
 				return ec2types.Address{}, fmt.Errorf("tag Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
 			}
 			a.Tags = ec2Tags(tags)
-			b.log.Info("Took Elastic IP from the configured list", "service", svc.Namespace+"/"+svc.Name, "address", sdk.ToString(a.PublicIp))
+			b.log.Info("Took Elastic IP from the configured list", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
 			return a, nil
 		}
 		return ec2types.Address{}, fmt.Errorf("all %d Elastic IPs in aws.eip.allocationIDs are in use or associated elsewhere", len(ids))
@@ -79,7 +80,7 @@ func (b *Backend) acquireEIP(ctx context.Context, svc *v1.Service) (ec2types.Add
 	if err != nil {
 		return ec2types.Address{}, fmt.Errorf("allocate an Elastic IP: %w", err)
 	}
-	b.log.Info("Allocated Elastic IP", "service", svc.Namespace+"/"+svc.Name, "address", sdk.ToString(out.PublicIp))
+	b.log.Info("Allocated Elastic IP", "service", config.Key(svc), "address", sdk.ToString(out.PublicIp))
 	return ec2types.Address{AllocationId: out.AllocationId, PublicIp: out.PublicIp, Tags: ec2Tags(tags)}, nil
 }
 
@@ -112,7 +113,7 @@ func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.No
 	if len(ranked) == 0 && allow != nil && hadCur {
 		// No node has a ready endpoint: traffic fails wherever the address
 		// is, so it stays where it is rather than churn.
-		b.log.Info("No eligible node has a ready endpoint; the Elastic IP stays", "service", svc.Namespace+"/"+svc.Name, "node", cur.Node)
+		b.log.Info("No eligible node has a ready endpoint; the Elastic IP stays", "service", config.Key(svc), "node", cur.Node)
 		if ranked = rankNodes(string(svc.UID), cur.Node, nodes, nil); len(ranked) > 1 {
 			ranked = ranked[:1]
 		}
@@ -130,7 +131,7 @@ func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.No
 		if place, err = b.placePrivate(ctx, addr, cur, target); apiCode(err) != "PrivateIpAddressLimitExceeded" {
 			break
 		}
-		b.log.Info("Node's interface holds no more addresses; trying the next node", "service", svc.Namespace+"/"+svc.Name, "node", target.Name)
+		b.log.Info("Node's interface holds no more addresses; trying the next node", "service", config.Key(svc), "node", target.Name)
 	}
 	if err != nil {
 		return nil, err
@@ -142,7 +143,7 @@ func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.No
 		}); err != nil {
 			return nil, fmt.Errorf("associate Elastic IP %s with %s on node %s: %w", sdk.ToString(addr.PublicIp), place.Addr, place.Node, err)
 		}
-		b.log.Info("Mapped Elastic IP", "service", svc.Namespace+"/"+svc.Name, "address", sdk.ToString(addr.PublicIp), "node", place.Node, "private", place.Addr)
+		b.log.Info("Mapped Elastic IP", "service", config.Key(svc), "address", sdk.ToString(addr.PublicIp), "node", place.Node, "private", place.Addr)
 	}
 	if err := b.forward(ctx, svc, place, nodes); err != nil {
 		return nil, err
@@ -260,30 +261,41 @@ func (b *Backend) forward(ctx context.Context, svc *v1.Service, place privateAdd
 	if b.annotate == nil {
 		return nil
 	}
-	value := svc.Namespace + "/" + svc.Name
 	key := v1alpha1.NodeAnnotationForwardPrefix + place.Addr
-	onTarget := false
+	onTarget, err := b.unforward(ctx, svc, nodes, place.Node, key)
+	if err != nil || onTarget {
+		return err
+	}
+	value := config.Key(svc)
+	if err := b.annotate.Annotate(ctx, place.Node, key, &value); err != nil {
+		return fmt.Errorf("tell node %s to forward %s: %w", place.Node, place.Addr, err)
+	}
+	return nil
+}
+
+// unforward removes the Service's forwarding annotations from the nodes,
+// except key on node keepNode (none when keepNode is ""), and reports
+// whether that one is there.
+func (b *Backend) unforward(ctx context.Context, svc *v1.Service, nodes []*v1.Node, keepNode, key string) (kept bool, err error) {
+	if b.annotate == nil {
+		return false, nil
+	}
+	value := config.Key(svc)
 	for _, n := range nodes {
 		for k, v := range n.Annotations {
 			if !strings.HasPrefix(k, v1alpha1.NodeAnnotationForwardPrefix) || v != value {
 				continue
 			}
-			if n.Name == place.Node && k == key {
-				onTarget = true
+			if n.Name == keepNode && k == key {
+				kept = true
 				continue
 			}
 			if err := b.annotate.Annotate(ctx, n.Name, k, nil); err != nil {
-				return fmt.Errorf("remove stale forwarding from node %s: %w", n.Name, err)
+				return kept, fmt.Errorf("remove forwarding from node %s: %w", n.Name, err)
 			}
 		}
 	}
-	if onTarget {
-		return nil
-	}
-	if err := b.annotate.Annotate(ctx, place.Node, key, &value); err != nil {
-		return fmt.Errorf("tell node %s to forward %s: %w", place.Node, place.Addr, err)
-	}
-	return nil
+	return kept, nil
 }
 
 // releasePrivate undoes one placement: the node's forwarding annotation
@@ -337,7 +349,7 @@ func (b *Backend) deleteEIP(ctx context.Context, svc *v1.Service) error {
 			if _, err := b.ec2.ReleaseAddress(ctx, &ec2.ReleaseAddressInput{AllocationId: a.AllocationId}); err != nil && apiCode(err) != "InvalidAllocationID.NotFound" {
 				return fmt.Errorf("release Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
 			}
-			b.log.Info("Released Elastic IP", "service", svc.Namespace+"/"+svc.Name, "address", sdk.ToString(a.PublicIp))
+			b.log.Info("Released Elastic IP", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
 			continue
 		}
 		var keys []ec2types.Tag
@@ -348,26 +360,9 @@ func (b *Backend) deleteEIP(ctx context.Context, svc *v1.Service) error {
 		if _, err := b.ec2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{id}, Tags: keys}); err != nil {
 			return fmt.Errorf("return Elastic IP %s to the list: %w", sdk.ToString(a.PublicIp), err)
 		}
-		b.log.Info("Returned Elastic IP to the configured list", "service", svc.Namespace+"/"+svc.Name, "address", sdk.ToString(a.PublicIp))
+		b.log.Info("Returned Elastic IP to the configured list", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
 	}
-	return b.unforward(ctx, svc)
-}
-
-// unforward removes the Service's forwarding annotations from every node
-// that still has one (left by a call that failed half-way).
-func (b *Backend) unforward(ctx context.Context, svc *v1.Service) error {
-	if b.annotate == nil {
-		return nil
-	}
-	value := svc.Namespace + "/" + svc.Name
-	for _, n := range b.nodeList(nil) {
-		for k, v := range n.Annotations {
-			if strings.HasPrefix(k, v1alpha1.NodeAnnotationForwardPrefix) && v == value {
-				if err := b.annotate.Annotate(ctx, n.Name, k, nil); err != nil {
-					return fmt.Errorf("remove forwarding from node %s: %w", n.Name, err)
-				}
-			}
-		}
-	}
-	return nil
+	// Annotations a call that failed half-way left on other nodes.
+	_, err = b.unforward(ctx, svc, b.nodeList(nil), "", "")
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/cloud-provider/api"
 
 	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/config"
 )
 
 // provisioningRetry is how soon the service controller asks again while
@@ -126,6 +128,20 @@ func (b *Backend) findLB(ctx context.Context, svc *v1.Service) (*elbtypes.LoadBa
 	return &lb, nil
 }
 
+// elbTagsOfMany returns the tags of any number of ELBv2 resources by ARN,
+// in calls of 20 (the API's limit).
+func (b *Backend) elbTagsOfMany(ctx context.Context, arns []string) (map[string]map[string]string, error) {
+	out := map[string]map[string]string{}
+	for chunk := range slices.Chunk(arns, 20) {
+		tags, err := b.elbTagsOf(ctx, chunk...)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(out, tags)
+	}
+	return out, nil
+}
+
 // elbTagsOf returns the tags of up to 20 ELBv2 resources by ARN.
 func (b *Backend) elbTagsOf(ctx context.Context, arns ...string) (map[string]map[string]string, error) {
 	out, err := b.elb.DescribeTags(ctx, &elb.DescribeTagsInput{ResourceArns: arns})
@@ -219,16 +235,20 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	if err != nil {
 		return nil, fmt.Errorf("describe target groups of %s: %w", lbName(svc), err)
 	}
+	owned, err := b.ownedByName(ctx, svc, attached.TargetGroups)
+	if err != nil {
+		return nil, err
+	}
 	targets := instances(nodes, targetNode)
-	want := map[string]bool{}
 	groups := make([]string, len(ports))
 	for i, p := range ports {
-		tg, err := b.ensureTargetGroup(ctx, svc, p, sdk.ToString(lb.VpcId))
+		name := tgName(svc, p)
+		tg, err := b.ensureTargetGroup(ctx, svc, p, sdk.ToString(lb.VpcId), owned[name])
 		if err != nil {
 			return nil, err
 		}
 		groups[i] = tg
-		want[tg] = true
+		delete(owned, name)
 		if err := b.syncTargets(ctx, tg, targets); err != nil {
 			return nil, err
 		}
@@ -236,11 +256,10 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	if err := b.syncListeners(ctx, svc, lbARN, ports, groups); err != nil {
 		return nil, err
 	}
-	for _, tg := range attached.TargetGroups {
-		if arn := sdk.ToString(tg.TargetGroupArn); !want[arn] {
-			if err := b.deleteTargetGroup(ctx, svc, arn); err != nil {
-				return nil, err
-			}
+	// What is left of the Service's groups serves no port any more.
+	for _, tg := range owned {
+		if err := b.removeTargetGroup(ctx, svc, sdk.ToString(tg.TargetGroupArn)); err != nil {
+			return nil, err
 		}
 	}
 	if lb.State != nil && lb.State.Code != elbtypes.LoadBalancerStateEnumActive {
@@ -272,30 +291,47 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, scheme string) 
 	if len(out.LoadBalancers) == 0 {
 		return nil, fmt.Errorf("create NLB %s: the response names no load balancer", lbName(svc))
 	}
-	b.log.Info("Created NLB", "service", svc.Namespace+"/"+svc.Name, "name", lbName(svc), "scheme", scheme, "subnets", subnets)
+	b.log.Info("Created NLB", "service", config.Key(svc), "name", lbName(svc), "scheme", scheme, "subnets", subnets)
 	return &out.LoadBalancers[0], nil
 }
 
+// ownedByName returns, by name, the groups among tgs that are tagged as
+// the Service's, reading their tags in one call per 20 groups.
+func (b *Backend) ownedByName(ctx context.Context, svc *v1.Service, tgs []elbtypes.TargetGroup) (map[string]*elbtypes.TargetGroup, error) {
+	arns := make([]string, len(tgs))
+	for i, tg := range tgs {
+		arns[i] = sdk.ToString(tg.TargetGroupArn)
+	}
+	tags, err := b.elbTagsOfMany(ctx, arns)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*elbtypes.TargetGroup{}
+	for i := range tgs {
+		if b.owns(tags[arns[i]], svc) {
+			out[sdk.ToString(tgs[i].TargetGroupName)] = &tgs[i]
+		}
+	}
+	return out, nil
+}
+
 // ensureTargetGroup returns the ARN of the group for one port, created if
-// missing, with its health check brought in line.
-func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p listenerPort, vpc string) (string, error) {
+// missing, with its health check brought in line. known is the group when
+// it is already attached to the NLB (and known to be the Service's); nil
+// means look it up by name, as one made by a call that failed before
+// attaching it.
+func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p listenerPort, vpc string, known *elbtypes.TargetGroup) (string, error) {
 	name := tgName(svc, p)
 	hc := healthCheckFor(svc)
-	out, err := b.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{Names: []string{name}})
-	if err != nil && apiCode(err) != "TargetGroupNotFound" {
-		return "", fmt.Errorf("describe target group %s: %w", name, err)
-	}
-	if err == nil && len(out.TargetGroups) > 0 {
-		tg := out.TargetGroups[0]
-		arn := sdk.ToString(tg.TargetGroupArn)
-		tags, err := b.elbTagsOf(ctx, arn)
-		if err != nil {
+	if known == nil {
+		var err error
+		if known, err = b.findTargetGroup(ctx, svc, name); err != nil {
 			return "", err
 		}
-		if !b.owns(tags[arn], svc) {
-			return "", &ConflictError{Kind: "target group", Name: name}
-		}
-		if tg.HealthCheckProtocol != hc.Protocol || sdk.ToString(tg.HealthCheckPort) != hc.Port || sdk.ToString(tg.HealthCheckPath) != hc.Path {
+	}
+	if known != nil {
+		arn := sdk.ToString(known.TargetGroupArn)
+		if known.HealthCheckProtocol != hc.Protocol || sdk.ToString(known.HealthCheckPort) != hc.Port || sdk.ToString(known.HealthCheckPath) != hc.Path {
 			if _, err := b.elb.ModifyTargetGroup(ctx, modifyHealthCheck(arn, hc)); err != nil {
 				return "", fmt.Errorf("update the health check of target group %s: %w", name, err)
 			}
@@ -326,6 +362,31 @@ func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p list
 		return "", fmt.Errorf("create target group %s: the response names no group", name)
 	}
 	return sdk.ToString(created.TargetGroups[0].TargetGroupArn), nil
+}
+
+// findTargetGroup returns the group with the name, nil if there is none,
+// or a *ConflictError if it is not the Service's.
+func (b *Backend) findTargetGroup(ctx context.Context, svc *v1.Service, name string) (*elbtypes.TargetGroup, error) {
+	out, err := b.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{Names: []string{name}})
+	if apiCode(err) == "TargetGroupNotFound" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("describe target group %s: %w", name, err)
+	}
+	if len(out.TargetGroups) == 0 {
+		return nil, nil
+	}
+	tg := out.TargetGroups[0]
+	arn := sdk.ToString(tg.TargetGroupArn)
+	tags, err := b.elbTagsOf(ctx, arn)
+	if err != nil {
+		return nil, err
+	}
+	if !b.owns(tags[arn], svc) {
+		return nil, &ConflictError{Kind: "target group", Name: name}
+	}
+	return &tg, nil
 }
 
 func modifyHealthCheck(arn string, hc healthCheck) *elb.ModifyTargetGroupInput {

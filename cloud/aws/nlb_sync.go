@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/berthlb/berth/config"
 )
 
 // syncTargets makes the group's instance targets exactly want: one
@@ -98,19 +99,13 @@ func forwardsTo(l elbtypes.Listener) string {
 	return ""
 }
 
-// deleteTargetGroup deletes a group after checking it is the Service's.
-func (b *Backend) deleteTargetGroup(ctx context.Context, svc *v1.Service, arn string) error {
-	tags, err := b.elbTagsOf(ctx, arn)
-	if err != nil {
-		return err
-	}
-	if !b.owns(tags[arn], svc) {
-		return nil
-	}
+// removeTargetGroup deletes one of the Service's groups; one gone already
+// is not an error.
+func (b *Backend) removeTargetGroup(ctx context.Context, svc *v1.Service, arn string) error {
 	if _, err := b.elb.DeleteTargetGroup(ctx, &elb.DeleteTargetGroupInput{TargetGroupArn: sdk.String(arn)}); err != nil && apiCode(err) != "TargetGroupNotFound" {
 		return fmt.Errorf("delete target group %s: %w", arn, err)
 	}
-	b.log.Info("Deleted target group", "service", svc.Namespace+"/"+svc.Name, "targetGroup", arn)
+	b.log.Info("Deleted target group", "service", config.Key(svc), "targetGroup", arn)
 	return nil
 }
 
@@ -148,15 +143,15 @@ func (b *Backend) deleteNLB(ctx context.Context, svc *v1.Service) error {
 		if _, err := b.elb.DeleteLoadBalancer(ctx, &elb.DeleteLoadBalancerInput{LoadBalancerArn: lb.LoadBalancerArn}); err != nil {
 			return fmt.Errorf("delete NLB %s: %w", lbName(svc), err)
 		}
-		b.log.Info("Deleted NLB", "service", svc.Namespace+"/"+svc.Name, "name", lbName(svc))
+		b.log.Info("Deleted NLB", "service", config.Key(svc), "name", lbName(svc))
 	}
 	groups, err := b.ownedTargetGroups(ctx, svc)
 	if err != nil {
 		return err
 	}
 	for _, arn := range groups {
-		if _, err := b.elb.DeleteTargetGroup(ctx, &elb.DeleteTargetGroupInput{TargetGroupArn: sdk.String(arn)}); err != nil && apiCode(err) != "TargetGroupNotFound" {
-			return fmt.Errorf("delete target group %s: %w", arn, err)
+		if err := b.removeTargetGroup(ctx, svc, arn); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -178,15 +173,13 @@ func (b *Backend) ownedTargetGroups(ctx context.Context, svc *v1.Service) ([]str
 			}
 		}
 	}
-	for chunk := range slices.Chunk(candidates, 20) {
-		tags, err := b.elbTagsOf(ctx, chunk...)
-		if err != nil {
-			return nil, err
-		}
-		for _, arn := range chunk {
-			if b.owns(tags[arn], svc) {
-				owned = append(owned, arn)
-			}
+	tags, err := b.elbTagsOfMany(ctx, candidates)
+	if err != nil {
+		return nil, err
+	}
+	for _, arn := range candidates {
+		if b.owns(tags[arn], svc) {
+			owned = append(owned, arn)
 		}
 	}
 	return owned, nil

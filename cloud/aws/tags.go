@@ -9,6 +9,8 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/berthlb/berth/config"
 )
 
 // Tags on every AWS resource Berth creates or takes.
@@ -34,7 +36,7 @@ func (b *Backend) ownerTags(svc *v1.Service) map[string]string {
 	return map[string]string{
 		TagCluster:    b.cfg.ClusterName,
 		TagServiceUID: string(svc.UID),
-		TagService:    svc.Namespace + "/" + svc.Name,
+		TagService:    config.Key(svc),
 		"kubernetes.io/cluster/" + b.cfg.ClusterName: "owned",
 	}
 }
