@@ -47,20 +47,7 @@ func (e *env) readyOn(t *testing.T, ns, svc string, nodes ...string) {
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
 		})
 	}
-	slices := e.kube.DiscoveryV1().EndpointSlices(ns)
-	retryUpdate(t, "EndpointSlice "+es.Name, func(ctx context.Context) error {
-		cur, err := slices.Get(ctx, es.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			_, err = slices.Create(ctx, es, metav1.CreateOptions{})
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		es.ResourceVersion = cur.ResourceVersion
-		_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
-		return err
-	})
+	e.applySlice(t, es)
 }
 
 // waitAWS polls the test double's state until ok holds.

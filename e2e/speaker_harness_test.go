@@ -79,6 +79,26 @@ func newSpeakerLabWith(t testing.TB, n int, opts controlplane.Options) *speakerL
 	return sl
 }
 
+// applySlice creates the EndpointSlice or replaces the one of its name
+// (no endpoint controller runs in this control plane).
+func (e *env) applySlice(t testing.TB, es *discoveryv1.EndpointSlice) {
+	t.Helper()
+	slices := e.kube.DiscoveryV1().EndpointSlices(es.Namespace)
+	retryUpdate(t, "EndpointSlice "+es.Name, func(ctx context.Context) error {
+		cur, err := slices.Get(ctx, es.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = slices.Create(ctx, es, metav1.CreateOptions{})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		es.ResourceVersion = cur.ResourceVersion
+		_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
+		return err
+	})
+}
+
 // neighbors returns the nodes' addresses as a router's neighbors of AS asn.
 func (sl *speakerLab) neighbors(asn uint32, password string) []frr.Neighbor {
 	var out []frr.Neighbor
@@ -237,19 +257,7 @@ func (sl *speakerLab) endpoints(ns, svc string, ready map[*labNode]bool) {
 			NodeName:   ptr.To(n.name),
 		})
 	}
-	retryUpdate(sl.t, "EndpointSlice "+es.Name, func(ctx context.Context) error {
-		cur, err := sl.e.kube.DiscoveryV1().EndpointSlices(ns).Get(ctx, es.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			_, err = sl.e.kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, es, metav1.CreateOptions{})
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		es.ResourceVersion = cur.ResourceVersion
-		_, err = sl.e.kube.DiscoveryV1().EndpointSlices(ns).Update(ctx, es, metav1.UpdateOptions{})
-		return err
-	})
+	sl.e.applySlice(sl.t, es)
 }
 
 // retryUpdate runs f until it succeeds, retrying conflicts, for 10 s.
