@@ -72,14 +72,8 @@ func nextDrains(cur map[netip.Addr]drain, prev map[netip.Addr]string, self strin
 // family, or the zero Addr.
 func nodeIPOf(nodes []*corev1.Node, name string, v4 bool) netip.Addr {
 	for _, n := range nodes {
-		if n.Name != name {
-			continue
-		}
-		for _, a := range n.Status.Addresses {
-			ip, err := netip.ParseAddr(a.Address)
-			if err == nil && a.Type == corev1.NodeInternalIP && ip.Is4() == v4 {
-				return ip
-			}
+		if n.Name == name {
+			return internalIPs(n)[v4]
 		}
 	}
 	return netip.Addr{}

@@ -432,18 +432,25 @@ func (s *Speaker) peerAddrs(bind netip.Addr, port int, except []string) []string
 
 // internalIP is the node's first IPv4 InternalIP, or its first InternalIP.
 func internalIP(n *corev1.Node) netip.Addr {
-	var first netip.Addr
+	ips := internalIPs(n)
+	if ip, ok := ips[true]; ok {
+		return ip
+	}
+	return ips[false]
+}
+
+// internalIPs returns the node's first InternalIP of each family, keyed by
+// "is IPv4".
+func internalIPs(n *corev1.Node) map[bool]netip.Addr {
+	out := map[bool]netip.Addr{}
 	for _, a := range n.Status.Addresses {
 		ip, err := netip.ParseAddr(a.Address)
 		if err != nil || a.Type != corev1.NodeInternalIP {
 			continue
 		}
-		if ip.Is4() {
-			return ip
-		}
-		if !first.IsValid() {
-			first = ip
+		if _, seen := out[ip.Is4()]; !seen {
+			out[ip.Is4()] = ip
 		}
 	}
-	return first
+	return out
 }

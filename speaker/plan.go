@@ -374,17 +374,7 @@ func keyOf(ref *v1alpha1.SecretKeyRef) string {
 // Mapped addresses are forwarded even on a node that is not eligible: the
 // cloud sends their traffic here until the CCM has moved the mapping.
 func (p *Plan) forwarding(s Snapshot, announced map[netip.Addr]bool, mapped bool) []nodeport.Rule {
-	f := ruleSet{plan: p, node: s.Node, nodeIP: map[bool]netip.Addr{}, seen: map[fwdKey]bool{}}
-	for _, a := range s.Node.Status.Addresses {
-		if a.Type != corev1.NodeInternalIP {
-			continue
-		}
-		if ip, err := netip.ParseAddr(a.Address); err == nil {
-			if _, seen := f.nodeIP[ip.Is4()]; !seen {
-				f.nodeIP[ip.Is4()] = ip
-			}
-		}
-	}
+	f := ruleSet{plan: p, node: s.Node, nodeIP: internalIPs(s.Node), seen: map[fwdKey]bool{}}
 	byKey := make(map[string]*corev1.Service, len(s.Services))
 	for _, svc := range s.Services {
 		byKey[config.Key(svc)] = svc
