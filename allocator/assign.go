@@ -48,6 +48,18 @@ type Request struct {
 	// Local; sharing Services must have equal keys when either is set,
 	// since a shared address can only be announced from one set of nodes.
 	BackendKey string
+	// KeepOnly restricts the request to addresses the Service holds
+	// already (Current, or the allocator's record): nothing is joined or
+	// handed out fresh, and a requested address is given only if held.
+	// A replay uses it to record every valid address before any Service
+	// may be given a new one, so that no valid address can be taken.
+	KeepOnly bool
+}
+
+// Missing is a family a Service wanted but did not get, and why.
+type Missing struct {
+	Family Family
+	Err    *Error
 }
 
 // plan is a request checked and resolved against the current pools.
@@ -79,14 +91,23 @@ type plan struct {
 //
 // On error nothing changes: the Service keeps what it held, so a failed
 // re-evaluation never costs a working address. With several families and
-// RequireAll false, a partial result is returned with a nil error.
+// RequireAll false, a partial result is returned with a nil error; use
+// AssignPartial to learn what is missing.
 func (a *Allocator) Assign(req Request) ([]Assignment, error) {
+	got, _, err := a.AssignPartial(req)
+	return got, err
+}
+
+// AssignPartial is Assign that also reports, for a partial result, each
+// family that could not be served and why, in the order of req.Families.
+// missing is empty whenever err is not nil.
+func (a *Allocator) AssignPartial(req Request) (got []Assignment, missing []Missing, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.lazyInit()
 	pl, perr := a.plan(&req)
 	if perr != nil {
-		return nil, perr
+		return nil, nil, perr
 	}
 	var out []Assignment
 	var errs []*Error
@@ -94,18 +115,19 @@ func (a *Allocator) Assign(req Request) ([]Assignment, error) {
 		as, err := a.choose(pl, f)
 		if err != nil {
 			if req.RequireAll {
-				return nil, err
+				return nil, nil, err
 			}
 			errs = append(errs, err)
+			missing = append(missing, Missing{Family: f, Err: err})
 			continue
 		}
 		out = append(out, as)
 	}
 	if len(out) == 0 {
-		return nil, joinErrors(errs)
+		return nil, nil, joinErrors(errs)
 	}
 	a.commit(pl, out)
-	return slices.Clone(out), nil
+	return slices.Clone(out), missing, nil
 }
 
 func (a *Allocator) plan(req *Request) (*plan, *Error) {
@@ -181,6 +203,9 @@ func (a *Allocator) choose(pl *plan, f Family) (Assignment, *Error) {
 		if p == nil {
 			return Assignment{}, a.unavailable(pl, r)
 		}
+		if pl.req.KeepOnly && !pl.holds(r) {
+			return Assignment{}, errorf(ReasonRequestedAddressUnavailable, "%s is not held by this Service yet", r)
+		}
 		if p.Draining && !pl.holds(r) {
 			return Assignment{}, errorf(ReasonRequestedAddressUnavailable,
 				"%s belongs to pool %q, which is draining (being deleted or invalid) and hands out no new addresses", r, p.Name)
@@ -192,6 +217,9 @@ func (a *Allocator) choose(pl *plan, f Family) (Assignment, *Error) {
 	}
 	if as, ok := a.keep(pl, f); ok {
 		return as, nil
+	}
+	if pl.req.KeepOnly {
+		return Assignment{}, errorf(ReasonPoolExhausted, "no %v address of this Service is still valid", f)
 	}
 	if as, ok := a.join(pl, f); ok {
 		return as, nil

@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2/ktesting"
 
 	berthfake "github.com/berthlb/berth/client/clientset/versioned/fake"
+	"github.com/berthlb/berth/ledger"
 )
 
 // TestStartWithInformers runs the backend on fake clientsets: the replay
@@ -41,7 +42,7 @@ func TestStartWithInformers(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
-		return len(p.alloc.Lookup(foreignPrefix+"default/classed")) == 1, nil
+		return len(p.ledger.Lookup(ledger.ForeignPrefix+"default/classed")) == 1, nil
 	})
 	if err != nil {
 		t.Fatalf("the classed Service's address was not recorded: %v", err)
@@ -55,7 +56,7 @@ func TestStartWithInformers(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
-		return len(p.alloc.Lookup(foreignPrefix+"default/classed")) == 0, nil
+		return len(p.ledger.Lookup(ledger.ForeignPrefix+"default/classed")) == 0, nil
 	})
 	if err != nil {
 		t.Fatalf("the classed Service's address was not released: %v", err)
@@ -84,7 +85,7 @@ func TestHandover(t *testing.T) {
 	if _, _, err := lb.GetLoadBalancer(ctx, cluster, service("web")); err != nil {
 		t.Fatal(err)
 	}
-	if got := p.alloc.Lookup(foreignPrefix + "default/web"); len(got) != 1 {
+	if got := p.ledger.Lookup(ledger.ForeignPrefix + "default/web"); len(got) != 1 {
 		t.Fatalf("the add-on's address is not recorded: %v", got)
 	}
 	// The add-on controller lets go: its status write removes both.
@@ -93,7 +94,7 @@ func TestHandover(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
-		return len(p.alloc.Lookup(foreignPrefix+"default/web")) == 0, nil
+		return len(p.ledger.Lookup(ledger.ForeignPrefix+"default/web")) == 0, nil
 	})
 	if err != nil {
 		t.Fatalf("the record of the add-on's holding stayed after the handover: %v", err)

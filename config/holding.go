@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/berthlb/berth/allocator"
 	"github.com/berthlb/berth/api/v1alpha1"
@@ -22,18 +23,48 @@ import (
 // out because their family already had one. A request with no Requested
 // address holds nothing.
 func (c *Config) HoldingRequest(svc *corev1.Service, identity string) (req allocator.Request, extra []netip.Addr) {
+	// Every pool, whatever autoAssign or selectors say: the address is
+	// given already, and only its being taken matters.
+	req, extra = c.statusRequest(svc, identity, c.Names())
+	req.Requested = req.Current
+	return req, extra
+}
+
+// KeepRequest is the request that keeps what a Service's status shows
+// while its own request cannot be read (an InvalidRequest): each address of
+// its status, at most one per family, that lies in a pool the Service may
+// use by that pool's serviceAllocation, and nothing new (KeepOnly). It
+// rebuilds after a restart what the controller promised to keep until the
+// Service is fixed. A request with no Current address keeps nothing.
+func (c *Config) KeepRequest(svc *corev1.Service, nsLabels labels.Set) allocator.Request {
+	var allowed []string
+	for _, n := range c.names {
+		p := c.pools[n]
+		if ok, _ := p.Allows(svc.Namespace, svc.Labels, nsLabels); ok || (len(p.Problems) > 0 && p.containsAny(CurrentAddresses(svc))) {
+			allowed = append(allowed, n)
+		}
+	}
+	req, _ := c.statusRequest(svc, Key(svc), allowed)
+	req.KeepOnly = true
+	return req
+}
+
+// statusRequest is a request under identity for the addresses of svc's
+// status that lie in one of pools, at most one per family (the allocator
+// holds one per family; extra lists the others), with the Service's
+// sharing attributes so that sharing stays compatible.
+func (c *Config) statusRequest(svc *corev1.Service, identity string, pools []string) (req allocator.Request, extra []netip.Addr) {
 	req = allocator.Request{
-		Service:    identity,
-		Namespace:  svc.Namespace,
-		SharingKey: strings.TrimSpace(svc.Annotations[v1alpha1.AnnotationSharingKey]),
-		Pools:      c.Names(),
-		// Every pool, whatever autoAssign or selectors say: the address is
-		// given already, and only its being taken matters.
+		Service:       identity,
+		Namespace:     svc.Namespace,
+		SharingKey:    strings.TrimSpace(svc.Annotations[v1alpha1.AnnotationSharingKey]),
+		Pools:         pools,
 		ExplicitPools: true,
 		Ports:         ports(svc),
+		BackendKey:    backendKey(svc),
 	}
 	for _, a := range CurrentAddresses(svc) {
-		if _, in := c.PoolFor(a); !in {
+		if !slices.ContainsFunc(pools, func(n string) bool { return c.pools[n].contains(a) }) {
 			continue
 		}
 		f := allocator.IPv6
@@ -45,9 +76,8 @@ func (c *Config) HoldingRequest(svc *corev1.Service, identity string) (req alloc
 			continue
 		}
 		req.Families = append(req.Families, f)
-		req.Requested = append(req.Requested, a)
+		req.Current = append(req.Current, a)
 	}
-	req.Current = req.Requested
 	return req, extra
 }
 

@@ -64,3 +64,57 @@ func TestHoldingRequest(t *testing.T) {
 		})
 	}
 }
+
+// TestHoldingRequestBackends: a foreign holder under externalTrafficPolicy
+// Local carries its backends, so that Berth's own Services can share its
+// address only with the same selector, as between two of Berth's.
+func TestHoldingRequestBackends(t *testing.T) {
+	cfg := config.For(standardPools())
+	local := func(s *corev1.Service) {
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		s.Spec.Selector = map[string]string{"app": "web"}
+	}
+	held, _ := cfg.HoldingRequest(service(ingressIPs("198.51.100.9"), local), "foreign:x")
+	own, err := cfg.Request(service(local), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held.BackendKey == "" || held.BackendKey != own.BackendKey {
+		t.Errorf("backend key of the holding %q, of the same Service served by Berth %q: want equal, not empty", held.BackendKey, own.BackendKey)
+	}
+	cluster, _ := cfg.HoldingRequest(service(ingressIPs("198.51.100.9")), "foreign:x")
+	if cluster.BackendKey != "" {
+		t.Errorf("externalTrafficPolicy Cluster: backend key %q, want none", cluster.BackendKey)
+	}
+}
+
+// TestKeepRequest: what a Service whose request is invalid keeps after a
+// restart: its status addresses in pools it may use, one per family, and
+// nothing new.
+func TestKeepRequest(t *testing.T) {
+	cfg := config.For(standardPools())
+	for _, tc := range []struct {
+		name string
+		svc  *corev1.Service
+		want []string
+	}{
+		{name: "its address in a pool it may use", svc: service(ingressIPs("198.51.100.7")), want: []string{"198.51.100.7"}},
+		{name: "not one in a pool of another tenant", svc: service(ingressIPs("203.0.113.130"))},
+		{name: "the tenant's own", svc: service(inNamespace("team-a"), ingressIPs("203.0.113.130")), want: []string{"203.0.113.130"}},
+		{name: "outside every pool", svc: service(ingressIPs("10.0.0.1"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := cfg.KeepRequest(tc.svc, nil)
+			var got []string
+			for _, a := range req.Current {
+				got = append(got, a.String())
+			}
+			if diff := cmp.Diff(tc.want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("Current (-want +got):\n%s", diff)
+			}
+			if !req.KeepOnly || req.Service != config.Key(tc.svc) || len(req.Requested) != 0 {
+				t.Errorf("request %+v: want KeepOnly under the Service's own key, nothing requested", req)
+			}
+		})
+	}
+}

@@ -48,23 +48,27 @@ func (c *Config) Request(svc *corev1.Service, nsLabels labels.Set) (allocator.Re
 		return req, err
 	}
 	req.Ports = ports(svc)
-	if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
-		// Services sharing an address under ETP=Local must have the same
-		// backends, or one of them would be announced from nodes without
-		// its endpoints. The namespace is part of the key because equal
-		// selectors in two namespaces (cross-namespace sharing) select
-		// different pods.
-		if len(svc.Spec.Selector) > 0 {
-			req.BackendKey = "selector:" + svc.Namespace + "/" + labels.Set(svc.Spec.Selector).String()
-		} else {
-			req.BackendKey = "service:" + req.Service
-		}
-	}
+	req.BackendKey = backendKey(svc)
 	req.Pools, req.ExplicitPools, err = c.poolsFor(svc, nsLabels, req.Current)
 	if err != nil {
 		return req, err
 	}
 	return req, c.checkRequested(svc, nsLabels, req)
+}
+
+// backendKey identifies a Service's backends under externalTrafficPolicy
+// Local, "" otherwise. Services sharing an address under Local must have
+// the same backends, or one of them would be announced from nodes without
+// its endpoints. The namespace is part of the key because equal selectors
+// in two namespaces (cross-namespace sharing) select different pods.
+func backendKey(svc *corev1.Service) string {
+	if svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
+		return ""
+	}
+	if len(svc.Spec.Selector) > 0 {
+		return "selector:" + svc.Namespace + "/" + labels.Set(svc.Spec.Selector).String()
+	}
+	return "service:" + Key(svc)
 }
 
 // CurrentAddresses returns the IP addresses in the Service's load-balancer

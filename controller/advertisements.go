@@ -93,7 +93,7 @@ func (c *Controller) enqueueAdvertisements() {
 // syncAdvertisement checks one advertisement and writes its Valid condition
 // when it changed.
 func (c *Controller) syncAdvertisement(ctx context.Context, key string) error {
-	cfg := c.poolConfig.Load()
+	cfg := c.ledger.Config()
 	var (
 		problems   []string
 		generation int64

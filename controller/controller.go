@@ -3,8 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,12 +19,12 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
-	"github.com/berthlb/berth/allocator"
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/client/clientset/versioned"
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions/api/v1alpha1"
 	berthlisters "github.com/berthlb/berth/client/listers/api/v1alpha1"
 	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/ledger"
 )
 
 // Config says which Services the controller handles and how hard it works.
@@ -50,7 +48,6 @@ type Controller struct {
 	writer   writer
 	recorder record.EventRecorder
 	metrics  *Metrics
-	alloc    *allocator.Allocator
 
 	services   corelisters.ServiceLister
 	namespaces corelisters.NamespaceLister
@@ -60,20 +57,16 @@ type Controller struct {
 	svcQueue  workqueue.TypedRateLimitingInterface[string]
 	poolQueue workqueue.TypedRateLimitingInterface[string]
 
-	// pools is the current validated view of the IPPools; rebuilt on every
-	// change of a pool's spec, read by every reconcile.
-	poolConfig atomic.Pointer[config.Config]
-	rebuildMu  sync.Mutex
-	builtFrom  string // poolsFingerprint of the last rebuild; guarded by rebuildMu
-	ready      atomic.Bool
+	// ledger records who holds which address; shared in kind with
+	// berth-ccm's pools backend.
+	ledger    *ledger.Ledger
+	rebuildMu sync.Mutex
+	builtFrom string // poolsFingerprint of the last rebuild; guarded by rebuildMu
+	ready     atomic.Bool
 	// written holds a lastWrite per Service key.
 	written sync.Map
 	// advs is set by WatchAdvertisements.
 	advs *advertisements
-	// foreignMu serialises the updates of foreign holdings (see
-	// syncForeign) and guards foreign.
-	foreignMu sync.Mutex
-	foreign   foreignState
 	// log is the logger of Run, for the Service event handler; written
 	// before ready is set and read only after.
 	log logr.Logger
@@ -102,7 +95,6 @@ func newController(cfg Config, w writer, rec record.EventRecorder, m *Metrics,
 		writer:     w,
 		recorder:   rec,
 		metrics:    m,
-		alloc:      allocator.New(),
 		services:   svcInf.Lister(),
 		namespaces: nsInf.Lister(),
 		pools:      poolInf.Lister(),
@@ -112,8 +104,12 @@ func newController(cfg Config, w writer, rec record.EventRecorder, m *Metrics,
 		poolQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pools"}),
 	}
-	c.foreign = foreignState{tracked: map[string]struct{}{}, claims: map[netip.Addr][]string{}, claimed: map[string][]netip.Addr{}}
-	c.poolConfig.Store(config.For(nil))
+	c.ledger = ledger.New(ledger.Options{
+		Serves:      c.handles,
+		Services:    c.services,
+		Namespaces:  c.namespaces,
+		PoolChanged: func(pool string) { c.poolQueue.AddAfter(pool, c.cfg.PoolStatusDelay) },
+	})
 	m.watchQueues(c.svcQueue, c.poolQueue)
 
 	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -131,6 +127,9 @@ func newController(cfg Config, w writer, rec record.EventRecorder, m *Metrics,
 		return nil, fmt.Errorf("watch pools: %w", err)
 	}
 	if _, err := nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		// A Service created together with its Namespace may be judged
+		// before the Namespace reaches the cache; it waits for it.
+		AddFunc:    func(obj any) { c.namespaceChanged(nil, obj) },
 		UpdateFunc: c.namespaceChanged,
 	}); err != nil {
 		return nil, fmt.Errorf("watch namespaces: %w", err)
@@ -180,36 +179,22 @@ func (c *Controller) rebuildState(ctx context.Context) {
 	c.ready.Store(true)
 }
 
-// restore replays every LoadBalancer Service that already has addresses,
-// oldest first, so that the allocator learns what is taken before any new
-// request is served and, when two Services claim one address, the older
-// keeps it. Services the controller handles keep their valid addresses (a
-// newer one that loses an address gets another and an Event saying why);
-// the others' addresses in the pools are recorded as foreign holdings, so
-// an older Service of berth-ccm or any other implementation wins over a
-// newer one of Berth's exactly like an older one of Berth's would.
+// restore rebuilds the record from the Services' status before any change
+// is handled: first every address still valid for the Service showing it,
+// oldest first, for the Services the controller handles and for those of
+// other implementations (held as foreign, so an older Service of berth-ccm
+// wins over a newer one of Berth's exactly like an older one of Berth's
+// would); then, oldest first, each handled Service is judged, so that one
+// whose address became invalid gets a free one and never another's.
 func (c *Controller) restore(ctx context.Context) (handled, foreign int) {
 	all, err := c.services.List(labels.Everything())
 	if err != nil {
 		utilruntime.HandleErrorWithContext(ctx, err, "List services from cache")
 		return 0, 0
 	}
-	var held []*corev1.Service
-	for _, svc := range all {
-		if (c.handles(svc) || c.isForeign(svc)) && len(config.CurrentAddresses(svc)) > 0 {
-			held = append(held, svc)
-		}
-	}
-	slices.SortFunc(held, olderFirst)
-	log := logr.FromContextOrDiscard(ctx)
-	for _, svc := range held {
+	served, foreign := c.ledger.Restore(all)
+	for _, svc := range served {
 		key := config.Key(svc)
-		if !c.handles(svc) {
-			c.syncForeign(log, key)
-			foreign++
-			continue
-		}
-		handled++
 		if err := c.syncService(ctx, key); err != nil {
 			c.svcQueue.AddRateLimited(key)
 		}
@@ -217,24 +202,7 @@ func (c *Controller) restore(ctx context.Context) (handled, foreign int) {
 	for _, svc := range all {
 		c.svcQueue.Add(config.Key(svc))
 	}
-	return handled, foreign
-}
-
-func olderFirst(a, b *corev1.Service) int {
-	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
-		return c
-	}
-	return cmpString(config.Key(a), config.Key(b))
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return len(served), foreign
 }
 
 // handles reports whether the Service is Berth's to serve.
@@ -249,9 +217,9 @@ func (c *Controller) handles(svc *corev1.Service) bool {
 }
 
 func (c *Controller) namespaceChanged(oldObj, newObj any) {
-	oldNS, ok1 := oldObj.(*corev1.Namespace)
-	newNS, ok2 := newObj.(*corev1.Namespace)
-	if !ok1 || !ok2 || labels.Equals(oldNS.Labels, newNS.Labels) {
+	oldNS, _ := oldObj.(*corev1.Namespace)
+	newNS, ok := newObj.(*corev1.Namespace)
+	if !ok || (oldNS != nil && labels.Equals(oldNS.Labels, newNS.Labels)) {
 		return
 	}
 	svcs, err := c.services.Services(newNS.Name).List(labels.Everything())

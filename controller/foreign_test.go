@@ -20,6 +20,7 @@ import (
 	"github.com/berthlb/berth/api/v1alpha1"
 	berthfake "github.com/berthlb/berth/client/clientset/versioned/fake"
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
+	"github.com/berthlb/berth/ledger"
 )
 
 // TestForeignServices checks that addresses shown by LoadBalancer Services
@@ -66,7 +67,7 @@ func TestForeignServices(t *testing.T) {
 			existing: []*corev1.Service{ccm("f", age(1))},
 			steps: []func(*harness){func(h *harness) {
 				h.update("f", withIngress(a1))
-				if got := h.c.alloc.Lookup(foreignPrefix + "ns/f"); len(got) != 1 {
+				if got := h.c.ledger.Lookup(ledger.ForeignPrefix + "ns/f"); len(got) != 1 {
 					h.t.Errorf("right after the event, foreign holding = %v, want %s", got, a1)
 				}
 				h.create(handled("h"))
@@ -260,7 +261,7 @@ func TestForeignServices(t *testing.T) {
 // controller started on the same state then changes nothing.
 func TestForeignConcurrent(t *testing.T) {
 	const n = 12
-	kube := kubefake.NewClientset()
+	kube := kubefake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}})
 	berth := berthfake.NewSimpleClientset(testPool("p", "192.0.2.0-192.0.2.31"))
 	run := func(ctx context.Context) *Controller {
 		kubeInf := informers.NewSharedInformerFactory(kube, 0)

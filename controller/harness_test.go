@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -40,6 +43,7 @@ type harness struct {
 	c       *Controller
 	svcs    cache.Indexer
 	pools   cache.Indexer
+	nss     cache.Indexer
 	w       *fakeWriter
 	rec     *fakeRecorder
 	rv      int
@@ -59,6 +63,14 @@ func newHarness(t *testing.T, pools ...*v1alpha1.IPPool) *harness {
 		t.Fatal(err)
 	}
 	h.c = c
+	// Every Service of these tests lives in "ns" (or "other"); their
+	// Namespaces exist, as they must before a Service can be created.
+	h.nss = nsInf.Informer().GetIndexer()
+	for _, ns := range []string{"ns", "other"} {
+		if err := h.nss.Add(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, p := range pools {
 		if err := h.pools.Add(p); err != nil {
 			t.Fatal(err)
@@ -113,12 +125,16 @@ func (h *harness) create(svc *corev1.Service) {
 }
 
 // update changes a Service as the informer would; nothing if it is gone.
-func (h *harness) update(name string, mutate ...svcOpt) {
+func (h *harness) update(name string, mutate ...svcOpt) { h.updateIn("ns", name, mutate...) }
+
+// updateIn is update for a Service of any namespace.
+func (h *harness) updateIn(ns, name string, mutate ...svcOpt) {
 	h.t.Helper()
-	old := h.get(name)
-	if old == nil {
+	obj, ok, _ := h.svcs.GetByKey(ns + "/" + name)
+	if !ok {
 		return
 	}
+	old := obj.(*corev1.Service)
 	svc := old.DeepCopy()
 	for _, m := range mutate {
 		m(svc)
@@ -173,6 +189,7 @@ func (h *harness) ingress(name string) []string {
 type fakeWriter struct {
 	h          *harness
 	writes     map[string]int // status writes (and clears) by Service name
+	log        []string       // every status write in order, "name:ip,ip"
 	poolStatus map[string]*berthac.IPPoolStatusApplyConfiguration
 }
 
@@ -186,17 +203,22 @@ func (w *fakeWriter) applyServiceStatus(_ context.Context, ac *corev1ac.ServiceA
 		conds = append(conds, metav1.Condition{Type: *c.Type, Status: *c.Status, Reason: *c.Reason, Message: *c.Message,
 			ObservedGeneration: *c.ObservedGeneration, LastTransitionTime: *c.LastTransitionTime})
 	}
-	return w.setStatus(*ac.Name, corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: ingress}, Conditions: conds})
+	return w.setStatus(*ac.Namespace, *ac.Name, corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: ingress}, Conditions: conds})
 }
 
-func (w *fakeWriter) clearServiceStatus(_ context.Context, _, name string) error {
-	return w.setStatus(name, corev1.ServiceStatus{})
+func (w *fakeWriter) clearServiceStatus(_ context.Context, ns, name string) error {
+	return w.setStatus(ns, name, corev1.ServiceStatus{})
 }
 
-func (w *fakeWriter) setStatus(name string, st corev1.ServiceStatus) error {
+func (w *fakeWriter) setStatus(ns, name string, st corev1.ServiceStatus) error {
 	w.writes[name]++
+	ips := make([]string, len(st.LoadBalancer.Ingress))
+	for i, ing := range st.LoadBalancer.Ingress {
+		ips[i] = ing.IP
+	}
+	w.log = append(w.log, name+":"+strings.Join(ips, ","))
 	w.h.pending = append(w.h.pending, func() {
-		w.h.update(name, func(s *corev1.Service) { s.Status = st })
+		w.h.updateIn(ns, name, func(s *corev1.Service) { s.Status = st })
 	})
 	return nil
 }
@@ -327,4 +349,98 @@ func withPorts(ports ...int32) svcOpt {
 func testPool(name string, addrs ...v1alpha1.AddressRange) *v1alpha1.IPPool {
 	return &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), Generation: 1},
 		Spec: v1alpha1.IPPoolSpec{Addresses: addrs}}
+}
+
+// step changes the cluster (or restarts the controller) and returns the
+// harness to go on with.
+type step func(*harness) *harness
+
+// outcome is a Service's ingress and its condition's reason ("" for none).
+type outcome struct {
+	ingress []string
+	reason  string
+}
+
+// expect checks a Service in namespace "ns" against want.
+func (h *harness) expect(name string, want outcome) {
+	h.t.Helper()
+	got := outcome{ingress: h.ingress(name)}
+	if svc := h.get(name); svc != nil {
+		if c := findCondition(svc); c != nil {
+			got.reason = c.Reason
+			if (c.Reason == v1alpha1.ReasonAllocated) != (c.Status == metav1.ConditionTrue) {
+				h.t.Errorf("%s: condition %s with status %s", name, c.Reason, c.Status)
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(outcome{}), cmpopts.EquateEmpty()); diff != "" {
+		h.t.Errorf("%s (-want +got):\n%s", name, diff)
+	}
+}
+
+// restart starts a new controller on the Services and pools the old one
+// left in the cache, as after a crash.
+func (h *harness) restart() *harness { return h.restartWith(nil) }
+
+// restartWith is restart with pool "p" changed while no controller ran.
+func (h *harness) restartWith(mutate func(*v1alpha1.IPPool)) *harness {
+	h.t.Helper()
+	var pools []*v1alpha1.IPPool
+	for _, obj := range h.pools.List() {
+		p := obj.(*v1alpha1.IPPool).DeepCopy()
+		if mutate != nil && p.Name == "p" {
+			mutate(p)
+			p.Generation++
+		}
+		pools = append(pools, p)
+	}
+	n := newHarness(h.t, pools...)
+	n.rv = h.rv
+	for _, obj := range h.svcs.List() {
+		if err := n.svcs.Add(obj.(*corev1.Service).DeepCopy()); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	n.start()
+	return n
+}
+
+// editPool changes pool name as the informer would.
+func (h *harness) editPool(name string, mutate func(*v1alpha1.IPPool)) {
+	h.t.Helper()
+	obj, ok, _ := h.pools.GetByKey(name)
+	if !ok {
+		h.t.Fatalf("no pool %s", name)
+	}
+	old := obj.(*v1alpha1.IPPool)
+	p := old.DeepCopy()
+	mutate(p)
+	p.Generation++
+	if err := h.pools.Update(p); err != nil {
+		h.t.Fatal(err)
+	}
+	h.c.poolChanged(old, p)
+}
+
+// addNamespace creates a Namespace as the informer would.
+func (h *harness) addNamespace(name string, labels map[string]string) {
+	h.t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if err := h.nss.Add(ns); err != nil {
+		h.t.Fatal(err)
+	}
+	h.c.namespaceChanged(nil, ns)
+}
+
+// ingressIn is ingress for a Service of any namespace.
+func (h *harness) ingressIn(ns, name string) []string {
+	obj, ok, _ := h.svcs.GetByKey(ns + "/" + name)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, ing := range obj.(*corev1.Service).Status.LoadBalancer.Ingress {
+		out = append(out, ing.IP)
+	}
+	return out
 }

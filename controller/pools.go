@@ -18,6 +18,7 @@ import (
 	"github.com/berthlb/berth/api/v1alpha1"
 	berthac "github.com/berthlb/berth/client/applyconfiguration/api/v1alpha1"
 	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/ledger"
 )
 
 // maxHolders bounds the Services listed in a pool's status.
@@ -53,9 +54,7 @@ func (c *Controller) rebuildPools(ctx context.Context) {
 		return
 	}
 	c.builtFrom = fp
-	cfg := config.For(pools)
-	c.poolConfig.Store(cfg)
-	c.alloc.SetPools(cfg.AllocatorPools())
+	c.ledger.SetPools(pools)
 	for _, p := range pools {
 		c.poolQueue.Add(p.Name)
 	}
@@ -66,15 +65,16 @@ func (c *Controller) rebuildPools(ctx context.Context) {
 		return
 	}
 	// Before any handled Service is looked at again: a new or grown pool
-	// may contain addresses other implementations gave. (Before the first
-	// restore, restore does this, oldest first.)
+	// may contain addresses other implementations gave; then the waiting
+	// Services, oldest first, get what the edit freed. (Before the first
+	// restore, restore does both.)
 	if c.ready.Load() {
-		log := logr.FromContextOrDiscard(ctx)
 		for _, s := range svcs {
-			if c.isForeign(s) {
-				c.syncForeign(log, config.Key(s))
+			if c.mayBeForeign(s) {
+				c.ledger.SyncForeign(config.Key(s))
 			}
 		}
+		c.wake(c.ledger.ServeWaiting())
 	}
 	for _, s := range svcs {
 		if c.handles(s) {
@@ -104,7 +104,7 @@ func (c *Controller) syncPool(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("get pool from cache: %w", err)
 	}
-	holders, foreign := holderNames(c.alloc.Holders(name))
+	holders, foreign := ledger.HolderNames(c.ledger.Holders(name))
 	hasFinalizer := slices.Contains(pool.Finalizers, v1alpha1.PoolFinalizer)
 	switch {
 	case pool.DeletionTimestamp == nil && !hasFinalizer:
@@ -114,8 +114,8 @@ func (c *Controller) syncPool(ctx context.Context, name string) error {
 		return c.writer.setPoolFinalizer(ctx, pool, false)
 	}
 
-	cp, _ := c.poolConfig.Load().Pool(name)
-	stats, _ := c.alloc.Stats(name)
+	cp, _ := c.ledger.Config().Pool(name)
+	stats, _ := c.ledger.Stats(name)
 	c.metrics.setPool(name, stats)
 	status := poolStatus(pool, cp, stats, holders, foreign)
 	if poolStatusEqual(&pool.Status, status) {

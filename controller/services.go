@@ -11,13 +11,14 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/labels"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"github.com/berthlb/berth/allocator"
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/ledger"
 )
 
 // Event reasons on Services.
@@ -26,7 +27,40 @@ const (
 	eventChanged        = "AddressChanged"
 	eventReleased       = "AddressReleased"
 	eventAllocateFailed = "AllocationFailed"
+	eventPartial        = v1alpha1.ReasonPartiallyAllocated
 )
+
+// serviceChanged queues the Service and brings the record of a foreign
+// Service up to date at once. Doing that here rather than in a worker
+// orders it before every later event: a Service created after another
+// implementation wrote an address is queued only after that address is
+// recorded, so no worker running ahead can hand it out. (Before the state
+// is rebuilt the ledger only notes the key.)
+func (c *Controller) serviceChanged(oldObj, newObj any) {
+	obj := newObj
+	if obj == nil {
+		obj = oldObj
+	}
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		utilruntime.HandleError(err)
+		return
+	}
+	if c.mayBeForeign(oldObj) || c.mayBeForeign(newObj) {
+		c.ledger.SyncForeign(key)
+	}
+	c.svcQueue.Add(key)
+}
+
+// mayBeForeign reports whether an informer event's object is a
+// LoadBalancer someone else serves.
+func (c *Controller) mayBeForeign(obj any) bool {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	svc, ok := obj.(*corev1.Service)
+	return ok && svc.Spec.Type == corev1.ServiceTypeLoadBalancer && !c.handles(svc)
+}
 
 // syncService brings one Service's allocation and status in line with its
 // spec and the pools.
@@ -40,9 +74,10 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 
 	svc, err := c.services.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		c.release(ctx, key)
+		_, wake := c.ledger.Release(key)
 		c.written.Delete(key)
-		c.syncForeign(log, key)
+		c.ledger.SyncForeign(key)
+		c.wake(wake)
 		return nil
 	}
 	if err != nil {
@@ -51,56 +86,64 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	if !c.handles(svc) {
 		return c.unhandle(ctx, svc)
 	}
-	// A Service someone else served until now keeps the addresses it
-	// shows, if valid, once they stop being recorded as someone else's.
-	c.dropForeign(log, key)
-
-	var nsLabels labels.Set
-	if nsObj, err := c.namespaces.Get(ns); err == nil {
-		nsLabels = nsObj.Labels
-	}
-	cfg := c.poolConfig.Load()
-	before := c.alloc.Lookup(key)
-	current := config.CurrentAddresses(svc)
-
-	req, err := cfg.Request(svc, nsLabels)
-	var got []allocator.Assignment
-	if err == nil {
-		got, err = c.alloc.Assign(req)
-	}
+	out, err := c.ledger.Assign(svc)
 	if err != nil {
-		return c.failed(ctx, svc, cfg, before, current, err)
+		// Its namespace's arrival queues it again; the retry is a backstop.
+		return fmt.Errorf("judge service: %w", err)
 	}
-
-	c.touchPools(before, got)
-	c.released(log, before, got)
-	wrote, werr := c.writeStatus(ctx, svc, got, cfg, metaCondition(svc, true, v1alpha1.ReasonAllocated, describe(got)))
+	defer c.wake(out.Wake)
+	cfg := c.ledger.Config()
+	current := config.CurrentAddresses(svc)
+	if out.Err != nil {
+		return c.failed(ctx, svc, cfg, out, current)
+	}
+	cond := metaCondition(svc, true, v1alpha1.ReasonAllocated, describe(out.Got))
+	if len(out.Missing) > 0 {
+		cond = metaCondition(svc, false, v1alpha1.ReasonPartiallyAllocated, partialMessage(out))
+	}
+	wrote, werr := c.writeStatus(ctx, svc, out.Got, cfg, cond)
 	if werr != nil {
 		return werr
 	}
 	if wrote {
-		c.announce(ctx, svc, current, got)
+		c.announce(ctx, svc, current, out.Got)
+		if len(out.Missing) > 0 {
+			c.recorder.Event(svc, corev1.EventTypeWarning, eventPartial, cond.Message)
+		}
 	}
 	return nil
 }
 
-// failed handles a Service that cannot be served as it is written.
-func (c *Controller) failed(ctx context.Context, svc *corev1.Service, cfg *config.Config, before []allocator.Assignment, current []netip.Addr, err error) error {
-	reason, msg := failure(err)
+// wake queues the Services the ledger gave addresses that someone freed.
+func (c *Controller) wake(keys []string) {
+	for _, k := range keys {
+		c.svcQueue.Add(k)
+	}
+}
+
+// partialMessage says what a Service got and, per missing family, why it
+// did not get it.
+func partialMessage(out ledger.Outcome) string {
+	parts := make([]string, len(out.Missing))
+	for i, m := range out.Missing {
+		parts[i] = fmt.Sprintf("no %v address: %s", m.Family, m.Err.Msg)
+	}
+	return fmt.Sprintf("got only %s; %s", describe(out.Got), strings.Join(parts, "; "))
+}
+
+// failed handles a Service that cannot be served as it is written. The
+// ledger has released what it held, unless it keeps it (out.Kept).
+func (c *Controller) failed(ctx context.Context, svc *corev1.Service, cfg *config.Config, out ledger.Outcome, current []netip.Addr) error {
+	reason, msg := failure(out.Err)
 	c.metrics.failures.WithLabelValues(reason).Inc()
-	if reason == v1alpha1.ReasonInvalidRequest && len(before) > 0 {
-		// A typo in an annotation must not cost a working address: keep
-		// what the Service holds and say what to fix.
-		msg += "; keeping " + describe(before) + " until this is fixed"
-		wrote, werr := c.writeStatus(ctx, svc, before, cfg, metaCondition(svc, false, reason, msg))
+	if out.Kept {
+		msg += "; keeping " + describe(out.Got) + " until this is fixed"
+		wrote, werr := c.writeStatus(ctx, svc, out.Got, cfg, metaCondition(svc, false, reason, msg))
 		if wrote {
 			c.recorder.Event(svc, corev1.EventTypeWarning, eventAllocateFailed, msg)
 		}
 		return werr
 	}
-	// Otherwise the Service holds nothing, so that it never keeps an
-	// address from a pool it may no longer use.
-	c.release(ctx, config.Key(svc))
 	wrote, werr := c.writeStatus(ctx, svc, nil, cfg, metaCondition(svc, false, reason, msg))
 	if wrote {
 		if len(current) > 0 {
@@ -145,48 +188,24 @@ func (c *Controller) announce(ctx context.Context, svc *corev1.Service, current 
 	}
 }
 
-// unhandle releases a Service that is not (or no longer) Berth's, records
-// what its status shows as someone else's, and takes back the status Berth
-// wrote on it.
+// unhandle takes back the status Berth wrote on a Service that is not (or
+// no longer) Berth's, then releases what it held and records what its
+// status shows as someone else's. Status first: an address is offered to
+// a waiting Service only once this one no longer shows it.
 func (c *Controller) unhandle(ctx context.Context, svc *corev1.Service) error {
 	key := config.Key(svc)
-	held := c.alloc.Lookup(key)
+	if err := c.clearStatus(ctx, svc); err != nil {
+		return err
+	}
+	held, wake := c.ledger.Release(key)
 	if len(held) > 0 {
-		c.release(ctx, key)
 		c.recorder.Eventf(svc, corev1.EventTypeNormal, eventReleased, "Released %s: the Service is no longer a LoadBalancer handled by Berth", describe(held))
 	}
-	// Also when the event handler did it already: it skips Services it
-	// sees before the state is rebuilt, and ones still recorded as Berth's.
-	c.syncForeign(logr.FromContextOrDiscard(ctx), key)
-	if findCondition(svc) == nil {
-		return nil // nothing of ours on it
-	}
-	return c.writer.clearServiceStatus(ctx, svc.Namespace, svc.Name)
-}
-
-// release frees everything a Service the controller handles holds.
-func (c *Controller) release(ctx context.Context, key string) {
-	held := c.alloc.Lookup(key)
-	if len(held) == 0 {
-		return
-	}
-	c.alloc.Release(key)
-	c.touchPools(held, nil)
-	c.released(logr.FromContextOrDiscard(ctx), held, nil)
-}
-
-// touchPools schedules a status update of every pool whose use changed.
-func (c *Controller) touchPools(before, after []allocator.Assignment) {
-	if slices.Equal(before, after) {
-		return
-	}
-	seen := map[string]bool{}
-	for _, a := range slices.Concat(before, after) {
-		if !seen[a.Pool] {
-			seen[a.Pool] = true
-			c.poolQueue.AddAfter(a.Pool, c.cfg.PoolStatusDelay)
-		}
-	}
+	// Also when the event handler did it already: it skips Services still
+	// recorded as Berth's.
+	c.ledger.SyncForeign(key)
+	c.wake(wake)
+	return nil
 }
 
 func failure(err error) (reason, msg string) {

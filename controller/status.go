@@ -101,33 +101,26 @@ func (w *apiWriter) setPoolFinalizer(ctx context.Context, pool *v1alpha1.IPPool,
 // writeStatus applies the Service's ingress and condition when they differ
 // from what the Service has. It reports whether it wrote.
 func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, got []allocator.Assignment, cfg *config.Config, cond metav1.Condition) (bool, error) {
-	ingress := make([]corev1.LoadBalancerIngress, 0, len(got))
-	for _, a := range got {
-		mode := corev1.LoadBalancerIPModeVIP
-		if p, ok := cfg.Pool(a.Pool); ok && p.IPMode == v1alpha1.IPModeProxy {
-			mode = corev1.LoadBalancerIPModeProxy
-		}
-		ingress = append(ingress, corev1.LoadBalancerIngress{IP: a.Addr.String(), IPMode: &mode})
-	}
+	ingress := cfg.Ingress(got)
 	old := findCondition(svc)
-	if old != nil && old.Status == cond.Status && old.Reason == cond.Reason && old.Message == cond.Message {
-		cond.LastTransitionTime = old.LastTransitionTime
-		if old.ObservedGeneration == cond.ObservedGeneration && ingressEqual(svc.Status.LoadBalancer.Ingress, ingress) {
-			return false, nil
-		}
-	} else if old != nil && old.Status == cond.Status {
+	if old != nil && old.Status == cond.Status {
 		cond.LastTransitionTime = old.LastTransitionTime
 	}
-	// The cache may not have seen our last write yet: a Service requeued
-	// in the meantime (by a pool change, say) still shows the version we
-	// wrote over. Writing the same status again would be a wasted request
-	// and a duplicate Event.
 	key := config.Key(svc)
 	digest := statusDigest(ingress, cond)
-	if w, ok := c.written.Load(key); ok {
-		if last := w.(lastWrite); last.basedOn == svc.ResourceVersion && last.digest == digest {
+	if w, ok := c.written.Load(key); ok && w.(lastWrite).basedOn == svc.ResourceVersion {
+		// The cache has not seen our last write yet, so the Service on the
+		// server shows what we wrote, not what the cache shows: skip only
+		// a write of the same again (a wasted request and a duplicate
+		// Event). Comparing with the stale cache instead could skip the
+		// write that takes an address off this Service while another is
+		// given it.
+		if w.(lastWrite).digest == digest {
 			return false, nil
 		}
+	} else if old != nil && old.Status == cond.Status && old.Reason == cond.Reason && old.Message == cond.Message &&
+		old.ObservedGeneration == cond.ObservedGeneration && ingressEqual(svc.Status.LoadBalancer.Ingress, ingress) {
+		return false, nil
 	}
 
 	lb := corev1ac.LoadBalancerStatus()
@@ -145,6 +138,26 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, got [
 	c.written.Store(key, lastWrite{basedOn: svc.ResourceVersion, digest: digest})
 	c.metrics.statusWrites.Inc()
 	return true, nil
+}
+
+// clearStatus gives up every status field Berth wrote on a Service it no
+// longer handles: when the cache shows Berth's condition, and also when it
+// does not show a write of Berth's yet, which the server has.
+func (c *Controller) clearStatus(ctx context.Context, svc *corev1.Service) error {
+	key := config.Key(svc)
+	const cleared = "cleared"
+	w, wrote := c.written.Load(key)
+	switch {
+	case wrote && w.(lastWrite).digest == cleared && (w.(lastWrite).basedOn == svc.ResourceVersion || findCondition(svc) == nil):
+		return nil // cleared already, and the cache shows nothing newer of ours
+	case !wrote && findCondition(svc) == nil:
+		return nil // nothing of ours on it
+	}
+	if err := c.writer.clearServiceStatus(ctx, svc.Namespace, svc.Name); err != nil {
+		return err
+	}
+	c.written.Store(key, lastWrite{basedOn: svc.ResourceVersion, digest: cleared})
+	return nil
 }
 
 // lastWrite remembers the controller's last status write of a Service: the

@@ -29,6 +29,11 @@ const (
 	ReasonNoMatchingPool              = "NoMatchingPool"
 	ReasonSharingConflict             = "SharingConflict"
 	ReasonInvalidRequest              = "InvalidRequest"
+	// ReasonPartiallyAllocated: the Service holds some of the addresses it
+	// asked for but not all (a requested address, or a family its pools
+	// could serve but cannot now); the condition is False and names what
+	// is missing and why.
+	ReasonPartiallyAllocated = "PartiallyAllocated"
 )
 
 // IPPool condition types.
