@@ -129,12 +129,12 @@ func (f *Forwarder) full(desired ruleSet, nodes map[netip.Addr]netip.Addr) *Tran
 	tx.add(op{kind: opDeleteTable})
 	tx.add(op{kind: opCreateTable})
 	for _, s := range sets() {
-		tx.add(op{kind: opAddSet, set: s})
+		tx.add(op{kind: opAddSet, set: &s})
 	}
 	for _, c := range chains() {
-		tx.add(op{kind: opAddChain, chain: c})
+		tx.add(op{kind: opAddChain, chain: &c})
 		for _, r := range c.rules {
-			tx.add(op{kind: opAddRule, chain: c, rule: r})
+			tx.add(op{kind: opAddRule, chain: &c, rule: &r})
 		}
 	}
 	for _, a := range sortedAddrs(nodes) {

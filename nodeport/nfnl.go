@@ -9,8 +9,9 @@ import (
 
 // This file spells the table's objects as nf_tables netlink attributes,
 // the way nft 1.0.6 (through libnftnl) does: TestMatchesNFT loads the same
-// commands with nft and checks that the kernel then holds byte for byte
-// the same table. Only what the table uses is here.
+// commands with nft and checks that the kernel then holds the same table,
+// as nft lists it, rule bytecode included. Only what the table uses is
+// here.
 
 // Registers, numbered as nft numbers them: the 128-bit register 1, and
 // the 32-bit registers of a concatenation's later fields.

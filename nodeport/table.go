@@ -99,8 +99,10 @@ type setSpec struct {
 func sets() []setSpec {
 	var out []setSpec
 	for _, f := range families {
+		// The key's typeof entry is what nft 1.0.6 records for a
+		// concatenation of plain types: expression type 13, no fields.
 		port := udata(nil).u32(udataSetKeyByteOrder, 0).u32(udataSetDataByteOrder, byteOrderBig).
-			bytes(udataSetKeyTypeof, udata(nil).u32(udataTypeofExpr, typeInetService).bytes(udataTypeofData, nil)).
+			bytes(udataSetKeyTypeof, udata(nil).u32(udataTypeofExpr, 13).bytes(udataTypeofData, nil)).
 			u32(udataSetDataInterval, 0)
 		node := udata(nil).u32(udataSetKeyByteOrder, byteOrderBig).u32(udataSetDataByteOrder, byteOrderBig).
 			u32(udataSetDataInterval, 0)
@@ -283,8 +285,7 @@ type chainSpec struct {
 	rules    []ruleSpec
 }
 
-// hookName and text spell the chain's hook and its whole definition as nft
-// does.
+// hookName spells the chain's hook as nft does.
 func (c chainSpec) hookName() string {
 	if c.hook == nfInetPreRouting {
 		return "prerouting"

@@ -10,7 +10,7 @@ import (
 
 // Transaction is one atomic batch of operations on the table, which NFT.Run
 // sends as one nfnetlink batch: the kernel applies all of it or none.
-// String spells it as the nft commands it stands for.
+// text spells it as the nft commands it stands for.
 type Transaction struct {
 	ops []op
 }
@@ -30,10 +30,10 @@ const (
 
 type op struct {
 	kind  opKind
-	set   setSpec   // opAddSet
-	chain chainSpec // opAddChain, and the chain of opAddRule
-	rule  ruleSpec  // opAddRule
-	elem  element   // opAddElement, opDeleteElement
+	set   *setSpec   // opAddSet
+	chain *chainSpec // opAddChain, and the chain of opAddRule
+	rule  *ruleSpec  // opAddRule
+	elem  element    // opAddElement, opDeleteElement
 }
 
 func (tx *Transaction) add(o op) { tx.ops = append(tx.ops, o) }
@@ -149,7 +149,7 @@ func (tx *Transaction) messages(table string) []netlink.Message {
 				attr(nftaTableUserdata, udata(nil).str(udataComment, tableComment)))
 		case opAddSet:
 			created[o.set.name] = true
-			add(unix.NFT_MSG_NEWSET, netlink.Create, setAttrs(table, o.set, setID(o.set.name))...)
+			add(unix.NFT_MSG_NEWSET, netlink.Create, setAttrs(table, *o.set, setID(o.set.name))...)
 		case opAddChain:
 			c := o.chain
 			add(unix.NFT_MSG_NEWCHAIN, netlink.Create, tableAttr(unix.NFTA_CHAIN_TABLE), attr(unix.NFTA_CHAIN_NAME, cstr(c.name)),
