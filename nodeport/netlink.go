@@ -29,7 +29,7 @@ const netlinkTimeout = 10 * time.Second
 type nlConn struct {
 	netns  string
 	conn   *netlink.Conn
-	sndbuf int // the send buffer size set so far, 0 for the default
+	sndbuf int // the largest datagram the socket takes; 0 until read
 }
 
 // dial opens the socket.
@@ -129,10 +129,18 @@ func (c *nlConn) batch(ctx context.Context, msgs []netlink.Message) error {
 	})
 }
 
-// growSendBuffer makes the socket's send buffer hold size bytes.
+// growSendBuffer makes the socket's send buffer take a datagram of size
+// bytes.
 func (c *nlConn) growSendBuffer(size int) error {
-	const defaultSize = 200 << 10 // below the usual default, 208 KiB
-	if size <= defaultSize || size <= c.sndbuf {
+	if c.sndbuf == 0 {
+		n, err := c.conn.WriteBuffer()
+		if err != nil {
+			return fmt.Errorf("reading the netlink socket's send buffer size: %w", err)
+		}
+		// The kernel takes a datagram up to the buffer size less 32 bytes.
+		c.sndbuf = n - 32
+	}
+	if size <= c.sndbuf {
 		return nil
 	}
 	raw, err := c.conn.SyscallConn()
@@ -149,7 +157,9 @@ func (c *nlConn) growSendBuffer(size int) error {
 	if err = errors.Join(err, serr); err != nil {
 		return fmt.Errorf("raising the netlink socket's send buffer to %d bytes: %w", size, err)
 	}
-	c.sndbuf = size
+	// The kernel doubles the size asked for (SO_SNDBUF is capped by
+	// net.core.wmem_max without CAP_NET_ADMIN; the send then fails).
+	c.sndbuf = 2*size - 32
 	return nil
 }
 

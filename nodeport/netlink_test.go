@@ -349,3 +349,19 @@ func TestLargeBatchInNetns(t *testing.T) {
 		t.Errorf("%d table writes and %d element batches, want 2 and 2", cnt.runs, cnt.batches)
 	}
 }
+
+// TestLargeTableInNetns writes 10,000 rules as one batch, about 0.45 MiB,
+// more than a netlink socket's default send buffer takes (the kernel takes
+// a batch only in one datagram), and checks with the nft binary that the
+// table holds all of them.
+func TestLargeTableInNetns(t *testing.T) {
+	f, rec, ns, ctx := newNFTForwarder(t, "t")
+	rules := manyRules(10000)
+	if err := f.Sync(ctx, rules); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if len(rec.txs) != 1 {
+		t.Fatalf("%d transactions, want 1", len(rec.txs))
+	}
+	expectElements(t, ns, rules)
+}
