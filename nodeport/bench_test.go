@@ -128,11 +128,11 @@ func procStatusMiB(b *testing.B, field string) float64 {
 	return 0
 }
 
-// nopElements is an NFT whose element updates do nothing, to measure the Go
+// nopElements is an NFT whose element batches do nothing, to measure the Go
 // side of a change alone.
 type nopElements struct{ NFT }
 
-func (nopElements) UpdateElements(context.Context, []ElementOp) error { return nil }
+func (nopElements) Run(context.Context, *Transaction) error { return nil }
 
 // BenchmarkSyncCPU10k measures the Go side of one change at 10,000 rules
 // (validation and diff, no kernel): the part of a change that grows with

@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"k8s.io/klog/v2"
-	"sigs.k8s.io/knftables"
 )
 
 // Check compares the table with what this Forwarder last wrote and reports
@@ -16,9 +15,9 @@ import (
 // the next Sync rewrite the whole table. Before the first Sync, and after
 // Cleanup, there is nothing to compare and Check reports no drift.
 //
-// Check runs ten nft list commands and reads every map and set element, so its cost
-// grows with the number of rules (see doc.go); call it on a timer, not on
-// every change.
+// Check reads the table's chains, its rules and every map and set element
+// over netlink, so its cost grows with the number of rules (see doc.go);
+// call it on a timer, not on every change.
 func (f *Forwarder) Check(ctx context.Context) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -40,97 +39,67 @@ func (f *Forwarder) Check(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// compare returns why the table differs from f.applied, or "" if it does not.
+// compare returns why the table differs from f.applied, or "" if it does
+// not.
 func (f *Forwarder) compare(ctx context.Context) (string, error) {
+	l, err := f.nft.List(ctx)
+	if err != nil {
+		return "", err
+	}
 	for _, c := range chains() {
-		rules, err := f.nft.ListRules(ctx, c.name)
-		if knftables.IsNotFound(err) {
+		got, ok := l.Chains[c.name]
+		if !ok {
 			return fmt.Sprintf("chain %s is missing", c.name), nil
 		}
-		if err != nil {
-			return "", err
+		if got.Type != c.typ || got.Hook != c.hook || got.Priority != c.priority {
+			return fmt.Sprintf("chain %s is of type %s hook %d priority %d, want %s hook %d priority %d",
+				c.name, got.Type, got.Hook, got.Priority, c.typ, c.hook, c.priority), nil
 		}
-		var comments []string
-		for _, r := range rules {
-			if r.Comment == nil {
-				comments = append(comments, "")
-			} else {
-				comments = append(comments, *r.Comment)
-			}
-		}
-		if want := c.comments(); !slices.Equal(comments, want) {
-			return fmt.Sprintf("chain %s holds rules %q, want %q", c.name, comments, want), nil
+		if want := c.comments(); !slices.Equal(got.Comments, want) {
+			return fmt.Sprintf("chain %s holds rules %q, want %q", c.name, got.Comments, want), nil
 		}
 	}
-
-	wantNodes := f.appliedNodes
-	found := 0
-	for _, fam := range families {
-		elems, err := f.nft.ListElements(ctx, "map", fam.nodeMap)
-		if knftables.IsNotFound(err) {
-			return "map " + fam.nodeMap + " is missing", nil
-		}
-		if err != nil {
-			return "", err
+	// want holds the expected elements of every set, as the kernel
+	// stores them.
+	want := make(map[string]map[string]string, len(sets()))
+	for _, s := range sets() {
+		want[s.name] = map[string]string{}
+	}
+	expect := func(e element) {
+		k, v := e.encode()
+		want[e.set][string(k)] = string(v)
+	}
+	for a, ip := range f.appliedNodes {
+		expect(nodeElement(a, ip))
+	}
+	for k, t := range f.applied {
+		expect(portElement(k, t.port))
+	}
+	for a := range f.appliedDrain {
+		expect(drainElement(a))
+	}
+	for _, s := range sets() {
+		elems, ok := l.Sets[s.name]
+		if !ok {
+			return fmt.Sprintf("%s %s is missing", s.kind, s.name), nil
 		}
 		for _, e := range elems {
-			addr, ip, err := parseNodeElement(e.Key, e.Value)
-			if err != nil {
-				return fmt.Sprintf("map %s: %v", fam.nodeMap, err), nil
+			if v, ok := want[s.name][string(e.Key)]; !ok || v != string(e.Value) {
+				return fmt.Sprintf("%s %s holds unexpected element %s", s.kind, s.name, describe(s.name, e)), nil
 			}
-			if want, ok := wantNodes[addr]; !ok || want != ip || familyOf(addr).nodeMap != fam.nodeMap {
-				return fmt.Sprintf("map %s holds unexpected element %v : %v", fam.nodeMap, e.Key, e.Value), nil
-			}
-			found++
 		}
-	}
-	if found != len(wantNodes) {
-		return fmt.Sprintf("node maps hold %d elements, want %d", found, len(wantNodes)), nil
-	}
-
-	found = 0
-	for _, fam := range families {
-		elems, err := f.nft.ListElements(ctx, "map", fam.portMap)
-		if knftables.IsNotFound(err) {
-			return "map " + fam.portMap + " is missing", nil
+		if len(elems) != len(want[s.name]) {
+			return fmt.Sprintf("%s %s holds %d elements, want %d", s.kind, s.name, len(elems), len(want[s.name])), nil
 		}
-		if err != nil {
-			return "", err
-		}
-		for _, e := range elems {
-			k, nodePort, err := parsePortElement(e.Key, e.Value)
-			if err != nil {
-				return fmt.Sprintf("map %s: %v", fam.portMap, err), nil
-			}
-			if t, ok := f.applied[k]; !ok || t.port != nodePort || familyOf(k.addr).portMap != fam.portMap {
-				return fmt.Sprintf("map %s holds unexpected element %v : %v", fam.portMap, e.Key, e.Value), nil
-			}
-			found++
-		}
-	}
-	if found != len(f.applied) {
-		return fmt.Sprintf("port maps hold %d elements, want %d", found, len(f.applied)), nil
-	}
-
-	found = 0
-	for _, fam := range families {
-		elems, err := f.nft.ListElements(ctx, "set", fam.drainSet)
-		if knftables.IsNotFound(err) {
-			return "set " + fam.drainSet + " is missing", nil
-		}
-		if err != nil {
-			return "", err
-		}
-		for _, e := range elems {
-			a, err := parseDrainElement(fam.drainSet, e.Key)
-			if err != nil || !f.appliedDrain[a] {
-				return fmt.Sprintf("set %s holds unexpected element %v", fam.drainSet, e.Key), nil
-			}
-			found++
-		}
-	}
-	if found != len(f.appliedDrain) {
-		return fmt.Sprintf("drain sets hold %d elements, want %d", found, len(f.appliedDrain)), nil
 	}
 	return "", nil
+}
+
+// describe spells a listed element as nft would, or in hex if it is not
+// one Berth could have written.
+func describe(set string, e ListedElement) string {
+	if d, err := decodeElement(set, e.Key, e.Value); err == nil {
+		return d.String()
+	}
+	return fmt.Sprintf("%x : %x", e.Key, e.Value)
 }

@@ -67,7 +67,7 @@
 // The number of rules is fixed; Services only add map elements, so lookup
 // cost does not grow with them. Packets without a matching element pass
 // untouched. The payload statements update the IP, TCP and UDP checksums;
-// for SCTP nft asks the kernel to recompute the CRC32c, and the NAT
+// for SCTP they ask the kernel to recompute the CRC32c, and the NAT
 // binding recomputes it again in any case.
 //
 // # Limits
@@ -84,26 +84,27 @@
 //     (the test kernel has conntrack's SCTP support but no SCTP sockets),
 //     not with a real SCTP stack.
 //
-// # Transactions: nft for the table, netlink for elements
+// # Transactions: netlink, no nft binary
 //
-// The first Sync, and the first after drift, deletes and recreates the
-// whole table inside one nft transaction, which the kernel applies
-// atomically. Later Syncs send only the map elements that changed, as one
-// nfnetlink batch (also atomic), straight to the kernel through
-// github.com/google/nftables, and nothing when nothing changed; a change of
-// more than 1,000 element operations (thousands of Services at once) is
-// written as a whole table instead.
+// Everything goes to the kernel as nfnetlink batches, which it applies
+// atomically, over one netlink socket (see nlConn); the nft binary is never
+// run. The first Sync, and the first after drift, deletes and recreates the
+// whole table in one batch. Later Syncs send only the map elements that
+// changed, and nothing when nothing changed; a change of more than 1,000
+// element operations (thousands of Services at once) is written as a whole
+// table instead.
 //
-// The split follows the cost. A change of one Service is one or two map
-// elements, a few fixed-size byte strings (see encodeElement), and is what
-// must be fast: running nft costs a process start, and nft 1.0.6 reads every
-// element of the table before any "delete element", about 50 ms p99 at
-// 10,000 rules. Over netlink it takes well under a millisecond. The table
-// itself, its chains and their rules (payload rewrites with checksum
-// fixes, concatenated map lookups, NAT from conntrack's original tuple) are
-// written rarely, where 0.2 s does not matter; they stay in nft's syntax,
-// which nft compiles and the golden files show, rather than hand-built
-// bytecode. Reads for Check stay on nft too.
+// The table's objects are encoded as nft 1.0.6 encodes the same commands
+// (nfnl.go, table.go): the rules' expressions register by register, the
+// sets' and table's user data (comments, and how nft prints keys), so that
+// nft list table inet berth shows the table exactly as if nft had written
+// it. Each rule also carries its text in nft's syntax, which the golden
+// files show; TestMatchesNFT loads that text with nft in a second network
+// namespace and checks that both kernels then hold the same table, rule
+// bytecode included. Writing 10,000 rules over netlink takes about 0.1 s,
+// several times faster than nft (no process, no parsing), and a change of
+// one Service is one or two map elements, a few fixed-size byte strings
+// (see element.encode), tens of microseconds in the kernel.
 //
 // An element batch reads nothing first and still reaches the desired state
 // when an element to delete is already gone or one to add is already
@@ -123,26 +124,30 @@
 //     or an element it adds or deletes holds a value Berth did not write;
 //     Sync logs it and rewrites the table at once. So does any other error
 //     of the batch. This costs nothing extra.
-//   - Check lists the four chains (by rule comment), the four maps and the
-//     two sets and compares them with what was last written: ten nft list
-//     commands and a parse of every element, about 0.5 s at 10,000 rules
-//     on a 2-core machine. On drift it logs the reason (through the logr
-//     logger in the context) and the next Sync rewrites the table. The speaker should
-//     call it on a timer (e.g. every 10 s), not on every change; a Sync
-//     that arrives meanwhile waits for it.
+//   - Check reads, over netlink, the table's chains (type, hook and
+//     priority), the comments of their rules, and every element of the four
+//     maps and two sets, and compares them with what was last written:
+//     tens of milliseconds at 10,000 rules. On drift it logs the reason
+//     (through the logr logger in the context) and the next Sync rewrites
+//     the table. The speaker should call it on a timer (e.g. every 10 s),
+//     not on every change; a Sync that arrives meanwhile waits for it.
 //
-// Check does not notice changes to a base chain's hook or priority, nor
-// extra chains or sets someone adds to the table; every full rewrite removes
-// those anyway.
+// Check tells rules apart by their comments only, and does not notice extra
+// chains or sets someone adds to the table; every full rewrite removes those
+// anyway.
 //
 // # Requirements
 //
-// NewNFT runs the nft binary (nftables 1.0.1 or later; tested with 1.0.6 of
-// Debian bookworm) through sigs.k8s.io/knftables, so the speaker image must
-// ship nftables, and talks nfnetlink itself for element updates. It needs
-// CAP_NET_ADMIN. NFTOptions.Netns makes it act in another network
-// namespace, which the tests use. The table outlives the process: nothing
-// in it belongs to a netlink socket, so a crashed speaker leaves its rules
+// NewNFT talks nf_tables netlink itself (through github.com/mdlayher/netlink),
+// so the speaker needs no nft binary and can be one static binary. The
+// kernel must support what nft 1.0.6 would use for the same table (NAT in
+// an inet table, conntrack keys of the original tuple, concatenated map
+// keys, payload writes with checksum fixes); it is tested on Linux 6.18.
+// It needs CAP_NET_ADMIN. NFTOptions.Netns makes it
+// act in another network namespace, which the tests use; the tests also
+// use the nft binary (nftables 1.0.6 of Debian bookworm) as an independent
+// reader of what was written. The table outlives the process: nothing in
+// it belongs to a netlink socket, so a crashed speaker leaves its rules
 // forwarding, and only Cleanup removes them. See docs/forwarding.md for the
 // packet walk and the designs that were rejected.
 package nodeport

@@ -2,14 +2,12 @@ package nodeport
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 
 	"k8s.io/klog/v2"
-	"sigs.k8s.io/knftables"
 )
 
 // Drain makes the drain sets hold exactly addrs: addresses this node took
@@ -50,41 +48,12 @@ func (f *Forwarder) Drain(ctx context.Context, addrs []netip.Addr) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	slices.SortStableFunc(ops, func(x, y ElementOp) int { return strings.Compare(x.Element.Set, y.Element.Set) })
-	if err := f.nft.UpdateElements(ctx, ops); err != nil {
+	slices.SortStableFunc(ops, func(x, y ElementOp) int { return strings.Compare(x.Element.set, y.Element.set) })
+	if err := f.nft.Run(ctx, elementTx(ops)); err != nil {
 		f.state = stateDrifted
 		klog.FromContext(ctx).WithName("nodeport").Info("Updating the drain sets failed; the next sync rewrites the table", "err", err)
 		return nil
 	}
 	f.appliedDrain = want
 	return nil
-}
-
-// drainElement spells a as an element of its family's drain set: the
-// set is typed by raw payload, so nft spells its elements as integers, the
-// address's bytes in network order.
-func drainElement(a netip.Addr) *knftables.Element {
-	return &knftables.Element{Set: familyOf(a).drainSet, Key: []string{"0x" + hex.EncodeToString(a.AsSlice())}}
-}
-
-// parseDrainElement is the inverse of drainElement; nft drops leading
-// zeros.
-func parseDrainElement(set string, keyFields []string) (netip.Addr, error) {
-	size := 4
-	if set == drainSet6 {
-		size = 16
-	}
-	if len(keyFields) != 1 {
-		return netip.Addr{}, fmt.Errorf("unexpected element %v", keyFields)
-	}
-	h, ok := strings.CutPrefix(keyFields[0], "0x")
-	if !ok || len(h) > 2*size {
-		return netip.Addr{}, fmt.Errorf("unexpected element %v", keyFields)
-	}
-	b, err := hex.DecodeString(strings.Repeat("0", 2*size-len(h)) + h)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("unexpected element %v: %w", keyFields, err)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a, nil
 }

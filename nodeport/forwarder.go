@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
-	"sigs.k8s.io/knftables"
 )
 
 // state is what a Forwarder knows about its table.
@@ -71,7 +70,7 @@ func (f *Forwarder) Sync(ctx context.Context, rules []Rule) error {
 			return nil
 		}
 		if len(ops) <= maxElementOps {
-			err := f.nft.UpdateElements(ctx, ops)
+			err := f.nft.Run(ctx, elementTx(ops))
 			if err == nil {
 				f.applied, f.appliedNodes = desired, nodes
 				return nil
@@ -99,9 +98,9 @@ func (f *Forwarder) Sync(ctx context.Context, rules []Rule) error {
 // likely means.
 func updateFailure(err error) string {
 	switch {
-	case errors.Is(err, unix.ENOENT) || knftables.IsNotFound(err):
+	case errors.Is(err, unix.ENOENT):
 		return "the table or a map is missing: someone deleted it"
-	case errors.Is(err, unix.EEXIST) || knftables.IsAlreadyExists(err):
+	case errors.Is(err, unix.EEXIST):
 		return "an element holds a value Berth did not write: someone changed it"
 	}
 	return "unexpected error"
@@ -111,10 +110,8 @@ func updateFailure(err error) string {
 func (f *Forwarder) Cleanup(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	tx := f.nft.NewTransaction()
 	// Adding first makes the delete succeed whether or not the table exists.
-	tx.Add(&knftables.Table{})
-	tx.Delete(&knftables.Table{})
+	tx := &Transaction{ops: []op{{kind: opAddTable}, {kind: opDeleteTable}}}
 	if err := f.nft.Run(ctx, tx); err != nil {
 		return fmt.Errorf("deleting nftables table: %w", err)
 	}
@@ -126,31 +123,25 @@ func (f *Forwarder) Cleanup(ctx context.Context) error {
 // whose addresses go to nodes. Deleting and re-adding the table inside one
 // transaction is atomic: packets see the old table or the new one, and
 // nothing anyone else added survives.
-func (f *Forwarder) full(desired ruleSet, nodes map[netip.Addr]netip.Addr) *knftables.Transaction {
-	tx := f.nft.NewTransaction()
-	tx.Add(&knftables.Table{})
-	tx.Delete(&knftables.Table{})
-	tx.Add(&knftables.Table{Comment: knftables.PtrTo(tableComment)})
-	for _, m := range maps() {
-		tx.Add(m)
-	}
+func (f *Forwarder) full(desired ruleSet, nodes map[netip.Addr]netip.Addr) *Transaction {
+	tx := &Transaction{ops: make([]op, 0, 40+len(desired)+len(nodes)+len(f.drain))}
+	tx.add(op{kind: opAddTable})
+	tx.add(op{kind: opDeleteTable})
+	tx.add(op{kind: opCreateTable})
 	for _, s := range sets() {
-		tx.Add(s)
+		tx.add(op{kind: opAddSet, set: &s})
 	}
 	for _, c := range chains() {
-		tx.Add(&knftables.Chain{Name: c.name, Type: knftables.PtrTo(c.typ),
-			Hook: knftables.PtrTo(c.hook), Priority: knftables.PtrTo(c.priority)})
+		tx.add(op{kind: opAddChain, chain: &c})
 		for _, r := range c.rules {
-			r := *r
-			r.Chain = c.name
-			tx.Add(&r)
+			tx.add(op{kind: opAddRule, chain: &c, rule: &r})
 		}
 	}
 	for _, a := range sortedAddrs(nodes) {
-		tx.Add(nodeElement(a, nodes[a]))
+		tx.add(op{kind: opAddElement, elem: nodeElement(a, nodes[a])})
 	}
 	for _, k := range sortedKeys(desired) {
-		tx.Add(portElement(k, desired[k].port))
+		tx.add(op{kind: opAddElement, elem: portElement(k, desired[k].port)})
 	}
 	drain := make([]netip.Addr, 0, len(f.drain))
 	for a := range f.drain {
@@ -158,7 +149,7 @@ func (f *Forwarder) full(desired ruleSet, nodes map[netip.Addr]netip.Addr) *knft
 	}
 	slices.SortFunc(drain, netip.Addr.Compare)
 	for _, a := range drain {
-		tx.Add(drainElement(a))
+		tx.add(op{kind: opAddElement, elem: drainElement(a)})
 	}
 	return tx
 }
@@ -204,10 +195,10 @@ func (f *Forwarder) incremental(desired ruleSet, nodes map[netip.Addr]netip.Addr
 		ops = append(ops, ElementOp{Element: nodeElement(a, f.appliedNodes[a])})
 	}
 	for _, k := range delPorts {
-		ops = append(ops, ElementOp{Delete: true, Element: &knftables.Element{Map: familyOf(k.addr).portMap, Key: portElement(k, 0).Key}})
+		ops = append(ops, ElementOp{Delete: true, Element: portElement(k, 0)})
 	}
 	for _, a := range delNodes {
-		ops = append(ops, ElementOp{Delete: true, Element: &knftables.Element{Map: familyOf(a).nodeMap, Key: []string{a.String()}}})
+		ops = append(ops, ElementOp{Delete: true, Element: nodeElement(a, netip.Addr{})})
 	}
 	for _, a := range addNodes {
 		ops = append(ops, ElementOp{Element: nodeElement(a, nodes[a])})

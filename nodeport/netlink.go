@@ -5,50 +5,68 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
-	"strconv"
+	"strings"
 	"time"
 
-	gnft "github.com/google/nftables"
 	"github.com/mdlayher/netlink"
-	"sigs.k8s.io/knftables"
+	"golang.org/x/sys/unix"
 )
 
-// netlinkTimeout bounds one element batch when the context has no earlier
-// deadline: the kernel answers in well under a millisecond, and a Forwarder
-// holds its lock meanwhile.
+// netlinkTimeout bounds one batch or read when the context has no earlier
+// deadline: the kernel answers in milliseconds, and a Forwarder holds its
+// lock meanwhile.
 const netlinkTimeout = 10 * time.Second
 
-// UpdateElements sends ops to the kernel as one nfnetlink batch, without
-// running nft or reading anything first. Consecutive operations of one
-// kind on one map share a message.
-func (n *nftables) UpdateElements(ctx context.Context, ops []ElementOp) error {
-	msgs, err := groupOps(ops)
-	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if err := n.send(ctx, msgs); err != nil {
-		// Drop the socket: acknowledgements of this batch may still be
-		// queued on it, and would be taken for the next batch's.
-		if n.conn != nil {
-			_ = n.conn.CloseLasting()
+// nlConn is a netfilter netlink socket, opened on first use in a network
+// namespace (or the caller's) and kept open between requests: when such a
+// socket is closed, the kernel first waits for the deferred release of
+// whatever its batches deleted, which takes an RCU grace period (7 to 15
+// ms on the test machine). A socket per batch would add that to every
+// change that deletes an element; a lasting one lets the release happen in
+// the background. After an error the socket is closed, since replies to
+// the failed request may still be queued on it.
+type nlConn struct {
+	netns  string
+	conn   *netlink.Conn
+	sndbuf int // the largest datagram the socket takes; 0 until read
+}
+
+// dial opens the socket.
+func (c *nlConn) dial() error {
+	cfg := &netlink.Config{}
+	if c.netns != "" {
+		ns, err := os.Open(c.netns)
+		if err != nil {
+			return fmt.Errorf("opening network namespace: %w", err)
 		}
-		n.conn, n.sock = nil, nil
-		return fmt.Errorf("sending %d element operations over netlink: %w", len(ops), err)
+		defer ns.Close()
+		cfg.NetNS = int(ns.Fd())
 	}
+	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+	if err != nil {
+		return fmt.Errorf("opening netlink socket: %w", err)
+	}
+	// Acknowledgements and errors without a copy of the request, which
+	// could be a large element list. (Not extended acknowledgements as
+	// well: github.com/mdlayher/netlink cannot parse them from capped
+	// errors.)
+	if err := conn.SetOption(netlink.CapAcknowledge, true); err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("setting netlink socket option: %w", err)
+	}
+	c.conn, c.sndbuf = conn, 0
 	return nil
 }
 
-// send flushes msgs as one batch on n's socket, opening it if need be.
-func (n *nftables) send(ctx context.Context, msgs []elementMsg) error {
-	if n.conn == nil {
-		if err := n.dial(); err != nil {
+// do runs fn on the open socket, with a deadline from ctx, and drops the
+// socket if fn fails.
+func (c *nlConn) do(ctx context.Context, fn func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if c.conn == nil {
+		if err := c.dial(); err != nil {
 			return err
 		}
 	}
@@ -56,162 +74,249 @@ func (n *nftables) send(ctx context.Context, msgs []elementMsg) error {
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	if err := n.sock.SetDeadline(deadline); err != nil {
-		return err
+	err := c.conn.SetDeadline(deadline)
+	if err == nil {
+		err = fn()
 	}
-	table := &gnft.Table{Family: gnft.TableFamilyINet, Name: n.table}
-	for _, m := range msgs {
-		set := &gnft.Set{Table: table, Name: m.set}
-		var err error
-		if m.delete {
-			err = n.conn.SetDeleteElements(set, m.elems)
-		} else {
-			err = n.conn.SetAddElements(set, m.elems)
-		}
-		if err != nil {
-			return fmt.Errorf("encoding elements of map %s: %w", m.set, err)
-		}
+	if err != nil {
+		c.close()
 	}
-	return n.conn.Flush()
+	return err
 }
 
-// dial opens the netlink socket that n keeps between batches, in n.netns if
-// set. Keeping it open matters: when a netfilter netlink socket is closed,
-// the kernel first waits for the deferred release of whatever the socket's
-// batches deleted, which takes an RCU grace period (7 to 15 ms on the test
-// machine). A socket per batch would add that to every change that deletes
-// an element; a lasting one lets the release happen in the background.
-func (n *nftables) dial() error {
-	var sock *netlink.Conn
-	opts := []gnft.ConnOption{gnft.AsLasting(),
-		gnft.WithSockOptions(func(c *netlink.Conn) error { sock = c; return nil })}
-	if n.netns != "" {
-		ns, err := os.Open(n.netns)
-		if err != nil {
-			return fmt.Errorf("opening network namespace: %w", err)
+func (c *nlConn) close() {
+	if c.conn != nil {
+		_ = c.conn.Close()
+	}
+	c.conn = nil
+}
+
+// batch sends msgs as one nfnetlink batch, which the kernel applies
+// atomically, and waits for the acknowledgement of each. The kernel takes
+// a batch only whole, in one datagram, so the socket's send buffer is
+// raised to the batch's size first if need be (which CAP_NET_ADMIN
+// allows beyond the system's limit, as nft does).
+func (c *nlConn) batch(ctx context.Context, msgs []netlink.Message) error {
+	return c.do(ctx, func() error {
+		size := 2 * nlmsgLen(4)
+		for _, m := range msgs {
+			size += nlmsgLen(len(m.Data))
 		}
-		defer ns.Close()
-		opts = append(opts, gnft.WithNetNSFd(int(ns.Fd())))
+		if err := c.growSendBuffer(size); err != nil {
+			return err
+		}
+		all := make([]netlink.Message, 0, len(msgs)+2)
+		all = append(all, batchMsg(unix.NFNL_MSG_BATCH_BEGIN))
+		all = append(all, msgs...)
+		all = append(all, batchMsg(unix.NFNL_MSG_BATCH_END))
+		if _, err := c.conn.SendMessages(all); err != nil {
+			return fmt.Errorf("sending netlink batch: %w", err)
+		}
+		// Every message asked for an acknowledgement; the kernel sends
+		// them, or the errors, once it has processed the whole batch.
+		for acks := 0; acks < len(msgs); {
+			replies, err := c.conn.Receive()
+			if err != nil {
+				return err
+			}
+			for _, r := range replies {
+				if r.Header.Type == netlink.Error {
+					acks++
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// growSendBuffer makes the socket's send buffer take a datagram of size
+// bytes.
+func (c *nlConn) growSendBuffer(size int) error {
+	if c.sndbuf == 0 {
+		n, err := c.conn.WriteBuffer()
+		if err != nil {
+			return fmt.Errorf("reading the netlink socket's send buffer size: %w", err)
+		}
+		// The kernel takes a datagram up to the buffer size less 32 bytes.
+		c.sndbuf = n - 32
 	}
-	c, err := gnft.New(opts...)
+	if size <= c.sndbuf {
+		return nil
+	}
+	raw, err := c.conn.SyscallConn()
 	if err != nil {
-		return fmt.Errorf("opening netlink socket: %w", err)
+		return err
 	}
-	if sock == nil {
-		_ = c.CloseLasting()
-		return errors.New("opening netlink socket: no socket to set deadlines on")
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size)
+		if errors.Is(serr, unix.EPERM) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, size)
+		}
+	})
+	if err = errors.Join(err, serr); err != nil {
+		return fmt.Errorf("raising the netlink socket's send buffer to %d bytes: %w", size, err)
 	}
-	n.conn, n.sock = c, sock
+	// The kernel doubles the size asked for (SO_SNDBUF is capped by
+	// net.core.wmem_max without CAP_NET_ADMIN; the send then fails).
+	c.sndbuf = 2*size - 32
 	return nil
 }
 
-// elementMsg is one netlink message of an element batch.
-type elementMsg struct {
-	delete bool
-	set    string
-	elems  []gnft.SetElement
+// dump sends a dump request and returns the replies.
+func (c *nlConn) dump(ctx context.Context, m netlink.Message) ([]netlink.Message, error) {
+	m.Header.Flags = netlink.Request | netlink.Dump
+	var replies []netlink.Message
+	err := c.do(ctx, func() error {
+		var err error
+		replies, err = c.conn.Execute(m)
+		return err
+	})
+	return replies, err
 }
 
-// maxElemsPerMsg keeps each message's element list well below the 64 KiB
-// a netlink attribute can hold (an IPv6 port element takes 48 bytes).
-const maxElemsPerMsg = 256
+func batchMsg(typ uint16) netlink.Message {
+	return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request},
+		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}}
+}
 
-// groupOps encodes ops, keeping their order, into as few messages as that
-// order and maxElemsPerMsg allow.
-func groupOps(ops []ElementOp) ([]elementMsg, error) {
-	var msgs []elementMsg
-	for _, op := range ops {
-		e, err := encodeElement(op.Element, !op.Delete)
-		if err != nil {
-			return nil, err
+// nlmsgLen is the length of a netlink message with n bytes of data.
+func nlmsgLen(n int) int { return unix.NLMSG_HDRLEN + (n+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1) }
+
+// attrs returns a decoder of the attributes of an nf_tables message.
+func attrs(m netlink.Message) (*netlink.AttributeDecoder, error) {
+	if len(m.Data) < 4 {
+		return nil, fmt.Errorf("short nf_tables message of type %#x", m.Header.Type)
+	}
+	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+	if err != nil {
+		return nil, err
+	}
+	ad.ByteOrder = binary.BigEndian
+	return ad, nil
+}
+
+// parseChain reads a chain of a chain dump, and its name if it belongs to
+// table.
+func parseChain(m netlink.Message, table string) (string, ListedChain, error) {
+	var c ListedChain
+	var t, name string
+	ad, err := attrs(m)
+	if err != nil {
+		return "", c, err
+	}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_CHAIN_TABLE:
+			t = ad.String()
+		case unix.NFTA_CHAIN_NAME:
+			name = ad.String()
+		case unix.NFTA_CHAIN_TYPE:
+			c.Type = ad.String()
+		case unix.NFTA_CHAIN_HOOK:
+			ad.Nested(func(nad *netlink.AttributeDecoder) error {
+				for nad.Next() {
+					switch nad.Type() {
+					case unix.NFTA_HOOK_HOOKNUM:
+						c.Hook = nad.Uint32()
+					case unix.NFTA_HOOK_PRIORITY:
+						c.Priority = int32(nad.Uint32())
+					}
+				}
+				return nil
+			})
 		}
-		name := setName(op.Element)
-		if l := len(msgs) - 1; l >= 0 && msgs[l].delete == op.Delete && msgs[l].set == name && len(msgs[l].elems) < maxElemsPerMsg {
-			msgs[l].elems = append(msgs[l].elems, e)
+	}
+	if err := ad.Err(); err != nil {
+		return "", c, fmt.Errorf("reading a chain: %w", err)
+	}
+	if t != table {
+		return "", c, nil
+	}
+	return name, c, nil
+}
+
+// parseRule reads the chain and comment of a rule of a rule dump.
+func parseRule(m netlink.Message, table string) (chain, comment string, err error) {
+	ad, err := attrs(m)
+	if err != nil {
+		return "", "", err
+	}
+	var t string
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_RULE_TABLE:
+			t = ad.String()
+		case unix.NFTA_RULE_CHAIN:
+			chain = ad.String()
+		case unix.NFTA_RULE_USERDATA:
+			comment = udataString(ad.Bytes(), udataComment)
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return "", "", fmt.Errorf("reading a rule: %w", err)
+	}
+	if t != table {
+		return "", "", nil
+	}
+	return chain, comment, nil
+}
+
+// udataString returns the string TLV of type typ in user data u, or "".
+func udataString(u []byte, typ byte) string {
+	for len(u) >= 2 && len(u) >= 2+int(u[1]) {
+		v := u[2 : 2+int(u[1])]
+		if u[0] == typ {
+			return strings.TrimRight(string(v), "\x00")
+		}
+		u = u[2+len(v):]
+	}
+	return ""
+}
+
+// parseElements appends the elements of a set element dump message to
+// elems.
+func parseElements(m netlink.Message, elems []ListedElement) ([]ListedElement, error) {
+	ad, err := attrs(m)
+	if err != nil {
+		return elems, err
+	}
+	value := func(ad *netlink.AttributeDecoder) (v []byte) {
+		ad.Nested(func(nad *netlink.AttributeDecoder) error {
+			for nad.Next() {
+				if nad.Type() == unix.NFTA_DATA_VALUE {
+					v = nad.Bytes()
+				}
+			}
+			return nil
+		})
+		return v
+	}
+	for ad.Next() {
+		if ad.Type() != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
 			continue
 		}
-		msgs = append(msgs, elementMsg{delete: op.Delete, set: name, elems: []gnft.SetElement{e}})
-	}
-	return msgs, nil
-}
-
-// setName returns the name of the map or set e belongs to.
-func setName(e *knftables.Element) string {
-	if e.Set != "" {
-		return e.Set
-	}
-	return e.Map
-}
-
-// encodeElement turns an element of a port or node map, spelled as for nft,
-// into the bytes the kernel stores: the key, and the value if withValue.
-//
-// A concatenated key is its fields in order, each padded with zeros to a
-// multiple of four bytes (one 32-bit register each), as nft lays it out:
-// port4's "198.51.100.1 . tcp . 80" is c6 33 64 01 | 06 00 00 00 | 00 50 00
-// 00, port6's key is 24 bytes. Ports are in network byte order; the value
-// of a port map is the bare two-byte port, that of a node map the address.
-func encodeElement(e *knftables.Element, withValue bool) (gnft.SetElement, error) {
-	var out gnft.SetElement
-	if e.Set == drainSet4 || e.Set == drainSet6 {
-		a, err := parseDrainElement(e.Set, e.Key)
-		if err != nil || a.Is4() != (e.Set == drainSet4) {
-			return out, fmt.Errorf("element %v of set %s: bad address", e.Key, e.Set)
-		}
-		out.Key = a.AsSlice()
-		return out, nil
-	}
-	bad := func(reason string) error {
-		return fmt.Errorf("element %v : %v of map %s: %s", e.Key, e.Value, e.Map, reason)
-	}
-	var want4 bool
-	switch e.Map {
-	case portMap4, nodeMap4:
-		want4 = true
-	case portMap6, nodeMap6:
-	default:
-		return out, bad("unknown map")
-	}
-	if len(e.Key) == 0 || (withValue && len(e.Value) != 1) {
-		return out, bad("wrong number of fields")
-	}
-	addr, err := netip.ParseAddr(e.Key[0])
-	if err != nil || addr.Is4() != want4 || addr.Zone() != "" {
-		return out, bad("bad address")
-	}
-	out.Key = addr.AsSlice()
-	switch e.Map {
-	case portMap4, portMap6:
-		if len(e.Key) != 3 {
-			return out, bad("wrong number of fields")
-		}
-		p, ok := protocolFromNFT(e.Key[1])
-		num, _ := p.number()
-		port, err := strconv.ParseUint(e.Key[2], 10, 16)
-		if !ok || err != nil {
-			return out, bad("bad protocol or port")
-		}
-		out.Key = append(out.Key, num, 0, 0, 0)
-		out.Key = binary.BigEndian.AppendUint16(out.Key, uint16(port))
-		out.Key = append(out.Key, 0, 0)
-		if withValue {
-			nodePort, err := strconv.ParseUint(e.Value[0], 10, 16)
-			if err != nil {
-				return out, bad("bad node port")
+		ad.Nested(func(list *netlink.AttributeDecoder) error {
+			for list.Next() {
+				var e ListedElement
+				list.Nested(func(elem *netlink.AttributeDecoder) error {
+					for elem.Next() {
+						switch elem.Type() {
+						case unix.NFTA_SET_ELEM_KEY:
+							e.Key = value(elem)
+						case unix.NFTA_SET_ELEM_DATA:
+							e.Value = value(elem)
+						}
+					}
+					return nil
+				})
+				elems = append(elems, e)
 			}
-			out.Val = binary.BigEndian.AppendUint16(nil, uint16(nodePort))
-		}
-	default:
-		if len(e.Key) != 1 {
-			return out, bad("wrong number of fields")
-		}
-		if withValue {
-			nodeIP, err := netip.ParseAddr(e.Value[0])
-			if err != nil || nodeIP.Is4() != want4 || nodeIP.Zone() != "" {
-				return out, bad("bad node IP")
-			}
-			out.Val = nodeIP.AsSlice()
-		}
+			return nil
+		})
 	}
-	return out, nil
+	if err := ad.Err(); err != nil {
+		return elems, fmt.Errorf("reading set elements: %w", err)
+	}
+	return elems, nil
 }

@@ -8,11 +8,13 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2/ktesting"
 )
 
@@ -72,6 +74,29 @@ func newNetns(tb testing.TB, role string) string {
 }
 
 func nsPath(name string) string { return "/run/netns/" + name }
+
+// inNetns runs fn on a fresh OS thread that has joined the network namespace
+// at path, to open sockets there. The thread is never unlocked: Go then
+// discards it when the goroutine ends, rather than reusing a thread in the
+// wrong namespace.
+func inNetns(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		f, err := os.Open(path)
+		if err != nil {
+			errc <- fmt.Errorf("opening network namespace: %w", err)
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("entering network namespace %s: %w", path, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
 
 // lab is a node namespace, a client namespace routed to the service
 // addresses through the node, and a pod namespace routed through the node.

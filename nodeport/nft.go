@@ -2,45 +2,59 @@ package nodeport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 
-	gnft "github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
-	"sigs.k8s.io/knftables"
 )
 
-// NFT is what a Forwarder needs of nftables for its one table: whole-table
-// transactions and reads, in knftables' terms, and element updates. NewNFT
-// builds the real one, which runs the nft binary for the former and talks
-// netlink for the latter (see doc.go for why).
+// NFT is what a Forwarder needs of nftables for its one table: atomic
+// transactions, and reads of what the table holds. NewNFT builds the real
+// one, which talks netlink to the kernel.
 type NFT interface {
-	// NewTransaction returns an empty transaction for the table.
-	NewTransaction() *knftables.Transaction
-	// Run applies tx atomically.
-	Run(ctx context.Context, tx *knftables.Transaction) error
-	// ListRules returns the rules of one chain of the table.
-	ListRules(ctx context.Context, chain string) ([]*knftables.Rule, error)
-	// ListElements returns the elements of a set or map of the table.
-	ListElements(ctx context.Context, objectType, name string) ([]*knftables.Element, error)
-	// UpdateElements applies ops, in order, to the table's maps as one
-	// atomic batch: all of them or none. It reads nothing first. As in the
-	// kernel, adding an element that is already there with the same value
+	// Run applies tx atomically: all of it or none. As in the kernel,
+	// adding an element that is already there with the same value
 	// succeeds, while adding one that holds another value, deleting one
-	// that is missing, or naming a missing map or table fails the batch.
-	UpdateElements(ctx context.Context, ops []ElementOp) error
+	// that is missing, or naming a missing set or table fails it.
+	Run(ctx context.Context, tx *Transaction) error
+	// List returns what the table holds.
+	List(ctx context.Context) (*Listing, error)
 }
 
-// ElementOp is one step of NFT.UpdateElements.
+// ElementOp is one element operation of an element batch.
 type ElementOp struct {
 	// Delete, if set, removes the element with Element's key (its value
 	// is ignored); otherwise the element is added.
 	Delete bool
-	// Element names the map (Element.Map), key and value.
-	Element *knftables.Element
+	// Element names the set or map, the key and the value.
+	Element element
+}
+
+// Listing is what List read of the table: the chains and their rules'
+// comments, and the sets and maps and their elements, as the kernel holds
+// them. A chain or set that is missing has no entry; a table that is
+// missing has none at all.
+type Listing struct {
+	Chains map[string]ListedChain
+	Sets   map[string][]ListedElement
+}
+
+// ListedChain is one chain of a Listing.
+type ListedChain struct {
+	Type     string
+	Hook     uint32
+	Priority int32
+	// Comments are the comments of the chain's rules, in order ("" for a
+	// rule without one).
+	Comments []string
+}
+
+// ListedElement is one element of a Listing, as the kernel stores it.
+type ListedElement struct {
+	Key, Value []byte
 }
 
 // DefaultTable is the name of the inet table a Forwarder owns by default.
@@ -56,89 +70,92 @@ type NFTOptions struct {
 	Netns string
 }
 
-// NewNFT returns the NFT of table inet opts.Table: it runs the nft binary
-// (which must be on PATH, version 1.0.1 or later) for transactions and
-// reads, and sends element updates over netlink itself.
+// NewNFT returns the NFT of table inet opts.Table, which talks to the
+// kernel over netlink; it needs no nft binary. It opens its socket on first
+// use.
 func NewNFT(opts NFTOptions) (NFT, error) {
 	table := opts.Table
 	if table == "" {
 		table = DefaultTable
 	}
-	var nft knftables.Interface
-	err := inNetns(opts.Netns, func() error {
-		var err error
-		nft, err = knftables.New(knftables.InetFamily, table)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("setting up nftables for table inet %s: %w", table, err)
+	if opts.Netns != "" {
+		if _, err := os.Stat(opts.Netns); err != nil {
+			return nil, fmt.Errorf("setting up nftables for table inet %s: %w", table, err)
+		}
 	}
-	return &nftables{knft: nft, table: table, netns: opts.Netns}, nil
+	return &nftables{table: table, conn: nlConn{netns: opts.Netns}}, nil
 }
 
-// nftables is the NFT NewNFT returns. Its knftables methods run every nft
-// command inside netns, if set; UpdateElements, in netlink.go, keeps a
-// netlink socket open between batches.
+// nftables is the NFT NewNFT returns.
 type nftables struct {
-	knft  knftables.Interface
 	table string
-	netns string
 
 	mu   sync.Mutex
-	conn *gnft.Conn    // lasting netlink connection; nil until the first batch and after an error
-	sock *netlink.Conn // conn's socket, to set deadlines on
+	conn nlConn
 }
 
-func (n *nftables) NewTransaction() *knftables.Transaction { return n.knft.NewTransaction() }
-
-func (n *nftables) Run(ctx context.Context, tx *knftables.Transaction) error {
-	return inNetns(n.netns, func() error { return n.knft.Run(ctx, tx) })
-}
-
-func (n *nftables) ListRules(ctx context.Context, chain string) ([]*knftables.Rule, error) {
-	var rules []*knftables.Rule
-	err := inNetns(n.netns, func() error {
-		var err error
-		rules, err = n.knft.ListRules(ctx, chain)
-		return err
-	})
-	return rules, err
-}
-
-func (n *nftables) ListElements(ctx context.Context, objectType, name string) ([]*knftables.Element, error) {
-	var elems []*knftables.Element
-	err := inNetns(n.netns, func() error {
-		var err error
-		elems, err = n.knft.ListElements(ctx, objectType, name)
-		return err
-	})
-	return elems, err
-}
-
-// inNetns runs fn on a fresh OS thread that has joined the network namespace
-// at path (or directly, if path is empty). knftables forks nft from the
-// calling thread, and a child inherits that thread's namespaces, so this is
-// enough to make nft act in the namespace. The thread is never unlocked: Go
-// then discards it when the goroutine ends, rather than reusing a thread in
-// the wrong namespace.
-func inNetns(path string, fn func() error) error {
-	if path == "" {
-		return fn()
+func (n *nftables) Run(ctx context.Context, tx *Transaction) error {
+	msgs := tx.messages(n.table)
+	if len(msgs) == 0 {
+		return nil
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open(path)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.conn.batch(ctx, msgs); err != nil {
+		return fmt.Errorf("sending %d operations over netlink: %w", tx.NumOperations(), err)
+	}
+	return nil
+}
+
+func (n *nftables) List(ctx context.Context) (*Listing, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l := &Listing{Chains: map[string]ListedChain{}, Sets: map[string][]ListedElement{}}
+	tableAttr := func(typ uint16) netlink.Attribute { return attr(typ, cstr(n.table)) }
+
+	chains, err := n.conn.dump(ctx, nftMsg(unix.NFT_MSG_GETCHAIN, 0, []netlink.Attribute{tableAttr(unix.NFTA_CHAIN_TABLE)}))
+	if err != nil {
+		return nil, fmt.Errorf("listing chains: %w", err)
+	}
+	for _, m := range chains {
+		name, c, err := parseChain(m, n.table)
 		if err != nil {
-			errc <- fmt.Errorf("opening network namespace: %w", err)
-			return
+			return nil, err
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering network namespace %s: %w", path, err)
-			return
+		if name != "" {
+			l.Chains[name] = c
 		}
-		errc <- fn()
-	}()
-	return <-errc
+	}
+	rules, err := n.conn.dump(ctx, nftMsg(unix.NFT_MSG_GETRULE, 0, []netlink.Attribute{tableAttr(unix.NFTA_RULE_TABLE)}))
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return nil, fmt.Errorf("listing rules: %w", err)
+	}
+	for _, m := range rules {
+		chain, comment, err := parseRule(m, n.table)
+		if err != nil {
+			return nil, err
+		}
+		if c, ok := l.Chains[chain]; ok {
+			c.Comments = append(c.Comments, comment)
+			l.Chains[chain] = c
+		}
+	}
+	for _, s := range sets() {
+		replies, err := n.conn.dump(ctx, nftMsg(unix.NFT_MSG_GETSETELEM, 0, []netlink.Attribute{
+			tableAttr(unix.NFTA_SET_ELEM_LIST_TABLE), attr(unix.NFTA_SET_ELEM_LIST_SET, cstr(s.name))}))
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing the elements of %s: %w", s.name, err)
+		}
+		elems := []ListedElement{}
+		for _, m := range replies {
+			if elems, err = parseElements(m, elems); err != nil {
+				return nil, fmt.Errorf("listing the elements of %s: %w", s.name, err)
+			}
+		}
+		l.Sets[s.name] = elems
+	}
+	return l, nil
 }

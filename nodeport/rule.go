@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 
 	"golang.org/x/sys/unix"
-	"sigs.k8s.io/knftables"
 )
 
 // Protocol is a transport protocol, spelled as in a Service's ports
@@ -48,19 +46,6 @@ func (p Protocol) number() (byte, bool) {
 		return unix.IPPROTO_SCTP, true
 	}
 	return 0, false
-}
-
-// protocolFromNFT is the inverse of nftName, for reading the table back.
-func protocolFromNFT(s string) (Protocol, bool) {
-	switch s {
-	case "tcp", "6":
-		return TCP, true
-	case "udp", "17":
-		return UDP, true
-	case "sctp", "132":
-		return SCTP, true
-	}
-	return "", false
 }
 
 // Rule asks a node to forward one load-balancer address, port and protocol
@@ -205,47 +190,4 @@ func sortedKeys(s ruleSet) []key {
 
 func compareKeys(a, b key) int {
 	return cmp.Or(a.addr.Compare(b.addr), cmp.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port))
-}
-
-// portElement and nodeElement spell the elements of the port and node maps.
-func portElement(k key, nodePort uint16) *knftables.Element {
-	proto, _ := k.proto.nftName()
-	return &knftables.Element{Map: familyOf(k.addr).portMap,
-		Key:   []string{k.addr.String(), proto, strconv.Itoa(int(k.port))},
-		Value: []string{strconv.Itoa(int(nodePort))}}
-}
-
-func nodeElement(addr, nodeIP netip.Addr) *knftables.Element {
-	return &knftables.Element{Map: familyOf(addr).nodeMap, Key: []string{addr.String()}, Value: []string{nodeIP.String()}}
-}
-
-// parsePortElement is the inverse of portElement.
-func parsePortElement(keyFields, valueFields []string) (key, uint16, error) {
-	if len(keyFields) != 3 || len(valueFields) != 1 {
-		return key{}, 0, fmt.Errorf("unexpected element %v : %v", keyFields, valueFields)
-	}
-	addr, err1 := netip.ParseAddr(keyFields[0])
-	proto, ok := protocolFromNFT(keyFields[1])
-	port, err2 := strconv.ParseUint(keyFields[2], 10, 16)
-	nodePort, err3 := strconv.ParseUint(valueFields[0], 10, 16)
-	if !ok {
-		err1 = errors.Join(err1, fmt.Errorf("unknown protocol %q", keyFields[1]))
-	}
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return key{}, 0, fmt.Errorf("unexpected element %v : %v: %w", keyFields, valueFields, err)
-	}
-	return key{addr: addr, proto: proto, port: uint16(port)}, uint16(nodePort), nil
-}
-
-// parseNodeElement is the inverse of nodeElement.
-func parseNodeElement(keyFields, valueFields []string) (addr, nodeIP netip.Addr, err error) {
-	if len(keyFields) != 1 || len(valueFields) != 1 {
-		return addr, nodeIP, fmt.Errorf("unexpected element %v : %v", keyFields, valueFields)
-	}
-	addr, err1 := netip.ParseAddr(keyFields[0])
-	nodeIP, err2 := netip.ParseAddr(valueFields[0])
-	if err := errors.Join(err1, err2); err != nil {
-		return addr, nodeIP, fmt.Errorf("unexpected element %v : %v: %w", keyFields, valueFields, err)
-	}
-	return addr, nodeIP, nil
 }
