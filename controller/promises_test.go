@@ -150,6 +150,20 @@ func TestPromises(t *testing.T) {
 			wantEvents: map[string][]string{"dual": {eventAllocated, eventPartial, eventAllocated}},
 		},
 		{
+			name: "an invalid pool drains: its holder keeps its address, nobody gets a new one, also across a restart",
+			pool: []v1alpha1.AddressRange{"192.0.2.1-192.0.2.2"},
+			steps: []step{add(svc("a", age(1))),
+				func(h *harness) *harness {
+					h.editPool("p", func(p *v1alpha1.IPPool) { p.Spec.Reserved = []v1alpha1.AddressRange{"198.51.100.1"} })
+					return h
+				},
+				add(svc("b", age(2))), restart},
+			want: map[string]outcome{
+				"a": {[]string{a1}, v1alpha1.ReasonAllocated},
+				"b": {nil, v1alpha1.ReasonNoMatchingPool},
+			},
+		},
+		{
 			name:  "a PreferDualStack Service whose pools have no IPv6 at all is Allocated with IPv4",
 			pool:  []v1alpha1.AddressRange{a1},
 			steps: []step{add(svc("dual", age(1), dual))},
