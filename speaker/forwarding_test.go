@@ -85,8 +85,9 @@ func TestApplyForwardingHandover(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &fakeForwarder{}
-			s := &Speaker{fwd: f, forwarded: true, drainFor: tc.drainFor, keepTable: time.Now().Add(tc.keepTable),
+			s := &Speaker{fwd: f, drainFor: tc.drainFor, keepTable: time.Now().Add(tc.keepTable),
 				queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
+			s.forwarded.Store(true)
 			defer s.queue.ShutDown()
 			plan := Compute(snap)
 			if plan.Eligible {

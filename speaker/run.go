@@ -245,7 +245,7 @@ func (s *Speaker) stopDraining(ctx context.Context) {
 	if err := s.routes.Set(nil); err != nil {
 		log.Error(err, "Remove drain routes")
 	}
-	if s.forwarded {
+	if s.forwarded.Load() {
 		if err := s.fwd.Drain(stopCtx, nil); err != nil {
 			log.Error(err, "Clear drain sets")
 		}

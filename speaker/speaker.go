@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -89,7 +90,9 @@ type Speaker struct {
 	lastPlan *Plan
 	// drainFor is Options.Drain.
 	drainFor  time.Duration
-	forwarded bool // the forwarding table exists
+	// forwarded says the forwarding table exists; written by the sync
+	// loop, read by the drift checker's goroutine too.
+	forwarded atomic.Bool
 	// keepTable is when this node may delete its forwarding table after
 	// handing addresses over: deleting its NAT chains would stop the
 	// translation of the connections the new owner drains to it.
@@ -247,19 +250,19 @@ func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan
 		s.queue.AddAfter(syncKey, s.drainFor+10*time.Millisecond)
 	}
 	if !plan.Eligible && len(rules) == 0 && !now.Before(s.keepTable) {
-		if s.forwarded {
+		if s.forwarded.Load() {
 			logr.FromContextOrDiscard(ctx).Info("Node not eligible; removing forwarding", "why", plan.Why)
 			if err := s.fwd.Cleanup(ctx); err != nil {
 				return fmt.Errorf("remove forwarding: %w", err)
 			}
-			s.forwarded = false
+			s.forwarded.Store(false)
 		}
 		return nil
 	}
 	if err := s.fwd.Sync(ctx, rules); err != nil {
 		return fmt.Errorf("sync forwarding: %w", err)
 	}
-	s.forwarded = true
+	s.forwarded.Store(true)
 	return nil
 }
 
@@ -331,7 +334,7 @@ func (s *Speaker) snapshot(ctx context.Context) (Snapshot, error) {
 // checkDrift asks the forwarder whether someone changed its table, and
 // repairs it if so.
 func (s *Speaker) checkDrift(ctx context.Context) {
-	if s.fwd == nil || !s.forwarded {
+	if s.fwd == nil || !s.forwarded.Load() {
 		return
 	}
 	drifted, err := s.fwd.Check(ctx)
