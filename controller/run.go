@@ -79,12 +79,15 @@ func Run(ctx context.Context, opts Options) error {
 	reg := serve.NewRegistry()
 	var current *Controller
 	leading := make(chan struct{})
-	ready := func() bool {
+	ready := func(context.Context) error {
 		select {
 		case <-leading:
-			return current != nil && current.Ready()
+			if current == nil || !current.Ready() {
+				return errors.New("leading, still rebuilding allocations from Service status")
+			}
+			return nil
 		default:
-			return true // a standby replica is ready to take over
+			return nil // a standby replica is ready to take over
 		}
 	}
 	if opts.MetricsAddr != "" {

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"slices"
 	"syscall"
@@ -13,6 +15,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
 	"github.com/berthlb/berth/api/v1alpha1"
@@ -162,6 +165,30 @@ func startSpeaker(t, owner testing.TB, e *env, n *labNode, args ...string) *spea
 	// ip netns exec execs the speaker in place, so this pid is the
 	// speaker's own.
 	return &speakerProc{proc: p, node: n, metrics: metrics, pid: cmd.Process.Pid}
+}
+
+// waitReadyz polls the speaker's /readyz until it answers 200 and returns
+// the last body it answered before that (empty if it was ready at once).
+func (p *speakerProc) waitReadyz(t testing.TB) (before string) {
+	t.Helper()
+	client := &http.Client{Timeout: time.Second}
+	err := wait.PollUntilContextTimeout(t.Context(), 25*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		resp, err := client.Get("http://" + p.metrics + "/readyz")
+		if err != nil {
+			return false, nil
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode == http.StatusOK {
+			return true, nil
+		}
+		before = string(body)
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("speaker on %s not ready: %v; last answer %q", p.node.name, err, before)
+	}
+	return before
 }
 
 // signal sends sig to the speaker.

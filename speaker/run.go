@@ -58,7 +58,7 @@ type Options struct {
 	// DriftCheck is how often the forwarding table is checked for changes
 	// made by someone else.
 	DriftCheck time.Duration
-	// MetricsAddr serves /metrics and /healthz; empty disables.
+	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables.
 	MetricsAddr string
 	// L2 enables layer-2 announcement (ARP and NDP).
 	L2 bool
@@ -106,15 +106,8 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	reg := serve.NewRegistry()
-	if opts.MetricsAddr != "" {
-		stop, err := serve.Metrics(ctx, opts.MetricsAddr, reg, nil)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
-
 	s := &Speaker{
+		wantL2:     opts.L2,
 		node:       opts.NodeName,
 		secrets:    newCachedSecrets(&apiSecrets{client: kube.CoreV1().Secrets(opts.Namespace)}, secretTTL),
 		metrics:    NewMetrics(reg),
@@ -135,6 +128,13 @@ func Run(ctx context.Context, opts Options) error {
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	events := newEventReporter(broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "berth-speaker", Host: opts.NodeName}))
 	s.problems, s.owners = events, events
+	if opts.MetricsAddr != "" {
+		stop, err := serve.Metrics(ctx, opts.MetricsAddr, reg, s.Ready)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	if opts.BGP {
 		routerID := opts.RouterID

@@ -100,6 +100,10 @@ type Speaker struct {
 	// l2 is set once the layer-2 membership runs; nil means layer 2 is
 	// off (or not up yet) and the node answers for nothing.
 	l2 *l2State
+	// wantL2 says layer 2 is on, so /readyz waits for the membership.
+	wantL2 bool
+	// readiness is what the sync loop tells /readyz.
+	readiness readiness
 }
 
 const syncKey = "sync"
@@ -123,6 +127,9 @@ func (s *Speaker) Run(ctx context.Context, driftCheck, statusEvery time.Duration
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		return fmt.Errorf("wait for caches: %w", ctx.Err())
 	}
+	s.readiness.mu.Lock()
+	s.readiness.started = time.Now()
+	s.readiness.mu.Unlock()
 	s.queue.Add(syncKey)
 	go wait.UntilWithContext(ctx, s.checkDrift, driftCheck)
 	go wait.UntilWithContext(ctx, s.reportStatus, statusEvery)
@@ -136,6 +143,7 @@ func (s *Speaker) Run(ctx context.Context, driftCheck, statusEvery time.Duration
 			return nil
 		}
 		err := s.sync(ctx)
+		s.readiness.observe(err)
 		if err != nil {
 			logr.FromContextOrDiscard(ctx).Error(err, "Sync failed; will retry")
 			s.queue.AddRateLimited(key)

@@ -18,15 +18,16 @@ import (
 )
 
 // Metrics serves /metrics from reg, /healthz, and (when ready is not nil)
-// /readyz on addr until the returned stop function is called.
-func Metrics(ctx context.Context, addr string, reg *prometheus.Registry, ready func() bool) (stop func(), err error) {
+// /readyz on addr until the returned stop function is called. ready
+// returns nil when ready, else what is missing, which /readyz shows.
+func Metrics(ctx context.Context, addr string, reg *prometheus.Registry, ready func(context.Context) error) (stop func(), err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	if ready != nil {
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !ready() {
-				http.Error(w, "not ready", http.StatusServiceUnavailable)
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			if err := ready(r.Context()); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 				return
 			}
 			_, _ = w.Write([]byte("ok"))
