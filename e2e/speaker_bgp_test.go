@@ -287,12 +287,16 @@ func TestSpeakerBGPSessions(t *testing.T) {
 		n3.speaker.stop(syscall.SIGKILL)
 		d := waitNextHops(t, r1.Host, pfx, sl.addrs(false, n1, n2), settle)
 		t.Logf("MEASURED: speaker on %s killed: next hop gone after %v", n3.name, d)
-		n3.speaker = startSpeaker(t, sl.t, sl.e, n3)
+		// BGP only, as a BGP-only installation runs it.
+		n3.speaker = startSpeaker(t, sl.t, sl.e, n3, "--l2=false")
 		// A rolling update moves on when /readyz says so: only once the
 		// restarted speaker's session is up again.
 		notReady := n3.speaker.waitReadyz(t)
 		if !strings.Contains(notReady, "r1") && !strings.Contains(notReady, "no sync") {
 			t.Errorf("before it was ready, /readyz said %q; want it to name the session to r1 or the first sync", notReady)
+		}
+		if st, _ := r1.NeighborState(t, n3.host.IPv4); st != "Established" {
+			t.Errorf("/readyz said ready while r1's session with %s was %q", n3.name, st)
 		}
 		d = waitNextHops(t, r1.Host, pfx, all, settle)
 		t.Logf("speaker on %s started again: next hop back after %v", n3.name, d)

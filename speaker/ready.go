@@ -11,9 +11,11 @@ import (
 )
 
 // sessionGrace is how long after the start /readyz waits for BGP sessions
-// before it reports ready without them: long enough for a router to accept
-// a restarted speaker (a rolling update moves on only then), short enough
-// that a router that is down for good does not stall a rollout.
+// and the layer-2 membership before it reports ready without them: long
+// enough for a router to accept a restarted speaker and for the membership
+// to form (a rolling update moves on only then), short enough that a
+// router that is down for good, or a missing membership Secret, does not
+// stall a rollout.
 const sessionGrace = 60 * time.Second
 
 // readiness is what the sync loop tells /readyz. Guarded by its mutex:
@@ -47,9 +49,9 @@ type readyInput struct {
 }
 
 // ready decides readiness: the last sync applied everything (BGP peers and
-// routes, layer 2, forwarding), the layer-2 membership runs when layer 2 is
-// on, and every BGP session the plan configures is Established, or the
-// sessions have had sessionGrace to come up. nil means ready; the error
+// routes, layer 2, forwarding), and, until sessionGrace after the start,
+// the layer-2 membership runs (when layer 2 is on) and every BGP session
+// the plan configures is Established. nil means ready; the error
 // says what is missing.
 func ready(in readyInput) error {
 	switch {
@@ -57,11 +59,10 @@ func ready(in readyInput) error {
 		return fmt.Errorf("the last sync failed: %s", in.SyncErr)
 	case !in.Synced:
 		return fmt.Errorf("no sync has completed yet")
-	case in.WantL2 && !in.L2Up:
-		return fmt.Errorf("the layer-2 membership has not started yet")
-	}
-	if in.Elapsed >= sessionGrace {
+	case in.Elapsed >= sessionGrace:
 		return nil
+	case in.WantL2 && !in.L2Up:
+		return fmt.Errorf("the layer-2 membership has not started yet (ready anyway %s after the start)", sessionGrace)
 	}
 	state := map[string]bgp.SessionState{}
 	for _, st := range in.Sessions {

@@ -20,6 +20,7 @@ func TestReady(t *testing.T) {
 		{name: "synced, nothing else configured", in: readyInput{Synced: true}},
 		{name: "layer 2 on, membership not up", in: readyInput{Synced: true, WantL2: true}, want: "layer-2 membership"},
 		{name: "layer 2 up", in: readyInput{Synced: true, WantL2: true, L2Up: true}},
+		{name: "a missing membership Secret does not stall a rollout for ever", in: readyInput{Synced: true, WantL2: true, Elapsed: sessionGrace}},
 		{name: "a configured session is not established", in: readyInput{Synced: true, Peers: []string{"r1", "r2"}, Sessions: up}, want: "r2 (Active)"},
 		{name: "a configured session never started", in: readyInput{Synced: true, Peers: []string{"r3"}}, want: "r3 (not started)"},
 		{name: "all configured sessions established", in: readyInput{Synced: true, Peers: []string{"r1"}, Sessions: up}},
