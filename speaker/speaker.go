@@ -89,7 +89,7 @@ type Speaker struct {
 	applied  map[string]bgp.Peer // peers last configured, by name
 	lastPlan *Plan
 	// drainFor is Options.Drain.
-	drainFor  time.Duration
+	drainFor time.Duration
 	// forwarded says the forwarding table exists; written by the sync
 	// loop, read by the drift checker's goroutine too.
 	forwarded atomic.Bool
