@@ -224,10 +224,10 @@ func (m *model) randomAddress(v6 bool) netip.Addr {
 func (m *model) drawRequest(s *modelService) {
 	s.addrAnn, s.lbIP = "", ""
 	switch r := m.pick(20); {
-	case r < 11:
-	case r == 11:
+	case r < 13:
+	case r == 13:
 		s.addrAnn = "not-an-ip"
-	case r < 14 && s.lb:
+	case r < 16 && s.lb:
 		s.lbIP = m.randomAddress(s.families[0] == corev1.IPv6Protocol).String()
 	default:
 		var parts []string
@@ -242,7 +242,7 @@ func (m *model) drawRequest(s *modelService) {
 
 func (m *model) drawPoolAnn(s *modelService) {
 	switch r := m.pick(20); {
-	case r < 14:
+	case r < 16:
 		s.poolAnn = ""
 	case r < 18:
 		s.poolAnn = modelSlots[m.pick(len(modelSlots))].name

@@ -21,21 +21,29 @@ func (s *snapshot) free(held map[netip.Addr][]string, p *poolView, a netip.Addr)
 	return p.addrs[a] && len(held[a]) == 0
 }
 
+// requestable reports whether the requested address a is free in a pool s
+// may ask it from.
+func requestable(snap *snapshot, held map[netip.Addr][]string, s *corev1.Service, a netip.Addr) bool {
+	for _, p := range allowed(snap, s, false, true) {
+		if snap.free(held, p, a) {
+			return true
+		}
+	}
+	return false
+}
+
 // obtainable returns a free address s could be given for family f: its
-// requested address of f if it asks for one (and it is free in a pool it
-// may ask from), else any free address of f in a pool it may use
-// automatically. Invalid when there is none.
+// requested address of f if it asks for one (and it is requestable), else
+// any free address of f in a pool it may use automatically. Invalid when
+// there is none.
 func obtainable(snap *snapshot, held map[netip.Addr][]string, s *corev1.Service, r svcRequest, f corev1.IPFamily) netip.Addr {
 	for _, a := range r.addrs {
-		if familyOf(a) != f {
-			continue
-		}
-		for _, p := range allowed(snap, s, false, true) {
-			if snap.free(held, p, a) {
+		if familyOf(a) == f {
+			if requestable(snap, held, s, a) {
 				return a
 			}
+			return netip.Addr{}
 		}
-		return netip.Addr{}
 	}
 	for _, p := range allowed(snap, s, false, false) {
 		for a := range p.addrs {
@@ -50,7 +58,9 @@ func obtainable(snap *snapshot, held map[netip.Addr][]string, s *corev1.Service,
 // 3. No Service of the controller waits for a family while a usable
 // address of it is free. berth-ccm's Services are left out: the upstream
 // service controller retries a failed Service with exponential backoff,
-// which is not the controller's promise.
+// which is not the controller's promise. A Service that asks for an
+// address it cannot have is left out too: whether it then takes its other
+// family (PartiallyAllocated) or nothing is the implementation's choice.
 func (c checker) liveness(snap *snapshot) []violation {
 	var out []violation
 	held := snap.holders()
@@ -65,6 +75,11 @@ func (c checker) liveness(snap *snapshot) []violation {
 		have := map[corev1.IPFamily]bool{}
 		for _, a := range addrs(s) {
 			have[familyOf(a)] = true
+		}
+		if slices.ContainsFunc(r.addrs, func(a netip.Addr) bool {
+			return !slices.Contains(addrs(s), a) && !requestable(snap, held, s, a)
+		}) {
+			continue
 		}
 		var missing []corev1.IPFamily
 		for _, f := range r.families {
@@ -211,7 +226,7 @@ func (c checker) poolCounts(snap *snapshot) []violation {
 
 func poolReady(p *v1alpha1.IPPool) bool {
 	for _, c := range p.Status.Conditions {
-		if c.Type == "Ready" {
+		if c.Type == v1alpha1.PoolConditionReady {
 			return c.Status == metav1.ConditionTrue
 		}
 	}

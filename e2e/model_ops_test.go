@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 
@@ -20,8 +21,8 @@ type modelOp struct {
 // clusterOps change Services, pools and namespaces; they may run while
 // the controller is down. The controller operations are in model_test.go.
 var clusterOps = []modelOp{
-	{"create service", 24, func(ctx context.Context, m *model) (string, error) {
-		if len(m.services) >= 16 {
+	{"create service", 30, func(ctx context.Context, m *model) (string, error) {
+		if len(m.services) >= 20 {
 			return "", nil
 		}
 		s := m.newService()
@@ -98,17 +99,18 @@ var clusterOps = []modelOp{
 		sl := free[m.pick(len(free))]
 		p := &modelPool{slot: sl, reserved: map[netip.Addr]bool{}, crossNS: m.chance(0.3), manual: m.chance(0.1)}
 		if sl.base4.IsValid() {
-			p.n4 = 2 + m.pick(3)
+			p.n4 = 2 + m.pick(2)
 		}
 		if sl.base6.IsValid() {
-			p.n6 = 2 + m.pick(3)
+			p.n6 = 2 + m.pick(2)
 		}
 		if sl.gold {
 			p.priority = -1
 		} else {
 			p.onlyMA = m.chance(0.2)
 		}
-		return fmt.Sprintf("create pool %s %+v", sl.name, p.spec()), m.writePool(ctx, p, true)
+		spec, _ := json.Marshal(p.spec())
+		return fmt.Sprintf("create pool %s %s", sl.name, spec), m.writePool(ctx, p, true)
 	}},
 	{"grow pool", 6, func(ctx context.Context, m *model) (string, error) {
 		p := m.pickPool()
@@ -201,7 +203,7 @@ var clusterOps = []modelOp{
 		p.manual = !p.manual
 		return fmt.Sprintf("pool %s autoAssign=%v", p.slot.name, !p.manual), m.writePool(ctx, p, false)
 	}},
-	{"delete pool", 3, func(ctx context.Context, m *model) (string, error) {
+	{"delete pool", 2, func(ctx context.Context, m *model) (string, error) {
 		p := m.pickPool()
 		if p == nil {
 			return "", nil

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -141,6 +142,7 @@ type modelRun struct {
 	log   []string
 	prev  *snapshot
 	fails int
+	seen  map[string]int // condition reasons of the controller's Services over all checks: what the run exercised
 }
 
 func runModel(t *testing.T, seed uint64) {
@@ -159,11 +161,27 @@ func runModel(t *testing.T, seed uint64) {
 		fl.cloud = e.startCCM(t)
 	}
 	fl.start()
-	r := &modelRun{t: t, seed: seed, fl: fl, chk: checker{ccm: fl.ccm},
+	r := &modelRun{t: t, seed: seed, fl: fl, chk: checker{ccm: fl.ccm}, seen: map[string]int{},
 		m: &model{rng: rng, e: e, ccm: fl.ccm, pools: map[string]*modelPool{}, services: map[string]*modelService{}, nsGold: map[string]bool{}, touched: newTouches()}}
 	t.Logf("seed %d: berth-ccm %v, two replicas %v, %d steps", seed, fl.ccm, fl.ha, *modelSteps)
 	if err := fl.waitUp(ctx); err != nil {
 		t.Fatalf("controller not up: %v", err)
+	}
+	// A run starts with three pools, so that most Services are served and
+	// the pools fill up early.
+	for _, name := range []string{"v4a", "v6a", "dual"} {
+		slot := modelSlots[slices.IndexFunc(modelSlots, func(s modelSlot) bool { return s.name == name })]
+		p := &modelPool{slot: slot, reserved: map[netip.Addr]bool{}}
+		if slot.base4.IsValid() {
+			p.n4 = 2
+		}
+		if slot.base6.IsValid() {
+			p.n6 = 2
+		}
+		if err := r.m.writePool(ctx, p, true); err != nil {
+			t.Fatal(err)
+		}
+		r.log = append(r.log, fmt.Sprintf("  0. create pool %s with %d IPv4 and %d IPv6 addresses", name, p.n4, p.n6))
 	}
 	start := time.Now()
 	for step := 1; step <= *modelSteps; step++ {
@@ -175,7 +193,8 @@ func runModel(t *testing.T, seed uint64) {
 			return
 		}
 	}
-	t.Logf("seed %d: %d steps in %v, %d failing steps", seed, *modelSteps, time.Since(start).Round(time.Millisecond), r.fails)
+	t.Logf("seed %d: %d steps in %v, %d failing steps; Service conditions seen at the checks: %v",
+		seed, *modelSteps, time.Since(start).Round(time.Millisecond), r.fails, r.seen)
 }
 
 // step draws and performs one operation: a cluster operation most of the
@@ -266,6 +285,11 @@ func (r *modelRun) checkStep(ctx context.Context, step int) bool {
 		}
 		vs := r.chk.check(r.prev, cur, r.m.touched)
 		if len(vs) == 0 || time.Now().After(deadline) {
+			for _, svc := range cur.svcs {
+				if c := condition(svc); c != nil && r.chk.servedBy(svc) == servedByController {
+					r.seen[c.Reason]++
+				}
+			}
 			r.m.forgetGone(cur)
 			r.prev, r.m.touched = cur, newTouches()
 			if len(vs) == 0 {
@@ -288,6 +312,10 @@ func (r *modelRun) fail(step int, msg string, vs []violation, snap *snapshot) {
 	}
 	if r.fails == 1 || !*modelGoOn {
 		fmt.Fprintf(&b, "operations so far:\n  %s\n", strings.Join(r.log, "\n  "))
+	} else {
+		fmt.Fprintf(&b, "last operations:\n  %s\n", strings.Join(r.log[max(0, len(r.log)-6):], "\n  "))
+	}
+	if r.fails == 1 || !*modelGoOn {
 		if snap != nil {
 			fmt.Fprintf(&b, "state:\n%s", snap.describe())
 		}
@@ -315,7 +343,8 @@ func (s *snapshot) describe() string {
 	}
 	for _, name := range sortedKeys(s.pools) {
 		p := s.pools[name]
-		fmt.Fprintf(&b, "  pool %s deleting=%v spec=%+v usage=%q\n", name, p.deleting, p.Spec, p.Status.Usage)
+		spec, _ := json.Marshal(p.Spec)
+		fmt.Fprintf(&b, "  pool %s deleting=%v spec=%s usage=%q\n", name, p.deleting, spec, p.Status.Usage)
 	}
 	fmt.Fprintf(&b, "  namespaces %v\n", s.nss)
 	return b.String()

@@ -58,7 +58,8 @@ func TestControllerPromises(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				e.clearNamespace(t, "wake") // every case starts from an empty pool
-				holder, waiter := "holder-"+strings.ReplaceAll(tc.name, " ", "-"), "waiter-"+strings.ReplaceAll(tc.name, " ", "-")
+				slug := strings.ToLower(strings.ReplaceAll(tc.name, " ", "-"))
+				holder, waiter := "holder-"+slug, "waiter-"+slug
 				e.service(t, "wake", holder)
 				if got := e.waitAllocated(t, "wake", holder, 1); got[0] != mustAddr(freed) {
 					t.Fatalf("%s got %v, want %s", holder, got, freed)
