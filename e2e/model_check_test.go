@@ -239,13 +239,20 @@ func (c checker) moved(prev, cur *snapshot, t *touches) []violation {
 		if now == nil || c.servedBy(was) == servedByNone || c.servedBy(was) != c.servedBy(now) {
 			continue
 		}
+		var lost []netip.Addr
+		excused := false
 		for _, a := range addrs(was) {
-			if slices.Contains(addrs(now), a) {
-				continue
+			if !slices.Contains(addrs(now), a) {
+				lost = append(lost, a)
+				excused = excused || c.exempt(prev, prevHolders, t, was, a) != ""
 			}
-			if why := c.exempt(prev, prevHolders, t, was, a); why != "" {
-				continue
-			}
+		}
+		// A Service that had to give up one address may lose the others
+		// with it (RequireDualStack is all or nothing).
+		if excused {
+			continue
+		}
+		for _, a := range lost {
 			inv, what := 2, "a valid address"
 			if cond := condition(was); cond != nil && cond.Reason == v1alpha1.ReasonInvalidRequest {
 				inv, what = 5, "an address kept through an invalid request"

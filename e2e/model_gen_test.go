@@ -175,7 +175,6 @@ func newTouches() *touches {
 type model struct {
 	rng      *rand.Rand
 	e        *env
-	ccm      bool
 	pools    map[string]*modelPool
 	services map[string]*modelService
 	nsGold   map[string]bool

@@ -165,7 +165,7 @@ func runModel(t *testing.T, seed uint64) {
 	}
 	fl.start()
 	r := &modelRun{t: t, seed: seed, fl: fl, chk: checker{ccm: fl.ccm}, seen: map[string]int{}, told: map[int]bool{},
-		m: &model{rng: rng, e: e, ccm: fl.ccm, pools: map[string]*modelPool{}, services: map[string]*modelService{}, nsGold: map[string]bool{}, touched: newTouches()}}
+		m: &model{rng: rng, e: e, pools: map[string]*modelPool{}, services: map[string]*modelService{}, nsGold: map[string]bool{}, touched: newTouches()}}
 	t.Logf("seed %d: berth-ccm %v, two replicas %v, %d steps", seed, fl.ccm, fl.ha, *modelSteps)
 	if err := fl.waitUp(ctx); err != nil {
 		t.Fatalf("controller not up: %v", err)
