@@ -10,7 +10,7 @@ export BERTH_CACHE ?= $(HOME)/.cache/berth
 E2E_TIMEOUT ?= 45m
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /e2e)
 
-.PHONY: all build test unit e2e bench generate verify lint demo controlplane clean
+.PHONY: all build test unit e2e bench soak generate verify lint demo controlplane clean
 
 all: build
 
@@ -28,6 +28,11 @@ e2e: controlplane ## End-to-end tests against a real kube-apiserver and etcd
 bench: controlplane ## Benchmarks (figures go in docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./allocator/...
 	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 30m ./e2e/...
+
+SOAK_DURATION ?= 10m
+SOAK_STEPS ?= 150
+soak: controlplane ## The controller's model-based test with random seeds for SOAK_DURATION (result in docs/benchmarks.md)
+	$(GO) test -count=1 -timeout 90m -run '^TestControllerModel$$' -v ./e2e/ -model.duration=$(SOAK_DURATION) -model.steps=$(SOAK_STEPS)
 
 controlplane: ## Build (or reuse) the cached kube-apiserver, etcd and kube-proxy
 	hack/build-controlplane.sh
