@@ -25,8 +25,11 @@ import (
 const (
 	routerASN = 64512
 	nodeASN   = 64513
-	// speakerNS is Berth's namespace, where BGP password Secrets live.
-	speakerNS = "berth-system"
+	// berthNS is Berth's namespace, as the manifests install it: its
+	// ServiceAccounts, Leases and the speaker's Secrets live there.
+	berthNS = "berth-system"
+	// speakerNS is where BGP password Secrets live.
+	speakerNS = berthNS
 	// nodeLabel carries the node's name, for selectors.
 	nodeLabel = "e2e.berth.dev/node"
 )
@@ -140,7 +143,8 @@ type speakerProc struct {
 	pid     int
 }
 
-// startSpeaker runs berth-speaker in n's namespace, with forwarding off
+// startSpeaker runs berth-speaker in n's namespace, as ServiceAccount
+// berth-speaker (see saKubeconfig), with forwarding off
 // (tested elsewhere). It is killed at owner's cleanup unless it exited
 // already: a subtest that restarts a speaker passes the whole test as owner,
 // so that the speaker outlives the subtest.
@@ -148,7 +152,7 @@ func startSpeaker(t, owner testing.TB, e *env, n *labNode, args ...string) *spea
 	t.Helper()
 	metrics := netip.AddrPortFrom(n.host.IPv4, 9631).String()
 	all := append([]string{berthBins.path(t, "berth-speaker"),
-		"--kubeconfig", e.cp.Kubeconfig(),
+		"--kubeconfig", e.saKubeconfig(t, "berth-speaker"),
 		"--node-name", n.name,
 		"--namespace", speakerNS,
 		"--forwarding=false",
@@ -220,6 +224,40 @@ func (sl *speakerLab) secret(name string, data map[string]string) {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: speakerNS, Name: name}, StringData: data}
 	if _, err := sl.e.kube.CoreV1().Secrets(speakerNS).Create(sl.t.Context(), s, metav1.CreateOptions{}); err != nil {
 		sl.t.Fatalf("create Secret %s: %v", name, err)
+	}
+}
+
+// allowSecrets lets the speakers read Secrets names in Berth's namespace
+// the way the manifests tell an operator to: by adding them to the
+// resourceNames of the shipped Role that grants the speaker its Secrets.
+// Without it a speaker may read only the Secrets the manifests name.
+func (sl *speakerLab) allowSecrets(names ...string) {
+	sl.t.Helper()
+	// Applies the shipped RBAC first, so that no later start of a speaker
+	// applies it again over the extension.
+	sl.e.saKubeconfig(sl.t, "berth-speaker")
+	dir, err := controlplane.ManifestsDir()
+	if err != nil {
+		sl.t.Fatal(err)
+	}
+	rbac, err := controlplane.LoadRBAC(dir, berthNS, "berth-speaker")
+	if err != nil {
+		sl.t.Fatal(err)
+	}
+	extended := false
+	for _, role := range rbac.Roles {
+		for i, rule := range role.Rules {
+			if slices.Contains(rule.Resources, "secrets") && len(rule.ResourceNames) > 0 {
+				role.Rules[i].ResourceNames = append(rule.ResourceNames, names...)
+				extended = true
+			}
+		}
+	}
+	if !extended {
+		sl.t.Fatal("the shipped RBAC has no Role granting the speaker Secrets by name")
+	}
+	if err := sl.e.cp.ApplyRBAC(sl.t.Context(), rbac); err != nil {
+		sl.t.Fatal(err)
 	}
 }
 
