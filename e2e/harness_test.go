@@ -213,12 +213,12 @@ type controllerProc struct {
 // (SIGTERM) at cleanup unless the test stopped it already.
 func (e *env) startController(t testing.TB, args ...string) *controllerProc {
 	t.Helper()
-	return e.startControllerAs(t, e.saKubeconfig(t, "berth-controller"), args...)
+	return e.startControllerAs(t, e.saKubeconfig(t, "berth-controller"), nil, args...)
 }
 
-// startControllerAs is startController with another kubeconfig, for the
-// tests of RBAC itself.
-func (e *env) startControllerAs(t testing.TB, kubeconfig string, args ...string) *controllerProc {
+// startControllerAs is startController with another kubeconfig and extra
+// environment variables, for the tests of RBAC itself.
+func (e *env) startControllerAs(t testing.TB, kubeconfig string, environ []string, args ...string) *controllerProc {
 	t.Helper()
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	all := append([]string{
@@ -229,6 +229,9 @@ func (e *env) startControllerAs(t testing.TB, kubeconfig string, args ...string)
 		"-v=2",
 	}, args...)
 	cmd := exec.Command(berthBins.path(t, "berth-controller"), all...)
+	if environ != nil {
+		cmd.Env = append(os.Environ(), environ...)
+	}
 	return &controllerProc{proc: startProc(t, "berth-controller", cmd, syscall.SIGTERM), metrics: metrics}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,7 +131,7 @@ func TestControllerRBACEnforced(t *testing.T) {
 
 	t.Run("services/status patch", func(t *testing.T) {
 		applyRBAC(t, e, withoutVerb(t, shipped, "services/status", "patch"))
-		ctrl := e.startControllerAs(t, kubeconfig)
+		ctrl := e.startControllerAs(t, kubeconfig, nil)
 		ctrl.expectRefusals()
 		ctrl.waitReady(t)
 		e.namespace(t, "rbac1", nil)
@@ -150,17 +151,44 @@ func TestControllerRBACEnforced(t *testing.T) {
 	// one does, and list only from older ones.
 	t.Run("namespaces watch", func(t *testing.T) {
 		applyRBAC(t, e, withoutVerb(t, shipped, "namespaces", "watch"))
-		ctrl := e.startControllerAs(t, kubeconfig)
+		ctrl := e.startControllerAs(t, kubeconfig, nil)
 		ctrl.expectRefusals()
 		waitLogged(t, ctrl.proc, "forbidden", "cannot watch resource", "namespaces")
-		resp, err := http.Get("http://" + ctrl.metrics + "/readyz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				t.Errorf("controller ready although it cannot list Namespaces")
-			}
-		}
+		ctrl.requireNotReady(t)
 	})
+
+	// Without watch-list streaming (as against an older API server) the
+	// informers list: the shipped rules serve that too, and list is
+	// needed.
+	noWatchList := []string{"KUBE_FEATURE_WatchListClient=false"}
+	t.Run("list, without watch-list streaming", func(t *testing.T) {
+		applyRBAC(t, e, shipped)
+		ctrl := e.startControllerAs(t, kubeconfig, noWatchList)
+		ctrl.waitReady(t)
+		e.namespace(t, "rbac3", nil)
+		e.service(t, "rbac3", "web")
+		e.waitAllocated(t, "rbac3", "web", 1)
+		ctrl.stop(syscall.SIGTERM)
+
+		applyRBAC(t, e, withoutVerb(t, shipped, "namespaces", "list"))
+		ctrl = e.startControllerAs(t, kubeconfig, noWatchList)
+		ctrl.expectRefusals()
+		waitLogged(t, ctrl.proc, "forbidden", "cannot list resource", "namespaces")
+		ctrl.requireNotReady(t)
+	})
+}
+
+// requireNotReady fails t if the controller's /readyz answers ok.
+func (p *controllerProc) requireNotReady(t testing.TB) {
+	t.Helper()
+	resp, err := http.Get("http://" + p.metrics + "/readyz")
+	if err != nil {
+		return
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Errorf("controller ready although its informers cannot sync")
+	}
 }
 
 // expectRefusals tells p's cleanup that RBAC refusals in its log are
@@ -183,21 +211,31 @@ func applyRBAC(t testing.TB, e *env, r *controlplane.RBAC) {
 // resource ("services/status"). It fails t if they did not grant it.
 func withoutVerb(t testing.TB, r *controlplane.RBAC, resource, verb string) *controlplane.RBAC {
 	t.Helper()
+	out, removed := trimRBAC(r, resource, verb)
+	if !removed {
+		t.Fatalf("the shipped RBAC does not grant %s on %s", verb, resource)
+	}
+	return out
+}
+
+// trimRBAC returns a copy of r whose roles no longer grant verb on
+// resource, and whether they did.
+func trimRBAC(r *controlplane.RBAC, resource, verb string) (*controlplane.RBAC, bool) {
 	out := *r
 	removed := false
 	trim := func(rules []rbacv1.PolicyRule) []rbacv1.PolicyRule {
 		var kept []rbacv1.PolicyRule
 		for _, rule := range rules {
+			rule = *rule.DeepCopy()
 			if slices.Contains(rule.Resources, resource) && slices.Contains(rule.Verbs, verb) {
 				removed = true
 				// Split the rule: the other resources keep the verb, the
 				// resource keeps its other verbs.
 				if others := slices.DeleteFunc(slices.Clone(rule.Resources), func(s string) bool { return s == resource }); len(others) > 0 {
-					r := *rule.DeepCopy()
-					r.Resources = others
-					kept = append(kept, r)
+					o := *rule.DeepCopy()
+					o.Resources = others
+					kept = append(kept, o)
 				}
-				rule = *rule.DeepCopy()
 				rule.Resources = []string{resource}
 				rule.Verbs = slices.DeleteFunc(rule.Verbs, func(v string) bool { return v == verb })
 				if len(rule.Verbs) == 0 {
@@ -220,10 +258,7 @@ func withoutVerb(t testing.TB, r *controlplane.RBAC, resource, verb string) *con
 		role.Rules = trim(role.Rules)
 		out.Roles = append(out.Roles, role)
 	}
-	if !removed {
-		t.Fatalf("the shipped RBAC does not grant %s on %s", verb, resource)
-	}
-	return &out
+	return &out, removed
 }
 
 // waitLogged waits up to 15 s for a line of p's log containing every one
