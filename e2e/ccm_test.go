@@ -47,7 +47,7 @@ func (e *env) startCCMWith(t *testing.T, cloudConfig string, environ []string, a
 		"--secure-port=0",
 		"--v=2",
 	}, args...)...)
-	cmd.Env = append(os.Environ(), environ...)
+	cmd.Env = berthEnviron(environ...)
 	return startProc(t, "berth-ccm", cmd, syscall.SIGTERM)
 }
 

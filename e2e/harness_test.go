@@ -202,6 +202,16 @@ func (e *env) saKubeconfig(t testing.TB, account string) string {
 	return path
 }
 
+// berthEnviron is the environment of Berth's processes, with extra added.
+// Their informers list and then watch, as against an API server without
+// watch-list streaming, instead of streaming their initial list over a
+// watch (client-go's WatchListClient, which this API server supports, so
+// that list would never be asked for): so a test fails if the manifests
+// lack either verb.
+func berthEnviron(extra ...string) []string {
+	return append(append(os.Environ(), "KUBE_FEATURE_WatchListClient=false"), extra...)
+}
+
 // controllerProc is a running berth-controller.
 type controllerProc struct {
 	*proc
@@ -217,7 +227,7 @@ func (e *env) startController(t testing.TB, args ...string) *controllerProc {
 }
 
 // startControllerAs is startController with another kubeconfig and extra
-// environment variables, for the tests of RBAC itself.
+// environment variables (see berthEnviron), for the tests of RBAC itself.
 func (e *env) startControllerAs(t testing.TB, kubeconfig string, environ []string, args ...string) *controllerProc {
 	t.Helper()
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -229,9 +239,7 @@ func (e *env) startControllerAs(t testing.TB, kubeconfig string, environ []strin
 		"-v=2",
 	}, args...)
 	cmd := exec.Command(berthBins.path(t, "berth-controller"), all...)
-	if environ != nil {
-		cmd.Env = append(os.Environ(), environ...)
-	}
+	cmd.Env = berthEnviron(environ...)
 	return &controllerProc{proc: startProc(t, "berth-controller", cmd, syscall.SIGTERM), metrics: metrics}
 }
 

@@ -162,6 +162,7 @@ func startSpeaker(t, owner testing.TB, e *env, n *labNode, args ...string) *spea
 	// Not bound to the test's context: stopping is explicit (signal), and
 	// cleanup kills whatever is left.
 	cmd := n.host.Command(context.Background(), all...)
+	cmd.Env = berthEnviron()
 	p := startProc(owner, "berth-speaker "+n.name, cmd, syscall.SIGKILL)
 	// ip netns exec execs the speaker in place, so this pid is the
 	// speaker's own.
