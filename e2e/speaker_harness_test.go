@@ -247,9 +247,10 @@ func (sl *speakerLab) allowSecrets(names ...string) {
 	}
 	extended := false
 	for _, role := range rbac.Roles {
-		for i, rule := range role.Rules {
+		for i := range role.Rules {
+			rule := &role.Rules[i]
 			if slices.Contains(rule.Resources, "secrets") && len(rule.ResourceNames) > 0 {
-				role.Rules[i].ResourceNames = append(rule.ResourceNames, names...)
+				rule.ResourceNames = append(rule.ResourceNames, names...)
 				extended = true
 			}
 		}
