@@ -100,11 +100,17 @@ func Run(ctx context.Context, opts Options) error {
 	berth := versioned.NewForConfigOrDie(cfg)
 
 	fmt.Fprintln(out, "==> Starting berth-controller")
+	// Berth's processes run as their ServiceAccounts, with the RBAC the
+	// manifests ship, as in a cluster; the demo itself acts as the admin.
+	ctrlKubeconfig, err := cp.ServiceAccountKubeconfig(ctx, berthNamespace, "berth-controller")
+	if err != nil {
+		return err
+	}
 	ctrlCtx, stopCtrl := context.WithCancel(ctx)
 	ctrlDone := make(chan error, 1)
 	go func() {
 		o := controller.DefaultOptions()
-		o.Kubeconfig = cp.Kubeconfig()
+		o.Kubeconfig = ctrlKubeconfig
 		o.LeaderElect = false
 		o.MetricsAddr = "127.0.0.1:0"
 		o.PoolStatusDelay = 100 * time.Millisecond

@@ -36,6 +36,10 @@ const (
 	nodeASN   = 64513
 )
 
+// berthNamespace is where the manifests put Berth's ServiceAccounts, and
+// the speakers' default namespace.
+const berthNamespace = "berth-system"
+
 // network is the demo's namespaces: a router running FRR, two nodes
 // running berth-speaker with BGP and forwarding, and a client behind the
 // router.
@@ -201,7 +205,11 @@ func (n *network) run(ctx context.Context, out io.Writer, cp *controlplane.Contr
 	if err := n.listen(svcs); err != nil {
 		return err
 	}
-	if err := n.startSpeakers(cp); err != nil {
+	kubeconfig, err := cp.ServiceAccountKubeconfig(ctx, berthNamespace, "berth-speaker")
+	if err != nil {
+		return err
+	}
+	if err := n.startSpeakers(kubeconfig); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "    started berth-speaker on %s and %s (logs in %s)\n", n.nodes[0].Name, n.nodes[1].Name, n.logDir)
@@ -300,9 +308,9 @@ func (n *network) listenOne(h *netlab.Host, a netip.Addr, proto corev1.Protocol,
 	go func() { _ = srv.Serve(l) }()
 }
 
-// startSpeakers runs berth-speaker in each node, BGP and forwarding on,
-// removing its nftables table when stopped.
-func (n *network) startSpeakers(cp *controlplane.ControlPlane) error {
+// startSpeakers runs berth-speaker in each node with kubeconfig, BGP and
+// forwarding on, removing its nftables table when stopped.
+func (n *network) startSpeakers(kubeconfig string) error {
 	dir, err := os.MkdirTemp("", "berth-demo-speakers-")
 	if err != nil {
 		return err
@@ -314,7 +322,7 @@ func (n *network) startSpeakers(cp *controlplane.ControlPlane) error {
 			return err
 		}
 		cmd := h.Command(context.Background(), n.speaker,
-			"--kubeconfig", cp.Kubeconfig(), "--node-name", h.Name,
+			"--kubeconfig", kubeconfig, "--node-name", h.Name,
 			"--metrics-addr", netip.AddrPortFrom(h.IPv4, 9631).String(),
 			"--cleanup-on-exit", "-v=2")
 		cmd.Stdout, cmd.Stderr = logf, logf

@@ -29,24 +29,25 @@ func (e *env) startCCM(t *testing.T) *proc {
 	return e.startCCMWith(t, "backend: pools\n", nil)
 }
 
-// startCCMWith runs berth-ccm with the given cloud config and extra
-// environment variables.
-func (e *env) startCCMWith(t *testing.T, cloudConfig string, environ []string) *proc {
+// startCCMWith runs berth-ccm, as ServiceAccount berth-ccm (see
+// saKubeconfig), with the given cloud config, extra environment variables
+// and extra flags (which override the defaults here).
+func (e *env) startCCMWith(t *testing.T, cloudConfig string, environ []string, args ...string) *proc {
 	t.Helper()
 	cfgFile := filepath.Join(t.TempDir(), "cloud.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cloudConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(berthBins.path(t, "berth-ccm"),
-		"--kubeconfig", e.cp.Kubeconfig(),
+	cmd := exec.Command(berthBins.path(t, "berth-ccm"), append([]string{
+		"--kubeconfig", e.saKubeconfig(t, "berth-ccm"),
 		"--cloud-provider=berth",
 		"--cloud-config", cfgFile,
 		"--controllers=service",
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--v=2",
-	)
-	cmd.Env = append(os.Environ(), environ...)
+	}, args...)...)
+	cmd.Env = berthEnviron(environ...)
 	return startProc(t, "berth-ccm", cmd, syscall.SIGTERM)
 }
 

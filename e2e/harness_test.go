@@ -89,6 +89,18 @@ type proc struct {
 	done  chan struct{}
 	logMu sync.Mutex
 	log   []string
+	// refused is the first line of the log that reports the API server
+	// refusing a ServiceAccount a request (RBAC). It fails the test at
+	// cleanup unless mayBeRefused is set: some refusals (an Event not
+	// written, a retry that later succeeds) have no other visible effect.
+	refused      string
+	mayBeRefused bool
+}
+
+// isRefusal reports whether a log line says the API server refused a
+// ServiceAccount a request.
+func isRefusal(line string) bool {
+	return strings.Contains(line, "forbidden") && strings.Contains(line, "system:serviceaccount:")
 }
 
 // startProc starts cmd, keeps the tail of its standard error, and at t's
@@ -112,6 +124,9 @@ func startProc(t testing.TB, name string, cmd *exec.Cmd, sig syscall.Signal) *pr
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			p.logMu.Lock()
+			if p.refused == "" && isRefusal(sc.Text()) {
+				p.refused = sc.Text()
+			}
 			p.log = append(p.log, sc.Text())
 			if len(p.log) > 600 {
 				p.log = p.log[len(p.log)-400:]
@@ -123,6 +138,12 @@ func startProc(t testing.TB, name string, cmd *exec.Cmd, sig syscall.Signal) *pr
 	}()
 	t.Cleanup(func() {
 		p.stop(sig)
+		p.logMu.Lock()
+		refused, mayBe := p.refused, p.mayBeRefused
+		p.logMu.Unlock()
+		if refused != "" && !mayBe {
+			t.Errorf("%s was refused a request by RBAC (a permission missing from the manifests?):\n%s", name, refused)
+		}
 		if t.Failed() {
 			t.Logf("%s log tail:\n%s", name, p.tail(60))
 		}
@@ -167,25 +188,58 @@ func (p *proc) logged(substr string) bool {
 	return false
 }
 
+// saKubeconfig returns the kubeconfig a Berth component runs with: the
+// token of its ServiceAccount in Berth's namespace, bound by the RBAC the
+// manifests ship (controlplane.ServiceAccountKubeconfig), never the admin
+// token, so that a permission the manifests lack fails the test. The
+// tests' own requests keep using the admin client.
+func (e *env) saKubeconfig(t testing.TB, account string) string {
+	t.Helper()
+	path, err := e.cp.ServiceAccountKubeconfig(t.Context(), berthNS, account)
+	if err != nil {
+		t.Fatalf("kubeconfig of ServiceAccount %s: %v", account, err)
+	}
+	return path
+}
+
+// berthEnviron is the environment of Berth's processes, with extra added.
+// Their informers list and then watch, as against an API server without
+// watch-list streaming, instead of streaming their initial list over a
+// watch (client-go's WatchListClient, which this API server supports, so
+// that list would never be asked for): so a test fails if the manifests
+// lack either verb.
+func berthEnviron(extra ...string) []string {
+	return append(append(os.Environ(), "KUBE_FEATURE_WatchListClient=false"), extra...)
+}
+
 // controllerProc is a running berth-controller.
 type controllerProc struct {
 	*proc
 	metrics string
 }
 
-// startController runs berth-controller against the env's API server. It is
-// stopped (SIGTERM) at cleanup unless the test stopped it already.
+// startController runs berth-controller against the env's API server, as
+// ServiceAccount berth-controller (see saKubeconfig). It is stopped
+// (SIGTERM) at cleanup unless the test stopped it already.
 func (e *env) startController(t testing.TB, args ...string) *controllerProc {
+	t.Helper()
+	return e.startControllerAs(t, e.saKubeconfig(t, "berth-controller"), nil, args...)
+}
+
+// startControllerAs is startController with another kubeconfig and extra
+// environment variables (see berthEnviron), for the tests of RBAC itself.
+func (e *env) startControllerAs(t testing.TB, kubeconfig string, environ []string, args ...string) *controllerProc {
 	t.Helper()
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	all := append([]string{
-		"--kubeconfig", e.cp.Kubeconfig(),
+		"--kubeconfig", kubeconfig,
 		"--metrics-addr", metrics,
 		"--leader-elect=false",
 		"--pool-status-delay=200ms",
 		"-v=2",
 	}, args...)
 	cmd := exec.Command(berthBins.path(t, "berth-controller"), all...)
+	cmd.Env = berthEnviron(environ...)
 	return &controllerProc{proc: startProc(t, "berth-controller", cmd, syscall.SIGTERM), metrics: metrics}
 }
 

@@ -383,6 +383,9 @@ func TestSpeakerBGPPassword(t *testing.T) {
 	sl := newSpeakerLab(t, 2)
 	r1 := frr.Start(t, sl.lab, "r1", frr.Config{ASN: routerASN, Neighbors: sl.neighbors(nodeASN, "s3cret")})
 	n1, n2 := sl.nodes[0], sl.nodes[1]
+	// The speaker's Role names the Secrets it may read; an operator adds
+	// those that BGPPeers name.
+	sl.allowSecrets("bgp-good", "bgp-bad", "bgp-missing")
 	sl.secret("bgp-good", map[string]string{"password": "s3cret"})
 	sl.secret("bgp-bad", map[string]string{"pw": "wrong"})
 	onNode := func(n *labNode) *metav1.LabelSelector {
@@ -433,6 +436,29 @@ func TestSpeakerBGPPassword(t *testing.T) {
 	})
 	if ev := sl.e.eventsWithin(t, metav1.NamespaceDefault, "bad", "SpeakerConfigProblem", settle); len(ev) == 0 {
 		t.Errorf("no SpeakerConfigProblem Event on BGPPeer bad")
+	}
+	// A Secret that exists but that the speaker's Role does not name is
+	// the same kind of problem, of this peer only: the status says so,
+	// and the other peer's session is still configured.
+	sl.secret("bgp-unlisted", map[string]string{"password": "s3cret"})
+	for _, n := range sl.nodes {
+		n.speaker.expectRefusals() // every speaker reads every peer's Secret
+	}
+	sl.updatePeer("bad", func(s *v1alpha1.BGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-unlisted"} })
+	poll(t, settle, "node2's status entry of peer bad says it may not read the Secret", func() error {
+		p, err := sl.e.berth.BerthV1alpha1().BGPPeers().Get(t.Context(), "bad", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, n := range p.Status.Nodes {
+			if n.Node == n2.name && strings.Contains(n.LastError, `password Secret "bgp-unlisted"`) && strings.Contains(n.LastError, "may not read") {
+				return nil
+			}
+		}
+		return fmt.Errorf("status.nodes = %+v", p.Status.Nodes)
+	})
+	if v := n1.speaker.metric(t, "berth_speaker_bgp_session_up", `peer="good"`); v != "1" {
+		t.Errorf("node1's berth_speaker_bgp_session_up{peer=good} = %q, want 1", v)
 	}
 	sl.updatePeer("bad", func(s *v1alpha1.BGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-good"} })
 	waitSessions(t, r1, []netip.Addr{n2.host.IPv4})

@@ -28,8 +28,11 @@ import (
 const (
 	routerASN = 64512
 	nodeASN   = 64513
-	// speakerNS is Berth's namespace, where BGP password Secrets live.
-	speakerNS = "berth-system"
+	// berthNS is Berth's namespace, as the manifests install it: its
+	// ServiceAccounts, Leases and the speaker's Secrets live there.
+	berthNS = "berth-system"
+	// speakerNS is where BGP password Secrets live.
+	speakerNS = berthNS
 	// nodeLabel carries the node's name, for selectors.
 	nodeLabel = "e2e.berth.dev/node"
 )
@@ -143,7 +146,8 @@ type speakerProc struct {
 	pid     int
 }
 
-// startSpeaker runs berth-speaker in n's namespace, with forwarding off
+// startSpeaker runs berth-speaker in n's namespace, as ServiceAccount
+// berth-speaker (see saKubeconfig), with forwarding off
 // (tested elsewhere). It is killed at owner's cleanup unless it exited
 // already: a subtest that restarts a speaker passes the whole test as owner,
 // so that the speaker outlives the subtest.
@@ -151,7 +155,7 @@ func startSpeaker(t, owner testing.TB, e *env, n *labNode, args ...string) *spea
 	t.Helper()
 	metrics := netip.AddrPortFrom(n.host.IPv4, 9631).String()
 	all := append([]string{berthBins.path(t, "berth-speaker"),
-		"--kubeconfig", e.cp.Kubeconfig(),
+		"--kubeconfig", e.saKubeconfig(t, "berth-speaker"),
 		"--node-name", n.name,
 		"--namespace", speakerNS,
 		"--forwarding=false",
@@ -161,6 +165,7 @@ func startSpeaker(t, owner testing.TB, e *env, n *labNode, args ...string) *spea
 	// Not bound to the test's context: stopping is explicit (signal), and
 	// cleanup kills whatever is left.
 	cmd := n.host.Command(context.Background(), all...)
+	cmd.Env = berthEnviron()
 	p := startProc(owner, "berth-speaker "+n.name, cmd, syscall.SIGKILL)
 	// ip netns exec execs the speaker in place, so this pid is the
 	// speaker's own.
@@ -247,6 +252,41 @@ func (sl *speakerLab) secret(name string, data map[string]string) {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: speakerNS, Name: name}, StringData: data}
 	if _, err := sl.e.kube.CoreV1().Secrets(speakerNS).Create(sl.t.Context(), s, metav1.CreateOptions{}); err != nil {
 		sl.t.Fatalf("create Secret %s: %v", name, err)
+	}
+}
+
+// allowSecrets lets the speakers read Secrets names in Berth's namespace
+// the way the manifests tell an operator to: by adding them to the
+// resourceNames of the shipped Role that grants the speaker its Secrets.
+// Without it a speaker may read only the Secrets the manifests name.
+func (sl *speakerLab) allowSecrets(names ...string) {
+	sl.t.Helper()
+	// Applies the shipped RBAC first, so that no later start of a speaker
+	// applies it again over the extension.
+	sl.e.saKubeconfig(sl.t, "berth-speaker")
+	dir, err := controlplane.ManifestsDir()
+	if err != nil {
+		sl.t.Fatal(err)
+	}
+	rbac, err := controlplane.LoadRBAC(dir, berthNS, "berth-speaker")
+	if err != nil {
+		sl.t.Fatal(err)
+	}
+	extended := false
+	for _, role := range rbac.Roles {
+		for i := range role.Rules {
+			rule := &role.Rules[i]
+			if slices.Contains(rule.Resources, "secrets") && len(rule.ResourceNames) > 0 {
+				rule.ResourceNames = append(rule.ResourceNames, names...)
+				extended = true
+			}
+		}
+	}
+	if !extended {
+		sl.t.Fatal("the shipped RBAC has no Role granting the speaker Secrets by name")
+	}
+	if err := sl.e.cp.ApplyRBAC(sl.t.Context(), rbac); err != nil {
+		sl.t.Fatal(err)
 	}
 }
 

@@ -41,6 +41,9 @@ type Snapshot struct {
 	// Passwords maps "secret/key" to the value, for the Secrets the peers
 	// reference; a missing entry means the Secret or key does not exist.
 	Passwords map[string]string
+	// PasswordErrors maps "secret/key" to why a Secret could not be read
+	// (the speaker's Role does not name it, say), for the peers' status.
+	PasswordErrors map[string]string
 }
 
 // Plan is what one node must do.
@@ -299,7 +302,7 @@ func (p *Plan) peers(s Snapshot, nodeLabels labels.Set) []bgp.Peer {
 		if !selects(bp.Spec.NodeSelector, nodeLabels) {
 			continue
 		}
-		peer, err := convertPeer(bp, s.Passwords)
+		peer, err := convertPeer(bp, s.Passwords, s.PasswordErrors)
 		if err != nil {
 			p.Problems["BGPPeer/"+bp.Name] = err.Error()
 			p.BrokenPeers = append(p.BrokenPeers, bp.Name)
@@ -311,7 +314,7 @@ func (p *Plan) peers(s Snapshot, nodeLabels labels.Set) []bgp.Peer {
 	return out
 }
 
-func convertPeer(bp *v1alpha1.BGPPeer, passwords map[string]string) (bgp.Peer, error) {
+func convertPeer(bp *v1alpha1.BGPPeer, passwords, passwordErrors map[string]string) (bgp.Peer, error) {
 	spec := &bp.Spec
 	addr, err := netip.ParseAddr(spec.Address)
 	if err != nil {
@@ -348,6 +351,9 @@ func convertPeer(bp *v1alpha1.BGPPeer, passwords map[string]string) (bgp.Peer, e
 	}
 	if ref := spec.PasswordSecretRef; ref != nil {
 		pw, ok := passwords[SecretKey(ref)]
+		if why, bad := passwordErrors[SecretKey(ref)]; !ok && bad {
+			return bgp.Peer{}, fmt.Errorf("password Secret %q: %s", ref.Name, why)
+		}
 		if !ok {
 			return bgp.Peer{}, fmt.Errorf("password Secret %q has no key %q (or does not exist)", ref.Name, keyOf(ref))
 		}

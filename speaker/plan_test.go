@@ -291,6 +291,19 @@ func TestCompute(t *testing.T) {
 			wantProblem: map[string]string{"BGPPeer/locked": `password Secret "gone" has no key "pw" (or does not exist)`},
 		},
 		{
+			name: "a password Secret the speaker may not read breaks only that peer, and says why",
+			mut: func(s *Snapshot) {
+				s.Peers = append(s.Peers, peer("locked", "198.18.1.3", func(p *v1alpha1.BGPPeerSpec) {
+					p.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "unlisted"}
+				}))
+				s.PasswordErrors = map[string]string{"unlisted/password": "the speaker may not read it"}
+			},
+			wantElig:    true,
+			wantPeers:   []bgp.Peer{r1},
+			wantBroken:  []string{"locked"},
+			wantProblem: map[string]string{"BGPPeer/locked": `password Secret "unlisted": the speaker may not read it`},
+		},
+		{
 			name: "no NodePorts: announced, not forwarded, and said so",
 			mut: func(s *Snapshot) {
 				s.Services = []*corev1.Service{lbService("web", []string{"198.51.100.5"}, func(svc *corev1.Service) { svc.Spec.Ports[0].NodePort = 0 })}

@@ -318,13 +318,22 @@ func (s *Speaker) snapshot(ctx context.Context) (Snapshot, error) {
 		return snap, err
 	}
 	slices.SortFunc(snap.Services, func(a, b *corev1.Service) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
-	snap.Passwords = map[string]string{}
+	snap.Passwords, snap.PasswordErrors = map[string]string{}, map[string]string{}
 	for _, p := range snap.Peers {
 		ref := p.Spec.PasswordSecretRef
 		if ref == nil {
 			continue
 		}
 		v, ok, err := s.secrets.get(ctx, ref.Name, keyOf(ref))
+		if apierrors.IsForbidden(err) {
+			// The speaker's Role names the Secrets it may read. One it
+			// may not is this peer's configuration problem, to report in
+			// its status, not a reason to stop configuring everything
+			// else (a transient error still is: it would drop the peer).
+			snap.PasswordErrors[SecretKey(ref)] = "the speaker may not read it; add it to the resourceNames of the speaker's Secrets Role"
+			s.queue.AddAfter(syncKey, secretTTL)
+			continue
+		}
 		if err != nil {
 			return snap, fmt.Errorf("read password of peer %s: %w", p.Name, err)
 		}

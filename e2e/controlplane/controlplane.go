@@ -77,6 +77,11 @@ type ControlPlane struct {
 
 	stopOnce sync.Once
 	stopErr  error
+
+	// saKubeconfigs caches ServiceAccountKubeconfig's files by
+	// namespace/name.
+	saMu          sync.Mutex
+	saKubeconfigs map[string]string
 }
 
 // Start builds or reuses the binaries, starts etcd and kube-apiserver on free
