@@ -16,41 +16,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-// valueSets are the value files the chart is linted, rendered and (in
-// e2e/chart_test.go) dry-run with.
-var valueSets = map[string]map[string]any{
-	"defaults": nil,
-	"speaker-bgp-only": {
-		"controller": map[string]any{"enabled": false},
-		"speaker": map[string]any{
-			"layer2":     map[string]any{"enabled": false},
-			"forwarding": map[string]any{"enabled": false},
-			"bgp":        map[string]any{"passwordSecrets": []any{"bgp-passwords", "rack-7"}},
-		},
-	},
-	"ccm-aws": {
-		"controller": map[string]any{"enabled": false},
-		"speaker": map[string]any{
-			"bgp":    map[string]any{"enabled": false},
-			"layer2": map[string]any{"enabled": false},
-		},
-		"ccm": map[string]any{
-			"enabled": true, "backend": "aws",
-			"aws": map[string]any{"clusterName": "prod", "region": "eu-west-1", "defaultMode": "eip",
-				"eip": map[string]any{"allocationIDs": []any{"eipalloc-0123"}}},
-			"serviceAccount": map[string]any{"annotations": map[string]any{"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/berth-ccm"}},
-		},
-	},
-	"controller-only": {
-		"speaker": map[string]any{"enabled": false},
-		"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}, "prometheusRule": map[string]any{"enabled": true}},
-		"image":   map[string]any{"tag": "0.3.0"},
-		"controller": map[string]any{
-			"image": map[string]any{"digest": "sha256:" + strings.Repeat("ab", 32)},
-		},
-	},
-}
-
 func loadChart(t *testing.T) (*chart.Chart, string) {
 	t.Helper()
 	dir, err := ChartDir()
@@ -69,7 +34,7 @@ var generatedKey = regexp.MustCompile(`(?m)^  secretkey: (\S+)$`)
 
 func TestRenderGolden(t *testing.T) {
 	ch, _ := loadChart(t)
-	for name, vals := range valueSets {
+	for name, vals := range ValueSets() {
 		t.Run(name, func(t *testing.T) {
 			ms, err := Render(ch, Options{Values: vals})
 			if err != nil {
@@ -109,7 +74,7 @@ func TestRenderGolden(t *testing.T) {
 
 func TestLint(t *testing.T) {
 	_, dir := loadChart(t)
-	for name, vals := range valueSets {
+	for name, vals := range ValueSets() {
 		t.Run(name, func(t *testing.T) {
 			for _, m := range Lint(dir, vals) {
 				if m.Severity > support.InfoSev {
