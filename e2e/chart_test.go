@@ -43,29 +43,15 @@ func TestChartDryRun(t *testing.T) {
 
 	for name, vals := range helmchart.ValueSets() {
 		t.Run(name, func(t *testing.T) {
-			ms, err := helmchart.Render(ch, helmchart.Options{Namespace: "berth-" + name, Values: vals})
-			if err != nil {
-				t.Fatal(err)
-			}
-			objs, err := helmchart.Objects(ms)
-			if err != nil {
-				t.Fatal(err)
-			}
+			objs := renderObjects(t, ch, helmchart.Options{Namespace: "berth-" + name, Values: vals})
 			kinds := d.apply(ctx, t, objs)
-			t.Logf("accepted %d objects: %s", len(objs), strings.Join(kinds, ", "))
+			t.Logf("accepted %d objects: %s", len(kinds), strings.Join(kinds, ", "))
 		})
 	}
 
 	t.Run("restricted namespace refuses the speaker", func(t *testing.T) {
-		ms, err := helmchart.Render(ch, helmchart.Options{Namespace: "berth-restricted",
+		objs := renderObjects(t, ch, helmchart.Options{Namespace: "berth-restricted",
 			Values: map[string]any{"namespace": map[string]any{"podSecurityEnforce": "restricted"}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		objs, err := helmchart.Objects(ms)
-		if err != nil {
-			t.Fatal(err)
-		}
 		for _, o := range objs {
 			if o.GetKind() == "Namespace" {
 				d.create(ctx, t, o, false)
@@ -102,15 +88,7 @@ func TestChartKeepsMemberlistKey(t *testing.T) {
 	}
 	secret := func(upgrade bool, vals map[string]any) *corev1.Secret {
 		t.Helper()
-		ms, err := helmchart.Render(ch, helmchart.Options{Namespace: ns, Values: vals, Cluster: cfg, Upgrade: upgrade})
-		if err != nil {
-			t.Fatal(err)
-		}
-		objs, err := helmchart.Objects(ms)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range objs {
+		for _, o := range renderObjects(t, ch, helmchart.Options{Namespace: ns, Values: vals, Cluster: cfg, Upgrade: upgrade}) {
 			if o.GetKind() == "Secret" && o.GetName() == "berth-memberlist" {
 				var s corev1.Secret
 				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &s); err != nil {
@@ -157,6 +135,19 @@ func loadBerthChart(t *testing.T) *chart.Chart {
 		t.Fatal(err)
 	}
 	return ch
+}
+
+func renderObjects(t *testing.T, ch *chart.Chart, opts helmchart.Options) []*unstructured.Unstructured {
+	t.Helper()
+	ms, err := helmchart.Render(ch, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := helmchart.Objects(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
 }
 
 // dryRunner creates objects through the dynamic client.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 )
@@ -57,7 +56,7 @@ func Release(chartDir, version, out string, modTime time.Time) ([]string, error)
 // WriteChecksums writes dir/SHA256SUMS in the format of sha256sum (so
 // `sha256sum -c SHA256SUMS` checks it) over the regular files of dir.
 func WriteChecksums(dir string) (string, error) {
-	entries, err := os.ReadDir(dir)
+	entries, err := os.ReadDir(dir) // sorted by name
 	if err != nil {
 		return "", fmt.Errorf("checksums: %w", err)
 	}
@@ -72,7 +71,6 @@ func WriteChecksums(dir string) (string, error) {
 		}
 		lines = append(lines, sum+"  "+e.Name()+"\n")
 	}
-	slices.Sort(lines)
 	path := filepath.Join(dir, "SHA256SUMS")
 	if err := os.WriteFile(path, []byte(strings.Join(lines, "")), 0o644); err != nil {
 		return "", fmt.Errorf("checksums: %w", err)
