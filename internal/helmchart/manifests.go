@@ -184,8 +184,11 @@ func SyncCRDs(root string) error {
 	src := filepath.Join(root, "manifests", "crds")
 	dst := filepath.Join(root, "charts", "berth", "crds")
 	files, err := filepath.Glob(filepath.Join(src, "*_*.yaml"))
-	if err != nil || len(files) == 0 {
-		return fmt.Errorf("sync CRDs: no CRDs in %s (%v)", src, err)
+	if err != nil {
+		return fmt.Errorf("sync CRDs: %w", err)
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("sync CRDs: no CRDs in %s", src)
 	}
 	if err := clearYAML(dst); err != nil {
 		return err
