@@ -10,7 +10,7 @@ export BERTH_CACHE ?= $(HOME)/.cache/berth
 E2E_TIMEOUT ?= 45m
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /e2e)
 
-.PHONY: all build test unit e2e bench soak generate verify lint demo controlplane clean
+.PHONY: all build test unit e2e bench soak generate verify lint demo controlplane clean chart release
 
 all: build
 
@@ -37,8 +37,19 @@ soak: controlplane ## The controller's model-based test with random seeds for SO
 controlplane: ## Build (or reuse) the cached kube-apiserver, etcd and kube-proxy
 	hack/build-controlplane.sh
 
-generate: ## Regenerate deep-copy, clients, listers, informers and CRDs
+generate: ## Regenerate deep-copy, clients, listers, informers, CRDs, and manifests/ from the chart
 	hack/update-codegen.sh
+	$(GO) run ./hack/render
+
+chart: ## Copy the CRDs into charts/berth and render manifests/ from it
+	$(GO) run ./hack/render
+
+release: ## dist/release for VERSION=x.y.z: chart package, image archives, berth.yaml bundle, SHA256SUMS
+	@[[ "$(VERSION)" =~ ^[0-9]+\.[0-9]+\.[0-9]+ ]] || { echo "usage: make release VERSION=x.y.z" >&2; exit 2; }
+	$(MAKE) images VERSION=$(VERSION)
+	rm -rf dist/release && mkdir -p dist/release
+	cp dist/images/*.tar dist/release/
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(GO) run ./hack/render -release $(VERSION) -out dist/release
 
 verify: ## Fail on stale generated code, gofmt, go vet or golangci-lint findings
 	hack/verify.sh

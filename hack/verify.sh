@@ -8,11 +8,14 @@ cd "$root"
 
 status=0
 # Regenerate into the work tree, then ask git whether anything changed.
+# manifests/ and the chart's crds/ are rendered from charts/berth.
 hack/update-codegen.sh
-if ! git diff --quiet --exit-code -- api client manifests/crds ||
-   [ -n "$(git ls-files --others --exclude-standard -- api client manifests/crds)" ]; then
+go run ./hack/render
+generated=(api client manifests charts/berth/crds)
+if ! git diff --quiet --exit-code -- "${generated[@]}" ||
+   [ -n "$(git ls-files --others --exclude-standard -- "${generated[@]}")" ]; then
   echo "generated files are stale; run 'make generate' and commit the result:" >&2
-  git status --short -- api client manifests/crds >&2
+  git status --short -- "${generated[@]}" >&2
   status=1
 fi
 
