@@ -7,6 +7,11 @@ BIN ?= bin
 # that fresh clones and CI on the same machine reuse them.
 export BERTH_CACHE ?= $(HOME)/.cache/berth
 
+# What --version prints (internal/version), set at link time.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+LDFLAGS = -X github.com/berthlb/berth/internal/version.version=$(VERSION) -X github.com/berthlb/berth/internal/version.commit=$(COMMIT)
+
 E2E_TIMEOUT ?= 45m
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /e2e)
 
@@ -15,7 +20,7 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /e2e)
 all: build
 
 build: ## Build Berth's binaries into ./bin
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 test: unit e2e ## Unit and end-to-end tests (the README's test command)
 
