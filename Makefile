@@ -74,7 +74,7 @@ images: ## OCI image archives for every platform into dist/images (no container 
 	done
 	$(IMAGE_TOOL) build -binaries $(CURDIR)/$(DIST)/bin -out $(CURDIR)/$(DIST)/images \
 	  -platforms $(IMAGE_PLATFORMS) -repository $(IMAGE_REPOSITORY) -version $(VERSION) \
-	  -revision $$(git rev-parse HEAD 2>/dev/null) -epoch $(SOURCE_DATE_EPOCH)
+	  -revision "$$(git rev-parse HEAD 2>/dev/null)" -epoch $(SOURCE_DATE_EPOCH)
 
 push: images ## Push the image indexes to REGISTRY (make push REGISTRY=registry.example.com/berthlb)
 	@test -n "$(REGISTRY)" || { echo "make push needs REGISTRY, e.g. make push REGISTRY=registry.example.com/berthlb" >&2; exit 1; }
