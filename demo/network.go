@@ -27,6 +27,7 @@ import (
 	"github.com/berthlb/berth/e2e/controlplane"
 	"github.com/berthlb/berth/e2e/frr"
 	"github.com/berthlb/berth/e2e/netlab"
+	"github.com/berthlb/berth/internal/hostdeps"
 )
 
 // The demo network's AS numbers and the client's subnet behind the router
@@ -54,34 +55,16 @@ type network struct {
 }
 
 // installNetworkTools installs, as root and after saying so, the Debian
-// packages the network part needs when they are missing (FRR for the
-// router, nftables for forwarding). A failure is reported and leaves the
-// demo to skip the network part.
+// packages the network part needs when they are missing (those of
+// internal/hostdeps/packages.txt used by "demo": FRR for the router,
+// nftables, iproute2). A failure is reported and leaves the demo to skip
+// the network part.
 func installNetworkTools(ctx context.Context, out io.Writer) {
 	if os.Geteuid() != 0 {
 		return
 	}
-	var missing []string
-	if _, err := os.Stat(filepath.Join(frr.Dir, "bgpd")); err != nil {
-		missing = append(missing, "frr")
-	}
-	if _, err := exec.LookPath("nft"); err != nil {
-		missing = append(missing, "nftables")
-	}
-	if len(missing) == 0 {
-		return
-	}
-	fmt.Fprintf(out, "==> The network part needs %s; installing with apt-get (Debian packages)\n", strings.Join(missing, " and "))
-	for _, argv := range [][]string{
-		{"apt-get", "update", "-qq"},
-		append([]string{"apt-get", "install", "-y", "-qq", "--no-install-recommends"}, missing...),
-	} {
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if o, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(out, "    %s failed: %v\n%s", strings.Join(argv, " "), err, o)
-			return
-		}
+	if err := hostdeps.Install(ctx, out, "The demo's network part", hostdeps.Missing("demo")); err != nil {
+		fmt.Fprintf(out, "    %v\n", err)
 	}
 }
 
@@ -91,16 +74,9 @@ func networkUnavailable() (why, speaker string) {
 	if os.Geteuid() != 0 {
 		return "not running as root (network namespaces, FRR and nftables need it); run `sudo make demo` to see traffic flow", ""
 	}
-	for _, p := range []string{filepath.Join(frr.Dir, "zebra"), filepath.Join(frr.Dir, "bgpd")} {
-		if _, err := os.Stat(p); err != nil {
-			return "FRR is not installed (" + p + " is missing) and could not be installed; `apt-get install frr` adds it", ""
-		}
-	}
-	for _, cmd := range []string{"vtysh", "nft", "ip"} {
-		if _, err := exec.LookPath(cmd); err != nil {
-			pkg := map[string]string{"vtysh": "frr", "nft": "nftables", "ip": "iproute2"}[cmd]
-			return fmt.Sprintf("%s not found; `apt-get install %s` adds it", cmd, pkg), ""
-		}
+	if missing := hostdeps.Missing("demo"); len(missing) > 0 {
+		p := missing[0].Name
+		return fmt.Sprintf("the Debian package %s is not installed and could not be installed; `apt-get install %s` adds it", p, p), ""
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -4,12 +4,11 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
 
-	"github.com/berthlb/berth/e2e/frr"
+	"github.com/berthlb/berth/internal/hostdeps"
 )
 
 // TestDemo runs `berth-demo --once`, what `make demo` shows a newcomer, and
@@ -60,20 +59,7 @@ func TestDemo(t *testing.T) {
 }
 
 // demoNetworkAvailable reports whether berth-demo can build its network:
-// root, FRR and nft.
+// root and the demo's Debian packages (FRR, nftables, iproute2).
 func demoNetworkAvailable() bool {
-	if os.Geteuid() != 0 {
-		return false
-	}
-	for _, p := range []string{filepath.Join(frr.Dir, "zebra"), filepath.Join(frr.Dir, "bgpd")} {
-		if _, err := os.Stat(p); err != nil {
-			return false
-		}
-	}
-	for _, c := range []string{"vtysh", "nft"} {
-		if _, err := exec.LookPath(c); err != nil {
-			return false
-		}
-	}
-	return true
+	return os.Geteuid() == 0 && len(hostdeps.Missing("demo")) == 0
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/e2e/frr"
 	"github.com/berthlb/berth/e2e/netlab"
+	"github.com/berthlb/berth/internal/hostdeps"
 )
 
 // The forwarding lab's pool.
@@ -75,12 +75,7 @@ func newFwdLab(t *testing.T) *fwdLab {
 // requireFwdTools skips the test when nft or curl is missing.
 func requireFwdTools(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nft not found: install it with `apt-get install -y nftables` to run the forwarding tests")
-	}
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not found: install it with `apt-get install -y curl` to run the forwarding tests")
-	}
+	hostdeps.Require(t, "nft", "curl")
 }
 
 func mustExec(t testing.TB, h *netlab.Host, argv ...string) string {

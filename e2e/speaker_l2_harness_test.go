@@ -22,6 +22,7 @@ import (
 
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/e2e/netlab"
+	"github.com/berthlb/berth/internal/hostdeps"
 )
 
 // memberlistSecret is the Secret the e2e speakers read their membership key
@@ -42,11 +43,7 @@ type l2Lab struct {
 func newL2Lab(t testing.TB, n int) *l2Lab {
 	t.Helper()
 	netlab.RequireRoot(t)
-	for _, tool := range []string{"arping", "ping", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("layer-2 e2e tests need %s (Debian packages iputils-arping, iputils-ping, nftables): %v", tool, err)
-		}
-	}
+	hostdeps.Require(t, "arping", "ping", "nft")
 	sl := newSpeakerLab(t, n)
 	l := &l2Lab{speakerLab: sl, node: map[string]*labNode{}}
 	for _, ln := range sl.nodes {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+
+	"github.com/berthlb/berth/internal/hostdeps"
 )
 
 // The integration tests run Responders and Members in network namespaces.
@@ -112,11 +114,7 @@ func requirePrivileges(t *testing.T, tools ...string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces, CAP_NET_RAW); run as root to include this test")
 	}
-	for _, tool := range append([]string{"ip"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (Debian packages iproute2 iputils-arping iputils-ping)", tool)
-		}
-	}
+	hostdeps.Require(t, append([]string{"ip"}, tools...)...)
 }
 
 func newLab(t *testing.T) *lab {

@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2/ktesting"
+
+	"github.com/berthlb/berth/internal/hostdeps"
 )
 
 // Addresses of the lab: a client and a node joined by a veth, and a "pod"
@@ -44,11 +46,7 @@ func requirePrivileges(tb testing.TB) {
 	if os.Geteuid() != 0 {
 		tb.Skip("skipping: needs root to create network namespaces and program nftables (run as root, or in CI)")
 	}
-	for _, bin := range []string{"nft", "ip"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			tb.Skipf("skipping: %s not found; install the Debian packages nftables and iproute2", bin)
-		}
-	}
+	hostdeps.Require(tb, "nft", "ip", "ping")
 }
 
 func run(tb testing.TB, args ...string) string {

@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/berthlb/berth/cloud"
+	berthcli "github.com/berthlb/berth/internal/cli"
 )
 
 func main() {
@@ -34,6 +35,7 @@ func main() {
 		names.ServiceLBController: app.DefaultInitFuncConstructors[names.ServiceLBController],
 	}
 	cmd := app.NewCloudControllerManagerCommand(opts, initCloud, controllers, names.CCMControllerAliases(), cliflag.NamedFlagSets{}, wait.NeverStop)
+	cmd.RunE = berthcli.AnswerVersion("berth-ccm", cmd.RunE)
 	os.Exit(cli.Run(cmd))
 }
 

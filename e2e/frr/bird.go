@@ -9,17 +9,14 @@ import (
 	"time"
 
 	"github.com/berthlb/berth/e2e/netlab"
+	"github.com/berthlb/berth/internal/hostdeps"
 )
 
 // RequireBIRD skips tb unless it runs as root with BIRD 2 installed.
 func RequireBIRD(tb testing.TB) {
 	tb.Helper()
 	netlab.RequireRoot(tb)
-	for _, bin := range []string{"bird", "birdc"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			tb.Skipf("%s not found: install BIRD 2 with `apt-get install -y bird2` (Debian/Ubuntu) to run the BIRD tests", bin)
-		}
-	}
+	hostdeps.Require(tb, "bird", "birdc")
 }
 
 // BIRD is a BIRD 2 daemon in its own lab host. Its BGP sessions are

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berthlb/berth/e2e/netlab"
+	"github.com/berthlb/berth/internal/hostdeps"
 )
 
 // Dir is where Debian and Ubuntu install FRR's daemons (package frr).
@@ -23,14 +24,7 @@ const Dir = "/usr/lib/frr"
 func Require(tb testing.TB) {
 	tb.Helper()
 	netlab.RequireRoot(tb)
-	for _, p := range []string{filepath.Join(Dir, "bgpd"), filepath.Join(Dir, "zebra")} {
-		if _, err := os.Stat(p); err != nil {
-			tb.Skipf("FRR not installed (%v): install it with `apt-get install -y frr` (Debian/Ubuntu) to run the BGP tests", err)
-		}
-	}
-	if _, err := exec.LookPath("vtysh"); err != nil {
-		tb.Skip("vtysh not found: install it with `apt-get install -y frr` (Debian/Ubuntu) to run the BGP tests")
-	}
+	hostdeps.Require(tb, filepath.Join(Dir, "bgpd"), filepath.Join(Dir, "zebra"), "vtysh")
 }
 
 // Neighbor is one neighbor statement in a router's configuration.

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthlb/berth/internal/hostdeps"
 )
 
 // RequireRoot skips tb unless it runs as root, which creating namespaces,
@@ -60,9 +62,7 @@ type Host struct {
 func New(tb testing.TB) *Lab {
 	tb.Helper()
 	RequireRoot(tb)
-	if _, err := exec.LookPath("ip"); err != nil {
-		tb.Fatalf("netlab: ip(8) not found; install iproute2: %v", err)
-	}
+	hostdeps.Require(tb, "ip")
 	l := &Lab{tb: tb}
 	tb.Cleanup(l.cleanup)
 	if err := l.create(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,15 +17,22 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/berthlb/berth/client/clientset/versioned"
+	"github.com/berthlb/berth/internal/version"
 )
 
-// Main parses os.Args into fs (plus klog's flags), runs run with a context
-// that ends on SIGINT or SIGTERM, and exits 1 if run fails.
+// Main parses os.Args into fs (plus klog's flags and --version), runs run
+// with a context that ends on SIGINT or SIGTERM, and exits 1 if run fails.
+// With --version it prints the version line and exits 0 without running.
 func Main(fs *pflag.FlagSet, run func(context.Context) error) {
 	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
 	klog.InitFlags(klogFlags)
 	fs.AddGoFlagSet(klogFlags)
+	fs.Bool(versionFlag, false, "print the version and commit, then exit")
 	_ = fs.Parse(os.Args[1:])
+	if VersionRequested(fs) {
+		PrintVersion(os.Stdout, fs.Name())
+		return
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	ctx = klog.NewContext(ctx, klog.Background())
@@ -34,6 +42,48 @@ func Main(fs *pflag.FlagSet, run func(context.Context) error) {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", fs.Name(), err)
 		os.Exit(1)
+	}
+}
+
+// versionFlag is the flag every Berth command answers with its version.
+const versionFlag = "version"
+
+// VersionRequested reports whether fs holds a set --version: Main's boolean
+// flag, or component-base's (berth-ccm), whose value is "true" or "raw"
+// when asked to print and a version string when asked to override the
+// reported Kubernetes version.
+func VersionRequested(fs *pflag.FlagSet) bool {
+	f := fs.Lookup(versionFlag)
+	if f == nil || !f.Changed {
+		return false
+	}
+	v := f.Value.String()
+	return v == "true" || v == "raw"
+}
+
+// PrintVersion writes the version line of the command name to w.
+func PrintVersion(w io.Writer, name string) {
+	fmt.Fprintln(w, version.Get().String(name))
+}
+
+// command is what AnswerVersion needs of a *cobra.Command, so that this
+// package need not import cobra.
+type command interface {
+	Flags() *pflag.FlagSet
+	OutOrStdout() io.Writer
+}
+
+// AnswerVersion wraps a cobra RunE so that --version prints Berth's version
+// line for name instead of running. berth-ccm needs it: k8s.io/cloud-provider
+// registers component-base's --version, which would print the version of
+// the Kubernetes libraries.
+func AnswerVersion[C command](name string, run func(C, []string) error) func(C, []string) error {
+	return func(c C, args []string) error {
+		if VersionRequested(c.Flags()) {
+			PrintVersion(c.OutOrStdout(), name)
+			return nil
+		}
+		return run(c, args)
 	}
 }
 
