@@ -15,6 +15,16 @@ import (
 // session that failed once take minutes to come back.
 const connectRetry = 5 * time.Second
 
+// maxReceivedPrefixes is how many prefixes of one family a neighbor may
+// send before GoBGP closes the session with a Cease (Maximum Number of
+// Prefixes Reached, RFC 4486). Berth accepts no route (see importPolicy), but
+// GoBGP keeps every received route in the neighbor's Adj-RIB-In before any
+// policy applies; this limit is what bounds that table. GoBGP v3 has no
+// "warn only" mode and ignores a restart timer: the session comes back
+// after connectRetry, and flaps for as long as the neighbor sends more.
+// See docs/bgp.md.
+const maxReceivedPrefixes = 100
+
 // apiFamily is GoBGP's name for f.
 func apiFamily(f Family) *api.Family {
 	if f == IPv6Unicast {
@@ -70,13 +80,48 @@ func apiPeer(p Peer) *api.Peer {
 		}
 	}
 	for _, f := range p.Families {
-		as := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: apiFamily(f), Enabled: true}}
+		as := &api.AfiSafi{
+			Config: &api.AfiSafiConfig{Family: apiFamily(f), Enabled: true},
+			PrefixLimits: &api.PrefixLimit{
+				Family:               apiFamily(f),
+				MaxPrefixes:          maxReceivedPrefixes,
+				ShutdownThresholdPct: 80, // warn at 80%
+			},
+		}
 		if p.GracefulRestart {
 			as.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
 		}
 		ap.AfiSafis = append(ap.AfiSafis, as)
 	}
 	return ap
+}
+
+// ownRoutesOnly is the name of the import policy of every GoBGP instance.
+const ownRoutesOnly = "berth-own-routes-only"
+
+// importPolicy is the import policy of every GoBGP instance: Berth only
+// announces, so no route a neighbor sends enters the RIB (where it would
+// cost memory and could be selected over our own). GoBGP applies the
+// global import policy to the routes we add too, so the policy accepts
+// locally originated routes and rejects the rest by default. It must be
+// added after every StartBgp, which forgets policies.
+func importPolicy() *api.Policy {
+	return &api.Policy{Name: ownRoutesOnly, Statements: []*api.Statement{{
+		Name:       "accept-local",
+		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT},
+	}}}
+}
+
+// importAssignment applies importPolicy to the instance's RIB (it has one
+// neighbor), rejecting what it does not accept.
+func importAssignment() *api.PolicyAssignment {
+	return &api.PolicyAssignment{
+		Name:          "global",
+		Direction:     api.PolicyDirection_IMPORT,
+		Policies:      []*api.Policy{{Name: ownRoutesOnly}},
+		DefaultAction: api.RouteAction_REJECT,
+	}
 }
 
 // apiPath translates a (validated) into a GoBGP path. An unset next hop is

@@ -103,10 +103,26 @@ func (s *Server) start(ctx context.Context, p Peer) (*session, error) {
 	// Serve never returns in GoBGP v3: one goroutine per peer outlives
 	// the peer's removal (with an empty RIB; see session.stop).
 	go b.Serve()
-	if err := b.StartBgp(ctx, &api.StartBgpRequest{Global: apiGlobal(s.cfg, p)}); err != nil {
-		return nil, fmt.Errorf("start GoBGP: %w", err)
+	if err := startBgp(ctx, b, s.cfg, p); err != nil {
+		return nil, err
 	}
 	return &session{peer: p, bgp: b, logs: logs, routes: map[netip.Prefix]Advertisement{}}, nil
+}
+
+// startBgp starts b's global instance for p and sets its import policy
+// to accept only our own routes (see importPolicy); StartBgp begins with
+// an empty RIB and no policy.
+func startBgp(ctx context.Context, b *server.BgpServer, cfg Config, p Peer) error {
+	if err := b.StartBgp(ctx, &api.StartBgpRequest{Global: apiGlobal(cfg, p)}); err != nil {
+		return fmt.Errorf("start GoBGP: %w", err)
+	}
+	if err := b.AddPolicy(ctx, &api.AddPolicyRequest{Policy: importPolicy()}); err != nil {
+		return fmt.Errorf("add import policy: %w", err)
+	}
+	if err := b.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: importAssignment()}); err != nil {
+		return fmt.Errorf("set import policy: %w", err)
+	}
+	return nil
 }
 
 // reset tears down ss's session and brings it back as p, re-announcing the
@@ -117,8 +133,8 @@ func (s *Server) reset(ctx context.Context, ss *session, p Peer) error {
 	}
 	ss.peer = p
 	ss.logs.setPassword(p.Password)
-	if err := ss.bgp.StartBgp(ctx, &api.StartBgpRequest{Global: apiGlobal(s.cfg, p)}); err != nil {
-		return fmt.Errorf("start GoBGP: %w", err)
+	if err := startBgp(ctx, ss.bgp, s.cfg, p); err != nil {
+		return err
 	}
 	// StartBgp begins with an empty RIB.
 	old := ss.routes
