@@ -15,16 +15,6 @@ import (
 // session that failed once take minutes to come back.
 const connectRetry = 5 * time.Second
 
-// maxReceivedPrefixes is how many prefixes of one family a neighbor may
-// send before GoBGP closes the session with a Cease (Maximum Number of
-// Prefixes Reached, RFC 4486). Berth accepts no route (see importPolicy), but
-// GoBGP keeps every received route in the neighbor's Adj-RIB-In before any
-// policy applies; this limit is what bounds that table. GoBGP v3 has no
-// "warn only" mode and ignores a restart timer: the session comes back
-// after connectRetry, and flaps for as long as the neighbor sends more.
-// See docs/bgp.md.
-const maxReceivedPrefixes = 100
-
 // apiFamily is GoBGP's name for f.
 func apiFamily(f Family) *api.Family {
 	if f == IPv6Unicast {
@@ -43,8 +33,11 @@ func apiGlobal(cfg Config, p Peer) *api.Global {
 }
 
 // apiPeer translates p (defaults applied) into GoBGP's neighbor
-// configuration.
-func apiPeer(p Peer) *api.Peer {
+// configuration. Each family gets a prefix limit of maxReceived: when the
+// neighbor sends more, GoBGP closes the session with a Cease (Maximum
+// Number of Prefixes Reached, RFC 4486) and keeps it down (GoBGP v3 has no
+// warn-only mode and ignores a restart timer) until the peer is reset.
+func apiPeer(p Peer, maxReceived uint32) *api.Peer {
 	ap := &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Address.String(),
@@ -84,7 +77,7 @@ func apiPeer(p Peer) *api.Peer {
 			Config: &api.AfiSafiConfig{Family: apiFamily(f), Enabled: true},
 			PrefixLimits: &api.PrefixLimit{
 				Family:               apiFamily(f),
-				MaxPrefixes:          maxReceivedPrefixes,
+				MaxPrefixes:          maxReceived,
 				ShutdownThresholdPct: 80, // warn at 80%
 			},
 		}

@@ -35,6 +35,8 @@ type session struct {
 	added bool
 	// routes is what is announced (in GoBGP's RIB), by prefix.
 	routes map[netip.Prefix]Advertisement
+	// maxReceived is the neighbor's prefix limit per family.
+	maxReceived uint32
 }
 
 // New validates cfg and returns a Server with no peers. It logs to the
@@ -106,7 +108,15 @@ func (s *Server) start(ctx context.Context, p Peer) (*session, error) {
 	if err := startBgp(ctx, b, s.cfg, p); err != nil {
 		return nil, err
 	}
-	return &session{peer: p, bgp: b, logs: logs, routes: map[netip.Prefix]Advertisement{}}, nil
+	return &session{peer: p, bgp: b, logs: logs, routes: map[netip.Prefix]Advertisement{}, maxReceived: s.cfg.maxReceived()}, nil
+}
+
+// maxReceived is cfg's prefix limit, defaults applied.
+func (cfg Config) maxReceived() uint32 {
+	if cfg.MaxReceivedPrefixes == 0 {
+		return DefaultMaxReceivedPrefixes
+	}
+	return cfg.MaxReceivedPrefixes
 }
 
 // startBgp starts b's global instance for p and sets its import policy
@@ -152,7 +162,7 @@ func (s *Server) reset(ctx context.Context, ss *session, p Peer) error {
 	if !ss.added {
 		return nil
 	}
-	if err := ss.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
+	if err := ss.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, ss.maxReceived)}); err != nil {
 		ss.added = false
 		return fmt.Errorf("add neighbor: %w", err)
 	}
@@ -194,7 +204,7 @@ func (s *Server) Advertise(ctx context.Context, peer string, advs []Advertisemen
 		s.log.V(1).Info("Updated advertisements", "peer", peer, "announced", len(announce), "withdrawn", len(withdraw), "total", len(ss.routes))
 	}
 	if !ss.added {
-		if err := ss.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(ss.peer)}); err != nil {
+		if err := ss.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(ss.peer, ss.maxReceived)}); err != nil {
 			return fmt.Errorf("bgp: advertise to %q: add neighbor: %w", peer, err)
 		}
 		ss.added = true
