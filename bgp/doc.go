@@ -60,5 +60,6 @@
 // it learns: it accepts nothing into the node's routing table, nor into its
 // own RIB (every instance's import policy accepts only its own routes), and
 // a neighbor that sends more than Config.MaxReceivedPrefixes of a family is
-// disconnected (see docs/bgp.md, "Routes received from peers").
+// disconnected, and tried again after a back-off (see docs/bgp.md, "Routes
+// received from peers").
 package bgp

@@ -36,7 +36,7 @@ func apiGlobal(cfg Config, p Peer) *api.Global {
 // configuration. Each family gets a prefix limit of maxReceived: when the
 // neighbor sends more, GoBGP closes the session with a Cease (Maximum
 // Number of Prefixes Reached, RFC 4486) and keeps it down (GoBGP v3 has no
-// warn-only mode and ignores a restart timer) until the peer is reset.
+// warn-only mode and ignores a restart timer); watchPrefixLimit re-opens it.
 func apiPeer(p Peer, maxReceived uint32) *api.Peer {
 	ap := &api.Peer{
 		Conf: &api.PeerConf{

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	api "github.com/osrg/gobgp/v3/api"
@@ -37,6 +38,8 @@ type session struct {
 	routes map[netip.Prefix]Advertisement
 	// maxReceived is the neighbor's prefix limit per family.
 	maxReceived uint32
+	// stopWatch ends watchPrefixLimit.
+	stopWatch context.CancelFunc
 }
 
 // New validates cfg and returns a Server with no peers. It logs to the
@@ -108,7 +111,19 @@ func (s *Server) start(ctx context.Context, p Peer) (*session, error) {
 	if err := startBgp(ctx, b, s.cfg, p); err != nil {
 		return nil, err
 	}
-	return &session{peer: p, bgp: b, logs: logs, routes: map[netip.Prefix]Advertisement{}, maxReceived: s.cfg.maxReceived()}, nil
+	ss := &session{peer: p, bgp: b, logs: logs, routes: map[netip.Prefix]Advertisement{}, maxReceived: s.cfg.maxReceived()}
+	wctx, cancel := context.WithCancel(context.Background())
+	ss.stopWatch = cancel
+	go ss.watchPrefixLimit(wctx, s.log.WithValues("peer", p.Name), s.cfg.prefixLimitRetry())
+	return ss, nil
+}
+
+// prefixLimitRetry is cfg's PrefixLimitRetry, defaults applied.
+func (cfg Config) prefixLimitRetry() time.Duration {
+	if cfg.PrefixLimitRetry <= 0 {
+		return DefaultPrefixLimitRetry
+	}
+	return cfg.PrefixLimitRetry
 }
 
 // maxReceived is cfg's prefix limit, defaults applied.

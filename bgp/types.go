@@ -17,6 +17,10 @@ type Config struct {
 	// may send before its session is closed; zero means
 	// DefaultMaxReceivedPrefixes. See docs/bgp.md.
 	MaxReceivedPrefixes uint32
+	// PrefixLimitRetry is how long a session closed for the prefix limit
+	// stays down before it is tried again, doubling (up to 16 times) while
+	// the neighbor keeps exceeding it; zero means DefaultPrefixLimitRetry.
+	PrefixLimitRetry time.Duration
 }
 
 // DefaultMaxReceivedPrefixes is the default Config.MaxReceivedPrefixes.
