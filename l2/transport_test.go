@@ -115,3 +115,43 @@ func TestMembersBoundedStreams(t *testing.T) {
 		t.Errorf("no stream was cut short: %+v", r)
 	}
 }
+
+// TestMembersStreamSlots holds more idle connections open than there are
+// slots: the extra ones are closed at once, and the slots come back when
+// memberlist's TCPTimeout ends the idle ones.
+func TestMembersStreamSlots(t *testing.T) {
+	ms := startMembers(t, 1, testKey)
+	addr := ms[0].ml.LocalNode().Address()
+	const extra = 4
+	for range maxStreams + extra {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	deadline := time.Now().Add(time.Second)
+	for ms[0].Rejected().StreamsRefused < extra {
+		if time.Now().After(deadline) {
+			t.Fatalf("streams refused: %+v, want %d", ms[0].Rejected(), extra)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := ms[0].Rejected(); r.StreamsRefused != extra {
+		t.Errorf("streams refused: %+v, want exactly %d", r, extra)
+	}
+
+	// After TCPTimeout (2s) the idle streams are closed: a new member
+	// joins through this one.
+	time.Sleep(2500 * time.Millisecond)
+	_, ctx := ktesting.NewTestContext(t)
+	late, err := NewMembers(ctx, MembersConfig{NodeName: "node-9", BindAddr: "127.0.0.1", BindPort: freePort(t), SecretKey: testKey, Peers: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = late.Shutdown() })
+	if _, err := late.Join(); err != nil {
+		t.Fatalf("joining after the slots were held: %v", err)
+	}
+	waitMembers(t, ms[0], []string{"node-0", "node-9"}, 5*time.Second)
+}
