@@ -98,15 +98,7 @@ func TestMembersBoundedStreams(t *testing.T) {
 		t.Errorf("heap in use grew %.1f MiB while %d connections streamed garbage", grew, conns)
 	}
 
-	_, ctx := ktesting.NewTestContext(t)
-	late, err := NewMembers(ctx, MembersConfig{NodeName: "node-2", BindAddr: "127.0.0.1", BindPort: freePort(t), SecretKey: testKey, Peers: []string{addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = late.Shutdown() })
-	if _, err := late.Join(); err != nil {
-		t.Fatalf("joining after the flood: %v", err)
-	}
+	late := joinThrough(t, "node-2", addr)
 	all := []string{"node-0", "node-1", "node-2"}
 	for _, m := range append(ms, late) {
 		waitMembers(t, m, all, 5*time.Second)
@@ -144,14 +136,22 @@ func TestMembersStreamSlots(t *testing.T) {
 	// After TCPTimeout (2s) the idle streams are closed: a new member
 	// joins through this one.
 	time.Sleep(2500 * time.Millisecond)
+	joinThrough(t, "node-9", addr)
+	waitMembers(t, ms[0], []string{"node-0", "node-9"}, 5*time.Second)
+}
+
+// joinThrough starts a member named name on loopback that joins through
+// addr, a stream connection to it.
+func joinThrough(t *testing.T, name, addr string) *Members {
+	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
-	late, err := NewMembers(ctx, MembersConfig{NodeName: "node-9", BindAddr: "127.0.0.1", BindPort: freePort(t), SecretKey: testKey, Peers: []string{addr}})
+	m, err := NewMembers(ctx, MembersConfig{NodeName: name, BindAddr: "127.0.0.1", BindPort: freePort(t), SecretKey: testKey, Peers: []string{addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = late.Shutdown() })
-	if _, err := late.Join(); err != nil {
-		t.Fatalf("joining after the slots were held: %v", err)
+	t.Cleanup(func() { _ = m.Shutdown() })
+	if _, err := m.Join(); err != nil {
+		t.Fatalf("%s joining through %s: %v", name, addr, err)
 	}
-	waitMembers(t, ms[0], []string{"node-0", "node-9"}, 5*time.Second)
+	return m
 }
