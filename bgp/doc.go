@@ -57,5 +57,9 @@
 // what: it takes inputs and applies them. It must not log TCP MD5 passwords
 // (the logr adapter redacts them from everything GoBGP logs), must not panic
 // or exit on GoBGP's Fatal or Panic log calls, and must not install routes
-// it learns: it accepts nothing into the node's routing table.
+// it learns: it accepts nothing into the node's routing table, nor into its
+// own RIB (every instance's import policy accepts only its own routes), and
+// a neighbor that sends more than Config.MaxReceivedPrefixes of a family is
+// disconnected, and tried again after a back-off (see docs/bgp.md, "Routes
+// received from peers").
 package bgp

@@ -33,8 +33,11 @@ func apiGlobal(cfg Config, p Peer) *api.Global {
 }
 
 // apiPeer translates p (defaults applied) into GoBGP's neighbor
-// configuration.
-func apiPeer(p Peer) *api.Peer {
+// configuration. Each family gets a prefix limit of maxReceived: when the
+// neighbor sends more, GoBGP closes the session with a Cease (Maximum
+// Number of Prefixes Reached, RFC 4486) and keeps it down (GoBGP v3 has no
+// warn-only mode and ignores a restart timer); watchPrefixLimit re-opens it.
+func apiPeer(p Peer, maxReceived uint32) *api.Peer {
 	ap := &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Address.String(),
@@ -70,13 +73,48 @@ func apiPeer(p Peer) *api.Peer {
 		}
 	}
 	for _, f := range p.Families {
-		as := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: apiFamily(f), Enabled: true}}
+		as := &api.AfiSafi{
+			Config: &api.AfiSafiConfig{Family: apiFamily(f), Enabled: true},
+			PrefixLimits: &api.PrefixLimit{
+				Family:               apiFamily(f),
+				MaxPrefixes:          maxReceived,
+				ShutdownThresholdPct: 80, // warn at 80%
+			},
+		}
 		if p.GracefulRestart {
 			as.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
 		}
 		ap.AfiSafis = append(ap.AfiSafis, as)
 	}
 	return ap
+}
+
+// ownRoutesOnly is the name of the import policy of every GoBGP instance.
+const ownRoutesOnly = "berth-own-routes-only"
+
+// importPolicy is the import policy of every GoBGP instance: Berth only
+// announces, so no route a neighbor sends enters the RIB (where it would
+// cost memory and could be selected over our own). GoBGP applies the
+// global import policy to the routes we add too, so the policy accepts
+// locally originated routes and rejects the rest by default. It must be
+// added after every StartBgp, which forgets policies.
+func importPolicy() *api.Policy {
+	return &api.Policy{Name: ownRoutesOnly, Statements: []*api.Statement{{
+		Name:       "accept-local",
+		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT},
+	}}}
+}
+
+// importAssignment applies importPolicy to the instance's RIB (it has one
+// neighbor), rejecting what it does not accept.
+func importAssignment() *api.PolicyAssignment {
+	return &api.PolicyAssignment{
+		Name:          "global",
+		Direction:     api.PolicyDirection_IMPORT,
+		Policies:      []*api.Policy{{Name: ownRoutesOnly}},
+		DefaultAction: api.RouteAction_REJECT,
+	}
 }
 
 // apiPath translates a (validated) into a GoBGP path. An unset next hop is

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	api "github.com/osrg/gobgp/v3/api"
@@ -35,6 +36,10 @@ type session struct {
 	added bool
 	// routes is what is announced (in GoBGP's RIB), by prefix.
 	routes map[netip.Prefix]Advertisement
+	// maxReceived is the neighbor's prefix limit per family.
+	maxReceived uint32
+	// stopWatch ends watchPrefixLimit.
+	stopWatch context.CancelFunc
 }
 
 // New validates cfg and returns a Server with no peers. It logs to the
@@ -103,10 +108,46 @@ func (s *Server) start(ctx context.Context, p Peer) (*session, error) {
 	// Serve never returns in GoBGP v3: one goroutine per peer outlives
 	// the peer's removal (with an empty RIB; see session.stop).
 	go b.Serve()
-	if err := b.StartBgp(ctx, &api.StartBgpRequest{Global: apiGlobal(s.cfg, p)}); err != nil {
-		return nil, fmt.Errorf("start GoBGP: %w", err)
+	if err := startBgp(ctx, b, s.cfg, p); err != nil {
+		return nil, err
 	}
-	return &session{peer: p, bgp: b, logs: logs, routes: map[netip.Prefix]Advertisement{}}, nil
+	ss := &session{peer: p, bgp: b, logs: logs, routes: map[netip.Prefix]Advertisement{}, maxReceived: s.cfg.maxReceived()}
+	wctx, cancel := context.WithCancel(context.Background())
+	ss.stopWatch = cancel
+	go ss.watchPrefixLimit(wctx, s.log.WithValues("peer", p.Name), s.cfg.prefixLimitRetry())
+	return ss, nil
+}
+
+// prefixLimitRetry is cfg's PrefixLimitRetry, defaults applied.
+func (cfg Config) prefixLimitRetry() time.Duration {
+	if cfg.PrefixLimitRetry <= 0 {
+		return DefaultPrefixLimitRetry
+	}
+	return cfg.PrefixLimitRetry
+}
+
+// maxReceived is cfg's prefix limit, defaults applied.
+func (cfg Config) maxReceived() uint32 {
+	if cfg.MaxReceivedPrefixes == 0 {
+		return DefaultMaxReceivedPrefixes
+	}
+	return cfg.MaxReceivedPrefixes
+}
+
+// startBgp starts b's global instance for p and sets its import policy
+// to accept only our own routes (see importPolicy); StartBgp begins with
+// an empty RIB and no policy.
+func startBgp(ctx context.Context, b *server.BgpServer, cfg Config, p Peer) error {
+	if err := b.StartBgp(ctx, &api.StartBgpRequest{Global: apiGlobal(cfg, p)}); err != nil {
+		return fmt.Errorf("start GoBGP: %w", err)
+	}
+	if err := b.AddPolicy(ctx, &api.AddPolicyRequest{Policy: importPolicy()}); err != nil {
+		return fmt.Errorf("add import policy: %w", err)
+	}
+	if err := b.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: importAssignment()}); err != nil {
+		return fmt.Errorf("set import policy: %w", err)
+	}
+	return nil
 }
 
 // reset tears down ss's session and brings it back as p, re-announcing the
@@ -117,8 +158,8 @@ func (s *Server) reset(ctx context.Context, ss *session, p Peer) error {
 	}
 	ss.peer = p
 	ss.logs.setPassword(p.Password)
-	if err := ss.bgp.StartBgp(ctx, &api.StartBgpRequest{Global: apiGlobal(s.cfg, p)}); err != nil {
-		return fmt.Errorf("start GoBGP: %w", err)
+	if err := startBgp(ctx, ss.bgp, s.cfg, p); err != nil {
+		return err
 	}
 	// StartBgp begins with an empty RIB.
 	old := ss.routes
@@ -136,7 +177,7 @@ func (s *Server) reset(ctx context.Context, ss *session, p Peer) error {
 	if !ss.added {
 		return nil
 	}
-	if err := ss.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
+	if err := ss.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, ss.maxReceived)}); err != nil {
 		ss.added = false
 		return fmt.Errorf("add neighbor: %w", err)
 	}
@@ -178,7 +219,7 @@ func (s *Server) Advertise(ctx context.Context, peer string, advs []Advertisemen
 		s.log.V(1).Info("Updated advertisements", "peer", peer, "announced", len(announce), "withdrawn", len(withdraw), "total", len(ss.routes))
 	}
 	if !ss.added {
-		if err := ss.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(ss.peer)}); err != nil {
+		if err := ss.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(ss.peer, ss.maxReceived)}); err != nil {
 			return fmt.Errorf("bgp: advertise to %q: add neighbor: %w", peer, err)
 		}
 		ss.added = true

@@ -53,6 +53,11 @@ func (ss *session) status(ctx context.Context) (PeerStatus, error) {
 	for _, as := range found.GetAfiSafis() {
 		st.PrefixesSent += as.GetState().GetAdvertised()
 	}
+	if found.GetState().GetAdminState() == api.PeerState_PFX_CT {
+		// Later warnings would hide it, and it needs action.
+		st.LastError = fmt.Sprintf("prefix limit reached: the neighbor sent more than %d prefixes of a family (Berth uses none); "+
+			"the session is closed and tried again later: make the router send the speakers nothing", ss.maxReceived)
+	}
 	if st.State != StateEstablished && ss.peer.Password != "" && strings.Contains(st.LastError, "timeout") {
 		// A TCP MD5 mismatch is silent: the neighbor's kernel drops our
 		// SYNs, so all we see is connections timing out.
@@ -90,6 +95,7 @@ func (s *Server) Stop(ctx context.Context) error {
 // is emptied first (withdrawing the routes, which a removed peer loses
 // anyway), since GoBGP's never-ending Serve goroutine would keep it.
 func (ss *session) stop(ctx context.Context, graceful, free bool) error {
+	ss.stopWatch()
 	var errs []error
 	if graceful && ss.added {
 		if err := ss.abortConnection(ctx); err != nil {

@@ -13,7 +13,25 @@ type Config struct {
 	// listening socket (the default): Berth always dials its peers. Any
 	// other value is rejected, see doc.go.
 	ListenPort int32
+	// MaxReceivedPrefixes is how many prefixes of one family a neighbor
+	// may send before its session is closed; zero means
+	// DefaultMaxReceivedPrefixes. See docs/bgp.md.
+	MaxReceivedPrefixes uint32
+	// PrefixLimitRetry is how long a session closed for the prefix limit
+	// stays down before it is tried again, doubling (up to 16 times) while
+	// the neighbor keeps exceeding it; zero means DefaultPrefixLimitRetry.
+	PrefixLimitRetry time.Duration
 }
+
+// DefaultMaxReceivedPrefixes is the default Config.MaxReceivedPrefixes.
+// Berth accepts no route, but GoBGP keeps every received route (about
+// 400 bytes each) in the neighbor's Adj-RIB-In before any policy applies,
+// and the limit is what bounds that table: 20,000 routes cost about 8 MiB.
+// It is not smaller because routers commonly send the speakers' own routes
+// back (FRR does, to the very peer that announced them, and the speaker
+// drops them only for the AS loop): every Service address of the cluster
+// that the router learned counts against it.
+const DefaultMaxReceivedPrefixes = 20000
 
 // Family is an address family a session carries.
 type Family string

@@ -14,9 +14,15 @@ import (
 type heartbeat struct {
 	// From is the sender's node name.
 	From string
-	// Epoch is random per start of the sender: a restarted node is a new
-	// epoch, and stamps of different epochs are not comparable.
+	// Epoch is the sender's wall-clock start time (Unix nanoseconds): a
+	// restarted node is a new, greater epoch, and stamps of different
+	// epochs are not comparable. Receivers drop messages of an epoch older
+	// than the newest they heard from the sender.
 	Epoch uint64
+	// Seq numbers the sender's messages within its epoch, from 1; every
+	// message (every part of encodeHeartbeats) has its own. Receivers
+	// accept each (Epoch, Seq) at most once: see replayWindow.
+	Seq uint64
 	// Stamp is the sender's clock when it sent the message, nanoseconds
 	// since it started. Only the sender interprets it, when it comes back
 	// in someone's Heard.
@@ -45,7 +51,27 @@ type heard struct {
 }
 
 // heartbeatMagic starts every heartbeat; messages without it are not ours.
-const heartbeatMagic = "bhb1"
+// The byte after it is the version of the encoding.
+const heartbeatMagic = "bhb"
+
+// heartbeatVersion is the version this node sends and the only one it
+// accepts. Version 1 (the byte '1', from when the magic was "bhb1") had
+// no Seq. A message of another version is rejected with a versionError,
+// which Members counts and logs: during a rolling upgrade across versions
+// the old and new speakers do not hear each other, so the split is
+// visible rather than silent (see docs/layer2.md).
+const heartbeatVersion = 2
+
+// versionError is a heartbeat of a version this node does not speak. From
+// is the sender if the message was readable enough to tell.
+type versionError struct {
+	Version int
+	From    string
+}
+
+func (e *versionError) Error() string {
+	return fmt.Sprintf("heartbeat of version %d from %q, this node speaks version %d", e.Version, e.From, heartbeatVersion)
+}
 
 // Limits of the encoding, so that decoding a hostile or corrupt message
 // allocates little.
@@ -61,11 +87,15 @@ var errTruncated = errors.New("truncated heartbeat")
 
 // encodeHeartbeats encodes hb in as few messages as fit maxMessageLen each:
 // every message repeats the header and carries a part of Heard. Receivers
-// merge the parts, so they need not arrive together.
+// merge the parts, so they need not arrive together. The parts are
+// numbered hb.Seq, hb.Seq+1, ...: the sender must not use those numbers
+// again in this epoch (liveness.encode takes care of it).
 func encodeHeartbeats(hb heartbeat) [][]byte {
+	var out [][]byte
 	header := func() []byte {
 		b := make([]byte, 0, maxMessageLen)
 		b = append(b, heartbeatMagic...)
+		b = append(b, heartbeatVersion)
 		var flags byte
 		if hb.Bye {
 			flags |= flagBye
@@ -76,9 +106,9 @@ func encodeHeartbeats(hb heartbeat) [][]byte {
 		b = append(b, flags)
 		b = appendString(b, hb.From)
 		b = binary.BigEndian.AppendUint64(b, hb.Epoch)
+		b = binary.AppendUvarint(b, hb.Seq+uint64(len(out)))
 		return binary.AppendUvarint(b, hb.Stamp)
 	}
-	var out [][]byte
 	rest := hb.Heard
 	for first := true; first || len(rest) > 0; first = false {
 		b := header()
@@ -113,22 +143,32 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// isHeartbeat reports whether b starts like a heartbeat.
+// isHeartbeat reports whether b starts like a heartbeat, of any version.
 func isHeartbeat(b []byte) bool {
-	return len(b) >= len(heartbeatMagic) && string(b[:len(heartbeatMagic)]) == heartbeatMagic
+	return len(b) > len(heartbeatMagic) && string(b[:len(heartbeatMagic)]) == heartbeatMagic
 }
 
-// decodeHeartbeat parses one message of encodeHeartbeats.
+// decodeHeartbeat parses one message of encodeHeartbeats. A heartbeat of
+// another version fails with a *versionError.
 func decodeHeartbeat(b []byte) (heartbeat, error) {
 	var hb heartbeat
 	if !isHeartbeat(b) {
 		return hb, errors.New("not a heartbeat")
 	}
-	d := decoder{b: b[len(heartbeatMagic):]}
+	d := decoder{b: b[len(heartbeatMagic)+1:]}
+	if v := int(b[len(heartbeatMagic)]); v != heartbeatVersion {
+		if v == '1' {
+			v = 1 // the magic was "bhb1"
+		}
+		// Versions 1 and 2 start alike: name the sender if possible.
+		d.byte()
+		return hb, &versionError{Version: v, From: d.string()}
+	}
 	flags := d.byte()
 	hb.Bye, hb.Quorate = flags&flagBye != 0, flags&flagQuorate != 0
 	hb.From = d.string()
 	hb.Epoch = d.uint64()
+	hb.Seq = d.uvarint()
 	hb.Stamp = d.uvarint()
 	n := d.uvarint()
 	if d.err == nil && n > maxHeard {
@@ -152,6 +192,8 @@ func decodeHeartbeat(b []byte) (heartbeat, error) {
 		return heartbeat{}, fmt.Errorf("%d bytes after the heartbeat", len(d.b))
 	case hb.From == "":
 		return heartbeat{}, errors.New("heartbeat without a sender")
+	case hb.Seq == 0:
+		return heartbeat{}, errors.New("heartbeat without a sequence number")
 	}
 	return hb, nil
 }

@@ -1,6 +1,7 @@
 package l2
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,7 +11,7 @@ import (
 )
 
 func TestHeartbeatRoundTrip(t *testing.T) {
-	many := heartbeat{From: "node-0", Epoch: 1, Stamp: 2, Quorate: true}
+	many := heartbeat{From: "node-0", Epoch: 1, Seq: 9, Stamp: 2, Quorate: true}
 	for i := range 100 {
 		many.Heard = append(many.Heard, heard{
 			Node: fmt.Sprintf("node-%03d.%s", i, strings.Repeat("x", 60)), Epoch: uint64(i) << 40, Stamp: uint64(i) * 1e9,
@@ -22,9 +23,9 @@ func TestHeartbeatRoundTrip(t *testing.T) {
 		hb       heartbeat
 		messages int
 	}{
-		{name: "alone", hb: heartbeat{From: "a", Epoch: 1<<64 - 1, Stamp: 1 << 62}, messages: 1},
-		{name: "bye", hb: heartbeat{From: "a", Epoch: 3, Stamp: 4, Bye: true}, messages: 1},
-		{name: "three", hb: heartbeat{From: "a", Epoch: 3, Stamp: 4, Quorate: true, Heard: []heard{
+		{name: "alone", hb: heartbeat{From: "a", Epoch: 1<<64 - 1, Seq: 1<<64 - 1, Stamp: 1 << 62}, messages: 1},
+		{name: "bye", hb: heartbeat{From: "a", Epoch: 3, Seq: 1, Stamp: 4, Bye: true}, messages: 1},
+		{name: "three", hb: heartbeat{From: "a", Epoch: 3, Seq: 5, Stamp: 4, Quorate: true, Heard: []heard{
 			{Node: "b", Epoch: 5, Stamp: 6, Age: 7 * time.Millisecond, Quorate: true},
 			{Node: "c", Epoch: 8, Stamp: 9, Age: 0},
 		}}, messages: 1},
@@ -45,8 +46,11 @@ func TestHeartbeatRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatalf("message %d: %v", i, err)
 				}
+				if part.Seq != tc.hb.Seq+uint64(i) {
+					t.Errorf("message %d numbered %d, want %d", i, part.Seq, tc.hb.Seq+uint64(i))
+				}
 				heardPart := part.Heard
-				part.Heard = nil
+				part.Heard, part.Seq = nil, tc.hb.Seq
 				if i == 0 {
 					first, got = part, part
 				} else if diff := cmp.Diff(first, part); diff != "" {
@@ -62,8 +66,8 @@ func TestHeartbeatRoundTrip(t *testing.T) {
 }
 
 func TestDecodeHeartbeatErrors(t *testing.T) {
-	good := encodeHeartbeats(heartbeat{From: "a", Epoch: 1, Stamp: 2, Heard: []heard{{Node: "b", Epoch: 3, Stamp: 4}}})[0]
-	long := encodeHeartbeats(heartbeat{From: strings.Repeat("n", maxNameLen+1), Epoch: 1})[0]
+	good := encodeHeartbeats(heartbeat{From: "a", Epoch: 1, Seq: 1, Stamp: 2, Heard: []heard{{Node: "b", Epoch: 3, Stamp: 4}}})[0]
+	long := encodeHeartbeats(heartbeat{From: strings.Repeat("n", maxNameLen+1), Epoch: 1, Seq: 1})[0]
 	tests := []struct {
 		name string
 		b    []byte
@@ -73,8 +77,10 @@ func TestDecodeHeartbeatErrors(t *testing.T) {
 		{name: "truncated", b: good[:len(good)-1]},
 		{name: "trailing bytes", b: append(append([]byte{}, good...), 0)},
 		{name: "name too long", b: long},
-		{name: "no sender", b: encodeHeartbeats(heartbeat{Epoch: 1})[0]},
-		{name: "too many entries", b: append([]byte(heartbeatMagic), 0, 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xff, 0xff, 0x03)},
+		{name: "no sender", b: encodeHeartbeats(heartbeat{Epoch: 1, Seq: 1})[0]},
+		{name: "no sequence number", b: encodeHeartbeats(heartbeat{From: "a", Epoch: 1})[0]},
+		{name: "magic only", b: []byte(heartbeatMagic)},
+		{name: "too many entries", b: append([]byte(heartbeatMagic), heartbeatVersion, 0, 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0xff, 0xff, 0x03)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,8 +93,8 @@ func TestDecodeHeartbeatErrors(t *testing.T) {
 
 func FuzzDecodeHeartbeat(f *testing.F) {
 	for _, hb := range []heartbeat{
-		{From: "a", Epoch: 1, Stamp: 2},
-		{From: "a", Epoch: 3, Stamp: 4, Bye: true, Quorate: true, Heard: []heard{{Node: "b", Epoch: 5, Stamp: 6, Age: time.Second}}},
+		{From: "a", Epoch: 1, Seq: 1, Stamp: 2},
+		{From: "a", Epoch: 3, Seq: 7, Stamp: 4, Bye: true, Quorate: true, Heard: []heard{{Node: "b", Epoch: 5, Stamp: 6, Age: time.Second}}},
 	} {
 		f.Add(encodeHeartbeats(hb)[0])
 	}
@@ -108,4 +114,39 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 			}
 		}
 	})
+}
+
+// v1Heartbeat is a heartbeat as version 1 encoded it: magic "bhb1", no
+// sequence number.
+func v1Heartbeat(from string) []byte {
+	b := append([]byte("bhb1"), flagQuorate)
+	b = appendString(b, from)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 1) // epoch
+	return append(b, 2, 0)                // stamp, no entries
+}
+
+func TestDecodeHeartbeatVersion(t *testing.T) {
+	v3 := encodeHeartbeats(heartbeat{From: "c", Epoch: 1, Seq: 1})[0]
+	v3[len(heartbeatMagic)] = 3
+	tests := []struct {
+		name string
+		b    []byte
+		want versionError
+	}{
+		{name: "version 1", b: v1Heartbeat("node-1"), want: versionError{Version: 1, From: "node-1"}},
+		{name: "version 3", b: v3, want: versionError{Version: 3, From: "c"}},
+		{name: "version 0, unreadable", b: append([]byte(heartbeatMagic), 0, 0xff), want: versionError{Version: 0}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			hb, err := decodeHeartbeat(tc.b)
+			var ve *versionError
+			if !errors.As(err, &ve) {
+				t.Fatalf("decoded %+v, %v; want a version error", hb, err)
+			}
+			if diff := cmp.Diff(tc.want, *ve); diff != "" {
+				t.Errorf("version error (-want +got):\n%s", diff)
+			}
+		})
+	}
 }

@@ -85,6 +85,9 @@ type liveness struct {
 	regained bool
 	// left is set by leave: no lease ever again.
 	left bool
+	// seq is the sequence number of the last message this node sent in
+	// its epoch (see encode).
+	seq uint64
 }
 
 // peerState is what one node knows of another.
@@ -109,6 +112,9 @@ type peerState struct {
 	bye      bool
 	byeEpoch uint64
 	byeStamp uint64
+	// replay is what was received directly from the node, against
+	// replays; it survives a Bye.
+	replay replayState
 }
 
 func newLiveness(self string, epoch uint64, start time.Time, t timing, needContact bool) *liveness {
@@ -160,12 +166,21 @@ func (l *liveness) forget(now time.Time, names ...string) {
 }
 
 // receive processes a heartbeat and reports whether the set of alive
-// nodes changed.
-func (l *liveness) receive(now time.Time, hb heartbeat) bool {
+// nodes changed, or why the heartbeat was dropped: a replay, or a message
+// of an older epoch of its sender than one already heard (see replay.go).
+func (l *liveness) receive(now time.Time, hb heartbeat) (bool, dropReason) {
 	if hb.From == l.self {
-		return false
+		return false, dropNone
 	}
 	p := l.peer(hb.From)
+	if r := p.replay.check(hb.Epoch, hb.Seq); r != dropNone {
+		return false, r
+	}
+	return l.use(now, p, hb), dropNone
+}
+
+// use processes a heartbeat of p that is not a replay.
+func (l *liveness) use(now time.Time, p *peerState, hb heartbeat) bool {
 	switch {
 	case hb.Epoch == p.epoch && hb.Stamp < p.stamp:
 		// Older than what arrived already (memberlist hands messages
@@ -178,7 +193,7 @@ func (l *liveness) receive(now time.Time, hb heartbeat) bool {
 	was := l.isAlive(p, now)
 	p.epoch, p.stamp = hb.Epoch, hb.Stamp
 	if hb.Bye {
-		*p = peerState{epoch: hb.Epoch, stamp: hb.Stamp, bye: true, byeEpoch: hb.Epoch, byeStamp: hb.Stamp}
+		*p = peerState{epoch: hb.Epoch, stamp: hb.Stamp, bye: true, byeEpoch: hb.Epoch, byeStamp: hb.Stamp, replay: p.replay}
 		l.recompute(now)
 		return was
 	}
@@ -197,6 +212,11 @@ func (l *liveness) receive(now time.Time, hb heartbeat) bool {
 		}
 		q := l.peer(h.Node)
 		if q.bye && h.Epoch == q.byeEpoch && h.Stamp <= q.byeStamp {
+			continue
+		}
+		if q.replay.heard && h.Epoch < q.replay.epoch {
+			// About a run of that node older than the one this node
+			// hears: says nothing of the current one.
 			continue
 		}
 		was := l.isAlive(q, now)
@@ -242,6 +262,15 @@ func (l *liveness) heartbeat(now time.Time) heartbeat {
 	}
 	slices.SortFunc(hb.Heard, func(a, b heard) int { return strings.Compare(a.Node, b.Node) })
 	return hb
+}
+
+// encode encodes hb, numbering its messages after the last ones this node
+// sent: the same numbers are never sent twice in an epoch.
+func (l *liveness) encode(hb heartbeat) [][]byte {
+	hb.Seq = l.seq + 1
+	msgs := encodeHeartbeats(hb)
+	l.seq += uint64(len(msgs))
+	return msgs
 }
 
 // alive returns this node and every other node alive at now, sorted.

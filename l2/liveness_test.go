@@ -74,11 +74,12 @@ func (s *sim) start(n string) {
 }
 
 func (s *sim) send(from string, hb heartbeat) {
+	msgs := s.nodes[from].encode(hb)
 	for _, to := range s.names {
 		if to == from || s.cut[[2]string{from, to}] {
 			continue
 		}
-		for _, b := range encodeHeartbeats(hb) {
+		for _, b := range msgs {
 			s.queue = append(s.queue, simMsg{at: s.now.Add(time.Millisecond + s.delay[from]), to: to, b: b})
 		}
 	}
@@ -356,7 +357,7 @@ func TestLivenessIgnoresStaleAndForeignEchoes(t *testing.T) {
 	// echo is b's next heartbeat, echoing a's stamp of epoch.
 	echo := func(stamp time.Duration, epoch uint64) heartbeat {
 		own++
-		return heartbeat{From: "b", Epoch: 1, Stamp: own, Quorate: true, Heard: []heard{{Node: "a", Epoch: epoch, Stamp: uint64(stamp)}}}
+		return heartbeat{From: "b", Epoch: 1, Seq: own, Stamp: own, Quorate: true, Heard: []heard{{Node: "a", Epoch: epoch, Stamp: uint64(stamp)}}}
 	}
 	now = now.Add(time.Second)
 	tests := []struct {
@@ -380,7 +381,9 @@ func TestLivenessIgnoresStaleAndForeignEchoes(t *testing.T) {
 	// A replayed older heartbeat of b is ignored.
 	replay := echo(950*time.Millisecond, 7)
 	replay.Stamp = 1
-	l.receive(now, replay)
+	if _, drop := l.receive(now, replay); drop != dropNone {
+		t.Errorf("dropped as %v, want the stale-stamp rule to ignore it", drop)
+	}
 	if _, ok := l.lease(now.Add(1500 * time.Millisecond)); ok {
 		t.Error("a replayed heartbeat extended the lease")
 	}

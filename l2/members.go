@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -55,11 +54,13 @@ type MembersConfig struct {
 // nothing here, because it is asymmetric after a partition (see Quorate).
 // Its methods are safe for concurrent use.
 type Members struct {
-	name    string
-	ml      *memberlist.Memberlist
-	keyring *memberlist.Keyring
-	peers   []string
-	changes chan struct{}
+	name string
+	ml   *memberlist.Memberlist
+	// transport bounds the inbound streams (see transport.go).
+	transport *boundedTransport
+	keyring   *memberlist.Keyring
+	peers     []string
+	changes   chan struct{}
 
 	mu   sync.Mutex
 	live *liveness
@@ -67,6 +68,13 @@ type Members struct {
 	// here while it is down, so that it hears from the others as soon as
 	// it is back, until it is forgotten.
 	addrs map[string]*memberlist.Node
+
+	log logr.Logger
+	// rejected counts the heartbeats dropped, by cause; logged says
+	// when an unsupported version was last logged (at most once a
+	// minute each). Both under mu.
+	rejected Rejected
+	logged   map[int]time.Time
 
 	// kick makes the heartbeat loop send at once.
 	kick chan struct{}
@@ -122,7 +130,9 @@ func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 		name:    cfg.NodeName,
 		peers:   slices.Clone(cfg.Peers),
 		changes: make(chan struct{}, 1),
-		live:    newLiveness(cfg.NodeName, rand.Uint64(), time.Now(), defaultTiming(), len(cfg.Peers) > 0),
+		live:    newLiveness(cfg.NodeName, newEpoch(time.Now()), time.Now(), defaultTiming(), len(cfg.Peers) > 0),
+		log:     logr.FromContextOrDiscard(ctx).WithName("members"),
+		logged:  map[int]time.Time{},
 		addrs:   map[string]*memberlist.Node{},
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
@@ -134,11 +144,17 @@ func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 	c.Delegate = (*delegate)(m)
 	c.LogOutput = nil
 	c.Logger = log.New(logWriter{logr.FromContextOrDiscard(ctx).WithName("memberlist")}, "", 0)
+	tr, err := newBoundedTransport(c, maxStreams, maxStreamBytes)
+	if err != nil {
+		return nil, fmt.Errorf("l2: %w", err)
+	}
+	c.Transport = tr
 	ml, err := memberlist.Create(c)
 	if err != nil {
+		_ = tr.Shutdown()
 		return nil, fmt.Errorf("starting memberlist: %w", err)
 	}
-	m.ml = ml
+	m.ml, m.transport = ml, tr
 	go m.heartbeats(m.stop)
 	go m.watch(m.stop)
 	return m, nil
@@ -291,7 +307,7 @@ func (m *Members) heartbeats(stop <-chan struct{}) {
 // with a known address.
 func (m *Members) send(build func(*liveness) heartbeat) {
 	m.mu.Lock()
-	msgs := encodeHeartbeats(build(m.live))
+	msgs := m.live.encode(build(m.live))
 	to := make([]*memberlist.Node, 0, len(m.addrs))
 	for _, n := range m.addrs {
 		to = append(to, n)
@@ -342,13 +358,15 @@ func (d *delegate) NotifyMsg(b []byte) {
 	if !isHeartbeat(b) {
 		return
 	}
+	m := (*Members)(d)
 	hb, err := decodeHeartbeat(b)
 	if err != nil {
+		m.rejectUndecodable(err)
 		return
 	}
-	m := (*Members)(d)
 	m.mu.Lock()
-	changed := m.live.receive(time.Now(), hb)
+	changed, drop := m.live.receive(time.Now(), hb)
+	m.rejected.count(drop)
 	regained := m.live.takeRegained()
 	m.mu.Unlock()
 	if regained {

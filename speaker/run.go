@@ -286,20 +286,19 @@ func nodeRouterID(ctx context.Context, nodes typedcorev1.NodeInterface, name str
 type eventReporter struct {
 	rec  record.EventRecorder
 	mu   sync.Mutex
-	last map[string]string
+	last *problemMemo
 }
 
 func newEventReporter(rec record.EventRecorder) *eventReporter {
-	return &eventReporter{rec: rec, last: map[string]string{}}
+	return &eventReporter{rec: rec, last: newProblemMemo(maxRememberedProblems)}
 }
 
 func (e *eventReporter) report(ctx context.Context, object, problem string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.last[object] == problem {
+	if !e.last.changed(object, problem) {
 		return
 	}
-	e.last[object] = problem
 	logr.FromContextOrDiscard(ctx).Info("Configuration problem", "object", object, "problem", problem)
 	ref := objectRef(object)
 	if ref == nil {
