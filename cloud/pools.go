@@ -63,7 +63,7 @@ func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth vers
 	svcInf := kubeInf.Core().V1().Services()
 	nsInf := kubeInf.Core().V1().Namespaces()
 	poolInf := berthInf.Berth().V1alpha1().IPPools()
-	p.ledger = ledger.New(ledger.Options{Serves: serves, Services: svcInf.Lister(), Namespaces: nsInf.Lister()})
+	p.ledger = ledger.New(ledger.Options{Serves: serves, Services: svcInf.Lister(), Namespaces: nsInf.Lister(), StatusStaysOnFailure: true})
 	pools := poolInf.Lister()
 
 	reload := func() {
@@ -121,7 +121,7 @@ func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth vers
 // have synced; tests call it without Start.
 func (p *Pools) Restore(pools []*v1alpha1.IPPool, svcs []*v1.Service) {
 	if p.ledger == nil {
-		p.ledger = ledger.New(ledger.Options{Serves: serves})
+		p.ledger = ledger.New(ledger.Options{Serves: serves, StatusStaysOnFailure: true})
 	}
 	p.ledger.SetPools(pools)
 	served, foreign := p.ledger.Restore(svcs)

@@ -12,6 +12,7 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/klog/v2/ktesting"
 
+	"github.com/berthlb/berth/api/v1alpha1"
 	berthfake "github.com/berthlb/berth/client/clientset/versioned/fake"
 	"github.com/berthlb/berth/ledger"
 )
@@ -102,5 +103,26 @@ func TestHandover(t *testing.T) {
 	st, err := lb.EnsureLoadBalancer(ctx, cluster, released, nil)
 	if err != nil || cmp.Diff([]string{"192.0.2.1"}, ips(st)) != "" {
 		t.Fatalf("web after the handover = %v, %v; want 192.0.2.1 again", ips(st), err)
+	}
+}
+
+// TestFailedEnsureKeepsStatusAddress: when Ensure fails, the service
+// controller leaves the Service's status as it was, so the address it shows
+// must not be handed to another Service.
+func TestFailedEnsureKeepsStatusAddress(t *testing.T) {
+	lb, ctx := newTestCloud(t, []*v1alpha1.IPPool{pool("p1", "", "192.0.2.1-192.0.2.2")})
+	first, err := lb.EnsureLoadBalancer(ctx, cluster, service("web", created(1)), nil)
+	if err != nil || cmp.Diff([]string{"192.0.2.1"}, ips(first)) != "" {
+		t.Fatalf("web = %v, %v; want 192.0.2.1", ips(first), err)
+	}
+	// web now asks for an address in no pool: Ensure fails, and its status
+	// (not rewritten) still shows .1.
+	broken := service("web", created(1), ingress("192.0.2.1"), annotation(v1alpha1.AnnotationAddresses, "203.0.113.9"))
+	if _, err := lb.EnsureLoadBalancer(ctx, cluster, broken, nil); err == nil {
+		t.Fatal("Ensure of an address in no pool succeeded")
+	}
+	other, err := lb.EnsureLoadBalancer(ctx, cluster, service("other", created(2)), nil)
+	if err != nil || cmp.Diff([]string{"192.0.2.2"}, ips(other)) != "" {
+		t.Errorf("other = %v, %v; want 192.0.2.2, not the address web still shows", ips(other), err)
 	}
 }

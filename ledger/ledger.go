@@ -37,6 +37,11 @@ type Options struct {
 	Namespaces corelisters.NamespaceLister
 	// PoolChanged, if set, is told each pool whose holders changed.
 	PoolChanged func(pool string)
+	// StatusStaysOnFailure says that a Service that cannot be served
+	// keeps showing the addresses its status had (the cloud-provider
+	// service controller writes no status when Ensure fails), so they
+	// stay held for it rather than being handed to someone else.
+	StatusStaysOnFailure bool
 }
 
 // Ledger records which Service holds which address. All methods are safe
@@ -177,8 +182,14 @@ func (l *Ledger) judge(svc *corev1.Service, nsLabels labels.Set) Outcome {
 		l.waiting.remove(key)
 	case err != nil:
 		// It holds nothing, so that it never keeps an address from a pool
-		// it may no longer use; it waits for one to be freed.
+		// it may no longer use; it waits for one to be freed. Unless its
+		// status keeps showing what it had: then that stays taken.
 		l.alloc.Release(key)
+		if l.opts.StatusStaysOnFailure {
+			if hr, _ := cfg.HoldingRequest(svc, key); len(hr.Requested) > 0 {
+				_, _ = l.alloc.Assign(hr)
+			}
+		}
 		out.Err = err
 		l.waiting.add(svc)
 	default:
