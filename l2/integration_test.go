@@ -112,7 +112,7 @@ func run(t *testing.T, args ...string) string {
 func requirePrivileges(t *testing.T, tools ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, CAP_NET_RAW); run as root to include this test")
+		hostdeps.Skip(t, "needs root (network namespaces, CAP_NET_RAW); run as root to include this test")
 	}
 	hostdeps.Require(t, append([]string{"ip"}, tools...)...)
 }

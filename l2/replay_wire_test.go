@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthlb/berth/internal/hostdeps"
 )
 
 // capture records the payloads of the UDP packets from port from to port
@@ -107,7 +109,7 @@ func (c *capture) last(n int) [][]byte {
 // as the replay went on.
 func TestMembersIgnoresReplayedPackets(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("capturing packets needs root (CAP_NET_RAW)")
+		hostdeps.Skip(t, "capturing packets needs root (CAP_NET_RAW)")
 	}
 	ms := startMembers(t, 2, testKey)
 	both := []string{"node-0", "node-1"}

@@ -44,7 +44,7 @@ var (
 func requirePrivileges(tb testing.TB) {
 	tb.Helper()
 	if os.Geteuid() != 0 {
-		tb.Skip("skipping: needs root to create network namespaces and program nftables (run as root, or in CI)")
+		hostdeps.Skip(tb, "skipping: needs root to create network namespaces and program nftables (run as root, or in CI)")
 	}
 	hostdeps.Require(tb, "nft", "ip", "ping")
 }
@@ -64,7 +64,7 @@ func newNetns(tb testing.TB, role string) string {
 	tb.Helper()
 	name := fmt.Sprintf("bth-np-%06x-%s", rand.Uint32()&0xffffff, role)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		tb.Skipf("skipping: cannot create a network namespace (%v: %s)", err, out)
+		hostdeps.Skip(tb, "skipping: cannot create a network namespace (%v: %s)", err, out)
 	}
 	tb.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
 	run(tb, "ip", "-n", name, "link", "set", "lo", "up")

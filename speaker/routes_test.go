@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthlb/berth/internal/hostdeps"
 )
 
 // TestNetlinkRoutes checks, in a network namespace of its own, that the
@@ -18,7 +20,7 @@ import (
 // included, and leave every other route alone.
 func TestNetlinkRoutes(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
+		hostdeps.Skip(t, "needs root to create a network namespace")
 	}
 	errc := make(chan error, 1)
 	var got [][]string

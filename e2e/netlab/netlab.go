@@ -26,7 +26,7 @@ import (
 func RequireRoot(tb testing.TB) {
 	tb.Helper()
 	if os.Geteuid() != 0 {
-		tb.Skip("netlab: test needs root (network namespaces, bridges and veths); run go test as root or in CI")
+		hostdeps.Skip(tb, "netlab: test needs root (network namespaces, bridges and veths); run go test as root or in CI")
 	}
 }
 

@@ -135,3 +135,27 @@ func TestRequire(t *testing.T) {
 		})
 	}
 }
+
+// recordingTB records whether a test was skipped or failed.
+type recordingTB struct {
+	testing.TB
+	skipped, failed bool
+}
+
+func (r *recordingTB) Helper()               {}
+func (r *recordingTB) Skipf(string, ...any)  { r.skipped = true }
+func (r *recordingTB) Fatalf(string, ...any) { r.failed = true }
+
+func TestSkipFailsInCI(t *testing.T) {
+	for _, tc := range []struct {
+		ci         string
+		wantFailed bool
+	}{{ci: "", wantFailed: false}, {ci: "true", wantFailed: true}} {
+		t.Setenv("CI", tc.ci)
+		r := &recordingTB{TB: t}
+		Skip(r, "no %s", "root")
+		if r.failed != tc.wantFailed || r.skipped == tc.wantFailed {
+			t.Errorf("CI=%q: skipped %v, failed %v; want failed %v", tc.ci, r.skipped, r.failed, tc.wantFailed)
+		}
+	}
+}
