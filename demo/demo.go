@@ -181,7 +181,17 @@ func apply(ctx context.Context, cp *controlplane.ControlPlane, dir string, out i
 		return cmpRank(rank, a.GetKind()) - cmpRank(rank, b.GetKind())
 	})
 	var services []*unstructured.Unstructured
+	var pools []dynamic.ResourceInterface
+	var poolNames []string
 	for _, o := range objs {
+		if o.GetKind() == "Service" && len(services) == 0 {
+			// As an operator would: Services once the controller has
+			// loaded the pools, so that they are served in the order they
+			// are created rather than all at once as the pools arrive.
+			if err := waitPoolsLoaded(ctx, pools, poolNames); err != nil {
+				return nil, err
+			}
+		}
 		gvk := o.GroupVersionKind()
 		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err != nil {
@@ -198,11 +208,38 @@ func apply(ctx context.Context, cp *controlplane.ControlPlane, dir string, out i
 			return nil, fmt.Errorf("create %s %s: %w", o.GetKind(), o.GetName(), err)
 		}
 		fmt.Fprintf(out, "    created %s %s\n", strings.ToLower(o.GetKind()), qualified(o.GetNamespace(), o.GetName()))
-		if o.GetKind() == "Service" {
+		switch o.GetKind() {
+		case "Service":
 			services = append(services, o)
+		case "IPPool":
+			pools, poolNames = append(pools, ri), append(poolNames, o.GetName())
 		}
 	}
 	return services, nil
+}
+
+// waitPoolsLoaded waits until the controller reports on each pool (its
+// Ready condition is there, with any reason but NotLoaded).
+func waitPoolsLoaded(ctx context.Context, ris []dynamic.ResourceInterface, names []string) error {
+	for i, ri := range ris {
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			u, err := ri.Get(ctx, names[i], metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+			for _, c := range conds {
+				if m, ok := c.(map[string]any); ok && m["type"] == "Ready" && m["reason"] != "NotLoaded" {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return fmt.Errorf("wait for the controller to load pool %s: %w", names[i], err)
+		}
+	}
+	return nil
 }
 
 func cmpRank(rank map[string]int, kind string) int {

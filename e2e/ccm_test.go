@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/berthlb/berth/internal/helmchart"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -38,8 +39,12 @@ func (e *env) startCCMWith(t *testing.T, cloudConfig string, environ []string, a
 	if err := os.WriteFile(cfgFile, []byte(cloudConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	kubeconfig := e.saKubeconfig(t, "berth-ccm")
+	if strings.Contains(cloudConfig, "backend: aws") {
+		kubeconfig = e.awsCCMKubeconfig(t)
+	}
 	cmd := exec.Command(berthBins.path(t, "berth-ccm"), append([]string{
-		"--kubeconfig", e.saKubeconfig(t, "berth-ccm"),
+		"--kubeconfig", kubeconfig,
 		"--cloud-provider=berth",
 		"--cloud-config", cfgFile,
 		"--controllers=service",
@@ -186,4 +191,35 @@ func (e *env) claimedByAddOn(t *testing.T, ns, name string) {
 	if err != nil {
 		t.Fatalf("make %s a LoadBalancer: %v", name, err)
 	}
+}
+
+// awsCCMKubeconfig is saKubeconfig for berth-ccm with the aws backend,
+// whose extra rules (Node patch, EndpointSlice reads) the chart renders
+// only for that backend, so they are not in manifests/: its RBAC comes from
+// the chart rendered with the ccm-aws values, as `helm install` gives it.
+func (e *env) awsCCMKubeconfig(t *testing.T) string {
+	t.Helper()
+	dir, err := helmchart.ChartDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := helmchart.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := helmchart.Render(ch, helmchart.Options{Values: helmchart.ValueSets()["ccm-aws"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	for i, m := range ms {
+		if err := os.WriteFile(filepath.Join(out, fmt.Sprintf("%02d.yaml", i)), []byte(m.Content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path, err := e.cp.ServiceAccountKubeconfigFrom(t.Context(), out, berthNS, "berth-ccm")
+	if err != nil {
+		t.Fatalf("kubeconfig of ServiceAccount berth-ccm (aws): %v", err)
+	}
+	return path
 }

@@ -29,15 +29,22 @@ const tokenLifetime = 24 * 60 * 60
 // that a permission the manifests lack fails a test. The first call per
 // account applies the RBAC; later calls return the same file.
 func (cp *ControlPlane) ServiceAccountKubeconfig(ctx context.Context, namespace, name string) (string, error) {
-	key := namespace + "/" + name
+	dir, err := ManifestsDir()
+	if err != nil {
+		return "", err
+	}
+	return cp.ServiceAccountKubeconfigFrom(ctx, dir, namespace, name)
+}
+
+// ServiceAccountKubeconfigFrom is ServiceAccountKubeconfig with the RBAC
+// taken from the manifests under dir, such as the chart rendered with
+// values the default manifests do not use (berth-ccm's aws backend).
+func (cp *ControlPlane) ServiceAccountKubeconfigFrom(ctx context.Context, dir, namespace, name string) (string, error) {
+	key := dir + ":" + namespace + "/" + name
 	cp.saMu.Lock()
 	defer cp.saMu.Unlock()
 	if path, ok := cp.saKubeconfigs[key]; ok {
 		return path, nil
-	}
-	dir, err := ManifestsDir()
-	if err != nil {
-		return "", err
 	}
 	rbac, err := LoadRBAC(dir, namespace, name)
 	if err != nil {
