@@ -199,15 +199,7 @@ func (e *env) claimedByAddOn(t *testing.T, ns, name string) {
 // the chart rendered with the ccm-aws values, as `helm install` gives it.
 func (e *env) awsCCMKubeconfig(t *testing.T) string {
 	t.Helper()
-	dir, err := helmchart.ChartDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := helmchart.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, err := helmchart.Render(ch, helmchart.Options{Values: helmchart.ValueSets()["ccm-aws"]})
+	ms, err := helmchart.Render(loadBerthChart(t), helmchart.Options{Values: helmchart.ValueSets()["ccm-aws"]})
 	if err != nil {
 		t.Fatal(err)
 	}
