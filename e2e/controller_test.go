@@ -78,10 +78,13 @@ func TestControllerAllocation(t *testing.T) {
 		}
 		// A tenant asking for another tenant's address gets nothing.
 		e.service(t, "tenant-a", "theirs", withAnnotation(v1alpha1.AnnotationAddresses, "198.51.100.26"))
-		c := e.waitPending(t, "tenant-a", "theirs", v1alpha1.ReasonRequestedAddressUnavailable)
-		if !strings.Contains(c.Message, `pool "pool-b"`) {
-			t.Errorf("message %q does not name the pool the address belongs to", c.Message)
-		}
+		// Until the controller has loaded pool-b (just created) the address
+		// is "in no IPPool"; then the message names the pool.
+		e.waitService(t, "tenant-a", "theirs", "RequestedAddressUnavailable naming pool-b", func(s *corev1.Service) bool {
+			c := condition(s)
+			return c != nil && c.Reason == v1alpha1.ReasonRequestedAddressUnavailable &&
+				strings.Contains(c.Message, `pool "pool-b"`) && len(s.Status.LoadBalancer.Ingress) == 0
+		})
 		// Naming the other tenant's pool does not help either.
 		e.service(t, "tenant-a", "named", withAnnotation(v1alpha1.AnnotationPool, "pool-b"))
 		e.waitPending(t, "tenant-a", "named", v1alpha1.ReasonNoMatchingPool)
