@@ -54,7 +54,10 @@ func (c *Controller) rebuildPools(ctx context.Context) {
 		return
 	}
 	c.builtFrom = fp
-	c.ledger.SetPools(pools)
+	// Foreign addresses a new or grown pool covers are held, then the
+	// waiting Services get what the edit freed, oldest first (before the
+	// first restore, restore does both).
+	wake := c.ledger.SetPools(pools)
 	for _, p := range pools {
 		c.poolQueue.Add(p.Name)
 	}
@@ -64,18 +67,7 @@ func (c *Controller) rebuildPools(ctx context.Context) {
 		logr.FromContextOrDiscard(ctx).Error(err, "List services from cache")
 		return
 	}
-	// Before any handled Service is looked at again: a new or grown pool
-	// may contain addresses other implementations gave; then the waiting
-	// Services, oldest first, get what the edit freed. (Before the first
-	// restore, restore does both.)
-	if c.ready.Load() {
-		for _, s := range svcs {
-			if c.mayBeForeign(s) {
-				c.ledger.SyncForeign(config.Key(s))
-			}
-		}
-		c.wake(c.ledger.ServeWaiting())
-	}
+	c.wake(wake)
 	for _, s := range svcs {
 		if c.handles(s) {
 			c.svcQueue.Add(config.Key(s))

@@ -103,6 +103,15 @@ func TestPromises(t *testing.T) {
 			want: map[string]outcome{"a": {[]string{a1}, v1alpha1.ReasonAllocated}, "b": {[]string{a2}, v1alpha1.ReasonAllocated}},
 		},
 		{
+			name: "and the oldest waiting Service gets what a pool edit frees",
+			pool: []v1alpha1.AddressRange{a1},
+			steps: []step{add(svc("a", age(1))), add(svc("young", age(3))), add(svc("old", age(2))), func(h *harness) *harness {
+				h.editPool("p", func(p *v1alpha1.IPPool) { p.Spec.Addresses = append(p.Spec.Addresses, a2) })
+				return h
+			}},
+			want: map[string]outcome{"old": {[]string{a2}, v1alpha1.ReasonAllocated}, "young": {nil, v1alpha1.ReasonPoolExhausted}},
+		},
+		{
 			name: "a restart moves only the Service whose address became invalid, to a free address",
 			pool: []v1alpha1.AddressRange{"192.0.2.1-192.0.2.3"},
 			steps: []step{add(svc("old", age(1))), add(svc("young", age(2))),

@@ -99,15 +99,31 @@ type Outcome struct {
 func (l *Ledger) Config() *config.Config { return l.cfg.Load() }
 
 // SetPools validates the pools and makes them the ones addresses come
-// from. Holdings are kept as recorded; re-judging Services (and
-// ServeWaiting for grown pools) is the caller's next step.
-func (l *Ledger) SetPools(pools []*v1alpha1.IPPool) *config.Config {
+// from. Holdings are kept as recorded. Once Restore has run, it then, under
+// the same lock, holds the addresses of foreign Services that a new or
+// grown pool now covers, and offers what the edit freed to the waiting
+// Services, oldest first, so that no other Service can take it between.
+// It returns the Services so woken; re-judging the rest (holders of an
+// address the edit made invalid) is the caller's next step.
+func (l *Ledger) SetPools(pools []*v1alpha1.IPPool) (wake []string) {
 	cfg := config.For(pools)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.cfg.Store(cfg)
 	l.alloc.SetPools(cfg.AllocatorPools())
-	return cfg
+	if !l.restored || l.opts.Services == nil {
+		return nil
+	}
+	svcs, err := l.opts.Services.List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	for _, svc := range svcs {
+		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && !l.opts.Serves(svc) {
+			l.syncForeign(config.Key(svc))
+		}
+	}
+	return l.serveWaiting("", nil)
 }
 
 // Lookup returns what the Service with key holds.
@@ -148,15 +164,6 @@ func (l *Ledger) Release(key string) (held []allocator.Assignment, wake []string
 	l.alloc.Release(key)
 	l.poolsChanged(held, nil)
 	return held, l.freed(key, held, nil)
-}
-
-// ServeWaiting offers whatever is free now to the waiting Services, oldest
-// first, after pools grew or a reservation was lifted. It returns the
-// Services whose holdings changed.
-func (l *Ledger) ServeWaiting() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.serveWaiting("", nil)
 }
 
 // judge runs the Service through config and allocator. Called with mu held.
