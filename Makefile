@@ -16,14 +16,14 @@ comma := ,
 E2E_TIMEOUT ?= 45m
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /e2e)
 
-.PHONY: all build test unit e2e bench soak generate verify lint demo controlplane clean chart release images push test-deps
+.PHONY: all build test unit fuzz e2e bench soak generate verify lint demo controlplane clean chart release images push test-deps
 
 all: build
 
 build: ## Build Berth's binaries into ./bin
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
-test: test-deps unit e2e ## Unit and end-to-end tests (the README's test command)
+test: test-deps unit fuzz e2e ## Unit tests, every fuzz target for FUZZTIME, end-to-end tests (the README's test command)
 
 test-deps: ## As root, install the missing Debian packages the tests run (internal/hostdeps/packages.txt)
 	hack/install-deps.sh test
@@ -31,6 +31,10 @@ test-deps: ## As root, install the missing Debian packages the tests run (intern
 unit: ## Unit tests, with the race detector
 	@$(GO) test -race -count=1 $(UNIT_PKGS) | grep -v "no test files"
 	$(GO) -C tools/images test -count=1 ./...
+
+FUZZTIME ?= 20s
+fuzz: ## Every fuzz target for FUZZTIME each (crashers land in testdata/fuzz and fail the run)
+	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 e2e: controlplane ## End-to-end tests against a real kube-apiserver and etcd
 	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./e2e/...
