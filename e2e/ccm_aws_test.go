@@ -26,6 +26,7 @@ import (
 func (e *env) awsNode(t *testing.T, srv *awsdouble.Server, name, instance, privateIP string) {
 	t.Helper()
 	srv.AddInstance(instance, "subnet-a", privateIP)
+	srv.TagInstance(instance, map[string]string{"kubernetes.io/cluster/e2e": "owned"})
 	if _, err := controlplane.CreateNodeWith(t.Context(), e.kube, controlplane.NodeConfig{
 		Name: name, ProviderID: "aws:///eu-west-1a/" + instance, Addresses: []netip.Addr{mustAddr(privateIP)},
 	}); err != nil {

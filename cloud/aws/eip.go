@@ -59,6 +59,13 @@ func (b *Backend) acquireEIP(ctx context.Context, svc *v1.Service) (ec2types.Add
 			if a.AssociationId != nil || fromEC2Tags(a.Tags)[TagServiceUID] != "" {
 				continue
 			}
+			// Tags Berth acts on but did not write for this Service (left by
+			// a failed return, or set by someone else) would make it release
+			// the operator's address or unassign another interface's: they
+			// go before the address is taken.
+			if err := b.scrubTags(ctx, a); err != nil {
+				return ec2types.Address{}, err
+			}
 			if _, err := b.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{sdk.ToString(a.AllocationId)}, Tags: ec2Tags(tags)}); err != nil {
 				return ec2types.Address{}, fmt.Errorf("tag Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
 			}
@@ -82,6 +89,25 @@ func (b *Backend) acquireEIP(ctx context.Context, svc *v1.Service) (ec2types.Add
 	}
 	b.log.Info("Allocated Elastic IP", "service", config.Key(svc), "address", sdk.ToString(out.PublicIp))
 	return ec2types.Address{AllocationId: out.AllocationId, PublicIp: out.PublicIp, Tags: ec2Tags(tags)}, nil
+}
+
+// scrubTags removes Berth's placement and allocation tags from an Elastic
+// IP taken from the operator's list.
+func (b *Backend) scrubTags(ctx context.Context, a ec2types.Address) error {
+	var stray []ec2types.Tag
+	for _, k := range []string{TagPrivateAddress, TagAllocated} {
+		if _, ok := fromEC2Tags(a.Tags)[k]; ok {
+			stray = append(stray, ec2types.Tag{Key: sdk.String(k)})
+		}
+	}
+	if len(stray) == 0 {
+		return nil
+	}
+	if _, err := b.ec2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{sdk.ToString(a.AllocationId)}, Tags: stray}); err != nil {
+		return fmt.Errorf("remove stray tags from Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
+	}
+	b.log.Info("Removed stray tags from an Elastic IP of the configured list", "address", sdk.ToString(a.PublicIp), "tags", len(stray))
+	return nil
 }
 
 // ensureEIP gives the Service an Elastic IP mapped to a secondary private
@@ -205,6 +231,10 @@ func (b *Backend) placePrivate(ctx context.Context, addr ec2types.Address, cur p
 	if err != nil {
 		return privateAddress{}, fmt.Errorf("describe instance %s of node %s: %w", id, target.Name, err)
 	}
+	if !instanceTagged(out, id, clusterTagKey(b.cfg.ClusterName)) {
+		return privateAddress{}, fmt.Errorf("node %s names instance %s, which is not tagged %s: not an instance of this cluster",
+			target.Name, id, clusterTagKey(b.cfg.ClusterName))
+	}
 	eni, assigned := primaryInterface(out, id)
 	if eni == "" {
 		return privateAddress{}, fmt.Errorf("instance %s of node %s has no primary network interface", id, target.Name)
@@ -230,6 +260,19 @@ func (b *Backend) placePrivate(ctx context.Context, addr ec2types.Address, cur p
 		return privateAddress{}, errors.Join(fmt.Errorf("record %s on Elastic IP %s: %w", place, sdk.ToString(addr.PublicIp), err), uerr)
 	}
 	return place, nil
+}
+
+// instanceTagged reports whether the instance carries the cluster tag as
+// "owned" or "shared".
+func instanceTagged(out *ec2.DescribeInstancesOutput, id, key string) bool {
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if v := fromEC2Tags(in.Tags)[key]; sdk.ToString(in.InstanceId) == id && (v == "owned" || v == "shared") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // primaryInterface returns the instance's device-0 interface and its

@@ -343,6 +343,7 @@ func TestEIPFullInterface(t *testing.T) {
 			enis := map[string]string{}
 			for i, n := range []string{"n1", "n2"} {
 				enis[n] = l.srv.AddInstance("i-"+n, "subnet-a", netip.AddrFrom4([4]byte{198, 18, 0, byte(11 + i)}).String())
+				l.srv.TagInstance("i-"+n, map[string]string{"kubernetes.io/cluster/prod": "owned"})
 				l.kube.put(&v1.Node{
 					ObjectMeta: metav1.ObjectMeta{Name: n},
 					Spec:       v1.NodeSpec{ProviderID: "aws:///eu-west-1a/i-" + n},

@@ -68,6 +68,7 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 // addNode makes an instance and a Ready Node for it.
 func (l *lab) addNode(name, instance, privateIP string) *v1.Node {
 	l.srv.AddInstance(instance, "subnet-a", privateIP)
+	l.srv.TagInstance(instance, map[string]string{"kubernetes.io/cluster/prod": "owned"})
 	n := &v1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec:       v1.NodeSpec{ProviderID: "aws:///eu-west-1a/" + instance},

@@ -110,8 +110,10 @@ func (b *Backend) removeTargetGroup(ctx context.Context, svc *v1.Service, arn st
 }
 
 // updateTargets follows a node change on an existing NLB; with no NLB
-// there is nothing to update (Ensure creates it).
-func (b *Backend) updateTargets(ctx context.Context, svc *v1.Service, nodes []*v1.Node) error {
+// there is nothing to update (Ensure creates it). Only the groups tagged
+// as the Service's are touched: a group someone else attached to the NLB
+// keeps its targets.
+func (b *Backend) updateTargets(ctx context.Context, svc *v1.Service, nodes []*v1.Node, r request) error {
 	lb, err := b.findLB(ctx, svc)
 	if err != nil || lb == nil {
 		return err
@@ -120,8 +122,15 @@ func (b *Backend) updateTargets(ctx context.Context, svc *v1.Service, nodes []*v
 	if err != nil {
 		return fmt.Errorf("describe target groups of %s: %w", lbName(svc), err)
 	}
-	targets := instances(nodes, targetNode)
-	for _, tg := range out.TargetGroups {
+	owned, err := b.ownedByName(ctx, svc, out.TargetGroups)
+	if err != nil {
+		return err
+	}
+	targets, err := b.targets(ctx, nodes, r, sdk.ToString(lb.VpcId))
+	if err != nil {
+		return err
+	}
+	for _, tg := range owned {
 		if err := b.syncTargets(ctx, sdk.ToString(tg.TargetGroupArn), targets); err != nil {
 			return err
 		}

@@ -78,8 +78,13 @@ func TestNLBLifecycle(t *testing.T) {
 		if got := targetsOf(tg); !cmp.Equal(got, []string{"i-1", "i-2"}) {
 			t.Errorf("group %s targets %v, want i-1 and i-2", tg.Name, got)
 		}
-		if tg.HealthCheck.Protocol != "TCP" || tg.HealthCheck.Port != "traffic-port" || tg.Tags[aws.TagServiceUID] != string(svc.UID) {
-			t.Errorf("group %+v: want a TCP health check on the traffic port, tagged", tg)
+		wantHC := awsdouble.HealthCheck{Enabled: true, Protocol: "TCP", Port: "traffic-port", IntervalSeconds: 10, TimeoutSeconds: 10, HealthyThreshold: 2, UnhealthyThreshold: 2}
+		if tg.Protocol == "UDP" {
+			// A UDP port cannot be checked itself: kube-proxy's health server.
+			wantHC.Protocol, wantHC.Port, wantHC.Path = "HTTP", "10256", "/healthz"
+		}
+		if tg.HealthCheck != wantHC || tg.Tags[aws.TagServiceUID] != string(svc.UID) {
+			t.Errorf("group %+v: want health check %+v, tagged", tg, wantHC)
 		}
 	}
 	if byPort[30080].Protocol != "TCP" || byPort[30053].Protocol != "UDP" {

@@ -56,13 +56,18 @@ func (s *Server) describeInstances(p params) ([]*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	set := el("reservationSet")
-	for _, inst := range instances {
+	instances = slices.DeleteFunc(instances, func(inst *Instance) bool {
 		eni, sn := s.enis[inst.NetworkInterfaceID], s.subnets[inst.SubnetID]
-		if !matches(fs, inst.Tags, map[string][]string{"instance-state-name": {inst.State}, "instance-id": {inst.ID},
-			"subnet-id": {sn.ID}, "vpc-id": {sn.VPCID}, "private-ip-address": {eni.PrivateIPs[0]}}) {
-			continue
-		}
+		return !matches(fs, inst.Tags, map[string][]string{"instance-state-name": {inst.State}, "instance-id": {inst.ID},
+			"subnet-id": {sn.ID}, "vpc-id": {sn.VPCID}, "private-ip-address": {eni.PrivateIPs[0]}})
+	})
+	start, end, next, err := p.paginate(len(instances), len(p.list("InstanceId")) > 0, 5, 1000)
+	if err != nil {
+		return nil, err
+	}
+	set := el("reservationSet")
+	for _, inst := range instances[start:end] {
+		eni, sn := s.enis[inst.NetworkInterfaceID], s.subnets[inst.SubnetID]
 		code, _ := instanceStateCode(inst.State)
 		var publicIP string
 		if a := s.associated(eni.ID, eni.PrivateIPs[0]); a != nil {
@@ -76,7 +81,7 @@ func (s *Server) describeInstances(p params) ([]*node, error) {
 		set.kids = append(set.kids, el("item", tx("reservationId", "r-"+strings.TrimPrefix(inst.ID, "i-")),
 			tx("ownerId", AccountID), el("instancesSet", item)))
 	}
-	return []*node{set}, nil
+	return []*node{set, opt("nextToken", next)}, nil
 }
 
 func (s *Server) describeNetworkInterfaces(p params) ([]*node, error) {

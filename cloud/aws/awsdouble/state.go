@@ -179,6 +179,33 @@ func (s *Server) SetInstanceState(id, name string) {
 	inst.State = name
 }
 
+// SetSubnetTags adds tags to a subnet (for example a Name). It panics on
+// an unknown subnet.
+func (s *Server) SetSubnetTags(id string, tags map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn, ok := s.subnets[id]
+	if !ok {
+		panic(fmt.Sprintf("awsdouble: SetSubnetTags(%q): unknown subnet", id))
+	}
+	if sn.Tags == nil {
+		sn.Tags = map[string]string{}
+	}
+	maps.Copy(sn.Tags, tags)
+}
+
+// TagInstance sets tags on an instance (for example the cluster tag
+// kubernetes.io/cluster/<name>). It panics on an unknown instance.
+func (s *Server) TagInstance(id string, tags map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inst, ok := s.instances[id]
+	if !ok {
+		panic(fmt.Sprintf("awsdouble: TagInstance(%q): unknown instance", id))
+	}
+	maps.Copy(inst.Tags, tags)
+}
+
 // AddElasticIP adds an existing, unassociated Elastic IP allocation of
 // publicIP and returns its allocation ID. It counts against the address
 // limit. It panics on a bad or already allocated address.

@@ -226,3 +226,40 @@ func pick[T any](m map[string]*T, ids []string, notFound, what string) ([]*T, er
 	}
 	return out, nil
 }
+
+// paginate applies EC2's MaxResults and NextToken to a result of n items:
+// it returns the slice bounds of this page and the token of the next
+// ("" on the last). MaxResults must lie in [lo, hi] and cannot be combined
+// with explicit IDs (idsGiven), as in EC2; without it every item is
+// returned.
+func (p params) paginate(n int, idsGiven bool, lo, hi int32) (start, end int, next string, err error) {
+	if !p.has("MaxResults") {
+		if p.has("NextToken") {
+			start, err = strconv.Atoi(p.str("NextToken"))
+			if err != nil || start < 0 || start > n {
+				return 0, 0, "", fail("InvalidParameterValue", "The token '%s' is invalid", p.str("NextToken"))
+			}
+		}
+		return start, n, "", nil
+	}
+	if idsGiven {
+		return 0, 0, "", fail("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
+	}
+	max, err := p.int32("MaxResults", 0)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	if max < lo || max > hi {
+		return 0, 0, "", fail("InvalidParameterValue", "Value ( %d ) for parameter maxResults is invalid. Expecting a value between %d and %d", max, lo, hi)
+	}
+	if t := p.str("NextToken"); t != "" {
+		if start, err = strconv.Atoi(t); err != nil || start < 0 || start > n {
+			return 0, 0, "", fail("InvalidParameterValue", "The token '%s' is invalid", t)
+		}
+	}
+	end = min(start+int(max), n)
+	if end < n {
+		next = strconv.Itoa(end)
+	}
+	return start, end, next, nil
+}
