@@ -147,7 +147,17 @@ func (b *Backend) findLB(ctx context.Context, svc *v1.Service) (*elbtypes.LoadBa
 	if err != nil {
 		return nil, err
 	}
-	if !b.owns(tags[sdk.ToString(lb.LoadBalancerArn)], svc) {
+	arn := sdk.ToString(lb.LoadBalancerArn)
+	switch {
+	case b.owns(tags[arn], svc):
+	case b.upstreamOwns(tags[arn], svc):
+		// Made by the upstream provider for this Service: Berth takes it
+		// over by adding its own tags, and keeps its DNS name.
+		if _, err := b.elb.AddTags(ctx, &elb.AddTagsInput{ResourceArns: []string{arn}, Tags: elbTags(b.ownerTags(svc))}); err != nil {
+			return nil, fmt.Errorf("adopt the upstream provider's NLB %s: %w", name, err)
+		}
+		b.log.Info("Adopted the NLB the upstream AWS provider made for the Service", "service", config.Key(svc), "name", name)
+	default:
 		return nil, &ConflictError{Kind: "load balancer", Name: name}
 	}
 	return &lb, nil
@@ -273,8 +283,11 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request) (*el
 	return &out.LoadBalancers[0], nil
 }
 
-// ownedByName returns, by name, the groups among tgs that are tagged as
-// the Service's, reading their tags in one call per 20 groups.
+// ownedByName returns, by name, the groups among tgs (those attached to
+// the Service's NLB) that are tagged as the Service's, by Berth or by the
+// upstream provider before Berth adopted the NLB, reading their tags in
+// one call per 20 groups. An upstream group's name is never one Berth
+// uses, so it is replaced by Berth's own and then deleted.
 func (b *Backend) ownedByName(ctx context.Context, svc *v1.Service, tgs []elbtypes.TargetGroup) (map[string]*elbtypes.TargetGroup, error) {
 	arns := make([]string, len(tgs))
 	for i, tg := range tgs {
@@ -286,7 +299,7 @@ func (b *Backend) ownedByName(ctx context.Context, svc *v1.Service, tgs []elbtyp
 	}
 	out := map[string]*elbtypes.TargetGroup{}
 	for i := range tgs {
-		if b.owns(tags[arns[i]], svc) {
+		if t := tags[arns[i]]; b.owns(t, svc) || b.upstreamOwns(t, svc) {
 			out[sdk.ToString(tgs[i].TargetGroupName)] = &tgs[i]
 		}
 	}

@@ -1,6 +1,7 @@
 package aws_test
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/google/go-cmp/cmp"
 	v1 "k8s.io/api/core/v1"
+	cloudprovider "k8s.io/cloud-provider"
 
 	"github.com/berthlb/berth/cloud/aws"
 )
@@ -128,5 +130,75 @@ func TestEIPStrayTagsIgnored(t *testing.T) {
 	}
 	if len(s.Addresses) != 1 || l.srv.Calls("ReleaseAddress") != 0 {
 		t.Errorf("the operator's Elastic IP was released: %+v", s.Addresses)
+	}
+}
+
+// An NLB the upstream AWS provider made for the Service (same name, its
+// tags) is adopted, not duplicated: it keeps its DNS name, gains Berth's
+// tags, and its listeners move to Berth's target groups while the
+// upstream groups are deleted. Berth's own resources carry the upstream
+// tags too.
+func TestNLBAdoptsUpstream(t *testing.T) {
+	l := newLab(t)
+	l.srv.SetProvisioningDescribes(0)
+	n1 := l.addNode("n1", "i-1", "198.18.0.11")
+	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000205")
+	upstream := []elbtypes.Tag{
+		{Key: sdk.String("kubernetes.io/cluster/prod"), Value: sdk.String("owned")},
+		{Key: sdk.String("kubernetes.io/service-name"), Value: sdk.String("default/web")},
+	}
+	made, err := l.elb.CreateLoadBalancer(l.ctx, &elb.CreateLoadBalancerInput{
+		Name: sdk.String(cloudprovider.DefaultLoadBalancerName(svc)), Type: elbtypes.LoadBalancerTypeEnumNetwork,
+		Scheme: elbtypes.LoadBalancerSchemeEnumInternetFacing, Subnets: []string{"subnet-a", "subnet-b"}, Tags: upstream,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbARN, dns := made.LoadBalancers[0].LoadBalancerArn, sdk.ToString(made.LoadBalancers[0].DNSName)
+	tg, err := l.elb.CreateTargetGroup(l.ctx, &elb.CreateTargetGroupInput{
+		Name: sdk.String("k8s-default-web-0123456789"), Protocol: elbtypes.ProtocolEnumTcp, Port: sdk.Int32(30080),
+		VpcId: sdk.String("vpc-1"), TargetType: elbtypes.TargetTypeEnumInstance, Tags: upstream,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.elb.CreateListener(l.ctx, &elb.CreateListenerInput{
+		LoadBalancerArn: lbARN, Port: sdk.Int32(80), Protocol: elbtypes.ProtocolEnumTcp,
+		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: tg.TargetGroups[0].TargetGroupArn}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	st := l.ensureActive(svc, []*v1.Node{n1})
+	s := l.srv.Snapshot()
+	if len(s.LoadBalancers) != 1 || st.Ingress[0].Hostname != dns {
+		t.Fatalf("load balancers %+v, status %+v: want the upstream NLB kept with its DNS name %s", s.LoadBalancers, st, dns)
+	}
+	if tags := s.LoadBalancers[0].Tags; tags[aws.TagServiceUID] != string(svc.UID) || tags[aws.TagCluster] != "prod" {
+		t.Errorf("adopted NLB tags %v: want Berth's added", tags)
+	}
+	if len(s.TargetGroups) != 2 || len(s.Listeners) != 2 {
+		t.Fatalf("%d groups, %d listeners; want Berth's 2 and 2 (the upstream group deleted)", len(s.TargetGroups), len(s.Listeners))
+	}
+	for _, g := range s.TargetGroups {
+		if g.Name == "k8s-default-web-0123456789" {
+			t.Errorf("the upstream group was left behind")
+		}
+		if g.Tags[aws.TagUpstreamServiceName] != "default/web" || g.Tags["kubernetes.io/cluster/prod"] != "owned" {
+			t.Errorf("group %s tags %v: want the upstream tags too", g.Name, g.Tags)
+		}
+	}
+
+	// The same NLB tagged for another Service is not adopted.
+	other := service("other", "1d4b7f3e-aaaa-bbbb-cccc-000000000206")
+	if _, err := l.elb.CreateLoadBalancer(l.ctx, &elb.CreateLoadBalancerInput{
+		Name: sdk.String(cloudprovider.DefaultLoadBalancerName(other)), Type: elbtypes.LoadBalancerTypeEnumNetwork,
+		Subnets: []string{"subnet-a"}, Tags: upstream,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var conflict *aws.ConflictError
+	if _, err := l.b.Ensure(l.ctx, other, []*v1.Node{n1}); !errors.As(err, &conflict) {
+		t.Errorf("Ensure of another Service = %v, want a ConflictError", err)
 	}
 }
