@@ -111,6 +111,7 @@ func TestCCMAWS(t *testing.T) {
 	srv := awsdouble.Start(t)
 	srv.AddSubnet("subnet-a", "vpc-1", "eu-west-1a", "198.18.0.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-b", "vpc-1", "eu-west-1b", "198.18.1.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/elb": "1"})
+	srv.AddSubnet("subnet-i", "vpc-1", "eu-west-1a", "198.18.2.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/internal-elb": "1"})
 	for i := 1; i <= 3; i++ {
 		e.awsNode(t, srv, fmt.Sprintf("node-%d", i), fmt.Sprintf("i-%d", i), fmt.Sprintf("198.18.0.%d", 10+i))
 	}
@@ -220,6 +221,50 @@ aws:
 		e.readyOn(t, ns, "local", "node-4")
 		waitForwarded("node-4")
 		t.Logf("Elastic IP followed the endpoint to node-4 in %v", time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("upstream annotations: an internal NLB; an unsupported annotation reported as Event and condition", func(t *testing.T) {
+		const up = "service.beta.kubernetes.io/aws-load-balancer-"
+		e.service(t, ns, "inner", withAnnotation(up+"internal", "true"), withAnnotation(up+"proxy-protocol", "*"))
+		lbOf := func(s awsdouble.State) *awsdouble.LoadBalancer {
+			for i := range s.LoadBalancers {
+				if s.LoadBalancers[i].Tags["kubernetes.io/service-name"] == ns+"/inner" {
+					return &s.LoadBalancers[i]
+				}
+			}
+			return nil
+		}
+		s := waitAWS(t, srv, "the internal NLB", func(s awsdouble.State) bool { return lbOf(s) != nil })
+		if lb := lbOf(s); lb.Scheme != "internal" || !slices.Equal(lb.Subnets, []string{"subnet-i"}) {
+			t.Errorf("NLB %+v: want internal, in the internal subnet", lb)
+		}
+		e.waitService(t, ns, "inner", "the UnsupportedAnnotations condition", func(s *corev1.Service) bool {
+			for _, c := range s.Status.Conditions {
+				if c.Type == "berth.dev/UnsupportedAnnotations" && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, up+"proxy-protocol") {
+					return true
+				}
+			}
+			return false
+		})
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+			evs, err := e.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=inner"})
+			if err != nil {
+				return false, nil
+			}
+			for _, ev := range evs.Items {
+				if ev.Type == corev1.EventTypeWarning && ev.Reason == "UnsupportedAnnotation" && strings.Contains(ev.Message, up+"proxy-protocol") {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			t.Errorf("no Warning Event naming the unsupported annotation: %v", err)
+		}
+		if err := e.kube.CoreV1().Services(ns).Delete(ctx, "inner", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitAWS(t, srv, "the internal NLB to go", func(s awsdouble.State) bool { return lbOf(s) == nil })
 	})
 
 	t.Run("deleting the Services removes every AWS resource", func(t *testing.T) {
