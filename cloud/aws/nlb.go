@@ -202,6 +202,10 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	if err != nil {
 		return nil, err
 	}
+	ranges, explicit, err := sourceRanges(svc)
+	if err != nil {
+		return nil, err
+	}
 	lb, err := b.findLB(ctx, svc)
 	if err != nil {
 		return nil, err
@@ -223,8 +227,11 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	if err != nil {
 		return nil, err
 	}
-	targets, err := b.targets(ctx, nodes, r, sdk.ToString(lb.VpcId))
+	targets, groupsOf, err := b.targets(ctx, nodes, r, sdk.ToString(lb.VpcId))
 	if err != nil {
+		return nil, err
+	}
+	if err := b.syncSecurity(ctx, svc, lb, b.checks(svc, ports, r), groupsOf, ranges, explicit); err != nil {
 		return nil, err
 	}
 	groups := make([]string, len(ports))
@@ -261,17 +268,28 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request) (*el
 	if err != nil {
 		return nil, err
 	}
+	vpc, err := b.vpcOf(ctx, subnets)
+	if err != nil {
+		return nil, err
+	}
+	// AWS gives an NLB security groups only at creation: every NLB gets
+	// one, so that source ranges set later can be enforced.
+	sg, err := b.ensureSG(ctx, svc, vpc, r)
+	if err != nil {
+		return nil, err
+	}
 	ipType := elbtypes.IpAddressTypeIpv4
 	if slices.Contains(svc.Spec.IPFamilies, v1.IPv6Protocol) {
 		ipType = elbtypes.IpAddressTypeDualstack
 	}
 	out, err := b.elb.CreateLoadBalancer(ctx, &elb.CreateLoadBalancerInput{
-		Name:          sdk.String(lbName(svc)),
-		Type:          elbtypes.LoadBalancerTypeEnumNetwork,
-		Scheme:        elbtypes.LoadBalancerSchemeEnum(scheme),
-		Subnets:       subnets,
-		IpAddressType: ipType,
-		Tags:          elbTags(mergedTags(b.ownerTags(svc), r.Tags)),
+		Name:           sdk.String(lbName(svc)),
+		Type:           elbtypes.LoadBalancerTypeEnumNetwork,
+		Scheme:         elbtypes.LoadBalancerSchemeEnum(scheme),
+		Subnets:        subnets,
+		SecurityGroups: []string{sg},
+		IpAddressType:  ipType,
+		Tags:           elbTags(mergedTags(b.ownerTags(svc), r.Tags)),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create NLB %s: %w", lbName(svc), err)

@@ -126,8 +126,19 @@ func (b *Backend) updateTargets(ctx context.Context, svc *v1.Service, nodes []*v
 	if err != nil {
 		return err
 	}
-	targets, err := b.targets(ctx, nodes, r, sdk.ToString(lb.VpcId))
+	targets, groupsOf, err := b.targets(ctx, nodes, r, sdk.ToString(lb.VpcId))
 	if err != nil {
+		return err
+	}
+	ports, err := nlbPorts(svc)
+	if err != nil {
+		return err
+	}
+	ranges, explicit, err := sourceRanges(svc)
+	if err != nil {
+		return err
+	}
+	if err := b.syncSecurity(ctx, svc, lb, b.checks(svc, ports, r), groupsOf, ranges, explicit); err != nil {
 		return err
 	}
 	for _, tg := range owned {
@@ -163,7 +174,7 @@ func (b *Backend) deleteNLB(ctx context.Context, svc *v1.Service) error {
 			return err
 		}
 	}
-	return nil
+	return b.deleteSG(ctx, svc)
 }
 
 // ownedTargetGroups lists every target group tagged as the Service's.

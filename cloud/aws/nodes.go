@@ -110,35 +110,37 @@ func rankNodes(uid, current string, nodes []*v1.Node, allow map[string]bool) []*
 // load balancer's VPC. A Node naming any other instance (a typo, or a
 // Node object made to pull someone else's instance into the NLB) is left
 // out and logged.
-func (b *Backend) targets(ctx context.Context, nodes []*v1.Node, r request, vpc string) ([]string, error) {
+// It also returns the security groups of each target instance.
+func (b *Backend) targets(ctx context.Context, nodes []*v1.Node, r request, vpc string) ([]string, map[string][]string, error) {
 	want := instances(nodes, func(n *v1.Node) bool {
 		return targetNode(n) && (r.TargetNodes == nil || r.TargetNodes.Matches(labels.Set(n.Labels)))
 	})
 	if len(want) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	ok, err := b.clusterInstances(ctx, want, vpc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []string
 	for _, id := range want {
-		if ok[id] {
+		if _, found := ok[id]; found {
 			out = append(out, id)
 		} else {
 			b.log.Info("Node's instance is not a running instance of this cluster in the load balancer's VPC; not a target",
 				"instance", id, "clusterTag", clusterTagKey(b.cfg.ClusterName), "vpc", vpc)
 		}
 	}
-	return out, nil
+	return out, ok, nil
 }
 
-// clusterInstances returns which of the instances are running, tagged as
-// this cluster's and in the VPC (any VPC when vpc is ""). It filters by
-// instance ID rather than naming the IDs, so one unknown ID does not fail
-// the whole call, and reads every page.
-func (b *Backend) clusterInstances(ctx context.Context, ids []string, vpc string) (map[string]bool, error) {
-	ok := map[string]bool{}
+// clusterInstances returns, with their security groups, the instances
+// among ids that are running, tagged as this cluster's and in the VPC (any
+// VPC when vpc is ""). It filters by instance ID rather than naming the
+// IDs, so one unknown ID does not fail the whole call, and reads every
+// page.
+func (b *Backend) clusterInstances(ctx context.Context, ids []string, vpc string) (map[string][]string, error) {
+	ok := map[string][]string{}
 	for chunk := range slices.Chunk(ids, 200) {
 		filters := []ec2types.Filter{
 			{Name: sdk.String("instance-id"), Values: chunk},
@@ -157,7 +159,11 @@ func (b *Backend) clusterInstances(ctx context.Context, ids []string, vpc string
 			for _, r := range page.Reservations {
 				for _, in := range r.Instances {
 					if v := fromEC2Tags(in.Tags)[clusterTagKey(b.cfg.ClusterName)]; v == "owned" || v == "shared" {
-						ok[sdk.ToString(in.InstanceId)] = true
+						var groups []string
+						for _, g := range in.SecurityGroups {
+							groups = append(groups, sdk.ToString(g.GroupId))
+						}
+						ok[sdk.ToString(in.InstanceId)] = groups
 					}
 				}
 			}

@@ -20,7 +20,27 @@ func (s *Server) ec2Handler(action string) handler {
 		"DescribeAddresses": s.describeAddresses, "AssociateAddress": s.associateAddress,
 		"DisassociateAddress": s.disassociateAddress, "ReleaseAddress": s.releaseAddress,
 		"CreateTags": s.createTags, "DeleteTags": s.deleteTags,
+		"CreateSecurityGroup": s.createSecurityGroup, "DescribeSecurityGroups": s.describeSecurityGroups,
+		"AuthorizeSecurityGroupIngress": s.authorizeIngress, "RevokeSecurityGroupIngress": s.revokeIngress,
+		"DeleteSecurityGroup": s.deleteSecurityGroup,
 	}[action]
+}
+
+// specTags reads TagSpecification.N for the one resource type the
+// operation creates.
+func (s *Server) specTags(p params, resourceType string) (map[string]string, error) {
+	tags := map[string]string{}
+	for _, spec := range p.structs("TagSpecification", "ResourceType") {
+		if rt := p.str(spec + "ResourceType"); rt != resourceType {
+			return nil, fail("InvalidParameterValue", "'%s' is not a valid taggable resource type for this operation", rt)
+		}
+		t, err := p.tags(spec + "Tag")
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(tags, t)
+	}
+	return tags, nil
 }
 
 // returnTrue is the body of EC2 responses that only report success.
@@ -77,7 +97,7 @@ func (s *Server) describeInstances(p params) ([]*node, error) {
 			opt("ipAddress", publicIP), tx("subnetId", sn.ID), tx("vpcId", sn.VPCID),
 			el("placement", tx("availabilityZone", sn.AvailabilityZone)),
 			el("instanceState", tx("code", itoa(code)), tx("name", inst.State)),
-			tagList(inst.Tags, true), el("networkInterfaceSet", s.eniItem(eni)))
+			tagList(inst.Tags, true), s.groupSet(inst.SecurityGroups), el("networkInterfaceSet", s.eniItem(eni)))
 		set.kids = append(set.kids, el("item", tx("reservationId", "r-"+strings.TrimPrefix(inst.ID, "i-")),
 			tx("ownerId", AccountID), el("instancesSet", item)))
 	}
@@ -252,16 +272,9 @@ func (s *Server) allocateAddress(p params) ([]*node, error) {
 		}
 		pool, prefix = id, pr
 	}
-	tags := map[string]string{}
-	for _, spec := range p.structs("TagSpecification", "ResourceType") {
-		if rt := p.str(spec + "ResourceType"); rt != "elastic-ip" {
-			return nil, fail("InvalidParameterValue", "'%s' is not a valid taggable resource type for this operation", rt)
-		}
-		t, err := p.tags(spec + "Tag")
-		if err != nil {
-			return nil, err
-		}
-		maps.Copy(tags, t)
+	tags, err := s.specTags(p, "elastic-ip")
+	if err != nil {
+		return nil, err
 	}
 	if len(s.addresses) >= s.addressLimit {
 		return nil, fail("AddressLimitExceeded", "The maximum number of addresses (%d) has been reached.", s.addressLimit)
@@ -458,4 +471,13 @@ func (s *Server) deleteTags(p params) ([]*node, error) {
 		}
 	}
 	return returnTrue(), nil
+}
+
+// groupSet lists security groups as DescribeInstances does.
+func (s *Server) groupSet(ids []string) *node {
+	set := el("groupSet")
+	for _, id := range ids {
+		set.kids = append(set.kids, el("item", tx("groupId", id), opt("groupName", s.sgs[id].Name)))
+	}
+	return set
 }

@@ -45,6 +45,7 @@ type Server struct {
 	pending   map[string]int           // LB ARN -> describes left until active
 	tgs       map[string]*TargetGroup
 	listeners map[string]*Listener
+	sgs       map[string]*SecurityGroup
 }
 
 type fault struct {
@@ -79,6 +80,7 @@ func New(opts ...Option) *Server {
 		pending:            map[string]int{},
 		tgs:                map[string]*TargetGroup{},
 		listeners:          map[string]*Listener{},
+		sgs:                map[string]*SecurityGroup{},
 	}
 	for _, o := range opts {
 		o(s)

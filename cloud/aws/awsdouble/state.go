@@ -17,6 +17,7 @@ type State struct {
 	LoadBalancers     []LoadBalancer
 	TargetGroups      []TargetGroup
 	Listeners         []Listener
+	SecurityGroups    []SecurityGroup
 }
 
 // Subnet is an EC2 subnet, added with Server.AddSubnet.
@@ -35,6 +36,7 @@ type Instance struct {
 	SubnetID           string
 	State              string // "running", "stopped", ...
 	NetworkInterfaceID string
+	SecurityGroups     []string
 	Tags               map[string]string
 }
 
@@ -71,7 +73,10 @@ type LoadBalancer struct {
 	VPCID         string
 	State         string // "provisioning" or "active"
 	Subnets       []string
-	Tags          map[string]string
+	// SecurityGroups are set at creation only: a network load balancer
+	// created without any can never get one.
+	SecurityGroups []string
+	Tags           map[string]string
 }
 
 // TargetGroup is an ELBv2 target group of instances.
@@ -250,7 +255,7 @@ func (s *Server) Snapshot() State {
 		st.Subnets = append(st.Subnets, v)
 	}
 	for _, v := range sortedValues(s.instances) {
-		v.Tags = cloneTags(v.Tags)
+		v.Tags, v.SecurityGroups = cloneTags(v.Tags), slices.Clone(v.SecurityGroups)
 		st.Instances = append(st.Instances, v)
 	}
 	for _, v := range sortedValues(s.enis) {
@@ -262,12 +267,16 @@ func (s *Server) Snapshot() State {
 		st.Addresses = append(st.Addresses, v)
 	}
 	for _, v := range sortedValues(s.lbs) {
-		v.Subnets, v.Tags = slices.Clone(v.Subnets), cloneTags(v.Tags)
+		v.Subnets, v.Tags, v.SecurityGroups = slices.Clone(v.Subnets), cloneTags(v.Tags), slices.Clone(v.SecurityGroups)
 		st.LoadBalancers = append(st.LoadBalancers, v)
 	}
 	for _, v := range sortedValues(s.tgs) {
 		v.Targets, v.Tags, v.LoadBalancerARNs = slices.Clone(v.Targets), cloneTags(v.Tags), s.tgLoadBalancers(v.ARN)
 		st.TargetGroups = append(st.TargetGroups, v)
+	}
+	for _, v := range sortedValues(s.sgs) {
+		v.Ingress, v.Tags = slices.Clone(v.Ingress), cloneTags(v.Tags)
+		st.SecurityGroups = append(st.SecurityGroups, v)
 	}
 	for _, v := range sortedValues(s.listeners) {
 		v.Actions, v.Tags = slices.Clone(v.Actions), cloneTags(v.Tags)
