@@ -33,6 +33,8 @@ type Backend struct {
 	// endpoints tells which nodes run a ready endpoint of a Service, for
 	// externalTrafficPolicy Local in eip mode; nil means unknown.
 	endpoints EndpointSource
+	// stale holds target groups waiting for AWS to let go of them.
+	stale staleGroups
 	// reporter tells a Service's owner what Berth ignored; nil means
 	// logs only.
 	reporter Reporter
@@ -174,8 +176,11 @@ func (b *Backend) dropOtherMode(ctx context.Context, svc *v1.Service, mode strin
 	if errors.As(err, &conflict) {
 		return nil // not Berth's: nothing of ours to remove
 	}
-	if err == nil && lb != nil {
+	switch {
+	case err == nil && lb != nil:
 		err = b.deleteNLB(ctx, svc)
+	case err == nil:
+		err = b.removeStale(ctx, svc, nil) // groups AWS held on the last call
 	}
 	if err != nil {
 		return fmt.Errorf("remove the Service's NLB before switching to eip: %w", err)

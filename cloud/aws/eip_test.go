@@ -111,7 +111,7 @@ func TestEIPLifecycle(t *testing.T) {
 	}
 
 	for range 2 {
-		if err := l.b.Delete(l.ctx, svc); err != nil {
+		if err := l.delete(svc); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -149,7 +149,7 @@ func TestEIPFromList(t *testing.T) {
 	if _, err := l.b.Ensure(l.ctx, c, l.kube.list()); err == nil || !strings.Contains(err.Error(), "all 2 Elastic IPs") {
 		t.Errorf("third Service: %v, want the list to be used up", err)
 	}
-	if err := l.b.Delete(l.ctx, a); err != nil {
+	if err := l.delete(a); err != nil {
 		t.Fatal(err)
 	}
 	if l.srv.Calls("AllocateAddress")+l.srv.Calls("ReleaseAddress") != 0 {
@@ -244,7 +244,7 @@ func TestModeSwitch(t *testing.T) {
 	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000030")
 	l.ensureActive(svc, l.kube.list())
 	eipMode(svc)
-	if _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err != nil {
+	if err := l.retry(func() error { _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); return err }); err != nil {
 		t.Fatal(err)
 	}
 	s := l.srv.Snapshot()
@@ -281,7 +281,7 @@ func TestInputsNotMutated(t *testing.T) {
 			if err := l.b.Update(l.ctx, svc, nodes[:1]); err != nil {
 				t.Fatal(err)
 			}
-			if err := l.b.Delete(l.ctx, svc); err != nil {
+			if err := l.delete(svc); err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(svcBefore, svc); diff != "" {

@@ -2,6 +2,7 @@ package aws_test
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cloud-provider/api"
 	"k8s.io/klog/v2/ktesting"
 
 	"github.com/berthlb/berth/cloud/aws"
@@ -34,6 +36,10 @@ type lab struct {
 func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	t.Helper()
 	srv := awsdouble.Start(t)
+	// As AWS: deregistered targets drain for a while, and a target group
+	// is still in use for a while after its listener let go of it.
+	srv.SetDrainingDescribes(2)
+	srv.SetInUseAfterDetach(1)
 	cfg := aws.Config{ClusterName: "prod", MaxAttempts: 4}
 	for _, m := range mut {
 		m(&cfg)
@@ -193,4 +199,23 @@ func (f *fakeNodes) annotations() map[string]map[string]string {
 		}
 	}
 	return out
+}
+
+// retry calls f again while it asks for a retry (AWS still holding a
+// deleted target group, an NLB provisioning), at most five times.
+func (l *lab) retry(f func() error) error {
+	l.t.Helper()
+	var err error
+	for range 5 {
+		if err = f(); !errors.As(err, new(*api.RetryError)) {
+			return err
+		}
+	}
+	return err
+}
+
+// delete deletes the Service's resources, as the service controller does:
+// again while AWS holds on to something.
+func (l *lab) delete(svc *v1.Service) error {
+	return l.retry(func() error { return l.b.Delete(l.ctx, svc) })
 }

@@ -251,10 +251,8 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 		return nil, err
 	}
 	// What is left of the Service's groups serves no port any more.
-	for _, tg := range owned {
-		if err := b.removeTargetGroup(ctx, svc, sdk.ToString(tg.TargetGroupArn)); err != nil {
-			return nil, err
-		}
+	if err := b.removeStale(ctx, svc, owned); err != nil {
+		return nil, err
 	}
 	if lb.State != nil && lb.State.Code != elbtypes.LoadBalancerStateEnumActive {
 		return nil, api.NewRetryError(fmt.Sprintf("NLB %s is %s", lbName(svc), lb.State.Code), provisioningRetry)

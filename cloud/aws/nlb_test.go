@@ -142,7 +142,7 @@ func TestNLBLifecycle(t *testing.T) {
 		t.Errorf("Get = %+v, %v, %v", st, ok, err)
 	}
 	for range 2 {
-		if err := l.b.Delete(l.ctx, svc); err != nil {
+		if err := l.delete(svc); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -216,7 +216,7 @@ func TestNLBConflictIsLeftAlone(t *testing.T) {
 	if !errors.As(err, &conflict) {
 		t.Fatalf("Ensure = %v, want a ConflictError", err)
 	}
-	if err := l.b.Delete(l.ctx, svc); err != nil {
+	if err := l.delete(svc); err != nil {
 		t.Fatalf("Delete = %v", err)
 	}
 	if s := l.srv.Snapshot(); len(s.LoadBalancers) != 1 || len(s.TargetGroups) != 0 {
@@ -242,7 +242,7 @@ func TestNLBThrottlingAndPartialFailure(t *testing.T) {
 	if got := l.srv.Calls("CreateLoadBalancer"); got != 3 {
 		t.Errorf("CreateLoadBalancer calls = %d, want 3 (2 throttled)", got)
 	}
-	if err := l.b.Delete(l.ctx, svc); err != nil {
+	if err := l.delete(svc); err != nil {
 		t.Fatal(err)
 	}
 
@@ -258,14 +258,14 @@ func TestNLBThrottlingAndPartialFailure(t *testing.T) {
 	}
 
 	// Fail again half-way, then delete: nothing stays behind.
-	if err := l.b.Delete(l.ctx, svc); err != nil {
+	if err := l.delete(svc); err != nil {
 		t.Fatal(err)
 	}
 	l.srv.FailNext("CreateListener", "TooManyListeners", 1)
 	if _, err := l.b.Ensure(l.ctx, svc, []*v1.Node{n1}); err == nil {
 		t.Fatal("Ensure succeeded despite the injected failure")
 	}
-	if err := l.b.Delete(l.ctx, svc); err != nil {
+	if err := l.delete(svc); err != nil {
 		t.Fatal(err)
 	}
 	if s := l.srv.Snapshot(); len(s.LoadBalancers)+len(s.TargetGroups)+len(s.Listeners) != 0 {

@@ -119,7 +119,7 @@ func TestEIPStrayTagsIgnored(t *testing.T) {
 	if _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.b.Delete(l.ctx, svc); err != nil {
+	if err := l.delete(svc); err != nil {
 		t.Fatal(err)
 	}
 	s := l.srv.Snapshot()

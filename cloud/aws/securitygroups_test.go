@@ -101,7 +101,7 @@ func TestNLBSourceRanges(t *testing.T) {
 		t.Errorf("without ranges (-want +got):\n%s", diff)
 	}
 
-	if err := l.b.Delete(l.ctx, svc); err != nil {
+	if err := l.delete(svc); err != nil {
 		t.Fatal(err)
 	}
 	s = l.srv.Snapshot()

@@ -206,6 +206,7 @@ func (s *Server) listenerSettings(p params, l *Listener) error {
 		return fail("ValidationError", "DefaultActions must contain an action")
 	}
 	for _, a := range l.Actions {
+		s.inUse[a.TargetGroupARN] = s.inUseDeletes
 		if a.Type != "forward" {
 			return fail("ValidationError", "awsdouble supports only forward actions, not '%s'", a.Type)
 		}

@@ -33,6 +33,8 @@ type Server struct {
 	addressLimit       int
 	privateIPLimit     int
 	provisionDescribes int
+	drainDescribes     int
+	inUseDeletes       int
 	calls              map[string]int
 	faults             map[string]fault
 
@@ -46,6 +48,9 @@ type Server struct {
 	tgs       map[string]*TargetGroup
 	listeners map[string]*Listener
 	sgs       map[string]*SecurityGroup
+	// inUse counts, per target group a listener has forwarded to, the
+	// DeleteTargetGroup calls still refused after it is detached.
+	inUse map[string]int
 }
 
 type fault struct {
@@ -81,6 +86,7 @@ func New(opts ...Option) *Server {
 		tgs:                map[string]*TargetGroup{},
 		listeners:          map[string]*Listener{},
 		sgs:                map[string]*SecurityGroup{},
+		inUse:              map[string]int{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -135,6 +141,25 @@ func (s *Server) SetProvisioningDescribes(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.provisionDescribes = n
+}
+
+// SetDrainingDescribes sets how many DescribeTargetHealth responses list a
+// deregistered target as "draining" (Target.DeregistrationInProgress)
+// before it is gone, as AWS does for the deregistration delay. Default 0:
+// gone at once. A draining target registered again is registered.
+func (s *Server) SetDrainingDescribes(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.drainDescribes = n
+}
+
+// SetInUseAfterDetach sets how many DeleteTargetGroup calls fail with
+// ResourceInUse after the last listener forwarding to a group stopped
+// (AWS needs a while to let go of it). Default 0.
+func (s *Server) SetInUseAfterDetach(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inUseDeletes = n
 }
 
 // FailNext makes the next n calls of action (for example "AllocateAddress")

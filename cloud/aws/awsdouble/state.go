@@ -90,6 +90,9 @@ type TargetGroup struct {
 	IPAddressType string
 	HealthCheck   HealthCheck
 	Targets       []Target
+	// Draining are deregistered targets still listed as draining, with
+	// the DescribeTargetHealth responses left until they are gone.
+	Draining map[Target]int
 	// LoadBalancerARNs are the load balancers with a listener forwarding to
 	// the group (at most one).
 	LoadBalancerARNs []string
@@ -272,6 +275,7 @@ func (s *Server) Snapshot() State {
 	}
 	for _, v := range sortedValues(s.tgs) {
 		v.Targets, v.Tags, v.LoadBalancerARNs = slices.Clone(v.Targets), cloneTags(v.Tags), s.tgLoadBalancers(v.ARN)
+		v.Draining = maps.Clone(v.Draining)
 		st.TargetGroups = append(st.TargetGroups, v)
 	}
 	for _, v := range sortedValues(s.sgs) {
