@@ -10,6 +10,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/go-logr/logr"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	cloudprovider "k8s.io/cloud-provider"
 
 	"github.com/berthlb/berth/api/v1alpha1"
@@ -35,6 +36,9 @@ type Backend struct {
 	endpoints EndpointSource
 	// stale holds target groups waiting for AWS to let go of them.
 	stale staleGroups
+	// fresh remembers, under mu, the Elastic IP allocated for a Service
+	// until describes see it, so that a retry does not allocate another.
+	fresh map[types.UID]freshEIP
 	// reporter tells a Service's owner what Berth ignored; nil means
 	// logs only.
 	reporter Reporter
@@ -109,7 +113,7 @@ func (b *Backend) Get(ctx context.Context, svc *v1.Service) (*v1.LoadBalancerSta
 	if err != nil || len(addrs) == 0 {
 		return nil, false, err
 	}
-	return ipStatus(addrs[0]), true, nil
+	return ipStatus(preferred(svc, addrs)), true, nil
 }
 
 // Ensure creates or repairs the Service's load balancer in its mode, and

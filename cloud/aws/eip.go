@@ -1,16 +1,20 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cloud-provider/api"
 
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/config"
@@ -110,6 +114,87 @@ func (b *Backend) scrubTags(ctx context.Context, a ec2types.Address) error {
 	return nil
 }
 
+// freshEIP is an Elastic IP allocated for a Service that describes may
+// not show yet.
+type freshEIP struct {
+	id   string
+	when time.Time
+}
+
+// freshFor bounds how long an allocation no describe shows is waited for
+// before Berth concludes it is gone.
+const freshFor = 2 * time.Minute
+
+// visibilityRetry is how soon a call is retried when EC2 does not yet
+// know an Elastic IP it just allocated.
+const visibilityRetry = 2 * time.Second
+
+// serviceEIP returns the Service's Elastic IP: one it has, chosen the same
+// way every time, or a newly acquired one. Extra addresses (a retry that
+// did not yet see the first allocation) are given back. An allocation
+// that describes do not show yet is waited for with a retry, never
+// duplicated. Call with b.mu held.
+func (b *Backend) serviceEIP(ctx context.Context, svc *v1.Service) (ec2types.Address, error) {
+	addrs, err := b.findEIPs(ctx, svc)
+	if err != nil {
+		return ec2types.Address{}, err
+	}
+	if len(addrs) > 0 {
+		delete(b.fresh, svc.UID)
+		keep := preferred(svc, addrs)
+		for _, a := range addrs {
+			if sdk.ToString(a.AllocationId) != sdk.ToString(keep.AllocationId) {
+				b.log.Info("Giving back an extra Elastic IP of the Service", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
+				if err := b.giveBack(ctx, svc, a); err != nil {
+					return ec2types.Address{}, err
+				}
+			}
+		}
+		return keep, nil
+	}
+	if f, ok := b.fresh[svc.UID]; ok && time.Since(f.when) < freshFor {
+		return ec2types.Address{}, api.NewRetryError(fmt.Sprintf("Elastic IP %s is allocated but EC2 does not show it yet", f.id), visibilityRetry)
+	}
+	addr, err := b.acquireEIP(ctx, svc)
+	if err != nil {
+		return ec2types.Address{}, err
+	}
+	if b.fresh == nil {
+		b.fresh = map[types.UID]freshEIP{}
+	}
+	b.fresh[svc.UID] = freshEIP{id: sdk.ToString(addr.AllocationId), when: time.Now()}
+	return addr, nil
+}
+
+// preferred picks the Service's address among several: the one in its
+// status, else an associated one, else the lowest allocation ID, so that
+// the choice never depends on the order EC2 lists them in.
+func preferred(svc *v1.Service, addrs []ec2types.Address) ec2types.Address {
+	rank := func(a ec2types.Address) int {
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			if in.IP != "" && in.IP == sdk.ToString(a.PublicIp) {
+				return 0
+			}
+		}
+		if a.AssociationId != nil {
+			return 1
+		}
+		return 2
+	}
+	return slices.MinFunc(addrs, func(x, y ec2types.Address) int {
+		return cmp.Or(cmp.Compare(rank(x), rank(y)), strings.Compare(sdk.ToString(x.AllocationId), sdk.ToString(y.AllocationId)))
+	})
+}
+
+// notYetVisible turns EC2's not-found answer about an Elastic IP it just
+// allocated into a retry.
+func notYetVisible(err error) error {
+	if apiCode(err) == "InvalidAllocationID.NotFound" {
+		return api.NewRetryError("EC2 does not know the new Elastic IP yet: "+err.Error(), visibilityRetry)
+	}
+	return err
+}
+
 // ensureEIP gives the Service an Elastic IP mapped to a secondary private
 // address on one eligible node, tells that node's speaker to forward it,
 // and moves the mapping when the node stops being eligible.
@@ -119,14 +204,8 @@ func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.No
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	addrs, err := b.findEIPs(ctx, svc)
+	addr, err := b.serviceEIP(ctx, svc)
 	if err != nil {
-		return nil, err
-	}
-	var addr ec2types.Address
-	if len(addrs) > 0 {
-		addr = addrs[0]
-	} else if addr, err = b.acquireEIP(ctx, svc); err != nil {
 		return nil, err
 	}
 	nodes := b.nodeList(given)
@@ -167,7 +246,7 @@ func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.No
 			AllocationId: addr.AllocationId, NetworkInterfaceId: sdk.String(place.ENI),
 			PrivateIpAddress: sdk.String(place.Addr), AllowReassociation: sdk.Bool(true),
 		}); err != nil {
-			return nil, fmt.Errorf("associate Elastic IP %s with %s on node %s: %w", sdk.ToString(addr.PublicIp), place.Addr, place.Node, err)
+			return nil, notYetVisible(fmt.Errorf("associate Elastic IP %s with %s on node %s: %w", sdk.ToString(addr.PublicIp), place.Addr, place.Node, err))
 		}
 		b.log.Info("Mapped Elastic IP", "service", config.Key(svc), "address", sdk.ToString(addr.PublicIp), "node", place.Node, "private", place.Addr)
 	}
@@ -257,6 +336,9 @@ func (b *Backend) placePrivate(ctx context.Context, addr ec2types.Address, cur p
 		Tags:      ec2Tags(map[string]string{TagPrivateAddress: place.String()}),
 	}); err != nil {
 		_, uerr := b.ec2.UnassignPrivateIpAddresses(ctx, &ec2.UnassignPrivateIpAddressesInput{NetworkInterfaceId: sdk.String(eni), PrivateIpAddresses: []string{place.Addr}})
+		if uerr == nil {
+			return privateAddress{}, notYetVisible(fmt.Errorf("record %s on Elastic IP %s: %w", place, sdk.ToString(addr.PublicIp), err))
+		}
 		return privateAddress{}, errors.Join(fmt.Errorf("record %s on Elastic IP %s: %w", place, sdk.ToString(addr.PublicIp), err), uerr)
 	}
 	return place, nil
@@ -360,6 +442,46 @@ func (b *Backend) releasePrivate(ctx context.Context, p privateAddress) error {
 	return fmt.Errorf("unassign %s from %s: %w", p.Addr, p.ENI, err)
 }
 
+// giveBack unmaps one of the Service's Elastic IPs and releases it if
+// Berth allocated it, or removes Berth's tags from it (back to the list).
+func (b *Backend) giveBack(ctx context.Context, svc *v1.Service, a ec2types.Address) error {
+	id, tags := sdk.ToString(a.AllocationId), fromEC2Tags(a.Tags)
+	if a.AssociationId != nil {
+		if _, err := b.ec2.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{AssociationId: a.AssociationId}); err != nil && apiCode(err) != "InvalidAssociationID.NotFound" {
+			return fmt.Errorf("disassociate Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
+		}
+	}
+	p, ok := parsePrivateAddress(tags[TagPrivateAddress])
+	if ok {
+		if err := b.releasePrivate(ctx, p); err != nil {
+			return err
+		}
+	}
+	// The association can differ from the record after a failed call.
+	if eni, ip := sdk.ToString(a.NetworkInterfaceId), sdk.ToString(a.PrivateIpAddress); eni != "" && (eni != p.ENI || ip != p.Addr) {
+		if err := b.releasePrivate(ctx, privateAddress{ENI: eni, Addr: ip}); err != nil {
+			return err
+		}
+	}
+	if tags[TagAllocated] == "true" {
+		if _, err := b.ec2.ReleaseAddress(ctx, &ec2.ReleaseAddressInput{AllocationId: a.AllocationId}); err != nil && apiCode(err) != "InvalidAllocationID.NotFound" {
+			return fmt.Errorf("release Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
+		}
+		b.log.Info("Released Elastic IP", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
+		return nil
+	}
+	var keys []ec2types.Tag
+	for k := range b.ownerTags(svc) {
+		keys = append(keys, ec2types.Tag{Key: sdk.String(k)})
+	}
+	keys = append(keys, ec2types.Tag{Key: sdk.String(TagPrivateAddress)})
+	if _, err := b.ec2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{id}, Tags: keys}); err != nil {
+		return fmt.Errorf("return Elastic IP %s to the list: %w", sdk.ToString(a.PublicIp), err)
+	}
+	b.log.Info("Returned Elastic IP to the configured list", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
+	return nil
+}
+
 // deleteEIP unmaps and gives back the Service's Elastic IPs: released if
 // Berth allocated them, untagged (returned to the list) otherwise.
 func (b *Backend) deleteEIP(ctx context.Context, svc *v1.Service) error {
@@ -369,42 +491,17 @@ func (b *Backend) deleteEIP(ctx context.Context, svc *v1.Service) error {
 	if err != nil {
 		return err
 	}
-	for _, a := range addrs {
-		id, tags := sdk.ToString(a.AllocationId), fromEC2Tags(a.Tags)
-		if a.AssociationId != nil {
-			if _, err := b.ec2.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{AssociationId: a.AssociationId}); err != nil && apiCode(err) != "InvalidAssociationID.NotFound" {
-				return fmt.Errorf("disassociate Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
-			}
-		}
-		p, ok := parsePrivateAddress(tags[TagPrivateAddress])
-		if ok {
-			if err := b.releasePrivate(ctx, p); err != nil {
-				return err
-			}
-		}
-		// The association can differ from the record after a failed call.
-		if eni, ip := sdk.ToString(a.NetworkInterfaceId), sdk.ToString(a.PrivateIpAddress); eni != "" && (eni != p.ENI || ip != p.Addr) {
-			if err := b.releasePrivate(ctx, privateAddress{ENI: eni, Addr: ip}); err != nil {
-				return err
-			}
-		}
-		if tags[TagAllocated] == "true" {
-			if _, err := b.ec2.ReleaseAddress(ctx, &ec2.ReleaseAddressInput{AllocationId: a.AllocationId}); err != nil && apiCode(err) != "InvalidAllocationID.NotFound" {
-				return fmt.Errorf("release Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
-			}
-			b.log.Info("Released Elastic IP", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
-			continue
-		}
-		var keys []ec2types.Tag
-		for k := range b.ownerTags(svc) {
-			keys = append(keys, ec2types.Tag{Key: sdk.String(k)})
-		}
-		keys = append(keys, ec2types.Tag{Key: sdk.String(TagPrivateAddress)})
-		if _, err := b.ec2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{id}, Tags: keys}); err != nil {
-			return fmt.Errorf("return Elastic IP %s to the list: %w", sdk.ToString(a.PublicIp), err)
-		}
-		b.log.Info("Returned Elastic IP to the configured list", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
+	if f, ok := b.fresh[svc.UID]; ok && time.Since(f.when) < freshFor &&
+		!slices.ContainsFunc(addrs, func(a ec2types.Address) bool { return sdk.ToString(a.AllocationId) == f.id }) {
+		// Released now, it would be leaked: wait until EC2 shows it.
+		return api.NewRetryError(fmt.Sprintf("Elastic IP %s is allocated but EC2 does not show it yet", f.id), visibilityRetry)
 	}
+	for _, a := range addrs {
+		if err := b.giveBack(ctx, svc, a); err != nil {
+			return err
+		}
+	}
+	delete(b.fresh, svc.UID)
 	// Annotations a call that failed half-way left on other nodes.
 	_, err = b.unforward(ctx, svc, b.nodeList(nil), "", "")
 	return err

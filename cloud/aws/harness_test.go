@@ -40,6 +40,7 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	// is still in use for a while after its listener let go of it.
 	srv.SetDrainingDescribes(2)
 	srv.SetInUseAfterDetach(1)
+	srv.SetAddressVisibilityDelay(1) // and EC2 shows a new Elastic IP late
 	cfg := aws.Config{ClusterName: "prod", MaxAttempts: 4}
 	for _, m := range mut {
 		m(&cfg)
@@ -218,4 +219,21 @@ func (l *lab) retry(f func() error) error {
 // again while AWS holds on to something.
 func (l *lab) delete(svc *v1.Service) error {
 	return l.retry(func() error { return l.b.Delete(l.ctx, svc) })
+}
+
+// ensure calls Ensure as the service controller does: again while it asks
+// for a retry (EC2 not showing a new Elastic IP yet, an NLB provisioning).
+func (l *lab) ensure(svc *v1.Service, nodes []*v1.Node) (*v1.LoadBalancerStatus, error) {
+	var st *v1.LoadBalancerStatus
+	err := l.retry(func() error {
+		var err error
+		st, err = l.b.Ensure(l.ctx, svc, nodes)
+		return err
+	})
+	return st, err
+}
+
+// update calls Update again while it asks for a retry.
+func (l *lab) update(svc *v1.Service, nodes []*v1.Node) error {
+	return l.retry(func() error { return l.b.Update(l.ctx, svc, nodes) })
 }

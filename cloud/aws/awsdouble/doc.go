@@ -10,8 +10,9 @@
 // nothing else of AWS's behaviour. Of eventual consistency it models the
 // load balancer "provisioning" state, targets that drain for a while after
 // deregistration (SetDrainingDescribes) and target groups AWS still holds
-// for a while after their listener let go (SetInUseAfterDetach); not the
-// delay before a new resource is visible to describes. It paginates
+// for a while after their listener let go (SetInUseAfterDetach), and new
+// Elastic IPs that describes do not show yet (SetAddressVisibilityDelay);
+// not the visibility delays of other resources. It paginates
 // DescribeInstances only, checks tags as AWS does (lengths, the "aws:"
 // prefix, 50 per request), and models no signatures and no IAM. The AWS
 // emulator kumo, which was the first choice, cannot be fetched in Berth's

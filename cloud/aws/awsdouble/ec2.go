@@ -291,6 +291,9 @@ func (s *Server) allocateAddress(p params) ([]*node, error) {
 	}
 	a := &Address{AllocationID: s.ec2ID("eipalloc"), PublicIP: ip.String(), Pool: pool, Tags: tags}
 	s.addresses[a.AllocationID] = a
+	if s.addressDelay > 0 {
+		s.unseen[a.AllocationID] = s.addressDelay
+	}
 	return []*node{tx("publicIp", a.PublicIP), tx("allocationId", a.AllocationID), tx("domain", "vpc"),
 		tx("publicIpv4Pool", pool), tx("networkBorderGroup", s.region)}, nil
 }
@@ -313,6 +316,10 @@ func (s *Server) describeAddresses(p params) ([]*node, error) {
 	}
 	set := el("addressesSet")
 	for _, a := range addrs {
+		if n := s.unseen[a.AllocationID]; n > 0 {
+			s.unseen[a.AllocationID] = n - 1 // not visible yet
+			continue
+		}
 		if (len(publicIPs) > 0 && !slices.Contains(publicIPs, a.PublicIP)) ||
 			!matches(fs, a.Tags, map[string][]string{"allocation-id": {a.AllocationID},
 				"association-id": {a.AssociationID}, "network-interface-id": {a.NetworkInterfaceID},
@@ -330,7 +337,7 @@ func (s *Server) describeAddresses(p params) ([]*node, error) {
 
 func (s *Server) address(allocationID string) (*Address, error) {
 	a, ok := s.addresses[allocationID]
-	if !ok {
+	if !ok || s.unseen[allocationID] > 0 {
 		return nil, fail("InvalidAllocationID.NotFound", "The allocation ID '%s' does not exist", allocationID)
 	}
 	return a, nil

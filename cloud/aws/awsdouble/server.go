@@ -35,6 +35,7 @@ type Server struct {
 	provisionDescribes int
 	drainDescribes     int
 	inUseDeletes       int
+	addressDelay       int
 	calls              map[string]int
 	faults             map[string]fault
 
@@ -51,6 +52,9 @@ type Server struct {
 	// inUse counts, per target group a listener has forwarded to, the
 	// DeleteTargetGroup calls still refused after it is detached.
 	inUse map[string]int
+	// unseen counts, per new Elastic IP, the DescribeAddresses calls that
+	// do not see it yet.
+	unseen map[string]int
 }
 
 type fault struct {
@@ -87,6 +91,7 @@ func New(opts ...Option) *Server {
 		listeners:          map[string]*Listener{},
 		sgs:                map[string]*SecurityGroup{},
 		inUse:              map[string]int{},
+		unseen:             map[string]int{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -160,6 +165,16 @@ func (s *Server) SetInUseAfterDetach(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.inUseDeletes = n
+}
+
+// SetAddressVisibilityDelay makes each Elastic IP allocated afterwards
+// invisible to the next n DescribeAddresses calls, and unknown
+// (InvalidAllocationID.NotFound) to the calls that name it until then, as
+// EC2's eventual consistency can. Default 0.
+func (s *Server) SetAddressVisibilityDelay(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addressDelay = n
 }
 
 // FailNext makes the next n calls of action (for example "AllocateAddress")
