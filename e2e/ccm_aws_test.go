@@ -223,9 +223,10 @@ aws:
 		t.Logf("Elastic IP followed the endpoint to node-4 in %v", time.Since(start).Round(time.Millisecond))
 	})
 
-	t.Run("upstream annotations: an internal NLB; an unsupported annotation reported as Event and condition", func(t *testing.T) {
+	t.Run("upstream annotations: an internal NLB, source ranges in its security group; an unsupported annotation reported as Event and condition", func(t *testing.T) {
 		const up = "service.beta.kubernetes.io/aws-load-balancer-"
-		e.service(t, ns, "inner", withAnnotation(up+"internal", "true"), withAnnotation(up+"proxy-protocol", "*"))
+		e.service(t, ns, "inner", withAnnotation(up+"internal", "true"), withAnnotation(up+"proxy-protocol", "*"),
+			func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"192.0.2.0/24"} })
 		lbOf := func(s awsdouble.State) *awsdouble.LoadBalancer {
 			for i := range s.LoadBalancers {
 				if s.LoadBalancers[i].Tags["kubernetes.io/service-name"] == ns+"/inner" {
@@ -235,9 +236,18 @@ aws:
 			return nil
 		}
 		s := waitAWS(t, srv, "the internal NLB", func(s awsdouble.State) bool { return lbOf(s) != nil })
-		if lb := lbOf(s); lb.Scheme != "internal" || !slices.Equal(lb.Subnets, []string{"subnet-i"}) {
-			t.Errorf("NLB %+v: want internal, in the internal subnet", lb)
+		if lb := lbOf(s); lb.Scheme != "internal" || !slices.Equal(lb.Subnets, []string{"subnet-i"}) || len(lb.SecurityGroups) != 1 {
+			t.Errorf("NLB %+v: want internal, in the internal subnet, with its security group", lb)
 		}
+		sg := lbOf(s).SecurityGroups[0]
+		waitAWS(t, srv, "the NLB's group to admit only 192.0.2.0/24 on port 80", func(s awsdouble.State) bool {
+			for _, g := range s.SecurityGroups {
+				if g.ID == sg {
+					return slices.Equal(g.Ingress, []awsdouble.Rule{{Protocol: "tcp", FromPort: 80, ToPort: 80, CIDR: "192.0.2.0/24"}})
+				}
+			}
+			return false
+		})
 		e.waitService(t, ns, "inner", "the UnsupportedAnnotations condition", func(s *corev1.Service) bool {
 			for _, c := range s.Status.Conditions {
 				if c.Type == "berth.dev/UnsupportedAnnotations" && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, up+"proxy-protocol") {
@@ -264,7 +274,9 @@ aws:
 		if err := e.kube.CoreV1().Services(ns).Delete(ctx, "inner", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitAWS(t, srv, "the internal NLB to go", func(s awsdouble.State) bool { return lbOf(s) == nil })
+		waitAWS(t, srv, "the internal NLB and its group to go", func(s awsdouble.State) bool {
+			return lbOf(s) == nil && !slices.ContainsFunc(s.SecurityGroups, func(g awsdouble.SecurityGroup) bool { return g.ID == sg })
+		})
 	})
 
 	t.Run("deleting the Services removes every AWS resource", func(t *testing.T) {
@@ -274,7 +286,7 @@ aws:
 			}
 		}
 		waitAWS(t, srv, "no AWS resources left", func(s awsdouble.State) bool {
-			n := len(s.LoadBalancers) + len(s.TargetGroups) + len(s.Listeners) + len(s.Addresses)
+			n := len(s.LoadBalancers) + len(s.TargetGroups) + len(s.Listeners) + len(s.Addresses) + len(s.SecurityGroups)
 			for _, ni := range s.NetworkInterfaces {
 				n += len(ni.PrivateIPs) - 1
 			}

@@ -72,6 +72,9 @@ type request struct {
 	HealthCheck healthCheck
 	// TargetNodes, when non-nil, selects the nodes that become targets.
 	TargetNodes labels.Selector
+	// DualStack is true for a Service with an IPv6 family: its NLB is
+	// dualstack and its subnets need IPv6 CIDRs.
+	DualStack bool
 	// Unsupported lists the upstream annotations Berth does not implement,
 	// sorted; the Service is served without them.
 	Unsupported []string
@@ -99,6 +102,7 @@ func parseRequest(svc *v1.Service, nlb NLBConfig) (request, error) {
 			scheme, strings.Join(nlb.AllowedSchemes, ", "))
 	}
 	r.Scheme = scheme
+	r.DualStack = slices.Contains(svc.Spec.IPFamilies, v1.IPv6Protocol)
 	if r.Subnets, err = requestedSubnets(a, nlb.AllowedSubnets); err != nil {
 		return r, err
 	}

@@ -64,10 +64,13 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	}
 	l := &lab{t: t, srv: srv, b: b, ec2: ec2c, elb: elbc, kube: &fakeNodes{nodes: map[string]*v1.Node{}}, ctx: ctx}
 	b.SetKubernetes(l.kube, l.kube, l.kube)
-	// Two public subnets in two zones, one internal, one of another cluster.
+	// Two public subnets in two zones (dual-stack), one internal (IPv4
+	// only), one of another cluster.
 	srv.AddSubnet("subnet-a", "vpc-1", "eu-west-1a", "198.18.0.0/24", map[string]string{"kubernetes.io/cluster/prod": "owned", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-b", "vpc-1", "eu-west-1b", "198.18.1.0/24", map[string]string{"kubernetes.io/cluster/prod": "shared", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-i", "vpc-1", "eu-west-1a", "198.18.2.0/24", map[string]string{"kubernetes.io/cluster/prod": "owned", "kubernetes.io/role/internal-elb": "1"})
+	srv.SetSubnetIPv6("subnet-a", "2001:db8:0:1::/64")
+	srv.SetSubnetIPv6("subnet-b", "2001:db8:0:2::/64")
 	srv.AddSubnet("subnet-x", "vpc-1", "eu-west-1c", "198.18.3.0/24", map[string]string{"kubernetes.io/cluster/other": "owned", "kubernetes.io/role/elb": "1"})
 	return l
 }

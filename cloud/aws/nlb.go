@@ -266,7 +266,7 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request) (*el
 	if err != nil {
 		return nil, err
 	}
-	vpc, err := b.vpcOf(ctx, subnets)
+	vpc, err := b.vpcOf(ctx, subnets, r.DualStack)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +277,7 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request) (*el
 		return nil, err
 	}
 	ipType := elbtypes.IpAddressTypeIpv4
-	if slices.Contains(svc.Spec.IPFamilies, v1.IPv6Protocol) {
+	if r.DualStack {
 		ipType = elbtypes.IpAddressTypeDualstack
 	}
 	out, err := b.elb.CreateLoadBalancer(ctx, &elb.CreateLoadBalancerInput{

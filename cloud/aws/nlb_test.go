@@ -170,6 +170,14 @@ func TestNLBRequests(t *testing.T) {
 			wantScheme: "internet-facing", wantSubnets: []string{"subnet-a", "subnet-b"}, wantIPType: "ipv4"},
 		{name: "dual-stack Service gets a dualstack NLB", svc: func(s *v1.Service) { s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol} },
 			wantScheme: "internet-facing", wantSubnets: []string{"subnet-a", "subnet-b"}, wantIPType: "dualstack"},
+		{name: "dual-stack in a subnet without IPv6", svc: func(s *v1.Service) {
+			s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
+			annotate(v1alpha1.AnnotationAWSSubnets, "subnet-i")(s)
+		}, wantErr: "subnet subnet-i has no IPv6 CIDR"},
+		{name: "dual-stack internal: no discovered subnet has IPv6", svc: func(s *v1.Service) {
+			s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
+			annotate(v1alpha1.AnnotationAWSScheme, "internal")(s)
+		}, wantErr: "with an IPv6 CIDR"},
 		{name: "bad scheme", svc: annotate(v1alpha1.AnnotationAWSScheme, "public"), wantErr: `berth.dev/aws-scheme="public"`},
 		{name: "bad mode", svc: annotate(v1alpha1.AnnotationAWSMode, "alb"), wantErr: `berth.dev/aws-mode="alb"`},
 		{name: "SCTP", svc: func(s *v1.Service) { s.Spec.Ports[0].Protocol = v1.ProtocolSCTP }, wantErr: "not SCTP"},

@@ -139,14 +139,20 @@ func (b *Backend) ensureSG(ctx context.Context, svc *v1.Service, vpc string, r r
 	return sdk.ToString(out.GroupId), nil
 }
 
-// vpcOf returns the VPC of the subnets.
-func (b *Backend) vpcOf(ctx context.Context, subnets []string) (string, error) {
+// vpcOf returns the VPC of the subnets, checking that each has an IPv6
+// CIDR when the NLB is dual-stack (AWS would refuse it).
+func (b *Backend) vpcOf(ctx context.Context, subnets []string, dualStack bool) (string, error) {
 	out, err := b.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: subnets})
 	if err != nil {
 		return "", fmt.Errorf("describe subnets %v: %w", subnets, err)
 	}
 	if len(out.Subnets) == 0 {
 		return "", fmt.Errorf("subnets %v not found", subnets)
+	}
+	for _, s := range out.Subnets {
+		if dualStack && !hasIPv6(s) {
+			return "", fmt.Errorf("subnet %s has no IPv6 CIDR, which the NLB of a dual-stack Service needs", sdk.ToString(s.SubnetId))
+		}
 	}
 	return sdk.ToString(out.Subnets[0].VpcId), nil
 }

@@ -35,14 +35,21 @@ func (b *Backend) subnets(ctx context.Context, r request) ([]string, error) {
 	}
 	byZone := map[string]string{}
 	for _, s := range out.Subnets {
+		if r.DualStack && !hasIPv6(s) {
+			continue
+		}
 		z, id := sdk.ToString(s.AvailabilityZone), sdk.ToString(s.SubnetId)
 		if cur, ok := byZone[z]; !ok || id < cur {
 			byZone[z] = id
 		}
 	}
 	if len(byZone) == 0 {
-		return nil, fmt.Errorf("no subnet is tagged kubernetes.io/cluster/%s and %s; tag the subnets, or list them in annotation %s",
-			b.cfg.ClusterName, role, AnnotationSubnets)
+		what := ""
+		if r.DualStack {
+			what = " with an IPv6 CIDR (the Service is dual-stack)"
+		}
+		return nil, fmt.Errorf("no subnet%s is tagged kubernetes.io/cluster/%s and %s; tag the subnets, or list them in annotation %s",
+			what, b.cfg.ClusterName, role, AnnotationSubnets)
 	}
 	ids := make([]string, 0, len(byZone))
 	for _, id := range byZone {
@@ -89,4 +96,14 @@ func (b *Backend) resolveSubnets(ctx context.Context, list []string) ([]string, 
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids), nil
+}
+
+// hasIPv6 reports whether the subnet has an associated IPv6 CIDR.
+func hasIPv6(s ec2types.Subnet) bool {
+	for _, a := range s.Ipv6CidrBlockAssociationSet {
+		if a.Ipv6CidrBlockState != nil && a.Ipv6CidrBlockState.State == ec2types.SubnetCidrBlockStateCodeAssociated {
+			return true
+		}
+	}
+	return false
 }

@@ -61,7 +61,7 @@ func (s *Server) describeSubnets(p params) ([]*node, error) {
 			"subnet-id": {sn.ID}, "cidr-block": {sn.CIDR}}) {
 			set.kids = append(set.kids, el("item", tx("subnetId", sn.ID), tx("vpcId", sn.VPCID),
 				tx("availabilityZone", sn.AvailabilityZone), tx("cidrBlock", sn.CIDR), tx("state", "available"),
-				tx("ownerId", AccountID), tagList(sn.Tags, true)))
+				tx("ownerId", AccountID), tagList(sn.Tags, true), ipv6Associations(sn)))
 		}
 	}
 	return []*node{set}, nil
@@ -485,6 +485,16 @@ func (s *Server) groupSet(ids []string) *node {
 	set := el("groupSet")
 	for _, id := range ids {
 		set.kids = append(set.kids, el("item", tx("groupId", id), opt("groupName", s.sgs[id].Name)))
+	}
+	return set
+}
+
+// ipv6Associations is a subnet's ipv6CidrBlockAssociationSet.
+func ipv6Associations(sn *Subnet) *node {
+	set := el("ipv6CidrBlockAssociationSet")
+	if sn.IPv6CIDR != "" {
+		set.kids = append(set.kids, el("item", tx("associationId", "subnet-cidr-assoc-"+strings.TrimPrefix(sn.ID, "subnet-")),
+			tx("ipv6CidrBlock", sn.IPv6CIDR), el("ipv6CidrBlockState", tx("state", "associated"))))
 	}
 	return set
 }

@@ -67,6 +67,9 @@ func (s *Server) createLoadBalancer(p params) ([]*node, error) {
 				"subnets in the same Availability Zone (%s)", sn.AvailabilityZone)
 		case lb.VPCID != "" && sn.VPCID != lb.VPCID:
 			return nil, fail("InvalidConfigurationRequest", "subnets %v are not all in one VPC", lb.Subnets)
+		case lb.IPAddressType == "dualstack" && sn.IPv6CIDR == "":
+			return nil, fail("InvalidConfigurationRequest", "Subnet '%s' does not have an IPv6 CIDR block, "+
+				"which a dualstack load balancer needs", id)
 		}
 		zones[sn.AvailabilityZone], lb.VPCID = true, sn.VPCID
 	}

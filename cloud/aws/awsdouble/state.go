@@ -26,6 +26,7 @@ type Subnet struct {
 	VPCID            string
 	AvailabilityZone string
 	CIDR             string
+	IPv6CIDR         string // "" without one (SetSubnetIPv6)
 	Tags             map[string]string
 }
 
@@ -200,6 +201,19 @@ func (s *Server) SetSubnetTags(id string, tags map[string]string) {
 		sn.Tags = map[string]string{}
 	}
 	maps.Copy(sn.Tags, tags)
+}
+
+// SetSubnetIPv6 associates an IPv6 CIDR with a subnet. It panics on an
+// unknown subnet or a bad CIDR.
+func (s *Server) SetSubnetIPv6(id, cidr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn, ok := s.subnets[id]
+	p, err := netip.ParsePrefix(cidr)
+	if !ok || err != nil || !p.Addr().Is6() {
+		panic(fmt.Sprintf("awsdouble: SetSubnetIPv6(%q, %q): unknown subnet or bad CIDR", id, cidr))
+	}
+	sn.IPv6CIDR = p.Masked().String()
 }
 
 // TagInstance sets tags on an instance (for example the cluster tag
