@@ -3,7 +3,6 @@ package aws
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -74,6 +73,6 @@ func unsupportedCondition(annotations []string) (metav1.ConditionStatus, string,
 		return metav1.ConditionFalse, reasonAllSupported, "berth-ccm implements every aws-load-balancer annotation the Service has"
 	}
 	return metav1.ConditionTrue, reasonUnsupported, fmt.Sprintf(
-		"berth-ccm does not implement %s; the load balancer is made without %s (see Berth's docs/cloud.md)",
-		strings.Join(slices.Clone(annotations), ", "), map[bool]string{true: "it", false: "them"}[len(annotations) == 1])
+		"berth-ccm does not implement %s; the load balancer is made without (see Berth's docs/cloud.md)",
+		strings.Join(annotations, ", "))
 }
