@@ -219,16 +219,28 @@ func TestMembersKeyRotation(t *testing.T) {
 		{newKey, [][]byte{testKey}}, // send with it
 		{newKey, nil},               // forget the old one
 	}
+	gens := make([]uint64, len(ms))
+	for i, m := range ms {
+		gens[i], _ = m.Lease()
+	}
+	// After each key change, with the nodes on different keys, every
+	// member must keep its membership and its lease for longer than both
+	// DeadAfter and QuorumLease: a node that cannot read the others'
+	// heartbeats loses its lease after QuorumLease (and a new lease has a
+	// new generation) and its peers after DeadAfter.
+	window := 2 * DeadAfter
 	for i, step := range steps {
-		for _, m := range ms {
+		for j, m := range ms {
 			if err := m.SetKeys(step.primary, step.others); err != nil {
 				t.Fatalf("step %d: %v", i, err)
 			}
-			// Let a few heartbeats go with the nodes on different keys.
-			time.Sleep(300 * time.Millisecond)
-			for _, o := range ms {
-				if !o.Quorate() || len(o.Members()) != 3 {
-					t.Fatalf("step %d: %s lost the membership (quorate %v, members %v)", i, o.name, o.Quorate(), o.Members())
+			for start := time.Now(); time.Since(start) < window; time.Sleep(10 * time.Millisecond) {
+				for k, o := range ms {
+					gen, ok := o.Lease()
+					if !ok || gen != gens[k] || len(o.Members()) != 3 {
+						t.Fatalf("step %d, %d of 3 members changed, after %v: %s lost the membership or its lease (quorate %v, lease generation %d -> %d, members %v)",
+							i, j+1, time.Since(start).Round(time.Millisecond), o.name, ok, gens[k], gen, o.Members())
+					}
 				}
 			}
 		}
