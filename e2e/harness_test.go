@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -182,6 +183,18 @@ func (p *proc) logged(substr string) bool {
 	defer p.logMu.Unlock()
 	for _, l := range p.log {
 		if strings.Contains(l, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+// loggedLine reports whether one line of the log contains every part.
+func (p *proc) loggedLine(parts ...string) bool {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	for _, l := range p.log {
+		if !slices.ContainsFunc(parts, func(s string) bool { return !strings.Contains(l, s) }) {
 			return true
 		}
 	}
