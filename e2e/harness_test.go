@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -305,14 +304,16 @@ func scrapeMetric(addr, name, labels string) (string, error) {
 	return "", sc.Err()
 }
 
+// freePort returns a free port on 127.0.0.1 for a Berth process to bind
+// (controlplane.FreePort: outside the ephemeral range, so no outgoing
+// connection takes it before the process binds it).
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := controlplane.FreePort(netip.MustParseAddr("127.0.0.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // namespace creates a namespace with labels.

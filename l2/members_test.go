@@ -1,10 +1,12 @@
 package l2
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +27,20 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// newMembersOnFreePort is NewMembers on a port of loopback that was free a
+// moment ago. The member binds the port itself, so someone may take it in
+// between: then it tries another.
+func newMembersOnFreePort(ctx context.Context, t *testing.T, cfg MembersConfig) (*Members, error) {
+	t.Helper()
+	for i := 0; ; i++ {
+		cfg.BindAddr, cfg.BindPort = "127.0.0.1", freePort(t)
+		m, err := NewMembers(ctx, cfg)
+		if err == nil || i == 4 || !strings.Contains(err.Error(), "address already in use") {
+			return m, err
+		}
+	}
+}
+
 // startMembers starts n members on loopback, the first alone and the others
 // joining it.
 func startMembers(t *testing.T, n int, key []byte) []*Members {
@@ -33,16 +49,16 @@ func startMembers(t *testing.T, n int, key []byte) []*Members {
 	var out []*Members
 	var seed string
 	for i := range n {
-		port := freePort(t)
-		cfg := MembersConfig{NodeName: fmt.Sprintf("node-%d", i), BindAddr: "127.0.0.1", BindPort: port, SecretKey: key}
+		cfg := MembersConfig{NodeName: fmt.Sprintf("node-%d", i), SecretKey: key}
 		if i > 0 {
 			cfg.Peers = []string{seed}
-		} else {
-			seed = fmt.Sprintf("127.0.0.1:%d", port)
 		}
-		m, err := NewMembers(ctx, cfg)
+		m, err := newMembersOnFreePort(ctx, t, cfg)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if i == 0 {
+			seed = fmt.Sprintf("127.0.0.1:%d", m.ml.LocalNode().Port)
 		}
 		t.Cleanup(func() { _ = m.Shutdown() })
 		if i > 0 {
@@ -153,8 +169,8 @@ func TestMembersGracefulLeave(t *testing.T) {
 func TestMembersWrongKey(t *testing.T) {
 	ms := startMembers(t, 2, testKey)
 	_, ctx := ktesting.NewTestContext(t)
-	bad, err := NewMembers(ctx, MembersConfig{
-		NodeName: "intruder", BindAddr: "127.0.0.1", BindPort: freePort(t),
+	bad, err := newMembersOnFreePort(ctx, t, MembersConfig{
+		NodeName:  "intruder",
 		SecretKey: []byte("another key 16b!"),
 		Peers:     []string{fmt.Sprintf("127.0.0.1:%d", ms[0].ml.LocalNode().Port)},
 	})
@@ -254,7 +270,7 @@ func TestMembersKeyRotation(t *testing.T) {
 		key   []byte
 		admit bool
 	}{{testKey, false}, {newKey, true}} {
-		m, err := NewMembers(ctx, MembersConfig{NodeName: fmt.Sprintf("late-%v", tc.admit), BindAddr: "127.0.0.1", BindPort: freePort(t), SecretKey: tc.key, Peers: seed})
+		m, err := newMembersOnFreePort(ctx, t, MembersConfig{NodeName: fmt.Sprintf("late-%v", tc.admit), SecretKey: tc.key, Peers: seed})
 		if err != nil {
 			t.Fatal(err)
 		}
