@@ -288,7 +288,7 @@ func TestSpeakerL2NoKey(t *testing.T) {
 	web := func(s *corev1.Service) {
 		s.Spec.Ports = []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP, NodePort: npWebHTTP}}
 	}
-	e.service(t, "nokey", "onl2", withAnnotation(v1alpha1.AnnotationPool, "l2"), web)
+	e.service(t, "nokey", "onl2", withAnnotation(v1alpha1.AnnotationPool, "l2"))
 	e.service(t, "nokey", "onbgp", withAnnotation(v1alpha1.AnnotationPool, "main"), web)
 	onL2 := e.waitAllocated(t, "nokey", "onl2", 1)[0]
 	onBGP := e.waitAllocated(t, "nokey", "onbgp", 1)[0]
