@@ -359,7 +359,6 @@ func probe(ctx context.Context, client *http.Client, url, token string) (bool, s
 	return false, fmt.Sprintf("%s: %s", resp.Status, body)
 }
 
-
 // firstServiceIP returns the first address of the primary Service range,
 // which the API server gives to the kubernetes Service.
 func firstServiceIP(ranges string) netip.Addr {
