@@ -43,11 +43,13 @@ func TestControllerReadyz(t *testing.T) {
 	rebuilt := logTime(t, a.proc, "Rebuilt allocations")
 	var notReady int
 	for _, s := range samples {
+		// An answer was made between the request's start and its end.
 		switch {
-		case s.at.Before(led) || s.at.After(rebuilt.Add(time.Second)):
+		case s.start.Before(led) || s.start.After(rebuilt.Add(time.Second)):
 		case s.ok && s.at.Before(rebuilt):
-			t.Errorf("the leader answered ready %v before it finished replaying (led at %s, replayed at %s)", rebuilt.Sub(s.at), led.Format(stamp), rebuilt.Format(stamp))
-		case !s.ok && s.at.After(led) && strings.Contains(s.body, "rebuilding"):
+			t.Errorf("the leader answered ready between %s and %s, before it finished replaying (led at %s, replayed at %s)",
+				s.start.Format(stamp), s.at.Format(stamp), led.Format(stamp), rebuilt.Format(stamp))
+		case !s.ok && strings.Contains(s.body, "rebuilding"):
 			notReady++
 		}
 	}
@@ -73,9 +75,10 @@ func TestControllerReadyz(t *testing.T) {
 const stamp = "15:04:05.000000"
 
 type readyzSample struct {
-	at   time.Time
-	ok   bool
-	body string
+	// start and at are when the request was sent and the answer came.
+	start, at time.Time
+	ok        bool
+	body      string
 }
 
 // sampleReadyz polls addr's /readyz every 2 ms until done, plus a second,
@@ -90,11 +93,12 @@ func sampleReadyz(t *testing.T, addr string, done func() bool, within time.Durat
 		if doneAt.IsZero() && done() {
 			doneAt = time.Now()
 		}
+		start := time.Now()
 		resp, err := c.Get("http://" + addr + "/readyz")
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			_ = resp.Body.Close()
-			out = append(out, readyzSample{at: time.Now(), ok: resp.StatusCode == http.StatusOK, body: string(b)})
+			out = append(out, readyzSample{start: start, at: time.Now(), ok: resp.StatusCode == http.StatusOK, body: string(b)})
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
