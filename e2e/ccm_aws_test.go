@@ -178,7 +178,8 @@ aws:
 		moved := waitAWS(t, srv, "the Elastic IP to move", func(s awsdouble.State) bool {
 			return len(s.Addresses) == 1 && s.Addresses[0].AssociationID != "" && s.Addresses[0].PrivateIP != private
 		})
-		t.Logf("Elastic IP %s moved off cordoned %s in %v", public, node, time.Since(start).Round(time.Millisecond))
+		tookToMove := time.Since(start)
+		t.Logf("Elastic IP %s moved off cordoned %s in %v", public, node, tookToMove.Round(time.Millisecond))
 		var node2 string
 		_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
 			node2, private = e.forwardedOn(t, ns+"/cheap")
@@ -190,14 +191,22 @@ aws:
 		e.waitIngress(t, ns, "cheap", public)
 
 		// Uncordoning does not bring it back: an Elastic IP moves only
-		// when its node stops being eligible.
+		// when its node stops being eligible. An uncordoned node queues
+		// nothing, so there is no event to wait for; the check holds over
+		// a window of five times what the move on cordon took (3 s at
+		// least), polled, so that a move back starting late is seen too.
 		if _, err := e.kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(`{"spec":{"unschedulable":false}}`), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * time.Second)
-		if s := srv.Snapshot(); len(s.Addresses) != 1 || s.Addresses[0].PrivateIP != moved.Addresses[0].PrivateIP {
-			t.Errorf("after uncordoning %s the Elastic IP moved: %+v", node, s.Addresses)
-		}
+		holdsFor(t, max(3*time.Second, 5*tookToMove), "the Elastic IP stays after uncordoning "+node, func() error {
+			if s := srv.Snapshot(); len(s.Addresses) != 1 || s.Addresses[0].PrivateIP != moved.Addresses[0].PrivateIP || s.Addresses[0].AssociationID != moved.Addresses[0].AssociationID {
+				return fmt.Errorf("moved: %+v, was %+v", s.Addresses, moved.Addresses)
+			}
+			if n, _ := e.forwardedOn(t, ns+"/cheap"); n != node2 {
+				return fmt.Errorf("forwarding annotation moved from %s to %q", node2, n)
+			}
+			return nil
+		})
 	})
 
 	t.Run("eip with externalTrafficPolicy Local follows the ready endpoints", func(t *testing.T) {

@@ -37,8 +37,14 @@ type fwdLab struct {
 }
 
 // newFwdLab builds the lab with two nodes and starts their speakers with
-// extra args (forwarding on, a 1 s drift check, cleanup on exit).
+// forwarding on, a 1 s drift check and cleanup on exit.
 func newFwdLab(t *testing.T) *fwdLab {
+	t.Helper()
+	return newFwdLabWith(t)
+}
+
+// newFwdLabWith is newFwdLab with extra speaker flags.
+func newFwdLabWith(t *testing.T, extra ...string) *fwdLab {
 	t.Helper()
 	started := time.Now()
 	frr.Require(t)
@@ -66,7 +72,7 @@ func newFwdLab(t *testing.T) *fwdLab {
 	sl.bgpPeer("r1-v4", r.Host.IPv4, routerASN, nodeASN)
 	sl.bgpPeer("r1-v6", r.Host.IPv6, routerASN, nodeASN)
 	sl.advertise("main", v1alpha1.BGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"main"}}})
-	sl.startSpeakers("--forwarding=true", "--drift-check-interval=1s", "--cleanup-on-exit")
+	sl.startSpeakers(append([]string{"--forwarding=true", "--drift-check-interval=1s", "--cleanup-on-exit"}, extra...)...)
 	waitSessions(t, r, sl.addrs(false), sl.addrs(true))
 	t.Logf("forwarding lab up after %v", time.Since(started))
 	return fl

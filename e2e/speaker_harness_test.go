@@ -360,6 +360,18 @@ func poll(t testing.TB, d time.Duration, what string, f func() error) time.Durat
 	}
 }
 
+// holdsFor calls f every 20 ms for the whole of d and fails t at its first
+// error: a negative check that sees misbehaviour starting anywhere in the
+// window, not only at its end.
+func holdsFor(t testing.TB, d time.Duration, what string, f func() error) {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < d; time.Sleep(20 * time.Millisecond) {
+		if err := f(); err != nil {
+			t.Fatalf("%s: broken %v into the %v window: %v", what, time.Since(start).Round(time.Millisecond), d, err)
+		}
+	}
+}
+
 // waitNextHops waits until host's kernel route for pfx has exactly want as
 // next hops (none: no route) and returns how long that took.
 func waitNextHops(t testing.TB, h *netlab.Host, pfx netip.Prefix, want []netip.Addr, d time.Duration) time.Duration {
