@@ -158,7 +158,7 @@ func byName(t *testing.T, res *migrate.Result) map[string]string {
 	return m
 }
 
-func berthResource(t *testing.T, o *unstructured.Unstructured) schema.GroupVersionResource {
+func berthResource(t testing.TB, o *unstructured.Unstructured) schema.GroupVersionResource {
 	t.Helper()
 	gv, err := schema.ParseGroupVersion(o.GetAPIVersion())
 	if err != nil || gv.Group != "berth.dev" {
@@ -250,4 +250,3 @@ func installForeignCRDs(t *testing.T, cfg *rest.Config) {
 		}
 	}
 }
-
