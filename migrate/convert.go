@@ -64,6 +64,7 @@ func Convert(objs []*unstructured.Unstructured) *Result {
 	}
 	c.ciliumBGP()
 	c.checkFamilies()
+	c.checkServices(objs)
 	return &c.res
 }
 
@@ -84,6 +85,8 @@ func (c *converter) convert(o *unstructured.Unstructured) {
 		c.ciliumPool(o, src)
 	case "cilium.io/CiliumBGPClusterConfig", "cilium.io/CiliumBGPPeerConfig", "cilium.io/CiliumBGPAdvertisement":
 		c.collectCiliumBGP(o, src)
+	case "/Service":
+		// Checked once the pools are converted (checkServices).
 	case "metallb.io/AddressPool":
 		c.lost(src, "", "the AddressPool kind was removed in MetalLB 0.14; convert it to an IPAddressPool with MetalLB's own tools first")
 	case "metallb.io/BFDProfile":
@@ -95,8 +98,12 @@ func (c *converter) convert(o *unstructured.Unstructured) {
 	}
 }
 
+// group is o's API group, "" for the core group.
 func group(o *unstructured.Unstructured) string {
-	g, _, _ := strings.Cut(o.GetAPIVersion(), "/")
+	g, _, ok := strings.Cut(o.GetAPIVersion(), "/")
+	if !ok {
+		return ""
+	}
 	return g
 }
 

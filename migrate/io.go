@@ -59,6 +59,7 @@ var sourceResources = []struct {
 	group, resource string
 	versions        []string
 }{
+	{"", "services", []string{"v1"}}, // for the pre-flight, see checkServices
 	{"metallb.io", "communities", []string{"v1beta1"}},
 	{"metallb.io", "ipaddresspools", []string{"v1beta1"}},
 	{"metallb.io", "bgppeers", []string{"v1beta2", "v1beta1"}},
@@ -70,7 +71,8 @@ var sourceResources = []struct {
 	{"cilium.io", "ciliumbgpadvertisements", []string{"v2", "v2alpha1"}},
 }
 
-// ReadCluster lists MetalLB's and Cilium's resources from a live cluster.
+// ReadCluster lists MetalLB's and Cilium's resources from a live cluster,
+// and its Services for the pre-flight check of a takeover.
 // A resource whose CRD is not installed (in none of the versions tried) is
 // skipped; any other error ends the read.
 func ReadCluster(ctx context.Context, dyn dynamic.Interface) ([]*unstructured.Unstructured, error) {
