@@ -21,6 +21,9 @@ import (
 
 func main() {
 	name := filepath.Base(os.Args[0])
+	if name == "kubectl-berth" {
+		name = "kubectl berth" // run by kubectl as a plugin
+	}
 	if len(os.Args) < 2 || os.Args[1] != "migrate" {
 		if len(os.Args) >= 2 && os.Args[1] == "--version" {
 			cli.PrintVersion(os.Stdout, name)
