@@ -50,8 +50,9 @@ type foreignSvc struct {
 // takeoverServices are the Services of the cluster: a shared pair under
 // each spelling of allow-shared-ip, a pair shared across namespaces (which
 // MetalLB allows), pinned ones under both spellings of loadBalancerIPs, one
-// naming an autoAssign: false pool, and plain ones at addresses that are
-// not the lowest free ones, so that a renumbering cannot go unnoticed.
+// naming an autoAssign: false pool, pairs and pinned ones as Cilium and
+// kube-vip annotate them, and plain ones at addresses that are not the
+// lowest free ones, so that a renumbering cannot go unnoticed.
 func takeoverServices(plain int) []foreignSvc {
 	ann := func(kv ...string) map[string]string {
 		m := map[string]string{"metallb.universe.tf/ip-allocated-from-pool": "prod"}
@@ -68,6 +69,11 @@ func takeoverServices(plain int) []foreignSvc {
 		{"shop", "pinned", []int32{80}, ann("metallb.universe.tf/loadBalancerIPs", "203.0.113.5"), []string{"203.0.113.5"}},
 		{"shop", "pinned-io", []int32{80}, ann("metallb.io/loadBalancerIPs", "198.51.100.150"), []string{"198.51.100.150"}},
 		{"shop", "named-pool", []int32{80}, ann("metallb.universe.tf/address-pool", "reserved-ips"), []string{"203.0.113.9"}},
+		// Left by Cilium LB-IPAM and kube-vip: their annotations are read too.
+		{"shop", "cilium-dns-udp", []int32{53}, map[string]string{"lbipam.cilium.io/sharing-key": "dns"}, []string{"198.51.100.99"}},
+		{"shop", "cilium-dns-tcp", []int32{5353}, map[string]string{"lbipam.cilium.io/sharing-key": "dns"}, []string{"198.51.100.99"}},
+		{"shop", "cilium-pinned", []int32{80}, map[string]string{"lbipam.cilium.io/ips": "198.51.100.120"}, []string{"198.51.100.120"}},
+		{"shop", "kube-vip-pinned", []int32{80}, map[string]string{"kube-vip.io/loadbalancerIPs": "198.51.100.121"}, []string{"198.51.100.121"}},
 	}
 	for i := range plain {
 		out = append(out, foreignSvc{"shop", "plain-" + strconv.Itoa(i), []int32{80}, ann(),
