@@ -28,7 +28,9 @@ func (c *converter) checkServices(objs []*unstructured.Unstructured) {
 			c.lost(source(o), "", "cannot be read: %v", err)
 			continue
 		}
-		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.LoadBalancerClass != nil {
+			// A Service with a class is another implementation's (MetalLB
+			// too serves only unclassed Services unless told otherwise).
 			continue
 		}
 		src := source(o)
