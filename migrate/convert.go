@@ -17,9 +17,9 @@ import (
 type Level string
 
 const (
-	// Lost: the field, or the whole object, is not in the output.
+	// Lost means the field, or the whole object, is not in the output.
 	Lost Level = "not converted"
-	// Changed: carried over, but Berth's meaning differs; review it.
+	// Changed means it was carried over, but Berth's meaning differs; review it.
 	Changed Level = "review"
 )
 
