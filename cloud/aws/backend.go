@@ -31,6 +31,8 @@ type Backend struct {
 	// endpoints tells which nodes run a ready endpoint of a Service, for
 	// externalTrafficPolicy Local in eip mode; nil means unknown.
 	endpoints EndpointSource
+	// synced are the caches Start began (HasSynced).
+	synced []func() bool
 }
 
 // EndpointSource reports the nodes with a ready endpoint of a Service

@@ -102,6 +102,7 @@ func (b *Backend) Start(ctx context.Context, kube kubernetes.Interface) error {
 		return fmt.Errorf("watch endpoint slices: %w", err)
 	}
 	b.SetKubernetes(nodeSource, nodePatcher{kube}, endpoints)
+	b.synced = []func() bool{nodes.Informer().HasSynced, services.Informer().HasSynced, slices.Informer().HasSynced}
 	f.Start(ctx.Done())
 	go func() {
 		defer q.ShutDown()
@@ -115,6 +116,18 @@ func (b *Backend) Start(ctx context.Context, kube kubernetes.Interface) error {
 		}
 	}()
 	return nil
+}
+
+// HasSynced reports whether the Node, Service and EndpointSlice caches
+// that Start began have loaded; false before Start. Call it only after
+// Start returned.
+func (b *Backend) HasSynced() bool {
+	for _, synced := range b.synced {
+		if !synced() {
+			return false
+		}
+	}
+	return len(b.synced) > 0
 }
 
 // nodeDeleted queues the Services whose Elastic IP was mapped to a node
