@@ -151,7 +151,7 @@ func TestUninstall(t *testing.T) {
 			if apierrors.IsNotFound(err) {
 				return nil
 			}
-			return fmt.Errorf("pool main: %v", err)
+			return fmt.Errorf("pool main: %w", err)
 		})
 		ext := apiextensionsclient.NewForConfigOrDie(e.cp.RESTConfig())
 		crds := []string{"ippools.berth.dev", "bgppeers.berth.dev", "bgpadvertisements.berth.dev", "l2advertisements.berth.dev"}
@@ -163,7 +163,7 @@ func TestUninstall(t *testing.T) {
 		poll(t, 30*time.Second, "CRDs deleted", func() error {
 			for _, name := range crds {
 				if _, err := ext.ApiextensionsV1().CustomResourceDefinitions().Get(t.Context(), name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-					return fmt.Errorf("CRD %s: %v", name, err)
+					return fmt.Errorf("CRD %s: %w", name, err)
 				}
 			}
 			return nil
