@@ -147,11 +147,14 @@ func TestUninstall(t *testing.T) {
 			t.Fatal(err)
 		}
 		poll(t, settle, "pool main deleted", func() error {
-			_, err := e.berth.BerthV1alpha1().IPPools().Get(t.Context(), "main", metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
+			p, err := e.berth.BerthV1alpha1().IPPools().Get(t.Context(), "main", metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
 				return nil
+			case err != nil:
+				return fmt.Errorf("pool main: %w", err)
 			}
-			return fmt.Errorf("pool main: %w", err)
+			return fmt.Errorf("pool main still exists, finalizers %v", p.Finalizers)
 		})
 		ext := apiextensionsclient.NewForConfigOrDie(e.cp.RESTConfig())
 		crds := []string{"ippools.berth.dev", "bgppeers.berth.dev", "bgpadvertisements.berth.dev", "l2advertisements.berth.dev"}
@@ -163,7 +166,7 @@ func TestUninstall(t *testing.T) {
 		poll(t, 30*time.Second, "CRDs deleted", func() error {
 			for _, name := range crds {
 				if _, err := ext.ApiextensionsV1().CustomResourceDefinitions().Get(t.Context(), name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-					return fmt.Errorf("CRD %s: %w", name, err)
+					return fmt.Errorf("CRD %s still exists (%v)", name, err) //nolint:errorlint // err may be nil
 				}
 			}
 			return nil
