@@ -71,6 +71,7 @@ release: ## dist/release for VERSION=x.y.z: chart package, image archives, berth
 	rm -rf dist/release && mkdir -p dist/release
 	cp dist/images/*.tar dist/release/
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(GO) run ./hack/render -release $(VERSION) -out dist/release
+	$(GO) run ./hack/render -verify $(VERSION) -out dist/release -images $(subst $(eval) ,$(comma),$(IMAGES))
 
 verify: ## Fail on stale generated code, gofmt, go vet or golangci-lint findings
 	hack/verify.sh

@@ -23,6 +23,7 @@ import (
 
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
 	"github.com/berthlb/berth/internal/cli"
+	"github.com/berthlb/berth/internal/lifecycle"
 	"github.com/berthlb/berth/internal/serve"
 )
 
@@ -45,6 +46,10 @@ type Options struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables.
 	MetricsAddr string
+	// LifecycleConfigMap names the ConfigMap, in LeaderElectionNamespace,
+	// that marks an uninstall (package internal/lifecycle); empty ignores
+	// uninstalls.
+	LifecycleConfigMap string
 }
 
 // DefaultOptions returns the options a production deployment starts from.
@@ -125,6 +130,14 @@ func Run(ctx context.Context, opts Options) error {
 		adv := berthInf.Berth().V1alpha1()
 		if err := c.WatchAdvertisements(adv.BGPAdvertisements(), adv.L2Advertisements(), adv.BGPPeers()); err != nil {
 			return err
+		}
+		if opts.LifecycleConfigMap != "" {
+			mark := lifecycle.NewWatcher(kube, opts.LeaderElectionNamespace, opts.LifecycleConfigMap)
+			if err := c.WatchUninstall(mark); err != nil {
+				return err
+			}
+			mark.Start(ctx)
+			defer mark.Shutdown()
 		}
 		current.Store(c)
 		kubeInf.Start(ctx.Done())

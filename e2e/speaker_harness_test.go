@@ -61,16 +61,16 @@ func newSpeakerLab(t testing.TB, n int) *speakerLab {
 	return newSpeakerLabWith(t, n, controlplane.Options{})
 }
 
-// newSpeakerLabWith is newSpeakerLab with control plane options; the bind
-// address is always the lab's gateway.
-func newSpeakerLabWith(t testing.TB, n int, opts controlplane.Options) *speakerLab {
+// newSpeakerLabWith is newSpeakerLab with control plane options and extra
+// controller args; the bind address is always the lab's gateway.
+func newSpeakerLabWith(t testing.TB, n int, opts controlplane.Options, ctrlArgs ...string) *speakerLab {
 	t.Helper()
 	lab := netlab.New(t)
 	opts.BindAddress = lab.Gateway4
 	e := newEnvWith(t, opts)
 	sl := &speakerLab{t: t, lab: lab, e: e}
 	e.namespace(t, speakerNS, nil)
-	ctrl := e.startController(t)
+	ctrl := e.startController(t, ctrlArgs...)
 	for i := range n {
 		name := fmt.Sprintf("node%d", i+1)
 		h := lab.AddHost(name)

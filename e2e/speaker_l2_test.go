@@ -275,7 +275,7 @@ func TestSpeakerL2(t *testing.T) {
 // Service as usual. Once the Secret exists the same address is answered,
 // so the silence was the missing key's doing and not the probe's.
 func TestSpeakerL2NoKey(t *testing.T) {
-	fl := newFwdLabWith(t, "--l2", "--memberlist-port=7946")
+	fl := newFwdLabWith(t, nil, "--forwarding=true", "--drift-check-interval=1s", "--cleanup-on-exit", "--l2", "--memberlist-port=7946")
 	// The router is on the nodes' bridge: it asks who has the address.
 	l := &l2Lab{speakerLab: fl.speakerLab, client: fl.router.Host, node: map[string]*labNode{}}
 	for _, n := range fl.nodes {

@@ -185,7 +185,9 @@ func (s *Speaker) sync(ctx context.Context) error {
 		}
 	}
 	if s.fwd != nil {
-		if err := s.applyForwarding(ctx, snap, plan, answering, draining); err != nil {
+		err := s.applyForwarding(ctx, snap, plan, answering, draining)
+		s.metrics.observeForwarding(err)
+		if err != nil {
 			return err
 		}
 	}

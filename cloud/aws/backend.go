@@ -42,6 +42,8 @@ type Backend struct {
 	// reporter tells a Service's owner what Berth ignored; nil means
 	// logs only.
 	reporter Reporter
+	// synced are the caches Start began (HasSynced).
+	synced []func() bool
 }
 
 // Reporter tells a Service's owner which of its aws-load-balancer

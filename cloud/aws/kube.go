@@ -108,6 +108,7 @@ func (b *Backend) Start(ctx context.Context, kube kubernetes.Interface) error {
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	b.SetReporter(kubeReporter{kube: kube, events: broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: fieldManager})})
+	b.synced = []func() bool{nodes.Informer().HasSynced, services.Informer().HasSynced, slices.Informer().HasSynced}
 	f.Start(ctx.Done())
 	go func() {
 		defer q.ShutDown()
@@ -122,6 +123,18 @@ func (b *Backend) Start(ctx context.Context, kube kubernetes.Interface) error {
 		}
 	}()
 	return nil
+}
+
+// HasSynced reports whether the Node, Service and EndpointSlice caches
+// that Start began have loaded; false before Start. Call it only after
+// Start returned.
+func (b *Backend) HasSynced() bool {
+	for _, synced := range b.synced {
+		if !synced() {
+			return false
+		}
+	}
+	return len(b.synced) > 0
 }
 
 // nodeDeleted queues the Services whose Elastic IP was mapped to a node
