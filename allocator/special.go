@@ -1,6 +1,9 @@
 package allocator
 
-import "net/netip"
+import (
+	"net/netip"
+	"slices"
+)
 
 // neverHandedOut are the special-purpose blocks no pool ever hands out,
 // whatever its ranges say: the unspecified address ("this network" for
@@ -33,6 +36,10 @@ func SpecialPurpose(a netip.Addr) (netip.Prefix, bool) {
 	}
 	return netip.Prefix{}, false
 }
+
+// SpecialPurposeBlocks returns the blocks no pool ever hands out, for
+// callers that validate pool specs against them.
+func SpecialPurposeBlocks() []netip.Prefix { return slices.Clone(neverHandedOut) }
 
 // specialRuns returns the never-handed-out blocks of family f as runs.
 func specialRuns(f Family) []run {

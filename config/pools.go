@@ -78,6 +78,7 @@ func convert(ip *v1alpha1.IPPool) *Pool {
 	if len(spec.Addresses) == 0 {
 		p.Problems = append(p.Problems, "addresses is empty")
 	}
+	p.Problems = append(p.Problems, specialPurpose(spec.Addresses, spec.AllowCatchAll)...)
 	for i, r := range p.Alloc.Reserved {
 		if !coveredBy(r, p.Alloc.Ranges) {
 			p.Problems = append(p.Problems, fmt.Sprintf("reserved entry %q is not inside the pool's addresses", spec.Reserved[i]))
@@ -91,6 +92,36 @@ func convert(ip *v1alpha1.IPPool) *Pool {
 		p.svcSelect = selector(sa.ServiceSelector, "serviceSelector", &p.Problems)
 	}
 	return p
+}
+
+// specialPurpose checks what the API server's rules check, and what they
+// cannot: an entry inside a special-purpose block is never valid, and one
+// spanning such a block (0.0.0.0/0, or a range whose ends lie outside
+// it, which CEL cannot see) needs allowCatchAll. Pools admitted before
+// the rules existed are caught here too.
+func specialPurpose(entries []v1alpha1.AddressRange, allowCatchAll bool) []string {
+	var out []string
+	for _, e := range entries {
+		r, err := allocator.ParseRange(string(e))
+		if err != nil {
+			continue // reported by parseRanges
+		}
+		for _, b := range allocator.SpecialPurposeBlocks() {
+			first, last := b.Masked().Addr(), lastAddr(b)
+			if first.BitLen() != r.First.BitLen() || r.Last.Less(first) || last.Less(r.First) {
+				continue
+			}
+			if first.Compare(r.First) <= 0 && r.Last.Compare(last) <= 0 {
+				out = append(out, fmt.Sprintf("addresses entry %q lies inside the special-purpose block %s, whose addresses are never handed out", e, b))
+				break
+			}
+			if !allowCatchAll {
+				out = append(out, fmt.Sprintf("addresses entry %q spans the special-purpose block %s; narrow it, or set allowCatchAll: true (its special-purpose addresses are still never handed out)", e, b))
+				break
+			}
+		}
+	}
+	return out
 }
 
 func parseRanges(entries []v1alpha1.AddressRange, field string, problems *[]string) []allocator.Range {

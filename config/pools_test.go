@@ -145,12 +145,12 @@ func TestFor(t *testing.T) {
 		},
 		{
 			name: "reserved equal to the whole pool",
-			pool: ippool("p", []string{"255.255.255.0/24"}, reserved("255.255.255.0/24")),
+			pool: ippool("p", []string{"223.255.255.0/24"}, reserved("223.255.255.0/24")),
 			want: config.Pool{
 				Alloc: allocator.Pool{
 					Name:       "p",
-					Ranges:     []allocator.Range{rng("255.255.255.0", "255.255.255.255")},
-					Reserved:   []allocator.Range{rng("255.255.255.0", "255.255.255.255")},
+					Ranges:     []allocator.Range{rng("223.255.255.0", "223.255.255.255")},
+					Reserved:   []allocator.Range{rng("223.255.255.0", "223.255.255.255")},
 					AutoAssign: true,
 				},
 				IPMode: v1alpha1.IPModeVIP,
