@@ -63,8 +63,30 @@ func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth vers
 	svcInf := kubeInf.Core().V1().Services()
 	nsInf := kubeInf.Core().V1().Namespaces()
 	poolInf := berthInf.Berth().V1alpha1().IPPools()
+	nodeInf := kubeInf.Core().V1().Nodes()
+	cidrInf := kubeInf.Networking().V1().ServiceCIDRs()
 	p.ledger = ledger.New(ledger.Options{Serves: serves, Services: svcInf.Lister(), Namespaces: nsInf.Lister(), StatusStaysOnFailure: true})
 	pools := poolInf.Lister()
+	var clusterMu sync.Mutex
+	var clusterFP string
+	// The ranges the cluster uses (the same rule as berth-controller's):
+	// no pool hands them out.
+	reloadCluster := func(any) {
+		clusterMu.Lock()
+		defer clusterMu.Unlock()
+		nodes, err := nodeInf.Lister().List(labels.Everything())
+		if err != nil {
+			return
+		}
+		cidrs, err := cidrInf.Lister().List(labels.Everything())
+		if err != nil {
+			return
+		}
+		if cl := config.ClusterFrom(cidrs, nodes); cl.Fingerprint() != clusterFP {
+			clusterFP = cl.Fingerprint()
+			p.ledger.SetCluster(cl)
+		}
+	}
 
 	reload := func() {
 		if list, err := pools.List(labels.Everything()); err != nil {
@@ -92,6 +114,13 @@ func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth vers
 			DeleteFunc: sync,
 		})
 	}
+	for _, inf := range []cache.SharedIndexInformer{nodeInf.Informer(), cidrInf.Informer()} {
+		if err == nil {
+			_, err = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+				AddFunc: reloadCluster, UpdateFunc: func(_, obj any) { reloadCluster(obj) }, DeleteFunc: reloadCluster,
+			})
+		}
+	}
 	if err != nil {
 		p.fail(fmt.Errorf("watch: %w", err))
 		return
@@ -100,10 +129,12 @@ func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth vers
 	berthInf.Start(ctx.Done())
 	go func() {
 		p.log.Info("Waiting for IPPools, Services and Namespaces")
-		if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, nsInf.Informer().HasSynced, poolInf.Informer().HasSynced) {
+		if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, nsInf.Informer().HasSynced, poolInf.Informer().HasSynced,
+			nodeInf.Informer().HasSynced, cidrInf.Informer().HasSynced) {
 			p.fail(fmt.Errorf("wait for caches: %w", ctx.Err()))
 			return
 		}
+		reloadCluster(nil)
 		list, err := pools.List(labels.Everything())
 		if err == nil {
 			var svcs []*v1.Service

@@ -16,8 +16,9 @@ import (
 
 // Config is the validated view of all IPPools at one moment.
 type Config struct {
-	pools map[string]*Pool
-	names []string // sorted
+	pools   map[string]*Pool
+	names   []string // sorted
+	cluster Cluster
 }
 
 // Pool is one IPPool as the controller uses it.
@@ -33,6 +34,11 @@ type Pool struct {
 	// drains (its holders keep their addresses, nobody gets a new one) and
 	// its Ready condition says why.
 	Problems []string
+	// ClusterUse describes what the cluster uses inside the pool's
+	// ranges (its Service or pod ranges, node addresses). Those addresses
+	// are reserved: never handed out, and taken off a Service that held
+	// one before the cluster took it.
+	ClusterUse []string
 
 	restricted bool
 	namespaces sets.Set[string]
@@ -44,10 +50,17 @@ type Pool struct {
 // make the whole configuration fail: it is kept, marked with its Problems,
 // and left out of allocation, so that one bad edit cannot take addresses
 // away from the Services of other pools.
-func For(pools []*v1alpha1.IPPool) *Config {
-	c := &Config{pools: make(map[string]*Pool, len(pools))}
+func For(pools []*v1alpha1.IPPool) *Config { return ForCluster(pools, Cluster{}) }
+
+// ForCluster is For with the ranges the cluster uses, which no pool hands
+// out.
+func ForCluster(pools []*v1alpha1.IPPool, cluster Cluster) *Config {
+	c := &Config{pools: make(map[string]*Pool, len(pools)), cluster: cluster}
 	for _, ip := range pools {
 		p := convert(ip)
+		used, what := cluster.overlapping(p)
+		p.Alloc.Reserved = append(p.Alloc.Reserved, used...)
+		p.ClusterUse = what
 		c.pools[ip.Name] = p
 		c.names = append(c.names, ip.Name)
 	}
@@ -175,6 +188,9 @@ func (c *Config) Pool(name string) (*Pool, bool) {
 	p, ok := c.pools[name]
 	return p, ok
 }
+
+// Cluster returns the ranges the cluster uses.
+func (c *Config) Cluster() Cluster { return c.cluster }
 
 // Names returns the names of all pools in order.
 func (c *Config) Names() []string { return c.names }

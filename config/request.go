@@ -238,6 +238,9 @@ func (c *Config) refusal(n string, svc *corev1.Service, nsLabels labels.Set, cur
 // allocator, which knows whether they are free.
 func (c *Config) checkRequested(svc *corev1.Service, nsLabels labels.Set, req allocator.Request) error {
 	for _, a := range req.Requested {
+		if why, used := c.cluster.Forbidden(a); used {
+			return requestErr(v1alpha1.ReasonRequestedAddressUnavailable, "requested address %s %s, which Berth never hands out; ask for another address", a, why)
+		}
 		if slices.ContainsFunc(req.Pools, func(n string) bool { return c.pools[n].contains(a) }) {
 			continue
 		}

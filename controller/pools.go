@@ -29,6 +29,9 @@ func (c *Controller) syncPoolKey(ctx context.Context, key string) error {
 	case key == rebuildKey:
 		c.rebuildPools(ctx)
 		return nil
+	case key == clusterKey:
+		c.rebuildCluster(ctx)
+		return nil
 	case c.advs != nil && (strings.HasPrefix(key, bgpAdvPrefix) || strings.HasPrefix(key, l2AdvPrefix)):
 		return c.syncAdvertisement(ctx, key)
 	}
@@ -148,6 +151,11 @@ func poolStatus(pool *v1alpha1.IPPool, cp *config.Pool, stats allocator.PoolStat
 			"some addresses also belong to pools [%s]; each is still handed out at most once", strings.Join(stats.Overlaps, ", ")))
 	} else {
 		set(v1alpha1.PoolConditionOverlapping, false, "NoOverlap", "no address of this pool belongs to another pool")
+	}
+	if cp != nil && len(cp.ClusterUse) > 0 {
+		set(v1alpha1.PoolConditionClusterOverlap, true, "ClusterAddresses", fmt.Sprintf(
+			"the cluster uses some of these addresses (%s); they are never handed out, and a Service holding one is moved off it",
+			strings.Join(cp.ClusterUse, "; ")))
 	}
 	if len(holders) > 0 {
 		msg := fmt.Sprintf("%d Services hold addresses of this pool: %s", len(holders), strings.Join(holders[:min(len(holders), 10)], ", "))

@@ -122,6 +122,9 @@ func Run(ctx context.Context, opts Options) error {
 		if err := c.WatchAdvertisements(adv.BGPAdvertisements(), adv.L2Advertisements(), adv.BGPPeers()); err != nil {
 			return err
 		}
+		if err := c.WatchCluster(kubeInf.Core().V1().Nodes(), kubeInf.Networking().V1().ServiceCIDRs()); err != nil {
+			return err
+		}
 		current = c
 		close(leading)
 		kubeInf.Start(ctx.Done())
