@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -213,19 +212,21 @@ func (c *Config) AllocatorPools() []allocator.Pool {
 
 // Allows reports whether the pool serves a Service in namespace ns with the
 // given labels, when the namespace carries nsLabels. When it does not, the
-// reason says which rule excluded the Service.
+// reason says which rule excluded the Service, without listing what the
+// pool admits: the reason is shown to the Service's owner, who must not
+// learn other tenants' namespaces or labels from it.
 func (p *Pool) Allows(ns string, svcLabels, nsLabels labels.Set) (bool, string) {
 	if !p.restricted {
 		return true, ""
 	}
 	if p.namespaces.Len() > 0 && !p.namespaces.Has(ns) {
-		return false, fmt.Sprintf("pool %q serves only namespaces [%s]", p.Alloc.Name, strings.Join(sets.List(p.namespaces), ", "))
+		return false, fmt.Sprintf("pool %q does not serve namespace %q", p.Alloc.Name, ns)
 	}
 	if p.nsSelector != nil && !p.nsSelector.Matches(nsLabels) {
-		return false, fmt.Sprintf("pool %q serves only namespaces matching %q", p.Alloc.Name, p.nsSelector.String())
+		return false, fmt.Sprintf("pool %q does not serve namespace %q (its labels do not match the pool's namespaceSelector)", p.Alloc.Name, ns)
 	}
 	if p.svcSelect != nil && !p.svcSelect.Matches(svcLabels) {
-		return false, fmt.Sprintf("pool %q serves only Services matching %q", p.Alloc.Name, p.svcSelect.String())
+		return false, fmt.Sprintf("pool %q does not serve this Service (its labels do not match the pool's serviceSelector)", p.Alloc.Name)
 	}
 	return true, ""
 }

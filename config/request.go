@@ -224,7 +224,9 @@ func (c *Config) refusal(n string, svc *corev1.Service, nsLabels labels.Set, cur
 		// nothing new from a pool with problems.
 		return ""
 	case len(p.Problems) > 0:
-		return fmt.Sprintf("pool %q is invalid (%s)", n, strings.Join(p.Problems, "; "))
+		// Its problems may quote its selectors (another tenant's
+		// allow-list); the pool's Ready condition has them for the operator.
+		return fmt.Sprintf("pool %q is invalid (its Ready condition says why) and hands out no addresses", n)
 	case p.Terminating && !p.containsAny(current):
 		return fmt.Sprintf("pool %q is being deleted", n)
 	}
