@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -73,5 +74,8 @@ func TestClusterAddressesNeverHandedOut(t *testing.T) {
 		if !strings.Contains(overlap, want) {
 			t.Errorf("ClusterOverlap message %q lacks %q", overlap, want)
 		}
+	}
+	if r := h.rec.reasons["pool/lan"]; !slices.Contains(r, "ClusterAddresses") {
+		t.Errorf("Events on pool lan = %q, want a ClusterAddresses Warning", r)
 	}
 }

@@ -268,6 +268,9 @@ func (r *fakeRecorder) Event(obj runtime.Object, _, reason, msg string) {
 	if svc, ok := obj.(*corev1.Service); ok {
 		name = svc.Name
 	}
+	if p, ok := obj.(*v1alpha1.IPPool); ok {
+		name = "pool/" + p.Name
+	}
 	r.reasons[name] = append(r.reasons[name], reason)
 	if r.messages == nil {
 		r.messages = map[string][]string{}

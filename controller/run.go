@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/berthlb/berth/api/v1alpha1"
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
 	"github.com/berthlb/berth/internal/cli"
 	"github.com/berthlb/berth/internal/serve"
@@ -112,7 +114,15 @@ func Run(ctx context.Context, opts Options) error {
 			return fmt.Errorf("events client: %w", err)
 		}
 		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventsClient.CoreV1().Events("")})
-		rec := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: FieldManager})
+		// Events go on Services and on IPPools, so the scheme knows both.
+		sch := runtime.NewScheme()
+		if err := scheme.AddToScheme(sch); err != nil {
+			return fmt.Errorf("event scheme: %w", err)
+		}
+		if err := v1alpha1.AddToScheme(sch); err != nil {
+			return fmt.Errorf("event scheme: %w", err)
+		}
+		rec := broadcaster.NewRecorder(sch, corev1.EventSource{Component: FieldManager})
 		c, err := New(opts.Config, kube, berth, rec, metrics,
 			kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().IPPools())
 		if err != nil {

@@ -82,6 +82,30 @@ func TestControllerClusterAddresses(t *testing.T) {
 		p, _ := e.berth.BerthV1alpha1().IPPools().Get(ctx, "guard", metav1.GetOptions{})
 		t.Errorf("pool guard has no ClusterOverlap condition naming the overlap: %+v", p.Status.Conditions)
 	}
+	// Events about cluster-scoped objects go to namespace default.
+	if ev := e.eventsWithin(t, "default", "guard", "ClusterAddresses", 10*time.Second); len(ev) == 0 {
+		t.Error("no ClusterAddresses Event on pool guard")
+	}
+
+	// A range spanning loopback with both ends outside it passes the API
+	// server's rules (CEL cannot order addresses); the controller refuses
+	// it with Ready False and an Event.
+	e.pool(t, "spans-loopback", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"126.255.255.0-128.0.0.10"}})
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := e.berth.BerthV1alpha1().IPPools().Get(ctx, "spans-loopback", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.PoolConditionReady)
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "InvalidSpec" &&
+			strings.Contains(c.Message, `"126.255.255.0-128.0.0.10" spans the special-purpose block 127.0.0.0/8`), nil
+	})
+	if err != nil {
+		t.Error("pool spans-loopback is not Ready False with reason InvalidSpec naming the loopback block")
+	}
+	if ev := e.eventsWithin(t, "default", "spans-loopback", "InvalidSpec", 10*time.Second); len(ev) == 0 {
+		t.Error("no InvalidSpec Event on pool spans-loopback")
+	}
 }
 
 // setPodCIDRs sets a Node's spec.podCIDRs, as the node IPAM controller
