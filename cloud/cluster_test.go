@@ -36,6 +36,8 @@ func TestPoolsAvoidClusterAddresses(t *testing.T) {
 		withAddr(node("n1"), "192.0.2.1"),
 		&networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"192.0.2.2/32"}}},
 	)
+	// The API server serves ServiceCIDRs (Kubernetes 1.33 and later).
+	kube.Resources = []*metav1.APIResourceList{{GroupVersion: "networking.k8s.io/v1", APIResources: []metav1.APIResource{{Name: "servicecidrs"}}}}
 	p := NewPools(logger)
 	p.Start(ctx, kube, berthfake.NewSimpleClientset(pool("p1", "", "192.0.2.1-192.0.2.5")))
 	lb := &loadBalancers{backend: p}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	networkinginformers "k8s.io/client-go/informers/networking/v1"
@@ -24,6 +25,7 @@ const clusterKey = "\x00cluster"
 // clusterWatch reads the ranges the cluster uses.
 type clusterWatch struct {
 	nodes corelisters.NodeLister
+	// cidrs is nil when the API server has no ServiceCIDRs.
 	cidrs networkinglisters.ServiceCIDRLister
 	// built is the fingerprint of the ranges last applied; only the
 	// pool worker touches it.
@@ -33,8 +35,10 @@ type clusterWatch struct {
 // WatchCluster makes the controller keep every pool off the cluster's
 // Service ranges (ServiceCIDR objects), pod ranges (Node spec.podCIDRs)
 // and node addresses. Call it before the informers start.
+// A nil cidrInf (an API server without ServiceCIDRs) leaves the Service
+// ranges out.
 func (c *Controller) WatchCluster(nodeInf coreinformers.NodeInformer, cidrInf networkinginformers.ServiceCIDRInformer) error {
-	c.cluster = &clusterWatch{nodes: nodeInf.Lister(), cidrs: cidrInf.Lister()}
+	c.cluster = &clusterWatch{nodes: nodeInf.Lister()}
 	queue := func(any) { c.poolQueue.Add(clusterKey) }
 	if _, err := nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: queue,
@@ -51,12 +55,17 @@ func (c *Controller) WatchCluster(nodeInf coreinformers.NodeInformer, cidrInf ne
 	}); err != nil {
 		return fmt.Errorf("watch nodes: %w", err)
 	}
+	c.synced = append(c.synced, nodeInf.Informer().HasSynced)
+	if cidrInf == nil {
+		return nil
+	}
+	c.cluster.cidrs = cidrInf.Lister()
 	if _, err := cidrInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: queue, UpdateFunc: func(_, obj any) { queue(obj) }, DeleteFunc: queue,
 	}); err != nil {
 		return fmt.Errorf("watch service CIDRs: %w", err)
 	}
-	c.synced = append(c.synced, nodeInf.Informer().HasSynced, cidrInf.Informer().HasSynced)
+	c.synced = append(c.synced, cidrInf.Informer().HasSynced)
 	return nil
 }
 
@@ -74,10 +83,12 @@ func (c *Controller) rebuildCluster(ctx context.Context) {
 		log.Error(err, "List nodes from cache")
 		return
 	}
-	cidrs, err := c.cluster.cidrs.List(labels.Everything())
-	if err != nil {
-		log.Error(err, "List service CIDRs from cache")
-		return
+	var cidrs []*networkingv1.ServiceCIDR
+	if c.cluster.cidrs != nil {
+		if cidrs, err = c.cluster.cidrs.List(labels.Everything()); err != nil {
+			log.Error(err, "List service CIDRs from cache")
+			return
+		}
 	}
 	cl := config.ClusterFrom(cidrs, nodes)
 	fp := cl.Fingerprint()

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/informers"
+	networkinginformers "k8s.io/client-go/informers/networking/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -132,7 +133,17 @@ func Run(ctx context.Context, opts Options) error {
 		if err := c.WatchAdvertisements(adv.BGPAdvertisements(), adv.L2Advertisements(), adv.BGPPeers()); err != nil {
 			return err
 		}
-		if err := c.WatchCluster(kubeInf.Core().V1().Nodes(), kubeInf.Networking().V1().ServiceCIDRs()); err != nil {
+		served, err := cli.ServesServiceCIDRs(kube.Discovery())
+		if err != nil {
+			return err
+		}
+		var cidrInf networkinginformers.ServiceCIDRInformer
+		if served {
+			cidrInf = kubeInf.Networking().V1().ServiceCIDRs()
+		} else {
+			log.Info("The API server serves no networking.k8s.io/v1 ServiceCIDRs (Kubernetes < 1.33); pools are kept off pod ranges and node addresses only")
+		}
+		if err := c.WatchCluster(kubeInf.Core().V1().Nodes(), cidrInf); err != nil {
 			return err
 		}
 		current = c
