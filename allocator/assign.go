@@ -352,6 +352,10 @@ func (a *Allocator) fresh(pl *plan, f Family) (Assignment, *Error) {
 // unavailable explains why a requested address is in no allowed pool.
 func (a *Allocator) unavailable(pl *plan, r netip.Addr) *Error {
 	x, f := u128From(r), familyOf(r)
+	if block, ok := SpecialPurpose(r); ok {
+		return errorf(ReasonRequestedAddressUnavailable,
+			"%s is a special-purpose address (in %s: unspecified, loopback, link-local, multicast or broadcast), which no pool hands out", r, block)
+	}
 	for _, p := range pl.allowed {
 		fp := p.fam(f)
 		switch {

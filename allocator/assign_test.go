@@ -68,22 +68,28 @@ func TestAssignEdges(t *testing.T) {
 	}, {
 		name: "top of the address space",
 		steps: []step{
-			setPools(pool("v4", "255.255.255.254/31"), pool("v6", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127")),
-			assign(req("default/a", "v4"), got("v4", "255.255.255.254")),
-			assign(req("default/b", "v4"), got("v4", "255.255.255.255")),
+			setPools(pool("v4", "255.255.255.252/30"), pool("v6", "feff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127"),
+				pool("top6", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127")),
+			assign(req("default/a", "v4"), got("v4", "255.255.255.252")),
+			assign(req("default/b", "v4"), got("v4", "255.255.255.253")),
+			assign(req("default/b2", "v4"), got("v4", "255.255.255.254")),
+			// 255.255.255.255 is the limited broadcast: never handed out.
 			fails(req("default/c", "v4"), ReasonPoolExhausted, "pools [v4] have no free IPv4 address"),
-			assign(families(req("default/d", "v6"), false, IPv6), got("v6", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe")),
-			assign(families(req("default/e", "v6"), false, IPv6), got("v6", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")),
+			assign(families(req("default/d", "v6"), false, IPv6), got("v6", "feff:ffff:ffff:ffff:ffff:ffff:ffff:fffe")),
+			assign(families(req("default/e", "v6"), false, IPv6), got("v6", "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")),
 			fails(families(req("default/f", "v6"), false, IPv6), ReasonPoolExhausted, "pools [v6] have no free IPv6 address"),
 			release("default/d"),
-			assign(families(req("default/f", "v6"), false, IPv6), got("v6", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe")),
+			assign(families(req("default/f", "v6"), false, IPv6), got("v6", "feff:ffff:ffff:ffff:ffff:ffff:ffff:fffe")),
+			// The top of the IPv6 space is multicast.
+			fails(families(req("default/g", "top6"), false, IPv6), ReasonPoolExhausted, "pools [top6] have no free IPv6 address"),
 		},
 	}, {
 		name: "IPv6 in huge pools",
 		steps: []step{
 			setPools(pool("all", "::/0"), pool("wide", "2001:db8::/48")),
-			assign(families(req("default/a", "all"), false, IPv6), got("all", "::")),
-			assign(families(req("default/b", "all"), false, IPv6), got("all", "::1")),
+			// Neither :: nor ::1 is ever handed out.
+			assign(families(req("default/a", "all"), false, IPv6), got("all", "::2")),
+			assign(families(req("default/b", "all"), false, IPv6), got("all", "::3")),
 			assign(families(req("default/c", "wide"), false, IPv6), got("wide", "2001:db8::")),
 			// ::/0 contains 2001:db8:: too; the global record prevents reuse.
 			assign(families(requested(req("default/d", "all"), "2001:db8::1"), false, IPv6), got("all", "2001:db8::1")),

@@ -14,6 +14,10 @@
 // addresses found in Service status. Keeping it pure is what makes it cheap
 // to table-test and fuzz against a brute-force model.
 //
+// No pool ever hands out a special-purpose address (unspecified, loopback,
+// link-local, multicast, IPv4 broadcast, IPv4-mapped IPv6: SpecialPurpose),
+// so a catch-all pool such as ::/0 never gives a Service "::".
+//
 // Costs do not depend on pool size. Per pool and family the allocator keeps
 // the allocatable segments (ranges minus reserved, trimmed of .0/.255 edges)
 // and a balanced tree of maximal runs of held addresses, where "consecutive"

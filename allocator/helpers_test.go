@@ -43,7 +43,8 @@ func rawAllocatable(p Pool, a netip.Addr) bool {
 		b := a.As4()[3]
 		buggy = p.AvoidBuggyIPs && (b == 0 || b == 255)
 	}
-	return in && !res && !buggy
+	_, special := SpecialPurpose(a)
+	return in && !res && !buggy && !special
 }
 
 // enumerate returns the pool's allocatable addresses of family f in order,

@@ -46,7 +46,8 @@ type poolState struct {
 
 // famPool is the part of a pool for one family.
 //
-// segs are the allocatable segments: merged ranges minus reserved, each
+// segs are the allocatable segments: merged ranges minus reserved and
+// minus the special-purpose blocks no pool hands out (neverHandedOut), each
 // trimmed so that its ends are allocatable (not .0/.255 when avoiding buggy
 // addresses), and therefore never empty. held contains the addresses held by
 // any Service that are allocatable in this pool, as runs that are maximal
@@ -85,7 +86,8 @@ func newFamPool(f Family, p Pool) famPool {
 		total:      new(big.Int),
 		held:       runTree{seed: uint64(f)},
 	}
-	for _, s := range subtract(fp.ranges, fp.reserved) {
+	never := mergeRuns(append(slices.Clone(fp.reserved), specialRuns(f)...))
+	for _, s := range subtract(fp.ranges, never) {
 		if s, ok := fp.trim(s); ok {
 			fp.segs = append(fp.segs, s)
 			fp.total.Add(fp.total, size(s.first, s.last))

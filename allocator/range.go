@@ -124,9 +124,15 @@ func parsePrefix(in string) (Range, error) {
 	if m := p.Masked(); m != p {
 		return Range{}, fmt.Errorf("%s has host bits set; did you mean %s?", p, m)
 	}
+	return prefixRange(p), nil
+}
+
+// prefixRange returns the addresses of the masked prefix p as a range.
+func prefixRange(p netip.Prefix) Range {
+	p = p.Masked()
 	f := familyOf(p.Addr())
 	last := u128From(p.Addr()).or(lowMask(f.bits() - p.Bits())).addr(f)
-	return Range{First: p.Addr(), Last: last}, nil
+	return Range{First: p.Addr(), Last: last}
 }
 
 func parsePair(in, first, last string) (Range, error) {

@@ -20,7 +20,7 @@ func (a *Allocator) compatible(pl *plan, addr netip.Addr, p *poolState, what str
 		}
 		if req.SharingKey == "" || o.sharingKey != req.SharingKey {
 			return errorf(ReasonRequestedAddressUnavailable,
-				"%s %s is held by %s without a compatible sharing key", what, addr, o.name)
+				"%s %s is held by %s without a compatible sharing key", what, addr, holderName(o, req.Namespace))
 		}
 		if o.namespace != req.Namespace {
 			refusing := p.Name
@@ -29,21 +29,32 @@ func (a *Allocator) compatible(pl *plan, addr netip.Addr, p *poolState, what str
 			}
 			if !p.AllowCrossNamespaceSharing || !a.allowsCross(o, addr) {
 				return errorf(ReasonSharingConflict,
-					"sharing key %q: %s %s is held by %s in namespace %q, and pool %q does not allow cross-namespace sharing",
-					req.SharingKey, what, addr, o.name, o.namespace, refusing)
+					"sharing key %q: %s %s is held by a Service in another namespace, and pool %q does not allow cross-namespace sharing",
+					req.SharingKey, what, addr, refusing)
 			}
 		}
 		if pt, clash := portClash(req.Ports, o.ports); clash {
 			return errorf(ReasonSharingConflict, "sharing key %q conflicts with %s on %s/%d",
-				req.SharingKey, o.name, pt.Protocol, pt.Port)
+				req.SharingKey, holderName(o, req.Namespace), pt.Protocol, pt.Port)
 		}
 		if (req.BackendKey != "" || o.backendKey != "") && req.BackendKey != o.backendKey {
 			return errorf(ReasonSharingConflict,
 				"sharing key %q: %s selects different backends; Services sharing an address with externalTrafficPolicy Local must select the same endpoints",
-				req.SharingKey, o.name)
+				req.SharingKey, holderName(o, req.Namespace))
 		}
 	}
 	return nil
+}
+
+// holderName names a holder in a message to the Service of namespace ns:
+// by name within its own namespace, and only as "a Service in another
+// namespace" otherwise, so that a tenant never learns another tenant's
+// Services from an error.
+func holderName(o *service, ns string) string {
+	if o.namespace == ns {
+		return o.name
+	}
+	return "a Service in another namespace"
 }
 
 // poolOf returns the pool recorded for h's hold on addr.

@@ -10,8 +10,10 @@ import (
 
 	"github.com/go-logr/logr"
 	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
+	networkinginformers "k8s.io/client-go/informers/networking/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/cloud-provider/api"
@@ -21,6 +23,7 @@ import (
 	"github.com/berthlb/berth/client/clientset/versioned"
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
 	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/internal/cli"
 	"github.com/berthlb/berth/ledger"
 )
 
@@ -63,8 +66,37 @@ func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth vers
 	svcInf := kubeInf.Core().V1().Services()
 	nsInf := kubeInf.Core().V1().Namespaces()
 	poolInf := berthInf.Berth().V1alpha1().IPPools()
+	nodeInf := kubeInf.Core().V1().Nodes()
+	var cidrInf networkinginformers.ServiceCIDRInformer
+	if served, err := cli.ServesServiceCIDRs(kube.Discovery()); err != nil || !served {
+		p.log.Info("Not watching ServiceCIDRs: the API server serves none (Kubernetes < 1.33) or discovery failed; pools are kept off pod ranges and node addresses only", "err", err)
+	} else {
+		cidrInf = kubeInf.Networking().V1().ServiceCIDRs()
+	}
 	p.ledger = ledger.New(ledger.Options{Serves: serves, Services: svcInf.Lister(), Namespaces: nsInf.Lister(), StatusStaysOnFailure: true})
 	pools := poolInf.Lister()
+	var clusterMu sync.Mutex
+	var clusterFP string
+	// The ranges the cluster uses (the same rule as berth-controller's):
+	// no pool hands them out.
+	reloadCluster := func(any) {
+		clusterMu.Lock()
+		defer clusterMu.Unlock()
+		nodes, err := nodeInf.Lister().List(labels.Everything())
+		if err != nil {
+			return
+		}
+		var cidrs []*networkingv1.ServiceCIDR
+		if cidrInf != nil {
+			if cidrs, err = cidrInf.Lister().List(labels.Everything()); err != nil {
+				return
+			}
+		}
+		if cl := config.ClusterFrom(cidrs, nodes); cl.Fingerprint() != clusterFP {
+			clusterFP = cl.Fingerprint()
+			p.ledger.SetCluster(cl)
+		}
+	}
 
 	reload := func() {
 		if list, err := pools.List(labels.Everything()); err != nil {
@@ -97,6 +129,17 @@ func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth vers
 			DeleteFunc: sync,
 		})
 	}
+	watched := []cache.SharedIndexInformer{nodeInf.Informer()}
+	if cidrInf != nil {
+		watched = append(watched, cidrInf.Informer())
+	}
+	for _, inf := range watched {
+		if err == nil {
+			_, err = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+				AddFunc: reloadCluster, UpdateFunc: func(_, obj any) { reloadCluster(obj) }, DeleteFunc: reloadCluster,
+			})
+		}
+	}
 	if err != nil {
 		p.fail(fmt.Errorf("watch: %w", err))
 		return
@@ -105,10 +148,15 @@ func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth vers
 	berthInf.Start(ctx.Done())
 	go func() {
 		p.log.Info("Waiting for IPPools, Services and Namespaces")
-		if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, nsInf.Informer().HasSynced, poolInf.Informer().HasSynced) {
+		synced := []cache.InformerSynced{svcInf.Informer().HasSynced, nsInf.Informer().HasSynced, poolInf.Informer().HasSynced}
+		for _, inf := range watched {
+			synced = append(synced, inf.HasSynced)
+		}
+		if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 			p.fail(fmt.Errorf("wait for caches: %w", ctx.Err()))
 			return
 		}
+		reloadCluster(nil)
 		list, err := pools.List(labels.Everything())
 		if err == nil {
 			var svcs []*v1.Service

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -16,8 +15,9 @@ import (
 
 // Config is the validated view of all IPPools at one moment.
 type Config struct {
-	pools map[string]*Pool
-	names []string // sorted
+	pools   map[string]*Pool
+	names   []string // sorted
+	cluster Cluster
 }
 
 // Pool is one IPPool as the controller uses it.
@@ -33,6 +33,11 @@ type Pool struct {
 	// drains (its holders keep their addresses, nobody gets a new one) and
 	// its Ready condition says why.
 	Problems []string
+	// ClusterUse describes what the cluster uses inside the pool's
+	// ranges (its Service or pod ranges, node addresses). Those addresses
+	// are reserved: never handed out, and taken off a Service that held
+	// one before the cluster took it.
+	ClusterUse []string
 
 	restricted bool
 	namespaces sets.Set[string]
@@ -44,10 +49,17 @@ type Pool struct {
 // make the whole configuration fail: it is kept, marked with its Problems,
 // and left out of allocation, so that one bad edit cannot take addresses
 // away from the Services of other pools.
-func For(pools []*v1alpha1.IPPool) *Config {
-	c := &Config{pools: make(map[string]*Pool, len(pools))}
+func For(pools []*v1alpha1.IPPool) *Config { return ForCluster(pools, Cluster{}) }
+
+// ForCluster is For with the ranges the cluster uses, which no pool hands
+// out.
+func ForCluster(pools []*v1alpha1.IPPool, cluster Cluster) *Config {
+	c := &Config{pools: make(map[string]*Pool, len(pools)), cluster: cluster}
 	for _, ip := range pools {
 		p := convert(ip)
+		used, what := cluster.overlapping(p)
+		p.Alloc.Reserved = append(p.Alloc.Reserved, used...)
+		p.ClusterUse = what
 		c.pools[ip.Name] = p
 		c.names = append(c.names, ip.Name)
 	}
@@ -78,6 +90,7 @@ func convert(ip *v1alpha1.IPPool) *Pool {
 	if len(spec.Addresses) == 0 {
 		p.Problems = append(p.Problems, "addresses is empty")
 	}
+	p.Problems = append(p.Problems, specialPurpose(spec.Addresses, spec.AllowCatchAll)...)
 	for i, r := range p.Alloc.Reserved {
 		if !coveredBy(r, p.Alloc.Ranges) {
 			p.Problems = append(p.Problems, fmt.Sprintf("reserved entry %q is not inside the pool's addresses", spec.Reserved[i]))
@@ -91,6 +104,36 @@ func convert(ip *v1alpha1.IPPool) *Pool {
 		p.svcSelect = selector(sa.ServiceSelector, "serviceSelector", &p.Problems)
 	}
 	return p
+}
+
+// specialPurpose checks what the API server's rules check, and what they
+// cannot: an entry inside a special-purpose block is never valid, and one
+// spanning such a block (0.0.0.0/0, or a range whose ends lie outside
+// it, which CEL cannot see) needs allowCatchAll. Pools admitted before
+// the rules existed are caught here too.
+func specialPurpose(entries []v1alpha1.AddressRange, allowCatchAll bool) []string {
+	var out []string
+	for _, e := range entries {
+		r, err := allocator.ParseRange(string(e))
+		if err != nil {
+			continue // reported by parseRanges
+		}
+		for _, b := range allocator.SpecialPurposeBlocks() {
+			first, last := b.Masked().Addr(), lastAddr(b)
+			if first.BitLen() != r.First.BitLen() || r.Last.Less(first) || last.Less(r.First) {
+				continue
+			}
+			if first.Compare(r.First) <= 0 && r.Last.Compare(last) <= 0 {
+				out = append(out, fmt.Sprintf("addresses entry %q lies inside the special-purpose block %s, whose addresses are never handed out", e, b))
+				break
+			}
+			if !allowCatchAll {
+				out = append(out, fmt.Sprintf("addresses entry %q spans the special-purpose block %s; narrow it, or set allowCatchAll: true (its special-purpose addresses are still never handed out)", e, b))
+				break
+			}
+		}
+	}
+	return out
 }
 
 func parseRanges(entries []v1alpha1.AddressRange, field string, problems *[]string) []allocator.Range {
@@ -145,6 +188,9 @@ func (c *Config) Pool(name string) (*Pool, bool) {
 	return p, ok
 }
 
+// Cluster returns the ranges the cluster uses.
+func (c *Config) Cluster() Cluster { return c.cluster }
+
 // Names returns the names of all pools in order.
 func (c *Config) Names() []string { return c.names }
 
@@ -166,19 +212,21 @@ func (c *Config) AllocatorPools() []allocator.Pool {
 
 // Allows reports whether the pool serves a Service in namespace ns with the
 // given labels, when the namespace carries nsLabels. When it does not, the
-// reason says which rule excluded the Service.
+// reason says which rule excluded the Service, without listing what the
+// pool admits: the reason is shown to the Service's owner, who must not
+// learn other tenants' namespaces or labels from it.
 func (p *Pool) Allows(ns string, svcLabels, nsLabels labels.Set) (bool, string) {
 	if !p.restricted {
 		return true, ""
 	}
 	if p.namespaces.Len() > 0 && !p.namespaces.Has(ns) {
-		return false, fmt.Sprintf("pool %q serves only namespaces [%s]", p.Alloc.Name, strings.Join(sets.List(p.namespaces), ", "))
+		return false, fmt.Sprintf("pool %q does not serve namespace %q", p.Alloc.Name, ns)
 	}
 	if p.nsSelector != nil && !p.nsSelector.Matches(nsLabels) {
-		return false, fmt.Sprintf("pool %q serves only namespaces matching %q", p.Alloc.Name, p.nsSelector.String())
+		return false, fmt.Sprintf("pool %q does not serve namespace %q (its labels do not match the pool's namespaceSelector)", p.Alloc.Name, ns)
 	}
 	if p.svcSelect != nil && !p.svcSelect.Matches(svcLabels) {
-		return false, fmt.Sprintf("pool %q serves only Services matching %q", p.Alloc.Name, p.svcSelect.String())
+		return false, fmt.Sprintf("pool %q does not serve this Service (its labels do not match the pool's serviceSelector)", p.Alloc.Name)
 	}
 	return true, ""
 }

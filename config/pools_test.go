@@ -145,12 +145,12 @@ func TestFor(t *testing.T) {
 		},
 		{
 			name: "reserved equal to the whole pool",
-			pool: ippool("p", []string{"255.255.255.0/24"}, reserved("255.255.255.0/24")),
+			pool: ippool("p", []string{"223.255.255.0/24"}, reserved("223.255.255.0/24")),
 			want: config.Pool{
 				Alloc: allocator.Pool{
 					Name:       "p",
-					Ranges:     []allocator.Range{rng("255.255.255.0", "255.255.255.255")},
-					Reserved:   []allocator.Range{rng("255.255.255.0", "255.255.255.255")},
+					Ranges:     []allocator.Range{rng("223.255.255.0", "223.255.255.255")},
+					Reserved:   []allocator.Range{rng("223.255.255.0", "223.255.255.255")},
 					AutoAssign: true,
 				},
 				IPMode: v1alpha1.IPModeVIP,
@@ -409,33 +409,33 @@ func TestAllows(t *testing.T) {
 
 		{name: "namespaces: listed", alloc: byList, ns: "team-b", want: outcome{OK: true}},
 		{name: "namespaces: not listed", alloc: byList, ns: "default",
-			want: outcome{Reason: `pool "p" serves only namespaces [team-a, team-b]`}},
+			want: outcome{Reason: `pool "p" does not serve namespace "default"`}},
 
 		{name: "namespaceSelector: matching", alloc: byNSLabel, ns: "x", nsLabels: labels.Set{"tenant": "a", "other": "y"}, want: outcome{OK: true}},
 		{name: "namespaceSelector: other value", alloc: byNSLabel, ns: "x", nsLabels: labels.Set{"tenant": "b"},
-			want: outcome{Reason: `pool "p" serves only namespaces matching "tenant=a"`}},
+			want: outcome{Reason: `pool "p" does not serve namespace "x" (its labels do not match the pool's namespaceSelector)`}},
 		{name: "namespaceSelector: no labels", alloc: byNSLabel, ns: "x",
-			want: outcome{Reason: `pool "p" serves only namespaces matching "tenant=a"`}},
+			want: outcome{Reason: `pool "p" does not serve namespace "x" (its labels do not match the pool's namespaceSelector)`}},
 		{name: "namespaceSelector: the Service's labels do not count", alloc: byNSLabel, ns: "x", svcLabels: labels.Set{"tenant": "a"},
-			want: outcome{Reason: `pool "p" serves only namespaces matching "tenant=a"`}},
+			want: outcome{Reason: `pool "p" does not serve namespace "x" (its labels do not match the pool's namespaceSelector)`}},
 		{name: "namespaceSelector expression: in set", alloc: byNSExpr, ns: "x", nsLabels: labels.Set{"env": "prod"}, want: outcome{OK: true}},
 		{name: "namespaceSelector expression: not in set", alloc: byNSExpr, ns: "x", nsLabels: labels.Set{"env": "dev"},
-			want: outcome{Reason: `pool "p" serves only namespaces matching "env in (prod,staging)"`}},
+			want: outcome{Reason: `pool "p" does not serve namespace "x" (its labels do not match the pool's namespaceSelector)`}},
 
 		{name: "serviceSelector: matching", alloc: bySvcLabel, ns: "x", svcLabels: labels.Set{"tier": "gold"}, want: outcome{OK: true}},
 		{name: "serviceSelector: other value", alloc: bySvcLabel, ns: "x", svcLabels: labels.Set{"tier": "silver"},
-			want: outcome{Reason: `pool "p" serves only Services matching "tier=gold"`}},
+			want: outcome{Reason: `pool "p" does not serve this Service (its labels do not match the pool's serviceSelector)`}},
 		{name: "serviceSelector: the namespace's labels do not count", alloc: bySvcLabel, ns: "x", nsLabels: labels.Set{"tier": "gold"},
-			want: outcome{Reason: `pool "p" serves only Services matching "tier=gold"`}},
+			want: outcome{Reason: `pool "p" does not serve this Service (its labels do not match the pool's serviceSelector)`}},
 
 		{name: "combination: all match", alloc: all, ns: "team-a", svcLabels: labels.Set{"tier": "gold"}, nsLabels: labels.Set{"tenant": "a"},
 			want: outcome{OK: true}},
 		{name: "combination: wrong namespace is named first", alloc: all, ns: "team-b",
-			want: outcome{Reason: `pool "p" serves only namespaces [team-a]`}},
+			want: outcome{Reason: `pool "p" does not serve namespace "team-b"`}},
 		{name: "combination: namespace lacks label", alloc: all, ns: "team-a", svcLabels: labels.Set{"tier": "gold"},
-			want: outcome{Reason: `pool "p" serves only namespaces matching "tenant=a"`}},
+			want: outcome{Reason: `pool "p" does not serve namespace "team-a" (its labels do not match the pool's namespaceSelector)`}},
 		{name: "combination: Service lacks label", alloc: all, ns: "team-a", nsLabels: labels.Set{"tenant": "a"},
-			want: outcome{Reason: `pool "p" serves only Services matching "tier=gold"`}},
+			want: outcome{Reason: `pool "p" does not serve this Service (its labels do not match the pool's serviceSelector)`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

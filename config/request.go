@@ -234,7 +234,9 @@ func (c *Config) refusal(n string, svc *corev1.Service, nsLabels labels.Set, cur
 		// nothing new from a pool with problems.
 		return ""
 	case len(p.Problems) > 0:
-		return fmt.Sprintf("pool %q is invalid (%s)", n, strings.Join(p.Problems, "; "))
+		// Its problems may quote its selectors (another tenant's
+		// allow-list); the pool's Ready condition has them for the operator.
+		return fmt.Sprintf("pool %q is invalid (its Ready condition says why) and hands out no addresses", n)
 	case p.Terminating && !p.containsAny(current):
 		return fmt.Sprintf("pool %q is being deleted", n)
 	}
@@ -248,6 +250,9 @@ func (c *Config) refusal(n string, svc *corev1.Service, nsLabels labels.Set, cur
 // allocator, which knows whether they are free.
 func (c *Config) checkRequested(svc *corev1.Service, nsLabels labels.Set, req allocator.Request) error {
 	for _, a := range req.Requested {
+		if why, used := c.cluster.Forbidden(a); used {
+			return requestErr(v1alpha1.ReasonRequestedAddressUnavailable, "requested address %s %s, which Berth never hands out; ask for another address", a, why)
+		}
 		if slices.ContainsFunc(req.Pools, func(n string) bool { return c.pools[n].contains(a) }) {
 			continue
 		}

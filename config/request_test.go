@@ -36,7 +36,7 @@ func standardPools() []*v1alpha1.IPPool {
 	}
 }
 
-const brokenWhy = `pool "broken" is invalid (reserved entry "192.0.2.200" is not inside the pool's addresses)`
+const brokenWhy = `pool "broken" is invalid (its Ready condition says why) and hands out no addresses`
 
 type svcOpt func(*corev1.Service)
 
@@ -394,12 +394,12 @@ func TestRequest(t *testing.T) {
 		{
 			name:    "explicit pool that does not serve the namespace",
 			svc:     service(pool("team-a")),
-			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no IPPool may serve this Service: pool "team-a" serves only namespaces [team-a]`},
+			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no IPPool may serve this Service: pool "team-a" does not serve namespace "default"`},
 		},
 		{
 			name:    "every reason is listed",
 			svc:     service(pool("team-a, gold,nope")),
-			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no IPPool may serve this Service: pool "team-a" serves only namespaces [team-a]; pool "gold" serves only Services matching "tier=gold"; pool "nope" does not exist`},
+			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no IPPool may serve this Service: pool "team-a" does not serve namespace "default"; pool "gold" does not serve this Service (its labels do not match the pool's serviceSelector); pool "nope" does not exist`},
 		},
 		{
 			name:     "namespace admitted by label",
@@ -433,24 +433,24 @@ func TestRequest(t *testing.T) {
 			name:    "no pool admits the Service",
 			svc:     service(),
 			pools:   standardPools()[2:3], // team-a
-			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no IPPool may serve this Service: pool "team-a" serves only namespaces [team-a]`},
+			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no IPPool may serve this Service: pool "team-a" does not serve namespace "default"`},
 		},
 
 		// Requested addresses against pool eligibility.
 		{
 			name:    "requested address in a pool of another tenant",
 			svc:     service(addresses("203.0.113.130")),
-			wantErr: &wantErr{v1alpha1.ReasonRequestedAddressUnavailable, `requested address 203.0.113.130 belongs to pool "team-a", which this Service may not use: pool "team-a" serves only namespaces [team-a]`},
+			wantErr: &wantErr{v1alpha1.ReasonRequestedAddressUnavailable, `requested address 203.0.113.130 belongs to pool "team-a", which this Service may not use: pool "team-a" does not serve namespace "default"`},
 		},
 		{
 			name:    "requested address through spec.loadBalancerIP in a pool of another tenant",
 			svc:     service(lbIP("203.0.113.130")),
-			wantErr: &wantErr{v1alpha1.ReasonRequestedAddressUnavailable, `requested address 203.0.113.130 belongs to pool "team-a", which this Service may not use: pool "team-a" serves only namespaces [team-a]`},
+			wantErr: &wantErr{v1alpha1.ReasonRequestedAddressUnavailable, `requested address 203.0.113.130 belongs to pool "team-a", which this Service may not use: pool "team-a" does not serve namespace "default"`},
 		},
 		{
 			name:    "requested address in a pool for other Services",
 			svc:     service(addresses("203.0.113.5")),
-			wantErr: &wantErr{v1alpha1.ReasonRequestedAddressUnavailable, `requested address 203.0.113.5 belongs to pool "gold", which this Service may not use: pool "gold" serves only Services matching "tier=gold"`},
+			wantErr: &wantErr{v1alpha1.ReasonRequestedAddressUnavailable, `requested address 203.0.113.5 belongs to pool "gold", which this Service may not use: pool "gold" does not serve this Service (its labels do not match the pool's serviceSelector)`},
 		},
 		{
 			name:    "requested address outside the named pools",

@@ -67,6 +67,8 @@ type Controller struct {
 	written sync.Map
 	// advs is set by WatchAdvertisements.
 	advs *advertisements
+	// cluster is set by WatchCluster.
+	cluster *clusterWatch
 	// log is the logger of Run, for the Service event handler; written
 	// before ready is set and read only after.
 	log logr.Logger
@@ -175,6 +177,7 @@ func (c *Controller) rebuildState(ctx context.Context) {
 	log := logr.FromContextOrDiscard(ctx)
 	start := time.Now()
 	c.log = log
+	c.rebuildCluster(ctx)
 	c.rebuildPools(ctx)
 	handled, foreign := c.restore(ctx)
 	log.Info("Rebuilt allocations from Service status", "services", handled, "foreign", foreign, "duration", time.Since(start))

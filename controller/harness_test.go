@@ -253,11 +253,12 @@ func (w *fakeWriter) applyL2AdvertisementStatus(context.Context, *berthac.L2Adve
 
 // fakeRecorder keeps the reasons of the Events about each Service, by name.
 type fakeRecorder struct {
-	mu      sync.Mutex
-	reasons map[string][]string
+	mu       sync.Mutex
+	reasons  map[string][]string
+	messages map[string][]string
 }
 
-func (r *fakeRecorder) Event(obj runtime.Object, _, reason, _ string) {
+func (r *fakeRecorder) Event(obj runtime.Object, _, reason, msg string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.reasons == nil {
@@ -267,7 +268,14 @@ func (r *fakeRecorder) Event(obj runtime.Object, _, reason, _ string) {
 	if svc, ok := obj.(*corev1.Service); ok {
 		name = svc.Name
 	}
+	if p, ok := obj.(*v1alpha1.IPPool); ok {
+		name = "pool/" + p.Name
+	}
 	r.reasons[name] = append(r.reasons[name], reason)
+	if r.messages == nil {
+		r.messages = map[string][]string{}
+	}
+	r.messages[name] = append(r.messages[name], msg)
 }
 
 func (r *fakeRecorder) Eventf(obj runtime.Object, typ, reason, format string, args ...any) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +29,9 @@ func (c *Controller) syncPoolKey(ctx context.Context, key string) error {
 	switch {
 	case key == rebuildKey:
 		c.rebuildPools(ctx)
+		return nil
+	case key == clusterKey:
+		c.rebuildCluster(ctx)
 		return nil
 	case c.advs != nil && (strings.HasPrefix(key, bgpAdvPrefix) || strings.HasPrefix(key, l2AdvPrefix)):
 		return c.syncAdvertisement(ctx, key)
@@ -117,7 +121,30 @@ func (c *Controller) syncPool(ctx context.Context, name string) error {
 	if poolStatusEqual(&pool.Status, status) {
 		return nil
 	}
-	return c.writer.applyPoolStatus(ctx, poolApply(name, status))
+	if err := c.writer.applyPoolStatus(ctx, poolApply(name, status)); err != nil {
+		return err
+	}
+	c.warnPool(pool, status)
+	return nil
+}
+
+// warnPool records an Event on the pool when a problem the operator must
+// fix appears or changes: an invalid spec (what the API server's rules
+// could not catch) or addresses the cluster uses.
+func (c *Controller) warnPool(pool *v1alpha1.IPPool, status *v1alpha1.IPPoolStatus) {
+	for _, w := range []struct{ cond, reason string }{
+		{v1alpha1.PoolConditionReady, "InvalidSpec"},
+		{v1alpha1.PoolConditionClusterOverlap, "ClusterAddresses"},
+	} {
+		now := meta.FindStatusCondition(status.Conditions, w.cond)
+		if now == nil || now.Reason != w.reason {
+			continue
+		}
+		if old := meta.FindStatusCondition(pool.Status.Conditions, w.cond); old != nil && old.Reason == now.Reason && old.Message == now.Message {
+			continue
+		}
+		c.recorder.Event(pool, corev1.EventTypeWarning, w.reason, now.Message)
+	}
 }
 
 // poolStatus computes what the pool's status should say. holders are all
@@ -152,6 +179,11 @@ func poolStatus(pool *v1alpha1.IPPool, cp *config.Pool, stats allocator.PoolStat
 			"some addresses also belong to pools [%s]; each is still handed out at most once", strings.Join(stats.Overlaps, ", ")))
 	} else {
 		set(v1alpha1.PoolConditionOverlapping, false, "NoOverlap", "no address of this pool belongs to another pool")
+	}
+	if cp != nil && len(cp.ClusterUse) > 0 {
+		set(v1alpha1.PoolConditionClusterOverlap, true, "ClusterAddresses", fmt.Sprintf(
+			"the cluster uses some of these addresses (%s); they are never handed out, and a Service holding one is moved off it",
+			strings.Join(cp.ClusterUse, "; ")))
 	}
 	if len(holders) > 0 {
 		msg := fmt.Sprintf("%d Services hold addresses of this pool: %s", len(holders), strings.Join(holders[:min(len(holders), 10)], ", "))

@@ -11,8 +11,10 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/informers"
+	networkinginformers "k8s.io/client-go/informers/networking/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -21,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/berthlb/berth/api/v1alpha1"
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
 	"github.com/berthlb/berth/internal/cli"
 	"github.com/berthlb/berth/internal/lifecycle"
@@ -121,7 +124,15 @@ func Run(ctx context.Context, opts Options) error {
 			return fmt.Errorf("events client: %w", err)
 		}
 		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventsClient.CoreV1().Events("")})
-		rec := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: FieldManager})
+		// Events go on Services and on IPPools, so the scheme knows both.
+		sch := runtime.NewScheme()
+		if err := scheme.AddToScheme(sch); err != nil {
+			return fmt.Errorf("event scheme: %w", err)
+		}
+		if err := v1alpha1.AddToScheme(sch); err != nil {
+			return fmt.Errorf("event scheme: %w", err)
+		}
+		rec := broadcaster.NewRecorder(sch, corev1.EventSource{Component: FieldManager})
 		c, err := New(opts.Config, kube, berth, rec, metrics,
 			kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().IPPools())
 		if err != nil {
@@ -138,6 +149,19 @@ func Run(ctx context.Context, opts Options) error {
 			}
 			mark.Start(ctx)
 			defer mark.Shutdown()
+		}
+		served, err := cli.ServesServiceCIDRs(kube.Discovery())
+		if err != nil {
+			return err
+		}
+		var cidrInf networkinginformers.ServiceCIDRInformer
+		if served {
+			cidrInf = kubeInf.Networking().V1().ServiceCIDRs()
+		} else {
+			log.Info("The API server serves no networking.k8s.io/v1 ServiceCIDRs (Kubernetes < 1.33); pools are kept off pod ranges and node addresses only")
+		}
+		if err := c.WatchCluster(kubeInf.Core().V1().Nodes(), cidrInf); err != nil {
+			return err
 		}
 		current.Store(c)
 		kubeInf.Start(ctx.Done())

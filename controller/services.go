@@ -147,7 +147,7 @@ func (c *Controller) failed(ctx context.Context, svc *corev1.Service, cfg *confi
 	wrote, werr := c.writeStatus(ctx, svc, nil, cfg, metaCondition(svc, false, reason, msg))
 	if wrote {
 		if len(current) > 0 {
-			c.recorder.Eventf(svc, corev1.EventTypeWarning, eventReleased, "Released %s: %s", addrList(current), msg)
+			c.recorder.Eventf(svc, corev1.EventTypeWarning, eventReleased, "Released %s%s: %s", addrList(current), clusterUse(cfg, current), msg)
 		} else {
 			c.recorder.Event(svc, corev1.EventTypeWarning, eventAllocateFailed, msg)
 		}
@@ -179,7 +179,7 @@ func (c *Controller) announce(ctx context.Context, svc *corev1.Service, current 
 	case len(lost) > 0:
 		c.metrics.allocations.Add(float64(len(added)))
 		c.recorder.Eventf(svc, corev1.EventTypeWarning, eventChanged,
-			"Address %s is no longer valid for this Service (removed from its pool, reserved, or held by an older Service); now %s", addrList(lost), describe(got))
+			"Address %s is no longer valid for this Service (%s); now %s", addrList(lost), whyLost(c.ledger.Config(), lost), describe(got))
 		logr.FromContextOrDiscard(ctx).Info("Moved addresses", "old", addrList(lost), "new", describe(got))
 	case len(added) > 0:
 		c.metrics.allocations.Add(float64(len(added)))
@@ -217,6 +217,26 @@ func failure(err error) (reason, msg string) {
 		return string(r), err.Error()
 	}
 	return v1alpha1.ReasonInvalidRequest, err.Error()
+}
+
+// whyLost explains the loss of addresses: the cluster's use of one, when
+// that is the cause, else the usual causes.
+func whyLost(cfg *config.Config, lost []netip.Addr) string {
+	if why := clusterUse(cfg, lost); why != "" {
+		return why[2 : len(why)-1]
+	}
+	return "removed from its pool, reserved, or held by an older Service"
+}
+
+// clusterUse says, as " (...)", which of addrs the cluster uses now; ""
+// if none.
+func clusterUse(cfg *config.Config, addrs []netip.Addr) string {
+	for _, a := range addrs {
+		if why, used := cfg.Cluster().Forbidden(a); used {
+			return fmt.Sprintf(" (%s %s now, and Berth does not announce addresses the cluster uses)", a, why)
+		}
+	}
+	return ""
 }
 
 func describe(as []allocator.Assignment) string {

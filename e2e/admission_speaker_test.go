@@ -72,6 +72,8 @@ func TestSpeakerCRDAdmission(t *testing.T) {
 			s.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"rack": "1"}}
 			s.AggregationLengthV6 = i32(64)
 		}), ""},
+		{"namespaces", adv(func(s *v1alpha1.BGPAdvertisementSpec) { s.Namespaces = []string{"public", "team-a"} }), ""},
+		{"bad namespace", adv(func(s *v1alpha1.BGPAdvertisementSpec) { s.Namespaces = []string{"Not_A_Namespace"} }), "spec.namespaces"},
 	}
 	for i, tc := range advs {
 		t.Run("BGPAdvertisement/"+tc.name, func(t *testing.T) {

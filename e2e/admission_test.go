@@ -28,7 +28,26 @@ func TestIPPoolAdmission(t *testing.T) {
 		{"v4 range of one", spec("198.51.100.10-198.51.100.10"), ""},
 		{"v6 range", spec("2001:db8::10-2001:db8::1:0"), ""},
 		{"v6 range across groups", spec("2001:db8::ffff-2001:db8::1:0"), ""},
-		{"whole v6 space", spec("::/0"), ""},
+		{"whole v6 space", spec("::/0"), `spans special-purpose blocks`},
+		{"whole v6 space allowed", catchAll(spec("::/0")), ""},
+		{"whole v4 space", spec("0.0.0.0/0"), `as 0.0.0.0/0 and ::/0 do`},
+		{"whole v4 space allowed", catchAll(spec("0.0.0.0/0", "::/0")), ""},
+		{"half v4 space spans loopback", spec("0.0.0.0/1"), `spans special-purpose blocks`},
+		{"v6 global unicast spans nothing", spec("2000::/3"), ""},
+		{"range ending in loopback", spec("126.255.255.250-127.0.0.5"), `spans special-purpose blocks`},
+		{"v4 loopback", spec("127.0.0.1"), `"127.0.0.1" lies inside a special-purpose block`},
+		{"v4 loopback even with allowCatchAll", catchAll(spec("127.0.0.0/8")), `"127.0.0.0/8" lies inside`},
+		{"v6 loopback", spec("::1"), `"::1" lies inside`},
+		{"metadata service", spec("198.51.100.0/24", "169.254.169.254"), `"169.254.169.254" lies inside`},
+		{"link-local v4 range", spec("169.254.1.1-169.254.1.9"), `"169.254.1.1-169.254.1.9" lies inside`},
+		{"link-local v6", spec("fe80::/64"), `"fe80::/64" lies inside`},
+		{"multicast v4", spec("239.1.1.0/24"), `"239.1.1.0/24" lies inside`},
+		{"multicast v6", spec("ff02::1"), `"ff02::1" lies inside`},
+		{"unspecified v4", spec("0.0.0.0"), `"0.0.0.0" lies inside`},
+		{"unspecified v6", spec("::"), `"::" lies inside`},
+		{"broadcast", spec("255.255.255.255"), `"255.255.255.255" lies inside`},
+		{"two bad entries named", spec("127.0.0.1", "198.51.100.0/24", "fe80::1"), `spec.addresses[2]: Invalid value: "fe80::1": "fe80::1" lies inside`},
+		{"reserved may name special addresses", v1alpha1.IPPoolSpec{AllowCatchAll: true, Addresses: []v1alpha1.AddressRange{"0.0.0.0/0"}, Reserved: []v1alpha1.AddressRange{"127.0.0.0/8"}}, ""},
 		{"garbage", spec("not-an-ip"), `"not-an-ip" is not an IP address`},
 		{"octet out of range", spec("198.51.100.300/24"), `"198.51.100.300/24" is not an IP address`},
 		{"prefix too long", spec("198.51.100.0/33"), `"198.51.100.0/33" is not an IP address`},
@@ -69,6 +88,11 @@ func TestIPPoolAdmission(t *testing.T) {
 	if p.Spec.AutoAssign == nil || !*p.Spec.AutoAssign || p.Spec.IPMode != v1alpha1.IPModeVIP {
 		t.Errorf("defaults: autoAssign=%v ipMode=%q, want true and VIP", p.Spec.AutoAssign, p.Spec.IPMode)
 	}
+}
+
+func catchAll(s v1alpha1.IPPoolSpec) v1alpha1.IPPoolSpec {
+	s.AllowCatchAll = true
+	return s
 }
 
 func spec(addrs ...string) v1alpha1.IPPoolSpec {

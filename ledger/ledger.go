@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -54,6 +55,8 @@ type Ledger struct {
 	cfg   atomic.Pointer[config.Config]
 
 	mu       sync.Mutex
+	pools    []*v1alpha1.IPPool
+	cluster  config.Cluster
 	restored bool
 	// pending are foreign syncs asked for before Restore, done by it.
 	pending map[string]struct{}
@@ -106,9 +109,29 @@ func (l *Ledger) Config() *config.Config { return l.cfg.Load() }
 // It returns the Services so woken; re-judging the rest (holders of an
 // address the edit made invalid) is the caller's next step.
 func (l *Ledger) SetPools(pools []*v1alpha1.IPPool) (wake []string) {
-	cfg := config.For(pools)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.pools = pools
+	return l.configure()
+}
+
+// SetCluster sets the ranges the cluster uses (Service and pod ranges,
+// node addresses), which no pool hands out, and applies them as SetPools
+// applies pools. A Service holding an address the cluster now uses is
+// found invalid and moved by the caller's next judgement, like one whose
+// address left its pool: Berth must stop announcing an address a node or
+// a ClusterIP now has.
+func (l *Ledger) SetCluster(c config.Cluster) (wake []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cluster = c
+	return l.configure()
+}
+
+// configure builds the configuration from the pools and the cluster and
+// hands it to the allocator. Called with mu held.
+func (l *Ledger) configure() (wake []string) {
+	cfg := config.ForCluster(l.pools, l.cluster)
 	l.cfg.Store(cfg)
 	l.alloc.SetPools(cfg.AllocatorPools())
 	if !l.restored || l.opts.Services == nil {
@@ -124,6 +147,19 @@ func (l *Ledger) SetPools(pools []*v1alpha1.IPPool) (wake []string) {
 		}
 	}
 	return l.serveWaiting("", nil)
+}
+
+// Invalid returns the served Services holding an address that is no
+// longer valid for them (their pool dropped it, reserved it, or the
+// cluster uses it now); the caller re-judges them.
+func (l *Ledger) Invalid() []string {
+	var out []string
+	for _, k := range l.alloc.Invalid() {
+		if !strings.HasPrefix(k, ForeignPrefix) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // Lookup returns what the Service with key holds.

@@ -123,7 +123,7 @@ func Compute(s Snapshot) *Plan {
 				continue // not ours to announce
 			}
 			for _, adv := range advs {
-				if !advMatches(&adv.Spec.AdvertisementSelector, poolName, poolLabels[poolName], svc.Labels, nodeLabels) {
+				if !advMatches(&adv.Spec.AdvertisementSelector, poolName, poolLabels[poolName], svc, nodeLabels) {
 					continue
 				}
 				route, err := routeFor(adv, addr, cfg, poolName)
@@ -207,16 +207,8 @@ func localEndpoints(slices []*discoveryv1.EndpointSlice, node string) map[string
 	return out
 }
 
-func advMatches(sel *v1alpha1.AdvertisementSelector, pool string, poolLabels, svcLabels, nodeLabels labels.Set) bool {
-	return poolAndServiceMatch(sel, pool, poolLabels, svcLabels) && selects(sel.NodeSelector, nodeLabels)
-}
-
-// poolAndServiceMatch is advMatches without the node selector.
-func poolAndServiceMatch(sel *v1alpha1.AdvertisementSelector, pool string, poolLabels, svcLabels labels.Set) bool {
-	if len(sel.IPPools) > 0 && !slices.Contains(sel.IPPools, pool) {
-		return false
-	}
-	return selects(sel.IPPoolSelector, poolLabels) && selects(sel.ServiceSelector, svcLabels)
+func advMatches(sel *v1alpha1.AdvertisementSelector, pool string, poolLabels labels.Set, svc *corev1.Service, nodeLabels labels.Set) bool {
+	return config.AdvertisementAdmits(sel, pool, poolLabels, svc) && selects(sel.NodeSelector, nodeLabels)
 }
 
 // selects treats a nil selector as matching everything and an invalid one

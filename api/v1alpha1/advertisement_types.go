@@ -16,9 +16,23 @@ type AdvertisementSelector struct {
 	// IPPoolSelector selects the pools by label.
 	// +optional
 	IPPoolSelector *metav1.LabelSelector `json:"ipPoolSelector,omitempty"`
-	// ServiceSelector selects the Services by label.
+	// ServiceSelector selects the Services by label. Whoever may edit a
+	// Service may label it, so on its own it lets every tenant opt in;
+	// set namespaces to decide who may.
 	// +optional
 	ServiceSelector *metav1.LabelSelector `json:"serviceSelector,omitempty"`
+	// Namespaces, when set, limits the advertisement to Services in these
+	// namespaces, whatever their labels: the operator's say over who may
+	// use an advertisement (an internet-facing one, say), as a pool's
+	// serviceAllocation.namespaces is over who may use its addresses. A
+	// Service's labels (serviceSelector) can narrow the choice within
+	// these namespaces, never widen it.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespaces []string `json:"namespaces,omitempty"`
 	// NodeSelector selects the nodes that announce.
 	// +optional
 	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`

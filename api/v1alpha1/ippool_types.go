@@ -60,7 +60,14 @@ type IPPool struct {
 	Status IPPoolStatus `json:"status,omitempty"`
 }
 
-// IPPoolSpec configures an IPPool.
+// IPPoolSpec configures an IPPool. The API server refuses address entries
+// inside special-purpose blocks (unspecified, loopback, link-local,
+// multicast, broadcast), and entries spanning them (0.0.0.0/0, ::/0,
+// 0.0.0.0/1...) unless allowCatchAll is set. A range whose ends lie outside
+// such a block but which spans one (126.0.0.0-128.0.0.0) is caught by the
+// controller instead: the pool gets Ready False with reason InvalidSpec.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.allowCatchAll) && self.allowCatchAll || !self.addresses.exists(a, (['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '255.255.255.255/32', '::/128', '::1/128', 'fe80::/10', 'ff00::/8'].exists(s, ((isIP(a) && cidr(s).containsIP(a)) || (isCIDR(a) && (cidr(s).containsCIDR(a) || cidr(a).containsCIDR(s))) || ((a.contains('-') && a.indexOf('-') == a.lastIndexOf('-') && isIP(a.substring(0, a.indexOf('-')).trim()) && isIP(a.substring(a.indexOf('-') + 1).trim())) && (cidr(s).containsIP(a.substring(0, a.indexOf('-')).trim()) || cidr(s).containsIP(a.substring(a.indexOf('-') + 1).trim()))))) && !['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '255.255.255.255/32', '::/128', '::1/128', 'fe80::/10', 'ff00::/8'].exists(s, ((isIP(a) && cidr(s).containsIP(a)) || (isCIDR(a) && cidr(s).containsCIDR(a)) || ((a.contains('-') && a.indexOf('-') == a.lastIndexOf('-') && isIP(a.substring(0, a.indexOf('-')).trim()) && isIP(a.substring(a.indexOf('-') + 1).trim())) && cidr(s).containsIP(a.substring(0, a.indexOf('-')).trim()) && cidr(s).containsIP(a.substring(a.indexOf('-') + 1).trim()))))))",message="an entry of addresses spans special-purpose blocks (unspecified, loopback, link-local, multicast, broadcast), as 0.0.0.0/0 and ::/0 do; narrow it, or set allowCatchAll: true to accept such catch-all entries (the special-purpose addresses in them are still never handed out)"
 type IPPoolSpec struct {
 	// Addresses lists the CIDRs, ranges and single addresses of the pool.
 	// IPv4 and IPv6 may be mixed in one pool.
@@ -68,6 +75,7 @@ type IPPoolSpec struct {
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=48
+	// +kubebuilder:validation:items:XValidation:rule="!['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '255.255.255.255/32', '::/128', '::1/128', 'fe80::/10', 'ff00::/8'].exists(s, ((isIP(self) && cidr(s).containsIP(self)) || (isCIDR(self) && cidr(s).containsCIDR(self)) || ((self.contains('-') && self.indexOf('-') == self.lastIndexOf('-') && isIP(self.substring(0, self.indexOf('-')).trim()) && isIP(self.substring(self.indexOf('-') + 1).trim())) && cidr(s).containsIP(self.substring(0, self.indexOf('-')).trim()) && cidr(s).containsIP(self.substring(self.indexOf('-') + 1).trim()))))",messageExpression="'\"' + self + '\" lies inside a special-purpose block (unspecified, loopback, link-local such as 169.254.169.254 or fe80::/10, multicast, broadcast), whose addresses are never handed out'"
 	Addresses []AddressRange `json:"addresses"`
 
 	// Reserved lists addresses of the pool that are never handed out, such
@@ -98,6 +106,15 @@ type IPPoolSpec struct {
 	// +optional
 	// +kubebuilder:default=VIP
 	IPMode IPMode `json:"ipMode,omitempty"`
+
+	// AllowCatchAll accepts address entries that span special-purpose
+	// blocks (unspecified, loopback, link-local, multicast, broadcast),
+	// such as 0.0.0.0/0 or ::/0. Off by default, so that a typo cannot
+	// make a pool of everything. The special-purpose addresses inside such
+	// entries are never handed out either way, and entries that lie wholly
+	// inside a special-purpose block are refused even with it.
+	// +optional
+	AllowCatchAll bool `json:"allowCatchAll,omitempty"`
 
 	// AllowCrossNamespaceSharing lets Services in different namespaces share
 	// one address through a common sharing key. Off by default, so that a

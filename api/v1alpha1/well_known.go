@@ -48,6 +48,10 @@ const (
 	// PoolConditionInUse is True while Services hold addresses of the pool;
 	// a pool being deleted waits for it to turn False.
 	PoolConditionInUse = "InUse"
+	// PoolConditionClusterOverlap is present, True, when the cluster uses
+	// some of the pool's addresses (a Service range, a pod range, a node's
+	// address); those are never handed out.
+	PoolConditionClusterOverlap = "ClusterOverlap"
 )
 
 // PoolFinalizer holds back the deletion of a pool until no Service holds

@@ -80,9 +80,9 @@ func TestRBACFollowsValues(t *testing.T) {
 			lack: []string{"berth.dev/ippools:list", "/namespaces:list", "/services:patch"},
 		},
 		{
-			name: "controller never touches Secrets, Nodes or Service specs", role: "ClusterRole/berth-controller",
-			has:  []string{"berth.dev/ippools:update", "/services/status:patch", "berth.dev/l2advertisements/status:patch"},
-			lack: []string{"/secrets:get", "/nodes:list", "/services:patch", "/services:update", "/services:get"},
+			name: "controller never touches Secrets or Service specs, and only reads Nodes", role: "ClusterRole/berth-controller",
+			has:  []string{"berth.dev/ippools:update", "/services/status:patch", "berth.dev/l2advertisements/status:patch", "/nodes:list", "networking.k8s.io/servicecidrs:watch"},
+			lack: []string{"/secrets:get", "/nodes:get", "/nodes:patch", "/services:patch", "/services:update", "/services:get"},
 		},
 		{
 			name: "speaker with everything", role: "ClusterRole/berth-speaker",

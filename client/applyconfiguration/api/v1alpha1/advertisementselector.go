@@ -32,8 +32,17 @@ type AdvertisementSelectorApplyConfiguration struct {
 	IPPools []string `json:"ipPools,omitempty"`
 	// IPPoolSelector selects the pools by label.
 	IPPoolSelector *v1.LabelSelectorApplyConfiguration `json:"ipPoolSelector,omitempty"`
-	// ServiceSelector selects the Services by label.
+	// ServiceSelector selects the Services by label. Whoever may edit a
+	// Service may label it, so on its own it lets every tenant opt in;
+	// set namespaces to decide who may.
 	ServiceSelector *v1.LabelSelectorApplyConfiguration `json:"serviceSelector,omitempty"`
+	// Namespaces, when set, limits the advertisement to Services in these
+	// namespaces, whatever their labels: the operator's say over who may
+	// use an advertisement (an internet-facing one, say), as a pool's
+	// serviceAllocation.namespaces is over who may use its addresses. A
+	// Service's labels (serviceSelector) can narrow the choice within
+	// these namespaces, never widen it.
+	Namespaces []string `json:"namespaces,omitempty"`
 	// NodeSelector selects the nodes that announce.
 	NodeSelector *v1.LabelSelectorApplyConfiguration `json:"nodeSelector,omitempty"`
 }
@@ -67,6 +76,16 @@ func (b *AdvertisementSelectorApplyConfiguration) WithIPPoolSelector(value *v1.L
 // If called multiple times, the ServiceSelector field is set to the value of the last call.
 func (b *AdvertisementSelectorApplyConfiguration) WithServiceSelector(value *v1.LabelSelectorApplyConfiguration) *AdvertisementSelectorApplyConfiguration {
 	b.ServiceSelector = value
+	return b
+}
+
+// WithNamespaces adds the given value to the Namespaces field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Namespaces field.
+func (b *AdvertisementSelectorApplyConfiguration) WithNamespaces(values ...string) *AdvertisementSelectorApplyConfiguration {
+	for i := range values {
+		b.Namespaces = append(b.Namespaces, values[i])
+	}
 	return b
 }
 

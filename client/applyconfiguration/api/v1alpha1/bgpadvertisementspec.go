@@ -78,6 +78,16 @@ func (b *BGPAdvertisementSpecApplyConfiguration) WithServiceSelector(value *v1.L
 	return b
 }
 
+// WithNamespaces adds the given value to the Namespaces field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Namespaces field.
+func (b *BGPAdvertisementSpecApplyConfiguration) WithNamespaces(values ...string) *BGPAdvertisementSpecApplyConfiguration {
+	for i := range values {
+		b.AdvertisementSelectorApplyConfiguration.Namespaces = append(b.AdvertisementSelectorApplyConfiguration.Namespaces, values[i])
+	}
+	return b
+}
+
 // WithNodeSelector sets the NodeSelector field in the declarative configuration to the given value
 // and returns the receiver, so that objects can be built by chaining "With" function invocations.
 // If called multiple times, the NodeSelector field is set to the value of the last call.

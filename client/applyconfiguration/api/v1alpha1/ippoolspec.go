@@ -25,7 +25,12 @@ import (
 // IPPoolSpecApplyConfiguration represents a declarative configuration of the IPPoolSpec type for use
 // with apply.
 //
-// IPPoolSpec configures an IPPool.
+// IPPoolSpec configures an IPPool. The API server refuses address entries
+// inside special-purpose blocks (unspecified, loopback, link-local,
+// multicast, broadcast), and entries spanning them (0.0.0.0/0, ::/0,
+// 0.0.0.0/1...) unless allowCatchAll is set. A range whose ends lie outside
+// such a block but which spans one (126.0.0.0-128.0.0.0) is caught by the
+// controller instead: the pool gets Ready False with reason InvalidSpec.
 type IPPoolSpecApplyConfiguration struct {
 	// Addresses lists the CIDRs, ranges and single addresses of the pool.
 	// IPv4 and IPv6 may be mixed in one pool.
@@ -45,6 +50,13 @@ type IPPoolSpecApplyConfiguration struct {
 	// IPMode is written into each ingress entry of the Services served from
 	// this pool.
 	IPMode *apiv1alpha1.IPMode `json:"ipMode,omitempty"`
+	// AllowCatchAll accepts address entries that span special-purpose
+	// blocks (unspecified, loopback, link-local, multicast, broadcast),
+	// such as 0.0.0.0/0 or ::/0. Off by default, so that a typo cannot
+	// make a pool of everything. The special-purpose addresses inside such
+	// entries are never handed out either way, and entries that lie wholly
+	// inside a special-purpose block are refused even with it.
+	AllowCatchAll *bool `json:"allowCatchAll,omitempty"`
 	// AllowCrossNamespaceSharing lets Services in different namespaces share
 	// one address through a common sharing key. Off by default, so that a
 	// tenant cannot attach to another tenant's address.
@@ -106,6 +118,14 @@ func (b *IPPoolSpecApplyConfiguration) WithServiceAllocation(value *ServiceAlloc
 // If called multiple times, the IPMode field is set to the value of the last call.
 func (b *IPPoolSpecApplyConfiguration) WithIPMode(value apiv1alpha1.IPMode) *IPPoolSpecApplyConfiguration {
 	b.IPMode = &value
+	return b
+}
+
+// WithAllowCatchAll sets the AllowCatchAll field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the AllowCatchAll field is set to the value of the last call.
+func (b *IPPoolSpecApplyConfiguration) WithAllowCatchAll(value bool) *IPPoolSpecApplyConfiguration {
+	b.AllowCatchAll = &value
 	return b
 }
 

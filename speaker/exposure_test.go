@@ -1,0 +1,64 @@
+package speaker
+
+import (
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/bgp"
+)
+
+// TestAdvertisementNamespaces: a Service's label alone cannot opt it into
+// an advertisement (an internet-facing one) whose namespaces do not
+// include the Service's; within them, the label selects as before.
+func TestAdvertisementNamespaces(t *testing.T) {
+	internet := adv("internet", func(s *v1alpha1.BGPAdvertisementSpec) {
+		s.Peers = []string{"edge"}
+		s.ServiceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"exposure": "internet"}}
+		s.Namespaces = []string{"public"}
+	})
+	labelled := func(ns string) func(*corev1.Service) {
+		return func(s *corev1.Service) { s.Namespace = ns; s.Labels["exposure"] = "internet" }
+	}
+	snap := Snapshot{
+		Node:  node(),
+		Pools: []*v1alpha1.IPPool{pool("lan", "198.51.100.0/24")},
+		Peers: []*v1alpha1.BGPPeer{peer("edge", "198.18.1.1")},
+		Services: []*corev1.Service{
+			lbService("web", []string{"198.51.100.1"}, labelled("public")),
+			lbService("sneaky", []string{"198.51.100.2"}, labelled("tenant-b")),
+			lbService("unlabelled", []string{"198.51.100.3"}, func(s *corev1.Service) { s.Namespace = "public" }),
+		},
+		BGPAdvs: []*v1alpha1.BGPAdvertisement{internet},
+	}
+	got := Compute(snap).Routes["edge"]
+	want := []bgp.Advertisement{{Prefix: host("198.51.100.1")}}
+	if !slices.EqualFunc(got, want, func(a, b bgp.Advertisement) bool { return a.Prefix == b.Prefix }) {
+		t.Errorf("routes to edge = %v, want only %v: the label must not opt tenant-b in", got, want)
+	}
+	// Without namespaces, the label alone decides (the old behaviour).
+	internet.Spec.Namespaces = nil
+	if got := Compute(snap).Routes["edge"]; len(got) != 2 {
+		t.Errorf("routes without namespaces = %v, want web and sneaky", got)
+	}
+	// Layer 2 is decided by the same rule.
+	l2 := &v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "l2"}}
+	l2.Spec.Namespaces = []string{"public"}
+	snap.BGPAdvs, snap.L2Advs, snap.Nodes = nil, []*v1alpha1.L2Advertisement{l2}, []*corev1.Node{node()}
+	if l2Addrs := computeL2Addrs(snap); !slices.Equal(l2Addrs, []string{"198.51.100.1", "198.51.100.3"}) {
+		t.Errorf("layer-2 addresses = %v, want those of namespace public only", l2Addrs)
+	}
+}
+
+// computeL2Addrs lists the addresses the layer-2 plan announces.
+func computeL2Addrs(s Snapshot) []string {
+	all, _ := computeL2(s)
+	out := make([]string, 0, len(all))
+	for _, a := range all {
+		out = append(out, a.Addr.String())
+	}
+	return out
+}
