@@ -63,6 +63,16 @@ type Rule struct {
 	NodeIP netip.Addr
 	// NodePort is the Service port's NodePort.
 	NodePort uint16
+	// Restricted, if set, refuses new connections to Address, Protocol
+	// and Port from any client outside SourceRanges (the Service's
+	// loadBalancerSourceRanges): they are dropped before the rewrite to
+	// the NodePort. Ranges of the other family than Address do not
+	// apply; a restricted rule without ranges of its family refuses
+	// every client. All rules of one address, protocol and port must
+	// agree.
+	Restricted bool
+	// SourceRanges are the clients allowed when Restricted is set.
+	SourceRanges []netip.Prefix
 }
 
 // String formats the rule as "address:port/PROTO->nodeIP:nodePort", the form
@@ -72,8 +82,8 @@ func (r Rule) String() string {
 		netip.AddrPortFrom(r.NodeIP, r.NodePort))
 }
 
-// InvalidRuleError reports a rule Sync refused. Sync writes nothing when any
-// rule is invalid.
+// InvalidRuleError reports a rule Sync refused. Sync still programs every
+// valid rule: one bad rule never holds up the others.
 type InvalidRuleError struct {
 	// Rule is the offending rule.
 	Rule Rule
@@ -100,10 +110,27 @@ type key struct {
 	port  uint16
 }
 
-// target is where a rule sends its traffic.
+// target is where a rule sends its traffic, and who may send it.
 type target struct {
 	ip   netip.Addr
 	port uint16
+	// restricted and ranges (encodeRanges of the merged ranges of the
+	// address's family) are the rule's source ranges.
+	restricted bool
+	ranges     string
+}
+
+// elements returns the elements of the port map and source range sets
+// for rule k -> t (not its node map element).
+func (t target) elements(k key) []element {
+	out := []element{portElement(k, t.port)}
+	if t.restricted {
+		out = append(out, restrictElement(k))
+		for _, r := range decodeRanges(t.ranges, k.addr.BitLen()/8) {
+			out = append(out, allowElement(k, r))
+		}
+	}
+	return out
 }
 
 // ruleSet is a validated set of rules.
@@ -126,6 +153,13 @@ func checkRule(r Rule) string {
 		return "port is 0"
 	case r.NodePort == 0:
 		return "node port is 0"
+	case !r.Restricted && len(r.SourceRanges) > 0:
+		return "source ranges without Restricted"
+	}
+	for _, p := range r.SourceRanges {
+		if !p.IsValid() || p.Addr().Zone() != "" {
+			return fmt.Sprintf("invalid source range %q", p)
+		}
 	}
 	if _, ok := r.Protocol.nftName(); !ok {
 		return fmt.Sprintf("unknown protocol %q (want TCP, UDP or SCTP)", string(r.Protocol))
@@ -134,13 +168,15 @@ func checkRule(r Rule) string {
 }
 
 // validate turns rules into a ruleSet and the node IP of each of its
-// addresses, or returns every problem found, joined, each an
-// *InvalidRuleError. Identical duplicates are merged; the
-// same address, protocol and port with two different targets is an error,
-// and so is one address forwarded to two node IPs: the table looks the node
-// IP up by address alone (see chains).
+// addresses, leaving out the invalid ones, and returns every problem
+// found, joined, each an *InvalidRuleError. Identical duplicates are
+// merged. Of two rules for the same address, protocol and port with
+// different targets or source ranges, and of two rules forwarding one
+// address to different node IPs (the table looks the node IP up by address
+// alone, see chains), the first is kept and the other refused.
 func validate(rules []Rule) (ruleSet, map[netip.Addr]netip.Addr, error) {
 	set := make(ruleSet, len(rules))
+	nodes := make(map[netip.Addr]netip.Addr)
 	byAddr := make(map[netip.Addr]Rule)
 	var errs []error
 	for _, r := range rules {
@@ -148,31 +184,31 @@ func validate(rules []Rule) (ruleSet, map[netip.Addr]netip.Addr, error) {
 			errs = append(errs, &InvalidRuleError{Rule: r, Reason: reason})
 			continue
 		}
-		if other, ok := byAddr[r.Address]; !ok {
-			byAddr[r.Address] = r
-		} else if other.NodeIP != r.NodeIP {
+		if other, ok := byAddr[r.Address]; ok && other.NodeIP != r.NodeIP {
 			errs = append(errs, &InvalidRuleError{Rule: r,
 				Reason: fmt.Sprintf("conflicts with rule %s: one address is forwarded to one node IP", other)})
 			continue
 		}
 		k := key{addr: r.Address, proto: r.Protocol, port: r.Port}
-		t := target{ip: r.NodeIP, port: r.NodePort}
+		t := target{ip: r.NodeIP, port: r.NodePort, restricted: r.Restricted}
+		if r.Restricted {
+			t.ranges = encodeRanges(ranges(r.Address, r.SourceRanges))
+		}
 		if old, ok := set[k]; ok {
 			if old != t {
 				first := Rule{Address: k.addr, Protocol: k.proto, Port: k.port, NodeIP: old.ip, NodePort: old.port}
 				errs = append(errs, &InvalidRuleError{Rule: r,
-					Reason: fmt.Sprintf("conflicts with rule %s for the same address, protocol and port", first)})
+					Reason: fmt.Sprintf("conflicts with rule %s for the same address, protocol and port (target or source ranges)", first)})
 			}
 			continue
+		}
+		if _, ok := byAddr[r.Address]; !ok {
+			byAddr[r.Address], nodes[r.Address] = r, r.NodeIP
 		}
 		set[k] = t
 	}
 	if len(errs) > 0 {
-		return nil, nil, fmt.Errorf("validating rules: %w", errors.Join(errs...))
-	}
-	nodes := make(map[netip.Addr]netip.Addr, len(byAddr))
-	for a, r := range byAddr {
-		nodes[a] = r.NodeIP
+		return set, nodes, fmt.Errorf("validating rules: %w", errors.Join(errs...))
 	}
 	return set, nodes, nil
 }
