@@ -3,10 +3,13 @@ package speaker
 import (
 	"context"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/util/workqueue"
 
@@ -27,6 +30,10 @@ func (f *fakeForwarder) Sync(_ context.Context, rules []nodeport.Rule) error {
 }
 func (f *fakeForwarder) Check(context.Context) (bool, error) { return false, nil }
 func (f *fakeForwarder) Cleanup(context.Context) error       { f.cleanups++; f.rules = nil; return nil }
+func (f *fakeForwarder) Members(context.Context, nodeport.MembersPort, []netip.Addr) error {
+	return nil
+}
+
 func (f *fakeForwarder) Drain(_ context.Context, addrs []netip.Addr) error {
 	f.drain = addrs
 	return nil
@@ -124,5 +131,79 @@ func TestApplyForwardingDrain(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[netip.Addr]netip.Addr{addr: via}, r.routes, opts); diff != "" {
 		t.Errorf("routes (-want +got):\n%s", diff)
+	}
+}
+
+// TestForwardingSourceRanges checks that a Service's source ranges reach
+// its rules, from the spec or else the annotation, and that ranges that do
+// not parse refuse every client and are reported.
+func TestForwardingSourceRanges(t *testing.T) {
+	addr := netip.MustParseAddr("198.51.100.5")
+	p := func(s ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, c := range s {
+			out = append(out, netip.MustParsePrefix(c))
+		}
+		return out
+	}
+	tests := []struct {
+		name           string
+		spec           []string
+		annotation     string
+		wantRestricted bool
+		wantRanges     []netip.Prefix
+		wantProblem    string
+	}{
+		{name: "none"},
+		{name: "spec", spec: []string{"203.0.113.0/24", " 2001:db8::/32"}, wantRestricted: true, wantRanges: p("203.0.113.0/24", "2001:db8::/32")},
+		{name: "annotation", annotation: "203.0.113.0/24, 192.0.2.7/32", wantRestricted: true, wantRanges: p("203.0.113.0/24", "192.0.2.7/32")},
+		{name: "spec wins", spec: []string{"203.0.113.0/24"}, annotation: "0.0.0.0/0", wantRestricted: true, wantRanges: p("203.0.113.0/24")},
+		{name: "unparsable: nobody", spec: []string{"203.0.113.0/24", "not-a-cidr"}, wantRestricted: true, wantProblem: `"not-a-cidr"`},
+		{name: "unparsable annotation: nobody", annotation: "10.0.0.1", wantRestricted: true, wantProblem: `"10.0.0.1"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := lbService("web", []string{addr.String()})
+			svc.Spec.LoadBalancerSourceRanges = tc.spec
+			if tc.annotation != "" {
+				svc.Annotations = map[string]string{corev1.AnnotationLoadBalancerSourceRangesKey: tc.annotation}
+			}
+			plan := &Plan{Problems: map[string]string{}}
+			rules := plan.forwarding(Snapshot{Node: node(), Services: []*corev1.Service{svc}}, map[netip.Addr]bool{addr: true}, false)
+			if len(rules) != 1 {
+				t.Fatalf("rules = %v, want one", rules)
+			}
+			r := rules[0]
+			opts := cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
+			if r.Restricted != tc.wantRestricted || !cmp.Equal(r.SourceRanges, tc.wantRanges, opts, cmpopts.EquateEmpty()) {
+				t.Errorf("rule restricted %v to %v, want %v to %v", r.Restricted, r.SourceRanges, tc.wantRestricted, tc.wantRanges)
+			}
+			if got := plan.Problems["Service/default/web"]; !strings.Contains(got, tc.wantProblem) || (tc.wantProblem == "") != (got == "") {
+				t.Errorf("problem %q, want one naming %s", got, tc.wantProblem)
+			}
+		})
+	}
+}
+
+// TestPlanMembers checks that the membership port's allowed sources are
+// every Node's addresses.
+func TestPlanMembers(t *testing.T) {
+	other := node(func(n *corev1.Node) {
+		n.Name = "other"
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.18.1.9"},
+			{Type: corev1.NodeExternalIP, Address: "203.0.113.9"}, {Type: corev1.NodeHostName, Address: "other"}}
+	})
+	self := node()
+	plan := Compute(Snapshot{Node: self, Nodes: []*corev1.Node{self, other}})
+	var want []netip.Addr
+	for _, a := range self.Status.Addresses {
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			want = append(want, ip)
+		}
+	}
+	want = append(want, netip.MustParseAddr("198.18.1.9"), netip.MustParseAddr("203.0.113.9"))
+	slices.SortFunc(want, netip.Addr.Compare)
+	if diff := cmp.Diff(want, plan.Members, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("members (-want +got):\n%s", diff)
 	}
 }

@@ -42,6 +42,9 @@ type forwarder interface {
 	// Drain sets the addresses whose unknown mid-stream TCP packets are
 	// routed rather than forwarded (nodeport.Forwarder.Drain).
 	Drain(ctx context.Context, addrs []netip.Addr) error
+	// Members restricts the membership port to the Nodes' addresses
+	// (nodeport.Forwarder.Members).
+	Members(ctx context.Context, port nodeport.MembersPort, addrs []netip.Addr) error
 }
 
 // secretGetter reads one key of a Secret in Berth's namespace, by name.
@@ -73,6 +76,9 @@ type Speaker struct {
 	synced  []cache.InformerSynced
 	bgp     bgpSpeaker
 	fwd     forwarder
+	// membersPort is the layer-2 membership port the forwarding table
+	// restricts to node addresses; zero without layer 2.
+	membersPort nodeport.MembersPort
 	// routes holds the host routes of drains; nil without forwarding or
 	// layer 2.
 	routes   drainRouter
@@ -251,6 +257,9 @@ func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan
 	slices.SortFunc(addrs, netip.Addr.Compare)
 	if err := s.fwd.Drain(ctx, addrs); err != nil {
 		return fmt.Errorf("drain: %w", err)
+	}
+	if err := s.fwd.Members(ctx, s.membersPort, plan.Members); err != nil {
+		return fmt.Errorf("membership port: %w", err)
 	}
 	now := time.Now()
 	if len(handover) > 0 && s.drainFor > 0 {
