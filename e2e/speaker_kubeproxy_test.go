@@ -67,7 +67,7 @@ func TestSpeakerKubeProxy(t *testing.T) {
 	podEndpoints(t, e, svc, pod.IPv4, n.name)
 	annotateForward(t, e, n, lb, "default/web")
 
-	kp := startKubeProxy(t, bins.KubeProxy, e, n)
+	kp := startKubeProxy(t, bins.KubeProxy, "nftables", e, n)
 	n.speaker = startSpeaker(t, t, e, n, "--forwarding=true", "--bgp=false", "--cleanup-on-exit")
 	t.Logf("lab, kube-proxy and speaker started after %v", time.Since(started).Round(time.Millisecond))
 
@@ -132,12 +132,12 @@ func podListen(t *testing.T, h *netlab.Host, port int) {
 	go func() { _ = srv.Serve(l) }()
 }
 
-// startKubeProxy runs kube-proxy in nftables mode in n's namespace. The
-// conntrack flags leave the kernel's settings alone.
-func startKubeProxy(t *testing.T, bin string, e *env, n *labNode) *proc {
+// startKubeProxy runs kube-proxy in mode (nftables or iptables) in n's
+// namespace. The conntrack flags leave the kernel's settings alone.
+func startKubeProxy(t *testing.T, bin, mode string, e *env, n *labNode) *proc {
 	t.Helper()
 	cmd := n.host.Command(context.Background(), bin,
-		"--proxy-mode=nftables",
+		"--proxy-mode="+mode,
 		"--kubeconfig", e.cp.Kubeconfig(),
 		"--hostname-override", n.name,
 		"--nodeport-addresses", hostRoute(n.host.IPv4).String(),
