@@ -39,23 +39,7 @@ const npKubeProxy = 30480
 func TestSpeakerKubeProxy(t *testing.T) {
 	requireFwdTools(t)
 	started := time.Now()
-	bins, err := controlplane.BinaryPaths(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lab := netlab.New(t)
-	e := newEnvWith(t, controlplane.Options{BindAddress: lab.Gateway4})
-	e.namespace(t, speakerNS, nil)
-	n := &labNode{name: "node1", host: lab.AddHost("node1")}
-	if _, err := controlplane.CreateNodeWith(t.Context(), e.kube, controlplane.NodeConfig{
-		Name: n.name, Addresses: []netip.Addr{n.host.IPv4, n.host.IPv6},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	// The node routes to the pod, as a CNI would make it.
-	mustExec(t, n.host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-	pod := lab.AddHost("pod")
-	podListen(t, pod, 8080)
+	bins, lab, e, n, pod := newKubeProxyLab(t)
 	fl := &fwdLab{speakerLab: &speakerLab{t: t, lab: lab, e: e, nodes: []*labNode{n}}, client: lab.AddHost("client"), started: started}
 
 	lb := netip.MustParseAddr("198.51.100.10")
@@ -113,6 +97,31 @@ func TestSpeakerKubeProxy(t *testing.T) {
 	_, took = waitAnswer(t, fl.get, lb, 80, 8080, settle)
 	t.Logf("ipMode Proxy, annotation back: client reached the pod again in %v", took.Round(time.Millisecond))
 	t.Logf("total %v", time.Since(started).Round(time.Millisecond))
+}
+
+// newKubeProxyLab returns the control plane's binaries, a lab, its
+// control plane with the speaker's namespace, one node (a Node object and
+// a host that routes) and a pod host answering HTTP on 8080.
+func newKubeProxyLab(t *testing.T) (controlplane.Paths, *netlab.Lab, *env, *labNode, *netlab.Host) {
+	t.Helper()
+	bins, err := controlplane.BinaryPaths(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab := netlab.New(t)
+	e := newEnvWith(t, controlplane.Options{BindAddress: lab.Gateway4})
+	e.namespace(t, speakerNS, nil)
+	n := &labNode{name: "node1", host: lab.AddHost("node1")}
+	if _, err := controlplane.CreateNodeWith(t.Context(), e.kube, controlplane.NodeConfig{
+		Name: n.name, Addresses: []netip.Addr{n.host.IPv4, n.host.IPv6},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The node routes to the pod, as a CNI would make it.
+	mustExec(t, n.host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	pod := lab.AddHost("pod")
+	podListen(t, pod, 8080)
+	return bins, lab, e, n, pod
 }
 
 // podListen serves HTTP on h's IPv4 and port, answering like the NodePort
