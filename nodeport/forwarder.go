@@ -66,14 +66,16 @@ const maxElementOps = 1000
 // changed. An element update that fails is logged and followed at once by
 // a full rewrite.
 func (f *Forwarder) Sync(ctx context.Context, rules []Rule) error {
-	desired, nodes, invalid := validate(rules)
+	desired, nodes, errs := validate(rules)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	logger := klog.FromContext(ctx).WithName("nodeport")
-	if invalid != nil {
+	var invalid error
+	if len(errs) > 0 {
+		invalid = fmt.Errorf("validating rules: %w", errors.Join(errs...))
 		logger.Error(invalid, "Leaving out invalid forwarding rules")
 	}
-	f.notProgrammed = len(rules) - len(desired)
+	f.notProgrammed = len(errs)
 
 	if f.state == stateSynced {
 		ops := f.incremental(desired, nodes)

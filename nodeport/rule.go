@@ -169,12 +169,12 @@ func checkRule(r Rule) string {
 
 // validate turns rules into a ruleSet and the node IP of each of its
 // addresses, leaving out the invalid ones, and returns every problem
-// found, joined, each an *InvalidRuleError. Identical duplicates are
+// found, one *InvalidRuleError per rule left out. Identical duplicates are
 // merged. Of two rules for the same address, protocol and port with
 // different targets or source ranges, and of two rules forwarding one
 // address to different node IPs (the table looks the node IP up by address
 // alone, see chains), the first is kept and the other refused.
-func validate(rules []Rule) (ruleSet, map[netip.Addr]netip.Addr, error) {
+func validate(rules []Rule) (ruleSet, map[netip.Addr]netip.Addr, []error) {
 	set := make(ruleSet, len(rules))
 	nodes := make(map[netip.Addr]netip.Addr)
 	byAddr := make(map[netip.Addr]Rule)
@@ -207,10 +207,7 @@ func validate(rules []Rule) (ruleSet, map[netip.Addr]netip.Addr, error) {
 		}
 		set[k] = t
 	}
-	if len(errs) > 0 {
-		return set, nodes, fmt.Errorf("validating rules: %w", errors.Join(errs...))
-	}
-	return set, nodes, nil
+	return set, nodes, errs
 }
 
 // sortedKeys returns the keys of s in a stable order (family, address,

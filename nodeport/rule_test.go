@@ -1,6 +1,7 @@
 package nodeport
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -48,7 +49,11 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			set, _, err := validate(tc.rules)
+			set, _, errs := validate(tc.rules)
+			var err error
+			if len(errs) > 0 {
+				err = errors.Join(errs...)
+			}
 			if tc.wantErr == nil {
 				if err != nil {
 					t.Fatalf("validate: %v", err)
