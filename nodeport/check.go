@@ -72,8 +72,8 @@ func (f *Forwarder) compare(ctx context.Context) (string, error) {
 	for a, ip := range f.appliedNodes {
 		expect(nodeElement(a, ip))
 	}
-	for k, t := range f.applied {
-		for _, e := range t.elements(k) {
+	for k := range f.applied.targets {
+		for _, e := range f.applied.elements(k) {
 			expect(e)
 		}
 	}

@@ -98,7 +98,7 @@ func (f *Forwarder) Sync(ctx context.Context, rules []Rule) error {
 		}
 	}
 	if f.state == stateDrifted {
-		logger.Info("Rewriting drifted nftables table", "rules", len(desired))
+		logger.Info("Rewriting drifted nftables table", "rules", len(desired.targets))
 	}
 	err := f.nft.Run(ctx, f.full(desired, nodes))
 	if err == nil {
@@ -147,7 +147,7 @@ func (f *Forwarder) Cleanup(ctx context.Context) error {
 	if err := f.nft.Run(ctx, tx); err != nil {
 		return fmt.Errorf("deleting nftables table: %w", err)
 	}
-	f.state, f.applied, f.appliedNodes, f.appliedLoose = stateUnknown, nil, nil, nil
+	f.state, f.applied, f.appliedNodes, f.appliedLoose = stateUnknown, ruleSet{}, nil, nil
 	return nil
 }
 
@@ -156,7 +156,7 @@ func (f *Forwarder) Cleanup(ctx context.Context) error {
 // transaction is atomic: packets see the old table or the new one, and
 // nothing anyone else added survives.
 func (f *Forwarder) full(desired ruleSet, nodes map[netip.Addr]netip.Addr) *Transaction {
-	tx := &Transaction{ops: make([]op, 0, 40+len(desired)+len(nodes)+len(f.loose))}
+	tx := &Transaction{ops: make([]op, 0, 40+len(desired.targets)+len(nodes)+len(f.loose))}
 	tx.add(op{kind: opAddTable})
 	tx.add(op{kind: opDeleteTable})
 	tx.add(op{kind: opCreateTable})
@@ -187,7 +187,7 @@ func (f *Forwarder) full(desired ruleSet, nodes map[netip.Addr]netip.Addr) *Tran
 func addRules(tx *Transaction, desired ruleSet, keys []key) {
 	var later []element
 	for _, k := range keys {
-		es := desired[k].elements(k)
+		es := desired.elements(k)
 		tx.add(op{kind: opAddElement, elem: es[0]})
 		later = append(later, es[1:]...)
 	}
@@ -211,7 +211,7 @@ func addRules(tx *Transaction, desired ruleSet, keys []key) {
 // value Berth did not write; Sync then rewrites the table. Check catches
 // the rest (a flushed chain, foreign elements).
 func (f *Forwarder) incremental(desired ruleSet, nodes map[netip.Addr]netip.Addr) []ElementOp {
-	delPorts, addPorts := diff(f.applied, desired)
+	delPorts, addPorts := changedKeys(f.applied, desired)
 	delNodes, addNodes := diff(f.appliedNodes, nodes)
 	if len(delPorts)+len(addPorts)+len(delNodes)+len(addNodes) == 0 {
 		return nil
@@ -223,7 +223,7 @@ func (f *Forwarder) incremental(desired ruleSet, nodes map[netip.Addr]netip.Addr
 	ops := make([]ElementOp, 0, 2*(len(delPorts)+len(delNodes))+len(addPorts)+len(addNodes))
 	var old, oldRanges []element
 	for _, k := range delPorts {
-		es := f.applied[k].elements(k)
+		es := f.applied.elements(k)
 		old, oldRanges = append(old, es[0]), append(oldRanges, es[1:]...)
 	}
 	for _, a := range delNodes {

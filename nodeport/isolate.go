@@ -59,10 +59,10 @@ type ruleGroup struct {
 // Service share its addresses, so one Service's bad rule holds up no
 // other Service's, save those sharing its address.
 func (f *Forwarder) isolate(ctx context.Context, desired ruleSet, nodes map[netip.Addr]netip.Addr) ([]Rule, error) {
-	if err := f.nft.Run(ctx, f.full(nil, nil)); err != nil {
+	if err := f.nft.Run(ctx, f.full(ruleSet{}, nil)); err != nil {
 		return nil, fmt.Errorf("writing the table without rules: %w", err)
 	}
-	f.applied, f.appliedNodes, f.appliedLoose, f.state = ruleSet{}, map[netip.Addr]netip.Addr{}, f.loose, stateSynced
+	f.applied, f.appliedNodes, f.appliedLoose, f.state = newRuleSet(0), map[netip.Addr]netip.Addr{}, f.loose, stateSynced
 	byAddr := map[netip.Addr]*ruleGroup{}
 	var groups []*ruleGroup
 	for _, k := range sortedKeys(desired) {
@@ -90,7 +90,10 @@ func (f *Forwarder) isolate(ctx context.Context, desired ruleSet, nodes map[neti
 			for _, g := range gs {
 				f.appliedNodes[g.addr] = nodes[g.addr]
 				for _, k := range g.keys {
-					f.applied[k] = desired[k]
+					f.applied.targets[k] = desired.targets[k]
+					if rs, ok := desired.ranges[k]; ok {
+						f.applied.ranges[k] = rs
+					}
 				}
 			}
 			return nil
@@ -98,9 +101,7 @@ func (f *Forwarder) isolate(ctx context.Context, desired ruleSet, nodes map[neti
 			return err
 		case len(gs) == 1:
 			for _, k := range gs[0].keys {
-				t := desired[k]
-				refused = append(refused, Rule{Address: k.addr, Protocol: k.proto, Port: k.port, NodeIP: t.ip,
-					NodePort: t.port, Restricted: t.restricted})
+				refused = append(refused, desired.rule(k))
 			}
 			return nil
 		}

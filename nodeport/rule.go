@@ -110,31 +110,73 @@ type key struct {
 	port  uint16
 }
 
-// target is where a rule sends its traffic, and who may send it.
+// target is where a rule sends its traffic.
 type target struct {
 	ip   netip.Addr
 	port uint16
-	// restricted and ranges (encodeRanges of the merged ranges of the
-	// address's family) are the rule's source ranges.
-	restricted bool
-	ranges     string
 }
 
-// elements returns the elements of the port map and source range sets
-// for rule k -> t (not its node map element).
-func (t target) elements(k key) []element {
-	out := []element{portElement(k, t.port)}
-	if t.restricted {
+// ruleSet is a validated set of rules: their targets, and the source
+// ranges of the restricted ones, kept apart so that unrestricted rules,
+// most of them, cost no more to diff than before source ranges existed.
+type ruleSet struct {
+	targets map[key]target
+	// ranges holds the restricted keys, each with encodeRanges of its
+	// merged ranges of the key's family ("" refuses every client).
+	ranges map[key]string
+}
+
+func newRuleSet(n int) ruleSet {
+	return ruleSet{targets: make(map[key]target, n), ranges: map[key]string{}}
+}
+
+// elements returns the elements of rule k: its port map element first,
+// then those of the source range sets (not its node map element).
+func (s ruleSet) elements(k key) []element {
+	out := []element{portElement(k, s.targets[k].port)}
+	if rs, ok := s.ranges[k]; ok {
 		out = append(out, restrictElement(k))
-		for _, r := range decodeRanges(t.ranges, k.addr.BitLen()/8) {
+		for _, r := range decodeRanges(rs, k.addr.BitLen()/8) {
 			out = append(out, allowElement(k, r))
 		}
 	}
 	return out
 }
 
-// ruleSet is a validated set of rules.
-type ruleSet map[key]target
+// rule returns rule k (its source ranges left out), for reports.
+func (s ruleSet) rule(k key) Rule {
+	t := s.targets[k]
+	_, restricted := s.ranges[k]
+	return Rule{Address: k.addr, Protocol: k.proto, Port: k.port, NodeIP: t.ip, NodePort: t.port, Restricted: restricted}
+}
+
+// changedKeys returns the keys of old that are missing from new or differ
+// there (target or source ranges), and the keys of new that are missing
+// from old or differ there.
+func changedKeys(old, new ruleSet) (del, add []key) {
+	del, add = diff(old.targets, new.targets)
+	rdel, radd := diff(old.ranges, new.ranges)
+	if len(rdel)+len(radd) == 0 {
+		return del, add
+	}
+	seen := map[key]bool{}
+	for _, k := range slices.Concat(del, add) {
+		seen[k] = true
+	}
+	for _, k := range slices.Concat(rdel, radd) {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if _, ok := old.targets[k]; ok {
+			del = append(del, k)
+		}
+		if _, ok := new.targets[k]; ok {
+			add = append(add, k)
+		}
+	}
+	return del, add
+}
 
 // checkRule returns why r cannot be programmed, or "" if it can.
 func checkRule(r Rule) string {
@@ -175,8 +217,7 @@ func checkRule(r Rule) string {
 // address to different node IPs (the table looks the node IP up by address
 // alone, see chains), the first is kept and the other refused.
 func validate(rules []Rule) (ruleSet, map[netip.Addr]netip.Addr, []error) {
-	set := make(ruleSet, len(rules))
-	nodes := make(map[netip.Addr]netip.Addr)
+	set := newRuleSet(len(rules))
 	byAddr := make(map[netip.Addr]Rule)
 	var errs []error
 	for _, r := range rules {
@@ -190,22 +231,29 @@ func validate(rules []Rule) (ruleSet, map[netip.Addr]netip.Addr, []error) {
 			continue
 		}
 		k := key{addr: r.Address, proto: r.Protocol, port: r.Port}
-		t := target{ip: r.NodeIP, port: r.NodePort, restricted: r.Restricted}
+		t := target{ip: r.NodeIP, port: r.NodePort}
+		var rs string
 		if r.Restricted {
-			t.ranges = encodeRanges(ranges(r.Address, r.SourceRanges))
+			rs = encodeRanges(ranges(r.Address, r.SourceRanges))
 		}
-		if old, ok := set[k]; ok {
-			if old != t {
-				first := Rule{Address: k.addr, Protocol: k.proto, Port: k.port, NodeIP: old.ip, NodePort: old.port}
+		if old, ok := set.targets[k]; ok {
+			if ors, restricted := set.ranges[k]; old != t || restricted != r.Restricted || ors != rs {
 				errs = append(errs, &InvalidRuleError{Rule: r,
-					Reason: fmt.Sprintf("conflicts with rule %s for the same address, protocol and port (target or source ranges)", first)})
+					Reason: fmt.Sprintf("conflicts with rule %s for the same address, protocol and port (target or source ranges)", set.rule(k))})
 			}
 			continue
 		}
 		if _, ok := byAddr[r.Address]; !ok {
-			byAddr[r.Address], nodes[r.Address] = r, r.NodeIP
+			byAddr[r.Address] = r
 		}
-		set[k] = t
+		set.targets[k] = t
+		if r.Restricted {
+			set.ranges[k] = rs
+		}
+	}
+	nodes := make(map[netip.Addr]netip.Addr, len(byAddr))
+	for a, r := range byAddr {
+		nodes[a] = r.NodeIP
 	}
 	return set, nodes, errs
 }
@@ -213,8 +261,8 @@ func validate(rules []Rule) (ruleSet, map[netip.Addr]netip.Addr, []error) {
 // sortedKeys returns the keys of s in a stable order (family, address,
 // protocol, port), so that transactions, and golden files, are reproducible.
 func sortedKeys(s ruleSet) []key {
-	keys := make([]key, 0, len(s))
-	for k := range s {
+	keys := make([]key, 0, len(s.targets))
+	for k := range s.targets {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, compareKeys)

@@ -58,8 +58,8 @@ func TestValidate(t *testing.T) {
 				if err != nil {
 					t.Fatalf("validate: %v", err)
 				}
-				if len(set) != tc.wantLen {
-					t.Errorf("got %d rules, want %d", len(set), tc.wantLen)
+				if len(set.targets) != tc.wantLen {
+					t.Errorf("got %d rules, want %d", len(set.targets), tc.wantLen)
 				}
 				return
 			}
