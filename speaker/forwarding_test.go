@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -22,11 +23,12 @@ type fakeForwarder struct {
 	synced   int
 	cleanups int
 	drain    []netip.Addr
+	syncErr  error
 }
 
 func (f *fakeForwarder) Sync(_ context.Context, rules []nodeport.Rule) error {
 	f.rules, f.synced = rules, f.synced+1
-	return nil
+	return f.syncErr
 }
 func (f *fakeForwarder) Check(context.Context) (bool, error) { return false, nil }
 func (f *fakeForwarder) Cleanup(context.Context) error       { f.cleanups++; f.rules = nil; return nil }
@@ -205,5 +207,22 @@ func TestPlanMembers(t *testing.T) {
 	slices.SortFunc(want, netip.Addr.Compare)
 	if diff := cmp.Diff(want, plan.Members, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("members (-want +got):\n%s", diff)
+	}
+}
+
+// TestApplyForwardingRefused checks that a Sync that left rules out (the
+// rest programmed) fails the sync, so that it is retried, and still counts
+// the table as written, so that drift checks and its removal happen.
+func TestApplyForwardingRefused(t *testing.T) {
+	for _, err := range []error{&nodeport.RefusedError{Err: errors.New("injected")}, &nodeport.InvalidRuleError{Reason: "injected"}} {
+		snap := Snapshot{Node: node(), Services: []*corev1.Service{lbService("web", []string{"198.51.100.5"})}}
+		f := &fakeForwarder{syncErr: err}
+		s := &Speaker{fwd: f}
+		if got := s.applyForwarding(t.Context(), snap, Compute(snap), nil, nil); !errors.Is(got, err) {
+			t.Errorf("applyForwarding = %v, want %v", got, err)
+		}
+		if !s.forwarded.Load() {
+			t.Errorf("%T: the table is not counted as written", err)
+		}
 	}
 }

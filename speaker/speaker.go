@@ -276,10 +276,15 @@ func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan
 		}
 		return nil
 	}
-	if err := s.fwd.Sync(ctx, rules); err != nil {
+	err := s.fwd.Sync(ctx, rules)
+	// Rules left out (invalid, or refused by the kernel) leave the rest
+	// in the table: it exists, and the error makes the sync retry them.
+	if err == nil || nodeport.IsRefused(err) || nodeport.IsInvalidRule(err) {
+		s.forwarded.Store(true)
+	}
+	if err != nil {
 		return fmt.Errorf("sync forwarding: %w", err)
 	}
-	s.forwarded.Store(true)
 	return nil
 }
 
