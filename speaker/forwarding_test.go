@@ -24,6 +24,9 @@ type fakeForwarder struct {
 	cleanups int
 	drain    []netip.Addr
 	syncErr  error
+	// membersPort and members are what Members was last given.
+	membersPort nodeport.MembersPort
+	members     []netip.Addr
 }
 
 func (f *fakeForwarder) Sync(_ context.Context, rules []nodeport.Rule) error {
@@ -32,7 +35,8 @@ func (f *fakeForwarder) Sync(_ context.Context, rules []nodeport.Rule) error {
 }
 func (f *fakeForwarder) Check(context.Context) (bool, error) { return false, nil }
 func (f *fakeForwarder) Cleanup(context.Context) error       { f.cleanups++; f.rules = nil; return nil }
-func (f *fakeForwarder) Members(context.Context, nodeport.MembersPort, []netip.Addr) error {
+func (f *fakeForwarder) Members(_ context.Context, port nodeport.MembersPort, addrs []netip.Addr) error {
+	f.membersPort, f.members = port, addrs
 	return nil
 }
 
@@ -224,5 +228,26 @@ func TestApplyForwardingRefused(t *testing.T) {
 		if !s.forwarded.Load() {
 			t.Errorf("%T: the table is not counted as written", err)
 		}
+	}
+}
+
+// TestApplyForwardingKeepsMembersTable checks that a node that is not
+// eligible and forwards nothing keeps its table when the table guards the
+// membership port, and still restricts the port.
+func TestApplyForwardingKeepsMembersTable(t *testing.T) {
+	cordoned := node(func(n *corev1.Node) { n.Spec.Unschedulable = true })
+	snap := Snapshot{Node: cordoned, Nodes: []*corev1.Node{cordoned}}
+	f := &fakeForwarder{}
+	s := &Speaker{fwd: f, membersPort: nodeport.MembersPort{Port: 7946, Protocols: []nodeport.Protocol{nodeport.TCP, nodeport.UDP}}}
+	s.forwarded.Store(true)
+	plan := Compute(snap)
+	if err := s.applyForwarding(t.Context(), snap, plan, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if f.cleanups != 0 || f.synced != 1 || len(f.rules) != 0 {
+		t.Errorf("cleanups %d, syncs %d, rules %v; want the table kept, synced without rules", f.cleanups, f.synced, f.rules)
+	}
+	if len(f.members) == 0 || f.membersPort.Port != 7946 {
+		t.Errorf("membership port %v restricted to %v, want 7946 and the node's addresses", f.membersPort, f.members)
 	}
 }

@@ -266,7 +266,9 @@ func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan
 		s.keepTable = now.Add(s.drainFor)
 		s.queue.AddAfter(syncKey, s.drainFor+10*time.Millisecond)
 	}
-	if !plan.Eligible && len(rules) == 0 && !now.Before(s.keepTable) {
+	// With layer 2 the table also guards the membership port, so an
+	// ineligible node keeps it, without rules.
+	if !plan.Eligible && len(rules) == 0 && !now.Before(s.keepTable) && s.membersPort.Port == 0 {
 		if s.forwarded.Load() {
 			logr.FromContextOrDiscard(ctx).Info("Node not eligible; removing forwarding", "why", plan.Why)
 			if err := s.fwd.Cleanup(ctx); err != nil {
