@@ -112,6 +112,11 @@ func (f *Forwarder) Sync(ctx context.Context, rules []Rule) error {
 	if ierr != nil {
 		return fmt.Errorf("writing nftables table: %w", errors.Join(err, ierr))
 	}
+	if len(refused) == 0 {
+		// Address by address, the kernel took everything after all.
+		logger.Info("The whole table failed but every address was then accepted", "err", err)
+		return invalid
+	}
 	f.notProgrammed += len(refused)
 	rerr := &RefusedError{Rules: refused, Err: err}
 	logger.Error(rerr, "The kernel refused some forwarding rules; the others are programmed", "refused", len(refused))
