@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -279,4 +280,45 @@ func TestRefusedRuleIsolated(t *testing.T) {
 		t.Errorf("NotProgrammed = %d, want 0", f.NotProgrammed())
 	}
 	t.Logf("%d batches in all", ref.runs)
+}
+
+// TestSCTPSourceRangesInNetns checks source ranges for SCTP with
+// hand-made INITs (see TestSCTPInNetns): from a refused client address the
+// INIT never reaches the node's NodePort, from the allowed one it does.
+func TestSCTPSourceRangesInNetns(t *testing.T) {
+	l := newLab(t)
+	if _, err := os.Stat("/proc/sys/net/netfilter/nf_conntrack_sctp_timeout_cookie_wait"); err != nil {
+		t.Skipf("skipping: the kernel's conntrack has no SCTP support (CONFIG_NF_CT_PROTO_SCTP): %v", err)
+	}
+	addClientAddrs(t, l)
+	allowed := []netip.Prefix{netip.PrefixFrom(clientIP4, 32), netip.PrefixFrom(clientIP6, 128)}
+	rules := []Rule{
+		{Address: svcIP4, Protocol: SCTP, Port: 9000, NodeIP: nodeIP4, NodePort: 30900, Restricted: true, SourceRanges: allowed},
+		{Address: svcIP6, Protocol: SCTP, Port: 9000, NodeIP: nodeIP6, NodePort: 30900, Restricted: true, SourceRanges: allowed},
+	}
+	if err := l.fwd.Sync(l.ctx, rules); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	for i, tc := range []struct{ svc, allowed, refused, node netip.Addr }{
+		{svcIP4, clientIP4, otherIP4, nodeIP4},
+		{svcIP6, clientIP6, otherIP6, nodeIP6},
+	} {
+		t.Run(tc.svc.String(), func(t *testing.T) {
+			node := listenSCTPRaw(t, l.node, tc.node)
+			for j, from := range []netip.Addr{tc.refused, tc.allowed} {
+				client := listenSCTPRaw(t, l.client, from)
+				port := uint16(41000 + 2*i + j)
+				if _, err := client.WriteTo(sctpPacket(sctpInit, port, 9000, 0, 0x3000), &net.IPAddr{IP: tc.svc.AsSlice()}); err != nil {
+					t.Fatalf("sending INIT from %s: %v", from, err)
+				}
+				got, h, err := readSCTP(node)
+				switch {
+				case from == tc.refused && err == nil:
+					t.Errorf("INIT from refused %s reached the node (%+v from %s)", from, h, got)
+				case from == tc.allowed && (err != nil || got != from || h.dst != 30900):
+					t.Errorf("INIT from allowed %s: %+v from %s, %v; want it at NodePort 30900", from, h, got, err)
+				}
+			}
+		})
+	}
 }
