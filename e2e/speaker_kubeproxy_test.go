@@ -39,23 +39,7 @@ const npKubeProxy = 30480
 func TestSpeakerKubeProxy(t *testing.T) {
 	requireFwdTools(t)
 	started := time.Now()
-	bins, err := controlplane.BinaryPaths(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lab := netlab.New(t)
-	e := newEnvWith(t, controlplane.Options{BindAddress: lab.Gateway4})
-	e.namespace(t, speakerNS, nil)
-	n := &labNode{name: "node1", host: lab.AddHost("node1")}
-	if _, err := controlplane.CreateNodeWith(t.Context(), e.kube, controlplane.NodeConfig{
-		Name: n.name, Addresses: []netip.Addr{n.host.IPv4, n.host.IPv6},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	// The node routes to the pod, as a CNI would make it.
-	mustExec(t, n.host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-	pod := lab.AddHost("pod")
-	podListen(t, pod, 8080)
+	bins, lab, e, n, pod := newKubeProxyLab(t)
 	fl := &fwdLab{speakerLab: &speakerLab{t: t, lab: lab, e: e, nodes: []*labNode{n}}, client: lab.AddHost("client"), started: started}
 
 	lb := netip.MustParseAddr("198.51.100.10")
@@ -67,7 +51,7 @@ func TestSpeakerKubeProxy(t *testing.T) {
 	podEndpoints(t, e, svc, pod.IPv4, n.name)
 	annotateForward(t, e, n, lb, "default/web")
 
-	kp := startKubeProxy(t, bins.KubeProxy, e, n)
+	kp := startKubeProxy(t, bins.KubeProxy, "nftables", e, n)
 	n.speaker = startSpeaker(t, t, e, n, "--forwarding=true", "--bgp=false", "--cleanup-on-exit")
 	t.Logf("lab, kube-proxy and speaker started after %v", time.Since(started).Round(time.Millisecond))
 
@@ -115,6 +99,31 @@ func TestSpeakerKubeProxy(t *testing.T) {
 	t.Logf("total %v", time.Since(started).Round(time.Millisecond))
 }
 
+// newKubeProxyLab returns the control plane's binaries, a lab, its
+// control plane with the speaker's namespace, one node (a Node object and
+// a host that routes) and a pod host answering HTTP on 8080.
+func newKubeProxyLab(t *testing.T) (controlplane.Paths, *netlab.Lab, *env, *labNode, *netlab.Host) {
+	t.Helper()
+	bins, err := controlplane.BinaryPaths(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab := netlab.New(t)
+	e := newEnvWith(t, controlplane.Options{BindAddress: lab.Gateway4})
+	e.namespace(t, speakerNS, nil)
+	n := &labNode{name: "node1", host: lab.AddHost("node1")}
+	if _, err := controlplane.CreateNodeWith(t.Context(), e.kube, controlplane.NodeConfig{
+		Name: n.name, Addresses: []netip.Addr{n.host.IPv4, n.host.IPv6},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The node routes to the pod, as a CNI would make it.
+	mustExec(t, n.host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	pod := lab.AddHost("pod")
+	podListen(t, pod, 8080)
+	return bins, lab, e, n, pod
+}
+
 // podListen serves HTTP on h's IPv4 and port, answering like the NodePort
 // stand-ins of fwdLab.listen ("<host> <port> <client address:port>"), so
 // that parseAnswer and waitAnswer apply.
@@ -132,12 +141,12 @@ func podListen(t *testing.T, h *netlab.Host, port int) {
 	go func() { _ = srv.Serve(l) }()
 }
 
-// startKubeProxy runs kube-proxy in nftables mode in n's namespace. The
-// conntrack flags leave the kernel's settings alone.
-func startKubeProxy(t *testing.T, bin string, e *env, n *labNode) *proc {
+// startKubeProxy runs kube-proxy in mode (nftables or iptables) in n's
+// namespace. The conntrack flags leave the kernel's settings alone.
+func startKubeProxy(t *testing.T, bin, mode string, e *env, n *labNode) *proc {
 	t.Helper()
 	cmd := n.host.Command(context.Background(), bin,
-		"--proxy-mode=nftables",
+		"--proxy-mode="+mode,
 		"--kubeconfig", e.cp.Kubeconfig(),
 		"--hostname-override", n.name,
 		"--nodeport-addresses", hostRoute(n.host.IPv4).String(),

@@ -66,17 +66,19 @@ func (f *Forwarder) compare(ctx context.Context) (string, error) {
 		want[s.name] = map[string]string{}
 	}
 	expect := func(e element) {
-		k, v := e.encode()
-		want[e.set][string(k)] = string(v)
+		k, v, end := e.encode()
+		want[e.set][string(k)] = string(v) + string(end)
 	}
 	for a, ip := range f.appliedNodes {
 		expect(nodeElement(a, ip))
 	}
-	for k, t := range f.applied {
-		expect(portElement(k, t.port))
+	for k := range f.applied.targets {
+		for _, e := range f.applied.elements(k) {
+			expect(e)
+		}
 	}
-	for a := range f.appliedDrain {
-		expect(drainElement(a))
+	for e := range f.appliedLoose {
+		expect(e)
 	}
 	for _, s := range sets() {
 		elems, ok := l.Sets[s.name]
@@ -84,7 +86,7 @@ func (f *Forwarder) compare(ctx context.Context) (string, error) {
 			return fmt.Sprintf("%s %s is missing", s.kind, s.name), nil
 		}
 		for _, e := range elems {
-			if v, ok := want[s.name][string(e.Key)]; !ok || v != string(e.Value) {
+			if v, ok := want[s.name][string(e.Key)]; !ok || v != string(e.Value)+string(e.KeyEnd) {
 				return fmt.Sprintf("%s %s holds unexpected element %s", s.kind, s.name, describe(s.name, e)), nil
 			}
 		}
@@ -98,8 +100,8 @@ func (f *Forwarder) compare(ctx context.Context) (string, error) {
 // describe spells a listed element as nft would, or in hex if it is not
 // one Berth could have written.
 func describe(set string, e ListedElement) string {
-	if d, err := decodeElement(set, e.Key, e.Value); err == nil {
+	if d, err := decodeElement(set, e.Key, e.Value, e.KeyEnd); err == nil {
 		return d.String()
 	}
-	return fmt.Sprintf("%x : %x", e.Key, e.Value)
+	return fmt.Sprintf("%x-%x : %x", e.Key, e.KeyEnd, e.Value)
 }

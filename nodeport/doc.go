@@ -58,11 +58,25 @@
 //   - chains nat-prerouting and nat-output, one rule per family, each
 //     "dnat ip to ct original ip daddr map @node4 : ct original ip daddr .
 //     meta l4proto . ct original proto-dst map @port4";
+//   - sets restrict4 and restrict6, the keys (address . protocol . port)
+//     of restricted rules, and allow4 and allow6, concatenated interval
+//     sets of each key's allowed client ranges; rules ranges4 and ranges6,
+//     first in rewrite-prerouting and in rewrite-output, drop a new
+//     connection to a restricted key from any other client, before the
+//     rewrite (Rule.Restricted, ParseSourceRanges, which fails closed);
+//   - chain member-input (input hook) with sets member-ports and members4,
+//     members6 (Forwarder.Members): only node addresses reach layer 2's
+//     membership port;
 //   - sets drain4 and drain6 (Forwarder.Drain), addresses whose mid-stream
 //     TCP packets of connections this node does not know are exempt from
 //     the rewrite and the DNAT (rules first in rewrite-prerouting and
 //     nat-prerouting) and whose ICMP redirects the node does not send
 //     (rules first in rewrite-output); see docs/forwarding.md#draining.
+//
+// Sync never lets one bad rule hold up the others: it leaves out invalid
+// rules, and when the kernel refuses the table it writes the rules address
+// by address, bisecting, and leaves out those refused (RefusedError,
+// NotProgrammed); a later Sync tries them again.
 //
 // The number of rules is fixed; Services only add map elements, so lookup
 // cost does not grow with them. Packets without a matching element pass
@@ -73,10 +87,9 @@
 // # Limits
 //
 //   - The proxy sees NodePort traffic, not load-balancer traffic: anything it
-//     does only for load-balancer addresses in its NAT chains (kube-proxy's
-//     iptables-mode loadBalancerSourceRanges) does not apply. kube-proxy's
-//     nftables mode checks those ranges at dstnat-10, before the rewrite,
-//     and keeps doing so.
+//     does only for load-balancer addresses in its NAT chains does not
+//     apply. For loadBalancerSourceRanges (which kube-proxy's iptables mode
+//     checks there) Berth's own check takes its place.
 //   - Connections already tracked before a rule existed (say a UDP flow
 //     that got no answer) are not rewritten until conntrack forgets them.
 //   - Untracked packets (notrack) are not forwarded.

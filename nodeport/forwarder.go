@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -33,8 +35,13 @@ type Forwarder struct {
 	state        state
 	applied      ruleSet                   // what the table holds when state is stateSynced
 	appliedNodes map[netip.Addr]netip.Addr // the node IP of each address of applied
-	drain        map[netip.Addr]bool       // the drain sets' elements, as last given to Drain
-	appliedDrain map[netip.Addr]bool       // what the drain sets hold when state is stateSynced
+	// loose are the elements of the drain and membership sets, as last
+	// given to Drain and Members; appliedLoose what the table holds of
+	// them when state is stateSynced.
+	loose, appliedLoose map[element]bool
+	// notProgrammed counts the rules the last Sync left out: invalid, or
+	// refused by the kernel.
+	notProgrammed int
 }
 
 // New returns a Forwarder that programs the table of nft. It writes nothing
@@ -49,31 +56,37 @@ func New(nft NFT) *Forwarder {
 // sizes, and rewriting 10,000 rules takes a fraction of a second anyway.
 const maxElementOps = 1000
 
-// Sync makes the table forward exactly rules. Invalid rules make it fail
-// before writing anything (see IsInvalidRule). The first call, and the first
-// call after drift, writes the whole table in one transaction; later calls
-// add and delete only the map elements that changed, in one netlink batch,
-// and do nothing when nothing changed. An element update that fails is
-// logged and followed at once by a full rewrite.
+// Sync makes the table forward exactly rules. An invalid rule (see
+// IsInvalidRule) is left out, and so are the rules of an address whose
+// elements the kernel refuses (see IsRefused): every other rule is still
+// programmed, and the error reports the rest; a later Sync tries them
+// again. The first call, and the first call after drift, writes the whole
+// table in one transaction; later calls add and delete only the map
+// elements that changed, in one netlink batch, and do nothing when nothing
+// changed. An element update that fails is logged and followed at once by
+// a full rewrite.
 func (f *Forwarder) Sync(ctx context.Context, rules []Rule) error {
-	desired, nodes, err := validate(rules)
-	if err != nil {
-		return err
-	}
+	desired, nodes, errs := validate(rules)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	logger := klog.FromContext(ctx).WithName("nodeport")
+	var invalid error
+	if len(errs) > 0 {
+		invalid = fmt.Errorf("validating rules: %w", errors.Join(errs...))
+		logger.Error(invalid, "Leaving out invalid forwarding rules")
+	}
+	f.notProgrammed = len(errs)
 
 	if f.state == stateSynced {
 		ops := f.incremental(desired, nodes)
 		if len(ops) == 0 {
-			return nil
+			return invalid
 		}
 		if len(ops) <= maxElementOps {
 			err := f.nft.Run(ctx, elementTx(ops))
 			if err == nil {
 				f.applied, f.appliedNodes = desired, nodes
-				return nil
+				return invalid
 			}
 			f.state = stateDrifted
 			if ctx.Err() != nil {
@@ -85,13 +98,37 @@ func (f *Forwarder) Sync(ctx context.Context, rules []Rule) error {
 		}
 	}
 	if f.state == stateDrifted {
-		logger.Info("Rewriting drifted nftables table", "rules", len(desired))
+		logger.Info("Rewriting drifted nftables table", "rules", len(desired.targets))
 	}
-	if err := f.nft.Run(ctx, f.full(desired, nodes)); err != nil {
+	err := f.nft.Run(ctx, f.full(desired, nodes))
+	if err == nil {
+		f.applied, f.appliedNodes, f.appliedLoose, f.state = desired, nodes, f.loose, stateSynced
+		return invalid
+	}
+	if ctx.Err() != nil {
 		return fmt.Errorf("writing nftables table: %w", err)
 	}
-	f.applied, f.appliedNodes, f.appliedDrain, f.state = desired, nodes, f.drain, stateSynced
-	return nil
+	refused, ierr := f.isolate(ctx, desired, nodes)
+	if ierr != nil {
+		return fmt.Errorf("writing nftables table: %w", errors.Join(err, ierr))
+	}
+	if len(refused) == 0 {
+		// Address by address, the kernel took everything after all.
+		logger.Info("The whole table failed but every address was then accepted", "err", err)
+		return invalid
+	}
+	f.notProgrammed += len(refused)
+	rerr := &RefusedError{Rules: refused, Err: err}
+	logger.Error(rerr, "The kernel refused some forwarding rules; the others are programmed", "refused", len(refused))
+	return errors.Join(invalid, rerr)
+}
+
+// NotProgrammed returns how many of the rules given to the last Sync are
+// not in the table: invalid ones, and those the kernel refused.
+func (f *Forwarder) NotProgrammed() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.notProgrammed
 }
 
 // updateFailure says, for the log, what a failed element update most
@@ -115,7 +152,7 @@ func (f *Forwarder) Cleanup(ctx context.Context) error {
 	if err := f.nft.Run(ctx, tx); err != nil {
 		return fmt.Errorf("deleting nftables table: %w", err)
 	}
-	f.state, f.applied, f.appliedNodes, f.appliedDrain = stateUnknown, nil, nil, nil
+	f.state, f.applied, f.appliedNodes, f.appliedLoose = stateUnknown, ruleSet{}, nil, nil
 	return nil
 }
 
@@ -124,7 +161,7 @@ func (f *Forwarder) Cleanup(ctx context.Context) error {
 // transaction is atomic: packets see the old table or the new one, and
 // nothing anyone else added survives.
 func (f *Forwarder) full(desired ruleSet, nodes map[netip.Addr]netip.Addr) *Transaction {
-	tx := &Transaction{ops: make([]op, 0, 40+len(desired)+len(nodes)+len(f.drain))}
+	tx := &Transaction{ops: make([]op, 0, 40+len(desired.targets)+len(nodes)+len(f.loose))}
 	tx.add(op{kind: opAddTable})
 	tx.add(op{kind: opDeleteTable})
 	tx.add(op{kind: opCreateTable})
@@ -140,18 +177,29 @@ func (f *Forwarder) full(desired ruleSet, nodes map[netip.Addr]netip.Addr) *Tran
 	for _, a := range sortedAddrs(nodes) {
 		tx.add(op{kind: opAddElement, elem: nodeElement(a, nodes[a])})
 	}
-	for _, k := range sortedKeys(desired) {
-		tx.add(op{kind: opAddElement, elem: portElement(k, desired[k].port)})
-	}
-	drain := make([]netip.Addr, 0, len(f.drain))
-	for a := range f.drain {
-		drain = append(drain, a)
-	}
-	slices.SortFunc(drain, netip.Addr.Compare)
-	for _, a := range drain {
-		tx.add(op{kind: opAddElement, elem: drainElement(a)})
+	addRules(tx, desired, sortedKeys(desired))
+	loose := slices.Collect(maps.Keys(f.loose))
+	slices.SortFunc(loose, compareElements)
+	for _, e := range loose {
+		tx.add(op{kind: opAddElement, elem: e})
 	}
 	return tx
+}
+
+// addRules adds the elements of rules keys of desired to tx: port map
+// elements first, then source range elements, so that consecutive
+// operations on one set share a message.
+func addRules(tx *Transaction, desired ruleSet, keys []key) {
+	var later []element
+	for _, k := range keys {
+		es := desired.elements(k)
+		tx.add(op{kind: opAddElement, elem: es[0]})
+		later = append(later, es[1:]...)
+	}
+	slices.SortStableFunc(later, func(a, b element) int { return strings.Compare(a.set, b.set) })
+	for _, e := range later {
+		tx.add(op{kind: opAddElement, elem: e})
+	}
 }
 
 // incremental returns the element operations turning f.applied into
@@ -168,17 +216,7 @@ func (f *Forwarder) full(desired ruleSet, nodes map[netip.Addr]netip.Addr) *Tran
 // value Berth did not write; Sync then rewrites the table. Check catches
 // the rest (a flushed chain, foreign elements).
 func (f *Forwarder) incremental(desired ruleSet, nodes map[netip.Addr]netip.Addr) []ElementOp {
-	var delPorts, addPorts []key
-	for k, t := range f.applied {
-		if nt, ok := desired[k]; !ok || nt.port != t.port {
-			delPorts = append(delPorts, k)
-		}
-	}
-	for k, t := range desired {
-		if ot, ok := f.applied[k]; !ok || ot.port != t.port {
-			addPorts = append(addPorts, k)
-		}
-	}
+	delPorts, addPorts := changedKeys(f.applied, desired)
 	delNodes, addNodes := diff(f.appliedNodes, nodes)
 	if len(delPorts)+len(addPorts)+len(delNodes)+len(addNodes) == 0 {
 		return nil
@@ -188,23 +226,29 @@ func (f *Forwarder) incremental(desired ruleSet, nodes map[netip.Addr]netip.Addr
 	slices.SortFunc(delNodes, netip.Addr.Compare)
 	slices.SortFunc(addNodes, netip.Addr.Compare)
 	ops := make([]ElementOp, 0, 2*(len(delPorts)+len(delNodes))+len(addPorts)+len(addNodes))
+	var old, oldRanges []element
 	for _, k := range delPorts {
-		ops = append(ops, ElementOp{Element: portElement(k, f.applied[k].port)})
+		es := f.applied.elements(k)
+		old, oldRanges = append(old, es[0]), append(oldRanges, es[1:]...)
 	}
 	for _, a := range delNodes {
-		ops = append(ops, ElementOp{Element: nodeElement(a, f.appliedNodes[a])})
+		old = append(old, nodeElement(a, f.appliedNodes[a]))
 	}
-	for _, k := range delPorts {
-		ops = append(ops, ElementOp{Delete: true, Element: portElement(k, 0)})
+	slices.SortStableFunc(oldRanges, func(a, b element) int { return strings.Compare(a.set, b.set) })
+	old = append(old, oldRanges...)
+	for _, e := range old {
+		ops = append(ops, ElementOp{Element: e})
 	}
-	for _, a := range delNodes {
-		ops = append(ops, ElementOp{Delete: true, Element: nodeElement(a, netip.Addr{})})
+	for _, e := range old {
+		ops = append(ops, ElementOp{Delete: true, Element: e})
 	}
 	for _, a := range addNodes {
 		ops = append(ops, ElementOp{Element: nodeElement(a, nodes[a])})
 	}
-	for _, k := range addPorts {
-		ops = append(ops, ElementOp{Element: portElement(k, desired[k].port)})
+	tx := &Transaction{}
+	addRules(tx, desired, addPorts)
+	for _, o := range tx.ops {
+		ops = append(ops, ElementOp{Element: o.elem})
 	}
 	return ops
 }

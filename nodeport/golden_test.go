@@ -172,6 +172,51 @@ var (
 	}
 )
 
+// restricted returns rules with source ranges cidrs.
+func restricted(rules []Rule, cidrs ...string) []Rule {
+	out := slices.Clone(rules)
+	for i := range out {
+		out[i].Restricted = true
+		out[i].SourceRanges = nil
+		for _, c := range cidrs {
+			out[i].SourceRanges = append(out[i].SourceRanges, netip.MustParsePrefix(c))
+		}
+	}
+	return out
+}
+
+// ranged are mixed's rules, the first address of each family restricted:
+// overlapping and touching IPv4 ranges (merged into two elements), an
+// IPv6 range, and IPv4 ranges for an IPv6 address (no client allowed).
+var ranged = slices.Concat(
+	restricted(mixed[0:2], "192.0.2.0/25", "192.0.2.128/25", "203.0.113.7/32", "192.0.2.64/26", "2001:db8:9::/48"),
+	mixed[2:4],
+	restricted(mixed[4:5], "2001:db8:9::/48", "198.18.0.0/15"),
+	restricted(mixed[5:6], "198.18.0.0/15"),
+	mixed[6:],
+)
+
+// membersStep restricts the membership port to addrs.
+func membersStep(name string, port uint16, addrs ...string) step {
+	return step{name, func(ctx context.Context, f *Forwarder, _ string) error {
+		var as []netip.Addr
+		for _, a := range addrs {
+			as = append(as, netip.MustParseAddr(a))
+		}
+		return f.Members(ctx, MembersPort{Port: port, Protocols: []Protocol{TCP, UDP}}, as)
+	}}
+}
+
+// failing is a step that must fail with an error is accepts.
+func failing(s step, is func(error) bool) step {
+	return step{s.name, func(ctx context.Context, f *Forwarder, ns string) error {
+		if err := s.do(ctx, f, ns); !is(err) {
+			return fmt.Errorf("got error %v, want another", err)
+		}
+		return nil
+	}}
+}
+
 // retarget returns rules with node IP from replaced by to.
 func retarget(rules []Rule, from, to string) []Rule {
 	out := slices.Clone(rules)
@@ -311,6 +356,32 @@ func TestGolden(t *testing.T) {
 			syncStep("Sync same rules: full rewrite, drain elements included", mixed),
 			checkStep(false),
 			drainStep("Drain nothing: the elements go"),
+			checkStep(false),
+		}},
+		{"source-ranges", []step{
+			syncStep("Sync rules with source ranges", ranged),
+			checkStep(false),
+			syncStep("Sync with other ranges for one rule, none for another: its elements replaced",
+				slices.Concat(restricted(ranged[0:1], "203.0.113.0/24"), mixed[1:2], ranged[2:])),
+			checkStep(false),
+			tamper("someone deletes an allow element", "delete element inet berth allow6 { 2001:db8:5::1 . tcp . 80 . 2001:db8:9::/48 }"),
+			checkStep(true),
+			syncStep("Sync same rules: full rewrite", slices.Concat(restricted(ranged[0:1], "203.0.113.0/24"), mixed[1:2], ranged[2:])),
+			checkStep(false),
+		}},
+		{"members", []step{
+			membersStep("Members before the first Sync: written with the table", 7946, "198.18.0.1", "2001:db8:1::1"),
+			syncStep("Sync one rule", oneTCP),
+			checkStep(false),
+			membersStep("Another node joins: one element batch", 7946, "198.18.0.1", "198.18.0.2", "2001:db8:1::1"),
+			checkStep(false),
+			membersStep("Port 0: no restriction", 0),
+			checkStep(false),
+		}},
+		{"invalid-rule-isolated", []step{
+			syncStep("Sync one rule", oneTCP),
+			failing(syncStep("Sync mixed rules and one invalid: the others are programmed",
+				append([]Rule{r4("198.51.100.9", TCP, 80, "2001:db8:1::1", 30080)}, mixed...)), IsInvalidRule),
 			checkStep(false),
 		}},
 		{"cleanup", []step{

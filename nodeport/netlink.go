@@ -306,6 +306,8 @@ func parseElements(m netlink.Message, elems []ListedElement) ([]ListedElement, e
 							e.Key = value(elem)
 						case unix.NFTA_SET_ELEM_DATA:
 							e.Value = value(elem)
+						case nftaSetElemKeyEnd:
+							e.KeyEnd = value(elem)
 						}
 					}
 					return nil

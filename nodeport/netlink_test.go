@@ -19,10 +19,10 @@ func TestEncodeElement(t *testing.T) {
 	}
 	a := netip.MustParseAddr
 	tests := []struct {
-		name    string
-		elem    element
-		text    string
-		key, vl []byte
+		name         string
+		elem         element
+		text         string
+		key, vl, end []byte
 	}{
 		{name: "port4 tcp", elem: portElement(k("198.51.100.1", TCP, 80), 30080), text: "198.51.100.1 . tcp . 80 : 30080",
 			key: []byte{198, 51, 100, 1, 6, 0, 0, 0, 0, 80, 0, 0}, vl: []byte{0x75, 0x80}},
@@ -39,17 +39,29 @@ func TestEncodeElement(t *testing.T) {
 		{name: "drain4", elem: drainElement(a("198.51.100.2")), text: "0xc6336402", key: []byte{198, 51, 100, 2}},
 		{name: "drain6", elem: drainElement(a("2001:db8::5")), text: "0x20010db8000000000000000000000005",
 			key: []byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5}},
+		{name: "restrict4", elem: restrictElement(k("198.51.100.2", UDP, 53)), text: "198.51.100.2 . udp . 53",
+			key: []byte{198, 51, 100, 2, 17, 0, 0, 0, 0, 53, 0, 0}},
+		{name: "allow4 prefix", elem: allowElement(k("198.51.100.2", TCP, 80), addrRange{a("10.0.0.0"), a("10.255.255.255")}),
+			text: "198.51.100.2 . tcp . 80 . 10.0.0.0/8",
+			key:  []byte{198, 51, 100, 2, 6, 0, 0, 0, 0, 80, 0, 0, 10, 0, 0, 0},
+			end:  []byte{198, 51, 100, 2, 6, 0, 0, 0, 0, 80, 0, 0, 10, 255, 255, 255}},
+		{name: "allow4 range", elem: allowElement(k("198.51.100.2", TCP, 80), addrRange{a("192.0.2.1"), a("192.0.2.9")}),
+			text: "198.51.100.2 . tcp . 80 . 192.0.2.1-192.0.2.9",
+			key:  []byte{198, 51, 100, 2, 6, 0, 0, 0, 0, 80, 0, 0, 192, 0, 2, 1},
+			end:  []byte{198, 51, 100, 2, 6, 0, 0, 0, 0, 80, 0, 0, 192, 0, 2, 9}},
+		{name: "members6", elem: memberElement(a("2001:db8::7")), text: "2001:db8::7",
+			key: []byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			gotKey, gotVal := tc.elem.encode()
-			if diff := cmp.Diff([][]byte{tc.key, tc.vl}, [][]byte{gotKey, gotVal}); diff != "" {
+			gotKey, gotVal, gotEnd := tc.elem.encode()
+			if diff := cmp.Diff([][]byte{tc.key, tc.vl, tc.end}, [][]byte{gotKey, gotVal, gotEnd}); diff != "" {
 				t.Errorf("encode (-want +got):\n%s", diff)
 			}
 			if got := tc.elem.String(); got != tc.text {
 				t.Errorf("String = %q, want %q", got, tc.text)
 			}
-			back, err := decodeElement(tc.elem.set, gotKey, gotVal)
+			back, err := decodeElement(tc.elem.set, gotKey, gotVal, gotEnd)
 			if err != nil || back != tc.elem {
 				t.Errorf("decodeElement = %+v, %v; want %+v", back, err, tc.elem)
 			}
@@ -65,7 +77,7 @@ func TestEncodeElement(t *testing.T) {
 		{drainSet4, []byte{198, 51, 100, 1}, []byte{1}},
 		{"other", []byte{198, 51, 100, 1}, nil},
 	} {
-		if e, err := decodeElement(bad.set, bad.key, bad.val); err == nil {
+		if e, err := decodeElement(bad.set, bad.key, bad.val, nil); err == nil {
 			t.Errorf("decodeElement(%s, %x, %x) = %v, want an error", bad.set, bad.key, bad.val, e)
 		}
 	}

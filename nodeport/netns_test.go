@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2/ktesting"
@@ -238,27 +237,7 @@ func serveUDP(t *testing.T, ns string, addr netip.AddrPort) {
 // from addr itself: TCP resets a SYN-ACK from any other address or port,
 // and a connected UDP socket drops datagrams from any other peer.
 func ask(ns, network string, addr netip.AddrPort) (string, error) {
-	var c net.Conn
-	err := inNetns(nsPath(ns), func() (err error) {
-		c, err = net.DialTimeout(network, addr.String(), time.Second)
-		return err
-	})
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if network == "udp" {
-		if _, err := c.Write([]byte("ping")); err != nil {
-			return "", err
-		}
-	}
-	buf := make([]byte, 64)
-	n, err := c.Read(buf)
-	if err != nil {
-		return "", err
-	}
-	return string(buf[:n]), nil
+	return askFrom(ns, network, netip.Addr{}, addr)
 }
 
 type probe struct {

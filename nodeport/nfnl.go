@@ -29,12 +29,19 @@ const (
 	ctDirOrig   = 0  // IP_CT_DIR_ORIGINAL
 
 	nfInetPreRouting = 0 // NF_INET_PRE_ROUTING
+	nfInetLocalIn    = 1 // NF_INET_LOCAL_IN
 	nfInetLocalOut   = 3 // NF_INET_LOCAL_OUT
 
-	nftaTableUserdata = 6 // NFTA_TABLE_USERDATA
-	nftaBitwiseOp     = 6 // NFTA_BITWISE_OP
-	nfDrop            = 0 // NF_DROP
-	nfAccept          = 1 // NF_ACCEPT
+	nftaTableUserdata = 6    // NFTA_TABLE_USERDATA
+	nftaLookupFlags   = 5    // NFTA_LOOKUP_FLAGS
+	lookupInvert      = 1    // NFT_LOOKUP_F_INV
+	nftaSetElemKeyEnd = 10   // NFTA_SET_ELEM_KEY_END
+	nftaSetDescConcat = 2    // NFTA_SET_DESC_CONCAT
+	nftaSetFieldLen   = 1    // NFTA_SET_FIELD_LEN
+	nftSetConcat      = 0x80 // NFT_SET_CONCAT
+	nftaBitwiseOp     = 6    // NFTA_BITWISE_OP
+	nfDrop            = 0    // NF_DROP
+	nfAccept          = 1    // NF_ACCEPT
 
 	payloadL4CsumPseudoHdr = 1 // NFT_PAYLOAD_L4CSUM_PSEUDOHDR
 	natRangeProtoSpecified = 2 // NF_NAT_RANGE_PROTO_SPECIFIED
@@ -167,6 +174,21 @@ func lookup(sreg uint32, set string, setID uint32, dreg uint32) expr {
 	}
 	attrs = append(attrs, attr(unix.NFTA_LOOKUP_SET, cstr(set)), u32Attr(unix.NFTA_LOOKUP_SET_ID, setID))
 	return newExpr("lookup", attrs...)
+}
+
+// lookupNot matches if reg1 and the registers after it are not in a set.
+func lookupNot(set string, setID uint32) expr {
+	return newExpr("lookup", u32Attr(unix.NFTA_LOOKUP_SREG, reg1), attr(unix.NFTA_LOOKUP_SET, cstr(set)),
+		u32Attr(unix.NFTA_LOOKUP_SET_ID, setID), u32Attr(nftaLookupFlags, lookupInvert))
+}
+
+// hton1 is the byte-order conversion nft puts on a one-byte field (meta
+// l4proto) of a concatenated interval key: of size 2 and length 1, it
+// changes nothing, but nft 1.0.6 emits it and the bytecode must match.
+func hton1(reg uint32) expr {
+	return newExpr("byteorder", u32Attr(unix.NFTA_BYTEORDER_SREG, reg), u32Attr(unix.NFTA_BYTEORDER_DREG, reg),
+		u32Attr(unix.NFTA_BYTEORDER_OP, unix.NFT_BYTEORDER_HTON), u32Attr(unix.NFTA_BYTEORDER_LEN, 1),
+		u32Attr(unix.NFTA_BYTEORDER_SIZE, 2))
 }
 
 func ctLoad(key, dreg uint32) expr {

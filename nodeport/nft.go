@@ -52,9 +52,10 @@ type ListedChain struct {
 	Comments []string
 }
 
-// ListedElement is one element of a Listing, as the kernel stores it.
+// ListedElement is one element of a Listing, as the kernel stores it:
+// KeyEnd is the last key of an interval (allow sets only).
 type ListedElement struct {
-	Key, Value []byte
+	Key, Value, KeyEnd []byte
 }
 
 // DefaultTable is the name of the inet table a Forwarder owns by default.

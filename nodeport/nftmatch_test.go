@@ -35,6 +35,16 @@ func TestMatchesNFT(t *testing.T) {
 			return f.Drain(ctx, addrs("198.51.100.2", "2001:db8:5::1"))
 		}},
 		syncStep("Sync one rule", oneTCP),
+		membersStep("Restrict the membership port: an element batch", 7946, "198.18.0.1", "2001:db8:1::1"),
+		syncStep("Sync rules with source ranges: an element batch with intervals", ranged),
+		syncStep("Sync other source ranges: intervals deleted and added",
+			slices.Concat(restricted(ranged[0:1], "203.0.113.0/24"), mixed[1:2], ranged[2:])),
+		{"Cleanup and Sync rules with source ranges: the whole table", func(ctx context.Context, f *Forwarder, _ string) error {
+			if err := f.Cleanup(ctx); err != nil {
+				return err
+			}
+			return f.Sync(ctx, ranged)
+		}},
 	}
 	done := 0
 	for _, s := range steps {
@@ -61,8 +71,8 @@ func TestMatchesNFT(t *testing.T) {
 			t.Errorf("%s: no IPv6 address rewrite in the bytecode listing:\n%s", s.name, got)
 		}
 	}
-	if len(rec.txs) != 4 {
-		t.Errorf("%d transactions, want 4 (one table, three element batches):\n%s", len(rec.txs), rec.log.String())
+	if len(rec.txs) != 9 {
+		t.Errorf("%d transactions, want 9 (two tables, a cleanup, six element batches):\n%s", len(rec.txs), rec.log.String())
 	}
 }
 

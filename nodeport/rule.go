@@ -63,6 +63,16 @@ type Rule struct {
 	NodeIP netip.Addr
 	// NodePort is the Service port's NodePort.
 	NodePort uint16
+	// Restricted, if set, refuses new connections to Address, Protocol
+	// and Port from any client outside SourceRanges (the Service's
+	// loadBalancerSourceRanges): they are dropped before the rewrite to
+	// the NodePort. Ranges of the other family than Address do not
+	// apply; a restricted rule without ranges of its family refuses
+	// every client. All rules of one address, protocol and port must
+	// agree.
+	Restricted bool
+	// SourceRanges are the clients allowed when Restricted is set.
+	SourceRanges []netip.Prefix
 }
 
 // String formats the rule as "address:port/PROTO->nodeIP:nodePort", the form
@@ -72,8 +82,8 @@ func (r Rule) String() string {
 		netip.AddrPortFrom(r.NodeIP, r.NodePort))
 }
 
-// InvalidRuleError reports a rule Sync refused. Sync writes nothing when any
-// rule is invalid.
+// InvalidRuleError reports a rule Sync refused. Sync still programs every
+// valid rule: one bad rule never holds up the others.
 type InvalidRuleError struct {
 	// Rule is the offending rule.
 	Rule Rule
@@ -106,8 +116,67 @@ type target struct {
 	port uint16
 }
 
-// ruleSet is a validated set of rules.
-type ruleSet map[key]target
+// ruleSet is a validated set of rules: their targets, and the source
+// ranges of the restricted ones, kept apart so that unrestricted rules,
+// most of them, cost no more to diff than before source ranges existed.
+type ruleSet struct {
+	targets map[key]target
+	// ranges holds the restricted keys, each with encodeRanges of its
+	// merged ranges of the key's family ("" refuses every client).
+	ranges map[key]string
+}
+
+func newRuleSet(n int) ruleSet {
+	return ruleSet{targets: make(map[key]target, n), ranges: map[key]string{}}
+}
+
+// elements returns the elements of rule k: its port map element first,
+// then those of the source range sets (not its node map element).
+func (s ruleSet) elements(k key) []element {
+	out := []element{portElement(k, s.targets[k].port)}
+	if rs, ok := s.ranges[k]; ok {
+		out = append(out, restrictElement(k))
+		for _, r := range decodeRanges(rs, k.addr.BitLen()/8) {
+			out = append(out, allowElement(k, r))
+		}
+	}
+	return out
+}
+
+// rule returns rule k (its source ranges left out), for reports.
+func (s ruleSet) rule(k key) Rule {
+	t := s.targets[k]
+	_, restricted := s.ranges[k]
+	return Rule{Address: k.addr, Protocol: k.proto, Port: k.port, NodeIP: t.ip, NodePort: t.port, Restricted: restricted}
+}
+
+// changedKeys returns the keys of old that are missing from new or differ
+// there (target or source ranges), and the keys of new that are missing
+// from old or differ there.
+func changedKeys(old, new ruleSet) (del, add []key) {
+	del, add = diff(old.targets, new.targets)
+	rdel, radd := diff(old.ranges, new.ranges)
+	if len(rdel)+len(radd) == 0 {
+		return del, add
+	}
+	seen := map[key]bool{}
+	for _, k := range slices.Concat(del, add) {
+		seen[k] = true
+	}
+	for _, k := range slices.Concat(rdel, radd) {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if _, ok := old.targets[k]; ok {
+			del = append(del, k)
+		}
+		if _, ok := new.targets[k]; ok {
+			add = append(add, k)
+		}
+	}
+	return del, add
+}
 
 // checkRule returns why r cannot be programmed, or "" if it can.
 func checkRule(r Rule) string {
@@ -126,6 +195,13 @@ func checkRule(r Rule) string {
 		return "port is 0"
 	case r.NodePort == 0:
 		return "node port is 0"
+	case !r.Restricted && len(r.SourceRanges) > 0:
+		return "source ranges without Restricted"
+	}
+	for _, p := range r.SourceRanges {
+		if !p.IsValid() || p.Addr().Zone() != "" {
+			return fmt.Sprintf("invalid source range %q", p)
+		}
 	}
 	if _, ok := r.Protocol.nftName(); !ok {
 		return fmt.Sprintf("unknown protocol %q (want TCP, UDP or SCTP)", string(r.Protocol))
@@ -134,13 +210,14 @@ func checkRule(r Rule) string {
 }
 
 // validate turns rules into a ruleSet and the node IP of each of its
-// addresses, or returns every problem found, joined, each an
-// *InvalidRuleError. Identical duplicates are merged; the
-// same address, protocol and port with two different targets is an error,
-// and so is one address forwarded to two node IPs: the table looks the node
-// IP up by address alone (see chains).
-func validate(rules []Rule) (ruleSet, map[netip.Addr]netip.Addr, error) {
-	set := make(ruleSet, len(rules))
+// addresses, leaving out the invalid ones, and returns every problem
+// found, one *InvalidRuleError per rule left out. Identical duplicates are
+// merged. Of two rules for the same address, protocol and port with
+// different targets or source ranges, and of two rules forwarding one
+// address to different node IPs (the table looks the node IP up by address
+// alone, see chains), the first is kept and the other refused.
+func validate(rules []Rule) (ruleSet, map[netip.Addr]netip.Addr, []error) {
+	set := newRuleSet(len(rules))
 	byAddr := make(map[netip.Addr]Rule)
 	var errs []error
 	for _, r := range rules {
@@ -148,40 +225,44 @@ func validate(rules []Rule) (ruleSet, map[netip.Addr]netip.Addr, error) {
 			errs = append(errs, &InvalidRuleError{Rule: r, Reason: reason})
 			continue
 		}
-		if other, ok := byAddr[r.Address]; !ok {
-			byAddr[r.Address] = r
-		} else if other.NodeIP != r.NodeIP {
+		if other, ok := byAddr[r.Address]; ok && other.NodeIP != r.NodeIP {
 			errs = append(errs, &InvalidRuleError{Rule: r,
 				Reason: fmt.Sprintf("conflicts with rule %s: one address is forwarded to one node IP", other)})
 			continue
 		}
 		k := key{addr: r.Address, proto: r.Protocol, port: r.Port}
 		t := target{ip: r.NodeIP, port: r.NodePort}
-		if old, ok := set[k]; ok {
-			if old != t {
-				first := Rule{Address: k.addr, Protocol: k.proto, Port: k.port, NodeIP: old.ip, NodePort: old.port}
+		var rs string
+		if r.Restricted {
+			rs = encodeRanges(ranges(r.Address, r.SourceRanges))
+		}
+		if old, ok := set.targets[k]; ok {
+			if ors, restricted := set.ranges[k]; old != t || restricted != r.Restricted || ors != rs {
 				errs = append(errs, &InvalidRuleError{Rule: r,
-					Reason: fmt.Sprintf("conflicts with rule %s for the same address, protocol and port", first)})
+					Reason: fmt.Sprintf("conflicts with rule %s for the same address, protocol and port (target or source ranges)", set.rule(k))})
 			}
 			continue
 		}
-		set[k] = t
-	}
-	if len(errs) > 0 {
-		return nil, nil, fmt.Errorf("validating rules: %w", errors.Join(errs...))
+		if _, ok := byAddr[r.Address]; !ok {
+			byAddr[r.Address] = r
+		}
+		set.targets[k] = t
+		if r.Restricted {
+			set.ranges[k] = rs
+		}
 	}
 	nodes := make(map[netip.Addr]netip.Addr, len(byAddr))
 	for a, r := range byAddr {
 		nodes[a] = r.NodeIP
 	}
-	return set, nodes, nil
+	return set, nodes, errs
 }
 
 // sortedKeys returns the keys of s in a stable order (family, address,
 // protocol, port), so that transactions, and golden files, are reproducible.
 func sortedKeys(s ruleSet) []key {
-	keys := make([]key, 0, len(s))
-	for k := range s {
+	keys := make([]key, 0, len(s.targets))
+	for k := range s.targets {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, compareKeys)

@@ -1,7 +1,9 @@
 package nodeport
 
 import (
+	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -30,6 +32,13 @@ func TestValidate(t *testing.T) {
 		{name: "no node IP", rules: []Rule{with(func(r *Rule) { r.NodeIP = netip.Addr{} })}, wantErr: []string{"node IP is not set"}},
 		{name: "unspecified", rules: []Rule{with(func(r *Rule) { r.Address = netip.IPv4Unspecified() })}, wantErr: []string{"unspecified"}},
 		{name: "zone", rules: []Rule{r4("fe80::1%eth0", TCP, 80, "fe80::2", 30080)}, wantErr: []string{"zone"}},
+		{name: "restricted, no ranges", rules: []Rule{with(func(r *Rule) { r.Restricted = true })}, wantLen: 1},
+		{name: "ranges without Restricted", rules: []Rule{with(func(r *Rule) { r.SourceRanges = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")} })},
+			wantErr: []string{"source ranges without Restricted"}},
+		{name: "invalid range", rules: []Rule{with(func(r *Rule) { r.Restricted, r.SourceRanges = true, []netip.Prefix{{}} })},
+			wantErr: []string{"invalid source range"}},
+		{name: "same key, other ranges", rules: []Rule{good, with(func(r *Rule) { r.Restricted = true })},
+			wantErr: []string{"conflicts with rule 198.51.100.1:80/TCP->198.18.0.1:30080"}},
 		{name: "conflicting duplicate", rules: []Rule{good, with(func(r *Rule) { r.NodePort = 31000 })},
 			wantErr: []string{"invalid rule 198.51.100.1:80/TCP->198.18.0.1:31000", "conflicts with rule 198.51.100.1:80/TCP->198.18.0.1:30080"}},
 		{name: "one address to two node IPs", rules: []Rule{good, r4("198.51.100.1", UDP, 53, "198.18.0.2", 30053)},
@@ -40,13 +49,17 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			set, _, err := validate(tc.rules)
+			set, _, errs := validate(tc.rules)
+			var err error
+			if len(errs) > 0 {
+				err = errors.Join(errs...)
+			}
 			if tc.wantErr == nil {
 				if err != nil {
 					t.Fatalf("validate: %v", err)
 				}
-				if len(set) != tc.wantLen {
-					t.Errorf("got %d rules, want %d", len(set), tc.wantLen)
+				if len(set.targets) != tc.wantLen {
+					t.Errorf("got %d rules, want %d", len(set.targets), tc.wantLen)
 				}
 				return
 			}
@@ -68,22 +81,90 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// TestSyncInvalidWritesNothing checks that a bad rule among good ones leaves
-// the table as it was.
-func TestSyncInvalidWritesNothing(t *testing.T) {
-	f, rec, ns, ctx := newNFTForwarder(t, "i")
+// TestSyncInvalidLeavesOthers checks that a bad rule among good ones is
+// left out and the others are programmed.
+func TestSyncInvalidLeavesOthers(t *testing.T) {
+	f, _, ns, ctx := newNFTForwarder(t, "i")
 	if err := f.Sync(ctx, oneTCP); err != nil {
 		t.Fatal(err)
 	}
-	before, log := listTable(t, ns), rec.log.String()
-	bad := append([]Rule{r4("198.51.100.9", TCP, 80, "2001:db8:1::1", 30080)}, mixed...)
-	if err := f.Sync(ctx, bad); !IsInvalidRule(err) {
-		t.Fatalf("Sync: got %v, want an invalid-rule error", err)
+	bad := r4("198.51.100.9", TCP, 80, "2001:db8:1::1", 30080)
+	conflict := r4("198.51.100.1", TCP, 80, "198.18.0.1", 31999) // same key as mixed[0], after it
+	rules := slices.Concat([]Rule{bad}, mixed, []Rule{conflict})
+	err := f.Sync(ctx, rules)
+	if !IsInvalidRule(err) || !strings.Contains(err.Error(), bad.String()) || !strings.Contains(err.Error(), conflict.String()) {
+		t.Fatalf("Sync: got %v, want invalid-rule errors naming %s and %s", err, bad, conflict)
 	}
-	if rec.log.String() != log || listTable(t, ns) != before {
-		t.Errorf("invalid Sync ran a transaction:\n%s", strings.TrimPrefix(rec.log.String(), log))
+	expectElements(t, ns, mixed)
+	if got := f.NotProgrammed(); got != 2 {
+		t.Errorf("NotProgrammed = %d, want 2", got)
 	}
 	if drifted, err := f.Check(ctx); err != nil || drifted {
-		t.Errorf("Check after refused Sync = %v, %v; want false, nil", drifted, err)
+		t.Errorf("Check after Sync = %v, %v; want false, nil", drifted, err)
+	}
+	if err := f.Sync(ctx, mixed); err != nil || f.NotProgrammed() != 0 {
+		t.Errorf("Sync of the good rules = %v, NotProgrammed %d; want nil, 0", err, f.NotProgrammed())
+	}
+}
+
+func TestParseSourceRanges(t *testing.T) {
+	tests := []struct {
+		in      []string
+		want    []netip.Prefix
+		wantErr string
+	}{
+		{in: nil, want: []netip.Prefix{}},
+		{in: []string{" 10.0.0.1/8 ", "2001:db8::/32"}, want: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}},
+		{in: []string{"10.0.0.0/8", "10.0.0.1"}, wantErr: `"10.0.0.1"`},
+		{in: []string{"bogus", ""}, wantErr: `"bogus"`},
+	}
+	for _, tc := range tests {
+		got, err := ParseSourceRanges(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || got != nil {
+				t.Errorf("ParseSourceRanges(%q) = %v, %v; want nil and an error naming %s", tc.in, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("ParseSourceRanges(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestRanges(t *testing.T) {
+	p := func(s ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, c := range s {
+			out = append(out, netip.MustParsePrefix(c))
+		}
+		return out
+	}
+	v4, v6 := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8::1")
+	tests := []struct {
+		name string
+		addr netip.Addr
+		in   []netip.Prefix
+		want []string
+	}{
+		{"none", v4, nil, nil},
+		{"other family only", v4, p("2001:db8::/32"), nil},
+		{"overlapping and touching merged", v4, p("192.0.2.128/25", "192.0.2.0/25", "192.0.2.64/26", "203.0.113.7/32"),
+			[]string{"192.0.2.0/24", "203.0.113.7/32"}},
+		{"not a prefix once merged", v4, p("192.0.2.0/24", "192.0.3.0/25"), []string{"192.0.2.0-192.0.3.127"}},
+		{"everything", v4, p("0.0.0.0/0", "10.0.0.0/8"), []string{"0.0.0.0/0"}},
+		{"the last address", v4, p("255.255.255.255/32", "255.255.255.254/32"), []string{"255.255.255.254/31"}},
+		{"IPv6", v6, p("2001:db8:9::/48", "10.0.0.0/8", "::/0"), []string{"::/0"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, r := range ranges(tc.addr, tc.in) {
+				got = append(got, r.String())
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("ranges = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -15,11 +15,23 @@ const (
 	nodeMap6  = "node6"
 	drainSet4 = "drain4"
 	drainSet6 = "drain6"
+	// Source ranges: the keys of restricted rules, and each one's allowed
+	// client ranges.
+	restrictSet4 = "restrict4"
+	restrictSet6 = "restrict6"
+	allowSet4    = "allow4"
+	allowSet6    = "allow6"
+	// The membership port: the protocols and port, and the node addresses
+	// allowed to reach it.
+	memberPorts = "member-ports"
+	memberSet4  = "members4"
+	memberSet6  = "members6"
 
 	rewritePrerouting = "rewrite-prerouting"
 	rewriteOutput     = "rewrite-output"
 	natPrerouting     = "nat-prerouting"
 	natOutput         = "nat-output"
+	memberInput       = "member-input"
 
 	tableComment = "berth: LoadBalancer address to NodePort; managed by berth-speaker, do not edit"
 )
@@ -53,10 +65,14 @@ type family struct {
 	// by raw payload too (see drainRules).
 	daddr, redirectDst string
 	redirect           string // the ICMP type match of a redirect
+	restrictSet        string
+	allowSet           string
+	memberSet          string
 
 	nfprotoNum   byte   // NFPROTO_IPV4 or NFPROTO_IPV6
 	addrLen      uint32 // bytes of an address
 	daddrOffset  uint32 // of the destination address in the network header
+	saddrOffset  uint32 // of the source address
 	addrTypeNum  uint32 // nft's datatype of an address
 	ctDst        uint32 // conntrack key of the original destination address
 	icmpProto    byte   // ICMP's protocol number
@@ -66,11 +82,13 @@ type family struct {
 var families = []family{
 	{ip: "ip", portMap: portMap4, nodeMap: nodeMap4, addrType: "ipv4_addr", suffix: "4", drainSet: drainSet4,
 		nfproto: "ipv4", daddr: "@nh,128,32", redirect: "icmp type redirect", redirectDst: "@th,192,32",
-		nfprotoNum: unix.NFPROTO_IPV4, addrLen: 4, daddrOffset: 16, addrTypeNum: typeIPAddr, ctDst: ctKeyDstIP,
+		restrictSet: restrictSet4, allowSet: allowSet4, memberSet: memberSet4,
+		nfprotoNum: unix.NFPROTO_IPV4, addrLen: 4, daddrOffset: 16, saddrOffset: 12, addrTypeNum: typeIPAddr, ctDst: ctKeyDstIP,
 		icmpProto: unix.IPPROTO_ICMP, redirectType: 5},
 	{ip: "ip6", portMap: portMap6, nodeMap: nodeMap6, addrType: "ipv6_addr", suffix: "6", drainSet: drainSet6,
 		nfproto: "ipv6", daddr: "@nh,192,128", redirect: "icmpv6 type nd-redirect", redirectDst: "@th,192,128",
-		nfprotoNum: unix.NFPROTO_IPV6, addrLen: 16, daddrOffset: 24, addrTypeNum: typeIP6Addr, ctDst: ctKeyDstIP6,
+		restrictSet: restrictSet6, allowSet: allowSet6, memberSet: memberSet6,
+		nfprotoNum: unix.NFPROTO_IPV6, addrLen: 16, daddrOffset: 24, saddrOffset: 8, addrTypeNum: typeIP6Addr, ctDst: ctKeyDstIP6,
 		icmpProto: unix.IPPROTO_ICMPV6, redirectType: 137},
 }
 
@@ -88,13 +106,15 @@ type setSpec struct {
 
 	flags             uint32
 	keyType, keyLen   uint32
-	dataType, dataLen uint32 // maps only
-	udata             udata  // how nft prints the keys and values
-	size              uint32 // of a constant anonymous set
+	dataType, dataLen uint32   // maps only
+	udata             udata    // how nft prints the keys and values
+	size              uint32   // of a constant anonymous set
+	fields            []uint32 // the field lengths of a concatenated interval key
 }
 
-// sets returns the four maps and the two drain sets, empty, in the order
-// they are created; a set's netlink ID within a transaction is its index
+// sets returns the sets and maps of the table, empty, in the order they
+// are created (the four maps and two drain sets first, so that their IDs
+// never changed); a set's netlink ID within a transaction is its index
 // plus one.
 func sets() []setSpec {
 	var out []setSpec
@@ -114,6 +134,11 @@ func sets() []setSpec {
 				flags: unix.NFT_SET_MAP, keyType: f.addrTypeNum, keyLen: f.addrLen, dataType: f.addrTypeNum,
 				dataLen: f.addrLen, udata: node})
 	}
+	// A concatenation of plain types, as nft 1.0.6 records it in a set's
+	// user data: host byte order, and a typeof entry of expression type
+	// 13 without fields.
+	concat := udata(nil).u32(udataSetKeyByteOrder, 0).
+		bytes(udataSetKeyTypeof, udata(nil).u32(udataTypeofExpr, 13).bytes(udataTypeofData, nil))
 	for _, f := range families {
 		// typeof @nh,OFFSET,BITS: a payload expression of unknown
 		// protocol at the network header (nft's base 2).
@@ -122,6 +147,21 @@ func sets() []setSpec {
 			keyType: typeInteger, keyLen: f.addrLen,
 			udata: udata(nil).u32(udataSetKeyByteOrder, byteOrderBig).
 				bytes(udataSetKeyTypeof, udata(nil).u32(udataTypeofExpr, exprTypePayload).bytes(udataTypeofData, payload))})
+	}
+	for _, f := range families {
+		keyType := (f.addrTypeNum<<6|typeInetProto)<<6 | typeInetService
+		out = append(out,
+			setSpec{kind: "set", name: f.restrictSet, spec: "type " + f.addrType + " . inet_proto . inet_service",
+				keyType: keyType, keyLen: f.addrLen + 8, udata: concat},
+			setSpec{kind: "set", name: f.allowSet, spec: "type " + f.addrType + " . inet_proto . inet_service . " + f.addrType + " ; flags interval",
+				flags: unix.NFT_SET_INTERVAL | nftSetConcat, keyType: keyType<<6 | f.addrTypeNum, keyLen: 2*f.addrLen + 8,
+				udata: concat, fields: []uint32{f.addrLen, 1, 2, f.addrLen}})
+	}
+	out = append(out, setSpec{kind: "set", name: memberPorts, spec: "type inet_proto . inet_service",
+		keyType: typeInetProto<<6 | typeInetService, keyLen: 8, udata: concat})
+	for _, f := range families {
+		out = append(out, setSpec{kind: "set", name: f.memberSet, spec: "type " + f.addrType,
+			keyType: f.addrTypeNum, keyLen: f.addrLen, udata: udata(nil).u32(udataSetKeyByteOrder, byteOrderBig)})
 	}
 	return out
 }
@@ -207,6 +247,54 @@ func redirectRules() []ruleSpec {
 	return out
 }
 
+// rangesRule drops new connections to a restricted address, protocol and
+// port (restrictN) from a client outside its source ranges (allowN):
+// "ct state new ADDR daddr . meta l4proto . th dport @restrictN ADDR daddr
+// . meta l4proto . th dport . ADDR saddr != @allowN drop". It comes before
+// the rewrite, so a refused client never reaches the NodePort, whatever
+// the proxy behind it does. The port is read as th dport, the same two
+// bytes for TCP, UDP and SCTP; the protocol is part of the key.
+func rangesRule(f family) ruleSpec {
+	l4Reg, portReg, saddrReg := uint32(reg32n+1), uint32(reg32n+2), uint32(reg32n+3)
+	if f.addrLen == 16 {
+		l4Reg, portReg, saddrReg = reg32n+4, reg32n+5, reg32n+6
+	}
+	key := func() []expr {
+		return []expr{payloadLoad(unix.NFT_PAYLOAD_NETWORK_HEADER, f.daddrOffset, f.addrLen, reg1),
+			metaLoad(unix.NFT_META_L4PROTO, l4Reg)}
+	}
+	dport := payloadLoad(unix.NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, portReg)
+	return ruleSpec{
+		comment: "ranges" + f.suffix,
+		text: "ct state new " + f.ip + " daddr . meta l4proto . th dport @" + f.restrictSet + " " +
+			f.ip + " daddr . meta l4proto . th dport . " + f.ip + " saddr != @" + f.allowSet + " drop",
+		exprs: fixed(ctStateNew(), metaIs(unix.NFT_META_NFPROTO, f.nfprotoNum), key(), []expr{dport,
+			lookup(reg1, f.restrictSet, setID(f.restrictSet), 0)}, key(), []expr{hton1(l4Reg), dport,
+			payloadLoad(unix.NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen, saddrReg),
+			lookupNot(f.allowSet, setID(f.allowSet)),
+			verdict(nfDrop)}),
+	}
+}
+
+// membersRule drops what reaches the membership port (member-ports, the
+// protocols and port of layer 2's memberlist) from an address that is not
+// a node's (membersN): "meta nfproto NFPROTO meta l4proto . th dport
+// @member-ports ADDR saddr != @membersN drop". With member-ports empty it
+// matches nothing.
+func membersRule(f family) ruleSpec {
+	return ruleSpec{
+		comment: "members" + f.suffix,
+		text:    "meta nfproto " + f.nfproto + " meta l4proto . th dport @" + memberPorts + " " + f.ip + " saddr != @" + f.memberSet + " drop",
+		exprs: fixed(metaIs(unix.NFT_META_NFPROTO, f.nfprotoNum), []expr{
+			metaLoad(unix.NFT_META_L4PROTO, reg1),
+			payloadLoad(unix.NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg32n+1),
+			lookup(reg1, memberPorts, setID(memberPorts), 0),
+			payloadLoad(unix.NFT_PAYLOAD_NETWORK_HEADER, f.saddrOffset, f.addrLen, reg1),
+			lookupNot(f.memberSet, setID(f.memberSet)),
+			verdict(nfDrop)}),
+	}
+}
+
 // transportCsum is where each protocol keeps its checksum, which a port
 // rewrite fixes: TCP's and UDP's (internet checksum) at 16 and 6, SCTP's
 // CRC32c at 8.
@@ -287,13 +375,16 @@ type chainSpec struct {
 
 // hookName spells the chain's hook as nft does.
 func (c chainSpec) hookName() string {
-	if c.hook == nfInetPreRouting {
+	switch c.hook {
+	case nfInetPreRouting:
 		return "prerouting"
+	case nfInetLocalIn:
+		return "input"
 	}
 	return "output"
 }
 
-// chains returns the four base chains. Their rules never change; Services
+// chains returns the five base chains. Their rules never change; Services
 // only add map elements, so the cost per packet does not grow with them.
 //
 // The rewrite chains set the destination port first, from the port map
@@ -305,18 +396,21 @@ func (c chainSpec) hookName() string {
 // untouched. The output chain is of type route so that the kernel routes
 // the node's own packet again after its destination changed.
 func chains() []chainSpec {
-	var rewrite, nat []ruleSpec
+	var rewrite, nat, ranges, members []ruleSpec
 	for _, f := range families {
 		rewrite = append(rewrite, rewriteRule(f, "tcp", unix.IPPROTO_TCP), rewriteRule(f, "udp", unix.IPPROTO_UDP),
 			rewriteRule(f, "sctp", unix.IPPROTO_SCTP))
 		nat = append(nat, natRule(f))
+		ranges = append(ranges, rangesRule(f))
+		members = append(members, membersRule(f))
 	}
 	drain := drainRules()
 	return []chainSpec{
-		{rewritePrerouting, "filter", nfInetPreRouting, rewritePriority, slices.Concat(drain, rewrite)},
-		{rewriteOutput, "route", nfInetLocalOut, rewritePriority, slices.Concat(redirectRules(), rewrite)},
+		{rewritePrerouting, "filter", nfInetPreRouting, rewritePriority, slices.Concat(ranges, drain, rewrite)},
+		{rewriteOutput, "route", nfInetLocalOut, rewritePriority, slices.Concat(redirectRules(), ranges, rewrite)},
 		{natPrerouting, "nat", nfInetPreRouting, natPriority, slices.Concat(drain, nat)},
 		{natOutput, "nat", nfInetLocalOut, natPriority, nat},
+		{memberInput, "filter", nfInetLocalIn, 0, members},
 	}
 }
 

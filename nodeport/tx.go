@@ -131,11 +131,11 @@ func (tx *Transaction) messages(table string) []netlink.Message {
 			if len(elems) > 0 && (o.kind != elemOp.kind || o.elem.set != elemOp.elem.set || len(elems) == maxElemsPerMsg) {
 				flushElems()
 			}
-			k, v := o.elem.encode()
+			k, v, end := o.elem.encode()
 			if o.kind == opDeleteElement {
 				v = nil
 			}
-			elems, elemOp = append(elems, elementAttr(k, v)), o
+			elems, elemOp = append(elems, elementAttr(k, v, end)), o
 			continue
 		}
 		flushElems()
@@ -163,7 +163,7 @@ func (tx *Transaction) messages(table string) []netlink.Message {
 				add(unix.NFT_MSG_NEWSET, netlink.Create, setAttrs(table, l4protos, anonID)...)
 				var es []netlink.Attribute
 				for _, k := range l4protoElems {
-					es = append(es, elementAttr(k, nil))
+					es = append(es, elementAttr(k, nil, nil))
 				}
 				add(unix.NFT_MSG_NEWSETELEM, netlink.Create, tableAttr(unix.NFTA_SET_ELEM_LIST_TABLE),
 					attr(unix.NFTA_SET_ELEM_LIST_SET, cstr(l4protos.name)), u32Attr(unix.NFTA_SET_ELEM_LIST_SET_ID, anonID),
@@ -194,13 +194,23 @@ func setAttrs(table string, s setSpec, id uint32) []netlink.Attribute {
 	if s.size != 0 {
 		attrs = append(attrs, nest(unix.NFTA_SET_DESC, u32Attr(unix.NFTA_SET_DESC_SIZE, s.size)))
 	}
+	if len(s.fields) > 0 {
+		var fields []netlink.Attribute
+		for _, l := range s.fields {
+			fields = append(fields, nest(unix.NFTA_LIST_ELEM, u32Attr(nftaSetFieldLen, l)))
+		}
+		attrs = append(attrs, nest(unix.NFTA_SET_DESC, nest(nftaSetDescConcat, fields...)))
+	}
 	return append(attrs, attr(unix.NFTA_SET_USERDATA, s.udata))
 }
 
-// elementAttr is one element of an element list: its key, and its value if
-// v is not nil.
-func elementAttr(k, v []byte) netlink.Attribute {
+// elementAttr is one element of an element list: its key, its value if v
+// is not nil, and the end of its interval if end is not nil.
+func elementAttr(k, v, end []byte) netlink.Attribute {
 	attrs := []netlink.Attribute{dataValue(unix.NFTA_SET_ELEM_KEY, k)}
+	if end != nil {
+		attrs = append(attrs, dataValue(nftaSetElemKeyEnd, end))
+	}
 	if v != nil {
 		attrs = append(attrs, dataValue(unix.NFTA_SET_ELEM_DATA, v))
 	}

@@ -73,6 +73,10 @@ type Plan struct {
 	// BrokenPeers are peers the plan could not configure (a missing
 	// Secret, say); the speaker keeps their current session as it is.
 	BrokenPeers []string
+	// Members are the addresses of every Node (InternalIP and ExternalIP),
+	// the only sources the forwarding table lets reach the layer-2
+	// membership port.
+	Members []netip.Addr
 }
 
 // Compute plans what the node in s must do.
@@ -90,6 +94,7 @@ func Compute(s Snapshot) *Plan {
 	// move (this node left Eligible) from a membership change by it.
 	p.L2, p.L2Owned = computeL2(s)
 	p.L2Quorate = s.L2.Quorate
+	p.Members = nodeAddrs(s.Nodes, s.Node)
 	if ok, why := eligible(s.Node); !ok {
 		p.Why = why
 		p.Forward = p.forwarding(s, nil, true)
@@ -410,6 +415,44 @@ func (p *Plan) forwarding(s Snapshot, announced map[netip.Addr]bool, mapped bool
 	return f.out
 }
 
+// nodeAddrs returns the InternalIP and ExternalIP addresses of nodes and
+// self, sorted, without duplicates.
+func nodeAddrs(nodes []*corev1.Node, self *corev1.Node) []netip.Addr {
+	var out []netip.Addr
+	for _, n := range append(slices.Clone(nodes), self) {
+		for _, a := range n.Status.Addresses {
+			ip, err := netip.ParseAddr(a.Address)
+			if err == nil && (a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP) {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}
+
+// sourceRanges returns whether svc restricts its clients, and to which
+// ranges: spec.loadBalancerSourceRanges, else the
+// service.beta.kubernetes.io/load-balancer-source-ranges annotation. Ranges
+// that do not parse restrict the Service to no client at all, never to
+// every client, and are reported as a problem.
+func (p *Plan) sourceRanges(svc *corev1.Service) (bool, []netip.Prefix) {
+	specs := svc.Spec.LoadBalancerSourceRanges
+	if len(specs) == 0 {
+		if v, ok := svc.Annotations[corev1.AnnotationLoadBalancerSourceRangesKey]; ok && strings.TrimSpace(v) != "" {
+			specs = strings.Split(v, ",")
+		}
+	}
+	if len(specs) == 0 {
+		return false, nil
+	}
+	ranges, err := nodeport.ParseSourceRanges(specs)
+	if err != nil {
+		p.Problems["Service/"+config.Key(svc)] = fmt.Sprintf("loadBalancerSourceRanges: %v; Berth refuses every client until they are fixed", err)
+	}
+	return true, ranges
+}
+
 type fwdKey struct {
 	addr  netip.Addr
 	proto nodeport.Protocol
@@ -432,6 +475,7 @@ func (f *ruleSet) add(svc *corev1.Service, addr netip.Addr) {
 		f.plan.Problems["Service/"+config.Key(svc)] = fmt.Sprintf("node %s has no InternalIP of %s's family to forward to", f.node.Name, addr)
 		return
 	}
+	restricted, ranges := f.plan.sourceRanges(svc)
 	for _, port := range svc.Spec.Ports {
 		if port.NodePort == 0 {
 			f.plan.Problems["Service/"+config.Key(svc)] = "the Service has no NodePorts (allocateLoadBalancerNodePorts: false); Berth does not forward it and relies on the cluster's proxy"
@@ -446,6 +490,7 @@ func (f *ruleSet) add(svc *corev1.Service, addr netip.Addr) {
 			continue
 		}
 		f.seen[k] = true
-		f.out = append(f.out, nodeport.Rule{Address: addr, Protocol: proto, Port: uint16(port.Port), NodeIP: target, NodePort: uint16(port.NodePort)})
+		f.out = append(f.out, nodeport.Rule{Address: addr, Protocol: proto, Port: uint16(port.Port), NodeIP: target,
+			NodePort: uint16(port.NodePort), Restricted: restricted, SourceRanges: ranges})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -182,7 +183,12 @@ func Run(ctx context.Context, opts Options) error {
 			}()
 		}
 		s.fwd = fwd
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "berth_speaker_forwarding_rules_not_programmed",
+			Help: "Forwarding rules of the last sync left out of the table: invalid, or refused by the kernel (retried at every sync).",
+		}, func() float64 { return float64(fwd.NotProgrammed()) }))
 		if opts.L2 {
+			s.membersPort = nodeport.MembersPort{Port: uint16(opts.MemberlistPort), Protocols: []nodeport.Protocol{nodeport.TCP, nodeport.UDP}}
 			// Also without draining: the first sync removes the routes
 			// a previous run left.
 			s.routes = &netlinkRoutes{}

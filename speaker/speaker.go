@@ -42,6 +42,9 @@ type forwarder interface {
 	// Drain sets the addresses whose unknown mid-stream TCP packets are
 	// routed rather than forwarded (nodeport.Forwarder.Drain).
 	Drain(ctx context.Context, addrs []netip.Addr) error
+	// Members restricts the membership port to the Nodes' addresses
+	// (nodeport.Forwarder.Members).
+	Members(ctx context.Context, port nodeport.MembersPort, addrs []netip.Addr) error
 }
 
 // secretGetter reads one key of a Secret in Berth's namespace, by name.
@@ -73,6 +76,9 @@ type Speaker struct {
 	synced  []cache.InformerSynced
 	bgp     bgpSpeaker
 	fwd     forwarder
+	// membersPort is the layer-2 membership port the forwarding table
+	// restricts to node addresses; zero without layer 2.
+	membersPort nodeport.MembersPort
 	// routes holds the host routes of drains; nil without forwarding or
 	// layer 2.
 	routes   drainRouter
@@ -254,12 +260,17 @@ func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan
 	if err := s.fwd.Drain(ctx, addrs); err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}
+	if err := s.fwd.Members(ctx, s.membersPort, plan.Members); err != nil {
+		return fmt.Errorf("membership port: %w", err)
+	}
 	now := time.Now()
 	if len(handover) > 0 && s.drainFor > 0 {
 		s.keepTable = now.Add(s.drainFor)
 		s.queue.AddAfter(syncKey, s.drainFor+10*time.Millisecond)
 	}
-	if !plan.Eligible && len(rules) == 0 && !now.Before(s.keepTable) {
+	// With layer 2 the table also guards the membership port, so an
+	// ineligible node keeps it, without rules.
+	if !plan.Eligible && len(rules) == 0 && !now.Before(s.keepTable) && s.membersPort.Port == 0 {
 		if s.forwarded.Load() {
 			logr.FromContextOrDiscard(ctx).Info("Node not eligible; removing forwarding", "why", plan.Why)
 			if err := s.fwd.Cleanup(ctx); err != nil {
@@ -269,10 +280,15 @@ func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan
 		}
 		return nil
 	}
-	if err := s.fwd.Sync(ctx, rules); err != nil {
+	err := s.fwd.Sync(ctx, rules)
+	// Rules left out (invalid, or refused by the kernel) leave the rest
+	// in the table: it exists, and the error makes the sync retry them.
+	if err == nil || nodeport.IsRefused(err) || nodeport.IsInvalidRule(err) {
+		s.forwarded.Store(true)
+	}
+	if err != nil {
 		return fmt.Errorf("sync forwarding: %w", err)
 	}
-	s.forwarded.Store(true)
 	return nil
 }
 
