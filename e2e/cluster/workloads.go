@@ -1,0 +1,85 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// EchoPort is the port the echo server listens on.
+const EchoPort = 8080
+
+// EchoContainer is the echo server's container: it answers on EchoPort with
+// its Pod's and Node's names and the client address it saw.
+func EchoContainer() corev1.Container {
+	return corev1.Container{
+		Name:            "echo",
+		Image:           EchoImage,
+		ImagePullPolicy: corev1.PullNever,
+		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: EchoPort}},
+		Env: []corev1.EnvVar{
+			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+			{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+		},
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt32(EchoPort)}},
+			PeriodSeconds: 1,
+		},
+		SecurityContext: restricted(),
+	}
+}
+
+// EchoPod is a Pod running the echo server on the named node.
+func EchoPod(name, node string, labels map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Spec: corev1.PodSpec{
+			NodeName:                      node,
+			Containers:                    []corev1.Container{EchoContainer()},
+			TerminationGracePeriodSeconds: new(int64(1)),
+		},
+	}
+}
+
+// GetPod is a Pod on the named node that GETs url once it answers (the echo
+// image's client mode) and then succeeds, printing the answer to its log.
+func GetPod(name, node, url string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			NodeName:      node,
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{
+				Name:            "get",
+				Image:           EchoImage,
+				ImagePullPolicy: corev1.PullNever,
+				Args:            []string{"get", url},
+				SecurityContext: restricted(),
+			}},
+		},
+	}
+}
+
+// restricted is a securityContext that the "restricted" Pod Security level
+// admits.
+func restricted() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: new(false),
+		RunAsNonRoot:             new(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// PodLog returns the log of the pod's first container, through the API
+// server and the pod's kubelet.
+func (c *Cluster) PodLog(ctx context.Context, ns, name string) (string, error) {
+	data, err := c.Kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil {
+		return "", fmt.Errorf("log of %s/%s: %w", ns, name, err)
+	}
+	return string(data), nil
+}

@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/berthlb/berth/e2e/cluster"
+)
+
+// TestCluster runs the scenarios on one real cluster (package cluster: two
+// nodes, each with its own kubelet, containerd and kube-proxy), one after
+// the other, as subtests: bringing the cluster up is the expensive part.
+// Run the group with `go test ./e2e -run '^TestCluster' -timeout 20m`.
+func TestCluster(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{})
+	if !t.Run("PodNetwork", func(t *testing.T) { testClusterPodNetwork(t, c) }) {
+		return
+	}
+	if !t.Run("HelmInstall", func(t *testing.T) { testClusterHelmInstall(t, c) }) {
+		return
+	}
+}
+
+// testClusterPodNetwork: a Pod on each node serves HTTP to a Pod on the
+// other, which sees the client Pod's own address (no translation between
+// nodes).
+func testClusterPodNetwork(t *testing.T, c *cluster.Cluster) {
+	ctx := t.Context()
+	pods := c.Kube.CoreV1().Pods("default")
+	servers := map[string]*corev1.Pod{}
+	for _, n := range c.Nodes {
+		p, err := pods.Create(ctx, cluster.EchoPod("echo-"+n.Name, n.Name, nil), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		servers[n.Name] = p
+	}
+	for name, p := range servers {
+		servers[name] = waitPodReady(t, c, "default", p.Name)
+	}
+	for i, n := range c.Nodes {
+		other := c.Nodes[(i+1)%len(c.Nodes)]
+		srv := servers[other.Name]
+		url := fmt.Sprintf("http://%s:%d/", srv.Status.PodIP, cluster.EchoPort)
+		get, err := pods.Create(ctx, cluster.GetPod("get-from-"+n.Name, n.Name, url), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		get = waitPodDone(t, c, "default", get.Name)
+		log, err := c.PodLog(ctx, "default", get.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("pod=%s node=%s client=%s:", srv.Name, other.Name, get.Status.PodIP)
+		if get.Status.Phase != corev1.PodSucceeded || !strings.HasPrefix(log, want) {
+			t.Fatalf("pod on %s GET %s: phase %s, log %q; want %q...", n.Name, url, get.Status.Phase, log, want)
+		}
+		t.Logf("%s (%s) -> %s: %s", get.Name, get.Status.PodIP, url, strings.TrimSpace(log))
+	}
+}
+
+// waitPodReady waits until the pod is Ready and returns it.
+func waitPodReady(t *testing.T, c *cluster.Cluster, ns, name string) *corev1.Pod {
+	t.Helper()
+	return waitPod(t, c, ns, name, podReady)
+}
+
+// waitPodDone waits until the pod has succeeded or failed and returns it.
+func waitPodDone(t *testing.T, c *cluster.Cluster, ns, name string) *corev1.Pod {
+	t.Helper()
+	return waitPod(t, c, ns, name, func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	})
+}
+
+func waitPod(t *testing.T, c *cluster.Cluster, ns, name string, done func(*corev1.Pod) bool) *corev1.Pod {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	var last *corev1.Pod
+	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		p, err := c.Kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		last = p
+		return done(p), nil
+	})
+	if err != nil {
+		t.Fatalf("wait for pod %s/%s: %v; last status %+v", ns, name, err, last)
+	}
+	return last
+}
