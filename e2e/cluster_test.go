@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/berthlb/berth/client/clientset/versioned"
 	"github.com/berthlb/berth/e2e/cluster"
 )
 
@@ -26,6 +27,8 @@ func TestCluster(t *testing.T) {
 	if !t.Run("HelmInstall", func(t *testing.T) { testClusterHelmInstall(t, c) }) {
 		return
 	}
+	e := &env{t: t, cp: c.ControlPlane, kube: c.Kube, berth: versioned.NewForConfigOrDie(c.ControlPlane.RESTConfig())}
+	t.Run("BGP", func(t *testing.T) { testClusterBGP(t, c, e) })
 }
 
 // testClusterPodNetwork: a Pod on each node serves HTTP to a Pod on the
@@ -97,4 +100,53 @@ func waitPod(t *testing.T, c *cluster.Cluster, ns, name string, done func(*corev
 		t.Fatalf("wait for pod %s/%s: %v; last status %+v", ns, name, err, last)
 	}
 	return last
+}
+
+// deployEcho creates an echo Deployment of replicas pods (labelled
+// app=name) in ns and waits until all are Ready.
+func deployEcho(t *testing.T, c *cluster.Cluster, ns, name string, replicas int32) []corev1.Pod {
+	t.Helper()
+	d := cluster.EchoDeployment(name, replicas)
+	if _, err := c.Kube.AppsV1().Deployments(ns).Create(t.Context(), d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return waitEchoReady(t, c, ns, name, int(replicas))
+}
+
+// scaleEcho sets the echo Deployment's replicas.
+func scaleEcho(t *testing.T, c *cluster.Cluster, ns, name string, replicas int32) {
+	t.Helper()
+	s, err := c.Kube.AppsV1().Deployments(ns).GetScale(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Spec.Replicas = replicas
+	if _, err := c.Kube.AppsV1().Deployments(ns).UpdateScale(t.Context(), name, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitEchoReady waits until exactly n pods labelled app=name exist in ns,
+// none terminating, all Ready, and returns them.
+func waitEchoReady(t *testing.T, c *cluster.Cluster, ns, name string, n int) []corev1.Pod {
+	t.Helper()
+	var pods []corev1.Pod
+	poll(t, 90*time.Second, fmt.Sprintf("%d Ready %s pods", n, name), func() error {
+		list, err := c.Kube.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app=" + name})
+		if err != nil {
+			return err
+		}
+		pods = list.Items
+		ready := 0
+		for i := range pods {
+			if podReady(&pods[i]) && pods[i].DeletionTimestamp == nil {
+				ready++
+			}
+		}
+		if ready != n || len(pods) != n {
+			return fmt.Errorf("%d pods, %d Ready", len(pods), ready)
+		}
+		return nil
+	})
+	return pods
 }
