@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,4 +135,25 @@ func lastBytes(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// logBerthPods logs the ends of the logs of the Berth pods on node.
+func logBerthPods(t *testing.T, c *cluster.Cluster, node string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := c.Kube.CoreV1().Pods(berthNamespace).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+	if err != nil {
+		t.Logf("list Berth pods on %s: %v", node, err)
+		return
+	}
+	for _, p := range list.Items {
+		log, err := c.PodLog(ctx, p.Namespace, p.Name)
+		var keep []string
+		for line := range strings.Lines(log) {
+			if !strings.Contains(line, "no IPv4 address available") {
+				keep = append(keep, line)
+			}
+		}
+		t.Logf("log of %s on %s (%v):\n%s", p.Name, node, err, lastBytes(strings.Join(keep, ""), 8000))
+	}
 }

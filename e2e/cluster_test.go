@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,12 +16,14 @@ import (
 	"github.com/berthlb/berth/e2e/cluster"
 )
 
-// TestCluster runs the scenarios on one real cluster (package cluster: two
+// TestCluster runs the scenarios on one real cluster (package cluster: three
 // nodes, each with its own kubelet, containerd and kube-proxy), one after
 // the other, as subtests: bringing the cluster up is the expensive part.
 // Run the group with `go test ./e2e -run '^TestCluster' -timeout 20m`.
 func TestCluster(t *testing.T) {
-	c := cluster.Start(t, cluster.Options{})
+	// Three nodes: layer 2 fails over only while a majority of the
+	// speakers sees each other, and one of two is no majority.
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
 	if !t.Run("PodNetwork", func(t *testing.T) { testClusterPodNetwork(t, c) }) {
 		return
 	}
@@ -29,6 +32,8 @@ func TestCluster(t *testing.T) {
 	}
 	e := &env{t: t, cp: c.ControlPlane, kube: c.Kube, berth: versioned.NewForConfigOrDie(c.ControlPlane.RESTConfig())}
 	t.Run("BGP", func(t *testing.T) { testClusterBGP(t, c, e) })
+	// Last: it stops a node for good.
+	t.Run("Layer2NodeFailure", func(t *testing.T) { testClusterL2NodeFailure(t, c, e) })
 }
 
 // testClusterPodNetwork: a Pod on each node serves HTTP to a Pod on the
@@ -126,8 +131,8 @@ func scaleEcho(t *testing.T, c *cluster.Cluster, ns, name string, replicas int32
 	}
 }
 
-// waitEchoReady waits until exactly n pods labelled app=name exist in ns,
-// none terminating, all Ready, and returns them.
+// waitEchoReady waits until exactly n pods labelled app=name that are not
+// terminating exist in ns, all Ready, and returns them.
 func waitEchoReady(t *testing.T, c *cluster.Cluster, ns, name string, n int) []corev1.Pod {
 	t.Helper()
 	var pods []corev1.Pod
@@ -136,10 +141,11 @@ func waitEchoReady(t *testing.T, c *cluster.Cluster, ns, name string, n int) []c
 		if err != nil {
 			return err
 		}
-		pods = list.Items
+		// Pods of a dead node stay Terminating: they do not count.
+		pods = slices.DeleteFunc(list.Items, func(p corev1.Pod) bool { return p.DeletionTimestamp != nil })
 		ready := 0
 		for i := range pods {
-			if podReady(&pods[i]) && pods[i].DeletionTimestamp == nil {
+			if podReady(&pods[i]) {
 				ready++
 			}
 		}

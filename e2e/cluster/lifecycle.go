@@ -167,6 +167,9 @@ func (c *Cluster) teardown() {
 		// The shims outlive containerd by design; they run in the
 		// node's namespace.
 		killNetnsProcs(n.Host.Netns)
+		n.killCgroupProcs()
+		// Let the kernel reap the killed before the cgroups go.
+		time.Sleep(200 * time.Millisecond)
 		if err := unmountUnder(n.dir); err != nil {
 			errs = append(errs, err)
 		}

@@ -259,3 +259,39 @@ func unmountUnder(dir string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Stop makes the node fail as a machine would: its link goes down first
+// (nothing it sends arrives anywhere any more), then its kubelet,
+// containerd and kube-proxy are killed. Its pods' processes stay until the
+// cluster's teardown, unreachable, like those of a powered-off machine.
+func (n *Node) Stop(ctx context.Context) error {
+	if _, err := n.Host.Exec(ctx, "ip", "link", "set", "eth0", "down"); err != nil {
+		return err
+	}
+	for _, p := range []*controlplane.Process{n.kubelet, n.containerd, n.kubeProxy} {
+		if p.Running() {
+			_ = p.Signal(syscall.SIGKILL)
+		}
+	}
+	return nil
+}
+
+// killCgroupProcs SIGKILLs every process in the node's cgroups (its pods'
+// containers, which outlive the shims and containerd).
+func (n *Node) killCgroupProcs() {
+	for _, h := range cgroupHierarchies() {
+		_ = filepath.WalkDir(filepath.Join(h, n.cgroupRoot), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+				return nil
+			}
+			data, _ := os.ReadFile(p)
+			for _, f := range strings.Fields(string(data)) {
+				var pid int
+				if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+			return nil
+		})
+	}
+}

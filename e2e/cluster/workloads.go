@@ -106,6 +106,9 @@ func EchoDeployment(name string, replicas int32) *appsv1.Deployment {
 						TopologyKey:       corev1.LabelHostname,
 						WhenUnsatisfiable: corev1.DoNotSchedule,
 						LabelSelector:     &metav1.LabelSelector{MatchLabels: labels},
+						// A dead node's domain does not count, so its
+						// pods are rescheduled onto the others.
+						NodeTaintsPolicy: new(corev1.NodeInclusionPolicyHonor),
 					}},
 					Tolerations: []corev1.Toleration{
 						{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: new(int64(5))},
