@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/kubectl/pkg/drain"
 
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/e2e/cluster"
@@ -118,6 +119,58 @@ func testClusterBGP(t *testing.T, c *cluster.Cluster, e *env) {
 	if hosts := a.clients(); !slices.Equal(hosts, []string{client.IPv4.String()}) {
 		t.Errorf("pods saw clients %v, want only %s", hosts, client.IPv4)
 	}
+
+	t.Run("Drain", func(t *testing.T) {
+		scaleEcho(t, c, ns, "echo", 3)
+		waitEchoReady(t, c, ns, "echo", 3)
+		waitNextHops(t, router.Host, hostRoute(addr), nodeIPs, settle)
+		testClusterDrain(t, c, client, url)
+	})
+}
+
+// testClusterDrain is scenario 3: `kubectl drain` (the same library) of a
+// node while a client sends a request every 50 ms through the Service: no
+// request fails. The node is uncordoned afterwards.
+func testClusterDrain(t *testing.T, c *cluster.Cluster, client *netlab.Host, url string) {
+	victim := c.Nodes[0].Name
+	h := &drain.Helper{
+		Ctx: t.Context(), Client: c.Kube, Force: true, IgnoreAllDaemonSets: true, DeleteEmptyDirData: true,
+		GracePeriodSeconds: -1, Timeout: 90 * time.Second, Out: io.Discard, ErrOut: io.Discard,
+	}
+	t.Cleanup(func() {
+		// t's context has ended by now.
+		h.Ctx = context.Background()
+		if err := drain.RunCordonOrUncordon(h, nodeObject(t, c, victim), false); err != nil {
+			t.Errorf("uncordon %s: %v", victim, err)
+		}
+	})
+	p := startProbe(client, url)
+	time.Sleep(time.Second)
+	began := time.Now()
+	if err := drain.RunCordonOrUncordon(h, nodeObject(t, c, victim), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := drain.RunNodeDrain(h, victim); err != nil {
+		t.Fatal(err)
+	}
+	drained := time.Since(began)
+	time.Sleep(2 * time.Second)
+	gap, failed, total := p.stop()
+	t.Logf("MEASURED: drain of %s (BGP, ECMP, externalTrafficPolicy Local) took %v: %d of %d requests (every 50 ms) failed, longest gap %v",
+		victim, drained.Round(time.Millisecond), failed, total, gap.Round(time.Millisecond))
+	if failed > 0 {
+		t.Errorf("%d requests failed during the drain of %s", failed, victim)
+	}
+}
+
+// nodeObject returns the named Node.
+func nodeObject(t *testing.T, c *cluster.Cluster, name string) *corev1.Node {
+	t.Helper()
+	n, err := c.Kube.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // echoTarget points a Service's port at the echo pods' named port.

@@ -103,7 +103,7 @@ func testClusterL2NodeFailure(t *testing.T, c *cluster.Cluster, e *env) {
 		t.Fatal(err)
 	}
 	notReady := time.Since(stopped)
-	pods := waitEchoReady(t, c, ns, "echo", len(c.Nodes))
+	pods := waitEchoReady(t, c, ns, "echo", len(c.Nodes), owner.Name)
 	rescheduled := time.Since(stopped)
 	for _, p := range pods {
 		if !isSurvivor(p.Spec.NodeName) {

@@ -132,8 +132,9 @@ func scaleEcho(t *testing.T, c *cluster.Cluster, ns, name string, replicas int32
 }
 
 // waitEchoReady waits until exactly n pods labelled app=name that are not
-// terminating exist in ns, all Ready, and returns them.
-func waitEchoReady(t *testing.T, c *cluster.Cluster, ns, name string, n int) []corev1.Pod {
+// terminating exist in ns, all Ready and none on the nodes to avoid, and
+// returns them.
+func waitEchoReady(t *testing.T, c *cluster.Cluster, ns, name string, n int, avoid ...string) []corev1.Pod {
 	t.Helper()
 	var pods []corev1.Pod
 	poll(t, 90*time.Second, fmt.Sprintf("%d Ready %s pods", n, name), func() error {
@@ -143,6 +144,11 @@ func waitEchoReady(t *testing.T, c *cluster.Cluster, ns, name string, n int) []c
 		}
 		// Pods of a dead node stay Terminating: they do not count.
 		pods = slices.DeleteFunc(list.Items, func(p corev1.Pod) bool { return p.DeletionTimestamp != nil })
+		for _, p := range pods {
+			if slices.Contains(avoid, p.Spec.NodeName) {
+				return fmt.Errorf("pod %s still on %s", p.Name, p.Spec.NodeName)
+			}
+		}
 		ready := 0
 		for i := range pods {
 			if podReady(&pods[i]) {
