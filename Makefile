@@ -16,7 +16,7 @@ comma := ,
 E2E_TIMEOUT ?= 45m
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /e2e)
 
-.PHONY: all build test unit fuzz e2e bench bench-check soak generate verify lint demo controlplane clean chart release images push test-deps
+.PHONY: all build test unit fuzz e2e bench bench-check soak generate verify lint demo controlplane cluster-test clean chart release images push test-deps
 
 all: build
 
@@ -55,8 +55,11 @@ SOAK_STEPS ?= 150
 soak: controlplane ## The controller's model-based test with random seeds for SOAK_DURATION (result in docs/benchmarks.md)
 	$(GO) test -count=1 -timeout 90m -run '^TestControllerModel$$' -v ./e2e/ -model.duration=$(SOAK_DURATION) -model.steps=$(SOAK_STEPS)
 
-controlplane: ## Build (or reuse) the cached kube-apiserver, etcd and kube-proxy
-	hack/build-controlplane.sh
+controlplane: ## Build (or reuse) the cached kube-apiserver, etcd, kube-proxy and the real cluster's binaries
+	hack/build-controlplane.sh cluster
+
+cluster-test: controlplane ## Only the scenarios on the real cluster (e2e/cluster; root)
+	$(GO) test -count=1 -timeout 20m -run '^TestCluster' -v ./e2e/
 
 generate: ## Regenerate deep-copy, clients, listers, informers, CRDs, and manifests/ from the chart
 	hack/update-codegen.sh

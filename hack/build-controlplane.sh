@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # build-controlplane.sh builds (or reuses) the kube-apiserver, etcd and
 # kube-proxy binaries that Berth's end-to-end tests run, from the pinned tools
-# modules in tools/kube-apiserver, tools/etcd and tools/kube-proxy.
+# modules in tools/kube-apiserver, tools/etcd and tools/kube-proxy. With the
+# argument "cluster" it also builds what the real cluster of e2e/cluster runs:
+# kube-controller-manager, kube-scheduler and kubelet (tools/<name>) and the
+# CNI plugins bridge, host-local, loopback and portmap (tools/cni-plugins, a
+# directory of binaries).
 #
 # Binaries are cached outside the repository, in $BERTH_CACHE/bin (default
 # $HOME/.cache/berth/bin), so fresh clones and CI runs on the same machine
@@ -9,11 +13,12 @@
 # tools module (go.mod, go.sum, main.go) and of this build recipe, so changing
 # any of them builds a new binary instead of reusing a stale one.
 #
-# Progress goes to stderr. On success stdout carries exactly three lines,
+# Progress goes to stderr. On success stdout carries three lines,
 #   kube-apiserver=/abs/path
 #   etcd=/abs/path
 #   kube-proxy=/abs/path
-# which e2e/controlplane.BinaryPaths parses. Concurrent callers (parallel test
+# and with "cluster" four more (kube-controller-manager=, kube-scheduler=,
+# kubelet=, cni-plugins=/abs/dir), which e2e/controlplane.BinaryPaths parses. Concurrent callers (parallel test
 # packages) serialise on a lock file so each binary is built once.
 set -euo pipefail
 
@@ -34,7 +39,7 @@ module_version() {
 
 # key prints a short hash of the tools module $1 and of the recipe.
 key() {
-	(cd "$1" && cat go.mod go.sum main.go && echo "recipe=${recipe}") | sha256sum | cut -c1-12
+	(cd "$1" && cat go.mod go.sum $(ls main.go 2>/dev/null) && echo "recipe=${recipe}") | sha256sum | cut -c1-12
 }
 
 # build NAME MODULE_DIR VERSION LDFLAGS ETA builds one binary if missing and
@@ -58,6 +63,31 @@ build() {
 		return 1
 	fi
 	mv -f "${tmp}" "${out}"
+	log "built ${out} in $((SECONDS - start))s"
+	echo "${out}"
+}
+
+# build_cni VERSION builds the CNI plugins (the tool directives of
+# tools/cni-plugins) into one directory if missing and prints its path.
+build_cni() {
+	local dir="${root}/tools/cni-plugins" version="$1"
+	local out="${bindir}/cni-plugins-${version}-$(key "${dir}")"
+	if [[ -x "${out}/bridge" ]]; then
+		log "reusing ${out}"
+		echo "${out}"
+		return
+	fi
+	log "building CNI plugins ${version} (not cached yet; about 30 s)..."
+	local start=${SECONDS}
+	local tmp="${out}.tmp.$$"
+	rm -rf "${tmp}" && mkdir -p "${tmp}"
+	# CNI plugins run on the host, outside any image: static binaries.
+	if ! (cd "${dir}" && GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 go build -ldflags "-s -w" -o "${tmp}/" $(awk '/^tool \(/ { t = 1; next } t && /^\)/ { t = 0 } t { print $1 }' go.mod)) >&2; then
+		rm -rf "${tmp}"
+		log "building CNI plugins ${version} failed"
+		return 1
+	fi
+	rm -rf "${out}" && mv -f "${tmp}" "${out}"
 	log "built ${out} in $((SECONDS - start))s"
 	echo "${out}"
 }
@@ -93,6 +123,21 @@ fi
 kas="$(build kube-apiserver "${kas_dir}" "${kas_version}" "${kas_ldflags}" "up to ~12 min on 2 cores with a cold Go build cache")"
 etcd="$(build etcd "${etcd_dir}" "${etcd_version}" "-s -w" "up to ~2 min on 2 cores with a cold Go build cache")"
 kp="$(build kube-proxy "${kp_dir}" "${kp_version}" "${kp_ldflags}" "about 30 s once kube-apiserver is built, as they share most packages")"
+if [[ "${1:-}" == cluster ]]; then
+	# Same k8s.io/kubernetes version and ldflags as kube-proxy: they share
+	# nearly all packages, so each takes a minute or two once it is built.
+	kcm="$(build kube-controller-manager "${root}/tools/kube-controller-manager" "${kp_version}" "${kp_ldflags}" "1 to 3 min once kube-apiserver is built")"
+	sched="$(build kube-scheduler "${root}/tools/kube-scheduler" "${kp_version}" "${kp_ldflags}" "about 1 min once kube-apiserver is built")"
+	kubelet="$(build kubelet "${root}/tools/kubelet" "${kp_version}" "${kp_ldflags}" "about 2 min once kube-apiserver is built")"
+	cni_version="$(module_version "${root}/tools/cni-plugins" github.com/containernetworking/plugins)"
+	cni="$(build_cni "${cni_version}")"
+fi
 echo "kube-apiserver=${kas}"
 echo "etcd=${etcd}"
 echo "kube-proxy=${kp}"
+if [[ "${1:-}" == cluster ]]; then
+	echo "kube-controller-manager=${kcm}"
+	echo "kube-scheduler=${sched}"
+	echo "kubelet=${kubelet}"
+	echo "cni-plugins=${cni}"
+fi

@@ -49,14 +49,64 @@ type Paths struct {
 // default ten-minute timeout: run `make controlplane` first or pass a larger
 // -timeout. Progress lines are logged to the logger in ctx.
 func BinaryPaths(ctx context.Context) (Paths, error) {
+	out, err := runBuildScript(ctx)
+	if err != nil {
+		return Paths{}, err
+	}
+	p := Paths{APIServer: out["kube-apiserver"], Etcd: out["etcd"], KubeProxy: out["kube-proxy"]}
+	if p.APIServer == "" || p.Etcd == "" || p.KubeProxy == "" {
+		return Paths{}, fmt.Errorf("build control plane binaries: %s printed no paths: %v", buildScript, out)
+	}
+	return p, nil
+}
+
+// ClusterPaths are the binaries of a real cluster (package e2e/cluster):
+// the control plane's and the nodes'.
+type ClusterPaths struct {
+	Paths
+	ControllerManager string
+	Scheduler         string
+	Kubelet           string
+	// CNIPlugins is a directory holding the bridge, host-local, loopback
+	// and portmap plugins.
+	CNIPlugins string
+}
+
+// ClusterBinaryPaths returns the paths of everything BinaryPaths returns
+// plus kube-controller-manager, kube-scheduler, kubelet and the CNI
+// plugins, building what the cache lacks (`hack/build-controlplane.sh
+// cluster`; a few minutes once kube-apiserver is built).
+func ClusterBinaryPaths(ctx context.Context) (ClusterPaths, error) {
+	out, err := runBuildScript(ctx, "cluster")
+	if err != nil {
+		return ClusterPaths{}, err
+	}
+	p := ClusterPaths{
+		Paths:             Paths{APIServer: out["kube-apiserver"], Etcd: out["etcd"], KubeProxy: out["kube-proxy"]},
+		ControllerManager: out["kube-controller-manager"],
+		Scheduler:         out["kube-scheduler"],
+		Kubelet:           out["kubelet"],
+		CNIPlugins:        out["cni-plugins"],
+	}
+	for _, v := range []string{p.APIServer, p.Etcd, p.KubeProxy, p.ControllerManager, p.Scheduler, p.Kubelet, p.CNIPlugins} {
+		if v == "" {
+			return ClusterPaths{}, fmt.Errorf("build cluster binaries: %s cluster printed no paths: %v", buildScript, out)
+		}
+	}
+	return p, nil
+}
+
+// runBuildScript runs the build script with args and returns the name=path
+// lines it printed.
+func runBuildScript(ctx context.Context, args ...string) (map[string]string, error) {
 	logger := klog.FromContext(ctx).WithName("controlplane")
 	root, err := RepoRoot()
 	if err != nil {
-		return Paths{}, fmt.Errorf("build control plane binaries: %w", err)
+		return nil, fmt.Errorf("build control plane binaries: %w", err)
 	}
 	var stdout bytes.Buffer
 	progress := &lineLogger{logger: logger}
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, buildScript))
+	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(root, buildScript)}, args...)...)
 	cmd.Dir = root
 	cmd.Stdout = &stdout
 	cmd.Stderr = progress
@@ -69,24 +119,14 @@ func BinaryPaths(ctx context.Context) (Paths, error) {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w); run `make controlplane` once or raise go test -timeout", err, ctx.Err())
 		}
-		return Paths{}, fmt.Errorf("build control plane binaries: %s: %w\n%s", buildScript, err, progress.tail())
+		return nil, fmt.Errorf("build control plane binaries: %s: %w\n%s", buildScript, err, progress.tail())
 	}
-	var p Paths
+	out := map[string]string{}
 	for line := range strings.Lines(stdout.String()) {
 		key, value, _ := strings.Cut(strings.TrimSpace(line), "=")
-		switch key {
-		case "kube-apiserver":
-			p.APIServer = value
-		case "etcd":
-			p.Etcd = value
-		case "kube-proxy":
-			p.KubeProxy = value
-		}
+		out[key] = value
 	}
-	if p.APIServer == "" || p.Etcd == "" || p.KubeProxy == "" {
-		return Paths{}, fmt.Errorf("build control plane binaries: %s printed no paths: %q", buildScript, stdout.String())
-	}
-	return p, nil
+	return out, nil
 }
 
 // RepoRoot returns the root of the Berth repository that this package was

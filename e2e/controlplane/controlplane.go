@@ -55,6 +55,12 @@ type Options struct {
 	// override the defaults (e.g. --feature-gates=...).
 	ExtraAPIServerArgs []string
 
+	// ControllerManager says a kube-controller-manager will run against
+	// this API server (package e2e/cluster): the API server then keeps its
+	// ServiceAccount admission plugin and maintains the kubernetes
+	// Service's endpoints itself, as in a real cluster.
+	ControllerManager bool
+
 	// StartTimeout bounds how long Start waits for etcd, the API server and
 	// the CRDs to become ready, not counting building binaries. Default 60s.
 	StartTimeout time.Duration
@@ -215,17 +221,20 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, opts Options) error 
 		"--service-account-signing-key-file=" + cp.creds.saKeyFile,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range=" + opts.ServiceClusterIPRange,
+	}
+	if !opts.ControllerManager {
 		// No kube-controller-manager runs: nothing would maintain the
 		// kubernetes Service's endpoints or the default ServiceAccounts the
 		// ServiceAccount admission plugin waits for.
-		"--endpoint-reconciler-type=none",
-		"--disable-admission-plugins=ServiceAccount",
+		args = append(args, "--endpoint-reconciler-type=none", "--disable-admission-plugins=ServiceAccount")
+	}
+	args = append(args,
 		// Benchmarks drive the server hard from one client; the defaults
 		// (400/200) would turn that into 429s rather than measurements.
 		"--max-requests-inflight=2000",
 		"--max-mutating-requests-inflight=1000",
 		"--profiling=false",
-	}
+	)
 	args = append(args, opts.ExtraAPIServerArgs...)
 	cp.apiserver, err = startProcess("kube-apiserver", opts.APIServerBinary, cp.dir, args)
 	if err != nil {
@@ -275,6 +284,13 @@ func (cp *ControlPlane) RESTConfig() *rest.Config {
 // Kubeconfig returns the path of a kubeconfig file for the admin user. It is
 // removed by Stop.
 func (cp *ControlPlane) Kubeconfig() string { return cp.kubeconfig }
+
+// CAFile returns the path of the CA certificate file (see CACert).
+func (cp *ControlPlane) CAFile() string { return filepath.Join(cp.dir, "ca.crt") }
+
+// ServiceAccountKeyFile returns the path of the private key that signs
+// ServiceAccount tokens, which kube-controller-manager needs too.
+func (cp *ControlPlane) ServiceAccountKeyFile() string { return cp.creds.saKeyFile }
 
 // Token returns the admin user's bearer token.
 func (cp *ControlPlane) Token() string { return cp.creds.token }

@@ -101,3 +101,44 @@ func (p *process) unexpectedExit() error {
 	}
 	return nil
 }
+
+// Process is a daemon that StartProcess started, for other harnesses (the
+// nodes of package cluster) that run more daemons the same way.
+type Process struct{ p *process }
+
+// StartProcess starts argv in dir, logging to dir/name.log, with the same
+// lifetime rules as the control plane's own processes: it dies with the
+// test binary (Pdeathsig) and is not tied to a context.
+func StartProcess(dir, name string, argv ...string) (*Process, error) {
+	p, err := startProcess(name, argv[0], dir, argv[1:])
+	if err != nil {
+		return nil, err
+	}
+	return &Process{p: p}, nil
+}
+
+// Name is the name given to StartProcess.
+func (p *Process) Name() string { return p.p.name }
+
+// Running reports whether the process has not exited. A nil Process is not
+// running.
+func (p *Process) Running() bool { return p != nil && !p.p.exited() }
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig os.Signal) error { return p.p.cmd.Process.Signal(sig) }
+
+// Stop sends SIGTERM, then SIGKILL after grace, and waits for the exit. It
+// returns an error if the process had already exited with a failure. A nil
+// Process is stopped.
+func (p *Process) Stop(grace time.Duration) error {
+	if p == nil {
+		return nil
+	}
+	return p.p.stop(grace)
+}
+
+// Tail returns the last n lines of the log.
+func (p *Process) Tail(n int) string { return fileTail(p.p.logPath, n) }
+
+// ExitError describes how the process exited, with the end of its log.
+func (p *Process) ExitError() error { return p.p.exitError() }

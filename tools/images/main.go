@@ -62,7 +62,15 @@ func build(args []string) error {
 	fs.StringVar(&o.Revision, "revision", "", "git commit: org.opencontainers.image.revision")
 	fs.StringVar(&o.Source, "source", "https://github.com/berthlb/berth", "org.opencontainers.image.source")
 	epoch := fs.Int64("epoch", 0, "creation time in seconds since 1970 (SOURCE_DATE_EPOCH: the commit's time)")
+	only := fs.String("nonroot-images", "", "comma-separated names of other images to build instead of Berth's, each running its binary of the same name as uid 65532 (the test images of e2e/cluster)")
 	_ = fs.Parse(args)
+	images := berthImages()
+	if *only != "" {
+		images = nil
+		for _, n := range strings.Split(*only, ",") {
+			images = append(images, oci.Image{Name: n, NonRoot: true})
+		}
+	}
 	o.Created = time.Unix(*epoch, 0).UTC()
 	for _, s := range strings.Split(*platforms, ",") {
 		p, err := v1.ParsePlatform(s)
@@ -75,7 +83,7 @@ func build(args []string) error {
 		return err
 	}
 	var digests strings.Builder
-	for _, img := range berthImages() {
+	for _, img := range images {
 		start := time.Now()
 		ref, err := name.NewTag(*repo + "/" + img.Name + ":" + o.Version)
 		if err != nil {

@@ -1,0 +1,16 @@
+// Command kube-controller-manager builds the upstream Kubernetes
+// kube-controller-manager from the Go module proxy for the cluster that
+// Berth's end-to-end tests bring up (e2e/cluster). It is a build wrapper only:
+// nothing here changes its behaviour.
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	"k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+
+func main() {
+	os.Exit(cli.Run(app.NewControllerManagerCommand()))
+}
