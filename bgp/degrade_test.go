@@ -125,3 +125,31 @@ func TestAdvertisePerFamily(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerPrefixLimit checks that a peer's own prefix limit is the one its
+// GoBGP neighbor gets, and that without one the server's applies.
+func TestPeerPrefixLimit(t *testing.T) {
+	ctx := context.Background()
+	s := offlineServer(t)
+	p := Peer{Name: "r", Address: netip.MustParseAddr("198.18.0.1"), ASN: 65001, LocalASN: 65000, MaxReceivedPrefixes: 100}
+	limit := func() uint32 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return apiPeer(s.sessions["r"].peer, s.sessions["r"].maxReceived).AfiSafis[0].PrefixLimits.MaxPrefixes
+	}
+	for _, step := range []struct {
+		limit, want uint32
+	}{{100, 100}, {0, DefaultMaxReceivedPrefixes}, {5000, 5000}} {
+		p.MaxReceivedPrefixes = step.limit
+		if err := s.SetPeers(ctx, []Peer{p}); err != nil {
+			t.Fatal(err)
+		}
+		if got := limit(); got != step.want {
+			t.Errorf("peer limit %d: neighbor's limit %d, want %d", step.limit, got, step.want)
+		}
+	}
+	p.MaxReceivedPrefixes = 2000000
+	if err := s.SetPeers(ctx, []Peer{p}); !IsInvalid(err) {
+		t.Errorf("a limit of 2,000,000: error %v, want an invalid peer", err)
+	}
+}

@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -23,7 +24,13 @@ type apiSecrets struct {
 	client typedcorev1.SecretInterface
 }
 
+// secretTimeout bounds one Secret read: the sync waits for it, and layer 2
+// and forwarding must not wait for an API server that is away.
+const secretTimeout = 5 * time.Second
+
 func (a *apiSecrets) get(ctx context.Context, name, key string) (string, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, secretTimeout)
+	defer cancel()
 	sec, err := a.client.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return "", false, nil
@@ -35,8 +42,15 @@ func (a *apiSecrets) get(ctx context.Context, name, key string) (string, bool, e
 	return string(v), ok, nil
 }
 
+// errStale wraps the error of a read that failed while an earlier answer
+// is known: that answer is returned with it, so that the caller can keep
+// using the last password it read through an API outage.
+var errStale = errors.New("serving the last answer read")
+
 // cachedSecrets remembers what a secretGetter answered, missing keys
-// included, for ttl. Errors are not cached. Safe for concurrent use.
+// included, for ttl. Errors are not cached: a failed read is tried again
+// next time, and meanwhile returns the last answer (of any age) with an
+// error wrapping errStale. Safe for concurrent use.
 type cachedSecrets struct {
 	next secretGetter
 	ttl  time.Duration
@@ -66,6 +80,9 @@ func (c *cachedSecrets) get(ctx context.Context, name, key string) (string, bool
 	}
 	v, ok, err := c.next.get(ctx, name, key)
 	if err != nil {
+		if hit {
+			return e.value, e.ok, fmt.Errorf("%w (from %v ago): %w", errStale, c.now().Sub(e.at).Truncate(time.Second), err)
+		}
 		return "", false, err
 	}
 	c.mu.Lock()

@@ -51,11 +51,14 @@ func TestCachedSecrets(t *testing.T) {
 	}
 	next.err = errors.New("apiserver down")
 	now = now.Add(time.Minute)
-	if _, _, err := c.get(t.Context(), "bgp", "password"); err == nil {
-		t.Errorf("an error was not passed on")
+	if v, ok, err := c.get(t.Context(), "bgp", "password"); err == nil || !errors.Is(err, errStale) || v != "s3cret" || !ok {
+		t.Errorf("during an outage: got (%q, %v, %v), want the last answer with an error wrapping errStale", v, ok, err)
+	}
+	if _, _, err := c.get(t.Context(), "never-read", "password"); err == nil || errors.Is(err, errStale) {
+		t.Errorf("during an outage, a Secret never read: error %v, want the API's error alone", err)
 	}
 	next.err = nil
-	if _, ok, _ := c.get(t.Context(), "bgp", "password"); !ok || next.reads != 5 {
+	if _, ok, _ := c.get(t.Context(), "bgp", "password"); !ok || next.reads != 6 {
 		t.Errorf("an error was cached: ok=%v after %d reads", ok, next.reads)
 	}
 }
