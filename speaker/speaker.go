@@ -316,12 +316,10 @@ func (s *Speaker) readPasswords(ctx context.Context, snap *Snapshot) {
 			continue
 		}
 		v, ok, err := s.secrets.get(ctx, ref.Name, keyOf(ref))
-		if err != nil || !ok {
-			// Nothing watches Secrets: look again once the cached answer
-			// expires, so that a Secret created (or readable) later is
-			// used.
-			s.queue.AddAfter(syncKey, secretTTL)
-		}
+		// Nothing watches Secrets: look again once the cached answer
+		// expires, so that a Secret created, changed, deleted or made
+		// readable is noticed within secretTTL.
+		s.queue.AddAfter(syncKey, secretTTL)
 		switch {
 		case apierrors.IsForbidden(err):
 			// The speaker's Role names the Secrets it may read.
