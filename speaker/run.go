@@ -174,10 +174,9 @@ func serveMetrics(ctx context.Context, opts Options, kube kubernetes.Interface, 
 // newSpeaker returns a speaker with its API clients, before any back end
 // starts.
 func newSpeaker(opts Options, kube kubernetes.Interface, berth versioned.Interface, reg prometheus.Registerer) *Speaker {
-	return &Speaker{
+	s := &Speaker{
 		wantL2:     opts.L2,
 		node:       opts.NodeName,
-		secrets:    newCachedSecrets(&apiSecrets{client: kube.CoreV1().Secrets(opts.Namespace)}, secretTTL),
 		metrics:    NewMetrics(reg),
 		applied:    map[string]bgp.Peer{},
 		drainFor:   opts.Drain,
@@ -191,6 +190,9 @@ func newSpeaker(opts Options, kube kubernetes.Interface, berth versioned.Interfa
 			),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "speaker"}),
 	}
+	// A Secret that changed is applied at once, not at the next sync.
+	s.secrets = newCachedSecrets(&apiSecrets{client: kube.CoreV1().Secrets(opts.Namespace)}, secretTTL, func() { s.queue.Add(syncKey) })
+	return s
 }
 
 // startBGP starts the BGP back end; stop ends its sessions.
