@@ -1,7 +1,6 @@
 package bgp
 
 import (
-	"errors"
 	"fmt"
 )
 
@@ -35,11 +34,12 @@ func PeerErrors(err error) []*PeerError {
 		if err == nil {
 			return
 		}
-		if pe, ok := err.(*PeerError); ok {
+		// The walk unwraps itself, to find every PeerError, not the first.
+		if pe, ok := err.(*PeerError); ok { //nolint:errorlint // see above
 			out = append(out, pe)
 			return
 		}
-		switch u := err.(type) {
+		switch u := err.(type) { //nolint:errorlint // see above
 		case interface{ Unwrap() []error }:
 			for _, e := range u.Unwrap() {
 				walk(e)
@@ -50,16 +50,4 @@ func PeerErrors(err error) []*PeerError {
 	}
 	walk(err)
 	return out
-}
-
-// peerErr wraps err as peer's error, unless it is nil.
-func peerErr(peer string, fam Family, err error) error {
-	if err == nil {
-		return nil
-	}
-	var pe *PeerError
-	if errors.As(err, &pe) && pe.Peer == peer {
-		return err
-	}
-	return &PeerError{Peer: peer, Family: fam, Err: err}
 }

@@ -54,11 +54,12 @@ type Config struct {
 // Serve serves cfg's endpoints until the returned stop function is called.
 func Serve(ctx context.Context, cfg Config) (stop func(), err error) {
 	mux := http.NewServeMux()
-	var metrics http.Handler = promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})
+	metrics := promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})
 	if cfg.Auth != nil {
-		metrics = cfg.Auth.Wrap(metrics)
+		mux.Handle("/metrics", cfg.Auth.Wrap(metrics))
+	} else {
+		mux.Handle("/metrics", metrics)
 	}
-	mux.Handle("/metrics", metrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	if ready := cfg.Ready; ready != nil {
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
