@@ -29,7 +29,8 @@ func TestParseConfig(t *testing.T) {
 		{name: "unknown backend", in: "backend: gce\n", wantErr: `unknown backend "gce"`},
 		{name: "typo in field", in: "backnd: pools\n", wantErr: "parse cloud config"},
 		{name: "aws defaults", in: "backend: aws\naws:\n  clusterName: prod\n", want: Config{Backend: BackendAWS, AWS: &aws.Config{
-			ClusterName: "prod", DefaultMode: aws.ModeNLB, MaxAttempts: 10, NLB: aws.NLBConfig{Scheme: "internet-facing"},
+			ClusterName: "prod", DefaultMode: aws.ModeNLB, MaxAttempts: 10, NLB: aws.NLBConfig{Scheme: "internet-facing",
+				AllowedSchemes: []string{"internal", "internet-facing"}, UDPHealthCheckPort: 10256},
 		}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

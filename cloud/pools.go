@@ -84,6 +84,11 @@ func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth vers
 		sync := func(obj any) {
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 				p.ledger.SyncForeign(key)
+				// What others hold, once recorded: the end-to-end tests
+				// wait for it before the next allocation.
+				if held := p.ledger.Lookup(ledger.ForeignPrefix + key); len(held) > 0 {
+					p.log.V(4).Info("Holding another implementation's addresses", "service", key, "addresses", addrs(held))
+				}
 			}
 		}
 		_, err = svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{

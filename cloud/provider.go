@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/go-logr/logr"
@@ -30,6 +31,7 @@ type Cloud struct {
 	pools *Pools       // the pools backend, or nil
 	aws   *aws.Backend // the aws backend, or nil
 	lb    *loadBalancers
+	ready readiness
 }
 
 var _ cloudprovider.Interface = (*Cloud)(nil)
@@ -65,6 +67,7 @@ func New(cfg Config, log logr.Logger) (*Cloud, error) {
 // It runs once the controller manager holds leadership.
 func (c *Cloud) Initialize(cb cloudprovider.ControllerClientBuilder, stop <-chan struct{}) {
 	ctx := klog.NewContext(wait.ContextForChannel(stop), c.log)
+	c.ready.startLeading()
 	cfg, err := c.restConfig(cb)
 	var kube kubernetes.Interface
 	if err == nil {
@@ -78,9 +81,18 @@ func (c *Cloud) Initialize(cb cloudprovider.ControllerClientBuilder, stop <-chan
 			// Without Node watches eip mode still follows the service
 			// controller's node lists; nlb mode needs nothing more.
 			c.log.Error(err, "Cannot watch Nodes; Elastic IPs move only when the service controller reports a node change")
+			c.ready.started(func() error { return nil })
+			return
 		}
+		c.ready.started(func() error {
+			if !c.aws.HasSynced() {
+				return errors.New("leading, still loading Nodes, Services and EndpointSlices")
+			}
+			return nil
+		})
 		return
 	}
+	c.ready.started(c.pools.Ready)
 	if err != nil {
 		c.pools.fail(fmt.Errorf("initialize: %w", err))
 		return

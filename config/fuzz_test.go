@@ -15,7 +15,8 @@ import (
 	"github.com/berthlb/berth/config"
 )
 
-// FuzzRequestAnnotations feeds arbitrary text into the three annotations
+// FuzzRequestAnnotations feeds arbitrary text into the three annotations,
+// one of their aliases (MetalLB's, Cilium's, kube-vip's; alias picks which)
 // and spec.loadBalancerIP. Request must not panic; an error must be a
 // *config.RequestError with a known Reason and a message; a success must
 // satisfy what the allocator expects of a validated request.
@@ -23,19 +24,27 @@ func FuzzRequestAnnotations(f *testing.F) {
 	seeds := []struct {
 		pool, addrs, key, lbip string
 		shape                  uint8
+		aliasValue             string
+		alias                  uint8
 	}{
-		{"", "", "", "", 0},
-		{"default-v4", "198.51.100.10", "k", "", 0b0001_1100},
-		{" team-a , nope", "203.0.113.130", " k ", "203.0.113.130", 0b0011_1101},
-		{",", "198.51.100.10,2001:db8:100::10", "", "2001:DB8:100::10", 0b0000_1010},
-		{"retiring", "192.0.2.130", "", "", 0b0100_0101},
-		{"broken", "fe80::1%eth0", "", "::ffff:198.51.100.1", 0b0000_1111},
-		{"", "198.51.100.0/24,,", "", "198.51.100.1", 0b0000_1000},
-		{"gold", "192.0.2.1,192.0.2.2", "", "", 0b1000_1110},
+		{"", "", "", "", 0, "", 0},
+		{"default-v4", "198.51.100.10", "k", "", 0b0001_1100, "", 0},
+		{" team-a , nope", "203.0.113.130", " k ", "203.0.113.130", 0b0011_1101, "", 0},
+		{",", "198.51.100.10,2001:db8:100::10", "", "2001:DB8:100::10", 0b0000_1010, "", 0},
+		{"retiring", "192.0.2.130", "", "", 0b0100_0101, "", 0},
+		{"broken", "fe80::1%eth0", "", "::ffff:198.51.100.1", 0b0000_1111, "", 0},
+		{"", "198.51.100.0/24,,", "", "198.51.100.1", 0b0000_1000, "", 0},
+		{"gold", "192.0.2.1,192.0.2.2", "", "", 0b1000_1110, "", 0},
+		{"", "", "", "", 0, "198.51.100.10", 1},
+		{"", "198.51.100.10", "", "", 0b0000_1010, "2001:DB8:100::10, 198.51.100.10", 2},
+		{"default-v4", "", "", "", 0, "default-v6", 5},
+		{"", "", "k", "", 0, " k", 7},
+		{"", "", "k", "", 0, "other", 9},
 	}
 	for _, s := range seeds {
-		f.Add(s.pool, s.addrs, s.key, s.lbip, s.shape)
+		f.Add(s.pool, s.addrs, s.key, s.lbip, s.shape, s.aliasValue, s.alias)
 	}
+	aliases := slices.Concat(config.AddressAliases, config.PoolAliases, config.SharingKeyAliases)
 	pools := standardPools()
 	cfg := config.For(pools)
 	reasons := []string{
@@ -49,7 +58,8 @@ func FuzzRequestAnnotations(f *testing.F) {
 	// or berth.dev/addresses is present (absent and empty differ), bit 6
 	// namespace team-a with an address of the terminating pool in its
 	// status, bit 7 the label tier=gold.
-	f.Fuzz(func(t *testing.T, pool, addrs, key, lbip string, shape uint8) {
+	// alias 0 sets none; alias n sets aliases[(n-1) % len(aliases)].
+	f.Fuzz(func(t *testing.T, pool, addrs, key, lbip string, shape uint8, aliasValue string, alias uint8) {
 		opts := []svcOpt{
 			families(policies[shape&3], famSets[(shape>>2)&3]...),
 			lbIP(lbip),
@@ -66,6 +76,9 @@ func FuzzRequestAnnotations(f *testing.F) {
 		}
 		if shape&(1<<7) != 0 {
 			opts = append(opts, withLabels("tier", "gold"))
+		}
+		if alias != 0 {
+			opts = append(opts, annotate(aliases[int(alias-1)%len(aliases)], aliasValue))
 		}
 		svc := service(opts...)
 

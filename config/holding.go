@@ -3,13 +3,11 @@ package config
 import (
 	"net/netip"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/berthlb/berth/allocator"
-	"github.com/berthlb/berth/api/v1alpha1"
 )
 
 // HoldingRequest is the allocator request that records the addresses
@@ -57,7 +55,7 @@ func (c *Config) statusRequest(svc *corev1.Service, identity string, pools []str
 	req = allocator.Request{
 		Service:       identity,
 		Namespace:     svc.Namespace,
-		SharingKey:    strings.TrimSpace(svc.Annotations[v1alpha1.AnnotationSharingKey]),
+		SharingKey:    holdingSharingKey(svc),
 		Pools:         pools,
 		ExplicitPools: true,
 		Ports:         ports(svc),

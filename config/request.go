@@ -35,12 +35,14 @@ func Key(svc *corev1.Service) string { return svc.Namespace + "/" + svc.Name }
 // passed on as Current so that the allocator keeps them when still valid.
 func (c *Config) Request(svc *corev1.Service, nsLabels labels.Set) (allocator.Request, error) {
 	req := allocator.Request{
-		Service:    Key(svc),
-		Namespace:  svc.Namespace,
-		SharingKey: strings.TrimSpace(svc.Annotations[v1alpha1.AnnotationSharingKey]),
-		Current:    CurrentAddresses(svc),
+		Service:   Key(svc),
+		Namespace: svc.Namespace,
+		Current:   CurrentAddresses(svc),
 	}
 	var err error
+	if req.SharingKey, err = sharingKey(svc); err != nil {
+		return req, err
+	}
 	if req.Families, req.RequireAll, err = families(svc); err != nil {
 		return req, err
 	}
@@ -117,9 +119,13 @@ func families(svc *corev1.Service) ([]allocator.Family, bool, error) {
 }
 
 func requested(svc *corev1.Service, fams []allocator.Family) ([]netip.Addr, error) {
+	ann, err := readAliased(svc, v1alpha1.AnnotationAddresses, AddressAliases, normList)
+	if err != nil {
+		return nil, err
+	}
 	var entries []string
-	if v, ok := svc.Annotations[v1alpha1.AnnotationAddresses]; ok {
-		for _, e := range strings.Split(v, ",") {
+	if ann.present {
+		for _, e := range strings.Split(ann.value, ",") {
 			if e = strings.TrimSpace(e); e != "" {
 				entries = append(entries, e)
 			}
@@ -127,7 +133,7 @@ func requested(svc *corev1.Service, fams []allocator.Family) ([]netip.Addr, erro
 	}
 	if lbip := strings.TrimSpace(svc.Spec.LoadBalancerIP); lbip != "" {
 		if len(entries) > 0 && !slices.ContainsFunc(entries, func(e string) bool { return sameAddr(e, lbip) }) {
-			return nil, requestErr(v1alpha1.ReasonInvalidRequest, "spec.loadBalancerIP %s disagrees with annotation %s=%q; set only one", lbip, v1alpha1.AnnotationAddresses, svc.Annotations[v1alpha1.AnnotationAddresses])
+			return nil, requestErr(v1alpha1.ReasonInvalidRequest, "spec.loadBalancerIP %s disagrees with annotation %s=%q; set only one", lbip, ann.name, ann.value)
 		}
 		if len(entries) == 0 {
 			entries = []string{lbip}
@@ -180,16 +186,20 @@ func familyList(fams []allocator.Family) string {
 // named them. Terminating pools are offered only to a Service that already
 // holds one of their addresses, so that deleting a pool never moves one.
 func (c *Config) poolsFor(svc *corev1.Service, nsLabels labels.Set, current []netip.Addr) ([]string, bool, error) {
-	named, explicit := svc.Annotations[v1alpha1.AnnotationPool]
+	ann, err := readAliased(svc, v1alpha1.AnnotationPool, PoolAliases, normList)
+	if err != nil {
+		return nil, true, err
+	}
+	explicit := ann.present
 	var candidates []string
 	if explicit {
-		for _, n := range strings.Split(named, ",") {
+		for _, n := range strings.Split(ann.value, ",") {
 			if n = strings.TrimSpace(n); n != "" {
 				candidates = append(candidates, n)
 			}
 		}
 		if len(candidates) == 0 {
-			return nil, true, requestErr(v1alpha1.ReasonInvalidRequest, "annotation %s is empty", v1alpha1.AnnotationPool)
+			return nil, true, requestErr(v1alpha1.ReasonInvalidRequest, "annotation %s is empty", ann.name)
 		}
 	} else {
 		candidates = c.names

@@ -153,6 +153,21 @@ type wantErr struct {
 	msg    string // the message must contain it
 }
 
+// checkRequestErr checks that err is the RequestError w describes.
+func checkRequestErr(t *testing.T, err error, w *wantErr) {
+	t.Helper()
+	var re *config.RequestError
+	if !errors.As(err, &re) {
+		t.Fatalf("error = %v (%T), want *config.RequestError %s", err, err, w.reason)
+	}
+	if re.Reason != w.reason || !strings.Contains(re.Msg, w.msg) {
+		t.Errorf("error = %s: %q\nwant    %s: %q", re.Reason, re.Msg, w.reason, w.msg)
+	}
+	if re.Error() != re.Msg {
+		t.Errorf("Error() = %q, want Msg %q", re.Error(), re.Msg)
+	}
+}
+
 func TestRequest(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -549,16 +564,7 @@ func TestRequest(t *testing.T) {
 				t.Errorf("Request changed the Service (-before +after):\n%s", diff)
 			}
 			if tc.wantErr != nil {
-				var re *config.RequestError
-				if !errors.As(err, &re) {
-					t.Fatalf("error = %v (%T), want *config.RequestError %s", err, err, tc.wantErr.reason)
-				}
-				if re.Reason != tc.wantErr.reason || !strings.Contains(re.Msg, tc.wantErr.msg) {
-					t.Errorf("error = %s: %q\nwant    %s: %q", re.Reason, re.Msg, tc.wantErr.reason, tc.wantErr.msg)
-				}
-				if re.Error() != re.Msg {
-					t.Errorf("Error() = %q, want Msg %q", re.Error(), re.Msg)
-				}
+				checkRequestErr(t, err, tc.wantErr)
 				return
 			}
 			if err != nil {

@@ -70,6 +70,8 @@ type Controller struct {
 	// log is the logger of Run, for the Service event handler; written
 	// before ready is set and read only after.
 	log logr.Logger
+	// uninstall is set by WatchUninstall.
+	uninstall uninstallMark
 }
 
 // rebuildKey in the pool queue asks for the pool configuration to be rebuilt.

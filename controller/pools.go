@@ -98,8 +98,12 @@ func (c *Controller) syncPool(ctx context.Context, name string) error {
 	}
 	holders, foreign := ledger.HolderNames(c.ledger.Holders(name))
 	hasFinalizer := slices.Contains(pool.Finalizers, v1alpha1.PoolFinalizer)
+	uninstalling := c.uninstalling()
 	switch {
-	case pool.DeletionTimestamp == nil && !hasFinalizer:
+	case uninstalling && hasFinalizer:
+		logr.FromContextOrDiscard(ctx).Info("Berth is being uninstalled; removing the pool's finalizer", "pool", name)
+		return c.writer.setPoolFinalizer(ctx, pool, false)
+	case pool.DeletionTimestamp == nil && !hasFinalizer && !uninstalling:
 		return c.writer.setPoolFinalizer(ctx, pool, true)
 	case pool.DeletionTimestamp != nil && hasFinalizer && len(holders) == 0:
 		logr.FromContextOrDiscard(ctx).Info("Pool no longer in use; letting it go", "pool", name)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -22,6 +23,7 @@ import (
 
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
 	"github.com/berthlb/berth/internal/cli"
+	"github.com/berthlb/berth/internal/lifecycle"
 	"github.com/berthlb/berth/internal/serve"
 )
 
@@ -44,6 +46,10 @@ type Options struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables.
 	MetricsAddr string
+	// LifecycleConfigMap names the ConfigMap, in LeaderElectionNamespace,
+	// that marks an uninstall (package internal/lifecycle); empty ignores
+	// uninstalls.
+	LifecycleConfigMap string
 }
 
 // DefaultOptions returns the options a production deployment starts from.
@@ -77,12 +83,12 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	reg := serve.NewRegistry()
-	var current *Controller
+	var current atomic.Pointer[Controller]
 	leading := make(chan struct{})
 	ready := func(context.Context) error {
 		select {
 		case <-leading:
-			if current == nil || !current.Ready() {
+			if c := current.Load(); c == nil || !c.Ready() {
 				return errors.New("leading, still rebuilding allocations from Service status")
 			}
 			return nil
@@ -100,6 +106,9 @@ func Run(ctx context.Context, opts Options) error {
 	metrics := NewMetrics(reg)
 
 	runController := func(ctx context.Context) error {
+		// Leading from the first moment: not ready until the replay is
+		// done, also while the controller is being built.
+		close(leading)
 		// Informers are created only now, so that a new leader lists the
 		// current state from the API server rather than trusting a cache
 		// filled while another replica was writing.
@@ -122,8 +131,15 @@ func Run(ctx context.Context, opts Options) error {
 		if err := c.WatchAdvertisements(adv.BGPAdvertisements(), adv.L2Advertisements(), adv.BGPPeers()); err != nil {
 			return err
 		}
-		current = c
-		close(leading)
+		if opts.LifecycleConfigMap != "" {
+			mark := lifecycle.NewWatcher(kube, opts.LeaderElectionNamespace, opts.LifecycleConfigMap)
+			if err := c.WatchUninstall(mark); err != nil {
+				return err
+			}
+			mark.Start(ctx)
+			defer mark.Shutdown()
+		}
+		current.Store(c)
 		kubeInf.Start(ctx.Done())
 		berthInf.Start(ctx.Done())
 		defer kubeInf.Shutdown()

@@ -26,6 +26,7 @@ import (
 func (e *env) awsNode(t *testing.T, srv *awsdouble.Server, name, instance, privateIP string) {
 	t.Helper()
 	srv.AddInstance(instance, "subnet-a", privateIP)
+	srv.TagInstance(instance, map[string]string{"kubernetes.io/cluster/e2e": "owned"})
 	if _, err := controlplane.CreateNodeWith(t.Context(), e.kube, controlplane.NodeConfig{
 		Name: name, ProviderID: "aws:///eu-west-1a/" + instance, Addresses: []netip.Addr{mustAddr(privateIP)},
 	}); err != nil {
@@ -110,6 +111,7 @@ func TestCCMAWS(t *testing.T) {
 	srv := awsdouble.Start(t)
 	srv.AddSubnet("subnet-a", "vpc-1", "eu-west-1a", "198.18.0.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-b", "vpc-1", "eu-west-1b", "198.18.1.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/elb": "1"})
+	srv.AddSubnet("subnet-i", "vpc-1", "eu-west-1a", "198.18.2.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/internal-elb": "1"})
 	for i := 1; i <= 3; i++ {
 		e.awsNode(t, srv, fmt.Sprintf("node-%d", i), fmt.Sprintf("i-%d", i), fmt.Sprintf("198.18.0.%d", 10+i))
 	}
@@ -176,7 +178,8 @@ aws:
 		moved := waitAWS(t, srv, "the Elastic IP to move", func(s awsdouble.State) bool {
 			return len(s.Addresses) == 1 && s.Addresses[0].AssociationID != "" && s.Addresses[0].PrivateIP != private
 		})
-		t.Logf("Elastic IP %s moved off cordoned %s in %v", public, node, time.Since(start).Round(time.Millisecond))
+		tookToMove := time.Since(start)
+		t.Logf("Elastic IP %s moved off cordoned %s in %v", public, node, tookToMove.Round(time.Millisecond))
 		var node2 string
 		_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
 			node2, private = e.forwardedOn(t, ns+"/cheap")
@@ -188,14 +191,22 @@ aws:
 		e.waitIngress(t, ns, "cheap", public)
 
 		// Uncordoning does not bring it back: an Elastic IP moves only
-		// when its node stops being eligible.
+		// when its node stops being eligible. An uncordoned node queues
+		// nothing, so there is no event to wait for; the check holds over
+		// a window of five times what the move on cordon took (3 s at
+		// least), polled, so that a move back starting late is seen too.
 		if _, err := e.kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(`{"spec":{"unschedulable":false}}`), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * time.Second)
-		if s := srv.Snapshot(); len(s.Addresses) != 1 || s.Addresses[0].PrivateIP != moved.Addresses[0].PrivateIP {
-			t.Errorf("after uncordoning %s the Elastic IP moved: %+v", node, s.Addresses)
-		}
+		holdsFor(t, max(3*time.Second, 5*tookToMove), "the Elastic IP stays after uncordoning "+node, func() error {
+			if s := srv.Snapshot(); len(s.Addresses) != 1 || s.Addresses[0].PrivateIP != moved.Addresses[0].PrivateIP || s.Addresses[0].AssociationID != moved.Addresses[0].AssociationID {
+				return fmt.Errorf("moved: %+v, was %+v", s.Addresses, moved.Addresses)
+			}
+			if n, _ := e.forwardedOn(t, ns+"/cheap"); n != node2 {
+				return fmt.Errorf("forwarding annotation moved from %s to %q", node2, n)
+			}
+			return nil
+		})
 	})
 
 	t.Run("eip with externalTrafficPolicy Local follows the ready endpoints", func(t *testing.T) {
@@ -221,6 +232,62 @@ aws:
 		t.Logf("Elastic IP followed the endpoint to node-4 in %v", time.Since(start).Round(time.Millisecond))
 	})
 
+	t.Run("upstream annotations: an internal NLB, source ranges in its security group; an unsupported annotation reported as Event and condition", func(t *testing.T) {
+		const up = "service.beta.kubernetes.io/aws-load-balancer-"
+		e.service(t, ns, "inner", withAnnotation(up+"internal", "true"), withAnnotation(up+"proxy-protocol", "*"),
+			func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"192.0.2.0/24"} })
+		lbOf := func(s awsdouble.State) *awsdouble.LoadBalancer {
+			for i := range s.LoadBalancers {
+				if s.LoadBalancers[i].Tags["kubernetes.io/service-name"] == ns+"/inner" {
+					return &s.LoadBalancers[i]
+				}
+			}
+			return nil
+		}
+		s := waitAWS(t, srv, "the internal NLB", func(s awsdouble.State) bool { return lbOf(s) != nil })
+		if lb := lbOf(s); lb.Scheme != "internal" || !slices.Equal(lb.Subnets, []string{"subnet-i"}) || len(lb.SecurityGroups) != 1 {
+			t.Errorf("NLB %+v: want internal, in the internal subnet, with its security group", lb)
+		}
+		sg := lbOf(s).SecurityGroups[0]
+		waitAWS(t, srv, "the NLB's group to admit only 192.0.2.0/24 on port 80", func(s awsdouble.State) bool {
+			for _, g := range s.SecurityGroups {
+				if g.ID == sg {
+					return slices.Equal(g.Ingress, []awsdouble.Rule{{Protocol: "tcp", FromPort: 80, ToPort: 80, CIDR: "192.0.2.0/24"}})
+				}
+			}
+			return false
+		})
+		e.waitService(t, ns, "inner", "the UnsupportedAnnotations condition", func(s *corev1.Service) bool {
+			for _, c := range s.Status.Conditions {
+				if c.Type == "berth.dev/UnsupportedAnnotations" && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, up+"proxy-protocol") {
+					return true
+				}
+			}
+			return false
+		})
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+			evs, err := e.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=inner"})
+			if err != nil {
+				return false, nil
+			}
+			for _, ev := range evs.Items {
+				if ev.Type == corev1.EventTypeWarning && ev.Reason == "UnsupportedAnnotation" && strings.Contains(ev.Message, up+"proxy-protocol") {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			t.Errorf("no Warning Event naming the unsupported annotation: %v", err)
+		}
+		if err := e.kube.CoreV1().Services(ns).Delete(ctx, "inner", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitAWS(t, srv, "the internal NLB and its group to go", func(s awsdouble.State) bool {
+			return lbOf(s) == nil && !slices.ContainsFunc(s.SecurityGroups, func(g awsdouble.SecurityGroup) bool { return g.ID == sg })
+		})
+	})
+
 	t.Run("deleting the Services removes every AWS resource", func(t *testing.T) {
 		for _, name := range []string{"web", "cheap", "local"} {
 			if err := e.kube.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
@@ -228,7 +295,7 @@ aws:
 			}
 		}
 		waitAWS(t, srv, "no AWS resources left", func(s awsdouble.State) bool {
-			n := len(s.LoadBalancers) + len(s.TargetGroups) + len(s.Listeners) + len(s.Addresses)
+			n := len(s.LoadBalancers) + len(s.TargetGroups) + len(s.Listeners) + len(s.Addresses) + len(s.SecurityGroups)
 			for _, ni := range s.NetworkInterfaces {
 				n += len(ni.PrivateIPs) - 1
 			}

@@ -40,6 +40,7 @@ func TestCCMAWSEIPTraffic(t *testing.T) {
 		h := lab.AddHost(name)
 		instance := "i-" + name
 		srv.AddInstance(instance, "subnet-a", fmt.Sprintf("198.19.8.%d", 10+i))
+		srv.TagInstance(instance, map[string]string{"kubernetes.io/cluster/e2e": "owned"})
 		if _, err := controlplane.CreateNodeWith(t.Context(), e.kube, controlplane.NodeConfig{
 			Name: name, Addresses: []netip.Addr{h.IPv4, h.IPv6}, ProviderID: "aws:///eu-west-1a/" + instance,
 		}); err != nil {

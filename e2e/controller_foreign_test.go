@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,6 +25,19 @@ import (
 // berth-ccm (unclassed ones) on one pool: each records the addresses the
 // other gave, so no address is ever given twice, across a restart of the
 // controller too, and a full pool is full for both.
+//
+// What it does not cover, a known gap (docs/cloud.md): the two allocate
+// independently and learn of each other's addresses from their own watch
+// of Services, so two Services created within that fraction of a second,
+// one for each, can get the same address, and both keep it until the
+// component whose Service is the newer restarts. Neither can resolve it
+// at run time alone: berth-ccm's Services get their status only from the
+// upstream service controller, which calls the plugin again only when the
+// Service changes. So this test gives each new address to the other
+// component before the next Service is created, waiting for proof that
+// the other recorded it (the controller's pool status naming the holder;
+// berth-ccm's log line at -v=4), and then checks the invariant over a
+// polled window rather than once.
 func TestControllerForeign(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
@@ -32,37 +47,52 @@ func TestControllerForeign(t *testing.T) {
 	}
 	e.pool(t, "shared", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.20-203.0.113.27"}})
 	top := t // processes restarted in a subtest must outlive it
+	held := map[string]netip.Addr{}
 	ctrl := e.startController(top, "--handle-unclassed=false")
 	ctrl.waitReady(t)
-	e.startCCM(top)
+	ccm := e.startCCMWith(top, "backend: pools\n", nil, "--v=4")
 
-	// Each allocator learns the other's addresses from its own watch of
-	// Services. Two Services created at the same instant, one for each,
-	// can still race; this test is about everything else, so it gives a
-	// new address a moment to reach both before the next Service.
-	settle := func() { time.Sleep(300 * time.Millisecond) }
 	ccmService := func(t *testing.T, name string) netip.Addr {
 		t.Helper()
 		e.service(t, ns, name)
 		s := e.waitService(t, ns, name, "an address from berth-ccm", func(s *corev1.Service) bool { return len(addrs(s)) == 1 })
-		settle()
 		return addrs(s)[0]
 	}
+	// The controller has recorded a berth-ccm Service's address when the
+	// pool's status, which it writes from its records, names the Service.
+	controllerHolds := func(t *testing.T, name string) {
+		t.Helper()
+		e.waitPool(t, "shared", "berth-controller holding the address of "+name, func(p *v1alpha1.IPPool) bool {
+			return slices.Contains(p.Status.Holders, ns+"/"+name)
+		})
+	}
+	// berth-ccm logs what it holds for others after each Service event.
 	classedService := func(t *testing.T, name string) netip.Addr {
 		t.Helper()
 		e.service(t, ns, name, withClass("berth.dev/lb"))
 		a := e.waitAllocated(t, ns, name, 1)[0]
-		settle()
+		poll(t, 20*time.Second, "berth-ccm holding "+a.String()+" for "+name, func() error {
+			if !ccm.loggedLine("Holding another implementation's addresses", `service="`+ns+"/"+name+`"`, a.String()) {
+				return fmt.Errorf("not logged; last lines:\n%s", ccm.tail(5))
+			}
+			return nil
+		})
 		return a
 	}
+	// The invariant, held over a window long enough for either side to
+	// have acted on every event: no address twice, every Service as held.
+	holdDistinct := func(t *testing.T) {
+		t.Helper()
+		holdsFor(t, 3*time.Second, "every address given once", func() error { return e.distinct(t, ns, held) })
+	}
 
-	held := map[string]netip.Addr{}
 	t.Run("alternating Services get distinct addresses", func(t *testing.T) {
 		for i := range 3 {
 			held[fmt.Sprintf("ccm-%d", i)] = ccmService(t, fmt.Sprintf("ccm-%d", i))
+			controllerHolds(t, fmt.Sprintf("ccm-%d", i))
 			held[fmt.Sprintf("ctl-%d", i)] = classedService(t, fmt.Sprintf("ctl-%d", i))
 		}
-		e.checkDistinct(t, ns, held)
+		holdDistinct(t)
 		for _, name := range []string{"ccm-0", "ccm-1", "ccm-2"} {
 			if s, err := e.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{}); err == nil && condition(s) != nil {
 				t.Errorf("berth-controller wrote its condition on %s, a Service it does not handle: %+v", name, condition(s))
@@ -78,16 +108,21 @@ func TestControllerForeign(t *testing.T) {
 		rvs := e.resourceVersions(t, ns)
 		ctrl = e.startController(top, "--handle-unclassed=false")
 		ctrl.waitReady(t)
+		controllerHolds(t, "ccm-3") // replayed
 		held["ctl-3"] = classedService(t, "ctl-3")
-		e.checkDistinct(t, ns, held)
-		time.Sleep(time.Second)
-		after := e.resourceVersions(t, ns)
-		for name, rv := range rvs {
-			if after[name] != rv {
-				s, _ := e.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
-				t.Errorf("%s was written after the restart (resourceVersion %s -> %s): %s", name, rv, after[name], statusString(s))
+		// The controller was ready (replay done) before ctl-3 was
+		// created and has served it since: no Service it replayed may be
+		// written, now or in the window.
+		holdsFor(t, 3*time.Second, "no Service rewritten after the restart", func() error {
+			after := e.resourceVersions(t, ns)
+			for name, rv := range rvs {
+				if after[name] != rv {
+					s, _ := e.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+					return fmt.Errorf("%s was written after the restart (resourceVersion %s -> %s): %s", name, rv, after[name], statusString(s))
+				}
 			}
-		}
+			return e.distinct(t, ns, held)
+		})
 	})
 
 	t.Run("a pool full of both is full for the controller", func(t *testing.T) {
@@ -96,7 +131,7 @@ func TestControllerForeign(t *testing.T) {
 		})
 		e.service(t, ns, "ctl-extra", withClass("berth.dev/lb"))
 		e.waitPending(t, ns, "ctl-extra", v1alpha1.ReasonPoolExhausted)
-		e.checkDistinct(t, ns, held)
+		holdDistinct(t)
 	})
 
 	t.Run("a deleted berth-ccm Service frees its address for the controller", func(t *testing.T) {
@@ -121,30 +156,31 @@ func TestControllerForeign(t *testing.T) {
 			t.Errorf("ctl-extra got %v, want %s, the address ccm-0 had", got, freed)
 		}
 		held["ctl-extra"] = freed
-		e.checkDistinct(t, ns, held)
+		holdDistinct(t)
 	})
 }
 
-// checkDistinct checks that the Services in ns show exactly the addresses
-// of want, by name, and none twice.
-func (e *env) checkDistinct(t *testing.T, ns string, want map[string]netip.Addr) {
-	t.Helper()
+// distinct checks that the Services in ns show exactly the addresses of
+// want, by name, and none twice.
+func (e *env) distinct(t *testing.T, ns string, want map[string]netip.Addr) error {
 	list, err := e.kube.CoreV1().Services(ns).List(t.Context(), metav1.ListOptions{})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	by := map[netip.Addr][]string{}
+	var errs []error
 	for _, s := range list.Items {
 		for _, a := range addrs(&s) {
 			by[a] = append(by[a], s.Name)
 		}
 		if w, ok := want[s.Name]; ok && (len(addrs(&s)) != 1 || addrs(&s)[0] != w) {
-			t.Errorf("%s shows %v, want %s", s.Name, addrs(&s), w)
+			errs = append(errs, fmt.Errorf("%s shows %v, want %s", s.Name, addrs(&s), w))
 		}
 	}
 	for a, names := range by {
 		if len(names) > 1 {
-			t.Errorf("%s is given to %s", a, strings.Join(names, " and "))
+			errs = append(errs, fmt.Errorf("%s is given to %s", a, strings.Join(names, " and ")))
 		}
 	}
+	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -216,15 +217,22 @@ func TestControllerAllocation(t *testing.T) {
 		if !slices.Contains(p.Status.Holders, "del/holder") {
 			t.Errorf("holders = %v, want del/holder", p.Status.Holders)
 		}
-		// The holder keeps its address while the pool terminates.
-		time.Sleep(300 * time.Millisecond)
-		svc, _ := e.kube.CoreV1().Services("del").Get(t.Context(), "holder", metav1.GetOptions{})
-		if !slices.Equal(addrs(svc), held) {
-			t.Errorf("holder's addresses changed to %v while its pool terminates; want %v", addrs(svc), held)
-		}
 		// A newcomer gets nothing from a terminating pool.
 		e.service(t, "del", "newcomer")
 		e.waitPending(t, "del", "newcomer", v1alpha1.ReasonNoMatchingPool)
+		// The controller has judged a Service against the terminating
+		// pool by now; the holder keeps its address, also over a window
+		// in which a late re-judgement would show.
+		holdsFor(t, 2*time.Second, "the holder keeps its address while its pool terminates", func() error {
+			svc, err := e.kube.CoreV1().Services("del").Get(t.Context(), "holder", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(addrs(svc), held) {
+				return fmt.Errorf("holder's addresses changed to %v; want %v", addrs(svc), held)
+			}
+			return nil
+		})
 		if err := e.kube.CoreV1().Services("del").Delete(t.Context(), "holder", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -245,15 +253,27 @@ func TestControllerAllocation(t *testing.T) {
 		})
 		e.service(t, "cls", "other-class", withClass("example.com/other"))
 		e.service(t, "cls", "ours", withClass(v1alpha1.DefaultLoadBalancerClass))
+		// "ours", created after "other-class", is served: the controller
+		// has seen both. Nothing may touch the other class's Service,
+		// then or later in the window.
 		e.waitAllocated(t, "cls", "ours", 1)
-		time.Sleep(300 * time.Millisecond)
-		s, _ := e.kube.CoreV1().Services("cls").Get(t.Context(), "other-class", metav1.GetOptions{})
-		if len(s.Status.LoadBalancer.Ingress) > 0 || condition(s) != nil {
-			t.Errorf("Service of another class was touched: %s", statusString(s))
+		other, err := e.kube.CoreV1().Services("cls").Get(t.Context(), "other-class", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
 		}
+		holdsFor(t, 2*time.Second, "the Service of another class untouched", func() error {
+			s, err := e.kube.CoreV1().Services("cls").Get(t.Context(), "other-class", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if s.ResourceVersion != other.ResourceVersion || len(s.Status.LoadBalancer.Ingress) > 0 || condition(s) != nil {
+				return fmt.Errorf("written (resourceVersion %s -> %s): %s", other.ResourceVersion, s.ResourceVersion, statusString(s))
+			}
+			return nil
+		})
 		// Turning it into a ClusterIP Service releases the address and
 		// removes what Berth wrote.
-		s, _ = e.kube.CoreV1().Services("cls").Get(t.Context(), "ours", metav1.GetOptions{})
+		s, _ := e.kube.CoreV1().Services("cls").Get(t.Context(), "ours", metav1.GetOptions{})
 		s.Spec.Type = corev1.ServiceTypeClusterIP
 		s.Spec.LoadBalancerClass = nil
 		s.Spec.AllocateLoadBalancerNodePorts = nil

@@ -5,12 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -188,6 +188,18 @@ func (p *proc) logged(substr string) bool {
 	return false
 }
 
+// loggedLine reports whether one line of the log contains every part.
+func (p *proc) loggedLine(parts ...string) bool {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	for _, l := range p.log {
+		if !slices.ContainsFunc(parts, func(s string) bool { return !strings.Contains(l, s) }) {
+			return true
+		}
+	}
+	return false
+}
+
 // saKubeconfig returns the kubeconfig a Berth component runs with: the
 // token of its ServiceAccount in Berth's namespace, bound by the RBAC the
 // manifests ship (controlplane.ServiceAccountKubeconfig), never the admin
@@ -292,14 +304,16 @@ func scrapeMetric(addr, name, labels string) (string, error) {
 	return "", sc.Err()
 }
 
+// freePort returns a free port on 127.0.0.1 for a Berth process to bind
+// (controlplane.FreePort: outside the ephemeral range, so no outgoing
+// connection takes it before the process binds it).
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := controlplane.FreePort(netip.MustParseAddr("127.0.0.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // namespace creates a namespace with labels.

@@ -50,6 +50,8 @@ func TestRBACServiceAccounts(t *testing.T) {
 			ra("get", "", "secrets", "", berthNS, "berth-memberlist"),
 			ra("patch", v1alpha1.GroupName, "bgppeers", "status", "", "r1"),
 			ra("list", "", "nodes", "", "", ""),
+			ra("patch", "", "configmaps", "", berthNS, "berth-lifecycle"),
+			ra("watch", "", "configmaps", "", berthNS, "berth-lifecycle"),
 		},
 		denied: []authorizationv1.ResourceAttributes{
 			ra("list", "", "secrets", "", berthNS, ""),
@@ -57,6 +59,24 @@ func TestRBACServiceAccounts(t *testing.T) {
 			ra("get", "", "secrets", "", "default", "berth-memberlist"),
 			ra("patch", "", "services", "status", "default", "web"),
 			ra("patch", "", "nodes", "", "", "node1"),
+			ra("patch", "", "configmaps", "", berthNS, "kube-root-ca.crt"),
+			ra("get", "", "configmaps", "", berthNS, "berth-lifecycle"),
+		},
+	}, {
+		// The uninstall hook: the mark, the speakers' Pods, the pools.
+		account: "berth-uninstall",
+		allowed: []authorizationv1.ResourceAttributes{
+			ra("patch", "", "configmaps", "", berthNS, "berth-lifecycle"),
+			ra("list", "", "pods", "", berthNS, ""),
+			ra("list", v1alpha1.GroupName, "ippools", "", "", ""),
+		},
+		denied: []authorizationv1.ResourceAttributes{
+			ra("patch", "", "configmaps", "", berthNS, "other"),
+			ra("create", "", "configmaps", "", berthNS, ""),
+			ra("list", "", "pods", "", "default", ""),
+			ra("delete", "", "pods", "", berthNS, "berth-speaker-x"),
+			ra("update", v1alpha1.GroupName, "ippools", "", "", "p"),
+			ra("patch", "apps", "deployments", "", berthNS, "berth-controller"),
 		},
 	}, {
 		account: "berth-ccm",

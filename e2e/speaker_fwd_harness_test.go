@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/e2e/controlplane"
 	"github.com/berthlb/berth/e2e/frr"
 	"github.com/berthlb/berth/e2e/netlab"
 	"github.com/berthlb/berth/internal/hostdeps"
@@ -37,13 +38,20 @@ type fwdLab struct {
 }
 
 // newFwdLab builds the lab with two nodes and starts their speakers with
-// extra args (forwarding on, a 1 s drift check, cleanup on exit).
+// forwarding on, a 1 s drift check and cleanup on exit.
 func newFwdLab(t *testing.T) *fwdLab {
+	t.Helper()
+	return newFwdLabWith(t, nil, "--forwarding=true", "--drift-check-interval=1s", "--cleanup-on-exit")
+}
+
+// newFwdLabWith is newFwdLab with the controller's extra args and the
+// speakers' args.
+func newFwdLabWith(t *testing.T, ctrlArgs []string, speakerArgs ...string) *fwdLab {
 	t.Helper()
 	started := time.Now()
 	frr.Require(t)
 	requireFwdTools(t)
-	sl := newSpeakerLab(t, 2)
+	sl := newSpeakerLabWith(t, 2, controlplane.Options{}, ctrlArgs...)
 	r := frr.Start(t, sl.lab, "r1", frr.Config{ASN: routerASN, Neighbors: sl.neighbors(nodeASN, ""), MaximumPaths: 8})
 	fl := &fwdLab{speakerLab: sl, router: r, started: started}
 	// The router routes, and hashes ECMP flows on ports too, so that one
@@ -66,7 +74,7 @@ func newFwdLab(t *testing.T) *fwdLab {
 	sl.bgpPeer("r1-v4", r.Host.IPv4, routerASN, nodeASN)
 	sl.bgpPeer("r1-v6", r.Host.IPv6, routerASN, nodeASN)
 	sl.advertise("main", v1alpha1.BGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"main"}}})
-	sl.startSpeakers("--forwarding=true", "--drift-check-interval=1s", "--cleanup-on-exit")
+	sl.startSpeakers(speakerArgs...)
 	waitSessions(t, r, sl.addrs(false), sl.addrs(true))
 	t.Logf("forwarding lab up after %v", time.Since(started))
 	return fl

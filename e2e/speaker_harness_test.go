@@ -61,16 +61,16 @@ func newSpeakerLab(t testing.TB, n int) *speakerLab {
 	return newSpeakerLabWith(t, n, controlplane.Options{})
 }
 
-// newSpeakerLabWith is newSpeakerLab with control plane options; the bind
-// address is always the lab's gateway.
-func newSpeakerLabWith(t testing.TB, n int, opts controlplane.Options) *speakerLab {
+// newSpeakerLabWith is newSpeakerLab with control plane options and extra
+// controller args; the bind address is always the lab's gateway.
+func newSpeakerLabWith(t testing.TB, n int, opts controlplane.Options, ctrlArgs ...string) *speakerLab {
 	t.Helper()
 	lab := netlab.New(t)
 	opts.BindAddress = lab.Gateway4
 	e := newEnvWith(t, opts)
 	sl := &speakerLab{t: t, lab: lab, e: e}
 	e.namespace(t, speakerNS, nil)
-	ctrl := e.startController(t)
+	ctrl := e.startController(t, ctrlArgs...)
 	for i := range n {
 		name := fmt.Sprintf("node%d", i+1)
 		h := lab.AddHost(name)
@@ -357,6 +357,18 @@ func poll(t testing.TB, d time.Duration, what string, f func() error) time.Durat
 			t.Fatalf("%s: not within %v: %v", what, d, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// holdsFor calls f every 20 ms for the whole of d and fails t at its first
+// error: a negative check that sees misbehaviour starting anywhere in the
+// window, not only at its end.
+func holdsFor(t testing.TB, d time.Duration, what string, f func() error) {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < d; time.Sleep(20 * time.Millisecond) {
+		if err := f(); err != nil {
+			t.Fatalf("%s: broken %v into the %v window: %v", what, time.Since(start).Round(time.Millisecond), d, err)
+		}
 	}
 }
 

@@ -136,7 +136,16 @@ func TestSpeakerL2PlannedMove(t *testing.T) {
 			}()
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	// Both kinds of traffic are flowing before the cordon.
+	poll(t, settle, "exchanges on the established and on new connections", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.ContainsFunc(progress, func(r lineResult) bool { return r.err == nil }) ||
+			!slices.ContainsFunc(fresh, func(r lineResult) bool { return r.err == nil }) {
+			return fmt.Errorf("%d exchanges on the established connection, %d new connections", len(progress), len(fresh))
+		}
+		return nil
+	})
 
 	// The client's neighbour entry for the address, as it changes.
 	mon := l.client.Command(context.Background(), "ip", "monitor", "neigh")
@@ -148,17 +157,34 @@ func TestSpeakerL2PlannedMove(t *testing.T) {
 	redirects := icmpInRedirects(t, l.client)
 	at := time.Now()
 	l.setUnschedulable(old, true)
-	// During the handover the old owner still forwards the address, and
-	// the new owner drains it to the old one.
-	time.Sleep(DefaultHandoverForTest / 2)
+	// During the handover the new owner drains the address to the old
+	// one, which still forwards it: checked as soon as the drain is in
+	// place, which must be before the handover ends.
+	drainAfter := poll(t, DefaultHandoverForTest, next.name+" draining "+vip.String()+" to "+old.name, func() error {
+		route, set := drainState(t, next, vip)
+		if want := vip.String() + " via " + old.host.IPv4.String(); !strings.Contains(route, want) || !set {
+			return fmt.Errorf("routes %q (want %q), drain set holds %s: %v", route, want, vip, set)
+		}
+		return nil
+	})
 	if tab, _ := nftTable(t, old); !strings.Contains(tab, vip.String()) {
-		t.Errorf("%s stopped forwarding %s during the handover:\n%s", old.name, vip, tab)
+		t.Errorf("%s stopped forwarding %s during the handover (%v after the cordon):\n%s", old.name, vip, time.Since(at), tab)
 	}
-	route, set := drainState(t, next, vip)
-	if want := vip.String() + " via " + old.host.IPv4.String(); !strings.Contains(route, want) || !set {
-		t.Errorf("%s during the drain: routes %q (want %q), drain set holds %s: %v", next.name, route, want, vip, set)
-	}
-	time.Sleep(DefaultHandoverForTest/2 + 1500*time.Millisecond)
+	t.Logf("MEASURED: cordon of %s: %s drains %s to it after %v", old.name, next.name, vip, drainAfter)
+	// The handover ends: the old owner stops forwarding, for good (new
+	// connections keep coming for 1.5 s more, to be measured below).
+	poll(t, DefaultHandoverForTest+settle, old.name+" no longer forwarding "+vip.String(), func() error {
+		if tab, _ := nftTable(t, old); strings.Contains(tab, vip.String()) {
+			return fmt.Errorf("still in its table")
+		}
+		return nil
+	})
+	holdsFor(t, 1500*time.Millisecond, old.name+" not forwarding "+vip.String()+" again", func() error {
+		if tab, _ := nftTable(t, old); strings.Contains(tab, vip.String()) {
+			return fmt.Errorf("back in its table:\n%s", tab)
+		}
+		return nil
+	})
 	stop()
 	wg.Wait()
 	_ = mon.Process.Kill()

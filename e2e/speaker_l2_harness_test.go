@@ -384,6 +384,21 @@ func (p *arpProbe) waitMAC(t testing.TB, addr netip.Addr, from time.Time, old, w
 	return got
 }
 
+// onlyMAC says whether, over the last 300 ms (several probe intervals),
+// addr was answered, and by mac only.
+func (p *arpProbe) onlyMAC(addr netip.Addr, mac string) error {
+	rs := p.replies(addr, time.Now().Add(-300*time.Millisecond))
+	if len(rs) == 0 {
+		return fmt.Errorf("no reply for %s in the last 300ms", addr)
+	}
+	for _, r := range rs {
+		if r.mac != mac {
+			return fmt.Errorf("%s answered by %s too, want %s only", addr, r.mac, mac)
+		}
+	}
+	return nil
+}
+
 // overlap returns, for addr since from, the longest time two MACs both
 // answered: for every pair, the intersection of the spans between each
 // one's first and last reply. A clean move has none.

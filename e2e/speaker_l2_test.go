@@ -187,19 +187,36 @@ func TestSpeakerL2(t *testing.T) {
 		at := time.Now()
 		l.setUnschedulable(victim, true)
 		d := probe.waitMAC(t, a, at, old, "", settle)
-		time.Sleep(2 * time.Second)
+		interim := ""
+		for _, r := range probe.replies(a, at) {
+			if r.mac != old {
+				interim = r.mac
+				break
+			}
+		}
+		// The old owner stops once it sees the new one's announcement,
+		// within the 1 s handover; from then on only the new one answers.
+		poll(t, settle, "only "+l.name(interim)+" answering after the cordon", func() error { return probe.onlyMAC(a, interim) })
 		o, spans := probe.overlap(a, at)
 		t.Logf("MEASURED: cordon of %s: new owner answers %s after %v; both answered for %v (handover 1s): %v", victim.name, a, d, o, l.spans(spans))
 		if o > maxOverlap {
 			t.Errorf("handover overlap %v", o)
 		}
-		if rs := probe.replies(a, time.Now().Add(-500*time.Millisecond)); len(rs) == 0 || slices.ContainsFunc(rs, func(r arpReply) bool { return r.mac == old }) {
-			t.Errorf("cordoned %s still answers (or nobody does): %v", victim.name, rs)
-		}
+		holdsFor(t, time.Second, "cordoned "+victim.name+" silent", func() error { return probe.onlyMAC(a, interim) })
+
+		// Uncordoned, the node takes the address back, and the interim
+		// owner stops answering just as the old one did.
 		at = time.Now()
 		l.setUnschedulable(victim, false)
 		d = probe.waitMAC(t, a, at, "", old, settle)
-		t.Logf("uncordon: %s answers %s again after %v", victim.name, a, d)
+		stopped := poll(t, settle, l.name(interim)+", the interim owner, no longer answering", func() error { return probe.onlyMAC(a, old) })
+		o, spans = probe.overlap(a, at)
+		t.Logf("MEASURED: uncordon of %s: it answers %s again after %v; %s stopped within %v; both answered for %v: %v",
+			victim.name, a, d, l.name(interim), stopped, o, l.spans(spans))
+		if o > maxOverlap {
+			t.Errorf("handover overlap after the uncordon %v", o)
+		}
+		holdsFor(t, time.Second, "only "+victim.name+" answering after the uncordon", func() error { return probe.onlyMAC(a, old) })
 	})
 
 	t.Run("externalTrafficPolicy Local: the owner has a ready endpoint", func(t *testing.T) {
@@ -251,22 +268,66 @@ func TestSpeakerL2(t *testing.T) {
 	t.Logf("TestSpeakerL2 took %v", time.Since(start))
 }
 
-// TestSpeakerL2NoKey checks that a speaker without the membership key
-// answers for nothing and says why in an Event on its Node.
+// TestSpeakerL2NoKey runs two speakers with layer 2, BGP and forwarding
+// on, without the membership Secret, and a pool, an L2Advertisement and a
+// Service that ask them to answer on layer 2: they answer for nothing, say
+// why in an Event on their Node, and BGP and forwarding serve another
+// Service as usual. Once the Secret exists the same address is answered,
+// so the silence was the missing key's doing and not the probe's.
 func TestSpeakerL2NoKey(t *testing.T) {
-	l := newL2Lab(t, 1)
-	if err := l.e.kube.CoreV1().Secrets(speakerNS).Delete(t.Context(), memberlistSecret, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
+	fl := newFwdLabWith(t, nil, "--forwarding=true", "--drift-check-interval=1s", "--cleanup-on-exit", "--l2", "--memberlist-port=7946")
+	// The router is on the nodes' bridge: it asks who has the address.
+	l := &l2Lab{speakerLab: fl.speakerLab, client: fl.router.Host, node: map[string]*labNode{}}
+	for _, n := range fl.nodes {
+		l.node[hostMAC(t, n.host)] = n
 	}
-	l.startL2Speaker(t, t, l.nodes[0])
-	msgs := l.e.events(t, "", l.nodes[0].name, "L2Disabled")
-	if len(msgs) == 0 {
-		t.Fatalf("no L2Disabled Event on node %s", l.nodes[0].name)
+	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
+	fl.listen(t, "tcp", npWebHTTP)
+	e := fl.e
+	e.namespace(t, "nokey", nil)
+	web := func(s *corev1.Service) {
+		s.Spec.Ports = []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP, NodePort: npWebHTTP}}
 	}
-	t.Logf("Event: %s", msgs[0])
-	if !strings.Contains(msgs[0], memberlistSecret) {
-		t.Errorf("Event does not name the Secret: %s", msgs[0])
+	e.service(t, "nokey", "onl2", withAnnotation(v1alpha1.AnnotationPool, "l2"))
+	e.service(t, "nokey", "onbgp", withAnnotation(v1alpha1.AnnotationPool, "main"), web)
+	onL2 := e.waitAllocated(t, "nokey", "onl2", 1)[0]
+	onBGP := e.waitAllocated(t, "nokey", "onbgp", 1)[0]
+
+	for _, n := range fl.nodes {
+		msgs := e.events(t, "", n.name, "L2Disabled")
+		if len(msgs) == 0 {
+			t.Fatalf("no L2Disabled Event on node %s", n.name)
+		}
+		t.Logf("Event on %s: %s", n.name, msgs[0])
+		if !strings.Contains(msgs[0], memberlistSecret) {
+			t.Errorf("Event does not name the Secret: %s", msgs[0])
+		}
 	}
+	// BGP and forwarding are unaffected: the router learns the other
+	// Service's address from both nodes and a client behind it reaches
+	// the NodePort through it.
+	waitNextHops(t, fl.router.Host, hostRoute(onBGP), fl.addrs(false), settle)
+	waitAnswer(t, fl.get, onBGP, 80, npWebHTTP, settle)
+	// By now both speakers have planned with the layer-2 Service in their
+	// caches; nobody answers for it (arping asks twice over 2-3 s).
+	if macs := l.arping(onL2); len(macs) != 0 {
+		t.Fatalf("%s answered by %v without the membership key", onL2, l.names(macs))
+	}
+
+	// The control: with the Secret, layer 2 starts (the speakers poll for
+	// it) and the same address is answered by one node.
+	l.secret(memberlistSecret, map[string]string{"secretkey": "e2e-memberlist-key-0123456789abc"})
+	var macs []string
+	poll(t, 30*time.Second, "an answer for "+onL2.String()+" once the Secret exists", func() error {
+		if macs = l.arping(onL2); len(macs) == 0 {
+			return fmt.Errorf("no answer")
+		}
+		return nil
+	})
+	if names := slices.Compact(l.names(macs)); len(names) != 1 {
+		t.Errorf("%s answered by %v, want one node", onL2, names)
+	}
+	waitAnswer(t, fl.get, onBGP, 80, npWebHTTP, settle)
 }
 
 // advertiseL2 creates an L2Advertisement.

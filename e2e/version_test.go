@@ -11,7 +11,7 @@ import (
 )
 
 // commands are Berth's binaries; each must answer --version.
-var commands = []string{"berth-controller", "berth-speaker", "berth-ccm", "berth-demo"}
+var commands = []string{"berth-controller", "berth-speaker", "berth-ccm", "berth-demo", "berth"}
 
 // TestVersion builds every command the way the Makefile does, with the
 // version and commit set by -ldflags -X, and checks that --version prints

@@ -29,14 +29,22 @@ func (c *arpConn) Read() (request, error) {
 		if err != nil {
 			return request{}, fmt.Errorf("reading ARP: %w", err)
 		}
-		// Gratuitous ARP, request or reply: sender and target are both
-		// the announced address.
-		announce := p.SenderIP == p.TargetIP
-		if p.Operation != arp.OperationRequest && !announce {
-			continue
+		if req, ok := arpRequest(p); ok {
+			return req, nil
 		}
-		return request{Target: p.TargetIP, SenderMAC: p.SenderHardwareAddr, Announce: announce, raw: p}, nil
 	}
+}
+
+// arpRequest is what an ARP packet asks of the Responder: a request to
+// answer, or another node's announcement (a gratuitous ARP, request or
+// reply, whose sender and target are both the announced address). Other
+// replies ask nothing.
+func arpRequest(p *arp.Packet) (request, bool) {
+	announce := p.SenderIP == p.TargetIP
+	if p.Operation != arp.OperationRequest && !announce {
+		return request{}, false
+	}
+	return request{Target: p.TargetIP, SenderMAC: p.SenderHardwareAddr, Announce: announce, raw: p}, true
 }
 
 func (c *arpConn) Reply(req request) error {

@@ -1,10 +1,12 @@
 package l2
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +27,20 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// newMembersOnFreePort is NewMembers on a port of loopback that was free a
+// moment ago. The member binds the port itself, so someone may take it in
+// between: then it tries another.
+func newMembersOnFreePort(ctx context.Context, t *testing.T, cfg MembersConfig) (*Members, error) {
+	t.Helper()
+	for i := 0; ; i++ {
+		cfg.BindAddr, cfg.BindPort = "127.0.0.1", freePort(t)
+		m, err := NewMembers(ctx, cfg)
+		if err == nil || i == 4 || !strings.Contains(err.Error(), "address already in use") {
+			return m, err
+		}
+	}
+}
+
 // startMembers starts n members on loopback, the first alone and the others
 // joining it.
 func startMembers(t *testing.T, n int, key []byte) []*Members {
@@ -33,16 +49,16 @@ func startMembers(t *testing.T, n int, key []byte) []*Members {
 	var out []*Members
 	var seed string
 	for i := range n {
-		port := freePort(t)
-		cfg := MembersConfig{NodeName: fmt.Sprintf("node-%d", i), BindAddr: "127.0.0.1", BindPort: port, SecretKey: key}
+		cfg := MembersConfig{NodeName: fmt.Sprintf("node-%d", i), SecretKey: key}
 		if i > 0 {
 			cfg.Peers = []string{seed}
-		} else {
-			seed = fmt.Sprintf("127.0.0.1:%d", port)
 		}
-		m, err := NewMembers(ctx, cfg)
+		m, err := newMembersOnFreePort(ctx, t, cfg)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if i == 0 {
+			seed = fmt.Sprintf("127.0.0.1:%d", m.ml.LocalNode().Port)
 		}
 		t.Cleanup(func() { _ = m.Shutdown() })
 		if i > 0 {
@@ -153,8 +169,8 @@ func TestMembersGracefulLeave(t *testing.T) {
 func TestMembersWrongKey(t *testing.T) {
 	ms := startMembers(t, 2, testKey)
 	_, ctx := ktesting.NewTestContext(t)
-	bad, err := NewMembers(ctx, MembersConfig{
-		NodeName: "intruder", BindAddr: "127.0.0.1", BindPort: freePort(t),
+	bad, err := newMembersOnFreePort(ctx, t, MembersConfig{
+		NodeName:  "intruder",
 		SecretKey: []byte("another key 16b!"),
 		Peers:     []string{fmt.Sprintf("127.0.0.1:%d", ms[0].ml.LocalNode().Port)},
 	})
@@ -219,16 +235,28 @@ func TestMembersKeyRotation(t *testing.T) {
 		{newKey, [][]byte{testKey}}, // send with it
 		{newKey, nil},               // forget the old one
 	}
+	gens := make([]uint64, len(ms))
+	for i, m := range ms {
+		gens[i], _ = m.Lease()
+	}
+	// After each key change, with the nodes on different keys, every
+	// member must keep its membership and its lease for longer than both
+	// DeadAfter and QuorumLease: a node that cannot read the others'
+	// heartbeats loses its lease after QuorumLease (and a new lease has a
+	// new generation) and its peers after DeadAfter.
+	window := 2 * DeadAfter
 	for i, step := range steps {
-		for _, m := range ms {
+		for j, m := range ms {
 			if err := m.SetKeys(step.primary, step.others); err != nil {
 				t.Fatalf("step %d: %v", i, err)
 			}
-			// Let a few heartbeats go with the nodes on different keys.
-			time.Sleep(300 * time.Millisecond)
-			for _, o := range ms {
-				if !o.Quorate() || len(o.Members()) != 3 {
-					t.Fatalf("step %d: %s lost the membership (quorate %v, members %v)", i, o.name, o.Quorate(), o.Members())
+			for start := time.Now(); time.Since(start) < window; time.Sleep(10 * time.Millisecond) {
+				for k, o := range ms {
+					gen, ok := o.Lease()
+					if !ok || gen != gens[k] || len(o.Members()) != 3 {
+						t.Fatalf("step %d, %d of 3 members changed, after %v: %s lost the membership or its lease (quorate %v, lease generation %d -> %d, members %v)",
+							i, j+1, time.Since(start).Round(time.Millisecond), o.name, ok, gens[k], gen, o.Members())
+					}
 				}
 			}
 		}
@@ -242,7 +270,7 @@ func TestMembersKeyRotation(t *testing.T) {
 		key   []byte
 		admit bool
 	}{{testKey, false}, {newKey, true}} {
-		m, err := NewMembers(ctx, MembersConfig{NodeName: fmt.Sprintf("late-%v", tc.admit), BindAddr: "127.0.0.1", BindPort: freePort(t), SecretKey: tc.key, Peers: seed})
+		m, err := newMembersOnFreePort(ctx, t, MembersConfig{NodeName: fmt.Sprintf("late-%v", tc.admit), SecretKey: tc.key, Peers: seed})
 		if err != nil {
 			t.Fatal(err)
 		}

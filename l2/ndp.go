@@ -109,29 +109,39 @@ func (c *ndpConn) Read() (request, error) {
 		if err != nil {
 			continue
 		}
-		switch m := m.(type) {
-		case *ndp.NeighborSolicitation:
-			req := request{Target: m.TargetAddress, raw: nsSource{ip: src}}
-			for _, o := range m.Options {
-				if lla, ok := o.(*ndp.LinkLayerAddress); ok && lla.Direction == ndp.Source {
-					req.SenderMAC = lla.Addr
-				}
-			}
-			return req, nil
-		case *ndp.NeighborAdvertisement:
-			// Only unsolicited, overriding ones announce a move.
-			if m.Solicited || !m.Override {
-				continue
-			}
-			req := request{Target: m.TargetAddress, Announce: true}
-			for _, o := range m.Options {
-				if lla, ok := o.(*ndp.LinkLayerAddress); ok && lla.Direction == ndp.Target {
-					req.SenderMAC = lla.Addr
-				}
-			}
+		if req, ok := ndpRequest(m, src); ok {
 			return req, nil
 		}
 	}
+}
+
+// ndpRequest is what an NDP message from src asks of the Responder: a
+// Neighbor Solicitation to answer, or an unsolicited, overriding Neighbor
+// Advertisement by which another node announces a move. Everything else
+// asks nothing.
+func ndpRequest(m ndp.Message, src netip.Addr) (request, bool) {
+	switch m := m.(type) {
+	case *ndp.NeighborSolicitation:
+		req := request{Target: m.TargetAddress, raw: nsSource{ip: src}}
+		for _, o := range m.Options {
+			if lla, ok := o.(*ndp.LinkLayerAddress); ok && lla.Direction == ndp.Source {
+				req.SenderMAC = lla.Addr
+			}
+		}
+		return req, true
+	case *ndp.NeighborAdvertisement:
+		if m.Solicited || !m.Override {
+			return request{}, false
+		}
+		req := request{Target: m.TargetAddress, Announce: true}
+		for _, o := range m.Options {
+			if lla, ok := o.(*ndp.LinkLayerAddress); ok && lla.Direction == ndp.Target {
+				req.SenderMAC = lla.Addr
+			}
+		}
+		return req, true
+	}
+	return request{}, false
 }
 
 func (c *ndpConn) advertisement(target netip.Addr, solicited bool) *ndp.NeighborAdvertisement {

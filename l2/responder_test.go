@@ -239,25 +239,33 @@ func TestResponderStopsAnsweringAtOnce(t *testing.T) {
 	}
 }
 
-// TestResponderGate checks that a closed gate silences replies and
-// announcements at once, without forgetting what is owned.
+// TestResponderGate checks that a closed gate silences replies and every
+// announcement of a burst, each asked right before it would go, without
+// forgetting what is owned.
 func TestResponderGate(t *testing.T) {
 	var open atomic.Bool
-	open.Store(true)
+	var refused atomic.Int32 // the gate's answers "closed"
+	schedule := []time.Duration{0, 30 * time.Millisecond, 60 * time.Millisecond}
 	r, n := startResponderWith(t, ResponderConfig{
-		Announce: []time.Duration{0, 30 * time.Millisecond, 60 * time.Millisecond},
-		Gate:     open.Load,
+		Announce: schedule,
+		Gate: func() bool {
+			if open.Load() {
+				return true
+			}
+			refused.Add(1)
+			return false
+		},
 	})
 	a := addrs("198.51.100.1")
 	c := n.conn(t, false)
 	r.SetOwned(a)
-	waitFor(t, "first announcement", func() bool { _, sent, _ := c.snapshot(); return len(sent) == 1 })
-	open.Store(false)
 	ask(c, request{Target: a[0], SenderMAC: theirMAC})
-	time.Sleep(100 * time.Millisecond) // both later announcements are due
+	// Every announcement of the burst and the reply were refused: the
+	// Responder has handled them all when the gate has said no that often.
+	waitFor(t, "the gate asked for the whole burst and the reply", func() bool { return int(refused.Load()) >= len(schedule)+1 })
 	replies, sent, _ := c.snapshot()
-	if len(replies) != 0 || len(sent) != 1 {
-		t.Errorf("gate closed: %d replies, %d announcements; want 0 and the 1 sent before", len(replies), len(sent))
+	if len(replies) != 0 || len(sent) != 0 {
+		t.Errorf("gate closed: %d replies, %d announcements; want none", len(replies), len(sent))
 	}
 	open.Store(true)
 	ask(c, request{Target: a[0], SenderMAC: theirMAC})
@@ -277,21 +285,29 @@ func TestResponderQuiet(t *testing.T) {
 	waitFor(t, "first announcement", func() bool { _, sent, _ := c.snapshot(); return len(sent) >= 1 })
 	r.Set(map[netip.Addr]Ownership{a: {Quiet: true}})
 	_, before, _ := c.snapshot()
-	time.Sleep(150 * time.Millisecond)
+	// Twice the rest of the schedule: any announcement still due would be
+	// seen.
+	holds(t, "no announcement once quiet", 160*time.Millisecond, func() error {
+		if _, sent, _ := c.snapshot(); len(sent) != len(before) {
+			return fmt.Errorf("%d announcements, had %d before going quiet", len(sent), len(before))
+		}
+		return nil
+	})
 	ask(c, request{Target: a, SenderMAC: theirMAC})
-	replies, sent, _ := c.snapshot()
-	if len(sent) != len(before) || len(replies) != 1 {
-		t.Errorf("quiet: %d announcements (had %d before going quiet), %d replies; want no new announcement and 1 reply", len(sent), len(before), len(replies))
+	if replies, _, _ := c.snapshot(); len(replies) != 1 {
+		t.Errorf("quiet: %d replies, want 1", len(replies))
 	}
 	r.Set(map[netip.Addr]Ownership{a: {}})
 	waitFor(t, "announcements after leaving quiet", func() bool { _, s, _ := c.snapshot(); return len(s) >= len(before)+3 })
 	// A quiet gain is never announced.
 	b := addrs("198.51.100.2")[0]
 	r.Set(map[netip.Addr]Ownership{a: {}, b: {Quiet: true}})
-	time.Sleep(150 * time.Millisecond)
-	if _, sent, _ := c.snapshot(); slices.Contains(sent, b) {
-		t.Errorf("quiet gain announced: %v", sent)
-	}
+	holds(t, "a quiet gain not announced", 160*time.Millisecond, func() error {
+		if _, sent, _ := c.snapshot(); slices.Contains(sent, b) {
+			return fmt.Errorf("quiet gain announced: %v", sent)
+		}
+		return nil
+	})
 }
 
 // TestResponderYields checks that a quiet address stops being answered
@@ -326,6 +342,18 @@ func TestResponderYields(t *testing.T) {
 					t.Errorf("owned again: %d replies, want %d", len(replies), tc.want+1)
 				}
 			})
+		}
+	}
+}
+
+// holds checks cond every millisecond for the whole window and fails at
+// the first error: a negative check that sees misbehaviour starting at any
+// point of the window, not just at its end.
+func holds(t *testing.T, what string, window time.Duration, cond func() error) {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < window; time.Sleep(time.Millisecond) {
+		if err := cond(); err != nil {
+			t.Fatalf("%s: after %v: %v", what, time.Since(start).Round(time.Millisecond), err)
 		}
 	}
 }
@@ -369,26 +397,37 @@ func TestResponderAnnounces(t *testing.T) {
 			}
 			// Setting the same set again must not start another burst.
 			r.SetOwned(tc.owned)
-			time.Sleep(40 * time.Millisecond)
-			_, s4, _ := c4.snapshot()
-			_, s6, _ := c6.snapshot()
-			if len(s4) != tc.v4 || len(s6) != tc.v6 {
-				t.Errorf("announcements: v4 %d v6 %d, want %d %d", len(s4), len(s6), tc.v4, tc.v6)
-			}
+			holds(t, "no second burst", 5*schedule[len(schedule)-1], func() error {
+				_, s4, _ := c4.snapshot()
+				_, s6, _ := c6.snapshot()
+				if len(s4) != tc.v4 || len(s6) != tc.v6 {
+					return fmt.Errorf("announcements: v4 %d v6 %d, want %d %d", len(s4), len(s6), tc.v4, tc.v6)
+				}
+				return nil
+			})
 		})
 	}
 }
 
 func TestResponderLossCancelsAnnouncements(t *testing.T) {
-	r, n := startResponder(t, []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisecond})
+	schedule := []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond}
+	r, n := startResponder(t, schedule)
 	c := n.conn(t, false)
 	r.SetOwned(addrs("198.51.100.1"))
-	waitFor(t, "first announcement", func() bool { _, s, _ := c.snapshot(); return len(s) == 1 })
+	waitFor(t, "first announcement", func() bool { _, s, _ := c.snapshot(); return len(s) >= 1 })
+	// SetOwned cancels under the lock the burst sends under: what was
+	// sent when it returns is final.
 	r.SetOwned(nil)
-	time.Sleep(150 * time.Millisecond)
-	if _, s, _ := c.snapshot(); len(s) != 1 {
-		t.Errorf("got %d announcements, want 1: the burst must stop when the address is lost", len(s))
+	_, sent, _ := c.snapshot()
+	if len(sent) == len(schedule) {
+		t.Fatalf("the whole burst went before the loss (the machine stalled for %v); nothing left to cancel", schedule[1])
 	}
+	holds(t, "the burst stops when the address is lost", 2*schedule[len(schedule)-1], func() error {
+		if _, s, _ := c.snapshot(); len(s) != len(sent) {
+			return fmt.Errorf("%d announcements, %d when the address was lost", len(s), len(sent))
+		}
+		return nil
+	})
 }
 
 func TestResponderSolicitedNodeGroups(t *testing.T) {

@@ -145,7 +145,7 @@ func TestMembersStreamSlots(t *testing.T) {
 func joinThrough(t *testing.T, name, addr string) *Members {
 	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
-	m, err := NewMembers(ctx, MembersConfig{NodeName: name, BindAddr: "127.0.0.1", BindPort: freePort(t), SecretKey: testKey, Peers: []string{addr}})
+	m, err := newMembersOnFreePort(ctx, t, MembersConfig{NodeName: name, SecretKey: testKey, Peers: []string{addr}})
 	if err != nil {
 		t.Fatal(err)
 	}

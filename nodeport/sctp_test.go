@@ -7,8 +7,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/berthlb/berth/internal/hostdeps"
 )
 
 // SCTP chunk types (RFC 9260).
@@ -107,15 +110,18 @@ func readSCTP(c *net.IPConn) (netip.Addr, sctpHeader, error) {
 // SCTP protocol itself.
 func TestSCTPInNetns(t *testing.T) {
 	l := newLab(t)
-	if _, err := os.Stat("/proc/sys/net/netfilter/nf_conntrack_sctp_timeout_cookie_wait"); err != nil {
-		t.Skipf("skipping: the kernel's conntrack has no SCTP support (CONFIG_NF_CT_PROTO_SCTP): %v", err)
-	}
+	loadConntrackSCTP(t)
 	rules := []Rule{
 		{Address: svcIP4, Protocol: SCTP, Port: 9000, NodeIP: nodeIP4, NodePort: 30900},
 		{Address: svcIP6, Protocol: SCTP, Port: 9000, NodeIP: nodeIP6, NodePort: 30900},
 	}
 	if err := l.fwd.Sync(l.ctx, rules); err != nil {
 		t.Fatalf("Sync: %v", err)
+	}
+	// Asked in the node's namespace, after the rules that need conntrack
+	// are in: whatever ran before this test, conntrack is loaded by now.
+	if _, err := l.readInNode(t, "/proc/sys/net/netfilter/nf_conntrack_sctp_timeout_cookie_wait"); err != nil {
+		hostdeps.Skip(t, "skipping: the kernel's conntrack has no SCTP support (CONFIG_NF_CT_PROTO_SCTP): %v", err)
 	}
 	for i, tc := range []struct{ svc, client, node netip.Addr }{
 		{svcIP4, clientIP4, nodeIP4},
@@ -149,4 +155,33 @@ func TestSCTPInNetns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loadConntrackSCTP loads conntrack and its SCTP tracker where they are
+// modules, so that the test does not depend on an earlier test having
+// loaded them. Since Linux 5.1 SCTP tracking is part of nf_conntrack
+// (nf_conntrack_proto_sctp before); a kernel with them built in, or without
+// modprobe, needs nothing, and the check after Sync says what is missing.
+func loadConntrackSCTP(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("modprobe"); err != nil {
+		return
+	}
+	for _, m := range []string{"nf_conntrack", "nf_conntrack_proto_sctp"} {
+		if out, err := exec.Command("modprobe", m).CombinedOutput(); err != nil {
+			t.Logf("modprobe %s: %v %s", m, err, out)
+		}
+	}
+}
+
+// readInNode reads a file from inside the node's namespace, where
+// /proc/sys/net shows that namespace's settings.
+func (l *lab) readInNode(t *testing.T, path string) ([]byte, error) {
+	t.Helper()
+	var b []byte
+	err := inNetns(nsPath(l.node), func() (err error) {
+		b, err = os.ReadFile(path)
+		return err
+	})
+	return b, err
 }

@@ -60,15 +60,23 @@ func TestMemberlistKeys(t *testing.T) {
 func TestRotateKeys(t *testing.T) {
 	_, ctx := ktesting.NewTestContext(t)
 	old, next := strings.Repeat("o", 32), strings.Repeat("n", 32)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	m, err := l2.NewMembers(ctx, l2.MembersConfig{NodeName: "n1", BindAddr: "127.0.0.1", BindPort: port, SecretKey: []byte(old)})
-	if err != nil {
-		t.Fatal(err)
+	// The member binds a port itself: one found free may be taken before
+	// it does, so try another then.
+	var m *l2.Members
+	for i := 0; ; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		m, err = l2.NewMembers(ctx, l2.MembersConfig{NodeName: "n1", BindAddr: "127.0.0.1", BindPort: port, SecretKey: []byte(old)})
+		if err == nil {
+			break
+		}
+		if i == 4 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
 	}
 	defer func() { _ = m.Shutdown() }()
 	cur := membershipKeys{primary: []byte(old)}

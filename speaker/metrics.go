@@ -19,6 +19,8 @@ type Metrics struct {
 	forwarded    prometheus.Gauge
 	syncs        prometheus.Histogram
 	drifts       prometheus.Counter
+	fwdFailing   prometheus.Gauge
+	fwdErrors    prometheus.Counter
 	l2Owned      prometheus.Gauge
 	l2Changes    prometheus.Counter
 	l2Members    prometheus.Gauge
@@ -53,6 +55,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		drifts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_speaker_forwarding_repairs_total", Help: "Times the forwarding table was found changed by someone else and repaired.",
 		}),
+		fwdFailing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_speaker_forwarding_failing", Help: "1 while the last attempt to program the forwarding table (nftables) or the drain routes failed.",
+		}),
+		fwdErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_speaker_forwarding_errors_total", Help: "Failed attempts to program the forwarding table (nftables) or the drain routes.",
+		}),
 		l2Owned: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "berth_speaker_l2_addresses_owned", Help: "Addresses this node owns and answers ARP/NDP for.",
 		}),
@@ -67,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.sessionUp, m.prefixesSent, m.updatesSent, m.lastError, m.announced, m.forwarded, m.syncs, m.drifts,
-		m.l2Owned, m.l2Changes, m.l2Members, m.l2Quorate)
+		m.fwdFailing, m.fwdErrors, m.l2Owned, m.l2Changes, m.l2Members, m.l2Quorate)
 	return m
 }
 
@@ -79,6 +87,16 @@ func (m *Metrics) observeSync(p *Plan, d time.Duration) {
 	m.announced.Set(float64(n))
 	m.forwarded.Set(float64(len(p.Forward)))
 	m.syncs.Observe(d.Seconds())
+}
+
+// observeForwarding records the outcome of programming the forwarding.
+func (m *Metrics) observeForwarding(err error) {
+	if err != nil {
+		m.fwdFailing.Set(1)
+		m.fwdErrors.Inc()
+		return
+	}
+	m.fwdFailing.Set(0)
 }
 
 func (m *Metrics) observeBGP(st []bgp.PeerStatus) {

@@ -239,6 +239,11 @@ func routeFor(adv *v1alpha1.BGPAdvertisement, addr netip.Addr, cfg *config.Confi
 	if l := adv.Spec.AggregationLengthV6; l != nil && addr.Is6() {
 		bits = int(*l)
 	}
+	if bits < 0 || bits > addr.BitLen() {
+		// Admission refuses these; an object stored before that rule, or
+		// written around it, must not become an invalid route.
+		return nil, fmt.Errorf("aggregation length %d is outside 0-%d for %s", bits, addr.BitLen(), addr)
+	}
 	prefix := netip.PrefixFrom(addr, bits).Masked()
 	if pp, _ := cfg.Pool(pool); bits < addr.BitLen() && !pp.Covers(prefix) {
 		return nil, fmt.Errorf("aggregation to %s is larger than pool %q's addresses; use a longer aggregation length", prefix, pool)

@@ -280,6 +280,17 @@ func TestCompute(t *testing.T) {
 				GracefulRestart: true, RestartTime: 120 * time.Second, Password: "s3cret", MaxReceivedPrefixes: 500}},
 		},
 		{
+			name: "peer port, source address and GTSM",
+			mut: func(s *Snapshot) {
+				s.Peers = []*v1alpha1.BGPPeer{peer("r1", "198.18.1.1", func(p *v1alpha1.BGPPeerSpec) {
+					p.Port, p.SourceAddress, p.TTLSecurity = 1179, "198.18.1.250", true
+				})}
+			},
+			wantElig: true,
+			wantPeers: []bgp.Peer{{Name: "r1", Address: netip.MustParseAddr("198.18.1.1"), Port: 1179, ASN: 64512, LocalASN: 64513,
+				SourceAddress: netip.MustParseAddr("198.18.1.250"), TTLSecurity: true}},
+		},
+		{
 			name: "a missing password Secret breaks only that peer",
 			mut: func(s *Snapshot) {
 				s.Peers = append(s.Peers, peer("locked", "198.18.1.3", func(p *v1alpha1.BGPPeerSpec) {

@@ -56,6 +56,10 @@ type Options struct {
 	// uninstalling); otherwise rules stay so that traffic keeps flowing
 	// across a restart.
 	CleanupOnExit bool
+	// LifecycleConfigMap names the ConfigMap in Namespace that marks an
+	// uninstall (package internal/lifecycle), upon which the speaker
+	// removes its node's state and idles; empty ignores uninstalls.
+	LifecycleConfigMap string
 	// DriftCheck is how often the forwarding table is checked for changes
 	// made by someone else.
 	DriftCheck time.Duration
@@ -105,6 +109,9 @@ func DefaultOptions() Options {
 func Run(ctx context.Context, opts Options) error {
 	if opts.NodeName == "" {
 		return errors.New("the node name is required (--node-name or NODE_NAME)")
+	}
+	if opts.LifecycleConfigMap != "" {
+		return runUntilUninstall(ctx, opts)
 	}
 	log := logr.FromContextOrDiscard(ctx).WithName("speaker").WithValues("node", opts.NodeName)
 	ctx = logr.NewContext(ctx, log)

@@ -195,7 +195,9 @@ func (s *Speaker) sync(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if s.fwd != nil {
-		errs = append(errs, s.applyForwarding(ctx, snap, plan, answering, draining))
+		err := s.applyForwarding(ctx, snap, plan, answering, draining)
+		s.metrics.observeForwarding(err)
+		errs = append(errs, err)
 	}
 	s.mu.Lock()
 	s.lastPlan = plan

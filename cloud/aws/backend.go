@@ -10,8 +10,11 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/go-logr/logr"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	cloudprovider "k8s.io/cloud-provider"
 
 	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/config"
 )
 
 // Backend is the AWS backend. Create it with New; Start gives it the
@@ -31,7 +34,27 @@ type Backend struct {
 	// endpoints tells which nodes run a ready endpoint of a Service, for
 	// externalTrafficPolicy Local in eip mode; nil means unknown.
 	endpoints EndpointSource
+	// stale holds target groups waiting for AWS to let go of them.
+	stale staleGroups
+	// fresh remembers, under mu, the Elastic IP allocated for a Service
+	// until describes see it, so that a retry does not allocate another.
+	fresh map[types.UID]freshEIP
+	// reporter tells a Service's owner what Berth ignored; nil means
+	// logs only.
+	reporter Reporter
+	// synced are the caches Start began (HasSynced).
+	synced []func() bool
 }
+
+// Reporter tells a Service's owner which of its aws-load-balancer
+// annotations Berth does not implement (none: the report is cleared), as
+// a Warning Event and a Service condition.
+type Reporter interface {
+	Unsupported(ctx context.Context, svc *v1.Service, annotations []string) error
+}
+
+// SetReporter sets where unsupported annotations are reported.
+func (b *Backend) SetReporter(r Reporter) { b.reporter = r }
 
 // EndpointSource reports the nodes with a ready endpoint of a Service
 // (EndpointSlices in production).
@@ -92,13 +115,13 @@ func (b *Backend) Get(ctx context.Context, svc *v1.Service) (*v1.LoadBalancerSta
 	if err != nil || len(addrs) == 0 {
 		return nil, false, err
 	}
-	return ipStatus(addrs[0]), true, nil
+	return ipStatus(preferred(svc, addrs)), true, nil
 }
 
 // Ensure creates or repairs the Service's load balancer in its mode, and
 // removes what the other mode left (after a change of annotation).
 func (b *Backend) Ensure(ctx context.Context, svc *v1.Service, nodes []*v1.Node) (*v1.LoadBalancerStatus, error) {
-	mode, err := b.mode(svc)
+	mode, r, err := b.request(ctx, svc)
 	if err != nil {
 		return nil, err
 	}
@@ -106,9 +129,37 @@ func (b *Backend) Ensure(ctx context.Context, svc *v1.Service, nodes []*v1.Node)
 		return nil, err
 	}
 	if mode == ModeNLB {
-		return b.ensureNLB(ctx, svc, nodes)
+		return b.ensureNLB(ctx, svc, nodes, r)
 	}
 	return b.ensureEIP(ctx, svc, nodes)
+}
+
+// request reads the Service's mode and annotations, reports the
+// annotations Berth does not implement, and refuses what the operator
+// does not allow. A Service the AWS Load Balancer Controller serves gets
+// cloudprovider.ImplementedElsewhere, unwrapped, as the service
+// controller compares it by identity.
+func (b *Backend) request(ctx context.Context, svc *v1.Service) (string, request, error) {
+	r, err := parseRequest(svc, b.cfg.NLB)
+	if errors.As(err, new(implementedElsewhere)) {
+		return "", r, cloudprovider.ImplementedElsewhere
+	}
+	if err != nil {
+		return "", r, err
+	}
+	if b.reporter != nil {
+		if err := b.reporter.Unsupported(ctx, svc, r.Unsupported); err != nil {
+			b.log.Error(err, "Report unsupported annotations", "service", config.Key(svc))
+		}
+	}
+	mode, err := b.mode(svc)
+	if err != nil {
+		return "", r, err
+	}
+	if mode == ModeEIP && r.Scheme == schemeInternal {
+		return "", r, fmt.Errorf("eip mode gives a public address and this Service is internal (by annotation or aws.nlb.scheme); use nlb mode")
+	}
+	return mode, r, nil
 }
 
 // dropOtherMode removes what the other mode made for the Service, after a
@@ -131,8 +182,11 @@ func (b *Backend) dropOtherMode(ctx context.Context, svc *v1.Service, mode strin
 	if errors.As(err, &conflict) {
 		return nil // not Berth's: nothing of ours to remove
 	}
-	if err == nil && lb != nil {
+	switch {
+	case err == nil && lb != nil:
 		err = b.deleteNLB(ctx, svc)
+	case err == nil:
+		err = b.removeStale(ctx, svc, nil) // groups AWS held on the last call
 	}
 	if err != nil {
 		return fmt.Errorf("remove the Service's NLB before switching to eip: %w", err)
@@ -143,12 +197,12 @@ func (b *Backend) dropOtherMode(ctx context.Context, svc *v1.Service, mode strin
 // Update follows a change of the node set: NLB targets, or the node an
 // Elastic IP is mapped to.
 func (b *Backend) Update(ctx context.Context, svc *v1.Service, nodes []*v1.Node) error {
-	mode, err := b.mode(svc)
+	mode, r, err := b.request(ctx, svc)
 	if err != nil {
 		return err
 	}
 	if mode == ModeNLB {
-		return b.updateTargets(ctx, svc, nodes)
+		return b.updateTargets(ctx, svc, nodes, r)
 	}
 	_, err = b.ensureEIP(ctx, svc, nodes)
 	return err

@@ -45,11 +45,27 @@ type Endpoints struct {
 
 // NLBConfig configures nlb mode.
 type NLBConfig struct {
-	// Scheme is the default scheme: "internet-facing" (default) or
+	// Scheme is the scheme of Services that ask for none:
+	// "internet-facing" (default, as the upstream AWS provider) or
 	// "internal".
 	Scheme string `json:"scheme,omitempty"`
+	// AllowedSchemes are the schemes a Service may ask for with the
+	// aws-load-balancer-internal or -scheme annotations; a Service asking
+	// for another is refused. Default: both, as the upstream provider.
+	// ["internal"] keeps every load balancer (and Elastic IP mode, which
+	// is always public) off the internet.
+	AllowedSchemes []string `json:"allowedSchemes,omitempty"`
+	// AllowedSubnets, when set, are the only subnets (IDs or Name tags) a
+	// Service may name in the aws-load-balancer-subnets annotation.
+	// Default: any subnet, as the upstream provider.
+	AllowedSubnets []string `json:"allowedSubnets,omitempty"`
 	// Subnets, when set, are used instead of discovery by tag.
 	Subnets []string `json:"subnets,omitempty"`
+	// UDPHealthCheckPort is the node port that the health checks of UDP
+	// target groups use with externalTrafficPolicy Cluster (a UDP port
+	// cannot be checked itself): HTTP GET /healthz. Default 10256,
+	// kube-proxy's health server.
+	UDPHealthCheckPort int32 `json:"udpHealthCheckPort,omitempty"`
 }
 
 // EIPConfig configures eip mode.
@@ -77,10 +93,32 @@ func (c Config) Defaults() (Config, error) {
 	}
 	if c.NLB.Scheme == "" {
 		c.NLB.Scheme = schemeInternetFacing
+		if len(c.NLB.AllowedSchemes) > 0 && !slices.Contains(c.NLB.AllowedSchemes, schemeInternetFacing) {
+			c.NLB.Scheme = schemeInternal
+		}
 	}
 	if !validScheme(c.NLB.Scheme) {
 		return c, fmt.Errorf("aws.nlb.scheme %q: want %q or %q", c.NLB.Scheme, schemeInternetFacing, schemeInternal)
 	}
+	c.NLB.AllowedSchemes = slices.Clone(c.NLB.AllowedSchemes)
+	if len(c.NLB.AllowedSchemes) == 0 {
+		c.NLB.AllowedSchemes = []string{schemeInternal, schemeInternetFacing}
+	}
+	for _, s := range c.NLB.AllowedSchemes {
+		if !validScheme(s) {
+			return c, fmt.Errorf("aws.nlb.allowedSchemes: %q: want %q or %q", s, schemeInternetFacing, schemeInternal)
+		}
+	}
+	if !slices.Contains(c.NLB.AllowedSchemes, c.NLB.Scheme) {
+		return c, fmt.Errorf("aws.nlb.scheme %q is not among aws.nlb.allowedSchemes %v", c.NLB.Scheme, c.NLB.AllowedSchemes)
+	}
+	if c.NLB.UDPHealthCheckPort == 0 {
+		c.NLB.UDPHealthCheckPort = 10256
+	}
+	if c.NLB.UDPHealthCheckPort < 1 || c.NLB.UDPHealthCheckPort > 65535 {
+		return c, fmt.Errorf("aws.nlb.udpHealthCheckPort %d: want a port number", c.NLB.UDPHealthCheckPort)
+	}
+	c.NLB.AllowedSubnets = slices.Clone(c.NLB.AllowedSubnets)
 	if len(c.EIP.AllocationIDs) > 0 && c.EIP.PublicIPv4Pool != "" {
 		return c, fmt.Errorf("aws.eip: set allocationIDs or publicIPv4Pool, not both")
 	}

@@ -3,12 +3,21 @@
 // secondary private address of an eligible node ("eip" mode), through the
 // aws-sdk-go-v2 EC2 and ELBv2 clients.
 //
+// It honours the upstream AWS provider's aws-load-balancer annotations
+// within the operator's policy (allowed schemes and subnets), and reports
+// the ones it does not implement as a Warning Event and a Service
+// condition. Each NLB gets a security group of its own (AWS allows one
+// only at creation) enforcing loadBalancerSourceRanges.
+//
 // Ownership is never in doubt: every resource Berth creates carries the
-// tags berth.dev/cluster and berth.dev/service-uid, and nothing without
-// them is modified or deleted. A load balancer or target group that has
-// Berth's name but not its tags is reported as a conflict and left alone.
-// An Elastic IP taken from the operator's list is only tagged while in use
-// and is returned to the list, never released, when the Service goes.
+// tags berth.dev/cluster and berth.dev/service-uid (and the upstream
+// provider's), and nothing without them is modified or deleted; the one
+// exception is an NLB the upstream provider made for the same Service,
+// which is adopted. A resource that has Berth's name but not its tags is
+// reported as a conflict and left alone. Only running instances tagged
+// for the cluster become targets or hold Elastic IPs. An Elastic IP taken
+// from the operator's list is only tagged while in use and is returned to
+// the list, never released, when the Service goes.
 //
 // Each call is level-triggered: it reads what exists (by name and tags),
 // creates what is missing, fixes what differs and removes what is stale,

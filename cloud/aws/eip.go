@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/cloud-provider/api"
 
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/config"
@@ -59,6 +61,13 @@ func (b *Backend) acquireEIP(ctx context.Context, svc *v1.Service) (ec2types.Add
 			if a.AssociationId != nil || fromEC2Tags(a.Tags)[TagServiceUID] != "" {
 				continue
 			}
+			// Tags Berth acts on but did not write for this Service (left by
+			// a failed return, or set by someone else) would make it release
+			// the operator's address or unassign another interface's: they
+			// go before the address is taken.
+			if err := b.scrubTags(ctx, a); err != nil {
+				return ec2types.Address{}, err
+			}
 			if _, err := b.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{sdk.ToString(a.AllocationId)}, Tags: ec2Tags(tags)}); err != nil {
 				return ec2types.Address{}, fmt.Errorf("tag Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
 			}
@@ -84,6 +93,25 @@ func (b *Backend) acquireEIP(ctx context.Context, svc *v1.Service) (ec2types.Add
 	return ec2types.Address{AllocationId: out.AllocationId, PublicIp: out.PublicIp, Tags: ec2Tags(tags)}, nil
 }
 
+// scrubTags removes Berth's placement and allocation tags from an Elastic
+// IP taken from the operator's list.
+func (b *Backend) scrubTags(ctx context.Context, a ec2types.Address) error {
+	var stray []ec2types.Tag
+	for _, k := range []string{TagPrivateAddress, TagAllocated} {
+		if _, ok := fromEC2Tags(a.Tags)[k]; ok {
+			stray = append(stray, ec2types.Tag{Key: sdk.String(k)})
+		}
+	}
+	if len(stray) == 0 {
+		return nil
+	}
+	if _, err := b.ec2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{sdk.ToString(a.AllocationId)}, Tags: stray}); err != nil {
+		return fmt.Errorf("remove stray tags from Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
+	}
+	b.log.Info("Removed stray tags from an Elastic IP of the configured list", "address", sdk.ToString(a.PublicIp), "tags", len(stray))
+	return nil
+}
+
 // ensureEIP gives the Service an Elastic IP mapped to a secondary private
 // address on one eligible node, tells that node's speaker to forward it,
 // and moves the mapping when the node stops being eligible.
@@ -93,14 +121,8 @@ func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.No
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	addrs, err := b.findEIPs(ctx, svc)
+	addr, err := b.serviceEIP(ctx, svc)
 	if err != nil {
-		return nil, err
-	}
-	var addr ec2types.Address
-	if len(addrs) > 0 {
-		addr = addrs[0]
-	} else if addr, err = b.acquireEIP(ctx, svc); err != nil {
 		return nil, err
 	}
 	nodes := b.nodeList(given)
@@ -141,7 +163,7 @@ func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.No
 			AllocationId: addr.AllocationId, NetworkInterfaceId: sdk.String(place.ENI),
 			PrivateIpAddress: sdk.String(place.Addr), AllowReassociation: sdk.Bool(true),
 		}); err != nil {
-			return nil, fmt.Errorf("associate Elastic IP %s with %s on node %s: %w", sdk.ToString(addr.PublicIp), place.Addr, place.Node, err)
+			return nil, notYetVisible(fmt.Errorf("associate Elastic IP %s with %s on node %s: %w", sdk.ToString(addr.PublicIp), place.Addr, place.Node, err))
 		}
 		b.log.Info("Mapped Elastic IP", "service", config.Key(svc), "address", sdk.ToString(addr.PublicIp), "node", place.Node, "private", place.Addr)
 	}
@@ -205,6 +227,10 @@ func (b *Backend) placePrivate(ctx context.Context, addr ec2types.Address, cur p
 	if err != nil {
 		return privateAddress{}, fmt.Errorf("describe instance %s of node %s: %w", id, target.Name, err)
 	}
+	if !instanceTagged(out, id, clusterTagKey(b.cfg.ClusterName)) {
+		return privateAddress{}, fmt.Errorf("node %s names instance %s, which is not tagged %s: not an instance of this cluster",
+			target.Name, id, clusterTagKey(b.cfg.ClusterName))
+	}
 	eni, assigned := primaryInterface(out, id)
 	if eni == "" {
 		return privateAddress{}, fmt.Errorf("instance %s of node %s has no primary network interface", id, target.Name)
@@ -227,9 +253,25 @@ func (b *Backend) placePrivate(ctx context.Context, addr ec2types.Address, cur p
 		Tags:      ec2Tags(map[string]string{TagPrivateAddress: place.String()}),
 	}); err != nil {
 		_, uerr := b.ec2.UnassignPrivateIpAddresses(ctx, &ec2.UnassignPrivateIpAddressesInput{NetworkInterfaceId: sdk.String(eni), PrivateIpAddresses: []string{place.Addr}})
+		if uerr == nil {
+			return privateAddress{}, notYetVisible(fmt.Errorf("record %s on Elastic IP %s: %w", place, sdk.ToString(addr.PublicIp), err))
+		}
 		return privateAddress{}, errors.Join(fmt.Errorf("record %s on Elastic IP %s: %w", place, sdk.ToString(addr.PublicIp), err), uerr)
 	}
 	return place, nil
+}
+
+// instanceTagged reports whether the instance carries the cluster tag as
+// "owned" or "shared".
+func instanceTagged(out *ec2.DescribeInstancesOutput, id, key string) bool {
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if v := fromEC2Tags(in.Tags)[key]; sdk.ToString(in.InstanceId) == id && (v == "owned" || v == "shared") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // primaryInterface returns the instance's device-0 interface and its
@@ -317,6 +359,46 @@ func (b *Backend) releasePrivate(ctx context.Context, p privateAddress) error {
 	return fmt.Errorf("unassign %s from %s: %w", p.Addr, p.ENI, err)
 }
 
+// giveBack unmaps one of the Service's Elastic IPs and releases it if
+// Berth allocated it, or removes Berth's tags from it (back to the list).
+func (b *Backend) giveBack(ctx context.Context, svc *v1.Service, a ec2types.Address) error {
+	id, tags := sdk.ToString(a.AllocationId), fromEC2Tags(a.Tags)
+	if a.AssociationId != nil {
+		if _, err := b.ec2.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{AssociationId: a.AssociationId}); err != nil && apiCode(err) != "InvalidAssociationID.NotFound" {
+			return fmt.Errorf("disassociate Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
+		}
+	}
+	p, ok := parsePrivateAddress(tags[TagPrivateAddress])
+	if ok {
+		if err := b.releasePrivate(ctx, p); err != nil {
+			return err
+		}
+	}
+	// The association can differ from the record after a failed call.
+	if eni, ip := sdk.ToString(a.NetworkInterfaceId), sdk.ToString(a.PrivateIpAddress); eni != "" && (eni != p.ENI || ip != p.Addr) {
+		if err := b.releasePrivate(ctx, privateAddress{ENI: eni, Addr: ip}); err != nil {
+			return err
+		}
+	}
+	if tags[TagAllocated] == "true" {
+		if _, err := b.ec2.ReleaseAddress(ctx, &ec2.ReleaseAddressInput{AllocationId: a.AllocationId}); err != nil && apiCode(err) != "InvalidAllocationID.NotFound" {
+			return fmt.Errorf("release Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
+		}
+		b.log.Info("Released Elastic IP", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
+		return nil
+	}
+	var keys []ec2types.Tag
+	for k := range b.ownerTags(svc) {
+		keys = append(keys, ec2types.Tag{Key: sdk.String(k)})
+	}
+	keys = append(keys, ec2types.Tag{Key: sdk.String(TagPrivateAddress)})
+	if _, err := b.ec2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{id}, Tags: keys}); err != nil {
+		return fmt.Errorf("return Elastic IP %s to the list: %w", sdk.ToString(a.PublicIp), err)
+	}
+	b.log.Info("Returned Elastic IP to the configured list", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
+	return nil
+}
+
 // deleteEIP unmaps and gives back the Service's Elastic IPs: released if
 // Berth allocated them, untagged (returned to the list) otherwise.
 func (b *Backend) deleteEIP(ctx context.Context, svc *v1.Service) error {
@@ -326,42 +408,17 @@ func (b *Backend) deleteEIP(ctx context.Context, svc *v1.Service) error {
 	if err != nil {
 		return err
 	}
-	for _, a := range addrs {
-		id, tags := sdk.ToString(a.AllocationId), fromEC2Tags(a.Tags)
-		if a.AssociationId != nil {
-			if _, err := b.ec2.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{AssociationId: a.AssociationId}); err != nil && apiCode(err) != "InvalidAssociationID.NotFound" {
-				return fmt.Errorf("disassociate Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
-			}
-		}
-		p, ok := parsePrivateAddress(tags[TagPrivateAddress])
-		if ok {
-			if err := b.releasePrivate(ctx, p); err != nil {
-				return err
-			}
-		}
-		// The association can differ from the record after a failed call.
-		if eni, ip := sdk.ToString(a.NetworkInterfaceId), sdk.ToString(a.PrivateIpAddress); eni != "" && (eni != p.ENI || ip != p.Addr) {
-			if err := b.releasePrivate(ctx, privateAddress{ENI: eni, Addr: ip}); err != nil {
-				return err
-			}
-		}
-		if tags[TagAllocated] == "true" {
-			if _, err := b.ec2.ReleaseAddress(ctx, &ec2.ReleaseAddressInput{AllocationId: a.AllocationId}); err != nil && apiCode(err) != "InvalidAllocationID.NotFound" {
-				return fmt.Errorf("release Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
-			}
-			b.log.Info("Released Elastic IP", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
-			continue
-		}
-		var keys []ec2types.Tag
-		for k := range b.ownerTags(svc) {
-			keys = append(keys, ec2types.Tag{Key: sdk.String(k)})
-		}
-		keys = append(keys, ec2types.Tag{Key: sdk.String(TagPrivateAddress)})
-		if _, err := b.ec2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{id}, Tags: keys}); err != nil {
-			return fmt.Errorf("return Elastic IP %s to the list: %w", sdk.ToString(a.PublicIp), err)
-		}
-		b.log.Info("Returned Elastic IP to the configured list", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
+	if f, ok := b.fresh[svc.UID]; ok && time.Since(f.when) < freshFor &&
+		!slices.ContainsFunc(addrs, func(a ec2types.Address) bool { return sdk.ToString(a.AllocationId) == f.id }) {
+		// Released now, it would be leaked: wait until EC2 shows it.
+		return api.NewRetryError(fmt.Sprintf("Elastic IP %s is allocated but EC2 does not show it yet", f.id), visibilityRetry)
 	}
+	for _, a := range addrs {
+		if err := b.giveBack(ctx, svc, a); err != nil {
+			return err
+		}
+	}
+	delete(b.fresh, svc.UID)
 	// Annotations a call that failed half-way left on other nodes.
 	_, err = b.unforward(ctx, svc, b.nodeList(nil), "", "")
 	return err

@@ -54,7 +54,7 @@ func TestEIPLifecycle(t *testing.T) {
 	l.addNode("n3", "i-3", "198.18.0.13")
 	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000010", eipMode)
 
-	st, err := l.b.Ensure(l.ctx, svc, l.kube.list())
+	st, err := l.ensure(svc, l.kube.list())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestEIPLifecycle(t *testing.T) {
 		return []int{l.srv.Calls("AllocateAddress"), l.srv.Calls("AssignPrivateIpAddresses"), l.srv.Calls("AssociateAddress"), l.kube.patches}
 	}
 	before := calls()
-	if st2, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err != nil || st2.Ingress[0].IP != public {
+	if st2, err := l.ensure(svc, l.kube.list()); err != nil || st2.Ingress[0].IP != public {
 		t.Fatalf("second Ensure = %+v, %v", st2, err)
 	}
 	if got := calls(); !cmp.Equal(got, before) {
@@ -87,7 +87,7 @@ func TestEIPLifecycle(t *testing.T) {
 	// The owner is cordoned: the Elastic IP moves, the old secondary
 	// address and annotation go, the public address stays.
 	l.kube.update(owner, func(n *v1.Node) { n.Spec.Unschedulable = true })
-	if err := l.b.Update(l.ctx, svc, l.kube.list()); err != nil {
+	if err := l.update(svc, l.kube.list()); err != nil {
 		t.Fatal(err)
 	}
 	owner2, private2 := l.mapping(public)
@@ -103,7 +103,7 @@ func TestEIPLifecycle(t *testing.T) {
 
 	// The new owner's node is deleted: it moves again, to the last node.
 	l.kube.remove(owner2)
-	if _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err != nil {
+	if _, err := l.ensure(svc, l.kube.list()); err != nil {
 		t.Fatal(err)
 	}
 	if owner3, _ := l.mapping(public); owner3 == owner || owner3 == owner2 {
@@ -111,7 +111,7 @@ func TestEIPLifecycle(t *testing.T) {
 	}
 
 	for range 2 {
-		if err := l.b.Delete(l.ctx, svc); err != nil {
+		if err := l.delete(svc); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -137,7 +137,7 @@ func TestEIPFromList(t *testing.T) {
 	c := service("c", "0c4b7f3e-aaaa-bbbb-cccc-000000000013")
 	got := map[string]bool{}
 	for _, svc := range []*v1.Service{a, b} {
-		st, err := l.b.Ensure(l.ctx, svc, l.kube.list())
+		st, err := l.ensure(svc, l.kube.list())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,10 +146,10 @@ func TestEIPFromList(t *testing.T) {
 	if !cmp.Equal(got, map[string]bool{"198.51.100.10": true, "198.51.100.11": true}) {
 		t.Errorf("addresses %v, want both listed ones", got)
 	}
-	if _, err := l.b.Ensure(l.ctx, c, l.kube.list()); err == nil || !strings.Contains(err.Error(), "all 2 Elastic IPs") {
+	if _, err := l.ensure(c, l.kube.list()); err == nil || !strings.Contains(err.Error(), "all 2 Elastic IPs") {
 		t.Errorf("third Service: %v, want the list to be used up", err)
 	}
-	if err := l.b.Delete(l.ctx, a); err != nil {
+	if err := l.delete(a); err != nil {
 		t.Fatal(err)
 	}
 	if l.srv.Calls("AllocateAddress")+l.srv.Calls("ReleaseAddress") != 0 {
@@ -158,7 +158,7 @@ func TestEIPFromList(t *testing.T) {
 	if s := l.srv.Snapshot(); len(s.Addresses) != 2 {
 		t.Errorf("addresses after Delete: %+v", s.Addresses)
 	}
-	st, err := l.b.Ensure(l.ctx, c, l.kube.list())
+	st, err := l.ensure(c, l.kube.list())
 	if err != nil {
 		t.Fatalf("after a's address came back, c: %v", err)
 	}
@@ -186,13 +186,13 @@ func TestEIPErrorsAndRetries(t *testing.T) {
 	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000020", eipMode)
 
 	// No eligible node: the address is held, the error says why.
-	_, err := l.b.Ensure(l.ctx, svc, nil)
+	_, err := l.ensure(svc, nil)
 	if err == nil || !strings.Contains(err.Error(), "no node can take it") {
 		t.Fatalf("Ensure without nodes = %v", err)
 	}
 	l.addNode("n1", "i-1", "198.18.0.11")
 	l.srv.FailNext("AssociateAddress", "RequestLimitExceeded", 2)
-	st, err := l.b.Ensure(l.ctx, svc, l.kube.list())
+	st, err := l.ensure(svc, l.kube.list())
 	if err != nil {
 		t.Fatalf("Ensure with a node and throttling = %v", err)
 	}
@@ -207,10 +207,10 @@ func TestEIPErrorsAndRetries(t *testing.T) {
 	l.addNode("n2", "i-2", "198.18.0.12")
 	l.kube.update("n1", func(n *v1.Node) { n.Status.Conditions[0].Status = v1.ConditionFalse })
 	l.srv.FailNext("AssociateAddress", "InvalidParameterCombination", 1)
-	if _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err == nil {
+	if _, err := l.ensure(svc, l.kube.list()); err == nil {
 		t.Fatal("Ensure succeeded despite the injected failure")
 	}
-	if _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err != nil {
+	if _, err := l.ensure(svc, l.kube.list()); err != nil {
 		t.Fatal(err)
 	}
 	if node, _ := l.mapping(st.Ingress[0].IP); node != "n2" {
@@ -229,7 +229,7 @@ func TestEIPErrorsAndRetries(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := service("bad", "0c4b7f3e-aaaa-bbbb-cccc-000000000021", eipMode, tc.mut)
-			if _, err := l.b.Ensure(l.ctx, bad, l.kube.list()); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			if _, err := l.ensure(bad, l.kube.list()); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("Ensure = %v, want %q", err, tc.wantErr)
 			}
 		})
@@ -244,7 +244,7 @@ func TestModeSwitch(t *testing.T) {
 	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000030")
 	l.ensureActive(svc, l.kube.list())
 	eipMode(svc)
-	if _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err != nil {
+	if err := l.retry(func() error { _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); return err }); err != nil {
 		t.Fatal(err)
 	}
 	s := l.srv.Snapshot()
@@ -275,13 +275,13 @@ func TestInputsNotMutated(t *testing.T) {
 			for _, n := range nodes {
 				nodesBefore = append(nodesBefore, n.DeepCopy())
 			}
-			if _, err := l.b.Ensure(l.ctx, svc, nodes); err != nil {
+			if _, err := l.ensure(svc, nodes); err != nil {
 				t.Fatal(err)
 			}
-			if err := l.b.Update(l.ctx, svc, nodes[:1]); err != nil {
+			if err := l.update(svc, nodes[:1]); err != nil {
 				t.Fatal(err)
 			}
-			if err := l.b.Delete(l.ctx, svc); err != nil {
+			if err := l.delete(svc); err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(svcBefore, svc); diff != "" {
@@ -304,7 +304,7 @@ func TestEIPLocalTraffic(t *testing.T) {
 	local := func(s *v1.Service) { s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal }
 	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000050", eipMode, local)
 
-	if _, err := l.b.Ensure(l.ctx, svc, l.kube.list()); err == nil || !strings.Contains(err.Error(), "ready endpoint") {
+	if _, err := l.ensure(svc, l.kube.list()); err == nil || !strings.Contains(err.Error(), "ready endpoint") {
 		t.Fatalf("Ensure without endpoints = %v, want an error naming the missing endpoints", err)
 	}
 	for _, step := range []struct {
@@ -318,7 +318,7 @@ func TestEIPLocalTraffic(t *testing.T) {
 		{[]string{"n1"}, "n1"},
 	} {
 		l.kube.setEndpoints("default/web", step.endpoints...)
-		st, err := l.b.Ensure(l.ctx, svc, l.kube.list())
+		st, err := l.ensure(svc, l.kube.list())
 		if err != nil {
 			t.Fatalf("endpoints on %v: %v", step.endpoints, err)
 		}
@@ -343,6 +343,7 @@ func TestEIPFullInterface(t *testing.T) {
 			enis := map[string]string{}
 			for i, n := range []string{"n1", "n2"} {
 				enis[n] = l.srv.AddInstance("i-"+n, "subnet-a", netip.AddrFrom4([4]byte{198, 18, 0, byte(11 + i)}).String())
+				l.srv.TagInstance("i-"+n, map[string]string{"kubernetes.io/cluster/prod": "owned"})
 				l.kube.put(&v1.Node{
 					ObjectMeta: metav1.ObjectMeta{Name: n},
 					Spec:       v1.NodeSpec{ProviderID: "aws:///eu-west-1a/i-" + n},
@@ -354,17 +355,58 @@ func TestEIPFullInterface(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			st, err := l.b.Ensure(l.ctx, service("a", "0c4b7f3e-aaaa-bbbb-cccc-000000000060", eipMode), l.kube.list())
+			st, err := l.ensure(service("a", "0c4b7f3e-aaaa-bbbb-cccc-000000000060", eipMode), l.kube.list())
 			if err != nil {
 				t.Fatal(err)
 			}
 			if node, _ := l.mapping(st.Ingress[0].IP); node == full {
 				t.Errorf("mapped to %s, whose interface is full", node)
 			}
-			_, err = l.b.Ensure(l.ctx, service("b", "0c4b7f3e-aaaa-bbbb-cccc-000000000061", eipMode), l.kube.list())
+			_, err = l.ensure(service("b", "0c4b7f3e-aaaa-bbbb-cccc-000000000061", eipMode), l.kube.list())
 			if err == nil || !strings.Contains(err.Error(), "PrivateIpAddressLimitExceeded") {
 				t.Errorf("with every interface full: %v", err)
 			}
 		})
+	}
+}
+
+// EC2 may not show a new Elastic IP to describes for a while: the retries
+// wait for it rather than allocate a second one.
+func TestEIPAllocationNotDuplicated(t *testing.T) {
+	l := newLab(t)
+	l.srv.SetAddressVisibilityDelay(3)
+	l.addNode("n1", "i-1", "198.18.0.11")
+	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000501", eipMode)
+	if _, err := l.ensure(svc, l.kube.list()); err != nil {
+		t.Fatal(err)
+	}
+	if n, s := l.srv.Calls("AllocateAddress"), l.srv.Snapshot(); n != 1 || len(s.Addresses) != 1 {
+		t.Errorf("%d allocations, %d addresses; want 1 and 1", n, len(s.Addresses))
+	}
+}
+
+// Two Elastic IPs tagged for one Service (a retry that did not see the
+// first, before a restart): the one in the Service's status stays, every
+// time, and the other is given back.
+func TestEIPDuplicateResolved(t *testing.T) {
+	l := newLab(t)
+	l.addNode("n1", "i-1", "198.18.0.11")
+	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000502", eipMode)
+	tags := map[string]string{aws.TagCluster: "prod", aws.TagServiceUID: string(svc.UID), aws.TagAllocated: "true"}
+	l.srv.AddElasticIP("198.51.100.10", tags)
+	l.srv.AddElasticIP("198.51.100.20", tags)
+	svc.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "198.51.100.20"}}
+	if st, ok, err := l.b.Get(l.ctx, svc); err != nil || !ok || st.Ingress[0].IP != "198.51.100.20" {
+		t.Errorf("Get = %+v, %v, %v; want the address in status", st, ok, err)
+	}
+	st, err := l.ensure(svc, l.kube.list())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Ingress[0].IP != "198.51.100.20" {
+		t.Errorf("status %s, want the address already in status", st.Ingress[0].IP)
+	}
+	if s := l.srv.Snapshot(); len(s.Addresses) != 1 || s.Addresses[0].PublicIP != "198.51.100.20" {
+		t.Errorf("addresses %+v; want only 198.51.100.20", s.Addresses)
 	}
 }

@@ -2,6 +2,7 @@ package aws_test
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cloud-provider/api"
 	"k8s.io/klog/v2/ktesting"
 
 	"github.com/berthlb/berth/cloud/aws"
@@ -34,6 +36,11 @@ type lab struct {
 func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	t.Helper()
 	srv := awsdouble.Start(t)
+	// As AWS: deregistered targets drain for a while, and a target group
+	// is still in use for a while after its listener let go of it.
+	srv.SetDrainingDescribes(2)
+	srv.SetInUseAfterDetach(1)
+	srv.SetAddressVisibilityDelay(1) // and EC2 shows a new Elastic IP late
 	cfg := aws.Config{ClusterName: "prod", MaxAttempts: 4}
 	for _, m := range mut {
 		m(&cfg)
@@ -57,10 +64,13 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	}
 	l := &lab{t: t, srv: srv, b: b, ec2: ec2c, elb: elbc, kube: &fakeNodes{nodes: map[string]*v1.Node{}}, ctx: ctx}
 	b.SetKubernetes(l.kube, l.kube, l.kube)
-	// Two public subnets in two zones, one internal, one of another cluster.
+	// Two public subnets in two zones (dual-stack), one internal (IPv4
+	// only), one of another cluster.
 	srv.AddSubnet("subnet-a", "vpc-1", "eu-west-1a", "198.18.0.0/24", map[string]string{"kubernetes.io/cluster/prod": "owned", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-b", "vpc-1", "eu-west-1b", "198.18.1.0/24", map[string]string{"kubernetes.io/cluster/prod": "shared", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-i", "vpc-1", "eu-west-1a", "198.18.2.0/24", map[string]string{"kubernetes.io/cluster/prod": "owned", "kubernetes.io/role/internal-elb": "1"})
+	srv.SetSubnetIPv6("subnet-a", "2001:db8:0:1::/64")
+	srv.SetSubnetIPv6("subnet-b", "2001:db8:0:2::/64")
 	srv.AddSubnet("subnet-x", "vpc-1", "eu-west-1c", "198.18.3.0/24", map[string]string{"kubernetes.io/cluster/other": "owned", "kubernetes.io/role/elb": "1"})
 	return l
 }
@@ -68,6 +78,7 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 // addNode makes an instance and a Ready Node for it.
 func (l *lab) addNode(name, instance, privateIP string) *v1.Node {
 	l.srv.AddInstance(instance, "subnet-a", privateIP)
+	l.srv.TagInstance(instance, map[string]string{"kubernetes.io/cluster/prod": "owned"})
 	n := &v1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec:       v1.NodeSpec{ProviderID: "aws:///eu-west-1a/" + instance},
@@ -192,4 +203,40 @@ func (f *fakeNodes) annotations() map[string]map[string]string {
 		}
 	}
 	return out
+}
+
+// retry calls f again while it asks for a retry (AWS still holding a
+// deleted target group, an NLB provisioning), at most five times.
+func (l *lab) retry(f func() error) error {
+	l.t.Helper()
+	var err error
+	for range 5 {
+		if err = f(); !errors.As(err, new(*api.RetryError)) {
+			return err
+		}
+	}
+	return err
+}
+
+// delete deletes the Service's resources, as the service controller does:
+// again while AWS holds on to something.
+func (l *lab) delete(svc *v1.Service) error {
+	return l.retry(func() error { return l.b.Delete(l.ctx, svc) })
+}
+
+// ensure calls Ensure as the service controller does: again while it asks
+// for a retry (EC2 not showing a new Elastic IP yet, an NLB provisioning).
+func (l *lab) ensure(svc *v1.Service, nodes []*v1.Node) (*v1.LoadBalancerStatus, error) {
+	var st *v1.LoadBalancerStatus
+	err := l.retry(func() error {
+		var err error
+		st, err = l.b.Ensure(l.ctx, svc, nodes)
+		return err
+	})
+	return st, err
+}
+
+// update calls Update again while it asks for a retry.
+func (l *lab) update(svc *v1.Service, nodes []*v1.Node) error {
+	return l.retry(func() error { return l.b.Update(l.ctx, svc, nodes) })
 }

@@ -15,9 +15,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/berthlb/berth/api/v1alpha1"
@@ -102,9 +105,14 @@ func (b *Backend) Start(ctx context.Context, kube kubernetes.Interface) error {
 		return fmt.Errorf("watch endpoint slices: %w", err)
 	}
 	b.SetKubernetes(nodeSource, nodePatcher{kube}, endpoints)
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	b.SetReporter(kubeReporter{kube: kube, events: broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: fieldManager})})
+	b.synced = []func() bool{nodes.Informer().HasSynced, services.Informer().HasSynced, slices.Informer().HasSynced}
 	f.Start(ctx.Done())
 	go func() {
 		defer q.ShutDown()
+		defer broadcaster.Shutdown()
 		<-ctx.Done()
 	}()
 	go func() {
@@ -115,6 +123,18 @@ func (b *Backend) Start(ctx context.Context, kube kubernetes.Interface) error {
 		}
 	}()
 	return nil
+}
+
+// HasSynced reports whether the Node, Service and EndpointSlice caches
+// that Start began have loaded; false before Start. Call it only after
+// Start returned.
+func (b *Backend) HasSynced() bool {
+	for _, synced := range b.synced {
+		if !synced() {
+			return false
+		}
+	}
+	return len(b.synced) > 0
 }
 
 // nodeDeleted queues the Services whose Elastic IP was mapped to a node

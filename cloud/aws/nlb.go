@@ -8,19 +8,15 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	v1 "k8s.io/api/core/v1"
 	cloudprovider "k8s.io/cloud-provider"
 	"k8s.io/cloud-provider/api"
 
-	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/config"
 )
 
@@ -75,33 +71,62 @@ func nlbPorts(svc *v1.Service) ([]listenerPort, error) {
 	return out, nil
 }
 
-// healthCheck is a target group's health check settings.
+// healthCheck is a target group's health check settings; zero fields are
+// left to AWS's defaults (and, in an annotation override, not given).
 type healthCheck struct {
-	Protocol elbtypes.ProtocolEnum
-	Port     string
-	Path     string
+	Protocol                              elbtypes.ProtocolEnum
+	Port                                  string
+	Path                                  string
+	Interval, Timeout, Healthy, Unhealthy int32
 }
 
 // healthCheckFor checks kube-proxy's health check NodePort for
 // externalTrafficPolicy Local, so only nodes with a ready endpoint get
-// traffic; otherwise the traffic port itself.
-func healthCheckFor(svc *v1.Service) healthCheck {
-	if svc.Spec.ExternalTrafficPolicy == v1.ServiceExternalTrafficPolicyLocal && svc.Spec.HealthCheckNodePort != 0 {
-		return healthCheck{Protocol: elbtypes.ProtocolEnumHttp, Port: strconv.Itoa(int(svc.Spec.HealthCheckNodePort)), Path: "/healthz"}
+// traffic; for a UDP port (which cannot be checked itself) kube-proxy's
+// health server; otherwise the traffic port itself. The Service's health
+// check annotations override each field.
+func healthCheckFor(svc *v1.Service, p listenerPort, override healthCheck, udpPort int32) healthCheck {
+	hc := healthCheck{Protocol: elbtypes.ProtocolEnumTcp, Port: "traffic-port", Interval: 10, Healthy: 2, Unhealthy: 2}
+	switch {
+	case svc.Spec.ExternalTrafficPolicy == v1.ServiceExternalTrafficPolicyLocal && svc.Spec.HealthCheckNodePort != 0:
+		hc.Protocol, hc.Port, hc.Path = elbtypes.ProtocolEnumHttp, strconv.Itoa(int(svc.Spec.HealthCheckNodePort)), "/healthz"
+	case p.Protocol == elbtypes.ProtocolEnumUdp:
+		hc.Protocol, hc.Port, hc.Path = elbtypes.ProtocolEnumHttp, strconv.Itoa(int(udpPort)), "/healthz"
 	}
-	return healthCheck{Protocol: elbtypes.ProtocolEnumTcp, Port: "traffic-port"}
+	if override.Protocol != "" {
+		hc.Protocol = override.Protocol
+		if hc.Protocol == elbtypes.ProtocolEnumTcp {
+			hc.Path = ""
+		}
+	}
+	if override.Port != "" {
+		hc.Port = override.Port
+	}
+	if override.Path != "" && hc.Protocol != elbtypes.ProtocolEnumTcp {
+		hc.Path = override.Path
+	}
+	for _, f := range []struct{ dst, src *int32 }{
+		{&hc.Interval, &override.Interval}, {&hc.Timeout, &override.Timeout},
+		{&hc.Healthy, &override.Healthy}, {&hc.Unhealthy, &override.Unhealthy},
+	} {
+		if *f.src != 0 {
+			*f.dst = *f.src
+		}
+	}
+	return hc
 }
 
-func (b *Backend) scheme(svc *v1.Service) (string, error) {
-	s, ok := svc.Annotations[v1alpha1.AnnotationAWSScheme]
-	if !ok {
-		return b.cfg.NLB.Scheme, nil
-	}
-	if s = strings.TrimSpace(s); !validScheme(s) {
-		return "", fmt.Errorf("annotation %s=%q: want %q or %q", v1alpha1.AnnotationAWSScheme, s, schemeInternetFacing, schemeInternal)
-	}
-	return s, nil
+// differs reports whether the group's health check differs from hc in a
+// field hc sets.
+func (hc healthCheck) differs(tg *elbtypes.TargetGroup) bool {
+	ne := func(want int32, have *int32) bool { return want != 0 && want != sdk.ToInt32(have) }
+	return tg.HealthCheckProtocol != hc.Protocol || sdk.ToString(tg.HealthCheckPort) != hc.Port ||
+		(hc.Path != "" && sdk.ToString(tg.HealthCheckPath) != hc.Path) ||
+		ne(hc.Interval, tg.HealthCheckIntervalSeconds) || ne(hc.Timeout, tg.HealthCheckTimeoutSeconds) ||
+		ne(hc.Healthy, tg.HealthyThresholdCount) || ne(hc.Unhealthy, tg.UnhealthyThresholdCount)
 }
+
+func elbProtocol(s string) elbtypes.ProtocolEnum { return elbtypes.ProtocolEnum(s) }
 
 // findLB returns the Service's NLB, nil if there is none, or a
 // *ConflictError if one with its name is not Berth's.
@@ -122,7 +147,17 @@ func (b *Backend) findLB(ctx context.Context, svc *v1.Service) (*elbtypes.LoadBa
 	if err != nil {
 		return nil, err
 	}
-	if !b.owns(tags[sdk.ToString(lb.LoadBalancerArn)], svc) {
+	arn := sdk.ToString(lb.LoadBalancerArn)
+	switch {
+	case b.owns(tags[arn], svc):
+	case b.upstreamOwns(tags[arn], svc):
+		// Made by the upstream provider for this Service: Berth takes it
+		// over by adding its own tags, and keeps its DNS name.
+		if _, err := b.elb.AddTags(ctx, &elb.AddTagsInput{ResourceArns: []string{arn}, Tags: elbTags(b.ownerTags(svc))}); err != nil {
+			return nil, fmt.Errorf("adopt the upstream provider's NLB %s: %w", name, err)
+		}
+		b.log.Info("Adopted the NLB the upstream AWS provider made for the Service", "service", config.Key(svc), "name", name)
+	default:
 		return nil, &ConflictError{Kind: "load balancer", Name: name}
 	}
 	return &lb, nil
@@ -155,53 +190,6 @@ func (b *Backend) elbTagsOf(ctx context.Context, arns ...string) (map[string]map
 	return m, nil
 }
 
-// subnets picks the NLB's subnets: the annotation, else the cloud config,
-// else one per availability zone among those tagged for this cluster and
-// scheme (kubernetes.io/role/elb or kubernetes.io/role/internal-elb).
-func (b *Backend) subnets(ctx context.Context, svc *v1.Service, scheme string) ([]string, error) {
-	if a := strings.TrimSpace(svc.Annotations[v1alpha1.AnnotationAWSSubnets]); a != "" {
-		var ids []string
-		for s := range strings.SplitSeq(a, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				ids = append(ids, s)
-			}
-		}
-		slices.Sort(ids)
-		return slices.Compact(ids), nil
-	}
-	if len(b.cfg.NLB.Subnets) > 0 {
-		return b.cfg.NLB.Subnets, nil
-	}
-	role := "kubernetes.io/role/elb"
-	if scheme == schemeInternal {
-		role = "kubernetes.io/role/internal-elb"
-	}
-	out, err := b.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{
-		{Name: sdk.String("tag-key"), Values: []string{"kubernetes.io/cluster/" + b.cfg.ClusterName}},
-		{Name: sdk.String("tag:" + role), Values: []string{"1", ""}},
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("discover subnets: %w", err)
-	}
-	byZone := map[string]string{}
-	for _, s := range out.Subnets {
-		z, id := sdk.ToString(s.AvailabilityZone), sdk.ToString(s.SubnetId)
-		if cur, ok := byZone[z]; !ok || id < cur {
-			byZone[z] = id
-		}
-	}
-	if len(byZone) == 0 {
-		return nil, fmt.Errorf("no subnet is tagged kubernetes.io/cluster/%s and %s; tag the subnets, or list them in annotation %s",
-			b.cfg.ClusterName, role, v1alpha1.AnnotationAWSSubnets)
-	}
-	ids := make([]string, 0, len(byZone))
-	for _, id := range byZone {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids, nil
-}
-
 func hostnameStatus(lb *elbtypes.LoadBalancer) *v1.LoadBalancerStatus {
 	return &v1.LoadBalancerStatus{Ingress: []v1.LoadBalancerIngress{{Hostname: sdk.ToString(lb.DNSName)}}}
 }
@@ -209,12 +197,12 @@ func hostnameStatus(lb *elbtypes.LoadBalancer) *v1.LoadBalancerStatus {
 // ensureNLB creates or repairs the Service's NLB, target groups, targets
 // and listeners, removes stale ones, and asks to be called again while the
 // NLB is provisioning.
-func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.Node) (*v1.LoadBalancerStatus, error) {
+func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.Node, r request) (*v1.LoadBalancerStatus, error) {
 	ports, err := nlbPorts(svc)
 	if err != nil {
 		return nil, err
 	}
-	scheme, err := b.scheme(svc)
+	ranges, explicit, err := sourceRanges(svc)
 	if err != nil {
 		return nil, err
 	}
@@ -223,12 +211,12 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 		return nil, err
 	}
 	if lb == nil {
-		if lb, err = b.createLB(ctx, svc, scheme); err != nil {
+		if lb, err = b.createLB(ctx, svc, r); err != nil {
 			return nil, err
 		}
-	} else if string(lb.Scheme) != scheme {
+	} else if string(lb.Scheme) != r.Scheme {
 		return nil, fmt.Errorf("the NLB %s is %s and the Service asks for %s; an NLB's scheme cannot change: delete and recreate the Service",
-			lbName(svc), lb.Scheme, scheme)
+			lbName(svc), lb.Scheme, r.Scheme)
 	}
 	lbARN := sdk.ToString(lb.LoadBalancerArn)
 	attached, err := b.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{LoadBalancerArn: lb.LoadBalancerArn})
@@ -239,11 +227,17 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	if err != nil {
 		return nil, err
 	}
-	targets := instances(nodes, targetNode)
+	targets, groupsOf, err := b.targets(ctx, nodes, r, sdk.ToString(lb.VpcId))
+	if err != nil {
+		return nil, err
+	}
+	if err := b.syncSecurity(ctx, svc, lb, b.checks(svc, ports, r), groupsOf, ranges, explicit); err != nil {
+		return nil, err
+	}
 	groups := make([]string, len(ports))
 	for i, p := range ports {
 		name := tgName(svc, p)
-		tg, err := b.ensureTargetGroup(ctx, svc, p, sdk.ToString(lb.VpcId), owned[name])
+		tg, err := b.ensureTargetGroup(ctx, svc, p, sdk.ToString(lb.VpcId), owned[name], r)
 		if err != nil {
 			return nil, err
 		}
@@ -257,10 +251,8 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 		return nil, err
 	}
 	// What is left of the Service's groups serves no port any more.
-	for _, tg := range owned {
-		if err := b.removeTargetGroup(ctx, svc, sdk.ToString(tg.TargetGroupArn)); err != nil {
-			return nil, err
-		}
+	if err := b.removeStale(ctx, svc, owned); err != nil {
+		return nil, err
 	}
 	if lb.State != nil && lb.State.Code != elbtypes.LoadBalancerStateEnumActive {
 		return nil, api.NewRetryError(fmt.Sprintf("NLB %s is %s", lbName(svc), lb.State.Code), provisioningRetry)
@@ -268,22 +260,34 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	return hostnameStatus(lb), nil
 }
 
-func (b *Backend) createLB(ctx context.Context, svc *v1.Service, scheme string) (*elbtypes.LoadBalancer, error) {
-	subnets, err := b.subnets(ctx, svc, scheme)
+func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request) (*elbtypes.LoadBalancer, error) {
+	scheme := r.Scheme
+	subnets, err := b.subnets(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	vpc, err := b.vpcOf(ctx, subnets, r.DualStack)
+	if err != nil {
+		return nil, err
+	}
+	// AWS gives an NLB security groups only at creation: every NLB gets
+	// one, so that source ranges set later can be enforced.
+	sg, err := b.ensureSG(ctx, svc, vpc, r)
 	if err != nil {
 		return nil, err
 	}
 	ipType := elbtypes.IpAddressTypeIpv4
-	if slices.Contains(svc.Spec.IPFamilies, v1.IPv6Protocol) {
+	if r.DualStack {
 		ipType = elbtypes.IpAddressTypeDualstack
 	}
 	out, err := b.elb.CreateLoadBalancer(ctx, &elb.CreateLoadBalancerInput{
-		Name:          sdk.String(lbName(svc)),
-		Type:          elbtypes.LoadBalancerTypeEnumNetwork,
-		Scheme:        elbtypes.LoadBalancerSchemeEnum(scheme),
-		Subnets:       subnets,
-		IpAddressType: ipType,
-		Tags:          elbTags(b.ownerTags(svc)),
+		Name:           sdk.String(lbName(svc)),
+		Type:           elbtypes.LoadBalancerTypeEnumNetwork,
+		Scheme:         elbtypes.LoadBalancerSchemeEnum(scheme),
+		Subnets:        subnets,
+		SecurityGroups: []string{sg},
+		IpAddressType:  ipType,
+		Tags:           elbTags(mergedTags(b.ownerTags(svc), r.Tags)),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create NLB %s: %w", lbName(svc), err)
@@ -295,8 +299,11 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, scheme string) 
 	return &out.LoadBalancers[0], nil
 }
 
-// ownedByName returns, by name, the groups among tgs that are tagged as
-// the Service's, reading their tags in one call per 20 groups.
+// ownedByName returns, by name, the groups among tgs (those attached to
+// the Service's NLB) that are tagged as the Service's, by Berth or by the
+// upstream provider before Berth adopted the NLB, reading their tags in
+// one call per 20 groups. An upstream group's name is never one Berth
+// uses, so it is replaced by Berth's own and then deleted.
 func (b *Backend) ownedByName(ctx context.Context, svc *v1.Service, tgs []elbtypes.TargetGroup) (map[string]*elbtypes.TargetGroup, error) {
 	arns := make([]string, len(tgs))
 	for i, tg := range tgs {
@@ -308,7 +315,7 @@ func (b *Backend) ownedByName(ctx context.Context, svc *v1.Service, tgs []elbtyp
 	}
 	out := map[string]*elbtypes.TargetGroup{}
 	for i := range tgs {
-		if b.owns(tags[arns[i]], svc) {
+		if t := tags[arns[i]]; b.owns(t, svc) || b.upstreamOwns(t, svc) {
 			out[sdk.ToString(tgs[i].TargetGroupName)] = &tgs[i]
 		}
 	}
@@ -320,9 +327,9 @@ func (b *Backend) ownedByName(ctx context.Context, svc *v1.Service, tgs []elbtyp
 // it is already attached to the NLB (and known to be the Service's); nil
 // means look it up by name, as one made by a call that failed before
 // attaching it.
-func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p listenerPort, vpc string, known *elbtypes.TargetGroup) (string, error) {
+func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p listenerPort, vpc string, known *elbtypes.TargetGroup, r request) (string, error) {
 	name := tgName(svc, p)
-	hc := healthCheckFor(svc)
+	hc := healthCheckFor(svc, p, r.HealthCheck, b.cfg.NLB.UDPHealthCheckPort)
 	if known == nil {
 		var err error
 		if known, err = b.findTargetGroup(ctx, svc, name); err != nil {
@@ -331,7 +338,7 @@ func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p list
 	}
 	if known != nil {
 		arn := sdk.ToString(known.TargetGroupArn)
-		if known.HealthCheckProtocol != hc.Protocol || sdk.ToString(known.HealthCheckPort) != hc.Port || sdk.ToString(known.HealthCheckPath) != hc.Path {
+		if hc.differs(known) {
 			if _, err := b.elb.ModifyTargetGroup(ctx, modifyHealthCheck(arn, hc)); err != nil {
 				return "", fmt.Errorf("update the health check of target group %s: %w", name, err)
 			}
@@ -346,13 +353,12 @@ func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p list
 		TargetType:                 elbtypes.TargetTypeEnumInstance,
 		HealthCheckProtocol:        hc.Protocol,
 		HealthCheckPort:            sdk.String(hc.Port),
-		HealthCheckIntervalSeconds: sdk.Int32(10),
-		HealthyThresholdCount:      sdk.Int32(2),
-		UnhealthyThresholdCount:    sdk.Int32(2),
-		Tags:                       elbTags(b.ownerTags(svc)),
-	}
-	if hc.Path != "" {
-		in.HealthCheckPath = sdk.String(hc.Path)
+		HealthCheckPath:            optString(hc.Path),
+		HealthCheckIntervalSeconds: optInt32(hc.Interval),
+		HealthCheckTimeoutSeconds:  optInt32(hc.Timeout),
+		HealthyThresholdCount:      optInt32(hc.Healthy),
+		UnhealthyThresholdCount:    optInt32(hc.Unhealthy),
+		Tags:                       elbTags(mergedTags(b.ownerTags(svc), r.Tags)),
 	}
 	created, err := b.elb.CreateTargetGroup(ctx, in)
 	if err != nil {
@@ -390,13 +396,29 @@ func (b *Backend) findTargetGroup(ctx context.Context, svc *v1.Service, name str
 }
 
 func modifyHealthCheck(arn string, hc healthCheck) *elb.ModifyTargetGroupInput {
-	in := &elb.ModifyTargetGroupInput{
-		TargetGroupArn:      sdk.String(arn),
-		HealthCheckProtocol: hc.Protocol,
-		HealthCheckPort:     sdk.String(hc.Port),
+	return &elb.ModifyTargetGroupInput{
+		TargetGroupArn:             sdk.String(arn),
+		HealthCheckProtocol:        hc.Protocol,
+		HealthCheckPort:            sdk.String(hc.Port),
+		HealthCheckPath:            optString(hc.Path),
+		HealthCheckIntervalSeconds: optInt32(hc.Interval),
+		HealthCheckTimeoutSeconds:  optInt32(hc.Timeout),
+		HealthyThresholdCount:      optInt32(hc.Healthy),
+		UnhealthyThresholdCount:    optInt32(hc.Unhealthy),
 	}
-	if hc.Path != "" {
-		in.HealthCheckPath = sdk.String(hc.Path)
+}
+
+// optString and optInt32 leave zero values out of a request.
+func optString(s string) *string {
+	if s == "" {
+		return nil
 	}
-	return in
+	return sdk.String(s)
+}
+
+func optInt32(v int32) *int32 {
+	if v == 0 {
+		return nil
+	}
+	return sdk.Int32(v)
 }

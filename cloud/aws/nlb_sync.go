@@ -4,17 +4,93 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cloud-provider/api"
 
 	"github.com/berthlb/berth/config"
 )
 
-// syncTargets makes the group's instance targets exactly want: one
-// register and one deregister call at most.
+// inUseRetry is how soon a target group AWS still holds is tried again.
+const inUseRetry = 15 * time.Second
+
+// staleGroups remembers, per Service, the target groups that serve no
+// port any more but that AWS would not delete yet: once detached they are
+// no longer found through the NLB. After a restart they are found by
+// Delete's sweep.
+type staleGroups struct {
+	mu sync.Mutex
+	m  map[types.UID]map[string]bool
+}
+
+func (s *staleGroups) add(uid types.UID, arn string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[types.UID]map[string]bool{}
+	}
+	if s.m[uid] == nil {
+		s.m[uid] = map[string]bool{}
+	}
+	s.m[uid][arn] = true
+}
+
+func (s *staleGroups) done(uid types.UID, arn string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m[uid], arn)
+	if len(s.m[uid]) == 0 {
+		delete(s.m, uid)
+	}
+}
+
+func (s *staleGroups) list(uid types.UID) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.m[uid]))
+}
+
+// removeStale deletes the groups that serve no port any more: those left
+// in owned and those an earlier call could not delete. One AWS still holds
+// is remembered and a retry is asked for.
+func (b *Backend) removeStale(ctx context.Context, svc *v1.Service, owned map[string]*elbtypes.TargetGroup) error {
+	for _, tg := range owned {
+		b.stale.add(svc.UID, sdk.ToString(tg.TargetGroupArn))
+	}
+	var retry error
+	for _, arn := range b.stale.list(svc.UID) {
+		err := b.removeTargetGroup(ctx, svc, arn)
+		switch {
+		case err == nil:
+			b.stale.done(svc.UID, arn)
+		case errors.As(err, new(*api.RetryError)):
+			retry = err
+		default:
+			return err
+		}
+	}
+	return retry
+}
+
+// targetChunk bounds the targets of one RegisterTargets or
+// DeregisterTargets call.
+const targetChunk = 100
+
+// syncTargets makes the group's instance targets exactly want.
+// Deregistration comes first, calls carry at most targetChunk targets, and
+// a chunk refused for one bad target (InvalidTarget: an instance that
+// stopped since it was listed) is registered one by one, so one bad
+// instance never keeps the others out; the bad ones are logged and tried
+// again on the next call. A target that is still draining after an
+// earlier deregistration counts as not registered.
 func (b *Backend) syncTargets(ctx context.Context, tgARN string, want []string) error {
 	out, err := b.elb.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{TargetGroupArn: sdk.String(tgARN)})
 	if err != nil {
@@ -22,9 +98,10 @@ func (b *Backend) syncTargets(ctx context.Context, tgARN string, want []string) 
 	}
 	have := map[string]bool{}
 	for _, d := range out.TargetHealthDescriptions {
-		if d.Target != nil {
-			have[sdk.ToString(d.Target.Id)] = true
+		if d.Target == nil || (d.TargetHealth != nil && d.TargetHealth.State == elbtypes.TargetHealthStateEnumDraining) {
+			continue
 		}
+		have[sdk.ToString(d.Target.Id)] = true
 	}
 	var add, remove []elbtypes.TargetDescription
 	for _, id := range want {
@@ -33,23 +110,53 @@ func (b *Backend) syncTargets(ctx context.Context, tgARN string, want []string) 
 		}
 		delete(have, id)
 	}
-	for id := range have {
+	for _, id := range slices.Sorted(maps.Keys(have)) {
 		remove = append(remove, elbtypes.TargetDescription{Id: sdk.String(id)})
 	}
-	if len(add) > 0 {
-		if _, err := b.elb.RegisterTargets(ctx, &elb.RegisterTargetsInput{TargetGroupArn: sdk.String(tgARN), Targets: add}); err != nil {
-			return fmt.Errorf("register %d targets in %s: %w", len(add), tgARN, err)
+	for chunk := range slices.Chunk(remove, targetChunk) {
+		if _, err := b.elb.DeregisterTargets(ctx, &elb.DeregisterTargetsInput{TargetGroupArn: sdk.String(tgARN), Targets: chunk}); err != nil {
+			return fmt.Errorf("deregister %d targets from %s: %w", len(chunk), tgARN, err)
 		}
 	}
-	if len(remove) > 0 {
-		if _, err := b.elb.DeregisterTargets(ctx, &elb.DeregisterTargetsInput{TargetGroupArn: sdk.String(tgARN), Targets: remove}); err != nil {
-			return fmt.Errorf("deregister %d targets from %s: %w", len(remove), tgARN, err)
+	var bad []string
+	for chunk := range slices.Chunk(add, targetChunk) {
+		refused, err := b.register(ctx, tgARN, chunk)
+		if err != nil {
+			return err
 		}
+		bad = append(bad, refused...)
+	}
+	if len(bad) > 0 {
+		b.log.Info("AWS refused some targets (stopped or terminated instances); the others are registered", "targetGroup", tgARN, "refused", bad)
 	}
 	if len(add)+len(remove) > 0 {
-		b.log.V(1).Info("Targets changed", "targetGroup", tgARN, "added", len(add), "removed", len(remove))
+		b.log.V(1).Info("Targets changed", "targetGroup", tgARN, "added", len(add)-len(bad), "removed", len(remove))
 	}
 	return nil
+}
+
+// register registers one chunk, falling back to one target per call when
+// AWS refuses the chunk for an invalid target; it returns the refused.
+func (b *Backend) register(ctx context.Context, tgARN string, chunk []elbtypes.TargetDescription) ([]string, error) {
+	_, err := b.elb.RegisterTargets(ctx, &elb.RegisterTargetsInput{TargetGroupArn: sdk.String(tgARN), Targets: chunk})
+	if err == nil {
+		return nil, nil
+	}
+	if apiCode(err) != "InvalidTarget" {
+		return nil, fmt.Errorf("register %d targets in %s: %w", len(chunk), tgARN, err)
+	}
+	var refused []string
+	for _, t := range chunk {
+		_, err := b.elb.RegisterTargets(ctx, &elb.RegisterTargetsInput{TargetGroupArn: sdk.String(tgARN), Targets: []elbtypes.TargetDescription{t}})
+		switch apiCode(err) {
+		case "":
+		case "InvalidTarget":
+			refused = append(refused, sdk.ToString(t.Id))
+		default:
+			return nil, fmt.Errorf("register target %s in %s: %w", sdk.ToString(t.Id), tgARN, err)
+		}
+	}
+	return refused, nil
 }
 
 // syncListeners gives each port a listener forwarding to its group and
@@ -100,9 +207,13 @@ func forwardsTo(l elbtypes.Listener) string {
 }
 
 // removeTargetGroup deletes one of the Service's groups; one gone already
-// is not an error.
+// is not an error. AWS refuses to delete a group for a while after its
+// listener let go of it (ResourceInUse): the caller tries again later.
 func (b *Backend) removeTargetGroup(ctx context.Context, svc *v1.Service, arn string) error {
 	if _, err := b.elb.DeleteTargetGroup(ctx, &elb.DeleteTargetGroupInput{TargetGroupArn: sdk.String(arn)}); err != nil && apiCode(err) != "TargetGroupNotFound" {
+		if apiCode(err) == "ResourceInUse" {
+			return api.NewRetryError(fmt.Sprintf("target group %s is still in use by AWS after its listener let go of it; deleting it later", arn), inUseRetry)
+		}
 		return fmt.Errorf("delete target group %s: %w", arn, err)
 	}
 	b.log.Info("Deleted target group", "service", config.Key(svc), "targetGroup", arn)
@@ -110,8 +221,10 @@ func (b *Backend) removeTargetGroup(ctx context.Context, svc *v1.Service, arn st
 }
 
 // updateTargets follows a node change on an existing NLB; with no NLB
-// there is nothing to update (Ensure creates it).
-func (b *Backend) updateTargets(ctx context.Context, svc *v1.Service, nodes []*v1.Node) error {
+// there is nothing to update (Ensure creates it). Only the groups tagged
+// as the Service's are touched: a group someone else attached to the NLB
+// keeps its targets.
+func (b *Backend) updateTargets(ctx context.Context, svc *v1.Service, nodes []*v1.Node, r request) error {
 	lb, err := b.findLB(ctx, svc)
 	if err != nil || lb == nil {
 		return err
@@ -120,8 +233,26 @@ func (b *Backend) updateTargets(ctx context.Context, svc *v1.Service, nodes []*v
 	if err != nil {
 		return fmt.Errorf("describe target groups of %s: %w", lbName(svc), err)
 	}
-	targets := instances(nodes, targetNode)
-	for _, tg := range out.TargetGroups {
+	owned, err := b.ownedByName(ctx, svc, out.TargetGroups)
+	if err != nil {
+		return err
+	}
+	targets, groupsOf, err := b.targets(ctx, nodes, r, sdk.ToString(lb.VpcId))
+	if err != nil {
+		return err
+	}
+	ports, err := nlbPorts(svc)
+	if err != nil {
+		return err
+	}
+	ranges, explicit, err := sourceRanges(svc)
+	if err != nil {
+		return err
+	}
+	if err := b.syncSecurity(ctx, svc, lb, b.checks(svc, ports, r), groupsOf, ranges, explicit); err != nil {
+		return err
+	}
+	for _, tg := range owned {
 		if err := b.syncTargets(ctx, sdk.ToString(tg.TargetGroupArn), targets); err != nil {
 			return err
 		}
@@ -149,12 +280,23 @@ func (b *Backend) deleteNLB(ctx context.Context, svc *v1.Service) error {
 	if err != nil {
 		return err
 	}
+	var inUse error
 	for _, arn := range groups {
-		if err := b.removeTargetGroup(ctx, svc, arn); err != nil {
+		err := b.removeTargetGroup(ctx, svc, arn)
+		if errors.As(err, new(*api.RetryError)) {
+			inUse = err // the others may go already
+			b.stale.add(svc.UID, arn)
+			continue
+		}
+		b.stale.done(svc.UID, arn)
+		if err != nil {
 			return err
 		}
 	}
-	return nil
+	if err := b.deleteSG(ctx, svc); err != nil {
+		return err
+	}
+	return inUse
 }
 
 // ownedTargetGroups lists every target group tagged as the Service's.

@@ -78,8 +78,13 @@ func TestNLBLifecycle(t *testing.T) {
 		if got := targetsOf(tg); !cmp.Equal(got, []string{"i-1", "i-2"}) {
 			t.Errorf("group %s targets %v, want i-1 and i-2", tg.Name, got)
 		}
-		if tg.HealthCheck.Protocol != "TCP" || tg.HealthCheck.Port != "traffic-port" || tg.Tags[aws.TagServiceUID] != string(svc.UID) {
-			t.Errorf("group %+v: want a TCP health check on the traffic port, tagged", tg)
+		wantHC := awsdouble.HealthCheck{Enabled: true, Protocol: "TCP", Port: "traffic-port", IntervalSeconds: 10, TimeoutSeconds: 10, HealthyThreshold: 2, UnhealthyThreshold: 2}
+		if tg.Protocol == "UDP" {
+			// A UDP port cannot be checked itself: kube-proxy's health server.
+			wantHC.Protocol, wantHC.Port, wantHC.Path = "HTTP", "10256", "/healthz"
+		}
+		if tg.HealthCheck != wantHC || tg.Tags[aws.TagServiceUID] != string(svc.UID) {
+			t.Errorf("group %+v: want health check %+v, tagged", tg, wantHC)
 		}
 	}
 	if byPort[30080].Protocol != "TCP" || byPort[30053].Protocol != "UDP" {
@@ -137,7 +142,7 @@ func TestNLBLifecycle(t *testing.T) {
 		t.Errorf("Get = %+v, %v, %v", st, ok, err)
 	}
 	for range 2 {
-		if err := l.b.Delete(l.ctx, svc); err != nil {
+		if err := l.delete(svc); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -165,6 +170,14 @@ func TestNLBRequests(t *testing.T) {
 			wantScheme: "internet-facing", wantSubnets: []string{"subnet-a", "subnet-b"}, wantIPType: "ipv4"},
 		{name: "dual-stack Service gets a dualstack NLB", svc: func(s *v1.Service) { s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol} },
 			wantScheme: "internet-facing", wantSubnets: []string{"subnet-a", "subnet-b"}, wantIPType: "dualstack"},
+		{name: "dual-stack in a subnet without IPv6", svc: func(s *v1.Service) {
+			s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
+			annotate(v1alpha1.AnnotationAWSSubnets, "subnet-i")(s)
+		}, wantErr: "subnet subnet-i has no IPv6 CIDR"},
+		{name: "dual-stack internal: no discovered subnet has IPv6", svc: func(s *v1.Service) {
+			s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
+			annotate(v1alpha1.AnnotationAWSScheme, "internal")(s)
+		}, wantErr: "with an IPv6 CIDR"},
 		{name: "bad scheme", svc: annotate(v1alpha1.AnnotationAWSScheme, "public"), wantErr: `berth.dev/aws-scheme="public"`},
 		{name: "bad mode", svc: annotate(v1alpha1.AnnotationAWSMode, "alb"), wantErr: `berth.dev/aws-mode="alb"`},
 		{name: "SCTP", svc: func(s *v1.Service) { s.Spec.Ports[0].Protocol = v1.ProtocolSCTP }, wantErr: "not SCTP"},
@@ -211,7 +224,7 @@ func TestNLBConflictIsLeftAlone(t *testing.T) {
 	if !errors.As(err, &conflict) {
 		t.Fatalf("Ensure = %v, want a ConflictError", err)
 	}
-	if err := l.b.Delete(l.ctx, svc); err != nil {
+	if err := l.delete(svc); err != nil {
 		t.Fatalf("Delete = %v", err)
 	}
 	if s := l.srv.Snapshot(); len(s.LoadBalancers) != 1 || len(s.TargetGroups) != 0 {
@@ -237,7 +250,7 @@ func TestNLBThrottlingAndPartialFailure(t *testing.T) {
 	if got := l.srv.Calls("CreateLoadBalancer"); got != 3 {
 		t.Errorf("CreateLoadBalancer calls = %d, want 3 (2 throttled)", got)
 	}
-	if err := l.b.Delete(l.ctx, svc); err != nil {
+	if err := l.delete(svc); err != nil {
 		t.Fatal(err)
 	}
 
@@ -253,14 +266,14 @@ func TestNLBThrottlingAndPartialFailure(t *testing.T) {
 	}
 
 	// Fail again half-way, then delete: nothing stays behind.
-	if err := l.b.Delete(l.ctx, svc); err != nil {
+	if err := l.delete(svc); err != nil {
 		t.Fatal(err)
 	}
 	l.srv.FailNext("CreateListener", "TooManyListeners", 1)
 	if _, err := l.b.Ensure(l.ctx, svc, []*v1.Node{n1}); err == nil {
 		t.Fatal("Ensure succeeded despite the injected failure")
 	}
-	if err := l.b.Delete(l.ctx, svc); err != nil {
+	if err := l.delete(svc); err != nil {
 		t.Fatal(err)
 	}
 	if s := l.srv.Snapshot(); len(s.LoadBalancers)+len(s.TargetGroups)+len(s.Listeners) != 0 {

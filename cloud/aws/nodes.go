@@ -1,11 +1,18 @@
 package aws
 
 import (
+	"context"
+	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strings"
 
+	sdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/berthlb/berth/config"
 )
@@ -95,3 +102,75 @@ func rankNodes(uid, current string, nodes []*v1.Node, allow map[string]bool) []*
 	}
 	return ranked
 }
+
+// targets returns the instance IDs the Service's target groups should
+// hold: the nodes that may be targets (and that the Service's
+// target-node-labels select), whose providerID names a running instance
+// of this cluster (tagged kubernetes.io/cluster/<clusterName>) in the
+// load balancer's VPC. A Node naming any other instance (a typo, or a
+// Node object made to pull someone else's instance into the NLB) is left
+// out and logged.
+// It also returns the security groups of each target instance.
+func (b *Backend) targets(ctx context.Context, nodes []*v1.Node, r request, vpc string) ([]string, map[string][]string, error) {
+	want := instances(nodes, func(n *v1.Node) bool {
+		return targetNode(n) && (r.TargetNodes == nil || r.TargetNodes.Matches(labels.Set(n.Labels)))
+	})
+	if len(want) == 0 {
+		return nil, nil, nil
+	}
+	ok, err := b.clusterInstances(ctx, want, vpc)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []string
+	for _, id := range want {
+		if _, found := ok[id]; found {
+			out = append(out, id)
+		} else {
+			b.log.Info("Node's instance is not a running instance of this cluster in the load balancer's VPC; not a target",
+				"instance", id, "clusterTag", clusterTagKey(b.cfg.ClusterName), "vpc", vpc)
+		}
+	}
+	return out, ok, nil
+}
+
+// clusterInstances returns, with their security groups, the instances
+// among ids that are running, tagged as this cluster's and in the VPC (any
+// VPC when vpc is ""). It filters by instance ID rather than naming the
+// IDs, so one unknown ID does not fail the whole call, and reads every
+// page.
+func (b *Backend) clusterInstances(ctx context.Context, ids []string, vpc string) (map[string][]string, error) {
+	ok := map[string][]string{}
+	for chunk := range slices.Chunk(ids, 200) {
+		filters := []ec2types.Filter{
+			{Name: sdk.String("instance-id"), Values: chunk},
+			{Name: sdk.String("tag-key"), Values: []string{clusterTagKey(b.cfg.ClusterName)}},
+			{Name: sdk.String("instance-state-name"), Values: []string{"running"}},
+		}
+		if vpc != "" {
+			filters = append(filters, ec2types.Filter{Name: sdk.String("vpc-id"), Values: []string{vpc}})
+		}
+		p := ec2.NewDescribeInstancesPaginator(b.ec2, &ec2.DescribeInstancesInput{Filters: filters, MaxResults: sdk.Int32(1000)})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("check the nodes' instances: %w", err)
+			}
+			for _, r := range page.Reservations {
+				for _, in := range r.Instances {
+					if v := fromEC2Tags(in.Tags)[clusterTagKey(b.cfg.ClusterName)]; v == "owned" || v == "shared" {
+						var groups []string
+						for _, g := range in.SecurityGroups {
+							groups = append(groups, sdk.ToString(g.GroupId))
+						}
+						ok[sdk.ToString(in.InstanceId)] = groups
+					}
+				}
+			}
+		}
+	}
+	return ok, nil
+}
+
+// clusterTagKey is the upstream tag that marks a cluster's resources.
+func clusterTagKey(cluster string) string { return "kubernetes.io/cluster/" + cluster }

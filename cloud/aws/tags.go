@@ -30,20 +30,37 @@ const (
 	TagPrivateAddress = "berth.dev/private-address"
 )
 
+// TagUpstreamServiceName is the upstream AWS provider's tag naming the
+// Service (namespace/name) a load balancer or target group serves; Berth
+// writes it too, so tooling and cost reports built on it keep working.
+const TagUpstreamServiceName = "kubernetes.io/service-name"
+
 // ownerTags are the tags that mark a resource as this cluster's, serving
-// this Service.
+// this Service: Berth's and the upstream provider's.
 func (b *Backend) ownerTags(svc *v1.Service) map[string]string {
 	return map[string]string{
-		TagCluster:    b.cfg.ClusterName,
-		TagServiceUID: string(svc.UID),
-		TagService:    config.Key(svc),
-		"kubernetes.io/cluster/" + b.cfg.ClusterName: "owned",
+		TagCluster:                       b.cfg.ClusterName,
+		TagServiceUID:                    string(svc.UID),
+		TagService:                       config.Key(svc),
+		clusterTagKey(b.cfg.ClusterName): "owned",
+		TagUpstreamServiceName:           config.Key(svc),
 	}
 }
 
 // owns reports whether tags prove the resource serves svc in this cluster.
 func (b *Backend) owns(tags map[string]string, svc *v1.Service) bool {
 	return tags[TagCluster] == b.cfg.ClusterName && tags[TagServiceUID] == string(svc.UID)
+}
+
+// upstreamOwns reports whether tags are those the upstream AWS provider
+// puts on the resources it makes for svc in this cluster, and none of
+// Berth's: such a resource may be adopted. The Service's UID is not in
+// them, so this only decides for resources already tied to the UID (the
+// NLB by its name, "a" and the UID; target groups by being attached to
+// that NLB).
+func (b *Backend) upstreamOwns(tags map[string]string, svc *v1.Service) bool {
+	_, berth := tags[TagServiceUID]
+	return !berth && tags[clusterTagKey(b.cfg.ClusterName)] == "owned" && tags[TagUpstreamServiceName] == config.Key(svc)
 }
 
 func elbTags(m map[string]string) []elbtypes.Tag {

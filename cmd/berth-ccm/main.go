@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/berthlb/berth/cloud"
 	berthcli "github.com/berthlb/berth/internal/cli"
+	"github.com/berthlb/berth/internal/serve"
 )
 
 func main() {
@@ -34,15 +36,20 @@ func main() {
 	controllers := map[string]app.ControllerInitFuncConstructor{
 		names.ServiceLBController: app.DefaultInitFuncConstructors[names.ServiceLBController],
 	}
-	cmd := app.NewCloudControllerManagerCommand(opts, initCloud, controllers, names.CCMControllerAliases(), cliflag.NamedFlagSets{}, wait.NeverStop)
+	var berthFlags cliflag.NamedFlagSets
+	readyzAddr := berthFlags.FlagSet("berth").String("readyz-address", ":9632",
+		"address serving Berth's readiness on /readyz (a standby replica is ready; the leader once its backend has loaded), /healthz and the Go runtime's /metrics, over plain HTTP; empty disables")
+	initWithReadyz := func(c *ccmconfig.CompletedConfig) cloudprovider.Interface { return initCloud(c, *readyzAddr) }
+	cmd := app.NewCloudControllerManagerCommand(opts, initWithReadyz, controllers, names.CCMControllerAliases(), berthFlags, wait.NeverStop)
 	cmd.RunE = berthcli.AnswerVersion("berth-ccm", cmd.RunE)
 	os.Exit(cli.Run(cmd))
 }
 
-// initCloud builds the plugin from --cloud-provider and --cloud-config. The
-// controller manager offers no way to return an error from here, so a bad
-// configuration ends the process with a message.
-func initCloud(c *ccmconfig.CompletedConfig) cloudprovider.Interface {
+// initCloud builds the plugin from --cloud-provider and --cloud-config and
+// serves its readiness on readyzAddr. The controller manager offers no way
+// to return an error from here, so a bad configuration ends the process
+// with a message.
+func initCloud(c *ccmconfig.CompletedConfig, readyzAddr string) cloudprovider.Interface {
 	shared := c.ComponentConfig.KubeCloudShared.CloudProvider
 	if shared.Name != cloud.ProviderName {
 		klog.ErrorS(nil, "Unsupported --cloud-provider; this binary serves only Berth", "cloudProvider", shared.Name, "want", cloud.ProviderName)
@@ -62,10 +69,23 @@ func initCloud(c *ccmconfig.CompletedConfig) cloudprovider.Interface {
 	if err == nil {
 		var p *cloud.Cloud
 		if p, err = cloud.New(cfg, klog.Background()); err == nil {
-			return p
+			if err = serveReadyz(p, readyzAddr); err == nil {
+				return p
+			}
 		}
 	}
 	klog.ErrorS(err, "Cannot initialize the Berth cloud provider")
 	klog.FlushAndExit(klog.ExitFlushTimeout, 1)
 	return nil
+}
+
+// serveReadyz serves p's readiness on addr ("" serves nothing) until the
+// process exits: the controller manager gives no stop signal here.
+func serveReadyz(p *cloud.Cloud, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	ctx := klog.NewContext(context.Background(), klog.Background())
+	_, err := serve.Metrics(ctx, addr, serve.NewRegistry(), p.Ready)
+	return err
 }

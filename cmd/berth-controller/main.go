@@ -1,9 +1,13 @@
 // Command berth-controller runs Berth's Service IP controller: it hands out
 // addresses from IPPools to LoadBalancer Services.
+//
+// `berth-controller uninstall` prepares an uninstall instead (the chart's
+// pre-delete hook): see internal/lifecycle.
 package main
 
 import (
 	"context"
+	"os"
 
 	"github.com/spf13/pflag"
 
@@ -12,6 +16,10 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "uninstall" {
+		uninstall()
+		return
+	}
 	opts := controller.DefaultOptions()
 	fs := pflag.NewFlagSet("berth-controller", pflag.ExitOnError)
 	fs.StringVar(&opts.Kubeconfig, "kubeconfig", "", "path to a kubeconfig file; empty uses the in-cluster configuration")
@@ -28,5 +36,6 @@ func main() {
 	fs.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", opts.RenewDeadline, "time the leader retries renewing before it gives up")
 	fs.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", opts.RetryPeriod, "time between election attempts")
 	fs.StringVar(&opts.MetricsAddr, "metrics-addr", opts.MetricsAddr, "address serving /metrics, /healthz and /readyz; empty disables")
+	fs.StringVar(&opts.LifecycleConfigMap, "lifecycle-configmap", "", "ConfigMap in the leader election namespace that marks an uninstall, upon which every IPPool loses its finalizer; empty ignores uninstalls")
 	cli.Main(fs, func(ctx context.Context) error { return controller.Run(ctx, opts) })
 }

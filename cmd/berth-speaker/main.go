@@ -2,6 +2,9 @@
 // assigned reachable: it announces them over BGP or answers ARP/NDP for
 // them (layer 2), and forwards their traffic
 // to the Services' NodePorts.
+//
+// `berth-speaker cleanup` removes instead what a speaker leaves on the node
+// it runs on (its nftables table and drain routes) and exits.
 package main
 
 import (
@@ -24,6 +27,12 @@ func main() {
 		debug.SetGCPercent(50)
 	}
 	opts := speaker.DefaultOptions()
+	if len(os.Args) > 1 && os.Args[1] == "cleanup" {
+		fs := pflag.NewFlagSet("berth-speaker cleanup", pflag.ExitOnError)
+		fs.StringVar(&opts.Table, "nftables-table", opts.Table, "the nftables table (family inet) to delete")
+		cli.Main(fs, func(ctx context.Context) error { return speaker.Cleanup(ctx, opts.Table) })
+		return
+	}
 	fs := pflag.NewFlagSet("berth-speaker", pflag.ExitOnError)
 	fs.StringVar(&opts.Kubeconfig, "kubeconfig", "", "path to a kubeconfig file; empty uses the in-cluster configuration")
 	fs.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "name of the node this speaker runs on")
@@ -38,6 +47,7 @@ func main() {
 	fs.BoolVar(&opts.Forwarding, "forwarding", opts.Forwarding, "forward external address:port to the Services' NodePorts with nftables")
 	fs.StringVar(&opts.Table, "nftables-table", opts.Table, "the nftables table (family inet) the speaker owns")
 	fs.BoolVar(&opts.CleanupOnExit, "cleanup-on-exit", opts.CleanupOnExit, "remove the forwarding table on a clean exit (for uninstalling)")
+	fs.StringVar(&opts.LifecycleConfigMap, "lifecycle-configmap", "", "ConfigMap in the namespace that marks an uninstall, upon which the speaker removes its table and routes and idles; empty ignores uninstalls")
 	fs.DurationVar(&opts.DriftCheck, "drift-check-interval", opts.DriftCheck, "how often to check the forwarding table for changes made by others")
 	fs.StringVar(&opts.MetricsAddr, "metrics-addr", opts.MetricsAddr, "address serving /metrics and /healthz; empty disables")
 	fs.BoolVar(&opts.MetricsSecure, "metrics-secure", opts.MetricsSecure, "serve HTTPS (self-signed) and /metrics only to bearer tokens allowed to get /metrics (TokenReview, SubjectAccessReview); /healthz and /readyz stay open")

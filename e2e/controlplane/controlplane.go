@@ -132,10 +132,10 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 		}
 	}()
 
-	if err := cp.startEtcd(ctx, opts.EtcdBinary); err != nil {
+	if err := retryOnAddrInUse(func() error { return cp.startEtcd(ctx, opts.EtcdBinary) }); err != nil {
 		return nil, fmt.Errorf("start control plane: %w", err)
 	}
-	if err := cp.startAPIServer(ctx, opts); err != nil {
+	if err := retryOnAddrInUse(func() error { return cp.startAPIServer(ctx, opts) }); err != nil {
 		return nil, fmt.Errorf("start control plane: %w", err)
 	}
 	if err := cp.writeKubeconfig(); err != nil {
@@ -157,11 +157,11 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 
 func (cp *ControlPlane) startEtcd(ctx context.Context, binary string) error {
 	loopback := netip.AddrFrom4([4]byte{127, 0, 0, 1})
-	clientPort, err := freePort(loopback)
+	clientPort, err := FreePort(loopback)
 	if err != nil {
 		return err
 	}
-	peerPort, err := freePort(loopback)
+	peerPort, err := FreePort(loopback)
 	if err != nil {
 		return err
 	}
@@ -193,7 +193,7 @@ func (cp *ControlPlane) startEtcd(ctx context.Context, binary string) error {
 }
 
 func (cp *ControlPlane) startAPIServer(ctx context.Context, opts Options) error {
-	port, err := freePort(opts.BindAddress)
+	port, err := FreePort(opts.BindAddress)
 	if err != nil {
 		return err
 	}
@@ -369,16 +369,6 @@ func probe(ctx context.Context, client *http.Client, url, token string) (bool, s
 		return true, ""
 	}
 	return false, fmt.Sprintf("%s: %s", resp.Status, body)
-}
-
-// freePort returns a TCP port that was free on addr a moment ago.
-func freePort(addr netip.Addr) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(addr.String(), "0"))
-	if err != nil {
-		return 0, fmt.Errorf("find free port on %s: %w", addr, err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // firstServiceIP returns the first address of the primary Service range,

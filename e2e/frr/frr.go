@@ -32,6 +32,12 @@ type Neighbor struct {
 	Addr     netip.Addr
 	ASN      uint32
 	Password string
+	// Passive: the router never dials the neighbor, only accepts it.
+	Passive bool
+	// TTLSecurityHops, if set, turns on GTSM: the neighbor's packets must
+	// arrive with TTL 255 minus at most this many hops, else the kernel
+	// drops them.
+	TTLSecurityHops int
 }
 
 // Config describes an FRR router.
@@ -46,6 +52,8 @@ type Config struct {
 	// MaximumPaths, if above 1, enables ECMP over that many paths, in BGP
 	// and in zebra.
 	MaximumPaths int
+	// Port, if set, is the TCP port bgpd listens on instead of 179.
+	Port int
 	// Networks are originated by bgpd itself (network statements, without
 	// the import check, so nothing needs to be in zebra's table): the
 	// fastest way to make FRR announce many routes.
@@ -88,8 +96,12 @@ func Start(tb testing.TB, lab *netlab.Lab, name string, cfg Config) *Router {
 	}
 	r.run(tb, append(zebra, common...))
 	r.waitFor(tb, "zserv.api")
-	r.run(tb, append([]string{filepath.Join(Dir, "bgpd"), "-S", "-f", r.path("bgpd.conf"),
-		"-i", r.path("bgpd.pid"), "--log", "file:" + r.path("bgpd.log")}, common...))
+	bgpd := []string{filepath.Join(Dir, "bgpd"), "-S", "-f", r.path("bgpd.conf"),
+		"-i", r.path("bgpd.pid"), "--log", "file:" + r.path("bgpd.log")}
+	if cfg.Port != 0 {
+		bgpd = append(bgpd, "-p", fmt.Sprint(cfg.Port))
+	}
+	r.run(tb, append(bgpd, common...))
 	r.waitFor(tb, "bgpd.vty")
 	return r
 }
@@ -109,6 +121,12 @@ func bgpdConf(name string, routerID netip.Addr, cfg Config) string {
 		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", n.Addr, n.ASN, n.Addr)
 		if n.Password != "" {
 			fmt.Fprintf(&b, " neighbor %s password %s\n", n.Addr, n.Password)
+		}
+		if n.Passive {
+			fmt.Fprintf(&b, " neighbor %s passive\n", n.Addr)
+		}
+		if n.TTLSecurityHops > 0 {
+			fmt.Fprintf(&b, " neighbor %s ttl-security hops %d\n", n.Addr, n.TTLSecurityHops)
 		}
 	}
 	for _, fam := range []string{"ipv4", "ipv6"} {

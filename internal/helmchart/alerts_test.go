@@ -81,7 +81,7 @@ func TestAlertsUseRealMetrics(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"BerthServiceWithoutAddress", "BerthPoolNearlyExhausted", "BerthBGPSessionDown", "BerthForwardingTableRewritten"} {
+	for _, want := range []string{"BerthServiceWithoutAddress", "BerthPoolNearlyExhausted", "BerthBGPSessionDown", "BerthForwardingFailing", "BerthForwardingTableRewritten"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("alert %s missing; have %v", want, alerts)
 		}

@@ -18,7 +18,7 @@ func TestKustomizeBuilds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := func(vals map[string]any, crds bool, keep func(kind string) bool) []string {
+	ids := func(vals map[string]any, crds bool, keep func(kind, name string) bool) []string {
 		ms, err := Render(ch, Options{Values: vals})
 		if err != nil {
 			t.Fatal(err)
@@ -32,14 +32,16 @@ func TestKustomizeBuilds(t *testing.T) {
 		}
 		var out []string
 		for _, o := range objs {
-			if keep(o.GetKind()) {
+			if keep(o.GetKind(), o.GetName()) {
 				out = append(out, o.GetKind()+" "+o.GetNamespace()+"/"+o.GetName())
 			}
 		}
 		slices.Sort(out)
 		return out
 	}
-	all := func(string) bool { return true }
+	// The uninstall hook's objects are only in manifests/uninstall.
+	hook := func(_, name string) bool { return name == "berth-uninstall" }
+	all := func(kind, name string) bool { return !hook(kind, name) }
 	speakerOnly := ManifestValues()
 	speakerOnly["controller"] = map[string]any{"enabled": false}
 	for _, tc := range []struct {
@@ -49,8 +51,10 @@ func TestKustomizeBuilds(t *testing.T) {
 		{"manifests", ids(ManifestValues(), true, all)},
 		{"manifests/controller", ids(map[string]any{"speaker": map[string]any{"enabled": false}}, true, all)},
 		// Without the namespace: manifests/controller creates it.
-		{"manifests/speaker", ids(speakerOnly, false, func(k string) bool { return k != "Namespace" })},
+		// and the ConfigMap berth-lifecycle.
+		{"manifests/speaker", ids(speakerOnly, false, func(k, n string) bool { return all(k, n) && k != "Namespace" && k != "ConfigMap" })},
 		{"manifests/ccm", ids(ccmManifestValues(), true, all)},
+		{"manifests/uninstall", ids(ManifestValues(), false, hook)},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join(root, tc.dir))

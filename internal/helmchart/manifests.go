@@ -77,11 +77,28 @@ var kustomizations = []struct {
 # itself. For the aws backend install with Helm (ccm.backend=aws), whose
 # RBAC differs.`,
 	},
+	{
+		dir:    "uninstall",
+		values: ManifestValues,
+		comment: `# kubectl apply -k manifests/uninstall, before kubectl delete -k manifests/
+#
+# What helm uninstall runs first (the chart's pre-delete hook): a Job that
+# marks the uninstall in the ConfigMap berth-lifecycle and waits until every
+# speaker has removed its nftables table and routes and berth-controller has
+# removed the pools' finalizers. Wait for it, then delete the rest:
+#
+#   kubectl -n berth-system wait --for=condition=complete --timeout=5m job/berth-uninstall
+#   kubectl delete -k manifests/uninstall
+#   kubectl delete -k manifests/
+#
+# See docs/install.md, "Uninstall".`,
+	},
 }
 
 // WriteManifests renders the chart into root/manifests, replacing every YAML
 // file in the directories it owns (controller, speaker, ccm), and writes
-// their kustomization.yaml files and manifests/kustomization.yaml.
+// their kustomization.yaml files and manifests/kustomization.yaml (which
+// leaves out ccm and uninstall).
 // manifests/crds and manifests/examples are left alone.
 func WriteManifests(ch *chart.Chart, root string) error {
 	var top []string
@@ -115,7 +132,7 @@ func WriteManifests(ch *chart.Chart, root string) error {
 		if err := writeKustomization(dir, k.comment, files); err != nil {
 			return err
 		}
-		if k.dir != "ccm" {
+		if k.dir != "ccm" && k.dir != "uninstall" {
 			top = append(top, k.dir)
 		}
 	}
@@ -132,7 +149,10 @@ func WriteManifests(ch *chart.Chart, root string) error {
 func manifestFile(template, dir string) (string, bool) {
 	switch {
 	case template == "templates/namespace.yaml":
-		return "namespace.yaml", dir != "speaker"
+		return "namespace.yaml", dir != "speaker" && dir != "uninstall"
+	case template == "templates/lifecycle.yaml":
+		// The speaker is applied after the controller, which creates it.
+		return "lifecycle.yaml", dir == "controller"
 	case path.Dir(template) == "templates/"+dir:
 		return path.Base(template), true
 	}

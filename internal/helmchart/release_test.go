@@ -73,3 +73,72 @@ func TestReleaseIsReproducible(t *testing.T) {
 		t.Error("accepted version v1.2")
 	}
 }
+
+// TestVerifyRelease checks that VerifyRelease accepts what Release writes
+// next to the image archives, and names each way a bundle can be wrong.
+func TestVerifyRelease(t *testing.T) {
+	_, dir := loadChart(t)
+	images := []string{"berth-controller", "berth-speaker", "berth-ccm"}
+	build := func(t *testing.T) string {
+		out := filepath.Join(t.TempDir(), "release")
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, img := range images {
+			if err := os.WriteFile(filepath.Join(out, img+".oci.tar"), []byte(img), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := Release(dir, "1.2.3", out, time.Unix(1_700_000_000, 0)); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		version string
+		damage  func(out string) error
+		want    string // "" passes
+	}{
+		{name: "as built", version: "1.2.3"},
+		{name: "another version", version: "1.2.4", want: "berth-1.2.4.tgz"},
+		{name: "an archive changed", version: "1.2.3", want: "berth-speaker.oci.tar has sum",
+			damage: func(out string) error {
+				return os.WriteFile(filepath.Join(out, "berth-speaker.oci.tar"), []byte("other"), 0o644)
+			}},
+		{name: "an archive missing", version: "1.2.3", want: "berth-ccm.oci.tar",
+			damage: func(out string) error { return os.Remove(filepath.Join(out, "berth-ccm.oci.tar")) }},
+		{name: "a file not summed", version: "1.2.3", want: "leaves out notes.txt",
+			damage: func(out string) error { return os.WriteFile(filepath.Join(out, "notes.txt"), nil, 0o644) }},
+		{name: "the bundle with a dev image", version: "1.2.3", want: "not tagged 1.2.3",
+			damage: func(out string) error {
+				b, err := os.ReadFile(filepath.Join(out, BundleName))
+				if err != nil {
+					return err
+				}
+				b = []byte(strings.Replace(string(b), "berth-speaker:1.2.3", "berth-speaker:dev", 1))
+				if err := os.WriteFile(filepath.Join(out, BundleName), b, 0o644); err != nil {
+					return err
+				}
+				_, err = WriteChecksums(out)
+				return err
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := build(t)
+			if tc.damage != nil {
+				if err := tc.damage(out); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := VerifyRelease(out, tc.version, images)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("VerifyRelease: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("VerifyRelease = %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}

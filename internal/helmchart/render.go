@@ -148,18 +148,16 @@ func CRDs(ch *chart.Chart) []Manifest {
 
 // Bundle joins CRDs and rendered manifests into one multi-document YAML
 // stream in Helm's install order (Namespace, then RBAC, ..., workloads),
-// for `kubectl apply -f`.
+// for `kubectl apply -f`. Helm hooks (the uninstall Job) are left out: a
+// plain apply would run them at once.
 func Bundle(crds, ms []Manifest) (string, error) {
 	files := map[string]string{}
 	for _, m := range ms {
 		files[m.Template] = m.Content
 	}
-	hooks, sorted, err := releaseutil.SortManifests(files, nil, releaseutil.InstallOrder)
+	_, sorted, err := releaseutil.SortManifests(files, nil, releaseutil.InstallOrder)
 	if err != nil {
 		return "", fmt.Errorf("sort manifests: %w", err)
-	}
-	if len(hooks) > 0 {
-		return "", fmt.Errorf("the chart has %d hooks, which a plain bundle cannot run", len(hooks))
 	}
 	var b strings.Builder
 	for _, c := range crds {

@@ -94,3 +94,10 @@ nodeSelector:
 {{- define "berth.handleUnclassed" -}}
 {{- and .Values.controller.handleUnclassed (not .Values.ccm.enabled) -}}
 {{- end -}}
+
+{{/* Annotations of the uninstall hook's objects; call with the hook weight. */}}
+{{- define "berth.uninstallHook" -}}
+helm.sh/hook: pre-delete
+helm.sh/hook-weight: {{ . | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end -}}

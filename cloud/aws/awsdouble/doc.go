@@ -7,12 +7,17 @@
 // serializers and response deserializers of aws-sdk-go-v2, not from
 // observing AWS. It is not an emulator: it implements exactly the operations
 // listed below, with the validation and error codes listed below, and
-// nothing else of AWS's behaviour (no eventual consistency beyond the
-// load balancer "provisioning" state, no pagination, no quotas beyond the
-// ones named, no signature checks, no IAM). The AWS emulator kumo, which was
-// the first choice, cannot be fetched in Berth's build environment; this
-// package exists for that reason and should be replaced if kumo becomes
-// available.
+// nothing else of AWS's behaviour. Of eventual consistency it models the
+// load balancer "provisioning" state, targets that drain for a while after
+// deregistration (SetDrainingDescribes) and target groups AWS still holds
+// for a while after their listener let go (SetInUseAfterDetach), and new
+// Elastic IPs that describes do not show yet (SetAddressVisibilityDelay);
+// not the visibility delays of other resources. It paginates
+// DescribeInstances only, checks tags as AWS does (lengths, the "aws:"
+// prefix, 50 per request), and models no signatures and no IAM. The AWS
+// emulator kumo, which was the first choice, cannot be fetched in Berth's
+// build environment; this package exists for that reason and should be
+// replaced if kumo becomes available.
 //
 // A Server speaks the wire protocols, so the real SDK clients talk to it:
 // EC2 (ec2query, Version 2016-11-15) at Server.EC2Endpoint and ELBv2
@@ -26,17 +31,20 @@
 // DescribeNetworkInterfaces, AssignPrivateIpAddresses,
 // UnassignPrivateIpAddresses, AllocateAddress, DescribeAddresses,
 // AssociateAddress, DisassociateAddress, ReleaseAddress, CreateTags,
-// DeleteTags.
+// DeleteTags, CreateSecurityGroup, DescribeSecurityGroups,
+// AuthorizeSecurityGroupIngress, RevokeSecurityGroupIngress,
+// DeleteSecurityGroup.
 //
 // ELBv2 operations (network load balancers and instance target groups only):
 // CreateLoadBalancer, DescribeLoadBalancers, DeleteLoadBalancer,
 // CreateTargetGroup, DescribeTargetGroups, ModifyTargetGroup,
 // DeleteTargetGroup, RegisterTargets, DeregisterTargets,
 // DescribeTargetHealth, CreateListener, DescribeListeners, ModifyListener,
-// DeleteListener, DescribeTags, AddTags, RemoveTags.
+// DeleteListener, DescribeTags, AddTags, RemoveTags, SetSecurityGroups.
 //
-// Tests seed the state with fixtures (AddSubnet, AddInstance, AddElasticIP,
-// AddPublicIPv4Pool), inject faults (FailNext, for example to check that
+// Tests seed the state with fixtures (AddSubnet, SetSubnetTags,
+// AddInstance, TagInstance, SetInstanceSecurityGroups, AddSecurityGroup,
+// AddElasticIP, AddPublicIPv4Pool), inject faults (FailNext, for example to check that
 // throttling is retried), and assert on what exists with Snapshot and on
 // traffic with Calls. A Server is safe for concurrent use; it keeps no
 // package-level state.

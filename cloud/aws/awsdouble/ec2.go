@@ -20,7 +20,27 @@ func (s *Server) ec2Handler(action string) handler {
 		"DescribeAddresses": s.describeAddresses, "AssociateAddress": s.associateAddress,
 		"DisassociateAddress": s.disassociateAddress, "ReleaseAddress": s.releaseAddress,
 		"CreateTags": s.createTags, "DeleteTags": s.deleteTags,
+		"CreateSecurityGroup": s.createSecurityGroup, "DescribeSecurityGroups": s.describeSecurityGroups,
+		"AuthorizeSecurityGroupIngress": s.authorizeIngress, "RevokeSecurityGroupIngress": s.revokeIngress,
+		"DeleteSecurityGroup": s.deleteSecurityGroup,
 	}[action]
+}
+
+// specTags reads TagSpecification.N for the one resource type the
+// operation creates.
+func (s *Server) specTags(p params, resourceType string) (map[string]string, error) {
+	tags := map[string]string{}
+	for _, spec := range p.structs("TagSpecification", "ResourceType") {
+		if rt := p.str(spec + "ResourceType"); rt != resourceType {
+			return nil, fail("InvalidParameterValue", "'%s' is not a valid taggable resource type for this operation", rt)
+		}
+		t, err := p.tags(spec + "Tag")
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(tags, t)
+	}
+	return tags, nil
 }
 
 // returnTrue is the body of EC2 responses that only report success.
@@ -41,7 +61,7 @@ func (s *Server) describeSubnets(p params) ([]*node, error) {
 			"subnet-id": {sn.ID}, "cidr-block": {sn.CIDR}}) {
 			set.kids = append(set.kids, el("item", tx("subnetId", sn.ID), tx("vpcId", sn.VPCID),
 				tx("availabilityZone", sn.AvailabilityZone), tx("cidrBlock", sn.CIDR), tx("state", "available"),
-				tx("ownerId", AccountID), tagList(sn.Tags, true)))
+				tx("ownerId", AccountID), tagList(sn.Tags, true), ipv6Associations(sn)))
 		}
 	}
 	return []*node{set}, nil
@@ -56,13 +76,18 @@ func (s *Server) describeInstances(p params) ([]*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	set := el("reservationSet")
-	for _, inst := range instances {
+	instances = slices.DeleteFunc(instances, func(inst *Instance) bool {
 		eni, sn := s.enis[inst.NetworkInterfaceID], s.subnets[inst.SubnetID]
-		if !matches(fs, inst.Tags, map[string][]string{"instance-state-name": {inst.State}, "instance-id": {inst.ID},
-			"subnet-id": {sn.ID}, "vpc-id": {sn.VPCID}, "private-ip-address": {eni.PrivateIPs[0]}}) {
-			continue
-		}
+		return !matches(fs, inst.Tags, map[string][]string{"instance-state-name": {inst.State}, "instance-id": {inst.ID},
+			"subnet-id": {sn.ID}, "vpc-id": {sn.VPCID}, "private-ip-address": {eni.PrivateIPs[0]}})
+	})
+	start, end, next, err := p.paginate(len(instances), len(p.list("InstanceId")) > 0, 5, 1000)
+	if err != nil {
+		return nil, err
+	}
+	set := el("reservationSet")
+	for _, inst := range instances[start:end] {
+		eni, sn := s.enis[inst.NetworkInterfaceID], s.subnets[inst.SubnetID]
 		code, _ := instanceStateCode(inst.State)
 		var publicIP string
 		if a := s.associated(eni.ID, eni.PrivateIPs[0]); a != nil {
@@ -72,11 +97,11 @@ func (s *Server) describeInstances(p params) ([]*node, error) {
 			opt("ipAddress", publicIP), tx("subnetId", sn.ID), tx("vpcId", sn.VPCID),
 			el("placement", tx("availabilityZone", sn.AvailabilityZone)),
 			el("instanceState", tx("code", itoa(code)), tx("name", inst.State)),
-			tagList(inst.Tags, true), el("networkInterfaceSet", s.eniItem(eni)))
+			tagList(inst.Tags, true), s.groupSet(inst.SecurityGroups), el("networkInterfaceSet", s.eniItem(eni)))
 		set.kids = append(set.kids, el("item", tx("reservationId", "r-"+strings.TrimPrefix(inst.ID, "i-")),
 			tx("ownerId", AccountID), el("instancesSet", item)))
 	}
-	return []*node{set}, nil
+	return []*node{set, opt("nextToken", next)}, nil
 }
 
 func (s *Server) describeNetworkInterfaces(p params) ([]*node, error) {
@@ -247,16 +272,9 @@ func (s *Server) allocateAddress(p params) ([]*node, error) {
 		}
 		pool, prefix = id, pr
 	}
-	tags := map[string]string{}
-	for _, spec := range p.structs("TagSpecification", "ResourceType") {
-		if rt := p.str(spec + "ResourceType"); rt != "elastic-ip" {
-			return nil, fail("InvalidParameterValue", "'%s' is not a valid taggable resource type for this operation", rt)
-		}
-		t, err := p.tags(spec + "Tag")
-		if err != nil {
-			return nil, err
-		}
-		maps.Copy(tags, t)
+	tags, err := s.specTags(p, "elastic-ip")
+	if err != nil {
+		return nil, err
 	}
 	if len(s.addresses) >= s.addressLimit {
 		return nil, fail("AddressLimitExceeded", "The maximum number of addresses (%d) has been reached.", s.addressLimit)
@@ -273,6 +291,9 @@ func (s *Server) allocateAddress(p params) ([]*node, error) {
 	}
 	a := &Address{AllocationID: s.ec2ID("eipalloc"), PublicIP: ip.String(), Pool: pool, Tags: tags}
 	s.addresses[a.AllocationID] = a
+	if s.addressDelay > 0 {
+		s.unseen[a.AllocationID] = s.addressDelay
+	}
 	return []*node{tx("publicIp", a.PublicIP), tx("allocationId", a.AllocationID), tx("domain", "vpc"),
 		tx("publicIpv4Pool", pool), tx("networkBorderGroup", s.region)}, nil
 }
@@ -295,6 +316,10 @@ func (s *Server) describeAddresses(p params) ([]*node, error) {
 	}
 	set := el("addressesSet")
 	for _, a := range addrs {
+		if n := s.unseen[a.AllocationID]; n > 0 {
+			s.unseen[a.AllocationID] = n - 1 // not visible yet
+			continue
+		}
 		if (len(publicIPs) > 0 && !slices.Contains(publicIPs, a.PublicIP)) ||
 			!matches(fs, a.Tags, map[string][]string{"allocation-id": {a.AllocationID},
 				"association-id": {a.AssociationID}, "network-interface-id": {a.NetworkInterfaceID},
@@ -312,7 +337,7 @@ func (s *Server) describeAddresses(p params) ([]*node, error) {
 
 func (s *Server) address(allocationID string) (*Address, error) {
 	a, ok := s.addresses[allocationID]
-	if !ok {
+	if !ok || s.unseen[allocationID] > 0 {
 		return nil, fail("InvalidAllocationID.NotFound", "The allocation ID '%s' does not exist", allocationID)
 	}
 	return a, nil
@@ -453,4 +478,23 @@ func (s *Server) deleteTags(p params) ([]*node, error) {
 		}
 	}
 	return returnTrue(), nil
+}
+
+// groupSet lists security groups as DescribeInstances does.
+func (s *Server) groupSet(ids []string) *node {
+	set := el("groupSet")
+	for _, id := range ids {
+		set.kids = append(set.kids, el("item", tx("groupId", id), opt("groupName", s.sgs[id].Name)))
+	}
+	return set
+}
+
+// ipv6Associations is a subnet's ipv6CidrBlockAssociationSet.
+func ipv6Associations(sn *Subnet) *node {
+	set := el("ipv6CidrBlockAssociationSet")
+	if sn.IPv6CIDR != "" {
+		set.kids = append(set.kids, el("item", tx("associationId", "subnet-cidr-assoc-"+strings.TrimPrefix(sn.ID, "subnet-")),
+			tx("ipv6CidrBlock", sn.IPv6CIDR), el("ipv6CidrBlockState", tx("state", "associated"))))
+	}
+	return set
 }

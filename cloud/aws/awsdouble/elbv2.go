@@ -21,6 +21,7 @@ func (s *Server) elbv2Handler(action string) handler {
 		"CreateListener": s.createListener, "DescribeListeners": s.describeListeners,
 		"ModifyListener": s.modifyListener, "DeleteListener": s.deleteListener,
 		"DescribeTags": s.describeTags, "AddTags": s.addTags, "RemoveTags": s.removeTags,
+		"SetSecurityGroups": s.setSecurityGroups,
 	}[action]
 }
 
@@ -44,7 +45,7 @@ func (s *Server) createLoadBalancer(p params) ([]*node, error) {
 	}
 	lb := &LoadBalancer{Name: name, Type: orDefault(p.str("Type"), "application"),
 		Scheme: orDefault(p.str("Scheme"), "internet-facing"), IPAddressType: orDefault(p.str("IpAddressType"), "ipv4"),
-		Subnets: p.list("Subnets.member")}
+		Subnets: p.list("Subnets.member"), SecurityGroups: p.list("SecurityGroups.member")}
 	switch {
 	case lb.Type != "network":
 		return nil, fail("ValidationError", "awsdouble supports only Type=network, not '%s'", lb.Type)
@@ -66,8 +67,16 @@ func (s *Server) createLoadBalancer(p params) ([]*node, error) {
 				"subnets in the same Availability Zone (%s)", sn.AvailabilityZone)
 		case lb.VPCID != "" && sn.VPCID != lb.VPCID:
 			return nil, fail("InvalidConfigurationRequest", "subnets %v are not all in one VPC", lb.Subnets)
+		case lb.IPAddressType == "dualstack" && sn.IPv6CIDR == "":
+			return nil, fail("InvalidConfigurationRequest", "Subnet '%s' does not have an IPv6 CIDR block, "+
+				"which a dualstack load balancer needs", id)
 		}
 		zones[sn.AvailabilityZone], lb.VPCID = true, sn.VPCID
+	}
+	for _, id := range lb.SecurityGroups {
+		if sg, ok := s.sgs[id]; !ok || sg.VPCID != lb.VPCID {
+			return nil, fail("InvalidSecurityGroup", "Security group '%s' does not exist in VPC '%s'", id, lb.VPCID)
+		}
 	}
 	tags, err := p.tags("Tags.member")
 	if err != nil {
@@ -75,7 +84,7 @@ func (s *Server) createLoadBalancer(p params) ([]*node, error) {
 	}
 	if old := s.lbByName(name); old != nil {
 		if old.Type == lb.Type && old.Scheme == lb.Scheme && old.IPAddressType == lb.IPAddressType &&
-			sameSet(old.Subnets, lb.Subnets) {
+			sameSet(old.Subnets, lb.Subnets) && sameSet(old.SecurityGroups, lb.SecurityGroups) {
 			return []*node{el("LoadBalancers", s.lbMember(old))}, nil
 		}
 		return nil, fail("DuplicateLoadBalancerName", "A load balancer with the same name '%s' exists, "+
@@ -104,7 +113,7 @@ func (s *Server) lbMember(lb *LoadBalancer) *node {
 	return el("member", tx("LoadBalancerArn", lb.ARN), tx("DNSName", lb.DNSName),
 		tx("CanonicalHostedZoneId", nlbHostedZoneID), tx("LoadBalancerName", lb.Name), tx("Scheme", lb.Scheme),
 		tx("VpcId", lb.VPCID), el("State", tx("Code", lb.State)), tx("Type", lb.Type), zones,
-		tx("IpAddressType", lb.IPAddressType))
+		tx("IpAddressType", lb.IPAddressType), members("SecurityGroups", lb.SecurityGroups))
 }
 
 func (s *Server) lbByName(name string) *LoadBalancer {
@@ -200,6 +209,7 @@ func (s *Server) listenerSettings(p params, l *Listener) error {
 		return fail("ValidationError", "DefaultActions must contain an action")
 	}
 	for _, a := range l.Actions {
+		s.inUse[a.TargetGroupARN] = s.inUseDeletes
 		if a.Type != "forward" {
 			return fail("ValidationError", "awsdouble supports only forward actions, not '%s'", a.Type)
 		}
@@ -389,4 +399,30 @@ func (s *Server) removeTags(p params) ([]*node, error) {
 		}
 	}
 	return nil, nil
+}
+
+// setSecurityGroups changes a network load balancer's security groups; one
+// created without any cannot get one, and one created with some cannot
+// lose them all, as in AWS.
+func (s *Server) setSecurityGroups(p params) ([]*node, error) {
+	lb, err := s.loadBalancer(p.str("LoadBalancerArn"))
+	if err != nil {
+		return nil, err
+	}
+	groups := p.list("SecurityGroups.member")
+	switch {
+	case len(lb.SecurityGroups) == 0 && len(groups) > 0:
+		return nil, fail("InvalidConfigurationRequest", "You cannot set security groups on a Network Load Balancer "+
+			"which was created without any security groups.")
+	case len(lb.SecurityGroups) > 0 && len(groups) == 0:
+		return nil, fail("InvalidConfigurationRequest", "You cannot remove all security groups from a Network Load Balancer "+
+			"which was created with security groups.")
+	}
+	for _, id := range groups {
+		if sg, ok := s.sgs[id]; !ok || sg.VPCID != lb.VPCID {
+			return nil, fail("InvalidSecurityGroup", "Security group '%s' does not exist in VPC '%s'", id, lb.VPCID)
+		}
+	}
+	lb.SecurityGroups = groups
+	return []*node{members("SecurityGroupIds", groups)}, nil
 }

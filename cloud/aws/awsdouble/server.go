@@ -33,6 +33,9 @@ type Server struct {
 	addressLimit       int
 	privateIPLimit     int
 	provisionDescribes int
+	drainDescribes     int
+	inUseDeletes       int
+	addressDelay       int
 	calls              map[string]int
 	faults             map[string]fault
 
@@ -45,6 +48,13 @@ type Server struct {
 	pending   map[string]int           // LB ARN -> describes left until active
 	tgs       map[string]*TargetGroup
 	listeners map[string]*Listener
+	sgs       map[string]*SecurityGroup
+	// inUse counts, per target group a listener has forwarded to, the
+	// DeleteTargetGroup calls still refused after it is detached.
+	inUse map[string]int
+	// unseen counts, per new Elastic IP, the DescribeAddresses calls that
+	// do not see it yet.
+	unseen map[string]int
 }
 
 type fault struct {
@@ -79,6 +89,9 @@ func New(opts ...Option) *Server {
 		pending:            map[string]int{},
 		tgs:                map[string]*TargetGroup{},
 		listeners:          map[string]*Listener{},
+		sgs:                map[string]*SecurityGroup{},
+		inUse:              map[string]int{},
+		unseen:             map[string]int{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -133,6 +146,35 @@ func (s *Server) SetProvisioningDescribes(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.provisionDescribes = n
+}
+
+// SetDrainingDescribes sets how many DescribeTargetHealth responses list a
+// deregistered target as "draining" (Target.DeregistrationInProgress)
+// before it is gone, as AWS does for the deregistration delay. Default 0:
+// gone at once. A draining target registered again is registered.
+func (s *Server) SetDrainingDescribes(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.drainDescribes = n
+}
+
+// SetInUseAfterDetach sets how many DeleteTargetGroup calls fail with
+// ResourceInUse after the last listener forwarding to a group stopped
+// (AWS needs a while to let go of it). Default 0.
+func (s *Server) SetInUseAfterDetach(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inUseDeletes = n
+}
+
+// SetAddressVisibilityDelay makes each Elastic IP allocated afterwards
+// invisible to the next n DescribeAddresses calls, and unknown
+// (InvalidAllocationID.NotFound) to the calls that name it until then, as
+// EC2's eventual consistency can. Default 0.
+func (s *Server) SetAddressVisibilityDelay(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addressDelay = n
 }
 
 // FailNext makes the next n calls of action (for example "AllocateAddress")

@@ -17,6 +17,7 @@ type State struct {
 	LoadBalancers     []LoadBalancer
 	TargetGroups      []TargetGroup
 	Listeners         []Listener
+	SecurityGroups    []SecurityGroup
 }
 
 // Subnet is an EC2 subnet, added with Server.AddSubnet.
@@ -25,6 +26,7 @@ type Subnet struct {
 	VPCID            string
 	AvailabilityZone string
 	CIDR             string
+	IPv6CIDR         string // "" without one (SetSubnetIPv6)
 	Tags             map[string]string
 }
 
@@ -35,6 +37,7 @@ type Instance struct {
 	SubnetID           string
 	State              string // "running", "stopped", ...
 	NetworkInterfaceID string
+	SecurityGroups     []string
 	Tags               map[string]string
 }
 
@@ -71,7 +74,10 @@ type LoadBalancer struct {
 	VPCID         string
 	State         string // "provisioning" or "active"
 	Subnets       []string
-	Tags          map[string]string
+	// SecurityGroups are set at creation only: a network load balancer
+	// created without any can never get one.
+	SecurityGroups []string
+	Tags           map[string]string
 }
 
 // TargetGroup is an ELBv2 target group of instances.
@@ -85,6 +91,9 @@ type TargetGroup struct {
 	IPAddressType string
 	HealthCheck   HealthCheck
 	Targets       []Target
+	// Draining are deregistered targets still listed as draining, with
+	// the DescribeTargetHealth responses left until they are gone.
+	Draining map[Target]int
 	// LoadBalancerARNs are the load balancers with a listener forwarding to
 	// the group (at most one).
 	LoadBalancerARNs []string
@@ -179,6 +188,46 @@ func (s *Server) SetInstanceState(id, name string) {
 	inst.State = name
 }
 
+// SetSubnetTags adds tags to a subnet (for example a Name). It panics on
+// an unknown subnet.
+func (s *Server) SetSubnetTags(id string, tags map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn, ok := s.subnets[id]
+	if !ok {
+		panic(fmt.Sprintf("awsdouble: SetSubnetTags(%q): unknown subnet", id))
+	}
+	if sn.Tags == nil {
+		sn.Tags = map[string]string{}
+	}
+	maps.Copy(sn.Tags, tags)
+}
+
+// SetSubnetIPv6 associates an IPv6 CIDR with a subnet. It panics on an
+// unknown subnet or a bad CIDR.
+func (s *Server) SetSubnetIPv6(id, cidr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn, ok := s.subnets[id]
+	p, err := netip.ParsePrefix(cidr)
+	if !ok || err != nil || !p.Addr().Is6() {
+		panic(fmt.Sprintf("awsdouble: SetSubnetIPv6(%q, %q): unknown subnet or bad CIDR", id, cidr))
+	}
+	sn.IPv6CIDR = p.Masked().String()
+}
+
+// TagInstance sets tags on an instance (for example the cluster tag
+// kubernetes.io/cluster/<name>). It panics on an unknown instance.
+func (s *Server) TagInstance(id string, tags map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inst, ok := s.instances[id]
+	if !ok {
+		panic(fmt.Sprintf("awsdouble: TagInstance(%q): unknown instance", id))
+	}
+	maps.Copy(inst.Tags, tags)
+}
+
 // AddElasticIP adds an existing, unassociated Elastic IP allocation of
 // publicIP and returns its allocation ID. It counts against the address
 // limit. It panics on a bad or already allocated address.
@@ -223,7 +272,7 @@ func (s *Server) Snapshot() State {
 		st.Subnets = append(st.Subnets, v)
 	}
 	for _, v := range sortedValues(s.instances) {
-		v.Tags = cloneTags(v.Tags)
+		v.Tags, v.SecurityGroups = cloneTags(v.Tags), slices.Clone(v.SecurityGroups)
 		st.Instances = append(st.Instances, v)
 	}
 	for _, v := range sortedValues(s.enis) {
@@ -235,12 +284,17 @@ func (s *Server) Snapshot() State {
 		st.Addresses = append(st.Addresses, v)
 	}
 	for _, v := range sortedValues(s.lbs) {
-		v.Subnets, v.Tags = slices.Clone(v.Subnets), cloneTags(v.Tags)
+		v.Subnets, v.Tags, v.SecurityGroups = slices.Clone(v.Subnets), cloneTags(v.Tags), slices.Clone(v.SecurityGroups)
 		st.LoadBalancers = append(st.LoadBalancers, v)
 	}
 	for _, v := range sortedValues(s.tgs) {
 		v.Targets, v.Tags, v.LoadBalancerARNs = slices.Clone(v.Targets), cloneTags(v.Tags), s.tgLoadBalancers(v.ARN)
+		v.Draining = maps.Clone(v.Draining)
 		st.TargetGroups = append(st.TargetGroups, v)
+	}
+	for _, v := range sortedValues(s.sgs) {
+		v.Ingress, v.Tags = slices.Clone(v.Ingress), cloneTags(v.Tags)
+		st.SecurityGroups = append(st.SecurityGroups, v)
 	}
 	for _, v := range sortedValues(s.listeners) {
 		v.Actions, v.Tags = slices.Clone(v.Actions), cloneTags(v.Tags)

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // defaultHealthCheck is what AWS gives a network load balancer's target
@@ -180,7 +181,12 @@ func (s *Server) deleteTargetGroup(p params) ([]*node, error) {
 	if lbs := s.tgLoadBalancers(arn); len(lbs) > 0 {
 		return nil, fail("ResourceInUse", "Target group '%s' is currently in use by a listener or a rule", arn)
 	}
+	if n := s.inUse[arn]; n > 0 {
+		s.inUse[arn] = n - 1
+		return nil, fail("ResourceInUse", "Target group '%s' is currently in use by a listener or a rule", arn)
+	}
 	delete(s.tgs, arn)
+	delete(s.inUse, arn)
 	return nil, nil
 }
 
@@ -224,6 +230,7 @@ func (s *Server) registerTargets(p params) ([]*node, error) {
 		}
 	}
 	for _, t := range targets {
+		delete(tg.Draining, t)
 		if !slices.Contains(tg.Targets, t) {
 			tg.Targets = append(tg.Targets, t)
 		}
@@ -236,6 +243,14 @@ func (s *Server) deregisterTargets(p params) ([]*node, error) {
 	tg, targets, err := s.groupTargets(p)
 	if err != nil {
 		return nil, err
+	}
+	for _, t := range targets {
+		if slices.Contains(tg.Targets, t) && s.drainDescribes > 0 {
+			if tg.Draining == nil {
+				tg.Draining = map[Target]int{}
+			}
+			tg.Draining[t] = s.drainDescribes
+		}
 	}
 	tg.Targets = slices.DeleteFunc(tg.Targets, func(t Target) bool { return slices.Contains(targets, t) })
 	return nil, nil
@@ -260,6 +275,14 @@ func (s *Server) describeTargetHealth(p params) ([]*node, error) {
 		}
 		list.kids = append(list.kids, el("member", el("Target", tx("Id", t.ID), tx("Port", itoa(t.Port))),
 			tx("HealthCheckPort", port), health))
+	}
+	for _, t := range slices.SortedFunc(maps.Keys(tg.Draining), func(a, b Target) int { return strings.Compare(a.ID, b.ID) }) {
+		list.kids = append(list.kids, el("member", el("Target", tx("Id", t.ID), tx("Port", itoa(t.Port))),
+			el("TargetHealth", tx("State", "draining"), tx("Reason", "Target.DeregistrationInProgress"),
+				tx("Description", "Target deregistration is in progress"))))
+		if tg.Draining[t]--; tg.Draining[t] <= 0 {
+			delete(tg.Draining, t)
+		}
 	}
 	return []*node{list}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // params is a form-encoded Query API request.
@@ -55,15 +56,34 @@ func (p params) int32(key string, def int32) (int32, error) {
 	return int32(v), nil
 }
 
-// tags reads a list of Key/Value structures such as "Tags.member".
+// tags reads a list of Key/Value structures such as "Tags.member" ("Tag"
+// and "TagSpecification.N.Tag" in EC2) and validates them as AWS does:
+// keys of 1 to 128 characters not starting with "aws:", values of at most
+// 256, at most 50 in one request.
 func (p params) tags(prefix string) (map[string]string, error) {
+	code := "ValidationError"
+	if !strings.HasPrefix(prefix, "Tags.member") {
+		code = "InvalidParameterValue"
+	}
 	out := map[string]string{}
 	for _, item := range p.structs(prefix, "Key") {
-		k := p.str(item + "Key")
+		k, v := p.str(item+"Key"), p.str(item+"Value")
 		if _, dup := out[k]; dup {
 			return nil, fail("DuplicateTagKeys", "tag key %q is given more than once", k)
 		}
-		out[k] = p.str(item + "Value")
+		switch {
+		case k == "" || utf8.RuneCountInString(k) > 128:
+			return nil, fail(code, "Tag key '%s' must be between 1 and 128 characters long", k)
+		case utf8.RuneCountInString(v) > 256:
+			return nil, fail(code, "Tag value for key '%s' must be at most 256 characters long", k)
+		case strings.HasPrefix(strings.ToLower(k), "aws:"):
+			return nil, fail(code, "Tag keys starting with 'aws:' are reserved for internal use")
+		}
+		out[k] = v
+	}
+	if len(out) > 50 {
+		return nil, fail(map[bool]string{true: "TooManyTags", false: "TagLimitExceeded"}[code == "ValidationError"],
+			"A request can carry at most 50 tags, not %d", len(out))
 	}
 	return out, nil
 }
@@ -225,4 +245,41 @@ func pick[T any](m map[string]*T, ids []string, notFound, what string) ([]*T, er
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// paginate applies EC2's MaxResults and NextToken to a result of n items:
+// it returns the slice bounds of this page and the token of the next
+// ("" on the last). MaxResults must lie in [lo, hi] and cannot be combined
+// with explicit IDs (idsGiven), as in EC2; without it every item is
+// returned.
+func (p params) paginate(n int, idsGiven bool, lo, hi int32) (start, end int, next string, err error) {
+	if !p.has("MaxResults") {
+		if p.has("NextToken") {
+			start, err = strconv.Atoi(p.str("NextToken"))
+			if err != nil || start < 0 || start > n {
+				return 0, 0, "", fail("InvalidParameterValue", "The token '%s' is invalid", p.str("NextToken"))
+			}
+		}
+		return start, n, "", nil
+	}
+	if idsGiven {
+		return 0, 0, "", fail("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
+	}
+	max, err := p.int32("MaxResults", 0)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	if max < lo || max > hi {
+		return 0, 0, "", fail("InvalidParameterValue", "Value ( %d ) for parameter maxResults is invalid. Expecting a value between %d and %d", max, lo, hi)
+	}
+	if t := p.str("NextToken"); t != "" {
+		if start, err = strconv.Atoi(t); err != nil || start < 0 || start > n {
+			return 0, 0, "", fail("InvalidParameterValue", "The token '%s' is invalid", t)
+		}
+	}
+	end = min(start+int(max), n)
+	if end < n {
+		next = strconv.Itoa(end)
+	}
+	return start, end, next, nil
 }
