@@ -146,12 +146,14 @@ func floodSpeaker(t *testing.T, lab *netlab.Lab, r1, r2 *frr.Router, limit uint3
 	if limit != 0 {
 		retry = 2 * time.Second
 	}
-	s, err := New(ctx, Config{RouterID: lab.Gateway4, MaxReceivedPrefixes: limit, PrefixLimitRetry: retry})
+	s, err := New(ctx, Config{RouterID: lab.Gateway4, PrefixLimitRetry: retry})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.Stop(ctx) }()
-	peers := []Peer{{Name: "flood", Address: r1.Host.IPv4, ASN: routerASN, LocalASN: localASN}}
+	// The limit is the peer's own (BGPPeer maxReceivedPrefixes); zero
+	// means the default.
+	peers := []Peer{{Name: "flood", Address: r1.Host.IPv4, ASN: routerASN, LocalASN: localASN, MaxReceivedPrefixes: limit}}
 	if limit == 0 {
 		peers = append(peers, Peer{Name: "few", Address: r2.Host.IPv4, ASN: routerASN, LocalASN: localASN})
 	}

@@ -58,13 +58,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 // SetPeers makes the configured peers exactly peers: it adds the new ones,
 // removes (and so tears down the sessions of) the gone ones, and resets the
 // session of each changed peer, keeping its advertisements. Unchanged peers
-// are not touched. Invalid input changes nothing; if applying fails for
-// some peers, the others are still applied and the errors are joined.
+// are not touched. Each peer succeeds or fails alone: a peer that fails
+// validation (or whose address another peer already has) is left as it is,
+// with its current session if it has one, and a peer that fails to apply
+// does not stop the others. The returned error joins a *PeerError for each
+// failed peer (see PeerErrors).
 func (s *Server) SetPeers(ctx context.Context, peers []Peer) error {
-	want, err := validatePeers(peers)
-	if err != nil {
-		return fmt.Errorf("bgp: set peers: %w", err)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
@@ -74,26 +73,33 @@ func (s *Server) SetPeers(ctx context.Context, peers []Peer) error {
 	for n, ss := range s.sessions {
 		cur[n] = ss.peer
 	}
-	add, remove, reset := diffPeers(cur, want)
+	want, bad := validatePeers(peers, cur)
 	var errs []error
+	for _, n := range slices.Sorted(maps.Keys(bad)) {
+		errs = append(errs, &PeerError{Peer: n, Err: bad[n]})
+		if c, ok := cur[n]; ok {
+			want[n] = c // keep what it has
+		}
+	}
+	add, remove, reset := diffPeers(cur, want)
 	for _, n := range remove {
 		s.log.Info("Removing peer", "peer", n)
 		if err := s.sessions[n].stop(ctx, false, true); err != nil {
-			errs = append(errs, fmt.Errorf("bgp: remove peer %q: %w", n, err))
+			errs = append(errs, &PeerError{Peer: n, Err: fmt.Errorf("remove: %w", err)})
 		}
 		delete(s.sessions, n)
 	}
 	for _, n := range reset {
 		s.log.Info("Resetting changed peer", "peer", n)
 		if err := s.reset(ctx, s.sessions[n], want[n]); err != nil {
-			errs = append(errs, fmt.Errorf("bgp: reset peer %q: %w", n, err))
+			errs = append(errs, &PeerError{Peer: n, Err: fmt.Errorf("reset: %w", err)})
 		}
 	}
 	for _, n := range add {
 		s.log.Info("Adding peer", "peer", n, "address", want[n].Address)
 		ss, err := s.start(ctx, want[n])
 		if err != nil {
-			errs = append(errs, fmt.Errorf("bgp: add peer %q: %w", n, err))
+			errs = append(errs, &PeerError{Peer: n, Err: fmt.Errorf("add: %w", err)})
 			continue
 		}
 		s.sessions[n] = ss
@@ -111,7 +117,7 @@ func (s *Server) start(ctx context.Context, p Peer) (*session, error) {
 	if err := startBgp(ctx, b, s.cfg, p); err != nil {
 		return nil, err
 	}
-	ss := &session{peer: p, bgp: b, logs: logs, routes: map[netip.Prefix]Advertisement{}, maxReceived: s.cfg.maxReceived()}
+	ss := &session{peer: p, bgp: b, logs: logs, routes: map[netip.Prefix]Advertisement{}, maxReceived: s.cfg.maxReceived(p)}
 	wctx, cancel := context.WithCancel(context.Background())
 	ss.stopWatch = cancel
 	go ss.watchPrefixLimit(wctx, s.log.WithValues("peer", p.Name), s.cfg.prefixLimitRetry())
@@ -126,8 +132,11 @@ func (cfg Config) prefixLimitRetry() time.Duration {
 	return cfg.PrefixLimitRetry
 }
 
-// maxReceived is cfg's prefix limit, defaults applied.
-func (cfg Config) maxReceived() uint32 {
+// maxReceived is p's prefix limit: its own, else cfg's, else the default.
+func (cfg Config) maxReceived(p Peer) uint32 {
+	if p.MaxReceivedPrefixes != 0 {
+		return p.MaxReceivedPrefixes
+	}
 	if cfg.MaxReceivedPrefixes == 0 {
 		return DefaultMaxReceivedPrefixes
 	}
@@ -157,6 +166,7 @@ func (s *Server) reset(ctx context.Context, ss *session, p Peer) error {
 		return fmt.Errorf("stop GoBGP: %w", err)
 	}
 	ss.peer = p
+	ss.maxReceived = s.cfg.maxReceived(p)
 	ss.logs.setPassword(p.Password)
 	if err := startBgp(ctx, ss.bgp, s.cfg, p); err != nil {
 		return err
@@ -186,10 +196,12 @@ func (s *Server) reset(ctx context.Context, ss *session, p Peer) error {
 
 // Advertise makes the routes announced to the named peer exactly advs. It
 // announces what is new or changed (replacing a route in place, without a
-// withdrawal) and withdraws what is gone; no session is reset. Invalid input
-// changes nothing. The peer's session is first opened by its first
-// Advertise (an empty one will do), so that a restarted speaker sends its
-// whole table before End-of-RIB.
+// withdrawal) and withdraws what is gone; no session is reset. Each address
+// family is applied alone: an invalid route, or a failure, leaves that
+// family's routes as they were (the error is a *PeerError naming the
+// family) and the other family is still applied. The peer's session is
+// first opened by its first Advertise (an empty one will do), so that a
+// restarted speaker sends its whole table before End-of-RIB.
 func (s *Server) Advertise(ctx context.Context, peer string, advs []Advertisement) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -198,31 +210,55 @@ func (s *Server) Advertise(ctx context.Context, peer string, advs []Advertisemen
 	case s.stopped:
 		return fmt.Errorf("bgp: advertise to %q: server stopped", peer)
 	case !ok:
-		return fmt.Errorf("bgp: advertise to %q: %w: no such peer", peer, ErrInvalid)
+		return &PeerError{Peer: peer, Err: fmt.Errorf("advertise: %w: no such peer", ErrInvalid)}
 	}
+	byFamily := map[Family][]Advertisement{}
+	for _, a := range advs {
+		f := familyOf(a.Prefix.Addr())
+		byFamily[f] = append(byFamily[f], a)
+	}
+	var errs []error
+	for _, f := range []Family{IPv4Unicast, IPv6Unicast} {
+		if err := ss.advertiseFamily(ctx, f, byFamily[f]); err != nil {
+			errs = append(errs, &PeerError{Peer: peer, Family: f, Err: fmt.Errorf("advertise: %w", err)})
+		}
+	}
+	if !ss.added {
+		if err := ss.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(ss.peer, ss.maxReceived)}); err != nil {
+			errs = append(errs, &PeerError{Peer: peer, Err: fmt.Errorf("advertise: add neighbor: %w", err)})
+			return errors.Join(errs...)
+		}
+		ss.added = true
+	}
+	return errors.Join(errs...)
+}
+
+// advertiseFamily makes ss's routes of family f exactly advs, all of which
+// are of that family.
+func (ss *session) advertiseFamily(ctx context.Context, f Family, advs []Advertisement) error {
 	want, err := validateAdvertisements(ss.peer, advs)
 	if err != nil {
-		return fmt.Errorf("bgp: advertise to %q: %w", peer, err)
+		return err
 	}
-	announce, withdraw := diffAdvertisements(ss.routes, want)
+	cur := make(map[netip.Prefix]Advertisement, len(ss.routes))
+	for pfx, a := range ss.routes {
+		if familyOf(pfx.Addr()) == f {
+			cur[pfx] = a
+		}
+	}
+	announce, withdraw := diffAdvertisements(cur, want)
 	for _, pfx := range withdraw {
 		if err := ss.withdraw(ctx, pfx); err != nil {
-			return fmt.Errorf("bgp: advertise to %q: %w", peer, err)
+			return err
 		}
 	}
 	for _, a := range announce {
 		if err := ss.announce(ctx, a); err != nil {
-			return fmt.Errorf("bgp: advertise to %q: %w", peer, err)
+			return err
 		}
 	}
 	if len(announce)+len(withdraw) > 0 {
-		s.log.V(1).Info("Updated advertisements", "peer", peer, "announced", len(announce), "withdrawn", len(withdraw), "total", len(ss.routes))
-	}
-	if !ss.added {
-		if err := ss.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(ss.peer, ss.maxReceived)}); err != nil {
-			return fmt.Errorf("bgp: advertise to %q: add neighbor: %w", peer, err)
-		}
-		ss.added = true
+		ss.logs.log.V(1).Info("Updated advertisements", "family", f, "announced", len(announce), "withdrawn", len(withdraw), "total", len(ss.routes))
 	}
 	return nil
 }

@@ -77,6 +77,9 @@ type Peer struct {
 	GracefulRestart bool
 	// RestartTime is the restart time announced with GracefulRestart.
 	RestartTime time.Duration
+	// MaxReceivedPrefixes is this neighbor's prefix limit per family (see
+	// Config.MaxReceivedPrefixes, which zero means), at most 1,000,000.
+	MaxReceivedPrefixes uint32
 }
 
 // LargeCommunity is a BGP large community (RFC 8092), Global:Local1:Local2.

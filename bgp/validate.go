@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -16,6 +17,9 @@ const (
 	defaultRestartTime   = 120 * time.Second
 	maxRestartTime       = 4095 * time.Second // 12 bits in the capability
 	maxHoldTime          = 65535 * time.Second
+	// maxMaxReceivedPrefixes bounds a peer's prefix limit (about 400 MiB
+	// of received routes), as the BGPPeer schema does.
+	maxMaxReceivedPrefixes = 1000000
 )
 
 // ErrInvalid is wrapped by every validation error; test with errors.Is.
@@ -94,6 +98,8 @@ func validatePeer(p Peer) error {
 		return invalidf("peer %q: eBGP multihop on an iBGP session", p.Name)
 	case p.RestartTime < 0 || p.RestartTime > maxRestartTime:
 		return invalidf("peer %q: restart time %v: must be at most %v", p.Name, p.RestartTime, maxRestartTime)
+	case p.MaxReceivedPrefixes > maxMaxReceivedPrefixes:
+		return invalidf("peer %q: prefix limit %d: must be at most %d", p.Name, p.MaxReceivedPrefixes, maxMaxReceivedPrefixes)
 	case len(p.Password) > 80:
 		return invalidf("peer %q: TCP MD5 password longer than 80 bytes", p.Name)
 	}
@@ -105,26 +111,52 @@ func validatePeer(p Peer) error {
 	return nil
 }
 
-// validatePeers applies defaults to peers, checks each and that names and
-// addresses are unique, and returns them by name.
-func validatePeers(peers []Peer) (map[string]Peer, error) {
+// validatePeers applies defaults to peers and checks each, and that names
+// and addresses are unique. It returns the valid peers by name and the
+// errors of the others, by name: one bad peer never stops the others. Of
+// two peers with one address, the one that has it in cur (the peers
+// configured now) keeps it, else the first by name.
+func validatePeers(peers []Peer, cur map[string]Peer) (map[string]Peer, map[string]error) {
+	peers = slices.Clone(peers)
+	slices.SortStableFunc(peers, func(a, b Peer) int {
+		_, ha := cur[a.Name]
+		_, hb := cur[b.Name]
+		heldA := ha && cur[a.Name].Address == a.Address
+		heldB := hb && cur[b.Name].Address == b.Address
+		switch {
+		case heldA && !heldB:
+			return -1
+		case heldB && !heldA:
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
 	byName := make(map[string]Peer, len(peers))
 	byAddr := make(map[netip.Addr]string, len(peers))
+	bad := map[string]error{}
 	for _, p := range peers {
 		p = withDefaults(p)
-		if err := validatePeer(p); err != nil {
-			return nil, err
-		}
 		if _, dup := byName[p.Name]; dup {
-			return nil, invalidf("peer %q: name given twice", p.Name)
+			bad[p.Name] = invalidf("peer %q: name given twice", p.Name)
+			delete(byAddr, byName[p.Name].Address)
+			delete(byName, p.Name)
+			continue
+		}
+		if _, dup := bad[p.Name]; dup {
+			continue
+		}
+		if err := validatePeer(p); err != nil {
+			bad[p.Name] = err
+			continue
 		}
 		if other, dup := byAddr[p.Address]; dup {
-			return nil, invalidf("peer %q: address %v already used by peer %q", p.Name, p.Address, other)
+			bad[p.Name] = invalidf("peer %q: address %v already used by peer %q", p.Name, p.Address, other)
+			continue
 		}
 		byName[p.Name] = p
 		byAddr[p.Address] = p.Name
 	}
-	return byName, nil
+	return byName, bad
 }
 
 // validateAdvertisement checks a against the peer it is for.

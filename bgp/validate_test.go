@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func okPeer() Peer {
@@ -65,8 +66,86 @@ func TestValidatePeers(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := validatePeers(tc.peers)
+			_, bad := validatePeers(tc.peers, nil)
+			var err error
+			for _, e := range bad {
+				err = e
+			}
 			checkErr(t, err, tc.wantErr)
+		})
+	}
+}
+
+// TestValidatePeersAlone checks that each peer is valid or not on its own:
+// a bad peer never makes a good one fail, and of two peers with one
+// address the one configured now keeps it.
+func TestValidatePeersAlone(t *testing.T) {
+	named := func(name, addr string, mut ...func(*Peer)) Peer {
+		p := okPeer()
+		p.Name, p.Address = name, netip.MustParseAddr(addr)
+		for _, m := range mut {
+			m(&p)
+		}
+		return p
+	}
+	ibgpMultihop := func(p *Peer) { p.ASN, p.EBGPMultihopTTL = p.LocalASN, 2 }
+	tests := []struct {
+		name      string
+		peers     []Peer
+		cur       []Peer
+		wantValid []string
+		wantBad   []string
+	}{
+		{
+			name:      "one invalid peer among good ones",
+			peers:     []Peer{named("a", "198.18.0.1"), named("b", "198.18.0.2", ibgpMultihop), named("c", "198.18.0.3")},
+			wantValid: []string{"a", "c"},
+			wantBad:   []string{"b"},
+		},
+		{
+			name:      "duplicate address: the first by name keeps it",
+			peers:     []Peer{named("b", "198.18.0.1"), named("a", "198.18.0.1")},
+			wantValid: []string{"a"},
+			wantBad:   []string{"b"},
+		},
+		{
+			name:      "duplicate address: the peer that has it keeps it",
+			peers:     []Peer{named("b", "198.18.0.1"), named("a", "198.18.0.1")},
+			cur:       []Peer{named("b", "198.18.0.1")},
+			wantValid: []string{"b"},
+			wantBad:   []string{"a"},
+		},
+		{
+			name:      "every peer bad",
+			peers:     []Peer{named("a", "198.18.0.1", ibgpMultihop), named("b", "0.0.0.0")},
+			wantValid: []string{},
+			wantBad:   []string{"a", "b"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cur := map[string]Peer{}
+			for _, p := range tc.cur {
+				cur[p.Name] = withDefaults(p)
+			}
+			valid, bad := validatePeers(tc.peers, cur)
+			gotValid, gotBad := []string{}, []string{}
+			for n := range valid {
+				gotValid = append(gotValid, n)
+			}
+			for n, err := range bad {
+				if !IsInvalid(err) {
+					t.Errorf("peer %s: IsInvalid(%v) = false", n, err)
+				}
+				gotBad = append(gotBad, n)
+			}
+			sortStrings := cmpopts.SortSlices(func(a, b string) bool { return a < b })
+			if diff := cmp.Diff(tc.wantValid, gotValid, sortStrings); diff != "" {
+				t.Errorf("valid peers (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantBad, gotBad, sortStrings); diff != "" {
+				t.Errorf("bad peers (-want +got):\n%s", diff)
+			}
 		})
 	}
 }

@@ -39,6 +39,11 @@ func TestSpeakerCRDAdmission(t *testing.T) {
 		{"multihop with GTSM", peer(func(s *v1alpha1.BGPPeerSpec) { s.EBGPMultiHop, s.TTLSecurity = i32(2), true }), "exclude each other"},
 		{"source of other family", peer(func(s *v1alpha1.BGPPeerSpec) { s.SourceAddress = "2001:db8::2" }), "same IP family"},
 		{"port out of range", peer(func(s *v1alpha1.BGPPeerSpec) { s.Port = 70000 }), "spec.port"},
+		{"prefix limit", peer(func(s *v1alpha1.BGPPeerSpec) { s.MaxReceivedPrefixes = i32(500) }), ""},
+		{"prefix limit 0", peer(func(s *v1alpha1.BGPPeerSpec) { s.MaxReceivedPrefixes = i32(0) }), "spec.maxReceivedPrefixes"},
+		{"prefix limit too large", peer(func(s *v1alpha1.BGPPeerSpec) { s.MaxReceivedPrefixes = i32(1000001) }), "spec.maxReceivedPrefixes"},
+		// Passes admission; the speaker rejects it (TestSpeakerBGPDegradesPerPart).
+		{"multihop on iBGP", peer(func(s *v1alpha1.BGPPeerSpec) { s.ASN, s.EBGPMultiHop = 64513, i32(2) }), ""},
 	}
 	for i, tc := range peers {
 		t.Run("BGPPeer/"+tc.name, func(t *testing.T) {

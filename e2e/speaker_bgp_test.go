@@ -394,6 +394,9 @@ func TestSpeakerBGPPassword(t *testing.T) {
 	sl.bgpPeer("good", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BGPPeerSpec) {
 		s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-good"}
 		s.NodeSelector = onNode(n1)
+		// A short hold time, so that watching the session for longer than
+		// it (below) is a fair test.
+		s.HoldTimeSeconds, s.KeepaliveTimeSeconds = ptr.To[int32](3), ptr.To[int32](1)
 	})
 	sl.bgpPeer("bad", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BGPPeerSpec) {
 		s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-bad", Key: "pw"}
@@ -407,6 +410,38 @@ func TestSpeakerBGPPassword(t *testing.T) {
 		}
 		return nil
 	})
+	// A missing password Secret keeps the current session (docs/bgp.md):
+	// delete the Secret of node1's Established session. Once node1 says
+	// in the peer's status that the Secret is missing (so it has read the
+	// Secret again after its cache expired), the session must stay
+	// Established, without a flap, for longer than the hold time (3 s)
+	// and the Secret cache (10 s) together.
+	established := establishedCounts(t, r1, sl)
+	if err := sl.e.kube.CoreV1().Secrets(speakerNS).Delete(t.Context(), "bgp-good", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d := poll(t, 2*settle, "node1's entry of peer good names the missing Secret", func() error {
+		return peerEntryHas(t, sl, "good", n1.name, metav1.ConditionFalse, `password Secret "bgp-good"`)
+	})
+	t.Logf("node1 reported the missing Secret %v after its deletion", d)
+	keepFor := 3*time.Second + 10*time.Second + 2*time.Second
+	for end := time.Now().Add(keepFor); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if st, _ := r1.NeighborState(t, n1.host.IPv4); st != "Established" {
+			t.Fatalf("the session of node1 went %q after its password Secret was deleted", st)
+		}
+	}
+	if now := establishedCounts(t, r1, sl); !slices.Equal(now, established) {
+		t.Errorf("r1's established counts went from %v to %v: the session flapped after its Secret was deleted", established, now)
+	}
+	if v := n1.speaker.metric(t, "berth_speaker_bgp_session_up", `peer="good"`); v != "1" {
+		t.Errorf("node1's berth_speaker_bgp_session_up{peer=good} = %q after %v without its Secret, want 1", v, keepFor)
+	}
+	checkPeerEvent(t, sl, "good", `password Secret "bgp-good"`)
+	sl.secret("bgp-good", map[string]string{"password": "s3cret"})
+	poll(t, 2*settle, "node1's entry of peer good is Configured again", func() error {
+		return peerEntryHas(t, sl, "good", n1.name, metav1.ConditionTrue, "")
+	})
+
 	// Give the wrong password a fair chance: the right one took well under
 	// this, and both dial every second or so.
 	deadline := time.Now().Add(3 * time.Second)

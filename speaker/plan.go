@@ -344,6 +344,9 @@ func convertPeer(bp *v1alpha1.BGPPeer, passwords, passwordErrors map[string]stri
 	if v := spec.EBGPMultiHop; v != nil {
 		peer.EBGPMultihopTTL = uint8(*v)
 	}
+	if v := spec.MaxReceivedPrefixes; v != nil && *v > 0 {
+		peer.MaxReceivedPrefixes = uint32(*v)
+	}
 	if gr := spec.GracefulRestart; gr != nil && gr.Enabled {
 		peer.GracefulRestart = true
 		peer.RestartTime = 120 * time.Second

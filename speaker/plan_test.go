@@ -264,10 +264,11 @@ func TestCompute(t *testing.T) {
 			wantForward: []nodeport.Rule{rule("198.51.100.5", 80, 30080, "198.18.1.2"), rule("203.0.113.5", 80, 30080, "198.18.1.2")},
 		},
 		{
-			name: "peer timers, multihop, graceful restart and a password",
+			name: "peer timers, multihop, graceful restart, a password and a prefix limit",
 			mut: func(s *Snapshot) {
 				s.Peers = []*v1alpha1.BGPPeer{peer("r1", "198.18.1.1", func(p *v1alpha1.BGPPeerSpec) {
 					p.HoldTimeSeconds, p.KeepaliveTimeSeconds, p.EBGPMultiHop = i32(9), i32(3), i32(2)
+					p.MaxReceivedPrefixes = i32(500)
 					p.GracefulRestart = &v1alpha1.GracefulRestart{Enabled: true}
 					p.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp"}
 				})}
@@ -276,7 +277,7 @@ func TestCompute(t *testing.T) {
 			wantElig: true,
 			wantPeers: []bgp.Peer{{Name: "r1", Address: netip.MustParseAddr("198.18.1.1"), Port: 179, ASN: 64512, LocalASN: 64513,
 				HoldTime: 9 * time.Second, KeepaliveTime: 3 * time.Second, EBGPMultihopTTL: 2,
-				GracefulRestart: true, RestartTime: 120 * time.Second, Password: "s3cret"}},
+				GracefulRestart: true, RestartTime: 120 * time.Second, Password: "s3cret", MaxReceivedPrefixes: 500}},
 		},
 		{
 			name: "peer port, source address and GTSM",

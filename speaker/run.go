@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -17,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/bgp"
+	"github.com/berthlb/berth/client/clientset/versioned"
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
 	"github.com/berthlb/berth/internal/cli"
 	"github.com/berthlb/berth/internal/serve"
@@ -65,6 +65,12 @@ type Options struct {
 	DriftCheck time.Duration
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables.
 	MetricsAddr string
+	// MetricsSecure serves them over HTTPS (a self-signed certificate) and
+	// /metrics only to a bearer token whose user may get /metrics, as the
+	// API server's TokenReview and SubjectAccessReview say. The speaker
+	// runs on the host network: otherwise anyone who reaches a node's
+	// address reads its metrics.
+	MetricsSecure bool
 	// L2 enables layer-2 announcement (ARP and NDP).
 	L2 bool
 	// MemberlistPort is the UDP and TCP port of the speakers' membership.
@@ -114,10 +120,70 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	reg := serve.NewRegistry()
+	s := newSpeaker(opts, kube, berth, reg)
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	defer broadcaster.Shutdown()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	events := newEventReporter(broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "berth-speaker", Host: opts.NodeName}))
+	events.uid = s.objectUID
+	s.problems, s.owners = events, events
+	if opts.MetricsAddr != "" {
+		stop, err := serveMetrics(ctx, opts, kube, reg, s.Ready)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if opts.BGP {
+		stop, err := s.startBGP(ctx, opts, kube.CoreV1().Nodes())
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if opts.Forwarding {
+		stop, err := s.startForwarding(ctx, opts, reg)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	kubeInf, berthInf, err := s.watch(opts, kube, berth)
+	if err != nil {
+		return err
+	}
+	kubeInf.Start(ctx.Done())
+	berthInf.Start(ctx.Done())
+	defer kubeInf.Shutdown()
+	defer berthInf.Shutdown()
+	log.Info("Speaker starting", "bgp", opts.BGP, "forwarding", opts.Forwarding, "l2", opts.L2)
+	if opts.L2 {
+		// Waits for the membership's Leave on the way out, so that the
+		// others take over at once rather than after failure detection.
+		defer s.runL2(ctx, opts, events)()
+	}
+	err = s.Run(ctx, opts.DriftCheck, 2*time.Second)
+	s.stopDraining(ctx)
+	return err
+}
+
+// serveMetrics serves the metrics and health endpoints (see
+// Options.MetricsSecure).
+func serveMetrics(ctx context.Context, opts Options, kube kubernetes.Interface, reg *prometheus.Registry, ready func(context.Context) error) (stop func(), err error) {
+	cfg := serve.Config{Addr: opts.MetricsAddr, Registry: reg, Ready: ready}
+	if opts.MetricsSecure {
+		cfg.Auth = serve.NewAPIAuth(kube.AuthenticationV1().TokenReviews(), kube.AuthorizationV1().SubjectAccessReviews(), 0)
+		cfg.TLS = true
+	}
+	return serve.Serve(ctx, cfg)
+}
+
+// newSpeaker returns a speaker with its API clients, before any back end
+// starts.
+func newSpeaker(opts Options, kube kubernetes.Interface, berth versioned.Interface, reg prometheus.Registerer) *Speaker {
 	s := &Speaker{
 		wantL2:     opts.L2,
 		node:       opts.NodeName,
-		secrets:    newCachedSecrets(&apiSecrets{client: kube.CoreV1().Secrets(opts.Namespace)}, secretTTL),
 		metrics:    NewMetrics(reg),
 		applied:    map[string]bgp.Peer{},
 		drainFor:   opts.Drain,
@@ -131,70 +197,72 @@ func Run(ctx context.Context, opts Options) error {
 			),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "speaker"}),
 	}
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	defer broadcaster.Shutdown()
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
-	events := newEventReporter(broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "berth-speaker", Host: opts.NodeName}))
-	s.problems, s.owners = events, events
-	if opts.MetricsAddr != "" {
-		stop, err := serve.Metrics(ctx, opts.MetricsAddr, reg, s.Ready)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
+	// A Secret that changed is applied at once, not at the next sync.
+	s.secrets = newCachedSecrets(&apiSecrets{client: kube.CoreV1().Secrets(opts.Namespace)}, secretTTL, func() { s.queue.Add(syncKey) })
+	return s
+}
 
-	if opts.BGP {
-		routerID := opts.RouterID
-		if !routerID.IsValid() {
-			if routerID, err = nodeRouterID(ctx, kube.CoreV1().Nodes(), opts.NodeName); err != nil {
-				return fmt.Errorf("start BGP: %w", err)
-			}
-		}
-		log.Info("BGP router ID", "routerID", routerID)
-		srv, err := bgp.New(ctx, bgp.Config{RouterID: routerID, ListenPort: opts.BGPListenPort})
-		if err != nil {
-			return fmt.Errorf("start BGP: %w", err)
-		}
-		defer func() {
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			if err := srv.Stop(stopCtx); err != nil {
-				log.Error(err, "Stop BGP")
-			}
-		}()
-		s.bgp = srv
-	}
-	if opts.Forwarding {
-		nft, err := nodeport.NewNFT(nodeport.NFTOptions{Table: opts.Table})
-		if err != nil {
-			return err
-		}
-		fwd := nodeport.New(nft)
-		if opts.CleanupOnExit {
-			defer func() {
-				stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-				defer cancel()
-				if err := fwd.Cleanup(stopCtx); err != nil {
-					log.Error(err, "Remove forwarding table")
-				} else {
-					log.Info("Removed forwarding table", "table", opts.Table)
-				}
-			}()
-		}
-		s.fwd = fwd
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "berth_speaker_forwarding_rules_not_programmed",
-			Help: "Forwarding rules of the last sync left out of the table: invalid, or refused by the kernel (retried at every sync).",
-		}, func() float64 { return float64(fwd.NotProgrammed()) }))
-		if opts.L2 {
-			s.membersPort = nodeport.MembersPort{Port: uint16(opts.MemberlistPort), Protocols: []nodeport.Protocol{nodeport.TCP, nodeport.UDP}}
-			// Also without draining: the first sync removes the routes
-			// a previous run left.
-			s.routes = &netlinkRoutes{}
+// startBGP starts the BGP back end; stop ends its sessions.
+func (s *Speaker) startBGP(ctx context.Context, opts Options, nodes typedcorev1.NodeInterface) (stop func(), err error) {
+	log := logr.FromContextOrDiscard(ctx)
+	routerID := opts.RouterID
+	if !routerID.IsValid() {
+		if routerID, err = nodeRouterID(ctx, nodes, opts.NodeName); err != nil {
+			return nil, fmt.Errorf("start BGP: %w", err)
 		}
 	}
+	log.Info("BGP router ID", "routerID", routerID)
+	srv, err := bgp.New(ctx, bgp.Config{RouterID: routerID, ListenPort: opts.BGPListenPort})
+	if err != nil {
+		return nil, fmt.Errorf("start BGP: %w", err)
+	}
+	s.bgp = srv
+	return func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := srv.Stop(stopCtx); err != nil {
+			log.Error(err, "Stop BGP")
+		}
+	}, nil
+}
 
+// startForwarding opens the nftables back end; stop removes the table if
+// opts.CleanupOnExit says so.
+func (s *Speaker) startForwarding(ctx context.Context, opts Options, reg prometheus.Registerer) (stop func(), err error) {
+	nft, err := nodeport.NewNFT(nodeport.NFTOptions{Table: opts.Table})
+	if err != nil {
+		return nil, err
+	}
+	fwd := nodeport.New(nft)
+	s.fwd = fwd
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "berth_speaker_forwarding_rules_not_programmed",
+		Help: "Forwarding rules of the last sync left out of the table: invalid, or refused by the kernel (retried at every sync).",
+	}, func() float64 { return float64(fwd.NotProgrammed()) }))
+	if opts.L2 {
+		s.membersPort = nodeport.MembersPort{Port: uint16(opts.MemberlistPort), Protocols: []nodeport.Protocol{nodeport.TCP, nodeport.UDP}}
+		// Also without draining: the first sync removes the routes a
+		// previous run left.
+		s.routes = &netlinkRoutes{}
+	}
+	return func() {
+		if !opts.CleanupOnExit {
+			return
+		}
+		log := logr.FromContextOrDiscard(ctx)
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := fwd.Cleanup(stopCtx); err != nil {
+			log.Error(err, "Remove forwarding table")
+		} else {
+			log.Info("Removed forwarding table", "table", opts.Table)
+		}
+	}, nil
+}
+
+// watch sets up the informers the plan is computed from, and the
+// speaker's listers; the caller starts them.
+func (s *Speaker) watch(opts Options, kube kubernetes.Interface, berth versioned.Interface) (informers.SharedInformerFactory, berthinformers.SharedInformerFactory, error) {
 	kubeInf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTransform(cli.StripManagedFields))
 	berthInf := berthinformers.NewSharedInformerFactoryWithOptions(berth, 0, berthinformers.WithTransform(cli.StripManagedFields))
 	svcs := kubeInf.Core().V1().Services()
@@ -216,33 +284,27 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	for _, inf := range infs {
 		if _, err := inf.AddEventHandler(s.handlers()); err != nil {
-			return fmt.Errorf("watch: %w", err)
+			return nil, nil, fmt.Errorf("watch: %w", err)
 		}
 		s.synced = append(s.synced, inf.HasSynced)
 	}
-	kubeInf.Start(ctx.Done())
-	berthInf.Start(ctx.Done())
-	defer kubeInf.Shutdown()
-	defer berthInf.Shutdown()
-	log.Info("Speaker starting", "bgp", opts.BGP, "forwarding", opts.Forwarding, "l2", opts.L2)
-	if opts.L2 {
-		l2Done := make(chan struct{})
-		// Waits for the membership's Leave on the way out, so that the
-		// others take over at once rather than after failure detection.
-		defer func() { <-l2Done }()
-		go func() {
-			defer close(l2Done)
-			if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
-				return
-			}
-			nodeRef := &corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: opts.NodeName, UID: types.UID(opts.NodeName)}
-			s.startL2(ctx, l2Options{port: opts.MemberlistPort, secret: opts.MemberlistSecret, handover: opts.Handover, drain: opts.Drain},
-				func(reason, msg string) { events.rec.Event(nodeRef, corev1.EventTypeWarning, reason, msg) })
-		}()
-	}
-	err = s.Run(ctx, opts.DriftCheck, 2*time.Second)
-	s.stopDraining(ctx)
-	return err
+	return kubeInf, berthInf, nil
+}
+
+// runL2 starts layer 2 once the caches have synced, in the background;
+// wait returns once the membership has left.
+func (s *Speaker) runL2(ctx context.Context, opts Options, events *eventReporter) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
+			return
+		}
+		nodeRef := &corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: opts.NodeName, UID: types.UID(opts.NodeName)}
+		s.startL2(ctx, l2Options{port: opts.MemberlistPort, secret: opts.MemberlistSecret, handover: opts.Handover, drain: opts.Drain},
+			func(reason, msg string) { events.rec.Event(nodeRef, corev1.EventTypeWarning, reason, msg) })
+	}()
+	return func() { <-done }
 }
 
 // stopDraining removes the drains' routes and set elements on the way out,
@@ -292,55 +354,4 @@ func nodeRouterID(ctx context.Context, nodes typedcorev1.NodeInterface, name str
 		return id, fmt.Errorf("no IPv4 address on node %s for the BGP router ID (set --router-id): %w", name, err)
 	}
 	return id, nil
-}
-
-// eventReporter turns plan problems into Events, once per change of the
-// problem's text, so that a standing problem does not flood the API.
-type eventReporter struct {
-	rec  record.EventRecorder
-	mu   sync.Mutex
-	last *problemMemo
-}
-
-func newEventReporter(rec record.EventRecorder) *eventReporter {
-	return &eventReporter{rec: rec, last: newProblemMemo(maxRememberedProblems)}
-}
-
-func (e *eventReporter) report(ctx context.Context, object, problem string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !e.last.changed(object, problem) {
-		return
-	}
-	logr.FromContextOrDiscard(ctx).Info("Configuration problem", "object", object, "problem", problem)
-	ref := objectRef(object)
-	if ref == nil {
-		return
-	}
-	e.rec.Event(ref, corev1.EventTypeWarning, "SpeakerConfigProblem", problem)
-}
-
-// owner records that this node now answers for one of a Service's
-// addresses.
-func (e *eventReporter) owner(_ context.Context, service, message string) {
-	if ref := objectRef("Service/" + service); ref != nil {
-		e.rec.Event(ref, corev1.EventTypeNormal, "L2Owner", message)
-	}
-}
-
-// objectRef turns a plan's object name ("Kind/name" or
-// "Service/namespace/name") into a reference Events can point at.
-func objectRef(object string) *corev1.ObjectReference {
-	kind, rest, ok := strings.Cut(object, "/")
-	if !ok {
-		return nil
-	}
-	if kind == "Service" {
-		ns, name, ok := strings.Cut(rest, "/")
-		if !ok {
-			return nil
-		}
-		return &corev1.ObjectReference{APIVersion: "v1", Kind: kind, Namespace: ns, Name: name}
-	}
-	return &corev1.ObjectReference{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: kind, Name: rest, Namespace: metav1.NamespaceDefault}
 }

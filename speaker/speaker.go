@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -89,7 +90,10 @@ type Speaker struct {
 	// peerStatus and lastStatus are used only by reportStatus.
 	peerStatus peerStatusWriter
 	lastStatus map[string]*v1alpha1.BGPSessionStatus
-	queue      workqueue.TypedRateLimitingInterface[string]
+	// peerConfigs is this node's view of its peers' configuration, from
+	// the last sync (guarded by mu).
+	peerConfigs map[string]peerConfig
+	queue       workqueue.TypedRateLimitingInterface[string]
 
 	mu       sync.Mutex
 	applied  map[string]bgp.Peer // peers last configured, by name
@@ -160,8 +164,11 @@ func (s *Speaker) Run(ctx context.Context, driftCheck, statusEvery time.Duration
 	}
 }
 
-// sync computes the plan and applies it: peers, then routes, then
-// forwarding. Each back end applies only differences.
+// sync computes the plan and applies it: layer 2, then peers and routes,
+// then forwarding. Each back end applies only differences, and each part
+// is applied whatever happened to the others: a failure keeps that part's
+// last good state, is reported on the object it concerns, and makes the
+// sync retried.
 func (s *Speaker) sync(ctx context.Context) error {
 	start := time.Now()
 	snap, err := s.snapshot(ctx)
@@ -180,55 +187,30 @@ func (s *Speaker) sync(ctx context.Context) error {
 	var (
 		answering map[netip.Addr]bool
 		draining  map[netip.Addr]netip.Addr
+		errs      []error
 	)
 	if st != nil {
 		answering = s.applyL2(ctx, st, snap, plan)
 		draining = drainTargets(st.drains)
 	}
+	var applyProblems map[string]string
 	if s.bgp != nil {
-		if err := s.applyBGP(ctx, plan); err != nil {
-			return err
-		}
+		var err error
+		applyProblems, err = s.applyBGP(ctx, plan)
+		s.reportPeerProblems(ctx, applyProblems)
+		errs = append(errs, err)
 	}
 	if s.fwd != nil {
 		err := s.applyForwarding(ctx, snap, plan, answering, draining)
 		s.metrics.observeForwarding(err)
-		if err != nil {
-			return err
-		}
+		errs = append(errs, err)
 	}
 	s.mu.Lock()
 	s.lastPlan = plan
+	s.peerConfigs = peerConfigs(snap, plan, applyProblems)
 	s.mu.Unlock()
 	s.metrics.observeSync(plan, time.Since(start))
-	return nil
-}
-
-func (s *Speaker) applyBGP(ctx context.Context, plan *Plan) error {
-	peers := slices.Clone(plan.Peers)
-	// A peer whose configuration broke (its Secret vanished, say) keeps the
-	// session it has rather than being torn down.
-	for _, name := range plan.BrokenPeers {
-		if old, ok := s.applied[name]; ok {
-			peers = append(peers, old)
-		}
-	}
-	if err := s.bgp.SetPeers(ctx, peers); err != nil {
-		return fmt.Errorf("set BGP peers: %w", err)
-	}
-	s.applied = make(map[string]bgp.Peer, len(peers))
-	for _, p := range peers {
-		s.applied[p.Name] = p
-	}
-	for _, p := range peers {
-		if slices.Contains(plan.BrokenPeers, p.Name) {
-			continue // keep announcing what it had
-		}
-		if err := s.bgp.Advertise(ctx, p.Name, plan.Routes[p.Name]); err != nil {
-			return fmt.Errorf("advertise to %s: %w", p.Name, err)
-		}
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // applyForwarding programs the plan's rules, plus those of addresses still
@@ -336,6 +318,15 @@ func (s *Speaker) snapshot(ctx context.Context) (Snapshot, error) {
 		return snap, err
 	}
 	slices.SortFunc(snap.Services, func(a, b *corev1.Service) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
+	s.readPasswords(ctx, &snap)
+	return snap, nil
+}
+
+// readPasswords reads the peers' passwords into snap. A Secret that cannot
+// be read is the problem of the peers that name it (their current sessions
+// are kept), never a reason to stop configuring everything else; through
+// an API outage the password read last is used.
+func (s *Speaker) readPasswords(ctx context.Context, snap *Snapshot) {
 	snap.Passwords, snap.PasswordErrors = map[string]string{}, map[string]string{}
 	for _, p := range snap.Peers {
 		ref := p.Spec.PasswordSecretRef
@@ -343,27 +334,25 @@ func (s *Speaker) snapshot(ctx context.Context) (Snapshot, error) {
 			continue
 		}
 		v, ok, err := s.secrets.get(ctx, ref.Name, keyOf(ref))
-		if apierrors.IsForbidden(err) {
-			// The speaker's Role names the Secrets it may read. One it
-			// may not is this peer's configuration problem, to report in
-			// its status, not a reason to stop configuring everything
-			// else (a transient error still is: it would drop the peer).
+		// Nothing watches Secrets: look again once the cached answer
+		// expires, so that a Secret created, changed, deleted or made
+		// readable is noticed within secretTTL.
+		s.queue.AddAfter(syncKey, secretTTL)
+		switch {
+		case apierrors.IsForbidden(err):
+			// The speaker's Role names the Secrets it may read.
 			snap.PasswordErrors[SecretKey(ref)] = "the speaker may not read it; add it to the resourceNames of the speaker's Secrets Role"
-			s.queue.AddAfter(syncKey, secretTTL)
-			continue
-		}
-		if err != nil {
-			return snap, fmt.Errorf("read password of peer %s: %w", p.Name, err)
-		}
-		if ok {
+		case errors.Is(err, errStale):
+			logr.FromContextOrDiscard(ctx).Info("Cannot read a password Secret; using the answer read last", "peer", p.Name, "err", err.Error())
+			if ok {
+				snap.Passwords[SecretKey(ref)] = v
+			}
+		case err != nil:
+			snap.PasswordErrors[SecretKey(ref)] = fmt.Sprintf("cannot read it: %v", err)
+		case ok:
 			snap.Passwords[SecretKey(ref)] = v
-		} else {
-			// Nothing watches Secrets: look again once the cached
-			// answer expires, so that a Secret created later is used.
-			s.queue.AddAfter(syncKey, secretTTL)
 		}
 	}
-	return snap, nil
 }
 
 // checkDrift asks the forwarder whether someone changed its table, and
@@ -382,43 +371,6 @@ func (s *Speaker) checkDrift(ctx context.Context) {
 		s.metrics.drifts.Inc()
 		s.queue.Add(syncKey)
 	}
-}
-
-// reportStatus publishes the BGP sessions' state to metrics and the
-// BGPPeers' status.
-func (s *Speaker) reportStatus(ctx context.Context) {
-	if s.bgp == nil {
-		return
-	}
-	st, err := s.bgp.Status(ctx)
-	if err != nil {
-		logr.FromContextOrDiscard(ctx).Error(err, "Read BGP status")
-		return
-	}
-	s.metrics.observeBGP(st)
-	if p := s.LastPlan(); p != nil {
-		st = withConfigProblems(st, p)
-	}
-	s.writePeerStatus(ctx, st)
-}
-
-// withConfigProblems puts the configuration problem of each peer the plan
-// could not configure (a missing password Secret, say) into its session's
-// last error, adding an Idle session for a peer that never started, so that
-// the BGPPeer's status says why this node's session is not what it should
-// be.
-func withConfigProblems(st []bgp.PeerStatus, p *Plan) []bgp.PeerStatus {
-	out := slices.Clone(st)
-	for _, name := range p.BrokenPeers {
-		problem := p.Problems["BGPPeer/"+name]
-		i := slices.IndexFunc(out, func(ps bgp.PeerStatus) bool { return ps.Name == name })
-		if i < 0 {
-			out = append(out, bgp.PeerStatus{Name: name, State: bgp.StateIdle, LastError: problem})
-			continue
-		}
-		out[i].LastError = problem
-	}
-	return out
 }
 
 // LastPlan returns the plan applied last, for tests and debugging.

@@ -3,11 +3,14 @@ package speaker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/bgp"
@@ -39,6 +42,10 @@ func (a *apiPeerStatus) applyPeerStatus(ctx context.Context, peer string, st *v1
 		}
 		if st.LastError != "" {
 			s.WithLastError(st.LastError)
+		}
+		for _, c := range st.Conditions {
+			s.WithConditions(metav1ac.Condition().WithType(c.Type).WithStatus(c.Status).WithReason(c.Reason).
+				WithMessage(c.Message).WithObservedGeneration(c.ObservedGeneration).WithLastTransitionTime(c.LastTransitionTime))
 		}
 		status.WithNodes(s)
 	}
@@ -74,9 +81,47 @@ func sessionStatus(node string, p bgp.PeerStatus, prev *v1alpha1.BGPSessionStatu
 	return st
 }
 
+// ConditionConfigured is the type of a node's condition in its entry of a
+// BGPPeer's status: whether the node runs the peer's current
+// configuration.
+const ConditionConfigured = "Configured"
+
+// Reasons of ConditionConfigured.
+const (
+	ReasonApplied    = "Applied"
+	ReasonNotApplied = "NotApplied"
+)
+
+// configuredCondition is the node's Configured condition for a peer,
+// keeping prev's transition time while the status stays the same.
+func configuredCondition(cfg peerConfig, prev *v1alpha1.BGPSessionStatus, now time.Time) metav1.Condition {
+	c := metav1.Condition{
+		Type: ConditionConfigured, Status: metav1.ConditionTrue, Reason: ReasonApplied,
+		Message:            "this node runs the peer's current configuration",
+		ObservedGeneration: cfg.generation,
+		LastTransitionTime: metav1.NewTime(now.Truncate(time.Second)),
+	}
+	if cfg.problem != "" {
+		c.Status, c.Reason = metav1.ConditionFalse, ReasonNotApplied
+		c.Message = cfg.problem + "; this node keeps the configuration it applied last"
+	}
+	if prev != nil {
+		if old := meta.FindStatusCondition(prev.Conditions, ConditionConfigured); old != nil && old.Status == c.Status {
+			c.LastTransitionTime = old.LastTransitionTime
+		}
+	}
+	return c
+}
+
 func sameSession(a, b *v1alpha1.BGPSessionStatus) bool {
 	if a == nil || b == nil {
 		return a == b
+	}
+	if !slices.EqualFunc(a.Conditions, b.Conditions, func(x, y metav1.Condition) bool {
+		return x.Type == y.Type && x.Status == y.Status && x.Reason == y.Reason && x.Message == y.Message &&
+			x.ObservedGeneration == y.ObservedGeneration && x.LastTransitionTime.Equal(&y.LastTransitionTime)
+	}) {
+		return false
 	}
 	return a.State == b.State && a.PrefixesSent == b.PrefixesSent && a.LastError == b.LastError &&
 		(a.EstablishedSince == nil) == (b.EstablishedSince == nil) &&
@@ -91,8 +136,9 @@ func absDuration(d time.Duration) time.Duration {
 }
 
 // writePeerStatus applies what changed since the last call and removes the
-// node's entry from peers it no longer has.
-func (s *Speaker) writePeerStatus(ctx context.Context, st []bgp.PeerStatus) {
+// node's entry from peers it no longer has. configs gives each peer's
+// Configured condition; a peer without one gets none.
+func (s *Speaker) writePeerStatus(ctx context.Context, st []bgp.PeerStatus, configs map[string]peerConfig) {
 	if s.peerStatus == nil {
 		return
 	}
@@ -101,6 +147,9 @@ func (s *Speaker) writePeerStatus(ctx context.Context, st []bgp.PeerStatus) {
 	for _, p := range st {
 		seen[p.Name] = true
 		want := sessionStatus(s.node, p, s.lastStatus[p.Name], now)
+		if cfg, ok := configs[p.Name]; ok {
+			want.Conditions = []metav1.Condition{configuredCondition(cfg, s.lastStatus[p.Name], now)}
+		}
 		if sameSession(want, s.lastStatus[p.Name]) {
 			continue
 		}

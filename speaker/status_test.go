@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/google/go-cmp/cmp"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,27 +72,73 @@ func TestSessionStatus(t *testing.T) {
 }
 
 func TestWithConfigProblems(t *testing.T) {
-	plan := &Plan{
-		BrokenPeers: []string{"locked", "never"},
-		Problems: map[string]string{
-			"BGPPeer/locked": `password Secret "gone" has no key "pw" (or does not exist)`,
-			"BGPPeer/never":  `password Secret "x" has no key "password" (or does not exist)`,
-		},
+	configs := map[string]peerConfig{
+		"ok":     {generation: 1},
+		"locked": {generation: 2, problem: `password Secret "gone" has no key "pw" (or does not exist)`},
+		"never":  {generation: 3, problem: `password Secret "x" has no key "password" (or does not exist)`},
 	}
 	st := []bgp.PeerStatus{
 		{Name: "ok", State: bgp.StateEstablished, PrefixesSent: 2},
 		{Name: "locked", State: bgp.StateEstablished, PrefixesSent: 1},
 	}
-	got := withConfigProblems(st, plan)
+	got := withConfigProblems(st, configs)
 	want := []bgp.PeerStatus{
 		{Name: "ok", State: bgp.StateEstablished, PrefixesSent: 2},
-		{Name: "locked", State: bgp.StateEstablished, PrefixesSent: 1, LastError: plan.Problems["BGPPeer/locked"]},
-		{Name: "never", State: bgp.StateIdle, LastError: plan.Problems["BGPPeer/never"]},
+		{Name: "locked", State: bgp.StateEstablished, PrefixesSent: 1, LastError: configs["locked"].problem},
+		{Name: "never", State: bgp.StateIdle, LastError: configs["never"].problem},
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("withConfigProblems (-want +got):\n%s", diff)
 	}
 	if st[1].LastError != "" {
 		t.Errorf("withConfigProblems changed its input")
+	}
+}
+
+// TestConfiguredCondition checks the node's Configured condition: False
+// with the problem while the node cannot apply the peer, its transition
+// time kept while the status does not change, so that a standing problem
+// causes no status writes.
+func TestConfiguredCondition(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	t1 := t0.Add(time.Minute)
+	withCond := func(c metav1.Condition) *v1alpha1.BGPSessionStatus {
+		return &v1alpha1.BGPSessionStatus{Node: "n", Conditions: []metav1.Condition{c}}
+	}
+	bad := peerConfig{generation: 4, problem: `password Secret "gone" has no key "password" (or does not exist)`}
+	tests := []struct {
+		name       string
+		cfg        peerConfig
+		prev       *v1alpha1.BGPSessionStatus
+		wantStatus metav1.ConditionStatus
+		wantSince  time.Time
+		wantSame   bool
+	}{
+		{name: "configured", cfg: peerConfig{generation: 3}, wantStatus: metav1.ConditionTrue, wantSince: t1},
+		{name: "a problem turns it False", cfg: bad,
+			prev:       withCond(configuredCondition(peerConfig{generation: 3}, nil, t0)),
+			wantStatus: metav1.ConditionFalse, wantSince: t1},
+		{name: "a standing problem keeps its time and writes nothing", cfg: bad,
+			prev:       withCond(configuredCondition(bad, nil, t0)),
+			wantStatus: metav1.ConditionFalse, wantSince: t0, wantSame: true},
+		{name: "a new generation with the same problem is a change", cfg: peerConfig{generation: 5, problem: bad.problem},
+			prev:       withCond(configuredCondition(bad, nil, t0)),
+			wantStatus: metav1.ConditionFalse, wantSince: t0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := configuredCondition(tc.cfg, tc.prev, t1)
+			if c.Status != tc.wantStatus || !c.LastTransitionTime.Time.Equal(tc.wantSince) || c.ObservedGeneration != tc.cfg.generation {
+				t.Errorf("condition %+v, want status %s since %v, generation %d", c, tc.wantStatus, tc.wantSince, tc.cfg.generation)
+			}
+			if tc.cfg.problem != "" && !strings.Contains(c.Message, tc.cfg.problem) {
+				t.Errorf("message %q does not name the problem", c.Message)
+			}
+			if tc.prev != nil {
+				if same := sameSession(withCond(c), tc.prev); same != tc.wantSame {
+					t.Errorf("sameSession = %v, want %v", same, tc.wantSame)
+				}
+			}
+		})
 	}
 }

@@ -110,6 +110,18 @@ type BGPPeerSpec struct {
 	// means all nodes.
 	// +optional
 	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
+
+	// MaxReceivedPrefixes is how many prefixes of one address family the
+	// router may send a node before the node closes the session (Cease,
+	// Maximum Number of Prefixes Reached) and tries again later. Berth
+	// accepts no route, but keeps what a router sends until the limit
+	// closes the session: about 400 bytes each. It must exceed the number
+	// of Service addresses the router sends back to the nodes. Default
+	// 20000.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	MaxReceivedPrefixes *int32 `json:"maxReceivedPrefixes,omitempty"`
 }
 
 // SecretKeyRef names a key of a Secret in Berth's own namespace.
@@ -142,7 +154,10 @@ type GracefulRestart struct {
 // BGPPeerStatus reports the sessions to the peer, one entry per node. Each
 // speaker writes only its own node's entry.
 type BGPPeerStatus struct {
-	// Conditions of the peer as a whole, such as a missing Secret.
+	// Conditions of the peer as a whole. The speakers do not write them:
+	// each node's view (a missing Secret, a configuration the node cannot
+	// apply) is in its entry of nodes, so that speakers never contend for
+	// one condition.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -171,6 +186,15 @@ type BGPSessionStatus struct {
 	// LastError says why the session last failed, if it did.
 	// +optional
 	LastError string `json:"lastError,omitempty"`
+	// Conditions are this node's conditions of the peer: Configured is
+	// False while the node cannot apply the peer's current configuration
+	// (its password Secret is missing or unreadable, the speaker rejects
+	// it, or part of it failed to apply); the node then keeps the last
+	// configuration it applied.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // BGPPeerList is a list of BGPPeers.

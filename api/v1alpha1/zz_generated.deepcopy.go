@@ -308,6 +308,11 @@ func (in *BGPPeerSpec) DeepCopyInto(out *BGPPeerSpec) {
 		*out = new(v1.LabelSelector)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.MaxReceivedPrefixes != nil {
+		in, out := &in.MaxReceivedPrefixes, &out.MaxReceivedPrefixes
+		*out = new(int32)
+		**out = **in
+	}
 	return
 }
 
@@ -357,6 +362,13 @@ func (in *BGPSessionStatus) DeepCopyInto(out *BGPSessionStatus) {
 	if in.EstablishedSince != nil {
 		in, out := &in.EstablishedSince, &out.EstablishedSince
 		*out = (*in).DeepCopy()
+	}
+	if in.Conditions != nil {
+		in, out := &in.Conditions, &out.Conditions
+		*out = make([]v1.Condition, len(*in))
+		for i := range *in {
+			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
 	}
 	return
 }

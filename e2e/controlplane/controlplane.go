@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -301,6 +302,17 @@ func (cp *ControlPlane) URL() string { return cp.url }
 // CACert returns the PEM-encoded CA certificate that signed the API server's
 // serving certificate.
 func (cp *ControlPlane) CACert() []byte { return append([]byte(nil), cp.creds.caPEM...) }
+
+// PauseAPIServer stops the API server's process (SIGSTOP) until resume is
+// called (SIGCONT): its connections stay open and every request hangs, as
+// with an API server partitioned away. resume may be called more than once.
+func (cp *ControlPlane) PauseAPIServer() (resume func(), err error) {
+	if err := cp.apiserver.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return nil, fmt.Errorf("pause kube-apiserver: %w", err)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { _ = cp.apiserver.cmd.Process.Signal(syscall.SIGCONT) }) }, nil
+}
 
 // Stop stops the API server and etcd (SIGTERM, then SIGKILL after a grace
 // period), waits for them and removes the data directory. It returns an error

@@ -60,6 +60,14 @@ type BGPPeerSpecApplyConfiguration struct {
 	// NodeSelector chooses the nodes that peer with this router; empty
 	// means all nodes.
 	NodeSelector *v1.LabelSelectorApplyConfiguration `json:"nodeSelector,omitempty"`
+	// MaxReceivedPrefixes is how many prefixes of one address family the
+	// router may send a node before the node closes the session (Cease,
+	// Maximum Number of Prefixes Reached) and tries again later. Berth
+	// accepts no route, but keeps what a router sends until the limit
+	// closes the session: about 400 bytes each. It must exceed the number
+	// of Service addresses the router sends back to the nodes. Default
+	// 20000.
+	MaxReceivedPrefixes *int32 `json:"maxReceivedPrefixes,omitempty"`
 }
 
 // BGPPeerSpecApplyConfiguration constructs a declarative configuration of the BGPPeerSpec type for use with
@@ -161,5 +169,13 @@ func (b *BGPPeerSpecApplyConfiguration) WithGracefulRestart(value *GracefulResta
 // If called multiple times, the NodeSelector field is set to the value of the last call.
 func (b *BGPPeerSpecApplyConfiguration) WithNodeSelector(value *v1.LabelSelectorApplyConfiguration) *BGPPeerSpecApplyConfiguration {
 	b.NodeSelector = value
+	return b
+}
+
+// WithMaxReceivedPrefixes sets the MaxReceivedPrefixes field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the MaxReceivedPrefixes field is set to the value of the last call.
+func (b *BGPPeerSpecApplyConfiguration) WithMaxReceivedPrefixes(value int32) *BGPPeerSpecApplyConfiguration {
+	b.MaxReceivedPrefixes = &value
 	return b
 }

@@ -28,7 +28,10 @@ import (
 // BGPPeerStatus reports the sessions to the peer, one entry per node. Each
 // speaker writes only its own node's entry.
 type BGPPeerStatusApplyConfiguration struct {
-	// Conditions of the peer as a whole, such as a missing Secret.
+	// Conditions of the peer as a whole. The speakers do not write them:
+	// each node's view (a missing Secret, a configuration the node cannot
+	// apply) is in its entry of nodes, so that speakers never contend for
+	// one condition.
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 	// Nodes holds each node's session.
 	Nodes []BGPSessionStatusApplyConfiguration `json:"nodes,omitempty"`

@@ -20,6 +20,7 @@ package v1alpha1
 
 import (
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1 "k8s.io/client-go/applyconfigurations/meta/v1"
 )
 
 // BGPSessionStatusApplyConfiguration represents a declarative configuration of the BGPSessionStatus type for use
@@ -37,6 +38,12 @@ type BGPSessionStatusApplyConfiguration struct {
 	PrefixesSent *int32 `json:"prefixesSent,omitempty"`
 	// LastError says why the session last failed, if it did.
 	LastError *string `json:"lastError,omitempty"`
+	// Conditions are this node's conditions of the peer: Configured is
+	// False while the node cannot apply the peer's current configuration
+	// (its password Secret is missing or unreadable, the speaker rejects
+	// it, or part of it failed to apply); the node then keeps the last
+	// configuration it applied.
+	Conditions []metav1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 }
 
 // BGPSessionStatusApplyConfiguration constructs a declarative configuration of the BGPSessionStatus type for use with
@@ -82,5 +89,18 @@ func (b *BGPSessionStatusApplyConfiguration) WithPrefixesSent(value int32) *BGPS
 // If called multiple times, the LastError field is set to the value of the last call.
 func (b *BGPSessionStatusApplyConfiguration) WithLastError(value string) *BGPSessionStatusApplyConfiguration {
 	b.LastError = &value
+	return b
+}
+
+// WithConditions adds the given value to the Conditions field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Conditions field.
+func (b *BGPSessionStatusApplyConfiguration) WithConditions(values ...*metav1.ConditionApplyConfiguration) *BGPSessionStatusApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithConditions")
+		}
+		b.Conditions = append(b.Conditions, *values[i])
+	}
 	return b
 }

@@ -1,0 +1,107 @@
+package speaker
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+)
+
+// eventReporter turns plan problems into Events, once per change of the
+// problem's text, so that a standing problem does not flood the API.
+type eventReporter struct {
+	rec record.EventRecorder
+	// uid finds an object's UID (empty if unknown), so that an Event
+	// attaches to that object and not to a later one of the same name.
+	uid  func(kind, namespace, name string) types.UID
+	mu   sync.Mutex
+	last *problemMemo
+}
+
+func newEventReporter(rec record.EventRecorder) *eventReporter {
+	return &eventReporter{rec: rec, last: newProblemMemo(maxRememberedProblems)}
+}
+
+func (e *eventReporter) report(ctx context.Context, object, problem string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.last.changed(object, problem) {
+		return
+	}
+	logr.FromContextOrDiscard(ctx).Info("Configuration problem", "object", object, "problem", problem)
+	ref := objectRef(object)
+	if ref == nil {
+		return
+	}
+	if e.uid != nil {
+		ns := ref.Namespace
+		if ref.APIVersion != "v1" {
+			ns = "" // cluster-scoped; the Event itself lives in default
+		}
+		ref.UID = e.uid(ref.Kind, ns, ref.Name)
+	}
+	e.rec.Event(ref, corev1.EventTypeWarning, "SpeakerConfigProblem", problem)
+}
+
+// owner records that this node now answers for one of a Service's
+// addresses.
+func (e *eventReporter) owner(_ context.Context, service, message string) {
+	if ref := objectRef("Service/" + service); ref != nil {
+		if e.uid != nil {
+			ref.UID = e.uid(ref.Kind, ref.Namespace, ref.Name)
+		}
+		e.rec.Event(ref, corev1.EventTypeNormal, "L2Owner", message)
+	}
+}
+
+// objectRef turns a plan's object name ("Kind/name" or
+// "Service/namespace/name") into a reference Events can point at.
+func objectRef(object string) *corev1.ObjectReference {
+	kind, rest, ok := strings.Cut(object, "/")
+	if !ok {
+		return nil
+	}
+	if kind == "Service" {
+		ns, name, ok := strings.Cut(rest, "/")
+		if !ok {
+			return nil
+		}
+		return &corev1.ObjectReference{APIVersion: "v1", Kind: kind, Namespace: ns, Name: name}
+	}
+	return &corev1.ObjectReference{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: kind, Name: rest, Namespace: metav1.NamespaceDefault}
+}
+
+// objectUID finds an object's UID in the speaker's caches, for Events.
+func (s *Speaker) objectUID(kind, namespace, name string) types.UID {
+	switch kind {
+	case "BGPPeer":
+		return uidOf(s.listers.peers.Get(name))
+	case "BGPAdvertisement":
+		return uidOf(s.listers.bgpAdvs.Get(name))
+	case "L2Advertisement":
+		if s.listers.l2Advs != nil {
+			return uidOf(s.listers.l2Advs.Get(name))
+		}
+	case "IPPool":
+		return uidOf(s.listers.pools.Get(name))
+	case "Node":
+		return uidOf(s.listers.nodes.Get(name))
+	case "Service":
+		return uidOf(s.listers.services.Services(namespace).Get(name))
+	}
+	return ""
+}
+
+func uidOf[T metav1.Object](obj T, err error) types.UID {
+	if err != nil {
+		return ""
+	}
+	return obj.GetUID()
+}
