@@ -124,14 +124,24 @@ func testClusterBGP(t *testing.T, c *cluster.Cluster, e *env) {
 		scaleEcho(t, c, ns, "echo", 3)
 		waitEchoReady(t, c, ns, "echo", 3)
 		waitNextHops(t, router.Host, hostRoute(addr), nodeIPs, settle)
-		testClusterDrain(t, c, client, url)
+		testClusterDrain(t, c, client, url, func(victim string) error {
+			if hops := frr.KernelNextHops(t, router.Host, hostRoute(addr)); slices.Contains(hops, clusterNodeIP(c, victim)) {
+				return fmt.Errorf("the router's next hops %v still include it", hops)
+			}
+			return nil
+		})
 	})
 }
 
 // testClusterDrain is scenario 3: `kubectl drain` (the same library) of a
 // node while a client sends a request every 50 ms through the Service: no
-// request fails. The node is uncordoned afterwards.
-func testClusterDrain(t *testing.T, c *cluster.Cluster, client *netlab.Host, url string) {
+// request fails, and the router no longer sends to the node by the time its
+// pods are gone (withdrawn says why not). The
+// echo pods serve on for EchoShutdownDelay after SIGTERM, as applications
+// behind a load balancer should: kubectl evicts them right after the
+// cordon, and the withdrawal needs a moment to reach the router. The node
+// is uncordoned afterwards.
+func testClusterDrain(t *testing.T, c *cluster.Cluster, client *netlab.Host, url string, withdrawn func(victim string) error) {
 	victim := c.Nodes[0].Name
 	h := &drain.Helper{
 		Ctx: t.Context(), Client: c.Kube, Force: true, IgnoreAllDaemonSets: true, DeleteEmptyDirData: true,
@@ -154,6 +164,9 @@ func testClusterDrain(t *testing.T, c *cluster.Cluster, client *netlab.Host, url
 		t.Fatal(err)
 	}
 	drained := time.Since(began)
+	if err := withdrawn(victim); err != nil {
+		t.Errorf("drained %s, whose pods are gone, is still announced: %v", victim, err)
+	}
 	time.Sleep(2 * time.Second)
 	gap, failed, total := p.stop()
 	t.Logf("MEASURED: drain of %s (BGP, ECMP, externalTrafficPolicy Local) took %v: %d of %d requests (every 50 ms) failed, longest gap %v",

@@ -64,6 +64,9 @@ type Cluster struct {
 	bins      controlplane.ClusterPaths
 	kcm       *controlplane.Process
 	scheduler *controlplane.Process
+	// podNetns are the pods' network namespaces (cni-*) that existed
+	// before the cluster: teardown removes only the others.
+	podNetns map[string]bool
 }
 
 // Timings are how long Start's phases took.
@@ -93,7 +96,7 @@ func Start(tb testing.TB, opts Options) *Cluster {
 		opts.KubeProxyMode = "nftables"
 	}
 	ctx := klog.NewContext(tb.Context(), ktesting.NewLogger(tb, ktesting.NewConfig()))
-	c := &Cluster{tb: tb}
+	c := &Cluster{tb: tb, podNetns: podNetnsNames()}
 
 	began := time.Now()
 	root, err := controlplane.RepoRoot()
@@ -200,7 +203,7 @@ func (c *Cluster) startControllers() error {
 // share: the admin kubeconfig, no leader election, and serving on a free
 // loopback port.
 func controllerFlags(kubeconfig string) ([]string, error) {
-	port, err := freePort()
+	port, err := controlplane.FreePort(netip.MustParseAddr("127.0.0.1"))
 	if err != nil {
 		return nil, err
 	}

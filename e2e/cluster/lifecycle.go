@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -177,6 +176,15 @@ func (c *Cluster) teardown() {
 			errs = append(errs, err)
 		}
 	}
+	// The pods of a stopped node keep their network namespaces: nothing
+	// ran CNI DEL for them. Everything in them is dead by now.
+	for name := range podNetnsNames() {
+		if !c.podNetns[name] {
+			if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("ip netns delete %s: %v: %s", name, err, out))
+			}
+		}
+	}
 	if err := unmountUnder(c.dir); err != nil {
 		errs = append(errs, err)
 	}
@@ -195,14 +203,41 @@ func (c *Cluster) deleteAllPods(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	grace := int64(1)
+	grace, now := int64(1), int64(0)
 	for _, ns := range nss.Items {
 		_ = c.Kube.CoreV1().Pods(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &grace}, metav1.ListOptions{})
+	}
+	// A stopped node's kubelet never confirms that its pods are gone:
+	// remove them outright (their processes go with the node's cgroups).
+	for _, n := range c.Nodes {
+		if n.kubelet.Running() {
+			continue
+		}
+		pods, err := c.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + n.Name})
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			_ = c.Kube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &now})
+		}
 	}
 	return wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		pods, err := c.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 		return err == nil && len(pods.Items) == 0, nil
 	})
+}
+
+// podNetnsNames returns the names of the pod network namespaces (cni-*)
+// that exist now.
+func podNetnsNames() map[string]bool {
+	out := map[string]bool{}
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "cni-") {
+			out[e.Name()] = true
+		}
+	}
+	return out
 }
 
 // killNetnsProcs SIGKILLs every process in the named network namespace.
@@ -222,14 +257,4 @@ func killNetnsProcs(netns string) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

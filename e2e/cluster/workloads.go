@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +13,9 @@ import (
 
 // EchoPort is the port the echo server listens on.
 const EchoPort = 8080
+
+// EchoShutdownDelay is how long an echo pod keeps serving after SIGTERM.
+const EchoShutdownDelay = 3 * time.Second
 
 // EchoContainer is the echo server's container: it answers on EchoPort with
 // its Pod's and Node's names and the client address it saw.
@@ -24,6 +28,11 @@ func EchoContainer() corev1.Container {
 		Env: []corev1.EnvVar{
 			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 			{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+			// Serve on for a moment after SIGTERM, as an application
+			// behind a load balancer should: the load balancer (Berth's
+			// withdrawal, the routers' convergence) needs that moment to
+			// stop sending new connections to a pod being evicted.
+			{Name: "SHUTDOWN_DELAY", Value: EchoShutdownDelay.String()},
 		},
 		ReadinessProbe: &corev1.Probe{
 			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt32(EchoPort)}},
@@ -90,6 +99,7 @@ func (c *Cluster) PodLog(ctx context.Context, ns, name string) (string, error) {
 // Its pods leave a NotReady or unreachable node after 5 seconds rather than
 // the default 5 minutes, so failover scenarios see them rescheduled.
 func EchoDeployment(name string, replicas int32) *appsv1.Deployment {
+	grace := int64(EchoShutdownDelay/time.Second) + 2
 	labels := map[string]string{"app": name}
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
@@ -100,7 +110,7 @@ func EchoDeployment(name string, replicas int32) *appsv1.Deployment {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
 					Containers:                    []corev1.Container{EchoContainer()},
-					TerminationGracePeriodSeconds: new(int64(1)),
+					TerminationGracePeriodSeconds: &grace,
 					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
 						MaxSkew:           1,
 						TopologyKey:       corev1.LabelHostname,

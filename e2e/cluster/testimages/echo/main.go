@@ -11,6 +11,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,7 +41,14 @@ func main() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 		<-sig
-		_ = srv.Close()
+		// $SHUTDOWN_DELAY: keep answering new requests for that long, as
+		// an application behind a load balancer should, then finish
+		// those in flight.
+		delay, _ := time.ParseDuration(os.Getenv("SHUTDOWN_DELAY"))
+		time.Sleep(delay)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
 	}()
 	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
 		fmt.Fprintln(os.Stderr, err)
