@@ -82,7 +82,8 @@ verify: ## Fail on stale generated code, gofmt, go vet or golangci-lint findings
 lint: ## golangci-lint at the pinned version
 	hack/lint.sh
 
-demo: build controlplane ## Run Berth on this machine against a local control plane
+demo: build ## Run Berth on this machine against a local control plane
+	hack/build-controlplane.sh
 	$(BIN)/berth-demo
 
 # Images: static binaries on an empty base, built without a container

@@ -163,22 +163,44 @@ func (r *Responder) syncLinks() (int, error) {
 			missing = append(missing, k)
 		}
 	}
+	for k := range r.dialErrs {
+		if _, ok := want[k]; !ok {
+			delete(r.dialErrs, k)
+		}
+	}
 	r.mu.Unlock()
 
 	failed := 0
 	for _, k := range missing {
 		ifi := want[k]
 		conn, err := r.dial(ifi, k.v6)
+		r.noteDial(k, err)
 		if err != nil {
-			// Typically NDP before the link-local address is usable;
-			// the next rescan retries.
-			r.log.Error(err, "Opening socket", "interface", k.name, "v6", k.v6)
 			failed++
 			continue
 		}
 		r.addLink(&link{linkKey: k, mac: ifi.HardwareAddr, conn: conn, groups: map[netip.Addr]int{}})
 	}
 	return failed, nil
+}
+
+// noteDial logs a failure to open k's socket (typically NDP before the
+// link-local address is usable, or ARP on an interface without an IPv4
+// address; the next retry tries again) when it is new or differs from the
+// last one, and at V(1) when it repeats; a success forgets it.
+func (r *Responder) noteDial(k linkKey, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		delete(r.dialErrs, k)
+		return
+	}
+	if r.dialErrs[k] == err.Error() {
+		r.log.V(1).Info("Opening socket failed again", "interface", k.name, "v6", k.v6, "err", err.Error())
+		return
+	}
+	r.dialErrs[k] = err.Error()
+	r.log.Error(err, "Opening socket; retrying, and logging again only if the error changes", "interface", k.name, "v6", k.v6)
 }
 
 // addLink starts serving l and announces every owned address of its family

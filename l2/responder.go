@@ -105,6 +105,10 @@ type Responder struct {
 	running bool
 	owned   map[netip.Addr]*announcement
 	links   map[linkKey]*link
+	// dialErrs is the last error opening each wanted socket, so that a
+	// failure that repeats at every retry (a pod's veth without an IPv4
+	// address, on a node with many) is logged once, not every second.
+	dialErrs map[linkKey]string
 }
 
 // announcement is one owned address: where it is answered, and its
@@ -174,6 +178,7 @@ func newResponder(cfg ResponderConfig, dial dialFunc, interfaces func() ([]net.I
 		log:        logr.Discard(),
 		owned:      map[netip.Addr]*announcement{},
 		links:      map[linkKey]*link{},
+		dialErrs:   map[linkKey]string{},
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/klog/v2/ktesting"
 )
@@ -580,4 +581,47 @@ func TestResponderPerAddressInterfaces(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestResponderDialErrorsLoggedOnce checks that a socket that keeps failing
+// to open (a pod's veth without an address, on every retry) is logged as
+// an error once, again only when its error changes, and forgotten once it
+// opens.
+func TestResponderDialErrorsLoggedOnce(t *testing.T) {
+	var errs []string
+	r := newResponder(ResponderConfig{}, nil, nil)
+	r.log = logr.New(&errorSink{errs: &errs})
+	k := linkKey{name: "veth1", index: 7}
+	steps := []struct {
+		err  error
+		want int // error lines so far
+	}{
+		{errors.New("no IPv4 address available"), 1},
+		{errors.New("no IPv4 address available"), 1},
+		{errors.New("no IPv4 address available"), 1},
+		{errors.New("interface is down"), 2},
+		{nil, 2},
+		{errors.New("interface is down"), 3},
+	}
+	for i, s := range steps {
+		r.noteDial(k, s.err)
+		if len(errs) != s.want {
+			t.Fatalf("step %d (%v): %d error lines %q, want %d", i, s.err, len(errs), errs, s.want)
+		}
+	}
+}
+
+// errorSink records the messages of Error calls.
+type errorSink struct {
+	logr.LogSink
+	errs *[]string
+}
+
+func (s *errorSink) Init(logr.RuntimeInfo)          {}
+func (s *errorSink) Enabled(int) bool               { return true }
+func (s *errorSink) Info(int, string, ...any)       {}
+func (s *errorSink) WithValues(...any) logr.LogSink { return s }
+func (s *errorSink) WithName(string) logr.LogSink   { return s }
+func (s *errorSink) Error(err error, msg string, _ ...any) {
+	*s.errs = append(*s.errs, msg+": "+err.Error())
 }
