@@ -124,7 +124,15 @@ func parsePrefix(in string) (Range, error) {
 	if m := p.Masked(); m != p {
 		return Range{}, fmt.Errorf("%s has host bits set; did you mean %s?", p, m)
 	}
-	return prefixRange(p), nil
+	r := prefixRange(p)
+	if r.Last.Is4In6() {
+		// ::/80, say: its last address is ::ffff:255.255.255.255. A range
+		// never ends at an IPv4-mapped address, whichever way it is
+		// written (parsePair refuses them too), so that it reads back the
+		// same as first-last.
+		return Range{}, fmt.Errorf("%s ends at the IPv4-mapped address %s; pool ranges cannot end in ::ffff:0:0/96", p, r.Last)
+	}
+	return r, nil
 }
 
 // prefixRange returns the addresses of the masked prefix p as a range.
