@@ -63,7 +63,7 @@
 //     sets of each key's allowed client ranges; rules ranges4 and ranges6,
 //     first in rewrite-prerouting and in rewrite-output, drop a new
 //     connection to a restricted key from any other client, before the
-//     rewrite (Rule.Restricted, ParseSourceRanges, which fails closed);
+//     rewrite (Rule.Restricted; config.SourceRanges fails closed);
 //   - chain member-input (input hook) with sets member-ports and members4,
 //     members6 (Forwarder.Members): only node addresses reach layer 2's
 //     membership port;

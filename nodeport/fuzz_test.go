@@ -1,6 +1,7 @@
 package nodeport
 
 import (
+	"github.com/berthlb/berth/config"
 	"net/netip"
 	"strings"
 	"testing"
@@ -17,10 +18,10 @@ func FuzzSourceRanges(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		ps, err := ParseSourceRanges(strings.Split(s, ","))
+		ps, err := config.ParseSourceRanges(strings.Split(s, ","))
 		if err != nil {
 			if ps != nil {
-				t.Fatalf("ParseSourceRanges(%q) returned %v with error %v", s, ps, err)
+				t.Fatalf("config.ParseSourceRanges(%q) returned %v with error %v", s, ps, err)
 			}
 			return
 		}

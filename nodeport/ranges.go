@@ -1,35 +1,9 @@
 package nodeport
 
 import (
-	"errors"
-	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 )
-
-// ParseSourceRanges parses a Service's loadBalancerSourceRanges (or the
-// comma-separated load-balancer-source-ranges annotation, split): CIDRs,
-// surrounding spaces allowed, host bits ignored. An entry that does not
-// parse is an error, and then no range is returned: the caller must still
-// set Rule.Restricted, so that a Service whose ranges cannot be read
-// refuses every client rather than accepting all of them.
-func ParseSourceRanges(specs []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(specs))
-	var errs []error
-	for _, s := range specs {
-		p, err := netip.ParsePrefix(strings.TrimSpace(s))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("source range %q: %w", s, err))
-			continue
-		}
-		out = append(out, p.Masked())
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return out, nil
-}
 
 // addrRange is an inclusive range of addresses of one family.
 type addrRange struct {

@@ -107,31 +107,6 @@ func TestSyncInvalidLeavesOthers(t *testing.T) {
 	}
 }
 
-func TestParseSourceRanges(t *testing.T) {
-	tests := []struct {
-		in      []string
-		want    []netip.Prefix
-		wantErr string
-	}{
-		{in: nil, want: []netip.Prefix{}},
-		{in: []string{" 10.0.0.1/8 ", "2001:db8::/32"}, want: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}},
-		{in: []string{"10.0.0.0/8", "10.0.0.1"}, wantErr: `"10.0.0.1"`},
-		{in: []string{"bogus", ""}, wantErr: `"bogus"`},
-	}
-	for _, tc := range tests {
-		got, err := ParseSourceRanges(tc.in)
-		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || got != nil {
-				t.Errorf("ParseSourceRanges(%q) = %v, %v; want nil and an error naming %s", tc.in, got, err, tc.wantErr)
-			}
-			continue
-		}
-		if err != nil || !slices.Equal(got, tc.want) {
-			t.Errorf("ParseSourceRanges(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
-		}
-	}
-}
-
 func TestRanges(t *testing.T) {
 	p := func(s ...string) []netip.Prefix {
 		var out []netip.Prefix

@@ -435,25 +435,15 @@ func nodeAddrs(nodes []*corev1.Node, self *corev1.Node) []netip.Addr {
 }
 
 // sourceRanges returns whether svc restricts its clients, and to which
-// ranges: spec.loadBalancerSourceRanges, else the
-// service.beta.kubernetes.io/load-balancer-source-ranges annotation. Ranges
-// that do not parse restrict the Service to no client at all, never to
-// every client, and are reported as a problem.
+// ranges (config.SourceRanges). Ranges that do not parse restrict the
+// Service to no client at all, never to every client, and are reported as
+// a problem.
 func (p *Plan) sourceRanges(svc *corev1.Service) (bool, []netip.Prefix) {
-	specs := svc.Spec.LoadBalancerSourceRanges
-	if len(specs) == 0 {
-		if v, ok := svc.Annotations[corev1.AnnotationLoadBalancerSourceRangesKey]; ok && strings.TrimSpace(v) != "" {
-			specs = strings.Split(v, ",")
-		}
-	}
-	if len(specs) == 0 {
-		return false, nil
-	}
-	ranges, err := nodeport.ParseSourceRanges(specs)
+	restricted, ranges, err := config.SourceRanges(svc)
 	if err != nil {
 		p.Problems["Service/"+config.Key(svc)] = fmt.Sprintf("loadBalancerSourceRanges: %v; Berth refuses every client until they are fixed", err)
 	}
-	return true, ranges
+	return restricted, ranges
 }
 
 type fwdKey struct {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/netip"
 	"slices"
 	"strings"
 
@@ -17,10 +16,6 @@ import (
 
 	"github.com/berthlb/berth/config"
 )
-
-// AnnotationSourceRanges is the older, annotation form of
-// spec.loadBalancerSourceRanges, which the upstream providers still read.
-const AnnotationSourceRanges = "service.beta.kubernetes.io/load-balancer-source-ranges"
 
 // sgName names the security group Berth gives the Service's NLB.
 func sgName(svc *v1.Service) string { return "berth-" + lbName(svc) }
@@ -37,23 +32,14 @@ type rule struct {
 // spec.loadBalancerSourceRanges, else the annotation, else everyone (of
 // the Service's address families). explicit is false in the last case.
 func sourceRanges(svc *v1.Service) (ranges []string, explicit bool, err error) {
-	list := svc.Spec.LoadBalancerSourceRanges
-	if len(list) == 0 {
-		if a := strings.TrimSpace(svc.Annotations[AnnotationSourceRanges]); a != "" {
-			list = strings.Split(a, ",")
-		}
+	restricted, prefixes, err := config.SourceRanges(svc)
+	if err != nil {
+		return nil, false, err
 	}
-	for _, s := range list {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
+	if restricted {
+		for _, p := range prefixes {
+			ranges = append(ranges, p.String())
 		}
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return nil, false, fmt.Errorf("source range %q: %w", s, err)
-		}
-		ranges = append(ranges, p.Masked().String())
-	}
-	if len(ranges) > 0 {
 		slices.Sort(ranges)
 		return slices.Compact(ranges), true, nil
 	}
