@@ -173,7 +173,8 @@ func mustBackend(t *testing.T, l *lab, mut func(*aws.Config)) *aws.Backend {
 	t.Helper()
 	cfg := aws.Config{ClusterName: "prod", MaxAttempts: 4}
 	mut(&cfg)
-	b, err := aws.New(cfg, l.ec2, l.elb, l.b.Logger())
+	setDocPolicy(t, l.srv, cfg)
+	b, err := aws.New(cfg, l.berthEC2, l.berthELB, l.b.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,13 +24,17 @@ import (
 // lab is the backend under test, talking through the real SDK clients to
 // the wire-level test double, with a fake Kubernetes for Node annotations.
 type lab struct {
-	t    *testing.T
-	srv  *awsdouble.Server
-	b    *aws.Backend
-	ec2  *ec2.Client
-	elb  *elb.Client
-	kube *fakeNodes
-	ctx  context.Context
+	t   *testing.T
+	srv *awsdouble.Server
+	b   *aws.Backend
+	// ec2 and elb are unrestricted clients for the test's own calls;
+	// berthEC2 and berthELB are the backend's, under the IAM policy.
+	ec2      *ec2.Client
+	elb      *elb.Client
+	berthEC2 *ec2.Client
+	berthELB *elb.Client
+	kube     *fakeNodes
+	ctx      context.Context
 }
 
 func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
@@ -45,24 +49,18 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	for _, m := range mut {
 		m(&cfg)
 	}
-	awsCfg := sdk.Config{
-		Region:      srv.Region(),
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "SECRET", ""),
-	}
-	ec2c := ec2.NewFromConfig(awsCfg, func(o *ec2.Options) {
-		o.BaseEndpoint = sdk.String(srv.EC2Endpoint())
-		o.RetryMaxAttempts = cfg.MaxAttempts
-	})
-	elbc := elb.NewFromConfig(awsCfg, func(o *elb.Options) {
-		o.BaseEndpoint = sdk.String(srv.ELBv2Endpoint())
-		o.RetryMaxAttempts = cfg.MaxAttempts
-	})
+	// The backend signs as "AKIDBERTH", bound to the IAM policies of
+	// docs/cloud.md; the test itself, playing the operator or another
+	// controller, signs as "AKIDTEST", which is unrestricted.
+	ec2c, elbc := clients(srv, "AKIDBERTH", cfg.MaxAttempts)
+	adminEC2, adminELB := clients(srv, "AKIDTEST", cfg.MaxAttempts)
+	setDocPolicy(t, srv, cfg)
 	_, ctx := ktesting.NewTestContext(t)
 	b, err := aws.New(cfg, ec2c, elbc, ktesting.NewLogger(t, ktesting.NewConfig()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lab{t: t, srv: srv, b: b, ec2: ec2c, elb: elbc, kube: &fakeNodes{nodes: map[string]*v1.Node{}}, ctx: ctx}
+	l := &lab{t: t, srv: srv, b: b, ec2: adminEC2, elb: adminELB, berthEC2: ec2c, berthELB: elbc, kube: &fakeNodes{nodes: map[string]*v1.Node{}}, ctx: ctx}
 	b.SetKubernetes(l.kube, l.kube, l.kube)
 	// Two public subnets in two zones (dual-stack), one internal (IPv4
 	// only), one of another cluster.
@@ -73,6 +71,23 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	srv.SetSubnetIPv6("subnet-b", "2001:db8:0:2::/64")
 	srv.AddSubnet("subnet-x", "vpc-1", "eu-west-1c", "198.18.3.0/24", map[string]string{"kubernetes.io/cluster/other": "owned", "kubernetes.io/role/elb": "1"})
 	return l
+}
+
+// clients returns SDK clients of the double signing with accessKey.
+func clients(srv *awsdouble.Server, accessKey string, attempts int) (*ec2.Client, *elb.Client) {
+	awsCfg := sdk.Config{
+		Region:      srv.Region(),
+		Credentials: credentials.NewStaticCredentialsProvider(accessKey, "SECRET", ""),
+	}
+	ec2c := ec2.NewFromConfig(awsCfg, func(o *ec2.Options) {
+		o.BaseEndpoint = sdk.String(srv.EC2Endpoint())
+		o.RetryMaxAttempts = attempts
+	})
+	elbc := elb.NewFromConfig(awsCfg, func(o *elb.Options) {
+		o.BaseEndpoint = sdk.String(srv.ELBv2Endpoint())
+		o.RetryMaxAttempts = attempts
+	})
+	return ec2c, elbc
 }
 
 // addNode makes an instance and a Ready Node for it.

@@ -138,11 +138,11 @@ func TestEIPStrayTagsIgnored(t *testing.T) {
 // tags, and its listeners move to Berth's target groups while the
 // upstream groups are deleted. Berth's own resources carry the upstream
 // tags too.
-func TestNLBAdoptsUpstream(t *testing.T) {
-	l := newLab(t)
-	l.srv.SetProvisioningDescribes(0)
-	n1 := l.addNode("n1", "i-1", "198.18.0.11")
-	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000205")
+// makeUpstream creates, as the upstream AWS provider would, an NLB for svc
+// with one target group and an untagged listener; it returns the tags the
+// upstream provider writes and the NLB's DNS name.
+func makeUpstream(t *testing.T, l *lab, svc *v1.Service) ([]elbtypes.Tag, string) {
+	t.Helper()
 	upstream := []elbtypes.Tag{
 		{Key: sdk.String("kubernetes.io/cluster/prod"), Value: sdk.String("owned")},
 		{Key: sdk.String("kubernetes.io/service-name"), Value: sdk.String("default/web")},
@@ -168,6 +168,16 @@ func TestNLBAdoptsUpstream(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+
+	return upstream, dns
+}
+
+func TestNLBAdoptsUpstream(t *testing.T) {
+	l := newLab(t)
+	l.srv.SetProvisioningDescribes(0)
+	n1 := l.addNode("n1", "i-1", "198.18.0.11")
+	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000205")
+	upstream, dns := makeUpstream(t, l, svc)
 
 	st := l.ensureActive(svc, []*v1.Node{n1})
 	s := l.srv.Snapshot()

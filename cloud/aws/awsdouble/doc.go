@@ -14,7 +14,10 @@
 // Elastic IPs that describes do not show yet (SetAddressVisibilityDelay);
 // not the visibility delays of other resources. It paginates
 // DescribeInstances only, checks tags as AWS does (lengths, the "aws:"
-// prefix, 50 per request), and models no signatures and no IAM. The AWS
+// prefix, 50 per request), and models no signatures. It evaluates IAM
+// identity policies bound to access keys with SetPolicy (authz.go names the
+// resources and condition keys of each operation; iam.go the subset of the
+// policy language it understands, refusing the rest). The AWS
 // emulator kumo, which was the first choice, cannot be fetched in Berth's
 // build environment; this package exists for that reason and should be
 // replaced if kumo becomes available.

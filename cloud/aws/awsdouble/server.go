@@ -55,6 +55,10 @@ type Server struct {
 	// unseen counts, per new Elastic IP, the DescribeAddresses calls that
 	// do not see it yet.
 	unseen map[string]int
+	// policies are the IAM policies of access keys (SetPolicy).
+	policies map[string]*Policy
+	// noELBRole: the account lacks ELB's service-linked role.
+	noELBRole bool
 }
 
 type fault struct {
@@ -253,6 +257,9 @@ func (s *Server) handle(isEC2 bool, action string, r *http.Request) ([]*node, er
 	}
 	if v := r.Form.Get("Version"); v != version {
 		return nil, fail(badParameter, "unsupported API version %q, want %s", v, version)
+	}
+	if err := s.authorize(isEC2, action, r, params(r.Form)); err != nil {
+		return nil, err
 	}
 	return h(params(r.Form))
 }
