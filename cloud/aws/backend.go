@@ -39,6 +39,10 @@ type Backend struct {
 	// fresh remembers, under mu, the Elastic IP allocated for a Service
 	// until describes see it, so that a retry does not allocate another.
 	fresh map[types.UID]freshEIP
+	// placed remembers, under mu, the secondary addresses this process
+	// assigned for Elastic IPs, which describes may not show yet: they
+	// are Berth's, not another agent's (checkEIPNode).
+	placed map[privateAddress]bool
 	// reporter tells a Service's owner what Berth ignored; nil means
 	// logs only.
 	reporter Reporter

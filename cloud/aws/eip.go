@@ -148,14 +148,29 @@ func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.No
 		return nil, fmt.Errorf("the Elastic IP %s is allocated but no node can take it (%s)", sdk.ToString(addr.PublicIp), why)
 	}
 	var place privateAddress
+	var passed []string
 	for _, target := range ranked {
-		// A node whose interface is full passes the address to the next.
-		if place, err = b.placePrivate(ctx, addr, cur, target); apiCode(err) != "PrivateIpAddressLimitExceeded" {
-			break
+		// A node whose interface is full, or that cannot carry an Elastic
+		// IP at all, passes the address to the next.
+		place, err = b.placePrivate(ctx, addr, cur, target)
+		var bad *unsuitableNodeError
+		switch {
+		case errors.As(err, &bad):
+			b.log.Info("Node cannot carry an Elastic IP; trying the next node", "service", config.Key(svc), "node", target.Name, "reason", bad.Why)
+			passed = append(passed, bad.Error())
+			continue
+		case apiCode(err) == "PrivateIpAddressLimitExceeded":
+			b.log.Info("Node's interface holds no more addresses; trying the next node", "service", config.Key(svc), "node", target.Name)
+			passed = append(passed, fmt.Sprintf("node %s: %v", target.Name, err))
+			continue
 		}
-		b.log.Info("Node's interface holds no more addresses; trying the next node", "service", config.Key(svc), "node", target.Name)
+		break
 	}
 	if err != nil {
+		if len(passed) > 0 {
+			return nil, fmt.Errorf("the Elastic IP %s is allocated but no eligible node can carry it: %s",
+				sdk.ToString(addr.PublicIp), strings.Join(passed, "; "))
+		}
 		return nil, err
 	}
 	if sdk.ToString(addr.NetworkInterfaceId) != place.ENI || sdk.ToString(addr.PrivateIpAddress) != place.Addr {
@@ -238,6 +253,10 @@ func (b *Backend) placePrivate(ctx context.Context, addr ec2types.Address, cur p
 	if cur.Node == target.Name && cur.ENI == eni && slices.Contains(assigned, cur.Addr) {
 		return cur, nil
 	}
+	in, _ := instanceOf(out, id)
+	if err := b.checkEIPNode(ctx, target.Name, in, eni, secondaryAddresses(in, eni)); err != nil {
+		return privateAddress{}, err
+	}
 	got, err := b.ec2.AssignPrivateIpAddresses(ctx, &ec2.AssignPrivateIpAddressesInput{
 		NetworkInterfaceId: sdk.String(eni), SecondaryPrivateIpAddressCount: sdk.Int32(1),
 	})
@@ -258,6 +277,10 @@ func (b *Backend) placePrivate(ctx context.Context, addr ec2types.Address, cur p
 		}
 		return privateAddress{}, errors.Join(fmt.Errorf("record %s on Elastic IP %s: %w", place, sdk.ToString(addr.PublicIp), err), uerr)
 	}
+	if b.placed == nil {
+		b.placed = map[privateAddress]bool{}
+	}
+	b.placed[privateAddress{ENI: place.ENI, Addr: place.Addr}] = true
 	return place, nil
 }
 
@@ -272,6 +295,23 @@ func instanceTagged(out *ec2.DescribeInstancesOutput, id, key string) bool {
 		}
 	}
 	return false
+}
+
+// secondaryAddresses returns the secondary private addresses of the
+// instance's interface eni.
+func secondaryAddresses(in ec2types.Instance, eni string) []string {
+	var out []string
+	for _, ni := range in.NetworkInterfaces {
+		if sdk.ToString(ni.NetworkInterfaceId) != eni {
+			continue
+		}
+		for _, p := range ni.PrivateIpAddresses {
+			if !sdk.ToBool(p.Primary) {
+				out = append(out, sdk.ToString(p.PrivateIpAddress))
+			}
+		}
+	}
+	return out
 }
 
 // primaryInterface returns the instance's device-0 interface and its
@@ -354,6 +394,7 @@ func (b *Backend) releasePrivate(ctx context.Context, p privateAddress) error {
 	})
 	switch apiCode(err) {
 	case "", "InvalidNetworkInterfaceID.NotFound", "InvalidParameterValue":
+		delete(b.placed, privateAddress{ENI: p.ENI, Addr: p.Addr})
 		return nil
 	}
 	return fmt.Errorf("unassign %s from %s: %w", p.Addr, p.ENI, err)

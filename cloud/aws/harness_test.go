@@ -70,6 +70,9 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	srv.SetSubnetIPv6("subnet-a", "2001:db8:0:1::/64")
 	srv.SetSubnetIPv6("subnet-b", "2001:db8:0:2::/64")
 	srv.AddSubnet("subnet-x", "vpc-1", "eu-west-1c", "198.18.3.0/24", map[string]string{"kubernetes.io/cluster/other": "owned", "kubernetes.io/role/elb": "1"})
+	// The public subnets route to an internet gateway; the internal one
+	// uses the VPC's main table (local only).
+	srv.AddRouteTable("vpc-1", "igw-1", "subnet-a", "subnet-b", "subnet-x")
 	return l
 }
 

@@ -211,7 +211,7 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 		return nil, err
 	}
 	if lb == nil {
-		if lb, err = b.createLB(ctx, svc, r); err != nil {
+		if lb, err = b.createLB(ctx, svc, r, nodes); err != nil {
 			return nil, err
 		}
 	} else if string(lb.Scheme) != r.Scheme {
@@ -260,9 +260,9 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	return hostnameStatus(lb), nil
 }
 
-func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request) (*elbtypes.LoadBalancer, error) {
+func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request, nodes []*v1.Node) (*elbtypes.LoadBalancer, error) {
 	scheme := r.Scheme
-	subnets, err := b.subnets(ctx, r)
+	subnets, err := b.subnets(ctx, r, nodes)
 	if err != nil {
 		return nil, err
 	}
@@ -276,19 +276,27 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request) (*el
 	if err != nil {
 		return nil, err
 	}
-	ipType := elbtypes.IpAddressTypeIpv4
-	if r.DualStack {
-		ipType = elbtypes.IpAddressTypeDualstack
-	}
-	out, err := b.elb.CreateLoadBalancer(ctx, &elb.CreateLoadBalancerInput{
+	in := &elb.CreateLoadBalancerInput{
 		Name:           sdk.String(lbName(svc)),
 		Type:           elbtypes.LoadBalancerTypeEnumNetwork,
 		Scheme:         elbtypes.LoadBalancerSchemeEnum(scheme),
 		Subnets:        subnets,
 		SecurityGroups: []string{sg},
-		IpAddressType:  ipType,
+		IpAddressType:  elbtypes.IpAddressTypeIpv4,
 		Tags:           elbTags(mergedTags(b.ownerTags(svc), r.Tags)),
-	})
+	}
+	if r.DualStack {
+		// A dualstack NLB forwards IPv6 UDP clients only with a source NAT
+		// prefix per subnet, which can only be chosen here; TCP is not
+		// affected, and a UDP port added later needs it too.
+		in.IpAddressType, in.Subnets = elbtypes.IpAddressTypeDualstack, nil
+		in.EnablePrefixForIpv6SourceNat = elbtypes.EnablePrefixForIpv6SourceNatEnumOn
+		for _, id := range subnets {
+			in.SubnetMappings = append(in.SubnetMappings, elbtypes.SubnetMapping{
+				SubnetId: sdk.String(id), SourceNatIpv6Prefix: sdk.String("auto_assigned")})
+		}
+	}
+	out, err := b.elb.CreateLoadBalancer(ctx, in)
 	if err != nil {
 		return nil, fmt.Errorf("create NLB %s: %w", lbName(svc), err)
 	}

@@ -177,7 +177,7 @@ func TestNLBRequests(t *testing.T) {
 		{name: "dual-stack internal: no discovered subnet has IPv6", svc: func(s *v1.Service) {
 			s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
 			annotate(v1alpha1.AnnotationAWSScheme, "internal")(s)
-		}, wantErr: "with an IPv6 CIDR"},
+		}, wantErr: "subnet-i: no IPv6 CIDR (the Service is dual-stack)"},
 		{name: "bad scheme", svc: annotate(v1alpha1.AnnotationAWSScheme, "public"), wantErr: `berth.dev/aws-scheme="public"`},
 		{name: "bad mode", svc: annotate(v1alpha1.AnnotationAWSMode, "alb"), wantErr: `berth.dev/aws-mode="alb"`},
 		{name: "SCTP", svc: func(s *v1.Service) { s.Spec.Ports[0].Protocol = v1.ProtocolSCTP }, wantErr: "not SCTP"},
@@ -278,5 +278,26 @@ func TestNLBThrottlingAndPartialFailure(t *testing.T) {
 	}
 	if s := l.srv.Snapshot(); len(s.LoadBalancers)+len(s.TargetGroups)+len(s.Listeners) != 0 {
 		t.Errorf("leaked after a partial failure and Delete: %+v", s)
+	}
+}
+
+// Discovery as the upstream provider does it, through the double's VPC:
+// a Local Zone, a private subnet, and another VPC's subnet are passed over;
+// a public subnet without the cluster tag is taken.
+func TestNLBSubnetDiscovery(t *testing.T) {
+	l := newLab(t)
+	l.srv.SetProvisioningDescribes(0)
+	role := map[string]string{"kubernetes.io/role/elb": "1"}
+	l.srv.AddSubnet("subnet-l", "vpc-1", "eu-west-1-lz-1a", "198.18.4.0/24", role)
+	l.srv.SetZoneType("eu-west-1-lz-1a", "local-zone")
+	l.srv.AddSubnet("subnet-p", "vpc-1", "eu-west-1c", "198.18.5.0/24", role) // main table: private
+	l.srv.AddSubnet("subnet-u", "vpc-1", "eu-west-1d", "198.18.6.0/24", nil)  // no tags at all
+	l.srv.AddSubnet("subnet-v", "vpc-2", "eu-west-1e", "198.18.7.0/24", map[string]string{"kubernetes.io/cluster/prod": "owned", "kubernetes.io/role/elb": "1"})
+	l.srv.AddRouteTable("vpc-1", "igw-1", "subnet-l", "subnet-u")
+	l.srv.AddRouteTable("vpc-2", "igw-2", "subnet-v")
+	n1 := l.addNode("n1", "i-1", "198.18.0.11")
+	l.ensureActive(service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000003"), []*v1.Node{n1})
+	if got := l.srv.Snapshot().LoadBalancers[0].Subnets; !cmp.Equal(got, []string{"subnet-a", "subnet-b", "subnet-u"}) {
+		t.Errorf("subnets %v, want subnet-a, subnet-b and the untagged public subnet-u", got)
 	}
 }

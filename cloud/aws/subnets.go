@@ -9,54 +9,20 @@ import (
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	v1 "k8s.io/api/core/v1"
 )
 
 // subnets picks the NLB's subnets: the Service's annotation (IDs or Name
 // tags, already checked against the operator's list), else the cloud
-// config, else one per availability zone among those tagged for this
-// cluster and scheme (kubernetes.io/role/elb or kubernetes.io/role/internal-elb).
-func (b *Backend) subnets(ctx context.Context, r request) ([]string, error) {
+// config, else discovered in the nodes' VPC (discoverSubnets).
+func (b *Backend) subnets(ctx context.Context, r request, nodes []*v1.Node) ([]string, error) {
 	if len(r.Subnets) > 0 {
 		return b.resolveSubnets(ctx, r.Subnets)
 	}
 	if len(b.cfg.NLB.Subnets) > 0 {
 		return b.cfg.NLB.Subnets, nil
 	}
-	role := "kubernetes.io/role/elb"
-	if r.Scheme == schemeInternal {
-		role = "kubernetes.io/role/internal-elb"
-	}
-	out, err := b.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{
-		{Name: sdk.String("tag-key"), Values: []string{"kubernetes.io/cluster/" + b.cfg.ClusterName}},
-		{Name: sdk.String("tag:" + role), Values: []string{"1", ""}},
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("discover subnets: %w", err)
-	}
-	byZone := map[string]string{}
-	for _, s := range out.Subnets {
-		if r.DualStack && !hasIPv6(s) {
-			continue
-		}
-		z, id := sdk.ToString(s.AvailabilityZone), sdk.ToString(s.SubnetId)
-		if cur, ok := byZone[z]; !ok || id < cur {
-			byZone[z] = id
-		}
-	}
-	if len(byZone) == 0 {
-		what := ""
-		if r.DualStack {
-			what = " with an IPv6 CIDR (the Service is dual-stack)"
-		}
-		return nil, fmt.Errorf("no subnet%s is tagged kubernetes.io/cluster/%s and %s; tag the subnets, or list them in annotation %s",
-			what, b.cfg.ClusterName, role, AnnotationSubnets)
-	}
-	ids := make([]string, 0, len(byZone))
-	for _, id := range byZone {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids, nil
+	return b.discoverSubnets(ctx, r, nodes)
 }
 
 // resolveSubnets turns the names in the list (anything not starting with

@@ -36,7 +36,7 @@
 // AssociateAddress, DisassociateAddress, ReleaseAddress, CreateTags,
 // DeleteTags, CreateSecurityGroup, DescribeSecurityGroups,
 // AuthorizeSecurityGroupIngress, RevokeSecurityGroupIngress,
-// DeleteSecurityGroup.
+// DeleteSecurityGroup, DescribeRouteTables, DescribeAvailabilityZones.
 //
 // ELBv2 operations (network load balancers and instance target groups only):
 // CreateLoadBalancer, DescribeLoadBalancers, DeleteLoadBalancer,
@@ -46,6 +46,7 @@
 // DeleteListener, DescribeTags, AddTags, RemoveTags, SetSecurityGroups.
 //
 // Tests seed the state with fixtures (AddSubnet, SetSubnetTags,
+// AddRouteTable, SetZoneType,
 // AddInstance, TagInstance, SetInstanceSecurityGroups, AddSecurityGroup,
 // AddElasticIP, AddPublicIPv4Pool), inject faults (FailNext, for example to check that
 // throttling is retried), and assert on what exists with Snapshot and on

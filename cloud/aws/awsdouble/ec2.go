@@ -22,7 +22,8 @@ func (s *Server) ec2Handler(action string) handler {
 		"CreateTags": s.createTags, "DeleteTags": s.deleteTags,
 		"CreateSecurityGroup": s.createSecurityGroup, "DescribeSecurityGroups": s.describeSecurityGroups,
 		"AuthorizeSecurityGroupIngress": s.authorizeIngress, "RevokeSecurityGroupIngress": s.revokeIngress,
-		"DeleteSecurityGroup": s.deleteSecurityGroup,
+		"DeleteSecurityGroup": s.deleteSecurityGroup, "DescribeRouteTables": s.describeRouteTables,
+		"DescribeAvailabilityZones": s.describeAvailabilityZones,
 	}[action]
 }
 

@@ -45,8 +45,23 @@ func (s *Server) createLoadBalancer(p params) ([]*node, error) {
 	}
 	lb := &LoadBalancer{Name: name, Type: orDefault(p.str("Type"), "application"),
 		Scheme: orDefault(p.str("Scheme"), "internet-facing"), IPAddressType: orDefault(p.str("IpAddressType"), "ipv4"),
-		Subnets: p.list("Subnets.member"), SecurityGroups: p.list("SecurityGroups.member")}
+		Subnets: p.list("Subnets.member"), SecurityGroups: p.list("SecurityGroups.member"),
+		SourceNATIPv6: p.str("EnablePrefixForIpv6SourceNat") == "on"}
+	for _, m := range p.structs("SubnetMappings.member", "SubnetId") {
+		if len(p.list("Subnets.member")) > 0 {
+			return nil, fail("ValidationError", "Subnets and SubnetMappings cannot both be specified")
+		}
+		if lb.SourceNATIPv6 && p.str(m+"SourceNatIpv6Prefix") == "" {
+			return nil, fail("ValidationError", "SourceNatIpv6Prefix must be specified for every subnet mapping "+
+				"when EnablePrefixForIpv6SourceNat is on")
+		}
+		lb.Subnets = append(lb.Subnets, p.str(m+"SubnetId"))
+	}
 	switch {
+	case lb.SourceNATIPv6 && lb.IPAddressType != "dualstack":
+		return nil, fail("ValidationError", "EnablePrefixForIpv6SourceNat needs IpAddressType dualstack")
+	case lb.SourceNATIPv6 && len(p.list("Subnets.member")) > 0:
+		return nil, fail("ValidationError", "EnablePrefixForIpv6SourceNat needs SubnetMappings with a SourceNatIpv6Prefix")
 	case lb.Type != "network":
 		return nil, fail("ValidationError", "awsdouble supports only Type=network, not '%s'", lb.Type)
 	case !oneOf(lb.Scheme, "internet-facing", "internal"):
@@ -207,6 +222,9 @@ func (s *Server) listenerSettings(p params, l *Listener) error {
 		return fail("ValidationError", "Port %d is not between 1 and 65535", l.Port)
 	case len(l.Actions) == 0:
 		return fail("ValidationError", "DefaultActions must contain an action")
+	}
+	if lb := s.lbs[l.LoadBalancerARN]; lb != nil && lb.IPAddressType == "dualstack" && !lb.SourceNATIPv6 && oneOf(l.Protocol, "UDP", "TCP_UDP") {
+		return fail("ValidationError", "A dualstack load balancer needs EnablePrefixForIpv6SourceNat on for %s listeners", l.Protocol)
 	}
 	for _, a := range l.Actions {
 		s.inUse[a.TargetGroupARN] = s.inUseDeletes

@@ -49,6 +49,10 @@ type Server struct {
 	tgs       map[string]*TargetGroup
 	listeners map[string]*Listener
 	sgs       map[string]*SecurityGroup
+	// routeTables are the VPCs' route tables; zoneTypes the zones that
+	// are not plain availability zones.
+	routeTables map[string]*RouteTable
+	zoneTypes   map[string]string
 	// inUse counts, per target group a listener has forwarded to, the
 	// DeleteTargetGroup calls still refused after it is detached.
 	inUse map[string]int
@@ -94,6 +98,8 @@ func New(opts ...Option) *Server {
 		tgs:                map[string]*TargetGroup{},
 		listeners:          map[string]*Listener{},
 		sgs:                map[string]*SecurityGroup{},
+		routeTables:        map[string]*RouteTable{},
+		zoneTypes:          map[string]string{},
 		inUse:              map[string]int{},
 		unseen:             map[string]int{},
 	}

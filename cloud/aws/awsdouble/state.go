@@ -77,7 +77,10 @@ type LoadBalancer struct {
 	// SecurityGroups are set at creation only: a network load balancer
 	// created without any can never get one.
 	SecurityGroups []string
-	Tags           map[string]string
+	// SourceNATIPv6 is EnablePrefixForIpv6SourceNat, set at creation:
+	// a dualstack NLB needs it for UDP listeners.
+	SourceNATIPv6 bool
+	Tags          map[string]string
 }
 
 // TargetGroup is an ELBv2 target group of instances.
@@ -152,6 +155,7 @@ func (s *Server) AddSubnet(id, vpcID, az, cidr string, tags map[string]string) {
 	defer s.mu.Unlock()
 	s.subnets[id] = &Subnet{ID: id, VPCID: vpcID, AvailabilityZone: az, CIDR: p.Masked().String(),
 		Tags: cloneTags(tags)}
+	s.mainTable(vpcID)
 }
 
 // AddInstance adds a running instance with one network interface whose
