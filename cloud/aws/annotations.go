@@ -49,7 +49,8 @@ const (
 var honoured = []string{
 	AnnotationType, AnnotationInternal, AnnotationScheme, AnnotationSubnets, AnnotationAdditionalTags,
 	AnnotationTargetNodeLabels, AnnotationHCProtocol, AnnotationHCPort, AnnotationHCPath, AnnotationHCInterval,
-	AnnotationHCTimeout, AnnotationHCHealthy, AnnotationHCUnhealthy,
+	AnnotationHCTimeout, AnnotationHCHealthy, AnnotationHCUnhealthy, AnnotationIPAddressType, AnnotationEIPAllocations,
+	AnnotationPrivateIPv4, AnnotationCrossZone, AnnotationTargetGroupAttributes,
 }
 
 // implementedElsewhere marks a Service that another controller serves.
@@ -78,6 +79,7 @@ type request struct {
 	// Unsupported lists the upstream annotations Berth does not implement,
 	// sorted; the Service is served without them.
 	Unsupported []string
+	lbOptions
 }
 
 // parseRequest reads the Service's annotations. An error names the
@@ -103,6 +105,9 @@ func parseRequest(svc *v1.Service, nlb NLBConfig) (request, error) {
 	}
 	r.Scheme = scheme
 	r.DualStack = slices.Contains(svc.Spec.IPFamilies, v1.IPv6Protocol)
+	if err := parseLBOptions(a, nlb, &r); err != nil {
+		return r, err
+	}
 	if r.Subnets, err = requestedSubnets(a, nlb.AllowedSubnets); err != nil {
 		return r, err
 	}

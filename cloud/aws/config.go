@@ -59,6 +59,10 @@ type NLBConfig struct {
 	// Service may name in the aws-load-balancer-subnets annotation.
 	// Default: any subnet, as the upstream provider.
 	AllowedSubnets []string `json:"allowedSubnets,omitempty"`
+	// AllowedEIPAllocations, when set, are the only Elastic IP allocations
+	// a Service may name in the aws-load-balancer-eip-allocations
+	// annotation. Default: any, as the upstream provider.
+	AllowedEIPAllocations []string `json:"allowedEIPAllocations,omitempty"`
 	// Subnets, when set, are used instead of discovery by tag.
 	Subnets []string `json:"subnets,omitempty"`
 	// UDPHealthCheckPort is the node port that the health checks of UDP

@@ -219,6 +219,9 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 			lbName(svc), lb.Scheme, r.Scheme)
 	}
 	lbARN := sdk.ToString(lb.LoadBalancerArn)
+	if err := b.ensureCrossZone(ctx, lbARN, r); err != nil {
+		return nil, fmt.Errorf("NLB %s: %w", lbName(svc), err)
+	}
 	attached, err := b.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{LoadBalancerArn: lb.LoadBalancerArn})
 	if err != nil {
 		return nil, fmt.Errorf("describe target groups of %s: %w", lbName(svc), err)
@@ -287,14 +290,16 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request, node
 	}
 	if r.DualStack {
 		// A dualstack NLB forwards IPv6 UDP clients only with a source NAT
-		// prefix per subnet, which can only be chosen here; TCP is not
-		// affected, and a UDP port added later needs it too.
-		in.IpAddressType, in.Subnets = elbtypes.IpAddressTypeDualstack, nil
+		// prefix per subnet (subnetMappings), which can only be chosen
+		// here; TCP is not affected, and a UDP port added later needs it.
+		in.IpAddressType = elbtypes.IpAddressTypeDualstack
 		in.EnablePrefixForIpv6SourceNat = elbtypes.EnablePrefixForIpv6SourceNatEnumOn
-		for _, id := range subnets {
-			in.SubnetMappings = append(in.SubnetMappings, elbtypes.SubnetMapping{
-				SubnetId: sdk.String(id), SourceNatIpv6Prefix: sdk.String("auto_assigned")})
-		}
+	}
+	if in.SubnetMappings, err = b.subnetMappings(ctx, subnets, r); err != nil {
+		return nil, err
+	}
+	if in.SubnetMappings != nil {
+		in.Subnets = nil
 	}
 	out, err := b.elb.CreateLoadBalancer(ctx, in)
 	if err != nil {
@@ -351,6 +356,9 @@ func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p list
 				return "", fmt.Errorf("update the health check of target group %s: %w", name, err)
 			}
 		}
+		if err := b.ensureTargetGroupAttributes(ctx, arn, r); err != nil {
+			return "", fmt.Errorf("target group %s: %w", name, err)
+		}
 		return arn, nil
 	}
 	in := &elb.CreateTargetGroupInput{
@@ -375,7 +383,11 @@ func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p list
 	if len(created.TargetGroups) == 0 {
 		return "", fmt.Errorf("create target group %s: the response names no group", name)
 	}
-	return sdk.ToString(created.TargetGroups[0].TargetGroupArn), nil
+	arn := sdk.ToString(created.TargetGroups[0].TargetGroupArn)
+	if err := b.ensureTargetGroupAttributes(ctx, arn, r); err != nil {
+		return "", fmt.Errorf("target group %s: %w", name, err)
+	}
+	return arn, nil
 }
 
 // findTargetGroup returns the group with the name, nil if there is none,

@@ -247,9 +247,9 @@ func (s *Server) elbAuthorizations(action string, p params) []authzRequest {
 			name, id = lb.Name, lbARN[strings.LastIndex(lbARN, "/")+1:]
 		}
 		return created(arnOf("listener/net/" + name + "/" + id + "/*"))
-	case "DeleteLoadBalancer", "SetSecurityGroups":
+	case "DeleteLoadBalancer", "SetSecurityGroups", "ModifyLoadBalancerAttributes":
 		return []authzRequest{existing(p.str("LoadBalancerArn"))}
-	case "ModifyTargetGroup", "DeleteTargetGroup", "RegisterTargets", "DeregisterTargets":
+	case "ModifyTargetGroup", "DeleteTargetGroup", "RegisterTargets", "DeregisterTargets", "ModifyTargetGroupAttributes":
 		return []authzRequest{existing(p.str("TargetGroupArn"))}
 	case "ModifyListener", "DeleteListener":
 		return []authzRequest{existing(p.str("ListenerArn"))}

@@ -21,7 +21,9 @@ func (s *Server) elbv2Handler(action string) handler {
 		"CreateListener": s.createListener, "DescribeListeners": s.describeListeners,
 		"ModifyListener": s.modifyListener, "DeleteListener": s.deleteListener,
 		"DescribeTags": s.describeTags, "AddTags": s.addTags, "RemoveTags": s.removeTags,
-		"SetSecurityGroups": s.setSecurityGroups,
+		"SetSecurityGroups": s.setSecurityGroups, "DescribeLoadBalancerAttributes": s.describeLoadBalancerAttributes,
+		"ModifyLoadBalancerAttributes": s.modifyLoadBalancerAttributes, "DescribeTargetGroupAttributes": s.describeTargetGroupAttributes,
+		"ModifyTargetGroupAttributes": s.modifyTargetGroupAttributes,
 	}[action]
 }
 
@@ -47,15 +49,8 @@ func (s *Server) createLoadBalancer(p params) ([]*node, error) {
 		Scheme: orDefault(p.str("Scheme"), "internet-facing"), IPAddressType: orDefault(p.str("IpAddressType"), "ipv4"),
 		Subnets: p.list("Subnets.member"), SecurityGroups: p.list("SecurityGroups.member"),
 		SourceNATIPv6: p.str("EnablePrefixForIpv6SourceNat") == "on"}
-	for _, m := range p.structs("SubnetMappings.member", "SubnetId") {
-		if len(p.list("Subnets.member")) > 0 {
-			return nil, fail("ValidationError", "Subnets and SubnetMappings cannot both be specified")
-		}
-		if lb.SourceNATIPv6 && p.str(m+"SourceNatIpv6Prefix") == "" {
-			return nil, fail("ValidationError", "SourceNatIpv6Prefix must be specified for every subnet mapping "+
-				"when EnablePrefixForIpv6SourceNat is on")
-		}
-		lb.Subnets = append(lb.Subnets, p.str(m+"SubnetId"))
+	if err := s.subnetMappings(p, lb); err != nil {
+		return nil, err
 	}
 	switch {
 	case lb.SourceNATIPv6 && lb.IPAddressType != "dualstack":
@@ -113,6 +108,7 @@ func (s *Server) createLoadBalancer(p params) ([]*node, error) {
 		lb.State, s.pending[lb.ARN] = "provisioning", s.provisionDescribes
 	}
 	s.lbs[lb.ARN] = lb
+	s.associateMapped(lb)
 	return []*node{el("LoadBalancers", s.lbMember(lb))}, nil
 }
 
@@ -195,6 +191,9 @@ func (s *Server) deleteLoadBalancer(p params) ([]*node, error) {
 		return nil, fail("ValidationError", "LoadBalancerArn is required")
 	}
 	maps.DeleteFunc(s.listeners, func(_ string, l *Listener) bool { return l.LoadBalancerARN == arn })
+	if lb := s.lbs[arn]; lb != nil {
+		s.releaseMapped(lb)
+	}
 	delete(s.lbs, arn)
 	delete(s.pending, arn)
 	return nil, nil

@@ -80,7 +80,12 @@ type LoadBalancer struct {
 	// SourceNATIPv6 is EnablePrefixForIpv6SourceNat, set at creation:
 	// a dualstack NLB needs it for UDP listeners.
 	SourceNATIPv6 bool
-	Tags          map[string]string
+	// Addresses are the subnet mappings' Elastic IPs or private
+	// addresses, by subnet.
+	Addresses map[string]SubnetAddress
+	// Attributes are those changed from the defaults.
+	Attributes map[string]string
+	Tags       map[string]string
 }
 
 // TargetGroup is an ELBv2 target group of instances.
@@ -100,7 +105,9 @@ type TargetGroup struct {
 	// LoadBalancerARNs are the load balancers with a listener forwarding to
 	// the group (at most one).
 	LoadBalancerARNs []string
-	Tags             map[string]string
+	// Attributes are those changed from the defaults.
+	Attributes map[string]string
+	Tags       map[string]string
 }
 
 // HealthCheck is a target group's health check settings.
@@ -289,11 +296,12 @@ func (s *Server) Snapshot() State {
 	}
 	for _, v := range sortedValues(s.lbs) {
 		v.Subnets, v.Tags, v.SecurityGroups = slices.Clone(v.Subnets), cloneTags(v.Tags), slices.Clone(v.SecurityGroups)
+		v.Addresses, v.Attributes = maps.Clone(v.Addresses), maps.Clone(v.Attributes)
 		st.LoadBalancers = append(st.LoadBalancers, v)
 	}
 	for _, v := range sortedValues(s.tgs) {
 		v.Targets, v.Tags, v.LoadBalancerARNs = slices.Clone(v.Targets), cloneTags(v.Tags), s.tgLoadBalancers(v.ARN)
-		v.Draining = maps.Clone(v.Draining)
+		v.Draining, v.Attributes = maps.Clone(v.Draining), maps.Clone(v.Attributes)
 		st.TargetGroups = append(st.TargetGroups, v)
 	}
 	for _, v := range sortedValues(s.sgs) {
