@@ -50,7 +50,7 @@ var honoured = []string{
 	AnnotationType, AnnotationInternal, AnnotationScheme, AnnotationSubnets, AnnotationAdditionalTags,
 	AnnotationTargetNodeLabels, AnnotationHCProtocol, AnnotationHCPort, AnnotationHCPath, AnnotationHCInterval,
 	AnnotationHCTimeout, AnnotationHCHealthy, AnnotationHCUnhealthy, AnnotationIPAddressType, AnnotationEIPAllocations,
-	AnnotationPrivateIPv4, AnnotationCrossZone, AnnotationTargetGroupAttributes,
+	AnnotationPrivateIPv4, AnnotationCrossZone, AnnotationTargetGroupAttributes, AnnotationExtraSecurityGroups,
 }
 
 // implementedElsewhere marks a Service that another controller serves.

@@ -25,6 +25,9 @@ const (
 	// AnnotationTargetGroupAttributes is "k1=v1,k2=v2": attributes of every
 	// target group of the Service.
 	AnnotationTargetGroupAttributes = annPrefix + "target-group-attributes"
+	// AnnotationExtraSecurityGroups lists security group IDs the NLB gets
+	// besides Berth's own.
+	AnnotationExtraSecurityGroups = annPrefix + "extra-security-groups"
 )
 
 // nlbTargetGroupAttributes are the target group attributes AWS accepts for
@@ -63,6 +66,9 @@ type lbOptions struct {
 	CrossZone *bool
 	// TargetGroupAttributes are set on every target group of the Service.
 	TargetGroupAttributes map[string]string
+	// ExtraSecurityGroups are attached to the NLB besides Berth's group,
+	// sorted.
+	ExtraSecurityGroups []string
 }
 
 // parseLBOptions reads the address and attribute annotations into r (whose
@@ -109,6 +115,18 @@ func parseLBOptions(a map[string]string, nlb NLBConfig, r *request) error {
 		}
 		r.CrossZone = &b
 	}
+	for _, id := range splitList(a[AnnotationExtraSecurityGroups]) {
+		if !strings.HasPrefix(id, "sg-") {
+			return fmt.Errorf("annotation %s: %q is not a security group ID (sg-…)", AnnotationExtraSecurityGroups, id)
+		}
+		if len(nlb.AllowedSecurityGroups) > 0 && !slices.Contains(nlb.AllowedSecurityGroups, id) {
+			return fmt.Errorf("annotation %s names %s, which the cluster operator does not allow (aws.nlb.allowedSecurityGroups)",
+				AnnotationExtraSecurityGroups, id)
+		}
+		r.ExtraSecurityGroups = append(r.ExtraSecurityGroups, id)
+	}
+	slices.Sort(r.ExtraSecurityGroups)
+	r.ExtraSecurityGroups = slices.Compact(r.ExtraSecurityGroups)
 	for _, kv := range splitList(a[AnnotationTargetGroupAttributes]) {
 		k, v, _ := strings.Cut(kv, "=")
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)

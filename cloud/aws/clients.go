@@ -56,6 +56,7 @@ type ELB interface {
 	ModifyLoadBalancerAttributes(context.Context, *elb.ModifyLoadBalancerAttributesInput, ...func(*elb.Options)) (*elb.ModifyLoadBalancerAttributesOutput, error)
 	DescribeTargetGroupAttributes(context.Context, *elb.DescribeTargetGroupAttributesInput, ...func(*elb.Options)) (*elb.DescribeTargetGroupAttributesOutput, error)
 	ModifyTargetGroupAttributes(context.Context, *elb.ModifyTargetGroupAttributesInput, ...func(*elb.Options)) (*elb.ModifyTargetGroupAttributesOutput, error)
+	SetSecurityGroups(context.Context, *elb.SetSecurityGroupsInput, ...func(*elb.Options)) (*elb.SetSecurityGroupsOutput, error)
 }
 
 // Clients builds the EC2 and ELBv2 clients: credentials and region from

@@ -63,6 +63,11 @@ type NLBConfig struct {
 	// a Service may name in the aws-load-balancer-eip-allocations
 	// annotation. Default: any, as the upstream provider.
 	AllowedEIPAllocations []string `json:"allowedEIPAllocations,omitempty"`
+	// AllowedSecurityGroups, when set, are the only security groups a
+	// Service may add to its NLB with the
+	// aws-load-balancer-extra-security-groups annotation. Default: any,
+	// as the upstream provider.
+	AllowedSecurityGroups []string `json:"allowedSecurityGroups,omitempty"`
 	// Subnets, when set, are used instead of discovery by tag.
 	Subnets []string `json:"subnets,omitempty"`
 	// UDPHealthCheckPort is the node port that the health checks of UDP

@@ -234,7 +234,7 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	if err != nil {
 		return nil, err
 	}
-	if err := b.syncSecurity(ctx, svc, lb, b.checks(svc, ports, r), groupsOf, ranges, explicit); err != nil {
+	if err := b.syncSecurity(ctx, svc, lb, b.checks(svc, ports, r), groupsOf, ranges, explicit, r.ExtraSecurityGroups); err != nil {
 		return nil, err
 	}
 	groups := make([]string, len(ports))
@@ -284,7 +284,7 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request, node
 		Type:           elbtypes.LoadBalancerTypeEnumNetwork,
 		Scheme:         elbtypes.LoadBalancerSchemeEnum(scheme),
 		Subnets:        subnets,
-		SecurityGroups: []string{sg},
+		SecurityGroups: append([]string{sg}, r.ExtraSecurityGroups...),
 		IpAddressType:  elbtypes.IpAddressTypeIpv4,
 		Tags:           elbTags(mergedTags(b.ownerTags(svc), r.Tags)),
 	}

@@ -1,12 +1,14 @@
 package aws_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/berthlb/berth/cloud/aws"
 	"github.com/berthlb/berth/cloud/aws/awsdouble"
 )
 
@@ -116,5 +118,36 @@ func TestNLBAddressAndAttributeAnnotations(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Extra security groups join Berth's own on the NLB, follow the annotation
+// when it changes, and stay within the operator's list.
+func TestNLBExtraSecurityGroups(t *testing.T) {
+	l := newLab(t)
+	l.srv.SetProvisioningDescribes(0)
+	extra := l.srv.AddSecurityGroup("office", "vpc-1", nil)
+	n1 := l.addNode("n1", "i-1", "198.18.0.11")
+	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000402", annotate(up+"extra-security-groups", extra))
+	if _, err := l.ensure(svc, []*v1.Node{n1}); err != nil {
+		t.Fatal(err)
+	}
+	lb := l.srv.Snapshot().LoadBalancers[0]
+	if len(lb.SecurityGroups) != 2 || !slices.Contains(lb.SecurityGroups, extra) {
+		t.Fatalf("NLB groups %v, want Berth's and %s", lb.SecurityGroups, extra)
+	}
+	own := slices.DeleteFunc(slices.Clone(lb.SecurityGroups), func(g string) bool { return g == extra })
+	delete(svc.Annotations, up+"extra-security-groups")
+	if _, err := l.ensure(svc, []*v1.Node{n1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.srv.Snapshot().LoadBalancers[0].SecurityGroups; !cmp.Equal(got, own) {
+		t.Errorf("after the annotation went: groups %v, want Berth's %v only", got, own)
+	}
+
+	limited := newLab(t, func(c *aws.Config) { c.NLB.AllowedSecurityGroups = []string{"sg-0allowed"} })
+	other := service("other", "0c4b7f3e-aaaa-bbbb-cccc-000000000403", annotate(up+"extra-security-groups", extra))
+	if _, err := limited.b.Ensure(limited.ctx, other, nil); err == nil || !strings.Contains(err.Error(), "aws.nlb.allowedSecurityGroups") {
+		t.Errorf("a group outside the operator's list: %v", err)
 	}
 }

@@ -249,7 +249,7 @@ func (b *Backend) updateTargets(ctx context.Context, svc *v1.Service, nodes []*v
 	if err != nil {
 		return err
 	}
-	if err := b.syncSecurity(ctx, svc, lb, b.checks(svc, ports, r), groupsOf, ranges, explicit); err != nil {
+	if err := b.syncSecurity(ctx, svc, lb, b.checks(svc, ports, r), groupsOf, ranges, explicit, r.ExtraSecurityGroups); err != nil {
 		return err
 	}
 	for _, tg := range owned {

@@ -11,6 +11,7 @@ import (
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	v1 "k8s.io/api/core/v1"
 
@@ -337,7 +338,7 @@ func (b *Backend) checks(svc *v1.Service, ports []listenerPort, r request) []hea
 // unless the Service restricts its sources, which then cannot be
 // enforced: that is an error the user sees, never a silently open NLB.
 func (b *Backend) syncSecurity(ctx context.Context, svc *v1.Service, lb *elbtypes.LoadBalancer, checks []healthCheck,
-	groupsOf map[string][]string, ranges []string, explicit bool) error {
+	groupsOf map[string][]string, ranges []string, explicit bool, extra []string) error {
 	ports, err := nlbPorts(svc)
 	if err != nil {
 		return err
@@ -351,11 +352,27 @@ func (b *Backend) syncSecurity(ctx context.Context, svc *v1.Service, lb *elbtype
 			return fmt.Errorf("the NLB %s has no security group of Berth's (made by an older Berth, or adopted), and AWS adds "+
 				"security groups to an NLB only at creation: loadBalancerSourceRanges cannot be enforced; delete and recreate the Service", lbName(svc))
 		}
+		if len(extra) > 0 {
+			return fmt.Errorf("the NLB %s has no security group of Berth's (made by an older Berth, or adopted): annotation %s "+
+				"cannot be applied; delete and recreate the Service", lbName(svc), AnnotationExtraSecurityGroups)
+		}
 		return nil
 	}
 	id := sdk.ToString(sg.GroupId)
+	// The NLB's groups are Berth's and the annotation's, no others.
+	want := append([]string{id}, extra...)
+	if !sameGroups(lb.SecurityGroups, want) {
+		if _, err := b.elb.SetSecurityGroups(ctx, &elb.SetSecurityGroupsInput{LoadBalancerArn: lb.LoadBalancerArn, SecurityGroups: want}); err != nil {
+			return fmt.Errorf("set the security groups of NLB %s: %w", lbName(svc), err)
+		}
+	}
 	if err := b.syncFrontend(ctx, id, frontendRules(ports, ranges)); err != nil {
 		return err
 	}
 	return b.syncBackend(ctx, id, groupsOf, backendRules(id, ports, checks))
+}
+
+// sameGroups reports whether two lists hold the same groups.
+func sameGroups(a, b []string) bool {
+	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
 }
