@@ -44,7 +44,8 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	// is still in use for a while after its listener let go of it.
 	srv.SetDrainingDescribes(2)
 	srv.SetInUseAfterDetach(1)
-	srv.SetAddressVisibilityDelay(1) // and EC2 shows a new Elastic IP late
+	srv.SetAddressVisibilityDelay(1)       // and EC2 shows a new Elastic IP late,
+	srv.SetSecurityGroupVisibilityDelay(1) // and a new security group
 	cfg := aws.Config{ClusterName: "prod", MaxAttempts: 4}
 	for _, m := range mut {
 		m(&cfg)

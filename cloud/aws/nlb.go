@@ -302,6 +302,11 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request, node
 		in.Subnets = nil
 	}
 	out, err := b.elb.CreateLoadBalancer(ctx, in)
+	if apiCode(err) == "InvalidSecurityGroup" {
+		// The group was made a moment ago and ELB does not see it yet.
+		return nil, api.NewRetryError(fmt.Sprintf("create NLB %s: its new security group %s is not visible yet: %v",
+			lbName(svc), sg, err), visibilityRetry)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create NLB %s: %w", lbName(svc), err)
 	}

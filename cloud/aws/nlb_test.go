@@ -19,15 +19,12 @@ import (
 	"github.com/berthlb/berth/cloud/aws/awsdouble"
 )
 
-// ensureActive calls Ensure until the NLB is active: the first call must
-// ask for a retry while the NLB provisions.
+// ensureActive calls Ensure until the NLB is active, as the service
+// controller does: again while it asks for a retry (the NLB provisioning,
+// a new security group not visible yet).
 func (l *lab) ensureActive(svc *v1.Service, nodes []*v1.Node) *v1.LoadBalancerStatus {
 	l.t.Helper()
-	st, err := l.b.Ensure(l.ctx, svc, nodes)
-	var retry *api.RetryError
-	if errors.As(err, &retry) {
-		st, err = l.b.Ensure(l.ctx, svc, nodes)
-	}
+	st, err := l.ensure(svc, nodes)
 	if err != nil {
 		l.t.Fatalf("Ensure: %v", err)
 	}
@@ -241,6 +238,7 @@ func TestNLBConflictIsLeftAlone(t *testing.T) {
 func TestNLBThrottlingAndPartialFailure(t *testing.T) {
 	l := newLab(t)
 	l.srv.SetProvisioningDescribes(0)
+	l.srv.SetSecurityGroupVisibilityDelay(0) // the call counts below are exact
 	n1 := l.addNode("n1", "i-1", "198.18.0.11")
 	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000004")
 

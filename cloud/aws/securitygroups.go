@@ -15,6 +15,8 @@ import (
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	v1 "k8s.io/api/core/v1"
 
+	"k8s.io/cloud-provider/api"
+
 	"github.com/berthlb/berth/config"
 )
 
@@ -119,6 +121,10 @@ func (b *Backend) ensureSG(ctx context.Context, svc *v1.Service, vpc string, r r
 		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSecurityGroup,
 			Tags: ec2Tags(mergedTags(b.ownerTags(svc), r.Tags))}},
 	})
+	if apiCode(err) == "InvalidGroup.Duplicate" {
+		// Made by an earlier call, not listed by EC2 yet.
+		return "", api.NewRetryError(fmt.Sprintf("security group %s exists but is not visible yet", sgName(svc)), visibilityRetry)
+	}
 	if err != nil {
 		return "", fmt.Errorf("create security group %s: %w", sgName(svc), err)
 	}

@@ -10,9 +10,11 @@
 // nothing else of AWS's behaviour. Of eventual consistency it models the
 // load balancer "provisioning" state, targets that drain for a while after
 // deregistration (SetDrainingDescribes) and target groups AWS still holds
-// for a while after their listener let go (SetInUseAfterDetach), and new
-// Elastic IPs that describes do not show yet (SetAddressVisibilityDelay);
-// not the visibility delays of other resources. It paginates
+// for a while after their listener let go (SetInUseAfterDetach), new
+// Elastic IPs that describes do not show yet (SetAddressVisibilityDelay)
+// and new security groups that calls do not see yet
+// (SetSecurityGroupVisibilityDelay); not the visibility delays of other
+// resources. It paginates
 // DescribeInstances only, checks tags as AWS does (lengths, the "aws:"
 // prefix, 50 per request), and models no signatures. It evaluates IAM
 // identity policies bound to access keys with SetPolicy (authz.go names the

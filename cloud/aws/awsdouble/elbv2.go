@@ -84,7 +84,7 @@ func (s *Server) createLoadBalancer(p params) ([]*node, error) {
 		zones[sn.AvailabilityZone], lb.VPCID = true, sn.VPCID
 	}
 	for _, id := range lb.SecurityGroups {
-		if sg, ok := s.sgs[id]; !ok || sg.VPCID != lb.VPCID {
+		if sg, ok := s.sgs[id]; !ok || sg.VPCID != lb.VPCID || s.notYetSeen(id) {
 			return nil, fail("InvalidSecurityGroup", "Security group '%s' does not exist in VPC '%s'", id, lb.VPCID)
 		}
 	}
@@ -436,7 +436,7 @@ func (s *Server) setSecurityGroups(p params) ([]*node, error) {
 			"which was created with security groups.")
 	}
 	for _, id := range groups {
-		if sg, ok := s.sgs[id]; !ok || sg.VPCID != lb.VPCID {
+		if sg, ok := s.sgs[id]; !ok || sg.VPCID != lb.VPCID || s.notYetSeen(id) {
 			return nil, fail("InvalidSecurityGroup", "Security group '%s' does not exist in VPC '%s'", id, lb.VPCID)
 		}
 	}

@@ -69,7 +69,7 @@ func (s *Server) vpcExists(vpcID string) bool {
 
 func (s *Server) securityGroup(id string) (*SecurityGroup, error) {
 	sg, ok := s.sgs[id]
-	if !ok {
+	if !ok || s.notYetSeen(id) {
 		return nil, fail("InvalidGroup.NotFound", "The security group '%s' does not exist", id)
 	}
 	return sg, nil
@@ -96,6 +96,9 @@ func (s *Server) createSecurityGroup(p params) ([]*node, error) {
 	}
 	sg := &SecurityGroup{ID: s.ec2ID("sg"), Name: name, Description: desc, VPCID: vpc, Tags: tags}
 	s.sgs[sg.ID] = sg
+	if s.sgDelay > 0 {
+		s.unseen[sg.ID] = s.sgDelay
+	}
 	return []*node{tx("return", "true"), tx("groupId", sg.ID), tagList(sg.Tags, true)}, nil
 }
 
@@ -108,6 +111,17 @@ func (s *Server) describeSecurityGroups(p params) ([]*node, error) {
 	if err != nil {
 		return nil, err
 	}
+	named := len(p.list("GroupId")) > 0
+	visible := groups[:0]
+	for _, sg := range groups {
+		switch {
+		case !s.notYetSeen(sg.ID):
+			visible = append(visible, sg)
+		case named:
+			return nil, fail("InvalidGroup.NotFound", "The security group '%s' does not exist", sg.ID)
+		}
+	}
+	groups = visible
 	set := el("securityGroupInfo")
 	for _, sg := range groups {
 		var sources []string
@@ -263,4 +277,26 @@ func (s *Server) deleteSecurityGroup(p params) ([]*node, error) {
 	}
 	delete(s.sgs, sg.ID)
 	return returnTrue(), nil
+}
+
+// SetSecurityGroupVisibilityDelay makes each security group created
+// afterwards unknown to the next n calls that name it or list it
+// (InvalidGroup.NotFound, or missing from DescribeSecurityGroups;
+// CreateLoadBalancer refuses it as InvalidSecurityGroup), as EC2's eventual
+// consistency can right after CreateSecurityGroup. Default 0.
+func (s *Server) SetSecurityGroupVisibilityDelay(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sgDelay = n
+}
+
+// notYetSeen reports whether a new resource is still invisible, counting
+// this call against its delay; s.mu is held.
+func (s *Server) notYetSeen(id string) bool {
+	n := s.unseen[id]
+	if n <= 0 {
+		return false
+	}
+	s.unseen[id] = n - 1
+	return true
 }

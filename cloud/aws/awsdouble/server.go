@@ -36,6 +36,7 @@ type Server struct {
 	drainDescribes     int
 	inUseDeletes       int
 	addressDelay       int
+	sgDelay            int
 	calls              map[string]int
 	faults             map[string]fault
 
@@ -56,8 +57,8 @@ type Server struct {
 	// inUse counts, per target group a listener has forwarded to, the
 	// DeleteTargetGroup calls still refused after it is detached.
 	inUse map[string]int
-	// unseen counts, per new Elastic IP, the DescribeAddresses calls that
-	// do not see it yet.
+	// unseen counts, per new Elastic IP or security group, the calls
+	// that do not see it yet.
 	unseen map[string]int
 	// policies are the IAM policies of access keys (SetPolicy).
 	policies map[string]*Policy
