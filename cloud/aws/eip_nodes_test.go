@@ -58,3 +58,27 @@ func TestEIPNodeChecks(t *testing.T) {
 		}
 	}
 }
+
+// An instance type's address limit per interface (a t3.micro's interface
+// holds its primary and one secondary address) bounds how many Elastic IPs
+// its node carries; the next one goes to the next node.
+func TestEIPInstanceTypeLimits(t *testing.T) {
+	l := newLab(t)
+	l.addNode("small", "i-s", "198.18.0.11")
+	l.addNode("large", "i-l", "198.18.0.12")
+	l.srv.SetInstanceType("i-s", "t3.micro")
+	l.srv.SetInstanceType("i-l", "m5.large")
+	onSmall := 0
+	for i := range 4 {
+		st, err := l.ensure(service(string(rune('a'+i)), "0c4b7f3e-aaaa-bbbb-cccc-00000000008"+string(rune('0'+i)), eipMode), l.kube.list())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if node, _ := l.mapping(st.Ingress[0].IP); node == "small" {
+			onSmall++
+		}
+	}
+	if onSmall != 1 {
+		t.Errorf("%d Elastic IPs on the t3.micro node, want exactly 1 (its limit)", onSmall)
+	}
+}

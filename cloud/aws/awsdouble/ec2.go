@@ -94,7 +94,7 @@ func (s *Server) describeInstances(p params) ([]*node, error) {
 		if a := s.associated(eni.ID, eni.PrivateIPs[0]); a != nil {
 			publicIP = a.PublicIP
 		}
-		item := el("item", tx("instanceId", inst.ID), tx("privateIpAddress", eni.PrivateIPs[0]),
+		item := el("item", tx("instanceId", inst.ID), opt("instanceType", inst.Type), tx("privateIpAddress", eni.PrivateIPs[0]),
 			opt("ipAddress", publicIP), tx("subnetId", sn.ID), tx("vpcId", sn.VPCID),
 			el("placement", tx("availabilityZone", sn.AvailabilityZone)),
 			el("instanceState", tx("code", itoa(code)), tx("name", inst.State)),
@@ -210,9 +210,9 @@ func (s *Server) assignPrivateIPs(p params) ([]*node, error) {
 				eni.SubnetID, len(add))
 		}
 	}
-	if len(eni.PrivateIPs)+len(add) > s.privateIPLimit {
+	if limit := s.addressesPerENI(eni); len(eni.PrivateIPs)+len(add) > limit {
 		return nil, fail("PrivateIpAddressLimitExceeded",
-			"Number of private addresses will exceed limit of %d for %s", s.privateIPLimit, eni.ID)
+			"Number of private addresses will exceed limit of %d for %s", limit, eni.ID)
 	}
 	eni.PrivateIPs = append(eni.PrivateIPs, add...)
 	set := el("assignedPrivateIpAddressesSet")

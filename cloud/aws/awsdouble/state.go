@@ -34,6 +34,7 @@ type Subnet struct {
 // Server.AddInstance.
 type Instance struct {
 	ID                 string
+	Type               string // "" or an instance type (SetInstanceType)
 	SubnetID           string
 	State              string // "running", "stopped", ...
 	NetworkInterfaceID string
