@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -113,6 +115,7 @@ func TestCCMAWS(t *testing.T) {
 	srv.AddSubnet("subnet-b", "vpc-1", "eu-west-1b", "198.18.1.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-i", "vpc-1", "eu-west-1a", "198.18.2.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/internal-elb": "1"})
 	srv.AddRouteTable("vpc-1", "igw-1", "subnet-a", "subnet-b") // public; subnet-i private
+	bindDocPolicy(t, srv, "AKIDE2E", "e2e")
 	for i := 1; i <= 3; i++ {
 		e.awsNode(t, srv, fmt.Sprintf("node-%d", i), fmt.Sprintf("i-%d", i), fmt.Sprintf("198.18.0.%d", 10+i))
 	}
@@ -317,4 +320,34 @@ aws:
 			}
 		}
 	})
+}
+
+// bindDocPolicy makes the double refuse berth-ccm (signing with key) any
+// call that docs/cloud.md's IAM policies for both modes and for adoption do
+// not allow, with the cluster's name in place of the docs' "prod".
+func bindDocPolicy(t *testing.T, srv *awsdouble.Server, key, cluster string) {
+	t.Helper()
+	raw, err := os.ReadFile("../docs/cloud.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := awsdouble.MarkdownJSONBlocks(raw, "### IAM policy")
+	if err != nil || len(blocks) < 3 {
+		t.Fatalf("docs/cloud.md's IAM policies: %d blocks, %v", len(blocks), err)
+	}
+	statements := []json.RawMessage{json.RawMessage(blocks[1])}
+	for _, b := range []string{blocks[0], blocks[2]} {
+		var p struct{ Statement []json.RawMessage }
+		if err := json.Unmarshal([]byte(b), &p); err != nil {
+			t.Fatal(err)
+		}
+		statements = append(statements, p.Statement...)
+	}
+	doc, err := json.Marshal(map[string]any{"Version": "2012-10-17", "Statement": statements})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.SetPolicy(key, []byte(strings.ReplaceAll(string(doc), "prod", cluster))); err != nil {
+		t.Fatal(err)
+	}
 }

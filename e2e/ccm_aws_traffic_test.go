@@ -34,6 +34,7 @@ func TestCCMAWSEIPTraffic(t *testing.T) {
 	srv := awsdouble.Start(t)
 	srv.AddSubnet("subnet-a", "vpc-1", "eu-west-1a", "198.19.8.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned"})
 	srv.AddRouteTable("vpc-1", "igw-1", "subnet-a")
+	bindDocPolicy(t, srv, "AKIDE2E", "e2e")
 	sl := &speakerLab{t: t, lab: lab, e: e}
 	byInstance := map[string]*labNode{}
 	for i := 1; i <= 2; i++ {

@@ -3,7 +3,6 @@ package aws_test
 import (
 	"encoding/json"
 	"os"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -22,24 +21,16 @@ type docPolicy struct {
 	list            map[string]any
 }
 
-var jsonBlock = regexp.MustCompile("(?s)```json\n(.*?)```")
-
 func readDocPolicy(t testing.TB) docPolicy {
 	t.Helper()
 	raw, err := os.ReadFile("../../docs/cloud.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc := string(raw)
-	start := strings.Index(doc, "### IAM policy")
-	if start < 0 {
-		t.Fatal("docs/cloud.md has no IAM policy section")
+	blocks, err := awsdouble.MarkdownJSONBlocks(raw, "### IAM policy")
+	if err != nil {
+		t.Fatalf("docs/cloud.md: %v", err)
 	}
-	section := doc[start:]
-	if end := strings.Index(section, "\n## "); end > 0 {
-		section = section[:end]
-	}
-	blocks := jsonBlock.FindAllStringSubmatch(section, -1)
 	if len(blocks) != 4 {
 		t.Fatalf("docs/cloud.md's IAM policy section has %d JSON blocks, want 4 (nlb, adoption, eip, allocationIDs)", len(blocks))
 	}
@@ -49,13 +40,13 @@ func readDocPolicy(t testing.TB) docPolicy {
 			continue
 		}
 		var p struct{ Statement []json.RawMessage }
-		if err := json.Unmarshal([]byte(blocks[i][1]), &p); err != nil {
+		if err := json.Unmarshal([]byte(blocks[i]), &p); err != nil {
 			t.Fatalf("IAM policy block %d: %v", i+1, err)
 		}
 		*dst = p.Statement
 	}
-	out.adopt = []json.RawMessage{json.RawMessage(blocks[1][1])}
-	if err := json.Unmarshal([]byte(blocks[3][1]), &out.list); err != nil {
+	out.adopt = []json.RawMessage{json.RawMessage(blocks[1])}
+	if err := json.Unmarshal([]byte(blocks[3]), &out.list); err != nil {
 		t.Fatalf("allocationIDs statement: %v", err)
 	}
 	return out
