@@ -138,16 +138,7 @@ func testClusterBGP(t *testing.T, c *cluster.Cluster, e *env, b *clusterBGPLab) 
 	// The next hops left; connections already hashed to them may still
 	// be refused for a moment (kube-proxy rejects on a node without a
 	// local endpoint).
-	settled := poll(t, settle, "5 answers in a row", func() error {
-		hc := httpFrom(client)
-		for range 5 {
-			if _, err := ask(t.Context(), hc, url); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	t.Logf("answers steady %v after the route settled", settled)
+	t.Logf("answers steady %v after the route settled", steadyAnswers(t, client, url, 5))
 	a := askMany(t, client, url, 20)
 	if hosts := a.clients(); !slices.Equal(hosts, []string{client.IPv4.String()}) {
 		t.Errorf("pods saw clients %v, want only %s", hosts, client.IPv4)
@@ -164,6 +155,11 @@ func testClusterBGP(t *testing.T, c *cluster.Cluster, e *env, b *clusterBGPLab) 
 		scaleEcho(t, c, ns, "echo", 3)
 		waitEchoReady(t, c, ns, "echo", 3)
 		waitNextHops(t, router.Host, hostRoute(addr), nodeIPs, settle)
+		// A node announces once its new pod is Ready in the
+		// EndpointSlice; its kube-proxy may program the pod a moment
+		// later, and refuses the connections hashed to it until then
+		// (once 1 of 179 requests, before the drain began).
+		t.Logf("answers steady %v after the route to every node", steadyAnswers(t, client, url, 20))
 		testClusterDrain(t, c, client, url, func(victim string) error {
 			if hops := frr.KernelNextHops(t, router.Host, hostRoute(addr)); slices.Contains(hops, clusterNodeIP(c, victim)) {
 				return fmt.Errorf("the router's next hops %v still include it", hops)
@@ -217,6 +213,21 @@ func testClusterDrain(t *testing.T, c *cluster.Cluster, client *netlab.Host, url
 	if failed > 0 {
 		t.Errorf("%d requests failed during the drain of %s (began at %v, the first failures: %q)", failed, victim, time.Second, p.failures())
 	}
+}
+
+// steadyAnswers waits until n requests in a row from h to url are
+// answered and returns how long that took.
+func steadyAnswers(t *testing.T, h *netlab.Host, url string, n int) time.Duration {
+	t.Helper()
+	return poll(t, settle, fmt.Sprintf("%d answers in a row", n), func() error {
+		hc := httpFrom(h)
+		for range n {
+			if _, err := ask(t.Context(), hc, url); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // nodeObject returns the named Node.
