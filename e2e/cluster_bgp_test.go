@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -145,13 +144,6 @@ func testClusterBGP(t *testing.T, c *cluster.Cluster, e *env, b *clusterBGPLab) 
 	}
 
 	t.Run("Drain", func(t *testing.T) {
-		if os.Getenv("BERTH_CLUSTER_DRAIN") == "" {
-			// Known problem, tracked in issue 13: passed 0 of 141 and 0 of
-			// 182 requests lost on an idle machine, then lost 17 of 80 in
-			// one 3.0 s gap (as long as the pods' shutdown delay) in a CI
-			// run. Not in the default suite until it is understood.
-			t.Skip("the drain scenario loses requests intermittently (issue 13); BERTH_CLUSTER_DRAIN=1 runs it")
-		}
 		scaleEcho(t, c, ns, "echo", 3)
 		waitEchoReady(t, c, ns, "echo", 3)
 		waitNextHops(t, router.Host, hostRoute(addr), nodeIPs, settle)
