@@ -24,23 +24,15 @@ import (
 // two busy cores with everything else, so allow some slack.
 const clusterL2Gap = 5 * time.Second
 
-// testClusterL2NodeFailure is scenario 2: the same echo app over ARP, with
-// externalTrafficPolicy Local and a pod on each node. The node answering
-// for the address dies (its link freezes, its kubelet and containerd are
-// killed): the client's requests move to the other node within the
-// layer-2 failover bound, kube-controller-manager marks the node NotReady,
-// its pod is rescheduled onto the survivor, and only one MAC answers for
-// the address.
-func testClusterL2NodeFailure(t *testing.T, c *cluster.Cluster, e *env) {
-	hostdeps.Require(t, "arping")
-	ctx := t.Context()
-	client := c.Lab.AddHost("l2client")
-	// Addresses on the lab's own segment, above the hosts'.
+// setupClusterL2 creates the layer-2 pool "l2" (addresses on the lab's own
+// segment, above the hosts') and its advertisement on eth0, and adds the
+// client on that segment.
+func setupClusterL2(t *testing.T, c *cluster.Cluster, e *env) (client *netlab.Host) {
 	base := c.Lab.Prefix4.Addr().As4()
 	base[3] = 240
 	pool := netip.PrefixFrom(netip.AddrFrom4(base), 29)
 	e.pool(t, "l2", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(pool.String())}})
-	if _, err := e.berth.BerthV1alpha1().L2Advertisements().Create(ctx, &v1alpha1.L2Advertisement{
+	if _, err := e.berth.BerthV1alpha1().L2Advertisements().Create(t.Context(), &v1alpha1.L2Advertisement{
 		ObjectMeta: metav1.ObjectMeta{Name: "l2"},
 		Spec: v1alpha1.L2AdvertisementSpec{
 			AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"l2"}},
@@ -49,6 +41,19 @@ func testClusterL2NodeFailure(t *testing.T, c *cluster.Cluster, e *env) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	return c.Lab.AddHost("l2client")
+}
+
+// testClusterL2NodeFailure is scenario 2: the same echo app over ARP from
+// the pool "l2" (setupClusterL2), with externalTrafficPolicy Local and a
+// pod on each node. The node answering for the address dies (its link
+// freezes, its kubelet and containerd are killed): the client's requests
+// move to the other node within the layer-2 failover bound,
+// kube-controller-manager marks the node NotReady, its pod is rescheduled
+// onto the survivor, and only one MAC answers for the address.
+func testClusterL2NodeFailure(t *testing.T, c *cluster.Cluster, e *env, client *netlab.Host) {
+	hostdeps.Require(t, "arping")
+	ctx := t.Context()
 	const ns = "l2"
 	e.namespace(t, ns, nil)
 	deployEcho(t, c, ns, "echo", int32(len(c.Nodes)))
@@ -159,11 +164,14 @@ type probe struct {
 	node   string
 	failed int
 	total  int
+	// errs are the first failures, with their time since the start.
+	errs []string
 }
 
 func startProbe(h *netlab.Host, url string) *probe {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &probe{cancel: cancel, done: make(chan struct{}), lastOK: time.Now()}
+	began := time.Now()
+	p := &probe{cancel: cancel, done: make(chan struct{}), lastOK: began}
 	hc := httpFrom(h)
 	hc.Timeout = 300 * time.Millisecond
 	go func() {
@@ -178,6 +186,9 @@ func startProbe(h *netlab.Host, url string) *probe {
 				p.total++
 				if err != nil {
 					p.failed++
+					if len(p.errs) < 10 {
+						p.errs = append(p.errs, fmt.Sprintf("%v: %v", now.Sub(began).Round(time.Millisecond), err))
+					}
 				} else {
 					p.gap = max(p.gap, now.Sub(p.lastOK))
 					p.lastOK, p.node = now, a.node
@@ -192,6 +203,13 @@ func startProbe(h *netlab.Host, url string) *probe {
 		}
 	}()
 	return p
+}
+
+// failures returns the first failures, each with its time since the start.
+func (p *probe) failures() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.errs)
 }
 
 func (p *probe) lastNode() string {

@@ -31,9 +31,19 @@ func TestCluster(t *testing.T) {
 		return
 	}
 	e := &env{t: t, cp: c.ControlPlane, kube: c.Kube, berth: versioned.NewForConfigOrDie(c.ControlPlane.RESTConfig())}
-	t.Run("BGP", func(t *testing.T) { testClusterBGP(t, c, e) })
+	b := setupClusterBGP(t, c, e)
+	l2client := setupClusterL2(t, c, e)
+	t.Run("BGP", func(t *testing.T) { testClusterBGP(t, c, e, b) })
+	t.Run("Upgrade", func(t *testing.T) { testClusterUpgrade(t, c, e, b, l2client) })
+	t.Run("Forwarding", func(t *testing.T) { testClusterForwarding(t, c, e, b) })
+	if !t.Run("Uninstall", func(t *testing.T) { testClusterUninstall(t, c, e, b) }) {
+		return
+	}
+	if !t.Run("Reinstall", func(t *testing.T) { testClusterReinstall(t, c, e, b) }) {
+		return
+	}
 	// Last: it stops a node for good.
-	t.Run("Layer2NodeFailure", func(t *testing.T) { testClusterL2NodeFailure(t, c, e) })
+	t.Run("Layer2NodeFailure", func(t *testing.T) { testClusterL2NodeFailure(t, c, e, l2client) })
 }
 
 // testClusterPodNetwork: a Pod on each node serves HTTP to a Pod on the
@@ -62,10 +72,14 @@ func testClusterPodNetwork(t *testing.T, c *cluster.Cluster) {
 			t.Fatal(err)
 		}
 		get = waitPodDone(t, c, "default", get.Name)
-		log, err := c.PodLog(ctx, "default", get.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The API server asks the node's kubelet, which may refuse for a
+		// moment on a busy machine.
+		var log string
+		poll(t, 10*time.Second, "log of "+get.Name, func() error {
+			var err error
+			log, err = c.PodLog(ctx, "default", get.Name)
+			return err
+		})
 		want := fmt.Sprintf("pod=%s node=%s client=%s:", srv.Name, other.Name, get.Status.PodIP)
 		if get.Status.Phase != corev1.PodSucceeded || !strings.HasPrefix(log, want) {
 			t.Fatalf("pod on %s GET %s: phase %s, log %q; want %q...", n.Name, url, get.Status.Phase, log, want)

@@ -60,22 +60,7 @@ func (c *Cluster) connectNodes(ctx context.Context, proxyMode string) error {
 				return err
 			}
 		}
-		var err error
-		n.kubeProxy, err = startProc(n.dir, "kube-proxy", n.Host.Netns, c.bins.KubeProxy,
-			"--proxy-mode="+proxyMode,
-			"--kubeconfig="+c.ControlPlane.Kubeconfig(),
-			"--hostname-override="+n.Name,
-			"--cluster-cidr="+c.ClusterCIDR.String(),
-			"--nodeport-addresses="+netip.PrefixFrom(n.Host.IPv4, 32).String(),
-			// A network namespace cannot set the conntrack sysctls.
-			"--conntrack-max-per-core=0",
-			"--conntrack-tcp-timeout-established=0",
-			"--conntrack-tcp-timeout-close-wait=0",
-			"--healthz-bind-address="+netip.AddrPortFrom(n.Host.IPv4, 10256).String(),
-			"--metrics-bind-address=127.0.0.1:10249",
-			"--oom-score-adj=0",
-		)
-		if err != nil {
+		if err := c.startKubeProxy(n, proxyMode); err != nil {
 			return err
 		}
 	}
