@@ -93,6 +93,7 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	c.Lab.ForTest(tb)
 	tb.Cleanup(func() {
 		if tb.Failed() {
 			for _, n := range c.Nodes {

@@ -137,11 +137,15 @@ func (l *Lab) create() error {
 	return errors.New("no free 198.18.<n>.0/24 subnet")
 }
 
-// AddHost is CreateHost for a lab made by New: it fails the lab's test on
-// error.
+// ForTest makes AddHost fail tb on error, for a lab made by Create whose
+// owner closes it (cluster.Start hands its lab to the test this way).
+func (l *Lab) ForTest(tb testing.TB) { l.tb = tb }
+
+// AddHost is CreateHost for a lab made by New (or given ForTest): it fails
+// the lab's test on error.
 func (l *Lab) AddHost(name string) *Host {
 	if l.tb == nil {
-		panic("netlab: AddHost on a lab made by Create; use CreateHost")
+		panic("netlab: AddHost on a lab made by Create without ForTest; use CreateHost")
 	}
 	l.tb.Helper()
 	h, err := l.CreateHost(name)
