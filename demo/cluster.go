@@ -60,11 +60,17 @@ func runCluster(ctx context.Context, opts Options, out io.Writer) (err error) {
 		"    the very first run also builds the Kubernetes binaries (about 15 minutes, then cached).\n", clusterNodes)
 	c, err := cluster.New(ctx, cluster.Options{Nodes: clusterNodes}, log.WithName("cluster"))
 	if err != nil {
+		if ctx.Err() != nil {
+			// New removed what it had made, and logged any failure to.
+			fmt.Fprintln(out, "\n==> Interrupted while starting the cluster; what had started is removed")
+			return nil
+		}
 		return err
 	}
 	d := &clusterDemo{out: out, c: c, berth: versioned.NewForConfigOrDie(c.ControlPlane.RESTConfig())}
 	defer func() {
-		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		if ctx.Err() != nil && err != nil {
+			// Whatever failed, failed because of the interruption.
 			fmt.Fprintln(out, "\n==> Interrupted")
 			err = nil
 		}

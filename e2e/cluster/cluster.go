@@ -127,7 +127,11 @@ func New(ctx context.Context, opts Options, log logr.Logger) (_ *Cluster, err er
 	c := &Cluster{log: log, podNetns: podNetnsNames()}
 	defer func() {
 		if err != nil {
-			err = errors.Join(fmt.Errorf("cluster: %w", err), c.Close())
+			cerr := c.Close()
+			if cerr != nil {
+				log.Error(cerr, "Cleaning up after a failed start")
+			}
+			err = errors.Join(fmt.Errorf("cluster: %w", err), cerr)
 		}
 	}()
 
