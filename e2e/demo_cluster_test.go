@@ -36,9 +36,10 @@ func TestDemoCluster(t *testing.T) {
 	}
 	netlab.RequireRoot(t)
 	hostdeps.Require(t, append(cluster.Commands, "vtysh")...)
+	bin := berthBins.path(t, "berth-demo")
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, berthBins.path(t, "berth-demo"), "--cluster")
+	cmd := exec.CommandContext(ctx, bin, "--cluster")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
