@@ -16,7 +16,7 @@ comma := ,
 E2E_TIMEOUT ?= 45m
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /e2e)
 
-.PHONY: all build test unit fuzz e2e bench bench-check soak generate verify lint demo controlplane cluster-test clean chart release images push test-deps
+.PHONY: all build test unit fuzz e2e bench bench-check soak generate verify lint demo demo-local demo-test controlplane cluster-test clean chart release images push test-deps
 
 all: build
 
@@ -82,9 +82,16 @@ verify: ## Fail on stale generated code, gofmt, go vet or golangci-lint findings
 lint: ## golangci-lint at the pinned version
 	hack/lint.sh
 
-demo: build ## Run Berth on this machine against a local control plane
+demo: build ## Run Berth on a real cluster on this machine (root): kubelets, containerd, pods, Berth installed by its chart
+	hack/build-controlplane.sh cluster
+	$(BIN)/berth-demo --cluster
+
+demo-local: build ## Run Berth's processes against a local control plane, without kubelets (the network part as root)
 	hack/build-controlplane.sh
 	$(BIN)/berth-demo
+
+demo-test: controlplane ## Only the test of `make demo` (TestDemoCluster; root; brings up a cluster of its own)
+	BERTH_DEMO_CLUSTER=1 $(GO) test -count=1 -timeout 20m -run '^TestDemoCluster$$' -v ./e2e/
 
 # Images: static binaries on an empty base, built without a container
 # daemon by tools/images (go-containerregistry). See docs/development.md.

@@ -42,6 +42,11 @@ type Options struct {
 	Once bool
 	// Out receives the demo's report; logs go to the logger in ctx.
 	Out io.Writer
+	// Cluster runs the demo on a real cluster (kubelets, containerd,
+	// pods; root only) with Berth installed by its chart, instead of
+	// Berth's processes against an API server alone. ExamplesDir is not
+	// used then.
+	Cluster bool
 }
 
 // Run runs the demo until ctx is done (or, with Once, until it has printed
@@ -51,6 +56,9 @@ func Run(ctx context.Context, opts Options) error {
 	out := opts.Out
 	if out == nil {
 		out = os.Stdout
+	}
+	if opts.Cluster {
+		return runCluster(ctx, opts, out)
 	}
 	if opts.ExamplesDir == "" {
 		root, err := controlplane.RepoRoot()

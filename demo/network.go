@@ -45,13 +45,14 @@ const berthNamespace = "berth-system"
 // running berth-speaker with BGP and forwarding, and a client behind the
 // router.
 type network struct {
-	lc      *lifecycle
 	lab     *netlab.Lab
 	router  *frr.Router
 	nodes   []*netlab.Host
 	client  *netlab.Host
 	speaker string // berth-speaker's path
 	logDir  string
+	// cleanups stop the listeners and the speakers, last added first.
+	cleanups []func()
 }
 
 // installNetworkTools installs, as root and after saying so, the Debian
@@ -91,24 +92,31 @@ func networkUnavailable() (why, speaker string) {
 
 // newNetwork makes the lab (its bridge is where the API server listens, so
 // it comes before the control plane) with its router, nodes and client.
-func newNetwork(ctx context.Context, speaker string) (*network, error) {
-	n := &network{lc: newLifecycle(ctx), speaker: speaker}
-	err := n.lc.try(func() {
-		n.lab = netlab.New(n.lc)
-		for _, name := range []string{"node1", "node2"} {
-			n.nodes = append(n.nodes, n.lab.AddHost(name))
+func newNetwork(ctx context.Context, speaker string) (_ *network, err error) {
+	n := &network{speaker: speaker}
+	defer func() {
+		if err != nil {
+			n.close()
 		}
-		var neighbors []frr.Neighbor
-		for _, h := range n.nodes {
-			neighbors = append(neighbors, frr.Neighbor{Addr: h.IPv4, ASN: nodeASN}, frr.Neighbor{Addr: h.IPv6, ASN: nodeASN})
-		}
-		n.router = frr.Start(n.lc, n.lab, "router", frr.Config{ASN: routerASN, Neighbors: neighbors, MaximumPaths: 8})
-	})
-	if err == nil {
-		err = n.wire(ctx)
+	}()
+	if n.lab, err = netlab.Create(); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		n.close()
+	for _, name := range []string{"node1", "node2"} {
+		h, err := n.lab.CreateHost(name)
+		if err != nil {
+			return nil, err
+		}
+		n.nodes = append(n.nodes, h)
+	}
+	var neighbors []frr.Neighbor
+	for _, h := range n.nodes {
+		neighbors = append(neighbors, frr.Neighbor{Addr: h.IPv4, ASN: nodeASN}, frr.Neighbor{Addr: h.IPv6, ASN: nodeASN})
+	}
+	if n.router, err = frr.NewRouter(ctx, n.lab, "router", frr.Config{ASN: routerASN, Neighbors: neighbors, MaximumPaths: 8}); err != nil {
+		return nil, err
+	}
+	if err := n.wire(ctx); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -139,7 +147,16 @@ func (n *network) wire(ctx context.Context) error {
 
 // close stops everything the network started and removes the namespaces.
 func (n *network) close() {
-	n.lc.close()
+	for i := len(n.cleanups) - 1; i >= 0; i-- {
+		n.cleanups[i]()
+	}
+	n.cleanups = nil
+	if n.router != nil {
+		_ = n.router.Close()
+	}
+	if n.lab != nil {
+		_ = n.lab.Close()
+	}
 	if n.logDir != "" {
 		_ = os.RemoveAll(n.logDir)
 	}
@@ -234,23 +251,24 @@ func serviceAddrs(svcs []*corev1.Service) []netip.Addr {
 // echo for UDP, answering "served by <node> (NodePort <port>, client
 // <address>)".
 func (n *network) listen(svcs []*corev1.Service) error {
-	return n.lc.try(func() {
-		for _, s := range svcs {
-			for _, p := range s.Spec.Ports {
-				if p.NodePort == 0 {
-					continue
-				}
-				for _, h := range n.nodes {
-					for _, a := range []netip.Addr{h.IPv4, h.IPv6} {
-						n.listenOne(h, a, p.Protocol, int(p.NodePort))
+	for _, s := range svcs {
+		for _, p := range s.Spec.Ports {
+			if p.NodePort == 0 {
+				continue
+			}
+			for _, h := range n.nodes {
+				for _, a := range []netip.Addr{h.IPv4, h.IPv6} {
+					if err := n.listenOne(h, a, p.Protocol, int(p.NodePort)); err != nil {
+						return err
 					}
 				}
 			}
 		}
-	})
+	}
+	return nil
 }
 
-func (n *network) listenOne(h *netlab.Host, a netip.Addr, proto corev1.Protocol, nodePort int) {
+func (n *network) listenOne(h *netlab.Host, a netip.Addr, proto corev1.Protocol, nodePort int) error {
 	addr := netip.AddrPortFrom(a, uint16(nodePort)).String()
 	kind := "tcp"
 	if proto == corev1.ProtocolUDP {
@@ -258,13 +276,13 @@ func (n *network) listenOne(h *netlab.Host, a netip.Addr, proto corev1.Protocol,
 	}
 	l, pc, err := h.Listen(kind, addr)
 	if err != nil {
-		n.lc.Fatalf("%s: listen %s %s: %v", h.Name, kind, addr, err)
+		return fmt.Errorf("%s: listen %s %s: %w", h.Name, kind, addr, err)
 	}
 	answer := func(client string) string {
 		return fmt.Sprintf("served by %s (NodePort %d, client %s)\n", h.Name, nodePort, client)
 	}
 	if pc != nil {
-		n.lc.Cleanup(func() { _ = pc.Close() })
+		n.cleanups = append(n.cleanups, func() { _ = pc.Close() })
 		go func() {
 			buf := make([]byte, 1500)
 			for {
@@ -275,13 +293,14 @@ func (n *network) listenOne(h *netlab.Host, a netip.Addr, proto corev1.Protocol,
 				_, _ = pc.WriteTo([]byte(answer(from.String())), from)
 			}
 		}()
-		return
+		return nil
 	}
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, answer(r.RemoteAddr))
 	})}
-	n.lc.Cleanup(func() { _ = srv.Close() })
+	n.cleanups = append(n.cleanups, func() { _ = srv.Close() })
 	go func() { _ = srv.Serve(l) }()
+	return nil
 }
 
 // startSpeakers runs berth-speaker in each node with kubeconfig, BGP and
@@ -308,7 +327,7 @@ func (n *network) startSpeakers(kubeconfig string) error {
 		}
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
-		n.lc.Cleanup(func() {
+		n.cleanups = append(n.cleanups, func() {
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case <-done:

@@ -19,9 +19,11 @@ import (
 // requests were served by a node's NodePort; otherwise, that the demo said
 // why it skipped that part.
 func TestDemo(t *testing.T) {
+	// Build first: under load the build alone can take minutes.
+	bin := berthBins.path(t, "berth-demo")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, berthBins.path(t, "berth-demo"), "--once").Output()
+	out, err := exec.CommandContext(ctx, bin, "--once").Output()
 	if err != nil {
 		t.Fatalf("berth-demo --once: %v\n%s", err, out)
 	}

@@ -1,5 +1,7 @@
-// Command berth-demo runs Berth on this machine against a local control
-// plane and shows what it does with the example pools and Services.
+// Command berth-demo runs Berth on this machine and shows what it does:
+// with --cluster on a real cluster of kubelets and pods, installed by its
+// chart; otherwise against a local control plane with the example pools
+// and Services.
 package main
 
 import (
@@ -16,5 +18,6 @@ func main() {
 	fs := pflag.NewFlagSet("berth-demo", pflag.ExitOnError)
 	fs.StringVar(&opts.ExamplesDir, "examples", "", "directory of YAML to apply (default: manifests/examples)")
 	fs.BoolVar(&opts.Once, "once", false, "print the result and exit instead of waiting for Ctrl-C")
+	fs.BoolVar(&opts.Cluster, "cluster", false, "run on a real cluster (kubelets, containerd, pods; as root) with Berth installed by its chart")
 	cli.Main(fs, func(ctx context.Context) error { return demo.Run(ctx, opts) })
 }

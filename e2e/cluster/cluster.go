@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
@@ -36,7 +37,7 @@ func clusterCIDR(lab netip.Prefix) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 2 * (n - 1), 0}), 23)
 }
 
-// Options configure Start. The zero value is ready to use.
+// Options configure New and Start. The zero value is ready to use.
 type Options struct {
 	// Nodes is the number of worker nodes, at most 4. Default 2.
 	Nodes int
@@ -45,7 +46,7 @@ type Options struct {
 	KubeProxyMode string
 }
 
-// Cluster is a running cluster. Start registers its teardown with the test.
+// Cluster is a running cluster. Start registers its Close with the test.
 type Cluster struct {
 	Lab          *netlab.Lab
 	ControlPlane *controlplane.ControlPlane
@@ -59,7 +60,8 @@ type Cluster struct {
 	// Timings of Start's phases.
 	Timings Timings
 
-	tb        testing.TB
+	log       logr.Logger
+	closed    bool
 	dir       string
 	bins      controlplane.ClusterPaths
 	kcm       *controlplane.Process
@@ -77,60 +79,101 @@ type Timings struct {
 	Start time.Duration
 }
 
-// Start brings up a cluster for tb: binaries (cached, see
-// controlplane.ClusterBinaryPaths), images, a lab, the control plane,
-// kube-controller-manager, kube-scheduler and opts.Nodes Ready nodes. It
-// fails tb on error, and skips it (fails under CI=true) without root or the
-// Debian packages.
+// Commands are the host's commands New needs (see internal/hostdeps).
+var Commands = []string{"ip", "nsenter", "containerd", "ctr", "runc", "/usr/bin/containerd-shim-runc-v2", "nft"}
+
+// Start brings up a cluster for tb (see New) and tears it down in tb's
+// cleanup. It fails tb on error, and skips it (fails under CI=true) without
+// root or the Debian packages.
 func Start(tb testing.TB, opts Options) *Cluster {
 	tb.Helper()
 	netlab.RequireRoot(tb)
-	hostdeps.Require(tb, "ip", "nsenter", "containerd", "ctr", "runc", "/usr/bin/containerd-shim-runc-v2", "nft")
+	hostdeps.Require(tb, Commands...)
+	c, err := New(tb.Context(), opts, ktesting.NewLogger(tb, ktesting.NewConfig()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.Lab.ForTest(tb)
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			for _, n := range c.Nodes {
+				tb.Logf("%s", c.nodeLogs(n))
+			}
+			tb.Logf("control plane logs:\n%s", c.ControlPlane.LogTails(40))
+		}
+		if err := c.Close(); err != nil {
+			tb.Errorf("cluster teardown: %v", err)
+		}
+	})
+	return c
+}
+
+// New brings up a cluster: binaries (cached, see
+// controlplane.ClusterBinaryPaths), images, a lab, the control plane,
+// kube-controller-manager, kube-scheduler and opts.Nodes Ready nodes. It
+// needs root and the Commands. The cluster runs until Close, whatever
+// becomes of ctx; on error New removes what it made.
+func New(ctx context.Context, opts Options, log logr.Logger) (_ *Cluster, err error) {
 	if opts.Nodes == 0 {
 		opts.Nodes = 2
 	}
 	if opts.Nodes > maxNodes {
-		tb.Fatalf("cluster: %d nodes, at most %d", opts.Nodes, maxNodes)
+		return nil, fmt.Errorf("cluster: %d nodes, at most %d", opts.Nodes, maxNodes)
 	}
 	if opts.KubeProxyMode == "" {
 		opts.KubeProxyMode = "nftables"
 	}
-	ctx := klog.NewContext(tb.Context(), ktesting.NewLogger(tb, ktesting.NewConfig()))
-	c := &Cluster{tb: tb, podNetns: podNetnsNames()}
+	ctx = klog.NewContext(ctx, log)
+	c := &Cluster{log: log, podNetns: podNetnsNames()}
+	defer func() {
+		if err != nil {
+			cerr := c.Close()
+			if cerr != nil {
+				log.Error(cerr, "Cleaning up after a failed start")
+			}
+			err = errors.Join(fmt.Errorf("cluster: %w", err), cerr)
+		}
+	}()
 
 	began := time.Now()
 	root, err := controlplane.RepoRoot()
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	c.dir, err = os.MkdirTemp("", "berth-cluster-")
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	c.bins, err = controlplane.ClusterBinaryPaths(ctx)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	archives, tag, err := buildImages(ctx, root, c.dir)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	c.BerthTag = tag
 	c.Timings.Build = time.Since(began)
 
 	began = time.Now()
-	c.Lab = netlab.New(tb)
+	if c.Lab, err = netlab.Create(); err != nil {
+		return nil, err
+	}
 	c.ClusterCIDR = clusterCIDR(c.Lab.Prefix4)
 	for i := range opts.Nodes {
 		name := "node" + strconv.Itoa(i+1)
+		h, err := c.Lab.CreateHost(name)
+		if err != nil {
+			return nil, err
+		}
 		c.Nodes = append(c.Nodes, &Node{
 			Name:       name,
-			Host:       c.Lab.AddHost(name),
+			Host:       h,
 			dir:        filepath.Join(c.dir, name),
 			cgroupRoot: "/berth-" + c.Lab.ID + "-" + name,
 		})
 	}
-	c.ControlPlane = controlplane.StartForTest(tb, controlplane.Options{
+	c.ControlPlane, err = controlplane.Start(ctx, controlplane.Options{
 		BindAddress:           c.Lab.Gateway4,
 		SkipCRDs:              true, // the chart installs them, as for an operator
 		ServiceClusterIPRange: ServiceCIDR,
@@ -139,10 +182,12 @@ func Start(tb testing.TB, opts Options) *Cluster {
 		EtcdBinary:            c.bins.Etcd,
 		ExtraAPIServerArgs:    []string{"--allow-privileged=true", "--kubelet-preferred-address-types=InternalIP"},
 	})
+	if err != nil {
+		return nil, err
+	}
 	c.Kube = kubernetes.NewForConfigOrDie(c.ControlPlane.RESTConfig())
-	tb.Cleanup(c.teardown)
 	if err := c.startControllers(); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
@@ -154,18 +199,23 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	if err := c.connectNodes(ctx, opts.KubeProxyMode); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	if err := c.waitReady(ctx); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	c.Timings.Start = time.Since(began)
-	tb.Logf("cluster: %d nodes Ready; build %s, start %s; dir %s", len(c.Nodes), c.Timings.Build.Round(time.Millisecond), c.Timings.Start.Round(time.Millisecond), c.dir)
-	return c
+	log.Info("Cluster ready", "nodes", len(c.Nodes), "build", c.Timings.Build.Round(time.Millisecond),
+		"start", c.Timings.Start.Round(time.Millisecond), "dir", c.dir, "lab", c.Lab.ID)
+	return c, nil
 }
+
+// Dir is the cluster's directory: the nodes' state, the images, the
+// daemons' logs. Close removes it.
+func (c *Cluster) Dir() string { return c.dir }
 
 // startControllers starts kube-controller-manager and kube-scheduler in the
 // root namespace.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Image references of the test images, as the archives name them.
@@ -46,6 +48,11 @@ func buildImages(ctx context.Context, root, dir string) (archives []string, tag 
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+		// When ctx ends (Ctrl-C in the demo), stop the whole step, not
+		// only make or go: their children hold the output pipe open.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = 5 * time.Second
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return nil, "", fmt.Errorf("build images: %s: %w\n%s", strings.Join(argv, " "), err, out)
 		}

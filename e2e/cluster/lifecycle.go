@@ -117,24 +117,44 @@ func (c *Cluster) nodeLogs(n *Node) string {
 	return b.String()
 }
 
-// teardown stops everything Start started, except the control plane and
-// the lab, which remove themselves: the controllers first (so nothing
-// recreates pods), then every pod through its kubelet (which tears its
-// network down), then the node daemons, leftover containers and shims, the
-// mounts, the cgroups and the files.
-func (c *Cluster) teardown() {
-	tb := c.tb
-	if tb.Failed() {
-		for _, n := range c.Nodes {
-			tb.Logf("%s", c.nodeLogs(n))
+// Close stops everything New started and removes what it made: the
+// controllers first (so nothing recreates pods), then every pod through its
+// kubelet (which tears its network down), then the node daemons, leftover
+// containers and shims, the mounts, the cgroups, the files, the control
+// plane and the lab. It also cleans up after a New that failed half-way.
+// Calling it again does nothing.
+func (c *Cluster) Close() error {
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	var errs []error
+	if c.dir != "" {
+		errs = append(errs, c.teardown())
+	}
+	if c.ControlPlane != nil {
+		if err := c.ControlPlane.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stop control plane: %w", err))
 		}
 	}
+	if c.Lab != nil {
+		errs = append(errs, c.Lab.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// teardown stops what runs on and for the nodes and removes the cluster's
+// directory.
+func (c *Cluster) teardown() error {
 	c.scheduler.Stop(5 * time.Second)
 	c.kcm.Stop(5 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	if err := c.deleteAllPods(ctx); err != nil {
-		tb.Logf("cluster teardown: %v", err)
+	if c.Kube != nil {
+		if err := c.deleteAllPods(ctx); err != nil {
+			// Not fatal: the kill below still stops every container.
+			c.log.Error(err, "Cluster teardown: deleting the pods")
+		}
 	}
 	var errs []error
 	for _, n := range c.Nodes {
@@ -176,9 +196,7 @@ func (c *Cluster) teardown() {
 	if err := os.RemoveAll(c.dir); err != nil {
 		errs = append(errs, err)
 	}
-	if err := errors.Join(errs...); err != nil {
-		tb.Errorf("cluster teardown: %v", err)
-	}
+	return errors.Join(errs...)
 }
 
 // deleteAllPods deletes every pod with a second's grace and waits until the

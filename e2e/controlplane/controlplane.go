@@ -404,3 +404,7 @@ func or(a, b string) string {
 	}
 	return b
 }
+
+// LogTails returns the last n lines of etcd's and kube-apiserver's logs,
+// for failures.
+func (cp *ControlPlane) LogTails(n int) string { return cp.logTails(n) }

@@ -1,6 +1,8 @@
 package frr
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,37 +27,52 @@ func RequireBIRD(tb testing.TB) {
 type BIRD struct {
 	Host *netlab.Host
 	Dir  string
+
+	daemons
 }
 
 // StartBIRD adds host name to lab and runs BIRD in it as cfg says (only ASN,
-// Neighbors and MaximumPaths are used), until tb's cleanup.
+// Neighbors and MaximumPaths are used), until tb's cleanup. It skips tb
+// without root or BIRD and fails it on error.
 func StartBIRD(tb testing.TB, lab *netlab.Lab, name string, cfg Config) *BIRD {
 	tb.Helper()
 	RequireBIRD(tb)
-	h := lab.AddHost(name)
-	dir, err := os.MkdirTemp("", "berth-bird-")
+	b, err := NewBIRD(tb.Context(), lab, name, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
-	b := &BIRD{Host: h, Dir: dir}
+	b.closeWith(tb, name)
+	return b
+}
+
+// NewBIRD adds host name to lab and runs BIRD in it as cfg says (only ASN,
+// Neighbors and MaximumPaths are used), until Close. It needs root and
+// BIRD. On error it stops what it started.
+func NewBIRD(ctx context.Context, lab *netlab.Lab, name string, cfg Config) (_ *BIRD, err error) {
+	ds, err := newDaemons(lab, name, "bird", "bird.log", "bird.out")
+	if err != nil {
+		return nil, err
+	}
+	h, dir := ds.host, ds.dir
+	b := &BIRD{Host: h, Dir: dir, daemons: ds}
+	defer func() {
+		if err != nil {
+			out, _ := os.ReadFile(dir + "/bird.out")
+			err = errors.Join(fmt.Errorf("frr: BIRD %s: %w: %s", name, err, out), b.Close())
+		}
+	}()
 	conf := dir + "/bird.conf"
 	if err := os.WriteFile(conf, []byte(birdConf(h, cfg, dir)), 0o644); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
-	// -f: stay in the foreground, so that cleanup kills the daemon itself.
-	startDaemon(tb, h, dir, []string{"bird", "-f", "-c", conf, "-s", b.socket(), "-P", dir + "/bird.pid"}, []string{"bird.log", "bird.out"})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(b.socket()); err == nil {
-			return b
-		}
-		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(dir + "/bird.out")
-			tb.Fatalf("%s: BIRD's control socket did not appear within 10s: %s", name, out)
-		}
-		time.Sleep(20 * time.Millisecond)
+	// -f: stay in the foreground, so that Close kills the daemon itself.
+	if err := b.start([]string{"bird", "-f", "-c", conf, "-s", b.socket(), "-P", dir + "/bird.pid"}); err != nil {
+		return nil, err
 	}
+	if err := waitFile(ctx, b.socket(), 10*time.Second); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func (b *BIRD) socket() string { return b.Dir + "/bird.ctl" }

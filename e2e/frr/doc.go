@@ -2,7 +2,9 @@
 // netlab host for end-to-end tests, and reads back what they learnt: the
 // BGP table, the neighbors' state and the kernel routes they installed.
 //
-// It must not be imported outside tests: it starts root-only daemons and
-// fails the test it is given on any error. Every daemon it starts is killed
-// in the test's cleanup; netlab removes the namespace.
+// Start and StartBIRD are for tests: they fail the test they are given on
+// any error and kill the daemons in its cleanup. NewRouter and NewBIRD
+// return errors and leave the daemons to the caller's Close, for the demo.
+// Either way netlab removes the namespace. It starts root-only daemons: it
+// must not be imported by Berth's controller, speaker or berth-ccm.
 package frr

@@ -3,6 +3,7 @@ package frr
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -65,45 +66,76 @@ type Router struct {
 	Host *netlab.Host
 	// Dir holds the configuration, pid files, logs and vty sockets.
 	Dir string
+
+	daemons
 }
 
 // Start adds host name to lab and runs zebra and bgpd in it as cfg says,
-// until tb's cleanup.
+// until tb's cleanup. It skips tb without root or FRR and fails it on
+// error; when tb has failed, cleanup logs the daemons' logs.
 func Start(tb testing.TB, lab *netlab.Lab, name string, cfg Config) *Router {
 	tb.Helper()
 	Require(tb)
-	h := lab.AddHost(name)
-	dir, err := os.MkdirTemp("", "berth-frr-")
+	r, err := NewRouter(tb.Context(), lab, name, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
+	r.closeWith(tb, name)
+	return r
+}
+
+// NewRouter adds host name to lab and runs zebra and bgpd in it as cfg
+// says, until Close. It needs root and FRR. On error it stops what it
+// started; the host stays until the lab is closed.
+func NewRouter(ctx context.Context, lab *netlab.Lab, name string, cfg Config) (_ *Router, err error) {
+	ds, err := newDaemons(lab, name, "frr", "bgpd.log", "zebra.log", "zebra.out", "bgpd.out")
+	if err != nil {
+		return nil, err
+	}
+	h, dir := ds.host, ds.dir
+	r := &Router{Host: h, Dir: dir, daemons: ds}
+	defer func() {
+		if err != nil {
+			err = errors.Join(fmt.Errorf("frr: router %s: %w", name, err), r.Close())
+		}
+	}()
 	// zebra drops privileges to the frr user, which must reach dir.
 	if err := os.Chmod(dir, 0o755); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
-	if out, err := exec.Command("chown", "frr:frr", dir).CombinedOutput(); err != nil {
-		tb.Fatalf("chown %s: %v: %s", dir, err, out)
+	if out, err := exec.CommandContext(ctx, "chown", "frr:frr", dir).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("chown %s: %w: %s", dir, err, out)
 	}
-	r := &Router{Host: h, Dir: dir}
-	r.writeFile(tb, "bgpd.conf", bgpdConf(name, h.IPv4, cfg))
-	r.writeFile(tb, "zebra.conf", "hostname "+name+"\n")
+	if err := r.writeFile("bgpd.conf", bgpdConf(name, h.IPv4, cfg)); err != nil {
+		return nil, err
+	}
+	if err := r.writeFile("zebra.conf", "hostname "+name+"\n"); err != nil {
+		return nil, err
+	}
 	common := []string{"-P", "0", "-z", r.path("zserv.api"), "--vty_socket", dir}
 	zebra := []string{filepath.Join(Dir, "zebra"), "-u", "frr", "-g", "frr", "-f", r.path("zebra.conf"),
 		"-i", r.path("zebra.pid"), "--log", "file:" + r.path("zebra.log")}
 	if cfg.MaximumPaths > 1 {
 		zebra = append(zebra, "-e", fmt.Sprint(cfg.MaximumPaths))
 	}
-	r.run(tb, append(zebra, common...))
-	r.waitFor(tb, "zserv.api")
+	if err := r.start(append(zebra, common...)); err != nil {
+		return nil, err
+	}
+	if err := r.waitFor(ctx, "zserv.api"); err != nil {
+		return nil, err
+	}
 	bgpd := []string{filepath.Join(Dir, "bgpd"), "-S", "-f", r.path("bgpd.conf"),
 		"-i", r.path("bgpd.pid"), "--log", "file:" + r.path("bgpd.log")}
 	if cfg.Port != 0 {
 		bgpd = append(bgpd, "-p", fmt.Sprint(cfg.Port))
 	}
-	r.run(tb, append(bgpd, common...))
-	r.waitFor(tb, "bgpd.vty")
-	return r
+	if err := r.start(append(bgpd, common...)); err != nil {
+		return nil, err
+	}
+	if err := r.waitFor(ctx, "bgpd.vty"); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // bgpdConf renders bgpd's configuration. FRR 8.4 needs no
@@ -151,70 +183,14 @@ func bgpdConf(name string, routerID netip.Addr, cfg Config) string {
 
 func (r *Router) path(name string) string { return filepath.Join(r.Dir, name) }
 
-func (r *Router) writeFile(tb testing.TB, name, content string) {
-	tb.Helper()
-	if err := os.WriteFile(r.path(name), []byte(content), 0o644); err != nil {
-		tb.Fatal(err)
-	}
+func (r *Router) writeFile(name, content string) error {
+	return os.WriteFile(r.path(name), []byte(content), 0o644)
 }
 
-// run starts argv in the router's namespace and kills it in cleanup,
-// logging the daemons' logs if tb failed.
-func (r *Router) run(tb testing.TB, argv []string) {
-	tb.Helper()
-	var logs []string
-	if filepath.Base(argv[0]) == "bgpd" { // once for both daemons
-		logs = []string{"bgpd.log", "zebra.log", "zebra.out", "bgpd.out"}
-	}
-	startDaemon(tb, r.Host, r.Dir, argv, logs)
-}
-
-// startDaemon starts argv in h, its output in dir, and kills it (by its
-// process) in tb's cleanup, then logs the files logs in dir if tb failed.
-func startDaemon(tb testing.TB, h *netlab.Host, dir string, argv, logs []string) {
-	tb.Helper()
-	cmd := h.Command(context.Background(), argv...)
-	out, err := os.Create(filepath.Join(dir, filepath.Base(argv[0])+".out"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start %s: %v", argv[0], err)
-	}
-	tb.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		_ = out.Close()
-		if tb.Failed() {
-			for _, f := range logs {
-				if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil && len(b) > 0 {
-					tb.Logf("%s %s:\n%s", h.Name, f, tail(string(b), 3000))
-				}
-			}
-		}
-	})
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
-}
-
-func (r *Router) waitFor(tb testing.TB, name string) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(r.path(name)); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: %s did not appear within 10s", r.Host.Name, name)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+// waitFor waits up to 10 s for the file name to appear in the router's
+// directory.
+func (r *Router) waitFor(ctx context.Context, name string) error {
+	return waitFile(ctx, r.path(name), 10*time.Second)
 }
 
 // Vtysh runs a command against the router and returns its output.

@@ -11,12 +11,16 @@
 // to a load-balancer pool) add it themselves.
 //
 // Everything a lab creates is named after its random id (bridge bth<id>,
-// namespaces bth-<id>-<host>, veths bth<id>v<k>) and is removed by the test's
-// cleanup, including processes left running in its namespaces. A lab whose
-// test process died before cleaning up (SIGKILL, a -timeout panic) is removed
-// by the next New on the machine.
+// namespaces bth-<id>-<host>, veths bth<id>v<k>) and is removed by Close
+// (which New registers as the test's cleanup), including processes left
+// running in its namespaces. A lab whose process died before cleaning up
+// (SIGKILL, a -timeout panic) is removed by the next New or Create on the
+// machine.
+//
+// New and AddHost are for tests (they fail the test on error); Create and
+// CreateHost return errors, for callers that are not tests (the demo).
 //
 // It shells out to ip(8) from iproute2 rather than using netlink, because the
 // tests need nothing that ip cannot do. It must not touch any interface or
-// namespace it did not create, and it is for tests only.
+// namespace it did not create, and it is for tests and the demo only.
 package netlab

@@ -42,6 +42,7 @@ type Lab struct {
 	// address in the lab.
 	Gateway4, Gateway6 netip.Addr
 
+	// tb is set by New, for AddHost.
 	tb    testing.TB
 	mu    sync.Mutex
 	hosts []*Host
@@ -63,12 +64,27 @@ func New(tb testing.TB) *Lab {
 	tb.Helper()
 	RequireRoot(tb)
 	hostdeps.Require(tb, "ip")
-	l := &Lab{tb: tb}
-	tb.Cleanup(l.cleanup)
-	if err := l.create(); err != nil {
-		tb.Fatalf("netlab: %v", err)
+	l, err := Create()
+	if err != nil {
+		tb.Fatal(err)
 	}
+	l.tb = tb
+	tb.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
 	return l
+}
+
+// Create creates a lab; Close removes it. It needs root and ip(8). On error
+// it leaves nothing behind.
+func Create() (*Lab, error) {
+	l := &Lab{}
+	if err := l.create(); err != nil {
+		return nil, errors.Join(fmt.Errorf("netlab: %w", err), l.Close())
+	}
+	return l, nil
 }
 
 // create picks an id and a subnet that no interface uses yet and makes the
@@ -121,18 +137,35 @@ func (l *Lab) create() error {
 	return errors.New("no free 198.18.<n>.0/24 subnet")
 }
 
-// AddHost creates a namespace bth-<id>-<name> with lo up and an eth0 on the
-// bridge holding the next free IPv4 and IPv6 addresses. The host gets no
-// default route: it reaches the lab's subnets and nothing else, unless the
-// test adds routes (say, to a load-balancer pool) with Exec. It fails the
-// test on error.
+// ForTest makes AddHost fail tb on error, for a lab made by Create whose
+// owner closes it (cluster.Start hands its lab to the test this way).
+func (l *Lab) ForTest(tb testing.TB) { l.tb = tb }
+
+// AddHost is CreateHost for a lab made by New (or given ForTest): it fails
+// the lab's test on error.
 func (l *Lab) AddHost(name string) *Host {
+	if l.tb == nil {
+		panic("netlab: AddHost on a lab made by Create without ForTest; use CreateHost")
+	}
 	l.tb.Helper()
+	h, err := l.CreateHost(name)
+	if err != nil {
+		l.tb.Fatal(err)
+	}
+	return h
+}
+
+// CreateHost creates a namespace bth-<id>-<name> with lo up and an eth0 on
+// the bridge holding the next free IPv4 and IPv6 addresses. The host gets
+// no default route: it reaches the lab's subnets and nothing else, unless
+// the caller adds routes (say, to a load-balancer pool) with Exec. The
+// lab's Close removes it.
+func (l *Lab) CreateHost(name string) (*Host, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := len(l.hosts)
 	if k >= 250 {
-		l.tb.Fatalf("netlab: lab %s is full", l.ID)
+		return nil, fmt.Errorf("netlab: lab %s is full", l.ID)
 	}
 	h := &Host{
 		Name:  name,
@@ -155,9 +188,9 @@ func (l *Lab) AddHost(name string) *Host {
 		[]string{"-n", h.Netns, "link", "set", "eth0", "up"},
 	)
 	if err != nil {
-		l.tb.Fatalf("netlab: add host %s: %v", name, err)
+		return nil, fmt.Errorf("netlab: add host %s: %w", name, err)
 	}
-	return h
+	return h, nil
 }
 
 // Command returns a command that runs argv inside h's namespace. It is killed
@@ -180,14 +213,16 @@ func (h *Host) Exec(ctx context.Context, argv ...string) (string, error) {
 	return string(out), nil
 }
 
-// cleanup removes everything the lab made.
-func (l *Lab) cleanup() {
+// Close removes everything the lab made: its hosts' processes and
+// namespaces, the bridge, and the record of its owner.
+func (l *Lab) Close() error {
 	if l.ID == "" {
-		return
+		return nil
 	}
 	if err := remove(l.ID); err != nil {
-		l.tb.Errorf("netlab: clean up lab %s: %v", l.ID, err)
+		return fmt.Errorf("netlab: clean up lab %s: %w", l.ID, err)
 	}
+	return nil
 }
 
 // remove kills the processes in lab id's namespaces, then deletes the
