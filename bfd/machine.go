@@ -1,6 +1,7 @@
 package bfd
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -40,11 +41,11 @@ const slowTx = time.Second
 func (t Timers) Validate() error {
 	for _, d := range []time.Duration{t.MinTx, t.MinRx} {
 		if d < MinInterval || d > MaxInterval {
-			return fmt.Errorf("bfd: interval %v out of range [%v, %v]", d, MinInterval, MaxInterval)
+			return fmt.Errorf("timers: interval %v out of range [%v, %v]", d, MinInterval, MaxInterval)
 		}
 	}
 	if t.Multiplier == 0 {
-		return fmt.Errorf("bfd: multiplier 0")
+		return errors.New("timers: multiplier 0")
 	}
 	return nil
 }
