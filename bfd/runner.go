@@ -94,7 +94,7 @@ func (r *runner) apply(out Output) {
 	}
 	if tr := out.Transition; tr != nil {
 		r.log.Info("BFD session state changed", "from", tr.From.String(), "to", tr.To.String(), "diag", tr.Diag.String(), "remoteDiag", tr.RemoteDiag.String())
-		r.note.add(Change{Name: r.cfg.Name, Peer: r.cfg.Peer, Transition: *tr})
+		r.note.add(Change{Name: r.cfg.Name, Peer: r.cfg.Peer, At: time.Now(), Transition: *tr})
 	}
 }
 

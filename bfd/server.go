@@ -48,6 +48,8 @@ func (s Session) key() key { return key{s.Peer, s.Multihop} }
 type Change struct {
 	Name string
 	Peer netip.Addr
+	// At is when the session changed state.
+	At time.Time
 	Transition
 }
 

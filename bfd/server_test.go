@@ -64,7 +64,7 @@ type changes struct {
 
 func (c *changes) add(ch Change) { c.mu.Lock(); c.got = append(c.got, ch); c.mu.Unlock() }
 
-func (c *changes) wait(t *testing.T, d time.Duration, to State) Change {
+func (c *changes) wait(t testing.TB, d time.Duration, to State) Change {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
@@ -114,7 +114,7 @@ func TestServerPair(t *testing.T) {
 	// Slow start: a packet a second at most until Up.
 	ca.wait(t, 5*time.Second, StateUp)
 	cb.wait(t, 5*time.Second, StateUp)
-	waitFor(t, time.Second, func() error {
+	eventually(t, time.Second, func() error {
 		if st := sa.Status()[0]; st.Polling || st.TxInterval != 20*time.Millisecond || st.DetectTime != 60*time.Millisecond {
 			return fmt.Errorf("%+v", st)
 		}
@@ -137,7 +137,7 @@ func TestServerPair(t *testing.T) {
 	if err := sa.Set(ctx, []Session{{Name: "b", Peer: b, Timers: slower}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Second, func() error {
+	eventually(t, time.Second, func() error {
 		if st := sb.Status()[0]; st.DetectTime != 150*time.Millisecond || st.State != StateUp {
 			return fmt.Errorf("b's view: %+v", st)
 		}
@@ -170,19 +170,4 @@ func TestSetRejects(t *testing.T) {
 		t.Errorf("sessions %+v, want only ok", st)
 	}
 	t.Log(err)
-}
-
-func waitFor(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", d, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
