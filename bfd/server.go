@@ -36,13 +36,13 @@ type Session struct {
 }
 
 // key identifies a session on the wire before the neighbor knows our
-// discriminator: by its address and kind.
+// discriminator: by its addresses and kind (RFC 5881 §3).
 type key struct {
-	peer     netip.Addr
-	multihop bool
+	peer, local netip.Addr
+	multihop    bool
 }
 
-func (s Session) key() key { return key{s.Peer, s.Multihop} }
+func (s Session) key() key { return key{s.Peer, s.Local, s.Multihop} }
 
 // Change is a session's change of state, as reported to Options.OnChange.
 type Change struct {
@@ -153,7 +153,7 @@ func (s *Server) Set(ctx context.Context, sessions []Session) error {
 	}
 	for name, r := range s.byName {
 		w, ok := want[name]
-		if !ok || w.key() != r.cfg.key() || w.Local.IsValid() && w.Local != r.cfg.Local {
+		if !ok || w.Peer != r.cfg.Peer || w.Multihop != r.cfg.Multihop || w.Local.IsValid() && w.Local != r.cfg.Local {
 			s.remove(r)
 		}
 	}
@@ -164,10 +164,6 @@ func (s *Server) Set(ctx context.Context, sessions []Session) error {
 				r.cfg.Timers = w.Timers
 				r.setTimers(w.Timers)
 			}
-			continue
-		}
-		if other, ok := s.byKey[w.key()]; ok {
-			errs = append(errs, fmt.Errorf("bfd: session %q: peer %v already has session %q", name, w.Peer, other.cfg.Name))
 			continue
 		}
 		if err := s.add(w); err != nil {
@@ -184,6 +180,10 @@ func (s *Server) add(cfg Session) error {
 		return fmt.Errorf("open: %w", err)
 	}
 	cfg.Local = local
+	if other, ok := s.byKey[cfg.key()]; ok {
+		snd.Close()
+		return fmt.Errorf("%v to %v is already session %q", local, cfg.Peer, other.cfg.Name)
+	}
 	discr := s.newDiscr()
 	r := &runner{
 		cfg:  cfg,
@@ -242,7 +242,7 @@ func (s *Server) deliver(rcv Received) {
 	if p.YourDiscr != 0 {
 		r = s.byDiscr[p.YourDiscr]
 	} else {
-		r = s.byKey[key{rcv.From, rcv.Multihop}]
+		r = s.byKey[key{rcv.From, rcv.To, rcv.Multihop}]
 	}
 	s.mu.Unlock()
 	if r == nil || r.cfg.Peer != rcv.From || r.cfg.Multihop != rcv.Multihop {

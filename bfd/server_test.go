@@ -162,6 +162,7 @@ func TestSetRejects(t *testing.T) {
 		{Name: "fast", Peer: b, Timers: Timers{MinTx: time.Millisecond}},
 		{Name: "nopeer"},
 		{Name: "same", Peer: b},
+		{Name: "other", Peer: a},
 	})
 	if err == nil {
 		t.Fatal("no error")
