@@ -93,9 +93,10 @@ type Options struct {
 // Server runs BFD sessions, one goroutine each. It is safe for concurrent
 // use.
 type Server struct {
-	opts Options
-	log  logr.Logger
-	note *notifier
+	opts  Options
+	log   logr.Logger
+	note  *notifier
+	sched *scheduler
 
 	mu       sync.Mutex
 	byName   map[string]*runner
@@ -114,6 +115,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		opts:    opts,
 		log:     logr.FromContextOrDiscard(ctx).WithName("bfd"),
 		note:    newNotifier(opts.OnChange),
+		sched:   newScheduler(),
 		byName:  map[string]*runner{},
 		byDiscr: map[uint32]*runner{},
 		byKey:   map[key]*runner{},
@@ -162,7 +164,7 @@ func (s *Server) Set(ctx context.Context, sessions []Session) error {
 		if r, ok := s.byName[name]; ok {
 			if r.cfg.Timers != w.Timers {
 				r.cfg.Timers = w.Timers
-				r.setTimers(w.Timers)
+				s.sched.schedule(r, r.step(func(m *Machine, now time.Time) Output { return m.SetTimers(now, w.Timers) }))
 			}
 			continue
 		}
@@ -185,20 +187,18 @@ func (s *Server) add(cfg Session) error {
 		return fmt.Errorf("%v to %v is already session %q", local, cfg.Peer, other.cfg.Name)
 	}
 	discr := s.newDiscr()
+	now := time.Now()
 	r := &runner{
-		cfg:  cfg,
-		m:    NewMachine(time.Now(), discr, cfg.Timers, mrand.Float64),
-		send: snd,
-		rx:   make(chan Packet, 16),
-		ctl:  make(chan Timers, 1),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
-		log:  s.log.WithValues("session", cfg.Name, "peer", cfg.Peer),
-		note: s.note,
+		cfg:   cfg,
+		m:     NewMachine(now, discr, cfg.Timers, mrand.Float64),
+		send:  snd,
+		log:   s.log.WithValues("session", cfg.Name, "peer", cfg.Peer),
+		note:  s.note,
+		index: -1,
 	}
 	s.byName[cfg.Name], s.byDiscr[discr], s.byKey[cfg.key()] = r, r, r
 	r.log.V(1).Info("BFD session added", "local", local, "multihop", cfg.Multihop, "discriminator", discr)
-	go r.run()
+	s.sched.schedule(r, now)
 	return nil
 }
 
@@ -209,11 +209,10 @@ func (s *Server) remove(r *runner) {
 	delete(s.byDiscr, r.m.LocalDiscr())
 	delete(s.byKey, r.cfg.key())
 	r.log.V(1).Info("BFD session removed")
-	close(r.stop)
 	s.draining.Add(1)
 	go func() {
 		defer s.draining.Done()
-		<-r.done
+		r.shutdown()
 	}()
 }
 
@@ -230,8 +229,8 @@ func (s *Server) newDiscr() uint32 {
 }
 
 // deliver hands a received packet to its session (§6.8.6: by Your
-// Discriminator, else by the sender's address); it drops what matches no
-// session, and what a session too busy to keep up has no room for.
+// Discriminator, else by the addresses) and processes it there, on the
+// transport's goroutine; it drops what matches no session.
 func (s *Server) deliver(rcv Received) {
 	p, err := Unmarshal(rcv.Data)
 	if err != nil {
@@ -248,10 +247,7 @@ func (s *Server) deliver(rcv Received) {
 	if r == nil || r.cfg.Peer != rcv.From || r.cfg.Multihop != rcv.Multihop {
 		return
 	}
-	select {
-	case r.rx <- p:
-	default:
-	}
+	s.sched.schedule(r, r.step(func(m *Machine, now time.Time) Output { return m.Receive(now, p) }))
 }
 
 // SessionStatus is a session's state, for reports.
@@ -298,6 +294,7 @@ func (s *Server) Close(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 	}
+	s.sched.close()
 	s.note.close()
 	return s.opts.Transport.Close()
 }

@@ -19,10 +19,12 @@ type wire struct {
 }
 
 type memTransport struct {
-	w       *wire
-	self    int
-	addr    netip.Addr
-	deliver func(Received)
+	w    *wire
+	self int
+	addr netip.Addr
+	// in is delivered from a goroutine of its own, asynchronously as a
+	// socket would.
+	in chan Received
 }
 
 func newWire(a, b netip.Addr) *wire {
@@ -32,8 +34,15 @@ func newWire(a, b netip.Addr) *wire {
 	return w
 }
 
-func (m *memTransport) Receive(f func(Received)) { m.deliver = f }
-func (m *memTransport) Close() error             { return nil }
+func (m *memTransport) Receive(f func(Received)) {
+	m.in = make(chan Received, 64)
+	go func() {
+		for r := range m.in {
+			f(r)
+		}
+	}()
+}
+func (m *memTransport) Close() error { return nil }
 func (m *memTransport) Open(_, peer netip.Addr, multihop bool) (Sender, netip.Addr, error) {
 	other := m.w.ends[1-m.self]
 	if other.addr != peer {
@@ -48,10 +57,13 @@ type memSender struct {
 }
 
 func (s memSender) Send(b []byte) error {
-	if s.from.w.cut.Load() || s.to.deliver == nil {
+	if s.from.w.cut.Load() || s.to.in == nil {
 		return nil
 	}
-	s.to.deliver(Received{Data: append([]byte(nil), b...), From: s.from.addr, To: s.to.addr, Multihop: s.multihop})
+	select {
+	case s.to.in <- Received{Data: append([]byte(nil), b...), From: s.from.addr, To: s.to.addr, Multihop: s.multihop}:
+	default: // a full socket buffer drops
+	}
 	return nil
 }
 func (memSender) Close() error { return nil }
