@@ -55,35 +55,10 @@ func startFRRLab(tb testing.TB, peers func(lab *netlab.Lab, r *frr.Router) []frr
 	return &frrLab{lab: lab, r: r, s: s, changes: c}
 }
 
-// setLink takes the lab bridge's port to the lab's first host down or up:
-// a cable pulled and plugged back, with no packet of either side passing.
-// It is an ioctl rather than a command, so that the moment is exact.
-func setLink(tb testing.TB, lab *netlab.Lab, up bool) {
+// setLink pulls or plugs back the router's link.
+func setLink(tb testing.TB, l *frrLab, up bool) {
 	tb.Helper()
-	port := lab.Bridge + "v0"
-	if _, err := os.Stat(filepath.Join("/sys/class/net", lab.Bridge, "brif", port)); err != nil {
-		tb.Fatalf("bridge port of the first host: %v", err)
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(port)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		tb.Fatal(err)
-	}
-	flags := ifr.Uint16()
-	if up {
-		flags |= unix.IFF_UP
-	} else {
-		flags &^= unix.IFF_UP
-	}
-	ifr.SetUint16(flags)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+	if err := l.lab.SetLink(l.r.Host, up); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -127,14 +102,14 @@ func TestFRR(t *testing.T) {
 
 	for i := range 3 {
 		cut := time.Now()
-		setLink(t, l.lab, false)
+		setLink(t, l, false)
 		ch := l.changes.wait(t, 5*time.Second, StateDown)
 		took := ch.At.Sub(cut)
 		t.Logf("failure %d: down after %v (%v)", i, took, ch.Diag)
 		if took > time.Second || ch.Diag != DiagControlDetectExpired {
 			t.Errorf("down after %v with %v, want under 1s, detection time expired", took, ch.Diag)
 		}
-		setLink(t, l.lab, true)
+		setLink(t, l, true)
 		l.changes.wait(t, 10*time.Second, StateUp)
 		waitFRRState(t, l, "up")
 	}
@@ -190,10 +165,10 @@ func BenchmarkFRRDetection(b *testing.B) {
 			// point of the 300 ms schedule.
 			time.Sleep(time.Second + time.Duration(rand.Int64N(int64(300*ms))))
 			cut := time.Now()
-			setLink(b, l.lab, false)
+			setLink(b, l, false)
 			ch := l.changes.wait(b, 5*time.Second, StateDown)
 			took = append(took, ch.At.Sub(cut))
-			setLink(b, l.lab, true)
+			setLink(b, l, true)
 		}
 		slices.Sort(took)
 		p50, p99 := took[len(took)/2], took[len(took)-1] // 20 samples: the 99th percentile is the largest

@@ -23,14 +23,16 @@ type BFDPeer struct {
 	Multiplier   int
 }
 
-// StartBFD runs FRR's bfdd next to the router's zebra and bgpd, with
-// peers, until tb's cleanup. With bgp, each peer is also a BGP
-// neighbor's BFD ("neighbor X bfd"), so that bgpd drops the session, and
-// the routes learnt over it, when BFD goes down.
+// StartBFD runs FRR's bfdd next to the router's zebra and bgpd until tb's
+// cleanup, with a profile per peer. Without bgpASN, bfdd runs the peers'
+// sessions itself; with it, each peer is a BGP neighbor of that AS whose
+// bgpd asks bfdd for the session ("neighbor X bfd profile"), so that bgpd
+// drops the BGP session, and the routes learnt over it, when BFD goes
+// down. Configuring both would make bfdd restart the session once.
 func (r *Router) StartBFD(tb testing.TB, peers []BFDPeer, bgpASN uint32) {
 	tb.Helper()
 	hostdeps.Require(tb, filepath.Join(Dir, "bfdd"))
-	r.writeFile(tb, "bfdd.conf", bfddConf(r.Host.Name, peers))
+	r.writeFile(tb, "bfdd.conf", bfddConf(r.Host.Name, peers, bgpASN == 0))
 	r.run(tb, []string{filepath.Join(Dir, "bfdd"), "-f", r.path("bfdd.conf"), "-i", r.path("bfdd.pid"),
 		"--log", "file:" + r.path("bfdd.log"), "--bfdctl", r.path("bfdd.sock"),
 		"-P", "0", "-z", r.path("zserv.api"), "--vty_socket", r.Dir})
@@ -39,24 +41,17 @@ func (r *Router) StartBFD(tb testing.TB, peers []BFDPeer, bgpASN uint32) {
 		return
 	}
 	args := []string{"--vty_socket", r.Dir, "-c", "configure terminal", "-c", fmt.Sprintf("router bgp %d", bgpASN)}
-	for _, p := range peers {
-		args = append(args, "-c", fmt.Sprintf("neighbor %s bfd", p.Addr))
+	for i, p := range peers {
+		args = append(args, "-c", fmt.Sprintf("neighbor %s bfd profile p%d", p.Addr, i))
 	}
 	r.vtyshArgs(tb, args)
 }
 
-func bfddConf(name string, peers []BFDPeer) string {
+func bfddConf(name string, peers []BFDPeer, sessions bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "hostname %s\nbfd\n", name)
-	for _, p := range peers {
-		fmt.Fprintf(&b, " peer %s", p.Addr)
-		if p.Multihop {
-			b.WriteString(" multihop")
-		}
-		if p.Local.IsValid() {
-			fmt.Fprintf(&b, " local-address %s", p.Local)
-		}
-		b.WriteString("\n")
+	for i, p := range peers {
+		fmt.Fprintf(&b, " profile p%d\n", i)
 		if p.MinTx != 0 {
 			fmt.Fprintf(&b, "  transmit-interval %d\n", p.MinTx.Milliseconds())
 		}
@@ -66,7 +61,20 @@ func bfddConf(name string, peers []BFDPeer) string {
 		if p.Multiplier != 0 {
 			fmt.Fprintf(&b, "  detect-multiplier %d\n", p.Multiplier)
 		}
-		b.WriteString("  no shutdown\n !\n")
+		b.WriteString(" !\n")
+	}
+	for i, p := range peers {
+		if !sessions {
+			break
+		}
+		fmt.Fprintf(&b, " peer %s", p.Addr)
+		if p.Multihop {
+			b.WriteString(" multihop")
+		}
+		if p.Local.IsValid() {
+			fmt.Fprintf(&b, " local-address %s", p.Local)
+		}
+		fmt.Fprintf(&b, "\n  profile p%d\n  no shutdown\n !\n", i)
 	}
 	b.WriteString("!\n")
 	return b.String()
