@@ -171,11 +171,19 @@ func TestBFDTearsDownBGP(t *testing.T) {
 			t.Fatal(err)
 		}
 		up := wait(t, l.ups, 10*time.Second, "up")
+		eventually(t, 20*time.Second, func() error {
+			if st := peerStatus(t, l.s, "r1"); st.State != StateEstablished {
+				return fmt.Errorf("BGP session %s", st.State)
+			}
+			return nil
+		})
+		established := time.Since(back)
 		l.waitRouted(t, 20*time.Second, true)
+		routeBack := time.Since(back)
 		l.settle(t)
-		t.Logf("flap %d: BFD down %v and BGP down %v after the cut, route gone at FRR after %v; BFD up %v and route back %v after the link",
+		t.Logf("flap %d: BFD down %v and BGP down %v after the cut, route gone at FRR after %v; BFD up %v, BGP established %v and route back at FRR %v after the link",
 			i, down.At.Sub(cut).Round(time.Millisecond), bgpDown.Round(time.Millisecond), routeGone.Round(time.Millisecond),
-			up.At.Sub(back).Round(time.Millisecond), time.Since(back).Round(time.Millisecond))
+			up.At.Sub(back).Round(time.Millisecond), established.Round(time.Millisecond), routeBack.Round(time.Millisecond))
 		if l.s.BFDHeldDown("r1") {
 			t.Error("session still held down")
 		}
