@@ -32,6 +32,7 @@ type frrLab struct {
 func startFRRLab(tb testing.TB, peers func(lab *netlab.Lab, r *frr.Router) []frr.BFDPeer) *frrLab {
 	tb.Helper()
 	frr.Require(tb)
+	frr.LockBFDPorts(tb)
 	lab := netlab.New(tb)
 	r := frr.Start(tb, lab, "r1", frr.Config{ASN: 65001})
 	r.StartBFD(tb, peers(lab, r), 0)

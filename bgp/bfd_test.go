@@ -32,6 +32,7 @@ type bfdLab struct {
 func startBFDLab(t *testing.T) *bfdLab {
 	t.Helper()
 	frr.Require(t)
+	frr.LockBFDPorts(t)
 	lab := netlab.New(t)
 	r := frr.Start(t, lab, "r1", frr.Config{ASN: routerASN, Neighbors: []frr.Neighbor{{Addr: lab.Gateway4, ASN: localASN}}})
 	r.StartBFD(t, []frr.BFDPeer{{Addr: lab.Gateway4, MinTx: 300 * time.Millisecond, MinRx: 300 * time.Millisecond, Multiplier: 3}}, routerASN)

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,4 +128,21 @@ func (r *Router) BFDPeer(tb testing.TB, addr netip.Addr) *BFDPeerState {
 		}
 	}
 	return nil
+}
+
+// LockBFDPorts serialises, across test processes, the tests that listen
+// on the BFD ports (3784, 4784) in the root network namespace, where only
+// one can at a time: go test runs packages in parallel. It holds an
+// exclusive lock until tb's cleanup.
+func LockBFDPorts(tb testing.TB) {
+	tb.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "berth-bfd-ports.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.Close() }) // closing releases the lock
 }
