@@ -142,6 +142,24 @@ func TestFRRMultihop(t *testing.T) {
 	}
 }
 
+// TestFRRIPv6 runs a single-hop session over IPv6 (hop limit 255) with FRR.
+func TestFRRIPv6(t *testing.T) {
+	l := startFRRLab(t, func(lab *netlab.Lab, _ *frr.Router) []frr.BFDPeer {
+		return []frr.BFDPeer{{Addr: lab.Gateway6, MinTx: 300 * ms, MinRx: 300 * ms}}
+	})
+	if err := l.s.Set(context.Background(), []Session{{Name: "r1", Peer: l.r.Host.IPv6, Timers: fast}}); err != nil {
+		t.Fatal(err)
+	}
+	l.changes.wait(t, 10*time.Second, StateUp)
+	eventually(t, 10*time.Second, func() error {
+		p := l.r.BFDPeer(t, l.lab.Gateway6)
+		if p == nil || p.Status != "up" {
+			return fmt.Errorf("FRR's session %+v, want up", p)
+		}
+		return nil
+	})
+}
+
 // BenchmarkFRRDetection measures the detection time of a pulled link with
 // FRR's bfdd at 300 ms x 3 (RFC 5880: at most 900 ms after the last packet
 // received): 20 failures, each at a random phase of the packet schedule,
@@ -204,7 +222,7 @@ func eventually(tb testing.TB, d time.Duration, f func() error) {
 //
 //	go test ./bfd/ -run '^$' -bench FRRSessionsCPU -benchtime 1x
 func BenchmarkFRRSessionsCPU(b *testing.B) {
-	for _, n := range []int{25, 50, 100, 200} {
+	for _, n := range []int{10, 25, 50, 100, 200} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			for range b.N {
 				benchSessionsCPU(b, n)
