@@ -188,7 +188,7 @@ func (m *Machine) transmits() bool {
 	if m.remoteMinRx == 0 {
 		return false
 	}
-	return !(m.remoteDemand && m.state == StateUp && m.remoteState == StateUp)
+	return !m.remoteDemand || m.state != StateUp || m.remoteState != StateUp
 }
 
 // txJitter is the jittered interval: 75 to 100 % of the interval, or 75
