@@ -8,8 +8,9 @@
 // The protocol is a pure state machine (Machine): it takes the time and
 // the packets received, and returns the packets to send and the state
 // changes, so that every transition of RFC 5880 §6.8 is tested with a fake
-// clock. Server runs one goroutine per session around a Machine, with a
-// UDP transport (udp_linux.go) or any other that satisfies Transport.
+// clock. Server runs the sessions' Machines, their timers from one
+// scheduler goroutine and their received packets on the transport's
+// reading goroutine, over UDP (udp.go) or any other Transport.
 //
 // # What it does and does not do
 //

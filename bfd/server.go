@@ -67,7 +67,7 @@ type Sender interface {
 	Close() error
 }
 
-// Transport carries the packets (udp_linux.go is the UDP one).
+// Transport carries the packets (UDP is the real one).
 type Transport interface {
 	// Open returns a sender for a session and makes sure that packets of
 	// its kind and family are received, which go to the function that
@@ -90,7 +90,7 @@ type Options struct {
 	OnChange func(Change)
 }
 
-// Server runs BFD sessions, one goroutine each. It is safe for concurrent
+// Server runs BFD sessions (see doc.go). It is safe for concurrent
 // use.
 type Server struct {
 	opts  Options
