@@ -40,6 +40,8 @@ type session struct {
 	maxReceived uint32
 	// stopWatch ends watchPrefixLimit.
 	stopWatch context.CancelFunc
+	// bfdDown says BFD holds the session down (see bfd.go).
+	bfdDown bool
 }
 
 // New validates cfg and returns a Server with no peers. It logs to the

@@ -42,6 +42,14 @@ func TestSpeakerCRDAdmission(t *testing.T) {
 		{"prefix limit", peer(func(s *v1alpha1.BGPPeerSpec) { s.MaxReceivedPrefixes = i32(500) }), ""},
 		{"prefix limit 0", peer(func(s *v1alpha1.BGPPeerSpec) { s.MaxReceivedPrefixes = i32(0) }), "spec.maxReceivedPrefixes"},
 		{"prefix limit too large", peer(func(s *v1alpha1.BGPPeerSpec) { s.MaxReceivedPrefixes = i32(1000001) }), "spec.maxReceivedPrefixes"},
+		{"bfd defaults", peer(func(s *v1alpha1.BGPPeerSpec) { s.BFD = &v1alpha1.BFDProfile{} }), ""},
+		{"bfd 300ms x 3 multihop", peer(func(s *v1alpha1.BGPPeerSpec) {
+			s.BFD = &v1alpha1.BFDProfile{MinTxMillis: i32(300), MinRxMillis: i32(300), Multiplier: i32(3), Multihop: true}
+		}), ""},
+		{"bfd interval too short", peer(func(s *v1alpha1.BGPPeerSpec) { s.BFD = &v1alpha1.BFDProfile{MinTxMillis: i32(5)} }), "spec.bfd.minTxMillis"},
+		{"bfd interval too long", peer(func(s *v1alpha1.BGPPeerSpec) { s.BFD = &v1alpha1.BFDProfile{MinRxMillis: i32(60001)} }), "spec.bfd.minRxMillis"},
+		{"bfd multiplier 0", peer(func(s *v1alpha1.BGPPeerSpec) { s.BFD = &v1alpha1.BFDProfile{Multiplier: i32(0)} }), "spec.bfd.multiplier"},
+		{"bfd multihop with GTSM", peer(func(s *v1alpha1.BGPPeerSpec) { s.TTLSecurity, s.BFD = true, &v1alpha1.BFDProfile{Multihop: true} }), "bfd.multihop and ttlSecurity exclude each other"},
 		// Passes admission; the speaker rejects it (TestSpeakerBGPDegradesPerPart).
 		{"multihop on iBGP", peer(func(s *v1alpha1.BGPPeerSpec) { s.ASN, s.EBGPMultiHop = 64513, i32(2) }), ""},
 	}

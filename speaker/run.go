@@ -140,6 +140,7 @@ func Run(ctx context.Context, opts Options) error {
 			return err
 		}
 		defer stop()
+		defer s.startBFD(ctx)()
 	}
 	if opts.Forwarding {
 		stop, err := s.startForwarding(ctx, opts, reg)

@@ -76,6 +76,7 @@ type Speaker struct {
 	listers listers
 	synced  []cache.InformerSynced
 	bgp     bgpSpeaker
+	bfd     bfdSessions // nil without BGP (bfd.go)
 	fwd     forwarder
 	// membersPort is the layer-2 membership port the forwarding table
 	// restricts to node addresses; zero without layer 2.
@@ -198,7 +199,7 @@ func (s *Speaker) sync(ctx context.Context) error {
 		var err error
 		applyProblems, err = s.applyBGP(ctx, plan)
 		s.reportPeerProblems(ctx, applyProblems)
-		errs = append(errs, err)
+		errs = append(errs, err, s.applyBFD(ctx, snap))
 	}
 	if s.fwd != nil {
 		err := s.applyForwarding(ctx, snap, plan, answering, draining)

@@ -35,6 +35,7 @@ type BGPPeer struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTimeSeconds) || !has(self.holdTimeSeconds) || self.holdTimeSeconds == 0 || self.keepaliveTimeSeconds < self.holdTimeSeconds",message="keepaliveTimeSeconds must be less than holdTimeSeconds"
 // +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !has(self.ttlSecurity) || !self.ttlSecurity",message="ebgpMultiHop and ttlSecurity exclude each other: GTSM requires the peer to be directly connected"
 // +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !isIP(self.sourceAddress) || !isIP(self.address) || ip(self.sourceAddress).family() == ip(self.address).family()",message="sourceAddress must be of the same IP family as address"
+// +kubebuilder:validation:XValidation:rule="!has(self.bfd) || !has(self.bfd.multihop) || !self.bfd.multihop || !has(self.ttlSecurity) || !self.ttlSecurity",message="bfd.multihop and ttlSecurity exclude each other: GTSM requires the peer to be directly connected"
 type BGPPeerSpec struct {
 	// Address is the peer's IPv4 or IPv6 address.
 	// +required
@@ -122,6 +123,11 @@ type BGPPeerSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000
 	MaxReceivedPrefixes *int32 `json:"maxReceivedPrefixes,omitempty"`
+
+	// BFD, if set, runs a BFD session with the peer from each node, which
+	// takes the BGP session down as soon as it finds the path down.
+	// +optional
+	BFD *BFDProfile `json:"bfd,omitempty"`
 }
 
 // SecretKeyRef names a key of a Secret in Berth's own namespace.

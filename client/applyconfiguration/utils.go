@@ -38,6 +38,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.AdvertisementSelectorApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("AdvertisementStatus"):
 		return &apiv1alpha1.AdvertisementStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BFDProfile"):
+		return &apiv1alpha1.BFDProfileApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("BGPAdvertisement"):
 		return &apiv1alpha1.BGPAdvertisementApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("BGPAdvertisementSpec"):

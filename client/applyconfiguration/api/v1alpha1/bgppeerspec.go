@@ -68,6 +68,9 @@ type BGPPeerSpecApplyConfiguration struct {
 	// of Service addresses the router sends back to the nodes. Default
 	// 20000.
 	MaxReceivedPrefixes *int32 `json:"maxReceivedPrefixes,omitempty"`
+	// BFD, if set, runs a BFD session with the peer from each node, which
+	// takes the BGP session down as soon as it finds the path down.
+	BFD *BFDProfileApplyConfiguration `json:"bfd,omitempty"`
 }
 
 // BGPPeerSpecApplyConfiguration constructs a declarative configuration of the BGPPeerSpec type for use with
@@ -177,5 +180,13 @@ func (b *BGPPeerSpecApplyConfiguration) WithNodeSelector(value *v1.LabelSelector
 // If called multiple times, the MaxReceivedPrefixes field is set to the value of the last call.
 func (b *BGPPeerSpecApplyConfiguration) WithMaxReceivedPrefixes(value int32) *BGPPeerSpecApplyConfiguration {
 	b.MaxReceivedPrefixes = &value
+	return b
+}
+
+// WithBFD sets the BFD field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the BFD field is set to the value of the last call.
+func (b *BGPPeerSpecApplyConfiguration) WithBFD(value *BFDProfileApplyConfiguration) *BGPPeerSpecApplyConfiguration {
+	b.BFD = value
 	return b
 }
