@@ -104,9 +104,9 @@ func newController(cfg Config, w writer, rec record.EventRecorder, m *Metrics,
 		pools:      poolInf.Lister(),
 		synced:     []cache.InformerSynced{svcInf.Informer().HasSynced, nsInf.Informer().HasSynced, poolInf.Informer().HasSynced},
 		svcQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "services"}),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "services", MetricsProvider: m.queues}),
 		poolQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pools"}),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pools", MetricsProvider: m.queues}),
 	}
 	c.ledger = ledger.New(ledger.Options{
 		Serves:      c.handles,
@@ -114,7 +114,7 @@ func newController(cfg Config, w writer, rec record.EventRecorder, m *Metrics,
 		Namespaces:  c.namespaces,
 		PoolChanged: func(pool string) { c.poolQueue.AddAfter(pool, c.cfg.PoolStatusDelay) },
 	})
-	m.watchQueues(c.svcQueue, c.poolQueue)
+	m.pending.watch(c.services)
 
 	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.serviceChanged(nil, obj) },

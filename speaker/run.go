@@ -181,10 +181,11 @@ func serveMetrics(ctx context.Context, opts Options, kube kubernetes.Interface, 
 // newSpeaker returns a speaker with its API clients, before any back end
 // starts.
 func newSpeaker(opts Options, kube kubernetes.Interface, berth versioned.Interface, reg prometheus.Registerer) *Speaker {
+	m := NewMetrics(reg)
 	s := &Speaker{
 		wantL2:     opts.L2,
 		node:       opts.NodeName,
-		metrics:    NewMetrics(reg),
+		metrics:    m,
 		applied:    map[string]bgp.Peer{},
 		drainFor:   opts.Drain,
 		peerStatus: &apiPeerStatus{client: berth, node: opts.NodeName},
@@ -195,7 +196,7 @@ func newSpeaker(opts Options, kube kubernetes.Interface, berth versioned.Interfa
 				// Bound whole-plan recomputations even under a storm of events.
 				&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(20), 5)},
 			),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "speaker"}),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "speaker", MetricsProvider: m.queues}),
 	}
 	// A Secret that changed is applied at once, not at the next sync.
 	s.secrets = newCachedSecrets(&apiSecrets{client: kube.CoreV1().Secrets(opts.Namespace)}, secretTTL, func() { s.queue.Add(syncKey) })

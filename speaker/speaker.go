@@ -154,6 +154,7 @@ func (s *Speaker) Run(ctx context.Context, driftCheck, statusEvery time.Duration
 		}
 		err := s.sync(ctx)
 		s.readiness.observe(err)
+		s.metrics.observeSyncResult(err)
 		if err != nil {
 			logr.FromContextOrDiscard(ctx).Error(err, "Sync failed; will retry")
 			s.queue.AddRateLimited(key)
