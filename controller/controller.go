@@ -24,6 +24,7 @@ import (
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions/api/v1alpha1"
 	berthlisters "github.com/berthlb/berth/client/listers/api/v1alpha1"
 	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/internal/serve"
 	"github.com/berthlb/berth/ledger"
 )
 
@@ -48,6 +49,9 @@ type Controller struct {
 	writer   writer
 	recorder record.EventRecorder
 	metrics  *Metrics
+	// stall tells /healthz whether a reconcile is stuck; nil watches
+	// nothing.
+	stall *serve.Stall
 
 	services   corelisters.ServiceLister
 	namespaces corelisters.NamespaceLister
@@ -273,7 +277,9 @@ func (c *Controller) processNext(ctx context.Context, q workqueue.TypedRateLimit
 	}
 	defer q.Done(key)
 	start := time.Now()
+	end := c.stall.Begin()
 	err := sync(ctx, key)
+	end()
 	c.metrics.observeReconcile(kind, time.Since(start), err)
 	if err == nil {
 		q.Forget(key)

@@ -128,7 +128,7 @@ func Run(ctx context.Context, opts Options) error {
 	events.uid = s.objectUID
 	s.problems, s.owners = events, events
 	if opts.MetricsAddr != "" {
-		stop, err := serveMetrics(ctx, opts, kube, reg, s.Ready)
+		stop, err := serveMetrics(ctx, opts, kube, reg, s.Ready, s.Healthy)
 		if err != nil {
 			return err
 		}
@@ -169,8 +169,8 @@ func Run(ctx context.Context, opts Options) error {
 
 // serveMetrics serves the metrics and health endpoints (see
 // Options.MetricsSecure).
-func serveMetrics(ctx context.Context, opts Options, kube kubernetes.Interface, reg *prometheus.Registry, ready func(context.Context) error) (stop func(), err error) {
-	cfg := serve.Config{Addr: opts.MetricsAddr, Registry: reg, Ready: ready}
+func serveMetrics(ctx context.Context, opts Options, kube kubernetes.Interface, reg *prometheus.Registry, ready, healthy func(context.Context) error) (stop func(), err error) {
+	cfg := serve.Config{Addr: opts.MetricsAddr, Registry: reg, Ready: ready, Healthy: healthy}
 	if opts.MetricsSecure {
 		cfg.Auth = serve.NewAPIAuth(kube.AuthenticationV1().TokenReviews(), kube.AuthorizationV1().SubjectAccessReviews(), 0)
 		cfg.TLS = true
@@ -186,6 +186,7 @@ func newSpeaker(opts Options, kube kubernetes.Interface, berth versioned.Interfa
 		wantL2:     opts.L2,
 		node:       opts.NodeName,
 		metrics:    m,
+		stall:      serve.NewStall("sync", syncStallLimit),
 		applied:    map[string]bgp.Peer{},
 		drainFor:   opts.Drain,
 		peerStatus: &apiPeerStatus{client: berth, node: opts.NodeName},

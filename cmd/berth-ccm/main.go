@@ -86,6 +86,6 @@ func serveReadyz(p *cloud.Cloud, addr string) error {
 		return nil
 	}
 	ctx := klog.NewContext(context.Background(), klog.Background())
-	_, err := serve.Metrics(ctx, addr, serve.NewRegistry(), p.Ready)
+	_, err := serve.Serve(ctx, serve.Config{Addr: addr, Registry: serve.NewRegistry(), Ready: p.Ready, Healthy: p.Healthy})
 	return err
 }
