@@ -3,11 +3,13 @@ package cloud
 import (
 	"context"
 	"fmt"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	cloudprovider "k8s.io/cloud-provider"
 
 	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/internal/serve"
 )
 
 // addOnFieldManager is the field manager of berth-controller's status
@@ -35,7 +37,15 @@ type Backend interface {
 // the division of work with the add-on controller.
 type loadBalancers struct {
 	backend Backend
+	// stall tells /healthz whether a backend call is stuck.
+	stall *serve.Stall
 }
+
+// lbStallLimit is how long one backend call may run before berth-ccm's
+// /healthz fails: the backends answer from their caches or return a
+// retry error while a cloud resource is pending, so minutes mean a call
+// is stuck.
+const lbStallLimit = 5 * time.Minute
 
 var _ cloudprovider.LoadBalancer = (*loadBalancers)(nil)
 
@@ -46,6 +56,7 @@ func (l *loadBalancers) GetLoadBalancer(ctx context.Context, _ string, svc *v1.S
 	if refusal(svc) != nil {
 		return nil, false, nil
 	}
+	defer l.stall.Begin()()
 	return l.backend.Get(ctx, svc)
 }
 
@@ -62,6 +73,7 @@ func (l *loadBalancers) EnsureLoadBalancer(ctx context.Context, _ string, svc *v
 	if err := refusal(svc); err != nil {
 		return nil, err
 	}
+	defer l.stall.Begin()()
 	return l.backend.Ensure(ctx, svc, nodes)
 }
 
@@ -70,6 +82,7 @@ func (l *loadBalancers) UpdateLoadBalancer(ctx context.Context, _ string, svc *v
 	if refusal(svc) != nil {
 		return nil
 	}
+	defer l.stall.Begin()()
 	return l.backend.Update(ctx, svc, nodes)
 }
 
@@ -77,6 +90,7 @@ func (l *loadBalancers) UpdateLoadBalancer(ctx context.Context, _ string, svc *v
 // Service, and nothing else: addresses the add-on controller gave are
 // recorded under another identity and survive.
 func (l *loadBalancers) EnsureLoadBalancerDeleted(ctx context.Context, _ string, svc *v1.Service) error {
+	defer l.stall.Begin()()
 	return l.backend.Delete(ctx, svc)
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/berthlb/berth/client/clientset/versioned"
 	"github.com/berthlb/berth/cloud/aws"
+	"github.com/berthlb/berth/internal/serve"
 )
 
 // ProviderName is the name the plugin answers to (--cloud-provider=berth).
@@ -42,7 +43,7 @@ func New(cfg Config, log logr.Logger) (*Cloud, error) {
 	switch cfg.Backend {
 	case BackendPools:
 		p := NewPools(log.WithName("pools"))
-		return &Cloud{cfg: cfg, log: log, pools: p, lb: &loadBalancers{backend: p}}, nil
+		return &Cloud{cfg: cfg, log: log, pools: p, lb: &loadBalancers{backend: p, stall: serve.NewStall("load balancer", lbStallLimit)}}, nil
 	case BackendAWS:
 		if cfg.AWS == nil {
 			return nil, fmt.Errorf("backend %q needs an aws section", cfg.Backend)
@@ -55,7 +56,7 @@ func New(cfg Config, log logr.Logger) (*Cloud, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Cloud{cfg: cfg, log: log, aws: b, lb: &loadBalancers{backend: b}}, nil
+		return &Cloud{cfg: cfg, log: log, aws: b, lb: &loadBalancers{backend: b, stall: serve.NewStall("load balancer", lbStallLimit)}}, nil
 	}
 	return nil, fmt.Errorf("unknown backend %q", cfg.Backend)
 }

@@ -66,3 +66,8 @@ func (p *Pools) Ready() error {
 	}
 	return nil
 }
+
+// Healthy fails while a call into the backend (EnsureLoadBalancer and the
+// others) has run for longer than lbStallLimit, for /healthz: the
+// controller manager's own /healthz does not see a plugin that hangs.
+func (c *Cloud) Healthy(context.Context) error { return c.lb.stall.Check() }

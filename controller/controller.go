@@ -24,6 +24,7 @@ import (
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions/api/v1alpha1"
 	berthlisters "github.com/berthlb/berth/client/listers/api/v1alpha1"
 	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/internal/serve"
 	"github.com/berthlb/berth/ledger"
 )
 
@@ -48,6 +49,9 @@ type Controller struct {
 	writer   writer
 	recorder record.EventRecorder
 	metrics  *Metrics
+	// stall tells /healthz whether a reconcile is stuck; nil watches
+	// nothing.
+	stall *serve.Stall
 
 	services   corelisters.ServiceLister
 	namespaces corelisters.NamespaceLister
@@ -104,9 +108,9 @@ func newController(cfg Config, w writer, rec record.EventRecorder, m *Metrics,
 		pools:      poolInf.Lister(),
 		synced:     []cache.InformerSynced{svcInf.Informer().HasSynced, nsInf.Informer().HasSynced, poolInf.Informer().HasSynced},
 		svcQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "services"}),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "services", MetricsProvider: m.queues}),
 		poolQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pools"}),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pools", MetricsProvider: m.queues}),
 	}
 	c.ledger = ledger.New(ledger.Options{
 		Serves:      c.handles,
@@ -114,7 +118,7 @@ func newController(cfg Config, w writer, rec record.EventRecorder, m *Metrics,
 		Namespaces:  c.namespaces,
 		PoolChanged: func(pool string) { c.poolQueue.AddAfter(pool, c.cfg.PoolStatusDelay) },
 	})
-	m.watchQueues(c.svcQueue, c.poolQueue)
+	m.pending.watch(c.services)
 
 	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.serviceChanged(nil, obj) },
@@ -273,7 +277,9 @@ func (c *Controller) processNext(ctx context.Context, q workqueue.TypedRateLimit
 	}
 	defer q.Done(key)
 	start := time.Now()
+	end := c.stall.Begin()
 	err := sync(ctx, key)
+	end()
 	c.metrics.observeReconcile(kind, time.Since(start), err)
 	if err == nil {
 		q.Forget(key)

@@ -2,18 +2,25 @@ package controller
 
 import (
 	"math/big"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/util/workqueue"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
+	corelisters "k8s.io/client-go/listers/core/v1"
 
 	"github.com/berthlb/berth/allocator"
+	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/internal/metrics"
 )
 
 // Metrics are the controller's Prometheus metrics. They live in a registry
 // the caller owns, never in the global one.
 type Metrics struct {
-	reg          prometheus.Registerer
+	queues       *metrics.WorkqueueProvider
+	pending      *pendingCollector
+	syncErrors   *prometheus.CounterVec
 	poolAddrs    *prometheus.GaugeVec
 	allocations  prometheus.Counter
 	failures     *prometheus.CounterVec
@@ -24,7 +31,14 @@ type Metrics struct {
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		reg: reg,
+		queues: metrics.NewWorkqueueProvider(reg),
+		pending: &pendingCollector{desc: prometheus.NewDesc("berth_services_pending",
+			"LoadBalancer Services Berth handles that lack some or all of their addresses, by the reason of their AddressAllocated condition.",
+			[]string{"reason"}, nil)},
+		syncErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_sync_errors_total",
+			Help: "Reconciles that failed and were queued again, by kind (service, pool).",
+		}, []string{"kind"}),
 		poolAddrs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "berth_pool_addresses",
 			Help: "Addresses of an IPPool by family and state (total, used, free). Large IPv6 counts are rounded to float64; the pool's status has them exactly.",
@@ -47,24 +61,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"kind", "result"}),
 	}
-	reg.MustRegister(m.poolAddrs, m.allocations, m.failures, m.statusWrites, m.reconcile)
-	return m
-}
-
-func (m *Metrics) watchQueues(svc, pool workqueue.TypedRateLimitingInterface[string]) {
-	for name, q := range map[string]workqueue.TypedRateLimitingInterface[string]{"services": svc, "pools": pool} {
-		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "berth_workqueue_depth",
-			Help:        "Items waiting in a work queue.",
-			ConstLabels: prometheus.Labels{"queue": name},
-		}, func() float64 { return float64(q.Len()) }))
+	for _, kind := range []string{"service", "pool"} {
+		m.syncErrors.WithLabelValues(kind) // present at 0, so that rate() sees the first error
 	}
+	reg.MustRegister(m.pending, m.syncErrors, m.poolAddrs, m.allocations, m.failures, m.statusWrites, m.reconcile)
+	return m
 }
 
 func (m *Metrics) observeReconcile(kind string, d time.Duration, err error) {
 	result := "ok"
 	if err != nil {
 		result = "error"
+		m.syncErrors.WithLabelValues(kind).Inc()
 	}
 	m.reconcile.WithLabelValues(kind, result).Observe(d.Seconds())
 }
@@ -83,4 +91,47 @@ func (m *Metrics) setPool(name string, st allocator.PoolStats) {
 
 func (m *Metrics) forgetPool(name string) {
 	m.poolAddrs.DeletePartialMatch(prometheus.Labels{"pool": name})
+}
+
+// pendingCollector counts, at scrape time, the Services in the
+// controller's cache whose AddressAllocated condition is False: a gauge
+// that needs no bookkeeping on every reconcile and cannot drift from the
+// Services' status.
+type pendingCollector struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	svcs corelisters.ServiceLister // nil until the controller starts
+}
+
+func (p *pendingCollector) watch(l corelisters.ServiceLister) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.svcs = l
+}
+
+// Describe implements prometheus.Collector.
+func (p *pendingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- p.desc }
+
+// Collect implements prometheus.Collector.
+func (p *pendingCollector) Collect(ch chan<- prometheus.Metric) {
+	p.mu.Lock()
+	l := p.svcs
+	p.mu.Unlock()
+	if l == nil {
+		return
+	}
+	svcs, err := l.List(labels.Everything())
+	if err != nil {
+		return
+	}
+	byReason := map[string]int{}
+	for _, svc := range svcs {
+		c := meta.FindStatusCondition(svc.Status.Conditions, v1alpha1.ServiceConditionAddressAllocated)
+		if c != nil && c.Status == "False" {
+			byReason[c.Reason]++
+		}
+	}
+	for reason, n := range byReason {
+		ch <- prometheus.MustNewConstMetric(p.desc, prometheus.GaugeValue, float64(n), reason)
+	}
 }

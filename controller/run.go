@@ -55,6 +55,12 @@ type Options struct {
 	LifecycleConfigMap string
 }
 
+// reconcileStallLimit is how long one reconcile may run before /healthz
+// fails and the kubelet restarts the controller: a reconcile is a few API
+// writes, each bounded by client-go's timeouts and retries; minutes mean
+// it is stuck (a deadlock, a write that never returns).
+const reconcileStallLimit = 3 * time.Minute
+
 // DefaultOptions returns the options a production deployment starts from.
 func DefaultOptions() Options {
 	return Options{
@@ -86,6 +92,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	reg := serve.NewRegistry()
+	stall := serve.NewStall("reconcile", reconcileStallLimit)
 	var current atomic.Pointer[Controller]
 	leading := make(chan struct{})
 	ready := func(context.Context) error {
@@ -100,7 +107,8 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 	if opts.MetricsAddr != "" {
-		stop, err := serve.Metrics(ctx, opts.MetricsAddr, reg, ready)
+		stop, err := serve.Serve(ctx, serve.Config{Addr: opts.MetricsAddr, Registry: reg, Ready: ready,
+			Healthy: func(context.Context) error { return stall.Check() }})
 		if err != nil {
 			return err
 		}
@@ -138,6 +146,7 @@ func Run(ctx context.Context, opts Options) error {
 		if err != nil {
 			return err
 		}
+		c.stall = stall
 		adv := berthInf.Berth().V1alpha1()
 		if err := c.WatchAdvertisements(adv.BGPAdvertisements(), adv.L2Advertisements(), adv.BGPPeers()); err != nil {
 			return err

@@ -44,6 +44,7 @@ type speakerLab struct {
 	t     testing.TB
 	lab   *netlab.Lab
 	e     *env
+	ctrl  *controllerProc
 	nodes []*labNode
 }
 
@@ -71,6 +72,7 @@ func newSpeakerLabWith(t testing.TB, n int, opts controlplane.Options, ctrlArgs 
 	sl := &speakerLab{t: t, lab: lab, e: e}
 	e.namespace(t, speakerNS, nil)
 	ctrl := e.startController(t, ctrlArgs...)
+	sl.ctrl = ctrl
 	for i := range n {
 		name := fmt.Sprintf("node%d", i+1)
 		h := lab.AddHost(name)

@@ -1,20 +1,25 @@
 package speaker
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berthlb/berth/bgp"
+	"github.com/berthlb/berth/internal/metrics"
 )
 
 // Metrics are the speaker's Prometheus metrics, in a registry the caller
 // owns.
 type Metrics struct {
+	queues       *metrics.WorkqueueProvider
 	sessionUp    *prometheus.GaugeVec
 	prefixesSent *prometheus.GaugeVec
-	updatesSent  *prometheus.GaugeVec
-	lastError    *prometheus.GaugeVec
+	updatesSent  *prometheus.CounterVec
+	flaps        *prometheus.CounterVec
+	sessionError *prometheus.GaugeVec
+	syncErrors   prometheus.Counter
 	announced    prometheus.Gauge
 	forwarded    prometheus.Gauge
 	syncs        prometheus.Histogram
@@ -25,23 +30,42 @@ type Metrics struct {
 	l2Changes    prometheus.Counter
 	l2Members    prometheus.Gauge
 	l2Quorate    prometheus.Gauge
+
+	// bgpMu guards the per-peer counters' last readings: the session's
+	// own counts restart with the session (or the peer's reconfiguration),
+	// the exported counters must not.
+	bgpMu   sync.Mutex
+	bgpSeen map[string]peerCounts
 }
+
+// peerCounts are a peer's cumulative counts as the BGP back end last
+// reported them.
+type peerCounts struct{ updates, flaps uint64 }
 
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		queues:  metrics.NewWorkqueueProvider(reg),
+		bgpSeen: map[string]peerCounts{},
 		sessionUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "berth_speaker_bgp_session_up", Help: "1 while the BGP session with the peer is Established.",
 		}, []string{"peer"}),
 		prefixesSent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "berth_speaker_bgp_prefixes_sent", Help: "Prefixes announced to the peer.",
 		}, []string{"peer"}),
-		updatesSent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "berth_speaker_bgp_updates_sent", Help: "BGP UPDATE messages sent to the peer since the session started.",
+		updatesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_speaker_bgp_updates_sent_total", Help: "BGP UPDATE messages sent to the peer.",
 		}, []string{"peer"}),
-		lastError: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "berth_speaker_bgp_last_error_info", Help: "The last error of the session with the peer, as a label; 1 while there is one.",
-		}, []string{"peer", "error"}),
+		flaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_speaker_bgp_session_flaps_total", Help: "Times the BGP session with the peer went down from Established.",
+		}, []string{"peer"}),
+		sessionError: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "berth_speaker_bgp_session_error",
+			Help: "1 while the session with the peer has a last error (its text is in the BGPPeer's status and the speaker's log).",
+		}, []string{"peer"}),
+		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_speaker_sync_errors_total", Help: "Syncs of the node's plan that failed and are retried.",
+		}),
 		announced: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "berth_speaker_routes_planned", Help: "Routes this node plans to announce, summed over peers.",
 		}),
@@ -74,7 +98,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "berth_speaker_l2_quorate", Help: "1 while this node sees a majority of the known speakers and may answer on layer 2.",
 		}),
 	}
-	reg.MustRegister(m.sessionUp, m.prefixesSent, m.updatesSent, m.lastError, m.announced, m.forwarded, m.syncs, m.drifts,
+	reg.MustRegister(m.sessionUp, m.prefixesSent, m.updatesSent, m.flaps, m.sessionError, m.syncErrors, m.announced, m.forwarded, m.syncs, m.drifts,
 		m.fwdFailing, m.fwdErrors, m.l2Owned, m.l2Changes, m.l2Members, m.l2Quorate)
 	return m
 }
@@ -99,20 +123,45 @@ func (m *Metrics) observeForwarding(err error) {
 	m.fwdFailing.Set(0)
 }
 
+// observeBGP sets the per-peer series from the sessions' status, and
+// deletes those of peers no longer configured.
 func (m *Metrics) observeBGP(st []bgp.PeerStatus) {
-	m.lastError.Reset()
+	m.bgpMu.Lock()
+	defer m.bgpMu.Unlock()
+	seen := make(map[string]peerCounts, len(st))
 	for _, p := range st {
-		up := 0.0
-		if p.State == bgp.StateEstablished {
-			up = 1
-		}
-		m.sessionUp.WithLabelValues(p.Name).Set(up)
+		m.sessionUp.WithLabelValues(p.Name).Set(b2f(p.State == bgp.StateEstablished))
 		m.prefixesSent.WithLabelValues(p.Name).Set(float64(p.PrefixesSent))
-		m.updatesSent.WithLabelValues(p.Name).Set(float64(p.UpdatesSent))
-		if p.LastError != "" {
-			m.lastError.WithLabelValues(p.Name, p.LastError).Set(1)
+		m.sessionError.WithLabelValues(p.Name).Set(b2f(p.LastError != ""))
+		last := m.bgpSeen[p.Name]
+		m.updatesSent.WithLabelValues(p.Name).Add(float64(growth(last.updates, p.UpdatesSent)))
+		m.flaps.WithLabelValues(p.Name).Add(float64(growth(last.flaps, uint64(p.Flaps))))
+		seen[p.Name] = peerCounts{updates: p.UpdatesSent, flaps: uint64(p.Flaps)}
+	}
+	for name := range m.bgpSeen {
+		if _, ok := seen[name]; !ok {
+			for _, v := range []interface{ DeleteLabelValues(...string) bool }{m.sessionUp, m.prefixesSent, m.sessionError, m.updatesSent, m.flaps} {
+				v.DeleteLabelValues(name)
+			}
 		}
 	}
+	m.bgpSeen = seen
+}
+
+// growth is how much a cumulative count grew from last to now; a count
+// that went down restarted from zero (a new session) and grew by now.
+func growth(last, now uint64) uint64 {
+	if now < last {
+		return now
+	}
+	return now - last
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (m *Metrics) observeL2(owned, members int, quorate bool) {
@@ -123,4 +172,11 @@ func (m *Metrics) observeL2(owned, members int, quorate bool) {
 		q = 1
 	}
 	m.l2Quorate.Set(q)
+}
+
+// observeSyncResult counts failed syncs.
+func (m *Metrics) observeSyncResult(err error) {
+	if err != nil {
+		m.syncErrors.Inc()
+	}
 }

@@ -39,17 +39,21 @@ func (r *readiness) observe(err error) {
 
 // readyInput is everything readiness is decided from.
 type readyInput struct {
-	Synced   bool
-	SyncErr  string
-	WantL2   bool
-	L2Up     bool
-	Peers    []string // the peers this node's plan configures
-	Sessions []bgp.PeerStatus
-	Elapsed  time.Duration // since the speaker started
+	Synced  bool
+	SyncErr string
+	WantL2  bool
+	L2Up    bool
+	// L2Quorate says this node sees a majority of the known speakers;
+	// meaningful only with L2Up.
+	L2Quorate bool
+	Peers     []string // the peers this node's plan configures
+	Sessions  []bgp.PeerStatus
+	Elapsed   time.Duration // since the speaker started
 }
 
 // ready decides readiness: the last sync applied everything (BGP peers and
-// routes, layer 2, forwarding), and, until sessionGrace after the start,
+// routes, layer 2, forwarding: a forwarding failure fails the sync), a
+// running layer-2 membership is quorate, and, until sessionGrace after the start,
 // the layer-2 membership runs (when layer 2 is on) and every BGP session
 // the plan configures is Established. nil means ready; the error
 // says what is missing.
@@ -59,6 +63,10 @@ func ready(in readyInput) error {
 		return fmt.Errorf("the last sync failed: %s", in.SyncErr)
 	case !in.Synced:
 		return fmt.Errorf("no sync has completed yet")
+	case in.WantL2 && in.L2Up && !in.L2Quorate:
+		// Not bounded by sessionGrace: while the membership has lost its
+		// majority a rolling update must not take more speakers away.
+		return fmt.Errorf("the layer-2 membership has no quorum: this node sees a minority of the speakers and answers ARP/NDP for nothing")
 	case in.Elapsed >= sessionGrace:
 		return nil
 	case in.WantL2 && !in.L2Up:
@@ -95,6 +103,9 @@ func (s *Speaker) Ready(ctx context.Context) error {
 	s.readiness.mu.Unlock()
 	s.mu.Lock()
 	in.WantL2, in.L2Up = s.wantL2, s.l2 != nil
+	if s.l2 != nil {
+		_, in.L2Quorate = s.l2.members.Lease()
+	}
 	if s.lastPlan != nil {
 		for _, p := range s.lastPlan.Peers {
 			in.Peers = append(in.Peers, p.Name)
@@ -110,3 +121,12 @@ func (s *Speaker) Ready(ctx context.Context) error {
 	}
 	return ready(in)
 }
+
+// syncStallLimit is how long one sync may run before /healthz fails and
+// the kubelet restarts the speaker: a sync applies differences locally
+// (netlink, nftables, GoBGP) and reads Secrets with a timeout, so it takes
+// milliseconds; minutes mean it is stuck.
+const syncStallLimit = 3 * time.Minute
+
+// Healthy fails while a sync is stuck (see syncStallLimit), for /healthz.
+func (s *Speaker) Healthy(context.Context) error { return s.stall.Check() }

@@ -19,13 +19,15 @@ func TestReady(t *testing.T) {
 		{name: "the last sync failed", in: readyInput{Synced: true, SyncErr: "sync forwarding: boom"}, want: "boom"},
 		{name: "synced, nothing else configured", in: readyInput{Synced: true}},
 		{name: "layer 2 on, membership not up", in: readyInput{Synced: true, WantL2: true}, want: "layer-2 membership"},
-		{name: "layer 2 up", in: readyInput{Synced: true, WantL2: true, L2Up: true}},
+		{name: "layer 2 up", in: readyInput{Synced: true, WantL2: true, L2Up: true, L2Quorate: true}},
+		{name: "layer 2 up without quorum, also after the grace", in: readyInput{Synced: true, WantL2: true, L2Up: true, Elapsed: time.Hour}, want: "no quorum"},
 		{name: "a missing membership Secret does not stall a rollout for ever", in: readyInput{Synced: true, WantL2: true, Elapsed: sessionGrace}},
 		{name: "a configured session is not established", in: readyInput{Synced: true, Peers: []string{"r1", "r2"}, Sessions: up}, want: "r2 (Active)"},
 		{name: "a configured session never started", in: readyInput{Synced: true, Peers: []string{"r3"}}, want: "r3 (not started)"},
 		{name: "all configured sessions established", in: readyInput{Synced: true, Peers: []string{"r1"}, Sessions: up}},
 		{name: "a dead router does not stall a rollout for ever", in: readyInput{Synced: true, Peers: []string{"r2"}, Sessions: up, Elapsed: sessionGrace}},
 		{name: "but a failing sync does", in: readyInput{Synced: true, SyncErr: "x", Elapsed: time.Hour}, want: "last sync failed"},
+		{name: "and failing forwarding", in: readyInput{Synced: true, SyncErr: "forwarding: nft: operation not permitted", Elapsed: time.Hour}, want: "forwarding"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := ready(tc.in)

@@ -128,7 +128,7 @@ func Run(ctx context.Context, opts Options) error {
 	events.uid = s.objectUID
 	s.problems, s.owners = events, events
 	if opts.MetricsAddr != "" {
-		stop, err := serveMetrics(ctx, opts, kube, reg, s.Ready)
+		stop, err := serveMetrics(ctx, opts, kube, reg, s.Ready, s.Healthy)
 		if err != nil {
 			return err
 		}
@@ -170,8 +170,8 @@ func Run(ctx context.Context, opts Options) error {
 
 // serveMetrics serves the metrics and health endpoints (see
 // Options.MetricsSecure).
-func serveMetrics(ctx context.Context, opts Options, kube kubernetes.Interface, reg *prometheus.Registry, ready func(context.Context) error) (stop func(), err error) {
-	cfg := serve.Config{Addr: opts.MetricsAddr, Registry: reg, Ready: ready}
+func serveMetrics(ctx context.Context, opts Options, kube kubernetes.Interface, reg *prometheus.Registry, ready, healthy func(context.Context) error) (stop func(), err error) {
+	cfg := serve.Config{Addr: opts.MetricsAddr, Registry: reg, Ready: ready, Healthy: healthy}
 	if opts.MetricsSecure {
 		cfg.Auth = serve.NewAPIAuth(kube.AuthenticationV1().TokenReviews(), kube.AuthorizationV1().SubjectAccessReviews(), 0)
 		cfg.TLS = true
@@ -182,10 +182,12 @@ func serveMetrics(ctx context.Context, opts Options, kube kubernetes.Interface, 
 // newSpeaker returns a speaker with its API clients, before any back end
 // starts.
 func newSpeaker(opts Options, kube kubernetes.Interface, berth versioned.Interface, reg prometheus.Registerer) *Speaker {
+	m := NewMetrics(reg)
 	s := &Speaker{
 		wantL2:     opts.L2,
 		node:       opts.NodeName,
-		metrics:    NewMetrics(reg),
+		metrics:    m,
+		stall:      serve.NewStall("sync", syncStallLimit),
 		applied:    map[string]bgp.Peer{},
 		drainFor:   opts.Drain,
 		peerStatus: &apiPeerStatus{client: berth, node: opts.NodeName},
@@ -196,7 +198,7 @@ func newSpeaker(opts Options, kube kubernetes.Interface, berth versioned.Interfa
 				// Bound whole-plan recomputations even under a storm of events.
 				&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(20), 5)},
 			),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "speaker"}),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "speaker", MetricsProvider: m.queues}),
 	}
 	// A Secret that changed is applied at once, not at the next sync.
 	s.secrets = newCachedSecrets(&apiSecrets{client: kube.CoreV1().Secrets(opts.Namespace)}, secretTTL, func() { s.queue.Add(syncKey) })

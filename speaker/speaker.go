@@ -25,6 +25,7 @@ import (
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/bgp"
 	berthlisters "github.com/berthlb/berth/client/listers/api/v1alpha1"
+	"github.com/berthlb/berth/internal/serve"
 	"github.com/berthlb/berth/nodeport"
 )
 
@@ -115,6 +116,8 @@ type Speaker struct {
 	wantL2 bool
 	// readiness is what the sync loop tells /readyz.
 	readiness readiness
+	// stall tells /healthz whether a sync is stuck.
+	stall *serve.Stall
 }
 
 const syncKey = "sync"
@@ -153,8 +156,11 @@ func (s *Speaker) Run(ctx context.Context, driftCheck, statusEvery time.Duration
 		if quit {
 			return nil
 		}
+		end := s.stall.Begin()
 		err := s.sync(ctx)
+		end()
 		s.readiness.observe(err)
+		s.metrics.observeSyncResult(err)
 		if err != nil {
 			logr.FromContextOrDiscard(ctx).Error(err, "Sync failed; will retry")
 			s.queue.AddRateLimited(key)

@@ -18,6 +18,7 @@ import (
 	"k8s.io/cloud-provider/options"
 	"k8s.io/component-base/cli"
 	cliflag "k8s.io/component-base/cli/flag"
+	_ "k8s.io/component-base/logs/json/register" // --logging-format=json
 	"k8s.io/klog/v2"
 
 	"github.com/berthlb/berth/cloud"
@@ -86,6 +87,6 @@ func serveReadyz(p *cloud.Cloud, addr string) error {
 		return nil
 	}
 	ctx := klog.NewContext(context.Background(), klog.Background())
-	_, err := serve.Metrics(ctx, addr, serve.NewRegistry(), p.Ready)
+	_, err := serve.Serve(ctx, serve.Config{Addr: addr, Registry: serve.NewRegistry(), Ready: p.Ready, Healthy: p.Healthy})
 	return err
 }

@@ -3,6 +3,7 @@
 //
 //	berth migrate -f metallb.yaml > berth.yaml
 //	kubectl berth migrate --from-cluster -o berth.yaml --report report.txt
+//	kubectl berth doctor
 package main
 
 import (
@@ -23,6 +24,9 @@ func main() {
 	name := filepath.Base(os.Args[0])
 	if name == "kubectl-berth" {
 		name = "kubectl berth" // run by kubectl as a plugin
+	}
+	if len(os.Args) >= 2 && os.Args[1] == "doctor" {
+		os.Exit(doctorMain(name, os.Args[2:]))
 	}
 	if len(os.Args) < 2 || os.Args[1] != "migrate" {
 		if len(os.Args) >= 2 && os.Args[1] == "--version" {

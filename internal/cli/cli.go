@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,24 +13,29 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	_ "k8s.io/component-base/logs/json/register" // --logging-format=json
 	"k8s.io/klog/v2"
 
 	"github.com/berthlb/berth/client/clientset/versioned"
 	"github.com/berthlb/berth/internal/version"
 )
 
-// Main parses os.Args into fs (plus klog's flags and --version), runs run
-// with a context that ends on SIGINT or SIGTERM, and exits 1 if run fails.
-// With --version it prints the version line and exits 0 without running.
+// Main parses os.Args into fs (plus the logging flags of Kubernetes'
+// components and --version), runs run with a context that ends on SIGINT
+// or SIGTERM, and exits 1 if run fails. With --version it prints the
+// version line and exits 0 without running.
 func Main(fs *pflag.FlagSet, run func(context.Context) error) {
-	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
-	klog.InitFlags(klogFlags)
-	fs.AddGoFlagSet(klogFlags)
+	logging := AddLoggingFlags(fs)
 	fs.Bool(versionFlag, false, "print the version and commit, then exit")
 	_ = fs.Parse(os.Args[1:])
 	if VersionRequested(fs) {
 		PrintVersion(os.Stdout, fs.Name())
 		return
+	}
+	if err := logsapi.ValidateAndApply(logging, nil); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", fs.Name(), err)
+		os.Exit(2)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -43,6 +47,17 @@ func Main(fs *pflag.FlagSet, run func(context.Context) error) {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", fs.Name(), err)
 		os.Exit(1)
 	}
+}
+
+// AddLoggingFlags adds the logging flags Kubernetes' components have
+// (--logging-format text or json, -v, --vmodule, --log-flush-frequency)
+// to fs; apply the returned configuration with logsapi.ValidateAndApply
+// once fs is parsed. Every log line goes through klog's logr back end,
+// so --logging-format=json makes all of them JSON.
+func AddLoggingFlags(fs *pflag.FlagSet) *logsapi.LoggingConfiguration {
+	c := logsapi.NewLoggingConfiguration()
+	logsapi.AddFlags(c, fs)
+	return c
 }
 
 // versionFlag is the flag every Berth command answers with its version.

@@ -81,7 +81,8 @@ func TestAlertsUseRealMetrics(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"BerthServiceWithoutAddress", "BerthPoolNearlyExhausted", "BerthBGPSessionDown", "BerthForwardingFailing", "BerthForwardingTableRewritten"} {
+	for _, want := range []string{"BerthServiceWithoutAddress", "BerthPoolNearlyExhausted", "BerthBGPSessionDown", "BerthForwardingFailing", "BerthForwardingTableRewritten",
+		"BerthServicesPending", "BerthControllerSyncErrors", "BerthSpeakerSyncErrors"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("alert %s missing; have %v", want, alerts)
 		}

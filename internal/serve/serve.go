@@ -42,6 +42,10 @@ type Config struct {
 	// Ready, when not nil, answers /readyz: nil when ready, else what is
 	// missing.
 	Ready func(context.Context) error
+	// Healthy, when not nil, answers /healthz: nil while the process
+	// makes progress, else why not (a Stall's Check), upon which the
+	// kubelet restarts it. Without it /healthz always says ok.
+	Healthy func(context.Context) error
 	// Auth, when not nil, guards /metrics: only requests with a token the
 	// API server authenticates, for a user allowed to get /metrics, are
 	// served. /healthz and /readyz stay open, for the kubelet's probes.
@@ -60,15 +64,13 @@ func Serve(ctx context.Context, cfg Config) (stop func(), err error) {
 	} else {
 		mux.Handle("/metrics", metrics)
 	}
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	if ready := cfg.Ready; ready != nil {
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-			if err := ready(r.Context()); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-			_, _ = w.Write([]byte("ok"))
-		})
+	healthy := cfg.Healthy
+	if healthy == nil {
+		healthy = func(context.Context) error { return nil }
+	}
+	mux.Handle("/healthz", probe("unhealthy", healthy, http.StatusInternalServerError))
+	if cfg.Ready != nil {
+		mux.Handle("/readyz", probe("not ready", cfg.Ready, http.StatusServiceUnavailable))
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -89,6 +91,17 @@ func Serve(ctx context.Context, cfg Config) (stop func(), err error) {
 		}
 	}()
 	return func() { _ = srv.Close() }, nil
+}
+
+// probe answers ok while check passes, else code and what check says.
+func probe(what string, check func(context.Context) error, code int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := check(r.Context()); err != nil {
+			http.Error(w, what+": "+err.Error(), code)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
 }
 
 // selfSigned makes a certificate for the metrics server, valid for a year
