@@ -1,6 +1,7 @@
 package frr
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -34,11 +35,18 @@ type BFDPeer struct {
 func (r *Router) StartBFD(tb testing.TB, peers []BFDPeer, bgpASN uint32) {
 	tb.Helper()
 	hostdeps.Require(tb, filepath.Join(Dir, "bfdd"))
-	r.writeFile(tb, "bfdd.conf", bfddConf(r.Host.Name, peers, bgpASN == 0))
-	r.run(tb, []string{filepath.Join(Dir, "bfdd"), "-f", r.path("bfdd.conf"), "-i", r.path("bfdd.pid"),
+	if err := r.writeFile("bfdd.conf", bfddConf(r.Host.Name, peers, bgpASN == 0)); err != nil {
+		tb.Fatal(err)
+	}
+	r.logs = append(r.logs, "bfdd.log")
+	if err := r.start([]string{filepath.Join(Dir, "bfdd"), "-f", r.path("bfdd.conf"), "-i", r.path("bfdd.pid"),
 		"--log", "file:" + r.path("bfdd.log"), "--bfdctl", r.path("bfdd.sock"),
-		"-P", "0", "-z", r.path("zserv.api"), "--vty_socket", r.Dir})
-	r.waitFor(tb, "bfdd.vty")
+		"-P", "0", "-z", r.path("zserv.api"), "--vty_socket", r.Dir}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := r.waitFor(context.Background(), "bfdd.vty"); err != nil {
+		tb.Fatal(err)
+	}
 	if bgpASN == 0 {
 		return
 	}
