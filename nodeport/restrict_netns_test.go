@@ -179,9 +179,34 @@ func TestRewriteOnlyForwardedAddresses(t *testing.T) {
 // TestMembersInNetns checks that the membership port answers node
 // addresses only: a real TCP connection and UDP datagram from a node
 // address are accepted, from another address dropped, and port 0 lifts
-// the restriction.
+// the restriction. So does the table of a speaker that forwards nothing
+// (NewMembersOnly), which, as nft lists it, has no other chain.
 func TestMembersInNetns(t *testing.T) {
-	l := newLab(t)
+	for _, membersOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("membersOnly=%v", membersOnly), func(t *testing.T) {
+			l := newLab(t)
+			if membersOnly {
+				l.fwd = NewMembersOnly(l.fwd.nft)
+				if err := l.fwd.Sync(l.ctx, []Rule{mixed[0]}); err == nil {
+					t.Error("a members-only table took a forwarding rule")
+				}
+			}
+			testMembers(t, l)
+			if !membersOnly {
+				return
+			}
+			listed := listTable(t, l.node)
+			if n := strings.Count(listed, "\tchain "); n != 1 || !strings.Contains(listed, "chain "+memberInput+" {") {
+				t.Errorf("nft lists %d chains; want only %s:\n%s", n, memberInput, listed)
+			}
+			if drifted, err := l.fwd.Check(l.ctx); err != nil || drifted {
+				t.Errorf("Check = %v, %v; want no drift", drifted, err)
+			}
+		})
+	}
+}
+
+func testMembers(t *testing.T, l *lab) {
 	addClientAddrs(t, l)
 	for _, a := range []netip.AddrPort{ap(nodeIP4, 7946), ap(nodeIP6, 7946)} {
 		serveTCP(t, l.node, a)
