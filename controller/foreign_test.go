@@ -265,24 +265,7 @@ func TestForeignConcurrent(t *testing.T) {
 	kube := kubefake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}})
 	berth := berthfake.NewSimpleClientset(testPool("p", "192.0.2.0-192.0.2.31"))
 	run := func(ctx context.Context) *Controller {
-		kubeInf := informers.NewSharedInformerFactory(kube, 0)
-		berthInf := berthinformers.NewSharedInformerFactory(berth, 0)
-		c, err := New(Config{LoadBalancerClass: testClass, Workers: 4}, kube, berth, &fakeRecorder{}, NewMetrics(prometheus.NewRegistry()),
-			kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().IPPools())
-		if err != nil {
-			t.Fatal(err)
-		}
-		kubeInf.Start(ctx.Done())
-		berthInf.Start(ctx.Done())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if err := c.Run(ctx); err != nil {
-				t.Error(err)
-			}
-		}()
-		t.Cleanup(func() { <-done; kubeInf.Shutdown(); berthInf.Shutdown() })
-		return c
+		return runOnFakes(t, ctx, Config{LoadBalancerClass: testClass, Workers: 4}, kube, berth)
 	}
 	_, ctx := ktesting.NewTestContext(t)
 	ctx1, stop := context.WithCancel(ctx)
@@ -342,4 +325,28 @@ func TestForeignConcurrent(t *testing.T) {
 	if diff := cmp.Diff(before, got()); diff != "" {
 		t.Errorf("the restarted controller changed Services (-before +after):\n%s", diff)
 	}
+}
+
+// runOnFakes runs a Controller with its workers on fake clientsets until
+// ctx is done, and returns it (not ready yet).
+func runOnFakes(t *testing.T, ctx context.Context, cfg Config, kube *kubefake.Clientset, berth *berthfake.Clientset) *Controller {
+	t.Helper()
+	kubeInf := informers.NewSharedInformerFactory(kube, 0)
+	berthInf := berthinformers.NewSharedInformerFactory(berth, 0)
+	c, err := New(cfg, kube, berth, &fakeRecorder{}, NewMetrics(prometheus.NewRegistry()),
+		kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().IPPools())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeInf.Start(ctx.Done())
+	berthInf.Start(ctx.Done())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := c.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	t.Cleanup(func() { <-done; kubeInf.Shutdown(); berthInf.Shutdown() })
+	return c
 }
