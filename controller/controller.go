@@ -117,6 +117,9 @@ func newController(cfg Config, w writer, rec record.EventRecorder, m *Metrics,
 		Services:    c.services,
 		Namespaces:  c.namespaces,
 		PoolChanged: func(pool string) { c.poolQueue.AddAfter(pool, c.cfg.PoolStatusDelay) },
+		// berth-ccm, sharing pools, cannot move its Services by itself.
+		YieldToForeign: true,
+		Moved:          c.svcQueue.Add,
 	})
 	m.pending.watch(c.services)
 

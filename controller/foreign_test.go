@@ -130,19 +130,20 @@ func TestForeignServices(t *testing.T) {
 			foreign:     []string{"f"},
 		},
 		{
-			name: "restart: an older Service of Berth's keeps it; the newer foreign one waits for it",
+			// The controller yields to foreign Services, whatever their
+			// age: berth-ccm cannot move its own (ledger.YieldToForeign).
+			name: "restart: an older Service of Berth's moves too, with an Event; the foreign one keeps the address",
 			existing: []*corev1.Service{
 				handled("h", age(1), withIngress(a1), allocated),
 				ccm("f", age(2), withIngress(a1)),
 			},
 			steps: []func(*harness){
 				add(handled("h2", age(3))),
-				// Once h lets a1 go, f (still showing it) holds it.
 				del("h"),
-				add(handled("h3", age(4))),
+				add(handled("h3", age(4))), // gets a2, which h let go
 			},
-			want:        map[string][]string{"f": {a1}, "h2": {a2}, "h3": {a3}},
-			wantEvents:  map[string][]string{"h2": {eventAllocated}, "h3": {eventAllocated}},
+			want:        map[string][]string{"f": {a1}, "h2": {a3}, "h3": {a2}},
+			wantEvents:  map[string][]string{"h": {eventChanged}, "h2": {eventAllocated}, "h3": {eventAllocated}},
 			wantHolders: []string{"ns/f", "ns/h2", "ns/h3"},
 			foreign:     []string{"f"},
 		},
@@ -264,24 +265,7 @@ func TestForeignConcurrent(t *testing.T) {
 	kube := kubefake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}})
 	berth := berthfake.NewSimpleClientset(testPool("p", "192.0.2.0-192.0.2.31"))
 	run := func(ctx context.Context) *Controller {
-		kubeInf := informers.NewSharedInformerFactory(kube, 0)
-		berthInf := berthinformers.NewSharedInformerFactory(berth, 0)
-		c, err := New(Config{LoadBalancerClass: testClass, Workers: 4}, kube, berth, &fakeRecorder{}, NewMetrics(prometheus.NewRegistry()),
-			kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().IPPools())
-		if err != nil {
-			t.Fatal(err)
-		}
-		kubeInf.Start(ctx.Done())
-		berthInf.Start(ctx.Done())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if err := c.Run(ctx); err != nil {
-				t.Error(err)
-			}
-		}()
-		t.Cleanup(func() { <-done; kubeInf.Shutdown(); berthInf.Shutdown() })
-		return c
+		return runOnFakes(t, ctx, Config{LoadBalancerClass: testClass, Workers: 4}, kube, berth)
 	}
 	_, ctx := ktesting.NewTestContext(t)
 	ctx1, stop := context.WithCancel(ctx)
@@ -341,4 +325,28 @@ func TestForeignConcurrent(t *testing.T) {
 	if diff := cmp.Diff(before, got()); diff != "" {
 		t.Errorf("the restarted controller changed Services (-before +after):\n%s", diff)
 	}
+}
+
+// runOnFakes runs a Controller with its workers on fake clientsets until
+// ctx is done, and returns it (not ready yet).
+func runOnFakes(t *testing.T, ctx context.Context, cfg Config, kube *kubefake.Clientset, berth *berthfake.Clientset) *Controller {
+	t.Helper()
+	kubeInf := informers.NewSharedInformerFactory(kube, 0)
+	berthInf := berthinformers.NewSharedInformerFactory(berth, 0)
+	c, err := New(cfg, kube, berth, &fakeRecorder{}, NewMetrics(prometheus.NewRegistry()),
+		kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().IPPools())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeInf.Start(ctx.Done())
+	berthInf.Start(ctx.Done())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := c.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	t.Cleanup(func() { <-done; kubeInf.Shutdown(); berthInf.Shutdown() })
+	return c
 }

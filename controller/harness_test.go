@@ -386,6 +386,32 @@ func (h *harness) expect(name string, want outcome) {
 	}
 }
 
+// runSteps starts a controller on pool, runs steps (draining the queues
+// after each), and checks the Services' outcomes and, unless wantEvents is
+// nil, the reasons of the Events recorded on the Services it names.
+func runSteps(t *testing.T, pool *v1alpha1.IPPool, steps []step, want map[string]outcome, wantEvents map[string][]string) {
+	t.Helper()
+	h := newHarness(t, pool)
+	h.start()
+	for _, s := range steps {
+		h = s(h)
+		h.drain()
+	}
+	for name, w := range want {
+		h.expect(name, w)
+	}
+	if wantEvents == nil {
+		return
+	}
+	got := map[string][]string{}
+	for name := range wantEvents {
+		got[name] = h.rec.reasons[name]
+	}
+	if diff := cmp.Diff(wantEvents, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("event reasons (-want +got):\n%s", diff)
+	}
+}
+
 // restart starts a new controller on the Services and pools the old one
 // left in the cache, as after a crash.
 func (h *harness) restart() *harness { return h.restartWith(nil) }

@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -192,24 +191,7 @@ func TestPromises(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, testPool("p", tc.pool...))
-			h.start()
-			for _, s := range tc.steps {
-				h = s(h)
-				h.drain()
-			}
-			for name, want := range tc.want {
-				h.expect(name, want)
-			}
-			if tc.wantEvents != nil {
-				got := map[string][]string{}
-				for name := range tc.wantEvents {
-					got[name] = h.rec.reasons[name]
-				}
-				if diff := cmp.Diff(tc.wantEvents, got, cmpopts.EquateEmpty()); diff != "" {
-					t.Errorf("event reasons (-want +got):\n%s", diff)
-				}
-			}
+			runSteps(t, testPool("p", tc.pool...), tc.steps, tc.want, tc.wantEvents)
 		})
 	}
 }

@@ -46,17 +46,20 @@ func TestCCMAsDeployed(t *testing.T) {
 		rbac, _ = trimRBAC(rbac, rv[0], rv[1])
 	}
 	applyRBAC(t, e, rbac)
-	port := freePort(t)
-	e.startCCMWith(t, "backend: pools\n", nil,
-		"--leader-elect=true",
-		"--leader-elect-resource-namespace="+berthNS,
-		"--leader-elect-resource-name=berth-ccm",
-		"--bind-address=127.0.0.1",
-		fmt.Sprintf("--secure-port=%d", port),
-		"--cert-dir="+t.TempDir(),
-		"--authentication-kubeconfig="+kubeconfig,
-		"--authorization-kubeconfig="+kubeconfig,
-	)
+	certDir := t.TempDir()
+	_, ports := e.startCCMOnPorts(t, "backend: pools\n", nil, 1, func(ports []int) []string {
+		return []string{
+			"--leader-elect=true",
+			"--leader-elect-resource-namespace=" + berthNS,
+			"--leader-elect-resource-name=berth-ccm",
+			"--bind-address=127.0.0.1",
+			fmt.Sprintf("--secure-port=%d", ports[1]),
+			"--cert-dir=" + certDir,
+			"--authentication-kubeconfig=" + kubeconfig,
+			"--authorization-kubeconfig=" + kubeconfig,
+		}
+	})
+	port := ports[1]
 	start := time.Now()
 	e.service(t, "default", "web")
 	e.waitIngress(t, "default", "web", "203.0.113.10")

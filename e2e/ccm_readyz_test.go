@@ -32,15 +32,15 @@ func TestCCMReadyz(t *testing.T) {
 	}
 	applyRBAC(t, e, withoutVerb(t, shipped, "ippools", "list"))
 	start := func() (*proc, string) {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		p := e.startCCMWith(t, "backend: pools\n", nil,
-			"--leader-elect=true",
-			"--leader-elect-resource-namespace="+berthNS,
-			"--leader-elect-resource-name=berth-ccm",
-			"--readyz-address="+addr,
-		)
+		p, ports := e.startCCMOnPorts(t, "backend: pools\n", nil, 0, func([]int) []string {
+			return []string{
+				"--leader-elect=true",
+				"--leader-elect-resource-namespace=" + berthNS,
+				"--leader-elect-resource-name=berth-ccm",
+			}
+		})
 		p.mayBeRefused = true // the IPPool list, on purpose
-		return p, addr
+		return p, fmt.Sprintf("127.0.0.1:%d", ports[0])
 	}
 	readyz := func(addr string) (int, string) {
 		resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + addr + "/readyz")

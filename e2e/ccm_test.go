@@ -35,6 +35,15 @@ func (e *env) startCCM(t *testing.T) *proc {
 // and extra flags (which override the defaults here).
 func (e *env) startCCMWith(t *testing.T, cloudConfig string, environ []string, args ...string) *proc {
 	t.Helper()
+	p, _ := e.startCCMOnPorts(t, cloudConfig, environ, 0, func([]int) []string { return args })
+	return p
+}
+
+// startCCMOnPorts is startCCMWith on 1+extra ports startOnFreePorts picks,
+// started again on others when one was taken: ports[0] serves /readyz
+// (--readyz-address on 127.0.0.1), ports[1:] are given to args.
+func (e *env) startCCMOnPorts(t *testing.T, cloudConfig string, environ []string, extra int, args func(ports []int) []string) (*proc, []int) {
+	t.Helper()
 	cfgFile := filepath.Join(t.TempDir(), "cloud.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cloudConfig), 0o600); err != nil {
 		t.Fatal(err)
@@ -43,17 +52,20 @@ func (e *env) startCCMWith(t *testing.T, cloudConfig string, environ []string, a
 	if strings.Contains(cloudConfig, "backend: aws") {
 		kubeconfig = e.awsCCMKubeconfig(t)
 	}
-	cmd := exec.Command(berthBins.path(t, "berth-ccm"), append([]string{
-		"--kubeconfig", kubeconfig,
-		"--cloud-provider=berth",
-		"--cloud-config", cfgFile,
-		"--controllers=service",
-		"--leader-elect=false",
-		"--secure-port=0",
-		"--v=2",
-	}, args...)...)
-	cmd.Env = berthEnviron(environ...)
-	return startProc(t, "berth-ccm", cmd, syscall.SIGTERM)
+	return startOnFreePorts(t, 1+extra, func(ports []int) *proc {
+		cmd := exec.Command(berthBins.path(t, "berth-ccm"), append([]string{
+			"--kubeconfig", kubeconfig,
+			"--cloud-provider=berth",
+			"--cloud-config", cfgFile,
+			"--controllers=service",
+			"--leader-elect=false",
+			"--secure-port=0",
+			fmt.Sprintf("--readyz-address=127.0.0.1:%d", ports[0]),
+			"--v=2",
+		}, args(ports)...)...)
+		cmd.Env = berthEnviron(environ...)
+		return startProc(t, "berth-ccm", cmd, syscall.SIGTERM)
+	})
 }
 
 // waitIngress waits until the Service's status lists exactly want.

@@ -26,18 +26,15 @@ import (
 // other gave, so no address is ever given twice, across a restart of the
 // controller too, and a full pool is full for both.
 //
-// What it does not cover, a known gap (docs/cloud.md): the two allocate
-// independently and learn of each other's addresses from their own watch
-// of Services, so two Services created within that fraction of a second,
-// one for each, can get the same address, and both keep it until the
-// component whose Service is the newer restarts. Neither can resolve it
-// at run time alone: berth-ccm's Services get their status only from the
-// upstream service controller, which calls the plugin again only when the
-// Service changes. So this test gives each new address to the other
-// component before the next Service is created, waiting for proof that
-// the other recorded it (the controller's pool status naming the holder;
-// berth-ccm's log line at -v=4), and then checks the invariant over a
-// polled window rather than once.
+// The two allocate independently and learn of each other's addresses from
+// their own watch of Services, so two Services created within that
+// fraction of a second, one for each, can get the same address: the
+// controller's then moves (ledger.YieldToForeign), which
+// TestControllerForeignSameInstant tests. This test gives each new address
+// to the other component before the next Service is created, waiting for
+// proof that the other recorded it (the controller's pool status naming
+// the holder; berth-ccm's log line at -v=4), so that nothing moves, and
+// then checks the invariant over a polled window rather than once.
 func TestControllerForeign(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()

@@ -242,17 +242,21 @@ func (e *env) startController(t testing.TB, args ...string) *controllerProc {
 // environment variables (see berthEnviron), for the tests of RBAC itself.
 func (e *env) startControllerAs(t testing.TB, kubeconfig string, environ []string, args ...string) *controllerProc {
 	t.Helper()
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	all := append([]string{
-		"--kubeconfig", kubeconfig,
-		"--metrics-addr", metrics,
-		"--leader-elect=false",
-		"--pool-status-delay=200ms",
-		"-v=2",
-	}, args...)
-	cmd := exec.Command(berthBins.path(t, "berth-controller"), all...)
-	cmd.Env = berthEnviron(environ...)
-	return &controllerProc{proc: startProc(t, "berth-controller", cmd, syscall.SIGTERM), metrics: metrics}
+	var metrics string
+	p, _ := startOnFreePorts(t, 1, func(ports []int) *proc {
+		metrics = fmt.Sprintf("127.0.0.1:%d", ports[0])
+		all := append([]string{
+			"--kubeconfig", kubeconfig,
+			"--metrics-addr", metrics,
+			"--leader-elect=false",
+			"--pool-status-delay=200ms",
+			"-v=2",
+		}, args...)
+		cmd := exec.Command(berthBins.path(t, "berth-controller"), all...)
+		cmd.Env = berthEnviron(environ...)
+		return startProc(t, "berth-controller", cmd, syscall.SIGTERM)
+	})
+	return &controllerProc{proc: p, metrics: metrics}
 }
 
 // waitReady waits until the controller's /readyz answers ok.

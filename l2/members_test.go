@@ -33,7 +33,10 @@ func freePort(t *testing.T) int {
 func newMembersOnFreePort(ctx context.Context, t *testing.T, cfg MembersConfig) (*Members, error) {
 	t.Helper()
 	for i := 0; ; i++ {
-		cfg.BindAddr, cfg.BindPort = "127.0.0.1", freePort(t)
+		if cfg.BindAddr == "" {
+			cfg.BindAddr = "127.0.0.1"
+		}
+		cfg.BindPort = freePort(t)
 		m, err := NewMembers(ctx, cfg)
 		if err == nil || i == 4 || !strings.Contains(err.Error(), "address already in use") {
 			return m, err

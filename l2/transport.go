@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -43,6 +44,9 @@ type boundedTransport struct {
 	// refused counts the streams closed for want of a slot, truncated
 	// those cut at maxBytes.
 	refused, truncated atomic.Uint64
+	// local is the source address of outgoing streams: the bind address,
+	// nil when bound to all addresses.
+	local *net.TCPAddr
 }
 
 // newBoundedTransport listens where c says and forwards inbound streams
@@ -63,8 +67,29 @@ func newBoundedTransport(c *memberlist.Config, maxStreams int, maxBytes int64) (
 		maxBytes:     maxBytes,
 		stop:         make(chan struct{}),
 	}
+	if ip := net.ParseIP(c.BindAddr); ip != nil && !ip.IsUnspecified() {
+		t.local = &net.TCPAddr{IP: ip}
+	}
 	go t.forward()
 	return t, nil
+}
+
+// DialAddressTimeout implements memberlist.NodeAwareTransport. It opens
+// the stream from the bind address (the node's InternalIP), as the UDP
+// messages leave from it: the kernel's choice of source, by route, may be
+// another address of the node, one its peers' membership chain
+// (nodeport.Forwarder.Members) does not know and drops.
+func (t *boundedTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	if t.local != nil {
+		d.LocalAddr = t.local
+	}
+	return d.Dial("tcp", a.Addr)
+}
+
+// DialTimeout implements memberlist.Transport (see DialAddressTimeout).
+func (t *boundedTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
 }
 
 // StreamCh implements memberlist.Transport.

@@ -155,3 +155,42 @@ func joinThrough(t *testing.T, name, addr string) *Members {
 	}
 	return m
 }
+
+// TestMembersDialFromBindAddr checks that a member's outgoing streams (a
+// join's push/pull) leave from its bind address, the node's InternalIP,
+// even where the kernel would pick another source: a member bound to
+// 127.0.0.2 joins a listener on 127.0.0.1, to which the kernel's own
+// choice of source is 127.0.0.1. Peers' membership chains know only the
+// Nodes' addresses and drop a stream from any other.
+func TestMembersDialFromBindAddr(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	from := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		from <- c.RemoteAddr().(*net.TCPAddr).IP.String()
+		_ = c.Close()
+	}()
+	_, ctx := ktesting.NewTestContext(t)
+	m, err := newMembersOnFreePort(ctx, t, MembersConfig{NodeName: "node-0", BindAddr: "127.0.0.2", SecretKey: testKey,
+		Peers: []string{ln.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Shutdown() })
+	_, _ = m.Join() // not a member there: the join fails after connecting
+	select {
+	case got := <-from:
+		if got != "127.0.0.2" {
+			t.Errorf("the join's stream came from %s, want the bind address 127.0.0.2", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the join never connected")
+	}
+}

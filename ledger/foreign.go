@@ -102,6 +102,25 @@ func (l *Ledger) holdForeign(svc *corev1.Service) {
 		l.dropForeign(key)
 		return
 	}
+	got, missed := l.recordForeign(req)
+	var moved []string
+	if l.opts.YieldToForeign && len(missed) > 0 {
+		if moved = l.evict(l.servedHolders(missed), missed); len(moved) > 0 {
+			got, missed = l.recordForeign(req)
+		}
+	}
+	l.setForeign(key, got, missed)
+	l.poolsChanged(before, got)
+	l.giveToClaimants(freedAddrs(before, got))
+	if l.restored {
+		l.moveEvicted(moved)
+	}
+}
+
+// recordForeign records what it can of a foreign Service's holding
+// request and returns what it got and the addresses it missed (held by
+// someone else). Called with mu held.
+func (l *Ledger) recordForeign(req allocator.Request) (got []allocator.Assignment, missed []netip.Addr) {
 	got, _, err := l.alloc.AssignPartial(req)
 	if err != nil {
 		// Nothing of it can be recorded, and what was recorded before (a
@@ -109,15 +128,67 @@ func (l *Ledger) holdForeign(svc *corev1.Service) {
 		l.alloc.Release(req.Service)
 		got = nil
 	}
-	var missed []netip.Addr
 	for _, a := range req.Requested {
 		if !hasAddr(got, a) {
 			missed = append(missed, a)
 		}
 	}
-	l.setForeign(key, got, missed)
-	l.poolsChanged(before, got)
-	l.giveToClaimants(freedAddrs(before, got))
+	return got, missed
+}
+
+// servedHolders returns the served Services holding one of addrs. Called
+// with mu held.
+func (l *Ledger) servedHolders(addrs []netip.Addr) []string {
+	var out []string
+	for _, a := range addrs {
+		for _, pool := range l.alloc.PoolsContaining(a) {
+			for _, id := range l.alloc.Holders(pool) {
+				if !strings.HasPrefix(id, ForeignPrefix) && !slices.Contains(out, id) && hasAddr(l.alloc.Lookup(id), a) {
+					out = append(out, id)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// evict takes addrs from the served Services with keys, which keep the
+// rest of what they hold, and returns the keys. Called with mu held.
+func (l *Ledger) evict(keys []string, addrs []netip.Addr) []string {
+	cfg := l.cfg.Load()
+	for _, k := range keys {
+		before := l.alloc.Lookup(k)
+		l.alloc.Release(k)
+		rest := []netip.Addr{}
+		for _, as := range before {
+			if !slices.Contains(addrs, as.Addr) {
+				rest = append(rest, as.Addr)
+			}
+		}
+		if svc, _ := l.get(k); svc != nil && len(rest) > 0 {
+			l.keep(cfg, svc, rest)
+		}
+		l.poolsChanged(before, l.alloc.Lookup(k))
+	}
+	return keys
+}
+
+// moveEvicted gives the evicted Services new addresses and tells the
+// caller. Before Restore it does nothing: Restore's caller judges every
+// served Service afterwards, oldest first. Called with mu held.
+func (l *Ledger) moveEvicted(keys []string) {
+	for _, k := range keys {
+		svc, _ := l.get(k)
+		if svc == nil || !l.opts.Serves(svc) {
+			l.waiting.remove(k)
+		} else if nsLabels, ok := l.namespaceLabels(svc.Namespace); ok {
+			out := l.judge(svc, nsLabels)
+			l.giveToClaimants(freedAddrs(out.Before, out.Got))
+		}
+		if l.opts.Moved != nil {
+			l.opts.Moved(k)
+		}
+	}
 }
 
 // setForeign notes that the Service's foreign holding is got and that it

@@ -43,6 +43,18 @@ type Options struct {
 	// service controller writes no status when Ensure fails), so they
 	// stay held for it rather than being handed to someone else.
 	StatusStaysOnFailure bool
+	// YieldToForeign says that an address both a served Service and a
+	// foreign Service's status show goes to the foreign one: the served
+	// Service is moved (and Moved is told), so that two implementations
+	// allocating from one pool at the same instant end with distinct
+	// addresses. Only one of them may yield: berth-controller does,
+	// berth-ccm cannot (the service controller calls it only when one of
+	// its Services changes).
+	YieldToForeign bool
+	// Moved, if set, is told each served Service the ledger moved to
+	// another address on its own (YieldToForeign); the caller writes its
+	// status.
+	Moved func(key string)
 }
 
 // Ledger records which Service holds which address. All methods are safe

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"net/netip"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,7 +33,7 @@ func (l *Ledger) Restore(svcs []*corev1.Service) (served []*corev1.Service, fore
 		}
 		switch {
 		case isServed:
-			l.keep(cfg, svc)
+			l.keep(cfg, svc, nil)
 		case svc.Spec.Type == corev1.ServiceTypeLoadBalancer:
 			l.holdForeign(svc)
 			foreign++
@@ -46,9 +47,10 @@ func (l *Ledger) Restore(svcs []*corev1.Service) (served []*corev1.Service, fore
 	return served, foreign
 }
 
-// keep records the addresses of a served Service's status that are still
-// valid for it, and nothing else. Called with mu held.
-func (l *Ledger) keep(cfg *config.Config, svc *corev1.Service) {
+// keep records the addresses of a served Service's status (or of only,
+// when not nil) that are still valid for it, and nothing else. Called with
+// mu held.
+func (l *Ledger) keep(cfg *config.Config, svc *corev1.Service, only []netip.Addr) {
 	nsLabels, _ := l.namespaceLabels(svc.Namespace)
 	req, err := cfg.Request(svc, nsLabels)
 	switch {
@@ -60,6 +62,9 @@ func (l *Ledger) keep(cfg *config.Config, svc *corev1.Service) {
 		req = cfg.KeepRequest(svc, nsLabels)
 	default:
 		return
+	}
+	if only != nil {
+		req.Current, req.Requested = only, nil
 	}
 	if _, _, err := l.alloc.AssignPartial(req); err == nil {
 		l.poolsChanged(nil, l.alloc.Lookup(config.Key(svc)))

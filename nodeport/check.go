@@ -46,7 +46,7 @@ func (f *Forwarder) compare(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, c := range chains() {
+	for _, c := range f.chains() {
 		got, ok := l.Chains[c.name]
 		if !ok {
 			return fmt.Sprintf("chain %s is missing", c.name), nil

@@ -42,12 +42,32 @@ type Forwarder struct {
 	// notProgrammed counts the rules the last Sync left out: invalid, or
 	// refused by the kernel.
 	notProgrammed int
+	// membersOnly: the table has only the membership chain (NewMembersOnly).
+	membersOnly bool
 }
 
 // New returns a Forwarder that programs the table of nft. It writes nothing
 // until the first Sync.
 func New(nft NFT) *Forwarder {
 	return &Forwarder{nft: nft}
+}
+
+// NewMembersOnly returns a Forwarder whose table guards only the membership
+// port (Members), for a speaker that forwards nothing: its one chain is the
+// membership chain in the input hook; its sets exist, empty but for the
+// membership's, and no chain rewrites or translates any packet. Sync takes
+// no rules; it writes the table.
+func NewMembersOnly(nft NFT) *Forwarder {
+	return &Forwarder{nft: nft, membersOnly: true}
+}
+
+// chains returns the chains of f's table.
+func (f *Forwarder) chains() []chainSpec {
+	all := chains()
+	if f.membersOnly {
+		return slices.DeleteFunc(all, func(c chainSpec) bool { return c.name != memberInput })
+	}
+	return all
 }
 
 // maxElementOps bounds the operations of one element batch. A bigger
@@ -66,6 +86,9 @@ const maxElementOps = 1000
 // changed. An element update that fails is logged and followed at once by
 // a full rewrite.
 func (f *Forwarder) Sync(ctx context.Context, rules []Rule) error {
+	if f.membersOnly && len(rules) > 0 {
+		return fmt.Errorf("%d forwarding rules for a table that guards only the membership port", len(rules))
+	}
 	desired, nodes, errs := validate(rules)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -168,7 +191,7 @@ func (f *Forwarder) full(desired ruleSet, nodes map[netip.Addr]netip.Addr) *Tran
 	for _, s := range sets() {
 		tx.add(op{kind: opAddSet, set: &s})
 	}
-	for _, c := range chains() {
+	for _, c := range f.chains() {
 		tx.add(op{kind: opAddChain, chain: &c})
 		for _, r := range c.rules {
 			tx.add(op{kind: opAddRule, chain: &c, rule: &r})

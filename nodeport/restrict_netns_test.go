@@ -101,53 +101,51 @@ func TestSourceRangesInNetns(t *testing.T) {
 		from    netip.Addr
 		answer  string // "" for no answer
 	}
-	check := func(name string, ws []want) {
-		t.Helper()
-		for _, w := range ws {
+	for _, stage := range []struct {
+		name  string
+		rules []Rule
+		wants []want
+	}{
+		{"restricted", rules(allowed, true), []want{
+			{"tcp", ap(svcIP4, 80), clientIP4, "30080 198.18.0.2"},
+			{"tcp", ap(svcIP4, 80), otherIP4, ""},
+			{"udp", ap(svcIP4, 53), clientIP4, "30053 198.18.0.2"},
+			{"udp", ap(svcIP4, 53), otherIP4, ""},
+			{"tcp", ap(svcIP6, 80), clientIP6, "30080 2001:db8:1::2"},
+			{"tcp", ap(svcIP6, 80), otherIP6, ""},
+			{"udp", ap(svcIP6, 53), clientIP6, "30053 2001:db8:1::2"},
+			{"udp", ap(svcIP6, 53), otherIP6, ""},
+			{"tcp", ap(kpIP4, 80), clientIP4, "8080 198.18.0.2"},
+			{"tcp", ap(kpIP4, 80), otherIP4, ""},
+			{"udp", ap(kpIP4, 53), clientIP4, "5353 198.18.0.2"},
+			{"udp", ap(kpIP4, 53), otherIP4, ""},
+			{"tcp", ap(svcIP4, 8080), otherIP4, "30081 198.18.0.3"},
+		}},
+		// Only IPv6 ranges: the IPv4 rules refuse everyone.
+		{"IPv6 ranges only", rules(allowed[1:], true), []want{
+			{"tcp", ap(svcIP4, 80), clientIP4, ""},
+			{"tcp", ap(svcIP6, 80), clientIP6, "30080 2001:db8:1::2"},
+			{"tcp", ap(svcIP6, 80), otherIP6, ""},
+		}},
+		{"unrestricted", rules(nil, false), []want{
+			{"tcp", ap(svcIP4, 80), otherIP4, "30080 198.18.0.3"},
+			{"udp", ap(svcIP6, 53), otherIP6, "30053 2001:db8:1::3"},
+			{"tcp", ap(kpIP4, 80), otherIP4, "8080 198.18.0.3"},
+		}},
+	} {
+		if err := l.fwd.Sync(l.ctx, stage.rules); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range stage.wants {
 			got, err := askFrom(l.client, w.network, w.from, w.addr)
 			switch {
 			case w.answer == "" && err == nil:
-				t.Errorf("%s: %s %s from %s answered %q, want no answer", name, w.network, w.addr, w.from, got)
+				t.Errorf("%s: %s %s from %s answered %q, want no answer", stage.name, w.network, w.addr, w.from, got)
 			case w.answer != "" && got != w.answer:
-				t.Errorf("%s: %s %s from %s: %q, %v; want %q", name, w.network, w.addr, w.from, got, err, w.answer)
+				t.Errorf("%s: %s %s from %s: %q, %v; want %q", stage.name, w.network, w.addr, w.from, got, err, w.answer)
 			}
 		}
 	}
-	if err := l.fwd.Sync(l.ctx, rules(allowed, true)); err != nil {
-		t.Fatal(err)
-	}
-	check("restricted", []want{
-		{"tcp", ap(svcIP4, 80), clientIP4, "30080 198.18.0.2"},
-		{"tcp", ap(svcIP4, 80), otherIP4, ""},
-		{"udp", ap(svcIP4, 53), clientIP4, "30053 198.18.0.2"},
-		{"udp", ap(svcIP4, 53), otherIP4, ""},
-		{"tcp", ap(svcIP6, 80), clientIP6, "30080 2001:db8:1::2"},
-		{"tcp", ap(svcIP6, 80), otherIP6, ""},
-		{"udp", ap(svcIP6, 53), clientIP6, "30053 2001:db8:1::2"},
-		{"udp", ap(svcIP6, 53), otherIP6, ""},
-		{"tcp", ap(kpIP4, 80), clientIP4, "8080 198.18.0.2"},
-		{"tcp", ap(kpIP4, 80), otherIP4, ""},
-		{"udp", ap(kpIP4, 53), clientIP4, "5353 198.18.0.2"},
-		{"udp", ap(kpIP4, 53), otherIP4, ""},
-		{"tcp", ap(svcIP4, 8080), otherIP4, "30081 198.18.0.3"},
-	})
-	// Only IPv6 ranges: the IPv4 rules refuse everyone.
-	if err := l.fwd.Sync(l.ctx, rules(allowed[1:], true)); err != nil {
-		t.Fatal(err)
-	}
-	check("IPv6 ranges only", []want{
-		{"tcp", ap(svcIP4, 80), clientIP4, ""},
-		{"tcp", ap(svcIP6, 80), clientIP6, "30080 2001:db8:1::2"},
-		{"tcp", ap(svcIP6, 80), otherIP6, ""},
-	})
-	if err := l.fwd.Sync(l.ctx, rules(nil, false)); err != nil {
-		t.Fatal(err)
-	}
-	check("unrestricted", []want{
-		{"tcp", ap(svcIP4, 80), otherIP4, "30080 198.18.0.3"},
-		{"udp", ap(svcIP6, 53), otherIP6, "30053 2001:db8:1::3"},
-		{"tcp", ap(kpIP4, 80), otherIP4, "8080 198.18.0.3"},
-	})
 }
 
 // TestRewriteOnlyForwardedAddresses checks that the rewrite touches only
@@ -179,9 +177,34 @@ func TestRewriteOnlyForwardedAddresses(t *testing.T) {
 // TestMembersInNetns checks that the membership port answers node
 // addresses only: a real TCP connection and UDP datagram from a node
 // address are accepted, from another address dropped, and port 0 lifts
-// the restriction.
+// the restriction. So does the table of a speaker that forwards nothing
+// (NewMembersOnly), which, as nft lists it, has no other chain.
 func TestMembersInNetns(t *testing.T) {
-	l := newLab(t)
+	for _, membersOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("membersOnly=%v", membersOnly), func(t *testing.T) {
+			l := newLab(t)
+			if membersOnly {
+				l.fwd = NewMembersOnly(l.fwd.nft)
+				if err := l.fwd.Sync(l.ctx, []Rule{mixed[0]}); err == nil {
+					t.Error("a members-only table took a forwarding rule")
+				}
+			}
+			testMembers(t, l)
+			if !membersOnly {
+				return
+			}
+			listed := listTable(t, l.node)
+			if n := strings.Count(listed, "\tchain "); n != 1 || !strings.Contains(listed, "chain "+memberInput+" {") {
+				t.Errorf("nft lists %d chains; want only %s:\n%s", n, memberInput, listed)
+			}
+			if drifted, err := l.fwd.Check(l.ctx); err != nil || drifted {
+				t.Errorf("Check = %v, %v; want no drift", drifted, err)
+			}
+		})
+	}
+}
+
+func testMembers(t *testing.T, l *lab) {
 	addClientAddrs(t, l)
 	for _, a := range []netip.AddrPort{ap(nodeIP4, 7946), ap(nodeIP6, 7946)} {
 		serveTCP(t, l.node, a)

@@ -142,7 +142,7 @@ func Run(ctx context.Context, opts Options) error {
 		defer stop()
 		defer s.startBFD(ctx)()
 	}
-	if opts.Forwarding {
+	if opts.Forwarding || opts.L2 {
 		stop, err := s.startForwarding(ctx, opts, reg)
 		if err != nil {
 			return err
@@ -230,23 +230,32 @@ func (s *Speaker) startBGP(ctx context.Context, opts Options, nodes typedcorev1.
 }
 
 // startForwarding opens the nftables back end; stop removes the table if
-// opts.CleanupOnExit says so.
+// opts.CleanupOnExit says so. Without forwarding but with layer 2 the table
+// only restricts the membership port (nodeport.NewMembersOnly).
 func (s *Speaker) startForwarding(ctx context.Context, opts Options, reg prometheus.Registerer) (stop func(), err error) {
 	nft, err := nodeport.NewNFT(nodeport.NFTOptions{Table: opts.Table})
 	if err != nil {
 		return nil, err
 	}
-	fwd := nodeport.New(nft)
-	s.fwd = fwd
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "berth_speaker_forwarding_rules_not_programmed",
-		Help: "Forwarding rules of the last sync left out of the table: invalid, or refused by the kernel (retried at every sync).",
-	}, func() float64 { return float64(fwd.NotProgrammed()) }))
 	if opts.L2 {
 		s.membersPort = nodeport.MembersPort{Port: uint16(opts.MemberlistPort), Protocols: []nodeport.Protocol{nodeport.TCP, nodeport.UDP}}
-		// Also without draining: the first sync removes the routes a
-		// previous run left.
-		s.routes = &netlinkRoutes{}
+	}
+	var fwd *nodeport.Forwarder
+	if opts.Forwarding {
+		fwd = nodeport.New(nft)
+		s.fwd = fwd
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "berth_speaker_forwarding_rules_not_programmed",
+			Help: "Forwarding rules of the last sync left out of the table: invalid, or refused by the kernel (retried at every sync).",
+		}, func() float64 { return float64(fwd.NotProgrammed()) }))
+		if opts.L2 {
+			// Also without draining: the first sync removes the routes a
+			// previous run left.
+			s.routes = &netlinkRoutes{}
+		}
+	} else {
+		fwd = nodeport.NewMembersOnly(nft)
+		s.memberTable = fwd
 	}
 	return func() {
 		if !opts.CleanupOnExit {

@@ -79,8 +79,12 @@ type Speaker struct {
 	bgp     bgpSpeaker
 	bfd     bfdSessions // nil without BGP (bfd.go)
 	fwd     forwarder
+	// memberTable, without forwarding but with layer 2, is the table
+	// that only restricts the membership port (nodeport.NewMembersOnly);
+	// nil otherwise.
+	memberTable forwarder
 	// membersPort is the layer-2 membership port the forwarding table
-	// restricts to node addresses; zero without layer 2.
+	// (or memberTable) restricts to node addresses; zero without layer 2.
 	membersPort nodeport.MembersPort
 	// routes holds the host routes of drains; nil without forwarding or
 	// layer 2.
@@ -211,6 +215,8 @@ func (s *Speaker) sync(ctx context.Context) error {
 		err := s.applyForwarding(ctx, snap, plan, answering, draining)
 		s.metrics.observeForwarding(err)
 		errs = append(errs, err)
+	} else if s.memberTable != nil {
+		errs = append(errs, s.applyMembers(ctx, plan))
 	}
 	s.mu.Lock()
 	s.lastPlan = plan
@@ -278,6 +284,19 @@ func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan
 	if err != nil {
 		return fmt.Errorf("sync forwarding: %w", err)
 	}
+	return nil
+}
+
+// applyMembers programs the table of a speaker that forwards nothing: the
+// membership port, restricted to the Nodes' addresses.
+func (s *Speaker) applyMembers(ctx context.Context, plan *Plan) error {
+	if err := s.memberTable.Members(ctx, s.membersPort, plan.Members); err != nil {
+		return fmt.Errorf("membership port: %w", err)
+	}
+	if err := s.memberTable.Sync(ctx, nil); err != nil {
+		return fmt.Errorf("membership table: %w", err)
+	}
+	s.forwarded.Store(true)
 	return nil
 }
 
@@ -365,10 +384,14 @@ func (s *Speaker) readPasswords(ctx context.Context, snap *Snapshot) {
 // checkDrift asks the forwarder whether someone changed its table, and
 // repairs it if so.
 func (s *Speaker) checkDrift(ctx context.Context) {
-	if s.fwd == nil || !s.forwarded.Load() {
+	table := s.fwd
+	if table == nil {
+		table = s.memberTable
+	}
+	if table == nil || !s.forwarded.Load() {
 		return
 	}
-	drifted, err := s.fwd.Check(ctx)
+	drifted, err := table.Check(ctx)
 	if err != nil {
 		logr.FromContextOrDiscard(ctx).Error(err, "Check forwarding table")
 		return

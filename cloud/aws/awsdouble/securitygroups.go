@@ -174,23 +174,20 @@ func (s *Server) rules(p params) ([]Rule, error) {
 		}
 		base := Rule{Protocol: proto, FromPort: from, ToPort: to}
 		n := len(out)
-		for _, r := range p.structs(item+"IpRanges", "CidrIp") {
-			pfx, err := netip.ParsePrefix(p.str(r + "CidrIp"))
-			if err != nil || !pfx.Addr().Is4() || pfx.Masked() != pfx {
-				return nil, fail("InvalidParameterValue", "CIDR block %s is malformed", p.str(r+"CidrIp"))
+		for _, fam := range []struct {
+			list, field string
+			v6          bool
+		}{{"IpRanges", "CidrIp", false}, {"Ipv6Ranges", "CidrIpv6", true}} {
+			for _, r := range p.structs(item+fam.list, fam.field) {
+				cidr := p.str(r + fam.field)
+				pfx, err := netip.ParsePrefix(cidr)
+				if err != nil || pfx.Addr().Is6() != fam.v6 || pfx.Masked() != pfx {
+					return nil, fail("InvalidParameterValue", "CIDR block %s is malformed", cidr)
+				}
+				rule := base
+				rule.CIDR = pfx.String()
+				out = append(out, rule)
 			}
-			rule := base
-			rule.CIDR = pfx.String()
-			out = append(out, rule)
-		}
-		for _, r := range p.structs(item+"Ipv6Ranges", "CidrIpv6") {
-			pfx, err := netip.ParsePrefix(p.str(r + "CidrIpv6"))
-			if err != nil || !pfx.Addr().Is6() || pfx.Masked() != pfx {
-				return nil, fail("InvalidParameterValue", "CIDR block %s is malformed", p.str(r+"CidrIpv6"))
-			}
-			rule := base
-			rule.CIDR = pfx.String()
-			out = append(out, rule)
 		}
 		for _, g := range p.structs(item+"Groups", "GroupId") {
 			if _, err := s.securityGroup(p.str(g + "GroupId")); err != nil {
