@@ -31,6 +31,11 @@ type sim struct {
 	// leaving the observer's alive set.
 	gone map[[2]string]time.Time
 	prev map[string][]string
+	// tick, if set, runs for every node that is up at each of its
+	// heartbeats (the tie-breaker's loop, say); after, if set, at every
+	// step after the safety check.
+	tick  func(n string)
+	after func()
 }
 
 type simMsg struct {
@@ -114,9 +119,15 @@ func (s *sim) run(d time.Duration) {
 			if !s.down[n] && !s.next[n].After(s.now) {
 				s.send(n, s.nodes[n].heartbeat(s.now))
 				s.next[n] = s.next[n].Add(HeartbeatInterval)
+				if s.tick != nil {
+					s.tick(n)
+				}
 			}
 		}
 		s.check()
+		if s.after != nil {
+			s.after()
+		}
 	}
 }
 
