@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/l2"
+)
+
+// cutMembership drops n's membership traffic (port 7946) both ways.
+const cutMembership = "add table inet berthe2e { chain in { type filter hook input priority 0; udp dport 7946 drop; tcp dport 7946 drop; }; chain out { type filter hook output priority 0; udp dport 7946 drop; tcp dport 7946 drop; }; }"
+
+// TestSpeakerL2TwoNodes runs two speakers with the tie-breaker Lease (the
+// default, under the chart's RBAC) and checks that one of them serves every
+// address when the other is cut off or dies while the API server is
+// reachable, and that, with the API server down too, the survivor falls
+// silent rather than risk two answers, and serves once it is back.
+func TestSpeakerL2TwoNodes(t *testing.T) {
+	top := t
+	l := newL2Lab(t, 2)
+	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
+	l.e.namespace(t, "duo", nil)
+	for _, n := range l.nodes {
+		l.startL2Speaker(t, t, n)
+	}
+	l.waitMembers(t, 2)
+	names := []string{"node1", "node2"}
+	v4s, _ := l.dualStack(t, "duo", "s", 4)
+	probe := l.startARPProbe(t, probeEvery, v4s...)
+	t.Cleanup(probe.stop)
+	for _, a := range v4s {
+		probe.waitMAC(t, a, time.Now(), "", hostMAC(t, l.byName(l2.Owner(a, names)).host), settle)
+	}
+	// answeredBy is the one node that answered every address in the last
+	// 300 ms, or an error.
+	answeredBy := func() (string, error) {
+		who := ""
+		for _, a := range v4s {
+			rs := probe.replies(a, time.Now().Add(-300*time.Millisecond))
+			if len(rs) == 0 {
+				return "", fmt.Errorf("%s unanswered", a)
+			}
+			for _, r := range rs {
+				if n := l.name(r.mac); who == "" {
+					who = n
+				} else if n != who {
+					return "", fmt.Errorf("%s answered by %s and %s", a, who, n)
+				}
+			}
+		}
+		return who, nil
+	}
+	// silent fails if any address was answered in the last 300 ms.
+	silent := func() error {
+		for _, b := range v4s {
+			if rs := probe.replies(b, time.Now().Add(-300*time.Millisecond)); len(rs) > 0 {
+				return fmt.Errorf("%s answered by %s", b, l.name(rs[len(rs)-1].mac))
+			}
+		}
+		return nil
+	}
+	noOverlap := func(t *testing.T, from time.Time) {
+		for _, a := range v4s {
+			if o, spans := probe.overlap(a, from); o > 0 {
+				t.Errorf("%s answered by two MACs at once for %v: %v", a, o, l.spans(spans))
+			}
+		}
+	}
+
+	t.Run("partitioned, API server up: one node serves every address", func(t *testing.T) {
+		at := time.Now()
+		l.nft(t, l.nodes[1], cutMembership)
+		var winner string
+		d := poll(t, settle, "one node answering every address", func() (err error) {
+			winner, err = answeredBy()
+			return err
+		})
+		t.Logf("MEASURED: two nodes partitioned: %s answered every address %v after the cut", winner, d)
+		time.Sleep(2 * time.Second)
+		if w, err := answeredBy(); err != nil || w != winner {
+			t.Errorf("2 s later: answered by %q (%v), want only %s", w, err, winner)
+		}
+		noOverlap(t, at)
+		quorate := 0
+		for _, n := range l.nodes {
+			if n.speaker.gauge("berth_speaker_l2_quorate") == "1" {
+				quorate++
+			}
+		}
+		if quorate != 1 {
+			t.Errorf("%d nodes quorate, want 1", quorate)
+		}
+		l.nft(t, l.nodes[1], "delete table inet berthe2e")
+		l.waitMembers(t, 2)
+	})
+
+	t.Run("owner killed, API server up: the survivor serves", func(t *testing.T) {
+		a := v4s[0]
+		victim := l.byName(l2.Owner(a, names))
+		survivor := l.nodes[0]
+		if survivor == victim {
+			survivor = l.nodes[1]
+		}
+		// Both serve their own again after the heal.
+		for _, b := range v4s {
+			probe.waitMAC(t, b, time.Now(), "", hostMAC(t, l.byName(l2.Owner(b, names)).host), settle)
+		}
+		victim.speaker.stop(syscall.SIGKILL)
+		at := time.Now()
+		d := probe.waitMAC(t, a, at, "", hostMAC(t, survivor.host), failL2After)
+		t.Logf("MEASURED: two nodes, owner's speaker killed, API server up: %s answered by %s after %v", a, survivor.name, d)
+		poll(t, settle, "the survivor answering every address", func() error {
+			if w, err := answeredBy(); err != nil || w != survivor.name {
+				return fmt.Errorf("answered by %q: %v", w, err)
+			}
+			return nil
+		})
+		noOverlap(t, at)
+		l.startL2Speaker(t, top, victim)
+		l.waitMembers(t, 2)
+	})
+
+	t.Run("owner killed, API server down: dark, then served when it is back", func(t *testing.T) {
+		for _, b := range v4s {
+			probe.waitMAC(t, b, time.Now(), "", hostMAC(t, l.byName(l2.Owner(b, names)).host), settle)
+		}
+		// Let any hold of the tie-breaker from the subtests above lapse
+		// (l2.TieKeep, then a release).
+		time.Sleep(l2.TieKeep + 2*time.Second)
+		a := v4s[0]
+		victim := l.byName(l2.Owner(a, names))
+		survivor := l.nodes[0]
+		if survivor == victim {
+			survivor = l.nodes[1]
+		}
+		resume, err := l.e.cp.PauseAPIServer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(resume)
+		victim.speaker.stop(syscall.SIGKILL)
+		at := time.Now()
+		dark := poll(t, settle, "every address unanswered", silent)
+		t.Logf("MEASURED: two nodes, API server paused, owner's speaker killed: dark after %v", dark)
+		holdsFor(t, 3*time.Second, "dark without the peer and the API server", silent)
+		noOverlap(t, at)
+		resume()
+		back := time.Now()
+		d := poll(t, settle, "the survivor answering every address", func() error {
+			if w, err := answeredBy(); err != nil || w != survivor.name {
+				return fmt.Errorf("answered by %q: %v", w, err)
+			}
+			return nil
+		})
+		t.Logf("MEASURED: %s answered every address %v after the API server resumed", survivor.name, d)
+		noOverlap(t, back)
+	})
+}
+
