@@ -159,4 +159,3 @@ func TestSpeakerL2TwoNodes(t *testing.T) {
 		noOverlap(t, back)
 	})
 }
-
