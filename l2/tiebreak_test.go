@@ -168,6 +168,7 @@ type tieSim struct {
 	*sim
 	store   *fakeTieStore
 	tbs     map[string]*Tiebreak
+	nextTie map[string]time.Time
 	apiDown map[string]bool
 	writes  int
 	// double records the times two nodes counted the tie-breaker.
@@ -175,7 +176,7 @@ type tieSim struct {
 }
 
 func newTieSim(t *testing.T, names ...string) *tieSim {
-	ts := &tieSim{sim: newSim(t, names...), tbs: map[string]*Tiebreak{}, apiDown: map[string]bool{}}
+	ts := &tieSim{sim: newSim(t, names...), tbs: map[string]*Tiebreak{}, nextTie: map[string]time.Time{}, apiDown: map[string]bool{}}
 	ts.store = &fakeTieStore{up: func(n string) bool { return !ts.apiDown[n] }, writes: &ts.writes}
 	if os.Getenv("NOTIE") == "" {
 		ts.tick = ts.step
@@ -195,7 +196,15 @@ func newTieSim(t *testing.T, names ...string) *tieSim {
 	return ts
 }
 
+// chain runs f, then g.
+func chain(f, g func()) func() { return func() { f(); g() } }
+
+// step runs n's tie-breaker loop, every TieRenew as in the speaker.
 func (ts *tieSim) step(n string) {
+	if ts.now.Before(ts.nextTie[n]) {
+		return
+	}
+	ts.nextTie[n] = ts.now.Add(TieRenew)
 	tb := ts.tbs[n]
 	if tb == nil {
 		tb = NewTiebreak(n)
@@ -228,7 +237,9 @@ func (ts *tieSim) quorateNodes() []string {
 }
 
 func TestLivenessTiebreak(t *testing.T) {
-	const settle, after = 2 * time.Second, 4 * time.Second
+	// Long enough for the nodes to release the tie-breaker they raced
+	// for at start, when nobody had echoed anybody yet.
+	const settle, after = TieKeep + 3*time.Second, 4 * time.Second
 	ab := []string{"a", "b"}
 	tests := []struct {
 		name  string
@@ -241,11 +252,13 @@ func TestLivenessTiebreak(t *testing.T) {
 		// gone: "a" drops "b" from its alive set within this long of the
 		// event (zero: not checked).
 		goneMax time.Duration
+		// gapless: "a" holds its lease at every step after the event.
+		gapless bool
 	}{
 		{
 			name: "two nodes, b crashes, API server up", nodes: ab,
 			event:       func(s *tieSim) { s.down["b"] = true },
-			wantQuorate: []string{"a"}, goneMax: DeadAfter + 5*time.Millisecond,
+			wantQuorate: []string{"a"}, goneMax: DeadAfter + 5*time.Millisecond, gapless: true,
 		},
 		{
 			name: "two nodes, b crashes holding the tie-breaker", nodes: ab,
@@ -307,9 +320,23 @@ func TestLivenessTiebreak(t *testing.T) {
 			if q := s.quorateNodes(); len(q) != len(tc.nodes) {
 				t.Fatalf("quorate after %v: %v", settle, q)
 			}
+			if s.store.rec != nil && s.store.rec.Holder != "" {
+				t.Fatalf("%s still holds the tie-breaker after %v", s.store.rec.Holder, settle)
+			}
 			at := s.now
 			tc.event(s)
+			var gaps int
+			if tc.gapless {
+				s.after = chain(s.after, func() {
+					if !s.quorate("a") {
+						gaps++
+					}
+				})
+			}
 			s.run(after)
+			if gaps > 0 {
+				t.Errorf("a lost its lease for %d ms", gaps)
+			}
 			if len(s.violations) > 0 {
 				t.Errorf("%d safety violations, first: %s", len(s.violations), s.violations[0])
 			}
