@@ -36,6 +36,9 @@ type sim struct {
 	// step after the safety check.
 	tick  func(n string)
 	after func()
+	// packets and bytes count the heartbeat messages sent (one per
+	// recipient) and their payload.
+	packets, bytes int
 }
 
 type simMsg struct {
@@ -86,6 +89,8 @@ func (s *sim) send(from string, hb heartbeat) {
 		}
 		for _, b := range msgs {
 			s.queue = append(s.queue, simMsg{at: s.now.Add(time.Millisecond + s.delay[from]), to: to, b: b})
+			s.packets++
+			s.bytes += len(b)
 		}
 	}
 }
