@@ -50,8 +50,8 @@ func TestSpeakerL2TwoNodes(t *testing.T) {
 		})
 		t.Logf("MEASURED: two nodes partitioned: %s answered every address %v after the cut", winner, d)
 		time.Sleep(2 * time.Second)
-		if w, err := answeredBy(); err != nil || w != winner {
-			t.Errorf("2 s later: answered by %q (%v), want only %s", w, err, winner)
+		if err := probe.onlyBy(l, v4s, winner); err != nil {
+			t.Errorf("2 s later: %v", err)
 		}
 		noOverlap(t, at)
 		if q := l.quorate(l.nodes); q != 1 {
@@ -76,12 +76,7 @@ func TestSpeakerL2TwoNodes(t *testing.T) {
 		at := time.Now()
 		d := probe.waitMAC(t, a, at, "", hostMAC(t, survivor.host), failL2After)
 		t.Logf("MEASURED: two nodes, owner's speaker killed, API server up: %s answered by %s after %v", a, survivor.name, d)
-		poll(t, settle, "the survivor answering every address", func() error {
-			if w, err := answeredBy(); err != nil || w != survivor.name {
-				return fmt.Errorf("answered by %q: %v", w, err)
-			}
-			return nil
-		})
+		poll(t, settle, "the survivor answering every address", func() error { return probe.onlyBy(l, v4s, survivor.name) })
 		noOverlap(t, at)
 		l.startL2Speaker(t, top, victim)
 		l.waitMembers(t, 2)
@@ -113,12 +108,7 @@ func TestSpeakerL2TwoNodes(t *testing.T) {
 		noOverlap(t, at)
 		resume()
 		back := time.Now()
-		d := poll(t, settle, "the survivor answering every address", func() error {
-			if w, err := answeredBy(); err != nil || w != survivor.name {
-				return fmt.Errorf("answered by %q: %v", w, err)
-			}
-			return nil
-		})
+		d := poll(t, settle, "the survivor answering every address", func() error { return probe.onlyBy(l, v4s, survivor.name) })
 		t.Logf("MEASURED: %s answered every address %v after the API server resumed", survivor.name, d)
 		noOverlap(t, back)
 	})
@@ -142,6 +132,19 @@ func (p *arpProbe) answeredBy(l *l2Lab, addrs []netip.Addr) (string, error) {
 		}
 	}
 	return who, nil
+}
+
+// onlyBy fails unless node who answered every address in addrs, alone, in
+// the last 300 ms.
+func (p *arpProbe) onlyBy(l *l2Lab, addrs []netip.Addr, who string) error {
+	w, err := p.answeredBy(l, addrs)
+	if err != nil {
+		return err
+	}
+	if w != who {
+		return fmt.Errorf("answered by %s, want %s", w, who)
+	}
+	return nil
 }
 
 // silent fails if any address in addrs was answered in the last 300 ms.
@@ -224,12 +227,7 @@ func TestSpeakerL2EvenSplit(t *testing.T) {
 			t.Logf("%s held the tie-breaker at some point", n.name)
 		}
 	}
-	holdsFor(t, 2*time.Second, "only "+winner+" answering", func() error {
-		if w, err := probe.answeredBy(l, v4s); err != nil || w != winner {
-			return fmt.Errorf("answered by %q: %v", w, err)
-		}
-		return nil
-	})
+	holdsFor(t, 2*time.Second, "only "+winner+" answering", func() error { return probe.onlyBy(l, v4s, winner) })
 	probe.noOverlap(t, l, v4s, at)
 	if q := l.quorate(l.nodes); q != 1 {
 		t.Errorf("%d nodes quorate, want 1", q)

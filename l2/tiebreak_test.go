@@ -16,7 +16,7 @@ import (
 
 func TestTiebreakNext(t *testing.T) {
 	t0 := simStart
-	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	at := t0.Add
 	rec := func(holder, version string) *TieRecord { return &TieRecord{Holder: holder, Version: version} }
 	type step struct {
 		at      time.Duration
