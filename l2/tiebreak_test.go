@@ -178,7 +178,9 @@ type tieSim struct {
 func newTieSim(t *testing.T, names ...string) *tieSim {
 	ts := &tieSim{sim: newSim(t, names...), tbs: map[string]*Tiebreak{}, nextTie: map[string]time.Time{}, apiDown: map[string]bool{}}
 	ts.store = &fakeTieStore{up: func(n string) bool { return !ts.apiDown[n] }, writes: &ts.writes}
-	if os.Getenv("NOTIE") == "" {
+	// BERTH_SIM_NOTIE=1 runs the same sequences without the tie-breaker,
+	// to compare with the protocol before it.
+	if os.Getenv("BERTH_SIM_NOTIE") == "" {
 		ts.tick = ts.step
 	}
 	ts.after = func() {
@@ -381,7 +383,7 @@ func TestLivenessTiebreakRandom(t *testing.T) {
 			for range 30 {
 				x := pick()
 				ev := rng.IntN(6)
-				if os.Getenv("TRACE") != "" {
+				if testing.Verbose() {
 					t.Logf("%v: event %d on %s", s.now.Sub(simStart), ev, x)
 				}
 				switch ev {
