@@ -52,6 +52,9 @@ func TestRBACServiceAccounts(t *testing.T) {
 			ra("list", "", "nodes", "", "", ""),
 			ra("patch", "", "configmaps", "", berthNS, "berth-lifecycle"),
 			ra("watch", "", "configmaps", "", berthNS, "berth-lifecycle"),
+			ra("get", "coordination.k8s.io", "leases", "", berthNS, "berth-l2-tiebreak"),
+			ra("update", "coordination.k8s.io", "leases", "", berthNS, "berth-l2-tiebreak"),
+			ra("create", "coordination.k8s.io", "leases", "", berthNS, ""),
 		},
 		denied: []authorizationv1.ResourceAttributes{
 			ra("list", "", "secrets", "", berthNS, ""),
@@ -61,6 +64,11 @@ func TestRBACServiceAccounts(t *testing.T) {
 			ra("patch", "", "nodes", "", "", "node1"),
 			ra("patch", "", "configmaps", "", berthNS, "kube-root-ca.crt"),
 			ra("get", "", "configmaps", "", berthNS, "berth-lifecycle"),
+			ra("update", "coordination.k8s.io", "leases", "", berthNS, "berth-ccm"),
+			ra("update", "coordination.k8s.io", "leases", "", berthNS, "berth-controller"),
+			ra("delete", "coordination.k8s.io", "leases", "", berthNS, "berth-l2-tiebreak"),
+			ra("list", "coordination.k8s.io", "leases", "", berthNS, ""),
+			ra("get", "coordination.k8s.io", "leases", "", "default", "berth-l2-tiebreak"),
 		},
 	}, {
 		// The uninstall hook: the mark, the speakers' Pods, the pools.

@@ -22,7 +22,9 @@ func TestSpeakerL2DeletedNode(t *testing.T) {
 	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
 	l.e.namespace(t, "gone", nil)
 	for _, n := range l.nodes {
-		l.startL2Speaker(t, t, n)
+		// Without the tie-breaker, which would let the survivor serve
+		// (TestSpeakerL2TwoNodes): the deletion is what frees it here.
+		l.startL2Speaker(t, t, n, "--l2-tiebreak-lease=")
 	}
 	l.waitMembers(t, 2)
 	v4s, _ := l.dualStack(t, "gone", "s", 1)

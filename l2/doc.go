@@ -76,11 +76,13 @@
 //
 //   - The majority side keeps serving every address; the minority side
 //     serves none, and falls silent before the majority takes over.
-//   - With two nodes, losing either leaves 1 of 2: no quorum, and all L2
-//     addresses go dark until the dead node is forgotten. Two-node clusters
-//     should use BGP, or accept this, or forget the failed node from the
-//     Kubernetes Node lifecycle. Likewise an even split of 2+2 serves
-//     nothing; odd cluster sizes are preferable.
+//   - With an even membership, exactly half is a quorum only for the node
+//     that holds the tie-breaker (Tiebreak, a record with conditional
+//     writes that the speaker keeps in a coordination.k8s.io Lease): a
+//     two-node cluster that loses a node keeps serving while the survivor
+//     reaches the API server, and of two halves at most one serves. Without
+//     a store (or when the holder cannot reach it) such a half serves
+//     nothing, as before; odd cluster sizes remain preferable.
 //   - A node that boots while partitioned never claims anything, because it
 //     has peers but met none.
 //   - The alternative (keep answering for what one owned before the

@@ -88,6 +88,9 @@ type liveness struct {
 	// seq is the sequence number of the last message this node sent in
 	// its epoch (see encode).
 	seq uint64
+	// tieUntil is until when this node holds the tie-breaker (see
+	// Tiebreak): with it, exactly half of an even membership is a quorum.
+	tieUntil time.Time
 }
 
 // peerState is what one node knows of another.
@@ -300,9 +303,12 @@ func (l *liveness) recompute(now time.Time) {
 				grants = append(grants, p.grant)
 			}
 		}
+		slices.SortFunc(grants, func(a, b time.Time) int { return b.Compare(a) })
 		if len(grants) >= need {
-			slices.SortFunc(grants, func(a, b time.Time) int { return b.Compare(a) })
 			until = grants[need-1]
+		}
+		if t := l.tieLease(grants, need); t.After(until) {
+			until = t
 		}
 	}
 	if !now.Before(l.leaseUntil) && until.After(now) {
@@ -315,6 +321,64 @@ func (l *liveness) recompute(now time.Time) {
 		}
 	}
 	l.leaseUntil = until
+}
+
+// tieLease is until when this node holds the lease as exactly half of an
+// even membership with the tie-breaker: the tie-breaker and need-1 grants,
+// grants sorted newest first. Two halves cannot both hold it, and any
+// strict majority intersects this half, so the safety argument stands.
+func (l *liveness) tieLease(grants []time.Time, need int) time.Time {
+	if len(l.known)%2 != 0 || l.tieUntil.IsZero() {
+		return time.Time{}
+	}
+	switch {
+	case need == 1:
+		return l.tieUntil
+	case len(grants) >= need-1:
+		return minTime(l.tieUntil, grants[need-2])
+	}
+	return time.Time{}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// setTie records that this node holds the tie-breaker until until (zero:
+// not at all).
+func (l *liveness) setTie(now, until time.Time) {
+	l.tieUntil = until
+	l.recompute(now)
+}
+
+// wantsTie reports whether the tie-breaker would keep or give this node
+// its lease: the membership is even, and fewer than half the others
+// granted it a lease lasting more than half a lease from now, but at least
+// half minus one still hold. A node starts asking for it before its
+// majority lapses, so that its lease continues without a gap.
+func (l *liveness) wantsTie(now time.Time) bool {
+	n := len(l.known)
+	if n%2 != 0 || l.left || (l.needContact && !l.contacted) {
+		return false
+	}
+	need := n / 2
+	strong, valid := 0, 0
+	for name := range l.known {
+		p := l.nodes[name]
+		if name == l.self || p == nil {
+			continue
+		}
+		if p.grant.After(now) {
+			valid++
+		}
+		if p.grant.After(now.Add(l.t.lease / 2)) {
+			strong++
+		}
+	}
+	return strong < need && valid >= need-1
 }
 
 // takeRegained reports, once, that the lease was regained: the caller

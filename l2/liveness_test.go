@@ -31,6 +31,14 @@ type sim struct {
 	// leaving the observer's alive set.
 	gone map[[2]string]time.Time
 	prev map[string][]string
+	// tick, if set, runs for every node that is up at each of its
+	// heartbeats (the tie-breaker's loop, say); after, if set, at every
+	// step after the safety check.
+	tick  func(n string)
+	after func()
+	// packets and bytes count the heartbeat messages sent (one per
+	// recipient) and their payload.
+	packets, bytes int
 }
 
 type simMsg struct {
@@ -81,6 +89,8 @@ func (s *sim) send(from string, hb heartbeat) {
 		}
 		for _, b := range msgs {
 			s.queue = append(s.queue, simMsg{at: s.now.Add(time.Millisecond + s.delay[from]), to: to, b: b})
+			s.packets++
+			s.bytes += len(b)
 		}
 	}
 }
@@ -114,9 +124,15 @@ func (s *sim) run(d time.Duration) {
 			if !s.down[n] && !s.next[n].After(s.now) {
 				s.send(n, s.nodes[n].heartbeat(s.now))
 				s.next[n] = s.next[n].Add(HeartbeatInterval)
+				if s.tick != nil {
+					s.tick(n)
+				}
 			}
 		}
 		s.check()
+		if s.after != nil {
+			s.after()
+		}
 	}
 }
 

@@ -286,6 +286,25 @@ func (m *Members) Lease() (generation uint64, quorate bool) {
 	return m.live.lease(time.Now())
 }
 
+// WantsTiebreak reports whether the tie-breaker would keep or give this
+// node its lease now (see Tiebreak): the known membership is even and
+// about half of it, this node included, still grants it a lease.
+func (m *Members) WantsTiebreak() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live.wantsTie(time.Now())
+}
+
+// SetTiebreak tells Members that this node holds the tie-breaker until
+// until (zero: it does not), as Tiebreak.HeldUntil says. Exactly half of an
+// even membership is a quorum for the node holding it.
+func (m *Members) SetTiebreak(until time.Time) {
+	m.mu.Lock()
+	m.live.setTie(time.Now(), until)
+	m.kickIfRegained()
+	m.notify()
+}
+
 // heartbeats sends a heartbeat to every other known node each
 // HeartbeatInterval until stop is closed. They go over memberlist's
 // transport, so they are authenticated and encrypted with the shared key.
@@ -367,19 +386,25 @@ func (d *delegate) NotifyMsg(b []byte) {
 	m.mu.Lock()
 	changed, drop := m.live.receive(time.Now(), hb)
 	m.rejected.count(drop)
+	regained := m.kickIfRegained()
+	if changed || regained {
+		m.notify()
+	}
+}
+
+// kickIfRegained, called with mu held, which it releases, makes the
+// heartbeat loop send at once if the lease was just regained: the others
+// must know that this node is back well before its hold-down ends.
+func (m *Members) kickIfRegained() bool {
 	regained := m.live.takeRegained()
 	m.mu.Unlock()
 	if regained {
-		// Tell the others at once that this node is back, well
-		// before its hold-down ends.
 		select {
 		case m.kick <- struct{}{}:
 		default:
 		}
 	}
-	if changed || regained {
-		m.notify()
-	}
+	return regained
 }
 
 func (d *delegate) GetBroadcasts(int, int) [][]byte     { return nil }

@@ -292,6 +292,8 @@ type l2Options struct {
 	secret   string
 	handover time.Duration
 	drain    time.Duration
+	// tie is the tie-breaker record; nil disables it.
+	tie l2.TieStore
 }
 
 // startL2 brings layer 2 up: it waits for the node's InternalIP and the
@@ -356,6 +358,9 @@ func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(reason, ms
 	log.Info("Layer 2 membership started", "bind", netip.AddrPortFrom(bind, uint16(o.port)))
 	s.queue.Add(syncKey)
 	go s.rejoin(ctx, members, bind, o.port)
+	if o.tie != nil {
+		go runTiebreak(ctx, members, o.tie, s.node)
+	}
 	quorate := false
 	keyCheck := time.NewTicker(keyCheckInterval)
 	defer keyCheck.Stop()

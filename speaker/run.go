@@ -81,6 +81,10 @@ type Options struct {
 	// Handover is how long a node keeps answering for an address after a
 	// planned move away from it.
 	Handover time.Duration
+	// L2Tiebreak names the coordination.k8s.io Lease in Namespace that
+	// lets exactly half of an even layer-2 membership answer (two-node
+	// clusters, even splits); empty disables it.
+	L2Tiebreak string
 	// Drain is how long the new owner of an address, after a planned move,
 	// routes the mid-stream TCP packets of connections it does not know to
 	// the old owner (with forwarding on); 0 disables.
@@ -102,6 +106,7 @@ func DefaultOptions() Options {
 		MemberlistSecret: "berth-memberlist",
 		Handover:         DefaultHandover,
 		Drain:            DefaultDrain,
+		L2Tiebreak:       DefaultL2Tiebreak,
 	}
 }
 
@@ -161,7 +166,11 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.L2 {
 		// Waits for the membership's Leave on the way out, so that the
 		// others take over at once rather than after failure detection.
-		defer s.runL2(ctx, opts, events)()
+		var tie l2.TieStore
+		if opts.L2Tiebreak != "" {
+			tie = &leaseTieStore{leases: kube.CoordinationV1().Leases(opts.Namespace), name: opts.L2Tiebreak}
+		}
+		defer s.runL2(ctx, opts, tie, events)()
 	}
 	err = s.Run(ctx, opts.DriftCheck, 2*time.Second)
 	s.stopDraining(ctx)
@@ -305,7 +314,7 @@ func (s *Speaker) watch(opts Options, kube kubernetes.Interface, berth versioned
 
 // runL2 starts layer 2 once the caches have synced, in the background;
 // wait returns once the membership has left.
-func (s *Speaker) runL2(ctx context.Context, opts Options, events *eventReporter) (wait func()) {
+func (s *Speaker) runL2(ctx context.Context, opts Options, tie l2.TieStore, events *eventReporter) (wait func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -313,7 +322,7 @@ func (s *Speaker) runL2(ctx context.Context, opts Options, events *eventReporter
 			return
 		}
 		nodeRef := &corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: opts.NodeName, UID: types.UID(opts.NodeName)}
-		s.startL2(ctx, l2Options{port: opts.MemberlistPort, secret: opts.MemberlistSecret, handover: opts.Handover, drain: opts.Drain},
+		s.startL2(ctx, l2Options{port: opts.MemberlistPort, secret: opts.MemberlistSecret, handover: opts.Handover, drain: opts.Drain, tie: tie},
 			func(reason, msg string) { events.rec.Event(nodeRef, corev1.EventTypeWarning, reason, msg) })
 	}()
 	return func() { <-done }

@@ -56,5 +56,6 @@ func main() {
 	fs.StringVar(&opts.MemberlistSecret, "memberlist-secret", opts.MemberlistSecret, "Secret in the namespace whose key \"secretkey\" (16, 24 or 32 bytes) authenticates the membership")
 	fs.DurationVar(&opts.Handover, "l2-handover", opts.Handover, "how long a node keeps answering for an address after a planned move (cordon) away from it")
 	fs.DurationVar(&opts.Drain, "l2-drain", opts.Drain, "after a planned move, how long the new owner routes packets of TCP connections it does not know to the old owner, so that they survive the move (needs --forwarding); 0 disables")
+	fs.StringVar(&opts.L2Tiebreak, "l2-tiebreak-lease", opts.L2Tiebreak, "coordination.k8s.io Lease in the namespace that lets exactly half of an even layer-2 membership answer (two-node clusters, even splits), held by one node at a time; empty disables")
 	cli.Main(fs, func(ctx context.Context) error { return speaker.Run(ctx, opts) })
 }
