@@ -72,11 +72,13 @@ type listers struct {
 // Speaker keeps one node's announcements and forwarding in line with the
 // cluster.
 type Speaker struct {
-	node    string
-	listers listers
-	synced  []cache.InformerSynced
-	bgp     bgpSpeaker
-	fwd     forwarder
+	node string
+	// routerID, if valid, is the router ID the speaker was started with.
+	routerID netip.Addr
+	listers  listers
+	synced   []cache.InformerSynced
+	bgp      bgpSpeaker
+	fwd      forwarder
 	// membersPort is the layer-2 membership port the forwarding table
 	// restricts to node addresses; zero without layer 2.
 	membersPort nodeport.MembersPort
@@ -318,6 +320,7 @@ func (s *Speaker) snapshot(ctx context.Context) (Snapshot, error) {
 		return snap, err
 	}
 	slices.SortFunc(snap.Services, func(a, b *corev1.Service) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
+	snap.RouterID = s.routerID
 	s.readPasswords(ctx, &snap)
 	return snap, nil
 }
