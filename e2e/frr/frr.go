@@ -38,6 +38,9 @@ type Neighbor struct {
 	// arrive with TTL 255 minus at most this many hops, else the kernel
 	// drops them.
 	TTLSecurityHops int
+	// AllFamilies activates the neighbor for both unicast families (one
+	// MP-BGP session), not only the family of its address.
+	AllFamilies bool
 }
 
 // Config describes an FRR router.
@@ -45,7 +48,7 @@ type Config struct {
 	// ASN is the router's AS number.
 	ASN uint32
 	// Neighbors are configured explicitly, each activated for the unicast
-	// family of its address.
+	// family of its address (or both, see Neighbor.AllFamilies).
 	Neighbors []Neighbor
 	// GracefulRestart enables BGP graceful restart (helper mode).
 	GracefulRestart bool
@@ -135,7 +138,7 @@ func bgpdConf(name string, routerID netip.Addr, cfg Config) string {
 			fmt.Fprintf(&b, "  maximum-paths %d\n  maximum-paths ibgp %d\n", cfg.MaximumPaths, cfg.MaximumPaths)
 		}
 		for _, n := range cfg.Neighbors {
-			if n.Addr.Is4() == (fam == "ipv4") {
+			if n.AllFamilies || n.Addr.Is4() == (fam == "ipv4") {
 				fmt.Fprintf(&b, "  neighbor %s activate\n", n.Addr)
 			}
 		}
