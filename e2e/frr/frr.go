@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,6 +69,8 @@ type Router struct {
 	Host *netlab.Host
 	// Dir holds the configuration, pid files, logs and vty sockets.
 	Dir string
+	// daemons are zebra's and bgpd's processes, by name.
+	daemons map[string]*exec.Cmd
 }
 
 // Start adds host name to lab and runs zebra and bgpd in it as cfg says,
@@ -75,7 +78,16 @@ type Router struct {
 func Start(tb testing.TB, lab *netlab.Lab, name string, cfg Config) *Router {
 	tb.Helper()
 	Require(tb)
-	h := lab.AddHost(name)
+	return StartOn(tb, lab.AddHost(name), cfg)
+}
+
+// StartOn runs zebra and bgpd as cfg says in a host that exists already
+// (say, a node, to play another implementation's speaker there), until
+// tb's cleanup or Stop.
+func StartOn(tb testing.TB, h *netlab.Host, cfg Config) *Router {
+	tb.Helper()
+	Require(tb)
+	name := h.Name
 	dir, err := os.MkdirTemp("", "berth-frr-")
 	if err != nil {
 		tb.Fatal(err)
@@ -88,7 +100,7 @@ func Start(tb testing.TB, lab *netlab.Lab, name string, cfg Config) *Router {
 	if out, err := exec.Command("chown", "frr:frr", dir).CombinedOutput(); err != nil {
 		tb.Fatalf("chown %s: %v: %s", dir, err, out)
 	}
-	r := &Router{Host: h, Dir: dir}
+	r := &Router{Host: h, Dir: dir, daemons: map[string]*exec.Cmd{}}
 	r.writeFile(tb, "bgpd.conf", bgpdConf(name, h.IPv4, cfg))
 	r.writeFile(tb, "zebra.conf", "hostname "+name+"\n")
 	common := []string{"-P", "0", "-z", r.path("zserv.api"), "--vty_socket", dir}
@@ -169,12 +181,34 @@ func (r *Router) run(tb testing.TB, argv []string) {
 	if filepath.Base(argv[0]) == "bgpd" { // once for both daemons
 		logs = []string{"bgpd.log", "zebra.log", "zebra.out", "bgpd.out"}
 	}
-	startDaemon(tb, r.Host, r.Dir, argv, logs)
+	r.daemons[filepath.Base(argv[0])] = startDaemon(tb, r.Host, r.Dir, argv, logs)
+}
+
+// Stop ends bgpd with SIGTERM, upon which it sends its neighbors a Cease
+// and they withdraw its routes at once (as when a router, or a speaker's
+// Pod, is shut down), then zebra; it waits up to 5 s for each.
+func (r *Router) Stop(tb testing.TB) {
+	tb.Helper()
+	for _, name := range []string{"bgpd", "zebra"} {
+		cmd := r.daemons[name]
+		if cmd == nil || cmd.ProcessState != nil {
+			continue
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
 }
 
 // startDaemon starts argv in h, its output in dir, and kills it (by its
 // process) in tb's cleanup, then logs the files logs in dir if tb failed.
-func startDaemon(tb testing.TB, h *netlab.Host, dir string, argv, logs []string) {
+func startDaemon(tb testing.TB, h *netlab.Host, dir string, argv, logs []string) *exec.Cmd {
 	tb.Helper()
 	cmd := h.Command(context.Background(), argv...)
 	out, err := os.Create(filepath.Join(dir, filepath.Base(argv[0])+".out"))
@@ -186,8 +220,10 @@ func startDaemon(tb testing.TB, h *netlab.Host, dir string, argv, logs []string)
 		tb.Fatalf("start %s: %v", argv[0], err)
 	}
 	tb.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		if cmd.ProcessState == nil { // not stopped already
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
 		_ = out.Close()
 		if tb.Failed() {
 			for _, f := range logs {
@@ -197,6 +233,7 @@ func startDaemon(tb testing.TB, h *netlab.Host, dir string, argv, logs []string)
 			}
 		}
 	})
+	return cmd
 }
 
 func tail(s string, n int) string {

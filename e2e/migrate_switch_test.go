@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/e2e/frr"
+)
+
+// clientLoop asks a Service address once per interval from a host and
+// counts the answers and the requests lost (failed or unanswered within a
+// second), and the longest time without an answer.
+type clientLoop struct {
+	mu       sync.Mutex
+	sent     int
+	lost     int
+	lastOK   time.Time
+	longest  time.Duration
+	answered map[string]int
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+// startClientLoop starts asking ask every interval until stop.
+func startClientLoop(ask func(context.Context) (string, error), interval time.Duration) *clientLoop {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &clientLoop{answered: map[string]int{}, stop: cancel, done: make(chan struct{}), lastOK: time.Now()}
+	go func() {
+		defer close(c.done)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			who, err := ask(ctx)
+			now := time.Now()
+			c.mu.Lock()
+			if ctx.Err() == nil {
+				c.sent++
+				if err != nil || who == "" {
+					c.lost++
+				} else {
+					c.answered[who]++
+					c.longest = max(c.longest, now.Sub(c.lastOK))
+					c.lastOK = now
+				}
+			}
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+// finish stops the loop and returns its counts.
+func (c *clientLoop) finish() (sent, lost int, longest time.Duration, answered map[string]int) {
+	c.stop()
+	<-c.done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sent, c.lost, c.longest, c.answered
+}
+
+// TestMigrateBGPSideBySide plays docs/migration.md's Step 5 for BGP: the
+// old implementation's speakers (an FRR announcer on each node, announcing
+// the Service's address with the node as next hop, as MetalLB's FRR mode
+// does) are replaced node by node by Berth's, while a client behind the
+// router asks the address every 20 ms. Each node's old speaker stops
+// (SIGTERM: a Cease, the router withdraws its path at once), then Berth's
+// starts there and announces; the other node announces throughout. No
+// request may be lost.
+func TestMigrateBGPSideBySide(t *testing.T) {
+	sl := newSpeakerLab(t, 2)
+	var neighbors []frr.Neighbor
+	for _, n := range sl.nodes {
+		neighbors = append(neighbors, frr.Neighbor{Addr: n.host.IPv4, ASN: nodeASN})
+	}
+	r1 := frr.Start(t, sl.lab, "r1", frr.Config{ASN: routerASN, Neighbors: neighbors, MaximumPaths: 8})
+	// Spread the client's connections over both nodes (by ports too).
+	if _, err := r1.Host.Exec(t.Context(), "sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1"); err != nil {
+		t.Fatal(err)
+	}
+	sl.e.pool(t, "main", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}})
+	sl.bgpPeer("r1", r1.Host.IPv4, routerASN, nodeASN)
+	sl.advertise("all", v1alpha1.BGPAdvertisementSpec{})
+	sl.e.namespace(t, "demo", nil)
+	sl.e.service(t, "demo", "web")
+	addr := sl.e.waitAllocated(t, "demo", "web", 1)[0]
+
+	// The old speakers, and the Service's backends (the address on each
+	// node, standing in for the forwarding to its NodePort).
+	old := map[string]*frr.Router{}
+	for _, n := range sl.nodes {
+		answerOn(t, n.host, n.name, addr)
+		old[n.name] = frr.StartOn(t, n.host, frr.Config{ASN: nodeASN, Neighbors: []frr.Neighbor{{Addr: r1.Host.IPv4, ASN: routerASN}},
+			Networks: []netip.Prefix{hostRoute(addr)}})
+	}
+	waitNextHops(t, r1.Host, hostRoute(addr), sl.addrs(false), settle)
+
+	loop := startClientLoop(func(ctx context.Context) (string, error) { return askName(ctx, r1.Host, addr) }, 20*time.Millisecond)
+	time.Sleep(time.Second)
+	for i, n := range sl.nodes {
+		others := append(append([]*labNode{}, sl.nodes[:i]...), sl.nodes[i+1:]...)
+		old[n.name].Stop(t)
+		gone := waitNextHops(t, r1.Host, hostRoute(addr), sl.addrs(false, others...), settle)
+		n.speaker = startSpeaker(t, t, sl.e, n)
+		back := waitNextHops(t, r1.Host, hostRoute(addr), sl.addrs(false), settle)
+		t.Logf("MEASURED: %s: old speaker stopped, its path gone from r1's kernel after %v; Berth's speaker started, its path back after %v",
+			n.name, gone, back)
+		time.Sleep(time.Second)
+	}
+	sent, lost, longest, answered := loop.finish()
+	t.Logf("MEASURED: BGP switch of %d nodes, one at a time: %d requests every 20 ms, %d lost, longest time without an answer %v, answered by %v",
+		len(sl.nodes), sent, lost, longest, answered)
+	if lost > 0 {
+		t.Errorf("%d of %d requests lost during the switch", lost, sent)
+	}
+	for _, n := range sl.nodes {
+		if answered[n.name] == 0 {
+			t.Errorf("%s answered no request: the client did not spread over both paths", n.name)
+		}
+	}
+}
