@@ -127,3 +127,61 @@ func TestMigrateBGPSideBySide(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateL2Switch plays docs/migration.md's Step 5 for layer 2 and
+// measures the gap: an old speaker (node1 answering ARP for two Service
+// addresses, as MetalLB's does) stops, then Berth's speakers start on both
+// nodes. Every node accepts the addresses' traffic throughout (the address
+// on lo, answering no ARP: the stand-in for kube-proxy, which outlives the
+// old speaker). A client asks both addresses every 20 ms. For the first
+// its ARP entry stays as it was; for the second it is flushed when the old
+// speaker stops (the worst case: the entry expires right then), so it
+// waits for Berth's owner to answer.
+func TestMigrateL2Switch(t *testing.T) {
+	l := newL2Lab(t, 2)
+	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
+	l.e.namespace(t, "demo", nil)
+	v4s, _ := l.dualStack(t, "demo", "web", 2)
+	kept, flushed := v4s[0], v4s[1]
+	for _, n := range l.nodes {
+		mustExec(t, n.host, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.eth0.arp_ignore=1")
+		answerOn(t, n.host, n.name, kept, flushed)
+	}
+	old := l.nodes[0]
+	for _, a := range v4s {
+		mustExec(t, old.host, "ip", "addr", "add", a.String()+"/32", "dev", "eth0")
+	}
+	ask := func(a netip.Addr) func(context.Context) (string, error) {
+		return func(ctx context.Context) (string, error) { return askName(ctx, l.client, a) }
+	}
+	loopKept := startClientLoop(ask(kept), 20*time.Millisecond)
+	loopFlushed := startClientLoop(ask(flushed), 20*time.Millisecond)
+	time.Sleep(time.Second)
+
+	stopped := time.Now()
+	for _, a := range v4s {
+		mustExec(t, old.host, "ip", "addr", "del", a.String()+"/32", "dev", "eth0")
+	}
+	mustExec(t, l.client, "ip", "neigh", "flush", "to", flushed.String(), "dev", "eth0")
+	for _, n := range l.nodes {
+		l.startL2Speaker(t, t, n)
+	}
+	l.waitMembers(t, 2)
+	poll(t, settle, "an answer from "+flushed.String(), func() error {
+		_, err := askName(t.Context(), l.client, flushed)
+		return err
+	})
+	t.Logf("speakers started and %s answered %v after the old speaker stopped", flushed, time.Since(stopped))
+	time.Sleep(2 * time.Second)
+	for _, c := range []struct {
+		what string
+		loop *clientLoop
+	}{{"ARP entry kept", loopKept}, {"ARP entry flushed as the old speaker stopped", loopFlushed}} {
+		sent, lost, longest, answered := c.loop.finish()
+		t.Logf("MEASURED: layer-2 switch, %s: %d requests every 20 ms, %d lost, longest time without an answer %v, answered by %v",
+			c.what, sent, lost, longest, answered)
+		if c.loop == loopKept && lost > 0 {
+			t.Errorf("%s: %d of %d requests lost although the client's ARP entry stayed valid", c.what, lost, sent)
+		}
+	}
+}
