@@ -159,3 +159,32 @@ func carriesFamily(peer bgp.Peer, v4 bool) bool {
 	}
 	return slices.Contains(peer.Families, f)
 }
+
+// convertFamilies sets the families and next hops of spec on peer.
+func convertFamilies(spec *v1alpha1.BGPPeerSpec, peer *bgp.Peer) error {
+	for _, f := range spec.Families {
+		switch f {
+		case v1alpha1.BGPFamilyIPv4:
+			peer.Families = append(peer.Families, bgp.IPv4Unicast)
+		case v1alpha1.BGPFamilyIPv6:
+			peer.Families = append(peer.Families, bgp.IPv6Unicast)
+		default:
+			return fmt.Errorf("families: unknown family %q", f)
+		}
+	}
+	for _, nh := range []struct {
+		field, v string
+		v4       bool
+		to       *netip.Addr
+	}{{"nextHopIPv4", spec.NextHopIPv4, true, &peer.NextHopIPv4}, {"nextHopIPv6", spec.NextHopIPv6, false, &peer.NextHopIPv6}} {
+		if nh.v == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(nh.v)
+		if err != nil || a.Is4() != nh.v4 {
+			return fmt.Errorf("%s %q: not an address of that family", nh.field, nh.v)
+		}
+		*nh.to = a
+	}
+	return nil
+}

@@ -170,19 +170,17 @@ func Compute(s Snapshot) *Plan {
 // carries it but cannot announce it, why: a route of the other family than
 // the session needs a next hop of its own family, which the node has not.
 func carries(peer bgp.Peer, addr netip.Addr) (bool, string) {
-	if len(peer.Families) == 0 {
-		return peer.Address.Is4() == addr.Is4(), ""
-	}
-	fam, nh := bgp.IPv4Unicast, peer.NextHopIPv4
-	if addr.Is6() {
-		fam, nh = bgp.IPv6Unicast, peer.NextHopIPv6
-	}
-	if !slices.Contains(peer.Families, fam) {
+	if !carriesFamily(peer, addr.Is4()) {
 		return false, ""
 	}
+	nh := peer.NextHopIPv6
+	if addr.Is4() {
+		nh = peer.NextHopIPv4
+	}
 	if addr.Is4() != peer.Address.Is4() && !nh.IsValid() {
+		fam := map[bool]string{true: "IPv4", false: "IPv6"}[addr.Is4()]
 		return false, fmt.Sprintf("the node has no %s address to announce as next hop over the session to %s (set nextHop%s, or the node annotation bgp.berth.dev/next-hop-%s)",
-			map[bool]string{true: "IPv4", false: "IPv6"}[addr.Is4()], peer.Address, map[bool]string{true: "IPv4", false: "IPv6"}[addr.Is4()], map[bool]string{true: "ipv4", false: "ipv6"}[addr.Is4()])
+			fam, peer.Address, fam, strings.ToLower(fam))
 	}
 	return true, ""
 }
@@ -355,29 +353,8 @@ func convertPeer(bp *v1alpha1.BGPPeer, passwords, passwordErrors map[string]stri
 			return bgp.Peer{}, fmt.Errorf("sourceAddress %q: %w", spec.SourceAddress, err)
 		}
 	}
-	for _, f := range spec.Families {
-		switch f {
-		case v1alpha1.BGPFamilyIPv4:
-			peer.Families = append(peer.Families, bgp.IPv4Unicast)
-		case v1alpha1.BGPFamilyIPv6:
-			peer.Families = append(peer.Families, bgp.IPv6Unicast)
-		default:
-			return bgp.Peer{}, fmt.Errorf("families: unknown family %q", f)
-		}
-	}
-	for _, nh := range []struct {
-		field, v string
-		v4       bool
-		to       *netip.Addr
-	}{{"nextHopIPv4", spec.NextHopIPv4, true, &peer.NextHopIPv4}, {"nextHopIPv6", spec.NextHopIPv6, false, &peer.NextHopIPv6}} {
-		if nh.v == "" {
-			continue
-		}
-		a, err := netip.ParseAddr(nh.v)
-		if err != nil || a.Is4() != nh.v4 {
-			return bgp.Peer{}, fmt.Errorf("%s %q: not an address of that family", nh.field, nh.v)
-		}
-		*nh.to = a
+	if err := convertFamilies(spec, &peer); err != nil {
+		return bgp.Peer{}, err
 	}
 	if v := spec.HoldTimeSeconds; v != nil {
 		if *v < 3 {
