@@ -86,7 +86,7 @@ func TestRBACFollowsValues(t *testing.T) {
 		},
 		{
 			name: "speaker with everything", role: "ClusterRole/berth-speaker",
-			has:  []string{"/nodes:watch", "berth.dev/bgppeers/status:patch", "berth.dev/l2advertisements:watch", "discovery.k8s.io/endpointslices:list"},
+			has: []string{"/nodes:watch", "berth.dev/bgppeers/status:patch", "berth.dev/l2advertisements:watch", "discovery.k8s.io/endpointslices:list"},
 			// The router ID comes from the Node in the informer's cache.
 			lack: []string{"/services:patch", "/nodes:patch", "/nodes:get", "/secrets:list", "/secrets:get"},
 		},
