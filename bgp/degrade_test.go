@@ -14,7 +14,7 @@ import (
 // are only dialled once a peer is advertised to.
 func offlineServer(t *testing.T) *Server {
 	t.Helper()
-	s, err := New(context.Background(), Config{RouterID: netip.MustParseAddr("198.18.0.10"), ListenPort: -1})
+	s, err := New(context.Background(), Config{RouterID: netip.MustParseAddr("198.18.0.10")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,17 +63,17 @@ func TestDiffAdvertisements(t *testing.T) {
 }
 
 func TestDiffPeers(t *testing.T) {
-	a := withDefaults(okPeer())
+	a := withDefaults(okPeer(), testRouterID)
 	b := okPeer()
 	b.Name, b.Address = "r2", netip.MustParseAddr("198.18.0.2")
-	b = withDefaults(b)
+	b = withDefaults(b, testRouterID)
 	bPw := b
 	bPw.Password = "secret"
 	bFam := b
 	bFam.Families = []Family{IPv4Unicast, IPv6Unicast}
 	c := okPeer()
 	c.Name, c.Address = "r3", netip.MustParseAddr("198.18.0.3")
-	c = withDefaults(c)
+	c = withDefaults(c, testRouterID)
 	byName := func(ps ...Peer) map[string]Peer {
 		m := map[string]Peer{}
 		for _, p := range ps {

@@ -15,8 +15,8 @@
 // policy changes in GoBGP need a soft reset to apply); and each peer may use
 // its own local ASN. The cost is one RIB and a few goroutines per peer, small
 // next to the routes themselves. Two consequences: the speaker never listens
-// (Config.ListenPort must be -1 or 0), because GoBGP instances cannot share
-// one listening socket; and GoBGP v3's Serve loop never returns, so a removed
+// (it always dials, so a passive-only router cannot peer with it), because
+// GoBGP instances cannot share one listening socket; and GoBGP v3's Serve loop never returns, so a removed
 // peer leaves one idle goroutine behind (its RIB is freed).
 //
 // A changed peer (any field) is reset: its instance is stopped and started
@@ -31,11 +31,18 @@
 //
 // # Next hops
 //
-// An Advertisement without NextHop gets the session's local address. That is
-// only possible when the prefix and the session are of the same family, so
-// an IPv6 prefix over an IPv4 session (or the reverse) must carry NextHop;
-// Advertise rejects it otherwise, rather than send an IPv4-mapped next hop
-// the neighbor cannot use.
+// One session can carry both unicast families (Peer.Families, MP-BGP). An
+// Advertisement without NextHop gets the peer's NextHopIPv4 or NextHopIPv6,
+// else the session's local address. The latter is only possible when the
+// prefix and the session are of the same family, so an IPv6 prefix over an
+// IPv4 session (or the reverse) needs a next hop from the Advertisement or
+// the Peer; Advertise rejects it otherwise, rather than send an IPv4-mapped
+// next hop the neighbor cannot use.
+//
+// Each peer's instance has its own router ID (Peer.RouterID, else
+// Config.RouterID), so that a node's identity can change without a
+// restart: a changed router ID resets that peer's session like any other
+// change.
 //
 // # Graceful restart
 //

@@ -23,11 +23,13 @@ func apiFamily(f Family) *api.Family {
 	return &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
 }
 
-// apiGlobal is the global configuration of p's GoBGP instance.
-func apiGlobal(cfg Config, p Peer) *api.Global {
+// apiGlobal is the global configuration of p's GoBGP instance (defaults
+// applied, so it has its router ID). It never listens: instances cannot
+// share a listening socket (see doc.go).
+func apiGlobal(p Peer) *api.Global {
 	return &api.Global{
 		Asn:        p.LocalASN,
-		RouterId:   cfg.RouterID.String(),
+		RouterId:   p.RouterID.String(),
 		ListenPort: -1,
 	}
 }
@@ -117,12 +119,12 @@ func importAssignment() *api.PolicyAssignment {
 	}
 }
 
-// apiPath translates a (validated) into a GoBGP path. An unset next hop is
-// sent to GoBGP as the unspecified address, which it replaces with the
-// session's local address.
-func apiPath(a Advertisement) (*api.Path, error) {
+// apiPath translates a (validated) into a GoBGP path to p, with its next
+// hop or p's for its family. An unset next hop is sent to GoBGP as the
+// unspecified address, which it replaces with the session's local address.
+func apiPath(p Peer, a Advertisement) (*api.Path, error) {
 	v4 := a.Prefix.Addr().Is4()
-	nh := a.NextHop
+	nh := p.nextHop(a)
 	if !nh.IsValid() {
 		nh = netip.IPv6Unspecified()
 		if v4 {

@@ -75,7 +75,7 @@ func (s *Server) SetPeers(ctx context.Context, peers []Peer) error {
 	for n, ss := range s.sessions {
 		cur[n] = ss.peer
 	}
-	want, bad := validatePeers(peers, cur)
+	want, bad := validatePeers(peers, cur, s.cfg.RouterID)
 	var errs []error
 	for _, n := range slices.Sorted(maps.Keys(bad)) {
 		errs = append(errs, &PeerError{Peer: n, Err: bad[n]})
@@ -149,7 +149,7 @@ func (cfg Config) maxReceived(p Peer) uint32 {
 // to accept only our own routes (see importPolicy); StartBgp begins with
 // an empty RIB and no policy.
 func startBgp(ctx context.Context, b *server.BgpServer, cfg Config, p Peer) error {
-	if err := b.StartBgp(ctx, &api.StartBgpRequest{Global: apiGlobal(cfg, p)}); err != nil {
+	if err := b.StartBgp(ctx, &api.StartBgpRequest{Global: apiGlobal(p)}); err != nil {
 		return fmt.Errorf("start GoBGP: %w", err)
 	}
 	if err := b.AddPolicy(ctx, &api.AddPolicyRequest{Policy: importPolicy()}); err != nil {
@@ -267,7 +267,7 @@ func (ss *session) advertiseFamily(ctx context.Context, f Family, advs []Adverti
 
 // announce adds a to the RIB (replacing any route for its prefix).
 func (ss *session) announce(ctx context.Context, a Advertisement) error {
-	p, err := apiPath(a)
+	p, err := apiPath(ss.peer, a)
 	if err != nil {
 		return err
 	}
@@ -280,7 +280,7 @@ func (ss *session) announce(ctx context.Context, a Advertisement) error {
 
 // withdraw removes the route for pfx from the RIB.
 func (ss *session) withdraw(ctx context.Context, pfx netip.Prefix) error {
-	p, err := apiPath(ss.routes[pfx])
+	p, err := apiPath(ss.peer, ss.routes[pfx])
 	if err != nil {
 		return err
 	}

@@ -7,12 +7,11 @@ import (
 
 // Config configures the node's BGP speaker.
 type Config struct {
-	// RouterID is the BGP identifier; it must be a valid IPv4 address.
+	// RouterID is the BGP identifier of the peers that have none of their
+	// own (Peer.RouterID). If set, it must be a non-zero IPv4 address.
+	// The speaker never listens: Berth always dials its peers (see
+	// doc.go).
 	RouterID netip.Addr
-	// ListenPort is the TCP port to accept sessions on. Zero and -1 mean no
-	// listening socket (the default): Berth always dials its peers. Any
-	// other value is rejected, see doc.go.
-	ListenPort int32
 	// MaxReceivedPrefixes is how many prefixes of one family a neighbor
 	// may send before its session is closed; zero means
 	// DefaultMaxReceivedPrefixes. See docs/bgp.md.
@@ -56,11 +55,23 @@ type Peer struct {
 	// SourceAddress, if valid, is the local address the session is dialled
 	// from. It must be of Address's family.
 	SourceAddress netip.Addr
-	// Families are the address families the session negotiates. Empty
-	// means the family of Address only.
+	// RouterID, if valid, is the BGP identifier towards this peer (a
+	// non-zero IPv4 address); else Config.RouterID is used.
+	RouterID netip.Addr
+	// Families are the address families the session negotiates (MP-BGP,
+	// RFC 4760): both unicast families over one session of either family.
+	// Empty means the family of Address only.
 	Families []Family
-	// HoldTime and KeepaliveTime default to 90s and 30s. HoldTime must be
-	// 0 or at least 3s; KeepaliveTime must not exceed HoldTime.
+	// NextHopIPv4 and NextHopIPv6, if valid, are the next hops of the
+	// routes of their family that carry none of their own. Unset, a route
+	// gets the session's local address, which is only possible for the
+	// session's own family: a session that carries the other family needs
+	// that family's next hop (say, the node's IPv6 address for IPv6 routes
+	// over an IPv4 session).
+	NextHopIPv4, NextHopIPv6 netip.Addr
+	// HoldTime and KeepaliveTime default to 90s and 30s (zero means the
+	// default). HoldTime must be at least 3s: GoBGP cannot run a session
+	// without keepalives. KeepaliveTime must not exceed HoldTime.
 	HoldTime, KeepaliveTime time.Duration
 	// EBGPMultihopTTL, if not zero, allows an eBGP neighbor that many hops
 	// away.
@@ -96,9 +107,10 @@ type Advertisement struct {
 	// or an aggregate. It must be masked (no host bits set).
 	Prefix netip.Prefix
 	// NextHop, if valid, is the announced next hop; it must be of Prefix's
-	// family. If it is not set, the next hop is the session's local
-	// address, which needs the session to be of Prefix's family: an IPv6
-	// prefix over an IPv4 session (or the reverse) must carry a NextHop.
+	// family. If it is not set, the next hop is the peer's NextHopIPv4 or
+	// NextHopIPv6, else the session's local address, which needs the
+	// session to be of Prefix's family: an IPv6 prefix over an IPv4
+	// session (or the reverse) needs a next hop from one or the other.
 	NextHop netip.Addr
 	// Communities are standard communities (RFC 1997), ASN<<16|value; see
 	// ParseCommunity.

@@ -34,17 +34,22 @@ func invalidf(format string, args ...any) error {
 
 // validateConfig checks cfg.
 func validateConfig(cfg Config) error {
-	if !cfg.RouterID.Is4() || cfg.RouterID.IsUnspecified() {
+	if cfg.RouterID.IsValid() && !validRouterID(cfg.RouterID) {
 		return invalidf("router ID %v: must be a non-zero IPv4 address", cfg.RouterID)
-	}
-	if cfg.ListenPort != 0 && cfg.ListenPort != -1 {
-		return invalidf("listen port %d: only -1 (no listening socket) is supported", cfg.ListenPort)
 	}
 	return nil
 }
 
-// withDefaults returns p with its zero fields set to their defaults.
-func withDefaults(p Peer) Peer {
+// validRouterID reports whether id can be a BGP identifier (RFC 6286: any
+// non-zero 32-bit value, written as an IPv4 address).
+func validRouterID(id netip.Addr) bool { return id.Is4() && !id.IsUnspecified() }
+
+// withDefaults returns p with its zero fields set to their defaults, its
+// router ID defaulting to routerID.
+func withDefaults(p Peer, routerID netip.Addr) Peer {
+	if !p.RouterID.IsValid() {
+		p.RouterID = routerID
+	}
 	if p.Port == 0 {
 		p.Port = defaultPort
 	}
@@ -84,6 +89,8 @@ func validatePeer(p Peer) error {
 		return invalidf("peer %q: address %v: must be a plain IPv4 or IPv6 address", p.Name, p.Address)
 	case p.Address.Zone() != "":
 		return invalidf("peer %q: address %v: zoned addresses are not supported", p.Name, p.Address)
+	case !validRouterID(p.RouterID):
+		return invalidf("peer %q: router ID %v: must be a non-zero IPv4 address", p.Name, p.RouterID)
 	case p.ASN == 0 || p.LocalASN == 0:
 		return invalidf("peer %q: ASN %d, local ASN %d: must not be 0", p.Name, p.ASN, p.LocalASN)
 	case p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Is4():
@@ -108,7 +115,29 @@ func validatePeer(p Peer) error {
 			return invalidf("peer %q: unknown family %q", p.Name, f)
 		}
 	}
+	for f, nh := range map[Family]netip.Addr{IPv4Unicast: p.NextHopIPv4, IPv6Unicast: p.NextHopIPv6} {
+		if nh.IsValid() && !validNextHop(f, nh) {
+			return invalidf("peer %q: %s next hop %v: must be a unicast address of that family without zone", p.Name, f, nh)
+		}
+	}
 	return nil
+}
+
+// validNextHop reports whether nh can be the next hop of family f's routes.
+func validNextHop(f Family, nh netip.Addr) bool {
+	return familyOf(nh) == f && !nh.Is4In6() && !nh.IsUnspecified() && !nh.IsMulticast() && nh.Zone() == ""
+}
+
+// nextHop is the next hop of a's route to p: its own, else p's for its
+// family; invalid means the session's local address.
+func (p Peer) nextHop(a Advertisement) netip.Addr {
+	if a.NextHop.IsValid() {
+		return a.NextHop
+	}
+	if a.Prefix.Addr().Is4() {
+		return p.NextHopIPv4
+	}
+	return p.NextHopIPv6
 }
 
 // validatePeers applies defaults to peers and checks each, and that names
@@ -116,7 +145,7 @@ func validatePeer(p Peer) error {
 // errors of the others, by name: one bad peer never stops the others. Of
 // two peers with one address, the one that has it in cur (the peers
 // configured now) keeps it, else the first by name.
-func validatePeers(peers []Peer, cur map[string]Peer) (map[string]Peer, map[string]error) {
+func validatePeers(peers []Peer, cur map[string]Peer, routerID netip.Addr) (map[string]Peer, map[string]error) {
 	peers = slices.Clone(peers)
 	slices.SortStableFunc(peers, func(a, b Peer) int {
 		_, ha := cur[a.Name]
@@ -135,7 +164,7 @@ func validatePeers(peers []Peer, cur map[string]Peer) (map[string]Peer, map[stri
 	byAddr := make(map[netip.Addr]string, len(peers))
 	bad := map[string]error{}
 	for _, p := range peers {
-		p = withDefaults(p)
+		p = withDefaults(p, routerID)
 		if _, dup := byName[p.Name]; dup {
 			bad[p.Name] = invalidf("peer %q: name given twice", p.Name)
 			delete(byAddr, byName[p.Name].Address)
@@ -179,7 +208,7 @@ func validateAdvertisement(p Peer, a Advertisement) error {
 		if a.NextHop.IsUnspecified() || a.NextHop.IsMulticast() || a.NextHop.Zone() != "" {
 			return invalidf("prefix %v: next hop %v: must be a unicast address without zone", pfx, a.NextHop)
 		}
-	} else if familyOf(pfx.Addr()) != familyOf(p.Address) {
+	} else if !p.nextHop(a).IsValid() && familyOf(pfx.Addr()) != familyOf(p.Address) {
 		return invalidf("prefix %v: needs a next hop: peer %q's session is over %s", pfx, p.Name, familyOf(p.Address))
 	}
 	return nil

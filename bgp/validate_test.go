@@ -10,22 +10,26 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
+// testRouterID is the Config.RouterID of the tests.
+var testRouterID = netip.MustParseAddr("198.18.0.10")
+
 func okPeer() Peer {
 	return Peer{Name: "r1", Address: netip.MustParseAddr("198.18.0.1"), ASN: 65001, LocalASN: 65000}
 }
 
 func TestWithDefaults(t *testing.T) {
-	got := withDefaults(okPeer())
+	got := withDefaults(okPeer(), testRouterID)
 	want := okPeer()
 	want.Port, want.HoldTime, want.KeepaliveTime = 179, 90*time.Second, 30*time.Second
 	want.Families = []Family{IPv4Unicast}
+	want.RouterID = testRouterID
 	if diff := cmp.Diff(want, got, netipOpts()); diff != "" {
 		t.Errorf("withDefaults (-want +got):\n%s", diff)
 	}
 	p := okPeer()
 	p.HoldTime, p.GracefulRestart = 9*time.Second, true
 	p.Families = []Family{IPv6Unicast, IPv4Unicast, IPv6Unicast}
-	got = withDefaults(p)
+	got = withDefaults(p, testRouterID)
 	if got.KeepaliveTime != 3*time.Second || got.RestartTime != 120*time.Second || !cmp.Equal(got.Families, []Family{IPv4Unicast, IPv6Unicast}) {
 		t.Errorf("withDefaults(hold 9s, GR, families) = %+v", got)
 	}
@@ -56,6 +60,15 @@ func TestValidatePeers(t *testing.T) {
 		{name: "multihop on ibgp", peers: mod(func(p *Peer) { p.ASN, p.EBGPMultihopTTL = 65000, 2 }), wantErr: "iBGP"},
 		{name: "restart time", peers: mod(func(p *Peer) { p.GracefulRestart, p.RestartTime = true, 2*time.Hour }), wantErr: "restart time"},
 		{name: "family", peers: mod(func(p *Peer) { p.Families = []Family{"l2vpn-evpn"} }), wantErr: "unknown family"},
+		{name: "own router ID", peers: mod(func(p *Peer) { p.RouterID = netip.MustParseAddr("203.0.113.7") })},
+		{name: "IPv6 router ID", peers: mod(func(p *Peer) { p.RouterID = netip.MustParseAddr("2001:db8::7") }), wantErr: "router ID"},
+		{name: "next hops of both families", peers: mod(func(p *Peer) {
+			p.Families = []Family{IPv4Unicast, IPv6Unicast}
+			p.NextHopIPv4, p.NextHopIPv6 = netip.MustParseAddr("198.18.0.9"), netip.MustParseAddr("2001:db8::9")
+		})},
+		{name: "IPv6 next hop of IPv4", peers: mod(func(p *Peer) { p.NextHopIPv4 = netip.MustParseAddr("2001:db8::9") }), wantErr: "next hop"},
+		{name: "mapped IPv6 next hop", peers: mod(func(p *Peer) { p.NextHopIPv6 = netip.MustParseAddr("::ffff:198.18.0.9") }), wantErr: "next hop"},
+		{name: "zoned IPv6 next hop", peers: mod(func(p *Peer) { p.NextHopIPv6 = netip.MustParseAddr("fe80::1%eth0") }), wantErr: "next hop"},
 		{name: "long password", peers: mod(func(p *Peer) { p.Password = strings.Repeat("x", 81) }), wantErr: "password"},
 		{name: "duplicate name", peers: []Peer{okPeer(), okPeer()}, wantErr: "name given twice"},
 		{name: "duplicate address", peers: func() []Peer {
@@ -66,7 +79,7 @@ func TestValidatePeers(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, bad := validatePeers(tc.peers, nil)
+			_, bad := validatePeers(tc.peers, nil, testRouterID)
 			var err error
 			for _, e := range bad {
 				err = e
@@ -126,9 +139,9 @@ func TestValidatePeersAlone(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cur := map[string]Peer{}
 			for _, p := range tc.cur {
-				cur[p.Name] = withDefaults(p)
+				cur[p.Name] = withDefaults(p, testRouterID)
 			}
-			valid, bad := validatePeers(tc.peers, cur)
+			valid, bad := validatePeers(tc.peers, cur, testRouterID)
 			gotValid, gotBad := []string{}, []string{}
 			for n := range valid {
 				gotValid = append(gotValid, n)
@@ -165,13 +178,19 @@ func checkErr(t *testing.T, err error, want string) {
 }
 
 func TestValidateAdvertisements(t *testing.T) {
-	v4 := withDefaults(okPeer())
+	v4 := withDefaults(okPeer(), testRouterID)
 	v6 := okPeer()
 	v6.Address = netip.MustParseAddr("2001:db8::1")
-	v6 = withDefaults(v6)
+	v6 = withDefaults(v6, testRouterID)
 	both := okPeer()
 	both.Families = []Family{IPv4Unicast, IPv6Unicast}
-	both = withDefaults(both)
+	both = withDefaults(both, testRouterID)
+	bothNH := both
+	bothNH.NextHopIPv6 = netip.MustParseAddr("2001:db8::9")
+	v6both := v6
+	v6both.Families = []Family{IPv4Unicast, IPv6Unicast}
+	v6bothNH := v6both
+	v6bothNH.NextHopIPv4 = netip.MustParseAddr("198.18.0.9")
 	adv := func(p, nh string) Advertisement {
 		a := Advertisement{Prefix: netip.MustParsePrefix(p)}
 		if nh != "" {
@@ -190,6 +209,9 @@ func TestValidateAdvertisements(t *testing.T) {
 		{name: "v6 /128 on v6 session", peer: v6, advs: []Advertisement{adv("2001:db8:1::1/128", "")}},
 		{name: "v6 over v4 with next hop", peer: both, advs: []Advertisement{adv("2001:db8:1::1/128", "2001:db8::9")}},
 		{name: "v6 over v4 without next hop", peer: both, advs: []Advertisement{adv("2001:db8:1::1/128", "")}, wantErr: "needs a next hop"},
+		{name: "v6 over v4 with the peer's next hop", peer: bothNH, advs: []Advertisement{adv("2001:db8:1::1/128", "")}},
+		{name: "v4 over v6 without next hop", peer: v6both, advs: []Advertisement{adv("198.51.100.1/32", "")}, wantErr: "needs a next hop"},
+		{name: "v4 over v6 with the peer's next hop", peer: v6bothNH, advs: []Advertisement{adv("198.51.100.1/32", "")}},
 		{name: "v6 to a v4-only peer", peer: v4, advs: []Advertisement{adv("2001:db8:1::1/128", "2001:db8::9")}, wantErr: "does not carry ipv6-unicast"},
 		{name: "v4 to a v6-only peer", peer: v6, advs: []Advertisement{adv("198.51.100.1/32", "198.18.0.9")}, wantErr: "does not carry ipv4-unicast"},
 		{name: "invalid prefix", peer: v4, advs: []Advertisement{{}}, wantErr: "not a valid prefix"},
@@ -214,10 +236,9 @@ func TestValidateConfig(t *testing.T) {
 		wantErr string
 	}{
 		{name: "ok", cfg: Config{RouterID: netip.MustParseAddr("198.18.0.2")}},
-		{name: "ok -1", cfg: Config{RouterID: netip.MustParseAddr("198.18.0.2"), ListenPort: -1}},
-		{name: "no router ID", cfg: Config{}, wantErr: "router ID"},
+		{name: "no router ID: each peer has its own", cfg: Config{}},
 		{name: "v6 router ID", cfg: Config{RouterID: netip.MustParseAddr("2001:db8::1")}, wantErr: "router ID"},
-		{name: "listen", cfg: Config{RouterID: netip.MustParseAddr("198.18.0.2"), ListenPort: 179}, wantErr: "listen port"},
+		{name: "zero router ID", cfg: Config{RouterID: netip.IPv4Unspecified()}, wantErr: "router ID"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkErr(t, validateConfig(tc.cfg), tc.wantErr) })
 	}

@@ -34,7 +34,19 @@ func TestSpeakerCRDAdmission(t *testing.T) {
 		{"bad address", peer(func(s *v1alpha1.BGPPeerSpec) { s.Address = "198.18.0.300" }), `"198.18.0.300" is not an IP address`},
 		{"ASN 0", peer(func(s *v1alpha1.BGPPeerSpec) { s.ASN = 0 }), "spec.asn"},
 		{"ASN too large", peer(func(s *v1alpha1.BGPPeerSpec) { s.LocalASN = 4294967296 }), "spec.localASN"},
-		{"hold time 2", peer(func(s *v1alpha1.BGPPeerSpec) { s.HoldTimeSeconds = i32(2) }), "holdTimeSeconds must be 0 or at least 3"},
+		{"hold time 2", peer(func(s *v1alpha1.BGPPeerSpec) { s.HoldTimeSeconds = i32(2) }), "holdTimeSeconds must be at least 3"},
+		// RFC 4271's "no keepalives": GoBGP cannot run it, so it is refused
+		// rather than silently replaced by the default of 90s.
+		{"hold time 0", peer(func(s *v1alpha1.BGPPeerSpec) { s.HoldTimeSeconds = i32(0) }), "holdTimeSeconds must be at least 3"},
+		{"hold time 3", peer(func(s *v1alpha1.BGPPeerSpec) { s.HoldTimeSeconds, s.KeepaliveTimeSeconds = i32(3), i32(1) }), ""},
+		{"both families with next hops", peer(func(s *v1alpha1.BGPPeerSpec) {
+			s.Families = []v1alpha1.BGPFamily{v1alpha1.BGPFamilyIPv4, v1alpha1.BGPFamilyIPv6}
+			s.NextHopIPv4, s.NextHopIPv6 = "198.18.0.9", "2001:db8::9"
+		}), ""},
+		{"unknown family", peer(func(s *v1alpha1.BGPPeerSpec) { s.Families = []v1alpha1.BGPFamily{"L2VPN"} }), "spec.families"},
+		{"family twice", peer(func(s *v1alpha1.BGPPeerSpec) { s.Families = []v1alpha1.BGPFamily{"IPv6", "IPv6"} }), "spec.families"},
+		{"IPv6 next hop for IPv4", peer(func(s *v1alpha1.BGPPeerSpec) { s.NextHopIPv4 = "2001:db8::9" }), "nextHopIPv4 must be an IPv4 address"},
+		{"IPv4 next hop for IPv6", peer(func(s *v1alpha1.BGPPeerSpec) { s.NextHopIPv6 = "198.18.0.9" }), "nextHopIPv6 must be an IPv6 address"},
 		{"keepalive not below hold", peer(func(s *v1alpha1.BGPPeerSpec) { s.HoldTimeSeconds, s.KeepaliveTimeSeconds = i32(9), i32(9) }), "keepaliveTimeSeconds must be less than holdTimeSeconds"},
 		{"multihop with GTSM", peer(func(s *v1alpha1.BGPPeerSpec) { s.EBGPMultiHop, s.TTLSecurity = i32(2), true }), "exclude each other"},
 		{"source of other family", peer(func(s *v1alpha1.BGPPeerSpec) { s.SourceAddress = "2001:db8::2" }), "same IP family"},

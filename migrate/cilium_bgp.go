@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -113,6 +114,10 @@ func (c *converter) applyCiliumPeerConfig(pc named[ciliumPeerConfig], p *v1alpha
 	}
 	if t := s.Timers; t != nil {
 		p.Spec.HoldTimeSeconds = t.HoldTimeSeconds
+		if h := t.HoldTimeSeconds; h != nil && *h < 3 {
+			c.lost(pc.src, "spec.timers.holdTimeSeconds", "%ds: Berth needs at least 3s (a session without keepalives is not supported); left to its default of 90s", *h)
+			p.Spec.HoldTimeSeconds = nil
+		}
 		p.Spec.KeepaliveTimeSeconds = t.KeepAliveTimeSeconds
 		if t.ConnectRetryTimeSeconds != nil {
 			c.lost(pc.src, "spec.timers.connectRetryTimeSeconds", "Berth keeps GoBGP's connect retry timer")
@@ -128,9 +133,26 @@ func (c *converter) applyCiliumPeerConfig(pc named[ciliumPeerConfig], p *v1alpha
 	if s.EBGPMultihop != nil && *s.EBGPMultihop > 1 {
 		p.Spec.EBGPMultiHop = s.EBGPMultihop
 	}
+	fams := map[v1alpha1.BGPFamily]bool{}
 	for _, f := range s.Families {
 		if f.SAFI != "" && f.SAFI != "unicast" {
 			c.lost(pc.src, "spec.families", "SAFI %q: Berth announces unicast routes only", f.SAFI)
+			continue
+		}
+		switch f.AFI {
+		case "ipv4":
+			fams[v1alpha1.BGPFamilyIPv4] = true
+		case "ipv6":
+			fams[v1alpha1.BGPFamilyIPv6] = true
+		}
+	}
+	// Both families over one session (MP-BGP); one family is the default
+	// when it is the session's own.
+	if len(fams) == 2 {
+		p.Spec.Families = []v1alpha1.BGPFamily{v1alpha1.BGPFamilyIPv4, v1alpha1.BGPFamilyIPv6}
+	} else if fams[v1alpha1.BGPFamilyIPv6] != strings.Contains(p.Spec.Address, ":") && len(fams) == 1 {
+		for f := range fams {
+			p.Spec.Families = []v1alpha1.BGPFamily{f}
 		}
 	}
 }

@@ -240,18 +240,35 @@ func splitNames(name string, n int) []string {
 	return out
 }
 
-// checkFamilies warns when IPv6 pools are announced over BGP but no IPv6
-// peer exists: MetalLB's FRR mode and Cilium carry IPv6 routes over an IPv4
-// session (MP-BGP); Berth's sessions carry only their own family.
+// checkFamilies makes the peers of one family carry the other as well
+// (MP-BGP, as MetalLB's FRR mode and Cilium do) when pools of that other
+// family are advertised over BGP and no peer of that family exists: one
+// dual-stack session per router, announcing each node's own address of the
+// route's family as next hop. With peers of both families each keeps its
+// own, as MetalLB's native mode needs.
 func (c *converter) checkFamilies() {
 	if len(c.res.BGPAdvs) == 0 {
 		return
 	}
-	hasV6Pool := slices.ContainsFunc(c.res.Pools, func(p *v1alpha1.IPPool) bool {
-		return slices.ContainsFunc(p.Spec.Addresses, func(a v1alpha1.AddressRange) bool { return strings.Contains(string(a), ":") })
-	})
-	hasV6Peer := slices.ContainsFunc(c.res.Peers, func(p *v1alpha1.BGPPeer) bool { return strings.Contains(p.Spec.Address, ":") })
-	if hasV6Pool && !hasV6Peer {
-		c.changed("(all)", "", "IPv6 pools are advertised over BGP but every peer is IPv4: Berth's sessions carry only their own address family, so add a BGPPeer with each router's IPv6 address or the IPv6 addresses are not announced")
+	for _, v6 := range []bool{true, false} {
+		isFam := func(a string) bool { return strings.Contains(a, ":") == v6 }
+		hasPool := slices.ContainsFunc(c.res.Pools, func(p *v1alpha1.IPPool) bool {
+			return slices.ContainsFunc(p.Spec.Addresses, func(a v1alpha1.AddressRange) bool { return isFam(string(a)) })
+		})
+		hasPeer := slices.ContainsFunc(c.res.Peers, func(p *v1alpha1.BGPPeer) bool { return isFam(p.Spec.Address) })
+		if !hasPool || hasPeer {
+			continue
+		}
+		fam, other := "IPv6", "IPv4"
+		if !v6 {
+			fam, other = other, fam
+		}
+		for _, p := range c.res.Peers {
+			if len(p.Spec.Families) == 0 {
+				p.Spec.Families = []v1alpha1.BGPFamily{v1alpha1.BGPFamilyIPv4, v1alpha1.BGPFamilyIPv6}
+			}
+		}
+		c.changed("(all)", "", "%s pools are advertised over BGP and every peer is %s: the peers carry both families over their one session (spec.families), with each node's %s InternalIP as the next hop of %s routes; check that the routers activate %s unicast on these sessions",
+			fam, other, fam, fam, strings.ToLower(fam))
 	}
 }

@@ -149,6 +149,10 @@ func (c *converter) metallbPeer(o *unstructured.Unstructured, src string) {
 		p.Spec.Port = 0
 	}
 	hold := seconds(s.HoldTime)
+	if hold != nil && *hold < 3 {
+		c.lost(src, "spec.holdTime", "%ds: Berth needs at least 3s (a session without keepalives is not supported); left to its default of 90s", *hold)
+		hold = nil
+	}
 	if hold != nil {
 		p.Spec.HoldTimeSeconds = hold
 	}
@@ -171,7 +175,7 @@ func (c *converter) metallbPeer(o *unstructured.Unstructured, src string) {
 		c.lost(src, "spec.bfdProfile", "Berth has no BFD yet: failures are detected by the hold time only; consider a shorter holdTimeSeconds")
 	}
 	if s.RouterID != "" {
-		c.lost(src, "spec.routerID", "Berth uses each node's IPv4 address as router ID")
+		c.lost(src, "spec.routerID", "Berth's router ID belongs to the node, not the peer: annotate each Node with bgp.berth.dev/router-id (default: its IPv4 InternalIP, or a hash of its name on IPv6-only nodes)")
 	}
 	if s.ConnectTime != nil {
 		c.lost(src, "spec.connectTime", "Berth keeps GoBGP's connect retry timer")

@@ -68,6 +68,9 @@ func objectRef(object string) *corev1.ObjectReference {
 	if !ok {
 		return nil
 	}
+	if kind == "Node" {
+		return &corev1.ObjectReference{APIVersion: "v1", Kind: kind, Name: rest}
+	}
 	if kind == "Service" {
 		ns, name, ok := strings.Cut(rest, "/")
 		if !ok {

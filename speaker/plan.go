@@ -44,6 +44,9 @@ type Snapshot struct {
 	// PasswordErrors maps "secret/key" to why a Secret could not be read
 	// (the speaker's Role does not name it, say), for the peers' status.
 	PasswordErrors map[string]string
+	// RouterID, if valid, is the router ID the speaker was started with;
+	// it wins over the node's (see identityOf).
+	RouterID netip.Addr
 }
 
 // Plan is what one node must do.
@@ -140,8 +143,11 @@ func Compute(s Snapshot) *Plan {
 					if len(adv.Spec.Peers) > 0 && !slices.Contains(adv.Spec.Peers, peer.Name) {
 						continue
 					}
-					if !carries(peer, route.Prefix.Addr()) {
-						continue // an IPv6 route over an IPv4 session would need a next hop
+					if ok, why := carries(peer, route.Prefix.Addr()); !ok {
+						if why != "" {
+							p.Problems["BGPPeer/"+peer.Name] = why
+						}
+						continue
 					}
 					addRoute(routes, peer.Name, route)
 					announced[addr] = true
@@ -159,18 +165,24 @@ func Compute(s Snapshot) *Plan {
 	return p
 }
 
-// carries reports whether the session with peer carries addr's family.
-// Peers are configured without Families, so a session carries the family
-// of the peer's address only.
-func carries(peer bgp.Peer, addr netip.Addr) bool {
-	if len(peer.Families) == 0 {
-		return peer.Address.Is4() == addr.Is4()
+// carries reports whether the session with peer carries addr's family
+// (without Families, the family of the peer's address only), and if it
+// carries it but cannot announce it, why: a route of the other family than
+// the session needs a next hop of its own family, which the node has not.
+func carries(peer bgp.Peer, addr netip.Addr) (bool, string) {
+	if !carriesFamily(peer, addr.Is4()) {
+		return false, ""
 	}
-	fam := bgp.IPv4Unicast
-	if addr.Is6() {
-		fam = bgp.IPv6Unicast
+	nh := peer.NextHopIPv6
+	if addr.Is4() {
+		nh = peer.NextHopIPv4
 	}
-	return slices.Contains(peer.Families, fam)
+	if addr.Is4() != peer.Address.Is4() && !nh.IsValid() {
+		fam := map[bool]string{true: "IPv4", false: "IPv6"}[addr.Is4()]
+		return false, fmt.Sprintf("the node has no %s address to announce as next hop over the session to %s (set nextHop%s, or the node annotation bgp.berth.dev/next-hop-%s)",
+			fam, peer.Address, fam, strings.ToLower(fam))
+	}
+	return true, ""
 }
 
 // eligible reports whether a node may announce at all: Ready, schedulable
@@ -297,9 +309,14 @@ func addRoute(routes map[string]map[netip.Prefix]*bgp.Advertisement, peer string
 	}
 }
 
-// peers converts the BGPPeers that select this node.
+// peers converts the BGPPeers that select this node, with the node's BGP
+// identity (see identityOf).
 func (p *Plan) peers(s Snapshot, nodeLabels labels.Set) []bgp.Peer {
 	var out []bgp.Peer
+	id, problem := identityOf(s.Node, s.RouterID)
+	if problem != "" {
+		p.Problems["Node/"+s.Node.Name] = problem
+	}
 	for _, bp := range s.Peers {
 		if !selects(bp.Spec.NodeSelector, nodeLabels) {
 			continue
@@ -310,6 +327,7 @@ func (p *Plan) peers(s Snapshot, nodeLabels labels.Set) []bgp.Peer {
 			p.BrokenPeers = append(p.BrokenPeers, bp.Name)
 			continue
 		}
+		id.apply(&peer)
 		out = append(out, peer)
 	}
 	slices.SortFunc(out, func(a, b bgp.Peer) int { return strings.Compare(a.Name, b.Name) })
@@ -335,7 +353,15 @@ func convertPeer(bp *v1alpha1.BGPPeer, passwords, passwordErrors map[string]stri
 			return bgp.Peer{}, fmt.Errorf("sourceAddress %q: %w", spec.SourceAddress, err)
 		}
 	}
+	if err := convertFamilies(spec, &peer); err != nil {
+		return bgp.Peer{}, err
+	}
 	if v := spec.HoldTimeSeconds; v != nil {
+		if *v < 3 {
+			// Admission refuses it; an object stored before that rule
+			// must not silently get the default of 90s instead.
+			return bgp.Peer{}, fmt.Errorf("holdTimeSeconds %d: must be at least 3 (a session without keepalives is not supported)", *v)
+		}
 		peer.HoldTime = time.Duration(*v) * time.Second
 	}
 	if v := spec.KeepaliveTimeSeconds; v != nil {

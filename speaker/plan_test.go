@@ -376,17 +376,16 @@ func TestCompute(t *testing.T) {
 				tc.mut(&s)
 			}
 			got := Compute(s)
+			for i := range tc.wantPeers {
+				if !tc.wantPeers[i].RouterID.IsValid() {
+					tc.wantPeers[i].RouterID = netip.MustParseAddr("198.18.1.2") // the node's IPv4 address
+				}
+			}
 			if got.Eligible != tc.wantElig {
 				t.Errorf("Eligible = %v (%s), want %v", got.Eligible, got.Why, tc.wantElig)
 			}
-			opts := cmp.Options{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
-				cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })}
-			if diff := cmp.Diff(tc.wantPeers, got.Peers, opts); diff != "" {
-				t.Errorf("Peers (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(tc.wantRoutes, got.Routes, opts); diff != "" {
-				t.Errorf("Routes (-want +got):\n%s", diff)
-			}
+			opts := planOpts()
+			checkPeersRoutes(t, got, tc.wantPeers, tc.wantRoutes)
 			if diff := cmp.Diff(tc.wantForward, got.Forward, opts); diff != "" {
 				t.Errorf("Forward (-want +got):\n%s", diff)
 			}
@@ -414,5 +413,22 @@ func slice(svc, nodeName string, ready bool) *discoveryv1.EndpointSlice {
 			NodeName:   &nodeName,
 			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
 		}},
+	}
+}
+
+// planOpts compares plans: netip values by ==, nil and empty alike.
+func planOpts() cmp.Option {
+	return cmp.Options{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })}
+}
+
+// checkPeersRoutes compares a plan's peers and routes with the wanted ones.
+func checkPeersRoutes(t *testing.T, got *Plan, wantPeers []bgp.Peer, wantRoutes map[string][]bgp.Advertisement) {
+	t.Helper()
+	if diff := cmp.Diff(wantPeers, got.Peers, planOpts()); diff != "" {
+		t.Errorf("Peers (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantRoutes, got.Routes, planOpts()); diff != "" {
+		t.Errorf("Routes (-want +got):\n%s", diff)
 	}
 }

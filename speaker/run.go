@@ -11,9 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -43,10 +41,10 @@ type Options struct {
 	Namespace string
 	// BGP enables the BGP back end.
 	BGP bool
-	// BGPListenPort is GoBGP's listening port; -1 opens none.
-	BGPListenPort int32
-	// RouterID is the BGP identifier. When invalid (unset), the node's first
-	// IPv4 InternalIP (or ExternalIP) is used, read from the Node object.
+	// RouterID is the BGP identifier. When invalid (unset), each sync
+	// reads it from the Node object: its router ID annotation, else its
+	// first IPv4 InternalIP (or ExternalIP), else a hash of its name (see
+	// identityOf). Nothing waits for it.
 	RouterID netip.Addr
 	// Forwarding enables nftables forwarding to NodePorts.
 	Forwarding bool
@@ -96,7 +94,6 @@ func DefaultOptions() Options {
 	return Options{
 		Namespace:        "berth-system",
 		BGP:              true,
-		BGPListenPort:    -1,
 		Forwarding:       true,
 		Table:            nodeport.DefaultTable,
 		DriftCheck:       10 * time.Second,
@@ -140,7 +137,7 @@ func Run(ctx context.Context, opts Options) error {
 		defer stop()
 	}
 	if opts.BGP {
-		stop, err := s.startBGP(ctx, opts, kube.CoreV1().Nodes())
+		stop, err := s.startBGP(ctx, opts)
 		if err != nil {
 			return err
 		}
@@ -214,17 +211,12 @@ func newSpeaker(opts Options, kube kubernetes.Interface, berth versioned.Interfa
 	return s
 }
 
-// startBGP starts the BGP back end; stop ends its sessions.
-func (s *Speaker) startBGP(ctx context.Context, opts Options, nodes typedcorev1.NodeInterface) (stop func(), err error) {
+// startBGP starts the BGP back end; stop ends its sessions. It does not
+// wait for anything: each peer's router ID comes with the plan.
+func (s *Speaker) startBGP(ctx context.Context, opts Options) (stop func(), err error) {
 	log := logr.FromContextOrDiscard(ctx)
-	routerID := opts.RouterID
-	if !routerID.IsValid() {
-		if routerID, err = nodeRouterID(ctx, nodes, opts.NodeName); err != nil {
-			return nil, fmt.Errorf("start BGP: %w", err)
-		}
-	}
-	log.Info("BGP router ID", "routerID", routerID)
-	srv, err := bgp.New(ctx, bgp.Config{RouterID: routerID, ListenPort: opts.BGPListenPort})
+	s.routerID = opts.RouterID
+	srv, err := bgp.New(ctx, bgp.Config{RouterID: opts.RouterID})
 	if err != nil {
 		return nil, fmt.Errorf("start BGP: %w", err)
 	}
@@ -346,33 +338,4 @@ func (s *Speaker) stopDraining(ctx context.Context) {
 			log.Error(err, "Clear drain sets")
 		}
 	}
-}
-
-// nodeRouterID waits for the Node object to carry an IPv4 address and returns
-// the first InternalIP (or, failing that, ExternalIP) of family IPv4: BGP
-// needs a router ID before any session starts, and the node's own address
-// is unique in the cluster.
-func nodeRouterID(ctx context.Context, nodes typedcorev1.NodeInterface, name string) (netip.Addr, error) {
-	var id netip.Addr
-	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
-		node, err := nodes.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			logr.FromContextOrDiscard(ctx).Info("Waiting for the node's address to pick a BGP router ID", "err", err.Error())
-			return false, nil
-		}
-		for _, typ := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP} {
-			for _, a := range node.Status.Addresses {
-				if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == typ && ip.Is4() && !ip.IsUnspecified() {
-					id = ip
-					return true, nil
-				}
-			}
-		}
-		logr.FromContextOrDiscard(ctx).Info("Waiting for the node to have an IPv4 address to use as BGP router ID")
-		return false, nil
-	})
-	if err != nil {
-		return id, fmt.Errorf("no IPv4 address on node %s for the BGP router ID (set --router-id): %w", name, err)
-	}
-	return id, nil
 }

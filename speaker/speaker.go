@@ -73,12 +73,14 @@ type listers struct {
 // Speaker keeps one node's announcements and forwarding in line with the
 // cluster.
 type Speaker struct {
-	node    string
-	listers listers
-	synced  []cache.InformerSynced
-	bgp     bgpSpeaker
-	bfd     bfdSessions // nil without BGP (bfd.go)
-	fwd     forwarder
+	node string
+	// routerID, if valid, is the router ID the speaker was started with.
+	routerID netip.Addr
+	listers  listers
+	synced   []cache.InformerSynced
+	bgp      bgpSpeaker
+	bfd      bfdSessions // nil without BGP (bfd.go)
+	fwd      forwarder
 	// memberTable, without forwarding but with layer 2, is the table
 	// that only restricts the membership port (nodeport.NewMembersOnly);
 	// nil otherwise.
@@ -344,6 +346,7 @@ func (s *Speaker) snapshot(ctx context.Context) (Snapshot, error) {
 		return snap, err
 	}
 	slices.SortFunc(snap.Services, func(a, b *corev1.Service) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
+	snap.RouterID = s.routerID
 	s.readPasswords(ctx, &snap)
 	return snap, nil
 }

@@ -32,7 +32,7 @@ type BGPPeer struct {
 
 // BGPPeerSpec configures a BGP peer.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTimeSeconds) || !has(self.holdTimeSeconds) || self.holdTimeSeconds == 0 || self.keepaliveTimeSeconds < self.holdTimeSeconds",message="keepaliveTimeSeconds must be less than holdTimeSeconds"
+// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTimeSeconds) || !has(self.holdTimeSeconds) || self.keepaliveTimeSeconds < self.holdTimeSeconds",message="keepaliveTimeSeconds must be less than holdTimeSeconds"
 // +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !has(self.ttlSecurity) || !self.ttlSecurity",message="ebgpMultiHop and ttlSecurity exclude each other: GTSM requires the peer to be directly connected"
 // +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !isIP(self.sourceAddress) || !isIP(self.address) || ip(self.sourceAddress).family() == ip(self.address).family()",message="sourceAddress must be of the same IP family as address"
 // +kubebuilder:validation:XValidation:rule="!has(self.bfd) || !has(self.bfd.multihop) || !self.bfd.multihop || !has(self.ttlSecurity) || !self.ttlSecurity",message="bfd.multihop and ttlSecurity exclude each other: GTSM requires the peer to be directly connected"
@@ -70,12 +70,38 @@ type BGPPeerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="isIP(self)",messageExpression="'\"' + self + '\" is not an IP address'"
 	SourceAddress string `json:"sourceAddress,omitempty"`
 
-	// HoldTimeSeconds is the BGP hold time; 0 disables keepalives, else at
-	// least 3. Default 90.
+	// Families are the address families the sessions carry (MP-BGP, RFC
+	// 4760): with both, one session (over IPv4 or IPv6) announces the
+	// Services' IPv4 and IPv6 addresses, each with a next hop of its own
+	// family (see nextHopIPv4 and nextHopIPv6). Default: the family of
+	// address only.
 	// +optional
-	// +kubebuilder:validation:Minimum=0
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=2
+	Families []BGPFamily `json:"families,omitempty"`
+
+	// NextHopIPv4 is the next hop announced for IPv4 routes, and
+	// NextHopIPv6 for IPv6 routes. An explicit address suits a peer that
+	// selects a single node (or a next hop the nodes share); the per-node
+	// way is the node annotations bgp.berth.dev/next-hop-ipv4 and -ipv6.
+	// Without either, routes of the session's family get the session's
+	// local address, and routes of the other family the node's first
+	// InternalIP (else ExternalIP) of their family.
+	// +optional
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self) && ip(self).family() == 4",message="nextHopIPv4 must be an IPv4 address"
+	NextHopIPv4 string `json:"nextHopIPv4,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self) && ip(self).family() == 6",message="nextHopIPv6 must be an IPv6 address"
+	NextHopIPv6 string `json:"nextHopIPv6,omitempty"`
+
+	// HoldTimeSeconds is the BGP hold time, at least 3. Default 90. A hold
+	// time of 0 (RFC 4271: no keepalives) is refused: the embedded GoBGP
+	// cannot run a session without them.
+	// +optional
 	// +kubebuilder:validation:Maximum=65535
-	// +kubebuilder:validation:XValidation:rule="self == 0 || self >= 3",message="holdTimeSeconds must be 0 or at least 3"
+	// +kubebuilder:validation:XValidation:rule="self >= 3",message="holdTimeSeconds must be at least 3 (0, no keepalives, is not supported)"
 	HoldTimeSeconds *int32 `json:"holdTimeSeconds,omitempty"`
 
 	// KeepaliveTimeSeconds is the interval between keepalives. Default a
@@ -129,6 +155,17 @@ type BGPPeerSpec struct {
 	// +optional
 	BFD *BFDProfile `json:"bfd,omitempty"`
 }
+
+// BGPFamily is an address family a BGP session carries: IPv4 or IPv6
+// unicast.
+// +kubebuilder:validation:Enum=IPv4;IPv6
+type BGPFamily string
+
+// The address families of BGPPeerSpec.Families.
+const (
+	BGPFamilyIPv4 BGPFamily = "IPv4"
+	BGPFamilyIPv6 BGPFamily = "IPv6"
+)
 
 // SecretKeyRef names a key of a Secret in Berth's own namespace.
 type SecretKeyRef struct {

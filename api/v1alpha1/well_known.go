@@ -79,3 +79,30 @@ const (
 // namespace/name. Only cluster administrators and the CCM can write Node
 // annotations, so a tenant cannot point another address at its Service.
 const NodeAnnotationForwardPrefix = "forward.berth.dev/"
+
+// Node labels and annotations that give a node its own BGP identity (see
+// docs/bgp.md, "Per-node identity"). Only cluster administrators can write
+// them (and the kubelet, for labels it sets on itself).
+const (
+	// NodeAnnotationRouterID is the node's BGP router ID, an IPv4 address.
+	// Without it the node's first IPv4 InternalIP (else ExternalIP) is
+	// used, else, on an IPv6-only node, a stable hash of its name.
+	NodeAnnotationRouterID = "bgp.berth.dev/router-id"
+	// NodeLabelLocalASN, as a label or an annotation (the label wins), is
+	// the node's own AS number: it replaces the localASN of every BGPPeer
+	// the node peers with, for designs with an AS per rack.
+	NodeLabelLocalASN = "bgp.berth.dev/local-asn"
+	// NodeAnnotationSourceIPv4 and NodeAnnotationSourceIPv6 are the local
+	// addresses of the node's sessions of that family, for the BGPPeers
+	// without sourceAddress.
+	NodeAnnotationSourceIPv4 = "bgp.berth.dev/source-ipv4"
+	NodeAnnotationSourceIPv6 = "bgp.berth.dev/source-ipv6"
+	// NodeAnnotationNextHopIPv4 and NodeAnnotationNextHopIPv6 are the next
+	// hops the node announces for its routes of that family, for the
+	// BGPPeers without nextHopIPv4 or nextHopIPv6. Without them a route
+	// over a session of its own family gets the session's local address,
+	// and one over a session of the other family the node's first
+	// InternalIP (else ExternalIP) of the route's family.
+	NodeAnnotationNextHopIPv4 = "bgp.berth.dev/next-hop-ipv4"
+	NodeAnnotationNextHopIPv6 = "bgp.berth.dev/next-hop-ipv6"
+)

@@ -38,8 +38,7 @@ func main() {
 	fs.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "name of the node this speaker runs on")
 	fs.StringVar(&opts.Namespace, "namespace", cli.EnvOr("POD_NAMESPACE", opts.Namespace), "Berth's namespace, where BGP password Secrets live")
 	fs.BoolVar(&opts.BGP, "bgp", opts.BGP, "announce addresses over BGP")
-	fs.Int32Var(&opts.BGPListenPort, "bgp-listen-port", opts.BGPListenPort, "port for incoming BGP connections; -1 opens none")
-	fs.Func("router-id", "BGP router ID (IPv4); default: the node's first IPv4 InternalIP", func(v string) error {
+	fs.Func("router-id", "BGP router ID (IPv4); default: the Node's bgp.berth.dev/router-id annotation, else its first IPv4 InternalIP, else a hash of its name", func(v string) error {
 		a, err := netip.ParseAddr(v)
 		opts.RouterID = a
 		return err

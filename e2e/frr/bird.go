@@ -93,6 +93,10 @@ func birdConf(h *netlab.Host, cfg Config, dir string) string {
 			fam = "ipv6"
 		}
 		fmt.Fprintf(&s, "protocol bgp n%d {\n  local as %d;\n  neighbor %s as %d;\n  passive on;\n  %s { import all; export none; };\n", i, cfg.ASN, n.Addr, n.ASN, fam)
+		if n.AllFamilies {
+			other := map[string]string{"ipv4": "ipv6", "ipv6": "ipv4"}[fam]
+			fmt.Fprintf(&s, "  %s { import all; export none; };\n", other)
+		}
 		if n.Password != "" {
 			fmt.Fprintf(&s, "  password \"%s\";\n", n.Password)
 		}

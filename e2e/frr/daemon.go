@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +32,11 @@ func newDaemons(lab *netlab.Lab, name, kind string, logs ...string) (daemons, er
 	if err != nil {
 		return daemons{}, err
 	}
+	return daemonsOn(h, kind, logs...)
+}
+
+// daemonsOn is newDaemons in a host that exists already.
+func daemonsOn(h *netlab.Host, kind string, logs ...string) (daemons, error) {
 	dir, err := os.MkdirTemp("", "berth-"+kind+"-")
 	if err != nil {
 		return daemons{}, err
@@ -41,6 +47,8 @@ func newDaemons(lab *netlab.Lab, name, kind string, logs ...string) (daemons, er
 type daemon struct {
 	cmd *exec.Cmd
 	out *os.File
+	// done: terminated and waited for already.
+	done bool
 }
 
 // start starts argv in the host, its output in dir/<program>.out, until
@@ -60,13 +68,35 @@ func (d *daemons) start(argv []string) error {
 	return nil
 }
 
+// terminate ends the daemon program with SIGTERM and waits up to wait for
+// it to exit, then kills it. Close afterwards leaves it be.
+func (d *daemons) terminate(program string, wait time.Duration) {
+	for i, p := range d.procs {
+		if filepath.Base(p.cmd.Path) != program || p.done {
+			continue
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		exited := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(exited) }()
+		select {
+		case <-exited:
+		case <-time.After(wait):
+			_ = p.cmd.Process.Kill()
+			<-exited
+		}
+		d.procs[i].done = true
+	}
+}
+
 // Close kills the router's daemons, last started first, and removes its
 // directory. The router's host stays until its lab is closed.
 func (d *daemons) Close() error {
 	for i := len(d.procs) - 1; i >= 0; i-- {
 		p := d.procs[i]
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
+		if !p.done {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
 		_ = p.out.Close()
 	}
 	d.procs = nil

@@ -39,6 +39,9 @@ type Neighbor struct {
 	// arrive with TTL 255 minus at most this many hops, else the kernel
 	// drops them.
 	TTLSecurityHops int
+	// AllFamilies activates the neighbor for both unicast families (one
+	// MP-BGP session), not only the family of its address.
+	AllFamilies bool
 }
 
 // Config describes an FRR router.
@@ -46,7 +49,7 @@ type Config struct {
 	// ASN is the router's AS number.
 	ASN uint32
 	// Neighbors are configured explicitly, each activated for the unicast
-	// family of its address.
+	// family of its address (or both, see Neighbor.AllFamilies).
 	Neighbors []Neighbor
 	// GracefulRestart enables BGP graceful restart (helper mode).
 	GracefulRestart bool
@@ -87,12 +90,36 @@ func Start(tb testing.TB, lab *netlab.Lab, name string, cfg Config) *Router {
 // NewRouter adds host name to lab and runs zebra and bgpd in it as cfg
 // says, until Close. It needs root and FRR. On error it stops what it
 // started; the host stays until the lab is closed.
-func NewRouter(ctx context.Context, lab *netlab.Lab, name string, cfg Config) (_ *Router, err error) {
-	ds, err := newDaemons(lab, name, "frr", "bgpd.log", "zebra.log", "zebra.out", "bgpd.out")
+func NewRouter(ctx context.Context, lab *netlab.Lab, name string, cfg Config) (*Router, error) {
+	h, err := lab.CreateHost(name)
 	if err != nil {
 		return nil, err
 	}
-	h, dir := ds.host, ds.dir
+	return NewRouterOn(ctx, h, cfg)
+}
+
+// StartOn runs zebra and bgpd as cfg says in a host that exists already
+// (say, a node, to play another implementation's speaker there), until
+// tb's cleanup or Stop.
+func StartOn(tb testing.TB, h *netlab.Host, cfg Config) *Router {
+	tb.Helper()
+	Require(tb)
+	r, err := NewRouterOn(tb.Context(), h, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.closeWith(tb, h.Name)
+	return r
+}
+
+// NewRouterOn runs zebra and bgpd as cfg says in the host h, until Close.
+func NewRouterOn(ctx context.Context, h *netlab.Host, cfg Config) (_ *Router, err error) {
+	name := h.Name
+	ds, err := daemonsOn(h, "frr", "bgpd.log", "zebra.log", "zebra.out", "bgpd.out")
+	if err != nil {
+		return nil, err
+	}
+	dir := ds.dir
 	r := &Router{Host: h, Dir: dir, daemons: ds}
 	defer func() {
 		if err != nil {
@@ -167,7 +194,7 @@ func bgpdConf(name string, routerID netip.Addr, cfg Config) string {
 			fmt.Fprintf(&b, "  maximum-paths %d\n  maximum-paths ibgp %d\n", cfg.MaximumPaths, cfg.MaximumPaths)
 		}
 		for _, n := range cfg.Neighbors {
-			if n.Addr.Is4() == (fam == "ipv4") {
+			if n.AllFamilies || n.Addr.Is4() == (fam == "ipv4") {
 				fmt.Fprintf(&b, "  neighbor %s activate\n", n.Addr)
 			}
 		}
@@ -191,6 +218,16 @@ func (r *Router) writeFile(name, content string) error {
 // directory.
 func (r *Router) waitFor(ctx context.Context, name string) error {
 	return waitFile(ctx, r.path(name), 10*time.Second)
+}
+
+// Stop ends bgpd with SIGTERM, upon which it sends its neighbors a Cease
+// and they withdraw its routes at once (as when a router, or a speaker's
+// Pod, is shut down), then zebra; it waits up to 5 s for each.
+func (r *Router) Stop(tb testing.TB) {
+	tb.Helper()
+	for _, name := range []string{"bgpd", "zebra"} {
+		r.terminate(name, 5*time.Second)
+	}
 }
 
 // Vtysh runs a command against the router and returns its output.

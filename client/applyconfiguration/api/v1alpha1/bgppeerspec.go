@@ -19,6 +19,7 @@ limitations under the License.
 package v1alpha1
 
 import (
+	apiv1alpha1 "github.com/berthlb/berth/api/v1alpha1"
 	v1 "k8s.io/client-go/applyconfigurations/meta/v1"
 )
 
@@ -39,8 +40,24 @@ type BGPPeerSpecApplyConfiguration struct {
 	// SourceAddress is the local address the sessions use; by default the
 	// kernel picks one.
 	SourceAddress *string `json:"sourceAddress,omitempty"`
-	// HoldTimeSeconds is the BGP hold time; 0 disables keepalives, else at
-	// least 3. Default 90.
+	// Families are the address families the sessions carry (MP-BGP, RFC
+	// 4760): with both, one session (over IPv4 or IPv6) announces the
+	// Services' IPv4 and IPv6 addresses, each with a next hop of its own
+	// family (see nextHopIPv4 and nextHopIPv6). Default: the family of
+	// address only.
+	Families []apiv1alpha1.BGPFamily `json:"families,omitempty"`
+	// NextHopIPv4 is the next hop announced for IPv4 routes, and
+	// NextHopIPv6 for IPv6 routes. An explicit address suits a peer that
+	// selects a single node (or a next hop the nodes share); the per-node
+	// way is the node annotations bgp.berth.dev/next-hop-ipv4 and -ipv6.
+	// Without either, routes of the session's family get the session's
+	// local address, and routes of the other family the node's first
+	// InternalIP (else ExternalIP) of their family.
+	NextHopIPv4 *string `json:"nextHopIPv4,omitempty"`
+	NextHopIPv6 *string `json:"nextHopIPv6,omitempty"`
+	// HoldTimeSeconds is the BGP hold time, at least 3. Default 90. A hold
+	// time of 0 (RFC 4271: no keepalives) is refused: the embedded GoBGP
+	// cannot run a session without them.
 	HoldTimeSeconds *int32 `json:"holdTimeSeconds,omitempty"`
 	// KeepaliveTimeSeconds is the interval between keepalives. Default a
 	// third of the hold time.
@@ -116,6 +133,32 @@ func (b *BGPPeerSpecApplyConfiguration) WithPort(value int32) *BGPPeerSpecApplyC
 // If called multiple times, the SourceAddress field is set to the value of the last call.
 func (b *BGPPeerSpecApplyConfiguration) WithSourceAddress(value string) *BGPPeerSpecApplyConfiguration {
 	b.SourceAddress = &value
+	return b
+}
+
+// WithFamilies adds the given value to the Families field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Families field.
+func (b *BGPPeerSpecApplyConfiguration) WithFamilies(values ...apiv1alpha1.BGPFamily) *BGPPeerSpecApplyConfiguration {
+	for i := range values {
+		b.Families = append(b.Families, values[i])
+	}
+	return b
+}
+
+// WithNextHopIPv4 sets the NextHopIPv4 field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the NextHopIPv4 field is set to the value of the last call.
+func (b *BGPPeerSpecApplyConfiguration) WithNextHopIPv4(value string) *BGPPeerSpecApplyConfiguration {
+	b.NextHopIPv4 = &value
+	return b
+}
+
+// WithNextHopIPv6 sets the NextHopIPv6 field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the NextHopIPv6 field is set to the value of the last call.
+func (b *BGPPeerSpecApplyConfiguration) WithNextHopIPv6(value string) *BGPPeerSpecApplyConfiguration {
+	b.NextHopIPv6 = &value
 	return b
 }
 
