@@ -25,6 +25,9 @@ type Metrics struct {
 	l2Changes    prometheus.Counter
 	l2Members    prometheus.Gauge
 	l2Quorate    prometheus.Gauge
+	// statusWrites and withheld: see nodestatus.go and withhold.go.
+	statusWrites prometheus.Counter
+	withheld     prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -73,7 +76,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		l2Quorate: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "berth_speaker_l2_quorate", Help: "1 while this node sees a majority of the known speakers and may answer on layer 2.",
 		}),
+		statusWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_speaker_node_status_writes_total", Help: "Writes of this node's BerthNodeStatus.",
+		}),
+		withheld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_speaker_addresses_withheld", Help: "Addresses this node does not announce because their forwarding is not in place.",
+		}),
 	}
+	reg.MustRegister(m.statusWrites, m.withheld)
 	reg.MustRegister(m.sessionUp, m.prefixesSent, m.updatesSent, m.lastError, m.announced, m.forwarded, m.syncs, m.drifts,
 		m.fwdFailing, m.fwdErrors, m.l2Owned, m.l2Changes, m.l2Members, m.l2Quorate)
 	return m

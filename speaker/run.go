@@ -22,7 +22,6 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
-	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/bgp"
 	"github.com/berthlb/berth/client/clientset/versioned"
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
@@ -81,6 +80,9 @@ type Options struct {
 	// Handover is how long a node keeps answering for an address after a
 	// planned move away from it.
 	Handover time.Duration
+	// StatusInterval is the least time between two writes of the node's
+	// BerthNodeStatus.
+	StatusInterval time.Duration
 	// Drain is how long the new owner of an address, after a planned move,
 	// routes the mid-stream TCP packets of connections it does not know to
 	// the old owner (with forwarding on); 0 disables.
@@ -102,6 +104,7 @@ func DefaultOptions() Options {
 		MemberlistSecret: "berth-memberlist",
 		Handover:         DefaultHandover,
 		Drain:            DefaultDrain,
+		StatusInterval:   DefaultStatusInterval,
 	}
 }
 
@@ -126,7 +129,7 @@ func Run(ctx context.Context, opts Options) error {
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	events := newEventReporter(broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "berth-speaker", Host: opts.NodeName}))
 	events.uid = s.objectUID
-	s.problems, s.owners = events, events
+	s.problems, s.owners, s.fwdEvents, s.status.events = events, events, events, events
 	if opts.MetricsAddr != "" {
 		stop, err := serveMetrics(ctx, opts, kube, reg, s.Ready)
 		if err != nil {
@@ -182,13 +185,15 @@ func serveMetrics(ctx context.Context, opts Options, kube kubernetes.Interface, 
 // starts.
 func newSpeaker(opts Options, kube kubernetes.Interface, berth versioned.Interface, reg prometheus.Registerer) *Speaker {
 	s := &Speaker{
-		wantL2:     opts.L2,
-		node:       opts.NodeName,
-		metrics:    NewMetrics(reg),
-		applied:    map[string]bgp.Peer{},
-		drainFor:   opts.Drain,
-		peerStatus: &apiPeerStatus{client: berth, node: opts.NodeName},
-		lastStatus: map[string]*v1alpha1.BGPSessionStatus{},
+		wantL2:   opts.L2,
+		node:     opts.NodeName,
+		metrics:  NewMetrics(reg),
+		applied:  map[string]bgp.Peer{},
+		drainFor: opts.Drain,
+		status: nodeStatusState{
+			writer:   &apiNodeStatus{client: berth, node: opts.NodeName},
+			interval: opts.StatusInterval,
+		},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedMaxOfRateLimiter(
 				workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),

@@ -86,18 +86,19 @@ func TestRBACFollowsValues(t *testing.T) {
 		},
 		{
 			name: "speaker with everything", role: "ClusterRole/berth-speaker",
-			has:  []string{"/nodes:get", "berth.dev/bgppeers/status:patch", "berth.dev/l2advertisements:watch", "discovery.k8s.io/endpointslices:list"},
-			lack: []string{"/services:patch", "/nodes:patch", "/secrets:list", "/secrets:get"},
+			has:  []string{"/nodes:get", "berth.dev/berthnodestatuses:patch", "berth.dev/berthnodestatuses:create", "berth.dev/l2advertisements:watch", "discovery.k8s.io/endpointslices:list"},
+			lack: []string{"/services:patch", "/nodes:patch", "/secrets:list", "/secrets:get", "berth.dev/bgppeers/status:patch", "berth.dev/berthnodestatuses:get", "berth.dev/berthnodestatuses:delete"},
 		},
 		{
 			name: "speaker BGP with a router ID needs no Node get and no layer 2", role: "ClusterRole/berth-speaker",
 			vals: map[string]any{"speaker": map[string]any{"bgp": map[string]any{"routerID": "192.0.2.1"}, "layer2": map[string]any{"enabled": false}}},
-			has:  []string{"berth.dev/bgppeers/status:patch"},
+			has:  []string{"berth.dev/berthnodestatuses:patch"},
 			lack: []string{"/nodes:get", "berth.dev/l2advertisements:list"},
 		},
 		{
-			name: "speaker without BGP writes no peer status", role: "ClusterRole/berth-speaker",
+			name: "speaker without BGP writes no peer status but its node's", role: "ClusterRole/berth-speaker",
 			vals: map[string]any{"speaker": map[string]any{"bgp": map[string]any{"enabled": false}}},
+			has:  []string{"berth.dev/berthnodestatuses:patch"},
 			lack: []string{"berth.dev/bgppeers/status:patch", "/nodes:get"},
 		},
 		{

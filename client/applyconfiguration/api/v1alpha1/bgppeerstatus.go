@@ -25,16 +25,12 @@ import (
 // BGPPeerStatusApplyConfiguration represents a declarative configuration of the BGPPeerStatus type for use
 // with apply.
 //
-// BGPPeerStatus reports the sessions to the peer, one entry per node. Each
-// speaker writes only its own node's entry.
+// BGPPeerStatus reports the peer's state as a whole. Each node's session
+// with the peer is in that node's BerthNodeStatus, written by its speaker
+// alone, so that speakers never contend for one object.
 type BGPPeerStatusApplyConfiguration struct {
-	// Conditions of the peer as a whole. The speakers do not write them:
-	// each node's view (a missing Secret, a configuration the node cannot
-	// apply) is in its entry of nodes, so that speakers never contend for
-	// one condition.
+	// Conditions of the peer as a whole.
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
-	// Nodes holds each node's session.
-	Nodes []BGPSessionStatusApplyConfiguration `json:"nodes,omitempty"`
 }
 
 // BGPPeerStatusApplyConfiguration constructs a declarative configuration of the BGPPeerStatus type for use with
@@ -52,19 +48,6 @@ func (b *BGPPeerStatusApplyConfiguration) WithConditions(values ...*v1.Condition
 			panic("nil value passed to WithConditions")
 		}
 		b.Conditions = append(b.Conditions, *values[i])
-	}
-	return b
-}
-
-// WithNodes adds the given value to the Nodes field in the declarative configuration
-// and returns the receiver, so that objects can be build by chaining "With" function invocations.
-// If called multiple times, values provided by each call will be appended to the Nodes field.
-func (b *BGPPeerStatusApplyConfiguration) WithNodes(values ...*BGPSessionStatusApplyConfiguration) *BGPPeerStatusApplyConfiguration {
-	for i := range values {
-		if values[i] == nil {
-			panic("nil value passed to WithNodes")
-		}
-		b.Nodes = append(b.Nodes, *values[i])
 	}
 	return b
 }
