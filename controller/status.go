@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -106,8 +107,15 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, got [
 	if old != nil && old.Status == cond.Status {
 		cond.LastTransitionTime = old.LastTransitionTime
 	}
+	adv, oldAdv := c.advertisedCondition(svc, got), meta.FindStatusCondition(svc.Status.Conditions, v1alpha1.ServiceConditionAdvertised)
+	if adv != nil && oldAdv != nil && oldAdv.Status == adv.Status {
+		adv.LastTransitionTime = oldAdv.LastTransitionTime
+	}
 	key := config.Key(svc)
 	digest := statusDigest(ingress, cond)
+	if adv != nil {
+		digest += fmt.Sprintf("|%s|%s|%s", adv.Status, adv.Reason, adv.Message)
+	}
 	if w, ok := c.written.Load(key); ok && w.(lastWrite).basedOn == svc.ResourceVersion {
 		// The cache has not seen our last write yet, so the Service on the
 		// server shows what we wrote, not what the cache shows: skip only
@@ -119,7 +127,8 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, got [
 			return false, nil
 		}
 	} else if old != nil && old.Status == cond.Status && old.Reason == cond.Reason && old.Message == cond.Message &&
-		old.ObservedGeneration == cond.ObservedGeneration && ingressEqual(svc.Status.LoadBalancer.Ingress, ingress) {
+		old.ObservedGeneration == cond.ObservedGeneration && ingressEqual(svc.Status.LoadBalancer.Ingress, ingress) &&
+		sameCondition(adv, oldAdv) {
 		return false, nil
 	}
 
@@ -127,11 +136,11 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, got [
 	for _, ing := range ingress {
 		lb.WithIngress(corev1ac.LoadBalancerIngress().WithIP(ing.IP).WithIPMode(*ing.IPMode))
 	}
-	ac := corev1ac.Service(svc.Name, svc.Namespace).WithStatus(corev1ac.ServiceStatus().
-		WithLoadBalancer(lb).
-		WithConditions(metav1ac.Condition().
-			WithType(cond.Type).WithStatus(cond.Status).WithReason(cond.Reason).WithMessage(cond.Message).
-			WithObservedGeneration(cond.ObservedGeneration).WithLastTransitionTime(cond.LastTransitionTime)))
+	status := corev1ac.ServiceStatus().WithLoadBalancer(lb).WithConditions(conditionApply(cond))
+	if adv != nil {
+		status.WithConditions(conditionApply(*adv))
+	}
+	ac := corev1ac.Service(svc.Name, svc.Namespace).WithStatus(status)
 	if err := c.writer.applyServiceStatus(ctx, ac); err != nil {
 		return false, err
 	}
@@ -174,6 +183,11 @@ func statusDigest(ingress []corev1.LoadBalancerIngress, cond metav1.Condition) s
 	}
 	fmt.Fprintf(&b, "|%s|%s|%s|%d", cond.Status, cond.Reason, cond.Message, cond.ObservedGeneration)
 	return b.String()
+}
+
+func conditionApply(c metav1.Condition) *metav1ac.ConditionApplyConfiguration {
+	return metav1ac.Condition().WithType(c.Type).WithStatus(c.Status).WithReason(c.Reason).WithMessage(c.Message).
+		WithObservedGeneration(c.ObservedGeneration).WithLastTransitionTime(c.LastTransitionTime)
 }
 
 func metaCondition(svc *corev1.Service, ok bool, reason, msg string) metav1.Condition {
