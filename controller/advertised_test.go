@@ -21,7 +21,9 @@ func TestAdvertisedCondition(t *testing.T) {
 	bgp := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	l2 := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	h.c.advs = &advertisements{bgp: berthlisters.NewBGPAdvertisementLister(bgp), l2: berthlisters.NewL2AdvertisementLister(l2)}
-	sel := func(pool string) v1alpha1.AdvertisementSelector { return v1alpha1.AdvertisementSelector{IPPools: []string{pool}} }
+	sel := func(pool string) v1alpha1.AdvertisementSelector {
+		return v1alpha1.AdvertisementSelector{IPPools: []string{pool}}
+	}
 	if err := bgp.Add(&v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: v1alpha1.BGPAdvertisementSpec{AdvertisementSelector: sel("lit")}}); err != nil {
 		t.Fatal(err)
 	}
