@@ -58,3 +58,43 @@ func TestAdvertisedCondition(t *testing.T) {
 		t.Errorf("a written again although nothing changed")
 	}
 }
+
+// TestPeerSessions checks the BGPPeers' session counts, summed over the
+// nodes' BerthNodeStatuses, and that unchanged counts are not written.
+func TestPeerSessions(t *testing.T) {
+	h := newHarness(t)
+	peers := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	nodes := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	h.c.advs = &advertisements{peers: berthlisters.NewBGPPeerLister(peers)}
+	h.c.nodeStatuses = berthlisters.NewBerthNodeStatusLister(nodes)
+	for _, obj := range []any{
+		&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}},
+		&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "quiet"}, Status: v1alpha1.BGPPeerStatus{Sessions: 0}},
+		&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "stale"}, Status: v1alpha1.BGPPeerStatus{Sessions: 3, SessionsEstablished: 3}},
+	} {
+		if err := peers.Add(obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	session := func(peer, state string) v1alpha1.BerthBGPSession { return v1alpha1.BerthBGPSession{Peer: peer, State: state} }
+	for name, sess := range map[string][]v1alpha1.BerthBGPSession{
+		"n1": {session("tor", "Established")},
+		"n2": {session("tor", "Active")},
+		"n3": {session("tor", "Established"), session("gone", "Established")},
+	} {
+		if err := nodes.Add(&v1alpha1.BerthNodeStatus{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: v1alpha1.BerthNodeStatusStatus{Sessions: sess}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.c.syncPeerSessions(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]int32{}
+	for name, st := range h.w.peerStatus {
+		got[name] = [2]int32{*st.SessionsEstablished, *st.Sessions}
+	}
+	want := map[string][2]int32{"tor": {2, 3}, "stale": {0, 0}}
+	if len(got) != len(want) || got["tor"] != want["tor"] || got["stale"] != want["stale"] {
+		t.Errorf("peer statuses written (up, total) %v, want %v (quiet unchanged, not written)", got, want)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -32,6 +33,7 @@ type writer interface {
 	setPoolFinalizer(ctx context.Context, pool *v1alpha1.IPPool, present bool) error
 	applyBGPAdvertisementStatus(ctx context.Context, adv *berthac.BGPAdvertisementApplyConfiguration) error
 	applyL2AdvertisementStatus(ctx context.Context, adv *berthac.L2AdvertisementApplyConfiguration) error
+	applyBGPPeerStatus(ctx context.Context, peer *berthac.BGPPeerApplyConfiguration) error
 }
 
 type apiWriter struct {
@@ -75,6 +77,17 @@ func (w *apiWriter) applyBGPAdvertisementStatus(ctx context.Context, adv *bertha
 func (w *apiWriter) applyL2AdvertisementStatus(ctx context.Context, adv *berthac.L2AdvertisementApplyConfiguration) error {
 	if _, err := w.berth.BerthV1alpha1().L2Advertisements().ApplyStatus(ctx, adv, applyOpts); err != nil {
 		return fmt.Errorf("apply L2 advertisement status: %w", err)
+	}
+	return nil
+}
+
+func (w *apiWriter) applyBGPPeerStatus(ctx context.Context, peer *berthac.BGPPeerApplyConfiguration) error {
+	_, err := w.berth.BerthV1alpha1().BGPPeers().ApplyStatus(ctx, peer, applyOpts)
+	if apierrors.IsNotFound(err) {
+		return nil // gone, and its status with it
+	}
+	if err != nil {
+		return fmt.Errorf("apply BGP peer status: %w", err)
 	}
 	return nil
 }

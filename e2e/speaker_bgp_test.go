@@ -96,6 +96,16 @@ func TestSpeakerBGP(t *testing.T) {
 			}
 			return nil
 		})
+		poll(t, settle, "the controller counts r1-v4's sessions into its status", func() error {
+			p, err := sl.e.berth.BerthV1alpha1().BGPPeers().Get(t.Context(), "r1-v4", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if n := int32(len(sl.nodes)); p.Status.Sessions != n || p.Status.SessionsEstablished != n {
+				return fmt.Errorf("status %+v, want %d of %d sessions up", p.Status, n, n)
+			}
+			return nil
+		})
 	})
 
 	t.Run("externalTrafficPolicy Local announces from nodes with ready endpoints", func(t *testing.T) {

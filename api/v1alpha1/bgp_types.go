@@ -17,6 +17,8 @@ import (
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=".spec.address"
 // +kubebuilder:printcolumn:name="ASN",type=integer,JSONPath=".spec.asn"
 // +kubebuilder:printcolumn:name="Local ASN",type=integer,JSONPath=".spec.localASN"
+// +kubebuilder:printcolumn:name="Sessions Up",type=integer,JSONPath=".status.sessionsEstablished"
+// +kubebuilder:printcolumn:name="Sessions",type=integer,JSONPath=".status.sessions"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 type BGPPeer struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -156,6 +158,13 @@ type GracefulRestart struct {
 // with the peer is in that node's BerthNodeStatus, written by its speaker
 // alone, so that speakers never contend for one object.
 type BGPPeerStatus struct {
+	// Sessions counts the nodes with a session to the peer, and
+	// SessionsEstablished those whose session is Established, from the
+	// nodes' BerthNodeStatuses; the controller writes them.
+	// +optional
+	Sessions int32 `json:"sessions"`
+	// +optional
+	SessionsEstablished int32 `json:"sessionsEstablished"`
 	// Conditions of the peer as a whole.
 	// +optional
 	// +listType=map

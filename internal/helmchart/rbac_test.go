@@ -81,8 +81,8 @@ func TestRBACFollowsValues(t *testing.T) {
 		},
 		{
 			name: "controller never touches Secrets or Service specs, and only reads Nodes", role: "ClusterRole/berth-controller",
-			has:  []string{"berth.dev/ippools:update", "/services/status:patch", "berth.dev/l2advertisements/status:patch", "/nodes:list", "networking.k8s.io/servicecidrs:watch"},
-			lack: []string{"/secrets:get", "/nodes:get", "/nodes:patch", "/services:patch", "/services:update", "/services:get"},
+			has:  []string{"berth.dev/ippools:update", "/services/status:patch", "berth.dev/l2advertisements/status:patch", "/nodes:list", "networking.k8s.io/servicecidrs:watch", "berth.dev/berthnodestatuses:watch", "berth.dev/bgppeers/status:patch"},
+			lack: []string{"/secrets:get", "/nodes:get", "/nodes:patch", "/services:patch", "/services:update", "/services:get", "berth.dev/berthnodestatuses:patch"},
 		},
 		{
 			name: "speaker with everything", role: "ClusterRole/berth-speaker",

@@ -29,6 +29,11 @@ import (
 // with the peer is in that node's BerthNodeStatus, written by its speaker
 // alone, so that speakers never contend for one object.
 type BGPPeerStatusApplyConfiguration struct {
+	// Sessions counts the nodes with a session to the peer, and
+	// SessionsEstablished those whose session is Established, from the
+	// nodes' BerthNodeStatuses; the controller writes them.
+	Sessions            *int32 `json:"sessions,omitempty"`
+	SessionsEstablished *int32 `json:"sessionsEstablished,omitempty"`
 	// Conditions of the peer as a whole.
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 }
@@ -37,6 +42,22 @@ type BGPPeerStatusApplyConfiguration struct {
 // apply.
 func BGPPeerStatus() *BGPPeerStatusApplyConfiguration {
 	return &BGPPeerStatusApplyConfiguration{}
+}
+
+// WithSessions sets the Sessions field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Sessions field is set to the value of the last call.
+func (b *BGPPeerStatusApplyConfiguration) WithSessions(value int32) *BGPPeerStatusApplyConfiguration {
+	b.Sessions = &value
+	return b
+}
+
+// WithSessionsEstablished sets the SessionsEstablished field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the SessionsEstablished field is set to the value of the last call.
+func (b *BGPPeerStatusApplyConfiguration) WithSessionsEstablished(value int32) *BGPPeerStatusApplyConfiguration {
+	b.SessionsEstablished = &value
+	return b
 }
 
 // WithConditions adds the given value to the Conditions field in the declarative configuration
