@@ -2,12 +2,15 @@ package speaker
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/berthlb/berth/api/v1alpha1"
@@ -132,5 +135,46 @@ func TestSessionChanges(t *testing.T) {
 	want := []string{"r1 up node n1: the session is Established", "r1 down node n1: the session is Idle: hold timer expired"}
 	if diff := cmp.Diff(want, ev.events); diff != "" {
 		t.Errorf("session Events (-want +got):\n%s", diff)
+	}
+}
+
+// TestNodeStatusSize measures the BerthNodeStatus of a node at the scale
+// Berth is sized for, 10,000 Services on 100 nodes, in the worst case for
+// its size: no two of its BGP addresses consecutive (so no ranges), half
+// of them IPv6, its share of layer-2 owners (100) and 100 withheld
+// addresses. It must stay far below etcd's 1.5 MiB request limit.
+func TestNodeStatusSize(t *testing.T) {
+	plan := &Plan{Eligible: true, Routes: map[string][]bgp.Advertisement{}}
+	withheld := map[netip.Addr]string{}
+	holders := map[netip.Addr][]string{}
+	v4, v6 := netip.MustParseAddr("198.18.0.0"), netip.MustParseAddr("2001:db8::")
+	for i := range 10000 {
+		a := &v4
+		if i%2 == 1 {
+			a = &v6
+		}
+		*a = a.Next().Next() // never consecutive
+		plan.Routes["r1"] = append(plan.Routes["r1"], bgp.Advertisement{Prefix: netip.PrefixFrom(*a, a.BitLen())})
+		if i%100 == 0 {
+			plan.L2Owned = append(plan.L2Owned, *a)
+		}
+		if i%100 == 1 {
+			withheld[*a] = "sync forwarding: writing nftables table: sending 57 operations over netlink: netlink receive: operation not permitted"
+			holders[*a] = []string{fmt.Sprintf("namespace-%04d/service-%05d", i/100, i)}
+		}
+	}
+	plan.Routes["r2"] = plan.Routes["r1"]
+	sess := []*v1alpha1.BerthBGPSession{{Peer: "r1", State: "Established"}, {Peer: "r2", State: "Established"}}
+	st := nodeStatus(plan, withholding(plan, withheld), withheld, holders, sess, true)
+	data, err := json.Marshal(&v1alpha1.BerthNodeStatus{ObjectMeta: metav1.ObjectMeta{Name: "node-042"}, Status: *st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("MEASURED: BerthNodeStatus of a node announcing 10,000 non-consecutive addresses (100 on layer 2, 100 withheld): %d bytes of JSON", len(data))
+	if st.BGPAddresses != 9900 || st.L2Addresses != 100 || st.WithheldAddresses != 100 {
+		t.Errorf("counts %d BGP, %d layer 2, %d withheld; want 9900, 100, 100", st.BGPAddresses, st.L2Addresses, st.WithheldAddresses)
+	}
+	if len(data) > 512<<10 {
+		t.Errorf("%d bytes: more than a third of etcd's request limit", len(data))
 	}
 }
