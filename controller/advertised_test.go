@@ -76,7 +76,9 @@ func TestPeerSessions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	session := func(peer, state string) v1alpha1.BerthBGPSession { return v1alpha1.BerthBGPSession{Peer: peer, State: state} }
+	session := func(peer, state string) v1alpha1.BerthBGPSession {
+		return v1alpha1.BerthBGPSession{Peer: peer, State: state}
+	}
 	for name, sess := range map[string][]v1alpha1.BerthBGPSession{
 		"n1": {session("tor", "Established")},
 		"n2": {session("tor", "Active")},
