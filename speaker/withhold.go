@@ -58,12 +58,13 @@ func unforwarded(rules []nodeport.Rule, err error) map[netip.Addr]string {
 }
 
 // invalidRules returns every *nodeport.InvalidRuleError in err's tree.
+// It walks the tree itself: errors.As finds only the first.
 func invalidRules(err error) []*nodeport.InvalidRuleError {
-	if inv, ok := err.(*nodeport.InvalidRuleError); ok {
+	if inv, ok := err.(*nodeport.InvalidRuleError); ok { //nolint:errorlint // see above
 		return []*nodeport.InvalidRuleError{inv}
 	}
 	var out []*nodeport.InvalidRuleError
-	switch u := err.(type) {
+	switch u := err.(type) { //nolint:errorlint // see above
 	case interface{ Unwrap() []error }:
 		for _, e := range u.Unwrap() {
 			out = append(out, invalidRules(e)...)
