@@ -52,6 +52,7 @@ func (ss *session) status(ctx context.Context) (PeerStatus, error) {
 	}
 	for _, as := range found.GetAfiSafis() {
 		st.PrefixesSent += as.GetState().GetAdvertised()
+		st.PrefixesReceived += as.GetState().GetReceived()
 	}
 	if found.GetState().GetAdminState() == api.PeerState_PFX_CT {
 		// Later warnings would hide it, and it needs action.

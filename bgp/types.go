@@ -151,6 +151,8 @@ type PeerStatus struct {
 	Flaps uint32
 	// PrefixesSent is the number of prefixes currently advertised.
 	PrefixesSent uint64
+	// PrefixesReceived is the number of prefixes the neighbor sent.
+	PrefixesReceived uint64
 	// UpdatesSent is the number of UPDATE messages sent.
 	UpdatesSent uint64
 	// LastError is the most recent problem seen on the session (a

@@ -49,12 +49,23 @@ type advertisements struct {
 func (c *Controller) WatchAdvertisements(bgpInf berthinformers.BGPAdvertisementInformer, l2Inf berthinformers.L2AdvertisementInformer, peerInf berthinformers.BGPPeerInformer) error {
 	c.advs = &advertisements{bgp: bgpInf.Lister(), l2: l2Inf.Lister(), peers: peerInf.Lister()}
 	handler := func(prefix string) cache.ResourceEventHandler {
-		add := func(obj any) {
+		queue := func(obj any) {
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 				c.poolQueue.Add(prefix + key)
 			}
 		}
-		return cache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, obj any) { add(obj) }}
+		// A change of an advertisement's spec changes the Services'
+		// Advertised conditions; its status does not.
+		return cache.ResourceEventHandlerFuncs{
+			AddFunc: func(obj any) { queue(obj); c.enqueueHandled() },
+			UpdateFunc: func(old, obj any) {
+				queue(obj)
+				if o, n := old.(metav1.Object), obj.(metav1.Object); o.GetGeneration() != n.GetGeneration() {
+					c.enqueueHandled()
+				}
+			},
+			DeleteFunc: func(any) { c.enqueueHandled() },
+		}
 	}
 	if _, err := bgpInf.Informer().AddEventHandler(handler(bgpAdvPrefix)); err != nil {
 		return fmt.Errorf("watch BGP advertisements: %w", err)

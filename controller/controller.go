@@ -69,6 +69,8 @@ type Controller struct {
 	ready     atomic.Bool
 	// written holds a lastWrite per Service key.
 	written sync.Map
+	// nodeStatuses is set by WatchNodeStatuses.
+	nodeStatuses berthlisters.BerthNodeStatusLister
 	// advs is set by WatchAdvertisements.
 	advs *advertisements
 	// cluster is set by WatchCluster.

@@ -191,6 +191,7 @@ type fakeWriter struct {
 	writes     map[string]int // status writes (and clears) by Service name
 	log        []string       // every status write in order, "name:ip,ip"
 	poolStatus map[string]*berthac.IPPoolStatusApplyConfiguration
+	peerStatus map[string]*berthac.BGPPeerStatusApplyConfiguration // by peer name
 }
 
 func (w *fakeWriter) applyServiceStatus(_ context.Context, ac *corev1ac.ServiceApplyConfiguration) error {
@@ -248,6 +249,14 @@ func (w *fakeWriter) applyBGPAdvertisementStatus(context.Context, *berthac.BGPAd
 }
 
 func (w *fakeWriter) applyL2AdvertisementStatus(context.Context, *berthac.L2AdvertisementApplyConfiguration) error {
+	return nil
+}
+
+func (w *fakeWriter) applyBGPPeerStatus(_ context.Context, ac *berthac.BGPPeerApplyConfiguration) error {
+	if w.peerStatus == nil {
+		w.peerStatus = map[string]*berthac.BGPPeerStatusApplyConfiguration{}
+	}
+	w.peerStatus[*ac.Name] = ac.Status
 	return nil
 }
 

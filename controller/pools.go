@@ -35,6 +35,8 @@ func (c *Controller) syncPoolKey(ctx context.Context, key string) error {
 		return nil
 	case c.advs != nil && (strings.HasPrefix(key, bgpAdvPrefix) || strings.HasPrefix(key, l2AdvPrefix)):
 		return c.syncAdvertisement(ctx, key)
+	case key == peerSessionsKey && c.nodeStatuses != nil:
+		return c.syncPeerSessions(ctx)
 	}
 	return c.syncPool(ctx, key)
 }

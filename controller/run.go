@@ -151,6 +151,9 @@ func Run(ctx context.Context, opts Options) error {
 		if err := c.WatchAdvertisements(adv.BGPAdvertisements(), adv.L2Advertisements(), adv.BGPPeers()); err != nil {
 			return err
 		}
+		if err := c.WatchNodeStatuses(adv.BerthNodeStatuses()); err != nil {
+			return err
+		}
 		if opts.LifecycleConfigMap != "" {
 			mark := lifecycle.NewWatcher(kube, opts.LeaderElectionNamespace, opts.LifecycleConfigMap)
 			if err := c.WatchUninstall(mark); err != nil {

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -31,6 +33,7 @@ type writer interface {
 	setPoolFinalizer(ctx context.Context, pool *v1alpha1.IPPool, present bool) error
 	applyBGPAdvertisementStatus(ctx context.Context, adv *berthac.BGPAdvertisementApplyConfiguration) error
 	applyL2AdvertisementStatus(ctx context.Context, adv *berthac.L2AdvertisementApplyConfiguration) error
+	applyBGPPeerStatus(ctx context.Context, peer *berthac.BGPPeerApplyConfiguration) error
 }
 
 type apiWriter struct {
@@ -78,6 +81,17 @@ func (w *apiWriter) applyL2AdvertisementStatus(ctx context.Context, adv *berthac
 	return nil
 }
 
+func (w *apiWriter) applyBGPPeerStatus(ctx context.Context, peer *berthac.BGPPeerApplyConfiguration) error {
+	_, err := w.berth.BerthV1alpha1().BGPPeers().ApplyStatus(ctx, peer, applyOpts)
+	if apierrors.IsNotFound(err) {
+		return nil // gone, and its status with it
+	}
+	if err != nil {
+		return fmt.Errorf("apply BGP peer status: %w", err)
+	}
+	return nil
+}
+
 func (w *apiWriter) setPoolFinalizer(ctx context.Context, pool *v1alpha1.IPPool, present bool) error {
 	p := pool.DeepCopy()
 	var fins []string
@@ -106,8 +120,15 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, got [
 	if old != nil && old.Status == cond.Status {
 		cond.LastTransitionTime = old.LastTransitionTime
 	}
+	adv, oldAdv := c.advertisedCondition(svc, got), meta.FindStatusCondition(svc.Status.Conditions, v1alpha1.ServiceConditionAdvertised)
+	if adv != nil && oldAdv != nil && oldAdv.Status == adv.Status {
+		adv.LastTransitionTime = oldAdv.LastTransitionTime
+	}
 	key := config.Key(svc)
 	digest := statusDigest(ingress, cond)
+	if adv != nil {
+		digest += fmt.Sprintf("|%s|%s|%s", adv.Status, adv.Reason, adv.Message)
+	}
 	if w, ok := c.written.Load(key); ok && w.(lastWrite).basedOn == svc.ResourceVersion {
 		// The cache has not seen our last write yet, so the Service on the
 		// server shows what we wrote, not what the cache shows: skip only
@@ -119,7 +140,8 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, got [
 			return false, nil
 		}
 	} else if old != nil && old.Status == cond.Status && old.Reason == cond.Reason && old.Message == cond.Message &&
-		old.ObservedGeneration == cond.ObservedGeneration && ingressEqual(svc.Status.LoadBalancer.Ingress, ingress) {
+		old.ObservedGeneration == cond.ObservedGeneration && ingressEqual(svc.Status.LoadBalancer.Ingress, ingress) &&
+		sameCondition(adv, oldAdv) {
 		return false, nil
 	}
 
@@ -127,11 +149,11 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, got [
 	for _, ing := range ingress {
 		lb.WithIngress(corev1ac.LoadBalancerIngress().WithIP(ing.IP).WithIPMode(*ing.IPMode))
 	}
-	ac := corev1ac.Service(svc.Name, svc.Namespace).WithStatus(corev1ac.ServiceStatus().
-		WithLoadBalancer(lb).
-		WithConditions(metav1ac.Condition().
-			WithType(cond.Type).WithStatus(cond.Status).WithReason(cond.Reason).WithMessage(cond.Message).
-			WithObservedGeneration(cond.ObservedGeneration).WithLastTransitionTime(cond.LastTransitionTime)))
+	status := corev1ac.ServiceStatus().WithLoadBalancer(lb).WithConditions(conditionApply(cond))
+	if adv != nil {
+		status.WithConditions(conditionApply(*adv))
+	}
+	ac := corev1ac.Service(svc.Name, svc.Namespace).WithStatus(status)
 	if err := c.writer.applyServiceStatus(ctx, ac); err != nil {
 		return false, err
 	}
@@ -174,6 +196,11 @@ func statusDigest(ingress []corev1.LoadBalancerIngress, cond metav1.Condition) s
 	}
 	fmt.Fprintf(&b, "|%s|%s|%s|%d", cond.Status, cond.Reason, cond.Message, cond.ObservedGeneration)
 	return b.String()
+}
+
+func conditionApply(c metav1.Condition) *metav1ac.ConditionApplyConfiguration {
+	return metav1ac.Condition().WithType(c.Type).WithStatus(c.Status).WithReason(c.Reason).WithMessage(c.Message).
+		WithObservedGeneration(c.ObservedGeneration).WithLastTransitionTime(c.LastTransitionTime)
 }
 
 func metaCondition(svc *corev1.Service, ok bool, reason, msg string) metav1.Condition {

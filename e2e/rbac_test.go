@@ -37,8 +37,11 @@ func TestRBACServiceAccounts(t *testing.T) {
 			ra("patch", "", "services", "status", "default", "web"),
 			ra("update", v1alpha1.GroupName, "ippools", "", "", "p"),
 			ra("update", "coordination.k8s.io", "leases", "", berthNS, "berth-controller"),
+			ra("patch", v1alpha1.GroupName, "bgppeers", "status", "", "r1"),
+			ra("watch", v1alpha1.GroupName, "berthnodestatuses", "", "", ""),
 		},
 		denied: []authorizationv1.ResourceAttributes{
+			ra("patch", v1alpha1.GroupName, "berthnodestatuses", "", "", "node1"),
 			ra("update", "", "services", "", "default", "web"),
 			ra("get", "", "secrets", "", berthNS, "berth-memberlist"),
 			ra("update", "coordination.k8s.io", "leases", "", berthNS, "berth-ccm"),
@@ -48,7 +51,8 @@ func TestRBACServiceAccounts(t *testing.T) {
 		account: "berth-speaker",
 		allowed: []authorizationv1.ResourceAttributes{
 			ra("get", "", "secrets", "", berthNS, "berth-memberlist"),
-			ra("patch", v1alpha1.GroupName, "bgppeers", "status", "", "r1"),
+			ra("patch", v1alpha1.GroupName, "berthnodestatuses", "", "", "node1"),
+			ra("create", v1alpha1.GroupName, "berthnodestatuses", "", "", ""),
 			ra("list", "", "nodes", "", "", ""),
 			ra("patch", "", "configmaps", "", berthNS, "berth-lifecycle"),
 			ra("watch", "", "configmaps", "", berthNS, "berth-lifecycle"),
@@ -69,6 +73,8 @@ func TestRBACServiceAccounts(t *testing.T) {
 			ra("delete", "coordination.k8s.io", "leases", "", berthNS, "berth-l2-tiebreak"),
 			ra("list", "coordination.k8s.io", "leases", "", berthNS, ""),
 			ra("get", "coordination.k8s.io", "leases", "", "default", "berth-l2-tiebreak"),
+			ra("patch", v1alpha1.GroupName, "bgppeers", "status", "", "r1"),
+			ra("delete", v1alpha1.GroupName, "berthnodestatuses", "", "", "node1"),
 		},
 	}, {
 		// The uninstall hook: the mark, the speakers' Pods, the pools.

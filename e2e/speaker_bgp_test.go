@@ -83,19 +83,26 @@ func TestSpeakerBGP(t *testing.T) {
 		t.FailNow()
 	}
 
-	t.Run("each node writes its session into the BGPPeer's status", func(t *testing.T) {
-		poll(t, settle, "r1-v4 status shows every node Established with prefixes sent", func() error {
+	t.Run("each node writes its session into its BerthNodeStatus", func(t *testing.T) {
+		poll(t, settle, "every node's status shows r1-v4 Established with prefixes sent", func() error {
+			for _, n := range sl.nodes {
+				x, err := nodeSession(t, sl, n.name, "r1-v4")
+				if err != nil {
+					return err
+				}
+				if x.State != "Established" || x.PrefixesSent < 1 || x.EstablishedSince == nil {
+					return fmt.Errorf("node %s: %+v", n.name, x)
+				}
+			}
+			return nil
+		})
+		poll(t, settle, "the controller counts r1-v4's sessions into its status", func() error {
 			p, err := sl.e.berth.BerthV1alpha1().BGPPeers().Get(t.Context(), "r1-v4", metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
-			if len(p.Status.Nodes) != len(sl.nodes) {
-				return fmt.Errorf("status.nodes = %+v, want one entry per node", p.Status.Nodes)
-			}
-			for _, n := range p.Status.Nodes {
-				if n.State != "Established" || n.PrefixesSent < 1 || n.EstablishedSince == nil {
-					return fmt.Errorf("node %s: %+v", n.Node, n)
-				}
+			if n := int32(len(sl.nodes)); p.Status.Sessions != n || p.Status.SessionsEstablished != n {
+				return fmt.Errorf("status %+v, want %d of %d sessions up", p.Status, n, n)
 			}
 			return nil
 		})
@@ -458,16 +465,14 @@ func TestSpeakerBGPPassword(t *testing.T) {
 	// it is and says why in the peer's status.
 	sl.updatePeer("bad", func(s *v1alpha1.BGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-missing"} })
 	poll(t, settle, "node2's status entry of peer bad names the missing Secret", func() error {
-		p, err := sl.e.berth.BerthV1alpha1().BGPPeers().Get(t.Context(), "bad", metav1.GetOptions{})
+		n, err := nodeSession(t, sl, n2.name, "bad")
 		if err != nil {
 			return err
 		}
-		for _, n := range p.Status.Nodes {
-			if n.Node == n2.name && strings.Contains(n.LastError, `password Secret "bgp-missing"`) {
-				return nil
-			}
+		if strings.Contains(n.LastError, `password Secret "bgp-missing"`) {
+			return nil
 		}
-		return fmt.Errorf("status.nodes = %+v", p.Status.Nodes)
+		return fmt.Errorf("node2's session %+v", n)
 	})
 	if ev := sl.e.eventsWithin(t, metav1.NamespaceDefault, "bad", "SpeakerConfigProblem", settle); len(ev) == 0 {
 		t.Errorf("no SpeakerConfigProblem Event on BGPPeer bad")
@@ -481,16 +486,14 @@ func TestSpeakerBGPPassword(t *testing.T) {
 	}
 	sl.updatePeer("bad", func(s *v1alpha1.BGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-unlisted"} })
 	poll(t, settle, "node2's status entry of peer bad says it may not read the Secret", func() error {
-		p, err := sl.e.berth.BerthV1alpha1().BGPPeers().Get(t.Context(), "bad", metav1.GetOptions{})
+		n, err := nodeSession(t, sl, n2.name, "bad")
 		if err != nil {
 			return err
 		}
-		for _, n := range p.Status.Nodes {
-			if n.Node == n2.name && strings.Contains(n.LastError, `password Secret "bgp-unlisted"`) && strings.Contains(n.LastError, "may not read") {
-				return nil
-			}
+		if strings.Contains(n.LastError, `password Secret "bgp-unlisted"`) && strings.Contains(n.LastError, "may not read") {
+			return nil
 		}
-		return fmt.Errorf("status.nodes = %+v", p.Status.Nodes)
+		return fmt.Errorf("node2's session %+v", n)
 	})
 	if v := n1.speaker.metric(t, "berth_speaker_bgp_session_up", `peer="good"`); v != "1" {
 		t.Errorf("node1's berth_speaker_bgp_session_up{peer=good} = %q, want 1", v)

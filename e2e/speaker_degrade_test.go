@@ -88,29 +88,42 @@ func waitAnnounced(t *testing.T, l *l2Lab, r *frr.Router, addr netip.Addr, n *la
 	})
 }
 
-// peerEntryHas checks node's entry of BGPPeer peer: its Configured
-// condition has status, and its message and lastError contain problem.
+// peerEntryHas checks node's session with BGPPeer peer in its
+// BerthNodeStatus: its Configured condition has status, and its message
+// and lastError contain problem.
 func peerEntryHas(t *testing.T, sl *speakerLab, peer, node string, status metav1.ConditionStatus, problem string) error {
 	p, err := sl.e.berth.BerthV1alpha1().BGPPeers().Get(t.Context(), peer, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
-	for _, e := range p.Status.Nodes {
-		if e.Node != node {
-			continue
-		}
-		c := meta.FindStatusCondition(e.Conditions, speaker.ConditionConfigured)
-		switch {
-		case c == nil:
-			return fmt.Errorf("peer %s: node %s's entry has no Configured condition: %+v", peer, node, e)
-		case c.Status != status || !strings.Contains(c.Message, problem) || !strings.Contains(e.LastError, problem):
-			return fmt.Errorf("peer %s: node %s's Configured %s (%s), lastError %q; want %s naming %q", peer, node, c.Status, c.Message, e.LastError, status, problem)
-		case c.ObservedGeneration != p.Generation:
-			return fmt.Errorf("peer %s: node %s's Configured observed generation %d, the peer's is %d", peer, node, c.ObservedGeneration, p.Generation)
-		}
-		return nil
+	e, err := nodeSession(t, sl, node, peer)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("peer %s: no entry for node %s in %+v", peer, node, p.Status.Nodes)
+	c := meta.FindStatusCondition(e.Conditions, speaker.ConditionConfigured)
+	switch {
+	case c == nil:
+		return fmt.Errorf("peer %s: node %s's session has no Configured condition: %+v", peer, node, e)
+	case c.Status != status || !strings.Contains(c.Message, problem) || !strings.Contains(e.LastError, problem):
+		return fmt.Errorf("peer %s: node %s's Configured %s (%s), lastError %q; want %s naming %q", peer, node, c.Status, c.Message, e.LastError, status, problem)
+	case c.ObservedGeneration != p.Generation:
+		return fmt.Errorf("peer %s: node %s's Configured observed generation %d, the peer's is %d", peer, node, c.ObservedGeneration, p.Generation)
+	}
+	return nil
+}
+
+// nodeSession returns node's session with peer from its BerthNodeStatus.
+func nodeSession(t testing.TB, sl *speakerLab, node, peer string) (*v1alpha1.BerthBGPSession, error) {
+	ns, err := sl.e.berth.BerthV1alpha1().BerthNodeStatuses().Get(t.Context(), node, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range ns.Status.Sessions {
+		if s.Peer == peer {
+			return &ns.Status.Sessions[i], nil
+		}
+	}
+	return nil, fmt.Errorf("node %s's status has no session with %s: %+v", node, peer, ns.Status.Sessions)
 }
 
 // checkPeerEvent checks that a SpeakerConfigProblem Event naming problem

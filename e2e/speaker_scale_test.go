@@ -131,8 +131,40 @@ func speakerScaleRun(b *testing.B, n int) {
 	inKernel := time.Now()
 	rss := procPeakRSS(b, sp.pid)
 	lag := inKernel.Sub(last)
+	writes, size, took := nodeStatusCost(b, sl, sp, n, start)
 	b.ReportMetric(lag.Seconds(), "s-last-assigned-to-all-routes")
 	b.ReportMetric(rss/(1<<20), "MiB-speaker-peak-RSS")
+	b.ReportMetric(writes, "node-status-writes")
+	b.ReportMetric(writes/took.Seconds(), "node-status-writes/s")
+	b.ReportMetric(float64(size), "bytes-node-status")
 	b.Logf("%d Services created and assigned in %v; all %d routes in the router's kernel %v after the last address was assigned; speaker peak RSS %.1f MiB",
 		n, last.Sub(start).Round(time.Millisecond), routes, lag.Round(time.Millisecond), rss/(1<<20))
+}
+
+// nodeStatusCost waits until the speaker's BerthNodeStatus shows all n
+// addresses and returns how many times the speaker wrote it since it
+// started, the object's size as the API server serves it (JSON), and the
+// time from start until it showed them.
+func nodeStatusCost(b *testing.B, sl *speakerLab, sp *speakerProc, n int, start time.Time) (writes float64, size int, took time.Duration) {
+	b.Helper()
+	node := sl.nodes[0].name
+	poll(b, time.Minute, "the BerthNodeStatus shows every address", func() error {
+		ns, err := sl.e.berth.BerthV1alpha1().BerthNodeStatuses().Get(b.Context(), node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if int(ns.Status.BGPAddresses) != n {
+			return fmt.Errorf("%d addresses", ns.Status.BGPAddresses)
+		}
+		return nil
+	})
+	took = time.Since(start)
+	raw, err := sl.e.berth.BerthV1alpha1().RESTClient().Get().AbsPath("/apis/berth.dev/v1alpha1/berthnodestatuses", node).DoRaw(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
+	writes = counter(b, sp, "berth_speaker_node_status_writes_total")
+	b.Logf("BerthNodeStatus: %.0f writes in %v (%.2f/s) while the %d Services were created and announced; %d bytes with %d addresses",
+		writes, took.Round(time.Millisecond), writes/took.Seconds(), n, len(raw), n)
+	return writes, len(raw), took
 }

@@ -7,8 +7,6 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/go-logr/logr"
-
 	"github.com/berthlb/berth/bgp"
 )
 
@@ -120,24 +118,6 @@ func (s *Speaker) reportPeerProblems(ctx context.Context, applyProblems map[stri
 	for _, name := range slices.Sorted(maps.Keys(applyProblems)) {
 		s.problems.report(ctx, "BGPPeer/"+name, applyProblems[name])
 	}
-}
-
-// reportStatus publishes the BGP sessions' state to metrics and the
-// BGPPeers' status.
-func (s *Speaker) reportStatus(ctx context.Context) {
-	if s.bgp == nil {
-		return
-	}
-	st, err := s.bgp.Status(ctx)
-	if err != nil {
-		logr.FromContextOrDiscard(ctx).Error(err, "Read BGP status")
-		return
-	}
-	s.metrics.observeBGP(st)
-	s.mu.Lock()
-	configs := s.peerConfigs
-	s.mu.Unlock()
-	s.writePeerStatus(ctx, withConfigProblems(st, configs), configs)
 }
 
 // withConfigProblems puts the configuration problem of each peer this node

@@ -184,6 +184,9 @@ func TestSyncDegradesPerPart(t *testing.T) {
 		wantBRoutes int               // routes announced to b
 		problems    map[string]string // peer: substring of its problem, "" for none
 		wantRules   int
+		// withdrawn: the node cannot forward, so it announces nothing
+		// (BGP and layer 2); its peers stay configured.
+		withdrawn bool
 	}{
 		{name: "b's Secret deleted: b keeps its session and routes",
 			breakIt: func(e *degradeEnv) { delete(e.secrets, "pw-b/password") },
@@ -223,9 +226,9 @@ func TestSyncDegradesPerPart(t *testing.T) {
 			breakIt: func(e *degradeEnv) { e.bgp.advErr["b"] = errors.New("announce failed") },
 			wantErr: true, wantB: "old", wantBRoutes: 1, wantRules: 2,
 			problems: map[string]string{"a": "", "b": "ipv6-unicast: announce failed"}},
-		{name: "forwarding fails: BGP and layer 2 still serve the new Service",
+		{name: "forwarding fails: the node withdraws what it cannot forward, the peers stay configured",
 			breakIt: func(e *degradeEnv) { e.fwd.err = errors.New("nft: netlink error") },
-			wantErr: true, wantB: "old", wantBRoutes: 2, wantRules: 1,
+			wantErr: true, wantB: "old", wantBRoutes: 0, wantRules: 1, withdrawn: true,
 			problems: map[string]string{"a": "", "b": ""}},
 	}
 	web, api := netip.MustParseAddr("198.51.100.5"), netip.MustParseAddr("198.51.100.6")
@@ -246,12 +249,13 @@ func TestSyncDegradesPerPart(t *testing.T) {
 			if (err != nil) != tc.wantErr {
 				t.Errorf("sync error %v, want an error: %v", err, tc.wantErr)
 			}
-			// a, layer 2 and (unless broken) forwarding serve the new Service.
-			if got := e.bgp.routes["a"]; len(got) != 2 {
-				t.Errorf("routes to a: %v, want both Services'", got)
+			// a, layer 2 and (unless broken) forwarding serve the new
+			// Service; without forwarding, nothing is announced.
+			if got := e.bgp.routes["a"]; len(got) != 2 && !tc.withdrawn || len(got) != 0 && tc.withdrawn {
+				t.Errorf("routes to a: %v, want both Services' unless withdrawn (%v)", got, tc.withdrawn)
 			}
-			if _, ok := e.resp.addrs[api]; !ok {
-				t.Errorf("layer 2 answers for %v, want %v and %v", e.resp.addrs, web, api)
+			if _, ok := e.resp.addrs[api]; ok == tc.withdrawn {
+				t.Errorf("layer 2 answers for %v, want %v and %v unless withdrawn (%v)", e.resp.addrs, web, api, tc.withdrawn)
 			}
 			if len(e.fwd.rules) != tc.wantRules {
 				t.Errorf("forwarding rules %v, want %d", e.fwd.rules, tc.wantRules)

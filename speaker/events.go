@@ -40,29 +40,66 @@ func (e *eventReporter) report(ctx context.Context, object, problem string) {
 	if ref == nil {
 		return
 	}
-	if e.uid != nil {
-		ns := ref.Namespace
-		if ref.APIVersion != "v1" {
-			ns = "" // cluster-scoped; the Event itself lives in default
-		}
-		ref.UID = e.uid(ref.Kind, ns, ref.Name)
-	}
+	e.withUID(ref)
 	e.rec.Event(ref, corev1.EventTypeWarning, "SpeakerConfigProblem", problem)
+}
+
+// withUID sets ref's UID, if known.
+func (e *eventReporter) withUID(ref *corev1.ObjectReference) {
+	if e.uid != nil {
+		ref.UID = e.uid(ref.Kind, ref.Namespace, ref.Name)
+	}
+}
+
+// Reasons of the Events about BGP sessions and forwarding.
+const (
+	ReasonSessionUp          = "BGPSessionUp"
+	ReasonSessionDown        = "BGPSessionDown"
+	ReasonForwardingFailed   = "ForwardingFailed"
+	ReasonForwardingRestored = "ForwardingRestored"
+)
+
+// session records, on the BGPPeer, that this node's session with it went
+// up or down.
+func (e *eventReporter) session(_ context.Context, peer string, up bool, message string) {
+	ref := objectRef("BGPPeer/" + peer)
+	e.withUID(ref)
+	typ, reason := corev1.EventTypeWarning, ReasonSessionDown
+	if up {
+		typ, reason = corev1.EventTypeNormal, ReasonSessionUp
+	}
+	e.rec.Event(ref, typ, reason, message)
+}
+
+// forwarding records, on a Service ("namespace/name"), that this node
+// withdrew one of its addresses because its forwarding failed (warning),
+// or announces it again.
+func (e *eventReporter) forwarding(_ context.Context, service string, warning bool, message string) {
+	ref := objectRef("Service/" + service)
+	if ref == nil {
+		return
+	}
+	e.withUID(ref)
+	typ, reason := corev1.EventTypeNormal, ReasonForwardingRestored
+	if warning {
+		typ, reason = corev1.EventTypeWarning, ReasonForwardingFailed
+	}
+	e.rec.Event(ref, typ, reason, message)
 }
 
 // owner records that this node now answers for one of a Service's
 // addresses.
 func (e *eventReporter) owner(_ context.Context, service, message string) {
 	if ref := objectRef("Service/" + service); ref != nil {
-		if e.uid != nil {
-			ref.UID = e.uid(ref.Kind, ref.Namespace, ref.Name)
-		}
+		e.withUID(ref)
 		e.rec.Event(ref, corev1.EventTypeNormal, "L2Owner", message)
 	}
 }
 
 // objectRef turns a plan's object name ("Kind/name" or
-// "Service/namespace/name") into a reference Events can point at.
+// "Service/namespace/name") into a reference Events can point at. A
+// cluster-scoped object's reference has no namespace, as kubectl describe
+// looks for it; the recorder puts its Events in default.
 func objectRef(object string) *corev1.ObjectReference {
 	kind, rest, ok := strings.Cut(object, "/")
 	if !ok {
@@ -78,7 +115,7 @@ func objectRef(object string) *corev1.ObjectReference {
 		}
 		return &corev1.ObjectReference{APIVersion: "v1", Kind: kind, Namespace: ns, Name: name}
 	}
-	return &corev1.ObjectReference{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: kind, Name: rest, Namespace: metav1.NamespaceDefault}
+	return &corev1.ObjectReference{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: kind, Name: rest}
 }
 
 // objectUID finds an object's UID in the speaker's caches, for Events.

@@ -106,7 +106,7 @@ func TestApplyForwardingHandover(t *testing.T) {
 			if plan.Eligible {
 				t.Fatal("a cordoned node must not be eligible")
 			}
-			if err := s.applyForwarding(t.Context(), snap, plan, tc.answering, nil); err != nil {
+			if _, err := s.applyForwarding(t.Context(), snap, plan, tc.answering, nil); err != nil {
 				t.Fatal(err)
 			}
 			opts := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
@@ -128,7 +128,7 @@ func TestApplyForwardingDrain(t *testing.T) {
 	f, r := &fakeForwarder{}, &fakeRoutes{}
 	s := &Speaker{fwd: f, routes: r}
 	plan := Compute(snap)
-	if err := s.applyForwarding(t.Context(), snap, plan, nil, map[netip.Addr]netip.Addr{addr: via}); err != nil {
+	if _, err := s.applyForwarding(t.Context(), snap, plan, nil, map[netip.Addr]netip.Addr{addr: via}); err != nil {
 		t.Fatal(err)
 	}
 	opts := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
@@ -222,7 +222,7 @@ func TestApplyForwardingRefused(t *testing.T) {
 		snap := Snapshot{Node: node(), Services: []*corev1.Service{lbService("web", []string{"198.51.100.5"})}}
 		f := &fakeForwarder{syncErr: err}
 		s := &Speaker{fwd: f}
-		if got := s.applyForwarding(t.Context(), snap, Compute(snap), nil, nil); !errors.Is(got, err) {
+		if _, got := s.applyForwarding(t.Context(), snap, Compute(snap), nil, nil); !errors.Is(got, err) {
 			t.Errorf("applyForwarding = %v, want %v", got, err)
 		}
 		if !s.forwarded.Load() {
@@ -241,7 +241,7 @@ func TestApplyForwardingKeepsMembersTable(t *testing.T) {
 	s := &Speaker{fwd: f, membersPort: nodeport.MembersPort{Port: 7946, Protocols: []nodeport.Protocol{nodeport.TCP, nodeport.UDP}}}
 	s.forwarded.Store(true)
 	plan := Compute(snap)
-	if err := s.applyForwarding(t.Context(), snap, plan, nil, nil); err != nil {
+	if _, err := s.applyForwarding(t.Context(), snap, plan, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if f.cleanups != 0 || f.synced != 1 || len(f.rules) != 0 {

@@ -46,6 +46,12 @@ type ownerEvents interface {
 	owner(ctx context.Context, service, message string)
 }
 
+// forwardingEvents tells users that a node withdrew one of their
+// Service's addresses because its forwarding failed, or announces it again.
+type forwardingEvents interface {
+	forwarding(ctx context.Context, service string, warning bool, message string)
+}
+
 // l2State is the layer-2 side of a speaker once its membership runs. Only
 // the sync loop touches owned and handover.
 type l2State struct {

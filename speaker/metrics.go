@@ -36,6 +36,9 @@ type Metrics struct {
 	// the exported counters must not.
 	bgpMu   sync.Mutex
 	bgpSeen map[string]peerCounts
+	// statusWrites and withheld: see nodestatus.go and withhold.go.
+	statusWrites prometheus.Counter
+	withheld     prometheus.Gauge
 }
 
 // peerCounts are a peer's cumulative counts as the BGP back end last
@@ -97,7 +100,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		l2Quorate: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "berth_speaker_l2_quorate", Help: "1 while this node sees a majority of the known speakers and may answer on layer 2.",
 		}),
+		statusWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_speaker_node_status_writes_total", Help: "Writes of this node's BerthNodeStatus.",
+		}),
+		withheld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_speaker_addresses_withheld", Help: "Addresses this node does not announce because their forwarding is not in place.",
+		}),
 	}
+	reg.MustRegister(m.statusWrites, m.withheld)
 	reg.MustRegister(m.sessionUp, m.prefixesSent, m.updatesSent, m.flaps, m.sessionError, m.syncErrors, m.announced, m.forwarded, m.syncs, m.drifts,
 		m.fwdFailing, m.fwdErrors, m.l2Owned, m.l2Changes, m.l2Members, m.l2Quorate)
 	return m

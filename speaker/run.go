@@ -20,7 +20,6 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
-	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/bgp"
 	"github.com/berthlb/berth/client/clientset/versioned"
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
@@ -83,6 +82,9 @@ type Options struct {
 	// lets exactly half of an even layer-2 membership answer (two-node
 	// clusters, even splits); empty disables it.
 	L2Tiebreak string
+	// StatusInterval is the least time between two writes of the node's
+	// BerthNodeStatus.
+	StatusInterval time.Duration
 	// Drain is how long the new owner of an address, after a planned move,
 	// routes the mid-stream TCP packets of connections it does not know to
 	// the old owner (with forwarding on); 0 disables.
@@ -104,6 +106,7 @@ func DefaultOptions() Options {
 		Handover:         DefaultHandover,
 		Drain:            DefaultDrain,
 		L2Tiebreak:       DefaultL2Tiebreak,
+		StatusInterval:   DefaultStatusInterval,
 	}
 }
 
@@ -128,7 +131,7 @@ func Run(ctx context.Context, opts Options) error {
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	events := newEventReporter(broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "berth-speaker", Host: opts.NodeName}))
 	events.uid = s.objectUID
-	s.problems, s.owners = events, events
+	s.problems, s.owners, s.fwdEvents, s.status.events = events, events, events, events
 	if opts.MetricsAddr != "" {
 		stop, err := serveMetrics(ctx, opts, kube, reg, s.Ready, s.Healthy)
 		if err != nil {
@@ -190,14 +193,16 @@ func serveMetrics(ctx context.Context, opts Options, kube kubernetes.Interface, 
 func newSpeaker(opts Options, kube kubernetes.Interface, berth versioned.Interface, reg prometheus.Registerer) *Speaker {
 	m := NewMetrics(reg)
 	s := &Speaker{
-		wantL2:     opts.L2,
-		node:       opts.NodeName,
-		metrics:    m,
-		stall:      serve.NewStall("sync", syncStallLimit),
-		applied:    map[string]bgp.Peer{},
-		drainFor:   opts.Drain,
-		peerStatus: &apiPeerStatus{client: berth, node: opts.NodeName},
-		lastStatus: map[string]*v1alpha1.BGPSessionStatus{},
+		wantL2:   opts.L2,
+		node:     opts.NodeName,
+		metrics:  m,
+		stall:    serve.NewStall("sync", syncStallLimit),
+		applied:  map[string]bgp.Peer{},
+		drainFor: opts.Drain,
+		status: nodeStatusState{
+			writer:   &apiNodeStatus{client: berth, node: opts.NodeName},
+			interval: opts.StatusInterval,
+		},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedMaxOfRateLimiter(
 				workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),

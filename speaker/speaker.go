@@ -22,7 +22,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
-	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/bgp"
 	berthlisters "github.com/berthlb/berth/client/listers/api/v1alpha1"
 	"github.com/berthlb/berth/internal/serve"
@@ -95,9 +94,10 @@ type Speaker struct {
 	problems problemReporter
 	owners   ownerEvents
 	metrics  *Metrics
-	// peerStatus and lastStatus are used only by reportStatus.
-	peerStatus peerStatusWriter
-	lastStatus map[string]*v1alpha1.BGPSessionStatus
+	// fwdEvents tells users about forwarding failures of their Services.
+	fwdEvents forwardingEvents
+	// status is used only by reportStatus.
+	status nodeStatusState
 	// peerConfigs is this node's view of its peers' configuration, from
 	// the last sync (guarded by mu).
 	peerConfigs map[string]peerConfig
@@ -106,6 +106,14 @@ type Speaker struct {
 	mu       sync.Mutex
 	applied  map[string]bgp.Peer // peers last configured, by name
 	lastPlan *Plan
+	// announced is the plan as announced: lastPlan without the withheld
+	// addresses.
+	announced *Plan
+	// withheld are the addresses the node does not announce because
+	// their forwarding is not in place, with why, from the last sync;
+	// withheldBy the Services holding each.
+	withheld   map[netip.Addr]string
+	withheldBy map[netip.Addr][]string
 	// drainFor is Options.Drain.
 	drainFor time.Duration
 	// forwarded says the forwarding table exists; written by the sync
@@ -193,35 +201,46 @@ func (s *Speaker) sync(ctx context.Context) error {
 		s.problems.report(ctx, obj, problem)
 	}
 	s.mu.Lock()
-	st := s.l2
+	st, withheld := s.l2, s.withheld
 	s.mu.Unlock()
 	// Layer 2 first: a membership change must move addresses within the
-	// failover budget, whatever BGP and nftables take.
+	// failover budget, whatever BGP and nftables take. It withholds what
+	// the last sync could not forward; forwarding comes before BGP, so
+	// that BGP announces only what is forwarded now.
 	var (
 		answering map[netip.Addr]bool
 		draining  map[netip.Addr]netip.Addr
 		errs      []error
 	)
 	if st != nil {
-		answering = s.applyL2(ctx, st, snap, plan)
+		answering = s.applyL2(ctx, st, snap, withholding(plan, withheld))
 		draining = drainTargets(st.drains)
 	}
-	var applyProblems map[string]string
-	if s.bgp != nil {
-		var err error
-		applyProblems, err = s.applyBGP(ctx, plan)
-		s.reportPeerProblems(ctx, applyProblems)
-		errs = append(errs, err, s.applyBFD(ctx, snap))
-	}
+	now := map[netip.Addr]string{}
 	if s.fwd != nil {
-		err := s.applyForwarding(ctx, snap, plan, answering, draining)
+		var err error
+		now, err = s.applyForwarding(ctx, snap, plan, answering, draining)
 		s.metrics.observeForwarding(err)
 		errs = append(errs, err)
+		s.reportWithheld(ctx, snap, withheld, now)
+		s.metrics.withheld.Set(float64(len(now)))
+		if !maps.Equal(withheld, now) {
+			// Layer 2 catches up at once.
+			s.queue.Add(syncKey)
+		}
 	} else if s.memberTable != nil {
 		errs = append(errs, s.applyMembers(ctx, plan))
 	}
+	announced := withholding(plan, now)
+	var applyProblems map[string]string
+	if s.bgp != nil {
+		var err error
+		applyProblems, err = s.applyBGP(ctx, announced)
+		s.reportPeerProblems(ctx, applyProblems)
+		errs = append(errs, err, s.applyBFD(ctx, snap))
+	}
 	s.mu.Lock()
-	s.lastPlan = plan
+	s.lastPlan, s.announced, s.withheld, s.withheldBy = plan, announced, now, holdersOf(snap, now)
 	s.peerConfigs = peerConfigs(snap, plan, applyProblems)
 	s.mu.Unlock()
 	s.metrics.observeSync(plan, time.Since(start))
@@ -233,8 +252,16 @@ func (s *Speaker) sync(ctx context.Context) error {
 // the traffic that reaches it until the new owner has taken over. It also
 // programs the drains, each address's host route and drain set element, and
 // keeps the table of a node that handed addresses over for as long as the
-// new owner may drain to it.
-func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan, answering map[netip.Addr]bool, draining map[netip.Addr]netip.Addr) error {
+// new owner may drain to it. It returns the addresses whose forwarding is
+// not in place (see unforwarded), with why.
+func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan, answering map[netip.Addr]bool, draining map[netip.Addr]netip.Addr) (map[netip.Addr]string, error) {
+	rules, err := s.programForwarding(ctx, snap, plan, answering, draining)
+	return unforwarded(rules, err), err
+}
+
+// programForwarding does applyForwarding's work and returns the rules it
+// programmed.
+func (s *Speaker) programForwarding(ctx context.Context, snap Snapshot, plan *Plan, answering map[netip.Addr]bool, draining map[netip.Addr]netip.Addr) ([]nodeport.Rule, error) {
 	rules := plan.Forward
 	handover := map[netip.Addr]bool{}
 	for a := range answering {
@@ -249,16 +276,16 @@ func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan
 		// The routes before the drain set, so that a packet exempt
 		// from the rewrite has a route to the old owner.
 		if err := s.routes.Set(draining); err != nil {
-			return fmt.Errorf("drain routes: %w", err)
+			return rules, fmt.Errorf("drain routes: %w", err)
 		}
 	}
 	addrs := slices.Collect(maps.Keys(draining))
 	slices.SortFunc(addrs, netip.Addr.Compare)
 	if err := s.fwd.Drain(ctx, addrs); err != nil {
-		return fmt.Errorf("drain: %w", err)
+		return rules, fmt.Errorf("drain: %w", err)
 	}
 	if err := s.fwd.Members(ctx, s.membersPort, plan.Members); err != nil {
-		return fmt.Errorf("membership port: %w", err)
+		return rules, fmt.Errorf("membership port: %w", err)
 	}
 	now := time.Now()
 	if len(handover) > 0 && s.drainFor > 0 {
@@ -271,11 +298,11 @@ func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan
 		if s.forwarded.Load() {
 			logr.FromContextOrDiscard(ctx).Info("Node not eligible; removing forwarding", "why", plan.Why)
 			if err := s.fwd.Cleanup(ctx); err != nil {
-				return fmt.Errorf("remove forwarding: %w", err)
+				return nil, fmt.Errorf("remove forwarding: %w", err)
 			}
 			s.forwarded.Store(false)
 		}
-		return nil
+		return nil, nil
 	}
 	err := s.fwd.Sync(ctx, rules)
 	// Rules left out (invalid, or refused by the kernel) leave the rest
@@ -284,9 +311,9 @@ func (s *Speaker) applyForwarding(ctx context.Context, snap Snapshot, plan *Plan
 		s.forwarded.Store(true)
 	}
 	if err != nil {
-		return fmt.Errorf("sync forwarding: %w", err)
+		return rules, fmt.Errorf("sync forwarding: %w", err)
 	}
-	return nil
+	return rules, nil
 }
 
 // applyMembers programs the table of a speaker that forwards nothing: the

@@ -20,7 +20,7 @@ func TestSessionStatus(t *testing.T) {
 	tests := []struct {
 		name      string
 		in        bgp.PeerStatus
-		prev      *v1alpha1.BGPSessionStatus
+		prev      *v1alpha1.BerthBGPSession
 		wantSince *metav1.Time
 		wantSame  bool
 	}{
@@ -32,32 +32,32 @@ func TestSessionStatus(t *testing.T) {
 		{
 			name:      "steady session: jitter of the uptime does not change status",
 			in:        bgp.PeerStatus{Name: "r", State: bgp.StateEstablished, Uptime: time.Minute + 1500*time.Millisecond, PrefixesSent: 3},
-			prev:      &v1alpha1.BGPSessionStatus{Node: "n", State: "Established", PrefixesSent: 3, EstablishedSince: &since},
+			prev:      &v1alpha1.BerthBGPSession{Peer: "r", State: "Established", PrefixesSent: 3, EstablishedSince: &since},
 			wantSince: &since,
 			wantSame:  true,
 		},
 		{
 			name:      "a new prefix is a change",
 			in:        bgp.PeerStatus{Name: "r", State: bgp.StateEstablished, Uptime: time.Minute, PrefixesSent: 4},
-			prev:      &v1alpha1.BGPSessionStatus{Node: "n", State: "Established", PrefixesSent: 3, EstablishedSince: &since},
+			prev:      &v1alpha1.BerthBGPSession{Peer: "r", State: "Established", PrefixesSent: 3, EstablishedSince: &since},
 			wantSince: &since,
 		},
 		{
 			name:      "re-established later moves establishedSince",
 			in:        bgp.PeerStatus{Name: "r", State: bgp.StateEstablished, Uptime: 10 * time.Second, PrefixesSent: 3},
-			prev:      &v1alpha1.BGPSessionStatus{Node: "n", State: "Established", PrefixesSent: 3, EstablishedSince: &since},
+			prev:      &v1alpha1.BerthBGPSession{Peer: "r", State: "Established", PrefixesSent: 3, EstablishedSince: &since},
 			wantSince: func() *metav1.Time { m := metav1.NewTime(now.Add(-10 * time.Second)); return &m }(),
 		},
 		{
 			name: "down: no establishedSince, the error is kept",
 			in:   bgp.PeerStatus{Name: "r", State: bgp.StateActive, LastError: "connection refused"},
-			prev: &v1alpha1.BGPSessionStatus{Node: "n", State: "Established", PrefixesSent: 3, EstablishedSince: &since},
+			prev: &v1alpha1.BerthBGPSession{Peer: "r", State: "Established", PrefixesSent: 3, EstablishedSince: &since},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := sessionStatus("n", tc.in, tc.prev, now)
-			if got.Node != "n" || got.State != string(tc.in.State) || got.LastError != tc.in.LastError || int(got.PrefixesSent) != int(tc.in.PrefixesSent) {
+			got := sessionStatus(tc.in, tc.prev, now)
+			if got.Peer != "r" || got.State != string(tc.in.State) || got.LastError != tc.in.LastError || int(got.PrefixesSent) != int(tc.in.PrefixesSent) {
 				t.Errorf("sessionStatus = %+v, does not reflect %+v", got, tc.in)
 			}
 			if (got.EstablishedSince == nil) != (tc.wantSince == nil) ||
@@ -102,14 +102,14 @@ func TestWithConfigProblems(t *testing.T) {
 func TestConfiguredCondition(t *testing.T) {
 	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	t1 := t0.Add(time.Minute)
-	withCond := func(c metav1.Condition) *v1alpha1.BGPSessionStatus {
-		return &v1alpha1.BGPSessionStatus{Node: "n", Conditions: []metav1.Condition{c}}
+	withCond := func(c metav1.Condition) *v1alpha1.BerthBGPSession {
+		return &v1alpha1.BerthBGPSession{Peer: "r", Conditions: []metav1.Condition{c}}
 	}
 	bad := peerConfig{generation: 4, problem: `password Secret "gone" has no key "password" (or does not exist)`}
 	tests := []struct {
 		name       string
 		cfg        peerConfig
-		prev       *v1alpha1.BGPSessionStatus
+		prev       *v1alpha1.BerthBGPSession
 		wantStatus metav1.ConditionStatus
 		wantSince  time.Time
 		wantSame   bool

@@ -17,6 +17,8 @@ import (
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=".spec.address"
 // +kubebuilder:printcolumn:name="ASN",type=integer,JSONPath=".spec.asn"
 // +kubebuilder:printcolumn:name="Local ASN",type=integer,JSONPath=".spec.localASN"
+// +kubebuilder:printcolumn:name="Sessions Up",type=integer,JSONPath=".status.sessionsEstablished"
+// +kubebuilder:printcolumn:name="Sessions",type=integer,JSONPath=".status.sessions"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 type BGPPeer struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -25,7 +27,8 @@ type BGPPeer struct {
 	// Spec is the peer's configuration.
 	// +required
 	Spec BGPPeerSpec `json:"spec"`
-	// Status reports each node's session with the peer.
+	// Status reports the peer as a whole; each node's session is in
+	// that node's BerthNodeStatus.
 	// +optional
 	Status BGPPeerStatus `json:"status,omitempty"`
 }
@@ -194,46 +197,18 @@ type GracefulRestart struct {
 	RestartTimeSeconds *int32 `json:"restartTimeSeconds,omitempty"`
 }
 
-// BGPPeerStatus reports the sessions to the peer, one entry per node. Each
-// speaker writes only its own node's entry.
+// BGPPeerStatus reports the peer's state as a whole. Each node's session
+// with the peer is in that node's BerthNodeStatus, written by its speaker
+// alone, so that speakers never contend for one object.
 type BGPPeerStatus struct {
-	// Conditions of the peer as a whole. The speakers do not write them:
-	// each node's view (a missing Secret, a configuration the node cannot
-	// apply) is in its entry of nodes, so that speakers never contend for
-	// one condition.
+	// Sessions counts the nodes with a session to the peer, and
+	// SessionsEstablished those whose session is Established, from the
+	// nodes' BerthNodeStatuses; the controller writes them.
 	// +optional
-	// +listType=map
-	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
-	// Nodes holds each node's session.
+	Sessions int32 `json:"sessions"`
 	// +optional
-	// +listType=map
-	// +listMapKey=node
-	Nodes []BGPSessionStatus `json:"nodes,omitempty"`
-}
-
-// BGPSessionStatus is one node's session with a peer.
-type BGPSessionStatus struct {
-	// Node is the node's name.
-	// +required
-	Node string `json:"node"`
-	// State is the BGP finite-state-machine state, such as Established.
-	// +optional
-	State string `json:"state,omitempty"`
-	// EstablishedSince is when the session last reached Established.
-	// +optional
-	EstablishedSince *metav1.Time `json:"establishedSince,omitempty"`
-	// PrefixesSent is the number of prefixes announced to the peer.
-	// +optional
-	PrefixesSent int32 `json:"prefixesSent,omitempty"`
-	// LastError says why the session last failed, if it did.
-	// +optional
-	LastError string `json:"lastError,omitempty"`
-	// Conditions are this node's conditions of the peer: Configured is
-	// False while the node cannot apply the peer's current configuration
-	// (its password Secret is missing or unreadable, the speaker rejects
-	// it, or part of it failed to apply); the node then keeps the last
-	// configuration it applied.
+	SessionsEstablished int32 `json:"sessionsEstablished"`
+	// Conditions of the peer as a whole.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

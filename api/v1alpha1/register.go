@@ -35,6 +35,8 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&BGPAdvertisementList{},
 		&L2Advertisement{},
 		&L2AdvertisementList{},
+		&BerthNodeStatus{},
+		&BerthNodeStatusList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil

@@ -36,6 +36,19 @@ const (
 	ReasonPartiallyAllocated = "PartiallyAllocated"
 )
 
+// ServiceConditionAdvertised is the type of the condition the controller
+// keeps on each Service holding addresses: whether a BGPAdvertisement or an
+// L2Advertisement applies to each of them (its pool, namespace and
+// labels), so that some node announces it. Which nodes do is in their
+// BerthNodeStatus.
+const ServiceConditionAdvertised = "berth.dev/Advertised"
+
+// Reasons of the Advertised condition.
+const (
+	ReasonAdvertised    = "Advertised"
+	ReasonNotAdvertised = "NotAdvertised"
+)
+
 // IPPool condition types.
 const (
 	// PoolConditionReady is True when the pool's spec is valid and it can

@@ -38,6 +38,14 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.AdvertisementSelectorApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("AdvertisementStatus"):
 		return &apiv1alpha1.AdvertisementStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthBGPSession"):
+		return &apiv1alpha1.BerthBGPSessionApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthNodeStatus"):
+		return &apiv1alpha1.BerthNodeStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthNodeStatusStatus"):
+		return &apiv1alpha1.BerthNodeStatusStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthWithheldAddress"):
+		return &apiv1alpha1.BerthWithheldAddressApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("BFDProfile"):
 		return &apiv1alpha1.BFDProfileApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("BGPAdvertisement"):
@@ -50,8 +58,6 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.BGPPeerSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("BGPPeerStatus"):
 		return &apiv1alpha1.BGPPeerStatusApplyConfiguration{}
-	case v1alpha1.SchemeGroupVersion.WithKind("BGPSessionStatus"):
-		return &apiv1alpha1.BGPSessionStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("GracefulRestart"):
 		return &apiv1alpha1.GracefulRestartApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("IPPool"):

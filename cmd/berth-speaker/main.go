@@ -48,6 +48,7 @@ func main() {
 	fs.BoolVar(&opts.CleanupOnExit, "cleanup-on-exit", opts.CleanupOnExit, "remove the forwarding table on a clean exit (for uninstalling)")
 	fs.StringVar(&opts.LifecycleConfigMap, "lifecycle-configmap", "", "ConfigMap in the namespace that marks an uninstall, upon which the speaker removes its table and routes and idles; empty ignores uninstalls")
 	fs.DurationVar(&opts.DriftCheck, "drift-check-interval", opts.DriftCheck, "how often to check the forwarding table for changes made by others")
+	fs.DurationVar(&opts.StatusInterval, "status-interval", opts.StatusInterval, "least time between two writes of the node's BerthNodeStatus; changes in between are written together")
 	fs.StringVar(&opts.MetricsAddr, "metrics-addr", opts.MetricsAddr, "address serving /metrics and /healthz; empty disables")
 	fs.BoolVar(&opts.MetricsSecure, "metrics-secure", opts.MetricsSecure, "serve HTTPS (self-signed) and /metrics only to bearer tokens allowed to get /metrics (TokenReview, SubjectAccessReview); /healthz and /readyz stay open")
 	fs.BoolVar(&opts.L2, "l2", opts.L2, "answer ARP/NDP for the addresses L2Advertisements select, one node per address")

@@ -4,6 +4,7 @@
 //	berth migrate -f metallb.yaml > berth.yaml
 //	kubectl berth migrate --from-cluster -o berth.yaml --report report.txt
 //	kubectl berth doctor
+//	kubectl berth status svc/web -n demo
 package main
 
 import (
@@ -28,12 +29,15 @@ func main() {
 	if len(os.Args) >= 2 && os.Args[1] == "doctor" {
 		os.Exit(doctorMain(name, os.Args[2:]))
 	}
+	if len(os.Args) >= 2 && os.Args[1] == "status" {
+		os.Exit(runStatus(name, os.Args[2:]))
+	}
 	if len(os.Args) < 2 || os.Args[1] != "migrate" {
 		if len(os.Args) >= 2 && os.Args[1] == "--version" {
 			cli.PrintVersion(os.Stdout, name)
 			return
 		}
-		fmt.Fprintf(os.Stderr, "usage: %s migrate [flags]\n\nmigrate converts MetalLB and Cilium LB-IPAM resources into Berth's; %s migrate --help lists its flags\n", name, name)
+		fmt.Fprintf(os.Stderr, "usage: %s migrate|status|doctor [flags]\n\nmigrate converts MetalLB and Cilium LB-IPAM resources into Berth's; status says who announces each Service's addresses and whether they are reachable; doctor checks the installation and says what to fix; %s COMMAND --help lists a command's flags\n", name, name)
 		os.Exit(2)
 	}
 	var opts migrate.Options

@@ -81,24 +81,25 @@ func TestRBACFollowsValues(t *testing.T) {
 		},
 		{
 			name: "controller never touches Secrets or Service specs, and only reads Nodes", role: "ClusterRole/berth-controller",
-			has:  []string{"berth.dev/ippools:update", "/services/status:patch", "berth.dev/l2advertisements/status:patch", "/nodes:list", "networking.k8s.io/servicecidrs:watch"},
-			lack: []string{"/secrets:get", "/nodes:get", "/nodes:patch", "/services:patch", "/services:update", "/services:get"},
+			has:  []string{"berth.dev/ippools:update", "/services/status:patch", "berth.dev/l2advertisements/status:patch", "/nodes:list", "networking.k8s.io/servicecidrs:watch", "berth.dev/berthnodestatuses:watch", "berth.dev/bgppeers/status:patch"},
+			lack: []string{"/secrets:get", "/nodes:get", "/nodes:patch", "/services:patch", "/services:update", "/services:get", "berth.dev/berthnodestatuses:patch"},
 		},
 		{
 			name: "speaker with everything", role: "ClusterRole/berth-speaker",
-			has: []string{"/nodes:watch", "berth.dev/bgppeers/status:patch", "berth.dev/l2advertisements:watch", "discovery.k8s.io/endpointslices:list"},
+			has: []string{"/nodes:watch", "berth.dev/berthnodestatuses:patch", "berth.dev/berthnodestatuses:create", "berth.dev/l2advertisements:watch", "discovery.k8s.io/endpointslices:list"},
 			// The router ID comes from the Node in the informer's cache.
-			lack: []string{"/services:patch", "/nodes:patch", "/nodes:get", "/secrets:list", "/secrets:get"},
+			lack: []string{"/services:patch", "/nodes:patch", "/nodes:get", "/secrets:list", "/secrets:get", "berth.dev/bgppeers/status:patch", "berth.dev/berthnodestatuses:get", "berth.dev/berthnodestatuses:delete"},
 		},
 		{
 			name: "speaker BGP with a router ID needs no Node get and no layer 2", role: "ClusterRole/berth-speaker",
 			vals: map[string]any{"speaker": map[string]any{"bgp": map[string]any{"routerID": "192.0.2.1"}, "layer2": map[string]any{"enabled": false}}},
-			has:  []string{"berth.dev/bgppeers/status:patch"},
+			has:  []string{"berth.dev/berthnodestatuses:patch"},
 			lack: []string{"/nodes:get", "berth.dev/l2advertisements:list"},
 		},
 		{
-			name: "speaker without BGP writes no peer status", role: "ClusterRole/berth-speaker",
+			name: "speaker without BGP writes no peer status but its node's", role: "ClusterRole/berth-speaker",
 			vals: map[string]any{"speaker": map[string]any{"bgp": map[string]any{"enabled": false}}},
+			has:  []string{"berth.dev/berthnodestatuses:patch"},
 			lack: []string{"berth.dev/bgppeers/status:patch", "/nodes:get"},
 		},
 		{

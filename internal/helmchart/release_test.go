@@ -50,7 +50,7 @@ func TestReleaseIsReproducible(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ch.Metadata.Version != "1.2.3" || ch.Metadata.AppVersion != "1.2.3" || len(ch.CRDObjects()) != 4 {
+		if ch.Metadata.Version != "1.2.3" || ch.Metadata.AppVersion != "1.2.3" || len(ch.CRDObjects()) != 5 {
 			t.Errorf("package %s: version %s, appVersion %s, %d CRDs", files[0], ch.Metadata.Version, ch.Metadata.AppVersion, len(ch.CRDObjects()))
 		}
 		bundle, err := os.ReadFile(files[1])

@@ -57,6 +57,8 @@ func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Berth().V1alpha1().BGPAdvertisements().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("bgppeers"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Berth().V1alpha1().BGPPeers().Informer()}, nil
+	case v1alpha1.SchemeGroupVersion.WithResource("berthnodestatuses"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Berth().V1alpha1().BerthNodeStatuses().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("ippools"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Berth().V1alpha1().IPPools().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("l2advertisements"):

@@ -35,7 +35,8 @@ type BGPPeerApplyConfiguration struct {
 	*v1.ObjectMetaApplyConfiguration `json:"metadata,omitempty"`
 	// Spec is the peer's configuration.
 	Spec *BGPPeerSpecApplyConfiguration `json:"spec,omitempty"`
-	// Status reports each node's session with the peer.
+	// Status reports the peer as a whole; each node's session is in
+	// that node's BerthNodeStatus.
 	Status *BGPPeerStatusApplyConfiguration `json:"status,omitempty"`
 }
 

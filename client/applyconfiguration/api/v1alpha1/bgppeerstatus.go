@@ -25,22 +25,39 @@ import (
 // BGPPeerStatusApplyConfiguration represents a declarative configuration of the BGPPeerStatus type for use
 // with apply.
 //
-// BGPPeerStatus reports the sessions to the peer, one entry per node. Each
-// speaker writes only its own node's entry.
+// BGPPeerStatus reports the peer's state as a whole. Each node's session
+// with the peer is in that node's BerthNodeStatus, written by its speaker
+// alone, so that speakers never contend for one object.
 type BGPPeerStatusApplyConfiguration struct {
-	// Conditions of the peer as a whole. The speakers do not write them:
-	// each node's view (a missing Secret, a configuration the node cannot
-	// apply) is in its entry of nodes, so that speakers never contend for
-	// one condition.
+	// Sessions counts the nodes with a session to the peer, and
+	// SessionsEstablished those whose session is Established, from the
+	// nodes' BerthNodeStatuses; the controller writes them.
+	Sessions            *int32 `json:"sessions,omitempty"`
+	SessionsEstablished *int32 `json:"sessionsEstablished,omitempty"`
+	// Conditions of the peer as a whole.
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
-	// Nodes holds each node's session.
-	Nodes []BGPSessionStatusApplyConfiguration `json:"nodes,omitempty"`
 }
 
 // BGPPeerStatusApplyConfiguration constructs a declarative configuration of the BGPPeerStatus type for use with
 // apply.
 func BGPPeerStatus() *BGPPeerStatusApplyConfiguration {
 	return &BGPPeerStatusApplyConfiguration{}
+}
+
+// WithSessions sets the Sessions field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Sessions field is set to the value of the last call.
+func (b *BGPPeerStatusApplyConfiguration) WithSessions(value int32) *BGPPeerStatusApplyConfiguration {
+	b.Sessions = &value
+	return b
+}
+
+// WithSessionsEstablished sets the SessionsEstablished field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the SessionsEstablished field is set to the value of the last call.
+func (b *BGPPeerStatusApplyConfiguration) WithSessionsEstablished(value int32) *BGPPeerStatusApplyConfiguration {
+	b.SessionsEstablished = &value
+	return b
 }
 
 // WithConditions adds the given value to the Conditions field in the declarative configuration
@@ -52,19 +69,6 @@ func (b *BGPPeerStatusApplyConfiguration) WithConditions(values ...*v1.Condition
 			panic("nil value passed to WithConditions")
 		}
 		b.Conditions = append(b.Conditions, *values[i])
-	}
-	return b
-}
-
-// WithNodes adds the given value to the Nodes field in the declarative configuration
-// and returns the receiver, so that objects can be build by chaining "With" function invocations.
-// If called multiple times, values provided by each call will be appended to the Nodes field.
-func (b *BGPPeerStatusApplyConfiguration) WithNodes(values ...*BGPSessionStatusApplyConfiguration) *BGPPeerStatusApplyConfiguration {
-	for i := range values {
-		if values[i] == nil {
-			panic("nil value passed to WithNodes")
-		}
-		b.Nodes = append(b.Nodes, *values[i])
 	}
 	return b
 }

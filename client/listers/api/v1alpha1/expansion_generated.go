@@ -26,6 +26,10 @@ type BGPAdvertisementListerExpansion interface{}
 // BGPPeerLister.
 type BGPPeerListerExpansion interface{}
 
+// BerthNodeStatusListerExpansion allows custom methods to be added to
+// BerthNodeStatusLister.
+type BerthNodeStatusListerExpansion interface{}
+
 // IPPoolListerExpansion allows custom methods to be added to
 // IPPoolLister.
 type IPPoolListerExpansion interface{}

@@ -28,6 +28,8 @@ type Interface interface {
 	BGPAdvertisements() TypedBGPAdvertisementInformer
 	// BGPPeers returns a BGPPeerInformer.
 	BGPPeers() TypedBGPPeerInformer
+	// BerthNodeStatuses returns a BerthNodeStatusInformer.
+	BerthNodeStatuses() TypedBerthNodeStatusInformer
 	// IPPools returns a IPPoolInformer.
 	IPPools() TypedIPPoolInformer
 	// L2Advertisements returns a L2AdvertisementInformer.
@@ -53,6 +55,11 @@ func (v *version) BGPAdvertisements() TypedBGPAdvertisementInformer {
 // BGPPeers returns a TypedBGPPeerInformer.
 func (v *version) BGPPeers() TypedBGPPeerInformer {
 	return &bGPPeerInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
+}
+
+// BerthNodeStatuses returns a TypedBerthNodeStatusInformer.
+func (v *version) BerthNodeStatuses() TypedBerthNodeStatusInformer {
+	return &berthNodeStatusInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
 }
 
 // IPPools returns a TypedIPPoolInformer.

@@ -30,6 +30,7 @@ type BerthV1alpha1Interface interface {
 	RESTClient() rest.Interface
 	BGPAdvertisementsGetter
 	BGPPeersGetter
+	BerthNodeStatusesGetter
 	IPPoolsGetter
 	L2AdvertisementsGetter
 }
@@ -45,6 +46,10 @@ func (c *BerthV1alpha1Client) BGPAdvertisements() BGPAdvertisementInterface {
 
 func (c *BerthV1alpha1Client) BGPPeers() BGPPeerInterface {
 	return newBGPPeers(c)
+}
+
+func (c *BerthV1alpha1Client) BerthNodeStatuses() BerthNodeStatusInterface {
+	return newBerthNodeStatuses(c)
 }
 
 func (c *BerthV1alpha1Client) IPPools() IPPoolInterface {

@@ -22,6 +22,8 @@ type BGPAdvertisementExpansion interface{}
 
 type BGPPeerExpansion interface{}
 
+type BerthNodeStatusExpansion interface{}
+
 type IPPoolExpansion interface{}
 
 type L2AdvertisementExpansion interface{}

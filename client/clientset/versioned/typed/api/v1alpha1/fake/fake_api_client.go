@@ -36,6 +36,10 @@ func (c *FakeBerthV1alpha1) BGPPeers() v1alpha1.BGPPeerInterface {
 	return newFakeBGPPeers(c)
 }
 
+func (c *FakeBerthV1alpha1) BerthNodeStatuses() v1alpha1.BerthNodeStatusInterface {
+	return newFakeBerthNodeStatuses(c)
+}
+
 func (c *FakeBerthV1alpha1) IPPools() v1alpha1.IPPoolInterface {
 	return newFakeIPPools(c)
 }

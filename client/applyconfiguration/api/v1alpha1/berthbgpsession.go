@@ -23,20 +23,23 @@ import (
 	metav1 "k8s.io/client-go/applyconfigurations/meta/v1"
 )
 
-// BGPSessionStatusApplyConfiguration represents a declarative configuration of the BGPSessionStatus type for use
+// BerthBGPSessionApplyConfiguration represents a declarative configuration of the BerthBGPSession type for use
 // with apply.
 //
-// BGPSessionStatus is one node's session with a peer.
-type BGPSessionStatusApplyConfiguration struct {
-	// Node is the node's name.
-	Node *string `json:"node,omitempty"`
+// BerthBGPSession is one node's session with a BGPPeer.
+type BerthBGPSessionApplyConfiguration struct {
+	// Peer is the BGPPeer's name.
+	Peer *string `json:"peer,omitempty"`
 	// State is the BGP finite-state-machine state, such as Established.
 	State *string `json:"state,omitempty"`
 	// EstablishedSince is when the session last reached Established.
 	EstablishedSince *v1.Time `json:"establishedSince,omitempty"`
 	// PrefixesSent is the number of prefixes announced to the peer.
 	PrefixesSent *int32 `json:"prefixesSent,omitempty"`
-	// LastError says why the session last failed, if it did.
+	// PrefixesReceived is the number of prefixes the peer sent.
+	PrefixesReceived *int32 `json:"prefixesReceived,omitempty"`
+	// LastError says why the session last failed, if it did, or why the
+	// node cannot configure it.
 	LastError *string `json:"lastError,omitempty"`
 	// Conditions are this node's conditions of the peer: Configured is
 	// False while the node cannot apply the peer's current configuration
@@ -46,24 +49,24 @@ type BGPSessionStatusApplyConfiguration struct {
 	Conditions []metav1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 }
 
-// BGPSessionStatusApplyConfiguration constructs a declarative configuration of the BGPSessionStatus type for use with
+// BerthBGPSessionApplyConfiguration constructs a declarative configuration of the BerthBGPSession type for use with
 // apply.
-func BGPSessionStatus() *BGPSessionStatusApplyConfiguration {
-	return &BGPSessionStatusApplyConfiguration{}
+func BerthBGPSession() *BerthBGPSessionApplyConfiguration {
+	return &BerthBGPSessionApplyConfiguration{}
 }
 
-// WithNode sets the Node field in the declarative configuration to the given value
+// WithPeer sets the Peer field in the declarative configuration to the given value
 // and returns the receiver, so that objects can be built by chaining "With" function invocations.
-// If called multiple times, the Node field is set to the value of the last call.
-func (b *BGPSessionStatusApplyConfiguration) WithNode(value string) *BGPSessionStatusApplyConfiguration {
-	b.Node = &value
+// If called multiple times, the Peer field is set to the value of the last call.
+func (b *BerthBGPSessionApplyConfiguration) WithPeer(value string) *BerthBGPSessionApplyConfiguration {
+	b.Peer = &value
 	return b
 }
 
 // WithState sets the State field in the declarative configuration to the given value
 // and returns the receiver, so that objects can be built by chaining "With" function invocations.
 // If called multiple times, the State field is set to the value of the last call.
-func (b *BGPSessionStatusApplyConfiguration) WithState(value string) *BGPSessionStatusApplyConfiguration {
+func (b *BerthBGPSessionApplyConfiguration) WithState(value string) *BerthBGPSessionApplyConfiguration {
 	b.State = &value
 	return b
 }
@@ -71,7 +74,7 @@ func (b *BGPSessionStatusApplyConfiguration) WithState(value string) *BGPSession
 // WithEstablishedSince sets the EstablishedSince field in the declarative configuration to the given value
 // and returns the receiver, so that objects can be built by chaining "With" function invocations.
 // If called multiple times, the EstablishedSince field is set to the value of the last call.
-func (b *BGPSessionStatusApplyConfiguration) WithEstablishedSince(value v1.Time) *BGPSessionStatusApplyConfiguration {
+func (b *BerthBGPSessionApplyConfiguration) WithEstablishedSince(value v1.Time) *BerthBGPSessionApplyConfiguration {
 	b.EstablishedSince = &value
 	return b
 }
@@ -79,15 +82,23 @@ func (b *BGPSessionStatusApplyConfiguration) WithEstablishedSince(value v1.Time)
 // WithPrefixesSent sets the PrefixesSent field in the declarative configuration to the given value
 // and returns the receiver, so that objects can be built by chaining "With" function invocations.
 // If called multiple times, the PrefixesSent field is set to the value of the last call.
-func (b *BGPSessionStatusApplyConfiguration) WithPrefixesSent(value int32) *BGPSessionStatusApplyConfiguration {
+func (b *BerthBGPSessionApplyConfiguration) WithPrefixesSent(value int32) *BerthBGPSessionApplyConfiguration {
 	b.PrefixesSent = &value
+	return b
+}
+
+// WithPrefixesReceived sets the PrefixesReceived field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the PrefixesReceived field is set to the value of the last call.
+func (b *BerthBGPSessionApplyConfiguration) WithPrefixesReceived(value int32) *BerthBGPSessionApplyConfiguration {
+	b.PrefixesReceived = &value
 	return b
 }
 
 // WithLastError sets the LastError field in the declarative configuration to the given value
 // and returns the receiver, so that objects can be built by chaining "With" function invocations.
 // If called multiple times, the LastError field is set to the value of the last call.
-func (b *BGPSessionStatusApplyConfiguration) WithLastError(value string) *BGPSessionStatusApplyConfiguration {
+func (b *BerthBGPSessionApplyConfiguration) WithLastError(value string) *BerthBGPSessionApplyConfiguration {
 	b.LastError = &value
 	return b
 }
@@ -95,7 +106,7 @@ func (b *BGPSessionStatusApplyConfiguration) WithLastError(value string) *BGPSes
 // WithConditions adds the given value to the Conditions field in the declarative configuration
 // and returns the receiver, so that objects can be build by chaining "With" function invocations.
 // If called multiple times, values provided by each call will be appended to the Conditions field.
-func (b *BGPSessionStatusApplyConfiguration) WithConditions(values ...*metav1.ConditionApplyConfiguration) *BGPSessionStatusApplyConfiguration {
+func (b *BerthBGPSessionApplyConfiguration) WithConditions(values ...*metav1.ConditionApplyConfiguration) *BerthBGPSessionApplyConfiguration {
 	for i := range values {
 		if values[i] == nil {
 			panic("nil value passed to WithConditions")

@@ -1,0 +1,196 @@
+package status_test
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+	berthac "github.com/berthlb/berth/client/applyconfiguration/api/v1alpha1"
+	"github.com/berthlb/berth/client/clientset/versioned"
+	"github.com/berthlb/berth/e2e/controlplane"
+	"github.com/berthlb/berth/status"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// t0 is when the test's Events happened; the reports are made two
+// minutes later.
+var t0 = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+
+// TestGolden writes a cluster's state into a real API server as Berth's
+// components write it (Services' status and conditions, the speakers'
+// BerthNodeStatuses, Events) and checks `berth status`'s reports, the
+// table and one Service in detail, against testdata/*.golden.
+func TestGolden(t *testing.T) {
+	cp := controlplane.StartForTest(t, controlplane.Options{})
+	kube := kubernetes.NewForConfigOrDie(cp.RESTConfig())
+	berth := versioned.NewForConfigOrDie(cp.RESTConfig())
+	seedCluster(t, kube, berth)
+	c := status.Clients{Kube: kube, Berth: berth}
+	for _, tc := range []struct {
+		golden string
+		opts   status.Options
+	}{
+		{"table.golden", status.Options{Namespace: "demo"}},
+		{"web.golden", status.Options{Namespace: "demo", Target: "svc/web", Events: 10}},
+		{"withheld.golden", status.Options{Namespace: "demo", Target: "service/api", Events: 10}},
+		{"lonely.golden", status.Options{Namespace: "demo", Target: "lonely", Events: 10}},
+		{"pending.golden", status.Options{Namespace: "demo", Target: "svc/pending", Events: 1}},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			tc.opts.Now = t0.Add(2 * time.Minute)
+			var out bytes.Buffer
+			if err := status.Report(t.Context(), c, tc.opts, &out); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", tc.golden)
+			if *update {
+				if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to write it)", err)
+			}
+			if diff := cmp.Diff(string(want), out.String()); diff != "" {
+				t.Errorf("report differs from %s (-want +got):\n%s", path, diff)
+			}
+		})
+	}
+	if err := status.Report(t.Context(), c, status.Options{Namespace: "demo", Target: "deploy/web"}, &bytes.Buffer{}); err == nil {
+		t.Errorf("deploy/web: no error, want one asking for svc/NAME")
+	}
+}
+
+// seedCluster writes: pool main (advertised over BGP to r1 and r1-v6 and
+// on layer 2) and pool lonely (advertised nowhere); node1 announcing over
+// BGP with its IPv4 session up and its IPv6 session down, node2 owning an
+// address on layer 2 and withholding another whose forwarding failed; and
+// the Services web, api, l2, lonely and pending.
+func seedCluster(t *testing.T, kube kubernetes.Interface, berth versioned.Interface) {
+	t.Helper()
+	ctx := t.Context()
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := berth.BerthV1alpha1()
+	must(kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "demo"}}, metav1.CreateOptions{}))
+	for name, ranges := range map[string][]v1alpha1.AddressRange{"main": {"198.51.100.0/24", "2001:db8:1::/120"}, "lonely": {"203.0.113.0/28"}} {
+		must(b.IPPools().Create(ctx, &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.IPPoolSpec{Addresses: ranges}}, metav1.CreateOptions{}))
+	}
+	for name, addr := range map[string]string{"r1": "192.0.2.1", "r1-v6": "2001:db8::1"} {
+		must(b.BGPPeers().Create(ctx, &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: v1alpha1.BGPPeerSpec{Address: addr, ASN: 64512, LocalASN: 64513}}, metav1.CreateOptions{}))
+	}
+	sel := v1alpha1.AdvertisementSelector{IPPools: []string{"main"}}
+	must(b.BGPAdvertisements().Create(ctx, &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "main"},
+		Spec: v1alpha1.BGPAdvertisementSpec{AdvertisementSelector: sel}}, metav1.CreateOptions{}))
+	must(b.L2Advertisements().Create(ctx, &v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "main"},
+		Spec: v1alpha1.L2AdvertisementSpec{AdvertisementSelector: sel}}, metav1.CreateOptions{}))
+
+	since := metav1.NewTime(t0.Add(-time.Hour))
+	node1 := berthac.BerthNodeStatusStatus().WithEligible(true).WithForwarding(true).
+		WithSessionsEstablished(1).WithSessionsTotal(2).WithBGPAddresses(3).
+		WithBGP("198.51.100.10-198.51.100.11", "2001:db8:1::10").
+		WithSessions(
+			berthac.BerthBGPSession().WithPeer("r1").WithState("Established").WithEstablishedSince(since).WithPrefixesSent(2),
+			berthac.BerthBGPSession().WithPeer("r1-v6").WithState("Active").WithLastError("dial tcp [2001:db8::1]:179: connection refused"))
+	node2 := berthac.BerthNodeStatusStatus().WithEligible(true).WithForwarding(true).
+		WithSessionsEstablished(1).WithSessionsTotal(1).WithBGPAddresses(1).WithL2Addresses(1).WithWithheldAddresses(1).
+		WithBGP("198.51.100.10").WithL2("198.51.100.20").
+		WithSessions(berthac.BerthBGPSession().WithPeer("r1").WithState("Established").WithEstablishedSince(since).WithPrefixesSent(1)).
+		WithWithheld(berthac.BerthWithheldAddress().WithAddress("198.51.100.11").WithServices("demo/api").
+			WithReason("sync forwarding: writing nftables table: operation not permitted"))
+	for name, st := range map[string]*berthac.BerthNodeStatusStatusApplyConfiguration{"node1": node1, "node2": node2} {
+		n, err := controlplane.CreateNode(ctx, kube, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(b.BerthNodeStatuses().Apply(ctx, berthac.BerthNodeStatus(name).WithStatus(st).WithOwnerReferences(
+			metav1ac.OwnerReference().WithAPIVersion("v1").WithKind("Node").WithName(name).WithUID(n.UID)),
+			metav1.ApplyOptions{FieldManager: "berth-speaker", Force: true}))
+	}
+
+	allocated := metav1.Condition{Type: v1alpha1.ServiceConditionAddressAllocated, Status: metav1.ConditionTrue, Reason: "Allocated",
+		Message: "addresses allocated from the pools", LastTransitionTime: metav1.NewTime(t0)}
+	services := []struct {
+		name  string
+		addrs []string
+		cond  metav1.Condition
+		local bool
+	}{
+		{"web", []string{"198.51.100.10", "2001:db8:1::10"}, allocated, false},
+		{"api", []string{"198.51.100.11"}, allocated, false},
+		{"l2", []string{"198.51.100.20"}, allocated, false},
+		{"local", []string{"198.51.100.30"}, allocated, true},
+		{"lonely", []string{"203.0.113.5"}, allocated, false},
+		{"pending", nil, metav1.Condition{Type: v1alpha1.ServiceConditionAddressAllocated, Status: metav1.ConditionFalse, Reason: "NoPool",
+			Message: "no IPPool admits the Service", LastTransitionTime: metav1.NewTime(t0)}, false},
+	}
+	for _, s := range services {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: s.name}, Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}}
+		if s.local {
+			svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		}
+		created, err := kube.CoreV1().Services("demo").Create(ctx, svc, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range s.addrs {
+			created.Status.LoadBalancer.Ingress = append(created.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: a})
+		}
+		created.Status.Conditions = []metav1.Condition{s.cond}
+		must(kube.CoreV1().Services("demo").UpdateStatus(ctx, created, metav1.UpdateOptions{}))
+		seedEvents(t, kube, created)
+	}
+}
+
+// seedEvents writes the Events Berth's components would have written on
+// svc, and one on another object of the same name that must not show.
+func seedEvents(t *testing.T, kube kubernetes.Interface, svc *corev1.Service) {
+	t.Helper()
+	ref := corev1.ObjectReference{APIVersion: "v1", Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, UID: svc.UID}
+	events := []corev1.Event{
+		{Reason: "AddressAllocated", Type: corev1.EventTypeNormal, Message: "allocated " + svc.Name + "'s addresses",
+			Source: corev1.EventSource{Component: "berth-controller"}, LastTimestamp: metav1.NewTime(t0)},
+	}
+	if svc.Name == "pending" {
+		events[0].Reason, events[0].Type, events[0].Message = "AllocationFailed", corev1.EventTypeWarning, "no IPPool admits the Service"
+	}
+	if svc.Name == "api" {
+		events = append(events, corev1.Event{Reason: "ForwardingFailed", Type: corev1.EventTypeWarning,
+			Message: "node node2 withdrew 198.51.100.11: its forwarding is not in place: operation not permitted",
+			Source:  corev1.EventSource{Component: "berth-speaker", Host: "node2"}, LastTimestamp: metav1.NewTime(t0.Add(time.Minute))})
+	}
+	if svc.Name == "web" {
+		stale := ref
+		stale.UID = "an-earlier-web"
+		events = append(events, corev1.Event{InvolvedObject: stale, Reason: "AddressReleased", Type: corev1.EventTypeNormal,
+			Message: "an earlier Service of this name", LastTimestamp: metav1.NewTime(t0)})
+	}
+	for i, e := range events {
+		e.ObjectMeta = metav1.ObjectMeta{Namespace: svc.Namespace, GenerateName: svc.Name + "-"}
+		if e.InvolvedObject.UID == "" {
+			e.InvolvedObject = ref
+		}
+		e.FirstTimestamp, e.Count = e.LastTimestamp, int32(i+1)
+		if _, err := kube.CoreV1().Events(svc.Namespace).Create(t.Context(), &e, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
