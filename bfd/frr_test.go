@@ -18,6 +18,7 @@ import (
 
 	"github.com/berthlb/berth/e2e/frr"
 	"github.com/berthlb/berth/e2e/netlab"
+	"github.com/berthlb/berth/internal/testwait"
 )
 
 // frrLab is a lab with one FRR router running bfdd, and a Server in the
@@ -66,7 +67,7 @@ func setLink(tb testing.TB, l *frrLab, up bool) {
 
 func waitFRRState(tb testing.TB, l *frrLab, status string) {
 	tb.Helper()
-	eventually(tb, 10*time.Second, func() error {
+	testwait.Eventually(tb, 10*time.Second, func() error {
 		p := l.r.BFDPeer(tb, l.lab.Gateway4)
 		if p == nil || p.Status != status {
 			return fmt.Errorf("FRR's session %+v, want %s", p, status)
@@ -89,7 +90,7 @@ func TestFRR(t *testing.T) {
 	}
 	l.changes.wait(t, 10*time.Second, StateUp)
 	waitFRRState(t, l, "up")
-	eventually(t, 5*time.Second, func() error {
+	testwait.Eventually(t, 5*time.Second, func() error {
 		st := l.s.Status()[0]
 		if st.Polling || st.TxInterval != 300*ms || st.DetectTime != 900*ms {
 			return fmt.Errorf("our end: %+v", st)
@@ -118,7 +119,7 @@ func TestFRR(t *testing.T) {
 	if err := l.s.Set(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() error {
+	testwait.Eventually(t, 5*time.Second, func() error {
 		p := l.r.BFDPeer(t, l.lab.Gateway4)
 		if p.Status != "down" || p.Diag != "neighbor signaled session down" {
 			return fmt.Errorf("FRR's session after removal: %+v", p)
@@ -151,7 +152,7 @@ func TestFRRIPv6(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.changes.wait(t, 10*time.Second, StateUp)
-	eventually(t, 10*time.Second, func() error {
+	testwait.Eventually(t, 10*time.Second, func() error {
 		p := l.r.BFDPeer(t, l.lab.Gateway6)
 		if p == nil || p.Status != "up" {
 			return fmt.Errorf("FRR's session %+v, want up", p)
@@ -195,22 +196,6 @@ func BenchmarkFRRDetection(b *testing.B) {
 		b.ReportMetric(float64(p99.Milliseconds()), "ms-p99")
 		b.ReportMetric(float64(took[0].Milliseconds()), "ms-min")
 		b.Logf("detection times of %d link failures at 300ms x 3: %v", failures, took)
-	}
-}
-
-// eventually polls f every 50ms until it returns nil or d has passed.
-func eventually(tb testing.TB, d time.Duration, f func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("not within %v: %v", d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -259,7 +244,7 @@ func benchSessionsCPU(b *testing.B, n int) {
 	if err := l.s.Set(context.Background(), sessions); err != nil {
 		b.Fatal(err)
 	}
-	eventually(b, 60*time.Second, func() error {
+	testwait.Eventually(b, 60*time.Second, func() error {
 		up := 0
 		for _, st := range l.s.Status() {
 			if st.State == StateUp && !st.Polling && st.TxInterval == 300*ms {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/berthlb/berth/internal/testwait"
 )
 
 // wire joins two memory transports: what one end sends, the other
@@ -126,7 +128,7 @@ func TestServerPair(t *testing.T) {
 	// Slow start: a packet a second at most until Up.
 	ca.wait(t, 5*time.Second, StateUp)
 	cb.wait(t, 5*time.Second, StateUp)
-	eventually(t, time.Second, func() error {
+	testwait.Eventually(t, time.Second, func() error {
 		if st := sa.Status()[0]; st.Polling || st.TxInterval != 20*time.Millisecond || st.DetectTime != 60*time.Millisecond {
 			return fmt.Errorf("%+v", st)
 		}
@@ -149,7 +151,7 @@ func TestServerPair(t *testing.T) {
 	if err := sa.Set(ctx, []Session{{Name: "b", Peer: b, Timers: slower}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, func() error {
+	testwait.Eventually(t, time.Second, func() error {
 		if st := sb.Status()[0]; st.DetectTime != 150*time.Millisecond || st.State != StateUp {
 			return fmt.Errorf("b's view: %+v", st)
 		}

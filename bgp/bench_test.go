@@ -13,6 +13,7 @@ import (
 
 	"github.com/berthlb/berth/e2e/frr"
 	"github.com/berthlb/berth/e2e/netlab"
+	"github.com/berthlb/berth/internal/testwait"
 )
 
 // BenchmarkFRR10k announces 10,000 /32s to one FRR router and measures the
@@ -46,7 +47,7 @@ func BenchmarkFRR10k(b *testing.B) {
 		start := time.Now()
 		mustAdvertise(b, s, "r1", advs...)
 		took := time.Since(start)
-		eventually(b, 60*time.Second, func() error {
+		testwait.Eventually(b, 60*time.Second, func() error {
 			if got := kernelBGPRoutes(b, r.Host); got < n {
 				return fmt.Errorf("%d of %d routes in the kernel", got, n)
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/berthlb/berth/e2e/frr"
 	"github.com/berthlb/berth/e2e/netlab"
 	"github.com/berthlb/berth/internal/hostdeps"
+	"github.com/berthlb/berth/internal/testwait"
 )
 
 // bfdLab is an FRR router with bgpd and bfdd ("neighbor X bfd"), and a
@@ -86,7 +87,7 @@ func (l *bfdLab) settle(t *testing.T) {
 				drained = true
 			}
 		}
-		eventually(t, 10*time.Second, func() error {
+		testwait.Eventually(t, 10*time.Second, func() error {
 			if st := l.bfd.Status(); len(st) != 1 || st[0].State != bfd.StateUp {
 				return fmt.Errorf("BFD %+v", st)
 			}
@@ -114,7 +115,7 @@ func wait(t *testing.T, ch chan bfd.Change, d time.Duration, what string) bfd.Ch
 // session is (or is not) Established on both sides.
 func (l *bfdLab) waitRouted(t *testing.T, d time.Duration, want bool) {
 	t.Helper()
-	eventually(t, d, func() error {
+	testwait.Eventually(t, d, func() error {
 		st := peerStatus(t, l.s, "r1")
 		frrState, _ := l.r.NeighborState(t, l.lab.Gateway4)
 		has := l.r.Path(t, bfdPrefix) != nil
@@ -142,7 +143,7 @@ func TestBFDTearsDownBGP(t *testing.T) {
 			t.Fatal(err)
 		}
 		down := wait(t, l.downs, 3*time.Second, "down")
-		eventually(t, 3*time.Second, func() error {
+		testwait.Eventually(t, 3*time.Second, func() error {
 			if st := peerStatus(t, l.s, "r1"); st.State == StateEstablished {
 				return errors.New("BGP session still established")
 			}
@@ -155,7 +156,7 @@ func TestBFDTearsDownBGP(t *testing.T) {
 		if !l.s.BFDHeldDown("r1") {
 			t.Error("session not held down")
 		}
-		eventually(t, 5*time.Second, func() error {
+		testwait.Eventually(t, 5*time.Second, func() error {
 			if l.r.Path(t, bfdPrefix) != nil {
 				return errors.New("FRR still has the route")
 			}
@@ -172,7 +173,7 @@ func TestBFDTearsDownBGP(t *testing.T) {
 			t.Fatal(err)
 		}
 		up := wait(t, l.ups, 10*time.Second, "up")
-		eventually(t, 20*time.Second, func() error {
+		testwait.Eventually(t, 20*time.Second, func() error {
 			if st := peerStatus(t, l.s, "r1"); st.State != StateEstablished {
 				return fmt.Errorf("BGP session %s", st.State)
 			}

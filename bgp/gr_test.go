@@ -10,6 +10,7 @@ import (
 
 	"github.com/berthlb/berth/e2e/frr"
 	"github.com/berthlb/berth/e2e/netlab"
+	"github.com/berthlb/berth/internal/testwait"
 )
 
 // TestFRRGracefulRestart stops a Server with graceful restart and starts a
@@ -32,7 +33,7 @@ func TestFRRGracefulRestart(t *testing.T) {
 	s := start()
 	mustAdvertise(t, s, "gr", Advertisement{Prefix: pfx}, Advertisement{Prefix: gone})
 	waitEstablished(t, s, "gr")
-	eventually(t, 5*time.Second, func() error {
+	testwait.Eventually(t, 5*time.Second, func() error {
 		if r.Path(t, pfx) == nil || r.Path(t, gone) == nil {
 			return errors.New("routes not there")
 		}
@@ -41,7 +42,7 @@ func TestFRRGracefulRestart(t *testing.T) {
 	if err := s.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() error {
+	testwait.Eventually(t, 5*time.Second, func() error {
 		p := r.Path(t, pfx)
 		switch {
 		case p == nil:
@@ -55,7 +56,7 @@ func TestFRRGracefulRestart(t *testing.T) {
 
 	s = start()
 	mustAdvertise(t, s, "gr", Advertisement{Prefix: pfx})
-	eventually(t, 20*time.Second, func() error {
+	testwait.Eventually(t, 20*time.Second, func() error {
 		p := r.Path(t, pfx)
 		switch {
 		case p == nil:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/berthlb/berth/e2e/frr"
 	"github.com/berthlb/berth/e2e/netlab"
+	"github.com/berthlb/berth/internal/testwait"
 )
 
 // floodPrefixes returns n distinct IPv4 prefixes inside 198.19.0.0/16
@@ -91,7 +92,7 @@ func TestFRRImportNothing(t *testing.T) {
 	start := time.Now()
 	r1 := frr.Start(t, lab, "r1", frr.Config{ASN: routerASN, Neighbors: nb, Networks: flood})
 	r2 := frr.Start(t, lab, "r2", frr.Config{ASN: routerASN, Neighbors: nb, Networks: flood[:50]})
-	eventually(t, 120*time.Second, func() error {
+	testwait.Eventually(t, 120*time.Second, func() error {
 		if n := frrTableVersion(t, r1); n < floodSize {
 			return fmt.Errorf("r1 originates %d prefixes, want %d", n, floodSize)
 		}
@@ -215,7 +216,7 @@ func floodSpeaker(t *testing.T, lab *netlab.Lab, r1, r2 *frr.Router, limit uint3
 	if limit != 0 {
 		// It is re-opened after PrefixLimitRetry (then 4s, 8s...), and
 		// closed again since r1 still floods.
-		eventually(t, 30*time.Second, func() error {
+		testwait.Eventually(t, 30*time.Second, func() error {
 			if st := peerStatus(t, s, "flood"); st.Flaps < 2 {
 				return fmt.Errorf("flood session not re-opened and closed again: %+v", st)
 			}
@@ -233,7 +234,7 @@ func floodSpeaker(t *testing.T, lab *netlab.Lab, r1, r2 *frr.Router, limit uint3
 	if _, adjIn := ribSizes(t, s, "few"); adjIn != 50+ownRoutes {
 		t.Errorf("Adj-RIB-In of the well-behaved router holds %d, want its 50 routes and our %d (received, not imported)", adjIn, ownRoutes)
 	}
-	eventually(t, 5*time.Second, func() error {
+	testwait.Eventually(t, 5*time.Second, func() error {
 		for _, a := range []Advertisement{many[0], many[ownRoutes-1]} {
 			if r2.Path(t, a.Prefix) == nil {
 				return fmt.Errorf("our route %s is not at the well-behaved router", a.Prefix)

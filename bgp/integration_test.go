@@ -13,6 +13,7 @@ import (
 
 	"github.com/berthlb/berth/e2e/frr"
 	"github.com/berthlb/berth/e2e/netlab"
+	"github.com/berthlb/berth/internal/testwait"
 )
 
 const (
@@ -51,7 +52,7 @@ func peerStatus(tb testing.TB, s *Server, name string) PeerStatus {
 
 func waitEstablished(tb testing.TB, s *Server, name string) {
 	tb.Helper()
-	eventually(tb, 20*time.Second, func() error {
+	testwait.Eventually(tb, 20*time.Second, func() error {
 		if st := peerStatus(tb, s, name); st.State != StateEstablished {
 			return fmt.Errorf("peer %s: %+v", name, st)
 		}
@@ -63,22 +64,6 @@ func mustAdvertise(tb testing.TB, s *Server, peer string, advs ...Advertisement)
 	tb.Helper()
 	if err := s.Advertise(context.Background(), peer, advs); err != nil {
 		tb.Fatal(err)
-	}
-}
-
-// eventually polls f every 50ms until it returns nil or d has passed.
-func eventually(tb testing.TB, d time.Duration, f func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("not within %v: %v", d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -105,7 +90,7 @@ func TestFRR(t *testing.T) {
 	waitEstablished(t, s, "v6")
 
 	t.Run("routes arrive with next hop and communities", func(t *testing.T) {
-		eventually(t, 5*time.Second, func() error {
+		testwait.Eventually(t, 5*time.Second, func() error {
 			p := r.Path(t, p32)
 			switch {
 			case p == nil:
@@ -119,14 +104,14 @@ func TestFRR(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, 5*time.Second, func() error {
+		testwait.Eventually(t, 5*time.Second, func() error {
 			p := r.Path(t, p128)
 			if p == nil || len(p.Nexthops) == 0 || p.Nexthops[0].IP != lab.Gateway6.String() {
 				return fmt.Errorf("route for %s: %+v, want next hop %s", p128, p, lab.Gateway6)
 			}
 			return nil
 		})
-		eventually(t, 5*time.Second, func() error {
+		testwait.Eventually(t, 5*time.Second, func() error {
 			for _, pfx := range []netip.Prefix{p32, p128} {
 				if len(frr.KernelNextHops(t, r.Host, pfx)) == 0 {
 					return fmt.Errorf("no kernel route for %s", pfx)
@@ -142,7 +127,7 @@ func TestFRR(t *testing.T) {
 		up := peerStatus(t, s, "v4").Uptime
 		p2 := netip.MustParsePrefix("198.51.100.11/32")
 		mustAdvertise(t, s, "v4", a32, Advertisement{Prefix: p2})
-		eventually(t, 5*time.Second, func() error {
+		testwait.Eventually(t, 5*time.Second, func() error {
 			if r.Path(t, p2) == nil {
 				return errors.New("added route not there")
 			}
@@ -150,7 +135,7 @@ func TestFRR(t *testing.T) {
 		})
 		start := time.Now()
 		mustAdvertise(t, s, "v4", Advertisement{Prefix: p2})
-		eventually(t, time.Second, func() error {
+		testwait.Eventually(t, time.Second, func() error {
 			if r.Path(t, p32) != nil {
 				return errors.New("withdrawn route still there")
 			}
@@ -174,7 +159,7 @@ func TestFRR(t *testing.T) {
 		if err := s.SetPeers(ctx, []Peer{v4, v6}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, func() error {
+		testwait.Eventually(t, 20*time.Second, func() error {
 			if _, n := r.NeighborState(t, lab.Gateway6); n != v6Before+1 {
 				return fmt.Errorf("v6 established %d times, want %d", n, v6Before+1)
 			}
@@ -184,7 +169,7 @@ func TestFRR(t *testing.T) {
 		if _, n := r.NeighborState(t, lab.Gateway4); n != v4Before {
 			t.Errorf("v4 session reset: established %d -> %d", v4Before, n)
 		}
-		eventually(t, 5*time.Second, func() error {
+		testwait.Eventually(t, 5*time.Second, func() error {
 			if r.Path(t, p128) == nil {
 				return errors.New("v6 route not re-announced after reset")
 			}
@@ -196,7 +181,7 @@ func TestFRR(t *testing.T) {
 		if err := s.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 2*time.Second, func() error {
+		testwait.Eventually(t, 2*time.Second, func() error {
 			if p := r.Path(t, p128); p != nil {
 				return fmt.Errorf("route still there after Stop: %+v", p)
 			}
@@ -216,7 +201,7 @@ func TestFRRLocalPref(t *testing.T) {
 	}
 	pfx := netip.MustParsePrefix("198.51.100.20/32")
 	mustAdvertise(t, s, "ibgp", Advertisement{Prefix: pfx, LocalPref: ptr[uint32](250)})
-	eventually(t, 20*time.Second, func() error {
+	testwait.Eventually(t, 20*time.Second, func() error {
 		p := r.Path(t, pfx)
 		if p == nil || p.LocPrf == nil || *p.LocPrf != 250 || len(p.Nexthops) == 0 || p.Nexthops[0].IP != lab.Gateway4.String() {
 			return fmt.Errorf("route %+v, want local pref 250 via %s", p, lab.Gateway4)
@@ -238,7 +223,7 @@ func TestFRRPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustAdvertise(t, s, "md5")
-	eventually(t, 30*time.Second, func() error {
+	testwait.Eventually(t, 30*time.Second, func() error {
 		if st := peerStatus(t, s, "md5"); st.LastError == "" {
 			return fmt.Errorf("no LastError yet: %+v", st)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/berthlb/berth/e2e/frr"
 	"github.com/berthlb/berth/e2e/netlab"
+	"github.com/berthlb/berth/internal/testwait"
 )
 
 // TestFRRPeerOptions checks that a BGPPeer's port, sourceAddress,
@@ -94,7 +95,7 @@ func TestFRRPeerOptions(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitEstablished(t, s, "r1")
-			eventually(t, 10*time.Second, func() error {
+			testwait.Eventually(t, 10*time.Second, func() error {
 				if state, _ := r.NeighborState(t, from); state != "Established" {
 					return fmt.Errorf("the router's session with %s: %s", from, state)
 				}
