@@ -108,8 +108,8 @@ func admitting(snap Snapshot, pool string, poolLabels labels.Set, svc *corev1.Se
 	return bgp, l2
 }
 
-// announcer lists the node's peers that carry addr: sessions to peers of
-// addr's family that one of advs allows.
+// announcer lists the node's peers that carry addr: sessions to peers
+// that carry addr's family (MP-BGP included) and that one of advs allows.
 func announcer(node string, sessions []v1alpha1.BerthBGPSession, peers []v1alpha1.BGPPeer, advs []*v1alpha1.BGPAdvertisement, addr netip.Addr) Announcer {
 	r := Announcer{Node: node}
 	for _, s := range sessions {
@@ -117,8 +117,7 @@ func announcer(node string, sessions []v1alpha1.BerthBGPSession, peers []v1alpha
 		if i < 0 {
 			continue
 		}
-		pa, err := netip.ParseAddr(peers[i].Spec.Address)
-		if err != nil || pa.Is4() != addr.Is4() {
+		if !peers[i].Spec.Carries(addr.Is4()) {
 			continue
 		}
 		if !slices.ContainsFunc(advs, func(a *v1alpha1.BGPAdvertisement) bool {

@@ -1,6 +1,9 @@
 package v1alpha1
 
 import (
+	"net/netip"
+	"slices"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -169,6 +172,20 @@ const (
 	BGPFamilyIPv4 BGPFamily = "IPv4"
 	BGPFamilyIPv6 BGPFamily = "IPv6"
 )
+
+// Carries reports whether the peer's sessions carry IPv4 (v4) or IPv6
+// routes: Families when set, else the family of its address.
+func (s *BGPPeerSpec) Carries(v4 bool) bool {
+	if len(s.Families) == 0 {
+		a, err := netip.ParseAddr(s.Address)
+		return err == nil && a.Is4() == v4
+	}
+	want := BGPFamilyIPv6
+	if v4 {
+		want = BGPFamilyIPv4
+	}
+	return slices.Contains(s.Families, want)
+}
 
 // SecretKeyRef names a key of a Secret in Berth's own namespace.
 type SecretKeyRef struct {

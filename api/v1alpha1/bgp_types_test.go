@@ -1,0 +1,24 @@
+package v1alpha1
+
+import "testing"
+
+func TestBGPPeerCarries(t *testing.T) {
+	for _, tc := range []struct {
+		spec     BGPPeerSpec
+		v4, v6   bool
+		scenario string
+	}{
+		{BGPPeerSpec{Address: "192.0.2.1"}, true, false, "an IPv4 peer, no families"},
+		{BGPPeerSpec{Address: "2001:db8::1"}, false, true, "an IPv6 peer, no families"},
+		{BGPPeerSpec{Address: "192.0.2.1", Families: []BGPFamily{BGPFamilyIPv4, BGPFamilyIPv6}}, true, true, "MP-BGP over IPv4"},
+		{BGPPeerSpec{Address: "2001:db8::1", Families: []BGPFamily{BGPFamilyIPv4}}, true, false, "IPv4 only over IPv6"},
+		{BGPPeerSpec{Address: "not an address"}, false, false, "unreadable address"},
+	} {
+		if got := tc.spec.Carries(true); got != tc.v4 {
+			t.Errorf("%s: Carries(IPv4) = %v", tc.scenario, got)
+		}
+		if got := tc.spec.Carries(false); got != tc.v6 {
+			t.Errorf("%s: Carries(IPv6) = %v", tc.scenario, got)
+		}
+	}
+}
