@@ -74,11 +74,14 @@ func backendKey(svc *corev1.Service) string {
 }
 
 // CurrentAddresses returns the IP addresses in the Service's load-balancer
-// status, in order. Hostnames are ignored.
+// status, in order. Hostnames are ignored, and so are addresses with a
+// zone ("fe80::1%eth0"), which no load balancer hands out and the API
+// server does not take, but which would otherwise be announced without
+// their zone.
 func CurrentAddresses(svc *corev1.Service) []netip.Addr {
 	var out []netip.Addr
 	for _, ing := range svc.Status.LoadBalancer.Ingress {
-		if a, err := netip.ParseAddr(ing.IP); err == nil {
+		if a, err := netip.ParseAddr(ing.IP); err == nil && a.Zone() == "" {
 			out = append(out, a.Unmap())
 		}
 	}

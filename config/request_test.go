@@ -622,6 +622,7 @@ func TestCurrentAddresses(t *testing.T) {
 		{name: "hostname only", svc: service(ingress(corev1.LoadBalancerIngress{Hostname: "lb.example.com"}))},
 		{name: "order kept", svc: service(ingressIPs("2001:db8:100::7", "198.51.100.7")), want: addrs("2001:db8:100::7", "198.51.100.7")},
 		{name: "mapped address unmapped", svc: service(ingressIPs("::ffff:198.51.100.8")), want: addrs("198.51.100.8")},
+		{name: "zoned address ignored (found by FuzzCompute)", svc: service(ingressIPs("fe80::%0", "2001:db8:100::9")), want: addrs("2001:db8:100::9")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
