@@ -27,6 +27,10 @@ func (c *Controller) advertisedCondition(svc *corev1.Service, got []allocator.As
 	if err1 != nil || err2 != nil {
 		return nil
 	}
+	var nsLabels labels.Set
+	if ns, err := c.namespaces.Get(svc.Namespace); err == nil {
+		nsLabels = config.NamespaceLabels(ns)
+	}
 	var ok, missing []string
 	for _, a := range got {
 		var poolLabels labels.Set
@@ -35,12 +39,12 @@ func (c *Controller) advertisedCondition(svc *corev1.Service, got []allocator.As
 		}
 		var by []string
 		for _, adv := range bgpAdvs {
-			if config.AdvertisementAdmits(&adv.Spec.AdvertisementSelector, a.Pool, poolLabels, svc) {
+			if config.AdvertisementAdmits(&adv.Spec.AdvertisementSelector, a.Pool, poolLabels, svc, nsLabels) {
 				by = append(by, "BGPAdvertisement "+adv.Name)
 			}
 		}
 		for _, adv := range l2Advs {
-			if config.AdvertisementAdmits(&adv.Spec.AdvertisementSelector, a.Pool, poolLabels, svc) {
+			if config.AdvertisementAdmits(&adv.Spec.AdvertisementSelector, a.Pool, poolLabels, svc, nsLabels) {
 				by = append(by, "L2Advertisement "+adv.Name)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/bgp"
@@ -50,6 +51,62 @@ func TestAdvertisementNamespaces(t *testing.T) {
 	snap.BGPAdvs, snap.L2Advs, snap.Nodes = nil, []*v1alpha1.L2Advertisement{l2}, []*corev1.Node{node()}
 	if l2Addrs := computeL2Addrs(snap); !slices.Equal(l2Addrs, []string{"198.51.100.1", "198.51.100.3"}) {
 		t.Errorf("layer-2 addresses = %v, want those of namespace public only", l2Addrs)
+	}
+}
+
+// TestAdvertisementNamespaceSelector: an advertisement with a
+// namespaceSelector admits Services of namespaces whose labels match it
+// (the operator labels namespaces; tenants cannot); a namespace the
+// speaker does not know, or an invalid selector, admits nothing; BGP and
+// layer 2 decide alike.
+func TestAdvertisementNamespaceSelector(t *testing.T) {
+	internet := adv("internet", func(s *v1alpha1.BGPAdvertisementSpec) {
+		s.Peers = []string{"edge"}
+		s.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"exposure": "internet"}}
+	})
+	inNS := func(ns string) func(*corev1.Service) { return func(s *corev1.Service) { s.Namespace = ns } }
+	snap := Snapshot{
+		Node:  node(),
+		Pools: []*v1alpha1.IPPool{pool("lan", "198.51.100.0/24")},
+		Peers: []*v1alpha1.BGPPeer{peer("edge", "198.18.1.1")},
+		Services: []*corev1.Service{
+			lbService("web", []string{"198.51.100.1"}, inNS("public")),
+			lbService("internal", []string{"198.51.100.2"}, inNS("tenant-b")),
+			lbService("unknown", []string{"198.51.100.3"}, inNS("not-cached-yet")),
+		},
+		BGPAdvs: []*v1alpha1.BGPAdvertisement{internet},
+		Namespaces: map[string]labels.Set{
+			"public":   {"kubernetes.io/metadata.name": "public", "exposure": "internet"},
+			"tenant-b": {"kubernetes.io/metadata.name": "tenant-b"},
+		},
+	}
+	prefixes := func() []string {
+		var out []string
+		for _, a := range Compute(snap).Routes["edge"] {
+			out = append(out, a.Prefix.String())
+		}
+		return out
+	}
+	if got := prefixes(); !slices.Equal(got, []string{"198.51.100.1/32"}) {
+		t.Errorf("routes to edge = %v, want only public's", got)
+	}
+	// Both namespaces and namespaceSelector must admit the Service.
+	internet.Spec.Namespaces = []string{"tenant-b"}
+	if got := prefixes(); len(got) != 0 {
+		t.Errorf("routes with namespaces [tenant-b] and the selector = %v, want none", got)
+	}
+	internet.Spec.Namespaces = nil
+	// An invalid selector admits nothing.
+	internet.Spec.NamespaceSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "exposure", Operator: "Bogus"}}}
+	if got := prefixes(); len(got) != 0 {
+		t.Errorf("routes with an invalid selector = %v, want none", got)
+	}
+	// Layer 2 is decided by the same rule.
+	l2 := &v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "l2"}}
+	l2.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"exposure": "internet"}}
+	snap.BGPAdvs, snap.L2Advs, snap.Nodes = nil, []*v1alpha1.L2Advertisement{l2}, []*corev1.Node{node()}
+	if l2Addrs := computeL2Addrs(snap); !slices.Equal(l2Addrs, []string{"198.51.100.1"}) {
+		t.Errorf("layer-2 addresses = %v, want public's only", l2Addrs)
 	}
 }
 

@@ -92,7 +92,7 @@ func computeL2(s Snapshot) ([]L2Address, []netip.Addr) {
 			}
 			for _, adv := range advs {
 				sel := &adv.Spec.AdvertisementSelector
-				if !config.AdvertisementAdmits(sel, poolName, poolLabels[poolName], svc) {
+				if !config.AdvertisementAdmits(sel, poolName, poolLabels[poolName], svc, s.Namespaces[svc.Namespace]) {
 					continue
 				}
 				e, ok := byAddr[addr]

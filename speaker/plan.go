@@ -47,6 +47,9 @@ type Snapshot struct {
 	// RouterID, if valid, is the router ID the speaker was started with;
 	// it wins over the node's (see identityOf).
 	RouterID netip.Addr
+	// Namespaces are the labels of the cluster's namespaces, for
+	// advertisements' namespaceSelector; nil without a Namespace cache.
+	Namespaces map[string]labels.Set
 }
 
 // Plan is what one node must do.
@@ -131,7 +134,7 @@ func Compute(s Snapshot) *Plan {
 				continue // not ours to announce
 			}
 			for _, adv := range advs {
-				if !advMatches(&adv.Spec.AdvertisementSelector, poolName, poolLabels[poolName], svc, nodeLabels) {
+				if !advMatches(&adv.Spec.AdvertisementSelector, poolName, poolLabels[poolName], svc, s.Namespaces[svc.Namespace], nodeLabels) {
 					continue
 				}
 				route, err := routeFor(adv, addr, cfg, poolName)
@@ -224,8 +227,8 @@ func localEndpoints(slices []*discoveryv1.EndpointSlice, node string) map[string
 	return out
 }
 
-func advMatches(sel *v1alpha1.AdvertisementSelector, pool string, poolLabels labels.Set, svc *corev1.Service, nodeLabels labels.Set) bool {
-	return config.AdvertisementAdmits(sel, pool, poolLabels, svc) && selects(sel.NodeSelector, nodeLabels)
+func advMatches(sel *v1alpha1.AdvertisementSelector, pool string, poolLabels labels.Set, svc *corev1.Service, nsLabels, nodeLabels labels.Set) bool {
+	return config.AdvertisementAdmits(sel, pool, poolLabels, svc, nsLabels) && selects(sel.NodeSelector, nodeLabels)
 }
 
 // selects treats a nil selector as matching everything and an invalid one

@@ -290,11 +290,13 @@ func (s *Speaker) watch(opts Options, kube kubernetes.Interface, berth versioned
 	pools := berthInf.Berth().V1alpha1().IPPools()
 	peers := berthInf.Berth().V1alpha1().BGPPeers()
 	advs := berthInf.Berth().V1alpha1().BGPAdvertisements()
+	// Namespaces' labels, for advertisements' namespaceSelector.
+	nss := kubeInf.Core().V1().Namespaces()
 	s.listers = listers{
-		nodes: nodes.Lister(), services: svcs.Lister(), slices: eps.Lister(),
+		nodes: nodes.Lister(), services: svcs.Lister(), slices: eps.Lister(), namespaces: nss.Lister(),
 		pools: pools.Lister(), peers: peers.Lister(), bgpAdvs: advs.Lister(),
 	}
-	infs := []cache.SharedIndexInformer{svcs.Informer(), eps.Informer(), nodes.Informer(), pools.Informer(), peers.Informer(), advs.Informer()}
+	infs := []cache.SharedIndexInformer{svcs.Informer(), eps.Informer(), nodes.Informer(), nss.Informer(), pools.Informer(), peers.Informer(), advs.Informer()}
 	if opts.L2 {
 		l2Advs := berthInf.Berth().V1alpha1().L2Advertisements()
 		s.listers.l2Advs = l2Advs.Lister()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/berthlb/berth/bgp"
 	berthlisters "github.com/berthlb/berth/client/listers/api/v1alpha1"
+	"github.com/berthlb/berth/config"
 	"github.com/berthlb/berth/internal/serve"
 	"github.com/berthlb/berth/nodeport"
 )
@@ -63,10 +64,12 @@ type listers struct {
 	nodes    corelisters.NodeLister
 	services corelisters.ServiceLister
 	slices   discoverylisters.EndpointSliceLister
-	pools    berthlisters.IPPoolLister
-	peers    berthlisters.BGPPeerLister
-	bgpAdvs  berthlisters.BGPAdvertisementLister
-	l2Advs   berthlisters.L2AdvertisementLister
+	// namespaces is nil in tests that need no namespaceSelector.
+	namespaces corelisters.NamespaceLister
+	pools      berthlisters.IPPoolLister
+	peers      berthlisters.BGPPeerLister
+	bgpAdvs    berthlisters.BGPAdvertisementLister
+	l2Advs     berthlisters.L2AdvertisementLister
 }
 
 // Speaker keeps one node's announcements and forwarding in line with the
@@ -371,6 +374,16 @@ func (s *Speaker) snapshot(ctx context.Context) (Snapshot, error) {
 	}
 	if snap.Nodes, err = s.listers.nodes.List(labels.Everything()); err != nil {
 		return snap, err
+	}
+	if s.listers.namespaces != nil {
+		nss, err := s.listers.namespaces.List(labels.Everything())
+		if err != nil {
+			return snap, err
+		}
+		snap.Namespaces = make(map[string]labels.Set, len(nss))
+		for _, ns := range nss {
+			snap.Namespaces[ns.Name] = config.NamespaceLabels(ns)
+		}
 	}
 	slices.SortFunc(snap.Services, func(a, b *corev1.Service) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
 	snap.RouterID = s.routerID

@@ -21,6 +21,25 @@ type Snapshot struct {
 	L2Advs  []v1alpha1.L2Advertisement
 	// Nodes are the speakers' BerthNodeStatuses.
 	Nodes []v1alpha1.BerthNodeStatus
+	// Namespaces are the namespaces' labels, read only when an
+	// advertisement has a namespaceSelector.
+	Namespaces map[string]labels.Set
+}
+
+// usesNamespaceSelector reports whether an advertisement selects
+// namespaces by label.
+func (s Snapshot) usesNamespaceSelector() bool {
+	for i := range s.BGPAdvs {
+		if s.BGPAdvs[i].Spec.NamespaceSelector != nil {
+			return true
+		}
+	}
+	for i := range s.L2Advs {
+		if s.L2Advs[i].Spec.NamespaceSelector != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Address is what the cluster does with one of a Service's addresses.
@@ -96,12 +115,12 @@ func admitting(snap Snapshot, pool string, poolLabels labels.Set, svc *corev1.Se
 		return nil, nil
 	}
 	for i := range snap.BGPAdvs {
-		if config.AdvertisementAdmits(&snap.BGPAdvs[i].Spec.AdvertisementSelector, pool, poolLabels, svc) {
+		if config.AdvertisementAdmits(&snap.BGPAdvs[i].Spec.AdvertisementSelector, pool, poolLabels, svc, snap.Namespaces[svc.Namespace]) {
 			bgp = append(bgp, &snap.BGPAdvs[i])
 		}
 	}
 	for i := range snap.L2Advs {
-		if config.AdvertisementAdmits(&snap.L2Advs[i].Spec.AdvertisementSelector, pool, poolLabels, svc) {
+		if config.AdvertisementAdmits(&snap.L2Advs[i].Spec.AdvertisementSelector, pool, poolLabels, svc, snap.Namespaces[svc.Namespace]) {
 			l2 = append(l2, &snap.L2Advs[i])
 		}
 	}

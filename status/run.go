@@ -11,11 +11,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/client/clientset/versioned"
+	"github.com/berthlb/berth/config"
 )
 
 // Options are the settings of `berth status`.
@@ -141,6 +143,16 @@ func read(ctx context.Context, c Clients) (Snapshot, error) {
 	}
 	snap.Pools, snap.Peers, snap.BGPAdvs, snap.L2Advs, snap.Nodes = pools.Items, peers.Items, bgpAdvs.Items, l2Advs.Items, nodes.Items
 	slices.SortFunc(snap.Nodes, func(a, b v1alpha1.BerthNodeStatus) int { return strings.Compare(a.Name, b.Name) })
+	if snap.usesNamespaceSelector() {
+		nss, err := c.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return snap, fmt.Errorf("list Namespaces (an advertisement selects them by label): %w", err)
+		}
+		snap.Namespaces = map[string]labels.Set{}
+		for i := range nss.Items {
+			snap.Namespaces[nss.Items[i].Name] = config.NamespaceLabels(&nss.Items[i])
+		}
+	}
 	return snap, nil
 }
 

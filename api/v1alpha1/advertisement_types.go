@@ -33,6 +33,13 @@ type AdvertisementSelector struct {
 	// +kubebuilder:validation:items:MaxLength=63
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	Namespaces []string `json:"namespaces,omitempty"`
+	// NamespaceSelector, when set, limits the advertisement to Services in
+	// namespaces whose labels it matches, with the same say as
+	// namespaces (both must admit a Service when both are set). Only
+	// whoever may label Namespaces decides; an invalid selector admits
+	// nothing.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 	// NodeSelector selects the nodes that announce.
 	// +optional
 	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`

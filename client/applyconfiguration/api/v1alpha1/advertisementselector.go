@@ -43,6 +43,12 @@ type AdvertisementSelectorApplyConfiguration struct {
 	// Service's labels (serviceSelector) can narrow the choice within
 	// these namespaces, never widen it.
 	Namespaces []string `json:"namespaces,omitempty"`
+	// NamespaceSelector, when set, limits the advertisement to Services in
+	// namespaces whose labels it matches, with the same say as
+	// namespaces (both must admit a Service when both are set). Only
+	// whoever may label Namespaces decides; an invalid selector admits
+	// nothing.
+	NamespaceSelector *v1.LabelSelectorApplyConfiguration `json:"namespaceSelector,omitempty"`
 	// NodeSelector selects the nodes that announce.
 	NodeSelector *v1.LabelSelectorApplyConfiguration `json:"nodeSelector,omitempty"`
 }
@@ -86,6 +92,14 @@ func (b *AdvertisementSelectorApplyConfiguration) WithNamespaces(values ...strin
 	for i := range values {
 		b.Namespaces = append(b.Namespaces, values[i])
 	}
+	return b
+}
+
+// WithNamespaceSelector sets the NamespaceSelector field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the NamespaceSelector field is set to the value of the last call.
+func (b *AdvertisementSelectorApplyConfiguration) WithNamespaceSelector(value *v1.LabelSelectorApplyConfiguration) *AdvertisementSelectorApplyConfiguration {
+	b.NamespaceSelector = value
 	return b
 }
 

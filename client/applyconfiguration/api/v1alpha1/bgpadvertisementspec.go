@@ -88,6 +88,14 @@ func (b *BGPAdvertisementSpecApplyConfiguration) WithNamespaces(values ...string
 	return b
 }
 
+// WithNamespaceSelector sets the NamespaceSelector field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the NamespaceSelector field is set to the value of the last call.
+func (b *BGPAdvertisementSpecApplyConfiguration) WithNamespaceSelector(value *v1.LabelSelectorApplyConfiguration) *BGPAdvertisementSpecApplyConfiguration {
+	b.AdvertisementSelectorApplyConfiguration.NamespaceSelector = value
+	return b
+}
+
 // WithNodeSelector sets the NodeSelector field in the declarative configuration to the given value
 // and returns the receiver, so that objects can be built by chaining "With" function invocations.
 // If called multiple times, the NodeSelector field is set to the value of the last call.
