@@ -152,7 +152,7 @@ func floodSpeaker(t *testing.T, lab *netlab.Lab, r1, r2 *frr.Router, limit uint3
 		t.Fatal(err)
 	}
 	defer func() { _ = s.Stop(ctx) }()
-	// The limit is the peer's own (BGPPeer maxReceivedPrefixes); zero
+	// The limit is the peer's own (BerthBGPPeer maxReceivedPrefixes); zero
 	// means the default.
 	peers := []Peer{{Name: "flood", Address: r1.Host.IPv4, ASN: routerASN, LocalASN: localASN, MaxReceivedPrefixes: limit}}
 	if limit == 0 {

@@ -13,7 +13,7 @@ import (
 	"github.com/berthlb/berth/internal/testwait"
 )
 
-// TestFRRPeerOptions checks that a BGPPeer's port, sourceAddress,
+// TestFRRPeerOptions checks that a BerthBGPPeer's port, sourceAddress,
 // ebgpMultiHop and ttlSecurity reach the wire, against a real FRR that
 // accepts the session only if they do: each case first dials without the
 // option (the control: the session must stay down) and then with it (it

@@ -41,9 +41,9 @@ const (
 	IPv6Unicast Family = "ipv6-unicast"
 )
 
-// Peer is one BGP neighbor, as a BGPPeer object describes it.
+// Peer is one BGP neighbor, as a BerthBGPPeer object describes it.
 type Peer struct {
-	// Name identifies the peer (the BGPPeer object's name); Advertise and
+	// Name identifies the peer (the BerthBGPPeer object's name); Advertise and
 	// Status refer to peers by it.
 	Name string
 	// Address is the neighbor's IPv4 or IPv6 address.

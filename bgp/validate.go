@@ -18,7 +18,7 @@ const (
 	maxRestartTime       = 4095 * time.Second // 12 bits in the capability
 	maxHoldTime          = 65535 * time.Second
 	// maxMaxReceivedPrefixes bounds a peer's prefix limit (about 400 MiB
-	// of received routes), as the BGPPeer schema does.
+	// of received routes), as the BerthBGPPeer schema does.
 	maxMaxReceivedPrefixes = 1000000
 )
 

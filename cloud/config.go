@@ -12,7 +12,7 @@ import (
 
 // Backend names accepted in the cloud config.
 const (
-	// BackendPools serves addresses from IPPools.
+	// BackendPools serves addresses from BerthIPPools.
 	BackendPools = "pools"
 	// BackendAWS serves NLBs or Elastic IPs from AWS.
 	BackendAWS = "aws"
@@ -22,7 +22,7 @@ const (
 type Config struct {
 	// Backend is "pools" or "aws".
 	Backend string `json:"backend"`
-	// Kubeconfig, when set, is used by the pools backend to read IPPools,
+	// Kubeconfig, when set, is used by the pools backend to read BerthIPPools,
 	// Services and Namespaces instead of the controller manager's own
 	// client configuration.
 	Kubeconfig string `json:"kubeconfig,omitempty"`

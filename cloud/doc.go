@@ -5,7 +5,7 @@
 // Its only real capability is LoadBalancer. The upstream service controller
 // calls it for LoadBalancer Services without spec.loadBalancerClass; the
 // plugin delegates each call to a backend chosen in the cloud config: today
-// "pools", which serves addresses from IPPools with the same config and
+// "pools", which serves addresses from BerthIPPools with the same config and
 // allocator packages as the add-on controller, restart-stable because it
 // replays the addresses found in Services' status before it answers.
 //

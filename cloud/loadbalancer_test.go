@@ -19,8 +19,8 @@ import (
 
 const cluster = "kubernetes"
 
-func pool(name string, mode v1alpha1.IPMode, addrs ...string) *v1alpha1.IPPool {
-	p := &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.IPPoolSpec{IPMode: mode}}
+func pool(name string, mode v1alpha1.IPMode, addrs ...string) *v1alpha1.BerthIPPool {
+	p := &v1alpha1.BerthIPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BerthIPPoolSpec{IPMode: mode}}
 	for _, a := range addrs {
 		p.Spec.Addresses = append(p.Spec.Addresses, v1alpha1.AddressRange(a))
 	}
@@ -80,7 +80,7 @@ func service(name string, opts ...svcOpt) *v1.Service {
 func node(name string) *v1.Node { return &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}} }
 
 // newTestCloud returns a plugin whose pools backend has replayed svcs.
-func newTestCloud(t *testing.T, pools []*v1alpha1.IPPool, svcs ...*v1.Service) (*loadBalancers, context.Context) {
+func newTestCloud(t *testing.T, pools []*v1alpha1.BerthIPPool, svcs ...*v1.Service) (*loadBalancers, context.Context) {
 	t.Helper()
 	logger, ctx := ktesting.NewTestContext(t)
 	c, err := New(Config{Backend: BackendPools}, logger)
@@ -122,12 +122,12 @@ func TestLoadBalancerContract(t *testing.T) {
 	addon := service("addon", created(0), ingress("192.0.2.1"), addOn)
 	for _, tc := range []struct {
 		name     string
-		pools    []*v1alpha1.IPPool
+		pools    []*v1alpha1.BerthIPPool
 		existing []*v1.Service
 		steps    []step
 	}{{
 		name:  "ensure is idempotent and get is truthful",
-		pools: []*v1alpha1.IPPool{p1},
+		pools: []*v1alpha1.BerthIPPool{p1},
 		steps: []step{
 			{op: "get", svc: a, exists: false},
 			{op: "ensure", svc: a, wantIPs: []string{"192.0.2.1"}},
@@ -138,7 +138,7 @@ func TestLoadBalancerContract(t *testing.T) {
 		},
 	}, {
 		name:  "delete is idempotent and frees the address for the next Service",
-		pools: []*v1alpha1.IPPool{p1},
+		pools: []*v1alpha1.BerthIPPool{p1},
 		steps: []step{
 			{op: "ensure", svc: a, wantIPs: []string{"192.0.2.1"}},
 			{op: "ensure", svc: b, wantIPs: []string{"192.0.2.2"}},
@@ -151,7 +151,7 @@ func TestLoadBalancerContract(t *testing.T) {
 		},
 	}, {
 		name:  "exhausted pool is an error naming the reason, and the Service holds nothing",
-		pools: []*v1alpha1.IPPool{p1},
+		pools: []*v1alpha1.BerthIPPool{p1},
 		steps: []step{
 			{op: "ensure", svc: a, wantIPs: []string{"192.0.2.1"}},
 			{op: "ensure", svc: b, wantIPs: []string{"192.0.2.2"}},
@@ -163,15 +163,15 @@ func TestLoadBalancerContract(t *testing.T) {
 		steps: []step{{op: "ensure", svc: a, wantErr: "NoMatchingPool"}},
 	}, {
 		name:  "requested address",
-		pools: []*v1alpha1.IPPool{p1},
+		pools: []*v1alpha1.BerthIPPool{p1},
 		steps: []step{
 			{op: "ensure", svc: service("r", annotation(v1alpha1.AnnotationAddresses, "192.0.2.2")), wantIPs: []string{"192.0.2.2"}},
 			{op: "ensure", svc: service("s", annotation(v1alpha1.AnnotationAddresses, "192.0.2.2")), wantErr: "RequestedAddressUnavailable"},
-			{op: "ensure", svc: service("t", annotation(v1alpha1.AnnotationAddresses, "198.51.100.1")), wantErr: "in no IPPool"},
+			{op: "ensure", svc: service("t", annotation(v1alpha1.AnnotationAddresses, "198.51.100.1")), wantErr: "in no BerthIPPool"},
 		},
 	}, {
 		name:     "add-on controller's Service is refused, and its address is never handed out",
-		pools:    []*v1alpha1.IPPool{p1},
+		pools:    []*v1alpha1.BerthIPPool{p1},
 		existing: []*v1.Service{addon},
 		steps: []step{
 			{op: "ensure", svc: addon, conflict: true, wantErr: "--handle-unclassed=false"},
@@ -183,7 +183,7 @@ func TestLoadBalancerContract(t *testing.T) {
 		},
 	}, {
 		name:  "classed Service is refused",
-		pools: []*v1alpha1.IPPool{p1},
+		pools: []*v1alpha1.BerthIPPool{p1},
 		steps: []step{
 			{op: "ensure", svc: service("k", class("berth.dev/lb")), conflict: true, wantErr: "loadBalancerClass"},
 			{op: "get", svc: service("k", class("berth.dev/lb")), exists: false},
@@ -239,7 +239,7 @@ func TestLoadBalancerContract(t *testing.T) {
 }
 
 func TestIPModeFromPool(t *testing.T) {
-	lb, ctx := newTestCloud(t, []*v1alpha1.IPPool{pool("proxy", v1alpha1.IPModeProxy, "198.51.100.7/32")})
+	lb, ctx := newTestCloud(t, []*v1alpha1.BerthIPPool{pool("proxy", v1alpha1.IPModeProxy, "198.51.100.7/32")})
 	st, err := lb.EnsureLoadBalancer(ctx, cluster, service("a"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -267,7 +267,7 @@ func TestLoadBalancerName(t *testing.T) {
 // addresses, whatever order the service controller then calls it in, and
 // the older of two Services claiming one address keeps it.
 func TestRestartStability(t *testing.T) {
-	pools := []*v1alpha1.IPPool{pool("p1", "", "192.0.2.0/29")}
+	pools := []*v1alpha1.BerthIPPool{pool("p1", "", "192.0.2.0/29")}
 	for _, tc := range []struct {
 		name     string
 		existing []*v1.Service

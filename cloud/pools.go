@@ -31,7 +31,7 @@ import (
 // asks the service controller to retry.
 const readyWait = 30 * time.Second
 
-// Pools is the "pools" backend: addresses from IPPools, decided by the same
+// Pools is the "pools" backend: addresses from BerthIPPools, decided by the same
 // ledger (config, allocator, replay, foreign holdings) as berth-controller.
 //
 // Restart stability: before it answers any call, Start replays every
@@ -57,7 +57,7 @@ func NewPools(log logr.Logger) *Pools {
 	return &Pools{log: log, ready: make(chan struct{})}
 }
 
-// Start watches IPPools, Services and Namespaces and, once the caches have
+// Start watches BerthIPPools, Services and Namespaces and, once the caches have
 // synced, replays the existing allocations and starts answering. It returns
 // at once; the work ends with ctx.
 func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth versioned.Interface) {
@@ -65,7 +65,7 @@ func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth vers
 	berthInf := berthinformers.NewSharedInformerFactory(berth, 0)
 	svcInf := kubeInf.Core().V1().Services()
 	nsInf := kubeInf.Core().V1().Namespaces()
-	poolInf := berthInf.Berth().V1alpha1().IPPools()
+	poolInf := berthInf.Berth().V1alpha1().BerthIPPools()
 	nodeInf := kubeInf.Core().V1().Nodes()
 	var cidrInf networkinginformers.ServiceCIDRInformer
 	if served, err := cli.ServesServiceCIDRs(kube.Discovery()); err != nil || !served {
@@ -100,7 +100,7 @@ func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth vers
 
 	reload := func() {
 		if list, err := pools.List(labels.Everything()); err != nil {
-			p.log.Error(err, "List IPPools from cache")
+			p.log.Error(err, "List BerthIPPools from cache")
 		} else {
 			p.ledger.SetPools(list)
 		}
@@ -147,7 +147,7 @@ func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth vers
 	kubeInf.Start(ctx.Done())
 	berthInf.Start(ctx.Done())
 	go func() {
-		p.log.Info("Waiting for IPPools, Services and Namespaces")
+		p.log.Info("Waiting for BerthIPPools, Services and Namespaces")
 		synced := []cache.InformerSynced{svcInf.Informer().HasSynced, nsInf.Informer().HasSynced, poolInf.Informer().HasSynced}
 		for _, inf := range watched {
 			synced = append(synced, inf.HasSynced)
@@ -172,7 +172,7 @@ func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth vers
 // Restore loads the pools and replays the Services' current addresses
 // (ledger.Restore), then starts answering. Start calls it once the caches
 // have synced; tests call it without Start.
-func (p *Pools) Restore(pools []*v1alpha1.IPPool, svcs []*v1.Service) {
+func (p *Pools) Restore(pools []*v1alpha1.BerthIPPool, svcs []*v1.Service) {
 	if p.ledger == nil {
 		p.ledger = ledger.New(ledger.Options{Serves: serves, StatusStaysOnFailure: true})
 	}
@@ -210,9 +210,9 @@ func (p *Pools) waitReady(ctx context.Context) error {
 		defer p.readyMu.Unlock()
 		return p.initErr
 	case <-ctx.Done():
-		return fmt.Errorf("wait for IPPools and Services to load: %w", ctx.Err())
+		return fmt.Errorf("wait for BerthIPPools and Services to load: %w", ctx.Err())
 	case <-t.C:
-		return api.NewRetryError("berth-ccm is still loading IPPools and existing Service addresses", 5*time.Second)
+		return api.NewRetryError("berth-ccm is still loading BerthIPPools and existing Service addresses", 5*time.Second)
 	}
 }
 

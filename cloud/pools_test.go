@@ -110,7 +110,7 @@ func TestHandover(t *testing.T) {
 // controller leaves the Service's status as it was, so the address it shows
 // must not be handed to another Service.
 func TestFailedEnsureKeepsStatusAddress(t *testing.T) {
-	lb, ctx := newTestCloud(t, []*v1alpha1.IPPool{pool("p1", "", "192.0.2.1-192.0.2.2")})
+	lb, ctx := newTestCloud(t, []*v1alpha1.BerthIPPool{pool("p1", "", "192.0.2.1-192.0.2.2")})
 	first, err := lb.EnsureLoadBalancer(ctx, cluster, service("web", created(1)), nil)
 	if err != nil || cmp.Diff([]string{"192.0.2.1"}, ips(first)) != "" {
 		t.Fatalf("web = %v, %v; want 192.0.2.1", ips(first), err)

@@ -62,7 +62,7 @@ func New(cfg Config, log logr.Logger) (*Cloud, error) {
 }
 
 // Initialize builds the Kubernetes clients the backends need and starts
-// them: the pools backend loads IPPools, Services and Namespaces
+// them: the pools backend loads BerthIPPools, Services and Namespaces
 // (EnsureLoadBalancer waits until the allocations found in Services'
 // status have been replayed); the aws backend watches Nodes for eip mode.
 // It runs once the controller manager holds leadership.

@@ -34,7 +34,7 @@ func (r *readiness) started(backend func() error) {
 // Ready is berth-ccm's readiness, with berth-controller's semantics: a
 // standby replica (not initialized: it does not hold the Lease) is ready to
 // take over; the leader is ready once its backend has loaded what it
-// serves from (the pools backend: IPPools, Services and Namespaces, and the
+// serves from (the pools backend: BerthIPPools, Services and Namespaces, and the
 // addresses replayed from Services' status; the aws backend: its Node,
 // Service and EndpointSlice caches). nil means ready; the error says what
 // is missing.
@@ -57,7 +57,7 @@ func (p *Pools) Ready() error {
 	select {
 	case <-p.ready:
 	default:
-		return errors.New("leading, still loading IPPools and replaying the addresses in Services' status")
+		return errors.New("leading, still loading BerthIPPools and replaying the addresses in Services' status")
 	}
 	p.readyMu.Lock()
 	defer p.readyMu.Unlock()

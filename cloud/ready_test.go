@@ -22,9 +22,9 @@ func TestReady(t *testing.T) {
 	}{
 		{name: "standby", want: ""},
 		{name: "leading, Initialize running", leading: true, want: "starting the backend"},
-		{name: "leading, caches loading", leading: true, started: true, want: "still loading IPPools"},
+		{name: "leading, caches loading", leading: true, started: true, want: "still loading BerthIPPools"},
 		{name: "leading, addresses replayed", leading: true, started: true, pools: func(p *Pools) { p.Restore(nil, nil) }, want: ""},
-		{name: "leading, backend failed", leading: true, started: true, pools: func(p *Pools) { p.fail(errors.New("no IPPool CRD")) }, want: "no IPPool CRD"},
+		{name: "leading, backend failed", leading: true, started: true, pools: func(p *Pools) { p.fail(errors.New("no BerthIPPool CRD")) }, want: "no BerthIPPool CRD"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,7 +25,7 @@ var (
 		"kube-vip.io/loadbalancerIPs",
 	}
 	// PoolAliases are read like berth.dev/pool. MetalLB's names one
-	// IPAddressPool; `berth migrate` gives the converted IPPool the same
+	// IPAddressPool; `berth migrate` gives the converted BerthIPPool the same
 	// name, so the annotation keeps its meaning.
 	PoolAliases = []string{
 		"metallb.universe.tf/address-pool",

@@ -58,7 +58,7 @@ func TestClusterFrom(t *testing.T) {
 // the cluster's own addresses, that a Service asking for one is told why
 // in words it may read, and that the pool names what overlaps.
 func TestForClusterReservesWhatTheClusterUses(t *testing.T) {
-	cfg := config.ForCluster([]*v1alpha1.IPPool{ippool("lan", []string{"198.51.100.0/24", "2001:db8::/64"})}, testCluster())
+	cfg := config.ForCluster([]*v1alpha1.BerthIPPool{ippool("lan", []string{"198.51.100.0/24", "2001:db8::/64"})}, testCluster())
 	p, _ := cfg.Pool("lan")
 	wantUse := []string{"the cluster's Service range 198.51.100.128/28", "the cluster's pod range 198.51.100.64/30", "node addresses 198.51.100.7, 2001:db8::7"}
 	if diff := cmp.Diff(wantUse, p.ClusterUse); diff != "" {
@@ -87,7 +87,7 @@ func TestForClusterReservesWhatTheClusterUses(t *testing.T) {
 		}
 	}
 	// Without the cluster's ranges, the same address is fine.
-	if _, err := config.For([]*v1alpha1.IPPool{ippool("lan", []string{"198.51.100.0/24"})}).Request(service(addresses("198.51.100.7")), nil); err != nil {
+	if _, err := config.For([]*v1alpha1.BerthIPPool{ippool("lan", []string{"198.51.100.0/24"})}).Request(service(addresses("198.51.100.7")), nil); err != nil {
 		t.Errorf("without cluster ranges: %v", err)
 	}
 }

@@ -1,7 +1,7 @@
 // Package config turns Berth's custom resources and a Service into the
 // inputs of the allocator.
 //
-// It is pure: For takes a snapshot of IPPools and returns a validated Config;
+// It is pure: For takes a snapshot of BerthIPPools and returns a validated Config;
 // Config.Request takes a Service and its namespace's labels and returns the
 // allocator request, or an error that names what the user must fix. Nothing
 // here talks to the API server, keeps state between calls or logs; the

@@ -31,9 +31,9 @@ func FuzzPools(f *testing.F) {
 	f.Add("203.0.113.0/33", "203.0.113.7/32", "x", "Gt", "1", "203.0.113.4/30", true)
 
 	f.Fuzz(func(t *testing.T, addrs, res, key, op, value, prefix string, term bool) {
-		p := &v1alpha1.IPPool{
+		p := &v1alpha1.BerthIPPool{
 			ObjectMeta: metav1.ObjectMeta{Name: "fuzz"},
-			Spec: v1alpha1.IPPoolSpec{
+			Spec: v1alpha1.BerthIPPoolSpec{
 				Addresses: entries(addrs),
 				Reserved:  entries(res),
 			},
@@ -51,7 +51,7 @@ func FuzzPools(f *testing.F) {
 		// A second, fixed pool sorts after "fuzz" so that PoolFor's
 		// name order is exercised too.
 		other := ippool("other", []string{"198.51.100.128/25"})
-		cfg := config.For([]*v1alpha1.IPPool{p, other})
+		cfg := config.For([]*v1alpha1.BerthIPPool{p, other})
 
 		pool, ok := cfg.Pool("fuzz")
 		if !ok {

@@ -98,7 +98,7 @@ func FuzzRequestAnnotations(f *testing.F) {
 }
 
 // checkRequest checks what a successful Request promises the allocator.
-func checkRequest(t *testing.T, pools []*v1alpha1.IPPool, svc *corev1.Service, req allocator.Request) {
+func checkRequest(t *testing.T, pools []*v1alpha1.BerthIPPool, svc *corev1.Service, req allocator.Request) {
 	t.Helper()
 	if req.Service != config.Key(svc) || req.Namespace != svc.Namespace {
 		t.Fatalf("identity %q in %q, want %q in %q", req.Service, req.Namespace, config.Key(svc), svc.Namespace)
@@ -133,7 +133,7 @@ func checkRequest(t *testing.T, pools []*v1alpha1.IPPool, svc *corev1.Service, r
 
 // poolContains reads the pools' CIDRs without the config package, to check
 // it independently.
-func poolContains(pools []*v1alpha1.IPPool, name string, a netip.Addr) bool {
+func poolContains(pools []*v1alpha1.BerthIPPool, name string, a netip.Addr) bool {
 	for _, p := range pools {
 		if p.Name != name {
 			continue

@@ -13,14 +13,14 @@ import (
 	"github.com/berthlb/berth/api/v1alpha1"
 )
 
-// Config is the validated view of all IPPools at one moment.
+// Config is the validated view of all BerthIPPools at one moment.
 type Config struct {
 	pools   map[string]*Pool
 	names   []string // sorted
 	cluster Cluster
 }
 
-// Pool is one IPPool as the controller uses it.
+// Pool is one BerthIPPool as the controller uses it.
 type Pool struct {
 	// Alloc is what the allocator needs to know about the pool.
 	Alloc allocator.Pool
@@ -45,15 +45,15 @@ type Pool struct {
 	svcSelect  labels.Selector
 }
 
-// For validates a snapshot of IPPools. A pool with an invalid spec does not
+// For validates a snapshot of BerthIPPools. A pool with an invalid spec does not
 // make the whole configuration fail: it is kept, marked with its Problems,
 // and left out of allocation, so that one bad edit cannot take addresses
 // away from the Services of other pools.
-func For(pools []*v1alpha1.IPPool) *Config { return ForCluster(pools, Cluster{}) }
+func For(pools []*v1alpha1.BerthIPPool) *Config { return ForCluster(pools, Cluster{}) }
 
 // ForCluster is For with the ranges the cluster uses, which no pool hands
 // out.
-func ForCluster(pools []*v1alpha1.IPPool, cluster Cluster) *Config {
+func ForCluster(pools []*v1alpha1.BerthIPPool, cluster Cluster) *Config {
 	c := &Config{pools: make(map[string]*Pool, len(pools)), cluster: cluster}
 	for _, ip := range pools {
 		p := convert(ip)
@@ -67,7 +67,7 @@ func ForCluster(pools []*v1alpha1.IPPool, cluster Cluster) *Config {
 	return c
 }
 
-func convert(ip *v1alpha1.IPPool) *Pool {
+func convert(ip *v1alpha1.BerthIPPool) *Pool {
 	spec := &ip.Spec
 	p := &Pool{
 		Alloc: allocator.Pool{

@@ -18,12 +18,12 @@ import (
 // cmpAddr compares netip.Addr by value; cmp cannot look inside it.
 var cmpAddr = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
 
-type poolOpt func(*v1alpha1.IPPool)
+type poolOpt func(*v1alpha1.BerthIPPool)
 
-// ippool returns an IPPool as the API server would store it, apart from
+// berthippool returns a BerthIPPool as the API server would store it, apart from
 // defaults, which the tests set explicitly where they matter.
-func ippool(name string, addrs []string, opts ...poolOpt) *v1alpha1.IPPool {
-	p := &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}}
+func ippool(name string, addrs []string, opts ...poolOpt) *v1alpha1.BerthIPPool {
+	p := &v1alpha1.BerthIPPool{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	for _, a := range addrs {
 		p.Spec.Addresses = append(p.Spec.Addresses, v1alpha1.AddressRange(a))
 	}
@@ -34,28 +34,28 @@ func ippool(name string, addrs []string, opts ...poolOpt) *v1alpha1.IPPool {
 }
 
 func reserved(rs ...string) poolOpt {
-	return func(p *v1alpha1.IPPool) {
+	return func(p *v1alpha1.BerthIPPool) {
 		for _, r := range rs {
 			p.Spec.Reserved = append(p.Spec.Reserved, v1alpha1.AddressRange(r))
 		}
 	}
 }
 
-func autoAssign(b bool) poolOpt { return func(p *v1alpha1.IPPool) { p.Spec.AutoAssign = new(b) } }
+func autoAssign(b bool) poolOpt { return func(p *v1alpha1.BerthIPPool) { p.Spec.AutoAssign = new(b) } }
 
-func ipMode(m v1alpha1.IPMode) poolOpt { return func(p *v1alpha1.IPPool) { p.Spec.IPMode = m } }
+func ipMode(m v1alpha1.IPMode) poolOpt { return func(p *v1alpha1.BerthIPPool) { p.Spec.IPMode = m } }
 
-func avoidBuggy(p *v1alpha1.IPPool) { p.Spec.AvoidBuggyIPs = true }
+func avoidBuggy(p *v1alpha1.BerthIPPool) { p.Spec.AvoidBuggyIPs = true }
 
-func crossNamespace(p *v1alpha1.IPPool) { p.Spec.AllowCrossNamespaceSharing = true }
+func crossNamespace(p *v1alpha1.BerthIPPool) { p.Spec.AllowCrossNamespaceSharing = true }
 
-func terminating(p *v1alpha1.IPPool) {
+func terminating(p *v1alpha1.BerthIPPool) {
 	p.DeletionTimestamp = &metav1.Time{}
 	p.Finalizers = []string{v1alpha1.PoolFinalizer}
 }
 
 func allocation(sa v1alpha1.ServiceAllocation) poolOpt {
-	return func(p *v1alpha1.IPPool) { p.Spec.ServiceAllocation = &sa }
+	return func(p *v1alpha1.BerthIPPool) { p.Spec.ServiceAllocation = &sa }
 }
 
 func matchLabels(kv ...string) *metav1.LabelSelector {
@@ -75,7 +75,7 @@ func one(a string) allocator.Range { return rng(a, a) }
 func TestFor(t *testing.T) {
 	tests := []struct {
 		name string
-		pool *v1alpha1.IPPool
+		pool *v1alpha1.BerthIPPool
 		want config.Pool
 		// problems are substrings of the expected Problems, in order; a
 		// pool with problems must be left out of AllocatorPools.
@@ -287,7 +287,7 @@ func TestFor(t *testing.T) {
 	opts := cmp.Options{cmpAddr, cmpopts.EquateEmpty(), cmpopts.IgnoreUnexported(config.Pool{}), cmpopts.IgnoreFields(config.Pool{}, "Problems")}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := config.For([]*v1alpha1.IPPool{tc.pool})
+			cfg := config.For([]*v1alpha1.BerthIPPool{tc.pool})
 			got, ok := cfg.Pool(tc.pool.Name)
 			if !ok {
 				t.Fatalf("Pool(%q) not found; every pool, valid or not, must be returned", tc.pool.Name)
@@ -317,14 +317,14 @@ func TestFor(t *testing.T) {
 func TestForSnapshot(t *testing.T) {
 	tests := []struct {
 		name      string
-		pools     []*v1alpha1.IPPool
+		pools     []*v1alpha1.BerthIPPool
 		wantNames []string
 		wantAlloc []string // pools handed to the allocator, "!" marks draining ones
 	}{
 		{name: "no pools"},
 		{
 			name: "names sorted; invalid and terminating pools drain",
-			pools: []*v1alpha1.IPPool{
+			pools: []*v1alpha1.BerthIPPool{
 				ippool("zeta", []string{"198.51.100.0/26"}),
 				ippool("alpha", []string{"198.51.100.65/26"}), // host bits: invalid
 				ippool("mid", []string{"2001:db8:100::/64"}, terminating),
@@ -365,11 +365,11 @@ func TestForSnapshot(t *testing.T) {
 }
 
 func TestForDoesNotMutateInput(t *testing.T) {
-	pools := []*v1alpha1.IPPool{
+	pools := []*v1alpha1.BerthIPPool{
 		ippool("b", []string{"198.51.100.0/24"}),
 		ippool("a", []string{"2001:db8::/64"}, allocation(v1alpha1.ServiceAllocation{Namespaces: []string{"y", "x"}})),
 	}
-	before := []*v1alpha1.IPPool{pools[0].DeepCopy(), pools[1].DeepCopy()}
+	before := []*v1alpha1.BerthIPPool{pools[0].DeepCopy(), pools[1].DeepCopy()}
 	config.For(pools)
 	if diff := cmp.Diff(before, pools); diff != "" {
 		t.Errorf("For changed its input (-before +after):\n%s", diff)
@@ -443,7 +443,7 @@ func TestAllows(t *testing.T) {
 			if tc.alloc != nil {
 				opts = append(opts, allocation(*tc.alloc))
 			}
-			cfg := config.For([]*v1alpha1.IPPool{ippool("p", []string{"198.51.100.0/24"}, opts...)})
+			cfg := config.For([]*v1alpha1.BerthIPPool{ippool("p", []string{"198.51.100.0/24"}, opts...)})
 			p, _ := cfg.Pool("p")
 			if len(p.Problems) > 0 {
 				t.Fatalf("pool has problems: %q", p.Problems)

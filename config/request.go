@@ -217,9 +217,9 @@ func (c *Config) poolsFor(svc *corev1.Service, nsLabels labels.Set, current []ne
 	}
 	if len(out) == 0 {
 		if len(why) == 0 {
-			return nil, explicit, requestErr(v1alpha1.ReasonNoMatchingPool, "no IPPool exists; create one")
+			return nil, explicit, requestErr(v1alpha1.ReasonNoMatchingPool, "no BerthIPPool exists; create one")
 		}
-		return nil, explicit, requestErr(v1alpha1.ReasonNoMatchingPool, "no IPPool may serve this Service: %s", strings.Join(why, "; "))
+		return nil, explicit, requestErr(v1alpha1.ReasonNoMatchingPool, "no BerthIPPool may serve this Service: %s", strings.Join(why, "; "))
 	}
 	return out, explicit, nil
 }
@@ -271,7 +271,7 @@ func (c *Config) checkRequested(svc *corev1.Service, nsLabels labels.Set, req al
 			}
 			return requestErr(v1alpha1.ReasonRequestedAddressUnavailable, "requested address %s belongs to pool %q, which is not among the pools this Service may use (%s)", a, n, strings.Join(req.Pools, ", "))
 		}
-		return requestErr(v1alpha1.ReasonRequestedAddressUnavailable, "requested address %s is in no IPPool", a)
+		return requestErr(v1alpha1.ReasonRequestedAddressUnavailable, "requested address %s is in no BerthIPPool", a)
 	}
 	return nil
 }

@@ -23,8 +23,8 @@ import (
 // Sorted names: broken, default-v4, default-v6, gold, retiring, team-a,
 // tenants. A Service in namespace "default" without labels may use
 // default-v4 and default-v6 only.
-func standardPools() []*v1alpha1.IPPool {
-	return []*v1alpha1.IPPool{
+func standardPools() []*v1alpha1.BerthIPPool {
+	return []*v1alpha1.BerthIPPool{
 		ippool("default-v4", []string{"198.51.100.0/24"}, reserved("198.51.100.1")),
 		ippool("default-v6", []string{"2001:db8:100::/64"}),
 		ippool("team-a", []string{"203.0.113.128/26"}, autoAssign(false),
@@ -172,7 +172,7 @@ func TestRequest(t *testing.T) {
 	tests := []struct {
 		name     string
 		svc      *corev1.Service
-		pools    []*v1alpha1.IPPool // nil: standardPools
+		pools    []*v1alpha1.BerthIPPool // nil: standardPools
 		noPools  bool
 		nsLabels labels.Set
 		want     *allocator.Request
@@ -350,7 +350,7 @@ func TestRequest(t *testing.T) {
 		{
 			name:    "unknown pool",
 			svc:     service(pool("nope")),
-			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no IPPool may serve this Service: pool "nope" does not exist`},
+			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no BerthIPPool may serve this Service: pool "nope" does not exist`},
 		},
 		{
 			name:    "empty pool annotation",
@@ -360,7 +360,7 @@ func TestRequest(t *testing.T) {
 		{
 			name:    "invalid pool",
 			svc:     service(pool("broken")),
-			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, "no IPPool may serve this Service: " + brokenWhy},
+			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, "no BerthIPPool may serve this Service: " + brokenWhy},
 		},
 		{
 			name: "invalid pool holding the Service's address",
@@ -373,7 +373,7 @@ func TestRequest(t *testing.T) {
 		{
 			name:    "terminating pool",
 			svc:     service(pool("retiring")),
-			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no IPPool may serve this Service: pool "retiring" is being deleted`},
+			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no BerthIPPool may serve this Service: pool "retiring" is being deleted`},
 		},
 		{
 			name: "terminating pool holding the Service's address, explicit",
@@ -394,12 +394,12 @@ func TestRequest(t *testing.T) {
 		{
 			name:    "explicit pool that does not serve the namespace",
 			svc:     service(pool("team-a")),
-			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no IPPool may serve this Service: pool "team-a" does not serve namespace "default"`},
+			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no BerthIPPool may serve this Service: pool "team-a" does not serve namespace "default"`},
 		},
 		{
 			name:    "every reason is listed",
 			svc:     service(pool("team-a, gold,nope")),
-			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no IPPool may serve this Service: pool "team-a" does not serve namespace "default"; pool "gold" does not serve this Service (its labels do not match the pool's serviceSelector); pool "nope" does not exist`},
+			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no BerthIPPool may serve this Service: pool "team-a" does not serve namespace "default"; pool "gold" does not serve this Service (its labels do not match the pool's serviceSelector); pool "nope" does not exist`},
 		},
 		{
 			name:     "namespace admitted by label",
@@ -427,13 +427,13 @@ func TestRequest(t *testing.T) {
 			name:    "no pools at all",
 			svc:     service(),
 			noPools: true,
-			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, "no IPPool exists; create one"},
+			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, "no BerthIPPool exists; create one"},
 		},
 		{
 			name:    "no pool admits the Service",
 			svc:     service(),
 			pools:   standardPools()[2:3], // team-a
-			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no IPPool may serve this Service: pool "team-a" does not serve namespace "default"`},
+			wantErr: &wantErr{v1alpha1.ReasonNoMatchingPool, `no BerthIPPool may serve this Service: pool "team-a" does not serve namespace "default"`},
 		},
 
 		// Requested addresses against pool eligibility.
@@ -460,7 +460,7 @@ func TestRequest(t *testing.T) {
 		{
 			name:    "requested address in no pool",
 			svc:     service(addresses("203.0.113.200")),
-			wantErr: &wantErr{v1alpha1.ReasonRequestedAddressUnavailable, "requested address 203.0.113.200 is in no IPPool"},
+			wantErr: &wantErr{v1alpha1.ReasonRequestedAddressUnavailable, "requested address 203.0.113.200 is in no BerthIPPool"},
 		},
 		{
 			name:    "requested address in an invalid pool",

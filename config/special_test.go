@@ -10,7 +10,7 @@ import (
 	"github.com/berthlb/berth/config"
 )
 
-func allowCatchAll(p *v1alpha1.IPPool) { p.Spec.AllowCatchAll = true }
+func allowCatchAll(p *v1alpha1.BerthIPPool) { p.Spec.AllowCatchAll = true }
 
 // TestForSpecialPurpose checks the controller's own guard rails on pool
 // addresses: the API server's rules may be missing (CRDs of an older
@@ -19,7 +19,7 @@ func allowCatchAll(p *v1alpha1.IPPool) { p.Spec.AllowCatchAll = true }
 func TestForSpecialPurpose(t *testing.T) {
 	tests := []struct {
 		name     string
-		pool     *v1alpha1.IPPool
+		pool     *v1alpha1.BerthIPPool
 		problems []string // substrings, in order; none means valid
 	}{
 		{name: "documentation range", pool: ippool("p", []string{"198.51.100.0/24", "2001:db8::/64"})},
@@ -38,7 +38,7 @@ func TestForSpecialPurpose(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, _ := config.For([]*v1alpha1.IPPool{tc.pool}).Pool("p")
+			got, _ := config.For([]*v1alpha1.BerthIPPool{tc.pool}).Pool("p")
 			if len(got.Problems) != len(tc.problems) {
 				t.Fatalf("Problems = %q, want %d matching %q", got.Problems, len(tc.problems), tc.problems)
 			}
@@ -47,7 +47,7 @@ func TestForSpecialPurpose(t *testing.T) {
 					t.Errorf("Problems[%d] = %q, want it to contain %q", i, got.Problems[i], want)
 				}
 			}
-			draining := slices.ContainsFunc(config.For([]*v1alpha1.IPPool{tc.pool}).AllocatorPools(), func(p allocator.Pool) bool { return p.Draining })
+			draining := slices.ContainsFunc(config.For([]*v1alpha1.BerthIPPool{tc.pool}).AllocatorPools(), func(p allocator.Pool) bool { return p.Draining })
 			if draining != (len(tc.problems) > 0) {
 				t.Errorf("draining = %v, want %v", draining, len(tc.problems) > 0)
 			}

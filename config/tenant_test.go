@@ -16,7 +16,7 @@ import (
 // quote its selectors).
 func TestMessagesHideOtherPoolsAllowLists(t *testing.T) {
 	secret := "secret-team"
-	cfg := config.For([]*v1alpha1.IPPool{
+	cfg := config.For([]*v1alpha1.BerthIPPool{
 		ippool("by-list", []string{"203.0.113.0/28"}, allocation(v1alpha1.ServiceAllocation{Namespaces: []string{"team-a", secret}})),
 		ippool("by-ns-label", []string{"203.0.113.16/28"}, allocation(v1alpha1.ServiceAllocation{NamespaceSelector: matchLabels("tenant", secret)})),
 		ippool("by-svc-label", []string{"203.0.113.32/28"}, allocation(v1alpha1.ServiceAllocation{ServiceSelector: matchLabels("tier", secret)})),

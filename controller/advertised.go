@@ -40,16 +40,16 @@ func (c *Controller) advertisedCondition(svc *corev1.Service, got []allocator.As
 		var by []string
 		for _, adv := range bgpAdvs {
 			if config.AdvertisementAdmits(&adv.Spec.AdvertisementSelector, a.Pool, poolLabels, svc, nsLabels) {
-				by = append(by, "BGPAdvertisement "+adv.Name)
+				by = append(by, "BerthBGPAdvertisement "+adv.Name)
 			}
 		}
 		for _, adv := range l2Advs {
 			if config.AdvertisementAdmits(&adv.Spec.AdvertisementSelector, a.Pool, poolLabels, svc, nsLabels) {
-				by = append(by, "L2Advertisement "+adv.Name)
+				by = append(by, "BerthL2Advertisement "+adv.Name)
 			}
 		}
 		if len(by) == 0 {
-			missing = append(missing, fmt.Sprintf("%s: no BGPAdvertisement or L2Advertisement selects pool %s", a.Addr, a.Pool))
+			missing = append(missing, fmt.Sprintf("%s: no BerthBGPAdvertisement or BerthL2Advertisement selects pool %s", a.Addr, a.Pool))
 			continue
 		}
 		ok = append(ok, fmt.Sprintf("%s: %s", a.Addr, strings.Join(by, ", ")))

@@ -20,11 +20,11 @@ func TestAdvertisedCondition(t *testing.T) {
 	h := newHarness(t, testPool("lit", "198.51.100.0/28"), testPool("dark", "203.0.113.0/28"))
 	bgp := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	l2 := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
-	h.c.advs = &advertisements{bgp: berthlisters.NewBGPAdvertisementLister(bgp), l2: berthlisters.NewL2AdvertisementLister(l2)}
+	h.c.advs = &advertisements{bgp: berthlisters.NewBerthBGPAdvertisementLister(bgp), l2: berthlisters.NewBerthL2AdvertisementLister(l2)}
 	sel := func(pool string) v1alpha1.AdvertisementSelector {
 		return v1alpha1.AdvertisementSelector{IPPools: []string{pool}}
 	}
-	if err := bgp.Add(&v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: v1alpha1.BGPAdvertisementSpec{AdvertisementSelector: sel("lit")}}); err != nil {
+	if err := bgp.Add(&v1alpha1.BerthBGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: v1alpha1.BerthBGPAdvertisementSpec{AdvertisementSelector: sel("lit")}}); err != nil {
 		t.Fatal(err)
 	}
 	h.start()
@@ -38,16 +38,16 @@ func TestAdvertisedCondition(t *testing.T) {
 			t.Errorf("%s: Advertised condition %+v, want %s naming %q", name, c, status, text)
 		}
 	}
-	check("a", metav1.ConditionTrue, "198.51.100.0: BGPAdvertisement tor")
-	check("b", metav1.ConditionFalse, "203.0.113.0: no BGPAdvertisement or L2Advertisement selects pool dark")
+	check("a", metav1.ConditionTrue, "198.51.100.0: BerthBGPAdvertisement tor")
+	check("b", metav1.ConditionFalse, "203.0.113.0: no BerthBGPAdvertisement or BerthL2Advertisement selects pool dark")
 	writes := h.w.writes["b"]
 
-	if err := l2.Add(&v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "lan"}, Spec: v1alpha1.L2AdvertisementSpec{AdvertisementSelector: sel("dark")}}); err != nil {
+	if err := l2.Add(&v1alpha1.BerthL2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "lan"}, Spec: v1alpha1.BerthL2AdvertisementSpec{AdvertisementSelector: sel("dark")}}); err != nil {
 		t.Fatal(err)
 	}
 	h.c.enqueueHandled()
 	h.drain()
-	check("b", metav1.ConditionTrue, "203.0.113.0: L2Advertisement lan")
+	check("b", metav1.ConditionTrue, "203.0.113.0: BerthL2Advertisement lan")
 	if h.w.writes["b"] != writes+1 {
 		t.Errorf("b written %d times for the new advertisement, want once", h.w.writes["b"]-writes)
 	}
@@ -59,18 +59,18 @@ func TestAdvertisedCondition(t *testing.T) {
 	}
 }
 
-// TestPeerSessions checks the BGPPeers' session counts, summed over the
+// TestPeerSessions checks the BerthBGPPeers' session counts, summed over the
 // nodes' BerthNodeStatuses, and that unchanged counts are not written.
 func TestPeerSessions(t *testing.T) {
 	h := newHarness(t)
 	peers := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	nodes := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
-	h.c.advs = &advertisements{peers: berthlisters.NewBGPPeerLister(peers)}
+	h.c.advs = &advertisements{peers: berthlisters.NewBerthBGPPeerLister(peers)}
 	h.c.nodeStatuses = berthlisters.NewBerthNodeStatusLister(nodes)
 	for _, obj := range []any{
-		&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}},
-		&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "quiet"}, Status: v1alpha1.BGPPeerStatus{Sessions: 0}},
-		&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "stale"}, Status: v1alpha1.BGPPeerStatus{Sessions: 3, SessionsEstablished: 3}},
+		&v1alpha1.BerthBGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}},
+		&v1alpha1.BerthBGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "quiet"}, Status: v1alpha1.BerthBGPPeerStatus{Sessions: 0}},
+		&v1alpha1.BerthBGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "stale"}, Status: v1alpha1.BerthBGPPeerStatus{Sessions: 3, SessionsEstablished: 3}},
 	} {
 		if err := peers.Add(obj); err != nil {
 			t.Fatal(err)

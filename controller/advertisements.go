@@ -26,27 +26,27 @@ import (
 // that would announce more than a pool holds) depends on the pools, so the
 // pool worker checks them too.
 const (
-	bgpAdvPrefix = "bgpadvertisement/"
-	l2AdvPrefix  = "l2advertisement/"
+	bgpAdvPrefix = "berthbgpadvertisement/"
+	l2AdvPrefix  = "berthl2advertisement/"
 )
 
 // ConditionValid is the type of the condition the controller keeps on
-// BGPAdvertisements and L2Advertisements.
+// BerthBGPAdvertisements and BerthL2Advertisements.
 const ConditionValid = "Valid"
 
 // advertisements holds the listers of the advertisement watch.
 type advertisements struct {
-	bgp   berthlisters.BGPAdvertisementLister
-	l2    berthlisters.L2AdvertisementLister
-	peers berthlisters.BGPPeerLister
+	bgp   berthlisters.BerthBGPAdvertisementLister
+	l2    berthlisters.BerthL2AdvertisementLister
+	peers berthlisters.BerthBGPPeerLister
 }
 
-// WatchAdvertisements makes the controller check BGPAdvertisements and
-// L2Advertisements against the pools and peers and report the result as
+// WatchAdvertisements makes the controller check BerthBGPAdvertisements and
+// BerthL2Advertisements against the pools and peers and report the result as
 // their Valid condition, once, centrally: the speakers act on the same
 // rules but only record Events, since many nodes would otherwise race on
 // one condition. Call it before the informers start.
-func (c *Controller) WatchAdvertisements(bgpInf berthinformers.BGPAdvertisementInformer, l2Inf berthinformers.L2AdvertisementInformer, peerInf berthinformers.BGPPeerInformer) error {
+func (c *Controller) WatchAdvertisements(bgpInf berthinformers.BerthBGPAdvertisementInformer, l2Inf berthinformers.BerthL2AdvertisementInformer, peerInf berthinformers.BerthBGPPeerInformer) error {
 	c.advs = &advertisements{bgp: bgpInf.Lister(), l2: l2Inf.Lister(), peers: peerInf.Lister()}
 	handler := func(prefix string) cache.ResourceEventHandler {
 		queue := func(obj any) {
@@ -113,7 +113,7 @@ func (c *Controller) syncAdvertisement(ctx context.Context, key string) error {
 	)
 	switch {
 	case strings.HasPrefix(key, bgpAdvPrefix):
-		name, kind = strings.TrimPrefix(key, bgpAdvPrefix), "BGPAdvertisement"
+		name, kind = strings.TrimPrefix(key, bgpAdvPrefix), "BerthBGPAdvertisement"
 		adv, err := c.advs.bgp.Get(name)
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -125,7 +125,7 @@ func (c *Controller) syncAdvertisement(ctx context.Context, key string) error {
 		problems = append(problems, c.checkPeers(adv.Spec.Peers)...)
 		problems = append(problems, checkAggregation(cfg, c.selectedPools(cfg, &adv.Spec.AdvertisementSelector), adv.Spec.AggregationLength, adv.Spec.AggregationLengthV6)...)
 	default:
-		name, kind = strings.TrimPrefix(key, l2AdvPrefix), "L2Advertisement"
+		name, kind = strings.TrimPrefix(key, l2AdvPrefix), "BerthL2Advertisement"
 		adv, err := c.advs.l2.Get(name)
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -150,10 +150,10 @@ func (c *Controller) syncAdvertisement(ctx context.Context, key string) error {
 	cond := metav1ac.Condition().WithType(want.Type).WithStatus(want.Status).WithReason(want.Reason).
 		WithMessage(want.Message).WithObservedGeneration(want.ObservedGeneration).WithLastTransitionTime(want.LastTransitionTime)
 	status := berthac.AdvertisementStatus().WithConditions(cond)
-	if kind == "BGPAdvertisement" {
-		return c.writer.applyBGPAdvertisementStatus(ctx, berthac.BGPAdvertisement(name).WithStatus(status))
+	if kind == "BerthBGPAdvertisement" {
+		return c.writer.applyBGPAdvertisementStatus(ctx, berthac.BerthBGPAdvertisement(name).WithStatus(status))
 	}
-	return c.writer.applyL2AdvertisementStatus(ctx, berthac.L2Advertisement(name).WithStatus(status))
+	return c.writer.applyL2AdvertisementStatus(ctx, berthac.BerthL2Advertisement(name).WithStatus(status))
 }
 
 // checkSelector reports pool names that do not exist.
@@ -179,7 +179,7 @@ func (c *Controller) checkPeers(names []string) []string {
 	var out []string
 	for _, n := range names {
 		if _, err := c.advs.peers.Get(n); apierrors.IsNotFound(err) {
-			out = append(out, fmt.Sprintf("BGPPeer %q does not exist", n))
+			out = append(out, fmt.Sprintf("BerthBGPPeer %q does not exist", n))
 		}
 	}
 	return out

@@ -34,7 +34,7 @@ func TestPoolStatusCoalesced(t *testing.T) {
 	statusWrites := func() int {
 		w := 0
 		for _, a := range berth.Actions() {
-			if a.GetResource().Resource == "ippools" && a.GetSubresource() == "status" && a.GetVerb() != "get" {
+			if a.GetResource().Resource == "berthippools" && a.GetSubresource() == "status" && a.GetVerb() != "get" {
 				w++
 			}
 		}
@@ -49,7 +49,7 @@ func TestPoolStatusCoalesced(t *testing.T) {
 	}
 	var used string
 	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
-		p, err := berth.BerthV1alpha1().IPPools().Get(ctx, "p", metav1.GetOptions{})
+		p, err := berth.BerthV1alpha1().BerthIPPools().Get(ctx, "p", metav1.GetOptions{})
 		if err != nil || p.Status.IPv4 == nil {
 			return false, nil
 		}

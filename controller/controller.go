@@ -55,7 +55,7 @@ type Controller struct {
 
 	services   corelisters.ServiceLister
 	namespaces corelisters.NamespaceLister
-	pools      berthlisters.IPPoolLister
+	pools      berthlisters.BerthIPPoolLister
 	synced     []cache.InformerSynced
 
 	svcQueue  workqueue.TypedRateLimitingInterface[string]
@@ -89,13 +89,13 @@ const rebuildKey = ""
 // to. The informers must be started by the caller after New, so that the
 // handlers are registered.
 func New(cfg Config, kube kubernetes.Interface, berth versioned.Interface, rec record.EventRecorder, m *Metrics,
-	svcInf coreinformers.ServiceInformer, nsInf coreinformers.NamespaceInformer, poolInf berthinformers.IPPoolInformer,
+	svcInf coreinformers.ServiceInformer, nsInf coreinformers.NamespaceInformer, poolInf berthinformers.BerthIPPoolInformer,
 ) (*Controller, error) {
 	return newController(cfg, &apiWriter{kube: kube, berth: berth}, rec, m, svcInf, nsInf, poolInf)
 }
 
 func newController(cfg Config, w writer, rec record.EventRecorder, m *Metrics,
-	svcInf coreinformers.ServiceInformer, nsInf coreinformers.NamespaceInformer, poolInf berthinformers.IPPoolInformer,
+	svcInf coreinformers.ServiceInformer, nsInf coreinformers.NamespaceInformer, poolInf berthinformers.BerthIPPoolInformer,
 ) (*Controller, error) {
 	if cfg.Workers < 1 {
 		cfg.Workers = 1
@@ -247,8 +247,8 @@ func (c *Controller) namespaceChanged(oldObj, newObj any) {
 }
 
 func (c *Controller) poolChanged(oldObj, newObj any) {
-	oldPool, _ := oldObj.(*v1alpha1.IPPool)
-	newPool, _ := newObj.(*v1alpha1.IPPool)
+	oldPool, _ := oldObj.(*v1alpha1.BerthIPPool)
+	newPool, _ := newObj.(*v1alpha1.BerthIPPool)
 	if newPool != nil {
 		c.poolQueue.Add(newPool.Name)
 	} else if oldPool != nil {

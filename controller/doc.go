@@ -1,8 +1,8 @@
 // Package controller is Berth's Service IP controller: it gives every
-// LoadBalancer Service it handles its external addresses from IPPools and
+// LoadBalancer Service it handles its external addresses from BerthIPPools and
 // reports the result on the Service and on the pools.
 //
-// It is the I/O side of allocation. It watches Services, IPPools and
+// It is the I/O side of allocation. It watches Services, BerthIPPools and
 // Namespaces through informers, turns them into allocator inputs with the
 // pure config package, asks the allocator, and writes the outcome to the
 // status subresources by server-side apply, only when something changed.

@@ -86,7 +86,7 @@ func TestIPModeEdit(t *testing.T) {
 		return out
 	}
 	for _, m := range []v1alpha1.IPMode{v1alpha1.IPModeProxy, v1alpha1.IPModeVIP} {
-		h.editPool("p", func(p *v1alpha1.IPPool) { p.Spec.IPMode = m })
+		h.editPool("p", func(p *v1alpha1.BerthIPPool) { p.Spec.IPMode = m })
 		h.drain()
 		want := corev1.LoadBalancerIPMode(m)
 		for _, name := range []string{"a", "b"} {

@@ -334,7 +334,7 @@ func runOnFakes(t *testing.T, ctx context.Context, cfg Config, kube *kubefake.Cl
 	kubeInf := informers.NewSharedInformerFactory(kube, 0)
 	berthInf := berthinformers.NewSharedInformerFactory(berth, 0)
 	c, err := New(cfg, kube, berth, &fakeRecorder{}, NewMetrics(prometheus.NewRegistry()),
-		kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().IPPools())
+		kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().BerthIPPools())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,14 +50,14 @@ type harness struct {
 	pending []func()
 }
 
-func newHarness(t *testing.T, pools ...*v1alpha1.IPPool) *harness {
+func newHarness(t *testing.T, pools ...*v1alpha1.BerthIPPool) *harness {
 	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
 	kubeInf := informers.NewSharedInformerFactory(kubefake.NewClientset(), 0)
 	berthInf := berthinformers.NewSharedInformerFactory(berthfake.NewSimpleClientset(), 0)
-	svcInf, nsInf, poolInf := kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().IPPools()
+	svcInf, nsInf, poolInf := kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().BerthIPPools()
 	h := &harness{t: t, ctx: ctx, svcs: svcInf.Informer().GetIndexer(), pools: poolInf.Informer().GetIndexer(), rec: &fakeRecorder{}}
-	h.w = &fakeWriter{h: h, writes: map[string]int{}, poolStatus: map[string]*berthac.IPPoolStatusApplyConfiguration{}}
+	h.w = &fakeWriter{h: h, writes: map[string]int{}, poolStatus: map[string]*berthac.BerthIPPoolStatusApplyConfiguration{}}
 	c, err := newController(Config{LoadBalancerClass: testClass}, h.w, h.rec, NewMetrics(prometheus.NewRegistry()), svcInf, nsInf, poolInf)
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +163,7 @@ func (h *harness) remove(name string, tombstone bool) {
 }
 
 // addPool creates a pool as the informer would.
-func (h *harness) addPool(p *v1alpha1.IPPool) {
+func (h *harness) addPool(p *v1alpha1.BerthIPPool) {
 	h.t.Helper()
 	if err := h.pools.Add(p); err != nil {
 		h.t.Fatal(err)
@@ -190,8 +190,8 @@ type fakeWriter struct {
 	h          *harness
 	writes     map[string]int // status writes (and clears) by Service name
 	log        []string       // every status write in order, "name:ip,ip"
-	poolStatus map[string]*berthac.IPPoolStatusApplyConfiguration
-	peerStatus map[string]*berthac.BGPPeerStatusApplyConfiguration // by peer name
+	poolStatus map[string]*berthac.BerthIPPoolStatusApplyConfiguration
+	peerStatus map[string]*berthac.BerthBGPPeerStatusApplyConfiguration // by peer name
 }
 
 func (w *fakeWriter) applyServiceStatus(_ context.Context, ac *corev1ac.ServiceApplyConfiguration) error {
@@ -224,12 +224,12 @@ func (w *fakeWriter) setStatus(ns, name string, st corev1.ServiceStatus) error {
 	return nil
 }
 
-func (w *fakeWriter) applyPoolStatus(_ context.Context, ac *berthac.IPPoolApplyConfiguration) error {
+func (w *fakeWriter) applyPoolStatus(_ context.Context, ac *berthac.BerthIPPoolApplyConfiguration) error {
 	w.poolStatus[*ac.Name] = ac.Status
 	return nil
 }
 
-func (w *fakeWriter) setPoolFinalizer(_ context.Context, pool *v1alpha1.IPPool, present bool) error {
+func (w *fakeWriter) setPoolFinalizer(_ context.Context, pool *v1alpha1.BerthIPPool, present bool) error {
 	p := pool.DeepCopy()
 	p.Finalizers = nil
 	if present {
@@ -244,17 +244,17 @@ func (w *fakeWriter) setPoolFinalizer(_ context.Context, pool *v1alpha1.IPPool, 
 	return nil
 }
 
-func (w *fakeWriter) applyBGPAdvertisementStatus(context.Context, *berthac.BGPAdvertisementApplyConfiguration) error {
+func (w *fakeWriter) applyBGPAdvertisementStatus(context.Context, *berthac.BerthBGPAdvertisementApplyConfiguration) error {
 	return nil
 }
 
-func (w *fakeWriter) applyL2AdvertisementStatus(context.Context, *berthac.L2AdvertisementApplyConfiguration) error {
+func (w *fakeWriter) applyL2AdvertisementStatus(context.Context, *berthac.BerthL2AdvertisementApplyConfiguration) error {
 	return nil
 }
 
-func (w *fakeWriter) applyBGPPeerStatus(_ context.Context, ac *berthac.BGPPeerApplyConfiguration) error {
+func (w *fakeWriter) applyBGPPeerStatus(_ context.Context, ac *berthac.BerthBGPPeerApplyConfiguration) error {
 	if w.peerStatus == nil {
-		w.peerStatus = map[string]*berthac.BGPPeerStatusApplyConfiguration{}
+		w.peerStatus = map[string]*berthac.BerthBGPPeerStatusApplyConfiguration{}
 	}
 	w.peerStatus[*ac.Name] = ac.Status
 	return nil
@@ -277,7 +277,7 @@ func (r *fakeRecorder) Event(obj runtime.Object, _, reason, msg string) {
 	if svc, ok := obj.(*corev1.Service); ok {
 		name = svc.Name
 	}
-	if p, ok := obj.(*v1alpha1.IPPool); ok {
+	if p, ok := obj.(*v1alpha1.BerthIPPool); ok {
 		name = "pool/" + p.Name
 	}
 	r.reasons[name] = append(r.reasons[name], reason)
@@ -363,9 +363,9 @@ func withPorts(ports ...int32) svcOpt {
 	}
 }
 
-func testPool(name string, addrs ...v1alpha1.AddressRange) *v1alpha1.IPPool {
-	return &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), Generation: 1},
-		Spec: v1alpha1.IPPoolSpec{Addresses: addrs}}
+func testPool(name string, addrs ...v1alpha1.AddressRange) *v1alpha1.BerthIPPool {
+	return &v1alpha1.BerthIPPool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), Generation: 1},
+		Spec: v1alpha1.BerthIPPoolSpec{Addresses: addrs}}
 }
 
 // step changes the cluster (or restarts the controller) and returns the
@@ -398,7 +398,7 @@ func (h *harness) expect(name string, want outcome) {
 // runSteps starts a controller on pool, runs steps (draining the queues
 // after each), and checks the Services' outcomes and, unless wantEvents is
 // nil, the reasons of the Events recorded on the Services it names.
-func runSteps(t *testing.T, pool *v1alpha1.IPPool, steps []step, want map[string]outcome, wantEvents map[string][]string) {
+func runSteps(t *testing.T, pool *v1alpha1.BerthIPPool, steps []step, want map[string]outcome, wantEvents map[string][]string) {
 	t.Helper()
 	h := newHarness(t, pool)
 	h.start()
@@ -426,11 +426,11 @@ func runSteps(t *testing.T, pool *v1alpha1.IPPool, steps []step, want map[string
 func (h *harness) restart() *harness { return h.restartWith(nil) }
 
 // restartWith is restart with pool "p" changed while no controller ran.
-func (h *harness) restartWith(mutate func(*v1alpha1.IPPool)) *harness {
+func (h *harness) restartWith(mutate func(*v1alpha1.BerthIPPool)) *harness {
 	h.t.Helper()
-	var pools []*v1alpha1.IPPool
+	var pools []*v1alpha1.BerthIPPool
 	for _, obj := range h.pools.List() {
-		p := obj.(*v1alpha1.IPPool).DeepCopy()
+		p := obj.(*v1alpha1.BerthIPPool).DeepCopy()
 		if mutate != nil && p.Name == "p" {
 			mutate(p)
 			p.Generation++
@@ -449,13 +449,13 @@ func (h *harness) restartWith(mutate func(*v1alpha1.IPPool)) *harness {
 }
 
 // editPool changes pool name as the informer would.
-func (h *harness) editPool(name string, mutate func(*v1alpha1.IPPool)) {
+func (h *harness) editPool(name string, mutate func(*v1alpha1.BerthIPPool)) {
 	h.t.Helper()
 	obj, ok, _ := h.pools.GetByKey(name)
 	if !ok {
 		h.t.Fatalf("no pool %s", name)
 	}
-	old := obj.(*v1alpha1.IPPool)
+	old := obj.(*v1alpha1.BerthIPPool)
 	p := old.DeepCopy()
 	mutate(p)
 	p.Generation++

@@ -41,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind"}),
 		poolAddrs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "berth_pool_addresses",
-			Help: "Addresses of an IPPool by family and state (total, used, free). Large IPv6 counts are rounded to float64; the pool's status has them exactly.",
+			Help: "Addresses of a BerthIPPool by family and state (total, used, free). Large IPv6 counts are rounded to float64; the pool's status has them exactly.",
 		}, []string{"pool", "family", "state"}),
 		allocations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_allocations_total",

@@ -15,11 +15,11 @@ import (
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions/api/v1alpha1"
 )
 
-// peerSessionsKey is the pool queue's key for the BGPPeers' session counts:
+// peerSessionsKey is the pool queue's key for the BerthBGPPeers' session counts:
 // one key, so that a burst of node status changes costs one pass.
 const peerSessionsKey = "\x00peer-sessions"
 
-// WatchNodeStatuses makes the controller count, per BGPPeer, the nodes
+// WatchNodeStatuses makes the controller count, per BerthBGPPeer, the nodes
 // with a session and those whose session is Established, from the
 // speakers' BerthNodeStatuses, into the peer's status (printer columns):
 // one writer for the peer-wide numbers, N speakers each writing only their
@@ -40,7 +40,7 @@ func (c *Controller) WatchNodeStatuses(inf berthinformers.BerthNodeStatusInforme
 	return nil
 }
 
-// syncPeerSessions writes each BGPPeer's session counts that changed.
+// syncPeerSessions writes each BerthBGPPeer's session counts that changed.
 func (c *Controller) syncPeerSessions(ctx context.Context) error {
 	nodes, err := c.nodeStatuses.List(labels.Everything())
 	if err != nil {
@@ -59,13 +59,13 @@ func (c *Controller) syncPeerSessions(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	slices.SortFunc(peers, func(a, b *v1alpha1.BGPPeer) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(peers, func(a, b *v1alpha1.BerthBGPPeer) int { return strings.Compare(a.Name, b.Name) })
 	var errs []error
 	for _, p := range peers {
 		if p.Status.Sessions == total[p.Name] && p.Status.SessionsEstablished == up[p.Name] {
 			continue
 		}
-		ac := berthac.BGPPeer(p.Name).WithStatus(berthac.BGPPeerStatus().
+		ac := berthac.BerthBGPPeer(p.Name).WithStatus(berthac.BerthBGPPeerStatus().
 			WithSessions(total[p.Name]).WithSessionsEstablished(up[p.Name]))
 		if err := c.writer.applyBGPPeerStatus(ctx, ac); err != nil {
 			errs = append(errs, err)

@@ -83,7 +83,7 @@ func (c *Controller) rebuildPools(ctx context.Context) {
 
 // poolsFingerprint identifies the pools' specs and lifecycle: it changes
 // whenever a rebuild could decide differently.
-func poolsFingerprint(pools []*v1alpha1.IPPool) string {
+func poolsFingerprint(pools []*v1alpha1.BerthIPPool) string {
 	parts := make([]string, 0, len(pools))
 	for _, p := range pools {
 		parts = append(parts, fmt.Sprintf("%s/%s/%d/%v", p.Name, p.UID, p.Generation, p.DeletionTimestamp != nil))
@@ -133,7 +133,7 @@ func (c *Controller) syncPool(ctx context.Context, name string) error {
 // warnPool records an Event on the pool when a problem the operator must
 // fix appears or changes: an invalid spec (what the API server's rules
 // could not catch) or addresses the cluster uses.
-func (c *Controller) warnPool(pool *v1alpha1.IPPool, status *v1alpha1.IPPoolStatus) {
+func (c *Controller) warnPool(pool *v1alpha1.BerthIPPool, status *v1alpha1.BerthIPPoolStatus) {
 	for _, w := range []struct{ cond, reason string }{
 		{v1alpha1.PoolConditionReady, "InvalidSpec"},
 		{v1alpha1.PoolConditionClusterOverlap, "ClusterAddresses"},
@@ -152,8 +152,8 @@ func (c *Controller) warnPool(pool *v1alpha1.IPPool, status *v1alpha1.IPPoolStat
 // poolStatus computes what the pool's status should say. holders are all
 // Services holding addresses of the pool; foreign of them are served by
 // another implementation.
-func poolStatus(pool *v1alpha1.IPPool, cp *config.Pool, stats allocator.PoolStats, holders []string, foreign int) *v1alpha1.IPPoolStatus {
-	st := &v1alpha1.IPPoolStatus{ObservedGeneration: pool.Generation, HolderCount: int32(min(len(holders), 1<<30))}
+func poolStatus(pool *v1alpha1.BerthIPPool, cp *config.Pool, stats allocator.PoolStats, holders []string, foreign int) *v1alpha1.BerthIPPoolStatus {
+	st := &v1alpha1.BerthIPPoolStatus{ObservedGeneration: pool.Generation, HolderCount: int32(min(len(holders), 1<<30))}
 	st.Holders = holders[:min(len(holders), maxHolders)]
 	set := func(t string, ok bool, reason, msg string) {
 		s := metav1.ConditionFalse
@@ -234,7 +234,7 @@ func counts(f allocator.FamilyStats) *v1alpha1.AddressCounts {
 	return &v1alpha1.AddressCounts{Total: str(f.Total), Used: str(f.Used), Free: str(f.Free)}
 }
 
-func poolStatusEqual(have, want *v1alpha1.IPPoolStatus) bool {
+func poolStatusEqual(have, want *v1alpha1.BerthIPPoolStatus) bool {
 	if have.ObservedGeneration != want.ObservedGeneration || have.Usage != want.Usage ||
 		have.HolderCount != want.HolderCount || !slices.Equal(have.Holders, want.Holders) ||
 		!countsEqual(have.IPv4, want.IPv4) || !countsEqual(have.IPv6, want.IPv6) ||
@@ -257,8 +257,8 @@ func countsEqual(a, b *v1alpha1.AddressCounts) bool {
 	return *a == *b
 }
 
-func poolApply(name string, st *v1alpha1.IPPoolStatus) *berthac.IPPoolApplyConfiguration {
-	s := berthac.IPPoolStatus().
+func poolApply(name string, st *v1alpha1.BerthIPPoolStatus) *berthac.BerthIPPoolApplyConfiguration {
+	s := berthac.BerthIPPoolStatus().
 		WithObservedGeneration(st.ObservedGeneration).
 		WithHolderCount(st.HolderCount).
 		WithHolders(st.Holders...)
@@ -275,5 +275,5 @@ func poolApply(name string, st *v1alpha1.IPPoolStatus) *berthac.IPPoolApplyConfi
 	if st.IPv6 != nil {
 		s.WithIPv6(berthac.AddressCounts().WithTotal(st.IPv6.Total).WithUsed(st.IPv6.Used).WithFree(st.IPv6.Free))
 	}
-	return berthac.IPPool(name).WithStatus(s)
+	return berthac.BerthIPPool(name).WithStatus(s)
 }

@@ -20,21 +20,21 @@ func TestPoolStatus(t *testing.T) {
 		return allocator.FamilyStats{Total: big.NewInt(total), Used: big.NewInt(used), Free: big.NewInt(total - used)}
 	}
 	v6total, _ := new(big.Int).SetString("1208925819614629174706176", 10)
-	pool := func(mut ...func(*v1alpha1.IPPool)) *v1alpha1.IPPool {
-		p := &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "p", Generation: 3},
-			Spec: v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}}}
+	pool := func(mut ...func(*v1alpha1.BerthIPPool)) *v1alpha1.BerthIPPool {
+		p := &v1alpha1.BerthIPPool{ObjectMeta: metav1.ObjectMeta{Name: "p", Generation: 3},
+			Spec: v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}}}
 		for _, m := range mut {
 			m(p)
 		}
 		return p
 	}
-	cfgPool := func(p *v1alpha1.IPPool) *config.Pool {
-		cp, _ := config.For([]*v1alpha1.IPPool{p}).Pool(p.Name)
+	cfgPool := func(p *v1alpha1.BerthIPPool) *config.Pool {
+		cp, _ := config.For([]*v1alpha1.BerthIPPool{p}).Pool(p.Name)
 		return cp
 	}
 	tests := []struct {
 		name        string
-		pool        *v1alpha1.IPPool
+		pool        *v1alpha1.BerthIPPool
 		stats       allocator.PoolStats
 		holders     []string
 		foreign     int
@@ -76,7 +76,7 @@ func TestPoolStatus(t *testing.T) {
 		},
 		{
 			name: "dual-stack with a huge IPv6 part and an overlap",
-			pool: pool(func(p *v1alpha1.IPPool) { p.Spec.Addresses = append(p.Spec.Addresses, "2001:db8::/48") }),
+			pool: pool(func(p *v1alpha1.BerthIPPool) { p.Spec.Addresses = append(p.Spec.Addresses, "2001:db8::/48") }),
 			stats: allocator.PoolStats{IPv4: fam(256, 0),
 				IPv6:     allocator.FamilyStats{Total: v6total, Used: big.NewInt(1), Free: new(big.Int).Sub(v6total, big.NewInt(1))},
 				Overlaps: []string{"other"}},
@@ -90,14 +90,14 @@ func TestPoolStatus(t *testing.T) {
 		},
 		{
 			name:       "invalid pool: not Ready, no counts",
-			pool:       pool(func(p *v1alpha1.IPPool) { p.Spec.Reserved = []v1alpha1.AddressRange{"192.0.2.1"} }),
+			pool:       pool(func(p *v1alpha1.BerthIPPool) { p.Spec.Reserved = []v1alpha1.AddressRange{"192.0.2.1"} }),
 			stats:      allocator.PoolStats{IPv4: fam(256, 0)},
 			wantConds:  map[string]metav1.ConditionStatus{v1alpha1.PoolConditionReady: metav1.ConditionFalse},
 			wantReason: map[string]string{v1alpha1.PoolConditionReady: "InvalidSpec"},
 		},
 		{
 			name: "terminating pool with a holder says deletion waits",
-			pool: pool(func(p *v1alpha1.IPPool) {
+			pool: pool(func(p *v1alpha1.BerthIPPool) {
 				now := metav1.NewTime(time.Now())
 				p.DeletionTimestamp = &now
 			}),

@@ -31,7 +31,7 @@ func TestPromises(t *testing.T) {
 	restart := func(h *harness) *harness { return h.restart() }
 	reserve := func(addr v1alpha1.AddressRange) step {
 		return func(h *harness) *harness {
-			h.editPool("p", func(p *v1alpha1.IPPool) { p.Spec.Reserved = append(p.Spec.Reserved, addr) })
+			h.editPool("p", func(p *v1alpha1.BerthIPPool) { p.Spec.Reserved = append(p.Spec.Reserved, addr) })
 			return h
 		}
 	}
@@ -96,7 +96,7 @@ func TestPromises(t *testing.T) {
 			name: "a waiting Service gets an address a pool edit frees",
 			pool: []v1alpha1.AddressRange{a1},
 			steps: []step{add(svc("a", age(1))), add(svc("b", age(2))), func(h *harness) *harness {
-				h.editPool("p", func(p *v1alpha1.IPPool) { p.Spec.Addresses = append(p.Spec.Addresses, a2) })
+				h.editPool("p", func(p *v1alpha1.BerthIPPool) { p.Spec.Addresses = append(p.Spec.Addresses, a2) })
 				return h
 			}},
 			want: map[string]outcome{"a": {[]string{a1}, v1alpha1.ReasonAllocated}, "b": {[]string{a2}, v1alpha1.ReasonAllocated}},
@@ -105,7 +105,7 @@ func TestPromises(t *testing.T) {
 			name: "and the oldest waiting Service gets what a pool edit frees",
 			pool: []v1alpha1.AddressRange{a1},
 			steps: []step{add(svc("a", age(1))), add(svc("young", age(3))), add(svc("old", age(2))), func(h *harness) *harness {
-				h.editPool("p", func(p *v1alpha1.IPPool) { p.Spec.Addresses = append(p.Spec.Addresses, a2) })
+				h.editPool("p", func(p *v1alpha1.BerthIPPool) { p.Spec.Addresses = append(p.Spec.Addresses, a2) })
 				return h
 			}},
 			want: map[string]outcome{"old": {[]string{a2}, v1alpha1.ReasonAllocated}, "young": {nil, v1alpha1.ReasonPoolExhausted}},
@@ -117,7 +117,7 @@ func TestPromises(t *testing.T) {
 				// Reserved while the controller is down: the new one
 				// starts on a pool that already reserves it.
 				func(h *harness) *harness {
-					return h.restartWith(func(p *v1alpha1.IPPool) { p.Spec.Reserved = []v1alpha1.AddressRange{a1} })
+					return h.restartWith(func(p *v1alpha1.BerthIPPool) { p.Spec.Reserved = []v1alpha1.AddressRange{a1} })
 				}},
 			want: map[string]outcome{
 				"old":   {[]string{a3}, v1alpha1.ReasonAllocated},
@@ -162,7 +162,7 @@ func TestPromises(t *testing.T) {
 			pool: []v1alpha1.AddressRange{"192.0.2.1-192.0.2.2"},
 			steps: []step{add(svc("a", age(1))),
 				func(h *harness) *harness {
-					h.editPool("p", func(p *v1alpha1.IPPool) { p.Spec.Reserved = []v1alpha1.AddressRange{"198.51.100.1"} })
+					h.editPool("p", func(p *v1alpha1.BerthIPPool) { p.Spec.Reserved = []v1alpha1.AddressRange{"198.51.100.1"} })
 					return h
 				},
 				add(svc("b", age(2))), restart},

@@ -132,7 +132,7 @@ func Run(ctx context.Context, opts Options) error {
 			return fmt.Errorf("events client: %w", err)
 		}
 		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventsClient.CoreV1().Events("")})
-		// Events go on Services and on IPPools, so the scheme knows both.
+		// Events go on Services and on BerthIPPools, so the scheme knows both.
 		sch := runtime.NewScheme()
 		if err := scheme.AddToScheme(sch); err != nil {
 			return fmt.Errorf("event scheme: %w", err)
@@ -142,13 +142,13 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		rec := broadcaster.NewRecorder(sch, corev1.EventSource{Component: FieldManager})
 		c, err := New(opts.Config, kube, berth, rec, metrics,
-			kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().IPPools())
+			kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().BerthIPPools())
 		if err != nil {
 			return err
 		}
 		c.stall = stall
 		adv := berthInf.Berth().V1alpha1()
-		if err := c.WatchAdvertisements(adv.BGPAdvertisements(), adv.L2Advertisements(), adv.BGPPeers()); err != nil {
+		if err := c.WatchAdvertisements(adv.BerthBGPAdvertisements(), adv.BerthL2Advertisements(), adv.BerthBGPPeers()); err != nil {
 			return err
 		}
 		if err := c.WatchNodeStatuses(adv.BerthNodeStatuses()); err != nil {

@@ -29,11 +29,11 @@ const FieldManager = "berth-controller"
 type writer interface {
 	applyServiceStatus(ctx context.Context, svc *corev1ac.ServiceApplyConfiguration) error
 	clearServiceStatus(ctx context.Context, namespace, name string) error
-	applyPoolStatus(ctx context.Context, pool *berthac.IPPoolApplyConfiguration) error
-	setPoolFinalizer(ctx context.Context, pool *v1alpha1.IPPool, present bool) error
-	applyBGPAdvertisementStatus(ctx context.Context, adv *berthac.BGPAdvertisementApplyConfiguration) error
-	applyL2AdvertisementStatus(ctx context.Context, adv *berthac.L2AdvertisementApplyConfiguration) error
-	applyBGPPeerStatus(ctx context.Context, peer *berthac.BGPPeerApplyConfiguration) error
+	applyPoolStatus(ctx context.Context, pool *berthac.BerthIPPoolApplyConfiguration) error
+	setPoolFinalizer(ctx context.Context, pool *v1alpha1.BerthIPPool, present bool) error
+	applyBGPAdvertisementStatus(ctx context.Context, adv *berthac.BerthBGPAdvertisementApplyConfiguration) error
+	applyL2AdvertisementStatus(ctx context.Context, adv *berthac.BerthL2AdvertisementApplyConfiguration) error
+	applyBGPPeerStatus(ctx context.Context, peer *berthac.BerthBGPPeerApplyConfiguration) error
 }
 
 type apiWriter struct {
@@ -60,29 +60,29 @@ func (w *apiWriter) clearServiceStatus(ctx context.Context, namespace, name stri
 	return nil
 }
 
-func (w *apiWriter) applyPoolStatus(ctx context.Context, pool *berthac.IPPoolApplyConfiguration) error {
-	if _, err := w.berth.BerthV1alpha1().IPPools().ApplyStatus(ctx, pool, applyOpts); err != nil {
+func (w *apiWriter) applyPoolStatus(ctx context.Context, pool *berthac.BerthIPPoolApplyConfiguration) error {
+	if _, err := w.berth.BerthV1alpha1().BerthIPPools().ApplyStatus(ctx, pool, applyOpts); err != nil {
 		return fmt.Errorf("apply pool status: %w", err)
 	}
 	return nil
 }
 
-func (w *apiWriter) applyBGPAdvertisementStatus(ctx context.Context, adv *berthac.BGPAdvertisementApplyConfiguration) error {
-	if _, err := w.berth.BerthV1alpha1().BGPAdvertisements().ApplyStatus(ctx, adv, applyOpts); err != nil {
+func (w *apiWriter) applyBGPAdvertisementStatus(ctx context.Context, adv *berthac.BerthBGPAdvertisementApplyConfiguration) error {
+	if _, err := w.berth.BerthV1alpha1().BerthBGPAdvertisements().ApplyStatus(ctx, adv, applyOpts); err != nil {
 		return fmt.Errorf("apply BGP advertisement status: %w", err)
 	}
 	return nil
 }
 
-func (w *apiWriter) applyL2AdvertisementStatus(ctx context.Context, adv *berthac.L2AdvertisementApplyConfiguration) error {
-	if _, err := w.berth.BerthV1alpha1().L2Advertisements().ApplyStatus(ctx, adv, applyOpts); err != nil {
+func (w *apiWriter) applyL2AdvertisementStatus(ctx context.Context, adv *berthac.BerthL2AdvertisementApplyConfiguration) error {
+	if _, err := w.berth.BerthV1alpha1().BerthL2Advertisements().ApplyStatus(ctx, adv, applyOpts); err != nil {
 		return fmt.Errorf("apply L2 advertisement status: %w", err)
 	}
 	return nil
 }
 
-func (w *apiWriter) applyBGPPeerStatus(ctx context.Context, peer *berthac.BGPPeerApplyConfiguration) error {
-	_, err := w.berth.BerthV1alpha1().BGPPeers().ApplyStatus(ctx, peer, applyOpts)
+func (w *apiWriter) applyBGPPeerStatus(ctx context.Context, peer *berthac.BerthBGPPeerApplyConfiguration) error {
+	_, err := w.berth.BerthV1alpha1().BerthBGPPeers().ApplyStatus(ctx, peer, applyOpts)
 	if apierrors.IsNotFound(err) {
 		return nil // gone, and its status with it
 	}
@@ -92,7 +92,7 @@ func (w *apiWriter) applyBGPPeerStatus(ctx context.Context, peer *berthac.BGPPee
 	return nil
 }
 
-func (w *apiWriter) setPoolFinalizer(ctx context.Context, pool *v1alpha1.IPPool, present bool) error {
+func (w *apiWriter) setPoolFinalizer(ctx context.Context, pool *v1alpha1.BerthIPPool, present bool) error {
 	p := pool.DeepCopy()
 	var fins []string
 	for _, f := range p.Finalizers {
@@ -106,7 +106,7 @@ func (w *apiWriter) setPoolFinalizer(ctx context.Context, pool *v1alpha1.IPPool,
 	p.Finalizers = fins
 	// Update carries the resourceVersion, so a concurrent change to the
 	// finalizers by someone else makes this fail and retry, never clobber.
-	if _, err := w.berth.BerthV1alpha1().IPPools().Update(ctx, p, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
+	if _, err := w.berth.BerthV1alpha1().BerthIPPools().Update(ctx, p, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
 		return fmt.Errorf("update pool finalizers: %w", err)
 	}
 	return nil

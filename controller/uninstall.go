@@ -15,7 +15,7 @@ type uninstallMark interface {
 }
 
 // WatchUninstall makes the controller follow the mark of an uninstall
-// (package internal/lifecycle): once it is set, every IPPool loses the
+// (package internal/lifecycle): once it is set, every BerthIPPool loses the
 // finalizer berth.dev/pool-in-use and gets it no more, so that nothing
 // blocks deleting the pools or the CRDs after Berth is gone. Call it before
 // Run and before the mark's watch starts.

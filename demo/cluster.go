@@ -303,7 +303,7 @@ func (d *clusterDemo) explore(addrs map[string]netip.Addr) {
 		"  kubectl get nodes -o wide\n"+
 		"  kubectl get pods -A -o wide\n"+
 		"  kubectl get svc -n %s\n"+
-		"  kubectl get ippools,bgppeers,bgpadvertisements,l2advertisements\n"+
+		"  kubectl get berthippools,berthbgppeers,berthbgpadvertisements,berthl2advertisements\n"+
 		"  ip netns exec %s curl -s http://%s/\n"+
 		"  ip netns exec %s curl -s http://%s/\n"+
 		"  vtysh --vty_socket %s -c 'show bgp ipv4 unicast'\n"+

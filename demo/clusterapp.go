@@ -54,29 +54,29 @@ func (d *clusterDemo) configure(ctx context.Context) error {
 		what   string
 		create func() error
 	}{
-		{"ippool bgp " + clusterBGPPool.String(), func() error {
-			_, err := b.IPPools().Create(ctx, &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp"},
-				Spec: v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(clusterBGPPool.String())}}}, metav1.CreateOptions{})
+		{"berthippool bgp " + clusterBGPPool.String(), func() error {
+			_, err := b.BerthIPPools().Create(ctx, &v1alpha1.BerthIPPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp"},
+				Spec: v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(clusterBGPPool.String())}}}, metav1.CreateOptions{})
 			return err
 		}},
-		{"ippool l2 " + d.l2Pool().String(), func() error {
-			_, err := b.IPPools().Create(ctx, &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "l2"},
-				Spec: v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(d.l2Pool().String())}}}, metav1.CreateOptions{})
+		{"berthippool l2 " + d.l2Pool().String(), func() error {
+			_, err := b.BerthIPPools().Create(ctx, &v1alpha1.BerthIPPool{ObjectMeta: metav1.ObjectMeta{Name: "l2"},
+				Spec: v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(d.l2Pool().String())}}}, metav1.CreateOptions{})
 			return err
 		}},
-		{fmt.Sprintf("bgppeer router (%s, AS %d; the nodes are AS %d)", d.router.Host.IPv4, routerASN, nodeASN), func() error {
-			_, err := b.BGPPeers().Create(ctx, &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router"},
-				Spec: v1alpha1.BGPPeerSpec{Address: d.router.Host.IPv4.String(), ASN: routerASN, LocalASN: nodeASN}}, metav1.CreateOptions{})
+		{fmt.Sprintf("berthbgppeer router (%s, AS %d; the nodes are AS %d)", d.router.Host.IPv4, routerASN, nodeASN), func() error {
+			_, err := b.BerthBGPPeers().Create(ctx, &v1alpha1.BerthBGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router"},
+				Spec: v1alpha1.BerthBGPPeerSpec{Address: d.router.Host.IPv4.String(), ASN: routerASN, LocalASN: nodeASN}}, metav1.CreateOptions{})
 			return err
 		}},
-		{"bgpadvertisement bgp (pool bgp, every peer)", func() error {
-			_, err := b.BGPAdvertisements().Create(ctx, &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp"},
-				Spec: v1alpha1.BGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"bgp"}}}}, metav1.CreateOptions{})
+		{"berthbgpadvertisement bgp (pool bgp, every peer)", func() error {
+			_, err := b.BerthBGPAdvertisements().Create(ctx, &v1alpha1.BerthBGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp"},
+				Spec: v1alpha1.BerthBGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"bgp"}}}}, metav1.CreateOptions{})
 			return err
 		}},
-		{"l2advertisement l2 (pool l2, ARP on eth0)", func() error {
-			_, err := b.L2Advertisements().Create(ctx, &v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "l2"},
-				Spec: v1alpha1.L2AdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"l2"}},
+		{"berthl2advertisement l2 (pool l2, ARP on eth0)", func() error {
+			_, err := b.BerthL2Advertisements().Create(ctx, &v1alpha1.BerthL2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "l2"},
+				Spec: v1alpha1.BerthL2AdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"l2"}},
 					Interfaces: []string{"eth0"}}}, metav1.CreateOptions{})
 			return err
 		}},

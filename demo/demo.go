@@ -151,7 +151,7 @@ func Run(ctx context.Context, opts Options) error {
 		return nil
 	}
 	fmt.Fprintf(out, "\nThe cluster stays up until you press Ctrl-C. Explore it with kubectl:\n"+
-		"  export KUBECONFIG=%s\n  kubectl get ippools\n  kubectl get svc -A\n  kubectl describe svc web\n", cp.Kubeconfig())
+		"  export KUBECONFIG=%s\n  kubectl get berthippools\n  kubectl get svc -A\n  kubectl describe svc web\n", cp.Kubeconfig())
 	if nw != nil {
 		fmt.Fprintf(out, "and the network with ip netns (as root):\n  ip netns exec %s curl http://198.51.100.2/\n  vtysh --vty_socket %s -c 'show ip route bgp'\n  ip netns exec %s nft list table inet berth\n",
 			nw.client.Netns, nw.router.Dir, nw.nodes[0].Netns)
@@ -184,7 +184,7 @@ func apply(ctx context.Context, cp *controlplane.ControlPlane, dir string, out i
 	if err != nil {
 		return nil, err
 	}
-	rank := map[string]int{"Namespace": 0, "IPPool": 1, "Service": 3}
+	rank := map[string]int{"Namespace": 0, "BerthIPPool": 1, "Service": 3}
 	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int {
 		return cmpRank(rank, a.GetKind()) - cmpRank(rank, b.GetKind())
 	})
@@ -219,7 +219,7 @@ func apply(ctx context.Context, cp *controlplane.ControlPlane, dir string, out i
 		switch o.GetKind() {
 		case "Service":
 			services = append(services, o)
-		case "IPPool":
+		case "BerthIPPool":
 			pools, poolNames = append(pools, ri), append(poolNames, o.GetName())
 		}
 	}
@@ -327,7 +327,7 @@ func report(ctx context.Context, out io.Writer, kube kubernetes.Interface, berth
 	}
 
 	fmt.Fprintln(out, "\n==> IP pools")
-	pools, err := berth.BerthV1alpha1().IPPools().List(ctx, metav1.ListOptions{})
+	pools, err := berth.BerthV1alpha1().BerthIPPools().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
 	}

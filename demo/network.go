@@ -177,19 +177,19 @@ func (n *network) run(ctx context.Context, out io.Writer, cp *controlplane.Contr
 		name string
 		addr netip.Addr
 	}{{"router-v4", n.router.Host.IPv4}, {"router-v6", n.router.Host.IPv6}} {
-		peer := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: p.name},
-			Spec: v1alpha1.BGPPeerSpec{Address: p.addr.String(), ASN: routerASN, LocalASN: nodeASN}}
-		if _, err := berth.BerthV1alpha1().BGPPeers().Create(ctx, peer, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create BGPPeer %s: %w", p.name, err)
+		peer := &v1alpha1.BerthBGPPeer{ObjectMeta: metav1.ObjectMeta{Name: p.name},
+			Spec: v1alpha1.BerthBGPPeerSpec{Address: p.addr.String(), ASN: routerASN, LocalASN: nodeASN}}
+		if _, err := berth.BerthV1alpha1().BerthBGPPeers().Create(ctx, peer, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create BerthBGPPeer %s: %w", p.name, err)
 		}
-		fmt.Fprintf(out, "    created bgppeer %s (%s)\n", p.name, p.addr)
+		fmt.Fprintf(out, "    created berthbgppeer %s (%s)\n", p.name, p.addr)
 	}
 	// An empty selector advertises every pool's addresses to every peer.
-	adv := &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}}
-	if _, err := berth.BerthV1alpha1().BGPAdvertisements().Create(ctx, adv, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create BGPAdvertisement: %w", err)
+	adv := &v1alpha1.BerthBGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}}
+	if _, err := berth.BerthV1alpha1().BerthBGPAdvertisements().Create(ctx, adv, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create BerthBGPAdvertisement: %w", err)
 	}
-	fmt.Fprintln(out, "    created bgpadvertisement all (every pool, every peer)")
+	fmt.Fprintln(out, "    created berthbgpadvertisement all (every pool, every peer)")
 
 	svcs, err := currentServices(ctx, kube, services)
 	if err != nil {

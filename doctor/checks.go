@@ -13,7 +13,7 @@ import (
 )
 
 // requiredCRDs are the CRDs Berth cannot work without.
-var requiredCRDs = []string{"bgpadvertisements.berth.dev", "bgppeers.berth.dev", "ippools.berth.dev", "l2advertisements.berth.dev"}
+var requiredCRDs = []string{"berthbgpadvertisements.berth.dev", "berthbgppeers.berth.dev", "berthippools.berth.dev", "berthl2advertisements.berth.dev"}
 
 // Check runs every check on s, in the order an operator would look.
 func Check(s *Snapshot) []Finding {
@@ -76,7 +76,7 @@ func checkController(s *Snapshot) []Finding {
 			Fix:     fmt.Sprintf("kubectl -n %s describe deploy/%s; kubectl -n %s logs deploy/%s", ns, s.Names.Controller, ns, s.Names.Controller)}}
 	}
 	return []Finding{{Check: check, Severity: Fail,
-		Summary: fmt.Sprintf("no Deployment %s/%s and no leader Lease: no Service gets an address from an IPPool", ns, s.Names.Controller),
+		Summary: fmt.Sprintf("no Deployment %s/%s and no leader Lease: no Service gets an address from a BerthIPPool", ns, s.Names.Controller),
 		Fix:     "install Berth (helm install berth charts/berth -n " + ns + "), or pass --namespace if it lives elsewhere"}}
 }
 
@@ -139,8 +139,8 @@ func checkMemberlist(s *Snapshot) []Finding {
 	switch {
 	case name == "":
 		return []Finding{{Check: check, Severity: OK, Summary: "not needed: the speakers run with --l2=false"}}
-	case len(s.L2Advertisements) == 0:
-		return []Finding{{Check: check, Severity: OK, Summary: "not needed yet: no L2Advertisement"}}
+	case len(s.BerthL2Advertisements) == 0:
+		return []Finding{{Check: check, Severity: OK, Summary: "not needed yet: no BerthL2Advertisement"}}
 	}
 	ns := s.Names.Namespace
 	create := fmt.Sprintf("kubectl -n %s create secret generic %s --from-literal=secretkey=\"$(head -c 24 /dev/urandom | base64)\"", ns, name)

@@ -23,7 +23,7 @@ func checkPools(s *Snapshot) []Finding {
 		return nil
 	}
 	if len(s.Pools) == 0 {
-		return []Finding{{Check: check, Severity: Fail, Summary: "no IPPool: no Service can get an address",
+		return []Finding{{Check: check, Severity: Fail, Summary: "no BerthIPPool: no Service can get an address",
 			Fix: "create one (docs/pools.md; manifests/examples)"}}
 	}
 	var out []Finding
@@ -35,8 +35,8 @@ func checkPools(s *Snapshot) []Finding {
 	for _, p := range s.Pools {
 		if c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.PoolConditionReady); c != nil && c.Status == metav1.ConditionFalse {
 			out = append(out, Finding{Check: check, Severity: Fail,
-				Summary: fmt.Sprintf("IPPool %s is not Ready (%s): %s", p.Name, c.Reason, c.Message),
-				Fix:     "fix its spec: kubectl get ippool " + p.Name + " -o yaml"})
+				Summary: fmt.Sprintf("BerthIPPool %s is not Ready (%s): %s", p.Name, c.Reason, c.Message),
+				Fix:     "fix its spec: kubectl get berthippool " + p.Name + " -o yaml"})
 		}
 		for _, a := range p.Spec.Addresses {
 			if r, err := allocator.ParseRange(string(a)); err == nil {
@@ -45,7 +45,7 @@ func checkPools(s *Snapshot) []Finding {
 		}
 		if !announced(s, &p) {
 			out = append(out, Finding{Check: check, Severity: Warn,
-				Summary: fmt.Sprintf("IPPool %s is selected by no BGPAdvertisement and no L2Advertisement: its addresses are handed out but no node announces them", p.Name),
+				Summary: fmt.Sprintf("BerthIPPool %s is selected by no BerthBGPAdvertisement and no BerthL2Advertisement: its addresses are handed out but no node announces them", p.Name),
 				Fix:     "create an advertisement whose ipPools or ipPoolSelector selects it (docs/bgp.md, docs/layer2.md)"})
 		}
 	}
@@ -57,12 +57,12 @@ func checkPools(s *Snapshot) []Finding {
 			}
 			seen[[2]string{a.pool, b.pool}] = true
 			out = append(out, Finding{Check: check, Severity: Warn,
-				Summary: fmt.Sprintf("IPPools %s and %s overlap (%s and %s): each address is still handed out once, but which pool a Service's address counts against is arbitrary", a.pool, b.pool, a.text, b.text),
+				Summary: fmt.Sprintf("BerthIPPools %s and %s overlap (%s and %s): each address is still handed out once, but which pool a Service's address counts against is arbitrary", a.pool, b.pool, a.text, b.text),
 				Fix:     "make their addresses disjoint, or move the shared range to a reserved list in one of them"})
 		}
 	}
 	if len(out) == 0 {
-		out = append(out, Finding{Check: check, Severity: OK, Summary: plural(len(s.Pools), "IPPool") + ": all Ready and announced, none overlapping"})
+		out = append(out, Finding{Check: check, Severity: OK, Summary: plural(len(s.Pools), "BerthIPPool") + ": all Ready and announced, none overlapping"})
 	}
 	return out
 }
@@ -72,12 +72,12 @@ func overlap(a, b allocator.Range) bool {
 }
 
 // announced reports whether some advertisement selects pool p.
-func announced(s *Snapshot, p *v1alpha1.IPPool) bool {
+func announced(s *Snapshot, p *v1alpha1.BerthIPPool) bool {
 	var sels []v1alpha1.AdvertisementSelector
-	for _, a := range s.BGPAdvertisements {
+	for _, a := range s.BerthBGPAdvertisements {
 		sels = append(sels, a.Spec.AdvertisementSelector)
 	}
-	for _, a := range s.L2Advertisements {
+	for _, a := range s.BerthL2Advertisements {
 		sels = append(sels, a.Spec.AdvertisementSelector)
 	}
 	for _, sel := range sels {
@@ -192,7 +192,7 @@ func checkKubeProxy(s *Snapshot) []Finding {
 	}
 	mode := orDefault(cfg.Mode, "iptables")
 	switch {
-	case mode == "ipvs" && !cfg.IPVS.StrictARP && len(s.L2Advertisements) > 0:
+	case mode == "ipvs" && !cfg.IPVS.StrictARP && len(s.BerthL2Advertisements) > 0:
 		return []Finding{{Check: check, Severity: Fail,
 			Summary: "IPVS mode without ipvs.strictARP: every node binds the load-balancer addresses to kube-ipvs0 and answers ARP for them, so layer-2 ownership does not hold",
 			Fix:     "set ipvs.strictARP: true in ConfigMap kube-system/kube-proxy and restart kube-proxy"}}

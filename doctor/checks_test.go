@@ -43,11 +43,11 @@ func TestChecks(t *testing.T) {
 		{"expired lease", checkController, Snapshot{Lease: lease(time.Minute)}, []string{"FAIL: expired: its holder c1 stopped renewing"}},
 		{"released lease, no deployment", checkController, Snapshot{Lease: &coordinationv1.Lease{}}, []string{"FAIL: no Deployment"}},
 		{"short memberlist key", checkMemberlist, Snapshot{
-			Speaker:          speakerDS(),
-			L2Advertisements: make([]l2Adv, 1),
-			MemberlistSecret: &corev1.Secret{Data: map[string][]byte{"secretkey": []byte("short")}},
+			Speaker:               speakerDS(),
+			BerthL2Advertisements: make([]l2Adv, 1),
+			MemberlistSecret:      &corev1.Secret{Data: map[string][]byte{"secretkey": []byte("short")}},
 		}, []string{"FAIL: of 5 bytes"}},
-		{"layer 2 off", checkMemberlist, Snapshot{Speaker: speakerDS("--l2=false"), L2Advertisements: make([]l2Adv, 1)}, []string{"ok: not needed: the speakers run with --l2=false"}},
+		{"layer 2 off", checkMemberlist, Snapshot{Speaker: speakerDS("--l2=false"), BerthL2Advertisements: make([]l2Adv, 1)}, []string{"ok: not needed: the speakers run with --l2=false"}},
 		{"unparsable source range", checkSourceRanges, Snapshot{Services: []corev1.Service{restricted("10.0.0.0/8, nope", "192.0.2.1")}}, []string{"FAIL: refuses every client"}},
 		{"range of each family", checkSourceRanges, Snapshot{Services: []corev1.Service{restricted("10.0.0.0/8,2001:db8::/32", "192.0.2.1", "2001:db8::1")}}, []string{"ok: 1 restricted Service"}},
 		{"kube-proxy ipvs without layer 2", checkKubeProxy, Snapshot{KubeProxyConfigMap: &corev1.ConfigMap{Data: map[string]string{"config.conf": "mode: ipvs"}}}, []string{"warn: IPVS mode"}},
@@ -74,7 +74,7 @@ func TestChecks(t *testing.T) {
 	}
 }
 
-type l2Adv = v1alpha1.L2Advertisement
+type l2Adv = v1alpha1.BerthL2Advertisement
 
 func speakerDS(args ...string) *appsv1.DaemonSet {
 	return &appsv1.DaemonSet{Spec: appsv1.DaemonSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{

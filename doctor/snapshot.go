@@ -45,18 +45,18 @@ type Snapshot struct {
 	Names Names
 	Now   time.Time
 	// CRDs are the names of the installed CRDs of group berth.dev.
-	CRDs               []string
-	Lease              *coordinationv1.Lease
-	Controller         *appsv1.Deployment
-	Speaker            *appsv1.DaemonSet
-	SpeakerPods        []corev1.Pod
-	Nodes              []corev1.Node
-	MemberlistSecret   *corev1.Secret
-	Pools              []v1alpha1.IPPool
-	BGPAdvertisements  []v1alpha1.BGPAdvertisement
-	L2Advertisements   []v1alpha1.L2Advertisement
-	Services           []corev1.Service
-	KubeProxyConfigMap *corev1.ConfigMap
+	CRDs                   []string
+	Lease                  *coordinationv1.Lease
+	Controller             *appsv1.Deployment
+	Speaker                *appsv1.DaemonSet
+	SpeakerPods            []corev1.Pod
+	Nodes                  []corev1.Node
+	MemberlistSecret       *corev1.Secret
+	Pools                  []v1alpha1.BerthIPPool
+	BerthBGPAdvertisements []v1alpha1.BerthBGPAdvertisement
+	BerthL2Advertisements  []v1alpha1.BerthL2Advertisement
+	Services               []corev1.Service
+	KubeProxyConfigMap     *corev1.ConfigMap
 }
 
 // Clients are the API clients Gather reads with.
@@ -154,21 +154,21 @@ func (s *Snapshot) gatherSpeakers(ctx context.Context, c Clients) error {
 }
 
 func (s *Snapshot) gatherBerth(ctx context.Context, c versioned.Interface) error {
-	pools, err := c.BerthV1alpha1().IPPools().List(ctx, metav1.ListOptions{})
+	pools, err := c.BerthV1alpha1().BerthIPPools().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return fmt.Errorf("list IPPools: %w", err)
+		return fmt.Errorf("list BerthIPPools: %w", err)
 	}
 	s.Pools = pools.Items
-	bgp, err := c.BerthV1alpha1().BGPAdvertisements().List(ctx, metav1.ListOptions{})
+	bgp, err := c.BerthV1alpha1().BerthBGPAdvertisements().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return fmt.Errorf("list BGPAdvertisements: %w", err)
+		return fmt.Errorf("list BerthBGPAdvertisements: %w", err)
 	}
-	s.BGPAdvertisements = bgp.Items
-	l2, err := c.BerthV1alpha1().L2Advertisements().List(ctx, metav1.ListOptions{})
+	s.BerthBGPAdvertisements = bgp.Items
+	l2, err := c.BerthV1alpha1().BerthL2Advertisements().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return fmt.Errorf("list L2Advertisements: %w", err)
+		return fmt.Errorf("list BerthL2Advertisements: %w", err)
 	}
-	s.L2Advertisements = l2.Items
+	s.BerthL2Advertisements = l2.Items
 	return nil
 }
 

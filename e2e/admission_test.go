@@ -16,7 +16,7 @@ func TestIPPoolAdmission(t *testing.T) {
 	e := newEnv(t)
 	tests := []struct {
 		name    string
-		spec    v1alpha1.IPPoolSpec
+		spec    v1alpha1.BerthIPPoolSpec
 		wantErr string // substring of the rejection; "" means accepted
 	}{
 		{"v4 cidr", spec("198.51.100.0/24"), ""},
@@ -47,7 +47,7 @@ func TestIPPoolAdmission(t *testing.T) {
 		{"unspecified v6", spec("::"), `"::" lies inside`},
 		{"broadcast", spec("255.255.255.255"), `"255.255.255.255" lies inside`},
 		{"two bad entries named", spec("127.0.0.1", "198.51.100.0/24", "fe80::1"), `spec.addresses[2]: Invalid value: "fe80::1": "fe80::1" lies inside`},
-		{"reserved may name special addresses", v1alpha1.IPPoolSpec{AllowCatchAll: true, Addresses: []v1alpha1.AddressRange{"0.0.0.0/0"}, Reserved: []v1alpha1.AddressRange{"127.0.0.0/8"}}, ""},
+		{"reserved may name special addresses", v1alpha1.BerthIPPoolSpec{AllowCatchAll: true, Addresses: []v1alpha1.AddressRange{"0.0.0.0/0"}, Reserved: []v1alpha1.AddressRange{"127.0.0.0/8"}}, ""},
 		{"garbage", spec("not-an-ip"), `"not-an-ip" is not an IP address`},
 		{"octet out of range", spec("198.51.100.300/24"), `"198.51.100.300/24" is not an IP address`},
 		{"prefix too long", spec("198.51.100.0/33"), `"198.51.100.0/33" is not an IP address`},
@@ -60,10 +60,10 @@ func TestIPPoolAdmission(t *testing.T) {
 		{"mixed range", spec("198.51.100.1-2001:db8::1"), `range "198.51.100.1-2001:db8::1" mixes IPv4 and IPv6`},
 		{"two dashes", spec("198.51.100.1-198.51.100.2-198.51.100.3"), `is not an IP address`},
 		{"zone", spec("fe80::1%eth0"), `is not an IP address`},
-		{"bad reserved", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}, Reserved: []v1alpha1.AddressRange{"198.51.100.9-198.51.100.1"}}, `is reversed`},
-		{"no addresses", v1alpha1.IPPoolSpec{}, `spec.addresses`},
-		{"bad ipMode", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}, IPMode: "Tunnel"}, `Unsupported value: "Tunnel"`},
-		{"bad namespace", v1alpha1.IPPoolSpec{
+		{"bad reserved", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}, Reserved: []v1alpha1.AddressRange{"198.51.100.9-198.51.100.1"}}, `is reversed`},
+		{"no addresses", v1alpha1.BerthIPPoolSpec{}, `spec.addresses`},
+		{"bad ipMode", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}, IPMode: "Tunnel"}, `Unsupported value: "Tunnel"`},
+		{"bad namespace", v1alpha1.BerthIPPoolSpec{
 			Addresses:         []v1alpha1.AddressRange{"198.51.100.0/24"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"Not_A_Namespace"}},
 		}, `spec.serviceAllocation.namespaces`},
@@ -72,14 +72,14 @@ func TestIPPoolAdmission(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			name := "adm-" + strings.ToLower(strings.ReplaceAll(t.Name()[len("TestIPPoolAdmission/"):], "_", "-"))
 			name = name[:min(len(name), 50)] + "-" + string(rune('a'+i%26))
-			_, err := e.berth.BerthV1alpha1().IPPools().Create(t.Context(), &v1alpha1.IPPool{
+			_, err := e.berth.BerthV1alpha1().BerthIPPools().Create(t.Context(), &v1alpha1.BerthIPPool{
 				ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: tc.spec,
 			}, metav1.CreateOptions{})
 			checkAdmission(t, err, tc.wantErr)
 		})
 	}
 	// Defaults are filled in by the schema.
-	p, err := e.berth.BerthV1alpha1().IPPools().Create(t.Context(), &v1alpha1.IPPool{
+	p, err := e.berth.BerthV1alpha1().BerthIPPools().Create(t.Context(), &v1alpha1.BerthIPPool{
 		ObjectMeta: metav1.ObjectMeta{Name: "defaults"}, Spec: spec("192.0.2.0/28"),
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -90,13 +90,13 @@ func TestIPPoolAdmission(t *testing.T) {
 	}
 }
 
-func catchAll(s v1alpha1.IPPoolSpec) v1alpha1.IPPoolSpec {
+func catchAll(s v1alpha1.BerthIPPoolSpec) v1alpha1.BerthIPPoolSpec {
 	s.AllowCatchAll = true
 	return s
 }
 
-func spec(addrs ...string) v1alpha1.IPPoolSpec {
-	s := v1alpha1.IPPoolSpec{}
+func spec(addrs ...string) v1alpha1.BerthIPPoolSpec {
+	s := v1alpha1.BerthIPPoolSpec{}
 	for _, a := range addrs {
 		s.Addresses = append(s.Addresses, v1alpha1.AddressRange(a))
 	}

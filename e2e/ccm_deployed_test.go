@@ -29,7 +29,7 @@ func TestCCMAsDeployed(t *testing.T) {
 	if _, err := controlplane.CreateNode(ctx, e.kube, "node-1", netip.MustParseAddr("10.0.0.1")); err != nil {
 		t.Fatal(err)
 	}
-	e.pool(t, "ccm", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.10-203.0.113.12"}})
+	e.pool(t, "ccm", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.10-203.0.113.12"}})
 	kubeconfig := e.saKubeconfig(t, "berth-ccm")
 	// The pools backend needs none of the aws backend's rules (Node patch,
 	// EndpointSlices): run it without them, as a chart rendered for the

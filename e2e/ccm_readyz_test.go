@@ -14,13 +14,13 @@ import (
 
 // TestCCMReadyz checks berth-ccm's /readyz (the chart's readiness probe)
 // with two replicas under leader election, as deployed: the leader is not
-// ready while it cannot load the IPPools (its ServiceAccount may not list
+// ready while it cannot load the BerthIPPools (its ServiceAccount may not list
 // them yet) and says so, the standby is ready to take over, and the leader
 // turns ready once the shipped RBAC lets it load and replay, after which it
 // serves a Service.
 func TestCCMReadyz(t *testing.T) {
 	e := newEnv(t)
-	e.pool(t, "ccm", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.20-203.0.113.21"}})
+	e.pool(t, "ccm", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.20-203.0.113.21"}})
 	e.saKubeconfig(t, "berth-ccm") // the shipped RBAC and a token, once
 	dir, err := controlplane.ManifestsDir()
 	if err != nil {
@@ -30,7 +30,7 @@ func TestCCMReadyz(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	applyRBAC(t, e, withoutVerb(t, shipped, "ippools", "list"))
+	applyRBAC(t, e, withoutVerb(t, shipped, "berthippools", "list"))
 	start := func() (*proc, string) {
 		p, ports := e.startCCMOnPorts(t, "backend: pools\n", nil, 0, func([]int) []string {
 			return []string{
@@ -39,7 +39,7 @@ func TestCCMReadyz(t *testing.T) {
 				"--leader-elect-resource-name=berth-ccm",
 			}
 		})
-		p.mayBeRefused = true // the IPPool list, on purpose
+		p.mayBeRefused = true // the BerthIPPool list, on purpose
 		return p, fmt.Sprintf("127.0.0.1:%d", ports[0])
 	}
 	readyz := func(addr string) (int, string) {
@@ -63,7 +63,7 @@ func TestCCMReadyz(t *testing.T) {
 	}
 
 	_, leader := start()
-	waitReadyz("the leader, unable to list IPPools, is not ready", leader, http.StatusServiceUnavailable, "still loading IPPools")
+	waitReadyz("the leader, unable to list BerthIPPools, is not ready", leader, http.StatusServiceUnavailable, "still loading BerthIPPools")
 	_, standby := start()
 	// Twice, a second apart: a standby stays ready.
 	for range 2 {
@@ -74,7 +74,7 @@ func TestCCMReadyz(t *testing.T) {
 		t.Errorf("leader /readyz while the standby runs: %d %q", code, b)
 	}
 	applyRBAC(t, e, shipped)
-	waitReadyz("the leader, allowed to list IPPools, is ready", leader, http.StatusOK, "ok")
+	waitReadyz("the leader, allowed to list BerthIPPools, is ready", leader, http.StatusOK, "ok")
 	e.service(t, "default", "web")
 	e.waitIngress(t, "default", "web", "203.0.113.20")
 }

@@ -92,7 +92,7 @@ func TestCCM(t *testing.T) {
 	if _, err := controlplane.CreateNode(ctx, e.kube, "node-1", netip.MustParseAddr("10.0.0.1")); err != nil {
 		t.Fatal(err)
 	}
-	e.pool(t, "ccm", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.10-203.0.113.12"}})
+	e.pool(t, "ccm", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.10-203.0.113.12"}})
 	top := t // the restarted berth-ccm must outlive the subtest that starts it
 	ccm := e.startCCM(top)
 

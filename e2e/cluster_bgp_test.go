@@ -28,7 +28,7 @@ import (
 var clusterBGPPool = netip.MustParsePrefix("203.0.113.0/28")
 
 // clusterBGPLab is what the BGP scenarios share: an FRR router peering
-// with the speakers the chart runs on every node (BGPPeer "router"), the
+// with the speakers the chart runs on every node (BerthBGPPeer "router"), the
 // pool "bgp" and its advertisement, and a client outside the cluster that
 // routes clusterBGPRoutes through the router.
 type clusterBGPLab struct {
@@ -63,16 +63,16 @@ func setupClusterBGP(t *testing.T, c *cluster.Cluster, e *env) *clusterBGPLab {
 	}
 	b.client = b.addClient(t, c, "client")
 
-	e.pool(t, "bgp", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(clusterBGPPool.String())}})
-	if _, err := e.berth.BerthV1alpha1().BGPPeers().Create(ctx, &v1alpha1.BGPPeer{
+	e.pool(t, "bgp", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(clusterBGPPool.String())}})
+	if _, err := e.berth.BerthV1alpha1().BerthBGPPeers().Create(ctx, &v1alpha1.BerthBGPPeer{
 		ObjectMeta: metav1.ObjectMeta{Name: "router"},
-		Spec:       v1alpha1.BGPPeerSpec{Address: b.router.Host.IPv4.String(), ASN: routerASN, LocalASN: nodeASN},
+		Spec:       v1alpha1.BerthBGPPeerSpec{Address: b.router.Host.IPv4.String(), ASN: routerASN, LocalASN: nodeASN},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.berth.BerthV1alpha1().BGPAdvertisements().Create(ctx, &v1alpha1.BGPAdvertisement{
+	if _, err := e.berth.BerthV1alpha1().BerthBGPAdvertisements().Create(ctx, &v1alpha1.BerthBGPAdvertisement{
 		ObjectMeta: metav1.ObjectMeta{Name: "bgp"},
-		Spec:       v1alpha1.BGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"bgp"}}},
+		Spec:       v1alpha1.BerthBGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"bgp"}}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

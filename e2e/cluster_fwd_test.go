@@ -39,12 +39,12 @@ func testClusterForwarding(t *testing.T, c *cluster.Cluster, e *env, b *clusterB
 	var pools []string
 	for mode, pfx := range clusterFwdPools {
 		name := "fwd-" + strings.ToLower(string(mode))
-		e.pool(t, name, v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(pfx.String())}, IPMode: mode})
+		e.pool(t, name, v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(pfx.String())}, IPMode: mode})
 		pools = append(pools, name)
 	}
-	if _, err := e.berth.BerthV1alpha1().BGPAdvertisements().Create(ctx, &v1alpha1.BGPAdvertisement{
+	if _, err := e.berth.BerthV1alpha1().BerthBGPAdvertisements().Create(ctx, &v1alpha1.BerthBGPAdvertisement{
 		ObjectMeta: metav1.ObjectMeta{Name: "fwd"},
-		Spec:       v1alpha1.BGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: pools}},
+		Spec:       v1alpha1.BerthBGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: pools}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

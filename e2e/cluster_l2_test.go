@@ -31,10 +31,10 @@ func setupClusterL2(t *testing.T, c *cluster.Cluster, e *env) (client *netlab.Ho
 	base := c.Lab.Prefix4.Addr().As4()
 	base[3] = 240
 	pool := netip.PrefixFrom(netip.AddrFrom4(base), 29)
-	e.pool(t, "l2", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(pool.String())}})
-	if _, err := e.berth.BerthV1alpha1().L2Advertisements().Create(t.Context(), &v1alpha1.L2Advertisement{
+	e.pool(t, "l2", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(pool.String())}})
+	if _, err := e.berth.BerthV1alpha1().BerthL2Advertisements().Create(t.Context(), &v1alpha1.BerthL2Advertisement{
 		ObjectMeta: metav1.ObjectMeta{Name: "l2"},
-		Spec: v1alpha1.L2AdvertisementSpec{
+		Spec: v1alpha1.BerthL2AdvertisementSpec{
 			AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"l2"}},
 			Interfaces:            []string{"eth0"},
 		},

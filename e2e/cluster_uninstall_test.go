@@ -27,7 +27,7 @@ const berthPartOf = "app.kubernetes.io/part-of=berth"
 // Services hold addresses from the BGP and layer-2 pools. Afterwards no
 // Berth object is left in the namespace or the cluster (but the Namespace
 // and the CRDs with their objects, kept on purpose, see docs/install.md),
-// no IPPool keeps a finalizer, and on every node there is no nftables
+// no BerthIPPool keeps a finalizer, and on every node there is no nftables
 // table inet berth, no drain route (proto 190), no pool address, and no
 // Berth process runs anywhere; the router has withdrawn the BGP address
 // and the client gets no answer. The Services keep their ingress
@@ -83,7 +83,7 @@ func testClusterUninstall(t *testing.T, c *cluster.Cluster, e *env, b *clusterBG
 		t.Error(left)
 	}
 	for _, name := range pools {
-		p, err := e.berth.BerthV1alpha1().IPPools().Get(ctx, name, metav1.GetOptions{})
+		p, err := e.berth.BerthV1alpha1().BerthIPPools().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			t.Errorf("pool %s (kept with the CRDs): %v", name, err)
 		} else if len(p.Finalizers) > 0 {

@@ -31,7 +31,7 @@ import (
 func TestControllerForeignSameInstant(t *testing.T) {
 	const ns, pairs = "default", 12
 	e := newEnv(t)
-	e.pool(t, "shared", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.32-203.0.113.63"}})
+	e.pool(t, "shared", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.32-203.0.113.63"}})
 	ctrl := e.startController(t, "--handle-unclassed=false")
 	ctrl.waitReady(t)
 	ccm := e.startCCMWith(t, "backend: pools\n", nil)

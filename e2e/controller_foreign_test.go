@@ -42,7 +42,7 @@ func TestControllerForeign(t *testing.T) {
 	if _, err := controlplane.CreateNode(ctx, e.kube, "node-1", netip.MustParseAddr("10.0.0.1")); err != nil {
 		t.Fatal(err)
 	}
-	e.pool(t, "shared", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.20-203.0.113.27"}})
+	e.pool(t, "shared", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.20-203.0.113.27"}})
 	top := t // processes restarted in a subtest must outlive it
 	held := map[string]netip.Addr{}
 	ctrl := e.startController(top, "--handle-unclassed=false")
@@ -59,7 +59,7 @@ func TestControllerForeign(t *testing.T) {
 	// pool's status, which it writes from its records, names the Service.
 	controllerHolds := func(t *testing.T, name string) {
 		t.Helper()
-		e.waitPool(t, "shared", "berth-controller holding the address of "+name, func(p *v1alpha1.IPPool) bool {
+		e.waitPool(t, "shared", "berth-controller holding the address of "+name, func(p *v1alpha1.BerthIPPool) bool {
 			return slices.Contains(p.Status.Holders, ns+"/"+name)
 		})
 	}
@@ -123,7 +123,7 @@ func TestControllerForeign(t *testing.T) {
 	})
 
 	t.Run("a pool full of both is full for the controller", func(t *testing.T) {
-		e.waitPool(t, "shared", "8 of 8 used by 8 holders", func(p *v1alpha1.IPPool) bool {
+		e.waitPool(t, "shared", "8 of 8 used by 8 holders", func(p *v1alpha1.BerthIPPool) bool {
 			return p.Status.IPv4 != nil && p.Status.IPv4.Used == "8" && p.Status.IPv4.Free == "0" && p.Status.HolderCount == 8
 		})
 		e.service(t, ns, "ctl-extra", withClass("berth.dev/lb"))

@@ -34,7 +34,7 @@ func TestControllerClusterAddresses(t *testing.T) {
 	ctrl.waitReady(t)
 
 	e.namespace(t, "guard", nil)
-	e.pool(t, "guard", v1alpha1.IPPoolSpec{
+	e.pool(t, "guard", v1alpha1.BerthIPPoolSpec{
 		Addresses:         []v1alpha1.AddressRange{"198.18.128.0/30", "203.0.113.0/29"},
 		ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"guard"}},
 	})
@@ -70,7 +70,7 @@ func TestControllerClusterAddresses(t *testing.T) {
 		t.Errorf("AddressChanged Events %q do not say the address is a node's now", ev)
 	}
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		p, err := e.berth.BerthV1alpha1().IPPools().Get(ctx, "guard", metav1.GetOptions{})
+		p, err := e.berth.BerthV1alpha1().BerthIPPools().Get(ctx, "guard", metav1.GetOptions{})
 		if err != nil {
 			return false, nil
 		}
@@ -79,7 +79,7 @@ func TestControllerClusterAddresses(t *testing.T) {
 			strings.Contains(c.Message, "node addresses 203.0.113.0, 203.0.113.1"), nil
 	})
 	if err != nil {
-		p, _ := e.berth.BerthV1alpha1().IPPools().Get(ctx, "guard", metav1.GetOptions{})
+		p, _ := e.berth.BerthV1alpha1().BerthIPPools().Get(ctx, "guard", metav1.GetOptions{})
 		t.Errorf("pool guard has no ClusterOverlap condition naming the overlap: %+v", p.Status.Conditions)
 	}
 	// Events about cluster-scoped objects go to namespace default.
@@ -90,9 +90,9 @@ func TestControllerClusterAddresses(t *testing.T) {
 	// A range spanning loopback with both ends outside it passes the API
 	// server's rules (CEL cannot order addresses); the controller refuses
 	// it with Ready False and an Event.
-	e.pool(t, "spans-loopback", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"126.255.255.0-128.0.0.10"}})
+	e.pool(t, "spans-loopback", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"126.255.255.0-128.0.0.10"}})
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		p, err := e.berth.BerthV1alpha1().IPPools().Get(ctx, "spans-loopback", metav1.GetOptions{})
+		p, err := e.berth.BerthV1alpha1().BerthIPPools().Get(ctx, "spans-loopback", metav1.GetOptions{})
 		if err != nil {
 			return false, nil
 		}

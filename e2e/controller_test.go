@@ -29,7 +29,7 @@ func TestControllerAllocation(t *testing.T) {
 
 	t.Run("families", func(t *testing.T) {
 		e.namespace(t, "fam", nil)
-		e.pool(t, "fam", v1alpha1.IPPoolSpec{
+		e.pool(t, "fam", v1alpha1.BerthIPPoolSpec{
 			Addresses:         []v1alpha1.AddressRange{"198.51.100.0/28", "2001:db8:1::/64"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"fam"}},
 		})
@@ -64,11 +64,11 @@ func TestControllerAllocation(t *testing.T) {
 	t.Run("requested addresses and tenant pools", func(t *testing.T) {
 		e.namespace(t, "tenant-a", map[string]string{"team": "a"})
 		e.namespace(t, "tenant-b", map[string]string{"team": "b"})
-		e.pool(t, "pool-a", v1alpha1.IPPoolSpec{
+		e.pool(t, "pool-a", v1alpha1.BerthIPPoolSpec{
 			Addresses:         []v1alpha1.AddressRange{"198.51.100.16/29"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}}},
 		})
-		e.pool(t, "pool-b", v1alpha1.IPPoolSpec{
+		e.pool(t, "pool-b", v1alpha1.BerthIPPoolSpec{
 			Addresses:         []v1alpha1.AddressRange{"198.51.100.24/29"},
 			IPMode:            v1alpha1.IPModeProxy,
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"tenant-b"}},
@@ -80,7 +80,7 @@ func TestControllerAllocation(t *testing.T) {
 		// A tenant asking for another tenant's address gets nothing.
 		e.service(t, "tenant-a", "theirs", withAnnotation(v1alpha1.AnnotationAddresses, "198.51.100.26"))
 		// Until the controller has loaded pool-b (just created) the address
-		// is "in no IPPool"; then the message names the pool.
+		// is "in no BerthIPPool"; then the message names the pool.
 		e.waitService(t, "tenant-a", "theirs", "RequestedAddressUnavailable naming pool-b", func(s *corev1.Service) bool {
 			c := condition(s)
 			return c != nil && c.Reason == v1alpha1.ReasonRequestedAddressUnavailable &&
@@ -110,7 +110,7 @@ func TestControllerAllocation(t *testing.T) {
 	t.Run("sharing", func(t *testing.T) {
 		e.namespace(t, "share-1", nil)
 		e.namespace(t, "share-2", nil)
-		e.pool(t, "share", v1alpha1.IPPoolSpec{
+		e.pool(t, "share", v1alpha1.BerthIPPoolSpec{
 			Addresses:         []v1alpha1.AddressRange{"198.51.100.32/29"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"share-1", "share-2"}},
 		})
@@ -136,7 +136,7 @@ func TestControllerAllocation(t *testing.T) {
 			t.Errorf("cross-namespace sharing happened without allowCrossNamespaceSharing: %v", c)
 		}
 		// With the pool's consent it is.
-		e.updatePool(t, "share", func(s *v1alpha1.IPPoolSpec) { s.AllowCrossNamespaceSharing = true })
+		e.updatePool(t, "share", func(s *v1alpha1.BerthIPPoolSpec) { s.AllowCrossNamespaceSharing = true })
 		e.service(t, "share-2", "joined", key, withPorts(8443), withAnnotation(v1alpha1.AnnotationAddresses, a[0].String()))
 		if c := e.waitAllocated(t, "share-2", "joined", 1); c[0] != a[0] {
 			t.Errorf("cross-namespace sharing allowed by the pool: got %v, want %v", c, a)
@@ -145,7 +145,7 @@ func TestControllerAllocation(t *testing.T) {
 
 	t.Run("exhaustion and growth", func(t *testing.T) {
 		e.namespace(t, "exh", nil)
-		e.pool(t, "exh", v1alpha1.IPPoolSpec{
+		e.pool(t, "exh", v1alpha1.BerthIPPoolSpec{
 			Addresses:         []v1alpha1.AddressRange{"198.51.100.40-198.51.100.41"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"exh"}},
 		})
@@ -155,20 +155,20 @@ func TestControllerAllocation(t *testing.T) {
 		e.waitAllocated(t, "exh", "s2", 1)
 		e.service(t, "exh", "s3")
 		e.waitPending(t, "exh", "s3", v1alpha1.ReasonPoolExhausted)
-		e.updatePool(t, "exh", func(s *v1alpha1.IPPoolSpec) {
+		e.updatePool(t, "exh", func(s *v1alpha1.BerthIPPoolSpec) {
 			s.Addresses = []v1alpha1.AddressRange{"198.51.100.40-198.51.100.42"}
 		})
 		if got := e.waitAllocated(t, "exh", "s3", 1); got[0] != mustAddr("198.51.100.42") {
 			t.Errorf("after growth s3 got %v, want 198.51.100.42", got)
 		}
-		e.waitPool(t, "exh", "used 3 of 3", func(p *v1alpha1.IPPool) bool {
+		e.waitPool(t, "exh", "used 3 of 3", func(p *v1alpha1.BerthIPPool) bool {
 			return p.Status.IPv4 != nil && p.Status.IPv4.Used == "3" && p.Status.IPv4.Total == "3" && p.Status.IPv4.Free == "0"
 		})
 	})
 
 	t.Run("pool edit removes an address in use", func(t *testing.T) {
 		e.namespace(t, "edit", nil)
-		e.pool(t, "edit", v1alpha1.IPPoolSpec{
+		e.pool(t, "edit", v1alpha1.BerthIPPoolSpec{
 			Addresses:         []v1alpha1.AddressRange{"198.51.100.48/29"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"edit"}},
 		})
@@ -178,14 +178,14 @@ func TestControllerAllocation(t *testing.T) {
 		stays := e.waitAllocated(t, "edit", "stays", 1)
 		// Drop the requested address from the pool: the Service cannot keep
 		// it and waits, saying why; nothing else moves.
-		e.updatePool(t, "edit", func(s *v1alpha1.IPPoolSpec) { s.Reserved = []v1alpha1.AddressRange{"198.51.100.50"} })
+		e.updatePool(t, "edit", func(s *v1alpha1.BerthIPPoolSpec) { s.Reserved = []v1alpha1.AddressRange{"198.51.100.50"} })
 		e.waitPending(t, "edit", "moved", v1alpha1.ReasonRequestedAddressUnavailable)
 		if ev := e.events(t, "edit", "moved", "AddressReleased"); len(ev) == 0 || !strings.Contains(ev[0], "198.51.100.50") {
 			t.Errorf("AddressReleased events = %q, want one naming 198.51.100.50", ev)
 		}
 		// An automatically chosen address that leaves the pool is replaced,
 		// with an Event naming old and new.
-		e.updatePool(t, "edit", func(s *v1alpha1.IPPoolSpec) {
+		e.updatePool(t, "edit", func(s *v1alpha1.BerthIPPoolSpec) {
 			s.Reserved = append(s.Reserved, v1alpha1.AddressRange(stays[0].String()))
 		})
 		got := e.waitService(t, "edit", "stays", "a new address", func(s *corev1.Service) bool {
@@ -200,17 +200,17 @@ func TestControllerAllocation(t *testing.T) {
 
 	t.Run("pool deletion waits for its holders", func(t *testing.T) {
 		e.namespace(t, "del", nil)
-		e.pool(t, "del", v1alpha1.IPPoolSpec{
+		e.pool(t, "del", v1alpha1.BerthIPPoolSpec{
 			Addresses:         []v1alpha1.AddressRange{"198.51.100.56/29"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"del"}},
 		})
 		e.service(t, "del", "holder")
 		held := e.waitAllocated(t, "del", "holder", 1)
-		e.waitPool(t, "del", "finalizer", func(p *v1alpha1.IPPool) bool { return slices.Contains(p.Finalizers, v1alpha1.PoolFinalizer) })
-		if err := e.berth.BerthV1alpha1().IPPools().Delete(t.Context(), "del", metav1.DeleteOptions{}); err != nil {
+		e.waitPool(t, "del", "finalizer", func(p *v1alpha1.BerthIPPool) bool { return slices.Contains(p.Finalizers, v1alpha1.PoolFinalizer) })
+		if err := e.berth.BerthV1alpha1().BerthIPPools().Delete(t.Context(), "del", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		p := e.waitPool(t, "del", "InUse naming the holder", func(p *v1alpha1.IPPool) bool {
+		p := e.waitPool(t, "del", "InUse naming the holder", func(p *v1alpha1.BerthIPPool) bool {
 			c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.PoolConditionInUse)
 			return p.DeletionTimestamp != nil && c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, "del/holder")
 		})
@@ -237,7 +237,7 @@ func TestControllerAllocation(t *testing.T) {
 			t.Fatal(err)
 		}
 		err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
-			_, err := e.berth.BerthV1alpha1().IPPools().Get(ctx, "del", metav1.GetOptions{})
+			_, err := e.berth.BerthV1alpha1().BerthIPPools().Get(ctx, "del", metav1.GetOptions{})
 			return apierrors.IsNotFound(err), nil
 		})
 		if err != nil {
@@ -247,7 +247,7 @@ func TestControllerAllocation(t *testing.T) {
 
 	t.Run("type change and class", func(t *testing.T) {
 		e.namespace(t, "cls", nil)
-		e.pool(t, "cls", v1alpha1.IPPoolSpec{
+		e.pool(t, "cls", v1alpha1.BerthIPPoolSpec{
 			Addresses:         []v1alpha1.AddressRange{"198.51.100.64/29"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"cls"}},
 		})
@@ -286,23 +286,23 @@ func TestControllerAllocation(t *testing.T) {
 		e.waitService(t, "cls", "ours", "status cleared", func(s *corev1.Service) bool {
 			return len(s.Status.LoadBalancer.Ingress) == 0 && condition(s) == nil
 		})
-		e.waitPool(t, "cls", "no holders", func(p *v1alpha1.IPPool) bool {
+		e.waitPool(t, "cls", "no holders", func(p *v1alpha1.BerthIPPool) bool {
 			return p.Status.HolderCount == 0 && p.Status.IPv4 != nil && p.Status.IPv4.Used == "0"
 		})
 	})
 
 	t.Run("advertisements are checked against pools and peers", func(t *testing.T) {
-		e.pool(t, "adv24", v1alpha1.IPPoolSpec{
+		e.pool(t, "adv24", v1alpha1.BerthIPPoolSpec{
 			Addresses:         []v1alpha1.AddressRange{"192.0.2.0/24"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"nobody"}},
 		})
 		agg := int32(16)
-		for name, spec := range map[string]v1alpha1.BGPAdvertisementSpec{
+		for name, spec := range map[string]v1alpha1.BerthBGPAdvertisementSpec{
 			"adv-ok":      {AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"adv24"}}},
 			"adv-agg":     {AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"adv24"}}, AggregationLength: &agg},
 			"adv-missing": {AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"nope"}}, Peers: []string{"ghost"}},
 		} {
-			if _, err := e.berth.BerthV1alpha1().BGPAdvertisements().Create(t.Context(), &v1alpha1.BGPAdvertisement{
+			if _, err := e.berth.BerthV1alpha1().BerthBGPAdvertisements().Create(t.Context(), &v1alpha1.BerthBGPAdvertisement{
 				ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
@@ -310,11 +310,11 @@ func TestControllerAllocation(t *testing.T) {
 		for name, want := range map[string]string{
 			"adv-ok":      "",
 			"adv-agg":     `aggregation length 16 makes 192.0.0.0/16, which is larger than pool "adv24"'s addresses`,
-			"adv-missing": `pool "nope" does not exist; BGPPeer "ghost" does not exist`,
+			"adv-missing": `pool "nope" does not exist; BerthBGPPeer "ghost" does not exist`,
 		} {
 			var last *metav1.Condition
 			err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-				a, err := e.berth.BerthV1alpha1().BGPAdvertisements().Get(ctx, name, metav1.GetOptions{})
+				a, err := e.berth.BerthV1alpha1().BerthBGPAdvertisements().Get(ctx, name, metav1.GetOptions{})
 				if err != nil {
 					return false, nil
 				}
@@ -334,15 +334,15 @@ func TestControllerAllocation(t *testing.T) {
 	})
 
 	t.Run("pool status", func(t *testing.T) {
-		e.pool(t, "big6", v1alpha1.IPPoolSpec{
+		e.pool(t, "big6", v1alpha1.BerthIPPoolSpec{
 			Addresses:         []v1alpha1.AddressRange{"2001:db8:48::/48"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"nobody"}},
 		})
-		e.pool(t, "overlap", v1alpha1.IPPoolSpec{
+		e.pool(t, "overlap", v1alpha1.BerthIPPoolSpec{
 			Addresses:         []v1alpha1.AddressRange{"2001:db8:48::/120"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"nobody"}},
 		})
-		p := e.waitPool(t, "big6", "exact counts and Overlapping", func(p *v1alpha1.IPPool) bool {
+		p := e.waitPool(t, "big6", "exact counts and Overlapping", func(p *v1alpha1.BerthIPPool) bool {
 			c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.PoolConditionOverlapping)
 			return p.Status.IPv6 != nil && c != nil && c.Status == metav1.ConditionTrue
 		})
@@ -361,11 +361,11 @@ func TestControllerAllocation(t *testing.T) {
 }
 
 // waitPool polls a pool until ok accepts it.
-func (e *env) waitPool(t *testing.T, name, what string, ok func(*v1alpha1.IPPool) bool) *v1alpha1.IPPool {
+func (e *env) waitPool(t *testing.T, name, what string, ok func(*v1alpha1.BerthIPPool) bool) *v1alpha1.BerthIPPool {
 	t.Helper()
-	var last *v1alpha1.IPPool
+	var last *v1alpha1.BerthIPPool
 	err := wait.PollUntilContextTimeout(t.Context(), 25*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
-		p, err := e.berth.BerthV1alpha1().IPPools().Get(ctx, name, metav1.GetOptions{})
+		p, err := e.berth.BerthV1alpha1().BerthIPPools().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
 		}

@@ -25,7 +25,7 @@ import (
 
 // TestControlPlane checks that the real API server accepts everything Berth's
 // end-to-end tests build on: Namespaces, LoadBalancer Services of both
-// families, Nodes without a kubelet, and validated IPPools.
+// families, Nodes without a kubelet, and validated BerthIPPools.
 func TestControlPlane(t *testing.T) {
 	start := time.Now()
 	cp := controlplane.StartForTest(t, controlplane.Options{})
@@ -119,14 +119,14 @@ func TestControlPlane(t *testing.T) {
 		}
 	})
 
-	t.Run("ippool", func(t *testing.T) {
+	t.Run("berthippool", func(t *testing.T) {
 		// Unstructured on purpose: this checks the CRD YAML as the API
 		// server sees it, independent of the generated Go types.
-		gvr := schema.GroupVersionResource{Group: "berth.dev", Version: "v1alpha1", Resource: "ippools"}
+		gvr := schema.GroupVersionResource{Group: "berth.dev", Version: "v1alpha1", Resource: "berthippools"}
 		pools := dynamic.NewForConfigOrDie(cfg).Resource(gvr)
 		valid := unstructuredIPPool("valid", "198.51.100.0/24")
 		if _, err := pools.Create(ctx, valid, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("create valid IPPool: %v", err)
+			t.Fatalf("create valid BerthIPPool: %v", err)
 		}
 		got, err := pools.Get(ctx, "valid", metav1.GetOptions{})
 		if err != nil {
@@ -139,7 +139,7 @@ func TestControlPlane(t *testing.T) {
 
 		_, err = pools.Create(ctx, unstructuredIPPool("invalid", "198.51.100.300/24"), metav1.CreateOptions{})
 		if !apierrors.IsInvalid(err) {
-			t.Errorf("create IPPool with 198.51.100.300/24: got %v, want an Invalid error", err)
+			t.Errorf("create BerthIPPool with 198.51.100.300/24: got %v, want an Invalid error", err)
 		}
 	})
 }
@@ -151,7 +151,7 @@ func unstructuredIPPool(name string, addresses ...string) *unstructured.Unstruct
 	}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "berth.dev/v1alpha1",
-		"kind":       "IPPool",
+		"kind":       "BerthIPPool",
 		"metadata":   map[string]any{"name": name},
 		"spec":       map[string]any{"addresses": addrs},
 	}}

@@ -57,7 +57,7 @@ func TestDoctor(t *testing.T) {
 			must(t, e.kube.CoreV1().Secrets(berthNS).Delete(t.Context(), "berth-memberlist", metav1.DeleteOptions{}))
 		}, 1},
 		{"pools", func(t *testing.T) {
-			e.pool(t, "shared", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"192.0.2.8-192.0.2.20"}})
+			e.pool(t, "shared", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"192.0.2.8-192.0.2.20"}})
 		}, 1},
 		{"pending", func(t *testing.T) {
 			e.service(t, "apps", "no-pool", withClass(v1alpha1.DefaultLoadBalancerClass), withAnnotation(v1alpha1.AnnotationPool, "missing"))
@@ -149,16 +149,16 @@ func setupHealthy(t *testing.T, e *env) {
 		Data:       map[string][]byte{"secretkey": bytes.Repeat([]byte{7}, 32)},
 	}, metav1.CreateOptions{})
 	must(t, err)
-	e.pool(t, "v4", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"192.0.2.0/28"}})
-	e.pool(t, "v6", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"2001:db8::/120"}})
-	_, err = e.berth.BerthV1alpha1().BGPAdvertisements().Create(ctx, &v1alpha1.BGPAdvertisement{
+	e.pool(t, "v4", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"192.0.2.0/28"}})
+	e.pool(t, "v6", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"2001:db8::/120"}})
+	_, err = e.berth.BerthV1alpha1().BerthBGPAdvertisements().Create(ctx, &v1alpha1.BerthBGPAdvertisement{
 		ObjectMeta: metav1.ObjectMeta{Name: "v6"},
-		Spec:       v1alpha1.BGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"v6"}}},
+		Spec:       v1alpha1.BerthBGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"v6"}}},
 	}, metav1.CreateOptions{})
 	must(t, err)
-	_, err = e.berth.BerthV1alpha1().L2Advertisements().Create(ctx, &v1alpha1.L2Advertisement{
+	_, err = e.berth.BerthV1alpha1().BerthL2Advertisements().Create(ctx, &v1alpha1.BerthL2Advertisement{
 		ObjectMeta: metav1.ObjectMeta{Name: "v4"},
-		Spec:       v1alpha1.L2AdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"v4"}}},
+		Spec:       v1alpha1.BerthL2AdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"v4"}}},
 	}, metav1.CreateOptions{})
 	must(t, err)
 	e.namespace(t, "kube-system", nil)

@@ -329,10 +329,10 @@ func (e *env) namespace(t testing.TB, name string, labels map[string]string) {
 	}
 }
 
-// pool creates an IPPool.
-func (e *env) pool(t testing.TB, name string, spec v1alpha1.IPPoolSpec) *v1alpha1.IPPool {
+// pool creates a BerthIPPool.
+func (e *env) pool(t testing.TB, name string, spec v1alpha1.BerthIPPoolSpec) *v1alpha1.BerthIPPool {
 	t.Helper()
-	p, err := e.berth.BerthV1alpha1().IPPools().Create(t.Context(), &v1alpha1.IPPool{
+	p, err := e.berth.BerthV1alpha1().BerthIPPools().Create(t.Context(), &v1alpha1.BerthIPPool{
 		ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec,
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -342,15 +342,15 @@ func (e *env) pool(t testing.TB, name string, spec v1alpha1.IPPoolSpec) *v1alpha
 }
 
 // updatePool changes a pool's spec, retrying on conflicts.
-func (e *env) updatePool(t *testing.T, name string, mutate func(*v1alpha1.IPPoolSpec)) {
+func (e *env) updatePool(t *testing.T, name string, mutate func(*v1alpha1.BerthIPPoolSpec)) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		p, err := e.berth.BerthV1alpha1().IPPools().Get(ctx, name, metav1.GetOptions{})
+		p, err := e.berth.BerthV1alpha1().BerthIPPools().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
 		mutate(&p.Spec)
-		_, err = e.berth.BerthV1alpha1().IPPools().Update(ctx, p, metav1.UpdateOptions{})
+		_, err = e.berth.BerthV1alpha1().BerthIPPools().Update(ctx, p, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
 			return false, nil
 		}

@@ -86,9 +86,9 @@ func TestMigrateBGPSideBySide(t *testing.T) {
 	if _, err := r1.Host.Exec(t.Context(), "sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1"); err != nil {
 		t.Fatal(err)
 	}
-	sl.e.pool(t, "main", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}})
+	sl.e.pool(t, "main", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}})
 	sl.bgpPeer("r1", r1.Host.IPv4, routerASN, nodeASN)
-	sl.advertise("all", v1alpha1.BGPAdvertisementSpec{})
+	sl.advertise("all", v1alpha1.BerthBGPAdvertisementSpec{})
 	sl.e.namespace(t, "demo", nil)
 	sl.e.service(t, "demo", "web")
 	addr := sl.e.waitAllocated(t, "demo", "web", 1)[0]
@@ -139,7 +139,7 @@ func TestMigrateBGPSideBySide(t *testing.T) {
 // waits for Berth's owner to answer.
 func TestMigrateL2Switch(t *testing.T) {
 	l := newL2Lab(t, 2)
-	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
 	l.e.namespace(t, "demo", nil)
 	v4s, _ := l.dualStack(t, "demo", "web", 2)
 	kept, flushed := v4s[0], v4s[1]

@@ -17,7 +17,7 @@ import (
 )
 
 // The invariants of TestControllerModel, checked on a snapshot of all
-// Services, IPPools and namespaces. They read only the snapshot (and
+// Services, BerthIPPools and namespaces. They read only the snapshot (and
 // which implementation serves which class), never the generator's model,
 // so a generator mistake cannot hide a controller bug.
 
@@ -30,10 +30,10 @@ type snapshot struct {
 	at    time.Time
 }
 
-// poolView is an IPPool with its addresses enumerated (the model's pools
+// poolView is a BerthIPPool with its addresses enumerated (the model's pools
 // are small ranges and single addresses).
 type poolView struct {
-	*v1alpha1.IPPool
+	*v1alpha1.BerthIPPool
 	addrs    map[netip.Addr]bool // allocatable: in the ranges and not reserved
 	reserved map[netip.Addr]bool
 	deleting bool
@@ -59,13 +59,13 @@ func takeSnapshot(ctx context.Context, e *env) (*snapshot, error) {
 		s.nss[ns] = nsObj.Labels
 		key = append(key, "ns/"+ns+"@"+nsObj.ResourceVersion)
 	}
-	pools, err := e.berth.BerthV1alpha1().IPPools().List(ctx, metav1.ListOptions{})
+	pools, err := e.berth.BerthV1alpha1().BerthIPPools().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
 	for i := range pools.Items {
 		p := &pools.Items[i]
-		v := &poolView{IPPool: p, addrs: map[netip.Addr]bool{}, reserved: map[netip.Addr]bool{}, deleting: p.DeletionTimestamp != nil}
+		v := &poolView{BerthIPPool: p, addrs: map[netip.Addr]bool{}, reserved: map[netip.Addr]bool{}, deleting: p.DeletionTimestamp != nil}
 		for _, r := range p.Spec.Reserved {
 			for _, a := range expand(string(r)) {
 				v.reserved[a] = true

@@ -48,7 +48,7 @@ func nth(base netip.Addr, k int) netip.Addr {
 	return a
 }
 
-// modelPool is the generator's copy of one IPPool's spec.
+// modelPool is the generator's copy of one BerthIPPool's spec.
 type modelPool struct {
 	slot     modelSlot
 	n4, n6   int                 // addresses base+1 .. base+n of each family
@@ -60,8 +60,8 @@ type modelPool struct {
 	deleting bool
 }
 
-func (p *modelPool) spec() v1alpha1.IPPoolSpec {
-	var s v1alpha1.IPPoolSpec
+func (p *modelPool) spec() v1alpha1.BerthIPPoolSpec {
+	var s v1alpha1.BerthIPPoolSpec
 	if p.n4 > 0 {
 		s.Addresses = append(s.Addresses, v1alpha1.AddressRange(fmt.Sprintf("%s-%s", nth(p.slot.base4, 1), nth(p.slot.base4, p.n4))))
 	}
@@ -326,7 +326,7 @@ func (m *model) updateService(ctx context.Context, s *modelService) error {
 
 func (m *model) writePool(ctx context.Context, p *modelPool, create bool) error {
 	if create {
-		_, err := m.e.berth.BerthV1alpha1().IPPools().Create(ctx, &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: p.slot.name}, Spec: p.spec()}, metav1.CreateOptions{})
+		_, err := m.e.berth.BerthV1alpha1().BerthIPPools().Create(ctx, &v1alpha1.BerthIPPool{ObjectMeta: metav1.ObjectMeta{Name: p.slot.name}, Spec: p.spec()}, metav1.CreateOptions{})
 		if err != nil {
 			return fmt.Errorf("create pool %s: %w", p.slot.name, err)
 		}
@@ -334,12 +334,12 @@ func (m *model) writePool(ctx context.Context, p *modelPool, create bool) error 
 		return nil
 	}
 	return wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		cur, err := m.e.berth.BerthV1alpha1().IPPools().Get(ctx, p.slot.name, metav1.GetOptions{})
+		cur, err := m.e.berth.BerthV1alpha1().BerthIPPools().Get(ctx, p.slot.name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
 		cur.Spec = p.spec()
-		_, err = m.e.berth.BerthV1alpha1().IPPools().Update(ctx, cur, metav1.UpdateOptions{})
+		_, err = m.e.berth.BerthV1alpha1().BerthIPPools().Update(ctx, cur, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
 			return false, nil
 		}

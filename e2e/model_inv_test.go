@@ -199,7 +199,7 @@ func (c checker) poolCounts(snap *snapshot) []violation {
 	held := snap.holders()
 	for _, name := range sortedKeys(snap.pools) {
 		p := snap.pools[name]
-		if p.deleting || p.Status.ObservedGeneration != p.Generation || !poolReady(p.IPPool) {
+		if p.deleting || p.Status.ObservedGeneration != p.Generation || !poolReady(p.BerthIPPool) {
 			continue
 		}
 		total := map[corev1.IPFamily]int{}
@@ -224,7 +224,7 @@ func (c checker) poolCounts(snap *snapshot) []violation {
 	return out
 }
 
-func poolReady(p *v1alpha1.IPPool) bool {
+func poolReady(p *v1alpha1.BerthIPPool) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == v1alpha1.PoolConditionReady {
 			return c.Status == metav1.ConditionTrue

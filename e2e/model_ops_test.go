@@ -210,7 +210,7 @@ var clusterOps = []modelOp{
 		}
 		p.deleting = true
 		m.touched.pools[p.slot.name] = true
-		return "delete pool " + p.slot.name, m.e.berth.BerthV1alpha1().IPPools().Delete(ctx, p.slot.name, metav1.DeleteOptions{})
+		return "delete pool " + p.slot.name, m.e.berth.BerthV1alpha1().BerthIPPools().Delete(ctx, p.slot.name, metav1.DeleteOptions{})
 	}},
 	{"label namespace", 4, func(ctx context.Context, m *model) (string, error) {
 		ns := modelNamespaces[m.pick(len(modelNamespaces))]

@@ -33,7 +33,7 @@ var (
 var modelFixedSeeds = []uint64{713400}
 
 // TestControllerModel drives seeded random sequences of operations on
-// Services, IPPools, namespaces and the controller processes against a
+// Services, BerthIPPools, namespaces and the controller processes against a
 // real API server, and after every step checks the invariants of
 // model_check_test.go and model_inv_test.go. A failure prints the seed;
 // rerun it with -model.seed.

@@ -32,7 +32,7 @@ func TestControllerPromises(t *testing.T) {
 	t.Run("waiting Service gets a freed address", func(t *testing.T) {
 		ctrl := e.startController(t)
 		ctrl.waitReady(t)
-		e.pool(t, "wake", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.10"},
+		e.pool(t, "wake", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.10"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"wake"}}})
 		const freed = "198.51.100.10"
 		for _, tc := range []struct {
@@ -85,7 +85,7 @@ func TestControllerPromises(t *testing.T) {
 	// the controller was down moves to a free address, not to the
 	// younger's.
 	t.Run("restart moves no valid address", func(t *testing.T) {
-		e.pool(t, "replay", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.20-198.51.100.22"},
+		e.pool(t, "replay", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.20-198.51.100.22"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"replay"}}})
 		ctrl := e.startController(t)
 		ctrl.waitReady(t)
@@ -95,7 +95,7 @@ func TestControllerPromises(t *testing.T) {
 		e.service(t, "replay", "younger")
 		younger := e.waitAllocated(t, "replay", "younger", 1)[0]
 		ctrl.stop(syscall.SIGTERM)
-		e.updatePool(t, "replay", func(s *v1alpha1.IPPoolSpec) {
+		e.updatePool(t, "replay", func(s *v1alpha1.BerthIPPoolSpec) {
 			s.Reserved = []v1alpha1.AddressRange{v1alpha1.AddressRange(older.String())}
 		})
 		ctrl = e.startController(t)
@@ -120,7 +120,7 @@ func TestControllerPromises(t *testing.T) {
 	// An address kept through an invalid annotation is rebuilt from the
 	// status at a restart, not lost and handed to the next Service.
 	t.Run("address kept through an invalid edit survives a restart", func(t *testing.T) {
-		e.pool(t, "keep", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.30-198.51.100.31"},
+		e.pool(t, "keep", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.30-198.51.100.31"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"keep"}}})
 		ctrl := e.startController(t)
 		ctrl.waitReady(t)
@@ -155,7 +155,7 @@ func TestControllerPromises(t *testing.T) {
 	// another Service is not Allocated with IPv4 alone: the condition says
 	// which address is missing.
 	t.Run("requested address held elsewhere is not silently dropped", func(t *testing.T) {
-		e.pool(t, "honest", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.40-203.0.113.41", "2001:db8:c::1-2001:db8:c::2"},
+		e.pool(t, "honest", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.40-203.0.113.41", "2001:db8:c::1-2001:db8:c::2"},
 			ServiceAllocation: &v1alpha1.ServiceAllocation{Namespaces: []string{"honest"}}})
 		ctrl := e.startController(t)
 		ctrl.waitReady(t)

@@ -35,9 +35,9 @@ func TestRBACServiceAccounts(t *testing.T) {
 		account: "berth-controller",
 		allowed: []authorizationv1.ResourceAttributes{
 			ra("patch", "", "services", "status", "default", "web"),
-			ra("update", v1alpha1.GroupName, "ippools", "", "", "p"),
+			ra("update", v1alpha1.GroupName, "berthippools", "", "", "p"),
 			ra("update", "coordination.k8s.io", "leases", "", berthNS, "berth-controller"),
-			ra("patch", v1alpha1.GroupName, "bgppeers", "status", "", "r1"),
+			ra("patch", v1alpha1.GroupName, "berthbgppeers", "status", "", "r1"),
 			ra("watch", v1alpha1.GroupName, "berthnodestatuses", "", "", ""),
 		},
 		denied: []authorizationv1.ResourceAttributes{
@@ -45,7 +45,7 @@ func TestRBACServiceAccounts(t *testing.T) {
 			ra("update", "", "services", "", "default", "web"),
 			ra("get", "", "secrets", "", berthNS, "berth-memberlist"),
 			ra("update", "coordination.k8s.io", "leases", "", berthNS, "berth-ccm"),
-			ra("delete", v1alpha1.GroupName, "ippools", "", "", "p"),
+			ra("delete", v1alpha1.GroupName, "berthippools", "", "", "p"),
 		},
 	}, {
 		account: "berth-speaker",
@@ -73,7 +73,7 @@ func TestRBACServiceAccounts(t *testing.T) {
 			ra("delete", "coordination.k8s.io", "leases", "", berthNS, "berth-l2-tiebreak"),
 			ra("list", "coordination.k8s.io", "leases", "", berthNS, ""),
 			ra("get", "coordination.k8s.io", "leases", "", "default", "berth-l2-tiebreak"),
-			ra("patch", v1alpha1.GroupName, "bgppeers", "status", "", "r1"),
+			ra("patch", v1alpha1.GroupName, "berthbgppeers", "status", "", "r1"),
 			ra("delete", v1alpha1.GroupName, "berthnodestatuses", "", "", "node1"),
 		},
 	}, {
@@ -82,14 +82,14 @@ func TestRBACServiceAccounts(t *testing.T) {
 		allowed: []authorizationv1.ResourceAttributes{
 			ra("patch", "", "configmaps", "", berthNS, "berth-lifecycle"),
 			ra("list", "", "pods", "", berthNS, ""),
-			ra("list", v1alpha1.GroupName, "ippools", "", "", ""),
+			ra("list", v1alpha1.GroupName, "berthippools", "", "", ""),
 		},
 		denied: []authorizationv1.ResourceAttributes{
 			ra("patch", "", "configmaps", "", berthNS, "other"),
 			ra("create", "", "configmaps", "", berthNS, ""),
 			ra("list", "", "pods", "", "default", ""),
 			ra("delete", "", "pods", "", berthNS, "berth-speaker-x"),
-			ra("update", v1alpha1.GroupName, "ippools", "", "", "p"),
+			ra("update", v1alpha1.GroupName, "berthippools", "", "", "p"),
 			ra("patch", "apps", "deployments", "", berthNS, "berth-controller"),
 		},
 	}, {
@@ -100,7 +100,7 @@ func TestRBACServiceAccounts(t *testing.T) {
 		},
 		denied: []authorizationv1.ResourceAttributes{
 			ra("get", "", "secrets", "", berthNS, "berth-memberlist"),
-			ra("update", v1alpha1.GroupName, "ippools", "", "", "p"),
+			ra("update", v1alpha1.GroupName, "berthippools", "", "", "p"),
 			ra("update", "coordination.k8s.io", "leases", "", berthNS, "berth-controller"),
 		},
 	}} {
@@ -160,7 +160,7 @@ func TestControllerRBACEnforced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.pool(t, "rbac", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.0/28"}})
+	e.pool(t, "rbac", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.0/28"}})
 
 	t.Run("services/status patch", func(t *testing.T) {
 		applyRBAC(t, e, withoutVerb(t, shipped, "services/status", "patch"))

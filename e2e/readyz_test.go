@@ -23,7 +23,7 @@ func TestControllerReadyz(t *testing.T) {
 	e := newEnv(t)
 	e.namespace(t, berthNS, nil)
 	e.namespace(t, "rz", nil)
-	e.pool(t, "rz", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.0/26"}})
+	e.pool(t, "rz", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.0/26"}})
 	// Services with addresses to replay, given by a first controller.
 	first := e.startController(t)
 	first.waitReady(t)

@@ -23,7 +23,7 @@ import (
 func TestControllerRestart(t *testing.T) {
 	e := newEnv(t)
 	e.namespace(t, "rs", nil)
-	e.pool(t, "rs", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/26", "2001:db8:5::/120"}})
+	e.pool(t, "rs", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/26", "2001:db8:5::/120"}})
 	ctrl := e.startController(t)
 	ctrl.waitReady(t)
 
@@ -100,7 +100,7 @@ func TestLeaderElection(t *testing.T) {
 	e := newEnv(t)
 	e.namespace(t, "berth-system", nil)
 	e.namespace(t, "le", nil)
-	e.pool(t, "le", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.0/24"}})
+	e.pool(t, "le", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.0/24"}})
 	args := []string{"--leader-elect", "--leader-election-namespace=berth-system",
 		"--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=1500ms", "--leader-elect-retry-period=250ms"}
 	a := e.startController(t, args...)

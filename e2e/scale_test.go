@@ -41,7 +41,7 @@ func scaleRun(b *testing.B, n int) {
 		ExtraAPIServerArgs:    []string{"--service-node-port-range=20000-39999"},
 	})
 	e.namespace(b, "scale", nil)
-	e.pool(b, "scale", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.18.64.0/18"}})
+	e.pool(b, "scale", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.18.64.0/18"}})
 	ctrl := e.startController(b)
 	ctrl.waitReady(b)
 	ctx, cancel := context.WithCancel(b.Context())

@@ -11,7 +11,7 @@ import (
 	"github.com/berthlb/berth/e2e/frr"
 )
 
-// TestSpeakerBFD runs two speakers whose BGPPeer asks for BFD at 300 ms x 3
+// TestSpeakerBFD runs two speakers whose BerthBGPPeer asks for BFD at 300 ms x 3
 // against FRR (bgpd with "neighbor X bfd", bfdd). A node whose link is
 // pulled loses its next hop at the router in about a second, not the 90 s
 // hold time, and its speaker takes its own BGP session down on BFD's word;
@@ -26,11 +26,11 @@ func TestSpeakerBFD(t *testing.T) {
 	}
 	r1 := frr.Start(t, sl.lab, "r1", frr.Config{ASN: routerASN, Neighbors: neighbors, MaximumPaths: 8})
 	r1.StartBFD(t, bfdPeers, routerASN)
-	sl.e.pool(t, "main", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}})
-	sl.bgpPeer("r1", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BGPPeerSpec) {
+	sl.e.pool(t, "main", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}})
+	sl.bgpPeer("r1", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BerthBGPPeerSpec) {
 		s.BFD = &v1alpha1.BFDProfile{MinTxMillis: ptr.To[int32](300), MinRxMillis: ptr.To[int32](300), Multiplier: ptr.To[int32](3)}
 	})
-	sl.advertise("all", v1alpha1.BGPAdvertisementSpec{})
+	sl.advertise("all", v1alpha1.BerthBGPAdvertisementSpec{})
 	sl.startSpeakers("--l2=false")
 	sl.e.namespace(t, "demo", nil)
 	waitSessions(t, r1, sl.addrs(false))

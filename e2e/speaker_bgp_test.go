@@ -36,22 +36,22 @@ func TestSpeakerBGP(t *testing.T) {
 	r1 := frr.Start(t, sl.lab, "r1", frr.Config{ASN: routerASN, Neighbors: sl.neighbors(nodeASN, ""), MaximumPaths: 8})
 	// iBGP, for local preference: the router is in the nodes' AS.
 	r2 := frr.Start(t, sl.lab, "r2", frr.Config{ASN: nodeASN, Neighbors: sl.neighbors(nodeASN, ""), MaximumPaths: 8})
-	sl.e.pool(t, "main", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24", "2001:db8:5100::/112"}})
-	sl.e.pool(t, "agg", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.0/24"}, AutoAssign: ptr.To(false)})
+	sl.e.pool(t, "main", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24", "2001:db8:5100::/112"}})
+	sl.e.pool(t, "agg", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.0/24"}, AutoAssign: ptr.To(false)})
 	sl.bgpPeer("r1-v4", r1.Host.IPv4, routerASN, nodeASN)
 	sl.bgpPeer("r1-v6", r1.Host.IPv6, routerASN, nodeASN)
 	sl.bgpPeer("r2-v4", r2.Host.IPv4, nodeASN, nodeASN)
-	sl.advertise("main", v1alpha1.BGPAdvertisementSpec{
+	sl.advertise("main", v1alpha1.BerthBGPAdvertisementSpec{
 		AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"main"}},
 		Communities:           []string{"64513:100"},
 		LargeCommunities:      []string{"64513:1:2"},
 	})
-	sl.advertise("main-lp", v1alpha1.BGPAdvertisementSpec{
+	sl.advertise("main-lp", v1alpha1.BerthBGPAdvertisementSpec{
 		AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"main"}},
 		Peers:                 []string{"r2-v4"},
 		LocalPreference:       ptr.To[int64](250),
 	})
-	sl.advertise("agg", v1alpha1.BGPAdvertisementSpec{
+	sl.advertise("agg", v1alpha1.BerthBGPAdvertisementSpec{
 		AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"agg"}},
 		Peers:                 []string{"r1-v4"},
 		AggregationLength:     ptr.To[int32](24),
@@ -97,7 +97,7 @@ func TestSpeakerBGP(t *testing.T) {
 			return nil
 		})
 		poll(t, settle, "the controller counts r1-v4's sessions into its status", func() error {
-			p, err := sl.e.berth.BerthV1alpha1().BGPPeers().Get(t.Context(), "r1-v4", metav1.GetOptions{})
+			p, err := sl.e.berth.BerthV1alpha1().BerthBGPPeers().Get(t.Context(), "r1-v4", metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
@@ -179,13 +179,13 @@ func TestSpeakerBGP(t *testing.T) {
 	t.Run("an invalid advertisement leaves sessions and routes untouched", func(t *testing.T) {
 		before := establishedCounts(t, r1, sl)
 		// Valid for the schema; but /16 is wider than the pool's /24.
-		sl.advertise("too-wide", v1alpha1.BGPAdvertisementSpec{
+		sl.advertise("too-wide", v1alpha1.BerthBGPAdvertisementSpec{
 			AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"agg"}},
 			AggregationLength:     ptr.To[int32](16),
 		})
 		msgs := sl.e.events(t, metav1.NamespaceDefault, "too-wide", "SpeakerConfigProblem")
 		if len(msgs) == 0 {
-			t.Fatalf("no SpeakerConfigProblem Event for BGPAdvertisement too-wide")
+			t.Fatalf("no SpeakerConfigProblem Event for BerthBGPAdvertisement too-wide")
 		}
 		t.Logf("Event: %s", msgs[0])
 		if hops := frr.KernelNextHops(t, r1.Host, netip.MustParsePrefix("203.0.0.0/16")); len(hops) != 0 {
@@ -275,11 +275,11 @@ func checkBGPNextHops(t testing.TB, r *frr.Router, pfx netip.Prefix, want []neti
 func TestSpeakerBGPSessions(t *testing.T) {
 	sl := newSpeakerLab(t, 3)
 	r1 := frr.Start(t, sl.lab, "r1", frr.Config{ASN: routerASN, Neighbors: sl.neighbors(nodeASN, ""), MaximumPaths: 8, GracefulRestart: true})
-	sl.e.pool(t, "main", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}})
-	sl.bgpPeer("r1", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BGPPeerSpec) {
+	sl.e.pool(t, "main", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}})
+	sl.bgpPeer("r1", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BerthBGPPeerSpec) {
 		s.HoldTimeSeconds, s.KeepaliveTimeSeconds = ptr.To[int32](3), ptr.To[int32](1)
 	})
-	sl.advertise("all", v1alpha1.BGPAdvertisementSpec{})
+	sl.advertise("all", v1alpha1.BerthBGPAdvertisementSpec{})
 	sl.startSpeakers()
 	sl.e.namespace(t, "demo", nil)
 	waitSessions(t, r1, sl.addrs(false))
@@ -330,7 +330,7 @@ func TestSpeakerBGPSessions(t *testing.T) {
 
 	t.Run("with graceful restart a restarted speaker's route stays", func(t *testing.T) {
 		before := establishedCounts(t, r1, sl)
-		sl.updatePeer("r1", func(s *v1alpha1.BGPPeerSpec) {
+		sl.updatePeer("r1", func(s *v1alpha1.BerthBGPPeerSpec) {
 			s.GracefulRestart = &v1alpha1.GracefulRestart{Enabled: true, RestartTimeSeconds: ptr.To[int32](30)}
 		})
 		// The changed peer resets every session; wait for all to be back
@@ -385,27 +385,27 @@ func TestSpeakerBGPSessions(t *testing.T) {
 
 // TestSpeakerBGPPassword checks TCP MD5: the session with the right
 // password, read from a Secret in Berth's namespace, comes up; the one with
-// a wrong password does not, until the BGPPeer points at the right Secret.
+// a wrong password does not, until the BerthBGPPeer points at the right Secret.
 func TestSpeakerBGPPassword(t *testing.T) {
 	sl := newSpeakerLab(t, 2)
 	r1 := frr.Start(t, sl.lab, "r1", frr.Config{ASN: routerASN, Neighbors: sl.neighbors(nodeASN, "s3cret")})
 	n1, n2 := sl.nodes[0], sl.nodes[1]
 	// The speaker's Role names the Secrets it may read; an operator adds
-	// those that BGPPeers name.
+	// those that BerthBGPPeers name.
 	sl.allowSecrets("bgp-good", "bgp-bad", "bgp-missing")
 	sl.secret("bgp-good", map[string]string{"password": "s3cret"})
 	sl.secret("bgp-bad", map[string]string{"pw": "wrong"})
 	onNode := func(n *labNode) *metav1.LabelSelector {
 		return &metav1.LabelSelector{MatchLabels: map[string]string{nodeLabel: n.name}}
 	}
-	sl.bgpPeer("good", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BGPPeerSpec) {
+	sl.bgpPeer("good", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BerthBGPPeerSpec) {
 		s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-good"}
 		s.NodeSelector = onNode(n1)
 		// A short hold time, so that watching the session for longer than
 		// it (below) is a fair test.
 		s.HoldTimeSeconds, s.KeepaliveTimeSeconds = ptr.To[int32](3), ptr.To[int32](1)
 	})
-	sl.bgpPeer("bad", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BGPPeerSpec) {
+	sl.bgpPeer("bad", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BerthBGPPeerSpec) {
 		s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-bad", Key: "pw"}
 		s.NodeSelector = onNode(n2)
 	})
@@ -463,7 +463,7 @@ func TestSpeakerBGPPassword(t *testing.T) {
 	}
 	// A password Secret that does not exist leaves the (down) session as
 	// it is and says why in the peer's status.
-	sl.updatePeer("bad", func(s *v1alpha1.BGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-missing"} })
+	sl.updatePeer("bad", func(s *v1alpha1.BerthBGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-missing"} })
 	poll(t, settle, "node2's status entry of peer bad names the missing Secret", func() error {
 		n, err := nodeSession(t, sl, n2.name, "bad")
 		if err != nil {
@@ -475,7 +475,7 @@ func TestSpeakerBGPPassword(t *testing.T) {
 		return fmt.Errorf("node2's session %+v", n)
 	})
 	if ev := sl.e.eventsWithin(t, metav1.NamespaceDefault, "bad", "SpeakerConfigProblem", settle); len(ev) == 0 {
-		t.Errorf("no SpeakerConfigProblem Event on BGPPeer bad")
+		t.Errorf("no SpeakerConfigProblem Event on BerthBGPPeer bad")
 	}
 	// A Secret that exists but that the speaker's Role does not name is
 	// the same kind of problem, of this peer only: the status says so,
@@ -484,7 +484,7 @@ func TestSpeakerBGPPassword(t *testing.T) {
 	for _, n := range sl.nodes {
 		n.speaker.expectRefusals() // every speaker reads every peer's Secret
 	}
-	sl.updatePeer("bad", func(s *v1alpha1.BGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-unlisted"} })
+	sl.updatePeer("bad", func(s *v1alpha1.BerthBGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-unlisted"} })
 	poll(t, settle, "node2's status entry of peer bad says it may not read the Secret", func() error {
 		n, err := nodeSession(t, sl, n2.name, "bad")
 		if err != nil {
@@ -498,7 +498,7 @@ func TestSpeakerBGPPassword(t *testing.T) {
 	if v := n1.speaker.metric(t, "berth_speaker_bgp_session_up", `peer="good"`); v != "1" {
 		t.Errorf("node1's berth_speaker_bgp_session_up{peer=good} = %q, want 1", v)
 	}
-	sl.updatePeer("bad", func(s *v1alpha1.BGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-good"} })
+	sl.updatePeer("bad", func(s *v1alpha1.BerthBGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-good"} })
 	waitSessions(t, r1, []netip.Addr{n2.host.IPv4})
 	poll(t, settle, "node2's berth_speaker_bgp_session_up{peer=bad} is 1", func() error {
 		if v := n2.speaker.metric(t, "berth_speaker_bgp_session_up", `peer="bad"`); v != "1" {
@@ -514,10 +514,10 @@ func TestSpeakerBGPBIRD(t *testing.T) {
 	frr.RequireBIRD(t)
 	sl := newSpeakerLab(t, 2)
 	b := frr.StartBIRD(t, sl.lab, "bird", frr.Config{ASN: routerASN, Neighbors: sl.neighbors(nodeASN, ""), MaximumPaths: 8})
-	sl.e.pool(t, "main", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24", "2001:db8:5100::/112"}})
+	sl.e.pool(t, "main", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24", "2001:db8:5100::/112"}})
 	sl.bgpPeer("bird-v4", b.Host.IPv4, routerASN, nodeASN)
 	sl.bgpPeer("bird-v6", b.Host.IPv6, routerASN, nodeASN)
-	sl.advertise("all", v1alpha1.BGPAdvertisementSpec{})
+	sl.advertise("all", v1alpha1.BerthBGPAdvertisementSpec{})
 	sl.startSpeakers()
 	sl.e.namespace(t, "demo", nil)
 	d := poll(t, settle, "BIRD's BGP sessions Established", func() error {

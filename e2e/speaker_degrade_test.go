@@ -21,7 +21,7 @@ import (
 )
 
 // TestSpeakerBGPDegradesPerPart runs a speaker with BGP and layer 2 and a
-// healthy session with FRR, then adds a BGPPeer that passes admission but
+// healthy session with FRR, then adds a BerthBGPPeer that passes admission but
 // that the speaker rejects (eBGP multihop on an iBGP session) and one whose
 // password Secret does not exist: a Service created afterwards still
 // reaches the router over the healthy session, which never flaps, and
@@ -32,11 +32,11 @@ func TestSpeakerBGPDegradesPerPart(t *testing.T) {
 	n1 := l.nodes[0]
 	r1 := frr.Start(t, l.lab, "r1", frr.Config{ASN: routerASN, Neighbors: l.neighbors(nodeASN, "")})
 	l.allowSecrets("bgp-missing")
-	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
-	l.bgpPeer("good", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BGPPeerSpec) {
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
+	l.bgpPeer("good", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BerthBGPPeerSpec) {
 		s.HoldTimeSeconds, s.KeepaliveTimeSeconds = ptr.To[int32](3), ptr.To[int32](1)
 	})
-	l.advertise("all", v1alpha1.BGPAdvertisementSpec{})
+	l.advertise("all", v1alpha1.BerthBGPAdvertisementSpec{})
 	l.e.namespace(t, "demo", nil)
 	l.startL2Speaker(t, t, n1, "--bgp=true")
 	l.waitMembers(t, 1)
@@ -46,10 +46,10 @@ func TestSpeakerBGPDegradesPerPart(t *testing.T) {
 	established := establishedCounts(t, r1, l.speakerLab)
 
 	// Both pass admission; the speaker cannot configure either.
-	l.bgpPeer("multihop", r1.Host.IPv6, nodeASN, nodeASN, func(s *v1alpha1.BGPPeerSpec) { s.EBGPMultiHop = ptr.To[int32](2) })
+	l.bgpPeer("multihop", r1.Host.IPv6, nodeASN, nodeASN, func(s *v1alpha1.BerthBGPPeerSpec) { s.EBGPMultiHop = ptr.To[int32](2) })
 	unused := l.lab.Prefix4.Addr().As4()
 	unused[3] = 250
-	l.bgpPeer("locked", netip.AddrFrom4(unused), routerASN, nodeASN, func(s *v1alpha1.BGPPeerSpec) {
+	l.bgpPeer("locked", netip.AddrFrom4(unused), routerASN, nodeASN, func(s *v1alpha1.BerthBGPPeerSpec) {
 		s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-missing"}
 	})
 	poll(t, settle, "node1's entries of the broken peers say why", func() error {
@@ -88,11 +88,11 @@ func waitAnnounced(t *testing.T, l *l2Lab, r *frr.Router, addr netip.Addr, n *la
 	})
 }
 
-// peerEntryHas checks node's session with BGPPeer peer in its
+// peerEntryHas checks node's session with BerthBGPPeer peer in its
 // BerthNodeStatus: its Configured condition has status, and its message
 // and lastError contain problem.
 func peerEntryHas(t *testing.T, sl *speakerLab, peer, node string, status metav1.ConditionStatus, problem string) error {
-	p, err := sl.e.berth.BerthV1alpha1().BGPPeers().Get(t.Context(), peer, metav1.GetOptions{})
+	p, err := sl.e.berth.BerthV1alpha1().BerthBGPPeers().Get(t.Context(), peer, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
@@ -127,14 +127,14 @@ func nodeSession(t testing.TB, sl *speakerLab, node, peer string) (*v1alpha1.Ber
 }
 
 // checkPeerEvent checks that a SpeakerConfigProblem Event naming problem
-// is attached to BGPPeer peer, by its UID.
+// is attached to BerthBGPPeer peer, by its UID.
 func checkPeerEvent(t *testing.T, sl *speakerLab, peer, problem string) {
 	t.Helper()
-	p, err := sl.e.berth.BerthV1alpha1().BGPPeers().Get(t.Context(), peer, metav1.GetOptions{})
+	p, err := sl.e.berth.BerthV1alpha1().BerthBGPPeers().Get(t.Context(), peer, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	poll(t, settle, "an Event on BGPPeer "+peer+" naming "+problem, func() error {
+	poll(t, settle, "an Event on BerthBGPPeer "+peer+" naming "+problem, func() error {
 		list, err := sl.e.kube.CoreV1().Events(metav1.NamespaceDefault).List(t.Context(), metav1.ListOptions{
 			FieldSelector: "involvedObject.name=" + peer + ",reason=SpeakerConfigProblem",
 		})
@@ -143,7 +143,7 @@ func checkPeerEvent(t *testing.T, sl *speakerLab, peer, problem string) {
 		}
 		var seen []string
 		for _, ev := range list.Items {
-			if strings.Contains(ev.Message, problem) && ev.InvolvedObject.UID == p.UID && ev.InvolvedObject.Kind == "BGPPeer" {
+			if strings.Contains(ev.Message, problem) && ev.InvolvedObject.UID == p.UID && ev.InvolvedObject.Kind == "BerthBGPPeer" {
 				return nil
 			}
 			seen = append(seen, fmt.Sprintf("%s (uid %q)", ev.Message, ev.InvolvedObject.UID))
@@ -155,7 +155,7 @@ func checkPeerEvent(t *testing.T, sl *speakerLab, peer, problem string) {
 // TestSpeakerL2WithoutAPIServer checks that layer 2 keeps working while
 // the API server is away (docs/layer2.md): with the API server paused for
 // longer than the password Secret cache, so that each sync fails to read
-// a BGPPeer's Secret, a node whose speaker dies is still replaced at once
+// a BerthBGPPeer's Secret, a node whose speaker dies is still replaced at once
 // on ARP (three nodes: the other two keep the membership's quorum). The
 // BGP session is kept meanwhile.
 func TestSpeakerL2WithoutAPIServer(t *testing.T) {
@@ -164,8 +164,8 @@ func TestSpeakerL2WithoutAPIServer(t *testing.T) {
 	r1 := frr.Start(t, l.lab, "r1", frr.Config{ASN: routerASN, Neighbors: l.neighbors(nodeASN, "s3cret")})
 	l.allowSecrets("bgp-pw")
 	l.secret("bgp-pw", map[string]string{"password": "s3cret"})
-	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
-	l.bgpPeer("r1", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BGPPeerSpec) {
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
+	l.bgpPeer("r1", r1.Host.IPv4, routerASN, nodeASN, func(s *v1alpha1.BerthBGPPeerSpec) {
 		s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "bgp-pw"}
 		s.HoldTimeSeconds, s.KeepaliveTimeSeconds = ptr.To[int32](3), ptr.To[int32](1)
 	})

@@ -70,10 +70,10 @@ func newFwdLabWith(t *testing.T, ctrlArgs []string, speakerArgs ...string) *fwdL
 			t.Fatal(err)
 		}
 	}
-	sl.e.pool(t, "main", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(fwdPool4), v1alpha1.AddressRange(fwdPool6)}})
+	sl.e.pool(t, "main", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(fwdPool4), v1alpha1.AddressRange(fwdPool6)}})
 	sl.bgpPeer("r1-v4", r.Host.IPv4, routerASN, nodeASN)
 	sl.bgpPeer("r1-v6", r.Host.IPv6, routerASN, nodeASN)
-	sl.advertise("main", v1alpha1.BGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"main"}}})
+	sl.advertise("main", v1alpha1.BerthBGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"main"}}})
 	sl.startSpeakers(speakerArgs...)
 	waitSessions(t, r, sl.addrs(false), sl.addrs(true))
 	t.Logf("forwarding lab up after %v", time.Since(started))

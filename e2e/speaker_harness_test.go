@@ -211,40 +211,40 @@ func (p *speakerProc) metric(t testing.TB, name, labels string) string {
 	return v
 }
 
-// bgpPeer creates a BGPPeer.
-func (sl *speakerLab) bgpPeer(name string, addr netip.Addr, asn, localASN int64, mut ...func(*v1alpha1.BGPPeerSpec)) {
+// bgpPeer creates a BerthBGPPeer.
+func (sl *speakerLab) bgpPeer(name string, addr netip.Addr, asn, localASN int64, mut ...func(*v1alpha1.BerthBGPPeerSpec)) {
 	sl.t.Helper()
-	p := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BGPPeerSpec{
+	p := &v1alpha1.BerthBGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BerthBGPPeerSpec{
 		Address: addr.String(), ASN: asn, LocalASN: localASN,
 	}}
 	for _, m := range mut {
 		m(&p.Spec)
 	}
-	if _, err := sl.e.berth.BerthV1alpha1().BGPPeers().Create(sl.t.Context(), p, metav1.CreateOptions{}); err != nil {
-		sl.t.Fatalf("create BGPPeer %s: %v", name, err)
+	if _, err := sl.e.berth.BerthV1alpha1().BerthBGPPeers().Create(sl.t.Context(), p, metav1.CreateOptions{}); err != nil {
+		sl.t.Fatalf("create BerthBGPPeer %s: %v", name, err)
 	}
 }
 
-// updatePeer changes a BGPPeer's spec, retrying on conflicts.
-func (sl *speakerLab) updatePeer(name string, mut func(*v1alpha1.BGPPeerSpec)) {
+// updatePeer changes a BerthBGPPeer's spec, retrying on conflicts.
+func (sl *speakerLab) updatePeer(name string, mut func(*v1alpha1.BerthBGPPeerSpec)) {
 	sl.t.Helper()
-	retryUpdate(sl.t, "BGPPeer "+name, func(ctx context.Context) error {
-		p, err := sl.e.berth.BerthV1alpha1().BGPPeers().Get(ctx, name, metav1.GetOptions{})
+	retryUpdate(sl.t, "BerthBGPPeer "+name, func(ctx context.Context) error {
+		p, err := sl.e.berth.BerthV1alpha1().BerthBGPPeers().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
 		mut(&p.Spec)
-		_, err = sl.e.berth.BerthV1alpha1().BGPPeers().Update(ctx, p, metav1.UpdateOptions{})
+		_, err = sl.e.berth.BerthV1alpha1().BerthBGPPeers().Update(ctx, p, metav1.UpdateOptions{})
 		return err
 	})
 }
 
-// advertise creates a BGPAdvertisement.
-func (sl *speakerLab) advertise(name string, spec v1alpha1.BGPAdvertisementSpec) {
+// advertise creates a BerthBGPAdvertisement.
+func (sl *speakerLab) advertise(name string, spec v1alpha1.BerthBGPAdvertisementSpec) {
 	sl.t.Helper()
-	a := &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
-	if _, err := sl.e.berth.BerthV1alpha1().BGPAdvertisements().Create(sl.t.Context(), a, metav1.CreateOptions{}); err != nil {
-		sl.t.Fatalf("create BGPAdvertisement %s: %v", name, err)
+	a := &v1alpha1.BerthBGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
+	if _, err := sl.e.berth.BerthV1alpha1().BerthBGPAdvertisements().Create(sl.t.Context(), a, metav1.CreateOptions{}); err != nil {
+		sl.t.Fatalf("create BerthBGPAdvertisement %s: %v", name, err)
 	}
 }
 

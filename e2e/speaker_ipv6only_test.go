@@ -35,10 +35,10 @@ func TestSpeakerIPv6OnlyNode(t *testing.T) {
 		return err
 	})
 	r1 := frr.Start(t, l.lab, "r1", frr.Config{ASN: routerASN, Neighbors: []frr.Neighbor{{Addr: n.host.IPv6, ASN: nodeASN}}})
-	l.e.pool(t, "main", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"2001:db8:5100::/112"}})
-	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
+	l.e.pool(t, "main", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"2001:db8:5100::/112"}})
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
 	l.bgpPeer("r1", r1.Host.IPv6, routerASN, nodeASN)
-	l.advertise("main", v1alpha1.BGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"main"}}})
+	l.advertise("main", v1alpha1.BerthBGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"main"}}})
 	n.speaker = startSpeaker(t, t, l.e, n, "--memberlist-port=7946", "--forwarding=true")
 	l.e.namespace(t, "v6", nil)
 	v6only := withFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol)

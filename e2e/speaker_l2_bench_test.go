@@ -66,7 +66,7 @@ func BenchmarkL2Failover(b *testing.B) {
 // answered by its owner; owned lists them by owner.
 func l2BenchLab(b *testing.B) (*l2Lab, *arpProbe, map[*labNode][]netip.Addr) {
 	l := newL2Lab(b, 3)
-	l.l2Pool(b, v1alpha1.L2AdvertisementSpec{})
+	l.l2Pool(b, v1alpha1.BerthL2AdvertisementSpec{})
 	l.e.namespace(b, "bench", nil)
 	for _, n := range l.nodes {
 		l.startL2Speaker(b, b, n)

@@ -41,7 +41,7 @@ const npMove = 30280
 // lines.
 func TestSpeakerL2PlannedMove(t *testing.T) {
 	l := newL2Lab(t, 3)
-	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
 	l.e.namespace(t, "move", nil)
 	for _, n := range l.nodes {
 		l.lineServer(t, n, npMove)

@@ -101,8 +101,8 @@ func (l *l2Lab) dualStack(tb testing.TB, ns, prefix string, n int) (v4s, v6s []n
 }
 
 // l2Pool creates pool "l2" with a /27 and a /120 of the lab's subnets, and
-// an L2Advertisement "l2" of it with spec's other fields.
-func (l *l2Lab) l2Pool(tb testing.TB, spec v1alpha1.L2AdvertisementSpec) {
+// a BerthL2Advertisement "l2" of it with spec's other fields.
+func (l *l2Lab) l2Pool(tb testing.TB, spec v1alpha1.BerthL2AdvertisementSpec) {
 	tb.Helper()
 	a4 := l.lab.Prefix4.Addr().As4()
 	a4[3] = 192
@@ -110,7 +110,7 @@ func (l *l2Lab) l2Pool(tb testing.TB, spec v1alpha1.L2AdvertisementSpec) {
 	a6[14] = 0xff
 	pool4 := netip.PrefixFrom(netip.AddrFrom4(a4), 27)
 	pool6 := netip.PrefixFrom(netip.AddrFrom16(a6), 120)
-	l.e.pool(tb, "l2", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(pool4.String()), v1alpha1.AddressRange(pool6.String())}})
+	l.e.pool(tb, "l2", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(pool4.String()), v1alpha1.AddressRange(pool6.String())}})
 	spec.IPPools = []string{"l2"}
 	l.advertiseL2("l2", spec)
 }

@@ -16,13 +16,13 @@ import (
 )
 
 // TestSpeakerL2Interfaces gives every node a second interface, eth1, on a
-// second segment with a client of its own, and checks that an
-// L2Advertisement's interfaces decide where the owner answers: only on eth1
+// second segment with a client of its own, and checks that a
+// BerthL2Advertisement's interfaces decide where the owner answers: only on eth1
 // for ["eth1"], only on eth0 for the pattern ["*0"]; ARP and NDP alike.
 func TestSpeakerL2Interfaces(t *testing.T) {
 	l := newL2Lab(t, 3)
 	seg := l.secondSegment(t)
-	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{Interfaces: []string{"eth1"}})
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{Interfaces: []string{"eth1"}})
 	l.e.namespace(t, "ifs", nil)
 	for _, n := range l.nodes {
 		l.startL2Speaker(t, t, n)
@@ -66,13 +66,13 @@ func TestSpeakerL2Interfaces(t *testing.T) {
 	}
 	t.Run("interfaces [eth1]: answers on eth1 only", func(t *testing.T) { check(t, "eth1") })
 	t.Run("interfaces [*0]: answers on eth0 only", func(t *testing.T) {
-		retryUpdate(t, "L2Advertisement l2", func(ctx context.Context) error {
-			adv, err := l.e.berth.BerthV1alpha1().L2Advertisements().Get(ctx, "l2", metav1.GetOptions{})
+		retryUpdate(t, "BerthL2Advertisement l2", func(ctx context.Context) error {
+			adv, err := l.e.berth.BerthV1alpha1().BerthL2Advertisements().Get(ctx, "l2", metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
 			adv.Spec.Interfaces = []string{"*0"}
-			_, err = l.e.berth.BerthV1alpha1().L2Advertisements().Update(ctx, adv, metav1.UpdateOptions{})
+			_, err = l.e.berth.BerthV1alpha1().BerthL2Advertisements().Update(ctx, adv, metav1.UpdateOptions{})
 			return err
 		})
 		check(t, "eth0")

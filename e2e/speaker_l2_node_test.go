@@ -19,7 +19,7 @@ import (
 // answers.
 func TestSpeakerL2DeletedNode(t *testing.T) {
 	l := newL2Lab(t, 2)
-	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
 	l.e.namespace(t, "gone", nil)
 	for _, n := range l.nodes {
 		// Without the tie-breaker, which would let the survivor serve

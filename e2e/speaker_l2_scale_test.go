@@ -22,7 +22,7 @@ var nftCounter = regexp.MustCompile(`counter packets (\d+) bytes (\d+)`)
 func TestSpeakerL2TenNodes(t *testing.T) {
 	const n = 10
 	l := newL2Lab(t, n)
-	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
 	l.e.namespace(t, "ten", nil)
 	var names []string
 	for _, nd := range l.nodes {

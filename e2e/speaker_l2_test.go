@@ -40,7 +40,7 @@ func TestSpeakerL2(t *testing.T) {
 	start := time.Now()
 	top := t // owns restarted speakers, which outlive subtests
 	l := newL2Lab(t, 3)
-	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
 	l.e.namespace(t, "demo", nil)
 	for _, n := range l.nodes {
 		l.startL2Speaker(t, t, n)
@@ -269,7 +269,7 @@ func TestSpeakerL2(t *testing.T) {
 }
 
 // TestSpeakerL2NoKey runs two speakers with layer 2, BGP and forwarding
-// on, without the membership Secret, and a pool, an L2Advertisement and a
+// on, without the membership Secret, and a pool, a BerthL2Advertisement and a
 // Service that ask them to answer on layer 2: they answer for nothing, say
 // why in an Event on their Node, and BGP and forwarding serve another
 // Service as usual. Once the Secret exists the same address is answered,
@@ -281,7 +281,7 @@ func TestSpeakerL2NoKey(t *testing.T) {
 	for _, n := range fl.nodes {
 		l.node[hostMAC(t, n.host)] = n
 	}
-	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
 	fl.listen(t, "tcp", npWebHTTP)
 	e := fl.e
 	e.namespace(t, "nokey", nil)
@@ -330,12 +330,12 @@ func TestSpeakerL2NoKey(t *testing.T) {
 	waitAnswer(t, fl.get, onBGP, 80, npWebHTTP, settle)
 }
 
-// advertiseL2 creates an L2Advertisement.
-func (l *l2Lab) advertiseL2(name string, spec v1alpha1.L2AdvertisementSpec) {
+// advertiseL2 creates a BerthL2Advertisement.
+func (l *l2Lab) advertiseL2(name string, spec v1alpha1.BerthL2AdvertisementSpec) {
 	l.t.Helper()
-	a := &v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
-	if _, err := l.e.berth.BerthV1alpha1().L2Advertisements().Create(l.t.Context(), a, metav1.CreateOptions{}); err != nil {
-		l.t.Fatalf("create L2Advertisement %s: %v", name, err)
+	a := &v1alpha1.BerthL2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
+	if _, err := l.e.berth.BerthV1alpha1().BerthL2Advertisements().Create(l.t.Context(), a, metav1.CreateOptions{}); err != nil {
+		l.t.Fatalf("create BerthL2Advertisement %s: %v", name, err)
 	}
 }
 

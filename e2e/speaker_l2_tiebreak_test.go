@@ -23,7 +23,7 @@ const cutMembership = "add table inet berthe2e { chain in { type filter hook inp
 func TestSpeakerL2TwoNodes(t *testing.T) {
 	top := t
 	l := newL2Lab(t, 2)
-	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
 	l.e.namespace(t, "duo", nil)
 	for _, n := range l.nodes {
 		l.startL2Speaker(t, t, n)
@@ -184,7 +184,7 @@ func (l *l2Lab) quorate(nodes []*labNode) int {
 // address, the other half nothing, never two MACs at once.
 func TestSpeakerL2EvenSplit(t *testing.T) {
 	l := newL2Lab(t, 4)
-	l.l2Pool(t, v1alpha1.L2AdvertisementSpec{})
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
 	l.e.namespace(t, "split", nil)
 	var names []string
 	for _, n := range l.nodes {

@@ -17,14 +17,14 @@ import (
 	"github.com/berthlb/berth/e2e/netlab"
 )
 
-// bothFamilies makes a BGPPeer carry IPv4 and IPv6 over its one session.
-func bothFamilies(s *v1alpha1.BGPPeerSpec) {
+// bothFamilies makes a BerthBGPPeer carry IPv4 and IPv6 over its one session.
+func bothFamilies(s *v1alpha1.BerthBGPPeerSpec) {
 	s.Families = []v1alpha1.BGPFamily{v1alpha1.BGPFamilyIPv4, v1alpha1.BGPFamilyIPv6}
 }
 
-// onNode selects one node for a BGPPeer.
-func onNode(n *labNode) func(*v1alpha1.BGPPeerSpec) {
-	return func(s *v1alpha1.BGPPeerSpec) {
+// onNode selects one node for a BerthBGPPeer.
+func onNode(n *labNode) func(*v1alpha1.BerthBGPPeerSpec) {
+	return func(s *v1alpha1.BerthBGPPeerSpec) {
 		s.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{nodeLabel: n.name}}
 	}
 }
@@ -40,10 +40,10 @@ func TestSpeakerBGPMultiprotocol(t *testing.T) {
 		{Addr: n1.host.IPv4, ASN: nodeASN, AllFamilies: true},
 		{Addr: n2.host.IPv6, ASN: nodeASN, AllFamilies: true},
 	}})
-	sl.e.pool(t, "main", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24", "2001:db8:5100::/112"}})
+	sl.e.pool(t, "main", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24", "2001:db8:5100::/112"}})
 	sl.bgpPeer("r1-over-v4", r1.Host.IPv4, routerASN, nodeASN, bothFamilies, onNode(n1))
 	sl.bgpPeer("r1-over-v6", r1.Host.IPv6, routerASN, nodeASN, bothFamilies, onNode(n2))
-	sl.advertise("all", v1alpha1.BGPAdvertisementSpec{})
+	sl.advertise("all", v1alpha1.BerthBGPAdvertisementSpec{})
 	sl.startSpeakers()
 	sl.e.namespace(t, "demo", nil)
 	waitSessions(t, r1, []netip.Addr{n1.host.IPv4}, []netip.Addr{n2.host.IPv6})
@@ -90,9 +90,9 @@ func TestSpeakerBGPMultiprotocolBIRD(t *testing.T) {
 		neighbors = append(neighbors, frr.Neighbor{Addr: n.host.IPv4, ASN: nodeASN, AllFamilies: true})
 	}
 	b := frr.StartBIRD(t, sl.lab, "bird", frr.Config{ASN: routerASN, Neighbors: neighbors, MaximumPaths: 8})
-	sl.e.pool(t, "main", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24", "2001:db8:5100::/112"}})
+	sl.e.pool(t, "main", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24", "2001:db8:5100::/112"}})
 	sl.bgpPeer("bird", b.Host.IPv4, routerASN, nodeASN, bothFamilies)
-	sl.advertise("all", v1alpha1.BGPAdvertisementSpec{})
+	sl.advertise("all", v1alpha1.BerthBGPAdvertisementSpec{})
 	sl.startSpeakers()
 	sl.e.namespace(t, "demo", nil)
 	poll(t, settle, "BIRD's sessions Established", func() error {

@@ -22,9 +22,9 @@ import (
 func TestSpeakerAdvertisementNamespaceSelector(t *testing.T) {
 	sl := newSpeakerLab(t, 2)
 	r1 := frr.Start(t, sl.lab, "r1", frr.Config{ASN: routerASN, Neighbors: sl.neighbors(nodeASN, ""), MaximumPaths: 8})
-	sl.e.pool(t, "main", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}})
+	sl.e.pool(t, "main", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.51.100.0/24"}})
 	sl.bgpPeer("r1-v4", r1.Host.IPv4, routerASN, nodeASN)
-	sl.advertise("internet", v1alpha1.BGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{
+	sl.advertise("internet", v1alpha1.BerthBGPAdvertisementSpec{AdvertisementSelector: v1alpha1.AdvertisementSelector{
 		IPPools:           []string{"main"},
 		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"exposure": "internet"}},
 	}})

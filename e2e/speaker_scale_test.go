@@ -35,9 +35,9 @@ func speakerScaleRun(b *testing.B, n int) {
 	sl := newSpeakerLabWith(b, 1, controlplane.Options{ServiceClusterIPRange: "198.19.0.0/17,2001:db8:ffff::/108"})
 	r := frr.Start(b, sl.lab, "r1", frr.Config{ASN: routerASN, Neighbors: sl.neighbors(nodeASN, "")})
 	sl.e.namespace(b, "scale", nil)
-	sl.e.pool(b, "scale", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.19.128.0/18"}})
+	sl.e.pool(b, "scale", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.19.128.0/18"}})
 	sl.bgpPeer("r1", r.Host.IPv4, routerASN, nodeASN)
-	sl.advertise("all", v1alpha1.BGPAdvertisementSpec{})
+	sl.advertise("all", v1alpha1.BerthBGPAdvertisementSpec{})
 	sl.startSpeakers()
 	sp := sl.nodes[0].speaker
 	poll(b, settle, "session established", func() error {

@@ -85,7 +85,7 @@ func TestUninstall(t *testing.T) {
 	})
 
 	t.Run("the uninstall hook leaves no table, no route and no finalizer", func(t *testing.T) {
-		pool, err := e.berth.BerthV1alpha1().IPPools().Get(t.Context(), "main", metav1.GetOptions{})
+		pool, err := e.berth.BerthV1alpha1().BerthIPPools().Get(t.Context(), "main", metav1.GetOptions{})
 		if err != nil || !slices.Contains(pool.Finalizers, v1alpha1.PoolFinalizer) {
 			t.Fatalf("pool main before the uninstall: finalizers %v, %v", pool.Finalizers, err)
 		}
@@ -143,11 +143,11 @@ func TestUninstall(t *testing.T) {
 
 		// The pool still holds the Service's address, yet nothing keeps
 		// it, nor the CRDs.
-		if err := e.berth.BerthV1alpha1().IPPools().Delete(t.Context(), "main", metav1.DeleteOptions{}); err != nil {
+		if err := e.berth.BerthV1alpha1().BerthIPPools().Delete(t.Context(), "main", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		poll(t, settle, "pool main deleted", func() error {
-			p, err := e.berth.BerthV1alpha1().IPPools().Get(t.Context(), "main", metav1.GetOptions{})
+			p, err := e.berth.BerthV1alpha1().BerthIPPools().Get(t.Context(), "main", metav1.GetOptions{})
 			switch {
 			case apierrors.IsNotFound(err):
 				return nil
@@ -157,7 +157,7 @@ func TestUninstall(t *testing.T) {
 			return fmt.Errorf("pool main still exists, finalizers %v", p.Finalizers)
 		})
 		ext := apiextensionsclient.NewForConfigOrDie(e.cp.RESTConfig())
-		crds := []string{"ippools.berth.dev", "bgppeers.berth.dev", "bgpadvertisements.berth.dev", "l2advertisements.berth.dev"}
+		crds := []string{"berthippools.berth.dev", "berthbgppeers.berth.dev", "berthbgpadvertisements.berth.dev", "berthl2advertisements.berth.dev"}
 		for _, name := range crds {
 			if err := ext.ApiextensionsV1().CustomResourceDefinitions().Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)

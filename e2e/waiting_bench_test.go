@@ -112,7 +112,7 @@ func BenchmarkControllerWaiting(b *testing.B) {
 	e := newBenchEnv(b)
 	// n addresses from 198.18.64.0 on.
 	last := nth(mustAddr("198.18.64.0"), n-1)
-	e.pool(b, "waiting", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange("198.18.64.0-" + last.String())}})
+	e.pool(b, "waiting", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange("198.18.64.0-" + last.String())}})
 	ctrl := e.startController(b)
 	ctrl.waitReady(b)
 	ctx := b.Context()
@@ -212,7 +212,7 @@ func BenchmarkControllerWaiting(b *testing.B) {
 func BenchmarkControllerRestart(b *testing.B) {
 	n := *restartServices
 	e := newBenchEnv(b)
-	e.pool(b, "restart", v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.18.64.0/18"}})
+	e.pool(b, "restart", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"198.18.64.0/18"}})
 	ctrl := e.startController(b)
 	ctrl.waitReady(b)
 	e.createMany(b, "bench", "s", n)

@@ -91,8 +91,8 @@ func TestYieldToForeign(t *testing.T) {
 				YieldToForeign: tc.yield,
 				Moved:          func(k string) { moved = append(moved, k) },
 			})
-			l.SetPools([]*v1alpha1.IPPool{{ObjectMeta: metav1.ObjectMeta{Name: "p"},
-				Spec: v1alpha1.IPPoolSpec{Addresses: tc.addresses}}})
+			l.SetPools([]*v1alpha1.BerthIPPool{{ObjectMeta: metav1.ObjectMeta{Name: "p"},
+				Spec: v1alpha1.BerthIPPoolSpec{Addresses: tc.addresses}}})
 			l.Restore(nil)
 			// Berth's Service is given 192.0.2.1; its status is not written
 			// yet when the other implementation's Service shows the same.
@@ -143,8 +143,8 @@ func TestYieldToForeignOnRestore(t *testing.T) {
 			t.Errorf("Moved(%s) during the replay: its caller judges every served Service after it", k)
 		},
 	})
-	l.SetPools([]*v1alpha1.IPPool{{ObjectMeta: metav1.ObjectMeta{Name: "p"},
-		Spec: v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"192.0.2.1-192.0.2.2"}}}})
+	l.SetPools([]*v1alpha1.BerthIPPool{{ObjectMeta: metav1.ObjectMeta{Name: "p"},
+		Spec: v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"192.0.2.1-192.0.2.2"}}}})
 	mine, theirs := lbService("mine", "", "192.0.2.1"), lbService("theirs", "other", "192.0.2.1")
 	mine.CreationTimestamp, theirs.CreationTimestamp = metav1.Unix(1, 0), metav1.Unix(2, 0)
 	for _, s := range []*corev1.Service{mine, theirs} {

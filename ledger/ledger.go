@@ -67,7 +67,7 @@ type Ledger struct {
 	cfg   atomic.Pointer[config.Config]
 
 	mu       sync.Mutex
-	pools    []*v1alpha1.IPPool
+	pools    []*v1alpha1.BerthIPPool
 	cluster  config.Cluster
 	restored bool
 	// pending are foreign syncs asked for before Restore, done by it.
@@ -120,7 +120,7 @@ func (l *Ledger) Config() *config.Config { return l.cfg.Load() }
 // Services, oldest first, so that no other Service can take it between.
 // It returns the Services so woken; re-judging the rest (holders of an
 // address the edit made invalid) is the caller's next step.
-func (l *Ledger) SetPools(pools []*v1alpha1.IPPool) (wake []string) {
+func (l *Ledger) SetPools(pools []*v1alpha1.BerthIPPool) (wake []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pools = pools

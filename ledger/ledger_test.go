@@ -32,8 +32,8 @@ func TestForeignBeforeRestore(t *testing.T) {
 		Serves:   func(s *corev1.Service) bool { return s.Spec.LoadBalancerClass == nil },
 		Services: corelisters.NewServiceLister(idx),
 	})
-	l.SetPools([]*v1alpha1.IPPool{{ObjectMeta: metav1.ObjectMeta{Name: "p"},
-		Spec: v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"192.0.2.1-192.0.2.2"}}}})
+	l.SetPools([]*v1alpha1.BerthIPPool{{ObjectMeta: metav1.ObjectMeta{Name: "p"},
+		Spec: v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"192.0.2.1-192.0.2.2"}}}})
 	late := lbService("late", "other", "192.0.2.1")
 	if err := idx.Add(late); err != nil {
 		t.Fatal(err)
@@ -68,8 +68,8 @@ func TestServeWaitingStopsWhenTaken(t *testing.T) {
 		},
 		Services: corelisters.NewServiceLister(idx),
 	})
-	l.SetPools([]*v1alpha1.IPPool{{ObjectMeta: metav1.ObjectMeta{Name: "p"},
-		Spec: v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"192.0.2.1"}}}})
+	l.SetPools([]*v1alpha1.BerthIPPool{{ObjectMeta: metav1.ObjectMeta{Name: "p"},
+		Spec: v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{"192.0.2.1"}}}})
 	l.Restore(nil)
 	var svcs []*corev1.Service
 	for i, n := range []string{"holder", "w1", "w2", "w3"} {

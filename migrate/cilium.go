@@ -106,10 +106,10 @@ type named[T any] struct {
 
 func (c *converter) ciliumPool(o *unstructured.Unstructured, src string) {
 	var s ciliumPoolSpec
-	if !c.decodeSpec(o, src, &s) || !c.claim("IPPool", o.GetName(), src) {
+	if !c.decodeSpec(o, src, &s) || !c.claim("BerthIPPool", o.GetName(), src) {
 		return
 	}
-	p := &v1alpha1.IPPool{ObjectMeta: objectMeta(o)}
+	p := &v1alpha1.BerthIPPool{ObjectMeta: objectMeta(o)}
 	for _, b := range append(s.Blocks, s.CIDRs...) {
 		switch {
 		case b.CIDR != "":
@@ -143,7 +143,7 @@ const (
 // ciliumServiceSelector moves the namespace Cilium's selector asks for into
 // serviceAllocation.namespaces and returns the rest, reporting a selector
 // on the Service's name, which Berth cannot express.
-func (c *converter) ciliumServiceSelector(src string, sel *metav1.LabelSelector, p *v1alpha1.IPPool) *metav1.LabelSelector {
+func (c *converter) ciliumServiceSelector(src string, sel *metav1.LabelSelector, p *v1alpha1.BerthIPPool) *metav1.LabelSelector {
 	out := sel.DeepCopy()
 	if ns, ok := out.MatchLabels[ciliumNamespaceLabel]; ok {
 		p.Spec.ServiceAllocation.Namespaces = []string{ns}

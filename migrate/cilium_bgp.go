@@ -19,9 +19,9 @@ var ciliumWellKnown = map[string]string{
 	"no-peer":      "no-peer",
 }
 
-// ciliumBGP converts the collected Cilium BGP resources: one BGPPeer per
+// ciliumBGP converts the collected Cilium BGP resources: one BerthBGPPeer per
 // peer of every instance of every CiliumBGPClusterConfig, one
-// BGPAdvertisement per Service entry of every CiliumBGPAdvertisement, sent
+// BerthBGPAdvertisement per Service entry of every CiliumBGPAdvertisement, sent
 // to the peers whose families select it.
 func (c *converter) ciliumBGP() {
 	selecting := map[string][]*metav1.LabelSelector{} // Berth peer name to its families' advertisement selectors
@@ -74,7 +74,7 @@ func (c *converter) ciliumPeer(cc named[ciliumClusterConfig], inst string, local
 	ref *struct {
 		Name string `json:"name"`
 	},
-) *v1alpha1.BGPPeer {
+) *v1alpha1.BerthBGPPeer {
 	where := fmt.Sprintf("spec.bgpInstances[%s].peers[%s]", inst, name)
 	switch {
 	case addr == "":
@@ -84,10 +84,10 @@ func (c *converter) ciliumPeer(cc named[ciliumClusterConfig], inst string, local
 		c.lost(cc.src, where, "the instance has no localASN: Berth needs one; peer not converted")
 		return nil
 	}
-	if !c.claim("BGPPeer", name, cc.src) {
+	if !c.claim("BerthBGPPeer", name, cc.src) {
 		return nil
 	}
-	p := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BGPPeerSpec{
+	p := &v1alpha1.BerthBGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BerthBGPPeerSpec{
 		Address: addr, ASN: asn, LocalASN: *localASN, NodeSelector: cc.spec.NodeSelector,
 	}}
 	if ref != nil {
@@ -102,7 +102,7 @@ func (c *converter) ciliumPeer(cc named[ciliumClusterConfig], inst string, local
 	return p
 }
 
-func (c *converter) applyCiliumPeerConfig(pc named[ciliumPeerConfig], p *v1alpha1.BGPPeer) {
+func (c *converter) applyCiliumPeerConfig(pc named[ciliumPeerConfig], p *v1alpha1.BerthBGPPeer) {
 	s := pc.spec
 	if t := s.Transport; t != nil {
 		if t.PeerPort != nil && *t.PeerPort != 179 {
@@ -158,7 +158,7 @@ func (c *converter) applyCiliumPeerConfig(pc named[ciliumPeerConfig], p *v1alpha
 }
 
 func (c *converter) ciliumAdv(adv named[ciliumAdvSpec], peers []string) {
-	var out []*v1alpha1.BGPAdvertisement
+	var out []*v1alpha1.BerthBGPAdvertisement
 	for i, e := range adv.spec.Advertisements {
 		field := fmt.Sprintf("spec.advertisements[%d]", i)
 		if e.AdvertisementType != "Service" {
@@ -178,7 +178,7 @@ func (c *converter) ciliumAdv(adv named[ciliumAdvSpec], peers []string) {
 			c.lost(adv.src, field+".selector", "no selector: in Cilium this selects no Service; a Berth advertisement without one would announce every Service, so it was not converted")
 			continue
 		}
-		a := &v1alpha1.BGPAdvertisement{Spec: v1alpha1.BGPAdvertisementSpec{Peers: peers}}
+		a := &v1alpha1.BerthBGPAdvertisement{Spec: v1alpha1.BerthBGPAdvertisementSpec{Peers: peers}}
 		a.Spec.ServiceSelector = e.Selector
 		if at := e.Attributes; at != nil {
 			a.Spec.LocalPreference = at.LocalPreference
@@ -190,14 +190,14 @@ func (c *converter) ciliumAdv(adv named[ciliumAdvSpec], peers []string) {
 		out = append(out, a)
 	}
 	for i, name := range splitNames(adv.name, len(out)) {
-		if c.claim("BGPAdvertisement", name, adv.src) {
+		if c.claim("BerthBGPAdvertisement", name, adv.src) {
 			out[i].Name, out[i].Labels = name, adv.labels
 			c.res.BGPAdvs = append(c.res.BGPAdvs, out[i])
 		}
 	}
 }
 
-func (c *converter) ciliumCommunities(src, field string, spec *v1alpha1.BGPAdvertisementSpec, standard, wellKnown, large []string) {
+func (c *converter) ciliumCommunities(src, field string, spec *v1alpha1.BerthBGPAdvertisementSpec, standard, wellKnown, large []string) {
 	for _, v := range standard {
 		// Cilium also takes one 32-bit number.
 		if n, err := strconv.ParseUint(v, 10, 32); err == nil {

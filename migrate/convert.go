@@ -33,10 +33,10 @@ type Note struct {
 
 // Result is what a conversion produced.
 type Result struct {
-	Pools   []*v1alpha1.IPPool
-	Peers   []*v1alpha1.BGPPeer
-	BGPAdvs []*v1alpha1.BGPAdvertisement
-	L2Advs  []*v1alpha1.L2Advertisement
+	Pools   []*v1alpha1.BerthIPPool
+	Peers   []*v1alpha1.BerthBGPPeer
+	BGPAdvs []*v1alpha1.BerthBGPAdvertisement
+	L2Advs  []*v1alpha1.BerthL2Advertisement
 	Notes   []Note
 }
 
@@ -92,7 +92,7 @@ func (c *converter) convert(o *unstructured.Unstructured) {
 	case "metallb.io/BFDProfile":
 		c.lost(src, "", "Berth has no BFD yet; peers that name this profile are converted without it")
 	case "cilium.io/CiliumBGPPeeringPolicy":
-		c.lost(src, "", "the v1 BGP control plane resource is not converted; move to CiliumBGPClusterConfig (BGP control plane v2) or write the BGPPeers by hand")
+		c.lost(src, "", "the v1 BGP control plane resource is not converted; move to CiliumBGPClusterConfig (BGP control plane v2) or write the BerthBGPPeers by hand")
 	default:
 		c.lost(src, "", "not a kind the converter knows; nothing was converted from it")
 	}
@@ -252,10 +252,10 @@ func (c *converter) checkFamilies() {
 	}
 	for _, v6 := range []bool{true, false} {
 		isFam := func(a string) bool { return strings.Contains(a, ":") == v6 }
-		hasPool := slices.ContainsFunc(c.res.Pools, func(p *v1alpha1.IPPool) bool {
+		hasPool := slices.ContainsFunc(c.res.Pools, func(p *v1alpha1.BerthIPPool) bool {
 			return slices.ContainsFunc(p.Spec.Addresses, func(a v1alpha1.AddressRange) bool { return isFam(string(a)) })
 		})
-		hasPeer := slices.ContainsFunc(c.res.Peers, func(p *v1alpha1.BGPPeer) bool { return isFam(p.Spec.Address) })
+		hasPeer := slices.ContainsFunc(c.res.Peers, func(p *v1alpha1.BerthBGPPeer) bool { return isFam(p.Spec.Address) })
 		if !hasPool || hasPeer {
 			continue
 		}

@@ -3,8 +3,8 @@
 // v1beta2), BGPAdvertisement, L2Advertisement and Community, and Cilium's
 // CiliumLoadBalancerIPPool and BGP resources (CiliumBGPClusterConfig,
 // CiliumBGPPeerConfig, CiliumBGPAdvertisement), read from YAML or from a
-// live cluster. It returns Berth's IPPool, BGPPeer, BGPAdvertisement and
-// L2Advertisement objects and a report of every field it could not carry
+// live cluster. It returns BerthIPPool, BerthBGPPeer, BerthBGPAdvertisement and
+// BerthL2Advertisement objects and a report of every field it could not carry
 // over, or carried over with a different meaning, and why.
 //
 // Conversion is a pure function of the objects read (Convert); reading and

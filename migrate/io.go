@@ -102,16 +102,16 @@ func ReadCluster(ctx context.Context, dyn dynamic.Interface) ([]*unstructured.Un
 func WriteYAML(w io.Writer, res *Result) error {
 	var objs []runtime.Object
 	for _, p := range res.Pools {
-		objs = append(objs, typed(p, "IPPool"))
+		objs = append(objs, typed(p, "BerthIPPool"))
 	}
 	for _, p := range res.Peers {
-		objs = append(objs, typed(p, "BGPPeer"))
+		objs = append(objs, typed(p, "BerthBGPPeer"))
 	}
 	for _, a := range res.BGPAdvs {
-		objs = append(objs, typed(a, "BGPAdvertisement"))
+		objs = append(objs, typed(a, "BerthBGPAdvertisement"))
 	}
 	for _, a := range res.L2Advs {
-		objs = append(objs, typed(a, "L2Advertisement"))
+		objs = append(objs, typed(a, "BerthL2Advertisement"))
 	}
 	var buf bytes.Buffer
 	for i, o := range objs {
@@ -144,7 +144,7 @@ func typed(o runtime.Object, kind string) runtime.Object {
 // note, the fields not carried over first.
 func WriteReport(w io.Writer, res *Result) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# berth migrate: %d IPPool, %d BGPPeer, %d BGPAdvertisement, %d L2Advertisement\n",
+	fmt.Fprintf(&b, "# berth migrate: %d BerthIPPool, %d BerthBGPPeer, %d BerthBGPAdvertisement, %d BerthL2Advertisement\n",
 		len(res.Pools), len(res.Peers), len(res.BGPAdvs), len(res.L2Advs))
 	for _, lvl := range []Level{Lost, Changed} {
 		for _, n := range res.Notes {

@@ -91,10 +91,10 @@ func (c *converter) community(o *unstructured.Unstructured) {
 
 func (c *converter) metallbPool(o *unstructured.Unstructured, src string) {
 	var s metallbPool
-	if !c.decodeSpec(o, src, &s) || !c.claim("IPPool", o.GetName(), src) {
+	if !c.decodeSpec(o, src, &s) || !c.claim("BerthIPPool", o.GetName(), src) {
 		return
 	}
-	p := &v1alpha1.IPPool{ObjectMeta: objectMeta(o), Spec: v1alpha1.IPPoolSpec{
+	p := &v1alpha1.BerthIPPool{ObjectMeta: objectMeta(o), Spec: v1alpha1.BerthIPPoolSpec{
 		AutoAssign:    s.AutoAssign,
 		AvoidBuggyIPs: s.AvoidBuggyIPs,
 		// MetalLB lets Services with the same allow-shared-ip key share an
@@ -134,10 +134,10 @@ func (c *converter) metallbPeer(o *unstructured.Unstructured, src string) {
 		c.lost(src, "spec.vrf", "Berth has no VRF sessions; a session in the default VRF would reach another network, so the peer was not converted")
 		return
 	}
-	if !c.claim("BGPPeer", o.GetName(), src) {
+	if !c.claim("BerthBGPPeer", o.GetName(), src) {
 		return
 	}
-	p := &v1alpha1.BGPPeer{ObjectMeta: objectMeta(o), Spec: v1alpha1.BGPPeerSpec{
+	p := &v1alpha1.BerthBGPPeer{ObjectMeta: objectMeta(o), Spec: v1alpha1.BerthBGPPeerSpec{
 		Address:       s.PeerAddress,
 		ASN:           s.PeerASN,
 		LocalASN:      s.MyASN,
@@ -185,7 +185,7 @@ func (c *converter) metallbPeer(o *unstructured.Unstructured, src string) {
 
 // peerSecrets carries over MetalLB's TCP MD5 password, which Berth reads
 // only from a Secret in its own namespace.
-func (c *converter) peerSecrets(src string, p *v1alpha1.BGPPeer, s metallbPeer) {
+func (c *converter) peerSecrets(src string, p *v1alpha1.BerthBGPPeer, s metallbPeer) {
 	switch {
 	case s.PasswordSecret != nil:
 		p.Spec.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: s.PasswordSecret.Name, Key: "password"}
@@ -226,7 +226,7 @@ func (c *converter) metallbBGPAdv(o *unstructured.Unstructured, src string) {
 	if !c.decodeSpec(o, src, &s) {
 		return
 	}
-	spec := v1alpha1.BGPAdvertisementSpec{
+	spec := v1alpha1.BerthBGPAdvertisementSpec{
 		Peers:               s.Peers,
 		AggregationLength:   s.AggregationLength,
 		AggregationLengthV6: s.AggregationLengthV6,
@@ -240,13 +240,13 @@ func (c *converter) metallbBGPAdv(o *unstructured.Unstructured, src string) {
 	spec.Communities, spec.LargeCommunities = unique(spec.Communities), unique(spec.LargeCommunities)
 	combos := selectorCombos(s.IPAddressPools, s.IPAddressPoolSelectors, s.NodeSelectors)
 	if len(combos) > 1 {
-		c.changed(src, "", "split into %d BGPAdvertisements, one per pool list or selector and node selector: MetalLB matches any of them, a Berth advertisement all of its fields", len(combos))
+		c.changed(src, "", "split into %d BerthBGPAdvertisements, one per pool list or selector and node selector: MetalLB matches any of them, a Berth advertisement all of its fields", len(combos))
 	}
 	for i, name := range splitNames(o.GetName(), len(combos)) {
-		if !c.claim("BGPAdvertisement", name, src) {
+		if !c.claim("BerthBGPAdvertisement", name, src) {
 			continue
 		}
-		a := &v1alpha1.BGPAdvertisement{ObjectMeta: objectMeta(o), Spec: spec}
+		a := &v1alpha1.BerthBGPAdvertisement{ObjectMeta: objectMeta(o), Spec: spec}
 		a.Name = name
 		a.Spec.AdvertisementSelector = combos[i]
 		c.res.BGPAdvs = append(c.res.BGPAdvs, a)
@@ -260,7 +260,7 @@ var (
 
 // addCommunity resolves a MetalLB community (a value, "large:" and a large
 // value, or the name of an entry of a Community resource) into spec.
-func (c *converter) addCommunity(src string, spec *v1alpha1.BGPAdvertisementSpec, v string) {
+func (c *converter) addCommunity(src string, spec *v1alpha1.BerthBGPAdvertisementSpec, v string) {
 	orig := v
 	if alias, ok := c.communities[v]; ok {
 		v = alias
@@ -289,13 +289,13 @@ func (c *converter) metallbL2Adv(o *unstructured.Unstructured, src string) {
 	}
 	combos := selectorCombos(s.IPAddressPools, s.IPAddressPoolSelectors, s.NodeSelectors)
 	if len(combos) > 1 {
-		c.changed(src, "", "split into %d L2Advertisements, one per pool list or selector and node selector: MetalLB matches any of them, a Berth advertisement all of its fields", len(combos))
+		c.changed(src, "", "split into %d BerthL2Advertisements, one per pool list or selector and node selector: MetalLB matches any of them, a Berth advertisement all of its fields", len(combos))
 	}
 	for i, name := range splitNames(o.GetName(), len(combos)) {
-		if !c.claim("L2Advertisement", name, src) {
+		if !c.claim("BerthL2Advertisement", name, src) {
 			continue
 		}
-		a := &v1alpha1.L2Advertisement{ObjectMeta: objectMeta(o), Spec: v1alpha1.L2AdvertisementSpec{
+		a := &v1alpha1.BerthL2Advertisement{ObjectMeta: objectMeta(o), Spec: v1alpha1.BerthL2AdvertisementSpec{
 			AdvertisementSelector: combos[i],
 			Interfaces:            s.Interfaces,
 		}}

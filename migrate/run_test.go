@@ -25,14 +25,14 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if got := strings.Count(out.String(), "kind: IPPool"); got != 5 {
-		t.Errorf("%d IPPools in the output, want 5 (2 MetalLB, 3 Cilium):\n%s", got, out.String())
+	if got := strings.Count(out.String(), "kind: BerthIPPool"); got != 5 {
+		t.Errorf("%d BerthIPPools in the output, want 5 (2 MetalLB, 3 Cilium):\n%s", got, out.String())
 	}
 	rep, err := os.ReadFile(report)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(rep), "# berth migrate: 5 IPPool, 0 BGPPeer, 0 BGPAdvertisement, 4 L2Advertisement") {
+	if !strings.HasPrefix(string(rep), "# berth migrate: 5 BerthIPPool, 0 BerthBGPPeer, 0 BerthBGPAdvertisement, 4 BerthL2Advertisement") {
 		t.Errorf("report:\n%s", rep)
 	}
 	if errOut.Len() != 0 {

@@ -51,7 +51,7 @@ func (s *Speaker) startBFD(ctx context.Context) (stop func()) {
 	}
 }
 
-// applyBFD runs a BFD session for each configured peer whose BGPPeer asks
+// applyBFD runs a BFD session for each configured peer whose BerthBGPPeer asks
 // for one, and none for the others.
 func (s *Speaker) applyBFD(ctx context.Context, snap Snapshot) error {
 	if s.bfd == nil {

@@ -15,8 +15,8 @@ import (
 
 func TestBFDSessionsFor(t *testing.T) {
 	i32 := func(v int32) *int32 { return &v }
-	bp := func(name string, prof *v1alpha1.BFDProfile) *v1alpha1.BGPPeer {
-		return &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BGPPeerSpec{BFD: prof}}
+	bp := func(name string, prof *v1alpha1.BFDProfile) *v1alpha1.BerthBGPPeer {
+		return &v1alpha1.BerthBGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BerthBGPPeerSpec{BFD: prof}}
 	}
 	a, b := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8::1")
 	src := netip.MustParseAddr("198.51.100.9")
@@ -27,14 +27,14 @@ func TestBFDSessionsFor(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name  string
-		peers []*v1alpha1.BGPPeer
+		peers []*v1alpha1.BerthBGPPeer
 		want  []bfd.Session
 	}{
-		{"no profile, no session", []*v1alpha1.BGPPeer{bp("none", nil)}, nil},
-		{"not running, no session", []*v1alpha1.BGPPeer{bp("elsewhere", &v1alpha1.BFDProfile{})}, nil},
-		{"defaults left to bfd", []*v1alpha1.BGPPeer{bp("plain", &v1alpha1.BFDProfile{})},
+		{"no profile, no session", []*v1alpha1.BerthBGPPeer{bp("none", nil)}, nil},
+		{"not running, no session", []*v1alpha1.BerthBGPPeer{bp("elsewhere", &v1alpha1.BFDProfile{})}, nil},
+		{"defaults left to bfd", []*v1alpha1.BerthBGPPeer{bp("plain", &v1alpha1.BFDProfile{})},
 			[]bfd.Session{{Name: "plain", Peer: b}}},
-		{"profile and source address", []*v1alpha1.BGPPeer{bp("fast", &v1alpha1.BFDProfile{MinTxMillis: i32(100), MinRxMillis: i32(200), Multiplier: i32(5), Multihop: true})},
+		{"profile and source address", []*v1alpha1.BerthBGPPeer{bp("fast", &v1alpha1.BFDProfile{MinTxMillis: i32(100), MinRxMillis: i32(200), Multiplier: i32(5), Multihop: true})},
 			[]bfd.Session{{Name: "fast", Peer: a, Local: src, Multihop: true, Timers: bfd.Timers{MinTx: 100 * time.Millisecond, MinRx: 200 * time.Millisecond, Multiplier: 5}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

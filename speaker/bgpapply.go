@@ -10,10 +10,10 @@ import (
 	"github.com/berthlb/berth/bgp"
 )
 
-// peerConfig is what this node says about one BGPPeer's configuration in
+// peerConfig is what this node says about one BerthBGPPeer's configuration in
 // its entry of the peer's status (the Configured condition).
 type peerConfig struct {
-	// generation is the BGPPeer's metadata.generation the node planned
+	// generation is the BerthBGPPeer's metadata.generation the node planned
 	// from.
 	generation int64
 	// problem says why the node does not run the peer's current
@@ -88,7 +88,7 @@ func joinProblem(a, b string) string {
 	return a + "; " + b
 }
 
-// peerConfigs is this node's view of each BGPPeer that selects it: the
+// peerConfigs is this node's view of each BerthBGPPeer that selects it: the
 // plan's problem with the peer (a missing Secret, say) and what the back
 // end could not apply.
 func peerConfigs(snap Snapshot, plan *Plan, applyProblems map[string]string) map[string]peerConfig {
@@ -106,24 +106,24 @@ func peerConfigs(snap Snapshot, plan *Plan, applyProblems map[string]string) map
 		}
 		out[bp.Name] = peerConfig{
 			generation: bp.Generation,
-			problem:    joinProblem(plan.Problems["BGPPeer/"+bp.Name], applyProblems[bp.Name]),
+			problem:    joinProblem(plan.Problems["BerthBGPPeer/"+bp.Name], applyProblems[bp.Name]),
 		}
 	}
 	return out
 }
 
 // reportPeerProblems turns each peer's problem into a Warning Event on the
-// BGPPeer (once per change of its text).
+// BerthBGPPeer (once per change of its text).
 func (s *Speaker) reportPeerProblems(ctx context.Context, applyProblems map[string]string) {
 	for _, name := range slices.Sorted(maps.Keys(applyProblems)) {
-		s.problems.report(ctx, "BGPPeer/"+name, applyProblems[name])
+		s.problems.report(ctx, "BerthBGPPeer/"+name, applyProblems[name])
 	}
 }
 
 // withConfigProblems puts the configuration problem of each peer this node
 // could not configure (a missing password Secret, say) into its session's
 // last error, adding an Idle session for a peer that has none, so that the
-// BGPPeer's status says why this node's session is not what it should be.
+// BerthBGPPeer's status says why this node's session is not what it should be.
 func withConfigProblems(st []bgp.PeerStatus, configs map[string]peerConfig) []bgp.PeerStatus {
 	out := slices.Clone(st)
 	for _, name := range slices.Sorted(maps.Keys(configs)) {

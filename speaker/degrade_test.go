@@ -129,17 +129,17 @@ func newDegradeEnv(t *testing.T) *degradeEnv {
 	e.add("services", lbService("web", []string{"198.51.100.5"}))
 	e.add("pools", pool("main", "198.51.100.0/24"))
 	e.add("peers", peer("a", "198.18.0.1"))
-	e.add("peers", peer("b", "198.18.0.2", func(s *v1alpha1.BGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "pw-b"} }))
+	e.add("peers", peer("b", "198.18.0.2", func(s *v1alpha1.BerthBGPPeerSpec) { s.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "pw-b"} }))
 	e.add("bgpAdvs", adv("all"))
-	e.add("l2Advs", &v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}})
+	e.add("l2Advs", &v1alpha1.BerthL2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}})
 	st := newL2State(selfMembers{}, e.resp, 0)
 	e.s = &Speaker{
 		node: "n1",
 		listers: listers{
 			nodes: corelisters.NewNodeLister(e.idx["nodes"]), services: corelisters.NewServiceLister(e.idx["services"]),
-			slices: discoverylisters.NewEndpointSliceLister(e.idx["slices"]), pools: berthlisters.NewIPPoolLister(e.idx["pools"]),
-			peers: berthlisters.NewBGPPeerLister(e.idx["peers"]), bgpAdvs: berthlisters.NewBGPAdvertisementLister(e.idx["bgpAdvs"]),
-			l2Advs: berthlisters.NewL2AdvertisementLister(e.idx["l2Advs"]),
+			slices: discoverylisters.NewEndpointSliceLister(e.idx["slices"]), pools: berthlisters.NewBerthIPPoolLister(e.idx["pools"]),
+			peers: berthlisters.NewBerthBGPPeerLister(e.idx["peers"]), bgpAdvs: berthlisters.NewBerthBGPAdvertisementLister(e.idx["bgpAdvs"]),
+			l2Advs: berthlisters.NewBerthL2AdvertisementLister(e.idx["l2Advs"]),
 		},
 		bgp: e.bgp, fwd: e.fwd, l2: st, wantL2: true,
 		secrets: secretsFunc(func(name, key string) (string, bool, error) {
@@ -272,7 +272,7 @@ func TestSyncDegradesPerPart(t *testing.T) {
 				if (want == "") != (got.problem == "") || !strings.Contains(got.problem, want) {
 					t.Errorf("peer %s: problem %q, want one containing %q", name, got.problem, want)
 				}
-				if ev := e.problems["BGPPeer/"+name]; want != "" && !strings.Contains(ev, want) {
+				if ev := e.problems["BerthBGPPeer/"+name]; want != "" && !strings.Contains(ev, want) {
 					t.Errorf("peer %s: Event %q, want one containing %q", name, ev, want)
 				}
 			}

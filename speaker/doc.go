@@ -20,5 +20,5 @@
 //
 // The speaker writes no Service status. It never trusts spec.externalIPs:
 // it announces only addresses in a Service's load-balancer status that lie
-// inside an IPPool.
+// inside a BerthIPPool.
 package speaker

@@ -59,10 +59,10 @@ const (
 	ReasonForwardingRestored = "ForwardingRestored"
 )
 
-// session records, on the BGPPeer, that this node's session with it went
+// session records, on the BerthBGPPeer, that this node's session with it went
 // up or down.
 func (e *eventReporter) session(_ context.Context, peer string, up bool, message string) {
-	ref := objectRef("BGPPeer/" + peer)
+	ref := objectRef("BerthBGPPeer/" + peer)
 	e.withUID(ref)
 	typ, reason := corev1.EventTypeWarning, ReasonSessionDown
 	if up {
@@ -121,15 +121,15 @@ func objectRef(object string) *corev1.ObjectReference {
 // objectUID finds an object's UID in the speaker's caches, for Events.
 func (s *Speaker) objectUID(kind, namespace, name string) types.UID {
 	switch kind {
-	case "BGPPeer":
+	case "BerthBGPPeer":
 		return uidOf(s.listers.peers.Get(name))
-	case "BGPAdvertisement":
+	case "BerthBGPAdvertisement":
 		return uidOf(s.listers.bgpAdvs.Get(name))
-	case "L2Advertisement":
+	case "BerthL2Advertisement":
 		if s.listers.l2Advs != nil {
 			return uidOf(s.listers.l2Advs.Get(name))
 		}
-	case "IPPool":
+	case "BerthIPPool":
 		return uidOf(s.listers.pools.Get(name))
 	case "Node":
 		return uidOf(s.listers.nodes.Get(name))

@@ -36,14 +36,14 @@ func TestEventsAttach(t *testing.T) {
 	e.forwarding(ctx, "demo/web", false, "announces again")
 	e.session(ctx, "tor", true, "up")
 	e.session(ctx, "tor", false, "down")
-	e.report(ctx, "BGPAdvertisement/all", "bad community")
+	e.report(ctx, "BerthBGPAdvertisement/all", "bad community")
 	want := []string{
 		"Service ns=demo web uid=Service-demo-web Normal L2Owner",
 		"Service ns=demo web uid=Service-demo-web Warning ForwardingFailed",
 		"Service ns=demo web uid=Service-demo-web Normal ForwardingRestored",
-		"BGPPeer ns= tor uid=BGPPeer--tor Normal BGPSessionUp",
-		"BGPPeer ns= tor uid=BGPPeer--tor Warning BGPSessionDown",
-		"BGPAdvertisement ns= all uid=BGPAdvertisement--all Warning SpeakerConfigProblem",
+		"BerthBGPPeer ns= tor uid=BerthBGPPeer--tor Normal BGPSessionUp",
+		"BerthBGPPeer ns= tor uid=BerthBGPPeer--tor Warning BGPSessionDown",
+		"BerthBGPAdvertisement ns= all uid=BerthBGPAdvertisement--all Warning SpeakerConfigProblem",
 	}
 	if diff := cmp.Diff(want, rec.got); diff != "" {
 		t.Errorf("Events (-want +got):\n%s", diff)
@@ -57,7 +57,7 @@ func TestObjectRef(t *testing.T) {
 	}{
 		{"Node/n1", &corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: "n1"}},
 		{"Service/web/front", &corev1.ObjectReference{APIVersion: "v1", Kind: "Service", Namespace: "web", Name: "front"}},
-		{"BGPPeer/tor", &corev1.ObjectReference{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "BGPPeer", Name: "tor"}},
+		{"BerthBGPPeer/tor", &corev1.ObjectReference{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "BerthBGPPeer", Name: "tor"}},
 		{"Service/no-namespace", nil},
 		{"nonsense", nil},
 	} {

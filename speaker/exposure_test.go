@@ -16,7 +16,7 @@ import (
 // an advertisement (an internet-facing one) whose namespaces do not
 // include the Service's; within them, the label selects as before.
 func TestAdvertisementNamespaces(t *testing.T) {
-	internet := adv("internet", func(s *v1alpha1.BGPAdvertisementSpec) {
+	internet := adv("internet", func(s *v1alpha1.BerthBGPAdvertisementSpec) {
 		s.Peers = []string{"edge"}
 		s.ServiceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"exposure": "internet"}}
 		s.Namespaces = []string{"public"}
@@ -26,14 +26,14 @@ func TestAdvertisementNamespaces(t *testing.T) {
 	}
 	snap := Snapshot{
 		Node:  node(),
-		Pools: []*v1alpha1.IPPool{pool("lan", "198.51.100.0/24")},
-		Peers: []*v1alpha1.BGPPeer{peer("edge", "198.18.1.1")},
+		Pools: []*v1alpha1.BerthIPPool{pool("lan", "198.51.100.0/24")},
+		Peers: []*v1alpha1.BerthBGPPeer{peer("edge", "198.18.1.1")},
 		Services: []*corev1.Service{
 			lbService("web", []string{"198.51.100.1"}, labelled("public")),
 			lbService("sneaky", []string{"198.51.100.2"}, labelled("tenant-b")),
 			lbService("unlabelled", []string{"198.51.100.3"}, func(s *corev1.Service) { s.Namespace = "public" }),
 		},
-		BGPAdvs: []*v1alpha1.BGPAdvertisement{internet},
+		BGPAdvs: []*v1alpha1.BerthBGPAdvertisement{internet},
 	}
 	got := Compute(snap).Routes["edge"]
 	want := []bgp.Advertisement{{Prefix: host("198.51.100.1")}}
@@ -46,9 +46,9 @@ func TestAdvertisementNamespaces(t *testing.T) {
 		t.Errorf("routes without namespaces = %v, want web and sneaky", got)
 	}
 	// Layer 2 is decided by the same rule.
-	l2 := &v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "l2"}}
+	l2 := &v1alpha1.BerthL2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "l2"}}
 	l2.Spec.Namespaces = []string{"public"}
-	snap.BGPAdvs, snap.L2Advs, snap.Nodes = nil, []*v1alpha1.L2Advertisement{l2}, []*corev1.Node{node()}
+	snap.BGPAdvs, snap.L2Advs, snap.Nodes = nil, []*v1alpha1.BerthL2Advertisement{l2}, []*corev1.Node{node()}
 	if l2Addrs := computeL2Addrs(snap); !slices.Equal(l2Addrs, []string{"198.51.100.1", "198.51.100.3"}) {
 		t.Errorf("layer-2 addresses = %v, want those of namespace public only", l2Addrs)
 	}
@@ -60,21 +60,21 @@ func TestAdvertisementNamespaces(t *testing.T) {
 // speaker does not know, or an invalid selector, admits nothing; BGP and
 // layer 2 decide alike.
 func TestAdvertisementNamespaceSelector(t *testing.T) {
-	internet := adv("internet", func(s *v1alpha1.BGPAdvertisementSpec) {
+	internet := adv("internet", func(s *v1alpha1.BerthBGPAdvertisementSpec) {
 		s.Peers = []string{"edge"}
 		s.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"exposure": "internet"}}
 	})
 	inNS := func(ns string) func(*corev1.Service) { return func(s *corev1.Service) { s.Namespace = ns } }
 	snap := Snapshot{
 		Node:  node(),
-		Pools: []*v1alpha1.IPPool{pool("lan", "198.51.100.0/24")},
-		Peers: []*v1alpha1.BGPPeer{peer("edge", "198.18.1.1")},
+		Pools: []*v1alpha1.BerthIPPool{pool("lan", "198.51.100.0/24")},
+		Peers: []*v1alpha1.BerthBGPPeer{peer("edge", "198.18.1.1")},
 		Services: []*corev1.Service{
 			lbService("web", []string{"198.51.100.1"}, inNS("public")),
 			lbService("internal", []string{"198.51.100.2"}, inNS("tenant-b")),
 			lbService("unknown", []string{"198.51.100.3"}, inNS("not-cached-yet")),
 		},
-		BGPAdvs: []*v1alpha1.BGPAdvertisement{internet},
+		BGPAdvs: []*v1alpha1.BerthBGPAdvertisement{internet},
 		Namespaces: map[string]labels.Set{
 			"public":   {"kubernetes.io/metadata.name": "public", "exposure": "internet"},
 			"tenant-b": {"kubernetes.io/metadata.name": "tenant-b"},
@@ -102,9 +102,9 @@ func TestAdvertisementNamespaceSelector(t *testing.T) {
 		t.Errorf("routes with an invalid selector = %v, want none", got)
 	}
 	// Layer 2 is decided by the same rule.
-	l2 := &v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "l2"}}
+	l2 := &v1alpha1.BerthL2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "l2"}}
 	l2.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"exposure": "internet"}}
-	snap.BGPAdvs, snap.L2Advs, snap.Nodes = nil, []*v1alpha1.L2Advertisement{l2}, []*corev1.Node{node()}
+	snap.BGPAdvs, snap.L2Advs, snap.Nodes = nil, []*v1alpha1.BerthL2Advertisement{l2}, []*corev1.Node{node()}
 	if l2Addrs := computeL2Addrs(snap); !slices.Equal(l2Addrs, []string{"198.51.100.1"}) {
 		t.Errorf("layer-2 addresses = %v, want public's only", l2Addrs)
 	}

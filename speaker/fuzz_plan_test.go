@@ -38,7 +38,7 @@ func FuzzCompute(f *testing.F) {
 			}
 		})
 		pl := pool("p", strings.Split(poolAddrs, ",")...)
-		a := adv("all", func(s *v1alpha1.BGPAdvertisementSpec) {
+		a := adv("all", func(s *v1alpha1.BerthBGPAdvertisementSpec) {
 			if aggV4 >= 0 {
 				s.AggregationLength = &aggV4
 			}
@@ -46,11 +46,11 @@ func FuzzCompute(f *testing.F) {
 				s.AggregationLengthV6 = &aggV6
 			}
 		})
-		l2 := l2adv("lan", func(s *v1alpha1.L2AdvertisementSpec) { s.IPPools = []string{"p"} })
+		l2 := l2adv("lan", func(s *v1alpha1.BerthL2AdvertisementSpec) { s.IPPools = []string{"p"} })
 		s := Snapshot{
 			Node: n, Nodes: []*corev1.Node{n}, Services: []*corev1.Service{svc},
-			Pools: []*v1alpha1.IPPool{pl}, Peers: []*v1alpha1.BGPPeer{peer("r1", peerAddr)},
-			BGPAdvs: []*v1alpha1.BGPAdvertisement{a}, L2Advs: []*v1alpha1.L2Advertisement{l2},
+			Pools: []*v1alpha1.BerthIPPool{pl}, Peers: []*v1alpha1.BerthBGPPeer{peer("r1", peerAddr)},
+			BGPAdvs: []*v1alpha1.BerthBGPAdvertisement{a}, L2Advs: []*v1alpha1.BerthL2Advertisement{l2},
 			L2: L2View{Members: []string{n.Name}, Quorate: quorate, Lease: 1},
 		}
 		p := Compute(s)

@@ -46,7 +46,7 @@ type L2Address struct {
 	Owner string
 }
 
-// computeL2 plans layer-2 ownership for every address an L2Advertisement
+// computeL2 plans layer-2 ownership for every address a BerthL2Advertisement
 // selects, and returns the addresses this node answers for: those it owns,
 // and only while its membership is quorate.
 func computeL2(s Snapshot) ([]L2Address, []netip.Addr) {
@@ -59,7 +59,7 @@ func computeL2(s Snapshot) ([]L2Address, []netip.Addr) {
 		poolLabels[pool.Name] = pool.Labels
 	}
 	advs := slices.Clone(s.L2Advs)
-	slices.SortFunc(advs, func(a, b *v1alpha1.L2Advertisement) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(advs, func(a, b *v1alpha1.BerthL2Advertisement) int { return strings.Compare(a.Name, b.Name) })
 	var nodes []*corev1.Node
 	for _, n := range s.Nodes {
 		if ok, _ := eligible(n); ok {

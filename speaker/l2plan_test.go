@@ -16,8 +16,8 @@ import (
 	"github.com/berthlb/berth/nodeport"
 )
 
-func l2adv(name string, mut ...func(*v1alpha1.L2AdvertisementSpec)) *v1alpha1.L2Advertisement {
-	a := &v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: name}}
+func l2adv(name string, mut ...func(*v1alpha1.BerthL2AdvertisementSpec)) *v1alpha1.BerthL2Advertisement {
+	a := &v1alpha1.BerthL2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	for _, m := range mut {
 		m(&a.Spec)
 	}
@@ -49,8 +49,8 @@ func TestComputeL2(t *testing.T) {
 		return Snapshot{
 			Node:     n1,
 			Nodes:    []*corev1.Node{n1, namedNode("n2"), namedNode("n3")},
-			Pools:    []*v1alpha1.IPPool{pool("lan", "198.51.100.0/24", "2001:db8:100::/64"), pool("other", "203.0.113.0/24")},
-			L2Advs:   []*v1alpha1.L2Advertisement{l2adv("lan", func(s *v1alpha1.L2AdvertisementSpec) { s.IPPools = []string{"lan"} })},
+			Pools:    []*v1alpha1.BerthIPPool{pool("lan", "198.51.100.0/24", "2001:db8:100::/64"), pool("other", "203.0.113.0/24")},
+			L2Advs:   []*v1alpha1.BerthL2Advertisement{l2adv("lan", func(s *v1alpha1.BerthL2AdvertisementSpec) { s.IPPools = []string{"lan"} })},
 			Services: []*corev1.Service{lbService("web", []string{"198.51.100.5"})},
 			L2:       L2View{Members: all, Quorate: true},
 		}
@@ -67,7 +67,7 @@ func TestComputeL2(t *testing.T) {
 			want: []L2Address{{Addr: addr, Service: "default/web", Eligible: all, Owner: owner(addr, all...)}},
 		},
 		{
-			name: "no L2Advertisement: nothing",
+			name: "no BerthL2Advertisement: nothing",
 			mut:  func(s *Snapshot) { s.L2Advs = nil },
 		},
 		{
@@ -118,9 +118,9 @@ func TestComputeL2(t *testing.T) {
 			name: "nodeSelector narrows eligibility; advertisements add up",
 			mut: func(s *Snapshot) {
 				sel := &metav1.LabelSelector{MatchLabels: map[string]string{"name": "n2"}}
-				s.L2Advs = []*v1alpha1.L2Advertisement{
-					l2adv("a", func(a *v1alpha1.L2AdvertisementSpec) { a.NodeSelector = sel; a.Interfaces = []string{"eth*"} }),
-					l2adv("b", func(a *v1alpha1.L2AdvertisementSpec) {
+				s.L2Advs = []*v1alpha1.BerthL2Advertisement{
+					l2adv("a", func(a *v1alpha1.BerthL2AdvertisementSpec) { a.NodeSelector = sel; a.Interfaces = []string{"eth*"} }),
+					l2adv("b", func(a *v1alpha1.BerthL2AdvertisementSpec) {
 						a.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"name": "n3"}}
 						a.Interfaces = []string{"bond0", "eth*"}
 					}),
@@ -131,18 +131,18 @@ func TestComputeL2(t *testing.T) {
 		{
 			name: "an advertisement without interfaces means all interfaces",
 			mut: func(s *Snapshot) {
-				s.L2Advs = append(s.L2Advs, l2adv("eth", func(a *v1alpha1.L2AdvertisementSpec) { a.Interfaces = []string{"eth0"} }))
+				s.L2Advs = append(s.L2Advs, l2adv("eth", func(a *v1alpha1.BerthL2AdvertisementSpec) { a.Interfaces = []string{"eth0"} }))
 			},
 			want: []L2Address{{Addr: addr, Service: "default/web", Eligible: all, Owner: owner(addr, all...)}},
 		},
 		{
 			name: "serviceSelector and ipPoolSelector must match",
 			mut: func(s *Snapshot) {
-				s.L2Advs = []*v1alpha1.L2Advertisement{
-					l2adv("svc", func(a *v1alpha1.L2AdvertisementSpec) {
+				s.L2Advs = []*v1alpha1.BerthL2Advertisement{
+					l2adv("svc", func(a *v1alpha1.BerthL2AdvertisementSpec) {
 						a.ServiceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "other"}}
 					}),
-					l2adv("pool", func(a *v1alpha1.L2AdvertisementSpec) {
+					l2adv("pool", func(a *v1alpha1.BerthL2AdvertisementSpec) {
 						a.IPPoolSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "other"}}
 					}),
 				}
@@ -211,8 +211,8 @@ func TestComputeL2Forward(t *testing.T) {
 	s := Snapshot{
 		Node:     n1,
 		Nodes:    []*corev1.Node{n1},
-		Pools:    []*v1alpha1.IPPool{pool("lan", "198.51.100.0/24")},
-		L2Advs:   []*v1alpha1.L2Advertisement{l2adv("all")},
+		Pools:    []*v1alpha1.BerthIPPool{pool("lan", "198.51.100.0/24")},
+		L2Advs:   []*v1alpha1.BerthL2Advertisement{l2adv("all")},
 		Services: []*corev1.Service{lbService("web", []string{"198.51.100.5"})},
 		L2:       L2View{Members: []string{"n1"}, Quorate: true},
 	}

@@ -64,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"peer"}),
 		sessionError: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "berth_speaker_bgp_session_error",
-			Help: "1 while the session with the peer has a last error (its text is in the BGPPeer's status and the speaker's log).",
+			Help: "1 while the session with the peer has a last error (its text is in the BerthBGPPeer's status and the speaker's log).",
 		}, []string{"peer"}),
 		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_speaker_sync_errors_total", Help: "Syncs of the node's plan that failed and are retried.",

@@ -114,7 +114,7 @@ func nodeFamilyAddrs(n *corev1.Node) map[bool]netip.Addr {
 	return out
 }
 
-// apply gives peer the node's identity where the BGPPeer leaves it open:
+// apply gives peer the node's identity where the BerthBGPPeer leaves it open:
 // the router ID always, the local AS number (the node's wins: an AS per
 // rack is a property of the node), the source address of the session's
 // family, and the next hop of each family the session carries. A family
@@ -138,7 +138,7 @@ func (id nodeIdentity) apply(peer *bgp.Peer) {
 			nh = &peer.NextHopIPv4
 		}
 		if nh.IsValid() {
-			continue // the BGPPeer's own
+			continue // the BerthBGPPeer's own
 		}
 		*nh = id.nextHop[v4]
 		if !nh.IsValid() && v4 != sessionV4 {
@@ -161,7 +161,7 @@ func carriesFamily(peer bgp.Peer, v4 bool) bool {
 }
 
 // convertFamilies sets the families and next hops of spec on peer.
-func convertFamilies(spec *v1alpha1.BGPPeerSpec, peer *bgp.Peer) error {
+func convertFamilies(spec *v1alpha1.BerthBGPPeerSpec, peer *bgp.Peer) error {
 	for _, f := range spec.Families {
 		switch f {
 		case v1alpha1.BGPFamilyIPv4:

@@ -42,35 +42,35 @@ func TestComputeNodeIdentity(t *testing.T) {
 			}
 		}
 	}
-	both := func(p *v1alpha1.BGPPeerSpec) {
+	both := func(p *v1alpha1.BerthBGPPeerSpec) {
 		p.Families = []v1alpha1.BGPFamily{v1alpha1.BGPFamilyIPv4, v1alpha1.BGPFamilyIPv6}
 	}
 	svc := lbService("web", []string{"198.51.100.5", "2001:db8:100::5"})
 	tests := []struct {
 		name        string
 		node        []func(*corev1.Node)
-		peers       []*v1alpha1.BGPPeer
+		peers       []*v1alpha1.BerthBGPPeer
 		override    netip.Addr
 		wantPeers   []bgp.Peer
 		wantRoutes  map[string][]bgp.Advertisement
 		wantProblem string // substring of a problem; empty: none
 	}{{
 		name:  "an IPv4 session carries IPv6 routes with the node's IPv6 address as next hop",
-		peers: []*v1alpha1.BGPPeer{peer("r1", "198.18.1.1", both)},
+		peers: []*v1alpha1.BerthBGPPeer{peer("r1", "198.18.1.1", both)},
 		wantPeers: []bgp.Peer{{Name: "r1", Address: addr("198.18.1.1"), Port: 179, ASN: 64512, LocalASN: 64513, RouterID: addr("198.18.1.2"),
 			Families: []bgp.Family{bgp.IPv4Unicast, bgp.IPv6Unicast}, NextHopIPv6: addr("2001:db8:1::2")}},
 		wantRoutes: map[string][]bgp.Advertisement{"r1": {{Prefix: host("198.51.100.5")}, {Prefix: host("2001:db8:100::5")}}},
 	}, {
 		name:  "an IPv6 session carries IPv4 routes with the node's IPv4 address as next hop",
-		peers: []*v1alpha1.BGPPeer{peer("r1", "2001:db8:1::1", both)},
+		peers: []*v1alpha1.BerthBGPPeer{peer("r1", "2001:db8:1::1", both)},
 		wantPeers: []bgp.Peer{{Name: "r1", Address: addr("2001:db8:1::1"), Port: 179, ASN: 64512, LocalASN: 64513, RouterID: addr("198.18.1.2"),
 			Families: []bgp.Family{bgp.IPv4Unicast, bgp.IPv6Unicast}, NextHopIPv4: addr("198.18.1.2")}},
 		wantRoutes: map[string][]bgp.Advertisement{"r1": {{Prefix: host("198.51.100.5")}, {Prefix: host("2001:db8:100::5")}}},
 	}, {
 		name: "the peer's next hops win over the node's annotations, which win over its addresses",
 		node: []func(*corev1.Node){annotate(v1alpha1.NodeAnnotationNextHopIPv6, "2001:db8:1::77", v1alpha1.NodeAnnotationNextHopIPv4, "198.18.1.77")},
-		peers: []*v1alpha1.BGPPeer{
-			peer("r1", "198.18.1.1", both, func(p *v1alpha1.BGPPeerSpec) { p.NextHopIPv6 = "2001:db8:1::99" }),
+		peers: []*v1alpha1.BerthBGPPeer{
+			peer("r1", "198.18.1.1", both, func(p *v1alpha1.BerthBGPPeerSpec) { p.NextHopIPv6 = "2001:db8:1::99" }),
 			peer("r2", "198.18.1.3", both),
 		},
 		wantPeers: []bgp.Peer{
@@ -86,7 +86,7 @@ func TestComputeNodeIdentity(t *testing.T) {
 	}, {
 		name:  "an IPv6-only node gets a hashed router ID and announces no IPv4 route over its IPv6 session",
 		node:  []func(*corev1.Node){v6only},
-		peers: []*v1alpha1.BGPPeer{peer("r1", "2001:db8:1::1", both)},
+		peers: []*v1alpha1.BerthBGPPeer{peer("r1", "2001:db8:1::1", both)},
 		wantPeers: []bgp.Peer{{Name: "r1", Address: addr("2001:db8:1::1"), Port: 179, ASN: 64512, LocalASN: 64513, RouterID: routerIDFor("n1", nil),
 			Families: []bgp.Family{bgp.IPv4Unicast, bgp.IPv6Unicast}}},
 		wantRoutes:  map[string][]bgp.Advertisement{"r1": {{Prefix: host("2001:db8:100::5")}}},
@@ -98,10 +98,10 @@ func TestComputeNodeIdentity(t *testing.T) {
 				v1alpha1.NodeLabelLocalASN, "4200000001"),
 			func(n *corev1.Node) { n.Labels[v1alpha1.NodeLabelLocalASN] = "65101" },
 		},
-		peers: []*v1alpha1.BGPPeer{
+		peers: []*v1alpha1.BerthBGPPeer{
 			peer("r1", "198.18.1.1"),
 			peer("r1-v6", "2001:db8:1::1"),
-			peer("r2", "198.18.1.3", func(p *v1alpha1.BGPPeerSpec) { p.SourceAddress = "198.18.1.30" }),
+			peer("r2", "198.18.1.3", func(p *v1alpha1.BerthBGPPeerSpec) { p.SourceAddress = "198.18.1.30" }),
 		},
 		wantPeers: []bgp.Peer{
 			{Name: "r1", Address: addr("198.18.1.1"), Port: 179, ASN: 64512, LocalASN: 65101, RouterID: addr("203.0.113.9"), SourceAddress: addr("198.18.1.20")},
@@ -114,27 +114,27 @@ func TestComputeNodeIdentity(t *testing.T) {
 	}, {
 		name:       "the AS number annotation, without a label",
 		node:       []func(*corev1.Node){annotate(v1alpha1.NodeLabelLocalASN, "65102")},
-		peers:      []*v1alpha1.BGPPeer{peer("r1", "198.18.1.1")},
+		peers:      []*v1alpha1.BerthBGPPeer{peer("r1", "198.18.1.1")},
 		wantPeers:  []bgp.Peer{{Name: "r1", Address: addr("198.18.1.1"), Port: 179, ASN: 64512, LocalASN: 65102, RouterID: addr("198.18.1.2")}},
 		wantRoutes: map[string][]bgp.Advertisement{"r1": {{Prefix: host("198.51.100.5")}}},
 	}, {
 		name:       "the --router-id flag wins over the annotation",
 		node:       []func(*corev1.Node){annotate(v1alpha1.NodeAnnotationRouterID, "203.0.113.9")},
 		override:   addr("203.0.113.10"),
-		peers:      []*v1alpha1.BGPPeer{peer("r1", "198.18.1.1")},
+		peers:      []*v1alpha1.BerthBGPPeer{peer("r1", "198.18.1.1")},
 		wantPeers:  []bgp.Peer{{Name: "r1", Address: addr("198.18.1.1"), Port: 179, ASN: 64512, LocalASN: 64513, RouterID: addr("203.0.113.10")}},
 		wantRoutes: map[string][]bgp.Advertisement{"r1": {{Prefix: host("198.51.100.5")}}},
 	}, {
 		name: "unreadable annotations are reported and ignored",
 		node: []func(*corev1.Node){annotate(v1alpha1.NodeAnnotationRouterID, "2001:db8::9", v1alpha1.NodeLabelLocalASN, "0",
 			v1alpha1.NodeAnnotationNextHopIPv6, "198.18.1.9")},
-		peers:       []*v1alpha1.BGPPeer{peer("r1", "198.18.1.1")},
+		peers:       []*v1alpha1.BerthBGPPeer{peer("r1", "198.18.1.1")},
 		wantPeers:   []bgp.Peer{{Name: "r1", Address: addr("198.18.1.1"), Port: 179, ASN: 64512, LocalASN: 64513, RouterID: addr("198.18.1.2")}},
 		wantRoutes:  map[string][]bgp.Advertisement{"r1": {{Prefix: host("198.51.100.5")}}},
 		wantProblem: "annotation bgp.berth.dev/router-id",
 	}, {
 		name: "a hold time of 0 stored before admission refused it breaks the peer",
-		peers: []*v1alpha1.BGPPeer{peer("r1", "198.18.1.1", func(p *v1alpha1.BGPPeerSpec) {
+		peers: []*v1alpha1.BerthBGPPeer{peer("r1", "198.18.1.1", func(p *v1alpha1.BerthBGPPeerSpec) {
 			p.HoldTimeSeconds = new(int32)
 		})},
 		wantProblem: "holdTimeSeconds 0",
@@ -143,9 +143,9 @@ func TestComputeNodeIdentity(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Compute(Snapshot{
 				Node:     node(tc.node...),
-				Pools:    []*v1alpha1.IPPool{pool("lan", "198.51.100.0/24", "2001:db8:100::/64")},
+				Pools:    []*v1alpha1.BerthIPPool{pool("lan", "198.51.100.0/24", "2001:db8:100::/64")},
 				Peers:    tc.peers,
-				BGPAdvs:  []*v1alpha1.BGPAdvertisement{adv("all")},
+				BGPAdvs:  []*v1alpha1.BerthBGPAdvertisement{adv("all")},
 				Services: []*corev1.Service{svc},
 				RouterID: tc.override,
 			})

@@ -101,7 +101,7 @@ func sessionApply(s *v1alpha1.BerthBGPSession) *berthac.BerthBGPSessionApplyConf
 }
 
 // reportStatus publishes the BGP sessions' state to metrics, Events on the
-// BGPPeers and, with what the node announces, its BerthNodeStatus.
+// BerthBGPPeers and, with what the node announces, its BerthNodeStatus.
 func (s *Speaker) reportStatus(ctx context.Context) {
 	var st []bgp.PeerStatus
 	if s.bgp != nil {
@@ -127,7 +127,7 @@ func (s *Speaker) reportStatus(ctx context.Context) {
 
 // sessionChanges records sess as the sessions seen last and reports each
 // session that reached or left Established since, as an Event on its
-// BGPPeer.
+// BerthBGPPeer.
 func (s *Speaker) sessionChanges(ctx context.Context, sess []*v1alpha1.BerthBGPSession) {
 	seen := make(map[string]*v1alpha1.BerthBGPSession, len(sess))
 	for _, cur := range sess {

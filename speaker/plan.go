@@ -32,10 +32,10 @@ type Snapshot struct {
 	// Slices are the EndpointSlices of the Services, used for
 	// externalTrafficPolicy: Local.
 	Slices  []*discoveryv1.EndpointSlice
-	Pools   []*v1alpha1.IPPool
-	Peers   []*v1alpha1.BGPPeer
-	BGPAdvs []*v1alpha1.BGPAdvertisement
-	L2Advs  []*v1alpha1.L2Advertisement
+	Pools   []*v1alpha1.BerthIPPool
+	Peers   []*v1alpha1.BerthBGPPeer
+	BGPAdvs []*v1alpha1.BerthBGPAdvertisement
+	L2Advs  []*v1alpha1.BerthL2Advertisement
 	// L2 is the speakers' membership as this node sees it.
 	L2 L2View
 	// Passwords maps "secret/key" to the value, for the Secrets the peers
@@ -64,7 +64,7 @@ type Plan struct {
 	// Forward are the forwarding rules for the addresses this node
 	// announces.
 	Forward []nodeport.Rule
-	// Problems maps an object ("BGPPeer/name", "BGPAdvertisement/name",
+	// Problems maps an object ("BerthBGPPeer/name", "BerthBGPAdvertisement/name",
 	// "Service/ns/name") to what is wrong with it, for conditions and
 	// Events. A problem never removes what is healthy.
 	Problems map[string]string
@@ -115,7 +115,7 @@ func Compute(s Snapshot) *Plan {
 	}
 
 	advs := slices.Clone(s.BGPAdvs)
-	slices.SortFunc(advs, func(a, b *v1alpha1.BGPAdvertisement) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(advs, func(a, b *v1alpha1.BerthBGPAdvertisement) int { return strings.Compare(a.Name, b.Name) })
 	routes := map[string]map[netip.Prefix]*bgp.Advertisement{}
 	announced := map[netip.Addr]bool{}
 	for _, a := range p.L2Owned {
@@ -139,7 +139,7 @@ func Compute(s Snapshot) *Plan {
 				}
 				route, err := routeFor(adv, addr, cfg, poolName)
 				if err != nil {
-					p.Problems["BGPAdvertisement/"+adv.Name] = err.Error()
+					p.Problems["BerthBGPAdvertisement/"+adv.Name] = err.Error()
 					continue
 				}
 				for _, peer := range p.Peers {
@@ -148,7 +148,7 @@ func Compute(s Snapshot) *Plan {
 					}
 					if ok, why := carries(peer, route.Prefix.Addr()); !ok {
 						if why != "" {
-							p.Problems["BGPPeer/"+peer.Name] = why
+							p.Problems["BerthBGPPeer/"+peer.Name] = why
 						}
 						continue
 					}
@@ -243,7 +243,7 @@ func selects(ls *metav1.LabelSelector, set labels.Set) bool {
 
 // routeFor builds the route for addr under adv: a host route, or the
 // aggregate the advertisement asks for, with its attributes.
-func routeFor(adv *v1alpha1.BGPAdvertisement, addr netip.Addr, cfg *config.Config, pool string) (*bgp.Advertisement, error) {
+func routeFor(adv *v1alpha1.BerthBGPAdvertisement, addr netip.Addr, cfg *config.Config, pool string) (*bgp.Advertisement, error) {
 	bits := addr.BitLen()
 	if l := adv.Spec.AggregationLength; l != nil && addr.Is4() {
 		bits = int(*l)
@@ -312,7 +312,7 @@ func addRoute(routes map[string]map[netip.Prefix]*bgp.Advertisement, peer string
 	}
 }
 
-// peers converts the BGPPeers that select this node, with the node's BGP
+// peers converts the BerthBGPPeers that select this node, with the node's BGP
 // identity (see identityOf).
 func (p *Plan) peers(s Snapshot, nodeLabels labels.Set) []bgp.Peer {
 	var out []bgp.Peer
@@ -326,7 +326,7 @@ func (p *Plan) peers(s Snapshot, nodeLabels labels.Set) []bgp.Peer {
 		}
 		peer, err := convertPeer(bp, s.Passwords, s.PasswordErrors)
 		if err != nil {
-			p.Problems["BGPPeer/"+bp.Name] = err.Error()
+			p.Problems["BerthBGPPeer/"+bp.Name] = err.Error()
 			p.BrokenPeers = append(p.BrokenPeers, bp.Name)
 			continue
 		}
@@ -337,7 +337,7 @@ func (p *Plan) peers(s Snapshot, nodeLabels labels.Set) []bgp.Peer {
 	return out
 }
 
-func convertPeer(bp *v1alpha1.BGPPeer, passwords, passwordErrors map[string]string) (bgp.Peer, error) {
+func convertPeer(bp *v1alpha1.BerthBGPPeer, passwords, passwordErrors map[string]string) (bgp.Peer, error) {
 	spec := &bp.Spec
 	addr, err := netip.ParseAddr(spec.Address)
 	if err != nil {

@@ -50,25 +50,25 @@ func lbService(name string, ips []string, mut ...func(*corev1.Service)) *corev1.
 	return s
 }
 
-func pool(name string, addrs ...string) *v1alpha1.IPPool {
-	p := &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"pool": name}}}
+func pool(name string, addrs ...string) *v1alpha1.BerthIPPool {
+	p := &v1alpha1.BerthIPPool{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"pool": name}}}
 	for _, a := range addrs {
 		p.Spec.Addresses = append(p.Spec.Addresses, v1alpha1.AddressRange(a))
 	}
 	return p
 }
 
-func peer(name, addr string, mut ...func(*v1alpha1.BGPPeerSpec)) *v1alpha1.BGPPeer {
-	p := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: v1alpha1.BGPPeerSpec{Address: addr, ASN: 64512, LocalASN: 64513, Port: 179}}
+func peer(name, addr string, mut ...func(*v1alpha1.BerthBGPPeerSpec)) *v1alpha1.BerthBGPPeer {
+	p := &v1alpha1.BerthBGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.BerthBGPPeerSpec{Address: addr, ASN: 64512, LocalASN: 64513, Port: 179}}
 	for _, m := range mut {
 		m(&p.Spec)
 	}
 	return p
 }
 
-func adv(name string, mut ...func(*v1alpha1.BGPAdvertisementSpec)) *v1alpha1.BGPAdvertisement {
-	a := &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: name}}
+func adv(name string, mut ...func(*v1alpha1.BerthBGPAdvertisementSpec)) *v1alpha1.BerthBGPAdvertisement {
+	a := &v1alpha1.BerthBGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	for _, m := range mut {
 		m(&a.Spec)
 	}
@@ -92,9 +92,9 @@ func TestCompute(t *testing.T) {
 	base := func() Snapshot {
 		return Snapshot{
 			Node:    node(),
-			Pools:   []*v1alpha1.IPPool{pool("lan", "198.51.100.0/24", "2001:db8:100::/64")},
-			Peers:   []*v1alpha1.BGPPeer{peer("r1", "198.18.1.1")},
-			BGPAdvs: []*v1alpha1.BGPAdvertisement{adv("all")},
+			Pools:   []*v1alpha1.BerthIPPool{pool("lan", "198.51.100.0/24", "2001:db8:100::/64")},
+			Peers:   []*v1alpha1.BerthBGPPeer{peer("r1", "198.18.1.1")},
+			BGPAdvs: []*v1alpha1.BerthBGPAdvertisement{adv("all")},
 		}
 	}
 	r1 := bgp.Peer{Name: "r1", Address: netip.MustParseAddr("198.18.1.1"), Port: 179, ASN: 64512, LocalASN: 64513}
@@ -197,13 +197,13 @@ func TestCompute(t *testing.T) {
 		{
 			name: "attributes, aggregation and merging of two advertisements",
 			mut: func(s *Snapshot) {
-				s.Peers = []*v1alpha1.BGPPeer{peer("r1", "198.18.1.1", func(p *v1alpha1.BGPPeerSpec) { p.LocalASN = 64512 })}
-				s.BGPAdvs = []*v1alpha1.BGPAdvertisement{
-					adv("a", func(a *v1alpha1.BGPAdvertisementSpec) {
+				s.Peers = []*v1alpha1.BerthBGPPeer{peer("r1", "198.18.1.1", func(p *v1alpha1.BerthBGPPeerSpec) { p.LocalASN = 64512 })}
+				s.BGPAdvs = []*v1alpha1.BerthBGPAdvertisement{
+					adv("a", func(a *v1alpha1.BerthBGPAdvertisementSpec) {
 						a.Communities = []string{"65000:100", "no-export"}
 						a.LocalPreference = i64(200)
 					}),
-					adv("b", func(a *v1alpha1.BGPAdvertisementSpec) {
+					adv("b", func(a *v1alpha1.BerthBGPAdvertisementSpec) {
 						a.Communities = []string{"65000:200"}
 						a.LargeCommunities = []string{"64512:1:2"}
 						a.LocalPreference = i64(50)
@@ -224,28 +224,28 @@ func TestCompute(t *testing.T) {
 		{
 			name: "aggregation larger than the pool is a problem and announces nothing",
 			mut: func(s *Snapshot) {
-				s.Pools = []*v1alpha1.IPPool{pool("small", "198.51.100.0/28")}
-				s.BGPAdvs = []*v1alpha1.BGPAdvertisement{adv("agg", func(a *v1alpha1.BGPAdvertisementSpec) { a.AggregationLength = i32(24) })}
+				s.Pools = []*v1alpha1.BerthIPPool{pool("small", "198.51.100.0/28")}
+				s.BGPAdvs = []*v1alpha1.BerthBGPAdvertisement{adv("agg", func(a *v1alpha1.BerthBGPAdvertisementSpec) { a.AggregationLength = i32(24) })}
 				s.Services = []*corev1.Service{lbService("web", []string{"198.51.100.5"})}
 			},
 			wantElig:    true,
 			wantPeers:   []bgp.Peer{r1},
-			wantProblem: map[string]string{"BGPAdvertisement/agg": `aggregation to 198.51.100.0/24 is larger than pool "small"'s addresses; use a longer aggregation length`},
+			wantProblem: map[string]string{"BerthBGPAdvertisement/agg": `aggregation to 198.51.100.0/24 is larger than pool "small"'s addresses; use a longer aggregation length`},
 		},
 		{
 			name: "selectors: pool, service, node and peer",
 			mut: func(s *Snapshot) {
 				s.Pools = append(s.Pools, pool("other", "203.0.113.0/24"))
-				s.Peers = append(s.Peers, peer("r2", "198.18.1.9"), peer("elsewhere", "198.18.1.10", func(p *v1alpha1.BGPPeerSpec) {
+				s.Peers = append(s.Peers, peer("r2", "198.18.1.9"), peer("elsewhere", "198.18.1.10", func(p *v1alpha1.BerthBGPPeerSpec) {
 					p.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"rack": "b"}}
 				}))
-				s.BGPAdvs = []*v1alpha1.BGPAdvertisement{
-					adv("lan-to-r2", func(a *v1alpha1.BGPAdvertisementSpec) { a.IPPools = []string{"lan"}; a.Peers = []string{"r2"} }),
-					adv("gold-other", func(a *v1alpha1.BGPAdvertisementSpec) {
+				s.BGPAdvs = []*v1alpha1.BerthBGPAdvertisement{
+					adv("lan-to-r2", func(a *v1alpha1.BerthBGPAdvertisementSpec) { a.IPPools = []string{"lan"}; a.Peers = []string{"r2"} }),
+					adv("gold-other", func(a *v1alpha1.BerthBGPAdvertisementSpec) {
 						a.IPPoolSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "other"}}
 						a.ServiceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "gold"}}
 					}),
-					adv("rack-b-only", func(a *v1alpha1.BGPAdvertisementSpec) {
+					adv("rack-b-only", func(a *v1alpha1.BerthBGPAdvertisementSpec) {
 						a.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"rack": "b"}}
 					}),
 				}
@@ -266,7 +266,7 @@ func TestCompute(t *testing.T) {
 		{
 			name: "peer timers, multihop, graceful restart, a password and a prefix limit",
 			mut: func(s *Snapshot) {
-				s.Peers = []*v1alpha1.BGPPeer{peer("r1", "198.18.1.1", func(p *v1alpha1.BGPPeerSpec) {
+				s.Peers = []*v1alpha1.BerthBGPPeer{peer("r1", "198.18.1.1", func(p *v1alpha1.BerthBGPPeerSpec) {
 					p.HoldTimeSeconds, p.KeepaliveTimeSeconds, p.EBGPMultiHop = i32(9), i32(3), i32(2)
 					p.MaxReceivedPrefixes = i32(500)
 					p.GracefulRestart = &v1alpha1.GracefulRestart{Enabled: true}
@@ -282,7 +282,7 @@ func TestCompute(t *testing.T) {
 		{
 			name: "peer port, source address and GTSM",
 			mut: func(s *Snapshot) {
-				s.Peers = []*v1alpha1.BGPPeer{peer("r1", "198.18.1.1", func(p *v1alpha1.BGPPeerSpec) {
+				s.Peers = []*v1alpha1.BerthBGPPeer{peer("r1", "198.18.1.1", func(p *v1alpha1.BerthBGPPeerSpec) {
 					p.Port, p.SourceAddress, p.TTLSecurity = 1179, "198.18.1.250", true
 				})}
 			},
@@ -293,19 +293,19 @@ func TestCompute(t *testing.T) {
 		{
 			name: "a missing password Secret breaks only that peer",
 			mut: func(s *Snapshot) {
-				s.Peers = append(s.Peers, peer("locked", "198.18.1.3", func(p *v1alpha1.BGPPeerSpec) {
+				s.Peers = append(s.Peers, peer("locked", "198.18.1.3", func(p *v1alpha1.BerthBGPPeerSpec) {
 					p.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "gone", Key: "pw"}
 				}))
 			},
 			wantElig:    true,
 			wantPeers:   []bgp.Peer{r1},
 			wantBroken:  []string{"locked"},
-			wantProblem: map[string]string{"BGPPeer/locked": `password Secret "gone" has no key "pw" (or does not exist)`},
+			wantProblem: map[string]string{"BerthBGPPeer/locked": `password Secret "gone" has no key "pw" (or does not exist)`},
 		},
 		{
 			name: "a password Secret the speaker may not read breaks only that peer, and says why",
 			mut: func(s *Snapshot) {
-				s.Peers = append(s.Peers, peer("locked", "198.18.1.3", func(p *v1alpha1.BGPPeerSpec) {
+				s.Peers = append(s.Peers, peer("locked", "198.18.1.3", func(p *v1alpha1.BerthBGPPeerSpec) {
 					p.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "unlisted"}
 				}))
 				s.PasswordErrors = map[string]string{"unlisted/password": "the speaker may not read it"}
@@ -313,7 +313,7 @@ func TestCompute(t *testing.T) {
 			wantElig:    true,
 			wantPeers:   []bgp.Peer{r1},
 			wantBroken:  []string{"locked"},
-			wantProblem: map[string]string{"BGPPeer/locked": `password Secret "unlisted": the speaker may not read it`},
+			wantProblem: map[string]string{"BerthBGPPeer/locked": `password Secret "unlisted": the speaker may not read it`},
 		},
 		{
 			name: "no NodePorts: announced, not forwarded, and said so",

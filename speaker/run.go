@@ -287,9 +287,9 @@ func (s *Speaker) watch(opts Options, kube kubernetes.Interface, berth versioned
 	eps := kubeInf.Discovery().V1().EndpointSlices()
 	// Every Node: layer-2 ownership depends on which nodes are eligible.
 	nodes := kubeInf.Core().V1().Nodes()
-	pools := berthInf.Berth().V1alpha1().IPPools()
-	peers := berthInf.Berth().V1alpha1().BGPPeers()
-	advs := berthInf.Berth().V1alpha1().BGPAdvertisements()
+	pools := berthInf.Berth().V1alpha1().BerthIPPools()
+	peers := berthInf.Berth().V1alpha1().BerthBGPPeers()
+	advs := berthInf.Berth().V1alpha1().BerthBGPAdvertisements()
 	// Namespaces' labels, for advertisements' namespaceSelector.
 	nss := kubeInf.Core().V1().Namespaces()
 	s.listers = listers{
@@ -298,7 +298,7 @@ func (s *Speaker) watch(opts Options, kube kubernetes.Interface, berth versioned
 	}
 	infs := []cache.SharedIndexInformer{svcs.Informer(), eps.Informer(), nodes.Informer(), nss.Informer(), pools.Informer(), peers.Informer(), advs.Informer()}
 	if opts.L2 {
-		l2Advs := berthInf.Berth().V1alpha1().L2Advertisements()
+		l2Advs := berthInf.Berth().V1alpha1().BerthL2Advertisements()
 		s.listers.l2Advs = l2Advs.Lister()
 		infs = append(infs, l2Advs.Informer())
 	}

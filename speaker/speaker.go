@@ -66,10 +66,10 @@ type listers struct {
 	slices   discoverylisters.EndpointSliceLister
 	// namespaces is nil in tests that need no namespaceSelector.
 	namespaces corelisters.NamespaceLister
-	pools      berthlisters.IPPoolLister
-	peers      berthlisters.BGPPeerLister
-	bgpAdvs    berthlisters.BGPAdvertisementLister
-	l2Advs     berthlisters.L2AdvertisementLister
+	pools      berthlisters.BerthIPPoolLister
+	peers      berthlisters.BerthBGPPeerLister
+	bgpAdvs    berthlisters.BerthBGPAdvertisementLister
+	l2Advs     berthlisters.BerthL2AdvertisementLister
 }
 
 // Speaker keeps one node's announcements and forwarding in line with the

@@ -35,7 +35,7 @@ func sessionStatus(p bgp.PeerStatus, prev *v1alpha1.BerthBGPSession, now time.Ti
 }
 
 // ConditionConfigured is the type of a node's condition in its entry of a
-// BGPPeer's status: whether the node runs the peer's current
+// BerthBGPPeer's status: whether the node runs the peer's current
 // configuration.
 const ConditionConfigured = "Configured"
 

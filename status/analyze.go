@@ -15,10 +15,10 @@ import (
 
 // Snapshot is what the report is computed from, read from the cluster.
 type Snapshot struct {
-	Pools   []v1alpha1.IPPool
-	Peers   []v1alpha1.BGPPeer
-	BGPAdvs []v1alpha1.BGPAdvertisement
-	L2Advs  []v1alpha1.L2Advertisement
+	Pools   []v1alpha1.BerthIPPool
+	Peers   []v1alpha1.BerthBGPPeer
+	BGPAdvs []v1alpha1.BerthBGPAdvertisement
+	L2Advs  []v1alpha1.BerthL2Advertisement
 	// Nodes are the speakers' BerthNodeStatuses.
 	Nodes []v1alpha1.BerthNodeStatus
 	// Namespaces are the namespaces' labels, read only when an
@@ -45,7 +45,7 @@ func (s Snapshot) usesNamespaceSelector() bool {
 // Address is what the cluster does with one of a Service's addresses.
 type Address struct {
 	Addr netip.Addr
-	// Pool is the IPPool holding it; empty if none does.
+	// Pool is the BerthIPPool holding it; empty if none does.
 	Pool string
 	// BGP are the nodes announcing it over BGP, each with the peers
 	// whose sessions carry it.
@@ -76,7 +76,7 @@ type Withheld struct {
 // Analyze says, for each of svc's addresses, who announces it and whether
 // it is reachable.
 func Analyze(snap Snapshot, svc *corev1.Service) []Address {
-	var pools []*v1alpha1.IPPool
+	var pools []*v1alpha1.BerthIPPool
 	poolLabels := map[string]labels.Set{}
 	for i := range snap.Pools {
 		pools = append(pools, &snap.Pools[i])
@@ -110,7 +110,7 @@ func Analyze(snap Snapshot, svc *corev1.Service) []Address {
 
 // admitting returns the BGP and layer-2 advertisements that apply to an
 // address of svc from pool.
-func admitting(snap Snapshot, pool string, poolLabels labels.Set, svc *corev1.Service) (bgp []*v1alpha1.BGPAdvertisement, l2 []*v1alpha1.L2Advertisement) {
+func admitting(snap Snapshot, pool string, poolLabels labels.Set, svc *corev1.Service) (bgp []*v1alpha1.BerthBGPAdvertisement, l2 []*v1alpha1.BerthL2Advertisement) {
 	if pool == "" {
 		return nil, nil
 	}
@@ -129,17 +129,17 @@ func admitting(snap Snapshot, pool string, poolLabels labels.Set, svc *corev1.Se
 
 // announcer lists the node's peers that carry addr: sessions to peers
 // that carry addr's family (MP-BGP included) and that one of advs allows.
-func announcer(node string, sessions []v1alpha1.BerthBGPSession, peers []v1alpha1.BGPPeer, advs []*v1alpha1.BGPAdvertisement, addr netip.Addr) Announcer {
+func announcer(node string, sessions []v1alpha1.BerthBGPSession, peers []v1alpha1.BerthBGPPeer, advs []*v1alpha1.BerthBGPAdvertisement, addr netip.Addr) Announcer {
 	r := Announcer{Node: node}
 	for _, s := range sessions {
-		i := slices.IndexFunc(peers, func(p v1alpha1.BGPPeer) bool { return p.Name == s.Peer })
+		i := slices.IndexFunc(peers, func(p v1alpha1.BerthBGPPeer) bool { return p.Name == s.Peer })
 		if i < 0 {
 			continue
 		}
 		if !peers[i].Spec.Carries(addr.Is4()) {
 			continue
 		}
-		if !slices.ContainsFunc(advs, func(a *v1alpha1.BGPAdvertisement) bool {
+		if !slices.ContainsFunc(advs, func(a *v1alpha1.BerthBGPAdvertisement) bool {
 			return len(a.Spec.Peers) == 0 || slices.Contains(a.Spec.Peers, s.Peer)
 		}) {
 			continue
@@ -209,9 +209,9 @@ func verdict(r Address, svc *corev1.Service, advertised bool) string {
 	}
 	switch {
 	case r.Pool == "":
-		return "not announced: no IPPool holds " + r.Addr.String()
+		return "not announced: no BerthIPPool holds " + r.Addr.String()
 	case !advertised:
-		return fmt.Sprintf("not announced: no BGPAdvertisement or L2Advertisement selects pool %s", r.Pool)
+		return fmt.Sprintf("not announced: no BerthBGPAdvertisement or BerthL2Advertisement selects pool %s", r.Pool)
 	case len(withheld) > 0:
 		return "not announced: forwarding failed on " + strings.Join(withheld, ", ")
 	case len(r.BGP) > 0:

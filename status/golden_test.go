@@ -90,17 +90,17 @@ func seedCluster(t *testing.T, kube kubernetes.Interface, berth versioned.Interf
 	b := berth.BerthV1alpha1()
 	must(kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "demo"}}, metav1.CreateOptions{}))
 	for name, ranges := range map[string][]v1alpha1.AddressRange{"main": {"198.51.100.0/24", "2001:db8:1::/120"}, "lonely": {"203.0.113.0/28"}} {
-		must(b.IPPools().Create(ctx, &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.IPPoolSpec{Addresses: ranges}}, metav1.CreateOptions{}))
+		must(b.BerthIPPools().Create(ctx, &v1alpha1.BerthIPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BerthIPPoolSpec{Addresses: ranges}}, metav1.CreateOptions{}))
 	}
 	for name, addr := range map[string]string{"r1": "192.0.2.1", "r1-v6": "2001:db8::1"} {
-		must(b.BGPPeers().Create(ctx, &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name},
-			Spec: v1alpha1.BGPPeerSpec{Address: addr, ASN: 64512, LocalASN: 64513}}, metav1.CreateOptions{}))
+		must(b.BerthBGPPeers().Create(ctx, &v1alpha1.BerthBGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: v1alpha1.BerthBGPPeerSpec{Address: addr, ASN: 64512, LocalASN: 64513}}, metav1.CreateOptions{}))
 	}
 	sel := v1alpha1.AdvertisementSelector{IPPools: []string{"main"}}
-	must(b.BGPAdvertisements().Create(ctx, &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "main"},
-		Spec: v1alpha1.BGPAdvertisementSpec{AdvertisementSelector: sel}}, metav1.CreateOptions{}))
-	must(b.L2Advertisements().Create(ctx, &v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "main"},
-		Spec: v1alpha1.L2AdvertisementSpec{AdvertisementSelector: sel}}, metav1.CreateOptions{}))
+	must(b.BerthBGPAdvertisements().Create(ctx, &v1alpha1.BerthBGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "main"},
+		Spec: v1alpha1.BerthBGPAdvertisementSpec{AdvertisementSelector: sel}}, metav1.CreateOptions{}))
+	must(b.BerthL2Advertisements().Create(ctx, &v1alpha1.BerthL2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "main"},
+		Spec: v1alpha1.BerthL2AdvertisementSpec{AdvertisementSelector: sel}}, metav1.CreateOptions{}))
 
 	since := metav1.NewTime(t0.Add(-time.Hour))
 	node1 := berthac.BerthNodeStatusStatus().WithEligible(true).WithForwarding(true).
@@ -139,7 +139,7 @@ func seedCluster(t *testing.T, kube kubernetes.Interface, berth versioned.Interf
 		{"local", []string{"198.51.100.30"}, allocated, true},
 		{"lonely", []string{"203.0.113.5"}, allocated, false},
 		{"pending", nil, metav1.Condition{Type: v1alpha1.ServiceConditionAddressAllocated, Status: metav1.ConditionFalse, Reason: "NoPool",
-			Message: "no IPPool admits the Service", LastTransitionTime: metav1.NewTime(t0)}, false},
+			Message: "no BerthIPPool admits the Service", LastTransitionTime: metav1.NewTime(t0)}, false},
 	}
 	for _, s := range services {
 		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: s.name}, Spec: corev1.ServiceSpec{
@@ -170,7 +170,7 @@ func seedEvents(t *testing.T, kube kubernetes.Interface, svc *corev1.Service) {
 			Source: corev1.EventSource{Component: "berth-controller"}, LastTimestamp: metav1.NewTime(t0)},
 	}
 	if svc.Name == "pending" {
-		events[0].Reason, events[0].Type, events[0].Message = "AllocationFailed", corev1.EventTypeWarning, "no IPPool admits the Service"
+		events[0].Reason, events[0].Type, events[0].Message = "AllocationFailed", corev1.EventTypeWarning, "no BerthIPPool admits the Service"
 	}
 	if svc.Name == "api" {
 		events = append(events, corev1.Event{Reason: "ForwardingFailed", Type: corev1.EventTypeWarning,

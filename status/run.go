@@ -130,13 +130,13 @@ func serviceName(target string) (string, error) {
 func read(ctx context.Context, c Clients) (Snapshot, error) {
 	var snap Snapshot
 	b := c.Berth.BerthV1alpha1()
-	pools, err := b.IPPools().List(ctx, metav1.ListOptions{})
+	pools, err := b.BerthIPPools().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return snap, fmt.Errorf("list IPPools (are Berth's CRDs installed?): %w", err)
+		return snap, fmt.Errorf("list BerthIPPools (are Berth's CRDs installed?): %w", err)
 	}
-	peers, err1 := b.BGPPeers().List(ctx, metav1.ListOptions{})
-	bgpAdvs, err2 := b.BGPAdvertisements().List(ctx, metav1.ListOptions{})
-	l2Advs, err3 := b.L2Advertisements().List(ctx, metav1.ListOptions{})
+	peers, err1 := b.BerthBGPPeers().List(ctx, metav1.ListOptions{})
+	bgpAdvs, err2 := b.BerthBGPAdvertisements().List(ctx, metav1.ListOptions{})
+	l2Advs, err3 := b.BerthL2Advertisements().List(ctx, metav1.ListOptions{})
 	nodes, err4 := b.BerthNodeStatuses().List(ctx, metav1.ListOptions{})
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return snap, fmt.Errorf("read Berth's resources: %w", err)

@@ -45,7 +45,7 @@ type AdvertisementSelector struct {
 	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
 }
 
-// BGPAdvertisement says which Service addresses the speakers announce over
+// BerthBGPAdvertisement says which Service addresses the speakers announce over
 // BGP, to which peers, and with which attributes.
 //
 // +genclient
@@ -53,27 +53,27 @@ type AdvertisementSelector struct {
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,categories=berth
+// +kubebuilder:resource:scope=Cluster,shortName=bbgpadv,categories=berth
 // +kubebuilder:printcolumn:name="Pools",type=string,JSONPath=".spec.ipPools"
 // +kubebuilder:printcolumn:name="Peers",type=string,JSONPath=".spec.peers"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
-type BGPAdvertisement struct {
+type BerthBGPAdvertisement struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// Spec is the advertisement's configuration.
 	// +required
-	Spec BGPAdvertisementSpec `json:"spec"`
+	Spec BerthBGPAdvertisementSpec `json:"spec"`
 	// Status reports problems the schema cannot catch.
 	// +optional
 	Status AdvertisementStatus `json:"status,omitempty"`
 }
 
-// BGPAdvertisementSpec configures a BGPAdvertisement.
-type BGPAdvertisementSpec struct {
+// BerthBGPAdvertisementSpec configures a BerthBGPAdvertisement.
+type BerthBGPAdvertisementSpec struct {
 	AdvertisementSelector `json:",inline"`
 
-	// Peers names the BGPPeers to announce to; empty means all.
+	// Peers names the BerthBGPPeers to announce to; empty means all.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
@@ -131,18 +131,18 @@ type AdvertisementStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
-// BGPAdvertisementList is a list of BGPAdvertisements.
+// BerthBGPAdvertisementList is a list of BerthBGPAdvertisements.
 //
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 // +kubebuilder:object:root=true
-type BGPAdvertisementList struct {
+type BerthBGPAdvertisementList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	// Items are the advertisements.
-	Items []BGPAdvertisement `json:"items"`
+	Items []BerthBGPAdvertisement `json:"items"`
 }
 
-// L2Advertisement says which Service addresses the speakers announce on
+// BerthL2Advertisement says which Service addresses the speakers announce on
 // layer 2 (ARP for IPv4, NDP for IPv6), from which nodes and interfaces.
 //
 // +genclient
@@ -150,24 +150,24 @@ type BGPAdvertisementList struct {
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,categories=berth
+// +kubebuilder:resource:scope=Cluster,shortName=bl2adv,categories=berth
 // +kubebuilder:printcolumn:name="Pools",type=string,JSONPath=".spec.ipPools"
 // +kubebuilder:printcolumn:name="Interfaces",type=string,JSONPath=".spec.interfaces"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
-type L2Advertisement struct {
+type BerthL2Advertisement struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// Spec is the advertisement's configuration.
 	// +required
-	Spec L2AdvertisementSpec `json:"spec"`
+	Spec BerthL2AdvertisementSpec `json:"spec"`
 	// Status reports problems the schema cannot catch.
 	// +optional
 	Status AdvertisementStatus `json:"status,omitempty"`
 }
 
-// L2AdvertisementSpec configures an L2Advertisement.
-type L2AdvertisementSpec struct {
+// BerthL2AdvertisementSpec configures a BerthL2Advertisement.
+type BerthL2AdvertisementSpec struct {
 	AdvertisementSelector `json:",inline"`
 
 	// Interfaces lists the interfaces to answer on, by name or by a shell
@@ -180,13 +180,13 @@ type L2AdvertisementSpec struct {
 	Interfaces []string `json:"interfaces,omitempty"`
 }
 
-// L2AdvertisementList is a list of L2Advertisements.
+// BerthL2AdvertisementList is a list of BerthL2Advertisements.
 //
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 // +kubebuilder:object:root=true
-type L2AdvertisementList struct {
+type BerthL2AdvertisementList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	// Items are the advertisements.
-	Items []L2Advertisement `json:"items"`
+	Items []BerthL2Advertisement `json:"items"`
 }

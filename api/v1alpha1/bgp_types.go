@@ -7,7 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// BGPPeer is a BGP router that Berth's speakers peer with. The nodes chosen
+// BerthBGPPeer is a BGP router that Berth's speakers peer with. The nodes chosen
 // by nodeSelector (all nodes when empty) each open a session to it and
 // announce the addresses of the Services they serve.
 //
@@ -16,33 +16,33 @@ import (
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,categories=berth
+// +kubebuilder:resource:scope=Cluster,shortName=bpeer,categories=berth
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=".spec.address"
 // +kubebuilder:printcolumn:name="ASN",type=integer,JSONPath=".spec.asn"
 // +kubebuilder:printcolumn:name="Local ASN",type=integer,JSONPath=".spec.localASN"
 // +kubebuilder:printcolumn:name="Sessions Up",type=integer,JSONPath=".status.sessionsEstablished"
 // +kubebuilder:printcolumn:name="Sessions",type=integer,JSONPath=".status.sessions"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
-type BGPPeer struct {
+type BerthBGPPeer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// Spec is the peer's configuration.
 	// +required
-	Spec BGPPeerSpec `json:"spec"`
+	Spec BerthBGPPeerSpec `json:"spec"`
 	// Status reports the peer as a whole; each node's session is in
 	// that node's BerthNodeStatus.
 	// +optional
-	Status BGPPeerStatus `json:"status,omitempty"`
+	Status BerthBGPPeerStatus `json:"status,omitempty"`
 }
 
-// BGPPeerSpec configures a BGP peer.
+// BerthBGPPeerSpec configures a BGP peer.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTimeSeconds) || !has(self.holdTimeSeconds) || self.keepaliveTimeSeconds < self.holdTimeSeconds",message="keepaliveTimeSeconds must be less than holdTimeSeconds"
 // +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !has(self.ttlSecurity) || !self.ttlSecurity",message="ebgpMultiHop and ttlSecurity exclude each other: GTSM requires the peer to be directly connected"
 // +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !isIP(self.sourceAddress) || !isIP(self.address) || ip(self.sourceAddress).family() == ip(self.address).family()",message="sourceAddress must be of the same IP family as address"
 // +kubebuilder:validation:XValidation:rule="!has(self.bfd) || !has(self.bfd.multihop) || !self.bfd.multihop || !has(self.ttlSecurity) || !self.ttlSecurity",message="bfd.multihop and ttlSecurity exclude each other: GTSM requires the peer to be directly connected"
-type BGPPeerSpec struct {
+type BerthBGPPeerSpec struct {
 	// Address is the peer's IPv4 or IPv6 address.
 	// +required
 	// +kubebuilder:validation:MaxLength=45
@@ -167,7 +167,7 @@ type BGPPeerSpec struct {
 // +kubebuilder:validation:Enum=IPv4;IPv6
 type BGPFamily string
 
-// The address families of BGPPeerSpec.Families.
+// The address families of BerthBGPPeerSpec.Families.
 const (
 	BGPFamilyIPv4 BGPFamily = "IPv4"
 	BGPFamilyIPv6 BGPFamily = "IPv6"
@@ -175,7 +175,7 @@ const (
 
 // Carries reports whether the peer's sessions carry IPv4 (v4) or IPv6
 // routes: Families when set, else the family of its address.
-func (s *BGPPeerSpec) Carries(v4 bool) bool {
+func (s *BerthBGPPeerSpec) Carries(v4 bool) bool {
 	if len(s.Families) == 0 {
 		a, err := netip.ParseAddr(s.Address)
 		return err == nil && a.Is4() == v4
@@ -214,10 +214,10 @@ type GracefulRestart struct {
 	RestartTimeSeconds *int32 `json:"restartTimeSeconds,omitempty"`
 }
 
-// BGPPeerStatus reports the peer's state as a whole. Each node's session
+// BerthBGPPeerStatus reports the peer's state as a whole. Each node's session
 // with the peer is in that node's BerthNodeStatus, written by its speaker
 // alone, so that speakers never contend for one object.
-type BGPPeerStatus struct {
+type BerthBGPPeerStatus struct {
 	// Sessions counts the nodes with a session to the peer, and
 	// SessionsEstablished those whose session is Established, from the
 	// nodes' BerthNodeStatuses; the controller writes them.
@@ -232,13 +232,13 @@ type BGPPeerStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
-// BGPPeerList is a list of BGPPeers.
+// BerthBGPPeerList is a list of BerthBGPPeers.
 //
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 // +kubebuilder:object:root=true
-type BGPPeerList struct {
+type BerthBGPPeerList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	// Items are the peers.
-	Items []BGPPeer `json:"items"`
+	Items []BerthBGPPeer `json:"items"`
 }

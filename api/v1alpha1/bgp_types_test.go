@@ -4,15 +4,15 @@ import "testing"
 
 func TestBGPPeerCarries(t *testing.T) {
 	for _, tc := range []struct {
-		spec     BGPPeerSpec
+		spec     BerthBGPPeerSpec
 		v4, v6   bool
 		scenario string
 	}{
-		{BGPPeerSpec{Address: "192.0.2.1"}, true, false, "an IPv4 peer, no families"},
-		{BGPPeerSpec{Address: "2001:db8::1"}, false, true, "an IPv6 peer, no families"},
-		{BGPPeerSpec{Address: "192.0.2.1", Families: []BGPFamily{BGPFamilyIPv4, BGPFamilyIPv6}}, true, true, "MP-BGP over IPv4"},
-		{BGPPeerSpec{Address: "2001:db8::1", Families: []BGPFamily{BGPFamilyIPv4}}, true, false, "IPv4 only over IPv6"},
-		{BGPPeerSpec{Address: "not an address"}, false, false, "unreadable address"},
+		{BerthBGPPeerSpec{Address: "192.0.2.1"}, true, false, "an IPv4 peer, no families"},
+		{BerthBGPPeerSpec{Address: "2001:db8::1"}, false, true, "an IPv6 peer, no families"},
+		{BerthBGPPeerSpec{Address: "192.0.2.1", Families: []BGPFamily{BGPFamilyIPv4, BGPFamilyIPv6}}, true, true, "MP-BGP over IPv4"},
+		{BerthBGPPeerSpec{Address: "2001:db8::1", Families: []BGPFamily{BGPFamilyIPv4}}, true, false, "IPv4 only over IPv6"},
+		{BerthBGPPeerSpec{Address: "not an address"}, false, false, "unreadable address"},
 	} {
 		if got := tc.spec.Carries(true); got != tc.v4 {
 			t.Errorf("%s: Carries(IPv4) = %v", tc.scenario, got)

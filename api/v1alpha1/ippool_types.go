@@ -4,7 +4,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// AddressRange is one entry of an IPPool's addresses or reserved list: a
+// AddressRange is one entry of a BerthIPPool's addresses or reserved list: a
 // CIDR ("198.51.100.0/24", "2001:db8::/64"), an inclusive range of one family
 // ("198.51.100.10-198.51.100.20") or a single address. The API server rejects
 // malformed entries, CIDRs with host bits set, ranges that mix families and
@@ -34,7 +34,7 @@ const (
 	IPModeProxy IPMode = "Proxy"
 )
 
-// IPPool is a set of external addresses that Berth hands out to Services of
+// BerthIPPool is a set of external addresses that Berth hands out to Services of
 // type LoadBalancer. Pools are cluster-scoped and are tenant boundaries: a
 // pool with a serviceAllocation serves only the Services it matches.
 //
@@ -43,24 +43,24 @@ const (
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,shortName=ippool,categories=berth
+// +kubebuilder:resource:scope=Cluster,shortName=bpool,categories=berth
 // +kubebuilder:printcolumn:name="Addresses",type=string,JSONPath=".spec.addresses"
 // +kubebuilder:printcolumn:name="Used/Total",type=string,JSONPath=".status.usage"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type=='Ready')].status"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
-type IPPool struct {
+type BerthIPPool struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// Spec is the pool's desired configuration.
 	// +required
-	Spec IPPoolSpec `json:"spec"`
+	Spec BerthIPPoolSpec `json:"spec"`
 	// Status is what the controller observed and decided.
 	// +optional
-	Status IPPoolStatus `json:"status,omitempty"`
+	Status BerthIPPoolStatus `json:"status,omitempty"`
 }
 
-// IPPoolSpec configures an IPPool. The API server refuses address entries
+// BerthIPPoolSpec configures a BerthIPPool. The API server refuses address entries
 // inside special-purpose blocks (unspecified, loopback, link-local,
 // multicast, broadcast), and entries spanning them (0.0.0.0/0, ::/0,
 // 0.0.0.0/1...) unless allowCatchAll is set. A range whose ends lie outside
@@ -68,7 +68,7 @@ type IPPool struct {
 // controller instead: the pool gets Ready False with reason InvalidSpec.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.allowCatchAll) && self.allowCatchAll || !self.addresses.exists(a, (['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '255.255.255.255/32', '::/128', '::1/128', 'fe80::/10', 'ff00::/8'].exists(s, ((isIP(a) && cidr(s).containsIP(a)) || (isCIDR(a) && (cidr(s).containsCIDR(a) || cidr(a).containsCIDR(s))) || ((a.contains('-') && a.indexOf('-') == a.lastIndexOf('-') && isIP(a.substring(0, a.indexOf('-')).trim()) && isIP(a.substring(a.indexOf('-') + 1).trim())) && (cidr(s).containsIP(a.substring(0, a.indexOf('-')).trim()) || cidr(s).containsIP(a.substring(a.indexOf('-') + 1).trim()))))) && !['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '255.255.255.255/32', '::/128', '::1/128', 'fe80::/10', 'ff00::/8'].exists(s, ((isIP(a) && cidr(s).containsIP(a)) || (isCIDR(a) && cidr(s).containsCIDR(a)) || ((a.contains('-') && a.indexOf('-') == a.lastIndexOf('-') && isIP(a.substring(0, a.indexOf('-')).trim()) && isIP(a.substring(a.indexOf('-') + 1).trim())) && cidr(s).containsIP(a.substring(0, a.indexOf('-')).trim()) && cidr(s).containsIP(a.substring(a.indexOf('-') + 1).trim()))))))",message="an entry of addresses spans special-purpose blocks (unspecified, loopback, link-local, multicast, broadcast), as 0.0.0.0/0 and ::/0 do; narrow it, or set allowCatchAll: true to accept such catch-all entries (the special-purpose addresses in them are still never handed out)"
-type IPPoolSpec struct {
+type BerthIPPoolSpec struct {
 	// Addresses lists the CIDRs, ranges and single addresses of the pool.
 	// IPv4 and IPv6 may be mixed in one pool.
 	// +required
@@ -149,8 +149,8 @@ type ServiceAllocation struct {
 	ServiceSelector *metav1.LabelSelector `json:"serviceSelector,omitempty"`
 }
 
-// IPPoolStatus is what the controller reports about a pool.
-type IPPoolStatus struct {
+// BerthIPPoolStatus is what the controller reports about a pool.
+type BerthIPPoolStatus struct {
 	// ObservedGeneration is the generation of the spec this status reflects.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -200,13 +200,13 @@ type AddressCounts struct {
 	Free string `json:"free"`
 }
 
-// IPPoolList is a list of IPPools.
+// BerthIPPoolList is a list of BerthIPPools.
 //
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 // +kubebuilder:object:root=true
-type IPPoolList struct {
+type BerthIPPoolList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	// Items are the pools.
-	Items []IPPool `json:"items"`
+	Items []BerthIPPool `json:"items"`
 }

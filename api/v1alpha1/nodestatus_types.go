@@ -64,7 +64,7 @@ type BerthNodeStatusStatus struct {
 	L2Addresses int32 `json:"l2Addresses"`
 	// +optional
 	WithheldAddresses int32 `json:"withheldAddresses"`
-	// Sessions are the node's BGP sessions, one per BGPPeer that selects
+	// Sessions are the node's BGP sessions, one per BerthBGPPeer that selects
 	// the node.
 	// +optional
 	// +listType=map
@@ -88,9 +88,9 @@ type BerthNodeStatusStatus struct {
 	Withheld []BerthWithheldAddress `json:"withheld,omitempty"`
 }
 
-// BerthBGPSession is one node's session with a BGPPeer.
+// BerthBGPSession is one node's session with a BerthBGPPeer.
 type BerthBGPSession struct {
-	// Peer is the BGPPeer's name.
+	// Peer is the BerthBGPPeer's name.
 	// +required
 	Peer string `json:"peer"`
 	// State is the BGP finite-state-machine state, such as Established.

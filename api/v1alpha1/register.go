@@ -27,14 +27,14 @@ var (
 
 func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion,
-		&IPPool{},
-		&IPPoolList{},
-		&BGPPeer{},
-		&BGPPeerList{},
-		&BGPAdvertisement{},
-		&BGPAdvertisementList{},
-		&L2Advertisement{},
-		&L2AdvertisementList{},
+		&BerthIPPool{},
+		&BerthIPPoolList{},
+		&BerthBGPPeer{},
+		&BerthBGPPeerList{},
+		&BerthBGPAdvertisement{},
+		&BerthBGPAdvertisementList{},
+		&BerthL2Advertisement{},
+		&BerthL2AdvertisementList{},
 		&BerthNodeStatus{},
 		&BerthNodeStatusList{},
 	)

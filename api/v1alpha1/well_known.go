@@ -37,8 +37,8 @@ const (
 )
 
 // ServiceConditionAdvertised is the type of the condition the controller
-// keeps on each Service holding addresses: whether a BGPAdvertisement or an
-// L2Advertisement applies to each of them (its pool, namespace and
+// keeps on each Service holding addresses: whether a BerthBGPAdvertisement or a
+// BerthL2Advertisement applies to each of them (its pool, namespace and
 // labels), so that some node announces it. Which nodes do is in their
 // BerthNodeStatus.
 const ServiceConditionAdvertised = "berth.dev/Advertised"
@@ -49,7 +49,7 @@ const (
 	ReasonNotAdvertised = "NotAdvertised"
 )
 
-// IPPool condition types.
+// BerthIPPool condition types.
 const (
 	// PoolConditionReady is True when the pool's spec is valid and it can
 	// hand out addresses.
@@ -102,17 +102,17 @@ const (
 	// used, else, on an IPv6-only node, a stable hash of its name.
 	NodeAnnotationRouterID = "bgp.berth.dev/router-id"
 	// NodeLabelLocalASN, as a label or an annotation (the label wins), is
-	// the node's own AS number: it replaces the localASN of every BGPPeer
+	// the node's own AS number: it replaces the localASN of every BerthBGPPeer
 	// the node peers with, for designs with an AS per rack.
 	NodeLabelLocalASN = "bgp.berth.dev/local-asn"
 	// NodeAnnotationSourceIPv4 and NodeAnnotationSourceIPv6 are the local
-	// addresses of the node's sessions of that family, for the BGPPeers
+	// addresses of the node's sessions of that family, for the BerthBGPPeers
 	// without sourceAddress.
 	NodeAnnotationSourceIPv4 = "bgp.berth.dev/source-ipv4"
 	NodeAnnotationSourceIPv6 = "bgp.berth.dev/source-ipv6"
 	// NodeAnnotationNextHopIPv4 and NodeAnnotationNextHopIPv6 are the next
 	// hops the node announces for its routes of that family, for the
-	// BGPPeers without nextHopIPv4 or nextHopIPv6. Without them a route
+	// BerthBGPPeers without nextHopIPv4 or nextHopIPv6. Without them a route
 	// over a session of its own family gets the session's local address,
 	// and one over a session of the other family the node's first
 	// InternalIP (else ExternalIP) of the route's family.

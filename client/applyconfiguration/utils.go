@@ -38,8 +38,28 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.AdvertisementSelectorApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("AdvertisementStatus"):
 		return &apiv1alpha1.AdvertisementStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthBGPAdvertisement"):
+		return &apiv1alpha1.BerthBGPAdvertisementApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthBGPAdvertisementSpec"):
+		return &apiv1alpha1.BerthBGPAdvertisementSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthBGPPeer"):
+		return &apiv1alpha1.BerthBGPPeerApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthBGPPeerSpec"):
+		return &apiv1alpha1.BerthBGPPeerSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthBGPPeerStatus"):
+		return &apiv1alpha1.BerthBGPPeerStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("BerthBGPSession"):
 		return &apiv1alpha1.BerthBGPSessionApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthIPPool"):
+		return &apiv1alpha1.BerthIPPoolApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthIPPoolSpec"):
+		return &apiv1alpha1.BerthIPPoolSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthIPPoolStatus"):
+		return &apiv1alpha1.BerthIPPoolStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthL2Advertisement"):
+		return &apiv1alpha1.BerthL2AdvertisementApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("BerthL2AdvertisementSpec"):
+		return &apiv1alpha1.BerthL2AdvertisementSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("BerthNodeStatus"):
 		return &apiv1alpha1.BerthNodeStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("BerthNodeStatusStatus"):
@@ -48,28 +68,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &apiv1alpha1.BerthWithheldAddressApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("BFDProfile"):
 		return &apiv1alpha1.BFDProfileApplyConfiguration{}
-	case v1alpha1.SchemeGroupVersion.WithKind("BGPAdvertisement"):
-		return &apiv1alpha1.BGPAdvertisementApplyConfiguration{}
-	case v1alpha1.SchemeGroupVersion.WithKind("BGPAdvertisementSpec"):
-		return &apiv1alpha1.BGPAdvertisementSpecApplyConfiguration{}
-	case v1alpha1.SchemeGroupVersion.WithKind("BGPPeer"):
-		return &apiv1alpha1.BGPPeerApplyConfiguration{}
-	case v1alpha1.SchemeGroupVersion.WithKind("BGPPeerSpec"):
-		return &apiv1alpha1.BGPPeerSpecApplyConfiguration{}
-	case v1alpha1.SchemeGroupVersion.WithKind("BGPPeerStatus"):
-		return &apiv1alpha1.BGPPeerStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("GracefulRestart"):
 		return &apiv1alpha1.GracefulRestartApplyConfiguration{}
-	case v1alpha1.SchemeGroupVersion.WithKind("IPPool"):
-		return &apiv1alpha1.IPPoolApplyConfiguration{}
-	case v1alpha1.SchemeGroupVersion.WithKind("IPPoolSpec"):
-		return &apiv1alpha1.IPPoolSpecApplyConfiguration{}
-	case v1alpha1.SchemeGroupVersion.WithKind("IPPoolStatus"):
-		return &apiv1alpha1.IPPoolStatusApplyConfiguration{}
-	case v1alpha1.SchemeGroupVersion.WithKind("L2Advertisement"):
-		return &apiv1alpha1.L2AdvertisementApplyConfiguration{}
-	case v1alpha1.SchemeGroupVersion.WithKind("L2AdvertisementSpec"):
-		return &apiv1alpha1.L2AdvertisementSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("SecretKeyRef"):
 		return &apiv1alpha1.SecretKeyRefApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ServiceAllocation"):

@@ -1,5 +1,5 @@
 // Command berth-controller runs Berth's Service IP controller: it hands out
-// addresses from IPPools to LoadBalancer Services.
+// addresses from BerthIPPools to LoadBalancer Services.
 //
 // `berth-controller uninstall` prepares an uninstall instead (the chart's
 // pre-delete hook): see internal/lifecycle.
@@ -36,6 +36,6 @@ func main() {
 	fs.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", opts.RenewDeadline, "time the leader retries renewing before it gives up")
 	fs.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", opts.RetryPeriod, "time between election attempts")
 	fs.StringVar(&opts.MetricsAddr, "metrics-addr", opts.MetricsAddr, "address serving /metrics, /healthz and /readyz; empty disables")
-	fs.StringVar(&opts.LifecycleConfigMap, "lifecycle-configmap", "", "ConfigMap in the leader election namespace that marks an uninstall, upon which every IPPool loses its finalizer; empty ignores uninstalls")
+	fs.StringVar(&opts.LifecycleConfigMap, "lifecycle-configmap", "", "ConfigMap in the leader election namespace that marks an uninstall, upon which every BerthIPPool loses its finalizer; empty ignores uninstalls")
 	cli.Main(fs, func(ctx context.Context) error { return controller.Run(ctx, opts) })
 }

@@ -26,7 +26,7 @@ func uninstall() {
 	fs.StringVar(&opts.Namespace, "namespace", opts.Namespace, "Berth's namespace")
 	fs.StringVar(&opts.ConfigMap, "lifecycle-configmap", opts.ConfigMap, "the ConfigMap that marks the uninstall")
 	fs.StringVar(&opts.SpeakerSelector, "speaker-selector", "", "label selector of the speakers' Pods, whose nodes must be cleaned; empty: no speaker runs")
-	fs.BoolVar(&opts.Pools, "pools", false, "wait for berth-controller to remove the IPPools' finalizers")
+	fs.BoolVar(&opts.Pools, "pools", false, "wait for berth-controller to remove the BerthIPPools' finalizers")
 	fs.DurationVar(&opts.Timeout, "timeout", opts.Timeout, "how long to wait for the speakers and the controller")
 	cli.Main(fs, func(ctx context.Context) error {
 		_, kube, berth, err := cli.Clients(kubeconfig, 20, 40, "berth-uninstall")

@@ -51,7 +51,7 @@ func main() {
 	fs.DurationVar(&opts.StatusInterval, "status-interval", opts.StatusInterval, "least time between two writes of the node's BerthNodeStatus; changes in between are written together")
 	fs.StringVar(&opts.MetricsAddr, "metrics-addr", opts.MetricsAddr, "address serving /metrics and /healthz; empty disables")
 	fs.BoolVar(&opts.MetricsSecure, "metrics-secure", opts.MetricsSecure, "serve HTTPS (self-signed) and /metrics only to bearer tokens allowed to get /metrics (TokenReview, SubjectAccessReview); /healthz and /readyz stay open")
-	fs.BoolVar(&opts.L2, "l2", opts.L2, "answer ARP/NDP for the addresses L2Advertisements select, one node per address")
+	fs.BoolVar(&opts.L2, "l2", opts.L2, "answer ARP/NDP for the addresses BerthL2Advertisements select, one node per address")
 	fs.IntVar(&opts.MemberlistPort, "memberlist-port", opts.MemberlistPort, "UDP and TCP port of the speakers' membership protocol (layer 2)")
 	fs.StringVar(&opts.MemberlistSecret, "memberlist-secret", opts.MemberlistSecret, "Secret in the namespace whose key \"secretkey\" (16, 24 or 32 bytes) authenticates the membership")
 	fs.DurationVar(&opts.Handover, "l2-handover", opts.Handover, "how long a node keeps answering for an address after a planned move (cordon) away from it")

@@ -70,37 +70,37 @@ func TestRBACFollowsValues(t *testing.T) {
 		{
 			name: "ccm pools reads pools, patches no node", role: "ClusterRole/berth-ccm",
 			vals: map[string]any{"ccm": map[string]any{"enabled": true}},
-			has:  []string{"/services/status:patch", "berth.dev/ippools:list", "/namespaces:watch", "/nodes:list"},
+			has:  []string{"/services/status:patch", "berth.dev/berthippools:list", "/namespaces:watch", "/nodes:list"},
 			lack: []string{"/nodes:patch", "discovery.k8s.io/endpointslices:list", "/services:patch", "events.k8s.io/events:create"},
 		},
 		{
 			name: "ccm aws patches nodes, reads slices, no pools", role: "ClusterRole/berth-ccm",
 			vals: map[string]any{"ccm": map[string]any{"enabled": true, "backend": "aws", "aws": map[string]any{"clusterName": "c"}}},
 			has:  []string{"/nodes:patch", "discovery.k8s.io/endpointslices:watch", "/services/status:patch"},
-			lack: []string{"berth.dev/ippools:list", "/namespaces:list", "/services:patch"},
+			lack: []string{"berth.dev/berthippools:list", "/namespaces:list", "/services:patch"},
 		},
 		{
 			name: "controller never touches Secrets or Service specs, and only reads Nodes", role: "ClusterRole/berth-controller",
-			has:  []string{"berth.dev/ippools:update", "/services/status:patch", "berth.dev/l2advertisements/status:patch", "/nodes:list", "networking.k8s.io/servicecidrs:watch", "berth.dev/berthnodestatuses:watch", "berth.dev/bgppeers/status:patch"},
+			has:  []string{"berth.dev/berthippools:update", "/services/status:patch", "berth.dev/berthl2advertisements/status:patch", "/nodes:list", "networking.k8s.io/servicecidrs:watch", "berth.dev/berthnodestatuses:watch", "berth.dev/berthbgppeers/status:patch"},
 			lack: []string{"/secrets:get", "/nodes:get", "/nodes:patch", "/services:patch", "/services:update", "/services:get", "berth.dev/berthnodestatuses:patch"},
 		},
 		{
 			name: "speaker with everything", role: "ClusterRole/berth-speaker",
-			has: []string{"/nodes:watch", "berth.dev/berthnodestatuses:patch", "berth.dev/berthnodestatuses:create", "berth.dev/l2advertisements:watch", "discovery.k8s.io/endpointslices:list"},
+			has: []string{"/nodes:watch", "berth.dev/berthnodestatuses:patch", "berth.dev/berthnodestatuses:create", "berth.dev/berthl2advertisements:watch", "discovery.k8s.io/endpointslices:list"},
 			// The router ID comes from the Node in the informer's cache.
-			lack: []string{"/services:patch", "/nodes:patch", "/nodes:get", "/secrets:list", "/secrets:get", "berth.dev/bgppeers/status:patch", "berth.dev/berthnodestatuses:get", "berth.dev/berthnodestatuses:delete"},
+			lack: []string{"/services:patch", "/nodes:patch", "/nodes:get", "/secrets:list", "/secrets:get", "berth.dev/berthbgppeers/status:patch", "berth.dev/berthnodestatuses:get", "berth.dev/berthnodestatuses:delete"},
 		},
 		{
 			name: "speaker BGP with a router ID needs no Node get and no layer 2", role: "ClusterRole/berth-speaker",
 			vals: map[string]any{"speaker": map[string]any{"bgp": map[string]any{"routerID": "192.0.2.1"}, "layer2": map[string]any{"enabled": false}}},
 			has:  []string{"berth.dev/berthnodestatuses:patch"},
-			lack: []string{"/nodes:get", "berth.dev/l2advertisements:list"},
+			lack: []string{"/nodes:get", "berth.dev/berthl2advertisements:list"},
 		},
 		{
 			name: "speaker without BGP writes no peer status but its node's", role: "ClusterRole/berth-speaker",
 			vals: map[string]any{"speaker": map[string]any{"bgp": map[string]any{"enabled": false}}},
 			has:  []string{"berth.dev/berthnodestatuses:patch"},
-			lack: []string{"berth.dev/bgppeers/status:patch", "/nodes:get"},
+			lack: []string{"berth.dev/berthbgppeers/status:patch", "/nodes:get"},
 		},
 		{
 			name: "speaker reads its Secrets by name", role: "Role/berth-speaker-secrets",

@@ -7,7 +7,7 @@
 // "uninstall" to "true". Every speaker then withdraws its announcements,
 // deletes its nftables table and host routes, stays idle until it is
 // stopped, and reports its node in the ConfigMap; the controller removes
-// the finalizer berth.dev/pool-in-use from every IPPool and adds it no
+// the finalizer berth.dev/pool-in-use from every BerthIPPool and adds it no
 // more. The hook waits for both, so that by the time Helm deletes the
 // workloads no node keeps Berth's state and nothing blocks deleting the
 // pools or the CRDs. A speaker that merely restarts (a rolling upgrade, a

@@ -37,7 +37,7 @@ type UninstallOptions struct {
 }
 
 // Uninstall marks the uninstall and waits until every running speaker
-// reported that its node holds none of Berth's state and no IPPool carries
+// reported that its node holds none of Berth's state and no BerthIPPool carries
 // Berth's finalizer. On timeout it names what is missing.
 func Uninstall(ctx context.Context, kube kubernetes.Interface, berth versioned.Interface, opts UninstallOptions) error {
 	log := logr.FromContextOrDiscard(ctx)
@@ -96,7 +96,7 @@ func pending(ctx context.Context, kube kubernetes.Interface, berth versioned.Int
 		}
 	}
 	if opts.Pools {
-		pools, err := berth.BerthV1alpha1().IPPools().List(ctx, metav1.ListOptions{})
+		pools, err := berth.BerthV1alpha1().BerthIPPools().List(ctx, metav1.ListOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return "", fmt.Errorf("list pools: %w", err)
 		}
@@ -109,7 +109,7 @@ func pending(ctx context.Context, kube kubernetes.Interface, berth versioned.Int
 			}
 		}
 		if len(held) > 0 {
-			out = append(out, fmt.Sprintf("IPPools %s still carry %s; is berth-controller running?", strings.Join(held, ", "), v1alpha1.PoolFinalizer))
+			out = append(out, fmt.Sprintf("BerthIPPools %s still carry %s; is berth-controller running?", strings.Join(held, ", "), v1alpha1.PoolFinalizer))
 		}
 	}
 	return strings.Join(out, "; "), nil

@@ -53,16 +53,16 @@ func (f *genericInformer) Lister() cache.GenericLister {
 func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource) (GenericInformer, error) {
 	switch resource {
 	// Group=berth.dev, Version=v1alpha1
-	case v1alpha1.SchemeGroupVersion.WithResource("bgpadvertisements"):
-		return &genericInformer{resource: resource.GroupResource(), informer: f.Berth().V1alpha1().BGPAdvertisements().Informer()}, nil
-	case v1alpha1.SchemeGroupVersion.WithResource("bgppeers"):
-		return &genericInformer{resource: resource.GroupResource(), informer: f.Berth().V1alpha1().BGPPeers().Informer()}, nil
+	case v1alpha1.SchemeGroupVersion.WithResource("berthbgpadvertisements"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Berth().V1alpha1().BerthBGPAdvertisements().Informer()}, nil
+	case v1alpha1.SchemeGroupVersion.WithResource("berthbgppeers"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Berth().V1alpha1().BerthBGPPeers().Informer()}, nil
+	case v1alpha1.SchemeGroupVersion.WithResource("berthippools"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Berth().V1alpha1().BerthIPPools().Informer()}, nil
+	case v1alpha1.SchemeGroupVersion.WithResource("berthl2advertisements"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Berth().V1alpha1().BerthL2Advertisements().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("berthnodestatuses"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Berth().V1alpha1().BerthNodeStatuses().Informer()}, nil
-	case v1alpha1.SchemeGroupVersion.WithResource("ippools"):
-		return &genericInformer{resource: resource.GroupResource(), informer: f.Berth().V1alpha1().IPPools().Informer()}, nil
-	case v1alpha1.SchemeGroupVersion.WithResource("l2advertisements"):
-		return &genericInformer{resource: resource.GroupResource(), informer: f.Berth().V1alpha1().L2Advertisements().Informer()}, nil
 
 	}
 

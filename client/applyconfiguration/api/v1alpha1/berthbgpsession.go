@@ -26,9 +26,9 @@ import (
 // BerthBGPSessionApplyConfiguration represents a declarative configuration of the BerthBGPSession type for use
 // with apply.
 //
-// BerthBGPSession is one node's session with a BGPPeer.
+// BerthBGPSession is one node's session with a BerthBGPPeer.
 type BerthBGPSessionApplyConfiguration struct {
-	// Peer is the BGPPeer's name.
+	// Peer is the BerthBGPPeer's name.
 	Peer *string `json:"peer,omitempty"`
 	// State is the BGP finite-state-machine state, such as Established.
 	State *string `json:"state,omitempty"`

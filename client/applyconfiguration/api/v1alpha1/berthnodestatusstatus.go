@@ -44,7 +44,7 @@ type BerthNodeStatusStatusApplyConfiguration struct {
 	BGPAddresses      *int32 `json:"bgpAddresses,omitempty"`
 	L2Addresses       *int32 `json:"l2Addresses,omitempty"`
 	WithheldAddresses *int32 `json:"withheldAddresses,omitempty"`
-	// Sessions are the node's BGP sessions, one per BGPPeer that selects
+	// Sessions are the node's BGP sessions, one per BerthBGPPeer that selects
 	// the node.
 	Sessions []BerthBGPSessionApplyConfiguration `json:"sessions,omitempty"`
 	// BGP are the addresses the node announces over BGP to at least one

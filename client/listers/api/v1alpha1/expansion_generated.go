@@ -18,22 +18,22 @@ limitations under the License.
 
 package v1alpha1
 
-// BGPAdvertisementListerExpansion allows custom methods to be added to
-// BGPAdvertisementLister.
-type BGPAdvertisementListerExpansion interface{}
+// BerthBGPAdvertisementListerExpansion allows custom methods to be added to
+// BerthBGPAdvertisementLister.
+type BerthBGPAdvertisementListerExpansion interface{}
 
-// BGPPeerListerExpansion allows custom methods to be added to
-// BGPPeerLister.
-type BGPPeerListerExpansion interface{}
+// BerthBGPPeerListerExpansion allows custom methods to be added to
+// BerthBGPPeerLister.
+type BerthBGPPeerListerExpansion interface{}
+
+// BerthIPPoolListerExpansion allows custom methods to be added to
+// BerthIPPoolLister.
+type BerthIPPoolListerExpansion interface{}
+
+// BerthL2AdvertisementListerExpansion allows custom methods to be added to
+// BerthL2AdvertisementLister.
+type BerthL2AdvertisementListerExpansion interface{}
 
 // BerthNodeStatusListerExpansion allows custom methods to be added to
 // BerthNodeStatusLister.
 type BerthNodeStatusListerExpansion interface{}
-
-// IPPoolListerExpansion allows custom methods to be added to
-// IPPoolLister.
-type IPPoolListerExpansion interface{}
-
-// L2AdvertisementListerExpansion allows custom methods to be added to
-// L2AdvertisementLister.
-type L2AdvertisementListerExpansion interface{}

@@ -24,16 +24,16 @@ import (
 
 // Interface provides access to all the informers in this group version.
 type Interface interface {
-	// BGPAdvertisements returns a BGPAdvertisementInformer.
-	BGPAdvertisements() TypedBGPAdvertisementInformer
-	// BGPPeers returns a BGPPeerInformer.
-	BGPPeers() TypedBGPPeerInformer
+	// BerthBGPAdvertisements returns a BerthBGPAdvertisementInformer.
+	BerthBGPAdvertisements() TypedBerthBGPAdvertisementInformer
+	// BerthBGPPeers returns a BerthBGPPeerInformer.
+	BerthBGPPeers() TypedBerthBGPPeerInformer
+	// BerthIPPools returns a BerthIPPoolInformer.
+	BerthIPPools() TypedBerthIPPoolInformer
+	// BerthL2Advertisements returns a BerthL2AdvertisementInformer.
+	BerthL2Advertisements() TypedBerthL2AdvertisementInformer
 	// BerthNodeStatuses returns a BerthNodeStatusInformer.
 	BerthNodeStatuses() TypedBerthNodeStatusInformer
-	// IPPools returns a IPPoolInformer.
-	IPPools() TypedIPPoolInformer
-	// L2Advertisements returns a L2AdvertisementInformer.
-	L2Advertisements() TypedL2AdvertisementInformer
 }
 
 type version struct {
@@ -47,27 +47,27 @@ func New(f internalinterfaces.SharedInformerFactory, namespace string, tweakList
 	return &version{factory: f, namespace: namespace, tweakListOptions: tweakListOptions}
 }
 
-// BGPAdvertisements returns a TypedBGPAdvertisementInformer.
-func (v *version) BGPAdvertisements() TypedBGPAdvertisementInformer {
-	return &bGPAdvertisementInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
+// BerthBGPAdvertisements returns a TypedBerthBGPAdvertisementInformer.
+func (v *version) BerthBGPAdvertisements() TypedBerthBGPAdvertisementInformer {
+	return &berthBGPAdvertisementInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
 }
 
-// BGPPeers returns a TypedBGPPeerInformer.
-func (v *version) BGPPeers() TypedBGPPeerInformer {
-	return &bGPPeerInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
+// BerthBGPPeers returns a TypedBerthBGPPeerInformer.
+func (v *version) BerthBGPPeers() TypedBerthBGPPeerInformer {
+	return &berthBGPPeerInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
+}
+
+// BerthIPPools returns a TypedBerthIPPoolInformer.
+func (v *version) BerthIPPools() TypedBerthIPPoolInformer {
+	return &berthIPPoolInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
+}
+
+// BerthL2Advertisements returns a TypedBerthL2AdvertisementInformer.
+func (v *version) BerthL2Advertisements() TypedBerthL2AdvertisementInformer {
+	return &berthL2AdvertisementInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
 }
 
 // BerthNodeStatuses returns a TypedBerthNodeStatusInformer.
 func (v *version) BerthNodeStatuses() TypedBerthNodeStatusInformer {
 	return &berthNodeStatusInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
-}
-
-// IPPools returns a TypedIPPoolInformer.
-func (v *version) IPPools() TypedIPPoolInformer {
-	return &iPPoolInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
-}
-
-// L2Advertisements returns a TypedL2AdvertisementInformer.
-func (v *version) L2Advertisements() TypedL2AdvertisementInformer {
-	return &l2AdvertisementInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
 }

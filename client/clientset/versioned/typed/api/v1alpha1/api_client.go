@@ -28,11 +28,11 @@ import (
 
 type BerthV1alpha1Interface interface {
 	RESTClient() rest.Interface
-	BGPAdvertisementsGetter
-	BGPPeersGetter
+	BerthBGPAdvertisementsGetter
+	BerthBGPPeersGetter
+	BerthIPPoolsGetter
+	BerthL2AdvertisementsGetter
 	BerthNodeStatusesGetter
-	IPPoolsGetter
-	L2AdvertisementsGetter
 }
 
 // BerthV1alpha1Client is used to interact with features provided by the berth.dev group.
@@ -40,24 +40,24 @@ type BerthV1alpha1Client struct {
 	restClient rest.Interface
 }
 
-func (c *BerthV1alpha1Client) BGPAdvertisements() BGPAdvertisementInterface {
-	return newBGPAdvertisements(c)
+func (c *BerthV1alpha1Client) BerthBGPAdvertisements() BerthBGPAdvertisementInterface {
+	return newBerthBGPAdvertisements(c)
 }
 
-func (c *BerthV1alpha1Client) BGPPeers() BGPPeerInterface {
-	return newBGPPeers(c)
+func (c *BerthV1alpha1Client) BerthBGPPeers() BerthBGPPeerInterface {
+	return newBerthBGPPeers(c)
+}
+
+func (c *BerthV1alpha1Client) BerthIPPools() BerthIPPoolInterface {
+	return newBerthIPPools(c)
+}
+
+func (c *BerthV1alpha1Client) BerthL2Advertisements() BerthL2AdvertisementInterface {
+	return newBerthL2Advertisements(c)
 }
 
 func (c *BerthV1alpha1Client) BerthNodeStatuses() BerthNodeStatusInterface {
 	return newBerthNodeStatuses(c)
-}
-
-func (c *BerthV1alpha1Client) IPPools() IPPoolInterface {
-	return newIPPools(c)
-}
-
-func (c *BerthV1alpha1Client) L2Advertisements() L2AdvertisementInterface {
-	return newL2Advertisements(c)
 }
 
 // NewForConfig creates a new BerthV1alpha1Client for the given config.

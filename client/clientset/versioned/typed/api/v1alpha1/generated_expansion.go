@@ -18,12 +18,12 @@ limitations under the License.
 
 package v1alpha1
 
-type BGPAdvertisementExpansion interface{}
+type BerthBGPAdvertisementExpansion interface{}
 
-type BGPPeerExpansion interface{}
+type BerthBGPPeerExpansion interface{}
+
+type BerthIPPoolExpansion interface{}
+
+type BerthL2AdvertisementExpansion interface{}
 
 type BerthNodeStatusExpansion interface{}
-
-type IPPoolExpansion interface{}
-
-type L2AdvertisementExpansion interface{}

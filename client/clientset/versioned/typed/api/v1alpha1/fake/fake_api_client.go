@@ -28,24 +28,24 @@ type FakeBerthV1alpha1 struct {
 	*testing.Fake
 }
 
-func (c *FakeBerthV1alpha1) BGPAdvertisements() v1alpha1.BGPAdvertisementInterface {
-	return newFakeBGPAdvertisements(c)
+func (c *FakeBerthV1alpha1) BerthBGPAdvertisements() v1alpha1.BerthBGPAdvertisementInterface {
+	return newFakeBerthBGPAdvertisements(c)
 }
 
-func (c *FakeBerthV1alpha1) BGPPeers() v1alpha1.BGPPeerInterface {
-	return newFakeBGPPeers(c)
+func (c *FakeBerthV1alpha1) BerthBGPPeers() v1alpha1.BerthBGPPeerInterface {
+	return newFakeBerthBGPPeers(c)
+}
+
+func (c *FakeBerthV1alpha1) BerthIPPools() v1alpha1.BerthIPPoolInterface {
+	return newFakeBerthIPPools(c)
+}
+
+func (c *FakeBerthV1alpha1) BerthL2Advertisements() v1alpha1.BerthL2AdvertisementInterface {
+	return newFakeBerthL2Advertisements(c)
 }
 
 func (c *FakeBerthV1alpha1) BerthNodeStatuses() v1alpha1.BerthNodeStatusInterface {
 	return newFakeBerthNodeStatuses(c)
-}
-
-func (c *FakeBerthV1alpha1) IPPools() v1alpha1.IPPoolInterface {
-	return newFakeIPPools(c)
-}
-
-func (c *FakeBerthV1alpha1) L2Advertisements() v1alpha1.L2AdvertisementInterface {
-	return newFakeL2Advertisements(c)
 }
 
 // RESTClient returns a RESTClient that is used to communicate
