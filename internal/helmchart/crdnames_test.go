@@ -1,6 +1,9 @@
 package helmchart
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -112,11 +115,7 @@ func TestCRDNamesAreOwn(t *testing.T) {
 	}
 	for _, m := range crds {
 		t.Run(m.Template, func(t *testing.T) {
-			var crd apiextensionsv1.CustomResourceDefinition
-			if err := yaml.UnmarshalStrict([]byte(m.Content), &crd); err != nil {
-				t.Fatal(err)
-			}
-			n := crd.Spec.Names
+			n := crdNames(t, m)
 			names := append([]string{strings.ToLower(n.Kind), n.Plural, n.Singular}, n.ShortNames...)
 			slices.Sort(names)
 			names = slices.Compact(names)
@@ -135,5 +134,46 @@ func TestCRDNamesAreOwn(t *testing.T) {
 				t.Errorf("%s: categories %v, want berth among them", n.Kind, n.Categories)
 			}
 		})
+	}
+}
+
+func crdNames(t *testing.T, m Manifest) apiextensionsv1.CustomResourceDefinitionNames {
+	t.Helper()
+	var crd apiextensionsv1.CustomResourceDefinition
+	if err := yaml.UnmarshalStrict([]byte(m.Content), &crd); err != nil {
+		t.Fatalf("%s: %v", m.Template, err)
+	}
+	return crd.Spec.Names
+}
+
+// kindRow is a row of the table of kinds in docs/install.md:
+// | Kind | `plural` | `short name` |.
+var kindRow = regexp.MustCompile("(?m)^\\| (Berth\\w+) \\| `([a-z0-9]+)` \\| `([a-z0-9]+)` \\|$")
+
+// TestCRDNamesDocumented checks that the table of kinds, plurals and short
+// names in docs/install.md is the chart's CRDs'.
+func TestCRDNamesDocumented(t *testing.T) {
+	ch, _ := loadChart(t)
+	var want []string
+	for _, m := range CRDs(ch) {
+		n := crdNames(t, m)
+		want = append(want, n.Kind+" "+n.Plural+" "+strings.Join(n.ShortNames, ","))
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "install.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, row := range kindRow.FindAllStringSubmatch(string(doc), -1) {
+		got = append(got, row[1]+" "+row[2]+" "+row[3])
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("docs/install.md lists the kinds\n%s\nthe CRDs are\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
