@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -131,7 +132,10 @@ func TestSpeakerNodeStatusPolicy(t *testing.T) {
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: granted},
 			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: berthNS, Name: "berth-speaker"}},
 		}
-		applyRBAC(t, e, &controlplane.RBAC{ClusterRoles: []*rbacv1.ClusterRole{role}, ClusterRoleBindings: []*rbacv1.ClusterRoleBinding{binding}})
+		applyRBAC(t, e, &controlplane.RBAC{
+			ServiceAccount: &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: berthNS, Name: "berth-speaker"}},
+			ClusterRoles:   []*rbacv1.ClusterRole{role}, ClusterRoleBindings: []*rbacv1.ClusterRoleBinding{binding},
+		})
 		del := func(c versioned.Interface, node string) error {
 			return c.BerthV1alpha1().BerthNodeStatuses().Delete(ctx, node, metav1.DeleteOptions{})
 		}
