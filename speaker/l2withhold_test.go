@@ -1,6 +1,7 @@
 package speaker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -9,9 +10,12 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/berthlb/berth/api/v1alpha1"
+	berthlisters "github.com/berthlb/berth/client/listers/api/v1alpha1"
 	"github.com/berthlb/berth/l2"
+	"github.com/berthlb/berth/nodeport"
 )
 
 // TestL2MovesWhatItsOwnerCannotForward plays the speakers' syncs, one step
@@ -181,5 +185,52 @@ func TestCannotForward(t *testing.T) {
 		if got := withheldChanged(tc.old, tc.cur); got != tc.want {
 			t.Errorf("withheldChanged(%v, %v) = %v, want %v", tc.old.Status.Withheld, tc.cur.Status.Withheld, got, tc.want)
 		}
+	}
+}
+
+// recordingForwardingEvents records forwarding Events as "service: message".
+type recordingForwardingEvents struct{ got []string }
+
+func (r *recordingForwardingEvents) forwarding(_ context.Context, service string, _ bool, message string) {
+	r.got = append(r.got, service+": "+message)
+}
+
+// TestSyncReadsWithheldStatuses checks the speaker's wiring: the sync reads
+// the BerthNodeStatus objects into the plan, a node left out of an address
+// keeps forwarding it, and an address every candidate withholds is
+// reported once.
+func TestSyncReadsWithheldStatuses(t *testing.T) {
+	e := newDegradeEnv(t)
+	e.idx["statuses"] = cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	e.s.listers.statuses = berthlisters.NewBerthNodeStatusLister(e.idx["statuses"])
+	ev := &recordingForwardingEvents{}
+	e.s.fwdEvents = ev
+	addr := netip.MustParseAddr("198.51.100.5")
+	e.fwd.err = errors.New("operation not permitted")
+	_ = e.sync(t)
+	if p := e.s.LastPlan(); !slices.Equal(p.L2Owned, []netip.Addr{addr}) || len(p.L2Retry) != 0 {
+		t.Fatalf("before its status says so, n1 owns %v (retries %v)", p.L2Owned, p.L2Retry)
+	}
+	if len(ev.got) != 1 {
+		t.Fatalf("Events %q, want the withdrawal", ev.got)
+	}
+	st := &v1alpha1.BerthNodeStatus{}
+	st.Name = "n1"
+	st.Status = *withheld(&v1alpha1.BerthNodeStatusStatus{}, addr.String())
+	e.add("statuses", st)
+	for range 2 {
+		_ = e.sync(t)
+		p := e.s.LastPlan()
+		if len(p.L2Owned) != 0 || !slices.Equal(p.L2Retry, []netip.Addr{addr}) || p.L2[0].Owner != "" ||
+			!slices.ContainsFunc(p.Forward, func(r nodeport.Rule) bool { return r.Address == addr }) {
+			t.Fatalf("plan owns %v, retries %v, owner %q, forwards %v", p.L2Owned, p.L2Retry, p.L2[0].Owner, p.Forward)
+		}
+		if len(e.resp.addrs) != 0 {
+			t.Fatalf("answers for %v", e.resp.addrs)
+		}
+	}
+	want := "default/web: no node can forward 198.51.100.5: every eligible node withholds it (n1), so nobody answers for it on layer 2"
+	if len(ev.got) != 2 || ev.got[1] != want {
+		t.Errorf("Events %q, want the withdrawal and, once, %q", ev.got, want)
 	}
 }
