@@ -53,6 +53,9 @@ func TestRBACServiceAccounts(t *testing.T) {
 			ra("get", "", "secrets", "", berthNS, "berth-memberlist"),
 			ra("patch", v1alpha1.GroupName, "berthnodestatuses", "", "", "node1"),
 			ra("create", v1alpha1.GroupName, "berthnodestatuses", "", "", ""),
+			// Layer-2 ownership leaves out what each node withholds.
+			ra("list", v1alpha1.GroupName, "berthnodestatuses", "", "", ""),
+			ra("watch", v1alpha1.GroupName, "berthnodestatuses", "", "", ""),
 			ra("list", "", "nodes", "", "", ""),
 			ra("patch", "", "configmaps", "", berthNS, "berth-lifecycle"),
 			ra("watch", "", "configmaps", "", berthNS, "berth-lifecycle"),

@@ -40,29 +40,8 @@ func TestSpeakerWithdrawsWhatItCannotForward(t *testing.T) {
 	waitNextHops(t, fl.router.Host, hostRoute(addr), both, settle)
 	waitAnswer(t, fl.get, addr, 80, npWithhold, settle)
 
-	// Another process takes node1's table: the speaker's next check
-	// finds it changed, and every rewrite fails with EPERM.
-	hold := n1.host.Command(context.Background(), "nft", "-i")
-	stdin, err := hold.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	hold.Stdout, hold.Stderr = &out, &out
-	if err := hold.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stdin.Close(); _ = hold.Wait() })
 	broken := time.Now()
-	if _, err := io.WriteString(stdin, "delete table inet berth\nadd table inet berth { flags owner; }\n"); err != nil {
-		t.Fatal(err)
-	}
-	poll(t, settle, "node1's table is owned by nft -i", func() error {
-		if tbl, _ := nftTable(t, n1); !strings.Contains(tbl, "flags owner") {
-			return fmt.Errorf("table %q; nft said %q", tbl, out.String())
-		}
-		return nil
-	})
+	release := holdTable(t, n1)
 	waitNextHops(t, fl.router.Host, hostRoute(addr), only2, settle)
 	t.Logf("MEASURED: the router dropped node1's next hop %v after node1's forwarding broke", time.Since(broken))
 
@@ -96,8 +75,7 @@ func TestSpeakerWithdrawsWhatItCannotForward(t *testing.T) {
 	})
 
 	// The owner exits: its table goes with it.
-	_ = stdin.Close()
-	_ = hold.Wait()
+	release()
 	repaired := time.Now()
 	waitNextHops(t, fl.router.Host, hostRoute(addr), both, settle)
 	t.Logf("MEASURED: the router had node1's next hop again %v after its table was freed", time.Since(repaired))
@@ -121,6 +99,36 @@ func TestSpeakerWithdrawsWhatItCannotForward(t *testing.T) {
 	if !seen[n1.name] {
 		t.Errorf("16 new flows reached only %v after the repair", seen)
 	}
+}
+
+// holdTable breaks n's forwarding for real: another process takes n's
+// nftables table (flags owner), so that the speaker's next check finds it
+// changed and every rewrite fails with EPERM. release ends that process,
+// and its table goes with it.
+func holdTable(t *testing.T, n *labNode) (release func()) {
+	t.Helper()
+	hold := n.host.Command(context.Background(), "nft", "-i")
+	stdin, err := hold.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	hold.Stdout, hold.Stderr = &out, &out
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	release = func() { _ = stdin.Close(); _ = hold.Wait() }
+	t.Cleanup(release)
+	if _, err := io.WriteString(stdin, "delete table inet berth\nadd table inet berth { flags owner; }\n"); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, settle, n.name+"'s table is owned by nft -i", func() error {
+		if tbl, _ := nftTable(t, n); !strings.Contains(tbl, "flags owner") {
+			return fmt.Errorf("table %q; nft said %q", tbl, out.String())
+		}
+		return nil
+	})
+	return release
 }
 
 // checkServiceEvent waits for an Event of reason on svc, attached to it by

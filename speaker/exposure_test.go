@@ -112,7 +112,7 @@ func TestAdvertisementNamespaceSelector(t *testing.T) {
 
 // computeL2Addrs lists the addresses the layer-2 plan announces.
 func computeL2Addrs(s Snapshot) []string {
-	all, _ := computeL2(s)
+	all, _, _ := computeL2(s)
 	out := make([]string, 0, len(all))
 	for _, a := range all {
 		out = append(out, a.Addr.String())

@@ -41,17 +41,43 @@ type L2Address struct {
 	// Interfaces are the advertisements' interface names or patterns;
 	// nil means every interface.
 	Interfaces []string
-	// Owner is l2.Owner over Eligible ∩ L2View.Members: the node that
-	// answers, "" when none may.
+	// Withheld are the eligible live members that published that they
+	// cannot forward Addr (Snapshot.CannotForward), sorted: they are not
+	// candidates for it.
+	Withheld []string
+	// Owner is l2.Owner over the candidates, Eligible ∩ L2View.Members
+	// minus Withheld (see l2Candidates): the node that answers, "" when
+	// none may.
 	Owner string
 }
 
+// l2Candidates returns the nodes that may own addr, and those left out
+// only because they published that they cannot forward it: the eligible
+// nodes that are live members, minus the pairs (node, addr) of cannot.
+// It is the one rule by which every speaker reads the others' forwarding
+// into ownership, so that all of them, with the same membership and the
+// same BerthNodeStatus objects, pick the same owner.
+func l2Candidates(addr netip.Addr, eligible []string, live map[string]bool, cannot map[string]map[netip.Addr]bool) (candidates, withheld []string) {
+	for _, n := range eligible {
+		switch {
+		case !live[n]:
+		case cannot[n][addr]:
+			withheld = append(withheld, n)
+		default:
+			candidates = append(candidates, n)
+		}
+	}
+	return candidates, withheld
+}
+
 // computeL2 plans layer-2 ownership for every address a BerthL2Advertisement
-// selects, and returns the addresses this node answers for: those it owns,
-// and only while its membership is quorate.
-func computeL2(s Snapshot) ([]L2Address, []netip.Addr) {
+// selects, and returns the addresses this node answers for (those it owns,
+// and only while its membership is quorate) and those it is left out of
+// only because it published that it cannot forward them: it keeps trying
+// to forward those, so that it learns when its forwarding is repaired.
+func computeL2(s Snapshot) (out []L2Address, owned, retry []netip.Addr) {
 	if len(s.L2Advs) == 0 || s.Node == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	cfg := config.For(s.Pools)
 	poolLabels := map[string]map[string]string{}
@@ -119,16 +145,11 @@ func computeL2(s Snapshot) ([]L2Address, []netip.Addr) {
 		}
 	}
 	slices.SortFunc(order, netip.Addr.Compare)
-	out := make([]L2Address, 0, len(order))
-	var owned []netip.Addr
+	out = make([]L2Address, 0, len(order))
 	for _, a := range order {
 		e := byAddr[a]
-		var candidates []string
 		for n := range e.eligible {
 			e.Eligible = append(e.Eligible, n)
-			if live[n] {
-				candidates = append(candidates, n)
-			}
 		}
 		slices.Sort(e.Eligible)
 		if e.allIfs {
@@ -136,13 +157,18 @@ func computeL2(s Snapshot) ([]L2Address, []netip.Addr) {
 		} else {
 			slices.Sort(e.Interfaces)
 		}
+		var candidates []string
+		candidates, e.Withheld = l2Candidates(a, e.Eligible, live, s.CannotForward)
 		e.Owner = l2.Owner(a, candidates)
 		if e.Owner == s.Node.Name && s.L2.Quorate {
 			owned = append(owned, a)
 		}
+		if slices.Contains(e.Withheld, s.Node.Name) {
+			retry = append(retry, a)
+		}
 		out = append(out, e.L2Address)
 	}
-	return out, owned
+	return out, owned, retry
 }
 
 // endpointNodes returns, per Service ("ns/name"), the nodes with a ready

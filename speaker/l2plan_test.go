@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -38,6 +39,11 @@ func readyOn(svc string, nodes ...string) *discoveryv1.EndpointSlice {
 		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{NodeName: &n})
 	}
 	return es
+}
+
+// without returns names without drop.
+func without(names []string, drop string) []string {
+	return slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == drop })
 }
 
 func TestComputeL2(t *testing.T) {
@@ -168,6 +174,38 @@ func TestComputeL2(t *testing.T) {
 			want: []L2Address{{Addr: addr, Service: "default/web"}},
 		},
 		{
+			name: "a node that cannot forward the address is no candidate for it",
+			mut: func(s *Snapshot) {
+				s.CannotForward = map[string]map[netip.Addr]bool{owner(addr, all...): {addr: true}}
+			},
+			want: []L2Address{{Addr: addr, Service: "default/web", Eligible: all,
+				Withheld: []string{owner(addr, all...)}, Owner: owner(addr, without(all, owner(addr, all...))...)}},
+		},
+		{
+			name: "this node cannot forward it: another owns it, this node retries",
+			mut: func(s *Snapshot) {
+				s.CannotForward = map[string]map[netip.Addr]bool{"n1": {addr: true}, "n2": {addr6: true}}
+			},
+			want: []L2Address{{Addr: addr, Service: "default/web", Eligible: all, Withheld: []string{"n1"}, Owner: owner(addr, "n2", "n3")}},
+		},
+		{
+			name: "every candidate withholds it: nobody owns it",
+			mut: func(s *Snapshot) {
+				s.CannotForward = map[string]map[netip.Addr]bool{"n1": {addr: true}, "n2": {addr: true}, "n3": {addr: true}}
+			},
+			want: []L2Address{{Addr: addr, Service: "default/web", Eligible: all, Withheld: all}},
+		},
+		{
+			name: "what a dead or ineligible node withholds does not matter",
+			mut: func(s *Snapshot) {
+				s.L2.Members = []string{"n1", "n2"}
+				s.Nodes[1].Spec.Unschedulable = true
+				s.CannotForward = map[string]map[netip.Addr]bool{"n2": {addr: true}, "n3": {addr: true}}
+			},
+			want:  []L2Address{{Addr: addr, Service: "default/web", Eligible: []string{"n1", "n3"}, Owner: "n1"}},
+			owned: true,
+		},
+		{
 			name: "IPv6 too, sorted by address; a shared address is listed once",
 			mut: func(s *Snapshot) {
 				s.Services = []*corev1.Service{
@@ -199,6 +237,18 @@ func TestComputeL2(t *testing.T) {
 			}
 			if diff := cmp.Diff(wantOwned, p.L2Owned, cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 				t.Errorf("L2Owned (-want +got):\n%s", diff)
+			}
+			var wantRetry []netip.Addr
+			for _, e := range tc.want {
+				if slices.Contains(e.Withheld, "n1") {
+					wantRetry = append(wantRetry, e.Addr)
+				}
+			}
+			if diff := cmp.Diff(wantRetry, p.L2Retry, cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+				t.Errorf("L2Retry (-want +got):\n%s", diff)
+			}
+			if len(wantRetry) > 0 && !slices.ContainsFunc(p.Forward, func(r nodeport.Rule) bool { return r.Address == addr }) {
+				t.Errorf("Forward %v: the retried address is not forwarded", p.Forward)
 			}
 		})
 	}

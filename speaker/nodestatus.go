@@ -149,10 +149,14 @@ func (s *Speaker) sessionChanges(ctx context.Context, sess []*v1alpha1.BerthBGPS
 
 // writeNodeStatus writes want unless it is what was written last, at most
 // once per interval: a change within the interval is written by a later
-// call.
+// call. A change of the withheld addresses is written at once: the other
+// speakers move this node's layer-2 addresses by it.
 func (s *Speaker) writeNodeStatus(ctx context.Context, want *v1alpha1.BerthNodeStatusStatus, now time.Time) {
 	ns := &s.status
-	if ns.writer == nil || apiequality.Semantic.DeepEqual(want, ns.written) || now.Sub(ns.lastWrite) < ns.interval {
+	if ns.writer == nil || apiequality.Semantic.DeepEqual(want, ns.written) {
+		return
+	}
+	if now.Sub(ns.lastWrite) < ns.interval && ns.written != nil && slices.Equal(withheldAddrs(want), withheldAddrs(ns.written)) {
 		return
 	}
 	node, err := s.listers.nodes.Get(s.node)

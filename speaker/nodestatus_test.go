@@ -87,7 +87,9 @@ func (f *fakeSessionEvents) session(_ context.Context, peer string, up bool, mes
 
 // TestWriteNodeStatusCoalesces checks that the node's status is written
 // only when it changed, and at most once per interval: changes within the
-// interval are written together once it has passed.
+// interval are written together once it has passed. A change of the
+// withheld addresses, which the other speakers move layer-2 addresses by,
+// is written at once.
 func TestWriteNodeStatusCoalesces(t *testing.T) {
 	e := newDegradeEnv(t)
 	w := &fakeNodeStatus{}
@@ -101,18 +103,25 @@ func TestWriteNodeStatusCoalesces(t *testing.T) {
 		writes int
 	}{
 		{0, st(1), 1},
-		{time.Second, st(1), 1},      // unchanged
-		{2 * time.Second, st(2), 1},  // changed within the interval: later
-		{3 * time.Second, st(3), 1},  // and again
-		{5 * time.Second, st(3), 2},  // the interval passed: the latest
-		{6 * time.Second, st(3), 2},  // unchanged
-		{20 * time.Second, st(4), 3}, // a change after a quiet spell: at once
+		{time.Second, st(1), 1},                                                // unchanged
+		{2 * time.Second, st(2), 1},                                            // changed within the interval: later
+		{3 * time.Second, st(3), 1},                                            // and again
+		{5 * time.Second, st(3), 2},                                            // the interval passed: the latest
+		{6 * time.Second, st(3), 2},                                            // unchanged
+		{20 * time.Second, st(4), 3},                                           // a change after a quiet spell: at once
+		{21 * time.Second, withheld(st(4), "198.51.100.5"), 4},                 // withheld: at once
+		{22 * time.Second, withheld(st(5), "198.51.100.5"), 4},                 // the same withheld: later
+		{23 * time.Second, withheld(st(5), "198.51.100.5", "198.51.100.6"), 5}, // more withheld: at once
+		{24 * time.Second, st(5), 6},                                           // none withheld: at once
 	}
 	for i, step := range steps {
 		e.s.writeNodeStatus(t.Context(), step.st, t0.Add(step.at))
 		if len(w.writes) != step.writes {
 			t.Fatalf("step %d: %d writes, want %d", i, len(w.writes), step.writes)
 		}
+	}
+	if w.writes[4].BGPAddresses != 5 {
+		t.Errorf("the withheld write holds %d, want the latest, 5", w.writes[4].BGPAddresses)
 	}
 	if w.writes[1].BGPAddresses != 3 {
 		t.Errorf("the coalesced write holds %d, want the latest, 3", w.writes[1].BGPAddresses)
@@ -177,4 +186,13 @@ func TestNodeStatusSize(t *testing.T) {
 	if len(data) > 512<<10 {
 		t.Errorf("%d bytes: more than a third of etcd's request limit", len(data))
 	}
+}
+
+// withheld returns st withholding addrs.
+func withheld(st *v1alpha1.BerthNodeStatusStatus, addrs ...string) *v1alpha1.BerthNodeStatusStatus {
+	for _, a := range addrs {
+		st.Withheld = append(st.Withheld, v1alpha1.BerthWithheldAddress{Address: a, Reason: "broken"})
+	}
+	st.WithheldAddresses = int32(len(addrs))
+	return st
 }

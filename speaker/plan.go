@@ -50,6 +50,11 @@ type Snapshot struct {
 	// Namespaces are the labels of the cluster's namespaces, for
 	// advertisements' namespaceSelector; nil without a Namespace cache.
 	Namespaces map[string]labels.Set
+	// CannotForward holds, by node, the addresses that node published in
+	// its BerthNodeStatus as withheld because its forwarding for them is
+	// not in place; this node's own entry too, as published, so that every
+	// speaker plans layer-2 ownership from the same input.
+	CannotForward map[string]map[netip.Addr]bool
 }
 
 // Plan is what one node must do.
@@ -62,7 +67,7 @@ type Plan struct {
 	// Routes maps a peer name to what the node announces to it.
 	Routes map[string][]bgp.Advertisement
 	// Forward are the forwarding rules for the addresses this node
-	// announces.
+	// announces, and for L2Retry.
 	Forward []nodeport.Rule
 	// Problems maps an object ("BerthBGPPeer/name", "BerthBGPAdvertisement/name",
 	// "Service/ns/name") to what is wrong with it, for conditions and
@@ -74,6 +79,11 @@ type Plan struct {
 	// L2Owned are the addresses this node answers ARP/NDP for: those it
 	// owns, and none while its membership is not quorate.
 	L2Owned []netip.Addr
+	// L2Retry are the addresses this node is a layer-2 candidate for
+	// but left out of, because it published that it cannot forward them:
+	// it keeps forwarding them (Forward), so that it learns when its
+	// forwarding is repaired and only then becomes a candidate again.
+	L2Retry []netip.Addr
 	// L2Quorate is the L2View's Quorate.
 	L2Quorate bool
 	// BrokenPeers are peers the plan could not configure (a missing
@@ -98,7 +108,7 @@ func Compute(s Snapshot) *Plan {
 	p.Peers = p.peers(s, nodeLabels)
 	// Computed for an ineligible node too: the speaker tells a planned
 	// move (this node left Eligible) from a membership change by it.
-	p.L2, p.L2Owned = computeL2(s)
+	p.L2, p.L2Owned, p.L2Retry = computeL2(s)
 	p.L2Quorate = s.L2.Quorate
 	p.Members = nodeAddrs(s.Nodes, s.Node)
 	if ok, why := eligible(s.Node); !ok {
@@ -118,7 +128,7 @@ func Compute(s Snapshot) *Plan {
 	slices.SortFunc(advs, func(a, b *v1alpha1.BerthBGPAdvertisement) int { return strings.Compare(a.Name, b.Name) })
 	routes := map[string]map[netip.Prefix]*bgp.Advertisement{}
 	announced := map[netip.Addr]bool{}
-	for _, a := range p.L2Owned {
+	for _, a := range slices.Concat(p.L2Owned, p.L2Retry) {
 		announced[a] = true
 	}
 	for _, svc := range s.Services {

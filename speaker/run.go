@@ -301,6 +301,23 @@ func (s *Speaker) watch(opts Options, kube kubernetes.Interface, berth versioned
 		l2Advs := berthInf.Berth().V1alpha1().BerthL2Advertisements()
 		s.listers.l2Advs = l2Advs.Lister()
 		infs = append(infs, l2Advs.Informer())
+		// The nodes' withheld addresses, which layer-2 ownership leaves
+		// out; only changes of them make a sync.
+		statuses := berthInf.Berth().V1alpha1().BerthNodeStatuses()
+		s.listers.statuses = statuses.Lister()
+		inf := statuses.Informer()
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: s.enqueue,
+			UpdateFunc: func(old, cur any) {
+				if withheldChanged(old, cur) {
+					s.enqueue(cur)
+				}
+			},
+			DeleteFunc: s.enqueue,
+		}); err != nil {
+			return nil, nil, fmt.Errorf("watch: %w", err)
+		}
+		s.synced = append(s.synced, inf.HasSynced)
 	}
 	for _, inf := range infs {
 		if _, err := inf.AddEventHandler(s.handlers()); err != nil {

@@ -70,6 +70,9 @@ type listers struct {
 	peers      berthlisters.BerthBGPPeerLister
 	bgpAdvs    berthlisters.BerthBGPAdvertisementLister
 	l2Advs     berthlisters.BerthL2AdvertisementLister
+	// statuses are the nodes' BerthNodeStatus objects, whose withheld
+	// addresses layer-2 ownership leaves out; nil without layer 2.
+	statuses berthlisters.BerthNodeStatusLister
 }
 
 // Speaker keeps one node's announcements and forwarding in line with the
@@ -117,6 +120,10 @@ type Speaker struct {
 	// withheldBy the Services holding each.
 	withheld   map[netip.Addr]string
 	withheldBy map[netip.Addr][]string
+	// stranded are the layer-2 addresses this node withholds that no
+	// node answers for (strandedL2), from the last sync; only the sync
+	// loop touches it.
+	stranded map[netip.Addr]L2Address
 	// drainFor is Options.Drain.
 	drainFor time.Duration
 	// forwarded says the forwarding table exists; written by the sync
@@ -218,6 +225,7 @@ func (s *Speaker) sync(ctx context.Context) error {
 	if st != nil {
 		answering = s.applyL2(ctx, st, snap, withholding(plan, withheld))
 		draining = drainTargets(st.drains)
+		s.reportStranded(ctx, plan)
 	}
 	now := map[netip.Addr]string{}
 	if s.fwd != nil {
@@ -374,6 +382,13 @@ func (s *Speaker) snapshot(ctx context.Context) (Snapshot, error) {
 	}
 	if snap.Nodes, err = s.listers.nodes.List(labels.Everything()); err != nil {
 		return snap, err
+	}
+	if s.listers.statuses != nil {
+		sts, err := s.listers.statuses.List(labels.Everything())
+		if err != nil {
+			return snap, err
+		}
+		snap.CannotForward = cannotForward(sts)
 	}
 	if s.listers.namespaces != nil {
 		nss, err := s.listers.namespaces.List(labels.Everything())

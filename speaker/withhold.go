@@ -7,9 +7,11 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/go-logr/logr"
 
+	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/bgp"
 	"github.com/berthlb/berth/config"
 	"github.com/berthlb/berth/nodeport"
@@ -157,4 +159,76 @@ func holdersOf(snap Snapshot, sets ...map[netip.Addr]string) map[netip.Addr][]st
 		}
 	}
 	return out
+}
+
+// cannotForward returns, by node, the addresses each BerthNodeStatus says
+// its node withholds because its forwarding is not in place.
+func cannotForward(sts []*v1alpha1.BerthNodeStatus) map[string]map[netip.Addr]bool {
+	out := map[string]map[netip.Addr]bool{}
+	for _, st := range sts {
+		for _, w := range st.Status.Withheld {
+			a, err := netip.ParseAddr(w.Address)
+			if err != nil {
+				continue
+			}
+			if out[st.Name] == nil {
+				out[st.Name] = map[netip.Addr]bool{}
+			}
+			out[st.Name][a.Unmap()] = true
+		}
+	}
+	return out
+}
+
+// withheldChanged reports whether a BerthNodeStatus update changed the
+// withheld addresses, the only part of it the plan reads: the others
+// change far more often, and must not make every speaker sync.
+func withheldChanged(old, cur any) bool {
+	o, ok1 := old.(*v1alpha1.BerthNodeStatus)
+	c, ok2 := cur.(*v1alpha1.BerthNodeStatus)
+	if !ok1 || !ok2 {
+		return true
+	}
+	return !slices.Equal(withheldAddrs(&o.Status), withheldAddrs(&c.Status))
+}
+
+// withheldAddrs returns the addresses of st.Withheld, in order.
+func withheldAddrs(st *v1alpha1.BerthNodeStatusStatus) []string {
+	out := make([]string, 0, len(st.Withheld))
+	for _, w := range st.Withheld {
+		out = append(out, w.Address)
+	}
+	return out
+}
+
+// strandedL2 returns the layer-2 addresses this node withholds that no
+// node answers for, because every eligible live node withholds them, with
+// the Service of each.
+func strandedL2(self string, p *Plan) map[netip.Addr]L2Address {
+	out := map[netip.Addr]L2Address{}
+	for _, e := range p.L2 {
+		if e.Owner == "" && slices.Contains(e.Withheld, self) {
+			out[e.Addr] = e
+		}
+	}
+	return out
+}
+
+// reportStranded logs and reports, as Events on their Services, the
+// layer-2 addresses that became stranded (strandedL2) since the last sync.
+// Only the sync loop calls it.
+func (s *Speaker) reportStranded(ctx context.Context, p *Plan) {
+	now := strandedL2(s.node, p)
+	for _, a := range slices.SortedFunc(maps.Keys(now), netip.Addr.Compare) {
+		if _, ok := s.stranded[a]; ok {
+			continue
+		}
+		e := now[a]
+		logr.FromContextOrDiscard(ctx).Info("No node can forward a layer-2 address; nobody answers for it", "address", a, "withheldBy", e.Withheld)
+		if s.fwdEvents != nil {
+			s.fwdEvents.forwarding(ctx, e.Service, true, fmt.Sprintf("no node can forward %s: every eligible node withholds it (%s), so nobody answers for it on layer 2",
+				a, strings.Join(e.Withheld, ", ")))
+		}
+	}
+	s.stranded = now
 }
