@@ -59,9 +59,9 @@ type BGPPeerSpec struct {
 	// interface of each node (say eth1, a leaf-spine uplink of the same
 	// name on every node): each node peers with the router at the other
 	// end of its own interface, at the one IPv6 link-local address in
-	// the interface's neighbour table (the router's Router Advertisements
+	// the interface's neighbor table (the router's Router Advertisements
 	// put it there). Until the interface exists and has exactly one
-	// link-local neighbour, the node has no session with the peer and
+	// link-local neighbor, the node has no session with the peer and
 	// says why in its BerthNodeStatus; it looks again with back-off. The
 	// session is IPv6, so it carries IPv6 routes (next hop: the node's
 	// link-local address) unless families say otherwise; IPv4 routes
