@@ -35,6 +35,7 @@ func (s *Speaker) applyBGP(ctx context.Context, plan *Plan) (map[string]string, 
 			return netip.Addr{}, errors.New("interface peers are not supported here")
 		}
 	}
+	s.announceInterfaces(ctx, plan.Peers)
 	peers, problems := resolveInterfaces(plan.Peers, s.applied, resolve)
 	s.retryNeighbors(ctx, problems)
 	// A peer whose configuration broke (its Secret vanished, say) keeps the

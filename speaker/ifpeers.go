@@ -14,13 +14,20 @@ import (
 // link-local neighbor on the node's interface (bgp.LinkLocalNeighbor).
 type linkLocalResolver func(ifname string) (netip.Addr, error)
 
+// linkLocalAnnouncer sends a Router Advertisement on an interface, for
+// the router to learn the node's link-local address
+// (bgp.AnnounceLinkLocal).
+type linkLocalAnnouncer func(ifname string) error
+
 // Interface peers are looked up again with back-off while one is not
 // found (the router's first Router Advertisement may come much later),
-// and every neighborRecheck once all are, for a router that was replaced.
+// and every neighborRecheck once all are, for a router that was replaced;
+// the node's own Router Advertisements go out on every sync and every
+// neighborRecheck.
 const (
 	neighborRetryMin = time.Second
 	neighborRetryMax = 30 * time.Second
-	neighborRecheck  = 30 * time.Second
+	neighborRecheck  = 10 * time.Second
 )
 
 // resolveInterfaces gives each interface peer of peers its address, the
@@ -68,16 +75,42 @@ func (s *Speaker) retryNeighbors(ctx context.Context, unresolved map[string]stri
 	s.queue.AddAfter(syncKey, s.neighborRetry)
 }
 
-// checkNeighbors syncs when an interface peer's link-local neighbor is no
-// longer the one its session was configured with (the router was
-// replaced): a sync configures the new one.
-func (s *Speaker) checkNeighbors(context.Context) {
+// announceInterfaces sends a Router Advertisement on the interface of
+// each interface peer of peers: a router configured for BGP unnumbered
+// peers only with the sources of the Router Advertisements it hears. An
+// interface that does not exist (yet) is skipped.
+func (s *Speaker) announceInterfaces(ctx context.Context, peers []bgp.Peer) {
+	if s.announceLinkLocal == nil {
+		return
+	}
+	done := map[string]bool{}
+	for _, p := range peers {
+		if p.Interface == "" || done[p.Interface] {
+			continue
+		}
+		done[p.Interface] = true
+		if err := s.announceLinkLocal(p.Interface); err != nil {
+			logr.FromContextOrDiscard(ctx).V(1).Info("No Router Advertisement for an interface peer", "peer", p.Name, "reason", err.Error())
+		}
+	}
+}
+
+// checkNeighbors announces the node on its interface peers' interfaces,
+// and syncs when an interface peer's link-local neighbor is no longer the
+// one its session was configured with (the router was replaced): a sync
+// configures the new one.
+func (s *Speaker) checkNeighbors(ctx context.Context) {
+	s.mu.Lock()
+	applied := s.applied
+	var planned []bgp.Peer
+	if s.lastPlan != nil {
+		planned = s.lastPlan.Peers
+	}
+	s.mu.Unlock()
+	s.announceInterfaces(ctx, planned)
 	if s.linkLocal == nil {
 		return
 	}
-	s.mu.Lock()
-	applied := s.applied
-	s.mu.Unlock()
 	for _, p := range applied {
 		if p.Interface == "" {
 			continue

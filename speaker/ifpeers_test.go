@@ -78,8 +78,8 @@ func TestResolveInterfaces(t *testing.T) {
 }
 
 // TestNeighborPolling checks the polling of interface peers' neighbors:
-// the back-off while one is not found, and a sync when an applied peer's
-// neighbor changed.
+// the back-off while one is not found, the node's Router Advertisements
+// on each interface, and a sync when an applied peer's neighbor changed.
 func TestNeighborPolling(t *testing.T) {
 	ctx := t.Context()
 	s := &Speaker{queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
@@ -107,7 +107,13 @@ func TestNeighborPolling(t *testing.T) {
 		"r1": {Name: "r1", Address: netip.MustParseAddr("198.18.1.1")},
 		"up": {Name: "up", Interface: "eth1", Address: neighbor},
 	}
+	var announced []string
+	s.announceLinkLocal = func(ifname string) error { announced = append(announced, ifname); return nil }
+	s.lastPlan = &Plan{Peers: []bgp.Peer{{Name: "r1"}, {Name: "up", Interface: "eth1"}, {Name: "up2", Interface: "eth1"}, {Name: "new", Interface: "eth2"}}}
 	s.checkNeighbors(ctx)
+	if want := []string{"eth1", "eth2"}; !cmp.Equal(announced, want) {
+		t.Errorf("Router Advertisements on %v, want one on each interface peer's interface %v", announced, want)
+	}
 	if n := s.queue.Len(); n != 0 {
 		t.Errorf("same neighbor: %d syncs queued, want none", n)
 	}

@@ -107,6 +107,9 @@ type Speaker struct {
 	queue       workqueue.TypedRateLimitingInterface[string]
 	// linkLocal finds interface peers' addresses; nil fails them all.
 	linkLocal linkLocalResolver
+	// announceLinkLocal sends the node's Router Advertisements for its
+	// interface peers; nil sends none.
+	announceLinkLocal linkLocalAnnouncer
 	// neighborRetry is the back-off of syncs while an interface peer's
 	// neighbor is not found (ifpeers.go); used by the sync loop only.
 	neighborRetry time.Duration
