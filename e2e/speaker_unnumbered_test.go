@@ -70,15 +70,15 @@ func TestSpeakerBGPUnnumbered(t *testing.T) {
 		return nil
 	})
 	up := time.Since(start)
-	poll(t, settle, "node1's session entry Established, without a problem", func() error {
+	poll(t, settle, "node1's session entry Established and Configured", func() error {
 		s, err := nodeSession(t, sl, n1.name, "spine")
 		switch {
 		case err != nil:
 			return err
-		case s.State != "Established" || s.LastError != "":
+		case s.State != "Established" || strings.Contains(s.LastError, "interface "+uplink):
 			return fmt.Errorf("state %q, last error %q", s.State, s.LastError)
 		}
-		return nil
+		return peerEntryHas(t, sl, "spine", n1.name, metav1.ConditionTrue, "")
 	})
 
 	nodeLL := linkLocalOf(t, n1.host, uplink)
