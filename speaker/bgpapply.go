@@ -28,6 +28,9 @@ type peerConfig struct {
 // not torn down), and the others are applied. It returns what went wrong
 // per peer name, and an error when something may succeed if tried again
 // (a configuration the back end rejects will not, and is not an error).
+// Interface peers first get their address (resolveInterfaces); one whose
+// neighbor is not found is a problem, not an error: retryNeighbors looks
+// again, so that a node waiting for its router is not a failing sync.
 func (s *Speaker) applyBGP(ctx context.Context, plan *Plan) (map[string]string, error) {
 	resolve := s.linkLocal
 	if resolve == nil {
