@@ -166,7 +166,13 @@ func newReader(c net.PacketConn, v6 bool) (reader, error) {
 				return n, 0, netip.Addr{}, netip.Addr{}, err
 			}
 			to, _ := netip.AddrFromSlice(cm.Dst)
-			return n, cm.HopLimit, udpAddr(src), to.Unmap(), nil
+			from := udpAddr(src)
+			if to.IsLinkLocalUnicast() {
+				// A link-local session's local address is zoned, like
+				// the source; the destination comes without a zone.
+				to = to.WithZone(from.Zone())
+			}
+			return n, cm.HopLimit, from, to.Unmap(), nil
 		}, nil
 	}
 	p := ipv4.NewPacketConn(c)

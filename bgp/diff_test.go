@@ -74,6 +74,13 @@ func TestDiffPeers(t *testing.T) {
 	c := okPeer()
 	c.Name, c.Address = "r3", netip.MustParseAddr("198.18.0.3")
 	c = withDefaults(c, testRouterID)
+	// An interface peer is keyed by its resolved address like any peer: a
+	// new link-local neighbor (the router was replaced) resets it.
+	u := okPeer()
+	u.Name, u.Interface, u.Address = "up", "eth1", netip.MustParseAddr("fe80::1%eth1")
+	u = withDefaults(u, testRouterID)
+	uNew := u
+	uNew.Address = netip.MustParseAddr("fe80::2%eth1")
 	byName := func(ps ...Peer) map[string]Peer {
 		m := map[string]Peer{}
 		for _, p := range ps {
@@ -92,6 +99,8 @@ func TestDiffPeers(t *testing.T) {
 		{name: "unchanged", cur: byName(a, b), want: byName(a, b)},
 		{name: "password changed", cur: byName(a, b), want: byName(a, bPw), resetN: []string{"r2"}},
 		{name: "families changed", cur: byName(a, b), want: byName(a, bFam), resetN: []string{"r2"}},
+		{name: "interface peer unchanged", cur: byName(a, u), want: byName(a, u)},
+		{name: "interface peer's neighbor changed", cur: byName(a, u), want: byName(a, uNew), resetN: []string{"up"}},
 		{name: "all at once", cur: byName(a, b), want: byName(bPw, c), add: []string{"r3"}, remove: []string{"r1"}, resetN: []string{"r2"}},
 	}
 	for _, tc := range tests {

@@ -44,6 +44,17 @@
 // restart: a changed router ID resets that peer's session like any other
 // change.
 //
+// # Interface peers
+//
+// A Peer with Interface ("BGP unnumbered") has the zoned IPv6 link-local
+// address of the one neighbor on that interface as Address, which the
+// caller finds with LinkLocalNeighbor and looks up again as it likes: the
+// address is the peer's key, like any peer's, and a new one resets the
+// session. GoBGP's own lookup (NeighborInterface) is not used: it runs once
+// when the neighbor is added, and again, failing when the neighbor is gone,
+// when it is removed. AnnounceLinkLocal sends the Router Advertisement
+// from which a router configured for unnumbered peering learns the node.
+//
 // # Graceful restart
 //
 // With Peer.GracefulRestart, the OPEN carries the Graceful Restart

@@ -59,6 +59,14 @@ func apiPeer(p Peer, maxReceived uint32) *api.Peer {
 	if p.SourceAddress.IsValid() {
 		ap.Transport.LocalAddress = p.SourceAddress.String()
 	}
+	if p.Interface != "" {
+		// The kernel picks the link-local source of the zoned neighbor.
+		// Left empty, GoBGP would set the zoned local address itself,
+		// which it then fails to parse as the next hop of our routes.
+		// NeighborInterface stays unset: GoBGP would look the neighbor up
+		// again on every change, and fail when it is gone.
+		ap.Transport.LocalAddress = netip.IPv6Unspecified().String()
+	}
 	if p.EBGPMultihopTTL != 0 {
 		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihopTTL)}
 	}

@@ -59,7 +59,9 @@ func connectedTo(fd int, local netip.Addr, remote netip.AddrPort) bool {
 	}
 	p, pport := sockaddr(peer)
 	l, _ := sockaddr(self)
-	return p == remote.Addr() && pport == remote.Port() && l == local
+	// Socket addresses carry a scope ID, not a zone: a link-local
+	// neighbor's zone is not compared.
+	return p == remote.Addr().WithZone("") && pport == remote.Port() && l == local.WithZone("")
 }
 
 func sockaddr(sa unix.Sockaddr) (netip.Addr, uint16) {

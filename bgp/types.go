@@ -46,8 +46,17 @@ type Peer struct {
 	// Name identifies the peer (the BerthBGPPeer object's name); Advertise and
 	// Status refer to peers by it.
 	Name string
-	// Address is the neighbor's IPv4 or IPv6 address.
+	// Address is the neighbor's IPv4 or IPv6 address. For an Interface
+	// peer it is the neighbor's IPv6 link-local address on that interface,
+	// zoned with its name (fe80::1%eth1; see LinkLocalNeighbor): like any
+	// address, it identifies the neighbor, and a new one resets the
+	// session.
 	Address netip.Addr
+	// Interface, if set, binds the session to that interface (an
+	// "unnumbered" peer): the session is IPv6, from the node's link-local
+	// address, and its IPv6 routes' next hop is that address unless set.
+	// It excludes SourceAddress and EBGPMultihopTTL.
+	Interface string
 	// Port is the neighbor's TCP port; zero means 179.
 	Port uint16
 	// ASN is the neighbor's AS number; LocalASN is ours. Neither may be 0.

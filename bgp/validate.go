@@ -87,8 +87,12 @@ func validatePeer(p Peer) error {
 		return invalidf("peer %v: empty name", p.Address)
 	case !p.Address.IsValid() || p.Address.IsUnspecified() || p.Address.Is4In6():
 		return invalidf("peer %q: address %v: must be a plain IPv4 or IPv6 address", p.Name, p.Address)
-	case p.Address.Zone() != "":
-		return invalidf("peer %q: address %v: zoned addresses are not supported", p.Name, p.Address)
+	case p.Interface == "" && p.Address.Zone() != "":
+		return invalidf("peer %q: address %v: zoned addresses are only for interface peers", p.Name, p.Address)
+	case p.Interface != "" && (!p.Address.Is6() || !p.Address.IsLinkLocalUnicast() || p.Address.Zone() != p.Interface):
+		return invalidf("peer %q: address %v: an interface peer's address must be an IPv6 link-local address zoned with %q", p.Name, p.Address, p.Interface)
+	case p.Interface != "" && (p.SourceAddress.IsValid() || p.EBGPMultihopTTL != 0):
+		return invalidf("peer %q: interface %s: a source address and eBGP multihop do not apply to an interface peer", p.Name, p.Interface)
 	case !validRouterID(p.RouterID):
 		return invalidf("peer %q: router ID %v: must be a non-zero IPv4 address", p.Name, p.RouterID)
 	case p.ASN == 0 || p.LocalASN == 0:

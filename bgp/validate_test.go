@@ -69,6 +69,22 @@ func TestValidatePeers(t *testing.T) {
 		{name: "IPv6 next hop of IPv4", peers: mod(func(p *Peer) { p.NextHopIPv4 = netip.MustParseAddr("2001:db8::9") }), wantErr: "next hop"},
 		{name: "mapped IPv6 next hop", peers: mod(func(p *Peer) { p.NextHopIPv6 = netip.MustParseAddr("::ffff:198.18.0.9") }), wantErr: "next hop"},
 		{name: "zoned IPv6 next hop", peers: mod(func(p *Peer) { p.NextHopIPv6 = netip.MustParseAddr("fe80::1%eth0") }), wantErr: "next hop"},
+		{name: "interface peer", peers: mod(func(p *Peer) {
+			p.Address, p.Interface = netip.MustParseAddr("fe80::1%eth1"), "eth1"
+			p.Families = []Family{IPv4Unicast, IPv6Unicast}
+		})},
+		{name: "zoned address without interface", peers: mod(func(p *Peer) { p.Address = netip.MustParseAddr("fe80::1%eth1") }), wantErr: "only for interface peers"},
+		{name: "interface peer, unresolved", peers: mod(func(p *Peer) { p.Address, p.Interface = netip.Addr{}, "eth1" }), wantErr: "address"},
+		{name: "interface peer, zone of another interface", peers: mod(func(p *Peer) { p.Address, p.Interface = netip.MustParseAddr("fe80::1%eth2"), "eth1" }), wantErr: `zoned with "eth1"`},
+		{name: "interface peer, unzoned", peers: mod(func(p *Peer) { p.Address, p.Interface = netip.MustParseAddr("fe80::1"), "eth1" }), wantErr: `zoned with "eth1"`},
+		{name: "interface peer, global address", peers: mod(func(p *Peer) { p.Address, p.Interface = netip.MustParseAddr("2001:db8::1%eth1"), "eth1" }), wantErr: "link-local"},
+		{name: "interface peer, IPv4", peers: mod(func(p *Peer) { p.Interface = "eth1" }), wantErr: "link-local"},
+		{name: "interface peer with source", peers: mod(func(p *Peer) {
+			p.Address, p.Interface, p.SourceAddress = netip.MustParseAddr("fe80::1%eth1"), "eth1", netip.MustParseAddr("fe80::2")
+		}), wantErr: "do not apply to an interface peer"},
+		{name: "interface peer with multihop", peers: mod(func(p *Peer) {
+			p.Address, p.Interface, p.EBGPMultihopTTL = netip.MustParseAddr("fe80::1%eth1"), "eth1", 2
+		}), wantErr: "do not apply to an interface peer"},
 		{name: "long password", peers: mod(func(p *Peer) { p.Password = strings.Repeat("x", 81) }), wantErr: "password"},
 		{name: "duplicate name", peers: []Peer{okPeer(), okPeer()}, wantErr: "name given twice"},
 		{name: "duplicate address", peers: func() []Peer {
@@ -102,6 +118,7 @@ func TestValidatePeersAlone(t *testing.T) {
 		return p
 	}
 	ibgpMultihop := func(p *Peer) { p.ASN, p.EBGPMultihopTTL = p.LocalASN, 2 }
+	onIface := func(name string) func(*Peer) { return func(p *Peer) { p.Interface = name } }
 	tests := []struct {
 		name      string
 		peers     []Peer
@@ -127,6 +144,18 @@ func TestValidatePeersAlone(t *testing.T) {
 			cur:       []Peer{named("b", "198.18.0.1")},
 			wantValid: []string{"b"},
 			wantBad:   []string{"a"},
+		},
+		{
+			name:      "one link-local neighbor on two interfaces: two addresses",
+			peers:     []Peer{named("a", "fe80::1%eth1", onIface("eth1")), named("b", "fe80::1%eth2", onIface("eth2"))},
+			wantValid: []string{"a", "b"},
+			wantBad:   []string{},
+		},
+		{
+			name:      "two interface peers on one interface: the first by name keeps it",
+			peers:     []Peer{named("b", "fe80::1%eth1", onIface("eth1")), named("a", "fe80::1%eth1", onIface("eth1"))},
+			wantValid: []string{"a"},
+			wantBad:   []string{"b"},
 		},
 		{
 			name:      "every peer bad",

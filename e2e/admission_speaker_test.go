@@ -62,6 +62,22 @@ func TestSpeakerCRDAdmission(t *testing.T) {
 		{"bfd interval too long", peer(func(s *v1alpha1.BerthBGPPeerSpec) { s.BFD = &v1alpha1.BFDProfile{MinRxMillis: i32(60001)} }), "spec.bfd.minRxMillis"},
 		{"bfd multiplier 0", peer(func(s *v1alpha1.BerthBGPPeerSpec) { s.BFD = &v1alpha1.BFDProfile{Multiplier: i32(0)} }), "spec.bfd.multiplier"},
 		{"bfd multihop with GTSM", peer(func(s *v1alpha1.BerthBGPPeerSpec) { s.TTLSecurity, s.BFD = true, &v1alpha1.BFDProfile{Multihop: true} }), "bfd.multihop and ttlSecurity exclude each other"},
+		{"interface peer", peer(func(s *v1alpha1.BerthBGPPeerSpec) {
+			s.Address, s.Interface, s.Families = "", "eth1", []v1alpha1.BGPFamily{v1alpha1.BGPFamilyIPv4, v1alpha1.BGPFamilyIPv6}
+		}), ""},
+		{"interface peer with single-hop bfd", peer(func(s *v1alpha1.BerthBGPPeerSpec) { s.Address, s.Interface, s.BFD = "", "eth1", &v1alpha1.BFDProfile{} }), ""},
+		{"address and interface", peer(func(s *v1alpha1.BerthBGPPeerSpec) { s.Interface = "eth1" }), "exactly one of address and interface must be set"},
+		{"neither address nor interface", peer(func(s *v1alpha1.BerthBGPPeerSpec) { s.Address = "" }), "exactly one of address and interface must be set"},
+		{"interface name too long", peer(func(s *v1alpha1.BerthBGPPeerSpec) { s.Address, s.Interface = "", "a-very-long-name0" }), "spec.interface"},
+		{"interface name with slash", peer(func(s *v1alpha1.BerthBGPPeerSpec) { s.Address, s.Interface = "", "eth1/0" }), "spec.interface"},
+		{"interface name dot", peer(func(s *v1alpha1.BerthBGPPeerSpec) { s.Address, s.Interface = "", "." }), "interface must be a network interface name"},
+		{"interface with source", peer(func(s *v1alpha1.BerthBGPPeerSpec) {
+			s.Address, s.Interface, s.SourceAddress = "", "eth1", "2001:db8::2"
+		}), "interface and sourceAddress exclude each other"},
+		{"interface with multihop", peer(func(s *v1alpha1.BerthBGPPeerSpec) { s.Address, s.Interface, s.EBGPMultiHop = "", "eth1", i32(2) }), "interface and ebgpMultiHop exclude each other"},
+		{"interface with bfd multihop", peer(func(s *v1alpha1.BerthBGPPeerSpec) {
+			s.Address, s.Interface, s.BFD = "", "eth1", &v1alpha1.BFDProfile{Multihop: true}
+		}), "interface and bfd.multihop exclude each other"},
 		// Passes admission; the speaker rejects it (TestSpeakerBGPDegradesPerPart).
 		{"multihop on iBGP", peer(func(s *v1alpha1.BerthBGPPeerSpec) { s.ASN, s.EBGPMultiHop = 64513, i32(2) }), ""},
 	}

@@ -125,7 +125,7 @@ func (c *converter) metallbPeer(o *unstructured.Unstructured, src string) {
 	}
 	switch {
 	case s.PeerAddress == "" && s.Interface != "":
-		c.lost(src, "spec.interface", "an unnumbered session on an interface: Berth needs the peer's address; peer not converted")
+		c.lost(src, "spec.interface", "an unnumbered session on an interface: Berth's interface peers send IPv4 routes with the node's IPv4 next hop, not the link-local one (RFC 8950) MetalLB's FRR sends; peer not converted: write a BGPPeer with spec.interface if your routers reach the nodes' IPv4 addresses")
 		return
 	case s.PeerASN == 0 && s.DynamicASN != "":
 		c.lost(src, "spec.dynamicASN", "Berth needs the peer's ASN; peer not converted")

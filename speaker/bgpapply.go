@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 
 	"github.com/berthlb/berth/bgp"
@@ -27,8 +28,19 @@ type peerConfig struct {
 // not torn down), and the others are applied. It returns what went wrong
 // per peer name, and an error when something may succeed if tried again
 // (a configuration the back end rejects will not, and is not an error).
+// Interface peers first get their address (resolveInterfaces); one whose
+// neighbor is not found is a problem, not an error: retryNeighbors looks
+// again, so that a node waiting for its router is not a failing sync.
 func (s *Speaker) applyBGP(ctx context.Context, plan *Plan) (map[string]string, error) {
-	peers := slices.Clone(plan.Peers)
+	resolve := s.linkLocal
+	if resolve == nil {
+		resolve = func(string) (netip.Addr, error) {
+			return netip.Addr{}, errors.New("interface peers are not supported here")
+		}
+	}
+	s.announceInterfaces(ctx, plan.Peers)
+	peers, problems := resolveInterfaces(plan.Peers, s.applied, resolve)
+	s.retryNeighbors(ctx, problems)
 	// A peer whose configuration broke (its Secret vanished, say) keeps the
 	// session it has rather than being torn down.
 	kept := map[string]bool{}
@@ -38,13 +50,12 @@ func (s *Speaker) applyBGP(ctx context.Context, plan *Plan) (map[string]string, 
 			kept[name] = true
 		}
 	}
-	problems := map[string]string{}
 	var retry []error
 	failed := map[string]bool{}
 	err := s.bgp.SetPeers(ctx, peers)
 	for _, pe := range bgp.PeerErrors(err) {
 		failed[pe.Peer] = true
-		problems[pe.Peer] = pe.Err.Error()
+		problems[pe.Peer] = joinProblem(problems[pe.Peer], pe.Err.Error())
 		if !bgp.IsInvalid(pe.Err) {
 			retry = append(retry, pe)
 		}
@@ -61,7 +72,9 @@ func (s *Speaker) applyBGP(ctx context.Context, plan *Plan) (map[string]string, 
 			applied[p.Name] = old
 		}
 	}
+	s.mu.Lock() // checkNeighbors reads it
 	s.applied = applied
+	s.mu.Unlock()
 	for _, name := range slices.Sorted(maps.Keys(applied)) {
 		if kept[name] {
 			continue // the plan has no routes for it: keep announcing what it had

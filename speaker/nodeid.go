@@ -125,8 +125,8 @@ func (id nodeIdentity) apply(peer *bgp.Peer) {
 	if id.localASN != 0 {
 		peer.LocalASN = id.localASN
 	}
-	sessionV4 := peer.Address.Is4()
-	if !peer.SourceAddress.IsValid() {
+	sessionV4 := sessionIPv4(*peer)
+	if !peer.SourceAddress.IsValid() && peer.Interface == "" {
 		peer.SourceAddress = id.source[sessionV4]
 	}
 	for _, v4 := range []bool{true, false} {
@@ -147,11 +147,16 @@ func (id nodeIdentity) apply(peer *bgp.Peer) {
 	}
 }
 
+// sessionIPv4 reports whether peer's session is over IPv4: an interface
+// peer's is over IPv6 link-local addresses, found only when the plan is
+// applied.
+func sessionIPv4(peer bgp.Peer) bool { return peer.Interface == "" && peer.Address.Is4() }
+
 // carriesFamily reports whether peer's session carries IPv4 (v4) or IPv6
-// routes: Families, else the family of its address.
+// routes: Families, else the family of its session.
 func carriesFamily(peer bgp.Peer, v4 bool) bool {
 	if len(peer.Families) == 0 {
-		return peer.Address.Is4() == v4
+		return sessionIPv4(peer) == v4
 	}
 	f := bgp.IPv6Unicast
 	if v4 {

@@ -133,6 +133,32 @@ func TestComputeNodeIdentity(t *testing.T) {
 		wantRoutes:  map[string][]bgp.Advertisement{"r1": {{Prefix: host("198.51.100.5")}}},
 		wantProblem: "annotation bgp.berth.dev/router-id",
 	}, {
+		name: "an interface peer: an IPv6 session, with no source address and the node's IPv4 address as IPv4 next hop",
+		node: []func(*corev1.Node){annotate(v1alpha1.NodeAnnotationSourceIPv6, "2001:db8:1::20")},
+		peers: []*v1alpha1.BerthBGPPeer{
+			peer("up", "", both, func(p *v1alpha1.BerthBGPPeerSpec) { p.Interface = "eth1" }),
+			peer("up-v6", "", func(p *v1alpha1.BerthBGPPeerSpec) { p.Interface = "eth2" }),
+		},
+		wantPeers: []bgp.Peer{
+			{Name: "up", Interface: "eth1", Port: 179, ASN: 64512, LocalASN: 64513, RouterID: addr("198.18.1.2"),
+				Families: []bgp.Family{bgp.IPv4Unicast, bgp.IPv6Unicast}, NextHopIPv4: addr("198.18.1.2")},
+			{Name: "up-v6", Interface: "eth2", Port: 179, ASN: 64512, LocalASN: 64513, RouterID: addr("198.18.1.2")},
+		},
+		wantRoutes: map[string][]bgp.Advertisement{
+			"up": {{Prefix: host("198.51.100.5")}, {Prefix: host("2001:db8:100::5")}}, "up-v6": {{Prefix: host("2001:db8:100::5")}},
+		},
+	}, {
+		name:        "an interface peer on an IPv6-only node announces no IPv4 route",
+		node:        []func(*corev1.Node){v6only},
+		peers:       []*v1alpha1.BerthBGPPeer{peer("up", "", both, func(p *v1alpha1.BerthBGPPeerSpec) { p.Interface = "eth1" })},
+		wantPeers:   []bgp.Peer{{Name: "up", Interface: "eth1", Port: 179, ASN: 64512, LocalASN: 64513, RouterID: routerIDFor("n1", nil), Families: []bgp.Family{bgp.IPv4Unicast, bgp.IPv6Unicast}}},
+		wantRoutes:  map[string][]bgp.Advertisement{"up": {{Prefix: host("2001:db8:100::5")}}},
+		wantProblem: "over the session to interface eth1",
+	}, {
+		name:        "both address and interface, written around admission, break the peer",
+		peers:       []*v1alpha1.BerthBGPPeer{peer("up", "198.18.1.1", func(p *v1alpha1.BerthBGPPeerSpec) { p.Interface = "eth1" })},
+		wantProblem: "exactly one of address",
+	}, {
 		name: "a hold time of 0 stored before admission refused it breaks the peer",
 		peers: []*v1alpha1.BerthBGPPeer{peer("r1", "198.18.1.1", func(p *v1alpha1.BerthBGPPeerSpec) {
 			p.HoldTimeSeconds = new(int32)

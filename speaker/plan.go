@@ -190,10 +190,14 @@ func carries(peer bgp.Peer, addr netip.Addr) (bool, string) {
 	if addr.Is4() {
 		nh = peer.NextHopIPv4
 	}
-	if addr.Is4() != peer.Address.Is4() && !nh.IsValid() {
+	if addr.Is4() != sessionIPv4(peer) && !nh.IsValid() {
 		fam := map[bool]string{true: "IPv4", false: "IPv6"}[addr.Is4()]
+		to := peer.Address.String()
+		if peer.Interface != "" {
+			to = "interface " + peer.Interface
+		}
 		return false, fmt.Sprintf("the node has no %s address to announce as next hop over the session to %s (set nextHop%s, or the node annotation bgp.berth.dev/next-hop-%s)",
-			fam, peer.Address, fam, strings.ToLower(fam))
+			fam, to, fam, strings.ToLower(fam))
 	}
 	return true, ""
 }
@@ -349,19 +353,32 @@ func (p *Plan) peers(s Snapshot, nodeLabels labels.Set) []bgp.Peer {
 
 func convertPeer(bp *v1alpha1.BerthBGPPeer, passwords, passwordErrors map[string]string) (bgp.Peer, error) {
 	spec := &bp.Spec
-	addr, err := netip.ParseAddr(spec.Address)
-	if err != nil {
-		return bgp.Peer{}, fmt.Errorf("address %q: %w", spec.Address, err)
+	var addr netip.Addr
+	switch {
+	case (spec.Address == "") == (spec.Interface == ""):
+		// Admission refuses it; an object written around that rule must
+		// not become a session to nowhere.
+		return bgp.Peer{}, fmt.Errorf("exactly one of address (%q) and interface (%q) must be set", spec.Address, spec.Interface)
+	case spec.Address != "":
+		var err error
+		if addr, err = netip.ParseAddr(spec.Address); err != nil {
+			return bgp.Peer{}, fmt.Errorf("address %q: %w", spec.Address, err)
+		}
 	}
+	// An interface peer's address is the link-local neighbor that the
+	// speaker finds on the node's interface when it applies the plan
+	// (resolveInterfaces).
 	peer := bgp.Peer{
 		Name:        bp.Name,
 		Address:     addr,
+		Interface:   spec.Interface,
 		Port:        uint16(spec.Port),
 		ASN:         uint32(spec.ASN),
 		LocalASN:    uint32(spec.LocalASN),
 		TTLSecurity: spec.TTLSecurity,
 	}
 	if spec.SourceAddress != "" {
+		var err error
 		if peer.SourceAddress, err = netip.ParseAddr(spec.SourceAddress); err != nil {
 			return bgp.Peer{}, fmt.Errorf("sourceAddress %q: %w", spec.SourceAddress, err)
 		}

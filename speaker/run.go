@@ -226,6 +226,7 @@ func (s *Speaker) startBGP(ctx context.Context, opts Options) (stop func(), err 
 		return nil, fmt.Errorf("start BGP: %w", err)
 	}
 	s.bgp = srv
+	s.linkLocal, s.announceLinkLocal = bgp.LinkLocalNeighbor, bgp.AnnounceLinkLocal
 	return func() {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()

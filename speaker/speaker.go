@@ -108,6 +108,14 @@ type Speaker struct {
 	// the last sync (guarded by mu).
 	peerConfigs map[string]peerConfig
 	queue       workqueue.TypedRateLimitingInterface[string]
+	// linkLocal finds interface peers' addresses; nil fails them all.
+	linkLocal linkLocalResolver
+	// announceLinkLocal sends the node's Router Advertisements for its
+	// interface peers; nil sends none.
+	announceLinkLocal linkLocalAnnouncer
+	// neighborRetry is the back-off of syncs while an interface peer's
+	// neighbor is not found (ifpeers.go); used by the sync loop only.
+	neighborRetry time.Duration
 
 	mu       sync.Mutex
 	applied  map[string]bgp.Peer // peers last configured, by name
@@ -170,6 +178,7 @@ func (s *Speaker) Run(ctx context.Context, driftCheck, statusEvery time.Duration
 	s.readiness.mu.Unlock()
 	s.queue.Add(syncKey)
 	go wait.UntilWithContext(ctx, s.checkDrift, driftCheck)
+	go wait.UntilWithContext(ctx, s.checkNeighbors, neighborRecheck)
 	go wait.UntilWithContext(ctx, s.reportStatus, statusEvery)
 	go func() {
 		<-ctx.Done()

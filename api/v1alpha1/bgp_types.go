@@ -18,6 +18,7 @@ import (
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=bpeer,categories=berth
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=".spec.address"
+// +kubebuilder:printcolumn:name="Interface",type=string,JSONPath=".spec.interface"
 // +kubebuilder:printcolumn:name="ASN",type=integer,JSONPath=".spec.asn"
 // +kubebuilder:printcolumn:name="Local ASN",type=integer,JSONPath=".spec.localASN"
 // +kubebuilder:printcolumn:name="Sessions Up",type=integer,JSONPath=".status.sessionsEstablished"
@@ -40,14 +41,38 @@ type BerthBGPPeer struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTimeSeconds) || !has(self.holdTimeSeconds) || self.keepaliveTimeSeconds < self.holdTimeSeconds",message="keepaliveTimeSeconds must be less than holdTimeSeconds"
 // +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !has(self.ttlSecurity) || !self.ttlSecurity",message="ebgpMultiHop and ttlSecurity exclude each other: GTSM requires the peer to be directly connected"
-// +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !isIP(self.sourceAddress) || !isIP(self.address) || ip(self.sourceAddress).family() == ip(self.address).family()",message="sourceAddress must be of the same IP family as address"
+// +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !has(self.address) || !isIP(self.sourceAddress) || !isIP(self.address) || ip(self.sourceAddress).family() == ip(self.address).family()",message="sourceAddress must be of the same IP family as address"
 // +kubebuilder:validation:XValidation:rule="!has(self.bfd) || !has(self.bfd.multihop) || !self.bfd.multihop || !has(self.ttlSecurity) || !self.ttlSecurity",message="bfd.multihop and ttlSecurity exclude each other: GTSM requires the peer to be directly connected"
+// +kubebuilder:validation:XValidation:rule="has(self.address) != has(self.interface)",message="exactly one of address and interface must be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.interface) || !has(self.sourceAddress)",message="interface and sourceAddress exclude each other: an interface peer's session is from the node's link-local address on that interface"
+// +kubebuilder:validation:XValidation:rule="!has(self.interface) || !has(self.ebgpMultiHop)",message="interface and ebgpMultiHop exclude each other: an interface peer is directly connected"
+// +kubebuilder:validation:XValidation:rule="!has(self.interface) || !has(self.bfd) || !has(self.bfd.multihop) || !self.bfd.multihop",message="interface and bfd.multihop exclude each other: BFD with an interface peer is single-hop (RFC 5881) to its link-local address"
 type BerthBGPPeerSpec struct {
-	// Address is the peer's IPv4 or IPv6 address.
-	// +required
+	// Address is the peer's IPv4 or IPv6 address. Exactly one of address
+	// and interface is set.
+	// +optional
 	// +kubebuilder:validation:MaxLength=45
 	// +kubebuilder:validation:XValidation:rule="isIP(self)",messageExpression="'\"' + self + '\" is not an IP address'"
-	Address string `json:"address"`
+	Address string `json:"address,omitempty"`
+
+	// Interface, instead of address, binds the sessions to a network
+	// interface of each node (say eth1, a leaf-spine uplink of the same
+	// name on every node): each node peers with the router at the other
+	// end of its own interface, at the one IPv6 link-local address in
+	// the interface's neighbor table (the router's Router Advertisements
+	// put it there). Until the interface exists and has exactly one
+	// link-local neighbor, the node has no session with the peer and
+	// says why in its BerthNodeStatus; it looks again with back-off. The
+	// session is IPv6, so it carries IPv6 routes (next hop: the node's
+	// link-local address) unless families say otherwise; IPv4 routes
+	// carry an IPv4 next hop (see nextHopIPv4) that the router must be
+	// able to reach: RFC 8950 extended next hops are not supported.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.-]+$`
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="interface must be a network interface name"
+	Interface string `json:"interface,omitempty"`
 
 	// ASN is the peer's autonomous system number.
 	// +required
@@ -174,8 +199,12 @@ const (
 )
 
 // Carries reports whether the peer's sessions carry IPv4 (v4) or IPv6
-// routes: Families when set, else the family of its address.
+// routes: Families when set, else the family of its address (IPv6 for an
+// interface peer, whose sessions are over IPv6 link-local addresses).
 func (s *BerthBGPPeerSpec) Carries(v4 bool) bool {
+	if len(s.Families) == 0 && s.Interface != "" {
+		return !v4
+	}
 	if len(s.Families) == 0 {
 		a, err := netip.ParseAddr(s.Address)
 		return err == nil && a.Is4() == v4

@@ -20,7 +20,10 @@ import (
 type BFDPeer struct {
 	// Addr is the peer's address; Local, if valid, FRR's own.
 	Addr, Local netip.Addr
-	Multihop    bool
+	// Neighbor, if set, names the BGP neighbor whose session the profile
+	// is for, when it is not Addr (an interface neighbor's interface).
+	Neighbor string
+	Multihop bool
 	// MinTx, MinRx and Multiplier default to FRR's 300 ms, 300 ms and 3.
 	MinTx, MinRx time.Duration
 	Multiplier   int
@@ -52,7 +55,11 @@ func (r *Router) StartBFD(tb testing.TB, peers []BFDPeer, bgpASN uint32) {
 	}
 	args := []string{"--vty_socket", r.Dir, "-c", "configure terminal", "-c", fmt.Sprintf("router bgp %d", bgpASN)}
 	for i, p := range peers {
-		args = append(args, "-c", fmt.Sprintf("neighbor %s bfd profile p%d", p.Addr, i))
+		neighbor := p.Neighbor
+		if neighbor == "" {
+			neighbor = p.Addr.String()
+		}
+		args = append(args, "-c", fmt.Sprintf("neighbor %s bfd profile p%d", neighbor, i))
 	}
 	r.vtyshArgs(tb, args)
 }

@@ -30,9 +30,14 @@ func Require(tb testing.TB) {
 
 // Neighbor is one neighbor statement in a router's configuration.
 type Neighbor struct {
-	Addr     netip.Addr
-	ASN      uint32
-	Password string
+	Addr netip.Addr
+	// Interface, instead of Addr, makes the neighbor whoever is at the
+	// other end of that interface (FRR's unnumbered "neighbor IF
+	// interface"): FRR sends Router Advertisements on it and peers with
+	// the link-local address that answers.
+	Interface string
+	ASN       uint32
+	Password  string
 	// Passive: the router never dials the neighbor, only accepts it.
 	Passive bool
 	// TTLSecurityHops, if set, turns on GTSM: the neighbor's packets must
@@ -177,15 +182,19 @@ func bgpdConf(name string, routerID netip.Addr, cfg Config) string {
 		b.WriteString(" no bgp network import-check\n")
 	}
 	for _, n := range cfg.Neighbors {
-		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", n.Addr, n.ASN, n.Addr)
+		if n.Interface != "" {
+			fmt.Fprintf(&b, " neighbor %s interface remote-as %d\n neighbor %s timers connect 1\n", n.Interface, n.ASN, n.Interface)
+		} else {
+			fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", n.Addr, n.ASN, n.Addr)
+		}
 		if n.Password != "" {
-			fmt.Fprintf(&b, " neighbor %s password %s\n", n.Addr, n.Password)
+			fmt.Fprintf(&b, " neighbor %s password %s\n", n.key(), n.Password)
 		}
 		if n.Passive {
-			fmt.Fprintf(&b, " neighbor %s passive\n", n.Addr)
+			fmt.Fprintf(&b, " neighbor %s passive\n", n.key())
 		}
 		if n.TTLSecurityHops > 0 {
-			fmt.Fprintf(&b, " neighbor %s ttl-security hops %d\n", n.Addr, n.TTLSecurityHops)
+			fmt.Fprintf(&b, " neighbor %s ttl-security hops %d\n", n.key(), n.TTLSecurityHops)
 		}
 	}
 	for _, fam := range []string{"ipv4", "ipv6"} {
@@ -194,8 +203,9 @@ func bgpdConf(name string, routerID netip.Addr, cfg Config) string {
 			fmt.Fprintf(&b, "  maximum-paths %d\n  maximum-paths ibgp %d\n", cfg.MaximumPaths, cfg.MaximumPaths)
 		}
 		for _, n := range cfg.Neighbors {
-			if n.AllFamilies || n.Addr.Is4() == (fam == "ipv4") {
-				fmt.Fprintf(&b, "  neighbor %s activate\n", n.Addr)
+			// An interface neighbor's session is IPv6 (link-local).
+			if n.AllFamilies || (n.Interface == "" && n.Addr.Is4()) == (fam == "ipv4") {
+				fmt.Fprintf(&b, "  neighbor %s activate\n", n.key())
 			}
 		}
 		for _, p := range cfg.Networks {
@@ -206,6 +216,14 @@ func bgpdConf(name string, routerID netip.Addr, cfg Config) string {
 		b.WriteString(" exit-address-family\n")
 	}
 	return b.String()
+}
+
+// key is how FRR's configuration names n: its interface or its address.
+func (n Neighbor) key() string {
+	if n.Interface != "" {
+		return n.Interface
+	}
+	return n.Addr.String()
 }
 
 func (r *Router) path(name string) string { return filepath.Join(r.Dir, name) }
@@ -315,15 +333,22 @@ func (r *Router) Table(tb testing.TB, ipv6 bool) map[string][]Path {
 // "Active", ...) and how many times it was established.
 func (r *Router) NeighborState(tb testing.TB, addr netip.Addr) (state string, established int) {
 	tb.Helper()
+	return r.NeighborStateOf(tb, addr.String())
+}
+
+// NeighborStateOf is NeighborState for a neighbor named as FRR's
+// configuration names it: an address, or an interface (unnumbered).
+func (r *Router) NeighborStateOf(tb testing.TB, neighbor string) (state string, established int) {
+	tb.Helper()
 	var got map[string]struct {
 		BgpState               string `json:"bgpState"`
 		ConnectionsEstablished int    `json:"connectionsEstablished"`
 	}
-	out := r.Vtysh(tb, fmt.Sprintf("show bgp neighbors %s json", addr))
+	out := r.Vtysh(tb, fmt.Sprintf("show bgp neighbors %s json", neighbor))
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		tb.Fatalf("parse %q: %v", out, err)
 	}
-	n := got[addr.String()]
+	n := got[neighbor]
 	return n.BgpState, n.ConnectionsEstablished
 }
 

@@ -28,8 +28,22 @@ import (
 //
 // BerthBGPPeerSpec configures a BGP peer.
 type BerthBGPPeerSpecApplyConfiguration struct {
-	// Address is the peer's IPv4 or IPv6 address.
+	// Address is the peer's IPv4 or IPv6 address. Exactly one of address
+	// and interface is set.
 	Address *string `json:"address,omitempty"`
+	// Interface, instead of address, binds the sessions to a network
+	// interface of each node (say eth1, a leaf-spine uplink of the same
+	// name on every node): each node peers with the router at the other
+	// end of its own interface, at the one IPv6 link-local address in
+	// the interface's neighbor table (the router's Router Advertisements
+	// put it there). Until the interface exists and has exactly one
+	// link-local neighbor, the node has no session with the peer and
+	// says why in its BerthNodeStatus; it looks again with back-off. The
+	// session is IPv6, so it carries IPv6 routes (next hop: the node's
+	// link-local address) unless families say otherwise; IPv4 routes
+	// carry an IPv4 next hop (see nextHopIPv4) that the router must be
+	// able to reach: RFC 8950 extended next hops are not supported.
+	Interface *string `json:"interface,omitempty"`
 	// ASN is the peer's autonomous system number.
 	ASN *int64 `json:"asn,omitempty"`
 	// LocalASN is the autonomous system number the nodes use towards this
@@ -101,6 +115,14 @@ func BerthBGPPeerSpec() *BerthBGPPeerSpecApplyConfiguration {
 // If called multiple times, the Address field is set to the value of the last call.
 func (b *BerthBGPPeerSpecApplyConfiguration) WithAddress(value string) *BerthBGPPeerSpecApplyConfiguration {
 	b.Address = &value
+	return b
+}
+
+// WithInterface sets the Interface field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Interface field is set to the value of the last call.
+func (b *BerthBGPPeerSpecApplyConfiguration) WithInterface(value string) *BerthBGPPeerSpecApplyConfiguration {
+	b.Interface = &value
 	return b
 }
 
