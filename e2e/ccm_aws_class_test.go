@@ -6,13 +6,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -243,15 +240,7 @@ func TestCCMAWSClass(t *testing.T) {
 		waitAWS(t, srv, "no AWS resources left", func(s awsdouble.State) bool {
 			return len(s.LoadBalancers)+len(s.TargetGroups)+len(s.Listeners)+len(s.SecurityGroups) == 0
 		})
-		for _, name := range []string{"ours", "managed", "other"} {
-			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
-				_, err := e.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
-				return apierrors.IsNotFound(err), nil
-			})
-			if err != nil {
-				t.Errorf("Service %s still exists (finalizer kept): %v", name, err)
-			}
-		}
+		e.waitServicesGone(t, ns, "ours", "managed", "other")
 		if calls := standIn.callsFor(ns + "/managed"); !slices.Contains(calls, "ensure") || !slices.Contains(calls, "delete") {
 			t.Errorf("the stand-in's calls for managed: %v; want it to have ensured and deleted it", calls)
 		}

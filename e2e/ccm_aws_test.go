@@ -132,6 +132,21 @@ aws:
 	return srv
 }
 
+// waitServicesGone waits until the Services are deleted, which a kept
+// finalizer would prevent.
+func (e *env) waitServicesGone(t *testing.T, ns string, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err := e.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			t.Errorf("Service %s/%s still exists (finalizer kept): %v", ns, name, err)
+		}
+	}
+}
+
 // TestCCMAWS runs berth-ccm with the aws backend against the wire-level
 // AWS test double (cloud/aws/awsdouble) through the real SDK: the upstream
 // service controller gives an nlb-mode Service the NLB's DNS name and an
@@ -315,15 +330,7 @@ func TestCCMAWS(t *testing.T) {
 			}
 			return n == 0
 		})
-		for _, name := range []string{"web", "cheap", "local"} {
-			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
-				_, err := e.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
-				return apierrors.IsNotFound(err), nil
-			})
-			if err != nil {
-				t.Errorf("Service %s still exists (finalizer kept): %v", name, err)
-			}
-		}
+		e.waitServicesGone(t, ns, "web", "cheap", "local")
 		for _, svc := range []string{"cheap", "local"} {
 			if node, _ := e.forwardedOn(t, ns+"/"+svc); node != "" {
 				t.Errorf("forwarding annotation of %s left on %s", svc, node)
