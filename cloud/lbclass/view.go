@@ -51,21 +51,24 @@ func present(svc *v1.Service) *v1.Service {
 	return svc
 }
 
-// list filters a full list of Services and starts the view afresh from
-// it (Services absent from it are gone).
+// list filters one page of a list of Services. It updates what the view
+// remembers only for the Services listed: a list may come in pages, and
+// one that is gone from the API server keeps a UID no Service will have
+// again.
 func (v *View) list(l *v1.ServiceList) *v1.ServiceList {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	in := map[types.UID]bool{}
 	items := l.Items[:0]
 	for i := range l.Items {
 		svc := &l.Items[i]
-		if inView(v.class, svc, v.in[svc.UID]) {
-			in[svc.UID] = true
-			items = append(items, *present(svc))
+		if !inView(v.class, svc, v.in[svc.UID]) {
+			delete(v.in, svc.UID)
+			continue
 		}
+		v.in[svc.UID] = true
+		items = append(items, *present(svc))
 	}
-	v.in, l.Items = in, items
+	l.Items = items
 	return l
 }
 

@@ -140,10 +140,11 @@ func TestViewEvents(t *testing.T) {
 func TestViewList(t *testing.T) {
 	v := NewView(aws)
 	v.in["was"] = true
-	v.in["gone"] = true
+	v.in["left"] = true
+	v.in["elsewhere"] = true // on another page
 	l := &v1.ServiceList{Items: []v1.Service{
 		*svc("u", lb, ""), *svc("a", lb, "berth.dev/aws"), *svc("o", lb, "berth.dev/lb"),
-		*svc("was", cip, ""), *svc("c", cip, ""),
+		*svc("was", cip, ""), *svc("c", cip, ""), *svc("left", lb, ""),
 	}}
 	var got []string
 	for _, s := range v.list(l).Items {
@@ -155,7 +156,7 @@ func TestViewList(t *testing.T) {
 	if diff := cmp.Diff([]string{"a", "was"}, got); diff != "" {
 		t.Errorf("listed (-want +got)\n%s", diff)
 	}
-	if diff := cmp.Diff(map[types.UID]bool{"a": true, "was": true}, v.in); diff != "" {
+	if diff := cmp.Diff(map[types.UID]bool{"a": true, "was": true, "elsewhere": true}, v.in); diff != "" {
 		t.Errorf("remembered (-want +got)\n%s", diff)
 	}
 }
