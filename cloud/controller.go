@@ -7,7 +7,9 @@ import (
 	v1 "k8s.io/api/core/v1"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	cloudprovider "k8s.io/cloud-provider"
 	"k8s.io/cloud-provider/app"
@@ -24,14 +26,21 @@ import (
 // which serves the unclassed Services. For any other it is the same
 // upstream controller on an lbclass.View of the Services, started with the
 // same settings, so it sees only the Services of the class (presented
-// without it) and never learns of the others.
+// without it) and never learns of the others; its client puts Berth's
+// finalizer (lbclass.Finalizer) where it would put upstream's.
 func ServiceController(class lbclass.Class) app.InitFuncConstructor {
 	if class == "" {
 		return app.StartServiceControllerWrapper
 	}
 	return func(ic app.ControllerInitContext, cc *ccmconfig.CompletedConfig, cp cloudprovider.Interface) app.InitFunc {
 		return func(ctx context.Context, cctx genericapp.ControllerContext) (controller.Interface, bool, error) {
-			kube, err := cc.ClientBuilder.Client(ic.ClientName)
+			cfg, err := cc.ClientBuilder.Config(ic.ClientName)
+			if err != nil {
+				return nil, false, fmt.Errorf("service controller client: %w", err)
+			}
+			cfg = rest.CopyConfig(cfg)
+			cfg.Wrap(lbclass.FinalizerTransport)
+			kube, err := kubernetes.NewForConfig(cfg)
 			if err != nil {
 				return nil, false, fmt.Errorf("service controller client: %w", err)
 			}

@@ -16,9 +16,11 @@ import (
 	"k8s.io/client-go/rest"
 	cloudprovider "k8s.io/cloud-provider"
 	servicecontroller "k8s.io/cloud-provider/controllers/service"
+	servicehelper "k8s.io/cloud-provider/service/helpers"
 	controllersmetrics "k8s.io/component-base/metrics/prometheus/controllers"
 
 	"github.com/berthlb/berth/cloud/aws/awsdouble"
+	"github.com/berthlb/berth/cloud/lbclass"
 )
 
 // standInIP is the address the stand-in managed controller gives every
@@ -147,8 +149,9 @@ func finalizerManagers(s *corev1.Service) []string {
 // beside a stand-in for a managed service controller that serves the
 // unclassed Services (startManagedStandIn): berth-ccm makes an NLB only
 // for the Service of its class and writes its status; the unclassed one
-// gets only the stand-in's address; a Service of another class is left
-// to neither; a Service of the class whose type changes away from
+// gets only the stand-in's address; berth-ccm's finalizer is its own, so
+// the stand-in never cleans up berth-ccm's Services; a Service of another
+// class is left to neither; a Service of the class whose type changes away from
 // LoadBalancer (which drops its class) loses its NLB and finalizer;
 // deleting them removes berth-ccm's NLB and finalizer and the stand-in's
 // finalizer, and the AWS double shows that berth-ccm never sent anything
@@ -192,12 +195,12 @@ func TestCCMAWSClass(t *testing.T) {
 		if c := got.Spec.LoadBalancerClass; c == nil || *c != "berth.dev/aws" {
 			t.Errorf("ours has class %v; want berth.dev/aws kept", c)
 		}
-		if fm := finalizerManagers(got); len(fm) != 1 || fm[0] == standInManager {
-			t.Errorf("ours' finalizer written by %v; want berth-ccm alone", fm)
+		if fm := finalizerManagers(got); len(fm) != 1 || fm[0] == standInManager || !slices.Equal(got.Finalizers, []string{lbclass.Finalizer}) {
+			t.Errorf("ours' finalizers %v written by %v; want %s by berth-ccm alone", got.Finalizers, fm, lbclass.Finalizer)
 		}
 		got = e.waitIngress(t, ns, "managed", standInIP)
-		if fm := finalizerManagers(got); !slices.Equal(fm, []string{standInManager}) {
-			t.Errorf("managed's finalizer written by %v; want the stand-in alone", fm)
+		if fm := finalizerManagers(got); !slices.Equal(fm, []string{standInManager}) || !slices.Equal(got.Finalizers, []string{servicehelper.LoadBalancerCleanupFinalizer}) {
+			t.Errorf("managed's finalizers %v written by %v; want upstream's by the stand-in alone", got.Finalizers, fm)
 		}
 		if s := srv.Snapshot(); len(s.LoadBalancers) != 1 {
 			t.Errorf("%d NLBs in AWS; want only ours'", len(s.LoadBalancers))
@@ -220,7 +223,7 @@ func TestCCMAWSClass(t *testing.T) {
 	t.Run("a Service of the class that stops being a LoadBalancer loses its NLB and finalizer", func(t *testing.T) {
 		moved := e.service(t, ns, "moved", withClass("berth.dev/aws"))
 		waitAWS(t, srv, "the NLB of moved", func(s awsdouble.State) bool { return lbOf(s, moved) != nil })
-		e.waitService(t, ns, "moved", "the finalizer", func(s *corev1.Service) bool { return len(s.Finalizers) == 1 })
+		e.waitService(t, ns, "moved", "Berth's finalizer", func(s *corev1.Service) bool { return slices.Equal(s.Finalizers, []string{lbclass.Finalizer}) })
 		if _, err := e.kube.CoreV1().Services(ns).Patch(ctx, "moved", types.MergePatchType, []byte(`{"spec":{"type":"ClusterIP"}}`), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -229,6 +232,9 @@ func TestCCMAWSClass(t *testing.T) {
 			t.Errorf("moved keeps class %s as a ClusterIP Service; the API server was expected to drop it", *got.Spec.LoadBalancerClass)
 		}
 		waitAWS(t, srv, "the NLB of moved to go", func(s awsdouble.State) bool { return lbOf(s, moved) == nil })
+		if calls := standIn.callsFor(ns + "/moved"); len(calls) > 0 {
+			t.Errorf("the stand-in was called for moved: %v", calls)
+		}
 	})
 
 	t.Run("deleting: each controller cleans up its own", func(t *testing.T) {

@@ -10,7 +10,10 @@
 // load-balancer-cleanup finalizer (by patches that never carry the spec),
 // so the presented class is never written back, and it never learns of
 // any other Service: it cannot call the cloud for one, nor touch its
-// finalizer.
+// finalizer. Its Services carry Berth's own finalizer (Finalizer), shown to
+// the controller as upstream's and turned back by FinalizerTransport,
+// because the upstream controller, and so the managed one, cleans up any
+// Service carrying upstream's finalizer, whatever its class.
 //
 // The package holds the rule (Class) once; the aws backend uses it too.
 // It must not write to the API server itself.

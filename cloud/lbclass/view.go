@@ -2,6 +2,7 @@ package lbclass
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
@@ -11,14 +12,21 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	servicehelper "k8s.io/cloud-provider/service/helpers"
 )
 
+// Finalizer is the finalizer berth-ccm puts on the Services of its class
+// instead of upstream's service.kubernetes.io/load-balancer-cleanup: the
+// upstream service controller (and so a managed one) cleans up every
+// Service that carries upstream's finalizer and is being deleted, or is
+// no longer a LoadBalancer, whatever its class. The view presents it to
+// the controller as upstream's, and FinalizerTransport turns upstream's
+// back into it in what the controller sends.
+const Finalizer = "berth.dev/load-balancer-cleanup"
+
 // View is the service controller's view of Services for one non-empty
-// Class. It remembers which Services are in it (by UID), because one
-// change takes a Service out of its class without a trace: when a
-// Service's type changes away from LoadBalancer, the API server drops its
-// loadBalancerClass. The controller must still see that Service to delete
-// its load balancer and remove its finalizer. Safe for concurrent use.
+// Class. It remembers which Services are in it (by UID) so that one
+// leaving it is delivered as deleted. Safe for concurrent use.
 type View struct {
 	class Class
 	mu    sync.Mutex
@@ -31,37 +39,40 @@ type View struct {
 func NewView(c Class) *View { return &View{class: c, in: map[types.UID]bool{}} }
 
 // inView reports whether the service controller sees svc: its class is c,
-// or it was in the view and has lost its class because its type is no
-// longer LoadBalancer. A Service that returns to LoadBalancer without a
-// class, or with another, is another implementation's again.
-func inView(c Class, svc *v1.Service, was bool) bool {
+// or it has no class, is no longer a LoadBalancer and still carries
+// Berth's finalizer. The API server drops a Service's class when its type
+// changes away from LoadBalancer; the controller must still see it to
+// delete its load balancer and remove the finalizer.
+func inView(c Class, svc *v1.Service) bool {
 	if svc.Spec.LoadBalancerClass != nil {
 		return c.Of(svc)
 	}
-	return was && svc.Spec.Type != v1.ServiceTypeLoadBalancer
+	return svc.Spec.Type != v1.ServiceTypeLoadBalancer && slices.Contains(svc.Finalizers, Finalizer)
 }
 
 // present makes svc, freshly decoded from the API server and owned by the
 // caller, what the controller must see: a Service without a class, which
-// it serves. It changes nothing else, so the controller's patches (which
-// reset the spec to the one it read and carry only metadata and status)
-// never carry the class.
+// it serves, with Berth's finalizer shown as upstream's. It changes
+// nothing else, so the controller's patches (which reset the spec to the
+// one it read and carry only metadata and status) never carry the class.
 func present(svc *v1.Service) *v1.Service {
 	svc.Spec.LoadBalancerClass = nil
+	for i, f := range svc.Finalizers {
+		if f == Finalizer {
+			svc.Finalizers[i] = servicehelper.LoadBalancerCleanupFinalizer
+		}
+	}
 	return svc
 }
 
-// list filters one page of a list of Services. It updates what the view
-// remembers only for the Services listed: a list may come in pages, and
-// one that is gone from the API server keeps a UID no Service will have
-// again.
+// list filters one page of a list of Services.
 func (v *View) list(l *v1.ServiceList) *v1.ServiceList {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	items := l.Items[:0]
 	for i := range l.Items {
 		svc := &l.Items[i]
-		if !inView(v.class, svc, v.in[svc.UID]) {
+		if !inView(v.class, svc) {
 			delete(v.in, svc.UID)
 			continue
 		}
@@ -90,7 +101,7 @@ func (v *View) event(e watch.Event) (watch.Event, bool) {
 		if !was {
 			return e, false
 		}
-	case inView(v.class, svc, was):
+	case inView(v.class, svc):
 		v.in[svc.UID] = true
 	case was:
 		delete(v.in, svc.UID)

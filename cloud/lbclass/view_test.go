@@ -74,37 +74,44 @@ func TestServes(t *testing.T) {
 	}
 }
 
+// fin adds Berth's finalizer.
+func fin(s *v1.Service) *v1.Service {
+	s.Finalizers = append(s.Finalizers, Finalizer)
+	return s
+}
+
 func TestInView(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		svc  *v1.Service
-		was  bool
 		want bool
 	}{
-		{"the class", svc("a", lb, "berth.dev/aws"), false, true},
-		{"the class, known", svc("a", lb, "berth.dev/aws"), true, true},
-		{"unclassed: the managed controller's", svc("a", lb, ""), false, false},
-		{"another class", svc("a", lb, "berth.dev/lb"), false, false},
-		{"another class, even after being ours", svc("a", lb, "berth.dev/lb"), true, false},
-		{"ours, type changed: the API server dropped the class", svc("a", cip, ""), true, true},
-		{"ours, back to LoadBalancer without a class: the managed controller's", svc("a", lb, ""), true, false},
-		{"a ClusterIP Service never ours", svc("a", cip, ""), false, false},
+		{"the class", svc("a", lb, "berth.dev/aws"), true},
+		{"the class, with the finalizer", fin(svc("a", lb, "berth.dev/aws")), true},
+		{"unclassed: the managed controller's", svc("a", lb, ""), false},
+		{"another class", svc("a", lb, "berth.dev/lb"), false},
+		{"ours, type changed: the API server dropped the class", fin(svc("a", cip, "")), true},
+		{"ours, type changed, cleaned up", svc("a", cip, ""), false},
+		{"unclassed LoadBalancer with Berth's finalizer: the managed controller's", fin(svc("a", lb, "")), false},
 	} {
-		if got := inView(aws, tc.svc, tc.was); got != tc.want {
+		if got := inView(aws, tc.svc); got != tc.want {
 			t.Errorf("%s: inView = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
 
 // TestViewEvents plays watch events through one View: the controller
-// sees only its class, each Service presented without it, follows a type
-// change that drops the class, and forgets a Service that leaves.
+// sees only its class, each Service presented without it and with Berth's
+// finalizer shown as upstream's, follows a type change that drops the
+// class, and forgets a Service that leaves.
 func TestViewEvents(t *testing.T) {
 	type out struct {
-		Type  watch.EventType
-		Name  string
-		Class *string
+		Type       watch.EventType
+		Name       string
+		Class      *string
+		Finalizers []string
 	}
+	up := []string{servicehelper.LoadBalancerCleanupFinalizer}
 	steps := []struct {
 		name string
 		in   watch.Event
@@ -112,16 +119,16 @@ func TestViewEvents(t *testing.T) {
 	}{
 		{"unclassed added: dropped", watch.Event{Type: watch.Added, Object: svc("u", lb, "")}, nil},
 		{"other class added: dropped", watch.Event{Type: watch.Added, Object: svc("o", lb, "berth.dev/lb")}, nil},
-		{"ours added: presented unclassed", watch.Event{Type: watch.Added, Object: svc("a", lb, "berth.dev/aws")}, &out{watch.Added, "a", nil}},
-		{"ours modified", watch.Event{Type: watch.Modified, Object: svc("a", lb, "berth.dev/aws")}, &out{watch.Modified, "a", nil}},
+		{"ours added: presented unclassed", watch.Event{Type: watch.Added, Object: svc("a", lb, "berth.dev/aws")}, &out{watch.Added, "a", nil, nil}},
+		{"ours modified, with the finalizer: shown as upstream's", watch.Event{Type: watch.Modified, Object: fin(svc("a", lb, "berth.dev/aws"))}, &out{watch.Modified, "a", nil, up}},
 		{"unclassed modified: dropped", watch.Event{Type: watch.Modified, Object: svc("u", lb, "")}, nil},
 		{"unclassed deleted: dropped", watch.Event{Type: watch.Deleted, Object: svc("u", lb, "")}, nil},
-		{"ours to ClusterIP, class dropped: still seen", watch.Event{Type: watch.Modified, Object: svc("a", cip, "")}, &out{watch.Modified, "a", nil}},
-		{"ours back to LoadBalancer unclassed: leaves as deleted", watch.Event{Type: watch.Modified, Object: svc("a", lb, "")}, &out{watch.Deleted, "a", nil}},
+		{"ours to ClusterIP, class dropped: still seen", watch.Event{Type: watch.Modified, Object: fin(svc("a", cip, ""))}, &out{watch.Modified, "a", nil, up}},
+		{"its finalizer removed: leaves as deleted", watch.Event{Type: watch.Modified, Object: svc("a", cip, "")}, &out{watch.Deleted, "a", nil, nil}},
 		{"then modified again: dropped", watch.Event{Type: watch.Modified, Object: svc("a", lb, "")}, nil},
-		{"a ClusterIP Service made ours: enters", watch.Event{Type: watch.Modified, Object: svc("c", lb, "berth.dev/aws")}, &out{watch.Modified, "c", nil}},
-		{"ours deleted", watch.Event{Type: watch.Deleted, Object: svc("c", lb, "berth.dev/aws")}, &out{watch.Deleted, "c", nil}},
-		{"bookmark passes", watch.Event{Type: watch.Bookmark, Object: &v1.Service{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "9"}}}, &out{watch.Bookmark, "", nil}},
+		{"a ClusterIP Service made ours: enters", watch.Event{Type: watch.Modified, Object: svc("c", lb, "berth.dev/aws")}, &out{watch.Modified, "c", nil, nil}},
+		{"ours deleted", watch.Event{Type: watch.Deleted, Object: svc("c", lb, "berth.dev/aws")}, &out{watch.Deleted, "c", nil, nil}},
+		{"bookmark passes", watch.Event{Type: watch.Bookmark, Object: &v1.Service{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "9"}}}, &out{watch.Bookmark, "", nil, nil}},
 	}
 	v := NewView(aws)
 	for _, s := range steps {
@@ -129,7 +136,7 @@ func TestViewEvents(t *testing.T) {
 		var gotOut *out
 		if ok {
 			o := got.Object.(*v1.Service)
-			gotOut = &out{got.Type, o.Name, o.Spec.LoadBalancerClass}
+			gotOut = &out{got.Type, o.Name, o.Spec.LoadBalancerClass, o.Finalizers}
 		}
 		if diff := cmp.Diff(s.want, gotOut); diff != "" {
 			t.Errorf("%s: (-want +got)\n%s", s.name, diff)
@@ -139,12 +146,11 @@ func TestViewEvents(t *testing.T) {
 
 func TestViewList(t *testing.T) {
 	v := NewView(aws)
-	v.in["was"] = true
 	v.in["left"] = true
 	v.in["elsewhere"] = true // on another page
 	l := &v1.ServiceList{Items: []v1.Service{
 		*svc("u", lb, ""), *svc("a", lb, "berth.dev/aws"), *svc("o", lb, "berth.dev/lb"),
-		*svc("was", cip, ""), *svc("c", cip, ""), *svc("left", lb, ""),
+		*fin(svc("was", cip, "")), *svc("c", cip, ""), *svc("left", lb, ""),
 	}}
 	var got []string
 	for _, s := range v.list(l).Items {
@@ -163,8 +169,9 @@ func TestViewList(t *testing.T) {
 
 // TestPatchesNeverCarryClass: what the service controller writes for a
 // presented Service (its finalizer and status, through upstream's
-// PatchService) carries no spec, so the class the view hid is never
-// written back.
+// PatchService, as FinalizerTransport sends it) carries no spec, so the
+// class the view hid is never written back, and names Berth's finalizer,
+// never upstream's.
 func TestPatchesNeverCarryClass(t *testing.T) {
 	cached := present(svc("a", lb, "berth.dev/aws"))
 	withFinalizer := cached.DeepCopy()
@@ -178,7 +185,7 @@ func TestPatchesNeverCarryClass(t *testing.T) {
 		old, new *v1.Service
 		want     string
 	}{
-		{"add finalizer", cached, withFinalizer, `{"metadata":{"finalizers":["service.kubernetes.io/load-balancer-cleanup"]}}`},
+		{"add finalizer", cached, withFinalizer, `{"metadata":{"finalizers":["berth.dev/load-balancer-cleanup"]}}`},
 		{"remove finalizer", withFinalizer, withoutFinalizer, `{"metadata":{"finalizers":null}}`},
 		{"status", cached, withStatus, `{"status":{"loadBalancer":{"ingress":[{"hostname":"a.elb.example"}]}}}`},
 	} {
@@ -189,7 +196,7 @@ func TestPatchesNeverCarryClass(t *testing.T) {
 		var patches []string
 		for _, a := range kube.Actions() {
 			if p, ok := a.(k8stesting.PatchAction); ok {
-				patches = append(patches, string(p.GetPatch()))
+				patches = append(patches, string(translatePatch(p.GetPatch())))
 			}
 		}
 		if diff := cmp.Diff([]string{tc.want}, patches); diff != "" {
