@@ -23,13 +23,16 @@ all: build
 build: ## Build Berth's binaries into ./bin
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
-test: test-deps unit fuzz e2e ## Unit tests, every fuzz target for FUZZTIME, end-to-end tests (the README's test command)
+# The control plane is built first: status/'s golden test (a unit package)
+# starts a kube-apiserver, and on a cold machine its build alone would
+# outlast go test's default 10-minute timeout.
+test: test-deps controlplane unit fuzz e2e ## Unit tests, every fuzz target for FUZZTIME, end-to-end tests (the README's test command)
 
 test-deps: ## As root, install the missing Debian packages the tests run (internal/hostdeps/packages.txt)
 	hack/install-deps.sh test
 
 unit: ## Unit tests, with the race detector
-	@$(GO) test -race -count=1 $(UNIT_PKGS) | grep -v "no test files"
+	@$(GO) test -race -count=1 -timeout 30m $(UNIT_PKGS) | grep -v "no test files"
 	$(GO) -C tools/images test -count=1 ./...
 
 FUZZTIME ?= 20s

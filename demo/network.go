@@ -198,11 +198,16 @@ func (n *network) run(ctx context.Context, out io.Writer, cp *controlplane.Contr
 	if err := n.listen(svcs); err != nil {
 		return err
 	}
-	kubeconfig, err := cp.ServiceAccountKubeconfig(ctx, berthNamespace, "berth-speaker")
-	if err != nil {
-		return err
+	// Each speaker's token is bound to its Pod on its node, as the
+	// kubelet's is: the chart's admission policy lets a speaker write only
+	// its own node's BerthNodeStatus.
+	kubeconfigs := map[string]string{}
+	for _, h := range n.nodes {
+		if kubeconfigs[h.Name], err = cp.NodeServiceAccountKubeconfig(ctx, berthNamespace, "berth-speaker", h.Name); err != nil {
+			return err
+		}
 	}
-	if err := n.startSpeakers(kubeconfig); err != nil {
+	if err := n.startSpeakers(kubeconfigs); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "    started berth-speaker on %s and %s (logs in %s)\n", n.nodes[0].Name, n.nodes[1].Name, n.logDir)
@@ -303,9 +308,9 @@ func (n *network) listenOne(h *netlab.Host, a netip.Addr, proto corev1.Protocol,
 	return nil
 }
 
-// startSpeakers runs berth-speaker in each node with kubeconfig, BGP and
+// startSpeakers runs berth-speaker in each node with its kubeconfig, BGP and
 // forwarding on, removing its nftables table when stopped.
-func (n *network) startSpeakers(kubeconfig string) error {
+func (n *network) startSpeakers(kubeconfigs map[string]string) error {
 	dir, err := os.MkdirTemp("", "berth-demo-speakers-")
 	if err != nil {
 		return err
@@ -317,7 +322,7 @@ func (n *network) startSpeakers(kubeconfig string) error {
 			return err
 		}
 		cmd := h.Command(context.Background(), n.speaker,
-			"--kubeconfig", kubeconfig, "--node-name", h.Name,
+			"--kubeconfig", kubeconfigs[h.Name], "--node-name", h.Name,
 			"--metrics-addr", netip.AddrPortFrom(h.IPv4, 9631).String(),
 			"--cleanup-on-exit", "-v=2")
 		cmd.Stdout, cmd.Stderr = logf, logf

@@ -214,6 +214,19 @@ func (e *env) saKubeconfig(t testing.TB, account string) string {
 	return path
 }
 
+// speakerKubeconfig is saKubeconfig for the speaker on node: its token is
+// bound to the speaker's Pod on that node (a Pod object; no kubelet runs
+// it), as the kubelet's projected token is, without which the chart's
+// admission policy refuses the speaker its node's BerthNodeStatus.
+func (e *env) speakerKubeconfig(t testing.TB, node string) string {
+	t.Helper()
+	path, err := e.cp.NodeServiceAccountKubeconfig(t.Context(), berthNS, "berth-speaker", node)
+	if err != nil {
+		t.Fatalf("kubeconfig of the speaker on %s: %v", node, err)
+	}
+	return path
+}
+
 // berthEnviron is the environment of Berth's processes, with extra added.
 // Their informers list and then watch, as against an API server without
 // watch-list streaming, instead of streaming their initial list over a

@@ -24,7 +24,7 @@ func TestLoggingFormatJSON(t *testing.T) {
 	}{
 		{"berth-controller", func(t *testing.T) *proc { return e.startController(t, jsonFlag).proc }, "Rebuilt allocations from Service status"},
 		{"berth-speaker", func(t *testing.T) *proc {
-			cmd := exec.Command(berthBins.path(t, "berth-speaker"), "--kubeconfig", e.saKubeconfig(t, "berth-speaker"),
+			cmd := exec.Command(berthBins.path(t, "berth-speaker"), "--kubeconfig", e.speakerKubeconfig(t, "n1"),
 				"--node-name", "n1", "--namespace", berthNS, "--bgp=false", "--l2=false", "--forwarding=false",
 				"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), jsonFlag)
 			cmd.Env = berthEnviron()

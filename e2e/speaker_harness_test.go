@@ -149,7 +149,8 @@ type speakerProc struct {
 }
 
 // startSpeaker runs berth-speaker in n's namespace, as ServiceAccount
-// berth-speaker (see saKubeconfig), with forwarding off
+// berth-speaker with a token bound to its Pod on n (see
+// speakerKubeconfig), with forwarding off
 // (tested elsewhere). It is killed at owner's cleanup unless it exited
 // already: a subtest that restarts a speaker passes the whole test as owner,
 // so that the speaker outlives the subtest.
@@ -157,7 +158,7 @@ func startSpeaker(t, owner testing.TB, e *env, n *labNode, args ...string) *spea
 	t.Helper()
 	metrics := netip.AddrPortFrom(n.host.IPv4, 9631).String()
 	all := append([]string{berthBins.path(t, "berth-speaker"),
-		"--kubeconfig", e.saKubeconfig(t, "berth-speaker"),
+		"--kubeconfig", e.speakerKubeconfig(t, n.name),
 		"--node-name", n.name,
 		"--namespace", speakerNS,
 		"--forwarding=false",

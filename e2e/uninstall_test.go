@@ -17,9 +17,9 @@ import (
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/e2e/controlplane"
 	"github.com/berthlb/berth/internal/lifecycle"
 )
 
@@ -174,23 +174,17 @@ func TestUninstall(t *testing.T) {
 	})
 }
 
-// speakerPod creates the Pod object of the speaker on node, Running, as the
-// DaemonSet and the kubelet would (no kubelet runs here).
+// speakerPod marks the Pod object of the speaker on node (the one its
+// token is bound to, see speakerKubeconfig) Running, as the kubelet would
+// (no kubelet runs here).
 func speakerPod(t *testing.T, e *env, node string) {
 	t.Helper()
-	pods := e.kube.CoreV1().Pods(berthNS)
-	p, err := pods.Create(t.Context(), &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "berth-speaker-" + node, Labels: map[string]string{"app.kubernetes.io/name": "berth-speaker"}},
-		Spec: corev1.PodSpec{
-			NodeName: node, ServiceAccountName: "berth-speaker", AutomountServiceAccountToken: ptr.To(false),
-			Containers: []corev1.Container{{Name: "speaker", Image: "ghcr.io/berthlb/berth-speaker:dev"}},
-		},
-	}, metav1.CreateOptions{})
+	p, err := controlplane.NodePod(t.Context(), e.kube, berthNS, "berth-speaker", node)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.Status.Phase = corev1.PodRunning
-	if _, err := pods.UpdateStatus(t.Context(), p, metav1.UpdateOptions{}); err != nil {
+	if _, err := e.kube.CoreV1().Pods(berthNS).UpdateStatus(t.Context(), p, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -86,9 +86,11 @@ type ControlPlane struct {
 	stopErr  error
 
 	// saKubeconfigs caches ServiceAccountKubeconfig's files by
-	// namespace/name.
+	// manifests:namespace/name@node; saApplied says whose RBAC
+	// (manifests:namespace/name) was applied.
 	saMu          sync.Mutex
 	saKubeconfigs map[string]string
+	saApplied     map[string]bool
 }
 
 // Start builds or reuses the binaries, starts etcd and kube-apiserver on free

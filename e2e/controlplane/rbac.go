@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -22,6 +23,9 @@ import (
 // refer to. Roles a binding refers to that the manifests do not define (the
 // API server's bootstrap roles, such as system:auth-delegator) are in
 // ExternalClusterRoles and ExternalRoles: ApplyRBAC checks that they exist.
+// Policies and PolicyBindings are every ValidatingAdmissionPolicy of the
+// manifests with its bindings, which narrow what RBAC grants (which users a
+// policy concerns is said in its CEL, so all of them are taken).
 type RBAC struct {
 	ServiceAccount      *corev1.ServiceAccount
 	ClusterRoles        []*rbacv1.ClusterRole
@@ -31,6 +35,8 @@ type RBAC struct {
 	// ExternalClusterRoles are names; ExternalRoles are namespace/name.
 	ExternalClusterRoles []string
 	ExternalRoles        []string
+	Policies             []*admissionregistrationv1.ValidatingAdmissionPolicy
+	PolicyBindings       []*admissionregistrationv1.ValidatingAdmissionPolicyBinding
 }
 
 // ManifestsDir returns the repository's manifests directory.
@@ -43,7 +49,8 @@ func ManifestsDir() (string, error) {
 }
 
 // rbacKinds are the kinds LoadRBAC decodes; every other document is skipped.
-var rbacKinds = []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+var rbacKinds = []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+	"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 // LoadRBAC reads every YAML or JSON document under dir, recursively (one
 // object per document, any number of documents per file, so a single
@@ -79,6 +86,10 @@ func LoadRBAC(dir, namespace, name string) (*RBAC, error) {
 			if bindsServiceAccount(o.Subjects, o.Namespace, namespace, name) {
 				r.RoleBindings = append(r.RoleBindings, o)
 			}
+		case *admissionregistrationv1.ValidatingAdmissionPolicy:
+			r.Policies = append(r.Policies, o)
+		case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+			r.PolicyBindings = append(r.PolicyBindings, o)
 		}
 	}
 	if r.ServiceAccount == nil {
@@ -223,6 +234,10 @@ func typedRBAC(u *unstructured.Unstructured) (runtime.Object, error) {
 	switch {
 	case gvk.Kind == "ServiceAccount" && gvk.GroupVersion() == corev1.SchemeGroupVersion:
 		o = &corev1.ServiceAccount{}
+	case gvk.Kind == "ValidatingAdmissionPolicy" && gvk.GroupVersion() == admissionregistrationv1.SchemeGroupVersion:
+		o = &admissionregistrationv1.ValidatingAdmissionPolicy{}
+	case gvk.Kind == "ValidatingAdmissionPolicyBinding" && gvk.GroupVersion() == admissionregistrationv1.SchemeGroupVersion:
+		o = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
 	case gvk.GroupVersion() != rbacv1.SchemeGroupVersion:
 		return nil, fmt.Errorf("%s %s: unexpected apiVersion %s", gvk.Kind, u.GetName(), u.GetAPIVersion())
 	case gvk.Kind == "ClusterRole":
@@ -253,6 +268,10 @@ func identity(o runtime.Object) string {
 		return "Role " + o.Namespace + "/" + o.Name
 	case *rbacv1.RoleBinding:
 		return "RoleBinding " + o.Namespace + "/" + o.Name
+	case *admissionregistrationv1.ValidatingAdmissionPolicy:
+		return "ValidatingAdmissionPolicy " + o.Name
+	case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+		return "ValidatingAdmissionPolicyBinding " + o.Name
 	}
 	return fmt.Sprintf("%T", o)
 }

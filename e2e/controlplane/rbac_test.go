@@ -14,6 +14,7 @@ import (
 type summary struct {
 	ClusterRoles, ClusterRoleBindings, Roles, RoleBindings []string
 	ExternalClusterRoles, ExternalRoles                    []string
+	Policies, PolicyBindings                               []string
 }
 
 func summarize(r *RBAC) summary {
@@ -30,8 +31,14 @@ func summarize(r *RBAC) summary {
 	for _, o := range r.RoleBindings {
 		s.RoleBindings = append(s.RoleBindings, o.Namespace+"/"+o.Name)
 	}
+	for _, o := range r.Policies {
+		s.Policies = append(s.Policies, o.Name)
+	}
+	for _, o := range r.PolicyBindings {
+		s.PolicyBindings = append(s.PolicyBindings, o.Name)
+	}
 	s.ExternalClusterRoles, s.ExternalRoles = r.ExternalClusterRoles, r.ExternalRoles
-	for _, l := range [][]string{s.ClusterRoles, s.ClusterRoleBindings, s.Roles, s.RoleBindings, s.ExternalClusterRoles, s.ExternalRoles} {
+	for _, l := range [][]string{s.ClusterRoles, s.ClusterRoleBindings, s.Roles, s.RoleBindings, s.ExternalClusterRoles, s.ExternalRoles, s.Policies, s.PolicyBindings} {
 		slices.Sort(l)
 	}
 	return s
@@ -112,6 +119,20 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: extension-apise
 subjects: [{kind: ServiceAccount, name: app, namespace: sys}]
 `
 
+// testPolicy narrows what RBAC grants; LoadRBAC takes every policy.
+const testPolicy = `apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: own}
+spec:
+  matchConstraints: {resourceRules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [services]}]}
+  validations: [{expression: "true"}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: own}
+spec: {policyName: own, validationActions: [Deny]}
+`
+
 var wantApp = summary{
 	ClusterRoles:         []string{"app"},
 	ClusterRoleBindings:  []string{"app", "app-delegator"},
@@ -143,6 +164,14 @@ func TestLoadRBAC(t *testing.T) {
 		{name: "examples and crds skipped", files: map[string]string{
 			"berth.yaml": testSA + "---\n" + testRoles, "examples/rbac.yaml": conflicting, "crds/rbac.yaml": conflicting,
 		}, want: wantApp},
+		{name: "admission policies", files: map[string]string{"berth.yaml": testSA + "---\n" + testRoles, "policy.yaml": testPolicy},
+			want: func() summary {
+				s := wantApp
+				s.Policies, s.PolicyBindings = []string{"own"}, []string{"own"}
+				return s
+			}()},
+		{name: "policy of another version", files: map[string]string{"berth.yaml": testSA + "---\n" + testRoles,
+			"policy.yaml": strings.ReplaceAll(testPolicy, "/v1\n", "/v1beta1\n")}, wantErr: "unexpected apiVersion"},
 		{name: "conflict", files: map[string]string{"sa.yaml": testSA, "rbac.yaml": testRoles, "more/rbac.yaml": conflicting}, wantErr: "defined twice"},
 		{name: "no account", files: map[string]string{"rbac.yaml": testRoles}, wantErr: "no ServiceAccount sys/app"},
 		{name: "not bound", files: map[string]string{"sa.yaml": testSA}, wantErr: "binds ServiceAccount sys/app"},

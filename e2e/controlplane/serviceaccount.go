@@ -40,33 +40,66 @@ func (cp *ControlPlane) ServiceAccountKubeconfig(ctx context.Context, namespace,
 // taken from the manifests under dir, such as the chart rendered with
 // values the default manifests do not use (berth-ccm's aws backend).
 func (cp *ControlPlane) ServiceAccountKubeconfigFrom(ctx context.Context, dir, namespace, name string) (string, error) {
-	key := dir + ":" + namespace + "/" + name
-	cp.saMu.Lock()
-	defer cp.saMu.Unlock()
-	if path, ok := cp.saKubeconfigs[key]; ok {
-		return path, nil
-	}
-	rbac, err := LoadRBAC(dir, namespace, name)
+	return cp.serviceAccountKubeconfig(ctx, dir, namespace, name, "")
+}
+
+// NodeServiceAccountKubeconfig is ServiceAccountKubeconfig for the process
+// of a DaemonSet on node: its token is bound to the account's Pod on that
+// node (PodTokenKubeconfig), as the kubelet's projected token is, so that
+// admission policies see the node it runs on. One file per node.
+func (cp *ControlPlane) NodeServiceAccountKubeconfig(ctx context.Context, namespace, name, node string) (string, error) {
+	dir, err := ManifestsDir()
 	if err != nil {
 		return "", err
 	}
-	if err := cp.ApplyRBAC(ctx, rbac); err != nil {
-		return "", err
+	return cp.serviceAccountKubeconfig(ctx, dir, namespace, name, node)
+}
+
+// serviceAccountKubeconfig applies the RBAC of the manifests under dir for
+// namespace/name once, and returns the account's kubeconfig, bound to a
+// Pod on node unless node is empty, one per node.
+func (cp *ControlPlane) serviceAccountKubeconfig(ctx context.Context, dir, namespace, name, node string) (string, error) {
+	key := dir + ":" + namespace + "/" + name
+	cp.saMu.Lock()
+	defer cp.saMu.Unlock()
+	if path, ok := cp.saKubeconfigs[key+"@"+node]; ok {
+		return path, nil
 	}
-	path, err := cp.TokenKubeconfig(ctx, namespace, name)
+	if !cp.saApplied[key] {
+		rbac, err := LoadRBAC(dir, namespace, name)
+		if err != nil {
+			return "", err
+		}
+		if err := cp.ApplyRBAC(ctx, rbac); err != nil {
+			return "", err
+		}
+		if cp.saApplied == nil {
+			cp.saApplied = map[string]bool{}
+		}
+		cp.saApplied[key] = true
+	}
+	var path string
+	var err error
+	if node == "" {
+		path, err = cp.TokenKubeconfig(ctx, namespace, name)
+	} else {
+		path, err = cp.PodTokenKubeconfig(ctx, namespace, name, node)
+	}
 	if err != nil {
 		return "", err
 	}
 	if cp.saKubeconfigs == nil {
 		cp.saKubeconfigs = map[string]string{}
 	}
-	cp.saKubeconfigs[key] = path
+	cp.saKubeconfigs[key+"@"+node] = path
 	return path, nil
 }
 
 // ApplyRBAC creates r's objects, and the namespaces they live in, or
 // replaces those that exist, with the admin client. It fails if a role that
-// r refers to but does not define is missing from the cluster.
+// r refers to but does not define is missing from the cluster. The API
+// server enforces a new admission policy a moment after it is created, not
+// at once.
 func (cp *ControlPlane) ApplyRBAC(ctx context.Context, r *RBAC) error {
 	kube, err := kubernetes.NewForConfig(cp.RESTConfig())
 	if err != nil {
@@ -111,6 +144,17 @@ func (cp *ControlPlane) ApplyRBAC(ctx context.Context, r *RBAC) error {
 	for _, n := range r.ExternalClusterRoles {
 		if _, err := rbac.ClusterRoles().Get(ctx, n, metav1.GetOptions{}); err != nil {
 			return fmt.Errorf("apply RBAC: ClusterRole %s, bound but not in the manifests: %w", n, err)
+		}
+	}
+	admission := kube.AdmissionregistrationV1()
+	for _, o := range r.Policies {
+		if err := upsert(ctx, o.DeepCopy(), admission.ValidatingAdmissionPolicies()); err != nil {
+			return err
+		}
+	}
+	for _, o := range r.PolicyBindings {
+		if err := upsert(ctx, o.DeepCopy(), admission.ValidatingAdmissionPolicyBindings()); err != nil {
+			return err
 		}
 	}
 	for _, key := range r.ExternalRoles {
@@ -161,8 +205,15 @@ func ensureNamespace(ctx context.Context, kube kubernetes.Interface, name string
 // TokenKubeconfig creates namespace namespace and ServiceAccount name in it
 // if they are missing, requests a token for the account (TokenRequest, valid
 // for a day) and writes a kubeconfig with it and the control plane's CA. It
-// grants nothing: see ApplyRBAC. The file is removed by Stop.
+// grants nothing: see ApplyRBAC. The file is removed by Stop. The token is
+// bound to no object: see PodTokenKubeconfig.
 func (cp *ControlPlane) TokenKubeconfig(ctx context.Context, namespace, name string) (string, error) {
+	return cp.tokenKubeconfig(ctx, namespace, name, "")
+}
+
+// tokenKubeconfig is TokenKubeconfig with the token bound to the account's
+// Pod on node (NodePod) unless node is empty.
+func (cp *ControlPlane) tokenKubeconfig(ctx context.Context, namespace, name, node string) (string, error) {
 	kube, err := kubernetes.NewForConfig(cp.RESTConfig())
 	if err != nil {
 		return "", fmt.Errorf("token for %s/%s: %w", namespace, name, err)
@@ -174,9 +225,15 @@ func (cp *ControlPlane) TokenKubeconfig(ctx context.Context, namespace, name str
 	if _, err := kube.CoreV1().ServiceAccounts(namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", fmt.Errorf("create ServiceAccount %s/%s: %w", namespace, name, err)
 	}
-	tr, err := kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](tokenLifetime)},
-	}, metav1.CreateOptions{})
+	spec := authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](tokenLifetime)}
+	if node != "" {
+		pod, err := NodePod(ctx, kube, namespace, name, node)
+		if err != nil {
+			return "", err
+		}
+		spec.BoundObjectRef = &authenticationv1.BoundObjectReference{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}
+	}
+	tr, err := kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("request token for %s/%s: %w", namespace, name, err)
 	}
