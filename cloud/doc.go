@@ -3,8 +3,10 @@
 // clusters that run a cloud-controller-manager (cmd/berth-ccm).
 //
 // Its only real capability is LoadBalancer. The upstream service controller
-// calls it for LoadBalancer Services without spec.loadBalancerClass; the
-// plugin delegates each call to a backend chosen in the cloud config: today
+// calls it for LoadBalancer Services without spec.loadBalancerClass, or,
+// with berth-ccm's --load-balancer-class, for those of that class only,
+// which ServiceController's filtered view (package lbclass) presents
+// without it; the plugin delegates each call to a backend chosen in the cloud config: today
 // "pools", which serves addresses from BerthIPPools with the same config and
 // allocator packages as the add-on controller, restart-stable because it
 // replays the addresses found in Services' status before it answers.

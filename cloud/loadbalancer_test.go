@@ -83,7 +83,7 @@ func node(name string) *v1.Node { return &v1.Node{ObjectMeta: metav1.ObjectMeta{
 func newTestCloud(t *testing.T, pools []*v1alpha1.BerthIPPool, svcs ...*v1.Service) (*loadBalancers, context.Context) {
 	t.Helper()
 	logger, ctx := ktesting.NewTestContext(t)
-	c, err := New(Config{Backend: BackendPools}, logger)
+	c, err := New(Config{Backend: BackendPools}, "", logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestRestartStability(t *testing.T) {
 // TestNotReady: before the replay, calls wait (here: until ctx ends)
 // rather than answer from an empty allocator.
 func TestNotReady(t *testing.T) {
-	c, err := New(Config{Backend: BackendPools}, logr.Discard())
+	c, err := New(Config{Backend: BackendPools}, "", logr.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestNotReady(t *testing.T) {
 }
 
 func TestUnsupportedCapabilities(t *testing.T) {
-	c, err := New(Config{Backend: BackendPools}, logr.Discard())
+	c, err := New(Config{Backend: BackendPools}, "", logr.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}

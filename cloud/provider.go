@@ -15,6 +15,7 @@ import (
 
 	"github.com/berthlb/berth/client/clientset/versioned"
 	"github.com/berthlb/berth/cloud/aws"
+	"github.com/berthlb/berth/cloud/lbclass"
 	"github.com/berthlb/berth/internal/serve"
 )
 
@@ -28,6 +29,7 @@ const clientName = "berth-ccm"
 // controller manager calls Initialize once before any controller starts.
 type Cloud struct {
 	cfg   Config
+	class lbclass.Class
 	log   logr.Logger
 	pools *Pools       // the pools backend, or nil
 	aws   *aws.Backend // the aws backend, or nil
@@ -37,11 +39,17 @@ type Cloud struct {
 
 var _ cloudprovider.Interface = (*Cloud)(nil)
 
-// New returns the plugin for a parsed cloud config.
-func New(cfg Config, log logr.Logger) (*Cloud, error) {
+// New returns the plugin for a parsed cloud config, serving the Services
+// of class (see ServiceController). Only the aws backend serves a class:
+// the pools backend shares BerthIPPools with berth-controller, which serves
+// classed Services itself.
+func New(cfg Config, class lbclass.Class, log logr.Logger) (*Cloud, error) {
 	log = log.WithName("berth-cloud")
 	switch cfg.Backend {
 	case BackendPools:
+		if class != "" {
+			return nil, fmt.Errorf("--load-balancer-class=%s needs backend %q; the pools backend serves only unclassed Services (berth-controller serves classed ones from the same BerthIPPools)", class, BackendAWS)
+		}
 		p := NewPools(log.WithName("pools"))
 		return &Cloud{cfg: cfg, log: log, pools: p, lb: &loadBalancers{backend: p, stall: serve.NewStall("load balancer", lbStallLimit)}}, nil
 	case BackendAWS:
@@ -56,7 +64,7 @@ func New(cfg Config, log logr.Logger) (*Cloud, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Cloud{cfg: cfg, log: log, aws: b, lb: &loadBalancers{backend: b, stall: serve.NewStall("load balancer", lbStallLimit)}}, nil
+		return &Cloud{cfg: cfg, class: class, log: log, aws: b, lb: &loadBalancers{backend: b, stall: serve.NewStall("load balancer", lbStallLimit)}}, nil
 	}
 	return nil, fmt.Errorf("unknown backend %q", cfg.Backend)
 }
@@ -76,7 +84,7 @@ func (c *Cloud) Initialize(cb cloudprovider.ControllerClientBuilder, stop <-chan
 	}
 	if c.aws != nil {
 		if err == nil {
-			err = c.aws.Start(ctx, kube)
+			err = c.aws.Start(ctx, kube, c.class)
 		}
 		if err != nil {
 			// Without Node watches eip mode still follows the service

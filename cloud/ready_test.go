@@ -28,7 +28,7 @@ func TestReady(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := New(Config{Backend: BackendPools}, logr.Discard())
+			c, err := New(Config{Backend: BackendPools}, "", logr.Discard())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -101,22 +101,19 @@ func (e *env) forwardedOn(t *testing.T, value string) (node, addr string) {
 	return node, addr
 }
 
-// TestCCMAWS runs berth-ccm with the aws backend against the wire-level
-// AWS test double (cloud/aws/awsdouble) through the real SDK: the upstream
-// service controller gives an nlb-mode Service the NLB's DNS name and an
-// eip-mode Service an Elastic IP; nodes joining and leaving change the
-// targets; cordoning the node an Elastic IP is mapped to moves it;
-// deleting the Services removes every AWS resource Berth made.
-func TestCCMAWS(t *testing.T) {
-	e := newEnv(t)
-	ctx := t.Context()
+// startCCMOnAWS starts the AWS test double with public, private and
+// internal subnets, the docs' IAM policy and nodes instances i-1..i-n
+// (Nodes node-1..node-n), and berth-ccm with the aws backend against it
+// with the extra flags.
+func (e *env) startCCMOnAWS(t *testing.T, nodes int, args ...string) *awsdouble.Server {
+	t.Helper()
 	srv := awsdouble.Start(t)
 	srv.AddSubnet("subnet-a", "vpc-1", "eu-west-1a", "198.18.0.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-b", "vpc-1", "eu-west-1b", "198.18.1.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-i", "vpc-1", "eu-west-1a", "198.18.2.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/internal-elb": "1"})
 	srv.AddRouteTable("vpc-1", "igw-1", "subnet-a", "subnet-b") // public; subnet-i private
 	bindDocPolicy(t, srv, "AKIDE2E", "e2e")
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= nodes; i++ {
 		e.awsNode(t, srv, fmt.Sprintf("node-%d", i), fmt.Sprintf("i-%d", i), fmt.Sprintf("198.18.0.%d", 10+i))
 	}
 	cloudConfig := fmt.Sprintf(`backend: aws
@@ -131,7 +128,35 @@ aws:
 	e.startCCMWith(t, cloudConfig, []string{
 		"AWS_ACCESS_KEY_ID=AKIDE2E", "AWS_SECRET_ACCESS_KEY=secret", "AWS_EC2_METADATA_DISABLED=true",
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
-	})
+	}, args...)
+	return srv
+}
+
+// waitServicesGone waits until the Services are deleted, which a kept
+// finalizer would prevent.
+func (e *env) waitServicesGone(t *testing.T, ns string, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err := e.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			t.Errorf("Service %s/%s still exists (finalizer kept): %v", ns, name, err)
+		}
+	}
+}
+
+// TestCCMAWS runs berth-ccm with the aws backend against the wire-level
+// AWS test double (cloud/aws/awsdouble) through the real SDK: the upstream
+// service controller gives an nlb-mode Service the NLB's DNS name and an
+// eip-mode Service an Elastic IP; nodes joining and leaving change the
+// targets; cordoning the node an Elastic IP is mapped to moves it;
+// deleting the Services removes every AWS resource Berth made.
+func TestCCMAWS(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	srv := e.startCCMOnAWS(t, 3)
 	const ns = "default"
 
 	t.Run("nlb: the NLB's DNS name in status, targets follow nodes", func(t *testing.T) {
@@ -305,15 +330,7 @@ aws:
 			}
 			return n == 0
 		})
-		for _, name := range []string{"web", "cheap", "local"} {
-			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
-				_, err := e.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
-				return apierrors.IsNotFound(err), nil
-			})
-			if err != nil {
-				t.Errorf("Service %s still exists (finalizer kept): %v", name, err)
-			}
-		}
+		e.waitServicesGone(t, ns, "web", "cheap", "local")
 		for _, svc := range []string{"cheap", "local"} {
 			if node, _ := e.forwardedOn(t, ns+"/"+svc); node != "" {
 				t.Errorf("forwarding annotation of %s left on %s", svc, node)

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/cloud/lbclass"
 )
 
 // fieldManager names berth-ccm's Node annotation patches.
@@ -76,8 +77,9 @@ func (p nodePatcher) Annotate(ctx context.Context, node, key string, value *stri
 // every node's eligibility (the service controller does not call Update
 // when a node is cordoned or turns NotReady) and, for
 // externalTrafficPolicy Local, where the ready endpoints are, and moves an
-// Elastic IP off a node that lost it. It returns at once; the work ends with ctx.
-func (b *Backend) Start(ctx context.Context, kube kubernetes.Interface) error {
+// Elastic IP off a node that lost it, for the Services of class (the one
+// berth-ccm serves). It returns at once; the work ends with ctx.
+func (b *Backend) Start(ctx context.Context, kube kubernetes.Interface, class lbclass.Class) error {
 	f := informers.NewSharedInformerFactory(kube, 0)
 	nodes, services := f.Core().V1().Nodes(), f.Core().V1().Services()
 	slices := f.Discovery().V1().EndpointSlices()
@@ -119,7 +121,7 @@ func (b *Backend) Start(ctx context.Context, kube kubernetes.Interface) error {
 		if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced, services.Informer().HasSynced, slices.Informer().HasSynced) {
 			return
 		}
-		for b.moveOne(ctx, q, svcLister) {
+		for b.moveOne(ctx, q, svcLister, class) {
 		}
 	}()
 	return nil
@@ -195,7 +197,7 @@ func (b *Backend) endpointsChanged(obj any, services corelisters.ServiceLister, 
 
 // moveOne re-places one queued Service's Elastic IP; false when the queue
 // is shut down.
-func (b *Backend) moveOne(ctx context.Context, q workqueue.TypedRateLimitingInterface[string], services corelisters.ServiceLister) bool {
+func (b *Backend) moveOne(ctx context.Context, q workqueue.TypedRateLimitingInterface[string], services corelisters.ServiceLister, class lbclass.Class) bool {
 	key, quit := q.Get()
 	if quit {
 		return false
@@ -208,7 +210,7 @@ func (b *Backend) moveOne(ctx context.Context, q workqueue.TypedRateLimitingInte
 		return true
 	}
 	mode, merr := b.mode(svc)
-	if err == nil && (merr != nil || mode != ModeEIP || svc.Spec.Type != v1.ServiceTypeLoadBalancer || svc.Spec.LoadBalancerClass != nil || svc.DeletionTimestamp != nil) {
+	if err == nil && (merr != nil || mode != ModeEIP || !class.Serves(svc) || svc.DeletionTimestamp != nil) {
 		q.Forget(key)
 		return true
 	}

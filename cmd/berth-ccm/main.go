@@ -1,7 +1,8 @@
 // Command berth-ccm is a cloud-controller-manager built on
 // k8s.io/cloud-provider/app with Berth as its cloud provider. By default it
 // runs only the service controller, which calls Berth for LoadBalancer
-// Services without spec.loadBalancerClass.
+// Services without spec.loadBalancerClass, or with --load-balancer-class
+// for those of that class and no other.
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/berthlb/berth/cloud"
+	"github.com/berthlb/berth/cloud/lbclass"
 	berthcli "github.com/berthlb/berth/internal/cli"
 	"github.com/berthlb/berth/internal/serve"
 )
@@ -33,24 +35,30 @@ func main() {
 		os.Exit(1)
 	}
 	opts.KubeCloudShared.CloudProvider.Name = cloud.ProviderName
-	// Only the service controller: Berth manages no nodes and no routes.
-	controllers := map[string]app.ControllerInitFuncConstructor{
-		names.ServiceLBController: app.DefaultInitFuncConstructors[names.ServiceLBController],
-	}
 	var berthFlags cliflag.NamedFlagSets
 	readyzAddr := berthFlags.FlagSet("berth").String("readyz-address", ":9632",
 		"address serving Berth's readiness on /readyz (a standby replica is ready; the leader once its backend has loaded), /healthz and the Go runtime's /metrics, over plain HTTP; empty disables")
-	initWithReadyz := func(c *ccmconfig.CompletedConfig) cloudprovider.Interface { return initCloud(c, *readyzAddr) }
+	class := berthFlags.FlagSet("berth").String("load-balancer-class", "",
+		"serve only the LoadBalancer Services of this spec.loadBalancerClass (e.g. berth.dev/aws; aws backend only) and never any other, so that berth-ccm runs beside a managed service controller that serves the unclassed ones; empty serves the unclassed Services")
+	// Only the service controller: Berth manages no nodes and no routes.
+	// Its constructor runs after the flags are parsed.
+	service := app.DefaultInitFuncConstructors[names.ServiceLBController]
+	controllers := map[string]app.ControllerInitFuncConstructor{
+		names.ServiceLBController: {InitContext: service.InitContext, Constructor: func(ic app.ControllerInitContext, c *ccmconfig.CompletedConfig, p cloudprovider.Interface) app.InitFunc {
+			return cloud.ServiceController(lbclass.Class(*class))(ic, c, p)
+		}},
+	}
+	initWithReadyz := func(c *ccmconfig.CompletedConfig) cloudprovider.Interface { return initCloud(c, *class, *readyzAddr) }
 	cmd := app.NewCloudControllerManagerCommand(opts, initWithReadyz, controllers, names.CCMControllerAliases(), berthFlags, wait.NeverStop)
 	cmd.RunE = berthcli.AnswerVersion("berth-ccm", cmd.RunE)
 	os.Exit(cli.Run(cmd))
 }
 
-// initCloud builds the plugin from --cloud-provider and --cloud-config and
-// serves its readiness on readyzAddr. The controller manager offers no way
+// initCloud builds the plugin from --cloud-provider, --cloud-config and
+// --load-balancer-class and serves its readiness on readyzAddr. The controller manager offers no way
 // to return an error from here, so a bad configuration ends the process
 // with a message.
-func initCloud(c *ccmconfig.CompletedConfig, readyzAddr string) cloudprovider.Interface {
+func initCloud(c *ccmconfig.CompletedConfig, class, readyzAddr string) cloudprovider.Interface {
 	shared := c.ComponentConfig.KubeCloudShared.CloudProvider
 	if shared.Name != cloud.ProviderName {
 		klog.ErrorS(nil, "Unsupported --cloud-provider; this binary serves only Berth", "cloudProvider", shared.Name, "want", cloud.ProviderName)
@@ -67,9 +75,13 @@ func initCloud(c *ccmconfig.CompletedConfig, readyzAddr string) cloudprovider.In
 		r = f
 	}
 	cfg, err := cloud.ParseConfig(r)
+	var lbc lbclass.Class
+	if err == nil {
+		lbc, err = lbclass.Parse(class)
+	}
 	if err == nil {
 		var p *cloud.Cloud
-		if p, err = cloud.New(cfg, klog.Background()); err == nil {
+		if p, err = cloud.New(cfg, lbc, klog.Background()); err == nil {
 			if err = serveReadyz(p, readyzAddr); err == nil {
 				return p
 			}

@@ -110,6 +110,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"wrong type", map[string]any{"controller": map[string]any{"replicas": "two"}}, "/controller/replicas"},
 		{"unknown backend", map[string]any{"ccm": map[string]any{"backend": "gcp"}}, "value must be one of 'pools', 'aws'"},
 		{"aws without cluster name", map[string]any{"ccm": map[string]any{"enabled": true, "backend": "aws"}}, "/ccm/aws/clusterName"},
+		{"a class with the pools backend", map[string]any{"ccm": map[string]any{"enabled": true, "loadBalancerClass": "berth.dev/aws"}}, "/ccm/backend"},
 		{"short memberlist key", map[string]any{"speaker": map[string]any{"layer2": map[string]any{"memberlist": map[string]any{"key": "too-short"}}}}, "/speaker/layer2/memberlist/key"},
 		{"bad duration", map[string]any{"speaker": map[string]any{"forwarding": map[string]any{"driftCheckInterval": "10 seconds"}}}, "/speaker/forwarding/driftCheckInterval"},
 		{"bad router ID", map[string]any{"speaker": map[string]any{"bgp": map[string]any{"routerID": "2001:db8::1"}}}, "/speaker/bgp/routerID"},

@@ -25,7 +25,7 @@ func ValueSets() map[string]map[string]any {
 				"layer2": map[string]any{"enabled": false},
 			},
 			"ccm": map[string]any{
-				"enabled": true, "backend": "aws",
+				"enabled": true, "backend": "aws", "loadBalancerClass": "berth.dev/aws",
 				"aws": map[string]any{"clusterName": "prod", "region": "eu-west-1", "defaultMode": "eip",
 					"eip": map[string]any{"allocationIDs": []any{"eipalloc-0123"}}},
 				"serviceAccount": map[string]any{"annotations": map[string]any{"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/berth-ccm"}},

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +39,7 @@ type Server struct {
 	addressDelay       int
 	sgDelay            int
 	calls              map[string]int
+	requests           []url.Values // every request's parameters (Mentions)
 	faults             map[string]fault
 
 	subnets   map[string]*Subnet
@@ -207,6 +209,32 @@ func (s *Server) Calls(action string) int {
 	return s.calls[action]
 }
 
+// Mentions is how many requests the Server received with a parameter
+// value containing sub (a resource name, a tag value such as a Service's
+// namespace/name), failed ones included.
+func (s *Server) Mentions(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, form := range s.requests {
+		if mentions(form, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+func mentions(form url.Values, sub string) bool {
+	for _, vs := range form {
+		for _, v := range vs {
+			if strings.Contains(v, sub) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // handler runs one operation with s.mu held and returns the elements of its
 // response (EC2: after requestId; ELBv2: inside the XResult element).
 type handler func(p params) ([]*node, error)
@@ -227,6 +255,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[action]++
+	s.requests = append(s.requests, r.Form)
 	requestID := fmt.Sprintf("d0ub1e00-0000-4000-8000-%012x", s.nextID())
 	body, err := s.handle(isEC2, action, r)
 	if err != nil {

@@ -227,3 +227,19 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("%d addresses, want 8", got)
 	}
 }
+
+// TestMentions: a name sent in any parameter of a request is counted,
+// failed requests included, and an absent one is not.
+func TestMentions(t *testing.T) {
+	f := newFixture(t)
+	f.clients(true)
+	_, err := f.elb.DescribeLoadBalancers(t.Context(), &elbv2.DescribeLoadBalancersInput{Names: []string{"a0123"}})
+	if code(err) != "LoadBalancerNotFound" {
+		t.Fatalf("describe a0123: %v", err)
+	}
+	for sub, want := range map[string]int{"a0123": 1, "a0124": 0, "DescribeLoadBalancers": 1} {
+		if got := f.srv.Mentions(sub); got != want {
+			t.Errorf("Mentions(%q) = %d, want %d", sub, got, want)
+		}
+	}
+}
