@@ -34,10 +34,9 @@ func sessionStatus(p bgp.PeerStatus, prev *v1alpha1.BerthBGPSession, now time.Ti
 	return st
 }
 
-// ConditionConfigured is the type of a node's condition in its entry of a
-// BerthBGPPeer's status: whether the node runs the peer's current
-// configuration.
-const ConditionConfigured = "Configured"
+// ConditionConfigured is the type of a node's condition of a peer
+// (v1alpha1.PeerConditionConfigured).
+const ConditionConfigured = v1alpha1.PeerConditionConfigured
 
 // Reasons of ConditionConfigured.
 const (

@@ -46,6 +46,8 @@ func TestGolden(t *testing.T) {
 		{"withheld.golden", status.Options{Namespace: "demo", Target: "service/api", Events: 10}},
 		{"lonely.golden", status.Options{Namespace: "demo", Target: "lonely", Events: 10}},
 		{"pending.golden", status.Options{Namespace: "demo", Target: "svc/pending", Events: 1}},
+		{"pools.golden", status.Options{View: status.ViewPools}},
+		{"peers.golden", status.Options{View: status.ViewPeers}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			tc.opts.Now = t0.Add(2 * time.Minute)
@@ -89,13 +91,39 @@ func seedCluster(t *testing.T, kube kubernetes.Interface, berth versioned.Interf
 	}
 	b := berth.BerthV1alpha1()
 	must(kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "demo"}}, metav1.CreateOptions{}))
-	for name, ranges := range map[string][]v1alpha1.AddressRange{"main": {"198.51.100.0/24", "2001:db8:1::/120"}, "lonely": {"203.0.113.0/28"}} {
-		must(b.BerthIPPools().Create(ctx, &v1alpha1.BerthIPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BerthIPPoolSpec{Addresses: ranges}}, metav1.CreateOptions{}))
+	// The pools' status as the controller writes it: exact counts per
+	// family (big's 2^80 IPv6 addresses too), holders, Ready.
+	counts := func(total, used, free string) *v1alpha1.AddressCounts {
+		return &v1alpha1.AddressCounts{Total: total, Used: used, Free: free}
+	}
+	ready := metav1.Condition{Type: v1alpha1.PoolConditionReady, Status: metav1.ConditionTrue, Reason: "Valid", LastTransitionTime: metav1.NewTime(t0)}
+	for _, p := range []struct {
+		name   string
+		ranges []v1alpha1.AddressRange
+		status v1alpha1.BerthIPPoolStatus
+	}{
+		{"main", []v1alpha1.AddressRange{"198.51.100.0/24", "2001:db8:1::/120"}, v1alpha1.BerthIPPoolStatus{
+			IPv4: counts("256", "4", "252"), IPv6: counts("256", "1", "255"), HolderCount: 4, Conditions: []metav1.Condition{ready}}},
+		{"lonely", []v1alpha1.AddressRange{"203.0.113.0/28"}, v1alpha1.BerthIPPoolStatus{
+			IPv4: counts("16", "16", "0"), HolderCount: 1, Conditions: []metav1.Condition{ready}}},
+		{"big", []v1alpha1.AddressRange{"2001:db8:ff::/48"}, v1alpha1.BerthIPPoolStatus{
+			IPv6: counts("1208925819614629174706176", "3", "1208925819614629174706173"), HolderCount: 3, Conditions: []metav1.Condition{ready}}},
+		{"new", []v1alpha1.AddressRange{"192.0.2.128/25"}, v1alpha1.BerthIPPoolStatus{}},
+	} {
+		created, err := b.BerthIPPools().Create(ctx, &v1alpha1.BerthIPPool{ObjectMeta: metav1.ObjectMeta{Name: p.name}, Spec: v1alpha1.BerthIPPoolSpec{Addresses: p.ranges}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		created.Status = p.status
+		must(b.BerthIPPools().UpdateStatus(ctx, created, metav1.UpdateOptions{}))
 	}
 	for name, addr := range map[string]string{"r1": "192.0.2.1", "r1-v6": "2001:db8::1"} {
 		must(b.BerthBGPPeers().Create(ctx, &v1alpha1.BerthBGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name},
 			Spec: v1alpha1.BerthBGPPeerSpec{Address: addr, ASN: 64512, LocalASN: 64513}}, metav1.CreateOptions{}))
 	}
+	// leaf: an interface peer that no node has a session with.
+	must(b.BerthBGPPeers().Create(ctx, &v1alpha1.BerthBGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "leaf"},
+		Spec: v1alpha1.BerthBGPPeerSpec{Interface: "eth1", ASN: 64520, LocalASN: 64513}}, metav1.CreateOptions{}))
 	sel := v1alpha1.AdvertisementSelector{IPPools: []string{"main"}}
 	must(b.BerthBGPAdvertisements().Create(ctx, &v1alpha1.BerthBGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "main"},
 		Spec: v1alpha1.BerthBGPAdvertisementSpec{AdvertisementSelector: sel}}, metav1.CreateOptions{}))
@@ -112,7 +140,9 @@ func seedCluster(t *testing.T, kube kubernetes.Interface, berth versioned.Interf
 	node2 := berthac.BerthNodeStatusStatus().WithEligible(true).WithForwarding(true).
 		WithSessionsEstablished(1).WithSessionsTotal(1).WithBGPAddresses(1).WithL2Addresses(1).WithWithheldAddresses(1).
 		WithBGP("198.51.100.10").WithL2("198.51.100.20").
-		WithSessions(berthac.BerthBGPSession().WithPeer("r1").WithState("Established").WithEstablishedSince(since).WithPrefixesSent(1)).
+		WithSessions(berthac.BerthBGPSession().WithPeer("r1").WithState("Established").WithEstablishedSince(since).WithPrefixesSent(1).
+			WithConditions(metav1ac.Condition().WithType(v1alpha1.PeerConditionConfigured).WithStatus(metav1.ConditionFalse).
+				WithReason("PasswordUnreadable").WithMessage("Secret bgp/r1: not found").WithLastTransitionTime(metav1.NewTime(t0)))).
 		WithWithheld(berthac.BerthWithheldAddress().WithAddress("198.51.100.11").WithServices("demo/api").
 			WithReason("sync forwarding: writing nftables table: operation not permitted"))
 	for name, st := range map[string]*berthac.BerthNodeStatusStatusApplyConfiguration{"node1": node1, "node2": node2} {

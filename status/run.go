@@ -36,9 +36,24 @@ type Options struct {
 	Target string
 	// Events is how many of the Service's last Events to show.
 	Events int
-	// Now is the time Event ages are counted from; zero is the clock's.
+	// Now is the time Event and session ages are counted from; zero is
+	// the clock's.
 	Now time.Time
+	// View is what to report: ViewServices (the default), ViewPools or
+	// ViewPeers.
+	View View
 }
+
+// View is one of the reports.
+type View string
+
+// The reports: Services (`berth status`), pools (`berth pools`: usage per
+// pool and family) and peers (`berth peers`: sessions per node and peer).
+const (
+	ViewServices View = ""
+	ViewPools    View = "pools"
+	ViewPeers    View = "peers"
+)
 
 // Clients are the API clients Run reads with.
 type Clients struct {
@@ -79,6 +94,15 @@ func Report(ctx context.Context, c Clients, opts Options, out io.Writer) error {
 	snap, err := read(ctx, c)
 	if err != nil {
 		return err
+	}
+	switch opts.View {
+	case ViewPools:
+		return writePools(out, snap.Pools)
+	case ViewPeers:
+		return writePeers(out, snap.Peers, snap.Nodes, opts.Now)
+	case ViewServices:
+	default:
+		return fmt.Errorf("unknown report %q", opts.View)
 	}
 	if opts.Target == "" {
 		ns := opts.Namespace

@@ -67,6 +67,11 @@ const (
 	PoolConditionClusterOverlap = "ClusterOverlap"
 )
 
+// PeerConditionConfigured is the type of a node's condition in its
+// session with a BerthBGPPeer (BerthNodeStatus status.sessions): whether
+// the node runs the peer's current configuration.
+const PeerConditionConfigured = "Configured"
+
 // PoolFinalizer holds back the deletion of a pool until no Service holds
 // any of its addresses.
 const PoolFinalizer = "berth.dev/pool-in-use"

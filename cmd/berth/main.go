@@ -19,6 +19,7 @@ import (
 
 	"github.com/berthlb/berth/internal/cli"
 	"github.com/berthlb/berth/migrate"
+	"github.com/berthlb/berth/status"
 )
 
 func main() {
@@ -29,15 +30,17 @@ func main() {
 	if len(os.Args) >= 2 && os.Args[1] == "doctor" {
 		os.Exit(doctorMain(name, os.Args[2:]))
 	}
-	if len(os.Args) >= 2 && os.Args[1] == "status" {
-		os.Exit(runStatus(name, os.Args[2:]))
+	if len(os.Args) >= 2 {
+		if view, ok := map[string]status.View{"status": status.ViewServices, "pools": status.ViewPools, "peers": status.ViewPeers}[os.Args[1]]; ok {
+			os.Exit(runReport(name, os.Args[1], view, os.Args[2:]))
+		}
 	}
 	if len(os.Args) < 2 || os.Args[1] != "migrate" {
 		if len(os.Args) >= 2 && os.Args[1] == "--version" {
 			cli.PrintVersion(os.Stdout, name)
 			return
 		}
-		fmt.Fprintf(os.Stderr, "usage: %s migrate|status|doctor [flags]\n\nmigrate converts MetalLB and Cilium LB-IPAM resources into Berth's; status says who announces each Service's addresses and whether they are reachable; doctor checks the installation and says what to fix; %s COMMAND --help lists a command's flags\n", name, name)
+		fmt.Fprintf(os.Stderr, "usage: %s migrate|status|pools|peers|doctor [flags]\n\nmigrate converts MetalLB and Cilium LB-IPAM resources into Berth's; status says who announces each Service's addresses and whether they are reachable; pools shows each pool's usage per family; peers shows each node's BGP sessions; doctor checks the installation and says what to fix; %s COMMAND --help lists a command's flags\n", name, name)
 		os.Exit(2)
 	}
 	var opts migrate.Options
