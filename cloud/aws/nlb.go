@@ -198,6 +198,12 @@ func hostnameStatus(lb *elbtypes.LoadBalancer) *v1.LoadBalancerStatus {
 // and listeners, removes stale ones, and asks to be called again while the
 // NLB is provisioning.
 func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.Node, r request) (*v1.LoadBalancerStatus, error) {
+	if len(svc.Spec.IPFamilies) > 0 && !slices.Contains(svc.Spec.IPFamilies, v1.IPv4Protocol) {
+		// The targets are the nodes' IPv4 instance addresses, at NodePorts
+		// that kube-proxy programs only for the Service's own families: an
+		// IPv6-only Service's traffic would be black-holed.
+		return nil, fmt.Errorf("this Service is IPv6-only, and the NLB's targets are the nodes' IPv4 addresses, where kube-proxy serves no NodePort for it: make it dual-stack (ipFamilyPolicy: PreferDualStack; the NLB is then dualstack and IPv6 clients reach it) or IPv4")
+	}
 	ports, err := nlbPorts(svc)
 	if err != nil {
 		return nil, err
