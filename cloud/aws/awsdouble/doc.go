@@ -12,9 +12,10 @@
 // deregistration (SetDrainingDescribes) and target groups AWS still holds
 // for a while after their listener let go (SetInUseAfterDetach), new
 // Elastic IPs that describes do not show yet (SetAddressVisibilityDelay)
-// and new security groups that calls do not see yet
-// (SetSecurityGroupVisibilityDelay); not the visibility delays of other
-// resources. It paginates
+// new security groups that calls do not see yet
+// (SetSecurityGroupVisibilityDelay) and new load balancers and target
+// groups that describes do not show yet (SetELBVisibilityDelay); not the
+// visibility delays of other resources (listeners, tags). It paginates
 // DescribeInstances only, checks tags as AWS does (lengths, the "aws:"
 // prefix, 50 per request), and models no signatures. It evaluates IAM
 // identity policies bound to access keys with SetPolicy (authz.go names the

@@ -108,6 +108,9 @@ func (s *Server) createLoadBalancer(p params) ([]*node, error) {
 		lb.State, s.pending[lb.ARN] = "provisioning", s.provisionDescribes
 	}
 	s.lbs[lb.ARN] = lb
+	if s.elbDelay > 0 {
+		s.unseen[lb.ARN] = s.elbDelay
+	}
 	s.associateMapped(lb)
 	return []*node{el("LoadBalancers", s.lbMember(lb))}, nil
 }
@@ -152,13 +155,16 @@ func (s *Server) describeLoadBalancers(p params) ([]*node, error) {
 	var out []*LoadBalancer
 	for _, name := range names {
 		lb := s.lbByName(name)
-		if lb == nil {
+		if lb == nil || s.notYetSeen(lb.ARN) {
 			return nil, fail("LoadBalancerNotFound", "Load balancers '[%s]' not found", name)
 		}
 		out = append(out, lb)
 	}
 	for _, arn := range arns {
 		lb, err := s.loadBalancer(arn)
+		if err == nil && s.notYetSeen(arn) {
+			err = fail("LoadBalancerNotFound", "Load balancer '%s' not found", arn)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -166,7 +172,9 @@ func (s *Server) describeLoadBalancers(p params) ([]*node, error) {
 	}
 	if len(names)+len(arns) == 0 {
 		for _, arn := range slices.Sorted(maps.Keys(s.lbs)) {
-			out = append(out, s.lbs[arn])
+			if !s.notYetSeen(arn) {
+				out = append(out, s.lbs[arn])
+			}
 		}
 	}
 	list := el("LoadBalancers")

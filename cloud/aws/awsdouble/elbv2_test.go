@@ -486,3 +486,88 @@ func TestSnapshot(t *testing.T) {
 		t.Errorf("network interfaces = %+v", st.NetworkInterfaces)
 	}
 }
+
+// TestELBVisibilityDelay: a new load balancer or target group is missing
+// from the next two describes that would show it (NotFound by name or ARN,
+// left out of a listing), and the third shows it.
+func TestELBVisibilityDelay(t *testing.T) {
+	f := newFixture(t)
+	f.srv.SetELBVisibilityDelay(2)
+	ctx := t.Context()
+	newLB := func(name string) string {
+		out, err := f.elb.CreateLoadBalancer(ctx, nlbInput(name, "subnet-a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(out.LoadBalancers[0].LoadBalancerArn)
+	}
+	newTG := func(name string) string {
+		out, err := f.elb.CreateTargetGroup(ctx, &elbv2.CreateTargetGroupInput{Name: aws.String(name), Protocol: types.ProtocolEnumTcp,
+			Port: aws.Int32(30080), VpcId: aws.String("vpc-1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(out.TargetGroups[0].TargetGroupArn)
+	}
+	lbs := func(in *elbv2.DescribeLoadBalancersInput) (int, error) {
+		out, err := f.elb.DescribeLoadBalancers(ctx, in)
+		if err != nil {
+			return 0, err
+		}
+		return len(out.LoadBalancers), nil
+	}
+	tgs := func(in *elbv2.DescribeTargetGroupsInput) (int, error) {
+		out, err := f.elb.DescribeTargetGroups(ctx, in)
+		if err != nil {
+			return 0, err
+		}
+		return len(out.TargetGroups), nil
+	}
+	for _, tc := range []struct {
+		name     string
+		describe func() (int, error) // creates its resource first
+		notFound string              // the error code while invisible; "" for a listing
+	}{
+		{"load balancer by name", func() func() (int, error) {
+			newLB("by-name")
+			return func() (int, error) { return lbs(&elbv2.DescribeLoadBalancersInput{Names: []string{"by-name"}}) }
+		}(), "LoadBalancerNotFound"},
+		{"load balancer by ARN", func() func() (int, error) {
+			arn := newLB("by-arn")
+			return func() (int, error) { return lbs(&elbv2.DescribeLoadBalancersInput{LoadBalancerArns: []string{arn}}) }
+		}(), "LoadBalancerNotFound"},
+		{"target group by name", func() func() (int, error) {
+			newTG("tg-by-name")
+			return func() (int, error) { return tgs(&elbv2.DescribeTargetGroupsInput{Names: []string{"tg-by-name"}}) }
+		}(), "TargetGroupNotFound"},
+		{"target group by ARN", func() func() (int, error) {
+			arn := newTG("tg-by-arn")
+			return func() (int, error) { return tgs(&elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{arn}}) }
+		}(), "TargetGroupNotFound"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for call := 1; call <= 3; call++ {
+				n, err := tc.describe()
+				switch {
+				case call <= 2 && code(err) != tc.notFound:
+					t.Errorf("call %d: %d found, error %v; want %s", call, n, err, tc.notFound)
+				case call == 3 && (err != nil || n != 1):
+					t.Errorf("call %d: %d found, error %v; want it visible", call, n, err)
+				}
+			}
+		})
+	}
+	t.Run("listings", func(t *testing.T) {
+		newLB("listed")
+		newTG("tg-listed")
+		// Two of each kind were made above; the new one shows third.
+		for call, want := range []int{2, 2, 3} {
+			if n, err := lbs(&elbv2.DescribeLoadBalancersInput{}); err != nil || n != want {
+				t.Errorf("load balancers, call %d: %d listed, error %v; want %d", call+1, n, err, want)
+			}
+			if n, err := tgs(&elbv2.DescribeTargetGroupsInput{}); err != nil || n != want {
+				t.Errorf("target groups, call %d: %d listed, error %v; want %d", call+1, n, err, want)
+			}
+		}
+	})
+}

@@ -38,6 +38,7 @@ type Server struct {
 	inUseDeletes       int
 	addressDelay       int
 	sgDelay            int
+	elbDelay           int
 	calls              map[string]int
 	requests           []url.Values // every request's parameters (Mentions)
 	faults             map[string]fault
@@ -178,6 +179,17 @@ func (s *Server) SetInUseAfterDetach(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.inUseDeletes = n
+}
+
+// SetELBVisibilityDelay makes each load balancer and target group created
+// afterwards invisible to the next n DescribeLoadBalancers or
+// DescribeTargetGroups calls that would show it (by name or ARN:
+// LoadBalancerNotFound or TargetGroupNotFound; in a listing: left out),
+// as ELB's eventual consistency can right after a create. Default 0.
+func (s *Server) SetELBVisibilityDelay(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.elbDelay = n
 }
 
 // SetAddressVisibilityDelay makes each Elastic IP allocated afterwards

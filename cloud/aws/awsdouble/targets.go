@@ -95,6 +95,9 @@ func (s *Server) createTargetGroup(p params) ([]*node, error) {
 	}
 	tg.ARN, _ = s.elbARN("targetgroup/" + name)
 	s.tgs[tg.ARN] = tg
+	if s.elbDelay > 0 {
+		s.unseen[tg.ARN] = s.elbDelay
+	}
 	return []*node{el("TargetGroups", s.tgMember(tg))}, nil
 }
 
@@ -137,11 +140,16 @@ func (s *Server) describeTargetGroups(p params) ([]*node, error) {
 	var out []*TargetGroup
 	for _, arn := range slices.Sorted(maps.Keys(s.tgs)) {
 		if lbARN == "" && len(arns)+len(names) == 0 || lbARN != "" && slices.Contains(s.tgLoadBalancers(arn), lbARN) {
-			out = append(out, s.tgs[arn])
+			if !s.notYetSeen(arn) {
+				out = append(out, s.tgs[arn])
+			}
 		}
 	}
 	for _, arn := range arns {
 		tg, err := s.targetGroup(arn)
+		if err == nil && s.notYetSeen(arn) {
+			err = fail("TargetGroupNotFound", "Target group '%s' not found", arn)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -149,7 +157,7 @@ func (s *Server) describeTargetGroups(p params) ([]*node, error) {
 	}
 	for _, name := range names {
 		tg := s.tgByName(name)
-		if tg == nil {
+		if tg == nil || s.notYetSeen(tg.ARN) {
 			return nil, fail("TargetGroupNotFound", "One or more target groups not found: '%s'", name)
 		}
 		out = append(out, tg)
