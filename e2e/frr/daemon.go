@@ -45,8 +45,11 @@ func daemonsOn(h *netlab.Host, kind string, logs ...string) (daemons, error) {
 }
 
 type daemon struct {
-	cmd *exec.Cmd
-	out *os.File
+	// program is the daemon's name (bgpd): cmd runs it through ip netns
+	// exec, so cmd.Path names ip.
+	program string
+	cmd     *exec.Cmd
+	out     *os.File
 	// done: terminated and waited for already.
 	done bool
 }
@@ -64,7 +67,7 @@ func (d *daemons) start(argv []string) error {
 		_ = out.Close()
 		return fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	d.procs = append(d.procs, daemon{cmd: cmd, out: out})
+	d.procs = append(d.procs, daemon{program: filepath.Base(argv[0]), cmd: cmd, out: out})
 	return nil
 }
 
@@ -72,7 +75,7 @@ func (d *daemons) start(argv []string) error {
 // it to exit, then kills it. Close afterwards leaves it be.
 func (d *daemons) terminate(program string, wait time.Duration) {
 	for i, p := range d.procs {
-		if filepath.Base(p.cmd.Path) != program || p.done {
+		if p.program != program || p.done {
 			continue
 		}
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
