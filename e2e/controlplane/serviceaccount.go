@@ -78,13 +78,7 @@ func (cp *ControlPlane) serviceAccountKubeconfig(ctx context.Context, dir, names
 		}
 		cp.saApplied[key] = true
 	}
-	var path string
-	var err error
-	if node == "" {
-		path, err = cp.TokenKubeconfig(ctx, namespace, name)
-	} else {
-		path, err = cp.PodTokenKubeconfig(ctx, namespace, name, node)
-	}
+	path, err := cp.tokenKubeconfig(ctx, namespace, name, node)
 	if err != nil {
 		return "", err
 	}
