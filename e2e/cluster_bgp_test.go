@@ -144,6 +144,7 @@ func testClusterBGP(t *testing.T, c *cluster.Cluster, e *env, b *clusterBGPLab) 
 	}
 
 	t.Run("Drain", func(t *testing.T) {
+		eps := logEndpoints(t, c, ns, "echo")
 		scaleEcho(t, c, ns, "echo", 3)
 		waitEchoReady(t, c, ns, "echo", 3)
 		waitNextHops(t, router.Host, hostRoute(addr), nodeIPs, settle)
@@ -152,7 +153,7 @@ func testClusterBGP(t *testing.T, c *cluster.Cluster, e *env, b *clusterBGPLab) 
 		// later, and refuses the connections hashed to it until then
 		// (once 1 of 179 requests, before the drain began).
 		t.Logf("answers steady %v after the route to every node", steadyAnswers(t, client, url, 20))
-		testClusterDrain(t, c, client, url, func(victim string) error {
+		testClusterDrain(t, c, client, url, eps, func(victim string) error {
 			if hops := frr.KernelNextHops(t, router.Host, hostRoute(addr)); slices.Contains(hops, clusterNodeIP(c, victim)) {
 				return fmt.Errorf("the router's next hops %v still include it", hops)
 			}
@@ -169,7 +170,7 @@ func testClusterBGP(t *testing.T, c *cluster.Cluster, e *env, b *clusterBGPLab) 
 // behind a load balancer should: kubectl evicts them right after the
 // cordon, and the withdrawal needs a moment to reach the router. The node
 // is uncordoned afterwards.
-func testClusterDrain(t *testing.T, c *cluster.Cluster, client *netlab.Host, url string, withdrawn func(victim string) error) {
+func testClusterDrain(t *testing.T, c *cluster.Cluster, client *netlab.Host, url string, eps *endpointLog, withdrawn func(victim string) error) {
 	victim := c.Nodes[0].Name
 	h := &drain.Helper{
 		Ctx: t.Context(), Client: c.Kube, Force: true, IgnoreAllDaemonSets: true, DeleteEmptyDirData: true,
@@ -185,7 +186,9 @@ func testClusterDrain(t *testing.T, c *cluster.Cluster, client *netlab.Host, url
 	host := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")
 	routeBefore, _ := client.Exec(t.Context(), "ip", "route", "get", host)
 	t.Logf("client's route to %s before the drain: %s", host, strings.TrimSpace(routeBefore))
+	refused := countRefusals(t, c, client)
 	p := startProbe(client, url)
+	t.Logf("EndpointSlice changes before the probe (time since the Drain subtest began), the probe began at %v:\n%s", time.Since(eps.began).Round(time.Millisecond), eps)
 	time.Sleep(time.Second)
 	began := time.Now()
 	if err := drain.RunCordonOrUncordon(h, nodeObject(t, c, victim), true); err != nil {
@@ -200,10 +203,10 @@ func testClusterDrain(t *testing.T, c *cluster.Cluster, client *netlab.Host, url
 	}
 	time.Sleep(2 * time.Second)
 	gap, failed, total := p.stop()
-	t.Logf("MEASURED: drain of %s (BGP, ECMP, externalTrafficPolicy Local) took %v: %d of %d requests (every 50 ms) failed, longest gap %v",
-		victim, drained.Round(time.Millisecond), failed, total, gap.Round(time.Millisecond))
+	t.Logf("MEASURED: drain of %s (BGP, ECMP, externalTrafficPolicy Local) took %v: %d of %d requests (every 50 ms) failed, longest gap %v; refusals the client received: %v",
+		victim, drained.Round(time.Millisecond), failed, total, gap.Round(time.Millisecond), refused)
 	if failed > 0 {
-		t.Errorf("%d requests failed during the drain of %s (began at %v, the first failures: %q)", failed, victim, time.Second, p.failures())
+		t.Errorf("%d requests failed during the drain of %s (began at %v, the first failures: %q; refusals the client received: %v); EndpointSlice changes:\n%s", failed, victim, time.Second, p.failures(), refused, eps)
 	}
 }
 

@@ -89,7 +89,7 @@ func testClusterForwarding(t *testing.T, c *cluster.Cluster, e *env, b *clusterB
 				t.Logf("MEASURED: every kube-proxy switched to %s mode (stop, --cleanup, start, healthy) in %v", proxyMode, time.Since(began).Round(time.Millisecond))
 			}
 			for mode, a := range addr {
-				checkKubeProxyHolds(t, c, proxyMode, a, mode == v1alpha1.IPModeVIP)
+				checkKubeProxyHolds(t, c, proxyMode, ns+"/"+strings.ToLower(string(mode)), a, mode == v1alpha1.IPModeVIP)
 				url := fmt.Sprintf("http://%s/", a)
 				took := firstAnswer(t, b.client, url, settle)
 				got := askMany(t, b.client, url, 10)
@@ -108,8 +108,9 @@ func testClusterForwarding(t *testing.T, c *cluster.Cluster, e *env, b *clusterB
 }
 
 // checkKubeProxyHolds fails t unless every node's kube-proxy in proxyMode
-// has (want) or has not (!want) a rule for the address.
-func checkKubeProxyHolds(t *testing.T, c *cluster.Cluster, proxyMode string, a netip.Addr, want bool) {
+// has rules for the Service (namespace/name) and has (want) or has not
+// (!want) a rule for the address.
+func checkKubeProxyHolds(t *testing.T, c *cluster.Cluster, proxyMode, svc string, a netip.Addr, want bool) {
 	t.Helper()
 	argv := []string{"nft", "list", "table", "ip", "kube-proxy"}
 	if proxyMode == "iptables" {
@@ -120,6 +121,9 @@ func checkKubeProxyHolds(t *testing.T, c *cluster.Cluster, proxyMode string, a n
 			out, err := n.Host.Exec(t.Context(), argv...)
 			if err != nil {
 				return err
+			}
+			if !strings.Contains(out, svc) {
+				return fmt.Errorf("%s shows no rule for %s", strings.Join(argv, " "), svc)
 			}
 			if has := strings.Contains(out, a.String()); has != want {
 				return fmt.Errorf("%s shows %s: %v", strings.Join(argv, " "), a, has)

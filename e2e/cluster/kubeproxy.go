@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,15 +77,48 @@ func (c *Cluster) SetKubeProxyMode(ctx context.Context, proxyMode string) error 
 		if err != nil {
 			return fmt.Errorf("%s: kube-proxy in %s mode not healthy: %w\n%s", n.Name, proxyMode, err, n.kubeProxy.Tail(30))
 		}
-		tables, err := n.Host.Exec(ctx, "nft", "list", "tables")
+		// Healthy is not synced: a kube-proxy that has not yet listed
+		// the Services reports healthy too. The default/kubernetes
+		// Service always exists, so its rules in the mode's tables show
+		// the first sync done.
+		var modes []string
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			var err error
+			modes, err = kubeProxyModes(ctx, n)
+			return slices.Equal(modes, []string{proxyMode}), err
+		})
 		if err != nil {
-			return err
-		}
-		// nftables mode's tables are "kube-proxy"; iptables mode (through
-		// iptables-nft) writes to the nat and filter tables instead.
-		if has := strings.Contains(tables, "kube-proxy"); has != (proxyMode == "nftables") {
-			return fmt.Errorf("%s: kube-proxy in %s mode, yet nft list tables shows:\n%s", n.Name, proxyMode, tables)
+			return fmt.Errorf("%s: kube-proxy in %s mode, yet the rules for default/kubernetes are %v's: %w", n.Name, proxyMode, modes, err)
 		}
 	}
 	return nil
+}
+
+// kubeProxyModes lists the modes whose kube-proxy rules for the
+// default/kubernetes Service the node holds: nftables mode's in the table
+// ip kube-proxy, iptables mode's in the nat table (through iptables-nft,
+// whose comments only iptables-save shows).
+func kubeProxyModes(ctx context.Context, n *Node) ([]string, error) {
+	var modes []string
+	tables, err := n.Host.Exec(ctx, "nft", "list", "tables")
+	if err != nil {
+		return nil, err
+	}
+	if strings.Contains(tables, "table ip kube-proxy") {
+		out, err := n.Host.Exec(ctx, "nft", "list", "table", "ip", "kube-proxy")
+		if err != nil {
+			return nil, err
+		}
+		if strings.Contains(out, "default/kubernetes") {
+			modes = append(modes, "nftables")
+		}
+	}
+	out, err := n.Host.Exec(ctx, "iptables-save", "-t", "nat")
+	if err != nil {
+		return nil, err
+	}
+	if strings.Contains(out, "default/kubernetes") {
+		modes = append(modes, "iptables")
+	}
+	return modes, nil
 }
