@@ -36,6 +36,7 @@ func TestCluster(t *testing.T) {
 	t.Run("BGP", func(t *testing.T) { testClusterBGP(t, c, e, b) })
 	t.Run("Upgrade", func(t *testing.T) { testClusterUpgrade(t, c, e, b, l2client) })
 	t.Run("Forwarding", func(t *testing.T) { testClusterForwarding(t, c, e, b) })
+	t.Run("DualStack", func(t *testing.T) { testClusterDualStack(t, c, e, l2client) })
 	if !t.Run("Uninstall", func(t *testing.T) { testClusterUninstall(t, c, e, b) }) {
 		return
 	}

@@ -22,8 +22,13 @@ import (
 	"github.com/berthlb/berth/internal/hostdeps"
 )
 
-// ServiceCIDR is the Service range: the control plane's IPv4 default half.
-const ServiceCIDR = "198.18.128.0/20"
+// ServiceCIDR and ServiceCIDR6 are the Service ranges: the control plane's
+// defaults (controlplane.DefaultServiceClusterIPRange). IPv4 comes first,
+// so a Service that names no family is IPv4.
+const (
+	ServiceCIDR  = "198.18.128.0/20"
+	ServiceCIDR6 = "2001:db8:ffff::/112"
+)
 
 // maxNodes is how many /25 pod ranges ClusterCIDR holds.
 const maxNodes = 4
@@ -35,6 +40,16 @@ const maxNodes = 4
 func clusterCIDR(lab netip.Prefix) netip.Prefix {
 	n := lab.Addr().As4()[2]
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 2 * (n - 1), 0}), 23)
+}
+
+// clusterCIDR6 is the pods' IPv6 range of the cluster on the lab whose
+// subnet is 2001:db8:<n>::/64: 2001:db8:<n>:8000::/56, outside the lab's
+// subnet and every other lab's, routed to the nodes like clusterCIDR. Each
+// node gets a /64 of it.
+func clusterCIDR6(lab netip.Prefix) netip.Prefix {
+	a := lab.Addr().As16()
+	a[6], a[7] = 0x80, 0
+	return netip.PrefixFrom(netip.AddrFrom16(a), 56)
 }
 
 // Options configure New and Start. The zero value is ready to use.
@@ -52,8 +67,9 @@ type Cluster struct {
 	ControlPlane *controlplane.ControlPlane
 	Nodes        []*Node
 	Kube         kubernetes.Interface
-	// ClusterCIDR is the pods' range, a /25 of it per node.
-	ClusterCIDR netip.Prefix
+	// ClusterCIDR and ClusterCIDR6 are the pods' ranges, a /25 and a
+	// /64 of them per node: the cluster is dual-stack, IPv4 first.
+	ClusterCIDR, ClusterCIDR6 netip.Prefix
 	// BerthTag is the tag of Berth's imported images: the chart's
 	// appVersion, so the chart's default values run them.
 	BerthTag string
@@ -160,6 +176,7 @@ func New(ctx context.Context, opts Options, log logr.Logger) (_ *Cluster, err er
 		return nil, err
 	}
 	c.ClusterCIDR = clusterCIDR(c.Lab.Prefix4)
+	c.ClusterCIDR6 = clusterCIDR6(c.Lab.Prefix6)
 	for i := range opts.Nodes {
 		name := "node" + strconv.Itoa(i+1)
 		h, err := c.Lab.CreateHost(name)
@@ -176,7 +193,7 @@ func New(ctx context.Context, opts Options, log logr.Logger) (_ *Cluster, err er
 	c.ControlPlane, err = controlplane.Start(ctx, controlplane.Options{
 		BindAddress:           c.Lab.Gateway4,
 		SkipCRDs:              true, // the chart installs them, as for an operator
-		ServiceClusterIPRange: ServiceCIDR,
+		ServiceClusterIPRange: ServiceCIDR + "," + ServiceCIDR6,
 		ControllerManager:     true,
 		APIServerBinary:       c.bins.APIServer,
 		EtcdBinary:            c.bins.Etcd,
@@ -230,9 +247,10 @@ func (c *Cluster) startControllers() error {
 		"--service-account-private-key-file="+cp.ServiceAccountKeyFile(),
 		"--root-ca-file="+cp.CAFile(),
 		"--allocate-node-cidrs=true",
-		"--cluster-cidr="+c.ClusterCIDR.String(),
-		"--node-cidr-mask-size=25",
-		"--service-cluster-ip-range="+ServiceCIDR,
+		"--cluster-cidr="+c.ClusterCIDR.String()+","+c.ClusterCIDR6.String(),
+		"--node-cidr-mask-size-ipv4=25",
+		"--node-cidr-mask-size-ipv6=64",
+		"--service-cluster-ip-range="+ServiceCIDR+","+ServiceCIDR6,
 		// A stopped node goes NotReady within seconds, not the default
 		// 50: the layer-2 failover scenario waits for it.
 		"--node-monitor-period=2s",
@@ -278,7 +296,7 @@ func (c *Cluster) startNode(ctx context.Context, n *Node, archives []string) err
 	if err := n.makeCgroupRoot(); err != nil {
 		return err
 	}
-	if _, err := n.Host.Exec(ctx, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+	if _, err := n.Host.Exec(ctx, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"); err != nil {
 		return err
 	}
 	cfg := filepath.Join(n.dir, "containerd", "config.toml")
@@ -308,7 +326,7 @@ func (c *Cluster) startNode(ctx context.Context, n *Node, archives []string) err
 		"--root-dir=" + filepath.Join(n.dir, "kubelet"),
 		"--cert-dir=" + filepath.Join(n.dir, "kubelet", "pki"),
 		"--hostname-override=" + n.Name,
-		"--node-ip=" + n.Host.IPv4.String(),
+		"--node-ip=" + n.Host.IPv4.String() + "," + n.Host.IPv6.String(),
 	}
 	return n.startKubelet()
 }

@@ -26,8 +26,8 @@ func (c *Cluster) kubeProxyArgs(n *Node, extra ...string) []string {
 	return append([]string{c.bins.KubeProxy,
 		"--kubeconfig=" + c.ControlPlane.Kubeconfig(),
 		"--hostname-override=" + n.Name,
-		"--cluster-cidr=" + c.ClusterCIDR.String(),
-		"--nodeport-addresses=" + netip.PrefixFrom(n.Host.IPv4, 32).String(),
+		"--cluster-cidr=" + c.ClusterCIDR.String() + "," + c.ClusterCIDR6.String(),
+		"--nodeport-addresses=" + netip.PrefixFrom(n.Host.IPv4, 32).String() + "," + netip.PrefixFrom(n.Host.IPv6, 128).String(),
 		// A network namespace cannot set the conntrack sysctls.
 		"--conntrack-max-per-core=0",
 		"--conntrack-tcp-timeout-established=0",

@@ -28,10 +28,13 @@ func (c *Cluster) connectNodes(ctx context.Context, proxyMode string) error {
 	for _, n := range c.Nodes {
 		err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 			node, err := c.Kube.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
-			if err != nil || node.Spec.PodCIDR == "" {
+			if err != nil || len(node.Spec.PodCIDRs) != 2 {
 				return false, nil
 			}
-			n.PodCIDR, err = netip.ParsePrefix(node.Spec.PodCIDR)
+			if n.PodCIDR, err = netip.ParsePrefix(node.Spec.PodCIDRs[0]); err != nil {
+				return false, err
+			}
+			n.PodCIDR6, err = netip.ParsePrefix(node.Spec.PodCIDRs[1])
 			return err == nil, err
 		})
 		if err != nil {
@@ -39,8 +42,10 @@ func (c *Cluster) connectNodes(ctx context.Context, proxyMode string) error {
 		}
 	}
 	for _, n := range c.Nodes {
-		if out, err := exec.CommandContext(ctx, "ip", "route", "replace", n.PodCIDR.String(), "via", n.Host.IPv4.String()).CombinedOutput(); err != nil {
-			return fmt.Errorf("route %s: %w: %s", n.PodCIDR, err, out)
+		for _, r := range n.podRoutes() {
+			if out, err := exec.CommandContext(ctx, "ip", append([]string{"route", "replace"}, r...)...).CombinedOutput(); err != nil {
+				return fmt.Errorf("route %v: %w: %s", r, err, out)
+			}
 		}
 		conf := filepath.Join(n.cniConfDir(), "10-berth-e2e.conflist")
 		if err := os.WriteFile(conf, []byte(n.cniConfig(filepath.Join(n.dir, "cni", "state"))), 0o644); err != nil {
@@ -52,12 +57,17 @@ func (c *Cluster) connectNodes(ctx context.Context, proxyMode string) error {
 		if _, err := n.Host.Exec(ctx, "ip", "route", "replace", ServiceCIDR, "via", c.Lab.Gateway4.String()); err != nil {
 			return err
 		}
+		if _, err := n.Host.Exec(ctx, "ip", "route", "replace", ServiceCIDR6, "via", c.Lab.Gateway6.String()); err != nil {
+			return err
+		}
 		for _, m := range c.Nodes {
 			if m == n {
 				continue
 			}
-			if _, err := n.Host.Exec(ctx, "ip", "route", "replace", m.PodCIDR.String(), "via", m.Host.IPv4.String()); err != nil {
-				return err
+			for _, r := range m.podRoutes() {
+				if _, err := n.Host.Exec(ctx, append([]string{"ip", "route", "replace"}, r...)...); err != nil {
+					return err
+				}
 			}
 		}
 		if err := c.startKubeProxy(n, proxyMode); err != nil {
@@ -65,6 +75,15 @@ func (c *Cluster) connectNodes(ctx context.Context, proxyMode string) error {
 		}
 	}
 	return nil
+}
+
+// podRoutes are the routes (ip route arguments) to the node's pod ranges
+// through the node.
+func (n *Node) podRoutes() [][]string {
+	return [][]string{
+		{n.PodCIDR.String(), "via", n.Host.IPv4.String()},
+		{n.PodCIDR6.String(), "via", n.Host.IPv6.String()},
+	}
 }
 
 // waitReady waits until every node is Ready and the default ServiceAccount

@@ -26,8 +26,9 @@ type Node struct {
 	// Host is the node's network namespace on the lab bridge; its IPv4
 	// address is the node's InternalIP.
 	Host *netlab.Host
-	// PodCIDR is the range kube-controller-manager gave the node.
-	PodCIDR netip.Prefix
+	// PodCIDR and PodCIDR6 are the ranges kube-controller-manager gave
+	// the node.
+	PodCIDR, PodCIDR6 netip.Prefix
 
 	dir         string
 	cgroupRoot  string
@@ -117,8 +118,8 @@ shutdownGracePeriod: 0s
 		n.Host.IPv4, caFile)
 }
 
-// cniConfig is the node's CNI network: a bridge with the pod range, and
-// portmap for hostPort.
+// cniConfig is the node's CNI network: a bridge with the pod ranges (an
+// IPv4 and an IPv6 address per pod), and portmap for hostPort.
 func (n *Node) cniConfig(cniState string) string {
 	return fmt.Sprintf(`{
   "cniVersion": "1.0.0",
@@ -133,14 +134,14 @@ func (n *Node) cniConfig(cniState string) string {
       "ipam": {
         "type": "host-local",
         "dataDir": %q,
-        "ranges": [[{"subnet": %q}]],
-        "routes": [{"dst": "0.0.0.0/0"}]
+        "ranges": [[{"subnet": %q}], [{"subnet": %q}]],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
       }
     },
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
-`, cniState, n.PodCIDR.String())
+`, cniState, n.PodCIDR.String(), n.PodCIDR6.String())
 }
 
 // makeCgroupRoot creates the node's cgroupRoot in every mounted v1
