@@ -148,10 +148,16 @@ func testClusterBGP(t *testing.T, c *cluster.Cluster, e *env, b *clusterBGPLab) 
 		scaleEcho(t, c, ns, "echo", 3)
 		waitEchoReady(t, c, ns, "echo", 3)
 		waitNextHops(t, router.Host, hostRoute(addr), nodeIPs, settle)
-		// A node announces once its new pod is Ready in the
-		// EndpointSlice; its kube-proxy may program the pod a moment
-		// later, and refuses the connections hashed to it until then
-		// (once 1 of 179 requests, before the drain began).
+		// The pods the scale to one stopped serve on for
+		// EchoShutdownDelay, and a node whose new pod is Ready (so
+		// that Berth announces it) may still send to its old one until
+		// its kube-proxy's next sync (at most --min-sync-period, 1 s,
+		// later): should the old pod stop listening in that second,
+		// the node refuses (seen: 3 of 216 requests, from the node
+		// whose new pod had been Ready for 0.8 s). That is the previous
+		// step's tail, not the drain's: wait until the old pods are
+		// gone.
+		waitEndpointsReady(t, c, ns, "echo", 3)
 		t.Logf("answers steady %v after the route to every node", steadyAnswers(t, client, url, 20))
 		testClusterDrain(t, c, client, url, eps, func(victim string) error {
 			if hops := frr.KernelNextHops(t, router.Host, hostRoute(addr)); slices.Contains(hops, clusterNodeIP(c, victim)) {

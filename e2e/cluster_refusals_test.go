@@ -130,3 +130,29 @@ func (l *endpointLog) String() string {
 	defer l.mu.Unlock()
 	return strings.Join(l.changes, "\n")
 }
+
+// waitEndpointsReady waits until Service ns/name's EndpointSlices list n
+// endpoints, every one Ready: no terminating pod is left that a node's
+// kube-proxy could still send to.
+func waitEndpointsReady(t *testing.T, c *cluster.Cluster, ns, name string, n int) {
+	t.Helper()
+	poll(t, 30*time.Second, fmt.Sprintf("%d Ready endpoints of %s/%s and no other", n, ns, name), func() error {
+		list, err := c.Kube.DiscoveryV1().EndpointSlices(ns).List(t.Context(), metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
+		if err != nil {
+			return err
+		}
+		ready, all := 0, 0
+		for _, s := range list.Items {
+			for _, ep := range s.Endpoints {
+				all++
+				if ptr.Deref(ep.Conditions.Ready, true) && !ptr.Deref(ep.Conditions.Terminating, false) {
+					ready++
+				}
+			}
+		}
+		if ready != n || all != n {
+			return fmt.Errorf("%d endpoints, %d Ready", all, ready)
+		}
+		return nil
+	})
+}
