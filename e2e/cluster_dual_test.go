@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,7 +25,7 @@ func testClusterDualStack(t *testing.T, c *cluster.Cluster, e *env, client *netl
 	hostdeps.Require(t, "arping", "ndisc6")
 	v4, v6 := c.Lab.Prefix4.Addr().As4(), c.Lab.Prefix6.Addr().As16()
 	v4[3] = 232
-	v6[14] = 0xff
+	v6[14] = 0xfe
 	ranges := []v1alpha1.AddressRange{
 		v1alpha1.AddressRange(netip.PrefixFrom(netip.AddrFrom4(v4), 29).String()),
 		v1alpha1.AddressRange(netip.PrefixFrom(netip.AddrFrom16(v6), 120).String()),
@@ -64,12 +63,7 @@ func testClusterDualStack(t *testing.T, c *cluster.Cluster, e *env, client *netl
 		}
 		var who []string
 		poll(t, settle, "one node answers for "+a.String(), func() error {
-			if a.Is4() {
-				who = slices.Compact(arpingFrom(client, a))
-			} else {
-				who = ndisc6(client.Netns, a)
-			}
-			if len(who) != 1 || macs[who[0]] == nil {
+			if who = l2Answers(client, a); len(who) != 1 || macs[who[0]] == nil {
 				return fmt.Errorf("replies from %v, node MACs %v", who, macs)
 			}
 			return nil

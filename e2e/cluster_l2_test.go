@@ -24,14 +24,17 @@ import (
 // two busy cores with everything else, so allow some slack.
 const clusterL2Gap = 5 * time.Second
 
-// setupClusterL2 creates the layer-2 pool "l2" (addresses on the lab's own
-// segment, above the hosts') and its advertisement on eth0, and adds the
-// client on that segment.
+// setupClusterL2 creates the layer-2 pool "l2" (IPv4 and IPv6 addresses on
+// the lab's own segment, above the hosts') and its advertisement on eth0,
+// and adds the client on that segment.
 func setupClusterL2(t *testing.T, c *cluster.Cluster, e *env) (client *netlab.Host) {
-	base := c.Lab.Prefix4.Addr().As4()
-	base[3] = 240
-	pool := netip.PrefixFrom(netip.AddrFrom4(base), 29)
-	e.pool(t, "l2", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{v1alpha1.AddressRange(pool.String())}})
+	v4, v6 := c.Lab.Prefix4.Addr().As4(), c.Lab.Prefix6.Addr().As16()
+	v4[3] = 240
+	v6[14], v6[15] = 0xff, 0xf0
+	e.pool(t, "l2", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{
+		v1alpha1.AddressRange(netip.PrefixFrom(netip.AddrFrom4(v4), 29).String()),
+		v1alpha1.AddressRange(netip.PrefixFrom(netip.AddrFrom16(v6), 124).String()),
+	}})
 	if _, err := e.berth.BerthV1alpha1().BerthL2Advertisements().Create(t.Context(), &v1alpha1.BerthL2Advertisement{
 		ObjectMeta: metav1.ObjectMeta{Name: "l2"},
 		Spec: v1alpha1.BerthL2AdvertisementSpec{
@@ -44,40 +47,53 @@ func setupClusterL2(t *testing.T, c *cluster.Cluster, e *env) (client *netlab.Ho
 	return c.Lab.AddHost("l2client")
 }
 
-// testClusterL2NodeFailure is scenario 2: the same echo app over ARP from
-// the pool "l2" (setupClusterL2), with externalTrafficPolicy Local and a
-// pod on each node. The node answering for the address dies (its link
-// freezes, its kubelet and containerd are killed): the client's requests
-// move to the other node within the layer-2 failover bound,
-// kube-controller-manager marks the node NotReady, its pod is rescheduled
-// onto the survivor, and only one MAC answers for the address.
+// testClusterL2NodeFailure is scenario 2: the same echo app over ARP and
+// NDP from the pool "l2" (setupClusterL2), a dual-stack Service with
+// externalTrafficPolicy Local and a pod on each node. The node answering
+// for the IPv4 address dies (its link freezes, its kubelet and containerd
+// are killed): the client's requests through both addresses move to the
+// other nodes within the layer-2 failover bound, kube-controller-manager
+// marks the node NotReady, its pod is rescheduled onto the survivors, and
+// only one MAC answers ARP or NDP for each address.
 func testClusterL2NodeFailure(t *testing.T, c *cluster.Cluster, e *env, client *netlab.Host) {
-	hostdeps.Require(t, "arping")
+	hostdeps.Require(t, "arping", "ndisc6")
 	ctx := t.Context()
 	const ns = "l2"
 	e.namespace(t, ns, nil)
 	deployEcho(t, c, ns, "echo", int32(len(c.Nodes)))
 	created := time.Now()
-	e.service(t, ns, "echo", echoTarget, fromPool("l2"), func(s *corev1.Service) {
+	e.service(t, ns, "echo", echoTarget, fromPool("l2"), withFamilies(corev1.IPFamilyPolicyRequireDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol), func(s *corev1.Service) {
 		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 	})
-	addr := e.waitAllocated(t, ns, "echo", 1)[0]
-	url := fmt.Sprintf("http://%s/", addr)
-	firstAnswer(t, client, url, settle)
-	t.Logf("MEASURED: layer-2 Service created to first answer through %s: %v", addr, time.Since(created).Round(time.Millisecond))
+	addrs := e.waitAllocated(t, ns, "echo", 2)
+	if len(addrs) != 2 || addrs[0].Is4() == addrs[1].Is4() {
+		t.Fatalf("dual-stack Service got %v, want an IPv4 and an IPv6 address", addrs)
+	}
+	if addrs[0].Is6() {
+		addrs[0], addrs[1] = addrs[1], addrs[0]
+	}
+	urls := make([]string, len(addrs))
+	for i, a := range addrs {
+		urls[i] = fmt.Sprintf("http://%s/", netip.AddrPortFrom(a, 80))
+		firstAnswer(t, client, urls[i], settle)
+		t.Logf("MEASURED: layer-2 Service created to first answer through %s: %v", a, time.Since(created).Round(time.Millisecond))
+	}
 
 	macs := nodeMACs(t, c)
-	var owner *cluster.Node
-	poll(t, settle, "one node answers ARP for "+addr.String(), func() error {
-		got := slices.Compact(arpingFrom(client, addr))
-		if len(got) != 1 || macs[got[0]] == nil {
-			return fmt.Errorf("ARP replies from %v", got)
-		}
-		owner = macs[got[0]]
-		return nil
-	})
+	owners := make([]*cluster.Node, len(addrs))
+	for i, a := range addrs {
+		poll(t, settle, "one node answers for "+a.String(), func() error {
+			got := l2Answers(client, a)
+			if len(got) != 1 || macs[got[0]] == nil {
+				return fmt.Errorf("replies from %v", got)
+			}
+			owners[i] = macs[got[0]]
+			return nil
+		})
+	}
+	owner := owners[0]
 	isSurvivor := func(name string) bool { return name != "" && name != owner.Name }
-	t.Logf("%s answers for %s; stopping it", owner.Name, addr)
+	t.Logf("%s answers ARP for %s, %s NDP for %s; stopping %s", owner.Name, addrs[0], owners[1].Name, addrs[1], owner.Name)
 
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -90,20 +106,25 @@ func testClusterL2NodeFailure(t *testing.T, c *cluster.Cluster, e *env, client *
 			t.Logf("client's neighbors:\n%s", out)
 		}
 	})
-	probe := startProbe(client, url)
+	probes := make([]*probe, len(urls))
+	for i, u := range urls {
+		probes[i] = startProbe(client, u)
+	}
 	time.Sleep(time.Second)
 	stopped := time.Now()
 	if err := owner.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var moved time.Duration
-	poll(t, 30*time.Second, "the client answered from another node", func() error {
-		if n := probe.lastNode(); !isSurvivor(n) {
-			return fmt.Errorf("last answer from %q", n)
-		}
-		moved = time.Since(stopped)
-		return nil
-	})
+	moved := make([]time.Duration, len(probes))
+	for i, p := range probes {
+		poll(t, 30*time.Second, "the client answered through "+addrs[i].String()+" from another node", func() error {
+			if n := p.lastNode(); !isSurvivor(n) {
+				return fmt.Errorf("last answer from %q", n)
+			}
+			moved[i] = time.Since(stopped)
+			return nil
+		})
+	}
 	if err := c.WaitNodeReady(ctx, owner.Name, false); err != nil {
 		t.Fatal(err)
 	}
@@ -116,16 +137,28 @@ func testClusterL2NodeFailure(t *testing.T, c *cluster.Cluster, e *env, client *
 		}
 	}
 	time.Sleep(time.Second)
-	gap, failed, total := probe.stop()
-	t.Logf("MEASURED: layer-2 node failure: answers from another node %v after the stop; longest gap in the client's answers %v (%d of %d requests every 50 ms failed); node NotReady after %v; pods rescheduled and Ready after %v",
-		moved.Round(time.Millisecond), gap.Round(time.Millisecond), failed, total, notReady.Round(time.Millisecond), rescheduled.Round(time.Millisecond))
-	if gap > clusterL2Gap {
-		t.Errorf("longest gap %v, want at most %v", gap, clusterL2Gap)
+	for i, p := range probes {
+		gap, failed, total := p.stop()
+		t.Logf("MEASURED: layer-2 node failure, %s (answered by %s before): answers from another node %v after the stop; longest gap in the client's answers %v (%d of %d requests every 50 ms failed); node NotReady after %v; pods rescheduled and Ready after %v",
+			addrs[i], owners[i].Name, moved[i].Round(time.Millisecond), gap.Round(time.Millisecond), failed, total, notReady.Round(time.Millisecond), rescheduled.Round(time.Millisecond))
+		if gap > clusterL2Gap {
+			t.Errorf("%s: longest gap %v, want at most %v", addrs[i], gap, clusterL2Gap)
+		}
+		if got := l2Answers(client, addrs[i]); len(got) != 1 || macs[got[0]] == nil || macs[got[0]] == owner {
+			t.Errorf("after the failure the replies for %s came from %v, want one surviving node's MAC", addrs[i], got)
+		}
 	}
-	got := slices.Compact(arpingFrom(client, addr))
-	if len(got) != 1 || macs[got[0]] == nil || macs[got[0]] == owner {
-		t.Errorf("after the failure ARP replies for %s came from %v, want one surviving node's MAC", addr, got)
+}
+
+// l2Answers asks from h who has a, by ARP (arping) or NDP (ndisc6), and
+// returns the MACs that answered, each once.
+func l2Answers(h *netlab.Host, a netip.Addr) []string {
+	if a.Is6() {
+		return ndisc6(h.Netns, a)
 	}
+	got := arpingFrom(h, a)
+	slices.Sort(got)
+	return slices.Compact(got)
 }
 
 // nodeMACs maps each node's eth0 MAC (lower case) to the node.
