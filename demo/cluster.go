@@ -175,13 +175,13 @@ func (d *clusterDemo) printNodes(ctx context.Context) error {
 				status = "Ready"
 			}
 		}
-		ip := ""
+		var ips []string
 		for _, a := range n.Status.Addresses {
 			if a.Type == corev1.NodeInternalIP {
-				ip = a.Address
+				ips = append(ips, a.Address)
 			}
 		}
-		row(tw, n.Name, status, ip, n.Spec.PodCIDR, n.Status.NodeInfo.KubeletVersion, n.Status.NodeInfo.ContainerRuntimeVersion)
+		row(tw, n.Name, status, strings.Join(ips, ","), strings.Join(n.Spec.PodCIDRs, ","), n.Status.NodeInfo.KubeletVersion, n.Status.NodeInfo.ContainerRuntimeVersion)
 	}
 	return tw.Flush()
 }
