@@ -6,9 +6,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/e2e/cluster"
 	"github.com/berthlb/berth/e2e/netlab"
 	"github.com/berthlb/berth/internal/hostdeps"
@@ -26,20 +24,9 @@ func testClusterDualStack(t *testing.T, c *cluster.Cluster, e *env, client *netl
 	v4, v6 := c.Lab.Prefix4.Addr().As4(), c.Lab.Prefix6.Addr().As16()
 	v4[3] = 232
 	v6[14] = 0xfe
-	ranges := []v1alpha1.AddressRange{
-		v1alpha1.AddressRange(netip.PrefixFrom(netip.AddrFrom4(v4), 29).String()),
-		v1alpha1.AddressRange(netip.PrefixFrom(netip.AddrFrom16(v6), 120).String()),
-	}
-	e.pool(t, "dual", v1alpha1.BerthIPPoolSpec{Addresses: ranges})
-	if _, err := e.berth.BerthV1alpha1().BerthL2Advertisements().Create(t.Context(), &v1alpha1.BerthL2Advertisement{
-		ObjectMeta: metav1.ObjectMeta{Name: "dual"},
-		Spec: v1alpha1.BerthL2AdvertisementSpec{
-			AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"dual"}},
-			Interfaces:            []string{"eth0"},
-		},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	clusterL2Pool(t, e, "dual",
+		netip.PrefixFrom(netip.AddrFrom4(v4), 29),
+		netip.PrefixFrom(netip.AddrFrom16(v6), 120))
 	const ns = "dual"
 	e.namespace(t, ns, nil)
 	deployEcho(t, c, ns, "echo", int32(len(c.Nodes)))

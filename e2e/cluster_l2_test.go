@@ -31,20 +31,30 @@ func setupClusterL2(t *testing.T, c *cluster.Cluster, e *env) (client *netlab.Ho
 	v4, v6 := c.Lab.Prefix4.Addr().As4(), c.Lab.Prefix6.Addr().As16()
 	v4[3] = 240
 	v6[14], v6[15] = 0xff, 0xf0
-	e.pool(t, "l2", v1alpha1.BerthIPPoolSpec{Addresses: []v1alpha1.AddressRange{
-		v1alpha1.AddressRange(netip.PrefixFrom(netip.AddrFrom4(v4), 29).String()),
-		v1alpha1.AddressRange(netip.PrefixFrom(netip.AddrFrom16(v6), 124).String()),
-	}})
+	clusterL2Pool(t, e, "l2",
+		netip.PrefixFrom(netip.AddrFrom4(v4), 29),
+		netip.PrefixFrom(netip.AddrFrom16(v6), 124))
+	return c.Lab.AddHost("l2client")
+}
+
+// clusterL2Pool creates the pool name with the ranges and a layer-2
+// advertisement of the same name for it on eth0.
+func clusterL2Pool(t *testing.T, e *env, name string, ranges ...netip.Prefix) {
+	t.Helper()
+	spec := v1alpha1.BerthIPPoolSpec{}
+	for _, r := range ranges {
+		spec.Addresses = append(spec.Addresses, v1alpha1.AddressRange(r.String()))
+	}
+	e.pool(t, name, spec)
 	if _, err := e.berth.BerthV1alpha1().BerthL2Advertisements().Create(t.Context(), &v1alpha1.BerthL2Advertisement{
-		ObjectMeta: metav1.ObjectMeta{Name: "l2"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: v1alpha1.BerthL2AdvertisementSpec{
-			AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{"l2"}},
+			AdvertisementSelector: v1alpha1.AdvertisementSelector{IPPools: []string{name}},
 			Interfaces:            []string{"eth0"},
 		},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	return c.Lab.AddHost("l2client")
 }
 
 // testClusterL2NodeFailure is scenario 2: the same echo app over ARP and
