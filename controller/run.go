@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/client/clientset/versioned"
 	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
 	"github.com/berthlb/berth/internal/cli"
 	"github.com/berthlb/berth/internal/lifecycle"
@@ -92,101 +93,128 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	reg := serve.NewRegistry()
-	stall := serve.NewStall("reconcile", reconcileStallLimit)
-	var current atomic.Pointer[Controller]
-	leading := make(chan struct{})
-	ready := func(context.Context) error {
-		select {
-		case <-leading:
-			if c := current.Load(); c == nil || !c.Ready() {
-				return errors.New("leading, still rebuilding allocations from Service status")
-			}
-			return nil
-		default:
-			return nil // a standby replica is ready to take over
-		}
-	}
+	p := &process{opts: opts, restCfg: restCfg, kube: kube, berth: berth,
+		stall: serve.NewStall("reconcile", reconcileStallLimit), leading: make(chan struct{})}
 	if opts.MetricsAddr != "" {
-		stop, err := serve.Serve(ctx, serve.Config{Addr: opts.MetricsAddr, Registry: reg, Ready: ready,
-			Healthy: func(context.Context) error { return stall.Check() }})
+		stop, err := serve.Serve(ctx, serve.Config{Addr: opts.MetricsAddr, Registry: reg, Ready: p.ready,
+			Healthy: func(context.Context) error { return p.stall.Check() }})
 		if err != nil {
 			return err
 		}
 		defer stop()
 	}
-	metrics := NewMetrics(reg)
-
-	runController := func(ctx context.Context) error {
-		// Leading from the first moment: not ready until the replay is
-		// done, also while the controller is being built.
-		close(leading)
-		// Informers are created only now, so that a new leader lists the
-		// current state from the API server rather than trusting a cache
-		// filled while another replica was writing.
-		kubeInf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTransform(cli.StripManagedFields))
-		berthInf := berthinformers.NewSharedInformerFactoryWithOptions(berth, 0, berthinformers.WithTransform(cli.StripManagedFields))
-		broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-		defer broadcaster.Shutdown()
-		eventsClient, err := kubernetes.NewForConfig(eventConfig(restCfg))
-		if err != nil {
-			return fmt.Errorf("events client: %w", err)
-		}
-		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventsClient.CoreV1().Events("")})
-		// Events go on Services and on BerthIPPools, so the scheme knows both.
-		sch := runtime.NewScheme()
-		if err := scheme.AddToScheme(sch); err != nil {
-			return fmt.Errorf("event scheme: %w", err)
-		}
-		if err := v1alpha1.AddToScheme(sch); err != nil {
-			return fmt.Errorf("event scheme: %w", err)
-		}
-		rec := broadcaster.NewRecorder(sch, corev1.EventSource{Component: FieldManager})
-		c, err := New(opts.Config, kube, berth, rec, metrics,
-			kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().BerthIPPools())
-		if err != nil {
-			return err
-		}
-		c.stall = stall
-		adv := berthInf.Berth().V1alpha1()
-		if err := c.WatchAdvertisements(adv.BerthBGPAdvertisements(), adv.BerthL2Advertisements(), adv.BerthBGPPeers()); err != nil {
-			return err
-		}
-		if err := c.WatchNodeStatuses(adv.BerthNodeStatuses()); err != nil {
-			return err
-		}
-		if opts.LifecycleConfigMap != "" {
-			mark := lifecycle.NewWatcher(kube, opts.LeaderElectionNamespace, opts.LifecycleConfigMap)
-			if err := c.WatchUninstall(mark); err != nil {
-				return err
-			}
-			mark.Start(ctx)
-			defer mark.Shutdown()
-		}
-		served, err := cli.ServesServiceCIDRs(kube.Discovery())
-		if err != nil {
-			return err
-		}
-		var cidrInf networkinginformers.ServiceCIDRInformer
-		if served {
-			cidrInf = kubeInf.Networking().V1().ServiceCIDRs()
-		} else {
-			log.Info("The API server serves no networking.k8s.io/v1 ServiceCIDRs (Kubernetes < 1.33); pools are kept off pod ranges and node addresses only")
-		}
-		if err := c.WatchCluster(kubeInf.Core().V1().Nodes(), cidrInf); err != nil {
-			return err
-		}
-		current.Store(c)
-		kubeInf.Start(ctx.Done())
-		berthInf.Start(ctx.Done())
-		defer kubeInf.Shutdown()
-		defer berthInf.Shutdown()
-		return c.Run(ctx)
-	}
-
+	p.metrics = NewMetrics(reg)
 	if !opts.LeaderElect {
-		return runController(ctx)
+		return p.lead(ctx)
 	}
-	return elect(ctx, kube, opts, runController)
+	return elect(ctx, kube, opts, p.lead)
+}
+
+// process is one controller process: what outlives a term as leader
+// (clients, metrics, the stall detector) and the controller of the current
+// term.
+type process struct {
+	opts    Options
+	restCfg *rest.Config
+	kube    kubernetes.Interface
+	berth   versioned.Interface
+	stall   *serve.Stall
+	metrics *Metrics
+	// leading is closed once the process leads.
+	leading chan struct{}
+	current atomic.Pointer[Controller]
+}
+
+// ready is /readyz: a standby replica is ready to take over; the leader is
+// ready once it has rebuilt its allocations from the Services' status.
+func (p *process) ready(context.Context) error {
+	select {
+	case <-p.leading:
+		if c := p.current.Load(); c == nil || !c.Ready() {
+			return errors.New("leading, still rebuilding allocations from Service status")
+		}
+		return nil
+	default:
+		return nil
+	}
+}
+
+// lead builds the controller and runs it until ctx is done. Informers are
+// created only now, so that a new leader lists the current state from the
+// API server rather than trusting a cache filled while another replica was
+// writing.
+func (p *process) lead(ctx context.Context) error {
+	log := logr.FromContextOrDiscard(ctx)
+	// Leading from the first moment: not ready until the replay is done,
+	// also while the controller is being built.
+	close(p.leading)
+	kubeInf := informers.NewSharedInformerFactoryWithOptions(p.kube, 0, informers.WithTransform(cli.StripManagedFields))
+	berthInf := berthinformers.NewSharedInformerFactoryWithOptions(p.berth, 0, berthinformers.WithTransform(cli.StripManagedFields))
+	rec, stopEvents, err := newRecorder(ctx, p.restCfg)
+	if err != nil {
+		return err
+	}
+	defer stopEvents()
+	c, err := New(p.opts.Config, p.kube, p.berth, rec, p.metrics,
+		kubeInf.Core().V1().Services(), kubeInf.Core().V1().Namespaces(), berthInf.Berth().V1alpha1().BerthIPPools())
+	if err != nil {
+		return err
+	}
+	c.stall = p.stall
+	adv := berthInf.Berth().V1alpha1()
+	if err := c.WatchAdvertisements(adv.BerthBGPAdvertisements(), adv.BerthL2Advertisements(), adv.BerthBGPPeers()); err != nil {
+		return err
+	}
+	if err := c.WatchNodeStatuses(adv.BerthNodeStatuses()); err != nil {
+		return err
+	}
+	if p.opts.LifecycleConfigMap != "" {
+		mark := lifecycle.NewWatcher(p.kube, p.opts.LeaderElectionNamespace, p.opts.LifecycleConfigMap)
+		if err := c.WatchUninstall(mark); err != nil {
+			return err
+		}
+		mark.Start(ctx)
+		defer mark.Shutdown()
+	}
+	served, err := cli.ServesServiceCIDRs(p.kube.Discovery())
+	if err != nil {
+		return err
+	}
+	var cidrInf networkinginformers.ServiceCIDRInformer
+	if served {
+		cidrInf = kubeInf.Networking().V1().ServiceCIDRs()
+	} else {
+		log.Info("The API server serves no networking.k8s.io/v1 ServiceCIDRs (Kubernetes < 1.33); pools are kept off pod ranges and node addresses only")
+	}
+	if err := c.WatchCluster(kubeInf.Core().V1().Nodes(), cidrInf); err != nil {
+		return err
+	}
+	p.current.Store(c)
+	kubeInf.Start(ctx.Done())
+	berthInf.Start(ctx.Done())
+	defer kubeInf.Shutdown()
+	defer berthInf.Shutdown()
+	return c.Run(ctx)
+}
+
+// newRecorder returns an event recorder for Services and BerthIPPools,
+// writing through its own client (eventConfig), and the function that
+// stops it.
+func newRecorder(ctx context.Context, restCfg *rest.Config) (record.EventRecorder, func(), error) {
+	eventsClient, err := kubernetes.NewForConfig(eventConfig(restCfg))
+	if err != nil {
+		return nil, nil, fmt.Errorf("events client: %w", err)
+	}
+	sch := runtime.NewScheme()
+	if err := scheme.AddToScheme(sch); err != nil {
+		return nil, nil, fmt.Errorf("event scheme: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(sch); err != nil {
+		return nil, nil, fmt.Errorf("event scheme: %w", err)
+	}
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventsClient.CoreV1().Events("")})
+	return broadcaster.NewRecorder(sch, corev1.EventSource{Component: FieldManager}), broadcaster.Shutdown, nil
 }
 
 func elect(ctx context.Context, kube kubernetes.Interface, opts Options, run func(context.Context) error) error {
