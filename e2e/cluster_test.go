@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -48,8 +49,8 @@ func TestCluster(t *testing.T) {
 }
 
 // testClusterPodNetwork: a Pod on each node serves HTTP to a Pod on the
-// other, which sees the client Pod's own address (no translation between
-// nodes).
+// next, over IPv4 and over IPv6, and sees the client Pod's own address of
+// that family (no translation between nodes).
 func testClusterPodNetwork(t *testing.T, c *cluster.Cluster) {
 	ctx := t.Context()
 	pods := c.Kube.CoreV1().Pods("default")
@@ -67,25 +68,38 @@ func testClusterPodNetwork(t *testing.T, c *cluster.Cluster) {
 	for i, n := range c.Nodes {
 		other := c.Nodes[(i+1)%len(c.Nodes)]
 		srv := servers[other.Name]
-		url := fmt.Sprintf("http://%s:%d/", srv.Status.PodIP, cluster.EchoPort)
-		get, err := pods.Create(ctx, cluster.GetPod("get-from-"+n.Name, n.Name, url), metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
+		if len(srv.Status.PodIPs) != 2 {
+			t.Fatalf("pod %s has addresses %v, want an IPv4 and an IPv6 one", srv.Name, srv.Status.PodIPs)
 		}
-		get = waitPodDone(t, c, "default", get.Name)
-		// The API server asks the node's kubelet, which may refuse for a
-		// moment on a busy machine.
-		var log string
-		poll(t, 10*time.Second, "log of "+get.Name, func() error {
-			var err error
-			log, err = c.PodLog(ctx, "default", get.Name)
-			return err
-		})
-		want := fmt.Sprintf("pod=%s node=%s client=%s:", srv.Name, other.Name, get.Status.PodIP)
-		if get.Status.Phase != corev1.PodSucceeded || !strings.HasPrefix(log, want) {
-			t.Fatalf("pod on %s GET %s: phase %s, log %q; want %q...", n.Name, url, get.Status.Phase, log, want)
+		for f, ip := range srv.Status.PodIPs {
+			addr := netip.MustParseAddr(ip.IP)
+			url := fmt.Sprintf("http://%s/", netip.AddrPortFrom(addr, cluster.EchoPort))
+			get, err := pods.Create(ctx, cluster.GetPod(fmt.Sprintf("get-from-%s-%d", n.Name, f), n.Name, url), metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			get = waitPodDone(t, c, "default", get.Name)
+			// The API server asks the node's kubelet, which may refuse
+			// for a moment on a busy machine.
+			var log string
+			poll(t, 10*time.Second, "log of "+get.Name, func() error {
+				var err error
+				log, err = c.PodLog(ctx, "default", get.Name)
+				return err
+			})
+			var from netip.Addr
+			for _, gip := range get.Status.PodIPs {
+				if a := netip.MustParseAddr(gip.IP); a.Is4() == addr.Is4() {
+					from = a
+				}
+			}
+			want := fmt.Sprintf("pod=%s node=%s client=%s", srv.Name, other.Name, netip.AddrPortFrom(from, 0))
+			want = strings.TrimSuffix(want, ":0") + ":"
+			if get.Status.Phase != corev1.PodSucceeded || !strings.HasPrefix(log, want) {
+				t.Fatalf("pod on %s GET %s: phase %s, log %q; want %q...", n.Name, url, get.Status.Phase, log, want)
+			}
+			t.Logf("%s (%s) -> %s: %s", get.Name, from, url, strings.TrimSpace(log))
 		}
-		t.Logf("%s (%s) -> %s: %s", get.Name, get.Status.PodIP, url, strings.TrimSpace(log))
 	}
 }
 
