@@ -143,6 +143,7 @@ func (b *Backend) findLB(ctx context.Context, svc *v1.Service) (*elbtypes.LoadBa
 		return nil, nil
 	}
 	lb := out.LoadBalancers[0]
+	b.madeLBs.forget(svc.UID) // visible now
 	tags, err := b.elbTagsOf(ctx, sdk.ToString(lb.LoadBalancerArn))
 	if err != nil {
 		return nil, err
@@ -161,6 +162,16 @@ func (b *Backend) findLB(ctx context.Context, svc *v1.Service) (*elbtypes.LoadBa
 		return nil, &ConflictError{Kind: "load balancer", Name: name}
 	}
 	return &lb, nil
+}
+
+// nlbOf returns the Service's NLB as findLB does or, when describes do not
+// show it yet, as this process created it a moment ago.
+func (b *Backend) nlbOf(ctx context.Context, svc *v1.Service) (*elbtypes.LoadBalancer, error) {
+	lb, err := b.findLB(ctx, svc)
+	if err != nil || lb != nil {
+		return lb, err
+	}
+	return b.madeLBs.recent(svc.UID, madeFor), nil
 }
 
 // elbTagsOfMany returns the tags of any number of ELBv2 resources by ARN,
@@ -212,7 +223,7 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	if err != nil {
 		return nil, err
 	}
-	lb, err := b.findLB(ctx, svc)
+	lb, err := b.nlbOf(ctx, svc)
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +247,9 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	if err != nil {
 		return nil, err
 	}
+	for _, tg := range owned {
+		b.madeGroups.done(svc.UID, sdk.ToString(tg.TargetGroupArn)) // visible now
+	}
 	targets, groupsOf, err := b.targets(ctx, nodes, r, sdk.ToString(lb.VpcId))
 	if err != nil {
 		return nil, err
@@ -256,11 +270,24 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 			return nil, err
 		}
 	}
-	if err := b.syncListeners(ctx, svc, lbARN, ports, groups); err != nil {
+	replaced, err := b.syncListeners(ctx, svc, lbARN, ports, groups)
+	if err != nil {
 		return nil, err
 	}
-	// What is left of the Service's groups serves no port any more.
-	if err := b.removeStale(ctx, svc, owned); err != nil {
+	// What is left of the Service's groups serves no port any more, nor
+	// do the Service's groups the listeners forwarded to before: those
+	// are found even while a listing leaves them out.
+	stale := make([]string, 0, len(owned)+len(replaced))
+	for _, tg := range owned {
+		stale = append(stale, sdk.ToString(tg.TargetGroupArn))
+	}
+	replaced = slices.DeleteFunc(replaced, func(arn string) bool { return slices.Contains(groups, arn) })
+	more, err := b.ownedARNs(ctx, svc, replaced)
+	if err != nil {
+		return nil, err
+	}
+	stale = append(stale, more...)
+	if err := b.removeStale(ctx, svc, stale); err != nil {
 		return nil, err
 	}
 	if lb.State != nil && lb.State.Code != elbtypes.LoadBalancerStateEnumActive {
@@ -308,6 +335,14 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request, node
 		in.Subnets = nil
 	}
 	out, err := b.elb.CreateLoadBalancer(ctx, in)
+	if apiCode(err) == "DuplicateLoadBalancerName" {
+		// An NLB of this name exists that describes did not show: most
+		// likely this Service's own, made by an earlier call (ELB shows
+		// a new NLB late), or another's. The next call finds it and
+		// reads its tags, and never takes one that is not the Service's.
+		return nil, api.NewRetryError(fmt.Sprintf("create NLB %s: an NLB of that name exists but ELB does not show it yet "+
+			"(made by an earlier call, or not Berth's); its tags are checked on the next try", lbName(svc)), visibilityRetry)
+	}
 	if apiCode(err) == "InvalidSecurityGroup" {
 		// The group was made a moment ago and ELB does not see it yet.
 		return nil, api.NewRetryError(fmt.Sprintf("create NLB %s: its new security group %s is not visible yet: %v",
@@ -319,6 +354,10 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request, node
 	if len(out.LoadBalancers) == 0 {
 		return nil, fmt.Errorf("create NLB %s: the response names no load balancer", lbName(svc))
 	}
+	// AWS answers a create that repeats an existing NLB's settings with
+	// that NLB; those settings include the Service's own security group,
+	// so the NLB is the Service's.
+	b.madeLBs.add(svc.UID, out.LoadBalancers[0])
 	b.log.Info("Created NLB", "service", config.Key(svc), "name", lbName(svc), "scheme", scheme, "subnets", subnets)
 	return &out.LoadBalancers[0], nil
 }
@@ -333,14 +372,31 @@ func (b *Backend) ownedByName(ctx context.Context, svc *v1.Service, tgs []elbtyp
 	for i, tg := range tgs {
 		arns[i] = sdk.ToString(tg.TargetGroupArn)
 	}
-	tags, err := b.elbTagsOfMany(ctx, arns)
+	owned, err := b.ownedARNs(ctx, svc, arns)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]*elbtypes.TargetGroup{}
 	for i := range tgs {
-		if t := tags[arns[i]]; b.owns(t, svc) || b.upstreamOwns(t, svc) {
+		if slices.Contains(owned, arns[i]) {
 			out[sdk.ToString(tgs[i].TargetGroupName)] = &tgs[i]
+		}
+	}
+	return out, nil
+}
+
+// ownedARNs returns those of the groups (by ARN, tied to the Service's
+// NLB) that are tagged as the Service's, by Berth or by the upstream
+// provider.
+func (b *Backend) ownedARNs(ctx context.Context, svc *v1.Service, arns []string) ([]string, error) {
+	tags, err := b.elbTagsOfMany(ctx, arns)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, arn := range arns {
+		if t := tags[arn]; b.owns(t, svc) || b.upstreamOwns(t, svc) {
+			out = append(out, arn)
 		}
 	}
 	return out, nil
@@ -388,6 +444,12 @@ func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p list
 		Tags:                       elbTags(mergedTags(b.ownerTags(svc), r.Tags)),
 	}
 	created, err := b.elb.CreateTargetGroup(ctx, in)
+	if apiCode(err) == "DuplicateTargetGroupName" {
+		// Made by an earlier call with other settings and not shown yet,
+		// or another's: the next call finds it and reads its tags.
+		return "", api.NewRetryError(fmt.Sprintf("create target group %s: a group of that name exists but ELB does not show it yet "+
+			"(made by an earlier call, or not Berth's); its tags are checked on the next try", name), visibilityRetry)
+	}
 	if err != nil {
 		return "", fmt.Errorf("create target group %s: %w", name, err)
 	}
@@ -395,6 +457,7 @@ func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p list
 		return "", fmt.Errorf("create target group %s: the response names no group", name)
 	}
 	arn := sdk.ToString(created.TargetGroups[0].TargetGroupArn)
+	b.madeGroups.add(svc.UID, arn)
 	if err := b.ensureTargetGroupAttributes(ctx, arn, r); err != nil {
 		return "", fmt.Errorf("target group %s: %w", name, err)
 	}
