@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/smithy-go"
 	"github.com/go-logr/logr"
 	v1 "k8s.io/api/core/v1"
@@ -35,11 +36,16 @@ type Backend struct {
 	// externalTrafficPolicy Local in eip mode; nil means unknown.
 	endpoints EndpointSource
 	// stale holds target groups waiting for AWS to let go of them.
-	stale ledger
-	// madeLBs and madeGroups hold the NLBs and target groups this
-	// process created, which ELB's describes may not show yet.
-	madeLBs    madeNLBs
-	madeGroups ledger
+	stale ledger[struct{}]
+	// madeLBs, madeGroups and madeListeners hold the NLBs, target groups
+	// and listeners this process created, which ELB's describes may not
+	// show yet.
+	madeLBs       madeNLBs
+	madeGroups    ledger[struct{}]
+	madeListeners ledger[elbtypes.Listener]
+	// detached holds groups the NLB's listeners let go of whose tags ELB
+	// did not show yet: deleted once they show the Service's.
+	detached ledger[struct{}]
 	// fresh remembers, under mu, the Elastic IP allocated for a Service
 	// until describes see it, so that a retry does not allocate another.
 	fresh map[types.UID]freshEIP

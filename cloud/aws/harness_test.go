@@ -51,9 +51,12 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	srv.SetInUseAfterDetach(1)
 	srv.SetAddressVisibilityDelay(1)       // and EC2 shows a new Elastic IP late,
 	srv.SetSecurityGroupVisibilityDelay(1) // and a new security group
-	// and, as ELB can, new NLBs and target groups for the next 1 to 3
-	// describes: random per test, logged with its seed.
-	srv.SetELBVisibilityDelay(elbDelay(t))
+	// and, as ELB can, new NLBs, target groups and listeners, and new
+	// tags, for the next 1 to 3 describes: random per test, logged with
+	// its seed.
+	delay := elbDelay(t)
+	srv.SetELBVisibilityDelay(delay)
+	srv.SetELBTagVisibilityDelay(delay)
 	cfg := aws.Config{ClusterName: "prod", MaxAttempts: 4}
 	for _, m := range mut {
 		m(&cfg)
@@ -261,12 +264,14 @@ func (f *fakeNodes) annotations() map[string]map[string]string {
 }
 
 // retry calls f again while it asks for a retry (AWS still holding a
-// deleted target group, an NLB provisioning or not shown yet), at most
-// ten times.
+// deleted target group, an NLB provisioning, a resource or its tags not
+// shown yet), at most 20 times: adopting an upstream NLB, group and
+// listener all made a moment before, each shown 3 describes late, takes
+// 14.
 func (l *lab) retry(f func() error) error {
 	l.t.Helper()
 	var err error
-	for range 10 {
+	for range 20 {
 		if err = f(); !errors.As(err, new(*api.RetryError)) {
 			return err
 		}

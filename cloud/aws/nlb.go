@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -128,79 +128,6 @@ func (hc healthCheck) differs(tg *elbtypes.TargetGroup) bool {
 
 func elbProtocol(s string) elbtypes.ProtocolEnum { return elbtypes.ProtocolEnum(s) }
 
-// findLB returns the Service's NLB, nil if there is none, or a
-// *ConflictError if one with its name is not Berth's.
-func (b *Backend) findLB(ctx context.Context, svc *v1.Service) (*elbtypes.LoadBalancer, error) {
-	name := lbName(svc)
-	out, err := b.elb.DescribeLoadBalancers(ctx, &elb.DescribeLoadBalancersInput{Names: []string{name}})
-	if apiCode(err) == "LoadBalancerNotFound" {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("describe load balancer %s: %w", name, err)
-	}
-	if len(out.LoadBalancers) == 0 {
-		return nil, nil
-	}
-	lb := out.LoadBalancers[0]
-	b.madeLBs.forget(svc.UID) // visible now
-	tags, err := b.elbTagsOf(ctx, sdk.ToString(lb.LoadBalancerArn))
-	if err != nil {
-		return nil, err
-	}
-	arn := sdk.ToString(lb.LoadBalancerArn)
-	switch {
-	case b.owns(tags[arn], svc):
-	case b.upstreamOwns(tags[arn], svc):
-		// Made by the upstream provider for this Service: Berth takes it
-		// over by adding its own tags, and keeps its DNS name.
-		if _, err := b.elb.AddTags(ctx, &elb.AddTagsInput{ResourceArns: []string{arn}, Tags: elbTags(b.ownerTags(svc))}); err != nil {
-			return nil, fmt.Errorf("adopt the upstream provider's NLB %s: %w", name, err)
-		}
-		b.log.Info("Adopted the NLB the upstream AWS provider made for the Service", "service", config.Key(svc), "name", name)
-	default:
-		return nil, &ConflictError{Kind: "load balancer", Name: name}
-	}
-	return &lb, nil
-}
-
-// nlbOf returns the Service's NLB as findLB does or, when describes do not
-// show it yet, as this process created it a moment ago.
-func (b *Backend) nlbOf(ctx context.Context, svc *v1.Service) (*elbtypes.LoadBalancer, error) {
-	lb, err := b.findLB(ctx, svc)
-	if err != nil || lb != nil {
-		return lb, err
-	}
-	return b.madeLBs.recent(svc.UID, madeFor), nil
-}
-
-// elbTagsOfMany returns the tags of any number of ELBv2 resources by ARN,
-// in calls of 20 (the API's limit).
-func (b *Backend) elbTagsOfMany(ctx context.Context, arns []string) (map[string]map[string]string, error) {
-	out := map[string]map[string]string{}
-	for chunk := range slices.Chunk(arns, 20) {
-		tags, err := b.elbTagsOf(ctx, chunk...)
-		if err != nil {
-			return nil, err
-		}
-		maps.Copy(out, tags)
-	}
-	return out, nil
-}
-
-// elbTagsOf returns the tags of up to 20 ELBv2 resources by ARN.
-func (b *Backend) elbTagsOf(ctx context.Context, arns ...string) (map[string]map[string]string, error) {
-	out, err := b.elb.DescribeTags(ctx, &elb.DescribeTagsInput{ResourceArns: arns})
-	if err != nil {
-		return nil, fmt.Errorf("describe tags: %w", err)
-	}
-	m := make(map[string]map[string]string, len(out.TagDescriptions))
-	for _, d := range out.TagDescriptions {
-		m[sdk.ToString(d.ResourceArn)] = fromELBTags(d.Tags)
-	}
-	return m, nil
-}
-
 func hostnameStatus(lb *elbtypes.LoadBalancer) *v1.LoadBalancerStatus {
 	return &v1.LoadBalancerStatus{Ingress: []v1.LoadBalancerIngress{{Hostname: sdk.ToString(lb.DNSName)}}}
 }
@@ -270,9 +197,9 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 			return nil, err
 		}
 	}
-	replaced, err := b.syncListeners(ctx, svc, lbARN, ports, groups)
-	if err != nil {
-		return nil, err
+	replaced, listeners := b.syncListeners(ctx, svc, lbARN, ports, groups)
+	if listeners != nil && !errors.As(listeners, new(*api.RetryError)) {
+		return nil, listeners
 	}
 	// What is left of the Service's groups serves no port any more, nor
 	// do the Service's groups the listeners forwarded to before: those
@@ -282,13 +209,19 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 		stale = append(stale, sdk.ToString(tg.TargetGroupArn))
 	}
 	replaced = slices.DeleteFunc(replaced, func(arn string) bool { return slices.Contains(groups, arn) })
-	more, err := b.ownedARNs(ctx, svc, replaced)
+	more, unproven, err := b.detachedOwned(ctx, svc, replaced)
 	if err != nil {
 		return nil, err
 	}
 	stale = append(stale, more...)
 	if err := b.removeStale(ctx, svc, stale); err != nil {
 		return nil, err
+	}
+	if listeners == nil {
+		listeners = unproven
+	}
+	if listeners != nil {
+		return nil, listeners
 	}
 	if lb.State != nil && lb.State.Code != elbtypes.LoadBalancerStateEnumActive {
 		return nil, api.NewRetryError(fmt.Sprintf("NLB %s is %s", lbName(svc), lb.State.Code), provisioningRetry)
@@ -362,46 +295,6 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request, node
 	return &out.LoadBalancers[0], nil
 }
 
-// ownedByName returns, by name, the groups among tgs (those attached to
-// the Service's NLB) that are tagged as the Service's, by Berth or by the
-// upstream provider before Berth adopted the NLB, reading their tags in
-// one call per 20 groups. An upstream group's name is never one Berth
-// uses, so it is replaced by Berth's own and then deleted.
-func (b *Backend) ownedByName(ctx context.Context, svc *v1.Service, tgs []elbtypes.TargetGroup) (map[string]*elbtypes.TargetGroup, error) {
-	arns := make([]string, len(tgs))
-	for i, tg := range tgs {
-		arns[i] = sdk.ToString(tg.TargetGroupArn)
-	}
-	owned, err := b.ownedARNs(ctx, svc, arns)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]*elbtypes.TargetGroup{}
-	for i := range tgs {
-		if slices.Contains(owned, arns[i]) {
-			out[sdk.ToString(tgs[i].TargetGroupName)] = &tgs[i]
-		}
-	}
-	return out, nil
-}
-
-// ownedARNs returns those of the groups (by ARN, tied to the Service's
-// NLB) that are tagged as the Service's, by Berth or by the upstream
-// provider.
-func (b *Backend) ownedARNs(ctx context.Context, svc *v1.Service, arns []string) ([]string, error) {
-	tags, err := b.elbTagsOfMany(ctx, arns)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, arn := range arns {
-		if t := tags[arn]; b.owns(t, svc) || b.upstreamOwns(t, svc) {
-			out = append(out, arn)
-		}
-	}
-	return out, nil
-}
-
 // ensureTargetGroup returns the ARN of the group for one port, created if
 // missing, with its health check brought in line. known is the group when
 // it is already attached to the NLB (and known to be the Service's); nil
@@ -457,36 +350,11 @@ func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p list
 		return "", fmt.Errorf("create target group %s: the response names no group", name)
 	}
 	arn := sdk.ToString(created.TargetGroups[0].TargetGroupArn)
-	b.madeGroups.add(svc.UID, arn)
+	b.madeGroups.add(svc.UID, arn, struct{}{})
 	if err := b.ensureTargetGroupAttributes(ctx, arn, r); err != nil {
 		return "", fmt.Errorf("target group %s: %w", name, err)
 	}
 	return arn, nil
-}
-
-// findTargetGroup returns the group with the name, nil if there is none,
-// or a *ConflictError if it is not the Service's.
-func (b *Backend) findTargetGroup(ctx context.Context, svc *v1.Service, name string) (*elbtypes.TargetGroup, error) {
-	out, err := b.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{Names: []string{name}})
-	if apiCode(err) == "TargetGroupNotFound" {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("describe target group %s: %w", name, err)
-	}
-	if len(out.TargetGroups) == 0 {
-		return nil, nil
-	}
-	tg := out.TargetGroups[0]
-	arn := sdk.ToString(tg.TargetGroupArn)
-	tags, err := b.elbTagsOf(ctx, arn)
-	if err != nil {
-		return nil, err
-	}
-	if !b.owns(tags[arn], svc) {
-		return nil, &ConflictError{Kind: "target group", Name: name}
-	}
-	return &tg, nil
 }
 
 func modifyHealthCheck(arn string, hc healthCheck) *elb.ModifyTargetGroupInput {

@@ -16,32 +16,41 @@ import (
 // it had not made it (and a create then meets the existing one).
 const madeFor = 2 * time.Minute
 
-// ledger remembers ARNs per Service, with when each was noted: the target
-// groups that AWS would not delete yet (once detached they are no longer
-// found through the NLB), and the NLBs and groups this process created
-// that describes may not show yet (ELB is eventually consistent). It is
-// safe for concurrent use. After a restart what it held is found again by
-// name and tags, once AWS shows it.
-type ledger struct {
+// ledger remembers ARNs per Service, each with a value V and when it was
+// noted: the target groups that AWS would not delete yet (once detached
+// they are no longer found through the NLB), and the target groups and
+// listeners this process created that describes may not show yet (ELB is
+// eventually consistent). It is safe for concurrent use. After a restart
+// what it held is found again by name and tags, once AWS shows it.
+type ledger[V any] struct {
 	mu sync.Mutex
-	m  map[types.UID]map[string]time.Time
+	m  map[types.UID]map[string]noted[V]
 }
 
-func (l *ledger) add(uid types.UID, arn string) {
+type noted[V any] struct {
+	v    V
+	when time.Time
+}
+
+// add notes arn with v; one noted already keeps its time.
+func (l *ledger[V]) add(uid types.UID, arn string, v V) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.m == nil {
-		l.m = map[types.UID]map[string]time.Time{}
+		l.m = map[types.UID]map[string]noted[V]{}
 	}
 	if l.m[uid] == nil {
-		l.m[uid] = map[string]time.Time{}
+		l.m[uid] = map[string]noted[V]{}
 	}
-	if _, ok := l.m[uid][arn]; !ok {
-		l.m[uid][arn] = time.Now()
+	n, ok := l.m[uid][arn]
+	if !ok {
+		n.when = time.Now()
 	}
+	n.v = v
+	l.m[uid][arn] = n
 }
 
-func (l *ledger) done(uid types.UID, arn string) {
+func (l *ledger[V]) done(uid types.UID, arn string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.m[uid], arn)
@@ -51,30 +60,38 @@ func (l *ledger) done(uid types.UID, arn string) {
 }
 
 // forget drops everything noted for the Service.
-func (l *ledger) forget(uid types.UID) {
+func (l *ledger[V]) forget(uid types.UID) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.m, uid)
 }
 
+// has reports whether arn is noted for the Service.
+func (l *ledger[V]) has(uid types.UID, arn string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.m[uid][arn]
+	return ok
+}
+
 // list returns the Service's ARNs, sorted.
-func (l *ledger) list(uid types.UID) []string {
+func (l *ledger[V]) list(uid types.UID) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Sorted(maps.Keys(l.m[uid]))
 }
 
-// recent returns the Service's ARNs noted less than d ago, sorted.
-func (l *ledger) recent(uid types.UID, d time.Duration) []string {
+// recent returns the Service's ARNs noted less than d ago, with their
+// values.
+func (l *ledger[V]) recent(uid types.UID, d time.Duration) map[string]V {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []string
-	for arn, when := range l.m[uid] {
-		if time.Since(when) < d {
-			out = append(out, arn)
+	out := map[string]V{}
+	for arn, n := range l.m[uid] {
+		if time.Since(n.when) < d {
+			out[arn] = n.v
 		}
 	}
-	slices.Sort(out)
 	return out
 }
 

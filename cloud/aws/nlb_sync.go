@@ -25,7 +25,7 @@ const inUseRetry = 15 * time.Second
 // is remembered and a retry is asked for.
 func (b *Backend) removeStale(ctx context.Context, svc *v1.Service, arns []string) error {
 	for _, arn := range arns {
-		b.stale.add(svc.UID, arn)
+		b.stale.add(svc.UID, arn, struct{}{})
 	}
 	var retry error
 	for _, arn := range b.stale.list(svc.UID) {
@@ -123,44 +123,82 @@ func (b *Backend) register(ctx context.Context, tgARN string, chunk []elbtypes.T
 
 // syncListeners gives each port a listener forwarding to its group and
 // deletes listeners on ports the Service no longer has. It returns the
-// groups the changed and deleted listeners forwarded to.
+// groups the changed and deleted listeners forwarded to. Listeners this
+// process made that the listing leaves out (ELB shows them late) count as
+// they were made.
 func (b *Backend) syncListeners(ctx context.Context, svc *v1.Service, lbARN string, ports []listenerPort, groups []string) ([]string, error) {
 	out, err := b.elb.DescribeListeners(ctx, &elb.DescribeListenersInput{LoadBalancerArn: sdk.String(lbARN)})
 	if err != nil {
 		return nil, fmt.Errorf("describe listeners of %s: %w", lbName(svc), err)
 	}
-	var replaced []string
 	have := map[int32]elbtypes.Listener{}
+	made := b.madeListeners.recent(svc.UID, madeFor)
 	for _, l := range out.Listeners {
 		have[sdk.ToInt32(l.Port)] = l
+		delete(made, sdk.ToString(l.ListenerArn))
+		b.madeListeners.done(svc.UID, sdk.ToString(l.ListenerArn)) // shown now
 	}
+	for _, l := range made {
+		if sdk.ToString(l.LoadBalancerArn) == lbARN {
+			have[sdk.ToInt32(l.Port)] = l
+		}
+	}
+	var replaced []string
 	for i, p := range ports {
 		action := []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: sdk.String(groups[i])}}
 		l, ok := have[p.Port]
 		delete(have, p.Port)
+		var changed []elbtypes.Listener
 		switch {
 		case !ok:
-			_, err = b.elb.CreateListener(ctx, &elb.CreateListenerInput{
+			var made *elb.CreateListenerOutput
+			made, err = b.elb.CreateListener(ctx, &elb.CreateListenerInput{
 				LoadBalancerArn: sdk.String(lbARN), Port: sdk.Int32(p.Port), Protocol: p.Protocol,
 				DefaultActions: action, Tags: elbTags(b.ownerTags(svc)),
 			})
+			if apiCode(err) == "DuplicateListener" {
+				// One the listing did not show yet, forwarding elsewhere:
+				// changed on the next call, which sees it.
+				return nil, api.NewRetryError(fmt.Sprintf("NLB %s has a listener on port %d that ELB does not show yet; changing it on the next try",
+					lbName(svc), p.Port), visibilityRetry)
+			}
+			if made != nil {
+				changed = made.Listeners
+			}
 		case l.Protocol != p.Protocol || forwardsTo(l) != groups[i]:
-			_, err = b.elb.ModifyListener(ctx, &elb.ModifyListenerInput{
+			var modified *elb.ModifyListenerOutput
+			modified, err = b.elb.ModifyListener(ctx, &elb.ModifyListenerInput{
 				ListenerArn: l.ListenerArn, Port: sdk.Int32(p.Port), Protocol: p.Protocol, DefaultActions: action,
 			})
+			if modified != nil && b.madeListeners.has(svc.UID, sdk.ToString(l.ListenerArn)) {
+				changed = modified.Listeners
+			}
 			replaced = append(replaced, forwardsTo(l))
 		}
 		if err != nil {
-			return nil, fmt.Errorf("listener on port %d of %s: %w", p.Port, lbName(svc), err)
+			return nil, listenerError(svc, p.Port, err)
+		}
+		for _, c := range changed {
+			b.madeListeners.add(svc.UID, sdk.ToString(c.ListenerArn), c)
 		}
 	}
 	for port, l := range have {
 		if _, err := b.elb.DeleteListener(ctx, &elb.DeleteListenerInput{ListenerArn: l.ListenerArn}); err != nil && apiCode(err) != "ListenerNotFound" {
 			return nil, fmt.Errorf("delete listener on port %d of %s: %w", port, lbName(svc), err)
 		}
+		b.madeListeners.done(svc.UID, sdk.ToString(l.ListenerArn))
 		replaced = append(replaced, forwardsTo(l))
 	}
 	return slices.DeleteFunc(replaced, func(arn string) bool { return arn == "" }), nil
+}
+
+// listenerError says what failed on a port's listener; a listener this
+// process made that ELB does not know by its ARN yet is a retry.
+func listenerError(svc *v1.Service, port int32, err error) error {
+	if apiCode(err) == "ListenerNotFound" {
+		return api.NewRetryError(fmt.Sprintf("listener on port %d of %s: ELB does not show it yet: %v", port, lbName(svc), err), visibilityRetry)
+	}
+	return fmt.Errorf("listener on port %d of %s: %w", port, lbName(svc), err)
 }
 
 func forwardsTo(l elbtypes.Listener) string {
@@ -221,7 +259,7 @@ func (b *Backend) updateTargets(ctx context.Context, svc *v1.Service, nodes []*v
 	}
 	// The groups this process made a moment ago may be missing from the
 	// listing; those waiting to be deleted get no targets.
-	arns := b.madeGroups.recent(svc.UID, madeFor)
+	arns := slices.Collect(maps.Keys(b.madeGroups.recent(svc.UID, madeFor)))
 	for _, tg := range owned {
 		arns = append(arns, sdk.ToString(tg.TargetGroupArn))
 	}
@@ -245,7 +283,9 @@ func (b *Backend) updateTargets(ctx context.Context, svc *v1.Service, nodes []*v
 func (b *Backend) deleteNLB(ctx context.Context, svc *v1.Service) error {
 	lb, err := b.findLB(ctx, svc)
 	if err != nil {
-		if conflict := (*ConflictError)(nil); !errors.As(err, &conflict) {
+		// Not Berth's, or with no tags shown: not deleted. One of Berth's
+		// whose tags are not shown yet is found through its groups below.
+		if !errors.As(err, new(*ConflictError)) && !errors.As(err, new(*api.RetryError)) {
 			return err
 		}
 	}
@@ -278,7 +318,7 @@ func (b *Backend) deleteNLB(ctx context.Context, svc *v1.Service) error {
 		err := b.removeTargetGroup(ctx, svc, arn)
 		if errors.As(err, new(*api.RetryError)) {
 			inUse = err // the others may go already
-			b.stale.add(svc.UID, arn)
+			b.stale.add(svc.UID, arn, struct{}{})
 			continue
 		}
 		if err != nil {
@@ -287,6 +327,7 @@ func (b *Backend) deleteNLB(ctx context.Context, svc *v1.Service) error {
 		b.stale.done(svc.UID, arn)
 	}
 	b.madeLBs.forget(svc.UID)
+	b.madeListeners.forget(svc.UID) // deleted with the NLB
 	if err := b.deleteSG(ctx, svc); err != nil {
 		return err
 	}

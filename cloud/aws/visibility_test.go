@@ -190,3 +190,99 @@ func TestELBForeignNLBNotShownYet(t *testing.T) {
 		t.Errorf("after Delete: %d NLBs (want the other's), %d security groups (want none)", len(s.LoadBalancers), len(s.SecurityGroups))
 	}
 }
+
+// ELB shows new listeners, and new tags, only after a while too. Each case
+// is a call made right after the Service's NLB was created, with listeners
+// (elb) or tags (tags) shown that many describes late.
+func TestELBListenerAndTagConsistency(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		elb, tags int
+		run       func(t *testing.T, l *lab, svc *v1.Service, n1 *v1.Node)
+		check     func(t *testing.T, s awsdouble.State)
+	}{{
+		// Once: CreateListener again, refused (DuplicateListener).
+		name: "a port's NodePort changes while its listener is not shown", elb: 2,
+		run: func(t *testing.T, l *lab, svc *v1.Service, n1 *v1.Node) {
+			svc.Spec.Ports[0].NodePort = 30081
+			if _, err := l.ensure(svc, []*v1.Node{n1}); err != nil {
+				t.Fatal(err)
+			}
+		},
+		check: func(t *testing.T, s awsdouble.State) {
+			if len(s.TargetGroups) != 2 || len(s.Listeners) != 2 {
+				t.Errorf("%d groups, %d listeners; want 2 and 2 (the old group deleted)", len(s.TargetGroups), len(s.Listeners))
+			}
+			for _, g := range s.TargetGroups {
+				if g.Port == 30080 {
+					t.Errorf("the old group %s is left", g.Name)
+				}
+			}
+		},
+	}, {
+		// Once: the listener was not seen, so not deleted, and its group
+		// could never go.
+		name: "a port goes while its listener is not shown", elb: 2,
+		run: func(t *testing.T, l *lab, svc *v1.Service, n1 *v1.Node) {
+			svc.Spec.Ports = svc.Spec.Ports[:1]
+			if _, err := l.ensure(svc, []*v1.Node{n1}); err != nil {
+				t.Fatal(err)
+			}
+		},
+		check: func(t *testing.T, s awsdouble.State) {
+			if len(s.TargetGroups) != 1 || len(s.Listeners) != 1 || s.Listeners[0].Port != 80 {
+				t.Errorf("%d groups, listeners %+v; want 1 group and the listener on 80", len(s.TargetGroups), s.Listeners)
+			}
+		},
+	}, {
+		// Once: the NLB and its groups, shown without their tags, were
+		// taken for another's (ConflictError).
+		name: "tags not shown yet: the next Ensure", tags: 2,
+		run: func(t *testing.T, l *lab, svc *v1.Service, n1 *v1.Node) {
+			if _, err := l.b.Ensure(l.ctx, svc, []*v1.Node{n1}); err != nil {
+				t.Fatalf("second Ensure = %v", err)
+			}
+		},
+		check: func(t *testing.T, s awsdouble.State) {
+			if len(s.LoadBalancers) != 1 || len(s.TargetGroups) != 2 {
+				t.Errorf("%d NLBs, %d groups; want 1 and 2", len(s.LoadBalancers), len(s.TargetGroups))
+			}
+		},
+	}, {
+		// After a restart an NLB shown with no tags at all is a retry
+		// that says why, not a conflict; once they show, it is served.
+		name: "tags not shown yet after a restart", tags: 2,
+		run: func(t *testing.T, l *lab, svc *v1.Service, n1 *v1.Node) {
+			l.restart()
+			_, err := l.b.Ensure(l.ctx, svc, []*v1.Node{n1})
+			if !errors.As(err, new(*api.RetryError)) || !strings.Contains(err.Error(), "shows no tags (yet)") {
+				t.Errorf("Ensure = %v; want a retry saying the NLB shows no tags yet", err)
+			}
+			if _, err := l.ensure(svc, []*v1.Node{n1}); err != nil {
+				t.Fatal(err)
+			}
+		},
+		check: func(t *testing.T, s awsdouble.State) {
+			if len(s.LoadBalancers) != 1 || len(s.TargetGroups) != 2 || len(s.Listeners) != 2 {
+				t.Errorf("%d NLBs, %d groups, %d listeners; want 1, 2, 2", len(s.LoadBalancers), len(s.TargetGroups), len(s.Listeners))
+			}
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t)
+			l.srv.SetProvisioningDescribes(0)
+			l.srv.SetELBVisibilityDelay(tc.elb)
+			l.srv.SetELBTagVisibilityDelay(tc.tags)
+			n1 := l.addNode("n1", "i-1", "198.18.0.11")
+			svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000603")
+			if _, err := l.b.Ensure(l.ctx, svc, []*v1.Node{n1}); err != nil {
+				// The security group shown late asks for one retry.
+				if _, err := l.b.Ensure(l.ctx, svc, []*v1.Node{n1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tc.run(t, l, svc, n1)
+			tc.check(t, l.srv.Snapshot())
+		})
+	}
+}
