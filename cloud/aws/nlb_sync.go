@@ -294,9 +294,9 @@ func (b *Backend) deleteNLB(ctx context.Context, svc *v1.Service) error {
 		return err
 	}
 	var lbs []string
-	for _, lb := range []*elbtypes.LoadBalancer{lb, b.madeLBs.recent(svc.UID, madeFor)} {
-		if lb != nil {
-			lbs = append(lbs, sdk.ToString(lb.LoadBalancerArn))
+	for _, known := range []*elbtypes.LoadBalancer{lb, b.madeLBs.recent(svc.UID, madeFor)} {
+		if known != nil {
+			lbs = append(lbs, sdk.ToString(known.LoadBalancerArn))
 		}
 	}
 	more, err := b.ownedLBs(ctx, svc, slices.DeleteFunc(attachedTo, func(arn string) bool { return slices.Contains(lbs, arn) }))
