@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/smithy-go"
 	"github.com/go-logr/logr"
 	v1 "k8s.io/api/core/v1"
@@ -35,7 +36,16 @@ type Backend struct {
 	// externalTrafficPolicy Local in eip mode; nil means unknown.
 	endpoints EndpointSource
 	// stale holds target groups waiting for AWS to let go of them.
-	stale staleGroups
+	stale ledger[struct{}]
+	// madeLBs, madeGroups and madeListeners hold the NLBs, target groups
+	// and listeners this process created, which ELB's describes may not
+	// show yet.
+	madeLBs       madeNLBs
+	madeGroups    ledger[struct{}]
+	madeListeners ledger[elbtypes.Listener]
+	// detached holds groups the NLB's listeners let go of whose tags ELB
+	// did not show yet: deleted once they show the Service's.
+	detached ledger[struct{}]
 	// fresh remembers, under mu, the Elastic IP allocated for a Service
 	// until describes see it, so that a retry does not allocate another.
 	fresh map[types.UID]freshEIP
@@ -108,7 +118,7 @@ func (b *Backend) mode(svc *v1.Service) (string, error) {
 
 // Get reports what exists for the Service in either mode.
 func (b *Backend) Get(ctx context.Context, svc *v1.Service) (*v1.LoadBalancerStatus, bool, error) {
-	lb, err := b.findLB(ctx, svc)
+	lb, err := b.nlbOf(ctx, svc)
 	if err != nil {
 		return nil, false, err
 	}
@@ -181,7 +191,7 @@ func (b *Backend) dropOtherMode(ctx context.Context, svc *v1.Service, mode strin
 		}
 		return nil
 	}
-	lb, err := b.findLB(ctx, svc)
+	lb, err := b.nlbOf(ctx, svc)
 	var conflict *ConflictError
 	if errors.As(err, &conflict) {
 		return nil // not Berth's: nothing of ours to remove

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -35,6 +39,7 @@ type lab struct {
 	berthELB *elb.Client
 	kube     *fakeNodes
 	ctx      context.Context
+	cfg      aws.Config
 }
 
 func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
@@ -46,6 +51,12 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	srv.SetInUseAfterDetach(1)
 	srv.SetAddressVisibilityDelay(1)       // and EC2 shows a new Elastic IP late,
 	srv.SetSecurityGroupVisibilityDelay(1) // and a new security group
+	// and, as ELB can, new NLBs, target groups and listeners, and new
+	// tags, for the next 1 to 3 describes: random per test, logged with
+	// its seed.
+	delay := elbDelay(t)
+	srv.SetELBVisibilityDelay(delay)
+	srv.SetELBTagVisibilityDelay(delay)
 	cfg := aws.Config{ClusterName: "prod", MaxAttempts: 4}
 	for _, m := range mut {
 		m(&cfg)
@@ -61,7 +72,7 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lab{t: t, srv: srv, b: b, ec2: adminEC2, elb: adminELB, berthEC2: ec2c, berthELB: elbc, kube: &fakeNodes{nodes: map[string]*v1.Node{}}, ctx: ctx}
+	l := &lab{t: t, srv: srv, b: b, ec2: adminEC2, elb: adminELB, berthEC2: ec2c, berthELB: elbc, kube: &fakeNodes{nodes: map[string]*v1.Node{}}, ctx: ctx, cfg: cfg}
 	b.SetKubernetes(l.kube, l.kube, l.kube)
 	// Two public subnets in two zones (dual-stack), one internal (IPv4
 	// only), one of another cluster.
@@ -75,6 +86,34 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	// uses the VPC's main table (local only).
 	srv.AddRouteTable("vpc-1", "igw-1", "subnet-a", "subnet-b", "subnet-x")
 	return l
+}
+
+// elbDelay picks the test's ELB visibility delay, 1 to 3 describes, from
+// a seed it logs; BERTH_AWS_SEED=<seed> repeats a run's choice.
+func elbDelay(t *testing.T) int {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("BERTH_AWS_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("BERTH_AWS_SEED=%q: %v", s, err)
+		}
+	}
+	d := 1 + rand.New(rand.NewPCG(seed, 0)).IntN(3)
+	t.Logf("ELB visibility delay %d describes (BERTH_AWS_SEED=%d)", d, seed)
+	return d
+}
+
+// restart replaces the backend with a new one, as a restarted berth-ccm:
+// same clients and cluster, nothing remembered.
+func (l *lab) restart() {
+	l.t.Helper()
+	b, err := aws.New(l.cfg, l.berthEC2, l.berthELB, ktesting.NewLogger(l.t, ktesting.NewConfig()))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	b.SetKubernetes(l.kube, l.kube, l.kube)
+	l.b = b
 }
 
 // clients returns SDK clients of the double signing with accessKey.
@@ -225,11 +264,14 @@ func (f *fakeNodes) annotations() map[string]map[string]string {
 }
 
 // retry calls f again while it asks for a retry (AWS still holding a
-// deleted target group, an NLB provisioning), at most five times.
+// deleted target group, an NLB provisioning, a resource or its tags not
+// shown yet), at most 20 times: adopting an upstream NLB, group and
+// listener all made a moment before, each shown 3 describes late, takes
+// 14.
 func (l *lab) retry(f func() error) error {
 	l.t.Helper()
 	var err error
-	for range 5 {
+	for range 20 {
 		if err = f(); !errors.As(err, new(*api.RetryError)) {
 			return err
 		}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -128,68 +128,6 @@ func (hc healthCheck) differs(tg *elbtypes.TargetGroup) bool {
 
 func elbProtocol(s string) elbtypes.ProtocolEnum { return elbtypes.ProtocolEnum(s) }
 
-// findLB returns the Service's NLB, nil if there is none, or a
-// *ConflictError if one with its name is not Berth's.
-func (b *Backend) findLB(ctx context.Context, svc *v1.Service) (*elbtypes.LoadBalancer, error) {
-	name := lbName(svc)
-	out, err := b.elb.DescribeLoadBalancers(ctx, &elb.DescribeLoadBalancersInput{Names: []string{name}})
-	if apiCode(err) == "LoadBalancerNotFound" {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("describe load balancer %s: %w", name, err)
-	}
-	if len(out.LoadBalancers) == 0 {
-		return nil, nil
-	}
-	lb := out.LoadBalancers[0]
-	tags, err := b.elbTagsOf(ctx, sdk.ToString(lb.LoadBalancerArn))
-	if err != nil {
-		return nil, err
-	}
-	arn := sdk.ToString(lb.LoadBalancerArn)
-	switch {
-	case b.owns(tags[arn], svc):
-	case b.upstreamOwns(tags[arn], svc):
-		// Made by the upstream provider for this Service: Berth takes it
-		// over by adding its own tags, and keeps its DNS name.
-		if _, err := b.elb.AddTags(ctx, &elb.AddTagsInput{ResourceArns: []string{arn}, Tags: elbTags(b.ownerTags(svc))}); err != nil {
-			return nil, fmt.Errorf("adopt the upstream provider's NLB %s: %w", name, err)
-		}
-		b.log.Info("Adopted the NLB the upstream AWS provider made for the Service", "service", config.Key(svc), "name", name)
-	default:
-		return nil, &ConflictError{Kind: "load balancer", Name: name}
-	}
-	return &lb, nil
-}
-
-// elbTagsOfMany returns the tags of any number of ELBv2 resources by ARN,
-// in calls of 20 (the API's limit).
-func (b *Backend) elbTagsOfMany(ctx context.Context, arns []string) (map[string]map[string]string, error) {
-	out := map[string]map[string]string{}
-	for chunk := range slices.Chunk(arns, 20) {
-		tags, err := b.elbTagsOf(ctx, chunk...)
-		if err != nil {
-			return nil, err
-		}
-		maps.Copy(out, tags)
-	}
-	return out, nil
-}
-
-// elbTagsOf returns the tags of up to 20 ELBv2 resources by ARN.
-func (b *Backend) elbTagsOf(ctx context.Context, arns ...string) (map[string]map[string]string, error) {
-	out, err := b.elb.DescribeTags(ctx, &elb.DescribeTagsInput{ResourceArns: arns})
-	if err != nil {
-		return nil, fmt.Errorf("describe tags: %w", err)
-	}
-	m := make(map[string]map[string]string, len(out.TagDescriptions))
-	for _, d := range out.TagDescriptions {
-		m[sdk.ToString(d.ResourceArn)] = fromELBTags(d.Tags)
-	}
-	return m, nil
-}
-
 func hostnameStatus(lb *elbtypes.LoadBalancer) *v1.LoadBalancerStatus {
 	return &v1.LoadBalancerStatus{Ingress: []v1.LoadBalancerIngress{{Hostname: sdk.ToString(lb.DNSName)}}}
 }
@@ -212,7 +150,7 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	if err != nil {
 		return nil, err
 	}
-	lb, err := b.findLB(ctx, svc)
+	lb, err := b.nlbOf(ctx, svc)
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +174,9 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	if err != nil {
 		return nil, err
 	}
+	for _, tg := range owned {
+		b.madeGroups.done(svc.UID, sdk.ToString(tg.TargetGroupArn)) // visible now
+	}
 	targets, groupsOf, err := b.targets(ctx, nodes, r, sdk.ToString(lb.VpcId))
 	if err != nil {
 		return nil, err
@@ -256,12 +197,31 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 			return nil, err
 		}
 	}
-	if err := b.syncListeners(ctx, svc, lbARN, ports, groups); err != nil {
+	replaced, listeners := b.syncListeners(ctx, svc, lbARN, ports, groups)
+	if listeners != nil && !errors.As(listeners, new(*api.RetryError)) {
+		return nil, listeners
+	}
+	// What is left of the Service's groups serves no port any more, nor
+	// do the Service's groups the listeners forwarded to before: those
+	// are found even while a listing leaves them out.
+	stale := make([]string, 0, len(owned)+len(replaced))
+	for _, tg := range owned {
+		stale = append(stale, sdk.ToString(tg.TargetGroupArn))
+	}
+	replaced = slices.DeleteFunc(replaced, func(arn string) bool { return slices.Contains(groups, arn) })
+	more, unproven, err := b.detachedOwned(ctx, svc, replaced)
+	if err != nil {
 		return nil, err
 	}
-	// What is left of the Service's groups serves no port any more.
-	if err := b.removeStale(ctx, svc, owned); err != nil {
+	stale = append(stale, more...)
+	if err := b.removeStale(ctx, svc, stale); err != nil {
 		return nil, err
+	}
+	if listeners == nil {
+		listeners = unproven
+	}
+	if listeners != nil {
+		return nil, listeners
 	}
 	if lb.State != nil && lb.State.Code != elbtypes.LoadBalancerStateEnumActive {
 		return nil, api.NewRetryError(fmt.Sprintf("NLB %s is %s", lbName(svc), lb.State.Code), provisioningRetry)
@@ -308,6 +268,14 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request, node
 		in.Subnets = nil
 	}
 	out, err := b.elb.CreateLoadBalancer(ctx, in)
+	if apiCode(err) == "DuplicateLoadBalancerName" {
+		// An NLB of this name exists that describes did not show: most
+		// likely this Service's own, made by an earlier call (ELB shows
+		// a new NLB late), or another's. The next call finds it and
+		// reads its tags, and never takes one that is not the Service's.
+		return nil, api.NewRetryError(fmt.Sprintf("create NLB %s: an NLB of that name exists but ELB does not show it yet "+
+			"(made by an earlier call, or not Berth's); its tags are checked on the next try", lbName(svc)), visibilityRetry)
+	}
 	if apiCode(err) == "InvalidSecurityGroup" {
 		// The group was made a moment ago and ELB does not see it yet.
 		return nil, api.NewRetryError(fmt.Sprintf("create NLB %s: its new security group %s is not visible yet: %v",
@@ -319,31 +287,12 @@ func (b *Backend) createLB(ctx context.Context, svc *v1.Service, r request, node
 	if len(out.LoadBalancers) == 0 {
 		return nil, fmt.Errorf("create NLB %s: the response names no load balancer", lbName(svc))
 	}
+	// AWS answers a create that repeats an existing NLB's settings with
+	// that NLB; those settings include the Service's own security group,
+	// so the NLB is the Service's.
+	b.madeLBs.add(svc.UID, out.LoadBalancers[0])
 	b.log.Info("Created NLB", "service", config.Key(svc), "name", lbName(svc), "scheme", scheme, "subnets", subnets)
 	return &out.LoadBalancers[0], nil
-}
-
-// ownedByName returns, by name, the groups among tgs (those attached to
-// the Service's NLB) that are tagged as the Service's, by Berth or by the
-// upstream provider before Berth adopted the NLB, reading their tags in
-// one call per 20 groups. An upstream group's name is never one Berth
-// uses, so it is replaced by Berth's own and then deleted.
-func (b *Backend) ownedByName(ctx context.Context, svc *v1.Service, tgs []elbtypes.TargetGroup) (map[string]*elbtypes.TargetGroup, error) {
-	arns := make([]string, len(tgs))
-	for i, tg := range tgs {
-		arns[i] = sdk.ToString(tg.TargetGroupArn)
-	}
-	tags, err := b.elbTagsOfMany(ctx, arns)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]*elbtypes.TargetGroup{}
-	for i := range tgs {
-		if t := tags[arns[i]]; b.owns(t, svc) || b.upstreamOwns(t, svc) {
-			out[sdk.ToString(tgs[i].TargetGroupName)] = &tgs[i]
-		}
-	}
-	return out, nil
 }
 
 // ensureTargetGroup returns the ARN of the group for one port, created if
@@ -388,6 +337,12 @@ func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p list
 		Tags:                       elbTags(mergedTags(b.ownerTags(svc), r.Tags)),
 	}
 	created, err := b.elb.CreateTargetGroup(ctx, in)
+	if apiCode(err) == "DuplicateTargetGroupName" {
+		// Made by an earlier call with other settings and not shown yet,
+		// or another's: the next call finds it and reads its tags.
+		return "", api.NewRetryError(fmt.Sprintf("create target group %s: a group of that name exists but ELB does not show it yet "+
+			"(made by an earlier call, or not Berth's); its tags are checked on the next try", name), visibilityRetry)
+	}
 	if err != nil {
 		return "", fmt.Errorf("create target group %s: %w", name, err)
 	}
@@ -395,35 +350,11 @@ func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p list
 		return "", fmt.Errorf("create target group %s: the response names no group", name)
 	}
 	arn := sdk.ToString(created.TargetGroups[0].TargetGroupArn)
+	b.madeGroups.add(svc.UID, arn, struct{}{})
 	if err := b.ensureTargetGroupAttributes(ctx, arn, r); err != nil {
 		return "", fmt.Errorf("target group %s: %w", name, err)
 	}
 	return arn, nil
-}
-
-// findTargetGroup returns the group with the name, nil if there is none,
-// or a *ConflictError if it is not the Service's.
-func (b *Backend) findTargetGroup(ctx context.Context, svc *v1.Service, name string) (*elbtypes.TargetGroup, error) {
-	out, err := b.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{Names: []string{name}})
-	if apiCode(err) == "TargetGroupNotFound" {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("describe target group %s: %w", name, err)
-	}
-	if len(out.TargetGroups) == 0 {
-		return nil, nil
-	}
-	tg := out.TargetGroups[0]
-	arn := sdk.ToString(tg.TargetGroupArn)
-	tags, err := b.elbTagsOf(ctx, arn)
-	if err != nil {
-		return nil, err
-	}
-	if !b.owns(tags[arn], svc) {
-		return nil, &ConflictError{Kind: "target group", Name: name}
-	}
-	return &tg, nil
 }
 
 func modifyHealthCheck(arn string, hc healthCheck) *elb.ModifyTargetGroupInput {

@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cloud-provider/api"
 
 	"github.com/berthlb/berth/config"
@@ -22,48 +20,12 @@ import (
 // inUseRetry is how soon a target group AWS still holds is tried again.
 const inUseRetry = 15 * time.Second
 
-// staleGroups remembers, per Service, the target groups that serve no
-// port any more but that AWS would not delete yet: once detached they are
-// no longer found through the NLB. After a restart they are found by
-// Delete's sweep.
-type staleGroups struct {
-	mu sync.Mutex
-	m  map[types.UID]map[string]bool
-}
-
-func (s *staleGroups) add(uid types.UID, arn string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = map[types.UID]map[string]bool{}
-	}
-	if s.m[uid] == nil {
-		s.m[uid] = map[string]bool{}
-	}
-	s.m[uid][arn] = true
-}
-
-func (s *staleGroups) done(uid types.UID, arn string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m[uid], arn)
-	if len(s.m[uid]) == 0 {
-		delete(s.m, uid)
-	}
-}
-
-func (s *staleGroups) list(uid types.UID) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Sorted(maps.Keys(s.m[uid]))
-}
-
-// removeStale deletes the groups that serve no port any more: those left
-// in owned and those an earlier call could not delete. One AWS still holds
+// removeStale deletes the groups that serve no port any more: those given
+// (by ARN) and those an earlier call could not delete. One AWS still holds
 // is remembered and a retry is asked for.
-func (b *Backend) removeStale(ctx context.Context, svc *v1.Service, owned map[string]*elbtypes.TargetGroup) error {
-	for _, tg := range owned {
-		b.stale.add(svc.UID, sdk.ToString(tg.TargetGroupArn))
+func (b *Backend) removeStale(ctx context.Context, svc *v1.Service, arns []string) error {
+	for _, arn := range arns {
+		b.stale.add(svc.UID, arn, struct{}{})
 	}
 	var retry error
 	for _, arn := range b.stale.list(svc.UID) {
@@ -160,41 +122,83 @@ func (b *Backend) register(ctx context.Context, tgARN string, chunk []elbtypes.T
 }
 
 // syncListeners gives each port a listener forwarding to its group and
-// deletes listeners on ports the Service no longer has.
-func (b *Backend) syncListeners(ctx context.Context, svc *v1.Service, lbARN string, ports []listenerPort, groups []string) error {
+// deletes listeners on ports the Service no longer has. It returns the
+// groups the changed and deleted listeners forwarded to. Listeners this
+// process made that the listing leaves out (ELB shows them late) count as
+// they were made.
+func (b *Backend) syncListeners(ctx context.Context, svc *v1.Service, lbARN string, ports []listenerPort, groups []string) ([]string, error) {
 	out, err := b.elb.DescribeListeners(ctx, &elb.DescribeListenersInput{LoadBalancerArn: sdk.String(lbARN)})
 	if err != nil {
-		return fmt.Errorf("describe listeners of %s: %w", lbName(svc), err)
+		return nil, fmt.Errorf("describe listeners of %s: %w", lbName(svc), err)
 	}
 	have := map[int32]elbtypes.Listener{}
+	made := b.madeListeners.recent(svc.UID, madeFor)
 	for _, l := range out.Listeners {
 		have[sdk.ToInt32(l.Port)] = l
+		delete(made, sdk.ToString(l.ListenerArn))
+		b.madeListeners.done(svc.UID, sdk.ToString(l.ListenerArn)) // shown now
 	}
+	for _, l := range made {
+		if sdk.ToString(l.LoadBalancerArn) == lbARN {
+			have[sdk.ToInt32(l.Port)] = l
+		}
+	}
+	var replaced []string
 	for i, p := range ports {
 		action := []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: sdk.String(groups[i])}}
 		l, ok := have[p.Port]
 		delete(have, p.Port)
+		var changed []elbtypes.Listener
 		switch {
 		case !ok:
-			_, err = b.elb.CreateListener(ctx, &elb.CreateListenerInput{
+			var made *elb.CreateListenerOutput
+			made, err = b.elb.CreateListener(ctx, &elb.CreateListenerInput{
 				LoadBalancerArn: sdk.String(lbARN), Port: sdk.Int32(p.Port), Protocol: p.Protocol,
 				DefaultActions: action, Tags: elbTags(b.ownerTags(svc)),
 			})
+			if apiCode(err) == "DuplicateListener" {
+				// One the listing did not show yet, forwarding elsewhere:
+				// changed on the next call, which sees it.
+				return nil, api.NewRetryError(fmt.Sprintf("NLB %s has a listener on port %d that ELB does not show yet; changing it on the next try",
+					lbName(svc), p.Port), visibilityRetry)
+			}
+			if made != nil {
+				changed = made.Listeners
+			}
 		case l.Protocol != p.Protocol || forwardsTo(l) != groups[i]:
-			_, err = b.elb.ModifyListener(ctx, &elb.ModifyListenerInput{
+			var modified *elb.ModifyListenerOutput
+			modified, err = b.elb.ModifyListener(ctx, &elb.ModifyListenerInput{
 				ListenerArn: l.ListenerArn, Port: sdk.Int32(p.Port), Protocol: p.Protocol, DefaultActions: action,
 			})
+			if modified != nil && b.madeListeners.has(svc.UID, sdk.ToString(l.ListenerArn)) {
+				changed = modified.Listeners
+			}
+			replaced = append(replaced, forwardsTo(l))
 		}
 		if err != nil {
-			return fmt.Errorf("listener on port %d of %s: %w", p.Port, lbName(svc), err)
+			return nil, listenerError(svc, p.Port, err)
+		}
+		for _, c := range changed {
+			b.madeListeners.add(svc.UID, sdk.ToString(c.ListenerArn), c)
 		}
 	}
 	for port, l := range have {
 		if _, err := b.elb.DeleteListener(ctx, &elb.DeleteListenerInput{ListenerArn: l.ListenerArn}); err != nil && apiCode(err) != "ListenerNotFound" {
-			return fmt.Errorf("delete listener on port %d of %s: %w", port, lbName(svc), err)
+			return nil, fmt.Errorf("delete listener on port %d of %s: %w", port, lbName(svc), err)
 		}
+		b.madeListeners.done(svc.UID, sdk.ToString(l.ListenerArn))
+		replaced = append(replaced, forwardsTo(l))
 	}
-	return nil
+	return slices.DeleteFunc(replaced, func(arn string) bool { return arn == "" }), nil
+}
+
+// listenerError says what failed on a port's listener; a listener this
+// process made that ELB does not know by its ARN yet is a retry.
+func listenerError(svc *v1.Service, port int32, err error) error {
+	if apiCode(err) == "ListenerNotFound" {
+		return api.NewRetryError(fmt.Sprintf("listener on port %d of %s: ELB does not show it yet: %v", port, lbName(svc), err), visibilityRetry)
+	}
+	return fmt.Errorf("listener on port %d of %s: %w", port, lbName(svc), err)
 }
 
 func forwardsTo(l elbtypes.Listener) string {
@@ -216,6 +220,7 @@ func (b *Backend) removeTargetGroup(ctx context.Context, svc *v1.Service, arn st
 		}
 		return fmt.Errorf("delete target group %s: %w", arn, err)
 	}
+	b.madeGroups.done(svc.UID, arn)
 	b.log.Info("Deleted target group", "service", config.Key(svc), "targetGroup", arn)
 	return nil
 }
@@ -225,9 +230,9 @@ func (b *Backend) removeTargetGroup(ctx context.Context, svc *v1.Service, arn st
 // as the Service's are touched: a group someone else attached to the NLB
 // keeps its targets.
 func (b *Backend) updateTargets(ctx context.Context, svc *v1.Service, nodes []*v1.Node, r request) error {
-	lb, err := b.findLB(ctx, svc)
+	lb, err := b.nlbOf(ctx, svc)
 	if err != nil || lb == nil {
-		return err
+		return err // with no NLB, Ensure creates it
 	}
 	out, err := b.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{LoadBalancerArn: lb.LoadBalancerArn})
 	if err != nil {
@@ -252,8 +257,18 @@ func (b *Backend) updateTargets(ctx context.Context, svc *v1.Service, nodes []*v
 	if err := b.syncSecurity(ctx, svc, lb, b.checks(svc, ports, r), groupsOf, ranges, explicit, r.ExtraSecurityGroups); err != nil {
 		return err
 	}
+	// The groups this process made a moment ago may be missing from the
+	// listing; those waiting to be deleted get no targets.
+	arns := slices.Collect(maps.Keys(b.madeGroups.recent(svc.UID, madeFor)))
 	for _, tg := range owned {
-		if err := b.syncTargets(ctx, sdk.ToString(tg.TargetGroupArn), targets); err != nil {
+		arns = append(arns, sdk.ToString(tg.TargetGroupArn))
+	}
+	slices.Sort(arns)
+	for _, arn := range slices.Compact(arns) {
+		if slices.Contains(b.stale.list(svc.UID), arn) {
+			continue
+		}
+		if err := b.syncTargets(ctx, arn, targets); err != nil {
 			return err
 		}
 	}
@@ -262,67 +277,102 @@ func (b *Backend) updateTargets(ctx context.Context, svc *v1.Service, nodes []*v
 
 // deleteNLB deletes the Service's NLB (and with it its listeners), then
 // every target group tagged as the Service's, attached or orphaned by an
-// earlier failure.
+// earlier failure. An NLB or group describes do not show yet is deleted
+// too: by what this process remembers creating, and by the NLBs the
+// Service's groups are attached to.
 func (b *Backend) deleteNLB(ctx context.Context, svc *v1.Service) error {
 	lb, err := b.findLB(ctx, svc)
 	if err != nil {
-		if conflict := (*ConflictError)(nil); !errors.As(err, &conflict) {
+		// Not Berth's, or with no tags shown: not deleted. One of Berth's
+		// whose tags are not shown yet is found through its groups below.
+		if !errors.As(err, new(*ConflictError)) && !errors.As(err, new(*api.RetryError)) {
 			return err
 		}
 	}
-	if lb != nil {
-		if _, err := b.elb.DeleteLoadBalancer(ctx, &elb.DeleteLoadBalancerInput{LoadBalancerArn: lb.LoadBalancerArn}); err != nil {
-			return fmt.Errorf("delete NLB %s: %w", lbName(svc), err)
-		}
-		b.log.Info("Deleted NLB", "service", config.Key(svc), "name", lbName(svc))
-	}
-	groups, err := b.ownedTargetGroups(ctx, svc)
+	groups, attachedTo, err := b.ownedTargetGroups(ctx, svc)
 	if err != nil {
 		return err
 	}
+	var lbs []string
+	for _, known := range []*elbtypes.LoadBalancer{lb, b.madeLBs.recent(svc.UID, madeFor)} {
+		if known != nil {
+			lbs = append(lbs, sdk.ToString(known.LoadBalancerArn))
+		}
+	}
+	more, err := b.ownedLBs(ctx, svc, slices.DeleteFunc(attachedTo, func(arn string) bool { return slices.Contains(lbs, arn) }))
+	if err != nil {
+		return err
+	}
+	slices.Sort(lbs)
+	for _, arn := range slices.Compact(append(lbs, more...)) {
+		if _, err := b.elb.DeleteLoadBalancer(ctx, &elb.DeleteLoadBalancerInput{LoadBalancerArn: sdk.String(arn)}); err != nil && apiCode(err) != "LoadBalancerNotFound" {
+			return fmt.Errorf("delete NLB %s: %w", lbName(svc), err)
+		}
+		b.log.Info("Deleted NLB", "service", config.Key(svc), "name", lbName(svc), "arn", arn)
+	}
+	groups = append(groups, b.madeGroups.list(svc.UID)...)
+	groups = append(groups, b.stale.list(svc.UID)...)
+	slices.Sort(groups)
 	var inUse error
-	for _, arn := range groups {
+	for _, arn := range slices.Compact(groups) {
 		err := b.removeTargetGroup(ctx, svc, arn)
 		if errors.As(err, new(*api.RetryError)) {
 			inUse = err // the others may go already
-			b.stale.add(svc.UID, arn)
+			b.stale.add(svc.UID, arn, struct{}{})
 			continue
 		}
-		b.stale.done(svc.UID, arn)
 		if err != nil {
 			return err
 		}
+		b.stale.done(svc.UID, arn)
 	}
+	b.madeLBs.forget(svc.UID)
+	b.madeListeners.forget(svc.UID) // deleted with the NLB
 	if err := b.deleteSG(ctx, svc); err != nil {
 		return err
 	}
 	return inUse
 }
 
-// ownedTargetGroups lists every target group tagged as the Service's.
-// Berth's group names start with "b-", so only those have their tags read.
-func (b *Backend) ownedTargetGroups(ctx context.Context, svc *v1.Service) ([]string, error) {
-	var candidates, owned []string
+// ownedTargetGroups lists every target group tagged as the Service's, and
+// the load balancers they are attached to. Berth's group names start with
+// "b-", so only those have their tags read.
+func (b *Backend) ownedTargetGroups(ctx context.Context, svc *v1.Service) (owned, attachedTo []string, err error) {
+	var candidates []string
+	lbsOf := map[string][]string{}
 	p := elb.NewDescribeTargetGroupsPaginator(b.elb, &elb.DescribeTargetGroupsInput{})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("list target groups: %w", err)
+			return nil, nil, fmt.Errorf("list target groups: %w", err)
 		}
 		for _, tg := range page.TargetGroups {
 			if name := sdk.ToString(tg.TargetGroupName); len(name) == 32 && name[:2] == "b-" {
 				candidates = append(candidates, sdk.ToString(tg.TargetGroupArn))
+				lbsOf[sdk.ToString(tg.TargetGroupArn)] = tg.LoadBalancerArns
 			}
 		}
 	}
 	tags, err := b.elbTagsOfMany(ctx, candidates)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, arn := range candidates {
 		if b.owns(tags[arn], svc) {
 			owned = append(owned, arn)
+			attachedTo = append(attachedTo, lbsOf[arn]...)
 		}
 	}
-	return owned, nil
+	slices.Sort(attachedTo)
+	return owned, slices.Compact(attachedTo), nil
+}
+
+// ownedLBs returns those of the load balancers (by ARN) that are tagged
+// as the Service's by Berth.
+func (b *Backend) ownedLBs(ctx context.Context, svc *v1.Service, arns []string) ([]string, error) {
+	tags, err := b.elbTagsOfMany(ctx, arns)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(arns, func(arn string) bool { return !b.owns(tags[arn], svc) }), nil
 }

@@ -218,7 +218,10 @@ func TestNLBConflictIsLeftAlone(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := l.b.Ensure(l.ctx, svc, []*v1.Node{n1})
+	// ELB may not show the other NLB yet: Berth's create then meets it
+	// (DuplicateLoadBalancerName) and asks for a retry; once it is shown,
+	// its tags make it a conflict.
+	_, err := l.ensure(svc, []*v1.Node{n1})
 	var conflict *aws.ConflictError
 	if !errors.As(err, &conflict) {
 		t.Fatalf("Ensure = %v, want a ConflictError", err)
@@ -226,8 +229,12 @@ func TestNLBConflictIsLeftAlone(t *testing.T) {
 	if err := l.delete(svc); err != nil {
 		t.Fatalf("Delete = %v", err)
 	}
-	if s := l.srv.Snapshot(); len(s.LoadBalancers) != 1 || len(s.TargetGroups) != 0 {
+	s := l.srv.Snapshot()
+	if len(s.LoadBalancers) != 1 || len(s.TargetGroups) != 0 || len(s.LoadBalancers[0].Tags) != 1 {
 		t.Errorf("the other load balancer was touched or groups made: %+v", s)
+	}
+	if len(s.SecurityGroups) != 0 {
+		t.Errorf("security groups left after Delete: %+v", s.SecurityGroups)
 	}
 	if _, ok, err := l.b.Get(l.ctx, svc); ok || err == nil {
 		t.Errorf("Get = %v, %v; want not found with the conflict", ok, err)

@@ -208,7 +208,7 @@ func TestNLBAdoptsUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	var conflict *aws.ConflictError
-	if _, err := l.b.Ensure(l.ctx, other, []*v1.Node{n1}); !errors.As(err, &conflict) {
+	if _, err := l.ensure(other, []*v1.Node{n1}); !errors.As(err, &conflict) {
 		t.Errorf("Ensure of another Service = %v, want a ConflictError", err)
 	}
 }

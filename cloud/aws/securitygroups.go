@@ -2,7 +2,6 @@ package aws
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -87,25 +86,58 @@ func backendRules(sg string, ports []listenerPort, checks []healthCheck) []rule 
 	return out
 }
 
-// findSG returns the Service's managed group in the VPC, nil if there is
-// none, or a *ConflictError if a group with its name is not Berth's.
+// findSG returns the Service's managed group in the VPC ("" for any VPC),
+// found by its tags, so that a group Berth made is found again whatever
+// its name; nil if there is none, or a *ConflictError if a group with its
+// name is not Berth's.
 func (b *Backend) findSG(ctx context.Context, svc *v1.Service, vpc string) (*ec2types.SecurityGroup, error) {
-	filters := []ec2types.Filter{{Name: sdk.String("group-name"), Values: []string{sgName(svc)}}}
-	if vpc != "" {
-		filters = append(filters, ec2types.Filter{Name: sdk.String("vpc-id"), Values: []string{vpc}})
+	owned, err := b.ownedSGs(ctx, svc, vpc)
+	if err != nil || len(owned) > 0 {
+		return first(owned), err
 	}
-	out, err := b.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: filters})
+	out, err := b.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: withVPC(vpc,
+		ec2types.Filter{Name: sdk.String("group-name"), Values: []string{sgName(svc)}})})
 	if err != nil {
 		return nil, fmt.Errorf("find security group %s: %w", sgName(svc), err)
 	}
-	if len(out.SecurityGroups) == 0 {
-		return nil, nil
-	}
-	sg := out.SecurityGroups[0]
-	if !b.owns(fromEC2Tags(sg.Tags), svc) {
+	if len(out.SecurityGroups) > 0 {
 		return nil, &ConflictError{Kind: "security group", Name: sgName(svc)}
 	}
-	return &sg, nil
+	return nil, nil
+}
+
+// ownedSGs returns the groups in the VPC ("" for any) tagged as the
+// Service's, the one named as Berth names it first.
+func (b *Backend) ownedSGs(ctx context.Context, svc *v1.Service, vpc string) ([]ec2types.SecurityGroup, error) {
+	out, err := b.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: withVPC(vpc,
+		ec2types.Filter{Name: sdk.String("tag:" + TagCluster), Values: []string{b.cfg.ClusterName}},
+		ec2types.Filter{Name: sdk.String("tag:" + TagServiceUID), Values: []string{string(svc.UID)}})})
+	if err != nil {
+		return nil, fmt.Errorf("find the security groups of Service %s: %w", config.Key(svc), err)
+	}
+	groups := out.SecurityGroups
+	named := func(g ec2types.SecurityGroup) int {
+		if sdk.ToString(g.GroupName) == sgName(svc) {
+			return 1
+		}
+		return 0
+	}
+	slices.SortStableFunc(groups, func(x, y ec2types.SecurityGroup) int { return named(y) - named(x) })
+	return groups, nil
+}
+
+func withVPC(vpc string, filters ...ec2types.Filter) []ec2types.Filter {
+	if vpc != "" {
+		filters = append(filters, ec2types.Filter{Name: sdk.String("vpc-id"), Values: []string{vpc}})
+	}
+	return filters
+}
+
+func first[T any](s []T) *T {
+	if len(s) == 0 {
+		return nil
+	}
+	return &s[0]
 }
 
 // ensureSG returns the ID of the Service's managed group in the VPC,
@@ -306,26 +338,29 @@ func (b *Backend) syncBackend(ctx context.Context, sgID string, instanceGroups m
 	return nil
 }
 
-// deleteSG removes the rules that admit the Service's group from every
-// group, then the group itself. While the deleted NLB's interfaces still
-// use it, AWS answers DependencyViolation and the error makes the service
-// controller try again.
+// deleteSG removes the rules that admit each of the Service's groups from
+// every group, then the group itself. While the deleted NLB's interfaces
+// still use it, AWS answers DependencyViolation and a retry is asked for.
 func (b *Backend) deleteSG(ctx context.Context, svc *v1.Service) error {
-	sg, err := b.findSG(ctx, svc, "")
-	if errors.As(err, new(*ConflictError)) {
-		return nil // not Berth's
-	}
-	if err != nil || sg == nil {
+	groups, err := b.ownedSGs(ctx, svc, "")
+	if err != nil {
 		return err
 	}
-	id := sdk.ToString(sg.GroupId)
-	if err := b.syncBackend(ctx, id, nil, nil); err != nil {
-		return err
+	for _, sg := range groups {
+		id := sdk.ToString(sg.GroupId)
+		if err := b.syncBackend(ctx, id, nil, nil); err != nil {
+			return err
+		}
+		_, err := b.ec2.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: sg.GroupId})
+		switch apiCode(err) {
+		case "", "InvalidGroup.NotFound":
+		case "DependencyViolation":
+			return api.NewRetryError(fmt.Sprintf("security group %s is still in use (the deleted NLB's interfaces take a while to go); deleting it later", id), inUseRetry)
+		default:
+			return fmt.Errorf("delete security group %s: %w", id, err)
+		}
+		b.log.Info("Deleted the NLB's security group", "service", config.Key(svc), "group", id)
 	}
-	if _, err := b.ec2.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: sg.GroupId}); err != nil && apiCode(err) != "InvalidGroup.NotFound" {
-		return fmt.Errorf("delete security group %s (the NLB's interfaces may still be going): %w", id, err)
-	}
-	b.log.Info("Deleted the NLB's security group", "service", config.Key(svc), "group", id)
 	return nil
 }
 

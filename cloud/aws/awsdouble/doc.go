@@ -13,9 +13,11 @@
 // for a while after their listener let go (SetInUseAfterDetach), new
 // Elastic IPs that describes do not show yet (SetAddressVisibilityDelay)
 // new security groups that calls do not see yet
-// (SetSecurityGroupVisibilityDelay) and new load balancers and target
-// groups that describes do not show yet (SetELBVisibilityDelay); not the
-// visibility delays of other resources (listeners, tags). It paginates
+// (SetSecurityGroupVisibilityDelay), new load balancers, target groups
+// and listeners that describes do not show yet (SetELBVisibilityDelay)
+// and new ELB tags that DescribeTags does not show yet
+// (SetELBTagVisibilityDelay); not the visibility delays of other
+// resources (EC2 tags, targets). It paginates
 // DescribeInstances only, checks tags as AWS does (lengths, the "aws:"
 // prefix, 50 per request), and models no signatures. It evaluates IAM
 // identity policies bound to access keys with SetPolicy (authz.go names the

@@ -111,6 +111,7 @@ func (s *Server) createLoadBalancer(p params) ([]*node, error) {
 	if s.elbDelay > 0 {
 		s.unseen[lb.ARN] = s.elbDelay
 	}
+	s.tagsChanged(lb.ARN, nil)
 	s.associateMapped(lb)
 	return []*node{el("LoadBalancers", s.lbMember(lb))}, nil
 }
@@ -284,6 +285,10 @@ func (s *Server) createListener(p params) ([]*node, error) {
 		}
 		l.ARN, _ = s.elbARN("listener/net/" + lb.Name + "/" + lb.ARN[strings.LastIndex(lb.ARN, "/")+1:])
 		s.listeners[l.ARN] = l
+		if s.elbDelay > 0 {
+			s.unseen[l.ARN] = s.elbDelay
+		}
+		s.tagsChanged(l.ARN, nil)
 	}
 	return []*node{el("Listeners", listenerMember(l))}, nil
 }
@@ -306,8 +311,14 @@ func (s *Server) describeListeners(p params) ([]*node, error) {
 			return nil, err
 		}
 		for _, arn := range slices.Sorted(maps.Keys(s.listeners)) {
-			if s.listeners[arn].LoadBalancerARN == lbARN {
+			if s.listeners[arn].LoadBalancerARN == lbARN && !s.notYetSeen(arn) {
 				arns = append(arns, arn)
+			}
+		}
+	} else {
+		for _, arn := range arns {
+			if _, ok := s.listeners[arn]; ok && s.notYetSeen(arn) {
+				return nil, fail("ListenerNotFound", "Listener '%s' not found", arn)
 			}
 		}
 	}
@@ -386,9 +397,40 @@ func (s *Server) describeTags(p params) ([]*node, error) {
 	}
 	list := el("TagDescriptions")
 	for i, arn := range arns {
-		list.kids = append(list.kids, el("member", tx("ResourceArn", arn), tagList(tags[i], false)))
+		shown := tags[i]
+		if st, ok := s.staleTags[arn]; ok {
+			shown = st.tags
+			if st.n--; st.n > 0 {
+				s.staleTags[arn] = st
+			} else {
+				delete(s.staleTags, arn)
+			}
+		}
+		list.kids = append(list.kids, el("member", tx("ResourceArn", arn), tagList(shown, false)))
 	}
 	return []*node{list}, nil
+}
+
+// staleTags are the tags DescribeTags shows for a resource whose tags
+// changed a moment ago, for n more calls (SetELBTagVisibilityDelay).
+type staleTags struct {
+	tags map[string]string
+	n    int
+}
+
+// tagsChanged notes that the resource's tags were before (nil for a new
+// resource) and have changed, when tags are shown late; a change while an
+// older one is not shown yet keeps showing the older tags.
+func (s *Server) tagsChanged(arn string, before map[string]string) {
+	if s.tagDelay == 0 {
+		return
+	}
+	st, ok := s.staleTags[arn]
+	if !ok {
+		st.tags = maps.Clone(before)
+	}
+	st.n = s.tagDelay
+	s.staleTags[arn] = st
 }
 
 func (s *Server) addTags(p params) ([]*node, error) {
@@ -407,7 +449,13 @@ func (s *Server) addTags(p params) ([]*node, error) {
 			return nil, fail("TooManyTags", "A resource can have at most 50 tags")
 		}
 	}
-	for _, t := range resources {
+	arns := p.list("ResourceArns.member")
+	for i, t := range resources {
+		merged := maps.Clone(t)
+		maps.Copy(merged, add)
+		if !maps.Equal(merged, t) { // tags set again as they are change nothing
+			s.tagsChanged(arns[i], t)
+		}
 		maps.Copy(t, add)
 	}
 	return nil, nil

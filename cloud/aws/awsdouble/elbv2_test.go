@@ -3,6 +3,7 @@ package awsdouble_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
 	"testing"
 
@@ -570,4 +571,87 @@ func TestELBVisibilityDelay(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestListenerVisibilityDelay: a new listener is missing from the next two
+// DescribeListeners calls that would show it (ListenerNotFound by ARN,
+// left out of its load balancer's listing), and the third shows it.
+func TestListenerVisibilityDelay(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	lb, err := f.elb.CreateLoadBalancer(ctx, nlbInput("web", "subnet-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbARN := lb.LoadBalancers[0].LoadBalancerArn
+	newListener := func(port int32) string {
+		tg, err := f.elb.CreateTargetGroup(ctx, &elbv2.CreateTargetGroupInput{Name: aws.String(fmt.Sprintf("tg-%d", port)),
+			Protocol: types.ProtocolEnumTcp, Port: aws.Int32(30000 + port), VpcId: aws.String("vpc-1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := f.elb.CreateListener(ctx, &elbv2.CreateListenerInput{LoadBalancerArn: lbARN, Port: aws.Int32(port),
+			Protocol: types.ProtocolEnumTcp, DefaultActions: []types.Action{{Type: types.ActionTypeEnumForward, TargetGroupArn: tg.TargetGroups[0].TargetGroupArn}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(out.Listeners[0].ListenerArn)
+	}
+	newListener(80) // made before the delay: always shown
+	f.srv.SetELBVisibilityDelay(2)
+	byARN := newListener(443)
+	for call := 1; call <= 3; call++ {
+		_, err := f.elb.DescribeListeners(ctx, &elbv2.DescribeListenersInput{ListenerArns: []string{byARN}})
+		if want := map[bool]string{true: "ListenerNotFound", false: ""}[call <= 2]; code(err) != want {
+			t.Errorf("by ARN, call %d: error %v, want %q", call, err, want)
+		}
+	}
+	newListener(8080)
+	for call, want := range []int{2, 2, 3} {
+		out, err := f.elb.DescribeListeners(ctx, &elbv2.DescribeListenersInput{LoadBalancerArn: lbARN})
+		if err != nil || len(out.Listeners) != want {
+			t.Errorf("listing, call %d: error %v, %d listeners; want %d", call+1, err, len(out.Listeners), want)
+		}
+	}
+}
+
+// TestELBTagVisibilityDelay: tags given at creation or added later are
+// missing from the next two DescribeTags calls naming the resource, which
+// show the tags it had before; the third shows them.
+func TestELBTagVisibilityDelay(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	f.srv.SetELBTagVisibilityDelay(2)
+	lb, err := f.elb.CreateLoadBalancer(ctx, nlbInput("web", "subnet-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := lb.LoadBalancers[0].LoadBalancerArn
+	tags := func() map[string]string {
+		out, err := f.elb.DescribeTags(ctx, &elbv2.DescribeTagsInput{ResourceArns: []string{aws.ToString(arn)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]string{}
+		for _, tg := range out.TagDescriptions[0].Tags {
+			m[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+		}
+		return m
+	}
+	created := map[string]string{"berth": "svc"}
+	added := map[string]string{"berth": "svc", "team": "a"}
+	for i, want := range []map[string]string{{}, {}, created} {
+		if got := tags(); !maps.Equal(got, want) {
+			t.Errorf("after create, call %d: tags %v, want %v", i+1, got, want)
+		}
+	}
+	if _, err := f.elb.AddTags(ctx, &elbv2.AddTagsInput{ResourceArns: []string{aws.ToString(arn)},
+		Tags: []types.Tag{{Key: aws.String("team"), Value: aws.String("a")}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []map[string]string{created, created, added} {
+		if got := tags(); !maps.Equal(got, want) {
+			t.Errorf("after AddTags, call %d: tags %v, want %v", i+1, got, want)
+		}
+	}
 }

@@ -39,6 +39,7 @@ type Server struct {
 	addressDelay       int
 	sgDelay            int
 	elbDelay           int
+	tagDelay           int
 	calls              map[string]int
 	requests           []url.Values // every request's parameters (Mentions)
 	faults             map[string]fault
@@ -60,9 +61,12 @@ type Server struct {
 	// inUse counts, per target group a listener has forwarded to, the
 	// DeleteTargetGroup calls still refused after it is detached.
 	inUse map[string]int
-	// unseen counts, per new Elastic IP or security group, the calls
-	// that do not see it yet.
+	// unseen counts, per new Elastic IP, security group, load balancer,
+	// target group or listener, the calls that do not see it yet.
 	unseen map[string]int
+	// staleTags holds, per ELB resource whose tags changed, the tags
+	// DescribeTags still shows and for how many more calls.
+	staleTags map[string]staleTags
 	// policies are the IAM policies of access keys (SetPolicy).
 	policies map[string]*Policy
 	// noELBRole: the account lacks ELB's service-linked role.
@@ -106,6 +110,7 @@ func New(opts ...Option) *Server {
 		zoneTypes:          map[string]string{},
 		inUse:              map[string]int{},
 		unseen:             map[string]int{},
+		staleTags:          map[string]staleTags{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -181,15 +186,26 @@ func (s *Server) SetInUseAfterDetach(n int) {
 	s.inUseDeletes = n
 }
 
-// SetELBVisibilityDelay makes each load balancer and target group created
-// afterwards invisible to the next n DescribeLoadBalancers or
-// DescribeTargetGroups calls that would show it (by name or ARN:
-// LoadBalancerNotFound or TargetGroupNotFound; in a listing: left out),
-// as ELB's eventual consistency can right after a create. Default 0.
+// SetELBVisibilityDelay makes each load balancer, target group and
+// listener created afterwards invisible to the next n
+// DescribeLoadBalancers, DescribeTargetGroups or DescribeListeners calls
+// that would show it (by name or ARN: LoadBalancerNotFound,
+// TargetGroupNotFound or ListenerNotFound; in a listing: left out), as
+// ELB's eventual consistency can right after a create. Default 0.
 func (s *Server) SetELBVisibilityDelay(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.elbDelay = n
+}
+
+// SetELBTagVisibilityDelay makes the tags given to a load balancer, target
+// group or listener afterwards (at its creation or by AddTags) missing
+// from the next n DescribeTags calls that name it: they show the tags it
+// had before (none, for a new resource). Default 0.
+func (s *Server) SetELBTagVisibilityDelay(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tagDelay = n
 }
 
 // SetAddressVisibilityDelay makes each Elastic IP allocated afterwards

@@ -98,6 +98,7 @@ func (s *Server) createTargetGroup(p params) ([]*node, error) {
 	if s.elbDelay > 0 {
 		s.unseen[tg.ARN] = s.elbDelay
 	}
+	s.tagsChanged(tg.ARN, nil)
 	return []*node{el("TargetGroups", s.tgMember(tg))}, nil
 }
 
