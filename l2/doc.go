@@ -10,8 +10,11 @@
 //     live, eligible nodes. Every node computes it alone; with the same view
 //     of the membership all agree, and a node joining or leaving moves only
 //     the addresses it gains or loses.
-//   - Members (members.go, liveness.go, heartbeat.go) is the view of which
-//     speakers are alive and whether this one may answer at all.
+//   - Members (members*.go, liveness.go, heartbeat.go) is the view of which
+//     speakers are alive and whether this one may answer at all:
+//     members.go holds its API, members_heartbeats.go the sending and
+//     watching loops, members_memberlist.go what ties it to memberlist,
+//     members_keys.go the key rotation.
 //     hashicorp/memberlist on UDP/TCP port 7946 finds the speakers and
 //     carries every message authenticated and encrypted with a shared key
 //     (16, 24 or 32 bytes, from a Secret); the decisions come from
