@@ -75,6 +75,17 @@
 // from Kubernetes; a node that left with Members.Leave is dead to the
 // others at once (it says goodbye) but stays known.
 //
+// The membership record (membership.go, MemberRecord; lease.go counts it)
+// is the design for leaving such a node out sooner: a revision-numbered
+// list of known nodes that do not vote, written by a quorate node to the
+// API server with conditional writes and carried in heartbeats of version
+// 3, changed through a joint record under which a node needs a majority of
+// both the old and the new voter set, and completed only JointHold after a
+// majority of each echoed under the joint revision. It is pure logic,
+// proved on the fake-clock simulator (shrink_test.go); Members does not
+// read or write a record yet, so its voter set is still the known
+// membership (see docs/layer2.md).
+//
 // Trade-offs of this choice:
 //
 //   - The majority side keeps serving every address; the minority side
