@@ -27,10 +27,23 @@ type shrinkSim struct {
 	gone    []string
 	nextRec map[string]time.Time
 	writes  int
-	// skipJoint writes the new voter set at once instead of a joint
-	// record: the unsafe protocol, to show that the checks catch it.
-	skipJoint bool
+	// unsafe, if set, breaks one rule of the protocol, to show that the
+	// checks catch what it prevents.
+	unsafe unsafeMode
 }
+
+// unsafeMode names a rule of the record protocol left out.
+type unsafeMode string
+
+const (
+	// noJoint writes the new voter set at once instead of a joint record.
+	noJoint unsafeMode = "new voter set written at once"
+	// noSettling writes the next record as soon as the writer is quorate.
+	noSettling unsafeMode = "next record written without settling"
+	// staleRestart lets a restarted node send and echo before it read
+	// the record, under revision 0.
+	staleRestart unsafeMode = "restarted node echoes before reading the record"
+)
 
 func newShrinkSim(t *testing.T, names ...string) *shrinkSim {
 	ss := &shrinkSim{tieSim: newTieSim(t, names...), nextRec: map[string]time.Time{}}
@@ -55,11 +68,24 @@ func (ss *shrinkSim) recordStep(n string) {
 	if l.takeRegained() {
 		ss.send(n, l.heartbeat(ss.now))
 	}
-	next, ok := NextRecord(l.recordView(ss.now, ss.gone))
-	if !ok || next.Rev != ss.rec.Rev+1 {
-		return
+	// Without settling, a writer goes on at once (under the rule, the
+	// record it just wrote is never settled yet).
+	for ss.writeNext(n) && ss.unsafe == noSettling {
 	}
-	if ss.skipJoint && next.Joint {
+}
+
+// writeNext writes the record NextRecord says for n, if any.
+func (ss *shrinkSim) writeNext(n string) bool {
+	l := ss.nodes[n]
+	v := l.recordView(ss.now, ss.gone)
+	if ss.unsafe == noSettling && v.Quorate {
+		v.SettledFor = JointHold
+	}
+	next, ok := NextRecord(v)
+	if !ok || next.Rev != ss.rec.Rev+1 {
+		return false
+	}
+	if ss.unsafe == noJoint && next.Joint {
 		next = MemberRecord{Rev: next.Rev, Out: next.NextOut}
 	}
 	ss.rec = next
@@ -71,6 +97,7 @@ func (ss *shrinkSim) recordStep(n string) {
 	if testing.Verbose() {
 		ss.t.Logf("%v: %s writes %+v", ss.now.Sub(simStart), n, next)
 	}
+	return true
 }
 
 // restart restarts n, which reads the record before it sends anything.
@@ -78,7 +105,7 @@ func (ss *shrinkSim) restart(n string, legacy bool) {
 	ss.tieSim.restart(n)
 	l := ss.nodes[n]
 	l.legacy = legacy
-	if !legacy {
+	if !legacy && ss.unsafe != staleRestart {
 		l.needRecord(ss.now)
 	}
 	delete(ss.nextRec, n)
@@ -174,9 +201,8 @@ func TestLivenessShrink(t *testing.T) {
 		// quorate at the end.
 		wantRec     MemberRecord
 		wantQuorate []string
-		skipJoint   bool
-		// unsafe: the run must find a violation (the unsafe protocol).
-		unsafe bool
+		// unsafe breaks a rule: the run must find a violation.
+		unsafe unsafeMode
 	}{
 		{
 			// d and e still run, but the API server says they are gone.
@@ -214,14 +240,40 @@ func TestLivenessShrink(t *testing.T) {
 			// The same without the joint record: a and b are 2 of 3 of
 			// the new set while c, d and e, which never saw it, are 3 of
 			// 5 of the old: both sides serve.
-			name:  "the same, new voter set written at once (unsafe)",
-			event: changeSides, gone: []string{"d", "e"}, skipJoint: true, unsafe: true,
+			name:  "the same, unsafe",
+			event: changeSides, gone: []string{"d", "e"}, unsafe: noJoint,
+		},
+		{
+			// Without waiting to settle, a completes the change while c's
+			// last echoes still count, and a and b serve under the new
+			// set while c, d and e serve under the old one.
+			name:  "the same, unsafe",
+			event: changeSides, gone: []string{"d", "e"}, unsafe: noSettling,
+		},
+		{
+			// d and e (cut off, running) are out; then c restarts among
+			// them, cut off from a and b, without the API server: it
+			// stays silent until it can read the record, so only a and b
+			// (2 of the 3 voters) serve.
+			name:  "five nodes, d and e out, c restarts among them without the API server",
+			event: restartAmongOut, gone: []string{"d", "e"},
+			wantRec: MemberRecord{Rev: 2, Out: []string{"d", "e"}}, wantQuorate: []string{"a", "b"},
+		},
+		{
+			// Were it to echo under revision 0 at once, c, d and e would
+			// be 3 of the old 5 while a and b are 2 of the new 3.
+			name:  "the same, unsafe",
+			event: restartAmongOut, gone: []string{"d", "e"}, unsafe: staleRestart,
 		},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
+		name := tc.name
+		if tc.unsafe != "" {
+			name += ": " + string(tc.unsafe)
+		}
+		t.Run(name, func(t *testing.T) {
 			ss := newShrinkSim(t, abcde...)
-			ss.skipJoint = tc.skipJoint
+			ss.unsafe = tc.unsafe
 			ss.run(TieKeep + 3*time.Second)
 			if q := ss.quorateNodes(); len(q) != len(abcde) {
 				t.Fatalf("quorate after settling: %v", q)
@@ -229,7 +281,7 @@ func TestLivenessShrink(t *testing.T) {
 			tc.event(ss)
 			ss.gone = tc.gone
 			ss.run(12 * time.Second)
-			if tc.unsafe {
+			if tc.unsafe != "" {
 				if len(ss.violations) == 0 {
 					t.Fatal("no violation found")
 				}
@@ -248,7 +300,7 @@ func TestLivenessShrink(t *testing.T) {
 }
 
 // changeSides cuts d and e off, lets only a reach the API server, and when
-// the record reaches revision 1 cuts c off from a and b, then a second
+// a writes the first record cuts c off from a and b, then a second
 // later joins it to d and e. (A node that changes sides in one instant
 // can overlap with the side it left for up to a lease, with or without a
 // record: see TestLivenessChangeSides.)
@@ -260,11 +312,33 @@ func changeSides(ss *shrinkSim) {
 	var cut time.Time
 	ss.after = chain(ss.after, func() {
 		switch {
-		case ss.rec.Rev == 1 && cut.IsZero():
+		case ss.rec.Rev >= 1 && cut.IsZero():
 			cut = ss.now
 			ss.partition([]string{"a", "b"}, []string{"c"}, true)
 		case !cut.IsZero() && ss.now.Sub(cut) == time.Second:
 			ss.partition([]string{"c"}, []string{"d", "e"}, false)
+		}
+	})
+}
+
+// restartAmongOut cuts d and e off, and from the API server (so they never
+// see the record); once they are out (revision 2), c crashes, is cut off
+// from a and b and from the API server, is joined to d and e, and
+// restarts a second later.
+func restartAmongOut(ss *shrinkSim) {
+	ss.partition([]string{"a", "b", "c"}, []string{"d", "e"}, true)
+	ss.apiDown["d"], ss.apiDown["e"] = true, true
+	var crashed time.Time
+	ss.after = chain(ss.after, func() {
+		switch {
+		case ss.rec.Rev == 2 && crashed.IsZero():
+			crashed = ss.now
+			ss.down["c"] = true
+			ss.partition([]string{"a", "b"}, []string{"c"}, true)
+			ss.partition([]string{"c"}, []string{"d", "e"}, false)
+			ss.apiDown["c"], ss.apiDown["d"], ss.apiDown["e"] = true, true, true
+		case !crashed.IsZero() && ss.now.Sub(crashed) == time.Second:
+			ss.restart("c", false)
 		}
 	})
 }
