@@ -76,15 +76,14 @@
 // others at once (it says goodbye) but stays known.
 //
 // The membership record (membership.go, MemberRecord; lease.go counts it)
-// is the design for leaving such a node out sooner: a revision-numbered
-// list of known nodes that do not vote, written by a quorate node to the
-// API server with conditional writes and carried in heartbeats of version
-// 3, changed through a joint record under which a node needs a majority of
-// both the old and the new voter set, and completed only JointHold after a
-// majority of each echoed under the joint revision. It is pure logic,
-// proved on the fake-clock simulator (shrink_test.go); Members does not
-// read or write a record yet, so its voter set is still the known
-// membership (see docs/layer2.md).
+// leaves such a node out sooner: a revision-numbered list of known nodes
+// that do not vote, written by a quorate node to the API server with
+// conditional writes (the speaker does the I/O and hands the record to
+// Members.SetRecord) and carried in heartbeats of version 3, changed
+// through a joint record under which a node needs a majority of both the
+// old and the new voter set, and completed only JointHold after a
+// majority of each echoed under the joint revision. Proved on the
+// fake-clock simulator (shrink_test.go); see docs/layer2.md.
 //
 // Trade-offs of this choice:
 //

@@ -43,6 +43,11 @@ type MembersConfig struct {
 	// the node's own address may be included. Empty means this node is
 	// the whole cluster.
 	Peers []string
+	// WaitForRecord keeps the node silent (no heartbeats, so no echoes)
+	// and without a lease until the first SetRecord: a node that follows
+	// the membership record must not echo anyone under a revision older
+	// than the current one (see MemberRecord).
+	WaitForRecord bool
 }
 
 // Members is this node's view of which speakers are alive and whether it
@@ -104,6 +109,9 @@ func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 		addrs:   map[string]*memberlist.Node{},
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
+	}
+	if cfg.WaitForRecord {
+		m.live.needRecord(time.Now())
 	}
 	m.keyring = keyring
 	c := memberlistConfig(cfg)
@@ -226,6 +234,25 @@ func (m *Members) SetTiebreak(until time.Time) {
 	m.live.setTie(time.Now(), until)
 	m.kickIfRegained()
 	m.notify()
+}
+
+// SetRecord hands Members the membership record read from the API server
+// (Rev 0: there is none) or just written by this node. It follows it if
+// it is newer than the one it follows (one heard in a heartbeat may be),
+// and a node that waited for the record starts sending.
+func (m *Members) SetRecord(r MemberRecord) {
+	m.mu.Lock()
+	m.live.setRecord(time.Now(), r)
+	m.kickIfRegained()
+	m.notify()
+}
+
+// RecordView returns what NextRecord needs from this node, gone being the
+// nodes the API server says are gone (GoneNodes).
+func (m *Members) RecordView(gone []string) RecordView {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live.recordView(time.Now(), gone)
 }
 
 // Changes receives a value after Members, Known, Quorate or the lease's

@@ -20,7 +20,12 @@ func (m *Members) heartbeats(stop <-chan struct{}) {
 		case <-t.C:
 		case <-m.kick:
 		}
-		m.send(func(l *liveness) heartbeat { return l.heartbeat(time.Now()) })
+		m.mu.Lock()
+		silent := m.live.silent()
+		m.mu.Unlock()
+		if !silent {
+			m.send(func(l *liveness) heartbeat { return l.heartbeat(time.Now()) })
+		}
 	}
 }
 
