@@ -27,8 +27,7 @@ const DefaultL2ForgetAfter = 5 * time.Minute
 // recordAnnotation holds the record, as JSON, on the Lease.
 const recordAnnotation = "berth.dev/l2-members"
 
-// recordPoll is how often a speaker reads the record, and considers
-// writing the next one.
+// recordPoll is how often a speaker considers writing the next record.
 const recordPoll = 500 * time.Millisecond
 
 // recordJSON is the record as stored.
@@ -102,16 +101,25 @@ type recordMembers interface {
 	RecordView(gone []string) l2.RecordView
 }
 
-// runRecord reads the membership record at once and every recordPoll
-// until ctx ends, hands it to m, and writes the next record when
-// l2.NextRecord says so; gone (nil: shrinking off, the record is only
-// read) returns the nodes the API server says are gone. m waits for the
-// first read before it sends anything.
+// runRecord reads the membership record until it succeeds once and hands
+// it to m (which waits for it before it sends anything); after that it
+// follows newer records from the heartbeats, and every recordPoll until
+// ctx ends it reads the record again and writes the next one only when
+// l2.NextRecord says so by what m knows: a cluster without changes to
+// make costs the API server nothing. gone (nil: shrinking off, the record
+// is only read at start) returns the nodes the API server says are gone.
 func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, gone func() []string) {
 	log := logr.FromContextOrDiscard(ctx).WithName("record")
 	var failing string
+	read := false
 	for {
-		err := recordStep(ctx, log, m, store, gone)
+		var err error
+		if !read {
+			err = readRecord(ctx, m, store)
+			read = err == nil
+		} else {
+			err = recordStep(ctx, log, m, store, gone)
+		}
 		switch {
 		case err != nil && err.Error() != failing:
 			failing = err.Error()
@@ -127,10 +135,30 @@ func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, go
 	}
 }
 
-// recordStep reads the record once and writes the next one if due.
-func recordStep(ctx context.Context, log logr.Logger, m recordMembers, store *leaseRecordStore, gone func() []string) error {
+// readRecord reads the record once and hands it to m.
+func readRecord(ctx context.Context, m recordMembers, store *leaseRecordStore) error {
 	// Bounded like the tie-breaker's: a hanging API server must not stop
-	// the loop (nothing changes meanwhile).
+	// the loop.
+	ctx, cancel := context.WithTimeout(ctx, tieStepTimeout)
+	defer cancel()
+	stored, err := store.Get(ctx)
+	if err != nil {
+		return err
+	}
+	m.SetRecord(stored.rec)
+	return nil
+}
+
+// recordStep writes the next record if one is due by what m knows: it
+// reads the record first (m may be behind it) and writes what
+// l2.NextRecord then says, conditionally on what it read.
+func recordStep(ctx context.Context, log logr.Logger, m recordMembers, store *leaseRecordStore, gone func() []string) error {
+	if gone == nil {
+		return nil
+	}
+	if _, ok := l2.NextRecord(m.RecordView(gone())); !ok {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, tieStepTimeout)
 	defer cancel()
 	stored, err := store.Get(ctx)
@@ -139,9 +167,6 @@ func recordStep(ctx context.Context, log logr.Logger, m recordMembers, store *le
 	}
 	rec := stored.rec
 	m.SetRecord(rec)
-	if gone == nil {
-		return nil
-	}
 	next, ok := l2.NextRecord(m.RecordView(gone()))
 	if !ok || next.Rev != rec.Rev+1 {
 		return nil

@@ -70,12 +70,17 @@ func TestLeaseRecordStore(t *testing.T) {
 	}
 }
 
-// TestRecordStep runs the loop's step against a fake API server: a node
-// settled long enough writes the joint record, then completes it.
+// TestRecordStep runs the loop's steps against a fake API server: the
+// first read hands the record over; a node settled long enough writes the
+// joint record, then completes it, reading the record before each write;
+// with nothing to change, it reads nothing.
 func TestRecordStep(t *testing.T) {
 	kube := fake.NewClientset()
 	store := &leaseRecordStore{leases: kube.CoordinationV1().Leases("berth-system"), name: DefaultL2Members}
 	m := &fakeRecordMembers{view: l2.RecordView{Known: []string{"a", "b", "c"}, Alive: []string{"a", "b"}, Quorate: true, SettledFor: l2.JointHold, AllRead3: true}}
+	if err := readRecord(t.Context(), m, store); err != nil {
+		t.Fatal(err)
+	}
 	gone := func() []string { return []string{"c"} }
 	for range 2 {
 		if err := recordStep(t.Context(), logr.Discard(), m, store, gone); err != nil {
@@ -84,6 +89,7 @@ func TestRecordStep(t *testing.T) {
 	}
 	want := []l2.MemberRecord{
 		{},
+		{},
 		{Rev: 1, Joint: true, NextOut: []string{"c"}},
 		{Rev: 1, Joint: true, NextOut: []string{"c"}},
 		{Rev: 2, Out: []string{"c"}},
@@ -91,13 +97,18 @@ func TestRecordStep(t *testing.T) {
 	if diff := cmp.Diff(want, m.got, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("records handed over (-want +got):\n%s", diff)
 	}
-	// Shrinking off: the record is read and handed over, nothing written.
+	// Nothing to change, or shrinking off: no read, nothing handed over.
 	m.got = nil
-	if err := recordStep(t.Context(), logr.Discard(), m, store, nil); err != nil {
-		t.Fatal(err)
+	for _, g := range []func() []string{gone, nil} {
+		if err := recordStep(t.Context(), logr.Discard(), m, store, g); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if diff := cmp.Diff([]l2.MemberRecord{{Rev: 2, Out: []string{"c"}}}, m.got, cmpopts.EquateEmpty()); diff != "" {
-		t.Errorf("records handed over with shrinking off (-want +got):\n%s", diff)
+	if len(m.got) != 0 {
+		t.Errorf("records handed over with nothing to change: %+v", m.got)
+	}
+	if n := len(kube.Actions()); n != 5 {
+		t.Errorf("%d API calls, want 5 (1 read at start, 2 x read and write, nothing since)", n)
 	}
 }
 
