@@ -225,7 +225,8 @@ func (l *liveness) use(now time.Time, p *peerState, hb heartbeat) bool {
 	for _, h := range hb.Heard {
 		if h.Node == l.self {
 			if h.Epoch == l.epoch && h.Stamp <= l.stampAt(now) {
-				if g := l.start.Add(time.Duration(h.Stamp) + l.t.lease); g.After(p.grants[hb.Rec.Rev]) {
+				// Only echoes that count are kept (at most two revisions).
+				if g := l.start.Add(time.Duration(h.Stamp) + l.t.lease); l.counts(hb.Rec.Rev) && g.After(p.grants[hb.Rec.Rev]) {
 					if p.grants == nil {
 						p.grants = map[uint64]time.Time{}
 					}
