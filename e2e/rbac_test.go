@@ -61,6 +61,8 @@ func TestRBACServiceAccounts(t *testing.T) {
 			ra("watch", "", "configmaps", "", berthNS, "berth-lifecycle"),
 			ra("get", "coordination.k8s.io", "leases", "", berthNS, "berth-l2-tiebreak"),
 			ra("update", "coordination.k8s.io", "leases", "", berthNS, "berth-l2-tiebreak"),
+			ra("get", "coordination.k8s.io", "leases", "", berthNS, "berth-l2-members"),
+			ra("update", "coordination.k8s.io", "leases", "", berthNS, "berth-l2-members"),
 			ra("create", "coordination.k8s.io", "leases", "", berthNS, ""),
 		},
 		denied: []authorizationv1.ResourceAttributes{
@@ -74,6 +76,7 @@ func TestRBACServiceAccounts(t *testing.T) {
 			ra("update", "coordination.k8s.io", "leases", "", berthNS, "berth-ccm"),
 			ra("update", "coordination.k8s.io", "leases", "", berthNS, "berth-controller"),
 			ra("delete", "coordination.k8s.io", "leases", "", berthNS, "berth-l2-tiebreak"),
+			ra("delete", "coordination.k8s.io", "leases", "", berthNS, "berth-l2-members"),
 			ra("list", "coordination.k8s.io", "leases", "", berthNS, ""),
 			ra("get", "coordination.k8s.io", "leases", "", "default", "berth-l2-tiebreak"),
 			ra("patch", v1alpha1.GroupName, "berthbgppeers", "status", "", "r1"),

@@ -10,8 +10,11 @@
 //     live, eligible nodes. Every node computes it alone; with the same view
 //     of the membership all agree, and a node joining or leaving moves only
 //     the addresses it gains or loses.
-//   - Members (members.go, liveness.go, heartbeat.go) is the view of which
-//     speakers are alive and whether this one may answer at all.
+//   - Members (members*.go, liveness.go, heartbeat.go) is the view of which
+//     speakers are alive and whether this one may answer at all:
+//     members.go holds its API, members_heartbeats.go the sending and
+//     watching loops, members_memberlist.go what ties it to memberlist,
+//     members_keys.go the key rotation.
 //     hashicorp/memberlist on UDP/TCP port 7946 finds the speakers and
 //     carries every message authenticated and encrypted with a shared key
 //     (16, 24 or 32 bytes, from a Secret); the decisions come from
@@ -71,6 +74,16 @@
 // until the speaker forgets it, which it should do when the Node is deleted
 // from Kubernetes; a node that left with Members.Leave is dead to the
 // others at once (it says goodbye) but stays known.
+//
+// The membership record (membership.go, MemberRecord; lease.go counts it)
+// leaves such a node out sooner: a revision-numbered list of known nodes
+// that do not vote, written by a quorate node to the API server with
+// conditional writes (the speaker does the I/O and hands the record to
+// Members.SetRecord) and carried in heartbeats of version 3, changed
+// through a joint record under which a node needs a majority of both the
+// old and the new voter set, and completed only JointHold after a
+// majority of each echoed under the joint revision. Proved on the
+// fake-clock simulator (shrink_test.go); see docs/layer2.md.
 //
 // Trade-offs of this choice:
 //

@@ -55,7 +55,7 @@ func FuzzReceive(f *testing.F) {
 			}
 			granted := 0
 			for _, name := range l.knownNodes() {
-				if p := l.nodes[name]; name != "a" && p != nil && p.grant.After(now) {
+				if p := l.nodes[name]; name != "a" && p != nil && p.grant(l.counts).After(now) {
 					granted++
 				}
 			}

@@ -37,6 +37,14 @@ type heartbeat struct {
 	// Heard lists, for every node the sender received a heartbeat from
 	// recently, the newest one: first-hand evidence only, never relayed.
 	Heard []heard
+	// Rec is the membership record the sender follows (see
+	// membership.go); its echoes in Heard count only towards leases
+	// under Rec.Rev or the next revision. Revision 0 (no record) is sent
+	// in version 2, which speakers of earlier releases read.
+	Rec MemberRecord
+	// Reads3 says the sender reads version 3: no record is written
+	// while a live node does not.
+	Reads3 bool
 }
 
 // heard is one entry of heartbeat.Heard.
@@ -54,13 +62,21 @@ type heard struct {
 // The byte after it is the version of the encoding.
 const heartbeatMagic = "bhb"
 
-// heartbeatVersion is the version this node sends and the only one it
-// accepts. Version 1 (the byte '1', from when the magic was "bhb1") had
-// no Seq. A message of another version is rejected with a versionError,
-// which Members counts and logs: during a rolling upgrade across versions
-// the old and new speakers do not hear each other, so the split is
-// visible rather than silent (see docs/layer2.md).
-const heartbeatVersion = 2
+// heartbeatVersion is the newest version this node sends; it reads
+// heartbeatVersion and heartbeatVersion2. Version 3 adds the membership
+// record and is sent only under a record of revision 1 or more: without
+// one, this node sends version 2 (with flagReads3, which version 2
+// readers ignore), so that a rolling upgrade from a release that speaks
+// version 2 keeps the membership whole. Version 1 (the byte '1', from when
+// the magic was "bhb1") had no Seq. A message of another version is
+// rejected with a versionError, which Members counts and logs: during a
+// rolling upgrade across versions the old and new speakers do not hear
+// each other, so the split is visible rather than silent (see
+// docs/layer2.md).
+const (
+	heartbeatVersion  = 3
+	heartbeatVersion2 = 2
+)
 
 // versionError is a heartbeat of a version this node does not speak. From
 // is the sender if the message was readable enough to tell.
@@ -70,7 +86,7 @@ type versionError struct {
 }
 
 func (e *versionError) Error() string {
-	return fmt.Sprintf("heartbeat of version %d from %q, this node speaks version %d", e.Version, e.From, heartbeatVersion)
+	return fmt.Sprintf("heartbeat of version %d from %q, this node speaks versions %d and %d", e.Version, e.From, heartbeatVersion2, heartbeatVersion)
 }
 
 // Limits of the encoding, so that decoding a hostile or corrupt message
@@ -81,6 +97,10 @@ const (
 	maxMessageLen = 1200 // fits memberlist's UDP packets with its overhead
 	flagBye       = 1
 	flagQuorate   = 2
+	// flagReads3 (versions 2 and 3): the sender reads version 3.
+	flagReads3 = 4
+	// flagJoint (version 3): the record is a joint one (NextOut follows).
+	flagJoint = 8
 )
 
 var errTruncated = errors.New("truncated heartbeat")
@@ -95,7 +115,12 @@ func encodeHeartbeats(hb heartbeat) [][]byte {
 	header := func() []byte {
 		b := make([]byte, 0, maxMessageLen)
 		b = append(b, heartbeatMagic...)
-		b = append(b, heartbeatVersion)
+		v3 := hb.Rec.Rev > 0
+		if v3 {
+			b = append(b, heartbeatVersion)
+		} else {
+			b = append(b, heartbeatVersion2)
+		}
 		var flags byte
 		if hb.Bye {
 			flags |= flagBye
@@ -103,11 +128,25 @@ func encodeHeartbeats(hb heartbeat) [][]byte {
 		if hb.Quorate {
 			flags |= flagQuorate
 		}
+		if hb.Reads3 {
+			flags |= flagReads3
+		}
+		if v3 && hb.Rec.Joint {
+			flags |= flagJoint
+		}
 		b = append(b, flags)
 		b = appendString(b, hb.From)
 		b = binary.BigEndian.AppendUint64(b, hb.Epoch)
 		b = binary.AppendUvarint(b, hb.Seq+uint64(len(out)))
-		return binary.AppendUvarint(b, hb.Stamp)
+		b = binary.AppendUvarint(b, hb.Stamp)
+		if v3 {
+			b = binary.AppendUvarint(b, hb.Rec.Rev)
+			b = appendNames(b, hb.Rec.Out)
+			if hb.Rec.Joint {
+				b = appendNames(b, hb.Rec.NextOut)
+			}
+		}
+		return b
 	}
 	rest := hb.Heard
 	for first := true; first || len(rest) > 0; first = false {
@@ -138,6 +177,14 @@ func encodeHeartbeats(hb heartbeat) [][]byte {
 	return out
 }
 
+func appendNames(b []byte, names []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(names)))
+	for _, n := range names {
+		b = appendString(b, n)
+	}
+	return b
+}
+
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -156,20 +203,33 @@ func decodeHeartbeat(b []byte) (heartbeat, error) {
 		return hb, errors.New("not a heartbeat")
 	}
 	d := decoder{b: b[len(heartbeatMagic)+1:]}
-	if v := int(b[len(heartbeatMagic)]); v != heartbeatVersion {
+	v := int(b[len(heartbeatMagic)])
+	if v != heartbeatVersion && v != heartbeatVersion2 {
 		if v == '1' {
 			v = 1 // the magic was "bhb1"
 		}
-		// Versions 1 and 2 start alike: name the sender if possible.
+		// Versions 1 to 3 start alike: name the sender if possible.
 		d.byte()
 		return hb, &versionError{Version: v, From: d.string()}
 	}
 	flags := d.byte()
-	hb.Bye, hb.Quorate = flags&flagBye != 0, flags&flagQuorate != 0
+	hb.Bye, hb.Quorate, hb.Reads3 = flags&flagBye != 0, flags&flagQuorate != 0, flags&flagReads3 != 0
 	hb.From = d.string()
 	hb.Epoch = d.uint64()
 	hb.Seq = d.uvarint()
 	hb.Stamp = d.uvarint()
+	if v == heartbeatVersion {
+		hb.Reads3 = true
+		hb.Rec.Rev = d.uvarint()
+		hb.Rec.Out = d.names()
+		if flags&flagJoint != 0 {
+			hb.Rec.Joint = true
+			hb.Rec.NextOut = d.names()
+		}
+		if d.err == nil && hb.Rec.Rev == 0 {
+			return heartbeat{}, errors.New("version 3 heartbeat without a record")
+		}
+	}
 	n := d.uvarint()
 	if d.err == nil && n > maxHeard {
 		return hb, fmt.Errorf("heartbeat lists %d nodes, at most %d", n, maxHeard)
@@ -241,6 +301,22 @@ func (d *decoder) uint64() uint64 {
 	v := binary.BigEndian.Uint64(d.b)
 	d.b = d.b[8:]
 	return v
+}
+
+// names reads a list of names, at most maxHeard.
+func (d *decoder) names() []string {
+	n := d.uvarint()
+	if d.err == nil && n > maxHeard {
+		d.err = fmt.Errorf("record lists %d nodes, at most %d", n, maxHeard)
+	}
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	out := make([]string, 0, min(n, 16))
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		out = append(out, d.string())
+	}
+	return out
 }
 
 func (d *decoder) string() string {

@@ -80,7 +80,7 @@ func TestDecodeHeartbeatErrors(t *testing.T) {
 		{name: "no sender", b: encodeHeartbeats(heartbeat{Epoch: 1, Seq: 1})[0]},
 		{name: "no sequence number", b: encodeHeartbeats(heartbeat{From: "a", Epoch: 1})[0]},
 		{name: "magic only", b: []byte(heartbeatMagic)},
-		{name: "too many entries", b: append([]byte(heartbeatMagic), heartbeatVersion, 0, 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0xff, 0xff, 0x03)},
+		{name: "too many entries", b: append([]byte(heartbeatMagic), heartbeatVersion2, 0, 1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0xff, 0xff, 0x03)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,6 +95,7 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 	for _, hb := range []heartbeat{
 		{From: "a", Epoch: 1, Seq: 1, Stamp: 2},
 		{From: "a", Epoch: 3, Seq: 7, Stamp: 4, Bye: true, Quorate: true, Heard: []heard{{Node: "b", Epoch: 5, Stamp: 6, Age: time.Second}}},
+		{From: "a", Epoch: 3, Seq: 7, Stamp: 4, Reads3: true, Rec: MemberRecord{Rev: 5, Out: []string{"c"}, Joint: true, NextOut: []string{"c", "d"}}, Heard: []heard{{Node: "b", Epoch: 5, Stamp: 6}}},
 	} {
 		f.Add(encodeHeartbeats(hb)[0])
 	}
@@ -126,15 +127,15 @@ func v1Heartbeat(from string) []byte {
 }
 
 func TestDecodeHeartbeatVersion(t *testing.T) {
-	v3 := encodeHeartbeats(heartbeat{From: "c", Epoch: 1, Seq: 1})[0]
-	v3[len(heartbeatMagic)] = 3
+	v4 := encodeHeartbeats(heartbeat{From: "c", Epoch: 1, Seq: 1})[0]
+	v4[len(heartbeatMagic)] = 4
 	tests := []struct {
 		name string
 		b    []byte
 		want versionError
 	}{
 		{name: "version 1", b: v1Heartbeat("node-1"), want: versionError{Version: 1, From: "node-1"}},
-		{name: "version 3", b: v3, want: versionError{Version: 3, From: "c"}},
+		{name: "version 4", b: v4, want: versionError{Version: 4, From: "c"}},
 		{name: "version 0, unreadable", b: append([]byte(heartbeatMagic), 0, 0xff), want: versionError{Version: 0}},
 	}
 	for _, tc := range tests {

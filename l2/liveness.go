@@ -89,8 +89,20 @@ type liveness struct {
 	// its epoch (see encode).
 	seq uint64
 	// tieUntil is until when this node holds the tie-breaker (see
-	// Tiebreak): with it, exactly half of an even membership is a quorum.
+	// Tiebreak): with it, exactly half of an even voter set is a quorum.
 	tieUntil time.Time
+	// rec is the membership record this node follows (see
+	// membership.go). recKnown says it knows the current one: a node
+	// that must first read it from the API server is silent and holds no
+	// lease until it has (see needRecord). settledAt is when it was first
+	// settled under rec.Rev (zero: not yet).
+	rec       MemberRecord
+	recKnown  bool
+	settledAt time.Time
+	// legacy makes this node behave as a speaker of the release before
+	// the record (heartbeat version 2 only): it never follows a record
+	// and does not say it reads version 3. Tests only.
+	legacy bool
 }
 
 // peerState is what one node knows of another.
@@ -108,8 +120,11 @@ type peerState struct {
 	viable    bool
 	flagEpoch uint64
 	flagStamp uint64
-	// grant is until when the node's echoes keep this node's lease.
-	grant time.Time
+	// grants is until when the node's echoes keep this node's lease, by
+	// the revision of the record the node followed when it echoed.
+	grants map[uint64]time.Time
+	// reads3 is the Reads3 flag of its newest direct heartbeat.
+	reads3 bool
 	// bye is set when the node left on purpose, at byeStamp of byeEpoch:
 	// older evidence of it is ignored.
 	bye      bool
@@ -123,7 +138,7 @@ type peerState struct {
 func newLiveness(self string, epoch uint64, start time.Time, t timing, needContact bool) *liveness {
 	l := &liveness{
 		self: self, epoch: epoch, start: start, t: t, needContact: needContact,
-		known: map[string]bool{self: true}, nodes: map[string]*peerState{},
+		known: map[string]bool{self: true}, nodes: map[string]*peerState{}, recKnown: true,
 	}
 	l.recompute(start)
 	l.regained = false
@@ -201,14 +216,21 @@ func (l *liveness) use(now time.Time, p *peerState, hb heartbeat) bool {
 		return was
 	}
 	p.bye = false
-	p.recvAt, p.quorate = now, hb.Quorate
+	p.recvAt, p.quorate, p.reads3 = now, hb.Quorate, hb.Reads3
+	if !l.legacy && hb.Rec.Rev > l.rec.Rev {
+		l.adopt(hb.Rec)
+	}
 	l.evidence(p, now, hb.Epoch, hb.Stamp, hb.Quorate)
 	changed = was != l.isAlive(p, now)
 	for _, h := range hb.Heard {
 		if h.Node == l.self {
 			if h.Epoch == l.epoch && h.Stamp <= l.stampAt(now) {
-				if g := l.start.Add(time.Duration(h.Stamp) + l.t.lease); g.After(p.grant) {
-					p.grant = g
+				// Only echoes that count are kept (at most two revisions).
+				if g := l.start.Add(time.Duration(h.Stamp) + l.t.lease); l.counts(hb.Rec.Rev) && g.After(p.grants[hb.Rec.Rev]) {
+					if p.grants == nil {
+						p.grants = map[uint64]time.Time{}
+					}
+					p.grants[hb.Rec.Rev] = g
 				}
 			}
 			continue
@@ -256,7 +278,7 @@ func (l *liveness) isAlive(p *peerState, now time.Time) bool {
 // heartbeat is what this node sends at now: its stamp, whether it holds
 // its lease, and every node it heard from directly within dead.
 func (l *liveness) heartbeat(now time.Time) heartbeat {
-	hb := heartbeat{From: l.self, Epoch: l.epoch, Stamp: l.stampAt(now), Quorate: now.Before(l.leaseUntil)}
+	hb := heartbeat{From: l.self, Epoch: l.epoch, Stamp: l.stampAt(now), Quorate: now.Before(l.leaseUntil), Reads3: !l.legacy, Rec: l.rec}
 	for name, p := range l.nodes {
 		if p.recvAt.IsZero() || now.Sub(p.recvAt) >= l.t.dead {
 			continue
@@ -286,115 +308,6 @@ func (l *liveness) alive(now time.Time) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// recompute updates the lease after an event at now.
-func (l *liveness) recompute(now time.Time) {
-	var until time.Time
-	need := len(l.known) / 2 // grants needed besides this node's own vote
-	switch {
-	case l.left, l.needContact && !l.contacted:
-	case need == 0:
-		until = now.Add(100 * 365 * 24 * time.Hour)
-	default:
-		var grants []time.Time
-		for name := range l.known {
-			if p := l.nodes[name]; name != l.self && p != nil && !p.grant.IsZero() {
-				grants = append(grants, p.grant)
-			}
-		}
-		slices.SortFunc(grants, func(a, b time.Time) int { return b.Compare(a) })
-		if len(grants) >= need {
-			until = grants[need-1]
-		}
-		if t := l.tieLease(grants, need); t.After(until) {
-			until = t
-		}
-	}
-	if !now.Before(l.leaseUntil) && until.After(now) {
-		l.gen++
-		l.regained = true
-		l.quorateFrom = now.Add(l.t.holdDown)
-		if l.gen == 1 && need == 0 && !l.needContact {
-			// Alone by configuration: nobody to wait for.
-			l.quorateFrom = now
-		}
-	}
-	l.leaseUntil = until
-}
-
-// tieLease is until when this node holds the lease as exactly half of an
-// even membership with the tie-breaker: the tie-breaker and need-1 grants,
-// grants sorted newest first. Two halves cannot both hold it, and any
-// strict majority intersects this half, so the safety argument stands.
-func (l *liveness) tieLease(grants []time.Time, need int) time.Time {
-	if len(l.known)%2 != 0 || l.tieUntil.IsZero() {
-		return time.Time{}
-	}
-	switch {
-	case need == 1:
-		return l.tieUntil
-	case len(grants) >= need-1:
-		return minTime(l.tieUntil, grants[need-2])
-	}
-	return time.Time{}
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
-// setTie records that this node holds the tie-breaker until until (zero:
-// not at all).
-func (l *liveness) setTie(now, until time.Time) {
-	l.tieUntil = until
-	l.recompute(now)
-}
-
-// wantsTie reports whether the tie-breaker would keep or give this node
-// its lease: the membership is even, and fewer than half the others
-// granted it a lease lasting more than half a lease from now, but at least
-// half minus one still hold. A node starts asking for it before its
-// majority lapses, so that its lease continues without a gap.
-func (l *liveness) wantsTie(now time.Time) bool {
-	n := len(l.known)
-	if n%2 != 0 || l.left || (l.needContact && !l.contacted) {
-		return false
-	}
-	need := n / 2
-	strong, valid := 0, 0
-	for name := range l.known {
-		p := l.nodes[name]
-		if name == l.self || p == nil {
-			continue
-		}
-		if p.grant.After(now) {
-			valid++
-		}
-		if p.grant.After(now.Add(l.t.lease / 2)) {
-			strong++
-		}
-	}
-	return strong < need && valid >= need-1
-}
-
-// takeRegained reports, once, that the lease was regained: the caller
-// sends a heartbeat at once, so that the others know before the hold-down
-// ends.
-func (l *liveness) takeRegained() bool {
-	r := l.regained
-	l.regained = false
-	return r
-}
-
-// lease returns the lease's generation and whether this node is quorate
-// at now. A generation ends when the lease lapses: what was decided under
-// it must not be acted on under the next.
-func (l *liveness) lease(now time.Time) (uint64, bool) {
-	return l.gen, now.Before(l.leaseUntil) && !now.Before(l.quorateFrom)
 }
 
 // leave makes this node answer for nothing from now on and returns its

@@ -1,13 +1,11 @@
 package l2
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +43,11 @@ type MembersConfig struct {
 	// the node's own address may be included. Empty means this node is
 	// the whole cluster.
 	Peers []string
+	// WaitForRecord keeps the node silent (no heartbeats, so no echoes)
+	// and without a lease until the first SetRecord: a node that follows
+	// the membership record must not echo anyone under a revision older
+	// than the current one (see MemberRecord).
+	WaitForRecord bool
 }
 
 // Members is this node's view of which speakers are alive and whether it
@@ -83,36 +86,6 @@ type Members struct {
 	stopOnce sync.Once
 }
 
-// memberlistConfig is memberlist's LAN profile with quicker probes and
-// gossip, so that a node joining or coming back is known within a second
-// or so. Failure detection is the heartbeats' job (liveness.go):
-// memberlist's suspicion rounds are not on the failover path any more.
-func memberlistConfig(cfg MembersConfig) *memberlist.Config {
-	c := memberlist.DefaultLANConfig()
-	c.Name = cfg.NodeName
-	if cfg.BindAddr != "" {
-		c.BindAddr = cfg.BindAddr
-	}
-	c.BindPort = DefaultMembersPort
-	if cfg.BindPort != 0 {
-		c.BindPort = cfg.BindPort
-	}
-	c.AdvertisePort = c.BindPort
-	c.AdvertiseAddr = cfg.AdvertiseAddr
-	c.GossipVerifyIncoming = true
-	c.GossipVerifyOutgoing = true
-
-	c.ProbeInterval = 500 * time.Millisecond
-	c.ProbeTimeout = 250 * time.Millisecond
-	c.GossipInterval = 100 * time.Millisecond
-	c.GossipToTheDeadTime = 5 * time.Second
-	c.PushPullInterval = 15 * time.Second
-	c.TCPTimeout = 2 * time.Second
-	// A node restarted with a new address may reclaim its name soon.
-	c.DeadNodeReclaimTime = 5 * time.Second
-	return c
-}
-
 // NewMembers starts the membership protocol; call Join to meet the peers.
 // Memberlist's own log goes to the logr.Logger in ctx.
 func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
@@ -137,6 +110,9 @@ func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 	}
+	if cfg.WaitForRecord {
+		m.live.needRecord(time.Now())
+	}
 	m.keyring = keyring
 	c := memberlistConfig(cfg)
 	c.Keyring = keyring
@@ -158,51 +134,6 @@ func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 	go m.heartbeats(m.stop)
 	go m.watch(m.stop)
 	return m, nil
-}
-
-// checkKeys validates the sending key and the other accepted keys.
-func checkKeys(primary []byte, others [][]byte) error {
-	for i, k := range append([][]byte{primary}, others...) {
-		switch len(k) {
-		case 16, 24, 32:
-		default:
-			which := "secret key"
-			if i > 0 {
-				which = fmt.Sprintf("other key %d", i)
-			}
-			return fmt.Errorf("l2: %s must be 16, 24 or 32 bytes, got %d", which, len(k))
-		}
-	}
-	return nil
-}
-
-// SetKeys changes the keys at run time, for a rotation without restarts:
-// messages are sent with primary from now on, and accepted when sent with
-// primary or any of others; every other key is forgotten. Rotating without
-// losing the membership takes three steps, each seen by every node before
-// the next: add the new key to others, make it primary (with the old one
-// in others), drop the old one.
-func (m *Members) SetKeys(primary []byte, others [][]byte) error {
-	if err := checkKeys(primary, others); err != nil {
-		return err
-	}
-	want := append([][]byte{primary}, others...)
-	for _, k := range want {
-		if err := m.keyring.AddKey(k); err != nil {
-			return fmt.Errorf("l2: add key: %w", err)
-		}
-	}
-	if err := m.keyring.UseKey(primary); err != nil {
-		return fmt.Errorf("l2: use key: %w", err)
-	}
-	for _, k := range m.keyring.GetKeys() {
-		if !slices.ContainsFunc(want, func(w []byte) bool { return bytes.Equal(w, k) }) {
-			if err := m.keyring.RemoveKey(k); err != nil {
-				return fmt.Errorf("l2: remove key: %w", err)
-			}
-		}
-	}
-	return nil
 }
 
 // Join contacts the configured peers and exchanges state with those that
@@ -305,111 +236,24 @@ func (m *Members) SetTiebreak(until time.Time) {
 	m.notify()
 }
 
-// heartbeats sends a heartbeat to every other known node each
-// HeartbeatInterval until stop is closed. They go over memberlist's
-// transport, so they are authenticated and encrypted with the shared key.
-func (m *Members) heartbeats(stop <-chan struct{}) {
-	t := time.NewTicker(HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		case <-m.kick:
-		}
-		m.send(func(l *liveness) heartbeat { return l.heartbeat(time.Now()) })
-	}
-}
-
-// send encodes the heartbeat build returns and sends it to every other node
-// with a known address.
-func (m *Members) send(build func(*liveness) heartbeat) {
+// SetRecord hands Members the membership record read from the API server
+// (Rev 0: there is none) or just written by this node. It follows it if
+// it is newer than the one it follows (one heard in a heartbeat may be),
+// and a node that waited for the record starts sending.
+func (m *Members) SetRecord(r MemberRecord) {
 	m.mu.Lock()
-	msgs := m.live.encode(build(m.live))
-	to := make([]*memberlist.Node, 0, len(m.addrs))
-	for _, n := range m.addrs {
-		to = append(to, n)
-	}
-	m.mu.Unlock()
-	for _, n := range to {
-		for _, b := range msgs {
-			_ = m.ml.SendBestEffort(n, b)
-		}
-	}
+	m.live.setRecord(time.Now(), r)
+	m.kickIfRegained()
+	m.notify()
 }
 
-// WatchInterval is how often Members looks for changes that only the
-// passing of time makes: a node's silence reaching DeadAfter, the lease
-// running out, the hold-down ending.
-const WatchInterval = 20 * time.Millisecond
-
-// watch signals Changes when Members or Lease change by themselves.
-func (m *Members) watch(stop <-chan struct{}) {
-	t := time.NewTicker(WatchInterval)
-	defer t.Stop()
-	var last string
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		now := time.Now()
-		m.mu.Lock()
-		gen, ok := m.live.lease(now)
-		state := fmt.Sprint(gen, ok, m.live.alive(now))
-		m.mu.Unlock()
-		if state != last {
-			last = state
-			m.notify()
-		}
-	}
-}
-
-// delegate is Members as a memberlist.Delegate: it receives heartbeats and
-// has no metadata or state of its own.
-type delegate Members
-
-func (d *delegate) NodeMeta(int) []byte { return nil }
-
-func (d *delegate) NotifyMsg(b []byte) {
-	if !isHeartbeat(b) {
-		return
-	}
-	m := (*Members)(d)
-	hb, err := decodeHeartbeat(b)
-	if err != nil {
-		m.rejectUndecodable(err)
-		return
-	}
+// RecordView returns what NextRecord needs from this node, gone being the
+// nodes the API server says are gone (GoneNodes).
+func (m *Members) RecordView(gone []string) RecordView {
 	m.mu.Lock()
-	changed, drop := m.live.receive(time.Now(), hb)
-	m.rejected.count(drop)
-	regained := m.kickIfRegained()
-	if changed || regained {
-		m.notify()
-	}
+	defer m.mu.Unlock()
+	return m.live.recordView(time.Now(), gone)
 }
-
-// kickIfRegained, called with mu held, which it releases, makes the
-// heartbeat loop send at once if the lease was just regained: the others
-// must know that this node is back well before its hold-down ends.
-func (m *Members) kickIfRegained() bool {
-	regained := m.live.takeRegained()
-	m.mu.Unlock()
-	if regained {
-		select {
-		case m.kick <- struct{}{}:
-		default:
-		}
-	}
-	return regained
-}
-
-func (d *delegate) GetBroadcasts(int, int) [][]byte     { return nil }
-func (d *delegate) LocalState(bool) []byte              { return nil }
-func (d *delegate) MergeRemoteState(buf []byte, _ bool) {}
 
 // Changes receives a value after Members, Known, Quorate or the lease's
 // generation changed, within WatchInterval; changes that arrive while one
@@ -459,59 +303,4 @@ func (m *Members) notify() {
 	case m.changes <- struct{}{}:
 	default:
 	}
-}
-
-// events is Members as a memberlist.EventDelegate; memberlist calls it
-// from one goroutine at a time.
-type events Members
-
-// NotifyJoin adds the node to the known membership and the address book.
-func (e *events) NotifyJoin(n *memberlist.Node) {
-	m := (*Members)(e)
-	m.mu.Lock()
-	m.live.join(time.Now(), n.Name)
-	if n.Name != m.name {
-		c := *n
-		m.addrs[n.Name] = &c
-	}
-	m.mu.Unlock()
-	m.notify()
-}
-
-// NotifyLeave changes nothing: a node memberlist declares dead or that
-// left stays known (which only makes the quorum stricter) and keeps getting
-// heartbeats, until Forget. Whether it is alive is the heartbeats' call.
-func (e *events) NotifyLeave(*memberlist.Node) {}
-
-// NotifyUpdate follows a node's new address.
-func (e *events) NotifyUpdate(n *memberlist.Node) {
-	m := (*Members)(e)
-	if n.Name == m.name {
-		return
-	}
-	m.mu.Lock()
-	if _, ok := m.addrs[n.Name]; ok {
-		c := *n
-		m.addrs[n.Name] = &c
-	}
-	m.mu.Unlock()
-}
-
-// logWriter turns memberlist's "[LEVEL] memberlist: message" lines into
-// logr calls.
-type logWriter struct{ log logr.Logger }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	line := strings.TrimSpace(string(p))
-	switch {
-	case strings.HasPrefix(line, "[DEBUG]"):
-		w.log.V(4).Info(strings.TrimSpace(strings.TrimPrefix(line, "[DEBUG]")))
-	case strings.HasPrefix(line, "[INFO]"):
-		w.log.V(2).Info(strings.TrimSpace(strings.TrimPrefix(line, "[INFO]")))
-	case strings.HasPrefix(line, "[ERR]"):
-		w.log.Error(nil, strings.TrimSpace(strings.TrimPrefix(line, "[ERR]")))
-	default:
-		w.log.Info(strings.TrimSpace(strings.TrimPrefix(line, "[WARN]")))
-	}
-	return len(p), nil
 }

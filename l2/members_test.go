@@ -46,7 +46,7 @@ func newMembersOnFreePort(ctx context.Context, t *testing.T, cfg MembersConfig) 
 
 // startMembers starts n members on loopback, the first alone and the others
 // joining it.
-func startMembers(t *testing.T, n int, key []byte) []*Members {
+func startMembers(t *testing.T, n int, key []byte, opts ...func(*MembersConfig)) []*Members {
 	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
 	var out []*Members
@@ -55,6 +55,9 @@ func startMembers(t *testing.T, n int, key []byte) []*Members {
 		cfg := MembersConfig{NodeName: fmt.Sprintf("node-%d", i), SecretKey: key}
 		if i > 0 {
 			cfg.Peers = []string{seed}
+		}
+		for _, o := range opts {
+			o(&cfg)
 		}
 		m, err := newMembersOnFreePort(ctx, t, cfg)
 		if err != nil {
@@ -282,5 +285,23 @@ func TestMembersKeyRotation(t *testing.T) {
 		if (err == nil) != tc.admit {
 			t.Errorf("join with key %q after the rotation: err = %v, want admitted %v", tc.key, err, tc.admit)
 		}
+	}
+}
+
+// TestMembersWaitForRecord: members that must read the membership record
+// first send nothing and hold no lease until they have, then proceed.
+func TestMembersWaitForRecord(t *testing.T) {
+	ms := startMembers(t, 2, testKey, func(c *MembersConfig) { c.WaitForRecord = true })
+	time.Sleep(2 * DeadAfter)
+	for _, m := range ms {
+		if got := m.Members(); len(got) != 1 || m.Quorate() {
+			t.Fatalf("%s before reading the record: members %v, quorate %v; want itself only, not quorate", m.name, got, m.Quorate())
+		}
+	}
+	for _, m := range ms {
+		m.SetRecord(MemberRecord{})
+	}
+	for _, m := range ms {
+		waitQuorate(t, m, true, 5*time.Second)
 	}
 }

@@ -366,6 +366,33 @@ func TestLivenessTiebreak(t *testing.T) {
 	}
 }
 
+// randomEvent applies event ev (0 to 5) of the randomized tests to node x:
+// a crash, a restart (with restart), a link cut or healed, the API server
+// lost or regained, a delay, every link healed.
+func (ts *tieSim) randomEvent(rng *rand.Rand, names []string, ev int, x string, restart func(string)) {
+	switch ev {
+	case 0:
+		ts.down[x] = true
+	case 1:
+		if ts.down[x] {
+			restart(x)
+		}
+	case 2:
+		y := names[rng.IntN(len(names))]
+		if y != x {
+			ts.partition([]string{x}, []string{y}, rng.IntN(2) == 0)
+		}
+	case 3:
+		ts.apiDown[x] = !ts.apiDown[x]
+	case 4:
+		// Up to 80 ms: the argument assumes delivery well under the
+		// hold-down (200 ms; see docs/layer2.md).
+		ts.delay[x] = time.Duration(rng.IntN(80)) * time.Millisecond
+	case 5:
+		ts.partition(names, names, false)
+	}
+}
+
 // TestLivenessTiebreakRandom runs random sequences of crashes, restarts,
 // partitions, heals and API server outages on two and four nodes, checking
 // after every simulated millisecond that no two quorate nodes miss each
@@ -386,27 +413,7 @@ func TestLivenessTiebreakRandom(t *testing.T) {
 				if testing.Verbose() {
 					t.Logf("%v: event %d on %s", s.now.Sub(simStart), ev, x)
 				}
-				switch ev {
-				case 0:
-					s.down[x] = true
-				case 1:
-					if s.down[x] {
-						s.restart(x)
-					}
-				case 2:
-					y := pick()
-					if y != x {
-						s.partition([]string{x}, []string{y}, rng.IntN(2) == 0)
-					}
-				case 3:
-					s.apiDown[x] = !s.apiDown[x]
-				case 4:
-					// Up to 80 ms: the argument assumes delivery well
-					// under the hold-down (200 ms; see docs/layer2.md).
-					s.delay[x] = time.Duration(rng.IntN(80)) * time.Millisecond
-				case 5:
-					s.partition(names, names, false)
-				}
+				s.randomEvent(rng, names, ev, x, s.restart)
 				s.run(time.Duration(100+rng.IntN(2500)) * time.Millisecond)
 			}
 			if len(s.violations) > 0 {

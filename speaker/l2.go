@@ -300,6 +300,10 @@ type l2Options struct {
 	drain    time.Duration
 	// tie is the tie-breaker record; nil disables it.
 	tie l2.TieStore
+	// record is the membership record; nil: none. forgetAfter is how
+	// long a Node must not have been Ready to leave the quorum (0: never).
+	record      *leaseRecordStore
+	forgetAfter time.Duration
 }
 
 // startL2 brings layer 2 up: it waits for the node's InternalIP and the
@@ -343,6 +347,7 @@ func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(reason, ms
 	members, err := l2.NewMembers(ctx, l2.MembersConfig{
 		NodeName: s.node, BindAddr: bind.String(), BindPort: o.port, AdvertiseAddr: bind.String(),
 		SecretKey: keys.primary, OtherKeys: keys.others(), Peers: s.peerAddrs(bind, o.port, nil),
+		WaitForRecord: o.record != nil,
 	})
 	if err != nil {
 		log.Error(err, "Layer 2 is off: starting the membership failed")
@@ -366,6 +371,9 @@ func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(reason, ms
 	go s.rejoin(ctx, members, bind, o.port)
 	if o.tie != nil {
 		go runTiebreak(ctx, members, o.tie, s.node)
+	}
+	if o.record != nil {
+		go runRecord(ctx, members, o.record, s.goneNodes(o.forgetAfter))
 	}
 	quorate := false
 	keyCheck := time.NewTicker(keyCheckInterval)

@@ -82,6 +82,15 @@ type Options struct {
 	// lets exactly half of an even layer-2 membership answer (two-node
 	// clusters, even splits); empty disables it.
 	L2Tiebreak string
+	// L2Members names the coordination.k8s.io Lease in Namespace that
+	// holds the layer-2 membership record (docs/layer2.md, "Leaving dead
+	// nodes out of the quorum"); empty: no record, every known node
+	// votes until its Node is deleted.
+	L2Members string
+	// L2ForgetAfter is how long a Node must not have been Ready before
+	// the speakers leave it out of the layer-2 quorum; 0: never (the
+	// record is still read and followed).
+	L2ForgetAfter time.Duration
 	// StatusInterval is the least time between two writes of the node's
 	// BerthNodeStatus.
 	StatusInterval time.Duration
@@ -106,6 +115,8 @@ func DefaultOptions() Options {
 		Handover:         DefaultHandover,
 		Drain:            DefaultDrain,
 		L2Tiebreak:       DefaultL2Tiebreak,
+		L2Members:        DefaultL2Members,
+		L2ForgetAfter:    DefaultL2ForgetAfter,
 		StatusInterval:   DefaultStatusInterval,
 	}
 }
@@ -170,7 +181,11 @@ func Run(ctx context.Context, opts Options) error {
 		if opts.L2Tiebreak != "" {
 			tie = &leaseTieStore{leases: kube.CoordinationV1().Leases(opts.Namespace), name: opts.L2Tiebreak}
 		}
-		defer s.runL2(ctx, opts, tie, events)()
+		var record *leaseRecordStore
+		if opts.L2Members != "" {
+			record = &leaseRecordStore{leases: kube.CoordinationV1().Leases(opts.Namespace), name: opts.L2Members}
+		}
+		defer s.runL2(ctx, opts, tie, record, events)()
 	}
 	err = s.Run(ctx, opts.DriftCheck, 2*time.Second)
 	s.stopDraining(ctx)
@@ -331,7 +346,7 @@ func (s *Speaker) watch(opts Options, kube kubernetes.Interface, berth versioned
 
 // runL2 starts layer 2 once the caches have synced, in the background;
 // wait returns once the membership has left.
-func (s *Speaker) runL2(ctx context.Context, opts Options, tie l2.TieStore, events *eventReporter) (wait func()) {
+func (s *Speaker) runL2(ctx context.Context, opts Options, tie l2.TieStore, record *leaseRecordStore, events *eventReporter) (wait func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -339,7 +354,8 @@ func (s *Speaker) runL2(ctx context.Context, opts Options, tie l2.TieStore, even
 			return
 		}
 		nodeRef := &corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: opts.NodeName, UID: types.UID(opts.NodeName)}
-		s.startL2(ctx, l2Options{port: opts.MemberlistPort, secret: opts.MemberlistSecret, handover: opts.Handover, drain: opts.Drain, tie: tie},
+		o := l2Options{port: opts.MemberlistPort, secret: opts.MemberlistSecret, handover: opts.Handover, drain: opts.Drain, tie: tie, record: record, forgetAfter: opts.L2ForgetAfter}
+		s.startL2(ctx, o,
 			func(reason, msg string) { events.rec.Event(nodeRef, corev1.EventTypeWarning, reason, msg) })
 	}()
 	return func() { <-done }

@@ -57,5 +57,7 @@ func main() {
 	fs.DurationVar(&opts.Handover, "l2-handover", opts.Handover, "how long a node keeps answering for an address after a planned move (cordon) away from it")
 	fs.DurationVar(&opts.Drain, "l2-drain", opts.Drain, "after a planned move, how long the new owner routes packets of TCP connections it does not know to the old owner, so that they survive the move (needs --forwarding); 0 disables")
 	fs.StringVar(&opts.L2Tiebreak, "l2-tiebreak-lease", opts.L2Tiebreak, "coordination.k8s.io Lease in the namespace that lets exactly half of an even layer-2 membership answer (two-node clusters, even splits), held by one node at a time; empty disables")
+	fs.StringVar(&opts.L2Members, "l2-members-lease", opts.L2Members, "coordination.k8s.io Lease in the namespace holding the layer-2 membership record, which lets the speakers leave nodes gone for good out of the quorum; a speaker reads it before it sends anything; empty disables (every known node then votes until its Node is deleted)")
+	fs.DurationVar(&opts.L2ForgetAfter, "l2-forget-after", opts.L2ForgetAfter, "how long a Node must not have been Ready before the speakers leave it out of the layer-2 quorum (through the membership record, agreed by a majority); 0 never does")
 	cli.Main(fs, func(ctx context.Context) error { return speaker.Run(ctx, opts) })
 }

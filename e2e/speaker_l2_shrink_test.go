@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/berthlb/berth/api/v1alpha1"
+	"github.com/berthlb/berth/l2"
+)
+
+// TestSpeakerL2ForgetsGoneNode runs three speakers under the chart's RBAC
+// with a short --l2-forget-after: one is killed for good and its Node
+// marked NotReady through the API, and the others leave it out of the
+// quorum (the membership record's second revision); then a second speaker
+// is killed and restarted, and the third answers every address
+// meanwhile, never two MACs at once. Without the record, 1 of 3 would
+// have left every address dark (docs/layer2.md).
+func TestSpeakerL2ForgetsGoneNode(t *testing.T) {
+	top := t
+	l := newL2Lab(t, 3)
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
+	l.e.namespace(t, "gone", nil)
+	const forgetAfter = 2 * time.Second
+	for _, n := range l.nodes {
+		l.startL2Speaker(t, t, n, "--l2-forget-after="+forgetAfter.String())
+	}
+	l.waitMembers(t, 3)
+	names := []string{"node1", "node2", "node3"}
+	v4s, _ := l.dualStack(t, "gone", "s", 6)
+	probe := l.startARPProbe(t, probeEvery, v4s...)
+	t.Cleanup(probe.stop)
+	for _, a := range v4s {
+		probe.waitMAC(t, a, time.Now(), "", hostMAC(t, l.byName(l2.Owner(a, names)).host), settle)
+	}
+
+	dead, rebooted, survivor := l.nodes[2], l.nodes[1], l.nodes[0]
+	dead.speaker.stop(syscall.SIGKILL)
+	at := time.Now()
+	l.setReady(t, dead.name, false)
+	marked := time.Now()
+	poll(t, settle, "node1 and node2 answering every address", func() error {
+		for _, a := range v4s {
+			rs := probe.replies(a, time.Now().Add(-300*time.Millisecond))
+			if len(rs) == 0 {
+				return fmt.Errorf("%s unanswered", a)
+			}
+			if n := l.name(rs[len(rs)-1].mac); n == dead.name {
+				return fmt.Errorf("%s answered by %s", a, n)
+			}
+		}
+		return nil
+	})
+	poll(t, 30*time.Second, "node3 out of the membership record", func() error {
+		rec, err := l.membersRecord(t)
+		if err != nil {
+			return err
+		}
+		if rec.Rev < 2 || rec.Joint || len(rec.Out) != 1 || rec.Out[0] != dead.name {
+			return fmt.Errorf("record %+v", rec)
+		}
+		return nil
+	})
+	t.Logf("MEASURED: %s left the quorum %v after its Node was marked NotReady (--l2-forget-after=%v)", dead.name, time.Since(marked), forgetAfter)
+	probe.noOverlap(t, l, v4s, at)
+
+	rebooted.speaker.stop(syscall.SIGKILL)
+	at = time.Now()
+	d := poll(t, settle, survivor.name+" answering every address", func() error { return probe.onlyBy(l, v4s, survivor.name) })
+	t.Logf("MEASURED: %s answered every address %v after %s's speaker was killed, with %s gone", survivor.name, d, rebooted.name, dead.name)
+	holdsFor(t, 3*time.Second, survivor.name+" answering every address", func() error { return probe.onlyBy(l, v4s, survivor.name) })
+	l.startL2Speaker(t, top, rebooted, "--l2-forget-after="+forgetAfter.String())
+	l.waitMembers(t, 2, survivor, rebooted)
+	for _, a := range v4s {
+		probe.waitMAC(t, a, time.Now(), "", hostMAC(t, l.byName(l2.Owner(a, names[:2])).host), settle)
+	}
+	probe.noOverlap(t, l, v4s, at)
+}
+
+// setReady sets the Ready condition of Node name, as the node lifecycle
+// controller would.
+func (l *l2Lab) setReady(t testing.TB, name string, ready bool) {
+	t.Helper()
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	retryUpdate(t, "Node "+name, func(ctx context.Context) error {
+		n, err := l.e.kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for i := range n.Status.Conditions {
+			if n.Status.Conditions[i].Type == corev1.NodeReady {
+				n.Status.Conditions[i].Status, n.Status.Conditions[i].LastTransitionTime = status, metav1.Now()
+			}
+		}
+		_, err = l.e.kube.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// membersRecord reads the membership record from its Lease.
+func (l *l2Lab) membersRecord(t testing.TB) (l2.MemberRecord, error) {
+	lease, err := l.e.kube.CoordinationV1().Leases(berthNS).Get(t.Context(), "berth-l2-members", metav1.GetOptions{})
+	if err != nil {
+		return l2.MemberRecord{}, err
+	}
+	var r struct {
+		Rev     uint64   `json:"rev"`
+		Out     []string `json:"out"`
+		Joint   bool     `json:"joint"`
+		NextOut []string `json:"nextOut"`
+	}
+	if err := json.Unmarshal([]byte(lease.Annotations["berth.dev/l2-members"]), &r); err != nil {
+		return l2.MemberRecord{}, err
+	}
+	return l2.MemberRecord{Rev: r.Rev, Out: r.Out, Joint: r.Joint, NextOut: r.NextOut}, nil
+}

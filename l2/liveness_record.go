@@ -1,0 +1,61 @@
+package l2
+
+import (
+	"slices"
+	"time"
+)
+
+// adopt makes this node follow r, a newer record than its own: it is not
+// settled under it yet.
+func (l *liveness) adopt(r MemberRecord) {
+	l.rec = MemberRecord{Rev: r.Rev, Out: slices.Clone(r.Out), Joint: r.Joint, NextOut: slices.Clone(r.NextOut)}
+	l.settledAt = time.Time{}
+	for _, p := range l.nodes {
+		for rev := range p.grants {
+			if !l.counts(rev) {
+				delete(p.grants, rev)
+			}
+		}
+	}
+}
+
+// needRecord makes this node silent and without a lease until it has read
+// the record (setRecord): a restarted node must not echo under a revision
+// older than the current one, or a node two revisions behind could count
+// it.
+func (l *liveness) needRecord(now time.Time) {
+	l.recKnown = false
+	l.recompute(now)
+}
+
+// silent reports whether this node sends no heartbeats: it does not know
+// the current record yet.
+func (l *liveness) silent() bool { return !l.recKnown }
+
+// setRecord records a read of the record from the API server at now (r.Rev
+// 0: there is none). A legacy node ignores it.
+func (l *liveness) setRecord(now time.Time, r MemberRecord) {
+	if l.legacy {
+		return
+	}
+	if r.Rev > l.rec.Rev {
+		l.adopt(r)
+	}
+	l.recKnown = true
+	l.recompute(now)
+}
+
+// recordView is what NextRecord needs from this node at now.
+func (l *liveness) recordView(now time.Time, gone []string) RecordView {
+	v := RecordView{Current: l.rec, Known: l.knownNodes(), Gone: gone, Alive: l.alive(now), SettledFor: -1, AllRead3: true}
+	_, v.Quorate = l.lease(now)
+	if !l.settledAt.IsZero() {
+		v.SettledFor = now.Sub(l.settledAt)
+	}
+	for _, p := range l.nodes {
+		if l.isAlive(p, now) && !p.reads3 {
+			v.AllRead3 = false
+		}
+	}
+	return v
+}

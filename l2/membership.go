@@ -1,0 +1,145 @@
+package l2
+
+import (
+	"slices"
+	"time"
+)
+
+// JointHold is how long a node must have been settled under a revision of
+// the membership record (a strict majority of every voter set echoed its
+// heartbeats while following exactly that revision) before it writes the
+// next one. By then the echoes those nodes gave under earlier revisions
+// have expired (QuorumLease, with a wide margin for clock rates), so no
+// node can still hold a lease under a revision two behind the new one.
+const JointHold = 2 * time.Second
+
+// MemberRecord is the membership record: which known nodes do not vote,
+// under a revision that the API server orders (every write is conditional
+// on the revision read, and adds one). Revision 0 is "no record": every
+// known node votes, as before the record existed.
+//
+// Changes go through a joint record: from {Out: X} to {Out: X, NextOut:
+// Y, Joint: true} to {Out: Y}. Under a joint record a node needs a
+// majority of both voter sets, so a node following the revision before or
+// after it shares a voter set with it, and any two majorities of one set
+// intersect. See liveness.voterSets and docs/layer2.md.
+type MemberRecord struct {
+	// Rev is the revision, 0 without a record.
+	Rev uint64
+	// Out are the nodes that do not vote, sorted.
+	Out []string
+	// Joint says a change to NextOut is under way: both voter sets count.
+	Joint bool
+	// NextOut are the nodes that will not vote once the change is done,
+	// sorted; only when Joint.
+	NextOut []string
+}
+
+// voterSets returns the voter sets of r over the known nodes: one, or two
+// under a joint record.
+func (r MemberRecord) voterSets(known []string) [][]string {
+	sets := [][]string{without(known, r.Out)}
+	if r.Joint {
+		sets = append(sets, without(known, r.NextOut))
+	}
+	return sets
+}
+
+// without returns the names of all not in out, in order.
+func without(all, out []string) []string {
+	var s []string
+	for _, n := range all {
+		if !slices.Contains(out, n) {
+			s = append(s, n)
+		}
+	}
+	return s
+}
+
+// RecordView is what a node knows when it considers writing the next
+// record (see NextRecord).
+type RecordView struct {
+	// Current is the record it follows, as last read from the API server
+	// or heard in a heartbeat, whichever is newer.
+	Current MemberRecord
+	// Known is the known membership.
+	Known []string
+	// Gone are the nodes the API server says are gone for good (see
+	// GoneNodes), sorted.
+	Gone []string
+	// Alive are the nodes alive in this node's view (Members.Members).
+	Alive []string
+	// Quorate says the node holds its lease now.
+	Quorate bool
+	// SettledFor is how long it has been settled under Current.Rev; a
+	// negative value: not settled.
+	SettledFor time.Duration
+	// AllRead3 says every live node reads heartbeat version 3.
+	AllRead3 bool
+}
+
+// NextRecord returns the record this node should write, if any: it acts
+// only while it holds its lease and has been settled under the current
+// revision for JointHold. A joint record is completed; otherwise, when the
+// nodes that should be left out differ from those that are, a joint
+// record starts the change, provided every live node reads version 3 (a
+// record is carried only there) and at least one known node would vote.
+//
+// A node is left out while the API server says it is gone, and from the
+// start only once it is also dead in this node's view: a node that
+// still heartbeats costs the quorum nothing, and a node that sees the
+// majority it is cut off from alive still holds no lease by the time they
+// look dead to it (QuorumLease < DeadAfter), so it cannot shrink the
+// quorum towards its own side. The write must be conditional on
+// Current.Rev.
+func NextRecord(v RecordView) (MemberRecord, bool) {
+	if !v.Quorate || v.SettledFor < JointHold {
+		return MemberRecord{}, false
+	}
+	cur := v.Current
+	if cur.Joint {
+		return MemberRecord{Rev: cur.Rev + 1, Out: slices.Clone(cur.NextOut)}, true
+	}
+	var want []string
+	for _, n := range v.Gone {
+		if slices.Contains(cur.Out, n) || !slices.Contains(v.Alive, n) {
+			want = append(want, n)
+		}
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
+	if slices.Equal(want, cur.Out) || !v.AllRead3 || len(without(v.Known, want)) == 0 {
+		return MemberRecord{}, false
+	}
+	return MemberRecord{Rev: cur.Rev + 1, Out: slices.Clone(cur.Out), Joint: true, NextOut: want}, true
+}
+
+// NodeHealth is what the API server says of a node, for GoneNodes.
+type NodeHealth struct {
+	Name string
+	// Ready is the Node's Ready condition; Since its last transition.
+	Ready bool
+	Since time.Time
+	// Renewed is the last renewal of the node's Lease in kube-node-lease
+	// (zero: none seen).
+	Renewed time.Time
+}
+
+// GoneNodes returns, sorted, the nodes that have not been Ready, or whose
+// node Lease has not been renewed, for at least after at now: the nodes
+// that leave the voter sets. after <= 0 returns none (shrinking is off).
+func GoneNodes(now time.Time, nodes []NodeHealth, after time.Duration) []string {
+	if after <= 0 {
+		return nil
+	}
+	var out []string
+	for _, n := range nodes {
+		notReady := !n.Ready && now.Sub(n.Since) >= after
+		expired := !n.Renewed.IsZero() && now.Sub(n.Renewed) >= after
+		if notReady || expired {
+			out = append(out, n.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

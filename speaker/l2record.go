@@ -1,0 +1,211 @@
+package speaker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/berthlb/berth/l2"
+)
+
+// DefaultL2Members names the coordination.k8s.io Lease that holds the
+// layer-2 membership record (l2.MemberRecord).
+const DefaultL2Members = "berth-l2-members"
+
+// DefaultL2ForgetAfter is how long a Node must not have been Ready before
+// the speakers leave it out of the layer-2 quorum.
+const DefaultL2ForgetAfter = 5 * time.Minute
+
+// recordAnnotation holds the record, as JSON, on the Lease.
+const recordAnnotation = "berth.dev/l2-members"
+
+// recordPoll is how often a speaker considers writing the next record.
+const recordPoll = 500 * time.Millisecond
+
+// recordJSON is the record as stored.
+type recordJSON struct {
+	Rev     uint64   `json:"rev"`
+	Out     []string `json:"out,omitempty"`
+	Joint   bool     `json:"joint,omitempty"`
+	NextOut []string `json:"nextOut,omitempty"`
+}
+
+// leaseRecordStore keeps the membership record on one Lease. Its writes
+// carry the resourceVersion read, so the API server refuses all but one of
+// competing writes; the revision in the record only grows.
+type leaseRecordStore struct {
+	leases leaseClient
+	name   string
+}
+
+// storedRecord is the record as read, with what a conditional write of
+// the next one needs.
+type storedRecord struct {
+	rec l2.MemberRecord
+	// exists says the Lease exists; version is its resourceVersion.
+	exists  bool
+	version string
+}
+
+// Get returns the record (revision 0 when there is none).
+func (s *leaseRecordStore) Get(ctx context.Context) (storedRecord, error) {
+	// No resourceVersion: a quorum read, never an older copy.
+	l, err := s.leases.Get(ctx, s.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return storedRecord{}, nil
+	}
+	if err != nil {
+		return storedRecord{}, fmt.Errorf("get lease %s: %w", s.name, err)
+	}
+	var r recordJSON
+	if v, ok := l.Annotations[recordAnnotation]; ok {
+		if err := json.Unmarshal([]byte(v), &r); err != nil {
+			return storedRecord{}, fmt.Errorf("lease %s: annotation %s: %w", s.name, recordAnnotation, err)
+		}
+	}
+	rec := l2.MemberRecord{Rev: r.Rev, Out: r.Out, Joint: r.Joint, NextOut: r.NextOut}
+	return storedRecord{rec: rec, exists: true, version: l.ResourceVersion}, nil
+}
+
+// Write stores r if the Lease is still as read in prev (or still absent).
+func (s *leaseRecordStore) Write(ctx context.Context, r l2.MemberRecord, prev storedRecord) error {
+	b, err := json.Marshal(recordJSON{Rev: r.Rev, Out: r.Out, Joint: r.Joint, NextOut: r.NextOut})
+	if err != nil {
+		return fmt.Errorf("encode record: %w", err)
+	}
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
+		Name: s.name, ResourceVersion: prev.version, Annotations: map[string]string{recordAnnotation: string(b)},
+	}}
+	if !prev.exists {
+		_, err = s.leases.Create(ctx, l, metav1.CreateOptions{})
+	} else {
+		_, err = s.leases.Update(ctx, l, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("write lease %s: %w", s.name, err)
+	}
+	return nil
+}
+
+// recordMembers is what the record loop needs of l2.Members.
+type recordMembers interface {
+	SetRecord(l2.MemberRecord)
+	RecordView(gone []string) l2.RecordView
+}
+
+// runRecord reads the membership record until it succeeds once and hands
+// it to m (which waits for it before it sends anything); after that it
+// follows newer records from the heartbeats, and every recordPoll until
+// ctx ends it reads the record again and writes the next one only when
+// l2.NextRecord says so by what m knows: a cluster without changes to
+// make costs the API server nothing. gone (nil: shrinking off, the record
+// is only read at start) returns the nodes the API server says are gone.
+func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, gone func() []string) {
+	log := logr.FromContextOrDiscard(ctx).WithName("record")
+	var failing string
+	read := false
+	for {
+		var err error
+		if !read {
+			err = readRecord(ctx, m, store)
+			read = err == nil
+		} else {
+			err = recordStep(ctx, log, m, store, gone)
+		}
+		switch {
+		case err != nil && err.Error() != failing:
+			failing = err.Error()
+			log.V(2).Info("Membership record not read or written", "err", failing)
+		case err == nil:
+			failing = ""
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(recordPoll):
+		}
+	}
+}
+
+// readRecord reads the record once and hands it to m.
+func readRecord(ctx context.Context, m recordMembers, store *leaseRecordStore) error {
+	// Bounded like the tie-breaker's: a hanging API server must not stop
+	// the loop.
+	ctx, cancel := context.WithTimeout(ctx, tieStepTimeout)
+	defer cancel()
+	stored, err := store.Get(ctx)
+	if err != nil {
+		return err
+	}
+	m.SetRecord(stored.rec)
+	return nil
+}
+
+// recordStep writes the next record if one is due by what m knows: it
+// reads the record first (m may be behind it) and writes what
+// l2.NextRecord then says, conditionally on what it read.
+func recordStep(ctx context.Context, log logr.Logger, m recordMembers, store *leaseRecordStore, gone func() []string) error {
+	if gone == nil {
+		return nil
+	}
+	if _, ok := l2.NextRecord(m.RecordView(gone())); !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, tieStepTimeout)
+	defer cancel()
+	stored, err := store.Get(ctx)
+	if err != nil {
+		return err
+	}
+	rec := stored.rec
+	m.SetRecord(rec)
+	next, ok := l2.NextRecord(m.RecordView(gone()))
+	if !ok || next.Rev != rec.Rev+1 {
+		return nil
+	}
+	if err := store.Write(ctx, next, stored); err != nil {
+		return err
+	}
+	log.Info("Membership record written", "revision", next.Rev, "out", next.Out, "joint", next.Joint, "nextOut", next.NextOut)
+	m.SetRecord(next)
+	return nil
+}
+
+// goneNodes returns what the record loop calls for the nodes the API
+// server says are gone for after; nil when after is 0 (shrinking off).
+func (s *Speaker) goneNodes(after time.Duration) func() []string {
+	if after <= 0 {
+		return nil
+	}
+	return func() []string {
+		nodes, err := s.listers.nodes.List(labels.Everything())
+		if err != nil {
+			return nil
+		}
+		return l2.GoneNodes(time.Now(), nodeHealth(nodes), after)
+	}
+}
+
+// nodeHealth is what l2.GoneNodes needs of the Nodes. A Node without a
+// Ready condition yet (just registered) counts as Ready.
+func nodeHealth(nodes []*corev1.Node) []l2.NodeHealth {
+	out := make([]l2.NodeHealth, 0, len(nodes))
+	for _, n := range nodes {
+		h := l2.NodeHealth{Name: n.Name, Ready: true}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				h.Ready, h.Since = c.Status == corev1.ConditionTrue, c.LastTransitionTime.Time
+			}
+		}
+		out = append(out, h)
+	}
+	return out
+}

@@ -1,0 +1,130 @@
+package speaker
+
+import (
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/berthlb/berth/l2"
+)
+
+// fakeRecordMembers records the records it is handed and returns view.
+type fakeRecordMembers struct {
+	got  []l2.MemberRecord
+	view l2.RecordView
+	gone []string
+}
+
+func (f *fakeRecordMembers) SetRecord(r l2.MemberRecord) {
+	f.got = append(f.got, r)
+	if r.Rev >= f.view.Current.Rev {
+		f.view.Current = r
+	}
+}
+
+func (f *fakeRecordMembers) RecordView(gone []string) l2.RecordView {
+	f.gone = gone
+	v := f.view
+	v.Gone = gone
+	return v
+}
+
+// TestLeaseRecordStore reads and writes the record on a Lease.
+func TestLeaseRecordStore(t *testing.T) {
+	kube := fake.NewClientset()
+	store := &leaseRecordStore{leases: kube.CoordinationV1().Leases("berth-system"), name: DefaultL2Members}
+	none, err := store.Get(t.Context())
+	if err != nil || none.rec.Rev != 0 || none.exists {
+		t.Fatalf("no Lease: got %+v, %v; want revision 0", none, err)
+	}
+	joint := l2.MemberRecord{Rev: 1, Joint: true, NextOut: []string{"c"}}
+	if err := store.Write(t.Context(), joint, none); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Write(t.Context(), joint, none); err == nil {
+		t.Error("a second create succeeded")
+	}
+	got, err := store.Get(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(joint, got.rec, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("read back (-want +got):\n%s", diff)
+	}
+	done := l2.MemberRecord{Rev: 2, Out: []string{"c"}}
+	if err := store.Write(t.Context(), done, got); err != nil {
+		t.Fatal(err)
+	}
+	l, err := kube.CoordinationV1().Leases("berth-system").Get(t.Context(), DefaultL2Members, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := l.Annotations[recordAnnotation], `{"rev":2,"out":["c"]}`; got != want {
+		t.Errorf("annotation %s, want %s", got, want)
+	}
+}
+
+// TestRecordStep runs the loop's steps against a fake API server: the
+// first read hands the record over; a node settled long enough writes the
+// joint record, then completes it, reading the record before each write;
+// with nothing to change, it reads nothing.
+func TestRecordStep(t *testing.T) {
+	kube := fake.NewClientset()
+	store := &leaseRecordStore{leases: kube.CoordinationV1().Leases("berth-system"), name: DefaultL2Members}
+	m := &fakeRecordMembers{view: l2.RecordView{Known: []string{"a", "b", "c"}, Alive: []string{"a", "b"}, Quorate: true, SettledFor: l2.JointHold, AllRead3: true}}
+	if err := readRecord(t.Context(), m, store); err != nil {
+		t.Fatal(err)
+	}
+	gone := func() []string { return []string{"c"} }
+	for range 2 {
+		if err := recordStep(t.Context(), logr.Discard(), m, store, gone); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []l2.MemberRecord{
+		{},
+		{},
+		{Rev: 1, Joint: true, NextOut: []string{"c"}},
+		{Rev: 1, Joint: true, NextOut: []string{"c"}},
+		{Rev: 2, Out: []string{"c"}},
+	}
+	if diff := cmp.Diff(want, m.got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("records handed over (-want +got):\n%s", diff)
+	}
+	// Nothing to change, or shrinking off: no read, nothing handed over.
+	m.got = nil
+	for _, g := range []func() []string{gone, nil} {
+		if err := recordStep(t.Context(), logr.Discard(), m, store, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(m.got) != 0 {
+		t.Errorf("records handed over with nothing to change: %+v", m.got)
+	}
+	if n := len(kube.Actions()); n != 5 {
+		t.Errorf("%d API calls, want 5 (1 read at start, 2 x read and write, nothing since)", n)
+	}
+}
+
+func TestNodeHealth(t *testing.T) {
+	at := time.Unix(1000, 0)
+	node := func(name string, conds ...corev1.NodeCondition) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{Conditions: conds}}
+	}
+	got := nodeHealth([]*corev1.Node{
+		node("ready", corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(at)}),
+		node("unknown", corev1.NodeCondition{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse},
+			corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: metav1.NewTime(at)}),
+		node("new"),
+	})
+	want := []l2.NodeHealth{{Name: "ready", Ready: true, Since: at}, {Name: "unknown", Since: at}, {Name: "new", Ready: true}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("health (-want +got):\n%s", diff)
+	}
+}
