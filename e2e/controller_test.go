@@ -210,9 +210,15 @@ func TestControllerAllocation(t *testing.T) {
 		if err := e.berth.BerthV1alpha1().BerthIPPools().Delete(t.Context(), "del", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		p := e.waitPool(t, "del", "InUse naming the holder", func(p *v1alpha1.BerthIPPool) bool {
+		// Ready=False/Deleting comes from the controller's own view of
+		// the pool, the one it allocates from: once it shows, the
+		// controller knows the pool is terminating (InUse is True before
+		// the deletion too, so it alone proves nothing).
+		p := e.waitPool(t, "del", "Ready Deleting, InUse naming the holder", func(p *v1alpha1.BerthIPPool) bool {
 			c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.PoolConditionInUse)
-			return p.DeletionTimestamp != nil && c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, "del/holder")
+			r := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.PoolConditionReady)
+			return p.DeletionTimestamp != nil && c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, "del/holder") &&
+				r != nil && r.Reason == "Deleting"
 		})
 		if !slices.Contains(p.Status.Holders, "del/holder") {
 			t.Errorf("holders = %v, want del/holder", p.Status.Holders)

@@ -245,7 +245,7 @@ func remove(id string) error {
 	for _, link := range links {
 		// A veth disappears with its peer's namespace; it may already be
 		// gone by now.
-		if _, err := ip("link", "del", link); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+		if _, err := ip("link", "del", link); err != nil && !strings.Contains(err.Error(), "Cannot find device") && !strings.Contains(err.Error(), "No such device") {
 			errs = append(errs, err)
 		}
 	}
