@@ -43,10 +43,21 @@ func TestSpeakerL2TwoNodes(t *testing.T) {
 	t.Run("partitioned, API server up: one node serves every address", func(t *testing.T) {
 		at := time.Now()
 		l.nft(t, l.nodes[1], cutMembership)
+		// Right after the cut both still hold their leases and may
+		// answer as before; the one to serve is the node that is quorate
+		// alone (through the tie-breaker) and answers every address.
 		var winner string
-		d := poll(t, settle, "one node answering every address", func() (err error) {
-			winner, err = answeredBy()
-			return err
+		d := poll(t, settle, "the one quorate node answering every address", func() (err error) {
+			if winner, err = answeredBy(); err != nil {
+				return err
+			}
+			if q := l.quorate(l.nodes); q != 1 {
+				return fmt.Errorf("%s answers every address, but %d nodes are quorate", winner, q)
+			}
+			if l.quorate([]*labNode{l.byName(winner)}) != 1 {
+				return fmt.Errorf("%s answers every address, but the other node is the quorate one", winner)
+			}
+			return nil
 		})
 		t.Logf("MEASURED: two nodes partitioned: %s answered every address %v after the cut", winner, d)
 		time.Sleep(2 * time.Second)
