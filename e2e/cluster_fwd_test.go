@@ -112,21 +112,17 @@ func testClusterForwarding(t *testing.T, c *cluster.Cluster, e *env, b *clusterB
 // (!want) a rule for the address.
 func checkKubeProxyHolds(t *testing.T, c *cluster.Cluster, proxyMode, svc string, a netip.Addr, want bool) {
 	t.Helper()
-	argv := []string{"nft", "list", "table", "ip", "kube-proxy"}
-	if proxyMode == "iptables" {
-		argv = []string{"iptables-save", "-t", "nat"}
-	}
 	for _, n := range c.Nodes {
 		poll(t, 5*time.Second, fmt.Sprintf("%s's kube-proxy holds %s: %v", n.Name, a, want), func() error {
-			out, err := n.Host.Exec(t.Context(), argv...)
+			out, err := n.KubeProxyRules(t.Context(), proxyMode)
 			if err != nil {
 				return err
 			}
 			if !strings.Contains(out, svc) {
-				return fmt.Errorf("%s shows no rule for %s", strings.Join(argv, " "), svc)
+				return fmt.Errorf("kube-proxy's %s rules name no %s", proxyMode, svc)
 			}
 			if has := strings.Contains(out, a.String()); has != want {
-				return fmt.Errorf("%s shows %s: %v", strings.Join(argv, " "), a, has)
+				return fmt.Errorf("kube-proxy's %s rules show %s: %v", proxyMode, a, has)
 			}
 			return nil
 		})

@@ -104,9 +104,12 @@ func logEndpoints(t *testing.T, c *cluster.Cluster, ns, name string) *endpointLo
 			var eps []string
 			for _, ep := range s.Endpoints {
 				state := ""
-				for flag, v := range map[string]*bool{"ready": ep.Conditions.Ready, "serving": ep.Conditions.Serving, "terminating": ep.Conditions.Terminating} {
-					if v != nil && *v {
-						state += " " + flag
+				for _, f := range []struct {
+					name string
+					v    *bool
+				}{{"ready", ep.Conditions.Ready}, {"serving", ep.Conditions.Serving}, {"terminating", ep.Conditions.Terminating}} {
+					if ptr.Deref(f.v, false) {
+						state += " " + f.name
 					}
 				}
 				pod := ""

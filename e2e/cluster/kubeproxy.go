@@ -94,31 +94,33 @@ func (c *Cluster) SetKubeProxyMode(ctx context.Context, proxyMode string) error 
 	return nil
 }
 
+// KubeProxyRules returns the rules kube-proxy in proxyMode wrote on the
+// node: nftables mode's table ip kube-proxy ("" while there is none), or
+// iptables mode's nat table as iptables-save shows it (nft does not show
+// iptables-nft's comments, which name the Services).
+func (n *Node) KubeProxyRules(ctx context.Context, proxyMode string) (string, error) {
+	if proxyMode == "iptables" {
+		return n.Host.Exec(ctx, "iptables-save", "-t", "nat")
+	}
+	tables, err := n.Host.Exec(ctx, "nft", "list", "tables")
+	if err != nil || !strings.Contains(tables, "table ip kube-proxy") {
+		return "", err
+	}
+	return n.Host.Exec(ctx, "nft", "list", "table", "ip", "kube-proxy")
+}
+
 // kubeProxyModes lists the modes whose kube-proxy rules for the
-// default/kubernetes Service the node holds: nftables mode's in the table
-// ip kube-proxy, iptables mode's in the nat table (through iptables-nft,
-// whose comments only iptables-save shows).
+// default/kubernetes Service the node holds.
 func kubeProxyModes(ctx context.Context, n *Node) ([]string, error) {
 	var modes []string
-	tables, err := n.Host.Exec(ctx, "nft", "list", "tables")
-	if err != nil {
-		return nil, err
-	}
-	if strings.Contains(tables, "table ip kube-proxy") {
-		out, err := n.Host.Exec(ctx, "nft", "list", "table", "ip", "kube-proxy")
+	for _, mode := range []string{"nftables", "iptables"} {
+		rules, err := n.KubeProxyRules(ctx, mode)
 		if err != nil {
 			return nil, err
 		}
-		if strings.Contains(out, "default/kubernetes") {
-			modes = append(modes, "nftables")
+		if strings.Contains(rules, "default/kubernetes") {
+			modes = append(modes, mode)
 		}
-	}
-	out, err := n.Host.Exec(ctx, "iptables-save", "-t", "nat")
-	if err != nil {
-		return nil, err
-	}
-	if strings.Contains(out, "default/kubernetes") {
-		modes = append(modes, "iptables")
 	}
 	return modes, nil
 }
