@@ -173,8 +173,10 @@ func (st *l2State) answerSet(self string, p *Plan, now time.Time) (map[netip.Add
 // applyL2 points the Responder at the addresses this node answers for,
 // reports gains as Events and metrics, and forgets deleted nodes. It
 // returns the addresses answered for, handovers included, so that their
-// traffic keeps being forwarded until the handover ends.
+// traffic keeps being forwarded until the handover ends. The decisions are
+// answerSet's, nextDrains' and decideL2's; this carries them out.
 func (s *Speaker) applyL2(ctx context.Context, st *l2State, snap Snapshot, p *Plan) map[netip.Addr]bool {
+	log := logr.FromContextOrDiscard(ctx)
 	want, next := st.answerSet(s.node, p, time.Now())
 	if next > 0 {
 		s.queue.AddAfter(syncKey, next+10*time.Millisecond)
@@ -182,114 +184,64 @@ func (s *Speaker) applyL2(ctx context.Context, st *l2State, snap Snapshot, p *Pl
 	if s.fwd != nil && st.stage(want) {
 		s.queue.Add(syncKey)
 	}
-	list := make([]netip.Addr, 0, len(want))
-	for a := range want {
-		list = append(list, a)
-	}
-	slices.SortFunc(list, netip.Addr.Compare)
 	if s.fwd != nil {
-		// Computed with the plan's ownership, so that a gained address
-		// drains from the sync that installs its forwarding rules,
-		// before this node answers for it.
-		drains, nextDrain := nextDrains(st.drains, st.owners, s.node, p, snap.L2.Members, snap.Nodes, time.Now(), st.drainFor)
-		log := logr.FromContextOrDiscard(ctx)
-		for a, d := range drains {
-			if _, ok := st.drains[a]; !ok {
-				log.Info("Draining connections to the previous owner", "address", a, "node", d.node, "via", d.via, "until", d.until)
-			}
-		}
-		for a, d := range st.drains {
-			if _, ok := drains[a]; !ok {
-				log.Info("Stopped draining", "address", a, "node", d.node)
-			}
-		}
-		st.drains = drains
-		if nextDrain > 0 {
-			s.queue.AddAfter(syncKey, nextDrain+10*time.Millisecond)
-		}
+		s.applyDrains(log, st, snap, p)
 	}
 	st.owners = owners(p)
-	// Addresses kept only for a handover are answered but not announced:
-	// the new owner announces them, and this node's gratuitous ARPs
-	// (a burst still under way from a recent gain) must not take its
-	// clients back.
-	owns := make(map[netip.Addr]l2.Ownership, len(list))
-	for _, a := range list {
-		owns[a] = l2.Ownership{Quiet: true}
-	}
-	for _, a := range p.L2Owned {
-		if _, ok := owns[a]; ok {
-			owns[a] = l2.Ownership{}
-		}
-	}
-	for _, e := range p.L2 {
-		if o, ok := owns[e.Addr]; ok {
-			o.Interfaces = e.Interfaces
-			owns[e.Addr] = o
-		}
-	}
+	step := decideL2(want, st.owned, p, st.applied.Load(), st.members.Known(), snap)
 	// Set drops losses before it announces gains. A new lease generation
 	// opens the gate only once what was owned under the old one has been
 	// narrowed to what this view still owns, and before the gains are
 	// announced, so that their first announcement goes out.
-	if snap.L2.Lease != st.applied.Load() {
-		keep := map[netip.Addr]l2.Ownership{}
-		for a, o := range owns {
-			if st.owned[a] {
-				keep[a] = o
-			}
-		}
-		st.resp.Set(keep)
+	if step.keep != nil {
+		st.resp.Set(step.keep)
 		st.applied.Store(snap.L2.Lease)
 	}
-	st.resp.Set(owns)
+	st.resp.Set(step.owns)
 
-	log := logr.FromContextOrDiscard(ctx)
-	services := map[netip.Addr]string{}
-	for _, e := range p.L2 {
-		services[e.Addr] = e.Service
-	}
-	for a := range st.owned {
-		if !want[a] {
-			s.metrics.l2Changes.Inc()
-			log.Info("Stopped answering on layer 2", "address", a)
-		}
-	}
-	for _, a := range list {
-		if st.owned[a] {
-			continue
-		}
+	for _, a := range step.lost {
 		s.metrics.l2Changes.Inc()
-		proto := "ARP"
-		if a.Is6() {
-			proto = "NDP"
-		}
-		log.Info("Answering on layer 2", "address", a, "service", services[a])
-		if s.owners != nil && services[a] != "" {
-			s.owners.owner(ctx, services[a], fmt.Sprintf("node %s answers %s for %s", s.node, proto, a))
+		log.Info("Stopped answering on layer 2", "address", a)
+	}
+	for _, g := range step.gained {
+		s.metrics.l2Changes.Inc()
+		log.Info("Answering on layer 2", "address", g.addr, "service", g.service)
+		if s.owners != nil && g.service != "" {
+			proto := "ARP"
+			if g.addr.Is6() {
+				proto = "NDP"
+			}
+			s.owners.owner(ctx, g.service, fmt.Sprintf("node %s answers %s for %s", s.node, proto, g.addr))
 		}
 	}
 	st.owned = want
 	s.metrics.observeL2(len(p.L2Owned), len(snap.L2.Members), p.L2Quorate)
-
-	// A node that is neither alive nor a Node any more stops counting
-	// against the quorum: level-triggered, so a deletion missed while the
-	// speaker was down is caught too.
-	nodes := map[string]bool{}
-	for _, n := range snap.Nodes {
-		nodes[n.Name] = true
-	}
-	var gone []string
-	for _, k := range st.members.Known() {
-		if !nodes[k] && !slices.Contains(snap.L2.Members, k) {
-			gone = append(gone, k)
-		}
-	}
-	if len(gone) > 0 {
-		log.Info("Forgetting speakers whose Node was deleted", "nodes", gone)
-		st.members.Forget(gone...)
+	if len(step.gone) > 0 {
+		log.Info("Forgetting speakers whose Node was deleted", "nodes", step.gone)
+		st.members.Forget(step.gone...)
 	}
 	return want
+}
+
+// applyDrains moves to the drains of this plan, computed with the plan's
+// ownership so that a gained address drains from the sync that installs
+// its forwarding rules, before this node answers for it.
+func (s *Speaker) applyDrains(log logr.Logger, st *l2State, snap Snapshot, p *Plan) {
+	drains, next := nextDrains(st.drains, st.owners, s.node, p, snap.L2.Members, snap.Nodes, time.Now(), st.drainFor)
+	for a, d := range drains {
+		if _, ok := st.drains[a]; !ok {
+			log.Info("Draining connections to the previous owner", "address", a, "node", d.node, "via", d.via, "until", d.until)
+		}
+	}
+	for a, d := range st.drains {
+		if _, ok := drains[a]; !ok {
+			log.Info("Stopped draining", "address", a, "node", d.node)
+		}
+	}
+	st.drains = drains
+	if next > 0 {
+		s.queue.AddAfter(syncKey, next+10*time.Millisecond)
+	}
 }
 
 // l2Options are what startL2 needs of Options.
