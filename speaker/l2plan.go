@@ -79,6 +79,74 @@ func computeL2(s Snapshot) (out []L2Address, owned, retry []netip.Addr) {
 	if len(s.L2Advs) == 0 || s.Node == nil {
 		return nil, nil, nil
 	}
+	live := map[string]bool{}
+	for _, m := range s.L2.Members {
+		live[m] = true
+	}
+	entries := l2Entries(s)
+	out = make([]L2Address, 0, len(entries))
+	for _, e := range entries {
+		e.finish(live, s.CannotForward)
+		if e.Owner == s.Node.Name && s.L2.Quorate {
+			owned = append(owned, e.Addr)
+		}
+		if slices.Contains(e.Withheld, s.Node.Name) {
+			retry = append(retry, e.Addr)
+		}
+		out = append(out, e.L2Address)
+	}
+	return out, owned, retry
+}
+
+// l2Entry gathers what the advertisements selecting one address say of it.
+type l2Entry struct {
+	L2Address
+	eligible map[string]bool
+	// allIfs: an advertisement names no interface, so every one is used.
+	allIfs bool
+}
+
+// admit adds what adv says: its interfaces, and the nodes (eligible by the
+// API's view) that it selects and that may serve the Service (local: with
+// externalTrafficPolicy Local, only nodes with a ready endpoint; nil
+// otherwise).
+func (e *l2Entry) admit(adv *v1alpha1.BerthL2Advertisement, nodes []*corev1.Node, local map[string]bool) {
+	if len(adv.Spec.Interfaces) == 0 {
+		e.allIfs = true
+	}
+	for _, i := range adv.Spec.Interfaces {
+		if !slices.Contains(e.Interfaces, i) {
+			e.Interfaces = append(e.Interfaces, i)
+		}
+	}
+	for _, n := range nodes {
+		if selects(adv.Spec.NodeSelector, n.Labels) && (local == nil || local[n.Name]) {
+			e.eligible[n.Name] = true
+		}
+	}
+}
+
+// finish sorts what admit gathered and picks the owner among the live
+// eligible nodes that did not publish that they cannot forward it.
+func (e *l2Entry) finish(live map[string]bool, cannot map[string]map[netip.Addr]bool) {
+	for n := range e.eligible {
+		e.Eligible = append(e.Eligible, n)
+	}
+	slices.Sort(e.Eligible)
+	if e.allIfs {
+		e.Interfaces = nil
+	} else {
+		slices.Sort(e.Interfaces)
+	}
+	var candidates []string
+	candidates, e.Withheld = l2Candidates(e.Addr, e.Eligible, live, cannot)
+	e.Owner = l2.Owner(e.Addr, candidates)
+}
+
+// l2Entries gathers, for every address of a LoadBalancer Service in a pool
+// that a BerthL2Advertisement selects, what the advertisements say,
+// sorted by address. An address is the first Service's (s.Services' order).
+func l2Entries(s Snapshot) []*l2Entry {
 	cfg := config.For(s.Pools)
 	poolLabels := map[string]map[string]string{}
 	for _, pool := range s.Pools {
@@ -92,83 +160,42 @@ func computeL2(s Snapshot) (out []L2Address, owned, retry []netip.Addr) {
 			nodes = append(nodes, n)
 		}
 	}
-	local := endpointNodes(s.Slices)
-	live := map[string]bool{}
-	for _, m := range s.L2.Members {
-		live[m] = true
-	}
-
-	type entry struct {
-		L2Address
-		eligible map[string]bool
-		allIfs   bool
-	}
-	byAddr := map[netip.Addr]*entry{}
-	var order []netip.Addr
+	endpoints := endpointNodes(s.Slices)
+	byAddr := map[netip.Addr]*l2Entry{}
+	var entries []*l2Entry
 	for _, svc := range s.Services {
 		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 			continue
 		}
 		key := config.Key(svc)
-		etpLocal := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+		var local map[string]bool
+		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+			local = endpoints[key]
+			if local == nil {
+				local = map[string]bool{}
+			}
+		}
 		for _, addr := range config.CurrentAddresses(svc) {
 			poolName, ok := cfg.PoolFor(addr)
 			if !ok {
 				continue
 			}
 			for _, adv := range advs {
-				sel := &adv.Spec.AdvertisementSelector
-				if !config.AdvertisementAdmits(sel, poolName, poolLabels[poolName], svc, s.Namespaces[svc.Namespace]) {
+				if !config.AdvertisementAdmits(&adv.Spec.AdvertisementSelector, poolName, poolLabels[poolName], svc, s.Namespaces[svc.Namespace]) {
 					continue
 				}
 				e, ok := byAddr[addr]
 				if !ok {
-					e = &entry{L2Address: L2Address{Addr: addr, Service: key}, eligible: map[string]bool{}}
+					e = &l2Entry{L2Address: L2Address{Addr: addr, Service: key}, eligible: map[string]bool{}}
 					byAddr[addr] = e
-					order = append(order, addr)
+					entries = append(entries, e)
 				}
-				if len(adv.Spec.Interfaces) == 0 {
-					e.allIfs = true
-				}
-				for _, i := range adv.Spec.Interfaces {
-					if !slices.Contains(e.Interfaces, i) {
-						e.Interfaces = append(e.Interfaces, i)
-					}
-				}
-				for _, n := range nodes {
-					if !selects(sel.NodeSelector, n.Labels) || (etpLocal && !local[key][n.Name]) {
-						continue
-					}
-					e.eligible[n.Name] = true
-				}
+				e.admit(adv, nodes, local)
 			}
 		}
 	}
-	slices.SortFunc(order, netip.Addr.Compare)
-	out = make([]L2Address, 0, len(order))
-	for _, a := range order {
-		e := byAddr[a]
-		for n := range e.eligible {
-			e.Eligible = append(e.Eligible, n)
-		}
-		slices.Sort(e.Eligible)
-		if e.allIfs {
-			e.Interfaces = nil
-		} else {
-			slices.Sort(e.Interfaces)
-		}
-		var candidates []string
-		candidates, e.Withheld = l2Candidates(a, e.Eligible, live, s.CannotForward)
-		e.Owner = l2.Owner(a, candidates)
-		if e.Owner == s.Node.Name && s.L2.Quorate {
-			owned = append(owned, a)
-		}
-		if slices.Contains(e.Withheld, s.Node.Name) {
-			retry = append(retry, a)
-		}
-		out = append(out, e.L2Address)
-	}
-	return out, owned, retry
+	slices.SortFunc(entries, func(a, b *l2Entry) int { return a.Addr.Compare(b.Addr) })
+	return entries
 }
 
 // endpointNodes returns, per Service ("ns/name"), the nodes with a ready
