@@ -10,20 +10,11 @@ import (
 
 	"github.com/go-logr/logr"
 	v1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	networkinginformers "k8s.io/client-go/informers/networking/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/cloud-provider/api"
 
 	"github.com/berthlb/berth/allocator"
 	"github.com/berthlb/berth/api/v1alpha1"
-	"github.com/berthlb/berth/client/clientset/versioned"
-	berthinformers "github.com/berthlb/berth/client/informers/externalversions"
 	"github.com/berthlb/berth/config"
-	"github.com/berthlb/berth/internal/cli"
 	"github.com/berthlb/berth/ledger"
 )
 
@@ -55,118 +46,6 @@ var _ Backend = (*Pools)(nil)
 // Restore, in tests) has loaded the current state.
 func NewPools(log logr.Logger) *Pools {
 	return &Pools{log: log, ready: make(chan struct{})}
-}
-
-// Start watches BerthIPPools, Services and Namespaces and, once the caches have
-// synced, replays the existing allocations and starts answering. It returns
-// at once; the work ends with ctx.
-func (p *Pools) Start(ctx context.Context, kube kubernetes.Interface, berth versioned.Interface) {
-	kubeInf := informers.NewSharedInformerFactory(kube, 0)
-	berthInf := berthinformers.NewSharedInformerFactory(berth, 0)
-	svcInf := kubeInf.Core().V1().Services()
-	nsInf := kubeInf.Core().V1().Namespaces()
-	poolInf := berthInf.Berth().V1alpha1().BerthIPPools()
-	nodeInf := kubeInf.Core().V1().Nodes()
-	var cidrInf networkinginformers.ServiceCIDRInformer
-	if served, err := cli.ServesServiceCIDRs(kube.Discovery()); err != nil || !served {
-		p.log.Info("Not watching ServiceCIDRs: the API server serves none (Kubernetes < 1.33) or discovery failed; pools are kept off pod ranges and node addresses only", "err", err)
-	} else {
-		cidrInf = kubeInf.Networking().V1().ServiceCIDRs()
-	}
-	p.ledger = ledger.New(ledger.Options{Serves: serves, Services: svcInf.Lister(), Namespaces: nsInf.Lister(), StatusStaysOnFailure: true})
-	pools := poolInf.Lister()
-	var clusterMu sync.Mutex
-	var clusterFP string
-	// The ranges the cluster uses (the same rule as berth-controller's):
-	// no pool hands them out.
-	reloadCluster := func(any) {
-		clusterMu.Lock()
-		defer clusterMu.Unlock()
-		nodes, err := nodeInf.Lister().List(labels.Everything())
-		if err != nil {
-			return
-		}
-		var cidrs []*networkingv1.ServiceCIDR
-		if cidrInf != nil {
-			if cidrs, err = cidrInf.Lister().List(labels.Everything()); err != nil {
-				return
-			}
-		}
-		if cl := config.ClusterFrom(cidrs, nodes); cl.Fingerprint() != clusterFP {
-			clusterFP = cl.Fingerprint()
-			p.ledger.SetCluster(cl)
-		}
-	}
-
-	reload := func() {
-		if list, err := pools.List(labels.Everything()); err != nil {
-			p.log.Error(err, "List BerthIPPools from cache")
-		} else {
-			p.ledger.SetPools(list)
-		}
-	}
-	_, err := poolInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { reload() },
-		UpdateFunc: func(any, any) { reload() },
-		DeleteFunc: func(any) { reload() },
-	})
-	if err == nil {
-		// Every event, also those before the replay, which the ledger
-		// keeps until Restore has run.
-		sync := func(obj any) {
-			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-				p.ledger.SyncForeign(key)
-				// What others hold, once recorded: the end-to-end tests
-				// wait for it before the next allocation.
-				if held := p.ledger.Lookup(ledger.ForeignPrefix + key); len(held) > 0 {
-					p.log.V(4).Info("Holding another implementation's addresses", "service", key, "addresses", addrs(held))
-				}
-			}
-		}
-		_, err = svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    sync,
-			UpdateFunc: func(_, obj any) { sync(obj) },
-			DeleteFunc: sync,
-		})
-	}
-	watched := []cache.SharedIndexInformer{nodeInf.Informer()}
-	if cidrInf != nil {
-		watched = append(watched, cidrInf.Informer())
-	}
-	for _, inf := range watched {
-		if err == nil {
-			_, err = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-				AddFunc: reloadCluster, UpdateFunc: func(_, obj any) { reloadCluster(obj) }, DeleteFunc: reloadCluster,
-			})
-		}
-	}
-	if err != nil {
-		p.fail(fmt.Errorf("watch: %w", err))
-		return
-	}
-	kubeInf.Start(ctx.Done())
-	berthInf.Start(ctx.Done())
-	go func() {
-		p.log.Info("Waiting for BerthIPPools, Services and Namespaces")
-		synced := []cache.InformerSynced{svcInf.Informer().HasSynced, nsInf.Informer().HasSynced, poolInf.Informer().HasSynced}
-		for _, inf := range watched {
-			synced = append(synced, inf.HasSynced)
-		}
-		if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-			p.fail(fmt.Errorf("wait for caches: %w", ctx.Err()))
-			return
-		}
-		reloadCluster(nil)
-		list, err := pools.List(labels.Everything())
-		if err == nil {
-			var svcs []*v1.Service
-			if svcs, err = svcInf.Lister().List(labels.Everything()); err == nil {
-				p.Restore(list, svcs)
-				return
-			}
-		}
-		p.fail(fmt.Errorf("list from cache: %w", err))
-	}()
 }
 
 // Restore loads the pools and replays the Services' current addresses
