@@ -52,7 +52,6 @@ type Options struct {
 // Run runs the demo until ctx is done (or, with Once, until it has printed
 // its report).
 func Run(ctx context.Context, opts Options) error {
-	log := logr.FromContextOrDiscard(ctx)
 	out := opts.Out
 	if out == nil {
 		out = os.Stdout
@@ -69,30 +68,16 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	// The network comes first: its bridge is where the API server must
-	// listen for the speakers in the node namespaces to reach it.
-	var nw *network
-	stopNetwork := func() {}
+	// listen for the speakers in the node namespaces to reach it. Its
+	// stop is deferred twice: here in case the control plane does not
+	// start, and below so that it runs before the control plane stops,
+	// while the speakers can still reach it.
+	nw, skipped, stopNetwork := startNetwork(ctx, out)
+	defer stopNetwork()
 	cpOpts := controlplane.Options{}
-	installNetworkTools(ctx, out)
-	skipped, speaker := networkUnavailable()
-	if skipped == "" {
-		fmt.Fprintln(out, "==> Building a network of namespaces: a router running FRR, two nodes, a client")
-		var err error
-		if nw, err = newNetwork(ctx, speaker); err != nil {
-			skipped = "building it failed: " + err.Error()
-		} else {
-			// Deferred twice: here in case the control plane does not
-			// start, and below so that it runs before the control plane
-			// stops, while the speakers can still reach it.
-			stopNetwork = sync.OnceFunc(func() {
-				fmt.Fprintln(out, "==> Stopping the speakers and FRR, removing the namespaces")
-				nw.close()
-			})
-			defer stopNetwork()
-			cpOpts.BindAddress = nw.lab.Gateway4
-		}
+	if nw != nil {
+		cpOpts.BindAddress = nw.lab.Gateway4
 	}
-
 	fmt.Fprintln(out, "==> Starting a local kube-apiserver and etcd (the first run builds them: about 10 minutes)")
 	cp, err := controlplane.Start(ctx, cpOpts)
 	if err != nil {
@@ -108,28 +93,11 @@ func Run(ctx context.Context, opts Options) error {
 	berth := versioned.NewForConfigOrDie(cfg)
 
 	fmt.Fprintln(out, "==> Starting berth-controller")
-	// Berth's processes run as their ServiceAccounts, with the RBAC the
-	// manifests ship, as in a cluster; the demo itself acts as the admin.
-	ctrlKubeconfig, err := cp.ServiceAccountKubeconfig(ctx, berthNamespace, "berth-controller")
+	ctrlDone, stopCtrl, err := startController(ctx, cp)
 	if err != nil {
 		return err
 	}
-	ctrlCtx, stopCtrl := context.WithCancel(ctx)
-	ctrlDone := make(chan error, 1)
-	go func() {
-		o := controller.DefaultOptions()
-		o.Kubeconfig = ctrlKubeconfig
-		o.LeaderElect = false
-		o.MetricsAddr = "127.0.0.1:0"
-		o.PoolStatusDelay = 100 * time.Millisecond
-		ctrlDone <- controller.Run(logr.NewContext(ctrlCtx, log.WithName("berth-controller")), o)
-	}()
-	defer func() {
-		stopCtrl()
-		if err := <-ctrlDone; err != nil {
-			log.Error(err, "Controller stopped")
-		}
-	}()
+	defer stopCtrl()
 
 	fmt.Fprintf(out, "==> Applying %s\n", opts.ExamplesDir)
 	services, err := apply(ctx, cp, opts.ExamplesDir, out)
@@ -150,14 +118,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Once {
 		return nil
 	}
-	fmt.Fprintf(out, "\nThe cluster stays up until you press Ctrl-C. Explore it with kubectl:\n"+
-		"  export KUBECONFIG=%s\n  kubectl get berthippools\n  kubectl get svc -A\n  kubectl describe svc web\n", cp.Kubeconfig())
-	if nw != nil {
-		fmt.Fprintf(out, "and the network with ip netns (as root):\n  ip netns exec %s curl http://198.51.100.2/\n  vtysh --vty_socket %s -c 'show ip route bgp'\n  ip netns exec %s nft list table inet berth\n",
-			nw.client.Netns, nw.router.Dir, nw.nodes[0].Netns)
-		fmt.Fprintf(out, "\nThe router's routes, live (create or delete a Service, or cordon a node, and watch):\n")
-		go nw.watchRoutes(ctx, out)
-	}
+	explore(ctx, out, cp, nw)
 	select {
 	case <-ctx.Done():
 	case err := <-ctrlDone:
@@ -165,6 +126,68 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("controller stopped: %w", err)
 	}
 	return nil
+}
+
+// startNetwork builds the network of namespaces (a router, two nodes, a
+// client) if this machine can, and returns it with a stop that may be
+// called more than once; or, if it cannot, nil and why.
+func startNetwork(ctx context.Context, out io.Writer) (nw *network, skipped string, stop func()) {
+	installNetworkTools(ctx, out)
+	skipped, speaker := networkUnavailable()
+	if skipped != "" {
+		return nil, skipped, func() {}
+	}
+	fmt.Fprintln(out, "==> Building a network of namespaces: a router running FRR, two nodes, a client")
+	nw, err := newNetwork(ctx, speaker)
+	if err != nil {
+		return nil, "building it failed: " + err.Error(), func() {}
+	}
+	return nw, "", sync.OnceFunc(func() {
+		fmt.Fprintln(out, "==> Stopping the speakers and FRR, removing the namespaces")
+		nw.close()
+	})
+}
+
+// startController runs berth-controller as its ServiceAccount, with the
+// RBAC the manifests ship, as in a cluster (the demo itself acts as the
+// admin). It returns the channel its end is sent on and a stop that waits
+// for it.
+func startController(ctx context.Context, cp *controlplane.ControlPlane) (done chan error, stop func(), err error) {
+	log := logr.FromContextOrDiscard(ctx)
+	kubeconfig, err := cp.ServiceAccountKubeconfig(ctx, berthNamespace, "berth-controller")
+	if err != nil {
+		return nil, nil, err
+	}
+	ctrlCtx, cancel := context.WithCancel(ctx)
+	done = make(chan error, 1)
+	go func() {
+		o := controller.DefaultOptions()
+		o.Kubeconfig = kubeconfig
+		o.LeaderElect = false
+		o.MetricsAddr = "127.0.0.1:0"
+		o.PoolStatusDelay = 100 * time.Millisecond
+		done <- controller.Run(logr.NewContext(ctrlCtx, log.WithName("berth-controller")), o)
+	}()
+	return done, func() {
+		cancel()
+		if err := <-done; err != nil {
+			log.Error(err, "Controller stopped")
+		}
+	}, nil
+}
+
+// explore tells the user how to look around while the demo stays up, and
+// shows the router's routes live.
+func explore(ctx context.Context, out io.Writer, cp *controlplane.ControlPlane, nw *network) {
+	fmt.Fprintf(out, "\nThe cluster stays up until you press Ctrl-C. Explore it with kubectl:\n"+
+		"  export KUBECONFIG=%s\n  kubectl get berthippools\n  kubectl get svc -A\n  kubectl describe svc web\n", cp.Kubeconfig())
+	if nw == nil {
+		return
+	}
+	fmt.Fprintf(out, "and the network with ip netns (as root):\n  ip netns exec %s curl http://198.51.100.2/\n  vtysh --vty_socket %s -c 'show ip route bgp'\n  ip netns exec %s nft list table inet berth\n",
+		nw.client.Netns, nw.router.Dir, nw.nodes[0].Netns)
+	fmt.Fprintf(out, "\nThe router's routes, live (create or delete a Service, or cordon a node, and watch):\n")
+	go nw.watchRoutes(ctx, out)
 }
 
 // apply creates every object in the YAML files of dir, Namespaces first and
