@@ -108,7 +108,8 @@ type recordMembers interface {
 // l2.NextRecord says so by what m knows: a cluster without changes to
 // make costs the API server nothing. gone (nil: shrinking off, the record
 // is only read at start) returns the nodes the API server says are gone.
-func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, gone func() []string) {
+// After every step it hands observe the record m follows.
+func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, gone func() []string, observe func(l2.MemberRecord)) {
 	log := logr.FromContextOrDiscard(ctx).WithName("record")
 	var failing string
 	read := false
@@ -127,6 +128,7 @@ func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, go
 		case err == nil:
 			failing = ""
 		}
+		observe(m.RecordView(nil).Current)
 		select {
 		case <-ctx.Done():
 			return

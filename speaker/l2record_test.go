@@ -1,16 +1,22 @@
 package speaker
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/berthlb/berth/internal/testwait"
 	"github.com/berthlb/berth/l2"
 )
 
@@ -110,6 +116,33 @@ func TestRecordStep(t *testing.T) {
 	if n := len(kube.Actions()); n != 5 {
 		t.Errorf("%d API calls, want 5 (1 read at start, 2 x read and write, nothing since)", n)
 	}
+}
+
+// TestRunRecordMetrics: the record loop exports the record the node
+// follows: its revision, whether it is a joint step, how many are out.
+func TestRunRecordMetrics(t *testing.T) {
+	kube := fake.NewClientset()
+	store := &leaseRecordStore{leases: kube.CoordinationV1().Leases("berth-system"), name: DefaultL2Members}
+	rec := l2.MemberRecord{Rev: 3, Out: []string{"c"}, Joint: true, NextOut: []string{"c", "d"}}
+	if err := store.Write(t.Context(), rec, storedRecord{}); err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics(prometheus.NewRegistry())
+	members := &fakeRecordMembers{}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runRecord(ctx, members, store, nil, m.observeRecord)
+	}()
+	defer func() { cancel(); <-done }()
+	testwait.Eventually(t, 5*time.Second, func() error {
+		got := []float64{testutil.ToFloat64(m.l2Rev), testutil.ToFloat64(m.l2Joint), testutil.ToFloat64(m.l2Out)}
+		if want := []float64{3, 1, 1}; !slices.Equal(got, want) {
+			return fmt.Errorf("revision, joint, out = %v, want %v", got, want)
+		}
+		return nil
+	})
 }
 
 func TestNodeHealth(t *testing.T) {
