@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -18,7 +20,8 @@ import (
 // TestSpeakerL2ForgetsGoneNode runs three speakers under the chart's RBAC
 // with a short --l2-forget-after: one is killed for good and its Node
 // marked NotReady through the API, and the others leave it out of the
-// quorum (the membership record's second revision); then a second speaker
+// quorum (the membership record's second revision); someone deletes the
+// record's Lease, and a speaker recreates it; then a second speaker
 // is killed and restarted, and the third answers every address
 // meanwhile, never two MACs at once. Without the record, 1 of 3 would
 // have left every address dark (docs/layer2.md).
@@ -70,9 +73,30 @@ func TestSpeakerL2ForgetsGoneNode(t *testing.T) {
 	t.Logf("MEASURED: %s left the quorum %v after its Node was marked NotReady (--l2-forget-after=%v)", dead.name, time.Since(marked), forgetAfter)
 	probe.noOverlap(t, l, v4s, at)
 
+	// Someone deletes the record's Lease: a speaker recreates it with the
+	// record it follows (under the chart's admission policy).
+	want, err := l.membersRecord(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.e.kube.CoordinationV1().Leases(berthNS).Delete(t.Context(), "berth-l2-members", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d := poll(t, 30*time.Second, "the record's Lease recreated", func() error {
+		rec, err := l.membersRecord(t)
+		if err != nil {
+			return err
+		}
+		if diff := cmp.Diff(want, rec, cmpopts.EquateEmpty()); diff != "" {
+			return fmt.Errorf("record (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+	t.Logf("MEASURED: the deleted record's Lease was back with revision %d %v later", want.Rev, d)
+
 	rebooted.speaker.stop(syscall.SIGKILL)
 	at = time.Now()
-	d := poll(t, settle, survivor.name+" answering every address", func() error { return probe.onlyBy(l, v4s, survivor.name) })
+	d = poll(t, settle, survivor.name+" answering every address", func() error { return probe.onlyBy(l, v4s, survivor.name) })
 	t.Logf("MEASURED: %s answered every address %v after %s's speaker was killed, with %s gone", survivor.name, d, rebooted.name, dead.name)
 	holdsFor(t, 3*time.Second, survivor.name+" answering every address", func() error { return probe.onlyBy(l, v4s, survivor.name) })
 	l.startL2Speaker(t, top, rebooted, "--l2-forget-after="+forgetAfter.String())

@@ -24,8 +24,11 @@ const (
 	DeadAfter = 700 * time.Millisecond
 	// RegainHoldDown is how long a node that regains its lease (at start,
 	// or when a partition heals) stays silent, so that the nodes that
-	// took its addresses over learn that it is back and let go first.
-	RegainHoldDown = 200 * time.Millisecond
+	// took its addresses over learn that it is back and let go first. It
+	// exceeds QuorumLease, with DeadAfter's margin, because a node that
+	// changes sides in one instant can still count for a lease on the side
+	// it left, which never learns of the return (TestLivenessChangeSides).
+	RegainHoldDown = 700 * time.Millisecond
 )
 
 // timing is the liveness protocol's configuration.

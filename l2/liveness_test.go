@@ -373,43 +373,55 @@ func TestLivenessAloneAndContact(t *testing.T) {
 	}
 }
 
+// TestLivenessIgnoresStaleAndForeignEchoes: b keeps sending a the same
+// kind of echo every HeartbeatInterval, from before a's hold-down until it
+// ended; only fresh echoes of a's current epoch make a quorate.
 func TestLivenessIgnoresStaleAndForeignEchoes(t *testing.T) {
-	now := simStart
-	l := newLiveness("a", 7, now, defaultTiming(), true)
-	l.join(now, "b")
-	l.join(now, "c")
-	var own uint64
-	// echo is b's next heartbeat, echoing a's stamp of epoch.
-	echo := func(stamp time.Duration, epoch uint64) heartbeat {
-		own++
-		return heartbeat{From: "b", Epoch: 1, Seq: own, Stamp: own, Quorate: true, Heard: []heard{{Node: "a", Epoch: epoch, Stamp: uint64(stamp)}}}
+	start := simStart
+	// echo is b's heartbeat number seq at now, echoing a's stamp sent ago
+	// before now in epoch.
+	echo := func(seq uint64, now time.Time, ago time.Duration, epoch uint64) heartbeat {
+		stamp := now.Sub(start) - ago
+		return heartbeat{From: "b", Epoch: 1, Seq: seq, Stamp: seq, Quorate: true, Heard: []heard{{Node: "a", Epoch: epoch, Stamp: uint64(stamp)}}}
 	}
-	now = now.Add(time.Second)
 	tests := []struct {
-		name string
-		hb   heartbeat
-		want bool
+		name  string
+		ago   time.Duration
+		epoch uint64
+		want  bool
 	}{
-		{name: "echo of another epoch (a previous run)", hb: echo(900*time.Millisecond, 6)},
-		{name: "echo from the future", hb: echo(2*time.Second, 7)},
-		{name: "echo too old for a lease", hb: echo(300*time.Millisecond, 7)},
-		{name: "fresh echo", hb: echo(900*time.Millisecond, 7), want: true},
+		{name: "echo of another epoch (a previous run)", ago: 100 * time.Millisecond, epoch: 6},
+		{name: "echo from the future", ago: -time.Second, epoch: 7},
+		{name: "echo too old for a lease", ago: 700 * time.Millisecond, epoch: 7},
+		{name: "fresh echo", ago: 100 * time.Millisecond, epoch: 7, want: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			l.receive(now, tc.hb)
-			if _, ok := l.lease(now.Add(RegainHoldDown)); ok != tc.want {
-				t.Errorf("quorate %v, want %v", ok, tc.want)
+			l := newLiveness("a", 7, start, defaultTiming(), true)
+			l.join(start, "b")
+			l.join(start, "c")
+			first := start.Add(time.Second)
+			var seq uint64
+			for now := first; !now.After(first.Add(RegainHoldDown)); now = now.Add(HeartbeatInterval) {
+				seq++
+				l.receive(now, echo(seq, now, tc.ago, tc.epoch))
+			}
+			if _, ok := l.lease(first.Add(RegainHoldDown)); ok != tc.want {
+				t.Errorf("quorate %v at the end of the hold-down, want %v", ok, tc.want)
+			}
+			if !tc.want {
+				return
+			}
+			// A replayed older heartbeat of b is ignored.
+			last := first.Add(RegainHoldDown)
+			replay := echo(seq+1, last, 0, 7)
+			replay.Stamp = 1
+			if _, drop := l.receive(last, replay); drop != dropNone {
+				t.Errorf("dropped as %v, want the stale-stamp rule to ignore it", drop)
+			}
+			if _, ok := l.lease(last.Add(QuorumLease)); ok {
+				t.Error("a replayed heartbeat extended the lease")
 			}
 		})
-	}
-	// A replayed older heartbeat of b is ignored.
-	replay := echo(950*time.Millisecond, 7)
-	replay.Stamp = 1
-	if _, drop := l.receive(now, replay); drop != dropNone {
-		t.Errorf("dropped as %v, want the stale-stamp rule to ignore it", drop)
-	}
-	if _, ok := l.lease(now.Add(1500 * time.Millisecond)); ok {
-		t.Error("a replayed heartbeat extended the lease")
 	}
 }

@@ -301,9 +301,8 @@ func TestLivenessShrink(t *testing.T) {
 
 // changeSides cuts d and e off, lets only a reach the API server, and when
 // a writes the first record cuts c off from a and b, then a second
-// later joins it to d and e. (A node that changes sides in one instant
-// can overlap with the side it left for up to a lease, with or without a
-// record: see TestLivenessChangeSides.)
+// later joins it to d and e. (A node that changes sides in one instant:
+// see TestLivenessChangeSides.)
 func changeSides(ss *shrinkSim) {
 	ss.partition([]string{"a", "b", "c"}, []string{"d", "e"}, true)
 	for _, n := range []string{"b", "c", "d", "e"} {
@@ -436,12 +435,13 @@ func TestLivenessShrinkRandom(t *testing.T) {
 	}
 }
 
-// TestLivenessChangeSides measures a gap in the liveness argument that
-// predates the record: c, cut off from a and b and joined to d and e in the
-// same instant, still counts for a's lease (its last echo of a holds for
-// QuorumLease) while d and e regain theirs with it, and a, which no
-// longer hears c, never learns that d and e are back. The overlap of views
-// is bounded by the lease; the test fails if it grows.
+// TestLivenessChangeSides: c, cut off from a and b and joined to d and e in
+// the same instant, still counts for a's lease (its last echo of a holds
+// for QuorumLease) while d and e regain theirs with it, and a, which no
+// longer hears c, never learns that d and e are back. RegainHoldDown is
+// longer than QuorumLease, so d and e stay silent until a's lease ended:
+// the views never overlap. (With a hold-down shorter than the lease they
+// overlapped from 0.28 s to 0.54 s after the move.)
 func TestLivenessChangeSides(t *testing.T) {
 	s := newSim(t, "a", "b", "c", "d", "e")
 	s.run(3 * time.Second)
@@ -461,12 +461,12 @@ func TestLivenessChangeSides(t *testing.T) {
 		}
 	}
 	s.run(3 * time.Second)
-	if first.IsZero() {
-		t.Log("no overlap: the gap is closed")
-		return
+	if !first.IsZero() {
+		t.Errorf("views overlap from %v to %v after the move", first.Sub(moved), last.Sub(moved))
 	}
-	t.Logf("views overlap from %v to %v after the move", first.Sub(moved), last.Sub(moved))
-	if last.Sub(moved) > QuorumLease {
-		t.Errorf("overlap until %v after the move, more than QuorumLease", last.Sub(moved))
+	for _, n := range []string{"c", "d", "e"} {
+		if !s.quorate(n) {
+			t.Errorf("%s not quorate 3 s after the move", n)
+		}
 	}
 }

@@ -386,7 +386,7 @@ func (ts *tieSim) randomEvent(rng *rand.Rand, names []string, ev int, x string, 
 		ts.apiDown[x] = !ts.apiDown[x]
 	case 4:
 		// Up to 80 ms: the argument assumes delivery well under the
-		// hold-down (200 ms; see docs/layer2.md).
+		// hold-down (700 ms; see docs/layer2.md).
 		ts.delay[x] = time.Duration(rng.IntN(80)) * time.Millisecond
 	case 5:
 		ts.partition(names, names, false)

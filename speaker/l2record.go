@@ -30,6 +30,11 @@ const recordAnnotation = "berth.dev/l2-members"
 // recordPoll is how often a speaker considers writing the next record.
 const recordPoll = 500 * time.Millisecond
 
+// recordVerifyPolls is every how many polls one speaker reads the record
+// even with nothing to change, to find it deleted or set back (see
+// verifies).
+const recordVerifyPolls = 20
+
 // recordJSON is the record as stored.
 type recordJSON struct {
 	Rev     uint64   `json:"rev"`
@@ -108,17 +113,21 @@ type recordMembers interface {
 // l2.NextRecord says so by what m knows: a cluster without changes to
 // make costs the API server nothing. gone (nil: shrinking off, the record
 // is only read at start) returns the nodes the API server says are gone.
-func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, gone func() []string) {
+// Every recordVerifyPolls polls it also reads the record when verifies
+// says this node (self) is the one to, and restores it (see restoreRecord).
+// After every step it hands observe the record m follows.
+func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, self string, gone func() []string, observe func(l2.MemberRecord)) {
 	log := logr.FromContextOrDiscard(ctx).WithName("record")
 	var failing string
 	read := false
-	for {
+	for poll := 1; ; poll++ {
 		var err error
 		if !read {
 			err = readRecord(ctx, m, store)
 			read = err == nil
 		} else {
-			err = recordStep(ctx, log, m, store, gone)
+			verify := poll%recordVerifyPolls == 0 && verifies(m.RecordView(nil), self)
+			err = recordStep(ctx, log, m, store, gone, verify)
 		}
 		switch {
 		case err != nil && err.Error() != failing:
@@ -127,6 +136,7 @@ func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, go
 		case err == nil:
 			failing = ""
 		}
+		observe(m.RecordView(nil).Current)
 		select {
 		case <-ctx.Done():
 			return
@@ -149,14 +159,24 @@ func readRecord(ctx context.Context, m recordMembers, store *leaseRecordStore) e
 	return nil
 }
 
-// recordStep writes the next record if one is due by what m knows: it
-// reads the record first (m may be behind it) and writes what
-// l2.NextRecord then says, conditionally on what it read.
-func recordStep(ctx context.Context, log logr.Logger, m recordMembers, store *leaseRecordStore, gone func() []string) error {
+// verifies says whether this node (self) is the one of its side to read
+// the record with nothing to change: it holds its lease, follows a record,
+// and comes first of the live nodes in its view. A cluster that never
+// wrote a record reads nothing.
+func verifies(v l2.RecordView, self string) bool {
+	return v.Quorate && v.Current.Rev > 0 && len(v.Alive) > 0 && v.Alive[0] == self
+}
+
+// recordStep writes the next record if one is due by what m knows, or
+// with verify only reads it: it reads the record first (m may be behind
+// it), restores it if it was deleted or set back (restoreRecord), and
+// otherwise writes what l2.NextRecord then says, conditionally on what it
+// read.
+func recordStep(ctx context.Context, log logr.Logger, m recordMembers, store *leaseRecordStore, gone func() []string, verify bool) error {
 	if gone == nil {
 		return nil
 	}
-	if _, ok := l2.NextRecord(m.RecordView(gone())); !ok {
+	if _, ok := l2.NextRecord(m.RecordView(gone())); !ok && !verify {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, tieStepTimeout)
@@ -167,6 +187,9 @@ func recordStep(ctx context.Context, log logr.Logger, m recordMembers, store *le
 	}
 	rec := stored.rec
 	m.SetRecord(rec)
+	if restored, err := restoreRecord(ctx, log, m, store, stored); restored || err != nil {
+		return err
+	}
 	next, ok := l2.NextRecord(m.RecordView(gone()))
 	if !ok || next.Rev != rec.Rev+1 {
 		return nil
@@ -177,6 +200,29 @@ func recordStep(ctx context.Context, log logr.Logger, m recordMembers, store *le
 	log.Info("Membership record written", "revision", next.Rev, "out", next.Out, "joint", next.Joint, "nextOut", next.NextOut)
 	m.SetRecord(next)
 	return nil
+}
+
+// restoreRecord writes back the record m follows when the one stored
+// (stored) is missing, the Lease having been deleted, or one revision
+// older, as a speaker one revision behind may have recreated it: only
+// while m holds its lease, whose record is then the newest or the one
+// before it (a node holding a lease under r means no revision after r+1
+// was written, and it adopts r+1 from the first heartbeat that carries
+// it). A missing Lease is created, which fails if someone else created it
+// first; an older record is updated by one revision, conditionally on
+// what was read, as the admission policy requires. It reports whether it
+// wrote.
+func restoreRecord(ctx context.Context, log logr.Logger, m recordMembers, store *leaseRecordStore, stored storedRecord) (bool, error) {
+	v := m.RecordView(nil)
+	cur := v.Current
+	if !v.Quorate || cur.Rev == 0 || (stored.exists && stored.rec.Rev+1 != cur.Rev) {
+		return false, nil
+	}
+	if err := store.Write(ctx, cur, stored); err != nil {
+		return false, err
+	}
+	log.Info("Membership record restored", "revision", cur.Rev, "stored", stored.rec.Rev, "leaseExisted", stored.exists)
+	return true, nil
 }
 
 // goneNodes returns what the record loop calls for the nodes the API

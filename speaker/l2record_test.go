@@ -1,16 +1,24 @@
 package speaker
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/berthlb/berth/internal/testwait"
 	"github.com/berthlb/berth/l2"
 )
 
@@ -83,7 +91,7 @@ func TestRecordStep(t *testing.T) {
 	}
 	gone := func() []string { return []string{"c"} }
 	for range 2 {
-		if err := recordStep(t.Context(), logr.Discard(), m, store, gone); err != nil {
+		if err := recordStep(t.Context(), logr.Discard(), m, store, gone, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -100,7 +108,7 @@ func TestRecordStep(t *testing.T) {
 	// Nothing to change, or shrinking off: no read, nothing handed over.
 	m.got = nil
 	for _, g := range []func() []string{gone, nil} {
-		if err := recordStep(t.Context(), logr.Discard(), m, store, g); err != nil {
+		if err := recordStep(t.Context(), logr.Discard(), m, store, g, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -110,6 +118,111 @@ func TestRecordStep(t *testing.T) {
 	if n := len(kube.Actions()); n != 5 {
 		t.Errorf("%d API calls, want 5 (1 read at start, 2 x read and write, nothing since)", n)
 	}
+}
+
+// TestRestoreRecord: a speaker holding its lease that finds the record's
+// Lease deleted recreates it with the record it follows, and one that
+// finds it a revision behind advances it to its own; it leaves alone a
+// record two revisions behind (the admission policy would refuse the
+// jump) or newer, and writes nothing without its lease. With nothing to
+// change and no verification due, it reads nothing.
+func TestRestoreRecord(t *testing.T) {
+	own := l2.MemberRecord{Rev: 2, Out: []string{"c"}}
+	tests := []struct {
+		name    string
+		stored  string // the annotation; "-": no Lease
+		quorate bool
+		verify  bool
+		want    string // the annotation after the step; "-": no Lease
+		calls   int
+	}{
+		{name: "Lease deleted", stored: "-", quorate: true, verify: true, want: `{"rev":2,"out":["c"]}`, calls: 2},
+		{name: "one revision behind", stored: `{"rev":1,"joint":true,"nextOut":["c"]}`, quorate: true, verify: true, want: `{"rev":2,"out":["c"]}`, calls: 2},
+		{name: "two revisions behind", stored: `{"rev":0}`, quorate: true, verify: true, want: `{"rev":0}`, calls: 1},
+		{name: "newer", stored: `{"rev":3,"out":["c"]}`, quorate: true, verify: true, want: `{"rev":3,"out":["c"]}`, calls: 1},
+		{name: "without the lease", stored: "-", verify: true, want: "-", calls: 1},
+		{name: "no verification due", stored: "-", quorate: true, want: "-"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var objs []runtime.Object
+			if tc.stored != "-" {
+				objs = append(objs, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
+					Namespace: "berth-system", Name: DefaultL2Members, Annotations: map[string]string{recordAnnotation: tc.stored},
+				}})
+			}
+			kube := fake.NewClientset(objs...)
+			store := &leaseRecordStore{leases: kube.CoordinationV1().Leases("berth-system"), name: DefaultL2Members}
+			m := &fakeRecordMembers{view: l2.RecordView{
+				Current: own, Known: []string{"a", "b", "c"}, Alive: []string{"a", "b"},
+				Quorate: tc.quorate, SettledFor: l2.JointHold, AllRead3: true,
+			}}
+			gone := func() []string { return []string{"c"} }
+			if err := recordStep(t.Context(), logr.Discard(), m, store, gone, tc.verify); err != nil {
+				t.Fatal(err)
+			}
+			got := "-"
+			if l, err := kube.CoordinationV1().Leases("berth-system").Get(t.Context(), DefaultL2Members, metav1.GetOptions{}); err == nil {
+				got = l.Annotations[recordAnnotation]
+			}
+			if got != tc.want {
+				t.Errorf("record %s, want %s", got, tc.want)
+			}
+			if n := len(kube.Actions()) - 1; n != tc.calls {
+				t.Errorf("%d API calls, want %d", n, tc.calls)
+			}
+		})
+	}
+}
+
+// TestVerifies: one node of a side reads the record with nothing to
+// change, and only once a record exists.
+func TestVerifies(t *testing.T) {
+	rec := l2.MemberRecord{Rev: 1, Joint: true, NextOut: []string{"c"}}
+	tests := []struct {
+		name string
+		v    l2.RecordView
+		want bool
+	}{
+		{"first live node, quorate", l2.RecordView{Current: rec, Alive: []string{"a", "b"}, Quorate: true}, true},
+		{"not the first", l2.RecordView{Current: rec, Alive: []string{"0", "a"}, Quorate: true}, false},
+		{"without the lease", l2.RecordView{Current: rec, Alive: []string{"a", "b"}}, false},
+		{"no record yet", l2.RecordView{Alive: []string{"a", "b"}, Quorate: true}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := verifies(tc.v, "a"); got != tc.want {
+				t.Errorf("verifies = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRunRecordMetrics: the record loop exports the record the node
+// follows: its revision, whether it is a joint step, how many are out.
+func TestRunRecordMetrics(t *testing.T) {
+	kube := fake.NewClientset()
+	store := &leaseRecordStore{leases: kube.CoordinationV1().Leases("berth-system"), name: DefaultL2Members}
+	rec := l2.MemberRecord{Rev: 3, Out: []string{"c"}, Joint: true, NextOut: []string{"c", "d"}}
+	if err := store.Write(t.Context(), rec, storedRecord{}); err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics(prometheus.NewRegistry())
+	members := &fakeRecordMembers{}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runRecord(ctx, members, store, "a", nil, m.observeRecord)
+	}()
+	defer func() { cancel(); <-done }()
+	testwait.Eventually(t, 5*time.Second, func() error {
+		got := []float64{testutil.ToFloat64(m.l2Rev), testutil.ToFloat64(m.l2Joint), testutil.ToFloat64(m.l2Out)}
+		if want := []float64{3, 1, 1}; !slices.Equal(got, want) {
+			return fmt.Errorf("revision, joint, out = %v, want %v", got, want)
+		}
+		return nil
+	})
 }
 
 func TestNodeHealth(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/berthlb/berth/bgp"
 	"github.com/berthlb/berth/internal/metrics"
+	"github.com/berthlb/berth/l2"
 )
 
 // Metrics are the speaker's Prometheus metrics, in a registry the caller
@@ -30,6 +31,11 @@ type Metrics struct {
 	l2Changes    prometheus.Counter
 	l2Members    prometheus.Gauge
 	l2Quorate    prometheus.Gauge
+	// l2Rev, l2Joint and l2Out describe the membership record this node
+	// follows (see l2record.go).
+	l2Rev   prometheus.Gauge
+	l2Joint prometheus.Gauge
+	l2Out   prometheus.Gauge
 
 	// bgpMu guards the per-peer counters' last readings: the session's
 	// own counts restart with the session (or the peer's reconfiguration),
@@ -100,6 +106,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		l2Quorate: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "berth_speaker_l2_quorate", Help: "1 while this node sees a majority of the known speakers and may answer on layer 2.",
 		}),
+		l2Rev: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_speaker_l2_record_revision", Help: "Revision of the layer-2 membership record this node follows (0: no record).",
+		}),
+		l2Joint: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_speaker_l2_record_joint", Help: "1 while the membership record this node follows is a joint step (a change of the voter set under way).",
+		}),
+		l2Out: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_speaker_l2_record_nodes_out", Help: "Known speakers that the membership record this node follows leaves out of the quorum.",
+		}),
 		statusWrites: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_speaker_node_status_writes_total", Help: "Writes of this node's BerthNodeStatus.",
 		}),
@@ -107,7 +122,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "berth_speaker_addresses_withheld", Help: "Addresses this node does not announce because their forwarding is not in place.",
 		}),
 	}
-	reg.MustRegister(m.statusWrites, m.withheld)
+	reg.MustRegister(m.statusWrites, m.withheld, m.l2Rev, m.l2Joint, m.l2Out)
 	reg.MustRegister(m.sessionUp, m.prefixesSent, m.updatesSent, m.flaps, m.sessionError, m.syncErrors, m.announced, m.forwarded, m.syncs, m.drifts,
 		m.fwdFailing, m.fwdErrors, m.l2Owned, m.l2Changes, m.l2Members, m.l2Quorate)
 	return m
@@ -182,6 +197,14 @@ func (m *Metrics) observeL2(owned, members int, quorate bool) {
 		q = 1
 	}
 	m.l2Quorate.Set(q)
+}
+
+// observeRecord sets the membership record's series from r, the record
+// this node follows.
+func (m *Metrics) observeRecord(r l2.MemberRecord) {
+	m.l2Rev.Set(float64(r.Rev))
+	m.l2Joint.Set(b2f(r.Joint))
+	m.l2Out.Set(float64(len(r.Out)))
 }
 
 // observeSyncResult counts failed syncs.

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/berthlb/berth/bgp"
+	"github.com/berthlb/berth/l2"
 )
 
 // TestMetricsLint fills every speaker metric and runs the Prometheus
@@ -19,6 +20,7 @@ func TestMetricsLint(t *testing.T) {
 	m.observeSync(&Plan{}, 0)
 	m.observeForwarding(nil)
 	m.observeL2(1, 3, true)
+	m.observeRecord(l2.MemberRecord{Rev: 1, Joint: true, NextOut: []string{"c"}})
 	m.observeSyncResult(nil)
 	m.drifts.Inc()
 	m.l2Changes.Inc()
