@@ -37,9 +37,17 @@ type sim struct {
 	tick  func(n string)
 	after func()
 	// packets and bytes count the heartbeat messages sent (one per
-	// recipient) and their payload.
+	// recipient) and their payload; sent and recv the same per node.
 	packets, bytes int
+	sent, recv     map[string]*traffic
+	// scale makes the nodes take part in voter sets (liveness.scale);
+	// broken breaks a rule of the voter protocol in every node.
+	scale  bool
+	broken brokenRule
 }
+
+// traffic counts a node's heartbeat packets and payload bytes.
+type traffic struct{ packets, bytes int }
 
 type simMsg struct {
 	at time.Time
@@ -54,6 +62,10 @@ func newSim(t *testing.T, names ...string) *sim {
 		t: t, now: simStart, names: names, nodes: map[string]*liveness{}, next: map[string]time.Time{},
 		down: map[string]bool{}, cut: map[[2]string]bool{}, delay: map[string]time.Duration{},
 		gone: map[[2]string]time.Time{}, prev: map[string][]string{},
+		sent: map[string]*traffic{}, recv: map[string]*traffic{},
+	}
+	for _, n := range names {
+		s.sent[n], s.recv[n] = &traffic{}, &traffic{}
 	}
 	for i, n := range names {
 		s.start(n)
@@ -68,6 +80,7 @@ func newSim(t *testing.T, names ...string) *sim {
 func (s *sim) start(n string) {
 	s.epoch++
 	l := newLiveness(n, s.epoch, s.now, defaultTiming(), true)
+	l.scale, l.broken = s.scale, s.broken
 	for _, o := range s.names {
 		if o != n {
 			l.join(s.now, o)
@@ -82,16 +95,23 @@ func (s *sim) start(n string) {
 }
 
 func (s *sim) send(from string, hb heartbeat) {
-	msgs := s.nodes[from].encode(hb)
+	all := make([]string, 0, len(s.names))
 	for _, to := range s.names {
-		if to == from || s.cut[[2]string{from, to}] {
+		if to != from {
+			all = append(all, to)
+		}
+	}
+	for _, m := range s.nodes[from].outgoing(s.now, hb, all) {
+		if s.cut[[2]string{from, m.to}] {
 			continue
 		}
-		for _, b := range msgs {
-			s.queue = append(s.queue, simMsg{at: s.now.Add(time.Millisecond + s.delay[from]), to: to, b: b})
-			s.packets++
-			s.bytes += len(b)
-		}
+		s.queue = append(s.queue, simMsg{at: s.now.Add(time.Millisecond + s.delay[from]), to: m.to, b: m.b})
+		s.packets++
+		s.bytes += len(m.b)
+		s.sent[from].packets++
+		s.sent[from].bytes += len(m.b)
+		s.recv[m.to].packets++
+		s.recv[m.to].bytes += len(m.b)
 	}
 }
 

@@ -86,7 +86,7 @@ func (ss *shrinkSim) writeNext(n string) bool {
 		return false
 	}
 	if ss.unsafe == noJoint && next.Joint {
-		next = MemberRecord{Rev: next.Rev, Out: next.NextOut}
+		next = MemberRecord{Rev: next.Rev, Out: next.NextOut, Voters: next.NextVoters}
 	}
 	ss.rec = next
 	ss.writes++
