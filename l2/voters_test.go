@@ -272,7 +272,7 @@ func TestLivenessVoters(t *testing.T) {
 			event: replaceVoter,
 		},
 		{
-			name:  "API server away, a voter crashes: nothing written, the rest serve",
+			name: "API server away, a voter crashes: nothing written, the rest serve",
 			event: func(ss *shrinkSim, voters, others []string) []string {
 				for _, x := range ss.names {
 					ss.apiDown[x] = true
