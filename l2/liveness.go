@@ -104,9 +104,10 @@ type liveness struct {
 	// and does not say it reads version 3. Tests only.
 	legacy bool
 	// list is the known membership, sorted, and digest its digest (see
-	// summary.go).
+	// summary.go), computed when needed: stale says they are not.
 	list   []string
 	digest uint64
+	stale  bool
 	// scale lets this node take part in voter sets (voters.go): it says it
 	// reads version 4 and proposes voters in a large cluster. Off in the
 	// speaker until Members sends to the voters only.
@@ -123,9 +124,6 @@ const (
 	// brokenAnyEcho counts the echoes of any node towards a majority of
 	// the voters, not only the voters'.
 	brokenAnyEcho brokenRule = "echoes of non-voters count"
-	// brokenEchoWithoutReport counts the echo of a message whose summary
-	// this node cannot read.
-	brokenEchoWithoutReport brokenRule = "echo counts without its report"
 	// brokenUnknownInSummary sends a summary even when the voter heard a
 	// node outside its known membership, which the summary cannot name.
 	brokenUnknownInSummary brokenRule = "summary leaves out unknown nodes"
@@ -168,7 +166,7 @@ func newLiveness(self string, epoch uint64, start time.Time, t timing, needConta
 		self: self, epoch: epoch, start: start, t: t, needContact: needContact,
 		known: map[string]bool{self: true}, nodes: map[string]*peerState{}, recKnown: true,
 	}
-	l.setList()
+	l.stale = true
 	l.recompute(start)
 	l.regained = false
 	return l
@@ -198,7 +196,7 @@ func (l *liveness) join(now time.Time, name string) {
 	l.known[name] = true
 	l.contacted = true
 	l.peer(name)
-	l.setList()
+	l.stale = true
 	l.recompute(now)
 }
 
@@ -210,7 +208,7 @@ func (l *liveness) forget(now time.Time, names ...string) {
 			delete(l.nodes, n)
 		}
 	}
-	l.setList()
+	l.stale = true
 	l.recompute(now)
 }
 
@@ -256,10 +254,7 @@ func (l *liveness) use(now time.Time, p *peerState, hb heartbeat) bool {
 	if hb.Summary != nil {
 		// An echo counts only with the report it travels with: a summary
 		// this node cannot read voids the message's echo too.
-		if hb.Digest != l.digest {
-			if l.broken == brokenEchoWithoutReport {
-				l.echoes(now, p, hb)
-			}
+		if list, digest := l.membership(); hb.Digest != digest || len(hb.Summary) != len(list) {
 			l.recompute(now)
 			return changed
 		}
@@ -332,7 +327,7 @@ func (l *liveness) isAlive(p *peerState, now time.Time) bool {
 func (l *liveness) heartbeat(now time.Time) heartbeat {
 	hb := heartbeat{
 		From: l.self, Epoch: l.epoch, Stamp: l.stampAt(now), Quorate: now.Before(l.leaseUntil),
-		Reads3: !l.legacy, Reads4: l.scale && !l.legacy, Rec: l.rec, Digest: l.digest,
+		Reads3: !l.legacy, Reads4: l.scale && !l.legacy, Rec: l.rec,
 	}
 	for name, p := range l.nodes {
 		if p.recvAt.IsZero() || now.Sub(p.recvAt) >= l.t.dead {
@@ -341,6 +336,9 @@ func (l *liveness) heartbeat(now time.Time) heartbeat {
 		hb.Heard = append(hb.Heard, heard{Node: name, Epoch: p.epoch, Stamp: p.stamp, Age: now.Sub(p.recvAt), Quorate: p.quorate})
 	}
 	slices.SortFunc(hb.Heard, func(a, b heard) int { return strings.Compare(a.Node, b.Node) })
+	if l.rec.hasVoters() {
+		_, hb.Digest = l.membership()
+	}
 	return hb
 }
 

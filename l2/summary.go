@@ -36,10 +36,14 @@ func membershipDigest(sorted []string) uint64 {
 	return h.Sum64()
 }
 
-// setList updates the sorted known membership and its digest.
-func (l *liveness) setList() {
-	l.list = l.knownNodes()
-	l.digest = membershipDigest(l.list)
+// membership returns the sorted known membership and its digest.
+func (l *liveness) membership() ([]string, uint64) {
+	if l.stale || l.list == nil {
+		l.list = l.knownNodes()
+		l.digest = membershipDigest(l.list)
+		l.stale = false
+	}
+	return l.list, l.digest
 }
 
 // summary returns the summary this node sends with hb at now, or nil when
@@ -47,16 +51,17 @@ func (l *liveness) setList() {
 // goodbye, the membership is too large for one message, or it heard a
 // node outside its known membership.
 func (l *liveness) summary(now time.Time, hb heartbeat) []byte {
-	if hb.Bye || !l.rec.hasVoters() || !l.isVoter() || len(l.list) > maxHeard {
+	list, _ := l.membership()
+	if hb.Bye || !l.rec.hasVoters() || !l.isVoter() || len(list) > maxHeard {
 		return nil
 	}
 	for _, h := range hb.Heard {
-		if _, ok := slices.BinarySearch(l.list, h.Node); !ok && l.broken != brokenUnknownInSummary {
+		if _, ok := slices.BinarySearch(list, h.Node); !ok && l.broken != brokenUnknownInSummary {
 			return nil
 		}
 	}
-	sum := make([]byte, len(l.list))
-	for i, n := range l.list {
+	sum := make([]byte, len(list))
+	for i, n := range list {
 		p := l.nodes[n]
 		if n == l.self || p == nil || p.recvAt.IsZero() || now.Sub(p.recvAt) >= l.t.dead {
 			continue
@@ -73,12 +78,10 @@ func (l *liveness) summary(now time.Time, hb heartbeat) []byte {
 // useSummary takes in a summary received at now in a message whose digest
 // is this node's own, and reports whether the set of alive nodes changed.
 func (l *liveness) useSummary(now time.Time, sum []byte) bool {
-	if len(sum) != len(l.list) {
-		return false
-	}
+	list, _ := l.membership()
 	changed := false
 	for i, b := range sum {
-		n := l.list[i]
+		n := list[i]
 		if b == 0 || n == l.self {
 			continue
 		}

@@ -85,7 +85,8 @@ func compareStrings(a, b string) int {
 
 // isVoter says this node votes in a voter set of its record.
 func (l *liveness) isVoter() bool {
-	for _, set := range l.rec.voterSets(l.list) {
+	list, _ := l.membership()
+	for _, set := range l.rec.voterSets(list) {
 		if slices.Contains(set, l.self) {
 			return true
 		}
@@ -101,8 +102,10 @@ func (l *liveness) recipients(all []string, bye bool) []string {
 		return all
 	}
 	var to []string
+	list, _ := l.membership()
+	sets := l.rec.voterSets(list)
 	for _, n := range all {
-		for _, set := range l.rec.voterSets(l.list) {
+		for _, set := range sets {
 			if slices.Contains(set, n) {
 				to = append(to, n)
 				break
@@ -132,7 +135,7 @@ func (l *liveness) outgoing(now time.Time, hb heartbeat, all []string) []address
 	sum := l.summary(now, hb)
 	for _, n := range to {
 		msgs := full
-		if p := l.nodes[n]; sum != nil && p != nil && p.digest == l.digest {
+		if p := l.nodes[n]; sum != nil && p != nil && p.digest == hb.Digest {
 			one := hb
 			one.Summary, one.Heard = sum, nil
 			for _, h := range hb.Heard {
