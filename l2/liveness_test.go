@@ -44,6 +44,10 @@ type sim struct {
 	// broken breaks a rule of the voter protocol in every node.
 	scale  bool
 	broken brokenRule
+	// noCheck skips the safety check, and records only the departures
+	// of the nodes of watch (benchmarks of large clusters).
+	noCheck bool
+	watch   []string
 }
 
 // traffic counts a node's heartbeat packets and payload bytes.
@@ -167,23 +171,58 @@ func (s *sim) run(d time.Duration) {
 
 // check records safety violations and departures.
 func (s *sim) check() {
+	if s.noCheck {
+		s.departures()
+		return
+	}
+	quorate := make(map[string]bool, len(s.names))
+	for _, x := range s.names {
+		quorate[x] = s.quorate(x)
+	}
 	for _, p := range s.names {
 		if s.down[p] {
 			continue
 		}
 		alive := s.nodes[p].alive(s.now)
+		isAlive := make(map[string]bool, len(alive))
+		for _, x := range alive {
+			isAlive[x] = true
+		}
 		for _, x := range s.prev[p] {
-			if !slices.Contains(alive, x) {
+			if !isAlive[x] {
 				s.gone[[2]string{p, x}] = s.now
 			}
 		}
 		s.prev[p] = alive
-		if !s.quorate(p) {
+		if !quorate[p] {
 			continue
 		}
 		for _, x := range s.names {
-			if x != p && s.quorate(x) && !slices.Contains(alive, x) {
+			if x != p && quorate[x] && !isAlive[x] {
 				s.violations = append(s.violations, fmt.Sprintf("%v: %s is quorate but %s (quorate) sees only %v", s.now.Sub(simStart), x, p, alive))
+			}
+		}
+	}
+}
+
+// departures records when each node stopped seeing the nodes of watch
+// alive.
+func (s *sim) departures() {
+	for _, p := range s.names {
+		if s.down[p] {
+			continue
+		}
+		l := s.nodes[p]
+		for _, x := range s.watch {
+			q := l.nodes[x]
+			key := [2]string{p, x}
+			alive := q != nil && l.isAlive(q, s.now)
+			if !alive && slices.Contains(s.prev[p], x) {
+				s.gone[key] = s.now
+				s.prev[p] = without(s.prev[p], []string{x})
+			}
+			if alive && !slices.Contains(s.prev[p], x) {
+				s.prev[p] = append(s.prev[p], x)
 			}
 		}
 	}

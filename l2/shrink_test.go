@@ -94,7 +94,7 @@ func (ss *shrinkSim) writeNext(n string) bool {
 	if l.takeRegained() {
 		ss.send(n, l.heartbeat(ss.now))
 	}
-	if testing.Verbose() {
+	if testing.Verbose() && ss.t != nil {
 		ss.t.Logf("%v: %s writes %+v", ss.now.Sub(simStart), n, next)
 	}
 	return true
