@@ -1,8 +1,10 @@
 package l2
 
 import (
+	"cmp"
 	"hash/fnv"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -44,16 +46,7 @@ func chooseVoters(v RecordView, out []string) []string {
 			voters = append(voters, n)
 		}
 	}
-	slices.SortFunc(cands, func(a, b string) int {
-		ra, rb := voterRank(a), voterRank(b)
-		switch {
-		case ra < rb:
-			return -1
-		case ra > rb:
-			return 1
-		}
-		return compareStrings(a, b)
-	})
+	sortByRank(cands)
 	for _, alive := range []bool{true, false} {
 		for _, n := range cands {
 			if len(voters) < v.MaxVoters && slices.Contains(v.Alive, n) == alive && !slices.Contains(voters, n) {
@@ -65,22 +58,20 @@ func chooseVoters(v RecordView, out []string) []string {
 	return voters
 }
 
-// voterRank orders the candidates for a vote: a hash of the name, so that
-// the voters spread over the cluster however the nodes are named.
-func voterRank(name string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	return h.Sum64()
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// sortByRank orders candidates for a vote by a hash of their names, so
+// that the voters spread over the cluster however the nodes are named.
+func sortByRank(names []string) {
+	rank := func(name string) uint64 {
+		h := fnv.New64a()
+		h.Write([]byte(name))
+		return h.Sum64()
 	}
-	return 0
+	slices.SortFunc(names, func(a, b string) int {
+		if c := cmp.Compare(rank(a), rank(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
 }
 
 // isVoter says this node votes in a voter set of its record.

@@ -82,16 +82,8 @@ func voterSteadyCost(names, voters []string) (voter, other roleCost) {
 // voter: it returns the traffic of a voter and of a non-voter, the time
 // every quorate node took to drop each crashed node, and the violations.
 func voterSimRun(names []string, check bool) (voter, other roleCost, nonVoterGone, voterGone time.Duration, violations int) {
-	ss := newShrinkSim(nil, names...)
-	ss.scale, ss.noCheck = true, !check
-	for i, x := range names {
-		ss.tieSim.restart(x)
-		ss.next[x] = ss.now.Add(time.Duration(i*37%100) * time.Millisecond)
-	}
-	for ss.rec.Rev < 2 {
-		ss.run(100 * time.Millisecond)
-	}
-	ss.run(JointHold)
+	ss := newScaleSim(nil, names, "")
+	ss.noCheck = !check
 	voters := ss.rec.Voters
 	_, others := sides(names, voters)
 	ss.watch = []string{others[1], voters[1]}
