@@ -24,15 +24,7 @@ var nftCounter = regexp.MustCompile(`counter packets (\d+) bytes (\d+)`)
 // is ever answered by two MACs at once.
 func TestSpeakerL2TenNodes(t *testing.T) {
 	const n = 10
-	l := newL2Lab(t, n)
-	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
-	l.e.namespace(t, "ten", nil)
-	var names []string
-	for _, nd := range l.nodes {
-		l.startL2Speaker(t, t, nd)
-		names = append(names, nd.name)
-	}
-	t.Logf("ten speakers see each other after %v", l.waitMembers(t, n))
+	l, names := startSpeakers(t, n, "ten")
 	var pps, bps float64
 	for _, c := range l.membershipTraffic(t, 10*time.Second) {
 		pps, bps = pps+c[0]/n, bps+c[1]/n
@@ -71,6 +63,22 @@ func TestSpeakerL2TenNodes(t *testing.T) {
 	}
 }
 
+// startSpeakers starts n real speakers with the flags args in a lab with
+// a layer-2 pool and the namespace ns, and returns the lab and the nodes'
+// names once the speakers see each other.
+func startSpeakers(t *testing.T, n int, ns string, args ...string) (*l2Lab, []string) {
+	l := newL2Lab(t, n)
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
+	l.e.namespace(t, ns, nil)
+	var names []string
+	for _, nd := range l.nodes {
+		l.startL2Speaker(t, t, nd, args...)
+		names = append(names, nd.name)
+	}
+	t.Logf("%d speakers see each other after %v", n, l.waitMembers(t, n))
+	return l, names
+}
+
 // membershipTraffic counts, on every node, the UDP packets to port 7946
 // it sends (heartbeats, and memberlist's probes and gossip) for window,
 // and returns each node's packets and IP bytes per second.
@@ -106,15 +114,7 @@ func (l *l2Lab) membershipTraffic(t *testing.T, window time.Duration) map[string
 // two MACs at once.
 func TestSpeakerL2TenNodesVoters(t *testing.T) {
 	const n = 10
-	l := newL2Lab(t, n)
-	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
-	l.e.namespace(t, "tenv", nil)
-	var names []string
-	for _, nd := range l.nodes {
-		l.startL2Speaker(t, t, nd, "--l2-voters")
-		names = append(names, nd.name)
-	}
-	t.Logf("ten speakers see each other after %v", l.waitMembers(t, n))
+	l, names := startSpeakers(t, n, "tenv", "--l2-voters")
 	var rec l2.MemberRecord
 	poll(t, 30*time.Second, "a record with 5 voters", func() error {
 		var err error
