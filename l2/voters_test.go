@@ -546,3 +546,41 @@ func TestLivenessJoinDuringSplitTiebreak(t *testing.T) {
 	}
 	t.Logf("%d violations (pairs of nodes, each millisecond) in 5 s, first: %s; quorate at the end: %v", len(ss.violations), ss.violations[0], ss.quorateNodes())
 }
+
+// TestLivenessVotersChangeSides measures, with voters, the window of
+// TestLivenessChangeSides: voter v2, on the side of v0 and v1, is cut off
+// from it and joined to v3 and v4 in the same instant. The views overlap
+// for at most a lease, as without voters; the test fails if it grows.
+func TestLivenessVotersChangeSides(t *testing.T) {
+	ss, voters := newVoterSim(t, 12, "")
+	_, others := sides(ss.names, voters)
+	a := append(slices.Clone(voters[:3]), others[:3]...)
+	b := without(ss.names, a)
+	ss.partition(a, b, true)
+	ss.run(3 * time.Second)
+	ss.partition(without(a, voters[2:3]), voters[2:3], true)
+	ss.partition(voters[2:3], b, false)
+	moved := ss.now
+	var first, last time.Time
+	ss.after = chain(ss.after, func() {
+		if len(ss.violations) > 0 {
+			if first.IsZero() {
+				first = ss.now
+			}
+			last = ss.now
+			ss.violations = nil
+		}
+	})
+	ss.run(3 * time.Second)
+	if q := ss.quorateNodes(); !slices.Equal(q, sorted(append(slices.Clone(b), voters[2]))) {
+		t.Errorf("quorate at the end: %v", q)
+	}
+	if first.IsZero() {
+		t.Log("no overlap")
+		return
+	}
+	t.Logf("views overlap from %v to %v after the move", first.Sub(moved), last.Sub(moved))
+	if last.Sub(moved) > QuorumLease {
+		t.Errorf("overlap until %v after the move, more than QuorumLease", last.Sub(moved))
+	}
+}
