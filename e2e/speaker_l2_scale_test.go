@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"fmt"
+	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -21,36 +24,11 @@ var nftCounter = regexp.MustCompile(`counter packets (\d+) bytes (\d+)`)
 // is ever answered by two MACs at once.
 func TestSpeakerL2TenNodes(t *testing.T) {
 	const n = 10
-	l := newL2Lab(t, n)
-	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
-	l.e.namespace(t, "ten", nil)
-	var names []string
-	for _, nd := range l.nodes {
-		l.startL2Speaker(t, t, nd)
-		names = append(names, nd.name)
+	l, names := startSpeakers(t, n, "ten")
+	var pps, bps float64
+	for _, c := range l.membershipTraffic(t, 10*time.Second) {
+		pps, bps = pps+c[0]/n, bps+c[1]/n
 	}
-	t.Logf("ten speakers see each other after %v", l.waitMembers(t, n))
-	for _, nd := range l.nodes {
-		l.nft(t, nd, "add table inet berthcount { chain out { type filter hook output priority 0; udp dport 7946 counter; }; }")
-	}
-	const window = 10 * time.Second
-	time.Sleep(window)
-	var packets, bytes int
-	for _, nd := range l.nodes {
-		out, err := nd.host.Exec(t.Context(), "nft", "list table inet berthcount")
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := nftCounter.FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("%s: no counter in %q", nd.name, out)
-		}
-		p, _ := strconv.Atoi(m[1])
-		b, _ := strconv.Atoi(m[2])
-		packets, bytes = packets+p, bytes+b
-	}
-	pps := float64(packets) / n / window.Seconds()
-	bps := float64(bytes) / n / window.Seconds()
 	t.Logf("MEASURED: %d real speakers: %.0f membership UDP packets/s and %.0f bytes/s (IP) sent per node", n, pps, bps)
 	// Heartbeats alone: 10 a second to each of the 9 others; memberlist's
 	// probes and gossip add a few dozen.
@@ -78,6 +56,122 @@ func TestSpeakerL2TenNodes(t *testing.T) {
 	d := probe.waitMAC(t, a, at, "", hostMAC(t, heir.host), failL2After)
 	t.Logf("MEASURED: %d real speakers, owner's speaker killed: %s answered by %s after %v", n, a, heir.name, d)
 	time.Sleep(time.Second)
+	for _, b := range v4s {
+		if o, spans := probe.overlap(b, at); o > 0 {
+			t.Errorf("%s answered by two MACs at once for %v: %v", b, o, l.spans(spans))
+		}
+	}
+}
+
+// startSpeakers starts n real speakers with the flags args in a lab with
+// a layer-2 pool and the namespace ns, and returns the lab and the nodes'
+// names once the speakers see each other.
+func startSpeakers(t *testing.T, n int, ns string, args ...string) (*l2Lab, []string) {
+	l := newL2Lab(t, n)
+	l.l2Pool(t, v1alpha1.BerthL2AdvertisementSpec{})
+	l.e.namespace(t, ns, nil)
+	var names []string
+	for _, nd := range l.nodes {
+		l.startL2Speaker(t, t, nd, args...)
+		names = append(names, nd.name)
+	}
+	t.Logf("%d speakers see each other after %v", n, l.waitMembers(t, n))
+	return l, names
+}
+
+// membershipTraffic counts, on every node, the UDP packets to port 7946
+// it sends (heartbeats, and memberlist's probes and gossip) for window,
+// and returns each node's packets and IP bytes per second.
+func (l *l2Lab) membershipTraffic(t *testing.T, window time.Duration) map[string][2]float64 {
+	for _, nd := range l.nodes {
+		l.nft(t, nd, "add table inet berthcount { chain out { type filter hook output priority 0; udp dport 7946 counter; }; }")
+	}
+	time.Sleep(window) // a measurement window, not a wait for a condition
+	out := map[string][2]float64{}
+	for _, nd := range l.nodes {
+		res, err := nd.host.Exec(t.Context(), "nft", "list table inet berthcount")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.nft(t, nd, "delete table inet berthcount")
+		m := nftCounter.FindStringSubmatch(res)
+		if m == nil {
+			t.Fatalf("%s: no counter in %q", nd.name, res)
+		}
+		p, _ := strconv.Atoi(m[1])
+		b, _ := strconv.Atoi(m[2])
+		out[nd.name] = [2]float64{float64(p) / window.Seconds(), float64(b) / window.Seconds()}
+	}
+	return out
+}
+
+// TestSpeakerL2TenNodesVoters runs ten real speakers with --l2-voters in
+// network namespaces: they write a membership record naming 5 voters, and
+// from then on a non-voter sends heartbeats to the voters only. It
+// measures what the membership costs a voter and a non-voter, then kills
+// the owner of an address that is not a voter and one that is, and
+// measures the failovers, checking that no address is ever answered by
+// two MACs at once.
+func TestSpeakerL2TenNodesVoters(t *testing.T) {
+	const n = 10
+	l, names := startSpeakers(t, n, "tenv", "--l2-voters")
+	var rec l2.MemberRecord
+	poll(t, 30*time.Second, "a record with 5 voters", func() error {
+		var err error
+		if rec, err = l.membersRecord(t); err != nil {
+			return err
+		}
+		if rec.Joint || len(rec.Voters) != l2.MaxVoters {
+			return fmt.Errorf("record %+v", rec)
+		}
+		return nil
+	})
+	t.Logf("record %+v", rec)
+	var voter, other [2]float64
+	for name, c := range l.membershipTraffic(t, 10*time.Second) {
+		if slices.Contains(rec.Voters, name) {
+			voter[0], voter[1] = voter[0]+c[0]/l2.MaxVoters, voter[1]+c[1]/l2.MaxVoters
+		} else {
+			other[0], other[1] = other[0]+c[0]/(n-l2.MaxVoters), other[1]+c[1]/(n-l2.MaxVoters)
+		}
+	}
+	t.Logf("MEASURED: %d real speakers, %d voters: a voter sends %.0f membership UDP packets/s (%.0f bytes/s, IP), a non-voter %.0f (%.0f bytes/s)", n, l2.MaxVoters, voter[0], voter[1], other[0], other[1])
+	// Heartbeats alone: 10 a second to each voter (5) from a non-voter, to
+	// each other node (9) from a voter; memberlist adds a few dozen.
+	if other[0] < 50 || other[0] > 90 {
+		t.Errorf("a non-voter sends %.0f packets/s, want 50-90", other[0])
+	}
+	if voter[0] < 90 || voter[0] > 200 {
+		t.Errorf("a voter sends %.0f packets/s, want 90-200", voter[0])
+	}
+
+	v4s, _ := l.dualStack(t, "tenv", "s", 8)
+	probe := l.startARPProbe(t, probeEvery, v4s...)
+	t.Cleanup(probe.stop)
+	for _, a := range v4s {
+		probe.waitMAC(t, a, time.Now(), "", hostMAC(t, l.byName(l2.Owner(a, names)).host), settle)
+	}
+	at := time.Now()
+	for _, voterOwner := range []bool{false, true} {
+		var a netip.Addr
+		for _, x := range v4s {
+			if slices.Contains(rec.Voters, l2.Owner(x, names)) == voterOwner {
+				a = x
+				break
+			}
+		}
+		if !a.IsValid() {
+			t.Fatalf("no address owned by a node with voter %v", voterOwner)
+		}
+		victim := l.byName(l2.Owner(a, names))
+		names = slices.DeleteFunc(names, func(s string) bool { return s == victim.name })
+		heir := l.byName(l2.Owner(a, names))
+		victim.speaker.stop(syscall.SIGKILL)
+		killed := time.Now()
+		d := probe.waitMAC(t, a, killed, "", hostMAC(t, heir.host), failL2After)
+		t.Logf("MEASURED: %d real speakers with voters, owner's speaker killed (a voter: %v): %s answered by %s after %v", n, voterOwner, a, heir.name, d)
+	}
+	time.Sleep(time.Second) // let a late second answer show
 	for _, b := range v4s {
 		if o, spans := probe.overlap(b, at); o > 0 {
 			t.Errorf("%s answered by two MACs at once for %v: %v", b, o, l.spans(spans))

@@ -137,13 +137,15 @@ func (l *l2Lab) membersRecord(t testing.TB) (l2.MemberRecord, error) {
 		return l2.MemberRecord{}, err
 	}
 	var r struct {
-		Rev     uint64   `json:"rev"`
-		Out     []string `json:"out"`
-		Joint   bool     `json:"joint"`
-		NextOut []string `json:"nextOut"`
+		Rev        uint64   `json:"rev"`
+		Out        []string `json:"out"`
+		Joint      bool     `json:"joint"`
+		NextOut    []string `json:"nextOut"`
+		Voters     []string `json:"voters"`
+		NextVoters []string `json:"nextVoters"`
 	}
 	if err := json.Unmarshal([]byte(lease.Annotations["berth.dev/l2-members"]), &r); err != nil {
 		return l2.MemberRecord{}, err
 	}
-	return l2.MemberRecord{Rev: r.Rev, Out: r.Out, Joint: r.Joint, NextOut: r.NextOut}, nil
+	return l2.MemberRecord{Rev: r.Rev, Out: r.Out, Joint: r.Joint, NextOut: r.NextOut, Voters: r.Voters, NextVoters: r.NextVoters}, nil
 }

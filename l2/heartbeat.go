@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -45,6 +46,17 @@ type heartbeat struct {
 	// Reads3 says the sender reads version 3: no record is written
 	// while a live node does not.
 	Reads3 bool
+	// Reads4 says the sender reads version 4: no record with voters is
+	// written while a live node does not.
+	Reads4 bool
+	// Digest (version 4) is the digest of the sender's sorted known
+	// membership (see summary.go): a voter sends a node a summary only
+	// when the node's own heartbeats announce the same digest.
+	Digest uint64
+	// Summary (version 4), if not nil, is the sender's report of every
+	// node it heard, over its known membership; Heard then holds the
+	// recipient's echo only.
+	Summary []byte
 }
 
 // heard is one entry of heartbeat.Heard.
@@ -76,6 +88,11 @@ const heartbeatMagic = "bhb"
 const (
 	heartbeatVersion  = 3
 	heartbeatVersion2 = 2
+	// heartbeatVersion4 adds the voters, the digest of the sender's
+	// known membership and the summary (voters.go, summary.go); it is
+	// sent only under a record with voters, which is written only once
+	// every live node says it reads version 4 (flagReads4).
+	heartbeatVersion4 = 4
 )
 
 // versionError is a heartbeat of a version this node does not speak. From
@@ -86,7 +103,7 @@ type versionError struct {
 }
 
 func (e *versionError) Error() string {
-	return fmt.Sprintf("heartbeat of version %d from %q, this node speaks versions %d and %d", e.Version, e.From, heartbeatVersion2, heartbeatVersion)
+	return fmt.Sprintf("heartbeat of version %d from %q, this node speaks versions %d to %d", e.Version, e.From, heartbeatVersion2, heartbeatVersion4)
 }
 
 // Limits of the encoding, so that decoding a hostile or corrupt message
@@ -99,8 +116,13 @@ const (
 	flagQuorate   = 2
 	// flagReads3 (versions 2 and 3): the sender reads version 3.
 	flagReads3 = 4
-	// flagJoint (version 3): the record is a joint one (NextOut follows).
+	// flagJoint (versions 3 and 4): the record is a joint one (NextOut
+	// follows).
 	flagJoint = 8
+	// flagReads4 (versions 2 and 3): the sender reads version 4.
+	flagReads4 = 16
+	// flagSummary (version 4): a summary follows the digest.
+	flagSummary = 32
 )
 
 var errTruncated = errors.New("truncated heartbeat")
@@ -115,10 +137,13 @@ func encodeHeartbeats(hb heartbeat) [][]byte {
 	header := func() []byte {
 		b := make([]byte, 0, maxMessageLen)
 		b = append(b, heartbeatMagic...)
-		v3 := hb.Rec.Rev > 0
-		if v3 {
+		v3, v4 := hb.Rec.Rev > 0, hb.Rec.hasVoters()
+		switch {
+		case v4:
+			b = append(b, heartbeatVersion4)
+		case v3:
 			b = append(b, heartbeatVersion)
-		} else {
+		default:
 			b = append(b, heartbeatVersion2)
 		}
 		var flags byte
@@ -134,6 +159,12 @@ func encodeHeartbeats(hb heartbeat) [][]byte {
 		if v3 && hb.Rec.Joint {
 			flags |= flagJoint
 		}
+		if hb.Reads4 && !v4 {
+			flags |= flagReads4
+		}
+		if v4 && hb.Summary != nil {
+			flags |= flagSummary
+		}
 		b = append(b, flags)
 		b = appendString(b, hb.From)
 		b = binary.BigEndian.AppendUint64(b, hb.Epoch)
@@ -144,6 +175,17 @@ func encodeHeartbeats(hb heartbeat) [][]byte {
 			b = appendNames(b, hb.Rec.Out)
 			if hb.Rec.Joint {
 				b = appendNames(b, hb.Rec.NextOut)
+			}
+		}
+		if v4 {
+			b = appendNames(b, hb.Rec.Voters)
+			if hb.Rec.Joint {
+				b = appendNames(b, hb.Rec.NextVoters)
+			}
+			b = binary.BigEndian.AppendUint64(b, hb.Digest)
+			if hb.Summary != nil {
+				b = binary.AppendUvarint(b, uint64(len(hb.Summary)))
+				b = append(b, hb.Summary...)
 			}
 		}
 		return b
@@ -204,21 +246,21 @@ func decodeHeartbeat(b []byte) (heartbeat, error) {
 	}
 	d := decoder{b: b[len(heartbeatMagic)+1:]}
 	v := int(b[len(heartbeatMagic)])
-	if v != heartbeatVersion && v != heartbeatVersion2 {
+	if v != heartbeatVersion && v != heartbeatVersion2 && v != heartbeatVersion4 {
 		if v == '1' {
 			v = 1 // the magic was "bhb1"
 		}
-		// Versions 1 to 3 start alike: name the sender if possible.
+		// Versions 1 to 4 start alike: name the sender if possible.
 		d.byte()
 		return hb, &versionError{Version: v, From: d.string()}
 	}
 	flags := d.byte()
-	hb.Bye, hb.Quorate, hb.Reads3 = flags&flagBye != 0, flags&flagQuorate != 0, flags&flagReads3 != 0
+	hb.Bye, hb.Quorate, hb.Reads3, hb.Reads4 = flags&flagBye != 0, flags&flagQuorate != 0, flags&flagReads3 != 0, flags&flagReads4 != 0
 	hb.From = d.string()
 	hb.Epoch = d.uint64()
 	hb.Seq = d.uvarint()
 	hb.Stamp = d.uvarint()
-	if v == heartbeatVersion {
+	if v == heartbeatVersion || v == heartbeatVersion4 {
 		hb.Reads3 = true
 		hb.Rec.Rev = d.uvarint()
 		hb.Rec.Out = d.names()
@@ -228,6 +270,27 @@ func decodeHeartbeat(b []byte) (heartbeat, error) {
 		}
 		if d.err == nil && hb.Rec.Rev == 0 {
 			return heartbeat{}, errors.New("version 3 heartbeat without a record")
+		}
+	}
+	if v == heartbeatVersion4 {
+		hb.Reads4 = true
+		hb.Rec.Voters = d.names()
+		if hb.Rec.Joint {
+			hb.Rec.NextVoters = d.names()
+		}
+		hb.Digest = d.uint64()
+		if flags&flagSummary != 0 {
+			n := d.uvarint()
+			switch {
+			case d.err != nil:
+			case n > maxHeard || n > uint64(len(d.b)):
+				d.err = fmt.Errorf("summary of %d nodes in %d bytes", n, len(d.b))
+			default:
+				hb.Summary, d.b = slices.Clone(d.b[:n]), d.b[n:]
+			}
+		}
+		if d.err == nil && !hb.Rec.hasVoters() {
+			return heartbeat{}, errors.New("version 4 heartbeat without voters")
 		}
 	}
 	n := d.uvarint()

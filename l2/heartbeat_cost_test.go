@@ -2,6 +2,7 @@ package l2
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -52,5 +53,49 @@ func BenchmarkHeartbeatCost(b *testing.B) {
 			b.ReportMetric(bps, "bytes/s/node")
 			b.Logf("MEASURED: %d nodes (%s): %.0f heartbeat packets/s and %.0f payload bytes/s sent per node; %.0f packets/s on the segment", n, how, pps, bps, pps*float64(n))
 		})
+		b.Run(fmt.Sprintf("%d nodes, voters", n), func(b *testing.B) {
+			names := make([]string, n)
+			for i := range names {
+				names[i] = name(i)
+			}
+			for range b.N {
+				voterCost(b, names)
+			}
+		})
 	}
+}
+
+// voterCost reports what the heartbeats would cost a voter and a
+// non-voter with voter sets (voters.go, not wired yet): on the simulator
+// up to 100 nodes (also the failover of a crashed non-voter and voter,
+// and, up to 30 nodes, the violations found checking every millisecond),
+// and from the messages as encoded in a settled cluster beyond (the
+// simulator takes minutes per simulated second there).
+func voterCost(b *testing.B, names []string) {
+	n := len(names)
+	if n <= SmallCluster {
+		b.Logf("MEASURED: %d nodes: no voters, every node votes (as above)", n)
+		return
+	}
+	if n <= 100 {
+		voter, other, nvGone, vGone, violations := voterSimRun(names, n <= 30)
+		b.ReportMetric(other.sentP, "packets/s/non-voter")
+		b.ReportMetric(voter.sentP, "packets/s/voter")
+		checked := "not checked"
+		if n <= 30 {
+			checked = fmt.Sprintf("%d violations", violations)
+		}
+		b.Logf("MEASURED: %d nodes, %d voters (simulated): non-voter %v; voter %v; crashed non-voter dropped by every quorate node after %v, crashed voter after %v; %s",
+			n, MaxVoters, other, voter, nvGone, vGone, checked)
+	}
+	names = slices.Clone(names)
+	voters := byRank(names)[:MaxVoters]
+	slices.Sort(voters)
+	voter, other := voterSteadyCost(names, voters)
+	b.ReportMetric(other.sentP, "packets/s/non-voter(encoded)")
+	b.ReportMetric(other.sentB, "bytes/s/non-voter(encoded)")
+	b.ReportMetric(voter.sentP, "packets/s/voter(encoded)")
+	b.ReportMetric(voter.sentB, "bytes/s/voter(encoded)")
+	b.Logf("MEASURED: %d nodes, %d voters (encoded): non-voter %v; voter %v; %.0f packets/s on the segment",
+		n, MaxVoters, other, voter, float64(MaxVoters)*voter.sentP+float64(n-MaxVoters)*other.sentP)
 }

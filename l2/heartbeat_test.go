@@ -127,15 +127,15 @@ func v1Heartbeat(from string) []byte {
 }
 
 func TestDecodeHeartbeatVersion(t *testing.T) {
-	v4 := encodeHeartbeats(heartbeat{From: "c", Epoch: 1, Seq: 1})[0]
-	v4[len(heartbeatMagic)] = 4
+	v5 := encodeHeartbeats(heartbeat{From: "c", Epoch: 1, Seq: 1})[0]
+	v5[len(heartbeatMagic)] = 5
 	tests := []struct {
 		name string
 		b    []byte
 		want versionError
 	}{
 		{name: "version 1", b: v1Heartbeat("node-1"), want: versionError{Version: 1, From: "node-1"}},
-		{name: "version 4", b: v4, want: versionError{Version: 4, From: "c"}},
+		{name: "version 5", b: v5, want: versionError{Version: 5, From: "c"}},
 		{name: "version 0, unreadable", b: append([]byte(heartbeatMagic), 0, 0xff), want: versionError{Version: 0}},
 	}
 	for _, tc := range tests {

@@ -50,7 +50,8 @@ func (l *liveness) exact(rev uint64) bool { return rev == l.rec.Rev }
 func (l *liveness) leaseUntilFor(now time.Time, ok func(uint64) bool, tie bool) time.Time {
 	far := now.Add(100 * 365 * 24 * time.Hour)
 	until := far
-	for _, set := range l.rec.voterSets(l.knownNodes()) {
+	list, _ := l.membership()
+	for _, set := range l.rec.voterSets(list) {
 		if u := l.setLease(set, far, ok, tie); u.Before(until) {
 			until = u
 		}
@@ -106,6 +107,9 @@ func (l *liveness) needs(set []string) (majority, half int) {
 // whose revision ok accepts, newest first.
 func (l *liveness) grantsFrom(set []string, ok func(uint64) bool) []time.Time {
 	var grants []time.Time
+	if l.broken == brokenAnyEcho {
+		set, _ = l.membership()
+	}
 	for _, name := range set {
 		if p := l.nodes[name]; name != l.self && p != nil {
 			if g := p.grant(ok); !g.IsZero() {
@@ -152,7 +156,8 @@ func (l *liveness) wantsTie(now time.Time) bool {
 	if !l.active() {
 		return false
 	}
-	for _, set := range l.rec.voterSets(l.knownNodes()) {
+	list, _ := l.membership()
+	for _, set := range l.rec.voterSets(list) {
 		majority, half := l.needs(set)
 		if half < 0 {
 			continue

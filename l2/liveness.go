@@ -106,7 +106,31 @@ type liveness struct {
 	// the record (heartbeat version 2 only): it never follows a record
 	// and does not say it reads version 3. Tests only.
 	legacy bool
+	// list is the known membership, sorted, and digest its digest (see
+	// summary.go), computed when needed: stale says they are not.
+	list   []string
+	digest uint64
+	stale  bool
+	// scale lets this node take part in voter sets (voters.go): it says it
+	// reads version 4 and proposes voters in a large cluster. Off in the
+	// speaker until Members sends to the voters only.
+	scale bool
+	// broken leaves one rule of the voter protocol out, to show that the
+	// simulator catches what it prevents. Tests only.
+	broken brokenRule
 }
+
+// brokenRule names a rule of the voter protocol left out (tests only).
+type brokenRule string
+
+const (
+	// brokenAnyEcho counts the echoes of any node towards a majority of
+	// the voters, not only the voters'.
+	brokenAnyEcho brokenRule = "echoes of non-voters count"
+	// brokenUnknownInSummary sends a summary even when the voter heard a
+	// node outside its known membership, which the summary cannot name.
+	brokenUnknownInSummary brokenRule = "summary leaves out unknown nodes"
+)
 
 // peerState is what one node knows of another.
 type peerState struct {
@@ -126,8 +150,10 @@ type peerState struct {
 	// grants is until when the node's echoes keep this node's lease, by
 	// the revision of the record the node followed when it echoed.
 	grants map[uint64]time.Time
-	// reads3 is the Reads3 flag of its newest direct heartbeat.
-	reads3 bool
+	// reads3 and reads4 are the Reads3 and Reads4 flags of its newest
+	// direct heartbeat, digest its Digest.
+	reads3, reads4 bool
+	digest         uint64
 	// bye is set when the node left on purpose, at byeStamp of byeEpoch:
 	// older evidence of it is ignored.
 	bye      bool
@@ -143,6 +169,7 @@ func newLiveness(self string, epoch uint64, start time.Time, t timing, needConta
 		self: self, epoch: epoch, start: start, t: t, needContact: needContact,
 		known: map[string]bool{self: true}, nodes: map[string]*peerState{}, recKnown: true,
 	}
+	l.stale = true
 	l.recompute(start)
 	l.regained = false
 	return l
@@ -172,6 +199,7 @@ func (l *liveness) join(now time.Time, name string) {
 	l.known[name] = true
 	l.contacted = true
 	l.peer(name)
+	l.stale = true
 	l.recompute(now)
 }
 
@@ -183,6 +211,7 @@ func (l *liveness) forget(now time.Time, names ...string) {
 			delete(l.nodes, n)
 		}
 	}
+	l.stale = true
 	l.recompute(now)
 }
 
@@ -219,23 +248,24 @@ func (l *liveness) use(now time.Time, p *peerState, hb heartbeat) bool {
 		return was
 	}
 	p.bye = false
-	p.recvAt, p.quorate, p.reads3 = now, hb.Quorate, hb.Reads3
+	p.recvAt, p.quorate, p.reads3, p.reads4, p.digest = now, hb.Quorate, hb.Reads3, hb.Reads4, hb.Digest
 	if !l.legacy && hb.Rec.Rev > l.rec.Rev {
 		l.adopt(hb.Rec)
 	}
 	l.evidence(p, now, hb.Epoch, hb.Stamp, hb.Quorate)
 	changed = was != l.isAlive(p, now)
+	if hb.Summary != nil {
+		// An echo counts only with the report it travels with: a summary
+		// this node cannot read voids the message's echo too.
+		if list, digest := l.membership(); hb.Digest != digest || len(hb.Summary) != len(list) {
+			l.recompute(now)
+			return changed
+		}
+		changed = l.useSummary(now, hb.Summary) || changed
+	}
+	l.echoes(now, p, hb)
 	for _, h := range hb.Heard {
 		if h.Node == l.self {
-			if h.Epoch == l.epoch && h.Stamp <= l.stampAt(now) {
-				// Only echoes that count are kept (at most two revisions).
-				if g := l.start.Add(time.Duration(h.Stamp) + l.t.lease); l.counts(hb.Rec.Rev) && g.After(p.grants[hb.Rec.Rev]) {
-					if p.grants == nil {
-						p.grants = map[uint64]time.Time{}
-					}
-					p.grants[hb.Rec.Rev] = g
-				}
-			}
 			continue
 		}
 		q := l.peer(h.Node)
@@ -255,6 +285,23 @@ func (l *liveness) use(now time.Time, p *peerState, hb heartbeat) bool {
 	}
 	l.recompute(now)
 	return changed
+}
+
+// echoes takes in the echo of this node's heartbeat that p's heartbeat hb
+// carries, if any.
+func (l *liveness) echoes(now time.Time, p *peerState, hb heartbeat) {
+	for _, h := range hb.Heard {
+		if h.Node != l.self || h.Epoch != l.epoch || h.Stamp > l.stampAt(now) {
+			continue
+		}
+		// Only echoes that count are kept (at most two revisions).
+		if g := l.start.Add(time.Duration(h.Stamp) + l.t.lease); l.counts(hb.Rec.Rev) && g.After(p.grants[hb.Rec.Rev]) {
+			if p.grants == nil {
+				p.grants = map[uint64]time.Time{}
+			}
+			p.grants[hb.Rec.Rev] = g
+		}
+	}
 }
 
 // evidence records that p sent the heartbeat (epoch, stamp) with the
@@ -281,7 +328,10 @@ func (l *liveness) isAlive(p *peerState, now time.Time) bool {
 // heartbeat is what this node sends at now: its stamp, whether it holds
 // its lease, and every node it heard from directly within dead.
 func (l *liveness) heartbeat(now time.Time) heartbeat {
-	hb := heartbeat{From: l.self, Epoch: l.epoch, Stamp: l.stampAt(now), Quorate: now.Before(l.leaseUntil), Reads3: !l.legacy, Rec: l.rec}
+	hb := heartbeat{
+		From: l.self, Epoch: l.epoch, Stamp: l.stampAt(now), Quorate: now.Before(l.leaseUntil),
+		Reads3: !l.legacy, Reads4: l.scale && !l.legacy, Rec: l.rec,
+	}
 	for name, p := range l.nodes {
 		if p.recvAt.IsZero() || now.Sub(p.recvAt) >= l.t.dead {
 			continue
@@ -289,6 +339,9 @@ func (l *liveness) heartbeat(now time.Time) heartbeat {
 		hb.Heard = append(hb.Heard, heard{Node: name, Epoch: p.epoch, Stamp: p.stamp, Age: now.Sub(p.recvAt), Quorate: p.quorate})
 	}
 	slices.SortFunc(hb.Heard, func(a, b heard) int { return strings.Compare(a.Node, b.Node) })
+	if l.rec.hasVoters() {
+		_, hb.Digest = l.membership()
+	}
 	return hb
 }
 

@@ -1,14 +1,11 @@
 package l2
 
-import (
-	"slices"
-	"time"
-)
+import "time"
 
 // adopt makes this node follow r, a newer record than its own: it is not
 // settled under it yet.
 func (l *liveness) adopt(r MemberRecord) {
-	l.rec = MemberRecord{Rev: r.Rev, Out: slices.Clone(r.Out), Joint: r.Joint, NextOut: slices.Clone(r.NextOut)}
+	l.rec = r.clone()
 	l.settledAt = time.Time{}
 	for _, p := range l.nodes {
 		for rev := range p.grants {
@@ -47,7 +44,10 @@ func (l *liveness) setRecord(now time.Time, r MemberRecord) {
 
 // recordView is what NextRecord needs from this node at now.
 func (l *liveness) recordView(now time.Time, gone []string) RecordView {
-	v := RecordView{Current: l.rec, Known: l.knownNodes(), Gone: gone, Alive: l.alive(now), SettledFor: -1, AllRead3: true}
+	v := RecordView{Current: l.rec, Known: l.knownNodes(), Gone: gone, Alive: l.alive(now), SettledFor: -1, AllRead3: true, AllRead4: true}
+	if l.scale {
+		v.MaxVoters = MaxVoters
+	}
 	_, v.Quorate = l.lease(now)
 	if !l.settledAt.IsZero() {
 		v.SettledFor = now.Sub(l.settledAt)
@@ -55,6 +55,9 @@ func (l *liveness) recordView(now time.Time, gone []string) RecordView {
 	for _, p := range l.nodes {
 		if l.isAlive(p, now) && !p.reads3 {
 			v.AllRead3 = false
+		}
+		if l.isAlive(p, now) && !p.reads4 {
+			v.AllRead4 = false
 		}
 	}
 	return v

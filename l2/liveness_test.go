@@ -37,9 +37,21 @@ type sim struct {
 	tick  func(n string)
 	after func()
 	// packets and bytes count the heartbeat messages sent (one per
-	// recipient) and their payload.
+	// recipient) and their payload; sent and recv the same per node.
 	packets, bytes int
+	sent, recv     map[string]*traffic
+	// scale makes the nodes take part in voter sets (liveness.scale);
+	// broken breaks a rule of the voter protocol in every node.
+	scale  bool
+	broken brokenRule
+	// noCheck skips the safety check, and records only the departures
+	// of the nodes of watch (benchmarks of large clusters).
+	noCheck bool
+	watch   []string
 }
+
+// traffic counts a node's heartbeat packets and payload bytes.
+type traffic struct{ packets, bytes int }
 
 type simMsg struct {
 	at time.Time
@@ -54,6 +66,10 @@ func newSim(t *testing.T, names ...string) *sim {
 		t: t, now: simStart, names: names, nodes: map[string]*liveness{}, next: map[string]time.Time{},
 		down: map[string]bool{}, cut: map[[2]string]bool{}, delay: map[string]time.Duration{},
 		gone: map[[2]string]time.Time{}, prev: map[string][]string{},
+		sent: map[string]*traffic{}, recv: map[string]*traffic{},
+	}
+	for _, n := range names {
+		s.sent[n], s.recv[n] = &traffic{}, &traffic{}
 	}
 	for i, n := range names {
 		s.start(n)
@@ -68,6 +84,7 @@ func newSim(t *testing.T, names ...string) *sim {
 func (s *sim) start(n string) {
 	s.epoch++
 	l := newLiveness(n, s.epoch, s.now, defaultTiming(), true)
+	l.scale, l.broken = s.scale, s.broken
 	for _, o := range s.names {
 		if o != n {
 			l.join(s.now, o)
@@ -82,16 +99,23 @@ func (s *sim) start(n string) {
 }
 
 func (s *sim) send(from string, hb heartbeat) {
-	msgs := s.nodes[from].encode(hb)
+	all := make([]string, 0, len(s.names))
 	for _, to := range s.names {
-		if to == from || s.cut[[2]string{from, to}] {
+		if to != from {
+			all = append(all, to)
+		}
+	}
+	for _, m := range s.nodes[from].outgoing(s.now, hb, all) {
+		if s.cut[[2]string{from, m.to}] {
 			continue
 		}
-		for _, b := range msgs {
-			s.queue = append(s.queue, simMsg{at: s.now.Add(time.Millisecond + s.delay[from]), to: to, b: b})
-			s.packets++
-			s.bytes += len(b)
-		}
+		s.queue = append(s.queue, simMsg{at: s.now.Add(time.Millisecond + s.delay[from]), to: m.to, b: m.b})
+		s.packets++
+		s.bytes += len(m.b)
+		s.sent[from].packets++
+		s.sent[from].bytes += len(m.b)
+		s.recv[m.to].packets++
+		s.recv[m.to].bytes += len(m.b)
 	}
 }
 
@@ -147,23 +171,58 @@ func (s *sim) run(d time.Duration) {
 
 // check records safety violations and departures.
 func (s *sim) check() {
+	if s.noCheck {
+		s.departures()
+		return
+	}
+	quorate := make(map[string]bool, len(s.names))
+	for _, x := range s.names {
+		quorate[x] = s.quorate(x)
+	}
 	for _, p := range s.names {
 		if s.down[p] {
 			continue
 		}
 		alive := s.nodes[p].alive(s.now)
+		isAlive := make(map[string]bool, len(alive))
+		for _, x := range alive {
+			isAlive[x] = true
+		}
 		for _, x := range s.prev[p] {
-			if !slices.Contains(alive, x) {
+			if !isAlive[x] {
 				s.gone[[2]string{p, x}] = s.now
 			}
 		}
 		s.prev[p] = alive
-		if !s.quorate(p) {
+		if !quorate[p] {
 			continue
 		}
 		for _, x := range s.names {
-			if x != p && s.quorate(x) && !slices.Contains(alive, x) {
+			if x != p && quorate[x] && !isAlive[x] {
 				s.violations = append(s.violations, fmt.Sprintf("%v: %s is quorate but %s (quorate) sees only %v", s.now.Sub(simStart), x, p, alive))
+			}
+		}
+	}
+}
+
+// departures records when each node stopped seeing the nodes of watch
+// alive.
+func (s *sim) departures() {
+	for _, p := range s.names {
+		if s.down[p] {
+			continue
+		}
+		l := s.nodes[p]
+		for _, x := range s.watch {
+			q := l.nodes[x]
+			key := [2]string{p, x}
+			alive := q != nil && l.isAlive(q, s.now)
+			if !alive && slices.Contains(s.prev[p], x) {
+				s.gone[key] = s.now
+				s.prev[p] = without(s.prev[p], []string{x})
+			}
+			if alive && !slices.Contains(s.prev[p], x) {
+				s.prev[p] = append(s.prev[p], x)
 			}
 		}
 	}

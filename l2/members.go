@@ -48,6 +48,13 @@ type MembersConfig struct {
 	// the membership record must not echo anyone under a revision older
 	// than the current one (see MemberRecord).
 	WaitForRecord bool
+	// Voters lets this node take part in voter sets (docs/layer2.md,
+	// "Scaling: a small voter set"): it says it reads heartbeat version 4
+	// and, in a cluster of more than SmallCluster nodes, proposes
+	// MaxVoters voters in RecordView. It needs WaitForRecord, and every
+	// speaker should set it: none is written before all say they read
+	// version 4.
+	Voters bool
 }
 
 // Members is this node's view of which speakers are alive and whether it
@@ -112,6 +119,7 @@ func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 	}
 	if cfg.WaitForRecord {
 		m.live.needRecord(time.Now())
+		m.live.scale = cfg.Voters
 	}
 	m.keyring = keyring
 	c := memberlistConfig(cfg)

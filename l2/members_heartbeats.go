@@ -29,20 +29,23 @@ func (m *Members) heartbeats(stop <-chan struct{}) {
 	}
 }
 
-// send encodes the heartbeat build returns and sends it to every other node
-// with a known address.
+// send encodes the heartbeat build returns and sends it to the other nodes
+// with a known address that it must go to: every one of them, unless the
+// record names voters (see liveness.outgoing).
 func (m *Members) send(build func(*liveness) heartbeat) {
 	m.mu.Lock()
-	msgs := m.live.encode(build(m.live))
-	to := make([]*memberlist.Node, 0, len(m.addrs))
-	for _, n := range m.addrs {
-		to = append(to, n)
+	names := make([]string, 0, len(m.addrs))
+	for n := range m.addrs {
+		names = append(names, n)
+	}
+	msgs := m.live.outgoing(time.Now(), build(m.live), names)
+	to := make([]*memberlist.Node, len(msgs))
+	for i, msg := range msgs {
+		to[i] = m.addrs[msg.to]
 	}
 	m.mu.Unlock()
-	for _, n := range to {
-		for _, b := range msgs {
-			_ = m.ml.SendBestEffort(n, b)
-		}
+	for i, msg := range msgs {
+		_ = m.ml.SendBestEffort(to[i], msg.b)
 	}
 }
 

@@ -33,16 +33,45 @@ type MemberRecord struct {
 	// NextOut are the nodes that will not vote once the change is done,
 	// sorted; only when Joint.
 	NextOut []string
+	// Voters, when not empty, is the voter set itself, sorted, in place of
+	// the known nodes minus Out: in a large cluster only a few nodes vote,
+	// and heartbeats go to them only (see voters.go). NextVoters is the
+	// same for NextOut, only when Joint.
+	Voters     []string
+	NextVoters []string
 }
 
 // voterSets returns the voter sets of r over the known nodes: one, or two
 // under a joint record.
 func (r MemberRecord) voterSets(known []string) [][]string {
-	sets := [][]string{without(known, r.Out)}
+	sets := [][]string{voterSet(known, r.Voters, r.Out)}
 	if r.Joint {
-		sets = append(sets, without(known, r.NextOut))
+		sets = append(sets, voterSet(known, r.NextVoters, r.NextOut))
 	}
 	return sets
+}
+
+// voterSet is the explicit voters, or without them the known nodes minus
+// out.
+func voterSet(known, voters, out []string) []string {
+	if len(voters) > 0 {
+		return voters
+	}
+	return without(known, out)
+}
+
+// hasVoters says a voter set of r is explicit: heartbeats of version 4,
+// sent to the voters only.
+func (r MemberRecord) hasVoters() bool {
+	return len(r.Voters) > 0 || r.Joint && len(r.NextVoters) > 0
+}
+
+// clone returns a deep copy of r.
+func (r MemberRecord) clone() MemberRecord {
+	return MemberRecord{
+		Rev: r.Rev, Out: slices.Clone(r.Out), Joint: r.Joint, NextOut: slices.Clone(r.NextOut),
+		Voters: slices.Clone(r.Voters), NextVoters: slices.Clone(r.NextVoters),
+	}
 }
 
 // without returns the names of all not in out, in order.
@@ -76,6 +105,12 @@ type RecordView struct {
 	SettledFor time.Duration
 	// AllRead3 says every live node reads heartbeat version 3.
 	AllRead3 bool
+	// MaxVoters, when positive, lets a cluster of more than SmallCluster
+	// nodes vote through that many voters (see chooseVoters); 0 keeps
+	// every node a voter. AllRead4 says every live node reads heartbeat
+	// version 4, which a record with voters needs.
+	MaxVoters int
+	AllRead4  bool
 }
 
 // NextRecord returns the record this node should write, if any: it acts
@@ -98,7 +133,7 @@ func NextRecord(v RecordView) (MemberRecord, bool) {
 	}
 	cur := v.Current
 	if cur.Joint {
-		return MemberRecord{Rev: cur.Rev + 1, Out: slices.Clone(cur.NextOut)}, true
+		return MemberRecord{Rev: cur.Rev + 1, Out: slices.Clone(cur.NextOut), Voters: slices.Clone(cur.NextVoters)}, true
 	}
 	var want []string
 	for _, n := range v.Gone {
@@ -108,10 +143,16 @@ func NextRecord(v RecordView) (MemberRecord, bool) {
 	}
 	slices.Sort(want)
 	want = slices.Compact(want)
-	if slices.Equal(want, cur.Out) || !v.AllRead3 || len(without(v.Known, want)) == 0 {
+	voters := chooseVoters(v, want)
+	switch {
+	case slices.Equal(want, cur.Out) && slices.Equal(voters, cur.Voters),
+		!v.AllRead3, len(voterSet(v.Known, voters, want)) == 0,
+		len(voters) > 0 && len(cur.Voters) == 0 && !v.AllRead4:
 		return MemberRecord{}, false
 	}
-	return MemberRecord{Rev: cur.Rev + 1, Out: slices.Clone(cur.Out), Joint: true, NextOut: want}, true
+	next := cur.clone()
+	next.Rev, next.Joint, next.NextOut, next.NextVoters = cur.Rev+1, true, want, voters
+	return next, true
 }
 
 // NodeHealth is what the API server says of a node, for GoneNodes.

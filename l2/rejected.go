@@ -76,6 +76,6 @@ func (m *Members) rejectUndecodable(err error) {
 	m.mu.Unlock()
 	if log {
 		m.log.Info("Ignoring heartbeats of another protocol version: speakers of different versions do not see each other; finish the rollout",
-			"version", ve.Version, "supported", []int{heartbeatVersion2, heartbeatVersion}, "from", ve.From)
+			"version", ve.Version, "supported", []int{heartbeatVersion2, heartbeatVersion, heartbeatVersion4}, "from", ve.From)
 	}
 }

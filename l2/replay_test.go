@@ -105,8 +105,8 @@ func TestLivenessDropsReplays(t *testing.T) {
 func TestMembersRejectsHeartbeats(t *testing.T) {
 	b1 := encodeHeartbeats(heartbeat{From: "b", Epoch: 10, Seq: 1, Quorate: true})[0]
 	old := encodeHeartbeats(heartbeat{From: "b", Epoch: 9, Seq: 7, Quorate: true})[0]
-	v4 := encodeHeartbeats(heartbeat{From: "c", Epoch: 10, Seq: 1})[0]
-	v4[len(heartbeatMagic)] = 4
+	v5 := encodeHeartbeats(heartbeat{From: "c", Epoch: 10, Seq: 1})[0]
+	v5[len(heartbeatMagic)] = 5
 	tests := []struct {
 		name string
 		msgs [][]byte
@@ -117,7 +117,7 @@ func TestMembersRejectsHeartbeats(t *testing.T) {
 		{name: "same message twice", msgs: [][]byte{b1, b1}, want: Rejected{Replayed: 1}},
 		{name: "older epoch", msgs: [][]byte{b1, old}, want: Rejected{OldEpoch: 1}},
 		{name: "version 1, logged once", msgs: [][]byte{v1Heartbeat("b"), v1Heartbeat("b")}, want: Rejected{UnknownVersion: 2}, logs: 1},
-		{name: "versions 1 and 4, each logged", msgs: [][]byte{v1Heartbeat("b"), v4}, want: Rejected{UnknownVersion: 2}, logs: 2},
+		{name: "versions 1 and 5, each logged", msgs: [][]byte{v1Heartbeat("b"), v5}, want: Rejected{UnknownVersion: 2}, logs: 2},
 		{name: "malformed", msgs: [][]byte{b1[:len(b1)-1]}, want: Rejected{Malformed: 1}},
 		{name: "not a heartbeat", msgs: [][]byte{[]byte("something else")}},
 	}

@@ -86,7 +86,7 @@ func (ss *shrinkSim) writeNext(n string) bool {
 		return false
 	}
 	if ss.unsafe == noJoint && next.Joint {
-		next = MemberRecord{Rev: next.Rev, Out: next.NextOut}
+		next = MemberRecord{Rev: next.Rev, Out: next.NextOut, Voters: next.NextVoters}
 	}
 	ss.rec = next
 	ss.writes++
@@ -94,7 +94,7 @@ func (ss *shrinkSim) writeNext(n string) bool {
 	if l.takeRegained() {
 		ss.send(n, l.heartbeat(ss.now))
 	}
-	if testing.Verbose() {
+	if testing.Verbose() && ss.t != nil {
 		ss.t.Logf("%v: %s writes %+v", ss.now.Sub(simStart), n, next)
 	}
 	return true

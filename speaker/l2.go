@@ -256,6 +256,8 @@ type l2Options struct {
 	// long a Node must not have been Ready to leave the quorum (0: never).
 	record      *leaseRecordStore
 	forgetAfter time.Duration
+	// voters lets the node take part in voter sets (with a record only).
+	voters bool
 }
 
 // startL2 brings layer 2 up: it waits for the node's InternalIP and the
@@ -299,7 +301,7 @@ func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(reason, ms
 	members, err := l2.NewMembers(ctx, l2.MembersConfig{
 		NodeName: s.node, BindAddr: bind.String(), BindPort: o.port, AdvertiseAddr: bind.String(),
 		SecretKey: keys.primary, OtherKeys: keys.others(), Peers: s.peerAddrs(bind, o.port, nil),
-		WaitForRecord: o.record != nil,
+		WaitForRecord: o.record != nil, Voters: o.voters,
 	})
 	if err != nil {
 		log.Error(err, "Layer 2 is off: starting the membership failed")

@@ -41,6 +41,10 @@ type recordJSON struct {
 	Out     []string `json:"out,omitempty"`
 	Joint   bool     `json:"joint,omitempty"`
 	NextOut []string `json:"nextOut,omitempty"`
+	// Voters and NextVoters name the voters, in a large cluster with
+	// --l2-voters (docs/layer2.md, "Scaling: a small voter set").
+	Voters     []string `json:"voters,omitempty"`
+	NextVoters []string `json:"nextVoters,omitempty"`
 }
 
 // leaseRecordStore keeps the membership record on one Lease. Its writes
@@ -76,13 +80,13 @@ func (s *leaseRecordStore) Get(ctx context.Context) (storedRecord, error) {
 			return storedRecord{}, fmt.Errorf("lease %s: annotation %s: %w", s.name, recordAnnotation, err)
 		}
 	}
-	rec := l2.MemberRecord{Rev: r.Rev, Out: r.Out, Joint: r.Joint, NextOut: r.NextOut}
+	rec := l2.MemberRecord{Rev: r.Rev, Out: r.Out, Joint: r.Joint, NextOut: r.NextOut, Voters: r.Voters, NextVoters: r.NextVoters}
 	return storedRecord{rec: rec, exists: true, version: l.ResourceVersion}, nil
 }
 
 // Write stores r if the Lease is still as read in prev (or still absent).
 func (s *leaseRecordStore) Write(ctx context.Context, r l2.MemberRecord, prev storedRecord) error {
-	b, err := json.Marshal(recordJSON{Rev: r.Rev, Out: r.Out, Joint: r.Joint, NextOut: r.NextOut})
+	b, err := json.Marshal(recordJSON{Rev: r.Rev, Out: r.Out, Joint: r.Joint, NextOut: r.NextOut, Voters: r.Voters, NextVoters: r.NextVoters})
 	if err != nil {
 		return fmt.Errorf("encode record: %w", err)
 	}
@@ -197,7 +201,7 @@ func recordStep(ctx context.Context, log logr.Logger, m recordMembers, store *le
 	if err := store.Write(ctx, next, stored); err != nil {
 		return err
 	}
-	log.Info("Membership record written", "revision", next.Rev, "out", next.Out, "joint", next.Joint, "nextOut", next.NextOut)
+	log.Info("Membership record written", "revision", next.Rev, "out", next.Out, "joint", next.Joint, "nextOut", next.NextOut, "voters", next.Voters, "nextVoters", next.NextVoters)
 	m.SetRecord(next)
 	return nil
 }

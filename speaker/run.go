@@ -91,6 +91,11 @@ type Options struct {
 	// the speakers leave it out of the layer-2 quorum; 0: never (the
 	// record is still read and followed).
 	L2ForgetAfter time.Duration
+	// L2Voters lets a layer-2 cluster of more than 7 nodes vote through 5
+	// voters, to which alone the others send heartbeats (docs/layer2.md,
+	// "Scaling: a small voter set"); it needs L2Members, and takes effect
+	// once every speaker has it.
+	L2Voters bool
 	// StatusInterval is the least time between two writes of the node's
 	// BerthNodeStatus.
 	StatusInterval time.Duration
@@ -354,7 +359,7 @@ func (s *Speaker) runL2(ctx context.Context, opts Options, tie l2.TieStore, reco
 			return
 		}
 		nodeRef := &corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: opts.NodeName, UID: types.UID(opts.NodeName)}
-		o := l2Options{port: opts.MemberlistPort, secret: opts.MemberlistSecret, handover: opts.Handover, drain: opts.Drain, tie: tie, record: record, forgetAfter: opts.L2ForgetAfter}
+		o := l2Options{port: opts.MemberlistPort, secret: opts.MemberlistSecret, handover: opts.Handover, drain: opts.Drain, tie: tie, record: record, forgetAfter: opts.L2ForgetAfter, voters: opts.L2Voters}
 		s.startL2(ctx, o,
 			func(reason, msg string) { events.rec.Event(nodeRef, corev1.EventTypeWarning, reason, msg) })
 	}()

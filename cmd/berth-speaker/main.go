@@ -59,5 +59,6 @@ func main() {
 	fs.StringVar(&opts.L2Tiebreak, "l2-tiebreak-lease", opts.L2Tiebreak, "coordination.k8s.io Lease in the namespace that lets exactly half of an even layer-2 membership answer (two-node clusters, even splits), held by one node at a time; empty disables")
 	fs.StringVar(&opts.L2Members, "l2-members-lease", opts.L2Members, "coordination.k8s.io Lease in the namespace holding the layer-2 membership record, which lets the speakers leave nodes gone for good out of the quorum; a speaker reads it before it sends anything; empty disables (every known node then votes until its Node is deleted)")
 	fs.DurationVar(&opts.L2ForgetAfter, "l2-forget-after", opts.L2ForgetAfter, "how long a Node must not have been Ready before the speakers leave it out of the layer-2 quorum (through the membership record, agreed by a majority); 0 never does")
+	fs.BoolVar(&opts.L2Voters, "l2-voters", opts.L2Voters, "experimental: in a layer-2 cluster of more than 7 nodes, let 5 voters (named in the membership record) hold the quorum, and send heartbeats to them only; takes effect once every speaker has it (needs --l2-members-lease)")
 	cli.Main(fs, func(ctx context.Context) error { return speaker.Run(ctx, opts) })
 }

@@ -1,0 +1,144 @@
+package l2
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// roleCost is what the heartbeats cost one node per second: packets and
+// payload bytes sent and received.
+type roleCost struct{ sentP, sentB, recvP, recvB float64 }
+
+func (c roleCost) String() string {
+	return fmt.Sprintf("sends %.0f packets/s (%.0f B/s), receives %.0f packets/s (%.0f B/s)", c.sentP, c.sentB, c.recvP, c.recvB)
+}
+
+// voterSteadyCost returns what the heartbeats cost a voter and a
+// non-voter per second in a settled cluster of the nodes names under
+// voters, every node heard within the last interval, from the messages
+// outgoing encodes.
+func voterSteadyCost(names, voters []string) (voter, other roleCost) {
+	now := simStart.Add(time.Hour)
+	build := func(self string) *liveness {
+		l := newLiveness(self, 1, simStart, defaultTiming(), true)
+		l.scale = true
+		for _, n := range names {
+			l.join(simStart, n)
+		}
+		l.rec = MemberRecord{Rev: 2, Voters: voters}
+		_, digest := l.membership()
+		isVoter := slices.Contains(voters, self)
+		for _, n := range names {
+			if n == self || !isVoter && !slices.Contains(voters, n) {
+				continue
+			}
+			p := l.peer(n)
+			p.epoch, p.stamp, p.recvAt, p.quorate, p.digest = uint64(now.UnixNano()), uint64(time.Hour), now.Add(-50*time.Millisecond), true, digest
+			l.evidence(p, p.recvAt, p.epoch, p.stamp, true)
+		}
+		return l
+	}
+	perSecond := float64(time.Second / HeartbeatInterval)
+	sent := func(self string) (map[string]float64, map[string]float64) {
+		l := build(self)
+		packets, bytes := map[string]float64{}, map[string]float64{}
+		for _, m := range l.outgoing(now, l.heartbeat(now), without(names, []string{self})) {
+			packets[m.to] += perSecond
+			bytes[m.to] += perSecond * float64(len(m.b))
+		}
+		return packets, bytes
+	}
+	vp, vb := sent(voters[0])
+	var nonVoter string
+	for _, n := range names {
+		if !slices.Contains(voters, n) {
+			nonVoter = n
+			break
+		}
+	}
+	op, ob := sent(nonVoter)
+	sum := func(m map[string]float64) float64 {
+		s := 0.0
+		for _, v := range m {
+			s += v
+		}
+		return s
+	}
+	nv := float64(len(names) - len(voters))
+	voter = roleCost{
+		sentP: sum(vp), sentB: sum(vb),
+		recvP: float64(len(voters)-1)*vp[voters[1]] + nv*op[voters[0]],
+		recvB: float64(len(voters)-1)*vb[voters[1]] + nv*ob[voters[0]],
+	}
+	other = roleCost{sentP: sum(op), sentB: sum(ob), recvP: float64(len(voters)) * vp[nonVoter], recvB: float64(len(voters)) * vb[nonVoter]}
+	return voter, other
+}
+
+// voterSimRun settles n nodes with voters on the simulator (safety
+// checked every millisecond when check is set), measures a second of
+// traffic, then crashes a non-voter and, once the others dropped it, a
+// voter: it returns the traffic of a voter and of a non-voter, the time
+// every quorate node took to drop each crashed node, and the violations.
+func voterSimRun(names []string, check bool) (voter, other roleCost, nonVoterGone, voterGone time.Duration, violations int) {
+	ss := newScaleSim(nil, names, "")
+	ss.noCheck = !check
+	voters := ss.rec.Voters
+	_, others := sides(names, voters)
+	ss.watch = []string{others[1], voters[1]}
+	before := func() map[string]traffic {
+		m := map[string]traffic{}
+		for x := range ss.sent {
+			m[x+"/s"], m[x+"/r"] = *ss.sent[x], *ss.recv[x]
+		}
+		return m
+	}
+	b := before()
+	ss.run(time.Second)
+	cost := func(x string) roleCost {
+		s, r := *ss.sent[x], *ss.recv[x]
+		return roleCost{
+			sentP: float64(s.packets - b[x+"/s"].packets), sentB: float64(s.bytes - b[x+"/s"].bytes),
+			recvP: float64(r.packets - b[x+"/r"].packets), recvB: float64(r.bytes - b[x+"/r"].bytes),
+		}
+	}
+	voter, other = cost(voters[0]), cost(others[0])
+	crash := func(x string) time.Duration {
+		at := ss.now
+		ss.down[x] = true
+		ss.run(DeadAfter + 100*time.Millisecond)
+		var last time.Duration
+		for _, p := range ss.quorateNodes() {
+			g, ok := ss.sim.gone[[2]string{p, x}]
+			if !ok {
+				return -1
+			}
+			last = max(last, g.Sub(at))
+		}
+		return last
+	}
+	nonVoterGone = crash(others[1])
+	voterGone = crash(voters[1])
+	return voter, other, nonVoterGone, voterGone, len(ss.violations)
+}
+
+// TestLivenessVotersCost checks on the simulator that, with voters, a
+// non-voter sends MaxVoters heartbeats per interval and receives as many,
+// a voter one to every other node, and a voter's message to each node is
+// one packet (its report is a summary).
+func TestLivenessVotersCost(t *testing.T) {
+	const n = 12
+	voter, other, _, _, violations := voterSimRun(nodeNames(n), true)
+	perSecond := float64(time.Second / HeartbeatInterval)
+	if violations > 0 {
+		t.Errorf("%d violations", violations)
+	}
+	if want := MaxVoters * perSecond; other.sentP != want || other.recvP != want {
+		t.Errorf("a non-voter %v, want %.0f packets/s each way", other, want)
+	}
+	if want := (n - 1) * perSecond; voter.sentP != want || voter.recvP != want {
+		t.Errorf("a voter %v, want %.0f packets/s each way", voter, want)
+	}
+	t.Logf("voter: %v; non-voter: %v", voter, other)
+}
