@@ -175,8 +175,10 @@ func TestNLBRequests(t *testing.T) {
 			s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
 			annotate(v1alpha1.AnnotationAWSScheme, "internal")(s)
 		}, wantErr: "subnet-i: no IPv6 CIDR (the Service is dual-stack)"},
-		{name: "IPv6-only: no IPv6 NodePort behind IPv4 targets", svc: func(s *v1.Service) { s.Spec.IPFamilies = []v1.IPFamily{v1.IPv6Protocol} },
-			wantErr: "this Service is IPv6-only"},
+		{name: "IPv6-only behind an ipv4 NLB", svc: func(s *v1.Service) {
+			s.Spec.IPFamilies = []v1.IPFamily{v1.IPv6Protocol}
+			annotate(aws.AnnotationIPAddressType, "ipv4")(s)
+		}, wantErr: "only a dualstack NLB forwards to"},
 		{name: "bad scheme", svc: annotate(v1alpha1.AnnotationAWSScheme, "public"), wantErr: `berth.dev/aws-scheme="public"`},
 		{name: "bad mode", svc: annotate(v1alpha1.AnnotationAWSMode, "alb"), wantErr: `berth.dev/aws-mode="alb"`},
 		{name: "SCTP", svc: func(s *v1.Service) { s.Spec.Ports[0].Protocol = v1.ProtocolSCTP }, wantErr: "not SCTP"},

@@ -136,13 +136,17 @@ func (s *Server) eniItem(eni *NetworkInterface) *node {
 		ips.kids = append(ips.kids, el("item", tx("privateIpAddress", ip), tx("primary", strconv.FormatBool(i == 0)),
 			s.associationNode(eni.ID, ip)))
 	}
+	v6 := el("ipv6AddressesSet")
+	for i, ip := range eni.IPv6 {
+		v6.kids = append(v6.kids, el("item", tx("ipv6Address", ip), tx("isPrimaryIpv6", strconv.FormatBool(i == 0 && eni.PrimaryIPv6))))
+	}
 	return el("item", tx("networkInterfaceId", eni.ID), tx("subnetId", sn.ID), tx("vpcId", sn.VPCID),
 		tx("availabilityZone", sn.AvailabilityZone), tx("ownerId", AccountID), tx("status", "in-use"),
 		tx("interfaceType", "interface"), tx("privateIpAddress", eni.PrivateIPs[0]),
 		s.associationNode(eni.ID, eni.PrivateIPs[0]),
 		el("attachment", tx("attachmentId", eni.AttachmentID), tx("instanceId", eni.InstanceID),
 			tx("instanceOwnerId", AccountID), tx("deviceIndex", "0"), tx("status", "attached")),
-		ips, el("tagSet"))
+		ips, v6, el("tagSet"))
 }
 
 func (s *Server) associationNode(eniID, ip string) *node {
