@@ -46,6 +46,13 @@ type Backend struct {
 	// detached holds groups the NLB's listeners let go of whose tags ELB
 	// did not show yet: deleted once they show the Service's.
 	detached ledger[struct{}]
+	// rulesWritten holds, per NLB security group (as a UID), the rules
+	// this process last wrote for it in each group, which EC2's describes
+	// may not show yet.
+	rulesWritten ledger[[]rule]
+	// madeSGs holds the security groups this process created, which
+	// EC2's describes may not show yet.
+	madeSGs ledger[struct{}]
 	// fresh remembers, under mu, the Elastic IP allocated for a Service
 	// until describes see it, so that a retry does not allocate another.
 	fresh map[types.UID]freshEIP
@@ -53,6 +60,9 @@ type Backend struct {
 	// assigned for Elastic IPs, which describes may not show yet: they
 	// are Berth's, not another agent's (checkEIPNode).
 	placed map[privateAddress]bool
+	// eips remembers, under mu, each Elastic IP as this process last
+	// wrote it, which describes may not show yet (eipView).
+	eips map[string]eipNote
 	// reporter tells a Service's owner what Berth ignored; nil means
 	// logs only.
 	reporter Reporter

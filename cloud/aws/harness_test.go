@@ -49,14 +49,17 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	// is still in use for a while after its listener let go of it.
 	srv.SetDrainingDescribes(2)
 	srv.SetInUseAfterDetach(1)
-	srv.SetAddressVisibilityDelay(1)       // and EC2 shows a new Elastic IP late,
-	srv.SetSecurityGroupVisibilityDelay(1) // and a new security group
-	// and, as ELB can, new NLBs, target groups and listeners, and new
-	// tags, for the next 1 to 3 describes: random per test, logged with
-	// its seed.
-	delay := elbDelay(t)
-	srv.SetELBVisibilityDelay(delay)
-	srv.SetELBTagVisibilityDelay(delay)
+	// As ELB and EC2 can, new NLBs, target groups, listeners, ELB tags,
+	// Elastic IPs and security groups, and changes to security group
+	// rules, Elastic IP associations and EC2 tags, are shown late: for
+	// the next 1 to 3 describes, chosen per test and per API from a seed
+	// that is logged.
+	elbDelay, ec2Delay := visibilityDelays(t)
+	srv.SetELBVisibilityDelay(elbDelay)
+	srv.SetELBTagVisibilityDelay(elbDelay)
+	srv.SetAddressVisibilityDelay(ec2Delay)
+	srv.SetSecurityGroupVisibilityDelay(ec2Delay)
+	srv.SetEC2ChangeVisibilityDelay(ec2Delay)
 	cfg := aws.Config{ClusterName: "prod", MaxAttempts: 4}
 	for _, m := range mut {
 		m(&cfg)
@@ -88,9 +91,10 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	return l
 }
 
-// elbDelay picks the test's ELB visibility delay, 1 to 3 describes, from
-// a seed it logs; BERTH_AWS_SEED=<seed> repeats a run's choice.
-func elbDelay(t *testing.T) int {
+// visibilityDelays picks the test's ELB and EC2 visibility delays, 1 to 3
+// describes each, from a seed it logs; BERTH_AWS_SEED=<seed> repeats a
+// run's choice.
+func visibilityDelays(t *testing.T) (elbDelay, ec2Delay int) {
 	t.Helper()
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("BERTH_AWS_SEED"); s != "" {
@@ -99,9 +103,10 @@ func elbDelay(t *testing.T) int {
 			t.Fatalf("BERTH_AWS_SEED=%q: %v", s, err)
 		}
 	}
-	d := 1 + rand.New(rand.NewPCG(seed, 0)).IntN(3)
-	t.Logf("ELB visibility delay %d describes (BERTH_AWS_SEED=%d)", d, seed)
-	return d
+	rng := rand.New(rand.NewPCG(seed, 0))
+	elbDelay, ec2Delay = 1+rng.IntN(3), 1+rng.IntN(3)
+	t.Logf("visibility delays: ELB %d, EC2 %d describes (BERTH_AWS_SEED=%d)", elbDelay, ec2Delay, seed)
+	return elbDelay, ec2Delay
 }
 
 // restart replaces the backend with a new one, as a restarted berth-ccm:

@@ -275,11 +275,10 @@ func TestELBListenerAndTagConsistency(t *testing.T) {
 			l.srv.SetELBTagVisibilityDelay(tc.tags)
 			n1 := l.addNode("n1", "i-1", "198.18.0.11")
 			svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000603")
-			if _, err := l.b.Ensure(l.ctx, svc, []*v1.Node{n1}); err != nil {
-				// The security group shown late asks for one retry.
-				if _, err := l.b.Ensure(l.ctx, svc, []*v1.Node{n1}); err != nil {
-					t.Fatal(err)
-				}
+			// The security group shown late asks for a retry per describe
+			// it is hidden from.
+			if _, err := l.ensure(svc, []*v1.Node{n1}); err != nil {
+				t.Fatal(err)
 			}
 			tc.run(t, l, svc, n1)
 			tc.check(t, l.srv.Snapshot())
