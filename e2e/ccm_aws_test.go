@@ -101,13 +101,27 @@ func (e *env) forwardedOn(t *testing.T, value string) (node, addr string) {
 	return node, addr
 }
 
+// startAWSDouble starts the AWS test double as eventually consistent as
+// the backend's unit tests have it: deregistered targets drain, a
+// detached target group stays in use for a while, and new ELB and EC2
+// resources and EC2 changes are shown late (seeded and logged;
+// $BERTH_AWS_SEED repeats a run).
+func startAWSDouble(t *testing.T) *awsdouble.Server {
+	t.Helper()
+	srv := awsdouble.Start(t)
+	srv.SetDrainingDescribes(2)
+	srv.SetInUseAfterDetach(1)
+	srv.SetSeededVisibilityDelays(t)
+	return srv
+}
+
 // startCCMOnAWS starts the AWS test double with public, private and
 // internal subnets, the docs' IAM policy and nodes instances i-1..i-n
 // (Nodes node-1..node-n), and berth-ccm with the aws backend against it
 // with the extra flags.
 func (e *env) startCCMOnAWS(t *testing.T, nodes int, args ...string) *awsdouble.Server {
 	t.Helper()
-	srv := awsdouble.Start(t)
+	srv := startAWSDouble(t)
 	srv.AddSubnet("subnet-a", "vpc-1", "eu-west-1a", "198.18.0.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-b", "vpc-1", "eu-west-1b", "198.18.1.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-i", "vpc-1", "eu-west-1a", "198.18.2.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/internal-elb": "1"})

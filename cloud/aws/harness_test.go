@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -54,12 +50,7 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	// rules, Elastic IP associations and EC2 tags, are shown late: for
 	// the next 1 to 3 describes, chosen per test and per API from a seed
 	// that is logged.
-	elbDelay, ec2Delay := visibilityDelays(t)
-	srv.SetELBVisibilityDelay(elbDelay)
-	srv.SetELBTagVisibilityDelay(elbDelay)
-	srv.SetAddressVisibilityDelay(ec2Delay)
-	srv.SetSecurityGroupVisibilityDelay(ec2Delay)
-	srv.SetEC2ChangeVisibilityDelay(ec2Delay)
+	srv.SetSeededVisibilityDelays(t)
 	cfg := aws.Config{ClusterName: "prod", MaxAttempts: 4}
 	for _, m := range mut {
 		m(&cfg)
@@ -89,24 +80,6 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	// uses the VPC's main table (local only).
 	srv.AddRouteTable("vpc-1", "igw-1", "subnet-a", "subnet-b", "subnet-x")
 	return l
-}
-
-// visibilityDelays picks the test's ELB and EC2 visibility delays, 1 to 3
-// describes each, from a seed it logs; BERTH_AWS_SEED=<seed> repeats a
-// run's choice.
-func visibilityDelays(t *testing.T) (elbDelay, ec2Delay int) {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("BERTH_AWS_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("BERTH_AWS_SEED=%q: %v", s, err)
-		}
-	}
-	rng := rand.New(rand.NewPCG(seed, 0))
-	elbDelay, ec2Delay = 1+rng.IntN(3), 1+rng.IntN(3)
-	t.Logf("visibility delays: ELB %d, EC2 %d describes (BERTH_AWS_SEED=%d)", elbDelay, ec2Delay, seed)
-	return elbDelay, ec2Delay
 }
 
 // restart replaces the backend with a new one, as a restarted berth-ccm:
@@ -285,9 +258,15 @@ func (l *lab) retry(f func() error) error {
 }
 
 // delete deletes the Service's resources, as the service controller does:
-// again while AWS holds on to something.
+// Delete only while Get reports something, again while AWS holds on to
+// something.
 func (l *lab) delete(svc *v1.Service) error {
-	return l.retry(func() error { return l.b.Delete(l.ctx, svc) })
+	return l.retry(func() error {
+		if _, exists, err := l.b.Get(l.ctx, svc); err != nil || !exists {
+			return err
+		}
+		return l.b.Delete(l.ctx, svc)
+	})
 }
 
 // ensure calls Ensure as the service controller does: again while it asks

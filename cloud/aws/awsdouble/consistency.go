@@ -2,8 +2,43 @@ package awsdouble
 
 import (
 	"maps"
+	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
+	"testing"
+	"time"
 )
+
+// SeedVariable names the environment variable that repeats a run's
+// visibility delays (SetSeededVisibilityDelays).
+const SeedVariable = "BERTH_AWS_SEED"
+
+// SetSeededVisibilityDelays turns on every visibility delay of the double
+// as ELB and EC2 show them: new load balancers, target groups, listeners
+// and ELB tags for elbDelay describes, new Elastic IPs and security groups
+// and changes to rules, associations and EC2 tags for ec2Delay, each 1 to
+// 3, drawn from a seed that is logged on t; $BERTH_AWS_SEED repeats a
+// run's draw.
+func (s *Server) SetSeededVisibilityDelays(t testing.TB) (elbDelay, ec2Delay int) {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv(SeedVariable); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("%s=%q: %v", SeedVariable, v, err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(seed, 0))
+	elbDelay, ec2Delay = 1+rng.IntN(3), 1+rng.IntN(3)
+	t.Logf("visibility delays: ELB %d, EC2 %d describes (%s=%d)", elbDelay, ec2Delay, SeedVariable, seed)
+	s.SetELBVisibilityDelay(elbDelay)
+	s.SetELBTagVisibilityDelay(elbDelay)
+	s.SetAddressVisibilityDelay(ec2Delay)
+	s.SetSecurityGroupVisibilityDelay(ec2Delay)
+	s.SetEC2ChangeVisibilityDelay(ec2Delay)
+	return elbDelay, ec2Delay
+}
 
 // SetEC2ChangeVisibilityDelay makes the changes made afterwards to a
 // security group's rules (AuthorizeSecurityGroupIngress,
