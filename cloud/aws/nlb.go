@@ -156,7 +156,7 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	if err != nil {
 		return nil, err
 	}
-	lb, err := b.nlbOf(ctx, svc)
+	lb, shown, err := b.nlbShown(ctx, svc)
 	if err != nil {
 		return nil, err
 	}
@@ -230,6 +230,11 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 		return nil, listeners
 	}
 	if lb.State != nil && lb.State.Code != elbtypes.LoadBalancerStateEnumActive {
+		if !shown {
+			// Its state is the one CreateLoadBalancer gave: look again
+			// soon, as ELB shows a new NLB within seconds.
+			return nil, api.NewRetryError(fmt.Sprintf("NLB %s is %s (ELB does not show it yet)", lbName(svc), lb.State.Code), visibilityRetry)
+		}
 		return nil, api.NewRetryError(fmt.Sprintf("NLB %s is %s", lbName(svc), lb.State.Code), provisioningRetry)
 	}
 	return hostnameStatus(lb), nil
