@@ -101,17 +101,33 @@ func (e *env) forwardedOn(t *testing.T, value string) (node, addr string) {
 	return node, addr
 }
 
+// startAWSDouble starts the AWS test double as eventually consistent as
+// the backend's unit tests have it: deregistered targets drain, a
+// detached target group stays in use for a while, and new ELB and EC2
+// resources and EC2 changes are shown late (seeded and logged;
+// $BERTH_AWS_SEED repeats a run).
+func startAWSDouble(t *testing.T) *awsdouble.Server {
+	t.Helper()
+	srv := awsdouble.Start(t)
+	srv.SetDrainingDescribes(2)
+	srv.SetInUseAfterDetach(1)
+	srv.SetSeededVisibilityDelays(t)
+	return srv
+}
+
 // startCCMOnAWS starts the AWS test double with public, private and
 // internal subnets, the docs' IAM policy and nodes instances i-1..i-n
 // (Nodes node-1..node-n), and berth-ccm with the aws backend against it
 // with the extra flags.
 func (e *env) startCCMOnAWS(t *testing.T, nodes int, args ...string) *awsdouble.Server {
 	t.Helper()
-	srv := awsdouble.Start(t)
+	srv := startAWSDouble(t)
 	srv.AddSubnet("subnet-a", "vpc-1", "eu-west-1a", "198.18.0.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-b", "vpc-1", "eu-west-1b", "198.18.1.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/elb": "1"})
 	srv.AddSubnet("subnet-i", "vpc-1", "eu-west-1a", "198.18.2.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned", "kubernetes.io/role/internal-elb": "1"})
 	srv.AddRouteTable("vpc-1", "igw-1", "subnet-a", "subnet-b") // public; subnet-i private
+	srv.SetSubnetIPv6("subnet-a", "2001:db8:0:1::/64")
+	srv.SetSubnetIPv6("subnet-b", "2001:db8:0:2::/64")
 	bindDocPolicy(t, srv, "AKIDE2E", "e2e")
 	for i := 1; i <= nodes; i++ {
 		e.awsNode(t, srv, fmt.Sprintf("node-%d", i), fmt.Sprintf("i-%d", i), fmt.Sprintf("198.18.0.%d", 10+i))
@@ -151,8 +167,10 @@ func (e *env) waitServicesGone(t *testing.T, ns string, names ...string) {
 // AWS test double (cloud/aws/awsdouble) through the real SDK: the upstream
 // service controller gives an nlb-mode Service the NLB's DNS name and an
 // eip-mode Service an Elastic IP; nodes joining and leaving change the
-// targets; cordoning the node an Elastic IP is mapped to moves it;
-// deleting the Services removes every AWS resource Berth made.
+// targets; cordoning the node an Elastic IP is mapped to moves it; an
+// IPv6-only Service gets an IPv6 target group of the nodes' IPv6
+// addresses; deleting the Services removes every AWS resource Berth made.
+// The double shows new resources and changes late (seeded, logged).
 func TestCCMAWS(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
@@ -314,6 +332,44 @@ func TestCCMAWS(t *testing.T) {
 		}
 		waitAWS(t, srv, "the internal NLB and its group to go", func(s awsdouble.State) bool {
 			return lbOf(s) == nil && !slices.ContainsFunc(s.SecurityGroups, func(g awsdouble.SecurityGroup) bool { return g.ID == sg })
+		})
+	})
+
+	t.Run("nlb for an IPv6-only Service: an IPv6 target group of the nodes' IPv6 addresses", func(t *testing.T) {
+		srv.AddInstance("i-6", "subnet-a", "198.18.0.16")
+		srv.TagInstance("i-6", map[string]string{"kubernetes.io/cluster/e2e": "owned"})
+		srv.AddInstanceIPv6("i-6", "2001:db8:0:1::16", false)
+		if _, err := controlplane.CreateNodeWith(ctx, e.kube, controlplane.NodeConfig{
+			Name: "node-6", ProviderID: "aws:///eu-west-1a/i-6", Addresses: []netip.Addr{mustAddr("198.18.0.16"), mustAddr("2001:db8:0:1::16")},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		e.service(t, ns, "six", withFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol))
+		s := waitAWS(t, srv, "a dualstack NLB whose IPv6 target group holds node-6's IPv6 address", func(s awsdouble.State) bool {
+			for _, tg := range s.TargetGroups {
+				if tg.TargetType == "ip" && tg.IPAddressType == "ipv6" && len(tg.Targets) == 1 && tg.Targets[0].ID == "2001:db8:0:1::16" {
+					return slices.ContainsFunc(s.LoadBalancers, func(lb awsdouble.LoadBalancer) bool { return lb.IPAddressType == "dualstack" })
+				}
+			}
+			return false
+		})
+		var dns string
+		for _, lb := range s.LoadBalancers {
+			if lb.IPAddressType == "dualstack" {
+				dns = lb.DNSName
+			}
+		}
+		e.waitService(t, ns, "six", "hostname "+dns, func(s *corev1.Service) bool {
+			in := s.Status.LoadBalancer.Ingress
+			return len(in) == 1 && in[0].Hostname == dns
+		})
+		if err := e.kube.CoreV1().Services(ns).Delete(ctx, "six", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.waitServicesGone(t, ns, "six")
+		waitAWS(t, srv, "the IPv6 NLB and its groups to go", func(s awsdouble.State) bool {
+			return !slices.ContainsFunc(s.TargetGroups, func(tg awsdouble.TargetGroup) bool { return tg.IPAddressType == "ipv6" }) &&
+				!slices.ContainsFunc(s.LoadBalancers, func(lb awsdouble.LoadBalancer) bool { return lb.IPAddressType == "dualstack" })
 		})
 	})
 

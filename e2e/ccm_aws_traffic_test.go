@@ -31,7 +31,7 @@ func TestCCMAWSEIPTraffic(t *testing.T) {
 	lab := netlab.New(t)
 	e := newEnvWith(t, controlplane.Options{BindAddress: lab.Gateway4})
 	e.namespace(t, speakerNS, nil)
-	srv := awsdouble.Start(t)
+	srv := startAWSDouble(t)
 	srv.AddSubnet("subnet-a", "vpc-1", "eu-west-1a", "198.19.8.0/24", map[string]string{"kubernetes.io/cluster/e2e": "owned"})
 	srv.AddRouteTable("vpc-1", "igw-1", "subnet-a")
 	bindDocPolicy(t, srv, "AKIDE2E", "e2e")

@@ -76,6 +76,11 @@ type request struct {
 	// DualStack is true for a Service with an IPv6 family: its NLB is
 	// dualstack and its subnets need IPv6 CIDRs.
 	DualStack bool
+	// IPv6Targets is true for a Service whose primary family is IPv6
+	// (IPv6-only, or dual-stack with IPv6 first): its target groups are
+	// IPv6 groups of the nodes' IPv6 addresses. A Service's primary
+	// family never changes, so neither does the kind of its groups.
+	IPv6Targets bool
 	// Unsupported lists the upstream annotations Berth does not implement,
 	// sorted; the Service is served without them.
 	Unsupported []string
@@ -105,6 +110,7 @@ func parseRequest(svc *v1.Service, nlb NLBConfig) (request, error) {
 	}
 	r.Scheme = scheme
 	r.DualStack = slices.Contains(svc.Spec.IPFamilies, v1.IPv6Protocol)
+	r.IPv6Targets = ipv6Targets(svc)
 	if err := parseLBOptions(a, nlb, &r); err != nil {
 		return r, err
 	}

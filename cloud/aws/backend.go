@@ -46,6 +46,17 @@ type Backend struct {
 	// detached holds groups the NLB's listeners let go of whose tags ELB
 	// did not show yet: deleted once they show the Service's.
 	detached ledger[struct{}]
+	// rulesWritten holds, per NLB security group (as a UID), the rules
+	// this process last wrote for it in each group, which EC2's describes
+	// may not show yet.
+	rulesWritten ledger[[]rule]
+	// madeSGs holds the security groups this process created, which
+	// EC2's describes may not show yet.
+	madeSGs ledger[struct{}]
+	// deletedLBs holds the NLBs a Delete removed: the next Delete lists
+	// the Service's target groups once more, as ELB may not have shown
+	// them (after a restart nothing else remembers them).
+	deletedLBs ledger[struct{}]
 	// fresh remembers, under mu, the Elastic IP allocated for a Service
 	// until describes see it, so that a retry does not allocate another.
 	fresh map[types.UID]freshEIP
@@ -53,6 +64,9 @@ type Backend struct {
 	// assigned for Elastic IPs, which describes may not show yet: they
 	// are Berth's, not another agent's (checkEIPNode).
 	placed map[privateAddress]bool
+	// eips remembers, under mu, each Elastic IP as this process last
+	// wrote it, which describes may not show yet (eipView).
+	eips map[string]eipNote
 	// reporter tells a Service's owner what Berth ignored; nil means
 	// logs only.
 	reporter Reporter
@@ -116,20 +130,39 @@ func (b *Backend) mode(svc *v1.Service) (string, error) {
 	return "", fmt.Errorf("annotation %s=%q: want %q or %q", v1alpha1.AnnotationAWSMode, m, ModeNLB, ModeEIP)
 }
 
-// Get reports what exists for the Service in either mode.
+// Get reports what exists for the Service in either mode. The service
+// controller calls Delete only when Get reports something, so a Service
+// whose NLB is gone but whose target groups or security group are not
+// yet (AWS still holding a group, a Delete that failed half-way) exists,
+// with an empty status, until Delete has removed them.
 func (b *Backend) Get(ctx context.Context, svc *v1.Service) (*v1.LoadBalancerStatus, bool, error) {
 	lb, err := b.nlbOf(ctx, svc)
-	if err != nil {
+	if err != nil && !errors.As(err, new(*ConflictError)) {
 		return nil, false, err
+	}
+	// An NLB of the Service's name that is not Berth's is no NLB of the
+	// Service's: what Berth made for it is looked for below, so that a
+	// deleted Service's finalizer does not wait for the other NLB.
+	if err != nil {
+		lb = nil
 	}
 	if lb != nil {
 		return hostnameStatus(lb), true, nil
 	}
+	b.mu.Lock()
 	addrs, err := b.findEIPs(ctx, svc)
-	if err != nil || len(addrs) == 0 {
+	b.mu.Unlock()
+	if err != nil {
 		return nil, false, err
 	}
-	return ipStatus(preferred(svc, addrs)), true, nil
+	if len(addrs) > 0 {
+		return ipStatus(preferred(svc, addrs)), true, nil
+	}
+	left, err := b.nlbLeftovers(ctx, svc)
+	if err != nil || !left {
+		return nil, false, err
+	}
+	return &v1.LoadBalancerStatus{}, true, nil
 }
 
 // Ensure creates or repairs the Service's load balancer in its mode, and

@@ -45,7 +45,10 @@ func (b *Backend) findEIPs(ctx context.Context, svc *v1.Service) ([]ec2types.Add
 	if err != nil {
 		return nil, fmt.Errorf("find the Service's Elastic IP: %w", err)
 	}
-	return out.Addresses, nil
+	return b.eipView(out.Addresses, func(a ec2types.Address) bool {
+		t := fromEC2Tags(a.Tags)
+		return t[TagServiceUID] == string(svc.UID) && t[TagCluster] == b.cfg.ClusterName
+	}), nil
 }
 
 // acquireEIP takes a free Elastic IP from the configured list, or
@@ -57,7 +60,8 @@ func (b *Backend) acquireEIP(ctx context.Context, svc *v1.Service) (ec2types.Add
 		if err != nil {
 			return ec2types.Address{}, fmt.Errorf("describe the configured Elastic IPs: %w", err)
 		}
-		for _, a := range out.Addresses {
+		listed := b.eipView(out.Addresses, func(a ec2types.Address) bool { return slices.Contains(ids, sdk.ToString(a.AllocationId)) })
+		for _, a := range listed {
 			if a.AssociationId != nil || fromEC2Tags(a.Tags)[TagServiceUID] != "" {
 				continue
 			}
@@ -72,6 +76,7 @@ func (b *Backend) acquireEIP(ctx context.Context, svc *v1.Service) (ec2types.Add
 				return ec2types.Address{}, fmt.Errorf("tag Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
 			}
 			a.Tags = ec2Tags(tags)
+			b.noteEIP(a, true)
 			b.log.Info("Took Elastic IP from the configured list", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
 			return a, nil
 		}
@@ -90,7 +95,9 @@ func (b *Backend) acquireEIP(ctx context.Context, svc *v1.Service) (ec2types.Add
 		return ec2types.Address{}, fmt.Errorf("allocate an Elastic IP: %w", err)
 	}
 	b.log.Info("Allocated Elastic IP", "service", config.Key(svc), "address", sdk.ToString(out.PublicIp))
-	return ec2types.Address{AllocationId: out.AllocationId, PublicIp: out.PublicIp, Tags: ec2Tags(tags)}, nil
+	a := ec2types.Address{AllocationId: out.AllocationId, PublicIp: out.PublicIp, Tags: ec2Tags(tags)}
+	b.noteEIP(a, false)
+	return a, nil
 }
 
 // scrubTags removes Berth's placement and allocation tags from an Elastic
@@ -149,6 +156,7 @@ func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.No
 	}
 	var place privateAddress
 	var passed []string
+	exhausted := true
 	for _, target := range ranked {
 		// A node whose interface is full, or that cannot carry an Elastic
 		// IP at all, passes the address to the next.
@@ -164,22 +172,32 @@ func (b *Backend) ensureEIP(ctx context.Context, svc *v1.Service, given []*v1.No
 			passed = append(passed, fmt.Sprintf("node %s: %v", target.Name, err))
 			continue
 		}
+		exhausted = false
 		break
 	}
 	if err != nil {
-		if len(passed) > 0 {
+		// An error of a node that could carry the address (EC2 not
+		// showing the new Elastic IP yet, say) is that error, not a
+		// list of the nodes passed over before it.
+		if exhausted && len(passed) > 0 {
 			return nil, fmt.Errorf("the Elastic IP %s is allocated but no eligible node can carry it: %s",
 				sdk.ToString(addr.PublicIp), strings.Join(passed, "; "))
 		}
 		return nil, err
 	}
 	if sdk.ToString(addr.NetworkInterfaceId) != place.ENI || sdk.ToString(addr.PrivateIpAddress) != place.Addr {
-		if _, err := b.ec2.AssociateAddress(ctx, &ec2.AssociateAddressInput{
+		assoc, err := b.ec2.AssociateAddress(ctx, &ec2.AssociateAddressInput{
 			AllocationId: addr.AllocationId, NetworkInterfaceId: sdk.String(place.ENI),
 			PrivateIpAddress: sdk.String(place.Addr), AllowReassociation: sdk.Bool(true),
-		}); err != nil {
+		})
+		if err != nil {
 			return nil, notYetVisible(fmt.Errorf("associate Elastic IP %s with %s on node %s: %w", sdk.ToString(addr.PublicIp), place.Addr, place.Node, err))
 		}
+		// What the Elastic IP pointed at before is given back below.
+		now := addr
+		now.Tags = withTag(addr.Tags, TagPrivateAddress, place.String())
+		now.AssociationId, now.NetworkInterfaceId, now.PrivateIpAddress = assoc.AssociationId, sdk.String(place.ENI), sdk.String(place.Addr)
+		b.noteEIP(now, false)
 		b.log.Info("Mapped Elastic IP", "service", config.Key(svc), "address", sdk.ToString(addr.PublicIp), "node", place.Node, "private", place.Addr)
 	}
 	if err := b.forward(ctx, svc, place, nodes); err != nil {
@@ -277,6 +295,9 @@ func (b *Backend) placePrivate(ctx context.Context, addr ec2types.Address, cur p
 		}
 		return privateAddress{}, errors.Join(fmt.Errorf("record %s on Elastic IP %s: %w", place, sdk.ToString(addr.PublicIp), err), uerr)
 	}
+	recorded := addr
+	recorded.Tags = withTag(addr.Tags, TagPrivateAddress, place.String())
+	b.noteEIP(recorded, false)
 	if b.placed == nil {
 		b.placed = map[privateAddress]bool{}
 	}
@@ -408,6 +429,9 @@ func (b *Backend) giveBack(ctx context.Context, svc *v1.Service, a ec2types.Addr
 		if _, err := b.ec2.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{AssociationId: a.AssociationId}); err != nil && apiCode(err) != "InvalidAssociationID.NotFound" {
 			return fmt.Errorf("disassociate Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
 		}
+		unmapped := a
+		unmapped.AssociationId, unmapped.NetworkInterfaceId, unmapped.PrivateIpAddress = nil, nil, nil
+		b.noteEIP(unmapped, false)
 	}
 	p, ok := parsePrivateAddress(tags[TagPrivateAddress])
 	if ok {
@@ -425,6 +449,7 @@ func (b *Backend) giveBack(ctx context.Context, svc *v1.Service, a ec2types.Addr
 		if _, err := b.ec2.ReleaseAddress(ctx, &ec2.ReleaseAddressInput{AllocationId: a.AllocationId}); err != nil && apiCode(err) != "InvalidAllocationID.NotFound" {
 			return fmt.Errorf("release Elastic IP %s: %w", sdk.ToString(a.PublicIp), err)
 		}
+		b.noteReleased(id)
 		b.log.Info("Released Elastic IP", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
 		return nil
 	}
@@ -436,6 +461,10 @@ func (b *Backend) giveBack(ctx context.Context, svc *v1.Service, a ec2types.Addr
 	if _, err := b.ec2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{id}, Tags: keys}); err != nil {
 		return fmt.Errorf("return Elastic IP %s to the list: %w", sdk.ToString(a.PublicIp), err)
 	}
+	returned := a
+	returned.AssociationId, returned.NetworkInterfaceId, returned.PrivateIpAddress = nil, nil, nil
+	returned.Tags = withoutTags(a.Tags, keys)
+	b.noteEIP(returned, false)
 	b.log.Info("Returned Elastic IP to the configured list", "service", config.Key(svc), "address", sdk.ToString(a.PublicIp))
 	return nil
 }

@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	sdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -49,14 +45,12 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	// is still in use for a while after its listener let go of it.
 	srv.SetDrainingDescribes(2)
 	srv.SetInUseAfterDetach(1)
-	srv.SetAddressVisibilityDelay(1)       // and EC2 shows a new Elastic IP late,
-	srv.SetSecurityGroupVisibilityDelay(1) // and a new security group
-	// and, as ELB can, new NLBs, target groups and listeners, and new
-	// tags, for the next 1 to 3 describes: random per test, logged with
-	// its seed.
-	delay := elbDelay(t)
-	srv.SetELBVisibilityDelay(delay)
-	srv.SetELBTagVisibilityDelay(delay)
+	// As ELB and EC2 can, new NLBs, target groups, listeners, ELB tags,
+	// Elastic IPs and security groups, and changes to security group
+	// rules, Elastic IP associations and EC2 tags, are shown late: for
+	// the next 1 to 3 describes, chosen per test and per API from a seed
+	// that is logged.
+	srv.SetSeededVisibilityDelays(t)
 	cfg := aws.Config{ClusterName: "prod", MaxAttempts: 4}
 	for _, m := range mut {
 		m(&cfg)
@@ -86,22 +80,6 @@ func newLab(t *testing.T, mut ...func(*aws.Config)) *lab {
 	// uses the VPC's main table (local only).
 	srv.AddRouteTable("vpc-1", "igw-1", "subnet-a", "subnet-b", "subnet-x")
 	return l
-}
-
-// elbDelay picks the test's ELB visibility delay, 1 to 3 describes, from
-// a seed it logs; BERTH_AWS_SEED=<seed> repeats a run's choice.
-func elbDelay(t *testing.T) int {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("BERTH_AWS_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("BERTH_AWS_SEED=%q: %v", s, err)
-		}
-	}
-	d := 1 + rand.New(rand.NewPCG(seed, 0)).IntN(3)
-	t.Logf("ELB visibility delay %d describes (BERTH_AWS_SEED=%d)", d, seed)
-	return d
 }
 
 // restart replaces the backend with a new one, as a restarted berth-ccm:
@@ -280,9 +258,15 @@ func (l *lab) retry(f func() error) error {
 }
 
 // delete deletes the Service's resources, as the service controller does:
-// again while AWS holds on to something.
+// Delete only while Get reports something, again while AWS holds on to
+// something.
 func (l *lab) delete(svc *v1.Service) error {
-	return l.retry(func() error { return l.b.Delete(l.ctx, svc) })
+	return l.retry(func() error {
+		if _, exists, err := l.b.Get(l.ctx, svc); err != nil || !exists {
+			return err
+		}
+		return l.b.Delete(l.ctx, svc)
+	})
 }
 
 // ensure calls Ensure as the service controller does: again while it asks

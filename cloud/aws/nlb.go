@@ -39,7 +39,14 @@ func lbName(svc *v1.Service) string { return cloudprovider.DefaultLoadBalancerNa
 // (its protocol and NodePort, and the Service), so a new NodePort gets a
 // new group and the old one is swept.
 func tgName(svc *v1.Service, p listenerPort) string {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%s/%d/%d", svc.UID, p.Protocol, p.Port, p.NodePort))
+	key := fmt.Appendf(nil, "%s/%s/%d/%d", svc.UID, p.Protocol, p.Port, p.NodePort)
+	if ipv6Targets(svc) {
+		// An IPv6 group is another group: a Service that Berth served
+		// with IPv4 groups before IPv6 groups existed gets new ones, and
+		// the old ones go as stale.
+		key = append(key, "/ipv6"...)
+	}
+	sum := sha256.Sum256(key)
 	return "b-" + hex.EncodeToString(sum[:])[:30]
 }
 
@@ -136,11 +143,10 @@ func hostnameStatus(lb *elbtypes.LoadBalancer) *v1.LoadBalancerStatus {
 // and listeners, removes stale ones, and asks to be called again while the
 // NLB is provisioning.
 func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.Node, r request) (*v1.LoadBalancerStatus, error) {
-	if len(svc.Spec.IPFamilies) > 0 && !slices.Contains(svc.Spec.IPFamilies, v1.IPv4Protocol) {
-		// The targets are the nodes' IPv4 instance addresses, at NodePorts
-		// that kube-proxy programs only for the Service's own families: an
-		// IPv6-only Service's traffic would be black-holed.
-		return nil, fmt.Errorf("this Service is IPv6-only, and the NLB's targets are the nodes' IPv4 addresses, where kube-proxy serves no NodePort for it: make it dual-stack (ipFamilyPolicy: PreferDualStack; the NLB is then dualstack and IPv6 clients reach it) or IPv4")
+	if r.IPv6Targets && !r.DualStack {
+		// ELB attaches IPv6 target groups to dualstack NLBs only.
+		return nil, fmt.Errorf("the Service's primary family is IPv6, so its targets are the nodes' IPv6 addresses, which only a dualstack NLB forwards to: "+
+			"remove annotation %s=ipv4", AnnotationIPAddressType)
 	}
 	ports, err := nlbPorts(svc)
 	if err != nil {
@@ -150,7 +156,7 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 	if err != nil {
 		return nil, err
 	}
-	lb, err := b.nlbOf(ctx, svc)
+	lb, shown, err := b.nlbShown(ctx, svc)
 	if err != nil {
 		return nil, err
 	}
@@ -224,6 +230,11 @@ func (b *Backend) ensureNLB(ctx context.Context, svc *v1.Service, nodes []*v1.No
 		return nil, listeners
 	}
 	if lb.State != nil && lb.State.Code != elbtypes.LoadBalancerStateEnumActive {
+		if !shown {
+			// Its state is the one CreateLoadBalancer gave: look again
+			// soon, as ELB shows a new NLB within seconds.
+			return nil, api.NewRetryError(fmt.Sprintf("NLB %s is %s (ELB does not show it yet)", lbName(svc), lb.State.Code), visibilityRetry)
+		}
 		return nil, api.NewRetryError(fmt.Sprintf("NLB %s is %s", lbName(svc), lb.State.Code), provisioningRetry)
 	}
 	return hostnameStatus(lb), nil
@@ -335,6 +346,15 @@ func (b *Backend) ensureTargetGroup(ctx context.Context, svc *v1.Service, p list
 		HealthyThresholdCount:      optInt32(hc.Healthy),
 		UnhealthyThresholdCount:    optInt32(hc.Unhealthy),
 		Tags:                       elbTags(mergedTags(b.ownerTags(svc), r.Tags)),
+	}
+	if r.IPv6Targets {
+		// ip targets: the nodes' IPv6 InternalIPs, where kube-proxy
+		// serves the NodePort. Instance targets in an IPv6 group would
+		// need every instance to have a primary IPv6 address (ELB
+		// refuses others with InvalidTarget) and reach that address,
+		// which need not be the node's.
+		in.TargetType = elbtypes.TargetTypeEnumIp
+		in.IpAddressType = elbtypes.TargetGroupIpAddressTypeEnumIpv6
 	}
 	created, err := b.elb.CreateTargetGroup(ctx, in)
 	if apiCode(err) == "DuplicateTargetGroupName" {

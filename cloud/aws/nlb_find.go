@@ -64,11 +64,18 @@ func (b *Backend) findLB(ctx context.Context, svc *v1.Service) (*elbtypes.LoadBa
 // nlbOf returns the Service's NLB as findLB does or, when describes do not
 // show it yet, as this process created it a moment ago.
 func (b *Backend) nlbOf(ctx context.Context, svc *v1.Service) (*elbtypes.LoadBalancer, error) {
+	lb, _, err := b.nlbShown(ctx, svc)
+	return lb, err
+}
+
+// nlbShown is nlbOf, and whether ELB showed the NLB (false: it is the one
+// this process remembers creating, as CreateLoadBalancer described it).
+func (b *Backend) nlbShown(ctx context.Context, svc *v1.Service) (*elbtypes.LoadBalancer, bool, error) {
 	lb, err := b.findLB(ctx, svc)
 	if err != nil || lb != nil {
-		return lb, err
+		return lb, lb != nil, err
 	}
-	return b.madeLBs.recent(svc.UID, madeFor), nil
+	return b.madeLBs.recent(svc.UID, madeFor), false, nil
 }
 
 // untagged is the error about a resource with Berth's name and no tags at

@@ -293,6 +293,13 @@ func (b *Backend) deleteNLB(ctx context.Context, svc *v1.Service) error {
 	if err != nil {
 		return err
 	}
+	if lb != nil {
+		untaggedYet, err := b.namedGroupsOf(ctx, svc, lb)
+		if err != nil {
+			return err
+		}
+		groups = append(groups, untaggedYet...)
+	}
 	var lbs []string
 	for _, known := range []*elbtypes.LoadBalancer{lb, b.madeLBs.recent(svc.UID, madeFor)} {
 		if known != nil {
@@ -304,10 +311,12 @@ func (b *Backend) deleteNLB(ctx context.Context, svc *v1.Service) error {
 		return err
 	}
 	slices.Sort(lbs)
-	for _, arn := range slices.Compact(append(lbs, more...)) {
+	lbs = slices.Compact(append(lbs, more...))
+	for _, arn := range lbs {
 		if _, err := b.elb.DeleteLoadBalancer(ctx, &elb.DeleteLoadBalancerInput{LoadBalancerArn: sdk.String(arn)}); err != nil && apiCode(err) != "LoadBalancerNotFound" {
 			return fmt.Errorf("delete NLB %s: %w", lbName(svc), err)
 		}
+		b.deletedLBs.add(svc.UID, arn, struct{}{})
 		b.log.Info("Deleted NLB", "service", config.Key(svc), "name", lbName(svc), "arn", arn)
 	}
 	groups = append(groups, b.madeGroups.list(svc.UID)...)
@@ -331,7 +340,61 @@ func (b *Backend) deleteNLB(ctx context.Context, svc *v1.Service) error {
 	if err := b.deleteSG(ctx, svc); err != nil {
 		return err
 	}
+	if inUse == nil && len(lbs) > 0 {
+		// Groups attached to the NLB that no listing showed yet would be
+		// left: one more pass lists them again.
+		return api.NewRetryError(fmt.Sprintf("NLB %s deleted; its target groups are looked for once more", lbName(svc)), visibilityRetry)
+	}
+	if inUse == nil {
+		b.deletedLBs.forget(svc.UID)
+	}
 	return inUse
+}
+
+// namedGroupsOf returns the groups attached to the Service's NLB that
+// show no tags yet (ELB shows a group's tags late, and after a restart
+// nothing remembers making it) and bear the name Berth gives the group of
+// one of the Service's ports: found only by listing tags, they would be
+// left behind once the NLB is gone.
+func (b *Backend) namedGroupsOf(ctx context.Context, svc *v1.Service, lb *elbtypes.LoadBalancer) ([]string, error) {
+	ports, err := nlbPorts(svc)
+	if err != nil {
+		return nil, nil
+	}
+	names := make([]string, len(ports))
+	for i, p := range ports {
+		names[i] = tgName(svc, p)
+	}
+	out, err := b.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{LoadBalancerArn: lb.LoadBalancerArn})
+	if err != nil {
+		return nil, fmt.Errorf("describe target groups of %s: %w", lbName(svc), err)
+	}
+	var arns []string
+	for _, tg := range out.TargetGroups {
+		if slices.Contains(names, sdk.ToString(tg.TargetGroupName)) {
+			arns = append(arns, sdk.ToString(tg.TargetGroupArn))
+		}
+	}
+	tags, err := b.elbTagsOfMany(ctx, arns)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(arns, func(arn string) bool { return len(tags[arn]) > 0 }), nil
+}
+
+// nlbLeftovers reports whether target groups or security groups of the
+// Service's NLB remain: ones this process waits to delete or made a
+// moment ago, or ones tagged as the Service's.
+func (b *Backend) nlbLeftovers(ctx context.Context, svc *v1.Service) (bool, error) {
+	if len(b.stale.list(svc.UID))+len(b.madeGroups.list(svc.UID))+len(b.madeSGs.list(svc.UID))+len(b.deletedLBs.list(svc.UID)) > 0 {
+		return true, nil
+	}
+	groups, _, err := b.ownedTargetGroups(ctx, svc)
+	if err != nil || len(groups) > 0 {
+		return len(groups) > 0, err
+	}
+	sgs, err := b.ownedSGs(ctx, svc, "")
+	return len(sgs) > 0, err
 }
 
 // ownedTargetGroups lists every target group tagged as the Service's, and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -103,44 +104,97 @@ func rankNodes(uid, current string, nodes []*v1.Node, allow map[string]bool) []*
 	return ranked
 }
 
-// targets returns the instance IDs the Service's target groups should
-// hold: the nodes that may be targets (and that the Service's
+// ipv6Targets reports whether the Service's primary family is IPv6: its
+// NLB then forwards to IPv6 target groups of the nodes' IPv6 addresses.
+func ipv6Targets(svc *v1.Service) bool {
+	return len(svc.Spec.IPFamilies) > 0 && svc.Spec.IPFamilies[0] == v1.IPv6Protocol
+}
+
+// nodeIPv6 returns a node's IPv6 InternalIPs, canonical.
+func nodeIPv6(n *v1.Node) []string {
+	var out []string
+	for _, a := range n.Status.Addresses {
+		if ip, err := netip.ParseAddr(a.Address); a.Type == v1.NodeInternalIP && err == nil && ip.Is6() && !ip.Is4In6() {
+			out = append(out, ip.String())
+		}
+	}
+	return out
+}
+
+// targets returns the targets the Service's target groups should hold:
+// the nodes that may be targets (and that the Service's
 // target-node-labels select), whose providerID names a running instance
 // of this cluster (tagged kubernetes.io/cluster/<clusterName>) in the
 // load balancer's VPC. A Node naming any other instance (a typo, or a
 // Node object made to pull someone else's instance into the NLB) is left
-// out and logged.
+// out and logged. The targets are instance IDs, or with r.IPv6Targets the
+// nodes' IPv6 InternalIPs that EC2 shows on their own instances (so a
+// Node cannot point the NLB at another address of the VPC).
 // It also returns the security groups of each target instance.
 func (b *Backend) targets(ctx context.Context, nodes []*v1.Node, r request, vpc string) ([]string, map[string][]string, error) {
-	want := instances(nodes, func(n *v1.Node) bool {
+	keep := func(n *v1.Node) bool {
 		return targetNode(n) && (r.TargetNodes == nil || r.TargetNodes.Matches(labels.Set(n.Labels)))
-	})
+	}
+	want := instances(nodes, keep)
 	if len(want) == 0 {
 		return nil, nil, nil
 	}
-	ok, err := b.clusterInstances(ctx, want, vpc)
+	found, err := b.clusterInstances(ctx, want, vpc)
 	if err != nil {
 		return nil, nil, err
 	}
 	var out []string
+	groupsOf := map[string][]string{}
 	for _, id := range want {
-		if _, found := ok[id]; found {
-			out = append(out, id)
+		if in, ok := found[id]; ok {
+			groupsOf[id] = in.groups
+			if !r.IPv6Targets {
+				out = append(out, id)
+			}
 		} else {
 			b.log.Info("Node's instance is not a running instance of this cluster in the load balancer's VPC; not a target",
 				"instance", id, "clusterTag", clusterTagKey(b.cfg.ClusterName), "vpc", vpc)
 		}
 	}
-	return out, ok, nil
+	if r.IPv6Targets {
+		out = b.ipv6Targets(nodes, keep, found)
+	}
+	return out, groupsOf, nil
 }
 
-// clusterInstances returns, with their security groups, the instances
-// among ids that are running, tagged as this cluster's and in the VPC (any
-// VPC when vpc is ""). It filters by instance ID rather than naming the
-// IDs, so one unknown ID does not fail the whole call, and reads every
-// page.
-func (b *Backend) clusterInstances(ctx context.Context, ids []string, vpc string) (map[string][]string, error) {
-	ok := map[string][]string{}
+// ipv6Targets returns the IPv6 InternalIPs of the kept nodes that EC2
+// shows on the node's own instance, sorted and distinct, and logs the
+// nodes that have none.
+func (b *Backend) ipv6Targets(nodes []*v1.Node, keep func(*v1.Node) bool, found map[string]instanceInfo) []string {
+	var out []string
+	for _, n := range nodes {
+		in, ok := found[instanceID(n)]
+		if !keep(n) || !ok {
+			continue
+		}
+		ips := slices.DeleteFunc(nodeIPv6(n), func(ip string) bool { return !slices.Contains(in.ipv6, ip) })
+		if len(ips) == 0 {
+			b.log.Info("Node has no IPv6 InternalIP of its instance; not a target of the Service's IPv6 target groups",
+				"node", n.Name, "instance", instanceID(n), "instanceIPv6", in.ipv6)
+		}
+		out = append(out, ips...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// instanceInfo is what the backend needs of a target instance.
+type instanceInfo struct {
+	groups []string // its security groups
+	ipv6   []string // the IPv6 addresses of its network interfaces, canonical
+}
+
+// clusterInstances returns the instances among ids that are running,
+// tagged as this cluster's and in the VPC (any VPC when vpc is ""). It
+// filters by instance ID rather than naming the IDs, so one unknown ID
+// does not fail the whole call, and reads every page.
+func (b *Backend) clusterInstances(ctx context.Context, ids []string, vpc string) (map[string]instanceInfo, error) {
+	ok := map[string]instanceInfo{}
 	for chunk := range slices.Chunk(ids, 200) {
 		filters := []ec2types.Filter{
 			{Name: sdk.String("instance-id"), Values: chunk},
@@ -159,17 +213,28 @@ func (b *Backend) clusterInstances(ctx context.Context, ids []string, vpc string
 			for _, r := range page.Reservations {
 				for _, in := range r.Instances {
 					if v := fromEC2Tags(in.Tags)[clusterTagKey(b.cfg.ClusterName)]; v == "owned" || v == "shared" {
-						var groups []string
-						for _, g := range in.SecurityGroups {
-							groups = append(groups, sdk.ToString(g.GroupId))
-						}
-						ok[sdk.ToString(in.InstanceId)] = groups
+						ok[sdk.ToString(in.InstanceId)] = infoOf(in)
 					}
 				}
 			}
 		}
 	}
 	return ok, nil
+}
+
+func infoOf(in ec2types.Instance) instanceInfo {
+	var info instanceInfo
+	for _, g := range in.SecurityGroups {
+		info.groups = append(info.groups, sdk.ToString(g.GroupId))
+	}
+	for _, eni := range in.NetworkInterfaces {
+		for _, a := range eni.Ipv6Addresses {
+			if ip, err := netip.ParseAddr(sdk.ToString(a.Ipv6Address)); err == nil {
+				info.ipv6 = append(info.ipv6, ip.String())
+			}
+		}
+	}
+	return info
 }
 
 // clusterTagKey is the upstream tag that marks a cluster's resources.

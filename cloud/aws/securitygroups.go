@@ -13,6 +13,7 @@ import (
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"k8s.io/cloud-provider/api"
 
@@ -95,12 +96,21 @@ func (b *Backend) findSG(ctx context.Context, svc *v1.Service, vpc string) (*ec2
 	if err != nil || len(owned) > 0 {
 		return first(owned), err
 	}
+	for id := range b.madeSGs.recent(svc.UID, freshFor) {
+		// Made by this process a moment ago; EC2 does not list it yet.
+		return &ec2types.SecurityGroup{GroupId: sdk.String(id), GroupName: sdk.String(sgName(svc)), VpcId: sdk.String(vpc)}, nil
+	}
 	out, err := b.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: withVPC(vpc,
 		ec2types.Filter{Name: sdk.String("group-name"), Values: []string{sgName(svc)}})})
 	if err != nil {
 		return nil, fmt.Errorf("find security group %s: %w", sgName(svc), err)
 	}
-	if len(out.SecurityGroups) > 0 {
+	for _, g := range out.SecurityGroups {
+		// EC2 may show a new group to this describe and not to the one
+		// by tags just before: its tags decide.
+		if t := fromEC2Tags(g.Tags); t[TagCluster] == b.cfg.ClusterName && t[TagServiceUID] == string(svc.UID) {
+			return &g, nil
+		}
 		return nil, &ConflictError{Kind: "security group", Name: sgName(svc)}
 	}
 	return nil, nil
@@ -144,8 +154,11 @@ func first[T any](s []T) *T {
 // created if missing.
 func (b *Backend) ensureSG(ctx context.Context, svc *v1.Service, vpc string, r request) (string, error) {
 	sg, err := b.findSG(ctx, svc, vpc)
-	if err != nil || sg != nil {
-		return sdk.ToString(sg.GroupId), err
+	if err != nil {
+		return "", err
+	}
+	if sg != nil {
+		return sdk.ToString(sg.GroupId), nil
 	}
 	out, err := b.ec2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
 		GroupName: sdk.String(sgName(svc)), VpcId: sdk.String(vpc),
@@ -160,6 +173,7 @@ func (b *Backend) ensureSG(ctx context.Context, svc *v1.Service, vpc string, r r
 	if err != nil {
 		return "", fmt.Errorf("create security group %s: %w", sgName(svc), err)
 	}
+	b.madeSGs.add(svc.UID, sdk.ToString(out.GroupId), struct{}{})
 	b.log.Info("Created the NLB's security group", "service", config.Key(svc), "group", sdk.ToString(out.GroupId))
 	return sdk.ToString(out.GroupId), nil
 }
@@ -230,10 +244,16 @@ func permissions(rules []rule) []ec2types.IpPermission {
 	return out
 }
 
-// syncRules makes the group's rules among have (those Berth manages in it)
-// exactly want: revoke first, so a shrinking list never passes through
-// a wider one, then authorize.
-func (b *Backend) syncRules(ctx context.Context, group string, have, want []rule) error {
+// syncRules makes the group's rules among have (those Berth manages in it
+// for the NLB's group nlbSG) exactly want: revoke first, so a shrinking
+// list never passes through a wider one, then authorize. EC2 may describe
+// a group as it was before a change for a while: the rules this process
+// wrote in the last freshFor stand for have, or the change just made
+// would be undone or, worse, a narrowing missed.
+func (b *Backend) syncRules(ctx context.Context, nlbSG, group string, have, want []rule) error {
+	if written, ok := b.rulesWritten.recent(types.UID(nlbSG), freshFor)[group]; ok {
+		have = written
+	}
 	var add, remove []rule
 	for _, r := range want {
 		if !slices.Contains(have, r) {
@@ -257,6 +277,10 @@ func (b *Backend) syncRules(ctx context.Context, group string, have, want []rule
 			return fmt.Errorf("authorize %d rules in %s: %w", len(add), group, err)
 		}
 	}
+	if len(add)+len(remove) > 0 {
+		b.rulesWritten.done(types.UID(nlbSG), group) // noted anew: its time is now
+		b.rulesWritten.add(types.UID(nlbSG), group, want)
+	}
 	return nil
 }
 
@@ -271,7 +295,7 @@ func (b *Backend) syncFrontend(ctx context.Context, sgID string, want []rule) er
 	for _, g := range out.SecurityGroups {
 		have = append(have, rulesOf(g.IpPermissions, func(rule) bool { return true })...)
 	}
-	return b.syncRules(ctx, sgID, have, want)
+	return b.syncRules(ctx, sgID, sgID, have, want)
 }
 
 // syncBackend gives the nodes' security groups the rules that admit the
@@ -321,6 +345,13 @@ func (b *Backend) syncBackend(ctx context.Context, sgID string, instanceGroups m
 	for _, g := range out.SecurityGroups {
 		have[sdk.ToString(g.GroupId)] = rulesOf(g.IpPermissions, func(r rule) bool { return r.Group == sgID })
 	}
+	// Groups this process gave rules a moment ago, which the listing
+	// may leave out.
+	for g := range b.rulesWritten.recent(types.UID(sgID), freshFor) {
+		if _, ok := have[g]; !ok && g != sgID {
+			have[g] = nil
+		}
+	}
 	for g := range nodeGroups {
 		if _, ok := have[g]; !ok {
 			have[g] = nil
@@ -331,7 +362,7 @@ func (b *Backend) syncBackend(ctx context.Context, sgID string, instanceGroups m
 		if nodeGroups[g] {
 			w = want
 		}
-		if err := b.syncRules(ctx, g, have[g], w); err != nil {
+		if err := b.syncRules(ctx, sgID, g, have[g], w); err != nil {
 			return err
 		}
 	}
@@ -346,19 +377,35 @@ func (b *Backend) deleteSG(ctx context.Context, svc *v1.Service) error {
 	if err != nil {
 		return err
 	}
+	ids := map[string]bool{} // true: listed
 	for _, sg := range groups {
-		id := sdk.ToString(sg.GroupId)
+		ids[sdk.ToString(sg.GroupId)] = true
+	}
+	for id := range b.madeSGs.recent(svc.UID, freshFor) {
+		if _, listed := ids[id]; !listed {
+			ids[id] = false
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
 		if err := b.syncBackend(ctx, id, nil, nil); err != nil {
 			return err
 		}
-		_, err := b.ec2.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: sg.GroupId})
+		_, err := b.ec2.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: sdk.String(id)})
 		switch apiCode(err) {
-		case "", "InvalidGroup.NotFound":
+		case "":
+		case "InvalidGroup.NotFound":
+			if !ids[id] {
+				// Made a moment ago and not known to EC2 yet: gone
+				// only once it is known.
+				return api.NewRetryError(fmt.Sprintf("security group %s was created a moment ago and EC2 does not show it yet; deleting it later", id), visibilityRetry)
+			}
 		case "DependencyViolation":
 			return api.NewRetryError(fmt.Sprintf("security group %s is still in use (the deleted NLB's interfaces take a while to go); deleting it later", id), inUseRetry)
 		default:
 			return fmt.Errorf("delete security group %s: %w", id, err)
 		}
+		b.madeSGs.done(svc.UID, id)
+		b.rulesWritten.forget(types.UID(id))
 		b.log.Info("Deleted the NLB's security group", "service", config.Key(svc), "group", id)
 	}
 	return nil

@@ -15,9 +15,12 @@
 // new security groups that calls do not see yet
 // (SetSecurityGroupVisibilityDelay), new load balancers, target groups
 // and listeners that describes do not show yet (SetELBVisibilityDelay)
-// and new ELB tags that DescribeTags does not show yet
-// (SetELBTagVisibilityDelay); not the visibility delays of other
-// resources (EC2 tags, targets). It paginates
+// new ELB tags that DescribeTags does not show yet
+// (SetELBTagVisibilityDelay), and changes to security group rules,
+// Elastic IP associations and Elastic IP tags that describes do not show
+// yet (SetEC2ChangeVisibilityDelay); not the visibility delays of other
+// resources (instance and subnet tags, secondary private addresses,
+// targets). It paginates
 // DescribeInstances only, checks tags as AWS does (lengths, the "aws:"
 // prefix, 50 per request), and models no signatures. It evaluates IAM
 // identity policies bound to access keys with SetPolicy (authz.go names the

@@ -136,13 +136,17 @@ func (s *Server) eniItem(eni *NetworkInterface) *node {
 		ips.kids = append(ips.kids, el("item", tx("privateIpAddress", ip), tx("primary", strconv.FormatBool(i == 0)),
 			s.associationNode(eni.ID, ip)))
 	}
+	v6 := el("ipv6AddressesSet")
+	for i, ip := range eni.IPv6 {
+		v6.kids = append(v6.kids, el("item", tx("ipv6Address", ip), tx("isPrimaryIpv6", strconv.FormatBool(i == 0 && eni.PrimaryIPv6))))
+	}
 	return el("item", tx("networkInterfaceId", eni.ID), tx("subnetId", sn.ID), tx("vpcId", sn.VPCID),
 		tx("availabilityZone", sn.AvailabilityZone), tx("ownerId", AccountID), tx("status", "in-use"),
 		tx("interfaceType", "interface"), tx("privateIpAddress", eni.PrivateIPs[0]),
 		s.associationNode(eni.ID, eni.PrivateIPs[0]),
 		el("attachment", tx("attachmentId", eni.AttachmentID), tx("instanceId", eni.InstanceID),
 			tx("instanceOwnerId", AccountID), tx("deviceIndex", "0"), tx("status", "attached")),
-		ips, el("tagSet"))
+		ips, v6, el("tagSet"))
 }
 
 func (s *Server) associationNode(eniID, ip string) *node {
@@ -321,6 +325,7 @@ func (s *Server) describeAddresses(p params) ([]*node, error) {
 			s.unseen[a.AllocationID] = n - 1 // not visible yet
 			continue
 		}
+		a = shown(s.staleAddresses, a.AllocationID, a)
 		if (len(publicIPs) > 0 && !slices.Contains(publicIPs, a.PublicIP)) ||
 			!matches(fs, a.Tags, map[string][]string{"allocation-id": {a.AllocationID},
 				"association-id": {a.AssociationID}, "network-interface-id": {a.NetworkInterfaceID},
@@ -375,8 +380,10 @@ func (s *Server) associateAddress(p params) ([]*node, error) {
 		}
 	}
 	if other := s.associated(eni.ID, ip); other != nil {
+		s.addressChanged(other)
 		disassociate(other) // as AWS: the new address replaces the old one
 	}
+	s.addressChanged(a)
 	a.AssociationID, a.NetworkInterfaceID, a.PrivateIP, a.InstanceID = s.ec2ID("eipassoc"), eni.ID, ip, eni.InstanceID
 	return []*node{tx("associationId", a.AssociationID), tx("return", "true")}, nil
 }
@@ -385,6 +392,7 @@ func (s *Server) disassociateAddress(p params) ([]*node, error) {
 	id := p.str("AssociationId")
 	for _, a := range s.addresses {
 		if id != "" && a.AssociationID == id {
+			s.addressChanged(a)
 			disassociate(a)
 			return returnTrue(), nil
 		}
@@ -401,6 +409,7 @@ func (s *Server) releaseAddress(p params) ([]*node, error) {
 		return nil, fail("InvalidIPAddress.InUse", "Address %s is in use by %s", a.PublicIP, a.AssociationID)
 	}
 	delete(s.addresses, a.AllocationID)
+	delete(s.staleAddresses, a.AllocationID)
 	return returnTrue(), nil
 }
 
@@ -453,6 +462,7 @@ func (s *Server) createTags(p params) ([]*node, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.ec2TagsChanging(p.list("ResourceId"))
 	for _, t := range resources {
 		maps.Copy(t, tags)
 	}
@@ -467,6 +477,7 @@ func (s *Server) deleteTags(p params) ([]*node, error) {
 		return nil, err
 	}
 	items := p.structs("Tag", "Key")
+	s.ec2TagsChanging(p.list("ResourceId"))
 	for _, t := range resources {
 		if len(items) == 0 {
 			clear(t)
@@ -479,6 +490,16 @@ func (s *Server) deleteTags(p params) ([]*node, error) {
 		}
 	}
 	return returnTrue(), nil
+}
+
+// ec2TagsChanging is called before the tags of ids change: those of
+// Elastic IPs are shown late (SetEC2ChangeVisibilityDelay).
+func (s *Server) ec2TagsChanging(ids []string) {
+	for _, id := range ids {
+		if a, ok := s.addresses[id]; ok {
+			s.addressChanged(a)
+		}
+	}
 }
 
 // groupSet lists security groups as DescribeInstances does.

@@ -239,8 +239,15 @@ func (s *Server) listenerSettings(p params, l *Listener) error {
 		if a.Type != "forward" {
 			return fail("ValidationError", "awsdouble supports only forward actions, not '%s'", a.Type)
 		}
-		if _, err := s.targetGroup(a.TargetGroupARN); err != nil {
+		tg, err := s.targetGroup(a.TargetGroupARN)
+		if err != nil {
 			return err
+		}
+		if lb := s.lbs[l.LoadBalancerARN]; lb != nil && tg.IPAddressType == "ipv6" && lb.IPAddressType != "dualstack" {
+			// The message as ELB gives it; the code as documented for
+			// CreateListener's invalid configurations.
+			return fail("InvalidConfigurationRequest", "You cannot associate an IPv6 target group with a load balancer "+
+				"that has an '%s' IP address type", lb.IPAddressType)
 		}
 		for _, lbARN := range s.tgLoadBalancers(a.TargetGroupARN) {
 			if lbARN != l.LoadBalancerARN {

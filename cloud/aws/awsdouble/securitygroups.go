@@ -124,6 +124,7 @@ func (s *Server) describeSecurityGroups(p params) ([]*node, error) {
 	groups = visible
 	set := el("securityGroupInfo")
 	for _, sg := range groups {
+		sg = shown(s.staleSGs, sg.ID, sg)
 		var sources []string
 		for _, r := range sg.Ingress {
 			if r.SourceGroupID != "" {
@@ -228,6 +229,7 @@ func (s *Server) authorizeIngress(p params) ([]*node, error) {
 	if len(sg.Ingress)+len(rules) > 120 {
 		return nil, fail("RulesPerSecurityGroupLimitExceeded", "The maximum number of rules per security group has been reached.")
 	}
+	s.sgChanged(sg)
 	sg.Ingress = append(sg.Ingress, rules...)
 	return returnTrue(), nil
 }
@@ -248,6 +250,7 @@ func (s *Server) revokeIngress(p params) ([]*node, error) {
 			return nil, fail("InvalidPermission.NotFound", "The specified rule does not exist in this security group.")
 		}
 	}
+	s.sgChanged(sg)
 	sg.Ingress = slices.DeleteFunc(sg.Ingress, func(r Rule) bool { return slices.Contains(rules, r) })
 	return returnTrue(), nil
 }
@@ -273,6 +276,7 @@ func (s *Server) deleteSecurityGroup(p params) ([]*node, error) {
 		return nil, fail("DependencyViolation", "resource %s has a dependent object", sg.ID)
 	}
 	delete(s.sgs, sg.ID)
+	delete(s.staleSGs, sg.ID)
 	return returnTrue(), nil
 }
 

@@ -40,6 +40,7 @@ type Server struct {
 	sgDelay            int
 	elbDelay           int
 	tagDelay           int
+	ec2ChangeDelay     int
 	calls              map[string]int
 	requests           []url.Values // every request's parameters (Mentions)
 	faults             map[string]fault
@@ -67,6 +68,11 @@ type Server struct {
 	// staleTags holds, per ELB resource whose tags changed, the tags
 	// DescribeTags still shows and for how many more calls.
 	staleTags map[string]staleTags
+	// staleSGs and staleAddresses hold, per security group whose rules
+	// changed and per Elastic IP whose association or tags changed, what
+	// describes still show (SetEC2ChangeVisibilityDelay).
+	staleSGs       map[string]staleView[*SecurityGroup]
+	staleAddresses map[string]staleView[*Address]
 	// policies are the IAM policies of access keys (SetPolicy).
 	policies map[string]*Policy
 	// noELBRole: the account lacks ELB's service-linked role.
@@ -111,6 +117,8 @@ func New(opts ...Option) *Server {
 		inUse:              map[string]int{},
 		unseen:             map[string]int{},
 		staleTags:          map[string]staleTags{},
+		staleSGs:           map[string]staleView[*SecurityGroup]{},
+		staleAddresses:     map[string]staleView[*Address]{},
 	}
 	for _, o := range opts {
 		o(s)

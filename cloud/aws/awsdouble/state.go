@@ -49,6 +49,11 @@ type NetworkInterface struct {
 	InstanceID   string
 	AttachmentID string
 	PrivateIPs   []string // the primary address first
+	IPv6         []string // from its subnet's IPv6 CIDR (AddInstanceIPv6)
+	// PrimaryIPv6 is true when the first of IPv6 is the interface's
+	// primary IPv6 address, which an instance needs to be a target of an
+	// IPv6 target group by instance ID.
+	PrimaryIPv6 bool
 }
 
 // Address is an Elastic IP allocation. The association fields are empty
@@ -89,7 +94,8 @@ type LoadBalancer struct {
 	Tags       map[string]string
 }
 
-// TargetGroup is an ELBv2 target group of instances.
+// TargetGroup is an ELBv2 target group of instances (TargetType
+// "instance") or of addresses ("ip").
 type TargetGroup struct {
 	ARN           string
 	Name          string
@@ -123,7 +129,8 @@ type HealthCheck struct {
 	UnhealthyThreshold int32
 }
 
-// Target is a registered target: an instance ID and a port.
+// Target is a registered target: an instance ID or an address, and a
+// port.
 type Target struct {
 	ID   string
 	Port int32
@@ -186,6 +193,24 @@ func (s *Server) AddInstance(id, subnetID, privateIP string) (eniID string) {
 	s.instances[id] = &Instance{ID: id, SubnetID: subnetID, State: "running", NetworkInterfaceID: eni.ID,
 		Tags: map[string]string{}}
 	return eni.ID
+}
+
+// AddInstanceIPv6 gives an instance's network interface an IPv6 address
+// from its subnet's IPv6 CIDR; primary makes the interface's first IPv6
+// address its primary IPv6 address. It panics on an unknown instance or
+// an address outside the subnet's IPv6 CIDR.
+func (s *Server) AddInstanceIPv6(id, addr string, primary bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inst, ok := s.instances[id]
+	ip, err := netip.ParseAddr(addr)
+	if !ok || err != nil || s.subnets[inst.SubnetID].IPv6CIDR == "" ||
+		!netip.MustParsePrefix(s.subnets[inst.SubnetID].IPv6CIDR).Contains(ip) {
+		panic(fmt.Sprintf("awsdouble: AddInstanceIPv6(%q, %q): unknown instance or not an address of its subnet's IPv6 CIDR", id, addr))
+	}
+	eni := s.enis[inst.NetworkInterfaceID]
+	eni.IPv6 = append(eni.IPv6, ip.String())
+	eni.PrimaryIPv6 = eni.PrimaryIPv6 || primary
 }
 
 // SetInstanceState sets an instance's state name ("running", "stopped",

@@ -2,6 +2,7 @@ package awsdouble
 
 import (
 	"maps"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,8 +73,8 @@ func (s *Server) createTargetGroup(p params) ([]*node, error) {
 		return nil, fail("ValidationError", "Protocol '%s' is not valid for a network load balancer", tg.Protocol)
 	case tg.Port < 1 || tg.Port > 65535:
 		return nil, fail("ValidationError", "Port %d is not between 1 and 65535", tg.Port)
-	case tg.TargetType != "instance":
-		return nil, fail("ValidationError", "awsdouble supports only TargetType=instance, not '%s'", tg.TargetType)
+	case !oneOf(tg.TargetType, "instance", "ip"):
+		return nil, fail("ValidationError", "awsdouble supports only TargetType instance or ip, not '%s'", tg.TargetType)
 	case !oneOf(tg.IPAddressType, "ipv4", "ipv6"):
 		return nil, fail("ValidationError", "IpAddressType '%s' is not valid", tg.IPAddressType)
 	case !slices.ContainsFunc(slices.Collect(maps.Values(s.subnets)), func(sn *Subnet) bool { return sn.VPCID == tg.VPCID }):
@@ -87,7 +88,7 @@ func (s *Server) createTargetGroup(p params) ([]*node, error) {
 	}
 	if old := s.tgByName(name); old != nil {
 		if old.Protocol == tg.Protocol && old.Port == tg.Port && old.VPCID == tg.VPCID &&
-			old.IPAddressType == tg.IPAddressType && old.HealthCheck == tg.HealthCheck {
+			old.TargetType == tg.TargetType && old.IPAddressType == tg.IPAddressType && old.HealthCheck == tg.HealthCheck {
 			return []*node{el("TargetGroups", s.tgMember(old))}, nil
 		}
 		return nil, fail("DuplicateTargetGroupName", "A target group with the same name '%s' exists, "+
@@ -225,17 +226,18 @@ func (s *Server) groupTargets(p params) (*TargetGroup, []Target, error) {
 	return tg, targets, err
 }
 
-// registerTargets accepts running instances of the group's VPC.
+// registerTargets accepts running instances of the group's VPC (with a
+// primary IPv6 address for an IPv6 group), or addresses of the group's
+// family in the VPC's subnets, as ELB does; one refused target refuses
+// the call.
 func (s *Server) registerTargets(p params) ([]*node, error) {
 	tg, targets, err := s.groupTargets(p)
 	if err != nil {
 		return nil, err
 	}
 	for _, t := range targets {
-		inst, ok := s.instances[t.ID]
-		if !ok || inst.State != "running" || s.subnets[inst.SubnetID].VPCID != tg.VPCID {
-			return nil, fail("InvalidTarget", "The following targets are not in a running state or not in the "+
-				"target group's VPC and cannot be registered: '%s'", t.ID)
+		if err := s.registrable(tg, t.ID); err != nil {
+			return nil, err
 		}
 	}
 	for _, t := range targets {
@@ -245,6 +247,56 @@ func (s *Server) registerTargets(p params) ([]*node, error) {
 		}
 	}
 	return nil, nil
+}
+
+// registrable returns the error ELB gives for registering id in tg.
+func (s *Server) registrable(tg *TargetGroup, id string) error {
+	if tg.TargetType == "ip" {
+		return s.registrableIP(tg, id)
+	}
+	inst, ok := s.instances[id]
+	if !ok || inst.State != "running" || s.subnets[inst.SubnetID].VPCID != tg.VPCID {
+		return fail("InvalidTarget", "The following targets are not in a running state or not in the "+
+			"target group's VPC and cannot be registered: '%s'", id)
+	}
+	if tg.IPAddressType == "ipv6" && !s.enis[inst.NetworkInterfaceID].PrimaryIPv6 {
+		// As ELB words it (aws-load-balancer-controller issue 3692).
+		return fail("InvalidTarget", "The following targets cannot be used with this IPv6 target group "+
+			"because of missing primary IPv6 addresses: '%s'", id)
+	}
+	return nil
+}
+
+// registrableIP checks an ip target: an address of the group's family
+// (ELB: "The IP address '…' is not a valid IPv4 address") from one of the
+// VPC's subnets (IPv4 targets may also be private addresses outside it,
+// which the double does not model).
+func (s *Server) registrableIP(tg *TargetGroup, id string) error {
+	ip, err := netip.ParseAddr(id)
+	family := map[string]string{"ipv4": "IPv4", "ipv6": "IPv6"}[tg.IPAddressType]
+	if err != nil || ip.Is4() != (tg.IPAddressType == "ipv4") || ip.Is4In6() {
+		return fail("ValidationError", "The IP address '%s' is not a valid %s address", id, family)
+	}
+	for _, sn := range s.subnets {
+		cidr := sn.CIDR
+		if ip.Is6() {
+			cidr = sn.IPv6CIDR
+		}
+		if sn.VPCID == tg.VPCID && cidr != "" && netip.MustParsePrefix(cidr).Contains(ip) {
+			return nil
+		}
+	}
+	return fail("InvalidTarget", "The following targets are not in the target group's VPC '%s': '%s'", tg.VPCID, id)
+}
+
+// instanceOfIP returns the instance whose network interface has ip, or nil.
+func (s *Server) instanceOfIP(ip string) *Instance {
+	for _, eni := range s.enis {
+		if slices.Contains(eni.PrivateIPs, ip) || slices.Contains(eni.IPv6, ip) {
+			return s.instances[eni.InstanceID]
+		}
+	}
+	return nil
 }
 
 // deregisterTargets ignores targets that are not registered.
@@ -265,7 +317,8 @@ func (s *Server) deregisterTargets(p params) ([]*node, error) {
 	return nil, nil
 }
 
-// describeTargetHealth reports running instances healthy and others unused.
+// describeTargetHealth reports running instances (and the addresses of
+// running instances) healthy and others unused.
 func (s *Server) describeTargetHealth(p params) ([]*node, error) {
 	tg, err := s.targetGroup(p.str("TargetGroupArn"))
 	if err != nil {
@@ -274,7 +327,11 @@ func (s *Server) describeTargetHealth(p params) ([]*node, error) {
 	list := el("TargetHealthDescriptions")
 	for _, t := range tg.Targets {
 		health := el("TargetHealth", tx("State", "healthy"))
-		if inst := s.instances[t.ID]; inst == nil || inst.State != "running" {
+		inst := s.instances[t.ID]
+		if tg.TargetType == "ip" {
+			inst = s.instanceOfIP(t.ID)
+		}
+		if inst == nil || inst.State != "running" {
 			health = el("TargetHealth", tx("State", "unused"), tx("Reason", "Target.InvalidState"),
 				tx("Description", "Target is in the stopped state"))
 		}
