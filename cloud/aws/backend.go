@@ -57,6 +57,9 @@ type Backend struct {
 	// the Service's target groups once more, as ELB may not have shown
 	// them (after a restart nothing else remembers them).
 	deletedLBs ledger[struct{}]
+	// untagged holds, under the empty UID, the Berth-named target groups
+	// ELB showed with no tags, with when they were first seen so.
+	untagged ledger[struct{}]
 	// fresh remembers, under mu, the Elastic IP allocated for a Service
 	// until describes see it, so that a retry does not allocate another.
 	fresh map[types.UID]freshEIP

@@ -289,7 +289,7 @@ func (b *Backend) deleteNLB(ctx context.Context, svc *v1.Service) error {
 			return err
 		}
 	}
-	groups, attachedTo, err := b.ownedTargetGroups(ctx, svc)
+	groups, attachedTo, unknown, err := b.ownedTargetGroups(ctx, svc)
 	if err != nil {
 		return err
 	}
@@ -345,6 +345,9 @@ func (b *Backend) deleteNLB(ctx context.Context, svc *v1.Service) error {
 		// left: one more pass lists them again.
 		return api.NewRetryError(fmt.Sprintf("NLB %s deleted; its target groups are looked for once more", lbName(svc)), visibilityRetry)
 	}
+	if inUse == nil && len(unknown) > 0 {
+		return api.NewRetryError(fmt.Sprintf("target groups %v show no tags yet and may be this Service's: looking again once ELB shows them", unknown), visibilityRetry)
+	}
 	if inUse == nil {
 		b.deletedLBs.forget(svc.UID)
 	}
@@ -389,9 +392,9 @@ func (b *Backend) nlbLeftovers(ctx context.Context, svc *v1.Service) (bool, erro
 	if len(b.stale.list(svc.UID))+len(b.madeGroups.list(svc.UID))+len(b.madeSGs.list(svc.UID))+len(b.deletedLBs.list(svc.UID)) > 0 {
 		return true, nil
 	}
-	groups, _, err := b.ownedTargetGroups(ctx, svc)
-	if err != nil || len(groups) > 0 {
-		return len(groups) > 0, err
+	groups, _, unknown, err := b.ownedTargetGroups(ctx, svc)
+	if err != nil || len(groups)+len(unknown) > 0 {
+		return len(groups)+len(unknown) > 0, err
 	}
 	sgs, err := b.ownedSGs(ctx, svc, "")
 	return len(sgs) > 0, err
@@ -399,15 +402,17 @@ func (b *Backend) nlbLeftovers(ctx context.Context, svc *v1.Service) (bool, erro
 
 // ownedTargetGroups lists every target group tagged as the Service's, and
 // the load balancers they are attached to. Berth's group names start with
-// "b-", so only those have their tags read.
-func (b *Backend) ownedTargetGroups(ctx context.Context, svc *v1.Service) (owned, attachedTo []string, err error) {
+// "b-", so only those have their tags read. unknown are the Berth-named
+// groups that ELB shows with no tags at all, first seen so less than
+// madeFor ago: any Service's, maybe this one's (see untaggedGroups).
+func (b *Backend) ownedTargetGroups(ctx context.Context, svc *v1.Service) (owned, attachedTo, unknown []string, err error) {
 	var candidates []string
 	lbsOf := map[string][]string{}
 	p := elb.NewDescribeTargetGroupsPaginator(b.elb, &elb.DescribeTargetGroupsInput{})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, nil, fmt.Errorf("list target groups: %w", err)
+			return nil, nil, nil, fmt.Errorf("list target groups: %w", err)
 		}
 		for _, tg := range page.TargetGroups {
 			if name := sdk.ToString(tg.TargetGroupName); len(name) == 32 && name[:2] == "b-" {
@@ -418,16 +423,20 @@ func (b *Backend) ownedTargetGroups(ctx context.Context, svc *v1.Service) (owned
 	}
 	tags, err := b.elbTagsOfMany(ctx, candidates)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	var untagged []string
 	for _, arn := range candidates {
 		if b.owns(tags[arn], svc) {
 			owned = append(owned, arn)
 			attachedTo = append(attachedTo, lbsOf[arn]...)
 		}
+		if len(tags[arn]) == 0 {
+			untagged = append(untagged, arn)
+		}
 	}
 	slices.Sort(attachedTo)
-	return owned, slices.Compact(attachedTo), nil
+	return owned, slices.Compact(attachedTo), b.untaggedGroups(untagged), nil
 }
 
 // ownedLBs returns those of the load balancers (by ARN) that are tagged
@@ -438,4 +447,25 @@ func (b *Backend) ownedLBs(ctx context.Context, svc *v1.Service, arns []string) 
 		return nil, err
 	}
 	return slices.DeleteFunc(arns, func(arn string) bool { return !b.owns(tags[arn], svc) }), nil
+}
+
+// untaggedGroups notes the Berth-named target groups that ELB shows with
+// no tags (all of them, of every Service: untagged is the whole list) and
+// returns those first seen so less than madeFor ago. ELB shows a new
+// group's tags within seconds; until then such a group may be the
+// Service's, found by nothing but its tags after a restart (a group whose
+// listener went with a port change just before: its name hashes the old
+// port). Get and Delete wait for it. One that stays without tags longer
+// (someone else's, named like Berth's) is not waited for again.
+func (b *Backend) untaggedGroups(untagged []string) []string {
+	for _, arn := range b.untagged.list("") {
+		if !slices.Contains(untagged, arn) {
+			b.untagged.done("", arn)
+		}
+	}
+	for _, arn := range untagged {
+		b.untagged.add("", arn, struct{}{})
+	}
+	recent := b.untagged.recent("", madeFor)
+	return slices.DeleteFunc(untagged, func(arn string) bool { _, ok := recent[arn]; return !ok })
 }

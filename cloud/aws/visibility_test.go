@@ -308,3 +308,47 @@ func TestELBNewNLBRetriedSoon(t *testing.T) {
 		t.Fatalf("Ensure = %v; want a retry within 2 s while ELB does not show the new NLB", err)
 	}
 }
+
+// A group that lost its listener a moment before berth-ccm restarted, and
+// whose tags ELB does not show yet, is not known to be the Service's by
+// anything but its tags (its name hashes a port that nothing recorded).
+// Once, Get then reported nothing left, the service controller did not call
+// Delete, and the group stayed. Get and Delete now wait for ELB to show
+// the tags of Berth-named groups that show none (for up to madeFor).
+func TestELBHiddenDetachedGroupAfterRestart(t *testing.T) {
+	l := newLab(t)
+	l.srv.SetProvisioningDescribes(0)
+	n1 := l.addNode("n1", "i-1", "198.18.0.11")
+	svc := service("web", "0c4b7f3e-aaaa-bbbb-cccc-000000000611")
+	if _, err := l.ensure(svc, []*v1.Node{n1}); err != nil {
+		t.Fatal(err)
+	}
+	// Two port changes in a row: the first one's group is new when the
+	// second detaches it, and AWS holds it for a while; berth-ccm
+	// restarts before it could delete it.
+	svc.Spec.Ports[0].NodePort = 30081
+	if _, err := l.ensure(svc, []*v1.Node{n1}); err != nil {
+		t.Fatal(err)
+	}
+	l.srv.SetInUseAfterDetach(2)
+	svc.Spec.Ports[0].NodePort = 30082
+	if _, err := l.b.Ensure(l.ctx, svc, []*v1.Node{n1}); !errors.As(err, new(*api.RetryError)) {
+		t.Fatalf("Ensure = %v; want a retry while AWS holds the detached group", err)
+	}
+	var hidden string
+	for _, g := range l.srv.Snapshot().TargetGroups {
+		if g.Port == 30081 {
+			hidden = g.ARN
+		}
+	}
+	if hidden == "" {
+		t.Fatal("the 30081 group is gone already; the case needs it held")
+	}
+	l.restart()
+	// Its tags not shown yet, as a moment after its creation.
+	l.srv.HideELBTags(hidden, 10)
+	if err := l.delete(svc); err != nil {
+		t.Fatal(err)
+	}
+	checkNothingLeft(t, l, l.srv.Snapshot())
+}

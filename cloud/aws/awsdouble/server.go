@@ -216,6 +216,15 @@ func (s *Server) SetELBTagVisibilityDelay(n int) {
 	s.tagDelay = n
 }
 
+// HideELBTags makes DescribeTags show no tags for the resource arn for
+// the next n calls that name it, as ELB does for a resource created a
+// moment ago (SetELBTagVisibilityDelay for every new resource).
+func (s *Server) HideELBTags(arn string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.staleTags[arn] = staleTags{n: n}
+}
+
 // SetAddressVisibilityDelay makes each Elastic IP allocated afterwards
 // invisible to the next n DescribeAddresses calls, and unknown
 // (InvalidAllocationID.NotFound) to the calls that name it until then, as
