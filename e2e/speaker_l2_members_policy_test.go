@@ -102,6 +102,9 @@ func TestSpeakerL2MembersPolicy(t *testing.T) {
 		{"update to revision 3", func() error {
 			return update(speaker, `{"rev":3,"out":["node-b","node-c"],"joint":true,"nextOut":["node-c"]}`)
 		}, ""},
+		{"update to revision 4 with voters", func() error {
+			return update(speaker, `{"rev":4,"out":["node-c"],"joint":true,"voters":["node-a","node-b","node-c"],"nextVoters":["node-a","node-b"]}`)
+		}, ""},
 		{"admin sets revision 9", func() error { return update(e.kube, `{"rev":9}`) }, ""},
 		{"update to revision 10", func() error { return update(speaker, `{"rev":10}`) }, ""},
 		{"tie-breaker Lease, no record", func() error { return create(speaker, "berth-l2-tiebreak", "", false) }, ""},
