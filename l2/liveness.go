@@ -75,6 +75,9 @@ type liveness struct {
 	contacted   bool
 	known       map[string]bool
 	nodes       map[string]*peerState
+	// forgotten are the nodes removed by forget, which learn does not
+	// add back (join does: memberlist saw the node alive again).
+	forgotten map[string]bool
 
 	// leaseUntil is when the lease ends, as computed at the last event
 	// (the lease only grows when a heartbeat arrives).
@@ -167,7 +170,7 @@ type peerState struct {
 func newLiveness(self string, epoch uint64, start time.Time, t timing, needContact bool) *liveness {
 	l := &liveness{
 		self: self, epoch: epoch, start: start, t: t, needContact: needContact,
-		known: map[string]bool{self: true}, nodes: map[string]*peerState{}, recKnown: true,
+		known: map[string]bool{self: true}, nodes: map[string]*peerState{}, forgotten: map[string]bool{}, recKnown: true,
 	}
 	l.stale = true
 	l.recompute(start)
@@ -197,6 +200,7 @@ func (l *liveness) join(now time.Time, name string) {
 		return
 	}
 	l.known[name] = true
+	delete(l.forgotten, name)
 	l.contacted = true
 	l.peer(name)
 	l.stale = true
@@ -209,6 +213,7 @@ func (l *liveness) forget(now time.Time, names ...string) {
 		if n != l.self {
 			delete(l.known, n)
 			delete(l.nodes, n)
+			l.forgotten[n] = true
 		}
 	}
 	l.stale = true

@@ -48,6 +48,11 @@ type sim struct {
 	// of the nodes of watch (benchmarks of large clusters).
 	noCheck bool
 	watch   []string
+	// memberlist makes restarts and joins as memberlist makes them (see
+	// meet): a restarted node meets only the nodes it can reach, and
+	// learns the others from their known memberships (known.go) unless
+	// noExchange.
+	memberlist, noExchange bool
 }
 
 // traffic counts a node's heartbeat packets and payload bytes.
@@ -85,6 +90,14 @@ func (s *sim) start(n string) {
 	s.epoch++
 	l := newLiveness(n, s.epoch, s.now, defaultTiming(), true)
 	l.scale, l.broken = s.scale, s.broken
+	restart := s.nodes[n] != nil
+	s.nodes[n] = l
+	s.next[n] = s.now
+	delete(s.down, n)
+	if s.memberlist && restart {
+		s.meet(n)
+		return
+	}
 	for _, o := range s.names {
 		if o != n {
 			l.join(s.now, o)
@@ -93,9 +106,27 @@ func (s *sim) start(n string) {
 			}
 		}
 	}
-	s.nodes[n] = l
-	s.next[n] = s.now
-	delete(s.down, n)
+}
+
+// meet makes node n join every node it can reach and does not know yet,
+// as the speaker's rejoin loop (every second) and memberlist's state
+// exchange do: both learn the other's known membership, unless noExchange.
+// Memberlist passes on no node that a member suspects or declared dead, so
+// n learns nothing else from it.
+func (s *sim) meet(n string) {
+	l := s.nodes[n]
+	for _, o := range s.names {
+		if o == n || s.down[o] || s.cut[[2]string{n, o}] || s.cut[[2]string{o, n}] || l.known[o] {
+			continue
+		}
+		ol := s.nodes[o]
+		l.join(s.now, o)
+		ol.join(s.now, n)
+		if !s.noExchange {
+			l.learn(s.now, ol.knownNodes())
+			ol.learn(s.now, l.knownNodes())
+		}
+	}
 }
 
 func (s *sim) send(from string, hb heartbeat) {
@@ -157,6 +188,9 @@ func (s *sim) run(d time.Duration) {
 					s.send(n, s.nodes[n].heartbeat(s.now))
 				}
 				s.next[n] = s.next[n].Add(HeartbeatInterval)
+				if s.memberlist && s.now.Sub(simStart)%time.Second < HeartbeatInterval {
+					s.meet(n)
+				}
 				if s.tick != nil {
 					s.tick(n)
 				}

@@ -39,7 +39,7 @@ func memberlistConfig(cfg MembersConfig) *memberlist.Config {
 }
 
 // delegate is Members as a memberlist.Delegate: it receives heartbeats and
-// has no metadata or state of its own.
+// exchanges the known membership; it has no metadata.
 type delegate Members
 
 func (d *delegate) NodeMeta(int) []byte { return nil }
@@ -63,9 +63,36 @@ func (d *delegate) NotifyMsg(b []byte) {
 	}
 }
 
-func (d *delegate) GetBroadcasts(int, int) [][]byte     { return nil }
-func (d *delegate) LocalState(bool) []byte              { return nil }
-func (d *delegate) MergeRemoteState(buf []byte, _ bool) {}
+func (d *delegate) GetBroadcasts(int, int) [][]byte { return nil }
+
+// LocalState is this node's known membership (known.go), sent with every
+// memberlist state exchange.
+func (d *delegate) LocalState(bool) []byte {
+	m := (*Members)(d)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return encodeKnown(m.live.knownNodes())
+}
+
+// MergeRemoteState learns the nodes that the other member knows.
+func (d *delegate) MergeRemoteState(buf []byte, _ bool) {
+	m := (*Members)(d)
+	names, err := decodeKnown(buf)
+	if err != nil {
+		m.mu.Lock()
+		m.rejected.Malformed++
+		m.mu.Unlock()
+		m.log.V(2).Info("Ignoring a membership state exchange", "err", err.Error())
+		return
+	}
+	m.mu.Lock()
+	added := m.live.learn(time.Now(), names)
+	m.mu.Unlock()
+	if added {
+		m.log.Info("Learned speakers from a member's known membership", "known", m.Known())
+		m.notify()
+	}
+}
 
 // events is Members as a memberlist.EventDelegate; memberlist calls it
 // from one goroutine at a time.

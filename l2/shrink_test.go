@@ -403,6 +403,7 @@ func TestLivenessShrinkRandom(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 23))
 			names := []string{"a", "b", "c", "d", "e"}[:n]
 			ss := newShrinkSim(t, names...)
+			ss.memberlist = true
 			ss.run(2 * time.Second)
 			pick := func() string { return names[rng.IntN(n)] }
 			for range 40 {

@@ -405,6 +405,7 @@ func TestLivenessTiebreakRandom(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 17))
 			names := []string{"a", "b", "c", "d"}[:n]
 			s := newTieSim(t, names...)
+			s.memberlist = true
 			s.run(2 * time.Second)
 			pick := func() string { return names[rng.IntN(n)] }
 			for range 30 {
