@@ -115,6 +115,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"bad duration", map[string]any{"speaker": map[string]any{"forwarding": map[string]any{"driftCheckInterval": "10 seconds"}}}, "/speaker/forwarding/driftCheckInterval"},
 		{"bad router ID", map[string]any{"speaker": map[string]any{"bgp": map[string]any{"routerID": "2001:db8::1"}}}, "/speaker/bgp/routerID"},
 		{"bad digest", map[string]any{"speaker": map[string]any{"image": map[string]any{"digest": "latest"}}}, "/speaker/image/digest"},
+		{"voters without the membership record", map[string]any{"speaker": map[string]any{"layer2": map[string]any{"voters": true, "membersLease": ""}}}, "/speaker/layer2/membersLease"},
 		{"bad pod security level", map[string]any{"namespace": map[string]any{"podSecurityEnforce": "strict"}}, "/namespace/podSecurityEnforce"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,5 +157,29 @@ func TestManifestsUpToDate(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestVotersValue: speaker.layer2.voters passes --l2-voters to the
+// speakers, and only then.
+func TestVotersValue(t *testing.T) {
+	ch, _ := loadChart(t)
+	for _, voters := range []bool{false, true} {
+		ms, err := Render(ch, Options{Values: map[string]any{"speaker": map[string]any{"layer2": map[string]any{"voters": voters}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, m := range ms {
+			if strings.HasSuffix(m.Template, "speaker/daemonset.yaml") {
+				found = true
+				if got := strings.Contains(m.Content, "- --l2-voters\n"); got != voters {
+					t.Errorf("voters %v: --l2-voters in the DaemonSet: %v", voters, got)
+				}
+			}
+		}
+		if !found {
+			t.Fatal("no speaker DaemonSet rendered")
+		}
 	}
 }
