@@ -50,7 +50,9 @@ func setupClusterBGP(t *testing.T, c *cluster.Cluster, e *env) *clusterBGPLab {
 	for _, a := range b.nodeIPs {
 		neighbors = append(neighbors, frr.Neighbor{Addr: a, ASN: nodeASN})
 	}
-	b.router = frr.Start(t, c.Lab, "router", frr.Config{ASN: routerASN, Neighbors: neighbors, MaximumPaths: 8})
+	// Graceful restart on the router changes nothing for sessions that do
+	// not negotiate it; the upgrade scenario turns it on for its peer.
+	b.router = frr.Start(t, c.Lab, "router", frr.Config{ASN: routerASN, Neighbors: neighbors, MaximumPaths: 8, GracefulRestart: true})
 	// Forward for the client, hashing connections (not just addresses)
 	// over the ECMP next hops, and send no ICMP redirects: the client
 	// shares the nodes' segment, and a redirect pins it to the one node it

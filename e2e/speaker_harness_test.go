@@ -229,13 +229,19 @@ func (sl *speakerLab) bgpPeer(name string, addr netip.Addr, asn, localASN int64,
 // updatePeer changes a BerthBGPPeer's spec, retrying on conflicts.
 func (sl *speakerLab) updatePeer(name string, mut func(*v1alpha1.BerthBGPPeerSpec)) {
 	sl.t.Helper()
-	retryUpdate(sl.t, "BerthBGPPeer "+name, func(ctx context.Context) error {
-		p, err := sl.e.berth.BerthV1alpha1().BerthBGPPeers().Get(ctx, name, metav1.GetOptions{})
+	sl.e.updatePeer(sl.t, name, mut)
+}
+
+// updatePeer changes the BerthBGPPeer name's spec with mut.
+func (e *env) updatePeer(t testing.TB, name string, mut func(*v1alpha1.BerthBGPPeerSpec)) {
+	t.Helper()
+	retryUpdate(t, "BerthBGPPeer "+name, func(ctx context.Context) error {
+		p, err := e.berth.BerthV1alpha1().BerthBGPPeers().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
 		mut(&p.Spec)
-		_, err = sl.e.berth.BerthV1alpha1().BerthBGPPeers().Update(ctx, p, metav1.UpdateOptions{})
+		_, err = e.berth.BerthV1alpha1().BerthBGPPeers().Update(ctx, p, metav1.UpdateOptions{})
 		return err
 	})
 }
