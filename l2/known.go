@@ -75,12 +75,10 @@ func (l *liveness) learn(now time.Time, names []string) bool {
 		if n == l.self || l.known[n] || l.forgotten[n] {
 			continue
 		}
-		l.known[n] = true
-		l.peer(n)
+		l.add(n)
 		added = true
 	}
 	if added {
-		l.stale = true
 		l.recompute(now)
 	}
 	return added

@@ -199,12 +199,17 @@ func (l *liveness) join(now time.Time, name string) {
 	if name == l.self {
 		return
 	}
-	l.known[name] = true
 	delete(l.forgotten, name)
 	l.contacted = true
+	l.add(name)
+	l.recompute(now)
+}
+
+// add puts name in the known membership; the caller recomputes the lease.
+func (l *liveness) add(name string) {
+	l.known[name] = true
 	l.peer(name)
 	l.stale = true
-	l.recompute(now)
 }
 
 // forget removes nodes from the known membership.

@@ -87,9 +87,13 @@ func (d *delegate) MergeRemoteState(buf []byte, _ bool) {
 	}
 	m.mu.Lock()
 	added := m.live.learn(time.Now(), names)
+	var known []string
+	if added {
+		known = m.live.knownNodes()
+	}
 	m.mu.Unlock()
 	if added {
-		m.log.Info("Learned speakers from a member's known membership", "known", m.Known())
+		m.log.Info("Learned speakers from a member's known membership", "known", known)
 		m.notify()
 	}
 }

@@ -9,7 +9,8 @@ import (
 // cause, and the membership streams it cut short. None of them is normal
 // in a cluster that runs one version: UnknownVersion means a mixed-version
 // rollout (the two versions do not hear each other), Replayed and OldEpoch
-// mean duplicated or replayed packets, Malformed a bug or an attack with
+// mean duplicated or replayed packets, Malformed (also counting membership
+// state exchanges that do not decode, known.go) a bug or an attack with
 // the shared key; StreamsRefused (over the limit of concurrent streams)
 // and StreamsTruncated (longer than the limit) mean an attack on the
 // membership port, or a cluster far larger than expected.
