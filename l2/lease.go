@@ -147,11 +147,17 @@ func (l *liveness) setTie(now, until time.Time) {
 	l.recompute(now)
 }
 
+// tieAsk is how old the newest heartbeat that a majority echoed may be
+// before a node asks for the tie-breaker: two heartbeats in a row missing,
+// with a margin for the phases of the echoing nodes' heartbeats.
+const tieAsk = 2*HeartbeatInterval + 50*time.Millisecond
+
 // wantsTie reports whether the tie-breaker would keep or give this node
 // its lease: in an even voter set, fewer than a majority of the others
-// granted it a lease lasting more than half a lease from now, but at least
-// half of the set still do. A node starts asking for it before its
-// majority lapses, so that its lease continues without a gap.
+// echoed a heartbeat it sent less than tieAsk ago, but at least half of
+// the set still grant it a lease. A node starts asking for it lease minus
+// tieAsk before its majority lapses, so that its lease continues without a
+// gap.
 func (l *liveness) wantsTie(now time.Time) bool {
 	if !l.active() {
 		return false
@@ -167,7 +173,7 @@ func (l *liveness) wantsTie(now time.Time) bool {
 			if g.After(now) {
 				valid++
 			}
-			if g.After(now.Add(l.t.lease / 2)) {
+			if g.After(now.Add(l.t.lease - tieAsk)) {
 				strong++
 			}
 		}

@@ -15,20 +15,23 @@ const (
 	// QuorumLease is how long a heartbeat keeps its sender quorate once a
 	// peer echoed it: a node answers only while a majority (itself
 	// included) echoed one of its heartbeats sent less than QuorumLease
-	// ago. It tolerates about five lost or late heartbeats in a row.
-	QuorumLease = 600 * time.Millisecond
+	// ago. It tolerates about three lost or late heartbeats in a row.
+	QuorumLease = 400 * time.Millisecond
 	// DeadAfter is how long a node must have been silent, to this node and
 	// to every node that reports to it, before this node takes its
-	// addresses over. It must exceed QuorumLease: by then a silent owner
-	// has lost its lease, so it no longer answers, whatever its view.
-	DeadAfter = 700 * time.Millisecond
+	// addresses over. It exceeds twice QuorumLease, with a margin for
+	// delivery: by then a silent owner has lost its lease, so it no
+	// longer answers, whatever its view, and an owner that kept its lease
+	// through a short cut held it a lease earlier too, from nodes that told
+	// this node of it (see liveness; TestLivenessFlap).
+	DeadAfter = 900 * time.Millisecond
 	// RegainHoldDown is how long a node that regains its lease (at start,
 	// or when a partition heals) stays silent, so that the nodes that
 	// took its addresses over learn that it is back and let go first. It
-	// exceeds QuorumLease, with DeadAfter's margin, because a node that
-	// changes sides in one instant can still count for a lease on the side
-	// it left, which never learns of the return (TestLivenessChangeSides).
-	RegainHoldDown = 700 * time.Millisecond
+	// exceeds twice QuorumLease with the same margin, so that the
+	// heartbeats that gave a serving node its lease a lease ago already
+	// said it held it (see liveness; TestLivenessChangeSides).
+	RegainHoldDown = 900 * time.Millisecond
 )
 
 // timing is the liveness protocol's configuration.
@@ -56,14 +59,18 @@ func defaultTiming() timing {
 //     hears it, and that someone also grants it its lease. The flag lets
 //     the others take over from a node that can send but not hear.
 //
-// The safety argument, in short: if P takes over X's address at time t,
-// no one P hears from has heard X since t-dead. X's lease needs a
-// majority, which intersects P's own, so at least one node in both echoed
-// a heartbeat X sent after t-lease > t-dead, and P hears from it: a
-// contradiction, unless that news has not reached P yet, which can only
-// happen right after X regained its lease (a heal), and which
-// RegainHoldDown covers. Likewise a node that says it is not quorate stays
-// so until it regains the lease, says so at once and holds down.
+// The safety argument, in short: say P takes over X's address at time t
+// while X answers. P holds its lease, so a majority echoed heartbeats P
+// sent after t-lease. X answers, so it regained its lease before
+// t-holdDown < t-2*lease and held it since: at t-lease a majority had
+// echoed heartbeats X sent after t-2*lease, each saying that X holds its
+// lease, and those echoes had reached X. A node in both majorities heard
+// such a heartbeat of X before t-lease and echoed P after t-lease, so its
+// echo told P that X was heard after t-2*lease > t-dead and holds its
+// lease: P cannot have taken over. Both margins (dead and holdDown over
+// 2*lease) cover clocks that run at slightly different rates. A lease
+// alone is not enough: X can keep its lease through a cut shorter than
+// one, on echoes of nodes that P still counts (TestLivenessFlap).
 type liveness struct {
 	self  string
 	epoch uint64
@@ -332,7 +339,12 @@ func (l *liveness) evidence(p *peerState, at time.Time, epoch, stamp uint64, quo
 // isAlive reports whether p may be answering at now: seen within dead,
 // and quorate by its newest word.
 func (l *liveness) isAlive(p *peerState, now time.Time) bool {
-	return !p.seen.IsZero() && now.Sub(p.seen) < l.t.dead && p.viable
+	return l.heardOf(p, now) && p.viable
+}
+
+// heardOf reports whether p was seen within dead, quorate or not.
+func (l *liveness) heardOf(p *peerState, now time.Time) bool {
+	return !p.seen.IsZero() && now.Sub(p.seen) < l.t.dead
 }
 
 // heartbeat is what this node sends at now: its stamp, whether it holds

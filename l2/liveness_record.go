@@ -52,11 +52,14 @@ func (l *liveness) recordView(now time.Time, gone []string) RecordView {
 	if !l.settledAt.IsZero() {
 		v.SettledFor = now.Sub(l.settledAt)
 	}
+	// Every node heard of within dead, quorate or not: a speaker of the
+	// previous release that lost its lease is still running, and a record
+	// it cannot read would keep it out for good.
 	for _, p := range l.nodes {
-		if l.isAlive(p, now) && !p.reads3 {
+		if l.heardOf(p, now) && !p.reads3 {
 			v.AllRead3 = false
 		}
-		if l.isAlive(p, now) && !p.reads4 {
+		if l.heardOf(p, now) && !p.reads4 {
 			v.AllRead4 = false
 		}
 	}

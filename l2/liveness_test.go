@@ -36,6 +36,9 @@ type sim struct {
 	// step after the safety check.
 	tick  func(n string)
 	after func()
+	// tieLoop, if set, runs for every node that is up every TieWatch
+	// (the tie-breaker's loop).
+	tieLoop func(n string)
 	// packets and bytes count the heartbeat messages sent (one per
 	// recipient) and their payload; sent and recv the same per node.
 	packets, bytes int
@@ -53,6 +56,8 @@ type sim struct {
 	// learns the others from their known memberships (known.go) unless
 	// noExchange.
 	memberlist, noExchange bool
+	// timing, if set, replaces the nodes' default timing.
+	timing *timing
 }
 
 // traffic counts a node's heartbeat packets and payload bytes.
@@ -88,7 +93,11 @@ func newSim(t *testing.T, names ...string) *sim {
 // as memberlist would after it joins.
 func (s *sim) start(n string) {
 	s.epoch++
-	l := newLiveness(n, s.epoch, s.now, defaultTiming(), true)
+	tm := defaultTiming()
+	if s.timing != nil {
+		tm = *s.timing
+	}
+	l := newLiveness(n, s.epoch, s.now, tm, true)
 	l.scale, l.broken = s.scale, s.broken
 	restart := s.nodes[n] != nil
 	s.nodes[n] = l
@@ -193,6 +202,13 @@ func (s *sim) run(d time.Duration) {
 				}
 				if s.tick != nil {
 					s.tick(n)
+				}
+			}
+		}
+		if s.tieLoop != nil && s.now.Sub(simStart)%TieWatch == 0 {
+			for _, n := range s.names {
+				if !s.down[n] {
+					s.tieLoop(n)
 				}
 			}
 		}
@@ -327,8 +343,15 @@ func TestLiveness(t *testing.T) {
 			wantQuorate: abc, wantAlive: map[string][]string{"a": abc, "b": abc, "c": abc},
 		},
 		{
-			name: "c's heartbeats 400 ms late", nodes: abc, event: func(s *sim) { s.delay["c"] = 400 * time.Millisecond },
+			name: "c's heartbeats 150 ms late", nodes: abc, event: func(s *sim) { s.delay["c"] = 150 * time.Millisecond },
 			wantQuorate: abc, wantAlive: map[string][]string{"a": abc, "c": abc},
+		},
+		{
+			// Echoes of c's heartbeats come back after its lease: c
+			// loses it and says so, and the others take over at once.
+			name: "c's heartbeats 400 ms late", nodes: abc, event: func(s *sim) { s.delay["c"] = 400 * time.Millisecond },
+			wantQuorate: []string{"a", "b"}, wantAlive: map[string][]string{"a": {"a", "b"}, "b": {"a", "b"}},
+			goneMin: QuorumLease, goneMax: QuorumLease + 500*time.Millisecond,
 		},
 		{
 			name: "partition heals", nodes: abc, event: func(s *sim) { s.partition([]string{"c"}, []string{"a", "b"}, true) },

@@ -22,6 +22,9 @@ const (
 	// needing it, so that a flapping link does not make it change hands at
 	// every heartbeat.
 	TieKeep = 5 * time.Second
+	// TieWatch is how often a node looks, between steps, whether it newly
+	// wants the record (see Due).
+	TieWatch = 20 * time.Millisecond
 )
 
 // TieRecord is the tie-breaker record as read from the API server (a
@@ -75,6 +78,9 @@ type Tiebreak struct {
 	// the node last wanted the record.
 	lastWrite time.Time
 	wantedAt  time.Time
+	// stepped is when Step was last called, steppedWant its want.
+	stepped     time.Time
+	steppedWant bool
 }
 
 // NewTiebreak returns the view of node self, which has seen nothing yet.
@@ -162,10 +168,20 @@ type TieStore interface {
 	Write(ctx context.Context, a TieAction, self, version string) (*TieRecord, error)
 }
 
+// Due reports whether the caller should call Step at now, looking every
+// TieWatch: TieRenew after the last call, or at once when this node wants
+// the record and did not at the last call. A node starts wanting it only
+// QuorumLease minus tieAsk (150 ms) before its majority would lapse, less
+// than TieRenew.
+func (t *Tiebreak) Due(now time.Time, want bool) bool {
+	return t.stepped.IsZero() || now.Sub(t.stepped) >= TieRenew || want && !t.steppedWant
+}
+
 // Step reads the record and writes what Next says, when this node wants
 // the record or holds it (otherwise it costs nothing), and hands every
 // change of HeldUntil to set, a release before its write. now is the clock.
 func (t *Tiebreak) Step(ctx context.Context, now func() time.Time, want bool, store TieStore, set func(time.Time)) error {
+	t.stepped, t.steppedWant = now(), want
 	if !want && !t.Holding() {
 		return nil
 	}

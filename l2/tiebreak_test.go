@@ -168,7 +168,6 @@ type tieSim struct {
 	*sim
 	store   *fakeTieStore
 	tbs     map[string]*Tiebreak
-	nextTie map[string]time.Time
 	apiDown map[string]bool
 	writes  int
 	// double records the times two nodes counted the tie-breaker.
@@ -176,12 +175,12 @@ type tieSim struct {
 }
 
 func newTieSim(t *testing.T, names ...string) *tieSim {
-	ts := &tieSim{sim: newSim(t, names...), tbs: map[string]*Tiebreak{}, nextTie: map[string]time.Time{}, apiDown: map[string]bool{}}
+	ts := &tieSim{sim: newSim(t, names...), tbs: map[string]*Tiebreak{}, apiDown: map[string]bool{}}
 	ts.store = &fakeTieStore{up: func(n string) bool { return !ts.apiDown[n] }, writes: &ts.writes}
 	// BERTH_SIM_NOTIE=1 runs the same sequences without the tie-breaker,
 	// to compare with the protocol before it.
 	if os.Getenv("BERTH_SIM_NOTIE") == "" {
-		ts.tick = ts.step
+		ts.tieLoop = ts.step
 	}
 	ts.after = func() {
 		var holders []string
@@ -201,18 +200,17 @@ func newTieSim(t *testing.T, names ...string) *tieSim {
 // chain runs f, then g.
 func chain(f, g func()) func() { return func() { f(); g() } }
 
-// step runs n's tie-breaker loop, every TieRenew as in the speaker.
+// step runs n's tie-breaker loop when it is due, as in the speaker.
 func (ts *tieSim) step(n string) {
-	if ts.now.Before(ts.nextTie[n]) {
-		return
-	}
-	ts.nextTie[n] = ts.now.Add(TieRenew)
 	tb := ts.tbs[n]
 	if tb == nil {
 		tb = NewTiebreak(n)
 		ts.tbs[n] = tb
 	}
 	l := ts.nodes[n]
+	if !tb.Due(ts.now, l.wantsTie(ts.now)) {
+		return
+	}
 	store := *ts.store
 	store.node = n
 	defer func() { ts.store.rec, ts.store.version = store.rec, store.version }()
@@ -424,5 +422,66 @@ func TestLivenessTiebreakRandom(t *testing.T) {
 				t.Errorf("two nodes counted the tie-breaker %d times, first: %s", len(s.double), s.double[0])
 			}
 		})
+	}
+}
+
+// TestTiebreakDue checks when the tie-breaker loop steps: every TieRenew,
+// and at once when the node starts wanting the record.
+func TestTiebreakDue(t *testing.T) {
+	t0 := simStart
+	tests := []struct {
+		name       string
+		lastWant   bool
+		since      time.Duration
+		want, due  bool
+		neverStept bool
+	}{
+		{name: "never stepped", neverStept: true, due: true},
+		{name: "not wanted, stepped just now", since: TieWatch, due: false},
+		{name: "not wanted, TieRenew ago", since: TieRenew, due: true},
+		{name: "newly wanted", since: TieWatch, want: true, due: true},
+		{name: "still wanted, stepped just now", lastWant: true, since: TieWatch, want: true, due: false},
+		{name: "still wanted, TieRenew ago", lastWant: true, since: TieRenew, want: true, due: true},
+		{name: "no longer wanted", lastWant: true, since: TieWatch, due: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := NewTiebreak("a")
+			if !tc.neverStept {
+				if err := tb.Step(context.Background(), func() time.Time { return t0 }, tc.lastWant, &fakeTieStore{up: func(string) bool { return false }}, func(time.Time) {}); err == nil && tc.lastWant {
+					t.Fatal("a step against an API server that is down succeeded")
+				}
+			}
+			if got := tb.Due(t0.Add(tc.since), tc.want); got != tc.due {
+				t.Errorf("Due after %v, want %v: %v, want %v", tc.since, tc.want, got, tc.due)
+			}
+		})
+	}
+}
+
+// TestLivenessTiebreakSteady checks that two nodes that hear each other
+// never ask for the tie-breaker, whatever the phases of their heartbeats
+// and with 20 ms delivery: a node asks only once no echo of its heartbeats
+// of the last tieAsk came back. (With half a lease, 200 ms, as before the
+// lease was shortened to 400 ms, a node whose peer's heartbeats lag its
+// own by more than about 50 ms asked for much of the time.)
+func TestLivenessTiebreakSteady(t *testing.T) {
+	for phase := time.Duration(0); phase < HeartbeatInterval; phase += 9 * time.Millisecond {
+		s := newTieSim(t, nodeNames(2)...)
+		s.next["n01"] = s.now.Add(phase)
+		s.delay["n00"], s.delay["n01"] = 20*time.Millisecond, 20*time.Millisecond
+		s.run(TieKeep + 3*time.Second)
+		writes, wanted := s.writes, 0
+		s.after = chain(s.after, func() {
+			for _, l := range s.nodes {
+				if l.wantsTie(s.now) {
+					wanted++
+				}
+			}
+		})
+		s.run(20 * time.Second)
+		if wanted > 0 || s.writes > writes {
+			t.Errorf("phase %v: wanted the tie-breaker for %d node-ms, %d writes in 20 s", phase, wanted, s.writes-writes)
+		}
 	}
 }

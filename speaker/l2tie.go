@@ -93,15 +93,16 @@ type tieMembers interface {
 }
 
 // runTiebreak takes, keeps and releases the tie-breaker Lease for m until
-// ctx ends, looking every l2.TieRenew whether m wants it (it starts wanting
-// it 300 ms before its lease would lapse): a node
-// that neither wants nor holds it sends the API server nothing. On the way
-// out it stops counting the Lease; it does not release it (the others take
-// it over TieDuration after its last renewal).
+// ctx ends. It looks every l2.TieWatch whether m wants it, and steps when
+// l2.Tiebreak.Due says so: every l2.TieRenew, and at once when m starts
+// wanting it (150 ms before its lease would lapse). A node that neither
+// wants nor holds it sends the API server nothing. On the way out it stops
+// counting the Lease; it does not release it (the others take it over
+// TieDuration after its last renewal).
 func runTiebreak(ctx context.Context, m tieMembers, store l2.TieStore, self string) {
 	log := logr.FromContextOrDiscard(ctx).WithName("tiebreak")
 	tb := l2.NewTiebreak(self)
-	t := time.NewTicker(l2.TieRenew)
+	t := time.NewTicker(l2.TieWatch)
 	defer t.Stop()
 	defer m.SetTiebreak(time.Time{})
 	var held bool
@@ -112,11 +113,15 @@ func runTiebreak(ctx context.Context, m tieMembers, store l2.TieStore, self stri
 			return
 		case <-t.C:
 		}
+		want := m.WantsTiebreak()
+		if !tb.Due(time.Now(), want) {
+			continue
+		}
 		// Bounded, so that an API server that hangs (paused, partitioned
 		// away) does not keep the loop from noticing anything else; the
 		// hold runs out by itself meanwhile.
 		sctx, cancel := context.WithTimeout(ctx, tieStepTimeout)
-		err := tb.Step(sctx, time.Now, m.WantsTiebreak(), store, m.SetTiebreak)
+		err := tb.Step(sctx, time.Now, want, store, m.SetTiebreak)
 		cancel()
 		switch {
 		case err != nil && err.Error() != failing:
