@@ -20,7 +20,7 @@
 //     (16, 24 or 32 bytes, from a Secret); the decisions come from
 //     heartbeats every HeartbeatInterval, each echoing the others' newest
 //     heartbeats (liveness.go). A crashed node is declared dead DeadAfter
-//     (0.7 s) after its last heartbeat.
+//     (0.9 s) after its last heartbeat.
 //   - Responder (responder.go, arp.go, ndp.go) answers for the addresses it
 //     is given with Set, and announces gained addresses with gratuitous
 //     ARP / unsolicited overriding NA at 0, 250 ms, 500 ms, 1 s and 2 s,
@@ -42,11 +42,11 @@
 //     less than QuorumLease ago, and RegainHoldDown passed since it last
 //     regained the lease; if it was given peers, it has met one.
 //
-// Since DeadAfter exceeds QuorumLease and majorities intersect, a node that
-// everyone it talks to has not heard of for DeadAfter has lost its lease
-// QuorumLease after its last echoed heartbeat: it is silent before anyone
-// takes its addresses over (the argument is in liveness.go; the timeline in
-// docs/layer2.md). Memberlist's own failure detection is not used: it is
+// Since DeadAfter and RegainHoldDown exceed twice QuorumLease and
+// majorities intersect, a node that everyone another node talks to has not
+// heard of for DeadAfter no longer holds its lease: it is silent before
+// that node takes its addresses over (the argument is in liveness.go; the
+// timeline in docs/layer2.md). Memberlist's own failure detection is not used: it is
 // asymmetric after a partition (the cut-off node declares the others dead
 // 2-4 s after the majority declared it dead).
 //
