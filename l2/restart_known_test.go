@@ -228,27 +228,3 @@ func TestLivenessFlap(t *testing.T) {
 		t.Logf("X cut off for %v: %d pair-milliseconds of overlap%s", cut*time.Millisecond, len(s.violations), first)
 	}
 }
-
-// TestLivenessSideRestartsDuringSplit measures what the exchange of known
-// memberships cannot close: every speaker on one side of a split restarts
-// before the split heals, so none of them knows a node of the other side.
-// Here n00 and n03 restart while cut off from the others: they count a
-// membership of two, which they are, and hold leases; the other side
-// holds leases too, with four nodes when it holds the tie-breaker, with
-// five (2 | 3) always. Overlap is counted in pairs of nodes times
-// milliseconds.
-func TestLivenessSideRestartsDuringSplit(t *testing.T) {
-	for _, n := range []int{4, 5} {
-		s := newTieSim(t, nodeNames(n)...)
-		s.memberlist = true
-		s.run(TieKeep + 3*time.Second)
-		a := []string{"n00", "n03"}
-		s.partition(a, without(s.names, a), true)
-		s.down["n00"], s.down["n03"] = true, true
-		s.run(time.Second)
-		s.restart("n00")
-		s.restart("n03")
-		s.run(5 * time.Second)
-		t.Logf("%d nodes: %d pair-milliseconds of overlap; quorate at the end %v; n00 knows %v", n, len(s.violations), s.quorateNodes(), s.nodes["n00"].knownNodes())
-	}
-}
