@@ -23,8 +23,11 @@ import (
 // deleted, which is when the speakers forget it (Members.Forget). Without
 // nodes (the Node list not read yet) it changes nothing.
 //
-// Only a node that holds its lease should write it: any name it adds is
-// one more member to count, which costs at most a lease, never safety.
+// Who writes it costs nothing in safety: a name added is one more member
+// for a restarted speaker to count, which can cost it a lease, never give
+// it one. The speaker lets one node per side write (the one that holds
+// its lease and comes first of its live nodes), to spare the API server
+// competing writes.
 func NextKnown(stored, known, nodes []string) ([]string, bool) {
 	if len(nodes) == 0 {
 		return stored, false

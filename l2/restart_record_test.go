@@ -12,9 +12,10 @@ import (
 
 // writeKnown writes, for node n of a shrinkSim that keeps the known list,
 // what NextKnown says, as the speaker's record loop does: only while n
-// holds its lease, every Node existing.
+// leads its side (holds its lease and comes first of the live nodes in its
+// view), every Node existing.
 func (ss *shrinkSim) writeKnown(n string) {
-	if !ss.keepKnown || !ss.quorate(n) {
+	if !ss.keepKnown || !ss.quorate(n) || ss.nodes[n].alive(ss.now)[0] != n {
 		return
 	}
 	if next, ok := NextKnown(ss.known, ss.nodes[n].knownNodes(), ss.names); ok {
