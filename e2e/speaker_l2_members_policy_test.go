@@ -15,11 +15,13 @@ import (
 
 // membersPolicy is the chart's ValidatingAdmissionPolicy on the layer-2
 // membership record; membersLease and membersAnnotation are where the
-// speaker keeps the record (speaker/l2record.go).
+// speaker keeps the record (speaker/l2record.go), knownAnnotation where
+// it keeps the known list beside it (speaker/l2known.go).
 const (
 	membersPolicy     = "berth-speaker-l2-members"
 	membersLease      = "berth-l2-members"
 	membersAnnotation = "berth.dev/l2-members"
+	knownAnnotation   = "berth.dev/l2-known"
 )
 
 // TestSpeakerL2MembersPolicy checks the chart's admission policy on the
@@ -27,7 +29,9 @@ const (
 // RBAC: the speaker's ServiceAccount may create the record with a
 // revision of at least 1 and update it only to the next revision, in the
 // format the speaker writes; a jump, a step back, the same revision and a
-// garbled record are refused, naming the policy. The admin is not
+// garbled record are refused, naming the policy. The known list may come
+// with a record of revision 0 on a create, and change alone with the
+// record unchanged; a garbled one is refused. The admin is not
 // affected, and the tie-breaker Lease is not concerned. (The speakers'
 // own writes under this policy: TestSpeakerL2ForgetsGoneNode.)
 func TestSpeakerL2MembersPolicy(t *testing.T) {
@@ -38,10 +42,13 @@ func TestSpeakerL2MembersPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	speaker := kubernetes.NewForConfigOrDie(cfg)
-	create := func(c kubernetes.Interface, name, record string, dryRun bool) error {
-		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	create := func(c kubernetes.Interface, name, record string, dryRun bool, known ...string) error {
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{}}}
 		if record != "" {
-			l.Annotations = map[string]string{membersAnnotation: record}
+			l.Annotations[membersAnnotation] = record
+		}
+		for _, k := range known {
+			l.Annotations[knownAnnotation] = k
 		}
 		opts := metav1.CreateOptions{}
 		if dryRun {
@@ -50,18 +57,24 @@ func TestSpeakerL2MembersPolicy(t *testing.T) {
 		_, err := c.CoordinationV1().Leases(berthNS).Create(ctx, l, opts)
 		return err
 	}
-	update := func(c kubernetes.Interface, record string) error {
+	// update sets the annotation (membersAnnotation unless given) to value,
+	// or removes it when value is "".
+	update := func(c kubernetes.Interface, value string, annotation ...string) error {
+		key := membersAnnotation
+		for _, a := range annotation {
+			key = a
+		}
 		l, err := c.CoordinationV1().Leases(berthNS).Get(ctx, membersLease, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		if record == "" {
-			delete(l.Annotations, membersAnnotation)
+		if value == "" {
+			delete(l.Annotations, key)
 		} else {
 			if l.Annotations == nil {
 				l.Annotations = map[string]string{}
 			}
-			l.Annotations[membersAnnotation] = record
+			l.Annotations[key] = value
 		}
 		_, err = c.CoordinationV1().Leases(berthNS).Update(ctx, l, metav1.UpdateOptions{})
 		return err
@@ -89,10 +102,18 @@ func TestSpeakerL2MembersPolicy(t *testing.T) {
 	}{
 		{"create without a record", func() error { return create(speaker, membersLease, "", false) }, "not none"},
 		{"create garbled", func() error { return create(speaker, membersLease, `{"rev":1,"out":"node-c"}`, false) }, "well-formed"},
+		{"create revision 0 with a known list (dry run)", func() error {
+			return create(speaker, membersLease, `{"rev":0}`, true, `["node-a","node-b"]`)
+		}, ""},
+		{"create with a garbled known list", func() error {
+			return create(speaker, membersLease, `{"rev":1}`, false, `[node-a]`)
+		}, "well-formed known list"},
 		{"create revision 1", func() error {
 			return create(speaker, membersLease, `{"rev":1,"joint":true,"nextOut":["node-c"]}`, false)
 		}, ""},
 		{"update to revision 2", func() error { return update(speaker, `{"rev":2,"out":["node-c"]}`) }, ""},
+		{"update the known list alone", func() error { return update(speaker, `["node-a","node-b","node-c"]`, knownAnnotation) }, ""},
+		{"update the known list garbled", func() error { return update(speaker, `["node-a", "node-b"]`, knownAnnotation) }, "well-formed known list"},
 		{"update to revision 4", func() error { return update(speaker, `{"rev":4,"out":["node-c"]}`) }, "from 2 to 4"},
 		{"update back to revision 1", func() error { return update(speaker, `{"rev":1}`) }, "from 2 to 1"},
 		{"update to the same revision", func() error { return update(speaker, `{"rev":2}`) }, "from 2 to 2"},
@@ -130,5 +151,8 @@ func TestSpeakerL2MembersPolicy(t *testing.T) {
 	}
 	if got, want := l.Annotations[membersAnnotation], `{"rev":10}`; got != want {
 		t.Errorf("record at the end %s, want %s", got, want)
+	}
+	if got, want := l.Annotations[knownAnnotation], `["node-a","node-b","node-c"]`; got != want {
+		t.Errorf("known list at the end %s, want %s", got, want)
 	}
 }

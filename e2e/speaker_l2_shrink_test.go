@@ -21,7 +21,8 @@ import (
 // with a short --l2-forget-after: one is killed for good and its Node
 // marked NotReady through the API, and the others leave it out of the
 // quorum (the membership record's second revision); someone deletes the
-// record's Lease, and a speaker recreates it; then a second speaker
+// record's Lease, and a speaker recreates it, the known list of the
+// three speakers (stored from the start) too; then a second speaker
 // is killed and restarted, and the third answers every address
 // meanwhile, never two MACs at once. Without the record, 1 of 3 would
 // have left every address dark (docs/layer2.md).
@@ -36,6 +37,20 @@ func TestSpeakerL2ForgetsGoneNode(t *testing.T) {
 	}
 	l.waitMembers(t, 3)
 	names := []string{"node1", "node2", "node3"}
+	// The speakers keep the known list beside the record (under the
+	// chart's admission policy), from their start.
+	knownList := func() error {
+		lease, err := l.e.kube.CoordinationV1().Leases(berthNS).Get(t.Context(), membersLease, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if got, want := lease.Annotations[knownAnnotation], `["node1","node2","node3"]`; got != want {
+			return fmt.Errorf("known list %q, want %s", got, want)
+		}
+		return nil
+	}
+	d := poll(t, 30*time.Second, "the known list stored", knownList)
+	t.Logf("MEASURED: the known list stored %v after the three speakers met", d)
 	v4s, _ := l.dualStack(t, "gone", "s", 6)
 	probe := l.startARPProbe(t, probeEvery, v4s...)
 	t.Cleanup(probe.stop)
@@ -82,7 +97,7 @@ func TestSpeakerL2ForgetsGoneNode(t *testing.T) {
 	if err := l.e.kube.CoordinationV1().Leases(berthNS).Delete(t.Context(), "berth-l2-members", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	d := poll(t, 30*time.Second, "the record's Lease recreated", func() error {
+	d = poll(t, 30*time.Second, "the record's Lease recreated", func() error {
 		rec, err := l.membersRecord(t)
 		if err != nil {
 			return err
@@ -93,6 +108,8 @@ func TestSpeakerL2ForgetsGoneNode(t *testing.T) {
 		return nil
 	})
 	t.Logf("MEASURED: the deleted record's Lease was back with revision %d %v later", want.Rev, d)
+	d = poll(t, 30*time.Second, "the known list back", knownList)
+	t.Logf("MEASURED: the known list back %v after that", d)
 
 	rebooted.speaker.stop(syscall.SIGKILL)
 	at = time.Now()

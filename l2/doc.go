@@ -69,11 +69,13 @@
 // the lease stops answering altogether, for every address, including those
 // it owned before the partition.
 //
-// The last known membership is every node seen alive since start that was
-// not removed with Members.Forget. A crashed node therefore keeps counting
-// until the speaker forgets it, which it should do when the Node is deleted
-// from Kubernetes; a node that left with Members.Leave is dead to the
-// others at once (it says goodbye) but stays known.
+// The last known membership is every node seen alive since start, learned
+// from another member's state exchange (known.go), or read from the known
+// list kept beside the membership record (Members.Learn, known_record.go),
+// that was not removed with Members.Forget. A crashed node therefore keeps
+// counting until the speaker forgets it, which it should do when the Node
+// is deleted from Kubernetes; a node that left with Members.Leave is dead
+// to the others at once (it says goodbye) but stays known.
 //
 // The membership record (membership.go, MemberRecord; lease.go counts it)
 // leaves such a node out sooner: a revision-numbered list of known nodes

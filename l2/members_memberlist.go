@@ -85,17 +85,7 @@ func (d *delegate) MergeRemoteState(buf []byte, _ bool) {
 		m.log.V(2).Info("Ignoring a membership state exchange", "err", err.Error())
 		return
 	}
-	m.mu.Lock()
-	added := m.live.learn(time.Now(), names)
-	var known []string
-	if added {
-		known = m.live.knownNodes()
-	}
-	m.mu.Unlock()
-	if added {
-		m.log.Info("Learned speakers from a member's known membership", "known", known)
-		m.notify()
-	}
+	m.learn(names, "a member's known membership")
 }
 
 // events is Members as a memberlist.EventDelegate; memberlist calls it

@@ -30,6 +30,10 @@ type shrinkSim struct {
 	// unsafe, if set, breaks one rule of the protocol, to show that the
 	// checks catch what it prevents.
 	unsafe unsafeMode
+	// keepKnown keeps the known list with the record (see
+	// restart_record_test.go); known is the list stored.
+	keepKnown bool
+	known     []string
 }
 
 // unsafeMode names a rule of the record protocol left out.
@@ -64,10 +68,14 @@ func (ss *shrinkSim) recordStep(n string) {
 		return
 	}
 	ss.nextRec[n] = ss.now.Add(recordPoll)
+	if ss.keepKnown {
+		l.learn(ss.now, ss.known)
+	}
 	l.setRecord(ss.now, ss.rec)
 	if l.takeRegained() {
 		ss.send(n, l.heartbeat(ss.now))
 	}
+	ss.writeKnown(n)
 	// Without settling, a writer goes on at once (under the rule, the
 	// record it just wrote is never settled yet).
 	for ss.writeNext(n) && ss.unsafe == noSettling {

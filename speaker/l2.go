@@ -327,7 +327,7 @@ func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(reason, ms
 		go runTiebreak(ctx, members, o.tie, s.node)
 	}
 	if o.record != nil {
-		go runRecord(ctx, members, o.record, s.node, s.goneNodes(o.forgetAfter), s.metrics.observeRecord)
+		go runRecord(ctx, members, o.record, s.node, s.goneNodes(o.forgetAfter), s.nodeNames, s.metrics.observeRecord)
 	}
 	quorate := false
 	keyCheck := time.NewTicker(keyCheckInterval)

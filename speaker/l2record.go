@@ -59,6 +59,11 @@ type leaseRecordStore struct {
 // the next one needs.
 type storedRecord struct {
 	rec l2.MemberRecord
+	// raw is the record's annotation as stored ("" without one): a write
+	// of the known list alone keeps it byte for byte, as the admission
+	// policy requires. known is the known list stored with it (l2known.go).
+	raw   string
+	known []string
 	// exists says the Lease exists; version is its resourceVersion.
 	exists  bool
 	version string
@@ -75,24 +80,48 @@ func (s *leaseRecordStore) Get(ctx context.Context) (storedRecord, error) {
 		return storedRecord{}, fmt.Errorf("get lease %s: %w", s.name, err)
 	}
 	var r recordJSON
-	if v, ok := l.Annotations[recordAnnotation]; ok {
-		if err := json.Unmarshal([]byte(v), &r); err != nil {
+	raw, ok := l.Annotations[recordAnnotation]
+	if ok {
+		if err := json.Unmarshal([]byte(raw), &r); err != nil {
 			return storedRecord{}, fmt.Errorf("lease %s: annotation %s: %w", s.name, recordAnnotation, err)
 		}
 	}
+	known, err := decodeKnownList(l.Annotations)
+	if err != nil {
+		return storedRecord{}, fmt.Errorf("lease %s: %w", s.name, err)
+	}
 	rec := l2.MemberRecord{Rev: r.Rev, Out: r.Out, Joint: r.Joint, NextOut: r.NextOut, Voters: r.Voters, NextVoters: r.NextVoters}
-	return storedRecord{rec: rec, exists: true, version: l.ResourceVersion}, nil
+	return storedRecord{rec: rec, raw: raw, known: known, exists: true, version: l.ResourceVersion}, nil
 }
 
-// Write stores r if the Lease is still as read in prev (or still absent).
+// Write stores r, and the known list read in prev, if the Lease is still
+// as read in prev (or still absent).
 func (s *leaseRecordStore) Write(ctx context.Context, r l2.MemberRecord, prev storedRecord) error {
+	b, err := encodeRecord(r)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, b, prev.known, prev)
+}
+
+// encodeRecord returns r as stored.
+func encodeRecord(r l2.MemberRecord) (string, error) {
 	b, err := json.Marshal(recordJSON{Rev: r.Rev, Out: r.Out, Joint: r.Joint, NextOut: r.NextOut, Voters: r.Voters, NextVoters: r.NextVoters})
 	if err != nil {
-		return fmt.Errorf("encode record: %w", err)
+		return "", fmt.Errorf("encode record: %w", err)
 	}
-	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
-		Name: s.name, ResourceVersion: prev.version, Annotations: map[string]string{recordAnnotation: string(b)},
-	}}
+	return string(b), nil
+}
+
+// write stores the record annotation rec and the known list if the Lease
+// is still as read in prev (or still absent).
+func (s *leaseRecordStore) write(ctx context.Context, rec string, known []string, prev storedRecord) error {
+	annotations := map[string]string{recordAnnotation: rec}
+	if len(known) > 0 {
+		annotations[knownAnnotation] = encodeKnownList(known)
+	}
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: s.name, ResourceVersion: prev.version, Annotations: annotations}}
+	var err error
 	if !prev.exists {
 		_, err = s.leases.Create(ctx, l, metav1.CreateOptions{})
 	} else {
@@ -108,6 +137,7 @@ func (s *leaseRecordStore) Write(ctx context.Context, r l2.MemberRecord, prev st
 type recordMembers interface {
 	SetRecord(l2.MemberRecord)
 	RecordView(gone []string) l2.RecordView
+	Learn(names []string)
 }
 
 // runRecord reads the membership record until it succeeds once and hands
@@ -119,19 +149,28 @@ type recordMembers interface {
 // is only read at start) returns the nodes the API server says are gone.
 // Every recordVerifyPolls polls it also reads the record when verifies
 // says this node (self) is the one to, and restores it (see restoreRecord).
-// After every step it hands observe the record m follows.
-func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, self string, gone func() []string, observe func(l2.MemberRecord)) {
+// It keeps the known list stored with the record (knownStep), nodes
+// returning the names of the Nodes. After every step it hands observe the
+// record m follows.
+func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, self string, gone, nodes func() []string, observe func(l2.MemberRecord)) {
 	log := logr.FromContextOrDiscard(ctx).WithName("record")
 	var failing string
 	read := false
+	// last is the known list as last read.
+	var last []string
 	for poll := 1; ; poll++ {
 		var err error
 		if !read {
-			err = readRecord(ctx, m, store)
-			read = err == nil
+			var stored storedRecord
+			stored, err = readRecord(ctx, m, store)
+			read, last = err == nil, stored.known
 		} else {
-			verify := poll%recordVerifyPolls == 0 && verifies(m.RecordView(nil), self)
-			err = recordStep(ctx, log, m, store, gone, verify)
+			v := m.RecordView(nil)
+			due := poll%recordVerifyPolls == 0
+			err = recordStep(ctx, log, m, store, gone, due && verifies(v, self))
+			if err == nil {
+				err = knownStep(ctx, log, m, store, nodes, &last, leads(v, self), due)
+			}
 		}
 		switch {
 		case err != nil && err.Error() != failing:
@@ -149,26 +188,34 @@ func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, se
 	}
 }
 
-// readRecord reads the record once and hands it to m.
-func readRecord(ctx context.Context, m recordMembers, store *leaseRecordStore) error {
+// readRecord reads the record once and hands it to m, after the known
+// list stored with it: m counts those nodes before it can hold a lease.
+func readRecord(ctx context.Context, m recordMembers, store *leaseRecordStore) (storedRecord, error) {
 	// Bounded like the tie-breaker's: a hanging API server must not stop
 	// the loop.
 	ctx, cancel := context.WithTimeout(ctx, tieStepTimeout)
 	defer cancel()
 	stored, err := store.Get(ctx)
 	if err != nil {
-		return err
+		return storedRecord{}, err
 	}
+	m.Learn(stored.known)
 	m.SetRecord(stored.rec)
-	return nil
+	return stored, nil
 }
 
 // verifies says whether this node (self) is the one of its side to read
-// the record with nothing to change: it holds its lease, follows a record,
-// and comes first of the live nodes in its view. A cluster that never
-// wrote a record reads nothing.
+// the record with nothing to change: it leads its side and follows a
+// record. A cluster that never wrote a record reads nothing for it.
 func verifies(v l2.RecordView, self string) bool {
-	return v.Quorate && v.Current.Rev > 0 && len(v.Alive) > 0 && v.Alive[0] == self
+	return v.Current.Rev > 0 && leads(v, self)
+}
+
+// leads says whether this node (self) is the one of its side to read the
+// known list with nothing to change, and the one to write it: it holds
+// its lease and comes first of the live nodes in its view.
+func leads(v l2.RecordView, self string) bool {
+	return v.Quorate && len(v.Alive) > 0 && v.Alive[0] == self
 }
 
 // recordStep writes the next record if one is due by what m knows, or

@@ -12,22 +12,28 @@ import (
 )
 
 // policyFormat returns the pattern that the chart's admission policy
-// (berth-speaker-l2-members) requires of the membership record: the CEL
-// raw string after "- name: format". CEL's matches is RE2, as Go's
-// regexp is.
+// (berth-speaker-l2-members) requires of the membership record.
 func policyFormat(t *testing.T) *regexp.Regexp {
+	t.Helper()
+	return policyVariable(t, "format")
+}
+
+// policyVariable returns the pattern of the policy's variable name: the
+// CEL raw string after "- name: <name>". CEL's matches is RE2, as Go's
+// regexp is.
+func policyVariable(t *testing.T, name string) *regexp.Regexp {
 	t.Helper()
 	b, err := os.ReadFile("../charts/berth/templates/speaker/l2members-policy.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?s)- name: format\s+expression: >-\s+r'([^']+)'`).FindSubmatch(b)
+	m := regexp.MustCompile(`(?s)- name: ` + regexp.QuoteMeta(name) + `\s+expression: >-\s+r'([^']+)'`).FindSubmatch(b)
 	if m == nil {
-		t.Fatal("no format variable in the policy")
+		t.Fatalf("no %s variable in the policy", name)
 	}
 	re, err := regexp.Compile(string(m[1]))
 	if err != nil {
-		t.Fatalf("the policy's format: %v", err)
+		t.Fatalf("the policy's %s: %v", name, err)
 	}
 	return re
 }

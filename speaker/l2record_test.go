@@ -24,16 +24,32 @@ import (
 
 // fakeRecordMembers records the records it is handed and returns view.
 type fakeRecordMembers struct {
-	got  []l2.MemberRecord
-	view l2.RecordView
-	gone []string
+	got []l2.MemberRecord
+	// learned are the lists handed to Learn, which adds them to Known;
+	// calls the calls of Learn and SetRecord, in order.
+	learned [][]string
+	calls   []string
+	view    l2.RecordView
+	gone    []string
 }
 
 func (f *fakeRecordMembers) SetRecord(r l2.MemberRecord) {
+	f.calls = append(f.calls, fmt.Sprintf("record %d", r.Rev))
 	f.got = append(f.got, r)
 	if r.Rev >= f.view.Current.Rev {
 		f.view.Current = r
 	}
+}
+
+func (f *fakeRecordMembers) Learn(names []string) {
+	f.learned = append(f.learned, names)
+	f.calls = append(f.calls, fmt.Sprintf("learn %v", names))
+	for _, n := range names {
+		if !slices.Contains(f.view.Known, n) {
+			f.view.Known = append(f.view.Known, n)
+		}
+	}
+	slices.Sort(f.view.Known)
 }
 
 func (f *fakeRecordMembers) RecordView(gone []string) l2.RecordView {
@@ -86,7 +102,7 @@ func TestRecordStep(t *testing.T) {
 	kube := fake.NewClientset()
 	store := &leaseRecordStore{leases: kube.CoordinationV1().Leases("berth-system"), name: DefaultL2Members}
 	m := &fakeRecordMembers{view: l2.RecordView{Known: []string{"a", "b", "c"}, Alive: []string{"a", "b"}, Quorate: true, SettledFor: l2.JointHold, AllRead3: true}}
-	if err := readRecord(t.Context(), m, store); err != nil {
+	if _, err := readRecord(t.Context(), m, store); err != nil {
 		t.Fatal(err)
 	}
 	gone := func() []string { return []string{"c"} }
@@ -213,7 +229,7 @@ func TestRunRecordMetrics(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		runRecord(ctx, members, store, "a", nil, m.observeRecord)
+		runRecord(ctx, members, store, "a", nil, func() []string { return nil }, m.observeRecord)
 	}()
 	defer func() { cancel(); <-done }()
 	testwait.Eventually(t, 5*time.Second, func() error {
