@@ -143,13 +143,13 @@ func (ss *shrinkSim) untilRev(rev uint64, within time.Duration) time.Duration {
 	return ss.now.Sub(start)
 }
 
-func (ss *shrinkSim) checkSafe() {
-	ss.t.Helper()
-	if len(ss.violations) > 0 {
-		ss.t.Errorf("%d safety violations, first: %s", len(ss.violations), ss.violations[0])
+func (ts *tieSim) checkSafe() {
+	ts.t.Helper()
+	if len(ts.violations) > 0 {
+		ts.t.Errorf("%d safety violations, first: %s", len(ts.violations), ts.violations[0])
 	}
-	if len(ss.double) > 0 {
-		ss.t.Errorf("two nodes counted the tie-breaker %d times, first: %s", len(ss.double), ss.double[0])
+	if len(ts.double) > 0 {
+		ts.t.Errorf("two nodes counted the tie-breaker %d times, first: %s", len(ts.double), ts.double[0])
 	}
 }
 
