@@ -20,7 +20,22 @@ n=0
 while IFS=: read -r file fn; do
   pkg=$(dirname "$file") name=${fn#func }
   echo "==> fuzz $pkg $name for $fuzztime"
-  go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimizetime" "$pkg"
+  # Go before 1.27 can fail a target that found nothing with "context
+  # deadline exceeded" as its -fuzztime ends: a race in the fuzzing
+  # coordinator (go.dev/issue/75804, seen here on FuzzReceive under load).
+  # A run that fails so without writing a failing input is not a failure.
+  corpus="$pkg/testdata/fuzz/$name"
+  before=$( (find "$corpus" -type f 2>/dev/null || true) | wc -l)
+  status=0
+  out=$(go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimizetime" "$pkg" 2>&1) || status=$?
+  printf '%s\n' "$out"
+  if [ "$status" -ne 0 ]; then
+    after=$( (find "$corpus" -type f 2>/dev/null || true) | wc -l)
+    if [ "$after" -ne "$before" ] || ! grep -qx '    context deadline exceeded' <<<"$out"; then
+      exit "$status"
+    fi
+    echo "==> $name: no failing input, only the fuzzing coordinator's deadline race (go.dev/issue/75804): not counted as a failure"
+  fi
   n=$((n + 1))
 done <<<"$targets"
 echo "==> $n fuzz targets ran for $fuzztime each"
