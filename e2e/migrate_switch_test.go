@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,11 +16,12 @@ import (
 
 // clientLoop asks a Service address once per interval from a host and
 // counts the answers and the requests lost (failed or unanswered within a
-// second), and the longest time without an answer.
+// second, each with its error), and the longest time without an answer.
 type clientLoop struct {
 	mu       sync.Mutex
 	sent     int
 	lost     int
+	failures []error
 	lastOK   time.Time
 	longest  time.Duration
 	answered map[string]int
@@ -46,6 +50,10 @@ func startClientLoop(ask func(context.Context) (string, error), interval time.Du
 				c.sent++
 				if err != nil || who == "" {
 					c.lost++
+					if err == nil {
+						err = errors.New("an empty answer")
+					}
+					c.failures = append(c.failures, fmt.Errorf("%s: %w", now.Format("15:04:05.000"), err))
 				} else {
 					c.answered[who]++
 					c.longest = max(c.longest, now.Sub(c.lastOK))
@@ -67,14 +75,28 @@ func (c *clientLoop) finish() (sent, lost int, longest time.Duration, answered m
 	return c.sent, c.lost, c.longest, c.answered
 }
 
+// failed returns the errors of the requests lost, each with its time.
+func (c *clientLoop) failed() []error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]error(nil), c.failures...)
+}
+
 // TestMigrateBGPSideBySide plays docs/migration.md's Step 5 for BGP: the
 // old implementation's speakers (an FRR announcer on each node, announcing
 // the Service's address with the node as next hop, as MetalLB's FRR mode
 // does) are replaced node by node by Berth's, while a client behind the
 // router asks the address every 20 ms. Each node's old speaker stops
 // (SIGTERM: a Cease, the router withdraws its path at once), then Berth's
-// starts there and announces; the other node announces throughout. No
-// request may be lost.
+// starts there and announces; the other node announces throughout, so the
+// router always has a path: the client never waits long for an answer.
+//
+// A request can still be lost, and the test allows it within a bound:
+// each change of r1's path set (a node's path gone, or back) rehashes its
+// ECMP flows (Linux's hash-threshold multipath), and a connection whose
+// handshake is in flight at that instant sends its next packet to the other
+// node, which resets it. So every lost request must have been reset (a
+// timeout would mean no path), and there may be at most one per change.
 func TestMigrateBGPSideBySide(t *testing.T) {
 	sl := newSpeakerLab(t, 2)
 	var neighbors []frr.Neighbor
@@ -118,8 +140,19 @@ func TestMigrateBGPSideBySide(t *testing.T) {
 	sent, lost, longest, answered := loop.finish()
 	t.Logf("MEASURED: BGP switch of %d nodes, one at a time: %d requests every 20 ms, %d lost, longest time without an answer %v, answered by %v",
 		len(sl.nodes), sent, lost, longest, answered)
-	if lost > 0 {
-		t.Errorf("%d of %d requests lost during the switch", lost, sent)
+	changes := 2 * len(sl.nodes) // each node's path goes, then comes back
+	if lost > changes {
+		t.Errorf("%d of %d requests lost during the switch, more than the %d changes of r1's paths could reset", lost, sent, changes)
+	}
+	for _, err := range loop.failed() {
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("a request was lost other than by a reset at a path change: %v", err)
+		} else {
+			t.Logf("MEASURED: a request was reset (ECMP rehash at a path change): %v", err)
+		}
+	}
+	if longest > 250*time.Millisecond {
+		t.Errorf("the client waited %v for an answer: r1 had no path for a while", longest)
 	}
 	for _, n := range sl.nodes {
 		if answered[n.name] == 0 {
