@@ -1,12 +1,23 @@
 package l2
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // adopt makes this node follow r, a newer record than its own: it is not
-// settled under it yet.
+// settled under it yet. The voters r names become known, unless this node
+// forgot them on purpose (their Node was deleted): a node that writes the
+// next record must not drop a voter only because memberlist has not told
+// it of that node yet.
 func (l *liveness) adopt(r MemberRecord) {
 	l.rec = r.clone()
 	l.settledAt = time.Time{}
+	for _, n := range append(slices.Clone(r.Voters), r.NextVoters...) {
+		if n != l.self && !l.known[n] && !l.forgotten[n] {
+			l.add(n)
+		}
+	}
 	for _, p := range l.nodes {
 		for rev := range p.grants {
 			if !l.counts(rev) {

@@ -49,11 +49,11 @@ type MembersConfig struct {
 	// than the current one (see MemberRecord).
 	WaitForRecord bool
 	// Voters lets this node take part in voter sets (docs/layer2.md,
-	// "Scaling: a small voter set"): it says it reads heartbeat version 4
-	// and, in a cluster of more than SmallCluster nodes, proposes
-	// MaxVoters voters in RecordView. It needs WaitForRecord, and every
-	// speaker should set it: none is written before all say they read
-	// version 4.
+	// "Named voters, and a small voter set"): it says it reads heartbeat
+	// version 4 and proposes named voters in RecordView, every node in a
+	// cluster of up to SmallCluster nodes and MaxVoters in a larger one.
+	// It needs WaitForRecord, and every speaker should set it: none is
+	// written before all say they read version 4.
 	Voters bool
 }
 

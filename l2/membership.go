@@ -144,10 +144,14 @@ func NextRecord(v RecordView) (MemberRecord, bool) {
 	slices.Sort(want)
 	want = slices.Compact(want)
 	voters := chooseVoters(v, want)
+	if len(cur.Voters) == 0 && !v.AllRead4 {
+		// Not every live node reads version 4 (an upgrade under way): no
+		// voters yet, but a change of out still goes ahead.
+		voters = nil
+	}
 	switch {
 	case slices.Equal(want, cur.Out) && slices.Equal(voters, cur.Voters),
-		!v.AllRead3, len(voterSet(v.Known, voters, want)) == 0,
-		len(voters) > 0 && len(cur.Voters) == 0 && !v.AllRead4:
+		!v.AllRead3, len(voterSet(v.Known, voters, want)) == 0:
 		return MemberRecord{}, false
 	}
 	next := cur.clone()

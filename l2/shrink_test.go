@@ -404,43 +404,89 @@ func TestLivenessShrinkUpgrade(t *testing.T) {
 // simulated millisecond that no two quorate nodes miss each other and
 // that no two count the tie-breaker.
 func TestLivenessShrinkRandom(t *testing.T) {
-	total := 0
-	for seed := range uint64(24) {
-		n := []int{3, 5}[seed%2]
-		t.Run(fmt.Sprintf("seed %d, %d nodes", seed, n), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(seed, 23))
-			names := []string{"a", "b", "c", "d", "e"}[:n]
-			ss := newShrinkSim(t, names...)
-			ss.memberlist = true
-			ss.run(2 * time.Second)
-			pick := func() string { return names[rng.IntN(n)] }
-			for range 40 {
-				x := pick()
-				ev := rng.IntN(8)
-				if testing.Verbose() {
-					t.Logf("%v: event %d on %s", ss.now.Sub(simStart), ev, x)
-				}
-				switch ev {
-				case 0, 1, 2, 3, 4, 5:
-					ss.randomEvent(rng, names, ev, x, func(n string) { ss.restart(n, false) })
-				case 6, 7:
-					// The API server's verdict on x flips.
-					if i := slices.Index(ss.gone, x); i >= 0 {
-						ss.gone = slices.Delete(slices.Clone(ss.gone), i, i+1)
-					} else {
-						ss.gone = append(slices.Clone(ss.gone), x)
-						slices.Sort(ss.gone)
+	for _, named := range []bool{false, true} {
+		total, joined := 0, 0
+		for seed := range uint64(24) {
+			n := []int{3, 5}[seed%2]
+			t.Run(fmt.Sprintf("named voters %v, seed %d, %d nodes", named, seed, n), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(seed, 23))
+				names := []string{"a", "b", "c", "d", "e"}[:n]
+				ss := newShrinkSim(t, names...)
+				ss.memberlist = true
+				if named {
+					ss.scale = true
+					for _, x := range names {
+						ss.nodes[x].scale = true
 					}
 				}
-				ss.run(time.Duration(100+rng.IntN(4000)) * time.Millisecond)
-			}
-			ss.checkSafe()
-			total += ss.writes
-		})
+				ss.run(2 * time.Second)
+				pick := func() string { return names[rng.IntN(len(names))] }
+				for range 40 {
+					x := pick()
+					ev := rng.IntN(8)
+					if named && rng.IntN(10) == 0 {
+						ev = 8
+					}
+					if testing.Verbose() {
+						t.Logf("%v: event %d on %s", ss.now.Sub(simStart), ev, x)
+					}
+					switch ev {
+					case 0, 1, 2, 3, 4, 5:
+						ss.randomEvent(rng, names, ev, x, func(n string) { ss.restart(n, false) })
+						if ev == 5 && named {
+							ss.meetAll(names)
+						}
+					case 6, 7:
+						// The API server's verdict on x flips.
+						ss.flipGone(x)
+					case 8:
+						// A new node joins x and a random part of the
+						// others, and is cut off from the rest: with named
+						// voters it votes only once a record names it.
+						j := fmt.Sprintf("j%d", len(names))
+						knownBy := []string{x}
+						for _, o := range names {
+							if o != x && rng.IntN(2) == 0 {
+								knownBy = append(knownBy, o)
+							}
+						}
+						ss.addLate(j, knownBy)
+						ss.partition([]string{j}, without(names, knownBy), true)
+						names = append(names, j)
+						joined++
+					}
+					ss.run(time.Duration(100+rng.IntN(4000)) * time.Millisecond)
+				}
+				ss.checkSafe()
+				total += ss.writes
+			})
+		}
+		t.Logf("named voters %v: %d records written over all runs, %d nodes joined", named, total, joined)
+		if total < 24 {
+			t.Errorf("only %d records written: the runs hardly change the voter sets", total)
+		}
 	}
-	t.Logf("%d records written over all runs", total)
-	if total < 24 {
-		t.Errorf("only %d records written: the runs hardly change the voter sets", total)
+}
+
+// flipGone flips what the API server says of x: gone, or not.
+func (ss *shrinkSim) flipGone(x string) {
+	if i := slices.Index(ss.gone, x); i >= 0 {
+		ss.gone = slices.Delete(slices.Clone(ss.gone), i, i+1)
+		return
+	}
+	ss.gone = append(slices.Clone(ss.gone), x)
+	slices.Sort(ss.gone)
+}
+
+// meetAll makes every two live nodes of names that reach each other know
+// each other, as memberlist does once a partition heals.
+func (ss *shrinkSim) meetAll(names []string) {
+	for _, a := range names {
+		for _, b := range names {
+			if a != b && !ss.down[a] && !ss.down[b] && !ss.cut[[2]string{a, b}] && !ss.cut[[2]string{b, a}] && !ss.nodes[a].known[b] {
+				ss.nodes[a].join(ss.now, b)
+			}
+		}
 	}
 }
 

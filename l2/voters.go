@@ -8,15 +8,16 @@ import (
 	"time"
 )
 
-// Voters: in a cluster of more than SmallCluster nodes that are not gone,
-// the membership record can name MaxVoters voters; leases then count a
+// Voters: the membership record names the voters, every known node in a
+// cluster of up to SmallCluster nodes that are not gone, and MaxVoters of
+// them in a larger one; leases then count a
 // strict majority of them only, every node heartbeats the voters only, and
 // the voters heartbeat every node with a report of every node they heard
 // (a summary, see summary.go). A non-voter's cost is then independent of
 // the cluster's size. The safety argument of liveness is unchanged with
 // the voter set for the membership: two leases' majorities share a voter,
 // whose heartbeats carry both the echo that counts for one and its report
-// of the other. See docs/layer2.md, "Scaling: a small voter set".
+// of the other. See docs/layer2.md, "Named voters, and a small voter set".
 const (
 	// SmallCluster is the largest cluster in which every node votes.
 	SmallCluster = 7
@@ -26,16 +27,22 @@ const (
 )
 
 // chooseVoters returns the voters a record should name, given the nodes
-// that will be out (sorted), or nil when every node should vote: the
-// current voters that are still known and either not gone or alive in
-// v's view, filled up to
-// v.MaxVoters with the nodes alive in v's view, then any others, that are
-// known and not gone, by voterRank. It returns nil when v.MaxVoters is 0
-// (voters off) or at most SmallCluster known nodes are not gone.
+// that will be out (sorted): the current voters that are still known and
+// either not gone or alive in v's view, filled up to v.MaxVoters with the
+// nodes alive in v's view, then any others, that are known and not gone,
+// by voterRank. When at most SmallCluster known nodes are not gone, every
+// known node not out votes, named: the same set as without voters, but a
+// node that joins votes only once a record names it, so two sides of a
+// split that learned of different joiners still count one voter set
+// (TestLivenessJoinsDuringSplit). It returns nil (every known node not
+// out votes, unnamed) when v.MaxVoters is 0: voters off.
 func chooseVoters(v RecordView, out []string) []string {
 	cands := without(without(v.Known, out), v.Gone)
-	if v.MaxVoters <= 0 || len(cands) <= SmallCluster {
+	if v.MaxVoters <= 0 {
 		return nil
+	}
+	if len(cands) <= SmallCluster {
+		return without(v.Known, out)
 	}
 	var voters []string
 	for _, n := range v.Current.Voters {
