@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -20,7 +21,8 @@ import (
 // TestSpeakerL2ForgetsGoneNode runs three speakers under the chart's RBAC
 // with a short --l2-forget-after: one is killed for good and its Node
 // marked NotReady through the API, and the others leave it out of the
-// quorum (the membership record's second revision); someone deletes the
+// quorum (a later revision of the membership record, which names the
+// voters: all three, then the two left); someone deletes the
 // record's Lease, and a speaker recreates it, the known list of the
 // three speakers (stored from the start) too; then a second speaker
 // is killed and restarted, and the third answers every address
@@ -51,6 +53,9 @@ func TestSpeakerL2ForgetsGoneNode(t *testing.T) {
 	}
 	d := poll(t, 30*time.Second, "the known list stored", knownList)
 	t.Logf("MEASURED: the known list stored %v after the three speakers met", d)
+	// By default (--l2-voters) the record names the voters: all three.
+	d = l.waitVoters(t, names)
+	t.Logf("MEASURED: the record named the three speakers voters %v after that", d)
 	v4s, _ := l.dualStack(t, "gone", "s", 6)
 	probe := l.startARPProbe(t, probeEvery, v4s...)
 	t.Cleanup(probe.stop)
@@ -80,7 +85,7 @@ func TestSpeakerL2ForgetsGoneNode(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if rec.Rev < 2 || rec.Joint || len(rec.Out) != 1 || rec.Out[0] != dead.name {
+		if rec.Rev < 2 || rec.Joint || len(rec.Out) != 1 || rec.Out[0] != dead.name || !slices.Equal(rec.Voters, names[:2]) {
 			return fmt.Errorf("record %+v", rec)
 		}
 		return nil

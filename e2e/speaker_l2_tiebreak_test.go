@@ -203,24 +203,9 @@ func TestSpeakerL2EvenSplit(t *testing.T) {
 		names = append(names, n.name)
 	}
 	l.waitMembers(t, 4)
-	v4s, _ := l.dualStack(t, "split", "s", 6)
-	probe := l.startARPProbe(t, probeEvery, v4s...)
-	t.Cleanup(probe.stop)
-	for _, a := range v4s {
-		probe.waitMAC(t, a, time.Now(), "", hostMAC(t, l.byName(l2.Owner(a, names)).host), settle)
-	}
-	// Let the Lease raced for at start be released (l2.TieKeep).
-	time.Sleep(l2.TieKeep + 2*time.Second)
-	api, err := netip.ParseAddrPort(strings.TrimPrefix(l.e.cp.URL(), "https://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	v4s, probe := l.servedAddrs(t, "split", names)
 	at := time.Now()
-	for _, n := range l.nodes[2:] {
-		l.nft(t, n, fmt.Sprintf("add table inet berthe2e { chain in { type filter hook input priority 0; udp dport 7946 ip saddr { %s, %s } drop; tcp dport 7946 ip saddr { %s, %s } drop; tcp sport %d drop; }; chain out { type filter hook output priority 0; udp dport 7946 ip daddr { %s, %s } drop; tcp dport 7946 ip daddr { %s, %s } drop; tcp dport %d drop; }; }",
-			l.nodes[0].host.IPv4, l.nodes[1].host.IPv4, l.nodes[0].host.IPv4, l.nodes[1].host.IPv4, api.Port(),
-			l.nodes[0].host.IPv4, l.nodes[1].host.IPv4, l.nodes[0].host.IPv4, l.nodes[1].host.IPv4, api.Port()))
-	}
+	l.cutOff(t, l.nodes[2:], l.nodes[:2])
 	// A node of the cut-off half that held the Lease at the cut serves
 	// until its hold runs out (at most 1.8 s after its last renewal);
 	// the other half takes the Lease over 2 s after it first read it.
@@ -242,5 +227,39 @@ func TestSpeakerL2EvenSplit(t *testing.T) {
 	probe.noOverlap(t, l, v4s, at)
 	if q := l.quorate(l.nodes); q != 1 {
 		t.Errorf("%d nodes quorate, want 1", q)
+	}
+}
+
+// servedAddrs creates six dual-stack Services in namespace ns, waits until
+// each IPv4 address is answered by its owner among names, lets the
+// tie-breaker raced for at start be released (l2.TieKeep), and returns
+// the IPv4 addresses with the probe that watches them.
+func (l *l2Lab) servedAddrs(t *testing.T, ns string, names []string) ([]netip.Addr, *arpProbe) {
+	t.Helper()
+	v4s, _ := l.dualStack(t, ns, "s", 6)
+	probe := l.startARPProbe(t, probeEvery, v4s...)
+	t.Cleanup(probe.stop)
+	for _, a := range v4s {
+		probe.waitMAC(t, a, time.Now(), "", hostMAC(t, l.byName(l2.Owner(a, names)).host), settle)
+	}
+	time.Sleep(l2.TieKeep + 2*time.Second)
+	return v4s, probe
+}
+
+// cutOff cuts the nodes on off from the membership traffic of the nodes
+// from, and from the API server (an nftables table berthe2e on each).
+func (l *l2Lab) cutOff(t *testing.T, on, from []*labNode) {
+	t.Helper()
+	api, err := netip.ParseAddrPort(strings.TrimPrefix(l.e.cp.URL(), "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peers []string
+	for _, n := range from {
+		peers = append(peers, n.host.IPv4.String())
+	}
+	set := strings.Join(peers, ", ")
+	for _, n := range on {
+		l.nft(t, n, fmt.Sprintf("add table inet berthe2e { chain in { type filter hook input priority 0; udp dport 7946 ip saddr { %[1]s } drop; tcp dport 7946 ip saddr { %[1]s } drop; tcp sport %[2]d drop; }; chain out { type filter hook output priority 0; udp dport 7946 ip daddr { %[1]s } drop; tcp dport 7946 ip daddr { %[1]s } drop; tcp dport %[2]d drop; }; }", set, api.Port()))
 	}
 }

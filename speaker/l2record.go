@@ -42,7 +42,7 @@ type recordJSON struct {
 	Joint   bool     `json:"joint,omitempty"`
 	NextOut []string `json:"nextOut,omitempty"`
 	// Voters and NextVoters name the voters, in a large cluster with
-	// --l2-voters (docs/layer2.md, "Scaling: a small voter set").
+	// --l2-voters (docs/layer2.md, "Named voters, and a small voter set").
 	Voters     []string `json:"voters,omitempty"`
 	NextVoters []string `json:"nextVoters,omitempty"`
 }

@@ -91,10 +91,12 @@ type Options struct {
 	// the speakers leave it out of the layer-2 quorum; 0: never (the
 	// record is still read and followed).
 	L2ForgetAfter time.Duration
-	// L2Voters lets a layer-2 cluster of more than 7 nodes vote through 5
-	// voters, to which alone the others send heartbeats (docs/layer2.md,
-	// "Scaling: a small voter set"); it needs L2Members, and takes effect
-	// once every speaker has it.
+	// L2Voters lets the membership record name the voters: every node in
+	// a layer-2 cluster of up to 7, 5 in a larger one, to which alone the
+	// others send heartbeats (docs/layer2.md, "Named voters, and a small
+	// voter set"). A new node votes only once a record names it. It takes
+	// effect with L2Members, once every speaker reads heartbeat version 4;
+	// on by default.
 	L2Voters bool
 	// StatusInterval is the least time between two writes of the node's
 	// BerthNodeStatus.
@@ -122,6 +124,7 @@ func DefaultOptions() Options {
 		L2Tiebreak:       DefaultL2Tiebreak,
 		L2Members:        DefaultL2Members,
 		L2ForgetAfter:    DefaultL2ForgetAfter,
+		L2Voters:         true,
 		StatusInterval:   DefaultStatusInterval,
 	}
 }

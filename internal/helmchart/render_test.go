@@ -115,7 +115,6 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"bad duration", map[string]any{"speaker": map[string]any{"forwarding": map[string]any{"driftCheckInterval": "10 seconds"}}}, "/speaker/forwarding/driftCheckInterval"},
 		{"bad router ID", map[string]any{"speaker": map[string]any{"bgp": map[string]any{"routerID": "2001:db8::1"}}}, "/speaker/bgp/routerID"},
 		{"bad digest", map[string]any{"speaker": map[string]any{"image": map[string]any{"digest": "latest"}}}, "/speaker/image/digest"},
-		{"voters without the membership record", map[string]any{"speaker": map[string]any{"layer2": map[string]any{"voters": true, "membersLease": ""}}}, "/speaker/layer2/membersLease"},
 		{"bad pod security level", map[string]any{"namespace": map[string]any{"podSecurityEnforce": "strict"}}, "/namespace/podSecurityEnforce"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,21 +159,31 @@ func TestManifestsUpToDate(t *testing.T) {
 	}
 }
 
-// TestVotersValue: speaker.layer2.voters passes --l2-voters to the
-// speakers, and only then.
+// TestVotersValue: speaker.layer2.voters (true by default) is passed to
+// the speakers as --l2-voters, also without the membership record (the
+// speaker then names no voters, as there is no record).
 func TestVotersValue(t *testing.T) {
 	ch, _ := loadChart(t)
-	for _, voters := range []bool{false, true} {
-		ms, err := Render(ch, Options{Values: map[string]any{"speaker": map[string]any{"layer2": map[string]any{"voters": voters}}}})
+	tests := []struct {
+		name   string
+		layer2 map[string]any
+		want   string
+	}{
+		{name: "default", layer2: map[string]any{}, want: "- --l2-voters=true\n"},
+		{name: "off", layer2: map[string]any{"voters": false}, want: "- --l2-voters=false\n"},
+		{name: "without the record", layer2: map[string]any{"membersLease": ""}, want: "- --l2-voters=true\n"},
+	}
+	for _, tc := range tests {
+		ms, err := Render(ch, Options{Values: map[string]any{"speaker": map[string]any{"layer2": tc.layer2}}})
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", tc.name, err)
 		}
 		found := false
 		for _, m := range ms {
 			if strings.HasSuffix(m.Template, "speaker/daemonset.yaml") {
 				found = true
-				if got := strings.Contains(m.Content, "- --l2-voters\n"); got != voters {
-					t.Errorf("voters %v: --l2-voters in the DaemonSet: %v", voters, got)
+				if !strings.Contains(m.Content, tc.want) {
+					t.Errorf("%s: the DaemonSet lacks %q", tc.name, strings.TrimSpace(tc.want))
 				}
 			}
 		}
