@@ -77,6 +77,20 @@ func voterCost(b *testing.B, names []string) {
 		b.Logf("MEASURED: %d nodes: no voters, every node votes (as above)", n)
 		return
 	}
+	if n > 100 {
+		// Started settled (newSettledVoterSim), safety checked every
+		// millisecond at 250 nodes, every 10 ms at 1,000 (the check
+		// costs n² a step).
+		every := time.Millisecond
+		if n > 250 {
+			every = 10 * time.Millisecond
+		}
+		voter, other, nvGone, vGone, violations := voterSimMeasure(newSettledVoterSim(names, every))
+		b.ReportMetric(other.sentP, "packets/s/non-voter")
+		b.ReportMetric(voter.sentP, "packets/s/voter")
+		b.Logf("MEASURED: %d nodes, %d voters (simulated from a settled record): non-voter %v; voter %v; crashed non-voter dropped by every quorate node after %v, crashed voter after %v; %d violations (checked every %v)",
+			n, MaxVoters, other, voter, nvGone, vGone, violations, every)
+	}
 	if n <= 100 {
 		voter, other, nvGone, vGone, violations := voterSimRun(names, n <= 30)
 		b.ReportMetric(other.sentP, "packets/s/non-voter")

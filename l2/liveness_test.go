@@ -48,9 +48,14 @@ type sim struct {
 	scale  bool
 	broken brokenRule
 	// noCheck skips the safety check, and records only the departures
-	// of the nodes of watch (benchmarks of large clusters).
-	noCheck bool
-	watch   []string
+	// of the nodes of watch (benchmarks of large clusters). checkEvery,
+	// if set, records only those departures at every step too, and
+	// checks safety every checkEvery instead of every millisecond
+	// (simulations of hundreds of nodes, where the check costs n² a
+	// step).
+	noCheck    bool
+	watch      []string
+	checkEvery time.Duration
 	// memberlist makes restarts and joins as memberlist makes them (see
 	// meet): a restarted node meets only the nodes it can reach, and
 	// learns the others from their known memberships (known.go) unless
@@ -81,17 +86,30 @@ func newSim(t *testing.T, names ...string) *sim {
 	for _, n := range names {
 		s.sent[n], s.recv[n] = &traffic{}, &traffic{}
 	}
+	// Every node joins every other, as start does one node at a time, but
+	// with one recomputation per node: joining them one by one costs n³
+	// log n, an hour at 1,000 nodes.
 	for i, n := range names {
-		s.start(n)
+		s.newNode(n)
 		// Spread the phases as independent tickers would.
 		s.next[n] = s.now.Add(time.Duration(i*37%100) * time.Millisecond)
+	}
+	for _, n := range names {
+		l := s.nodes[n]
+		for _, o := range names {
+			if o != n {
+				l.contacted = true
+				l.add(o)
+			}
+		}
+		l.recompute(s.now)
 	}
 	return s
 }
 
-// start (re)starts node n with a new epoch; every node already knows it,
-// as memberlist would after it joins.
-func (s *sim) start(n string) {
+// newNode puts a new run of node n (a new epoch) in place, knowing only
+// itself.
+func (s *sim) newNode(n string) *liveness {
 	s.epoch++
 	tm := defaultTiming()
 	if s.timing != nil {
@@ -99,10 +117,17 @@ func (s *sim) start(n string) {
 	}
 	l := newLiveness(n, s.epoch, s.now, tm, true)
 	l.scale, l.broken = s.scale, s.broken
-	restart := s.nodes[n] != nil
 	s.nodes[n] = l
 	s.next[n] = s.now
 	delete(s.down, n)
+	return l
+}
+
+// start (re)starts node n with a new epoch; every node already knows it,
+// as memberlist would after it joins.
+func (s *sim) start(n string) {
+	restart := s.nodes[n] != nil
+	l := s.newNode(n)
 	if s.memberlist && restart {
 		s.meet(n)
 		return
@@ -221,8 +246,11 @@ func (s *sim) run(d time.Duration) {
 
 // check records safety violations and departures.
 func (s *sim) check() {
-	if s.noCheck {
+	if s.noCheck || s.checkEvery > 0 {
 		s.departures()
+		if s.checkEvery > 0 && s.now.Sub(simStart)%s.checkEvery == 0 {
+			s.safety()
+		}
 		return
 	}
 	quorate := make(map[string]bool, len(s.names))
@@ -250,6 +278,25 @@ func (s *sim) check() {
 		for _, x := range s.names {
 			if x != p && quorate[x] && !isAlive[x] {
 				s.violations = append(s.violations, fmt.Sprintf("%v: %s is quorate but %s (quorate) sees only %v", s.now.Sub(simStart), x, p, alive))
+			}
+		}
+	}
+}
+
+// safety records a violation for every quorate node that another quorate
+// node does not see alive, as check does, without building alive lists.
+func (s *sim) safety() {
+	var quorate []string
+	for _, x := range s.names {
+		if s.quorate(x) {
+			quorate = append(quorate, x)
+		}
+	}
+	for _, p := range quorate {
+		l := s.nodes[p]
+		for _, x := range quorate {
+			if q := l.nodes[x]; x != p && (q == nil || !l.isAlive(q, s.now)) {
+				s.violations = append(s.violations, fmt.Sprintf("%v: %s is quorate but %s (quorate) does not see it alive", s.now.Sub(simStart), x, p))
 			}
 		}
 	}
