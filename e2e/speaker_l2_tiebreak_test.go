@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/l2"
 )
@@ -18,8 +21,9 @@ const cutMembership = "add table inet berthe2e { chain in { type filter hook inp
 // TestSpeakerL2TwoNodes runs two speakers with the tie-breaker Lease (the
 // default, under the chart's RBAC) and checks that one of them serves every
 // address when the other is cut off or dies while the API server is
-// reachable, and that, with the API server down too, the survivor falls
-// silent rather than risk two answers, and serves once it is back.
+// reachable (also when the dead node held the Lease: the survivor waits
+// out its hold), and that, with the API server down too, the survivor
+// falls silent rather than risk two answers, and serves once it is back.
 func TestSpeakerL2TwoNodes(t *testing.T) {
 	top := t
 	l := newL2Lab(t, 2)
@@ -40,13 +44,15 @@ func TestSpeakerL2TwoNodes(t *testing.T) {
 	silent := func() error { return probe.silent(l, v4s) }
 	noOverlap := func(t *testing.T, from time.Time) { probe.noOverlap(t, l, v4s, from) }
 
+	// winner is the node that served alone through the tie-breaker in
+	// the partition below; it holds the Lease for l2.TieKeep after.
+	var winner string
 	t.Run("partitioned, API server up: one node serves every address", func(t *testing.T) {
 		at := time.Now()
 		l.nft(t, l.nodes[1], cutMembership)
 		// Right after the cut both still hold their leases and may
 		// answer as before; the one to serve is the node that is quorate
 		// alone (through the tie-breaker) and answers every address.
-		var winner string
 		d := poll(t, settle, "the one quorate node answering every address", func() (err error) {
 			if winner, err = answeredBy(); err != nil {
 				return err
@@ -72,6 +78,35 @@ func TestSpeakerL2TwoNodes(t *testing.T) {
 		l.waitMembers(t, 2)
 	})
 
+	t.Run("tie-breaker holder killed, API server up: the survivor serves after the hold", func(t *testing.T) {
+		// Both serve their own again after the heal; the winner keeps the
+		// Lease for l2.TieKeep after it last needed it.
+		for _, b := range v4s {
+			probe.waitMAC(t, b, time.Now(), "", hostMAC(t, l.byName(l2.Owner(b, names)).host), settle)
+		}
+		lease, err := l.e.kube.CoordinationV1().Leases(berthNS).Get(t.Context(), "berth-l2-tiebreak", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := ptr.Deref(lease.Spec.HolderIdentity, ""); winner == "" || h != winner {
+			t.Fatalf("the tie-breaker held by %q, want the partition's winner %q", h, winner)
+		}
+		victim := l.byName(winner)
+		survivor := l.nodes[0]
+		if survivor == victim {
+			survivor = l.nodes[1]
+		}
+		victim.speaker.stop(syscall.SIGKILL)
+		at := time.Now()
+		// The survivor waits for the Lease to stay unchanged for
+		// l2.TieDuration from its first read, then holds down.
+		d := poll(t, 10*time.Second, "the survivor answering every address", func() error { return probe.onlyBy(l, v4s, survivor.name) })
+		t.Logf("MEASURED: two nodes, the tie-breaker's holder %s killed, API server up: %s answered every address after %v", victim.name, survivor.name, d)
+		noOverlap(t, at)
+		l.startL2Speaker(t, top, victim)
+		l.waitMembers(t, 2)
+	})
+
 	t.Run("owner killed, API server up: the survivor serves", func(t *testing.T) {
 		a := v4s[0]
 		victim := l.byName(l2.Owner(a, names))
@@ -79,10 +114,14 @@ func TestSpeakerL2TwoNodes(t *testing.T) {
 		if survivor == victim {
 			survivor = l.nodes[1]
 		}
-		// Both serve their own again after the heal.
+		// Both serve their own again after the restart, and the Lease,
+		// which the restarted speaker may have taken when it started
+		// alone, is released (l2.TieKeep): this measures a kill of a node
+		// that does not hold it.
 		for _, b := range v4s {
 			probe.waitMAC(t, b, time.Now(), "", hostMAC(t, l.byName(l2.Owner(b, names)).host), settle)
 		}
+		time.Sleep(l2.TieKeep + 2*time.Second)
 		victim.speaker.stop(syscall.SIGKILL)
 		at := time.Now()
 		d := probe.waitMAC(t, a, at, "", hostMAC(t, survivor.host), failL2After)
