@@ -253,38 +253,23 @@ func (s *sim) check() {
 		}
 		return
 	}
-	quorate := make(map[string]bool, len(s.names))
-	for _, x := range s.names {
-		quorate[x] = s.quorate(x)
-	}
 	for _, p := range s.names {
 		if s.down[p] {
 			continue
 		}
 		alive := s.nodes[p].alive(s.now)
-		isAlive := make(map[string]bool, len(alive))
-		for _, x := range alive {
-			isAlive[x] = true
-		}
 		for _, x := range s.prev[p] {
-			if !isAlive[x] {
+			if _, ok := slices.BinarySearch(alive, x); !ok {
 				s.gone[[2]string{p, x}] = s.now
 			}
 		}
 		s.prev[p] = alive
-		if !quorate[p] {
-			continue
-		}
-		for _, x := range s.names {
-			if x != p && quorate[x] && !isAlive[x] {
-				s.violations = append(s.violations, fmt.Sprintf("%v: %s is quorate but %s (quorate) sees only %v", s.now.Sub(simStart), x, p, alive))
-			}
-		}
 	}
+	s.safety()
 }
 
 // safety records a violation for every quorate node that another quorate
-// node does not see alive, as check does, without building alive lists.
+// node does not see alive.
 func (s *sim) safety() {
 	var quorate []string
 	for _, x := range s.names {
@@ -296,7 +281,7 @@ func (s *sim) safety() {
 		l := s.nodes[p]
 		for _, x := range quorate {
 			if q := l.nodes[x]; x != p && (q == nil || !l.isAlive(q, s.now)) {
-				s.violations = append(s.violations, fmt.Sprintf("%v: %s is quorate but %s (quorate) does not see it alive", s.now.Sub(simStart), x, p))
+				s.violations = append(s.violations, fmt.Sprintf("%v: %s is quorate but %s (quorate) sees only %v", s.now.Sub(simStart), x, p, l.alive(s.now)))
 			}
 		}
 	}
