@@ -65,47 +65,40 @@ func BenchmarkHeartbeatCost(b *testing.B) {
 	}
 }
 
-// voterCost reports what the heartbeats would cost a voter and a
-// non-voter with voter sets (voters.go, not wired yet): on the simulator
-// up to 100 nodes (also the failover of a crashed non-voter and voter,
-// and, up to 30 nodes, the violations found checking every millisecond),
-// and from the messages as encoded in a settled cluster beyond (the
-// simulator takes minutes per simulated second there).
+// voterCost reports what the heartbeats cost a voter and a non-voter
+// with voter sets, on the simulator (with the failover of a crashed
+// non-voter and voter) and from the messages as encoded in a settled
+// cluster. Up to 100 nodes the simulator settles the voters from no
+// record, safety checked every millisecond up to 30 nodes; beyond, it
+// starts from a settled record (newSettledVoterSim: settling costs n³ an
+// interval before the voters exist), safety checked every millisecond at
+// 250 nodes and every 10 ms at 1,000 (the check costs n² a step).
 func voterCost(b *testing.B, names []string) {
 	n := len(names)
-	if n <= SmallCluster {
-		b.Logf("MEASURED: %d nodes: no voters, every node votes (as above)", n)
-		return
-	}
-	if n > 100 {
-		// Started settled (newSettledVoterSim), safety checked every
-		// millisecond at 250 nodes, every 10 ms at 1,000 (the check
-		// costs n² a step).
+	var ss *shrinkSim
+	how, checked := "simulated", "not checked"
+	switch {
+	case n <= 30:
+		ss, checked = newScaleSim(nil, names, ""), "checked every 1ms"
+	case n <= 100:
+		ss = newScaleSim(nil, names, "")
+		ss.noCheck = true
+	default:
 		every := time.Millisecond
 		if n > 250 {
 			every = 10 * time.Millisecond
 		}
-		voter, other, nvGone, vGone, violations := voterSimMeasure(newSettledVoterSim(names, every))
-		b.ReportMetric(other.sentP, "packets/s/non-voter")
-		b.ReportMetric(voter.sentP, "packets/s/voter")
-		b.Logf("MEASURED: %d nodes, %d voters (simulated from a settled record): non-voter %v; voter %v; crashed non-voter dropped by every quorate node after %v, crashed voter after %v; %d violations (checked every %v)",
-			n, MaxVoters, other, voter, nvGone, vGone, violations, every)
+		ss, how, checked = newSettledVoterSim(names, every), "simulated from a settled record", fmt.Sprintf("checked every %v", every)
 	}
-	if n <= 100 {
-		voter, other, nvGone, vGone, violations := voterSimRun(names, n <= 30)
-		b.ReportMetric(other.sentP, "packets/s/non-voter")
-		b.ReportMetric(voter.sentP, "packets/s/voter")
-		checked := "not checked"
-		if n <= 30 {
-			checked = fmt.Sprintf("%d violations", violations)
-		}
-		b.Logf("MEASURED: %d nodes, %d voters (simulated): non-voter %v; voter %v; crashed non-voter dropped by every quorate node after %v, crashed voter after %v; %s",
-			n, MaxVoters, other, voter, nvGone, vGone, checked)
-	}
+	voter, other, nvGone, vGone, violations := voterSimRun(ss)
+	b.ReportMetric(other.sentP, "packets/s/non-voter")
+	b.ReportMetric(voter.sentP, "packets/s/voter")
+	b.Logf("MEASURED: %d nodes, %d voters (%s): non-voter %v; voter %v; crashed non-voter dropped by every quorate node after %v, crashed voter after %v; %d violations (%s)",
+		n, MaxVoters, how, other, voter, nvGone, vGone, violations, checked)
 	names = slices.Clone(names)
 	voters := byRank(names)[:MaxVoters]
 	slices.Sort(voters)
-	voter, other := voterSteadyCost(names, voters)
+	voter, other = voterSteadyCost(names, voters)
 	b.ReportMetric(other.sentP, "packets/s/non-voter(encoded)")
 	b.ReportMetric(other.sentB, "bytes/s/non-voter(encoded)")
 	b.ReportMetric(voter.sentP, "packets/s/voter(encoded)")

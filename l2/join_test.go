@@ -111,14 +111,7 @@ func TestLivenessJoinsDuringSplit(t *testing.T) {
 				for _, n := range b {
 					ss.apiDown[n] = false
 				}
-				for _, x := range tc.joiners {
-					for _, o := range ss.names {
-						if o != x {
-							ss.nodes[o].join(ss.now, x)
-							ss.nodes[x].join(ss.now, o)
-						}
-					}
-				}
+				ss.meetAll(ss.names)
 				ss.run(12 * time.Second)
 				ss.checkSafe()
 				all := sorted(append(slices.Clone(names), tc.joiners...))

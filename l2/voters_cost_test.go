@@ -76,20 +76,12 @@ func voterSteadyCost(names, voters []string) (voter, other roleCost) {
 	return voter, other
 }
 
-// voterSimRun settles n nodes with voters on the simulator (safety
-// checked every millisecond when check is set), measures a second of
-// traffic, then crashes a non-voter and, once the others dropped it, a
-// voter: it returns the traffic of a voter and of a non-voter, the time
-// every quorate node took to drop each crashed node, and the violations.
-func voterSimRun(names []string, check bool) (voter, other roleCost, nonVoterGone, voterGone time.Duration, violations int) {
-	ss := newScaleSim(nil, names, "")
-	ss.noCheck = !check
-	return voterSimMeasure(ss)
-}
-
-// voterSimMeasure measures on ss, settled under voters, what voterSimRun
-// returns.
-func voterSimMeasure(ss *shrinkSim) (voter, other roleCost, nonVoterGone, voterGone time.Duration, violations int) {
+// voterSimRun measures on ss, settled under voters (safety checked as ss
+// says): a second of traffic, then a crash of a non-voter and, once the
+// others dropped it, of a voter. It returns the traffic of a voter and of
+// a non-voter, the time every quorate node took to drop each crashed
+// node, and the violations.
+func voterSimRun(ss *shrinkSim) (voter, other roleCost, nonVoterGone, voterGone time.Duration, violations int) {
 	names := ss.names
 	voters := ss.rec.Voters
 	_, others := sides(names, voters)
@@ -159,7 +151,7 @@ func newSettledVoterSim(names []string, checkEvery time.Duration) *shrinkSim {
 // one packet (its report is a summary).
 func TestLivenessVotersCost(t *testing.T) {
 	const n = 12
-	voter, other, _, _, violations := voterSimRun(nodeNames(n), true)
+	voter, other, _, _, violations := voterSimRun(newScaleSim(nil, nodeNames(n), ""))
 	perSecond := float64(time.Second / HeartbeatInterval)
 	if violations > 0 {
 		t.Errorf("%d violations", violations)
