@@ -108,7 +108,8 @@ func (l *l2Lab) membershipTraffic(t *testing.T, window time.Duration) map[string
 
 // TestSpeakerL2TenNodesVoters runs ten real speakers with --l2-voters in
 // network namespaces: they write a membership record naming 5 voters, and
-// from then on a non-voter sends heartbeats to the voters only. It
+// from then on a non-voter sends heartbeats to the voters only; each
+// speaker's metrics say whether it votes. It
 // measures what the membership costs a voter and a non-voter, then kills
 // the owner of an address that is not a voter and one that is, and
 // measures the failovers, checking that no address is ever answered by
@@ -128,6 +129,21 @@ func TestSpeakerL2TenNodesVoters(t *testing.T) {
 		return nil
 	})
 	t.Logf("record %+v", rec)
+	// Every speaker says whether it votes, and how many the record names.
+	poll(t, 10*time.Second, "every speaker's voter metrics", func() error {
+		for _, name := range names {
+			sp := l.byName(name).speaker
+			want := "0"
+			if slices.Contains(rec.Voters, name) {
+				want = "1"
+			}
+			got := [2]string{sp.metric(t, "berth_speaker_l2_voter", ""), sp.metric(t, "berth_speaker_l2_record_voters", "")}
+			if got != [2]string{want, "5"} {
+				return fmt.Errorf("%s: berth_speaker_l2_voter, berth_speaker_l2_record_voters = %v, want %s, 5", name, got, want)
+			}
+		}
+		return nil
+	})
 	var voter, other [2]float64
 	for name, c := range l.membershipTraffic(t, 10*time.Second) {
 		if slices.Contains(rec.Voters, name) {

@@ -60,6 +60,17 @@ func voterSet(known, voters, out []string) []string {
 	return without(known, out)
 }
 
+// Votes says node votes under r: a voter set of r names it, or names
+// none and does not leave it out (node taken as known).
+func (r MemberRecord) Votes(node string) bool {
+	for _, set := range r.voterSets([]string{node}) {
+		if slices.Contains(set, node) {
+			return true
+		}
+	}
+	return false
+}
+
 // hasVoters says a voter set of r is explicit: heartbeats of version 4,
 // sent to the voters only.
 func (r MemberRecord) hasVoters() bool {

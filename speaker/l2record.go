@@ -151,8 +151,8 @@ type recordMembers interface {
 // says this node (self) is the one to, and restores it (see restoreRecord).
 // It keeps the known list stored with the record (knownStep), nodes
 // returning the names of the Nodes. After every step it hands observe the
-// record m follows.
-func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, self string, gone, nodes func() []string, observe func(l2.MemberRecord)) {
+// record m follows, and self.
+func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, self string, gone, nodes func() []string, observe func(l2.MemberRecord, string)) {
 	log := logr.FromContextOrDiscard(ctx).WithName("record")
 	var failing string
 	read := false
@@ -179,7 +179,7 @@ func runRecord(ctx context.Context, m recordMembers, store *leaseRecordStore, se
 		case err == nil:
 			failing = ""
 		}
-		observe(m.RecordView(nil).Current)
+		observe(m.RecordView(nil).Current, self)
 		select {
 		case <-ctx.Done():
 			return

@@ -215,11 +215,12 @@ func TestVerifies(t *testing.T) {
 }
 
 // TestRunRecordMetrics: the record loop exports the record the node
-// follows: its revision, whether it is a joint step, how many are out.
+// follows: its revision, whether it is a joint step, how many are out,
+// how many voters it names and whether this node is one.
 func TestRunRecordMetrics(t *testing.T) {
 	kube := fake.NewClientset()
 	store := &leaseRecordStore{leases: kube.CoordinationV1().Leases("berth-system"), name: DefaultL2Members}
-	rec := l2.MemberRecord{Rev: 3, Out: []string{"c"}, Joint: true, NextOut: []string{"c", "d"}}
+	rec := l2.MemberRecord{Rev: 3, Out: []string{"c"}, Joint: true, NextOut: []string{"c", "d"}, Voters: []string{"a", "b", "e"}, NextVoters: []string{"b", "e"}}
 	if err := store.Write(t.Context(), rec, storedRecord{}); err != nil {
 		t.Fatal(err)
 	}
@@ -233,12 +234,45 @@ func TestRunRecordMetrics(t *testing.T) {
 	}()
 	defer func() { cancel(); <-done }()
 	testwait.Eventually(t, 5*time.Second, func() error {
-		got := []float64{testutil.ToFloat64(m.l2Rev), testutil.ToFloat64(m.l2Joint), testutil.ToFloat64(m.l2Out)}
-		if want := []float64{3, 1, 1}; !slices.Equal(got, want) {
-			return fmt.Errorf("revision, joint, out = %v, want %v", got, want)
+		got := recordSeries(m)
+		if want := []float64{3, 1, 1, 3, 1}; !slices.Equal(got, want) {
+			return fmt.Errorf("revision, joint, out, voters, voter = %v, want %v", got, want)
 		}
 		return nil
 	})
+}
+
+// recordSeries reads the record's series of m: revision, joint, out,
+// voters named, this node a voter.
+func recordSeries(m *Metrics) []float64 {
+	return []float64{testutil.ToFloat64(m.l2Rev), testutil.ToFloat64(m.l2Joint), testutil.ToFloat64(m.l2Out), testutil.ToFloat64(m.l2Voters), testutil.ToFloat64(m.l2Voter)}
+}
+
+// TestObserveRecordVoter: berth_speaker_l2_voter says whether this node
+// votes: named, or not out of a record that names none.
+func TestObserveRecordVoter(t *testing.T) {
+	tests := []struct {
+		name string
+		rec  l2.MemberRecord
+		want []float64 // revision, joint, out, voters, voter
+	}{
+		{"no record: every node votes", l2.MemberRecord{}, []float64{0, 0, 0, 0, 1}},
+		{"none named, out", l2.MemberRecord{Rev: 2, Out: []string{"a"}}, []float64{2, 0, 1, 0, 0}},
+		{"none named, not out", l2.MemberRecord{Rev: 2, Out: []string{"b"}}, []float64{2, 0, 1, 0, 1}},
+		{"named", l2.MemberRecord{Rev: 4, Voters: []string{"a", "b", "c"}}, []float64{4, 0, 0, 3, 1}},
+		{"not named", l2.MemberRecord{Rev: 4, Voters: []string{"b", "c", "d", "e", "f"}}, []float64{4, 0, 0, 5, 0}},
+		{"named next only", l2.MemberRecord{Rev: 5, Joint: true, Voters: []string{"b", "c", "d"}, NextVoters: []string{"a", "b", "c"}}, []float64{5, 1, 0, 3, 1}},
+		{"out next, still named", l2.MemberRecord{Rev: 5, Joint: true, NextOut: []string{"a"}, Voters: []string{"a", "b", "c"}, NextVoters: []string{"b", "c", "d"}}, []float64{5, 1, 0, 3, 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMetrics(prometheus.NewRegistry())
+			m.observeRecord(tc.rec, "a")
+			if got := recordSeries(m); !slices.Equal(got, tc.want) {
+				t.Errorf("revision, joint, out, voters, voter = %v, want %v", got, tc.want)
+			}
+		})
+	}
 }
 
 func TestNodeHealth(t *testing.T) {

@@ -31,11 +31,13 @@ type Metrics struct {
 	l2Changes    prometheus.Counter
 	l2Members    prometheus.Gauge
 	l2Quorate    prometheus.Gauge
-	// l2Rev, l2Joint and l2Out describe the membership record this node
-	// follows (see l2record.go).
-	l2Rev   prometheus.Gauge
-	l2Joint prometheus.Gauge
-	l2Out   prometheus.Gauge
+	// l2Rev, l2Joint, l2Out and l2Voters describe the membership record
+	// this node follows (see l2record.go); l2Voter whether it votes.
+	l2Rev    prometheus.Gauge
+	l2Joint  prometheus.Gauge
+	l2Out    prometheus.Gauge
+	l2Voters prometheus.Gauge
+	l2Voter  prometheus.Gauge
 
 	// bgpMu guards the per-peer counters' last readings: the session's
 	// own counts restart with the session (or the peer's reconfiguration),
@@ -115,6 +117,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		l2Out: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "berth_speaker_l2_record_nodes_out", Help: "Known speakers that the membership record this node follows leaves out of the quorum.",
 		}),
+		l2Voters: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_speaker_l2_record_voters", Help: "Voters the layer-2 membership record this node follows names (0: none named, every known speaker not left out votes).",
+		}),
+		l2Voter: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_speaker_l2_voter", Help: "1 while this node votes under the layer-2 membership record it follows: its heartbeats then go to every speaker.",
+		}),
 		statusWrites: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_speaker_node_status_writes_total", Help: "Writes of this node's BerthNodeStatus.",
 		}),
@@ -122,7 +130,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "berth_speaker_addresses_withheld", Help: "Addresses this node does not announce because their forwarding is not in place.",
 		}),
 	}
-	reg.MustRegister(m.statusWrites, m.withheld, m.l2Rev, m.l2Joint, m.l2Out)
+	reg.MustRegister(m.statusWrites, m.withheld, m.l2Rev, m.l2Joint, m.l2Out, m.l2Voters, m.l2Voter)
 	reg.MustRegister(m.sessionUp, m.prefixesSent, m.updatesSent, m.flaps, m.sessionError, m.syncErrors, m.announced, m.forwarded, m.syncs, m.drifts,
 		m.fwdFailing, m.fwdErrors, m.l2Owned, m.l2Changes, m.l2Members, m.l2Quorate)
 	return m
@@ -200,11 +208,13 @@ func (m *Metrics) observeL2(owned, members int, quorate bool) {
 }
 
 // observeRecord sets the membership record's series from r, the record
-// this node follows.
-func (m *Metrics) observeRecord(r l2.MemberRecord) {
+// that self follows.
+func (m *Metrics) observeRecord(r l2.MemberRecord, self string) {
 	m.l2Rev.Set(float64(r.Rev))
 	m.l2Joint.Set(b2f(r.Joint))
 	m.l2Out.Set(float64(len(r.Out)))
+	m.l2Voters.Set(float64(len(r.Voters)))
+	m.l2Voter.Set(b2f(r.Votes(self)))
 }
 
 // observeSyncResult counts failed syncs.

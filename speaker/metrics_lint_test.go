@@ -20,7 +20,7 @@ func TestMetricsLint(t *testing.T) {
 	m.observeSync(&Plan{}, 0)
 	m.observeForwarding(nil)
 	m.observeL2(1, 3, true)
-	m.observeRecord(l2.MemberRecord{Rev: 1, Joint: true, NextOut: []string{"c"}})
+	m.observeRecord(l2.MemberRecord{Rev: 1, Joint: true, NextOut: []string{"c"}, Voters: []string{"a"}}, "a")
 	m.observeSyncResult(nil)
 	m.drifts.Inc()
 	m.l2Changes.Inc()
