@@ -49,6 +49,9 @@ type heartbeat struct {
 	// Reads4 says the sender reads version 4: no record with voters is
 	// written while a live node does not.
 	Reads4 bool
+	// WaitFirst (versions 2 and 3) says the sender holds no lease until a
+	// first record exists (first_record.go).
+	WaitFirst bool
 	// Digest (version 4) is the digest of the sender's sorted known
 	// membership (see summary.go): a voter sends a node a summary only
 	// when the node's own heartbeats announce the same digest.
@@ -123,6 +126,9 @@ const (
 	flagReads4 = 16
 	// flagSummary (version 4): a summary follows the digest.
 	flagSummary = 32
+	// flagWaitFirst (versions 2 and 3): the sender holds no lease until
+	// a first record exists; earlier releases ignore it.
+	flagWaitFirst = 64
 )
 
 var errTruncated = errors.New("truncated heartbeat")
@@ -164,6 +170,9 @@ func encodeHeartbeats(hb heartbeat) [][]byte {
 		}
 		if v4 && hb.Summary != nil {
 			flags |= flagSummary
+		}
+		if hb.WaitFirst && !v4 {
+			flags |= flagWaitFirst
 		}
 		b = append(b, flags)
 		b = appendString(b, hb.From)
@@ -256,6 +265,7 @@ func decodeHeartbeat(b []byte) (heartbeat, error) {
 	}
 	flags := d.byte()
 	hb.Bye, hb.Quorate, hb.Reads3, hb.Reads4 = flags&flagBye != 0, flags&flagQuorate != 0, flags&flagReads3 != 0, flags&flagReads4 != 0
+	hb.WaitFirst = v != heartbeatVersion4 && flags&flagWaitFirst != 0
 	hb.From = d.string()
 	hb.Epoch = d.uint64()
 	hb.Seq = d.uvarint()

@@ -30,6 +30,7 @@ func TestHeartbeatRoundTrip(t *testing.T) {
 			{Node: "c", Epoch: 8, Stamp: 9, Age: 0},
 		}}, messages: 1},
 		{name: "a hundred long names split over messages", hb: many, messages: 8},
+		{name: "waiting for the first record", hb: heartbeat{From: "a", Epoch: 3, Seq: 1, Stamp: 4, Reads3: true, Reads4: true, WaitFirst: true}, messages: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

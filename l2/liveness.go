@@ -125,6 +125,14 @@ type liveness struct {
 	// reads version 4 and proposes voters in a large cluster. Off in the
 	// speaker until Members sends to the voters only.
 	scale bool
+	// firstRecord: no lease before a first record exists, which this
+	// node may then write without one (first_record.go); waitFirst says
+	// it waits for it now (updated by recompute), since waitSince;
+	// heardNoWait that it heard a node that does not wait.
+	firstRecord bool
+	waitFirst   bool
+	waitSince   time.Time
+	heardNoWait bool
 	// broken leaves one rule of the voter protocol out, to show that the
 	// simulator catches what it prevents. Tests only.
 	broken brokenRule
@@ -140,6 +148,10 @@ const (
 	// brokenUnknownInSummary sends a summary even when the voter heard a
 	// node outside its known membership, which the summary cannot name.
 	brokenUnknownInSummary brokenRule = "summary leaves out unknown nodes"
+	// brokenFirstWait lets a node that waits for the first record hold
+	// leases and echo as if it did not (it still writes that record
+	// without a lease).
+	brokenFirstWait brokenRule = "leases and echoes while waiting for the first record"
 )
 
 // peerState is what one node knows of another.
@@ -266,6 +278,9 @@ func (l *liveness) use(now time.Time, p *peerState, hb heartbeat) bool {
 	}
 	p.bye = false
 	p.recvAt, p.quorate, p.reads3, p.reads4, p.digest = now, hb.Quorate, hb.Reads3, hb.Reads4, hb.Digest
+	if hb.Rec.Rev == 0 && !hb.WaitFirst {
+		l.heardNoWait = true
+	}
 	if !l.legacy && hb.Rec.Rev > l.rec.Rev {
 		l.adopt(hb.Rec)
 	}
@@ -352,13 +367,17 @@ func (l *liveness) heardOf(p *peerState, now time.Time) bool {
 func (l *liveness) heartbeat(now time.Time) heartbeat {
 	hb := heartbeat{
 		From: l.self, Epoch: l.epoch, Stamp: l.stampAt(now), Quorate: now.Before(l.leaseUntil),
-		Reads3: !l.legacy, Reads4: l.scale && !l.legacy, Rec: l.rec,
+		Reads3: !l.legacy, Reads4: l.scale && !l.legacy, Rec: l.rec, WaitFirst: l.waitFirst,
 	}
 	for name, p := range l.nodes {
 		if p.recvAt.IsZero() || now.Sub(p.recvAt) >= l.t.dead {
 			continue
 		}
 		hb.Heard = append(hb.Heard, heard{Node: name, Epoch: p.epoch, Stamp: p.stamp, Age: now.Sub(p.recvAt), Quorate: p.quorate})
+	}
+	if l.waitFirst && l.broken != brokenFirstWait {
+		// Nobody it hears holds a lease: nothing to echo or report.
+		hb.Heard = nil
 	}
 	slices.SortFunc(hb.Heard, func(a, b heard) int { return strings.Compare(a.Node, b.Node) })
 	if l.rec.hasVoters() {

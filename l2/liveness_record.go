@@ -55,7 +55,7 @@ func (l *liveness) setRecord(now time.Time, r MemberRecord) {
 
 // recordView is what NextRecord needs from this node at now.
 func (l *liveness) recordView(now time.Time, gone []string) RecordView {
-	v := RecordView{Current: l.rec, Known: l.knownNodes(), Gone: gone, Alive: l.alive(now), SettledFor: -1, AllRead3: true, AllRead4: true}
+	v := RecordView{Current: l.rec, Known: l.knownNodes(), Gone: gone, Alive: l.alive(now), SettledFor: -1, AllRead3: true, AllRead4: true, WritesFirst: l.mayWriteFirst(now)}
 	if l.scale {
 		v.MaxVoters = MaxVoters
 	}

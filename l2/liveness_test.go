@@ -44,9 +44,11 @@ type sim struct {
 	packets, bytes int
 	sent, recv     map[string]*traffic
 	// scale makes the nodes take part in voter sets (liveness.scale);
-	// broken breaks a rule of the voter protocol in every node.
-	scale  bool
-	broken brokenRule
+	// firstRecord makes them wait for the first record and write it
+	// without a lease (liveness.firstRecord), as the speaker does; broken
+	// breaks a rule of the voter protocol in every node.
+	scale, firstRecord bool
+	broken             brokenRule
 	// noCheck skips the safety check, and records only the departures
 	// of the nodes of watch (benchmarks of large clusters). checkEvery,
 	// if set, records only those departures at every step too, and
@@ -116,7 +118,7 @@ func (s *sim) newNode(n string) *liveness {
 		tm = *s.timing
 	}
 	l := newLiveness(n, s.epoch, s.now, tm, true)
-	l.scale, l.broken = s.scale, s.broken
+	l.scale, l.firstRecord, l.broken = s.scale, s.firstRecord, s.broken
 	s.nodes[n] = l
 	s.next[n] = s.now
 	delete(s.down, n)

@@ -55,6 +55,11 @@ type MembersConfig struct {
 	// It needs WaitForRecord, and every speaker should set it: none is
 	// written before all say they read version 4.
 	Voters bool
+	// WritesRecord says this node's speaker writes the record (shrinking
+	// is on). With Voters it holds no lease before a first record exists,
+	// and may write that one without a lease (docs/layer2.md, "The first
+	// record").
+	WritesRecord bool
 }
 
 // Members is this node's view of which speakers are alive and whether it
@@ -120,6 +125,7 @@ func NewMembers(ctx context.Context, cfg MembersConfig) (*Members, error) {
 	if cfg.WaitForRecord {
 		m.live.needRecord(time.Now())
 		m.live.scale = cfg.Voters
+		m.live.firstRecord = cfg.Voters && cfg.WritesRecord
 	}
 	m.keyring = keyring
 	c := memberlistConfig(cfg)

@@ -41,8 +41,8 @@ type MemberRecord struct {
 	NextVoters []string
 }
 
-// voterSets returns the voter sets of r over the known nodes: one, or two
-// under a joint record.
+// voterSets returns the voter sets of r over the known nodes (sorted):
+// one, or two under a joint record.
 func (r MemberRecord) voterSets(known []string) [][]string {
 	sets := [][]string{voterSet(known, r.Voters, r.Out)}
 	if r.Joint {
@@ -51,13 +51,29 @@ func (r MemberRecord) voterSets(known []string) [][]string {
 	return sets
 }
 
-// voterSet is the explicit voters, or without them the known nodes minus
-// out.
+// voterSet is the explicit voters that are known (sorted), or without
+// them the known nodes minus out. A node learns every voter a record
+// names (adopt), except those it forgot because their Node was deleted:
+// such a voter counts no more, as a forgotten node does where no voters
+// are named, so that deleting the Nodes of dead voters frees the others
+// to hold leases and to write the record that replaces them
+// (TestLivenessVotersDeletedNode).
 func voterSet(known, voters, out []string) []string {
-	if len(voters) > 0 {
-		return voters
+	if len(voters) == 0 {
+		return without(known, out)
 	}
-	return without(known, out)
+	for i, n := range voters {
+		if _, ok := slices.BinarySearch(known, n); !ok {
+			set := slices.Clone(voters[:i])
+			for _, m := range voters[i+1:] {
+				if _, ok := slices.BinarySearch(known, m); ok {
+					set = append(set, m)
+				}
+			}
+			return set
+		}
+	}
+	return voters
 }
 
 // Votes says node votes under r: a voter set of r names it, or names
@@ -122,9 +138,16 @@ type RecordView struct {
 	// version 4, which a record with voters needs.
 	MaxVoters int
 	AllRead4  bool
+	// WritesFirst says the node may write the first record without a
+	// lease (first_record.go): it holds none while there is no record,
+	// has waited so for DeadAfter, hears a peer, and never heard a node
+	// that does not wait.
+	WritesFirst bool
 }
 
-// NextRecord returns the record this node should write, if any: it acts
+// NextRecord returns the record this node should write, if any. The first
+// record, when v.WritesFirst, names the voters at once, without a lease
+// (first_record.go). Otherwise it acts
 // only while it holds its lease and has been settled under the current
 // revision for JointHold. A joint record is completed; otherwise, when the
 // nodes that should be left out differ from those that are, a joint
@@ -139,21 +162,21 @@ type RecordView struct {
 // quorum towards its own side. The write must be conditional on
 // Current.Rev.
 func NextRecord(v RecordView) (MemberRecord, bool) {
+	cur := v.Current
+	if cur.Rev == 0 && v.WritesFirst {
+		want := outNodes(v)
+		if voters := chooseVoters(v, want); len(voters) > 0 {
+			return MemberRecord{Rev: 1, Out: want, Voters: voters}, true
+		}
+		return MemberRecord{}, false
+	}
 	if !v.Quorate || v.SettledFor < JointHold {
 		return MemberRecord{}, false
 	}
-	cur := v.Current
 	if cur.Joint {
 		return MemberRecord{Rev: cur.Rev + 1, Out: slices.Clone(cur.NextOut), Voters: slices.Clone(cur.NextVoters)}, true
 	}
-	var want []string
-	for _, n := range v.Gone {
-		if slices.Contains(cur.Out, n) || !slices.Contains(v.Alive, n) {
-			want = append(want, n)
-		}
-	}
-	slices.Sort(want)
-	want = slices.Compact(want)
+	want := outNodes(v)
 	voters := chooseVoters(v, want)
 	if len(cur.Voters) == 0 && !v.AllRead4 {
 		// Not every live node reads version 4 (an upgrade under way): no
@@ -168,6 +191,20 @@ func NextRecord(v RecordView) (MemberRecord, bool) {
 	next := cur.clone()
 	next.Rev, next.Joint, next.NextOut, next.NextVoters = cur.Rev+1, true, want, voters
 	return next, true
+}
+
+// outNodes returns the nodes a record should leave out, sorted: those the
+// API server says are gone, when they are out already or dead in this
+// node's view.
+func outNodes(v RecordView) []string {
+	var want []string
+	for _, n := range v.Gone {
+		if slices.Contains(v.Current.Out, n) || !slices.Contains(v.Alive, n) {
+			want = append(want, n)
+		}
+	}
+	slices.Sort(want)
+	return slices.Compact(want)
 }
 
 // NodeHealth is what the API server says of a node, for GoneNodes.

@@ -402,24 +402,35 @@ func TestLivenessShrinkUpgrade(t *testing.T) {
 // partitions, heals, delays, API server outages and changes of what the
 // API server says is gone, on three and five nodes, checking after every
 // simulated millisecond that no two quorate nodes miss each other and
-// that no two count the tie-breaker.
+// that no two count the tie-breaker: without voters, with named voters
+// (and joins) after 2 s of settling, and with named voters from the
+// start, the nodes waiting for the first record (first_record.go), the
+// events beginning 100 ms in.
 func TestLivenessShrinkRandom(t *testing.T) {
-	for _, named := range []bool{false, true} {
+	for _, mode := range []struct{ named, first bool }{{false, false}, {true, false}, {true, true}} {
+		named := mode.named
 		total, joined := 0, 0
 		for seed := range uint64(24) {
 			n := []int{3, 5}[seed%2]
-			t.Run(fmt.Sprintf("named voters %v, seed %d, %d nodes", named, seed, n), func(t *testing.T) {
+			t.Run(fmt.Sprintf("named voters %v, first record %v, seed %d, %d nodes", named, mode.first, seed, n), func(t *testing.T) {
 				rng := rand.New(rand.NewPCG(seed, 23))
 				names := []string{"a", "b", "c", "d", "e"}[:n]
 				ss := newShrinkSim(t, names...)
 				ss.memberlist = true
 				if named {
-					ss.scale = true
+					ss.scale, ss.firstRecord = true, mode.first
 					for _, x := range names {
-						ss.nodes[x].scale = true
+						ss.nodes[x].scale, ss.nodes[x].firstRecord = true, mode.first
+						if mode.first {
+							ss.nodes[x].needRecord(ss.now)
+						}
 					}
 				}
-				ss.run(2 * time.Second)
+				if mode.first {
+					ss.run(100 * time.Millisecond)
+				} else {
+					ss.run(2 * time.Second)
+				}
 				pick := func() string { return names[rng.IntN(len(names))] }
 				for range 40 {
 					x := pick()
@@ -461,7 +472,7 @@ func TestLivenessShrinkRandom(t *testing.T) {
 				total += ss.writes
 			})
 		}
-		t.Logf("named voters %v: %d records written over all runs, %d nodes joined", named, total, joined)
+		t.Logf("named voters %v, first record %v: %d records written over all runs, %d nodes joined", named, mode.first, total, joined)
 		if total < 24 {
 			t.Errorf("only %d records written: the runs hardly change the voter sets", total)
 		}

@@ -122,27 +122,37 @@ func voterSimRun(ss *shrinkSim) (voter, other roleCost, nonVoterGone, voterGone 
 	return voter, other, nonVoterGone, voterGone, len(ss.violations)
 }
 
-// newSettledVoterSim returns a shrinkSim of the nodes names that take part
-// in voter sets, started as a settled cluster restarts: the record in the
-// API server already names MaxVoters voters (revision 2), every node has
-// read it, and the leases have been running for JointHold. It checks
-// safety every checkEvery and records the departures of the nodes of
-// watch. Settling from no record, as newScaleSim does, costs n³ a
-// heartbeat interval before the voters exist (every node counts every
-// echo); this starts where that ends.
-func newSettledVoterSim(names []string, checkEvery time.Duration) *shrinkSim {
-	ss := newShrinkSim(nil, names...)
-	ss.scale, ss.checkEvery = true, checkEvery
-	voters := byRank(names)[:MaxVoters]
-	slices.Sort(voters)
-	ss.rec = MemberRecord{Rev: 2, Voters: voters}
-	for _, x := range names {
-		l := ss.nodes[x]
-		l.scale = true
-		l.setRecord(ss.now, ss.rec)
+// newStartedVoterSim returns a shrinkSim of the nodes names started at
+// once from no record with the speaker's defaults (newFirstRecordSim),
+// run until every node holds its lease (at most 10 s) and JointHold more;
+// it checks safety every checkEvery (the check costs n² a step) and
+// records the departures of the nodes of watch. It also says how the
+// start went.
+func newStartedVoterSim(t *testing.T, names []string, checkEvery time.Duration) (*shrinkSim, startup) {
+	ss := newFirstRecordSim(t, names, true, "")
+	ss.checkEvery = checkEvery
+	var s startup
+	for len(ss.quorateNodes()) < len(names) && ss.now.Sub(simStart) < 10*time.Second {
+		ss.run(time.Millisecond)
+		if s.first == 0 && ss.rec.Rev > 0 {
+			s.first, s.before = ss.now.Sub(simStart), *ss.sent[names[0]]
+		}
 	}
+	s.all = ss.now.Sub(simStart)
 	ss.run(JointHold)
-	return ss
+	return ss, s
+}
+
+// startup is how a start from no record went: when the first record was
+// written, what the first node had sent before it, and when every node
+// held its lease.
+type startup struct {
+	first, all time.Duration
+	before     traffic
+}
+
+func (s startup) String() string {
+	return fmt.Sprintf("first record at %v (a node had sent %d packets, %d bytes), every node quorate at %v", s.first, s.before.packets, s.before.bytes, s.all)
 }
 
 // TestLivenessVotersCost checks on the simulator that, with voters, a
@@ -176,8 +186,7 @@ func TestLivenessVotersLarge(t *testing.T) {
 		t.Skip("250 nodes: about 30 s")
 	}
 	names := nodeNames(250)
-	ss := newSettledVoterSim(names, time.Millisecond)
-	ss.t = t
+	ss, _ := newStartedVoterSim(t, names, time.Millisecond)
 	voters, others := sides(names, ss.rec.Voters)
 	a := append(slices.Clone(voters[:3]), others[:len(others)/2]...)
 	b := without(names, a)

@@ -301,7 +301,7 @@ func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(reason, ms
 	members, err := l2.NewMembers(ctx, l2.MembersConfig{
 		NodeName: s.node, BindAddr: bind.String(), BindPort: o.port, AdvertiseAddr: bind.String(),
 		SecretKey: keys.primary, OtherKeys: keys.others(), Peers: s.peerAddrs(bind, o.port, nil),
-		WaitForRecord: o.record != nil, Voters: o.voters,
+		WaitForRecord: o.record != nil, Voters: o.voters, WritesRecord: o.record != nil && o.forgetAfter > 0,
 	})
 	if err != nil {
 		log.Error(err, "Layer 2 is off: starting the membership failed")
