@@ -14,6 +14,8 @@ import (
 
 var l2Rounds = flag.Int("l2.rounds", 4, "BenchmarkL2Failover: rounds of one SIGKILL and one link-down of every node")
 
+var l2Speakers = flag.Int("l2.speakers", 10, "TestSpeakerL2TenNodesVoters: how many speakers")
+
 // BenchmarkL2Failover measures unplanned layer-2 failover as a client sees
 // it: three speakers on a bridge answer for 12 IPv4 addresses; each round
 // SIGKILLs every node's speaker in turn (restarting it after), then takes
