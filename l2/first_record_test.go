@@ -5,6 +5,9 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // newFirstRecordSim returns a shrinkSim of the nodes names started at once
@@ -76,17 +79,14 @@ func TestNextRecordFirst(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := NextRecord(tc.v)
-			if ok != tc.wantOK || !equalRecords(got, tc.want) {
-				t.Errorf("NextRecord = %+v, %v; want %+v, %v", got, ok, tc.want, tc.wantOK)
+			if ok != tc.wantOK {
+				t.Errorf("NextRecord ok = %v, want %v", ok, tc.wantOK)
+			}
+			if diff := cmp.Diff(tc.want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("NextRecord (-want +got):\n%s", diff)
 			}
 		})
 	}
-}
-
-// equalRecords compares records, nil and empty lists alike.
-func equalRecords(a, b MemberRecord) bool {
-	return a.Rev == b.Rev && a.Joint == b.Joint && slices.Equal(a.Out, b.Out) && slices.Equal(a.NextOut, b.NextOut) &&
-		slices.Equal(a.Voters, b.Voters) && slices.Equal(a.NextVoters, b.NextVoters)
 }
 
 // TestWaitFirst: a node that waits for the first record holds no lease
