@@ -35,15 +35,18 @@ import "time"
 // for DeadAfter heard none that could hold a lease (see docs/layer2.md,
 // "The first record").
 
-// updateWaitFirst sets whether this node waits for the first record at
-// now: with firstRecord, while it follows no record and never heard a
-// node that does not wait. waitSince is when it started to wait while
-// able to hear the others (it knows there is no record, and met a peer if
-// it was given some).
-func (l *liveness) updateWaitFirst(now time.Time) {
-	l.waitFirst = l.firstRecord && !l.legacy && l.rec.Rev == 0 && !l.heardNoWait
+// waitFirst says this node waits for the first record: with firstRecord,
+// while it follows no record and never heard a node that does not wait.
+func (l *liveness) waitFirst() bool {
+	return l.firstRecord && !l.legacy && l.rec.Rev == 0 && !l.heardNoWait
+}
+
+// updateWaitSince sets, at now, since when this node waits for the first
+// record while able to hear the others (it knows there is no record, and
+// met a peer if it was given some); zero when it does not.
+func (l *liveness) updateWaitSince(now time.Time) {
 	switch {
-	case !l.waitFirst || !l.recKnown || l.needContact && !l.contacted:
+	case !l.waitFirst() || !l.recKnown || l.needContact && !l.contacted:
 		l.waitSince = time.Time{}
 	case l.waitSince.IsZero():
 		l.waitSince = now
@@ -55,7 +58,7 @@ func (l *liveness) updateWaitFirst(now time.Time) {
 // others, and, given peers, heard one within dead (a node that hears no
 // speaker does not name the voters for all).
 func (l *liveness) mayWriteFirst(now time.Time) bool {
-	if !l.waitFirst || l.left || l.waitSince.IsZero() || now.Sub(l.waitSince) < l.t.dead {
+	if !l.waitFirst() || l.left || l.waitSince.IsZero() || now.Sub(l.waitSince) < l.t.dead {
 		return false
 	}
 	if !l.needContact {

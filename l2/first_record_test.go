@@ -116,23 +116,23 @@ func TestWaitFirst(t *testing.T) {
 	s.run(time.Second)
 	for _, x := range s.names {
 		l := s.nodes[x]
-		if _, q := l.lease(s.now); q || !l.waitFirst || !l.heartbeat(s.now).WaitFirst || !l.recordView(s.now, nil).WritesFirst {
-			t.Fatalf("%s: quorate %v, waits %v, says so %v, may write %v; want false, true, true, true", x, q, l.waitFirst, l.heartbeat(s.now).WaitFirst, l.recordView(s.now, nil).WritesFirst)
+		if _, q := l.lease(s.now); q || !l.waitFirst() || !l.heartbeat(s.now).WaitFirst || !l.recordView(s.now, nil).WritesFirst {
+			t.Fatalf("%s: quorate %v, waits %v, says so %v, may write %v; want false, true, true, true", x, q, l.waitFirst(), l.heartbeat(s.now).WaitFirst, l.recordView(s.now, nil).WritesFirst)
 		}
 	}
 	// c becomes a speaker that does not wait (an earlier build).
 	s.nodes["c"].firstRecord = false
 	s.run(3 * time.Second)
 	for _, x := range s.names {
-		if l := s.nodes[x]; l.waitFirst || !s.quorate(x) || l.recordView(s.now, nil).WritesFirst {
-			t.Errorf("beside c: %s waits %v, quorate %v, may write %v; want false, true, false", x, l.waitFirst, s.quorate(x), l.recordView(s.now, nil).WritesFirst)
+		if l := s.nodes[x]; l.waitFirst() || !s.quorate(x) || l.recordView(s.now, nil).WritesFirst {
+			t.Errorf("beside c: %s waits %v, quorate %v, may write %v; want false, true, false", x, l.waitFirst(), s.quorate(x), l.recordView(s.now, nil).WritesFirst)
 		}
 	}
 	s.down["c"] = true
 	s.run(2 * time.Second)
 	for _, x := range []string{"a", "b"} {
-		if l := s.nodes[x]; l.waitFirst || !s.quorate(x) {
-			t.Errorf("c silent: %s waits %v, quorate %v; want false, true", x, l.waitFirst, s.quorate(x))
+		if l := s.nodes[x]; l.waitFirst() || !s.quorate(x) {
+			t.Errorf("c silent: %s waits %v, quorate %v; want false, true", x, l.waitFirst(), s.quorate(x))
 		}
 	}
 	for _, x := range []string{"a", "b"} {
@@ -140,8 +140,8 @@ func TestWaitFirst(t *testing.T) {
 	}
 	s.run(3 * time.Second)
 	for _, x := range []string{"a", "b"} {
-		if l := s.nodes[x]; l.waitFirst || !s.quorate(x) {
-			t.Errorf("under a record: %s waits %v, quorate %v; want false, true", x, l.waitFirst, s.quorate(x))
+		if l := s.nodes[x]; l.waitFirst() || !s.quorate(x) {
+			t.Errorf("under a record: %s waits %v, quorate %v; want false, true", x, l.waitFirst(), s.quorate(x))
 		}
 	}
 	if len(s.violations) > 0 {

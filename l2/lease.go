@@ -8,7 +8,7 @@ import (
 // recompute updates the lease after an event at now.
 func (l *liveness) recompute(now time.Time) {
 	var until time.Time
-	l.updateWaitFirst(now)
+	l.updateWaitSince(now)
 	if l.active() {
 		until = l.leaseUntilFor(now, l.counts, true)
 		if l.settledAt.IsZero() && l.leaseUntilFor(now, l.exact, false).After(now) {
@@ -31,7 +31,7 @@ func (l *liveness) recompute(now time.Time) {
 // left, has met a peer if it was given some, knows the record, and does
 // not wait for the first one (first_record.go).
 func (l *liveness) active() bool {
-	return !l.left && (!l.needContact || l.contacted) && l.recKnown && (!l.waitFirst || l.broken == brokenFirstWait)
+	return !l.left && (!l.needContact || l.contacted) && l.recKnown && (!l.waitFirst() || l.broken == brokenFirstWait)
 }
 
 // counts says whether an echo given under revision rev counts towards this

@@ -126,11 +126,10 @@ type liveness struct {
 	// speaker until Members sends to the voters only.
 	scale bool
 	// firstRecord: no lease before a first record exists, which this
-	// node may then write without one (first_record.go); waitFirst says
-	// it waits for it now (updated by recompute), since waitSince;
-	// heardNoWait that it heard a node that does not wait.
+	// node may then write without one (first_record.go); waitSince is
+	// since when it waits for it (updated by recompute), heardNoWait that
+	// it heard a node that does not wait.
 	firstRecord bool
-	waitFirst   bool
 	waitSince   time.Time
 	heardNoWait bool
 	// broken leaves one rule of the voter protocol out, to show that the
@@ -367,7 +366,7 @@ func (l *liveness) heardOf(p *peerState, now time.Time) bool {
 func (l *liveness) heartbeat(now time.Time) heartbeat {
 	hb := heartbeat{
 		From: l.self, Epoch: l.epoch, Stamp: l.stampAt(now), Quorate: now.Before(l.leaseUntil),
-		Reads3: !l.legacy, Reads4: l.scale && !l.legacy, Rec: l.rec, WaitFirst: l.waitFirst,
+		Reads3: !l.legacy, Reads4: l.scale && !l.legacy, Rec: l.rec, WaitFirst: l.waitFirst(),
 	}
 	for name, p := range l.nodes {
 		if p.recvAt.IsZero() || now.Sub(p.recvAt) >= l.t.dead {
@@ -375,7 +374,7 @@ func (l *liveness) heartbeat(now time.Time) heartbeat {
 		}
 		hb.Heard = append(hb.Heard, heard{Node: name, Epoch: p.epoch, Stamp: p.stamp, Age: now.Sub(p.recvAt), Quorate: p.quorate})
 	}
-	if l.waitFirst && l.broken != brokenFirstWait {
+	if l.waitFirst() && l.broken != brokenFirstWait {
 		// Nobody it hears holds a lease: nothing to echo or report.
 		hb.Heard = nil
 	}

@@ -62,18 +62,14 @@ func voterSet(known, voters, out []string) []string {
 	if len(voters) == 0 {
 		return without(known, out)
 	}
-	for i, n := range voters {
-		if _, ok := slices.BinarySearch(known, n); !ok {
-			set := slices.Clone(voters[:i])
-			for _, m := range voters[i+1:] {
-				if _, ok := slices.BinarySearch(known, m); ok {
-					set = append(set, m)
-				}
-			}
-			return set
-		}
+	unknown := func(n string) bool {
+		_, ok := slices.BinarySearch(known, n)
+		return !ok
 	}
-	return voters
+	if !slices.ContainsFunc(voters, unknown) {
+		return voters
+	}
+	return slices.DeleteFunc(slices.Clone(voters), unknown)
 }
 
 // Votes says node votes under r: a voter set of r names it, or names
