@@ -87,11 +87,14 @@
 // majority of each echoed under the joint revision. Proved on the
 // fake-clock simulator (shrink_test.go); see docs/layer2.md.
 //
-// In a large cluster the record can also name a few voters (voters.go;
-// MembersConfig.Voters, experimental): leases then count a majority of them only,
-// every node heartbeats the voters only, and the voters report every node
-// in a one-byte-per-node summary (summary.go, heartbeat version 4), so
-// that a non-voter's cost no longer grows with the cluster. Proved on the
+// The record also names the voters (voters.go; MembersConfig.Voters, on
+// in the speaker by default): every node in a cluster of up to
+// SmallCluster, MaxVoters in a larger one. Leases then count a majority
+// of them only, every node heartbeats the voters only, and the voters report every node
+// in a one-byte-per-node summary (summary.go, heartbeat version 4), sent
+// as the changes since one the recipient read (summary_delta.go), so
+// that a non-voter's cost no longer grows with the cluster, and a
+// voter's messages stay small at any size. Proved on the
 // simulator (voters_test.go); see docs/layer2.md, "Scaling".
 //
 // Trade-offs of this choice:

@@ -13,12 +13,16 @@ import (
 // changes nothing; the node always counts itself alive; and the lease is
 // never quorate without current grants from a majority of the known nodes.
 func FuzzReceive(f *testing.F) {
+	voterRec := MemberRecord{Rev: 1, Voters: []string{"a", "b", "c"}}
 	var seed []byte
 	for _, hb := range []heartbeat{
 		{From: "b", Epoch: 1, Seq: 1, Stamp: 2, Quorate: true, Heard: []heard{{Node: "a", Epoch: 1, Stamp: 1}}},
 		{From: "c", Epoch: 2, Seq: 1, Stamp: 5},
 		{From: "b", Epoch: 1, Seq: 2, Stamp: 9, Bye: true},
 		{From: "b", Epoch: 0, Seq: 3, Stamp: 1},
+		// A voter's summary, then a delta against it.
+		{From: "c", Epoch: 3, Seq: 1, Stamp: 10, Quorate: true, ReadsDelta: true, Rec: voterRec, Digest: membershipDigest([]string{"a", "b", "c"}), Summary: []byte{0x81, 0, 0x85}, Heard: []heard{{Node: "a", Epoch: 1, Stamp: 1, Summarised: true}}},
+		{From: "c", Epoch: 3, Seq: 2, Stamp: 20, Quorate: true, ReadsDelta: true, Rec: voterRec, Digest: membershipDigest([]string{"a", "b", "c"}), Delta: &summaryDelta{Base: 10, Len: 3, Index: []int{2}, B: []byte{0x83}}, Heard: []heard{{Node: "a", Epoch: 1, Stamp: 1}}},
 	} {
 		for _, m := range encodeHeartbeats(hb) {
 			seed = append(seed, byte(len(m)))

@@ -60,6 +60,22 @@ type heartbeat struct {
 	// node it heard, over its known membership; Heard then holds the
 	// recipient's echo only.
 	Summary []byte
+	// Delta (version 4), if not nil, stands for Summary: the summary as
+	// changes to one the sender sent the recipient before (summary.go).
+	Delta *summaryDelta
+	// ReadsDelta (version 4) says the sender reads a Delta.
+	ReadsDelta bool
+}
+
+// summaryDelta is a summary of Len entries written as changes to the
+// summary that the sender sent the recipient in its heartbeat of stamp
+// Base, in the same epoch: the entries at Index take the bytes in B,
+// every other entry keeps the base's byte.
+type summaryDelta struct {
+	Base  uint64
+	Len   int
+	Index []int
+	B     []byte
 }
 
 // heard is one entry of heartbeat.Heard.
@@ -71,6 +87,9 @@ type heard struct {
 	Age time.Duration
 	// Quorate is that heartbeat's Quorate.
 	Quorate bool
+	// Summarised says that heartbeat carried a summary this node read
+	// and keeps: its sender may send deltas against it (summary.go).
+	Summarised bool
 }
 
 // heartbeatMagic starts every heartbeat; messages without it are not ours.
@@ -129,6 +148,14 @@ const (
 	// flagWaitFirst (versions 2 and 3): the sender holds no lease until
 	// a first record exists; earlier releases ignore it.
 	flagWaitFirst = 64
+	// flagReadsDelta (version 4, where bit 64 is free): the sender reads
+	// summary deltas; earlier releases ignore it.
+	flagReadsDelta = 64
+	// flagDelta (version 4, with flagSummary): the summary is a delta.
+	flagDelta = 128
+	// flagSummarised (a Heard entry's flags): heard.Summarised. Earlier
+	// releases read only flagQuorate there.
+	flagSummarised = 4
 )
 
 var errTruncated = errors.New("truncated heartbeat")
@@ -168,8 +195,14 @@ func encodeHeartbeats(hb heartbeat) [][]byte {
 		if hb.Reads4 && !v4 {
 			flags |= flagReads4
 		}
-		if v4 && hb.Summary != nil {
+		if v4 && (hb.Summary != nil || hb.Delta != nil) {
 			flags |= flagSummary
+		}
+		if v4 && hb.Delta != nil {
+			flags |= flagDelta
+		}
+		if v4 && hb.ReadsDelta {
+			flags |= flagReadsDelta
 		}
 		if hb.WaitFirst && !v4 {
 			flags |= flagWaitFirst
@@ -192,7 +225,10 @@ func encodeHeartbeats(hb heartbeat) [][]byte {
 				b = appendNames(b, hb.Rec.NextVoters)
 			}
 			b = binary.BigEndian.AppendUint64(b, hb.Digest)
-			if hb.Summary != nil {
+			switch {
+			case hb.Delta != nil:
+				b = appendDelta(b, hb.Delta)
+			case hb.Summary != nil:
 				b = binary.AppendUvarint(b, uint64(len(hb.Summary)))
 				b = append(b, hb.Summary...)
 			}
@@ -208,6 +244,9 @@ func encodeHeartbeats(hb heartbeat) [][]byte {
 			var flags byte
 			if h.Quorate {
 				flags |= flagQuorate
+			}
+			if h.Summarised {
+				flags |= flagSummarised
 			}
 			e := append(appendString(nil, h.Node), flags)
 			e = binary.BigEndian.AppendUint64(e, h.Epoch)
@@ -289,7 +328,10 @@ func decodeHeartbeat(b []byte) (heartbeat, error) {
 			hb.Rec.NextVoters = d.names()
 		}
 		hb.Digest = d.uint64()
-		if flags&flagSummary != 0 {
+		hb.ReadsDelta = flags&flagReadsDelta != 0
+		if flags&flagSummary != 0 && flags&flagDelta != 0 {
+			hb.Delta = d.delta()
+		} else if flags&flagSummary != 0 {
 			n := d.uvarint()
 			switch {
 			case d.err != nil:
@@ -309,7 +351,8 @@ func decodeHeartbeat(b []byte) (heartbeat, error) {
 	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		h := heard{Node: d.string()}
-		h.Quorate = d.byte()&flagQuorate != 0
+		f := d.byte()
+		h.Quorate, h.Summarised = f&flagQuorate != 0, f&flagSummarised != 0
 		h.Epoch, h.Stamp = d.uint64(), d.uvarint()
 		age := d.uvarint()
 		if age > uint64(time.Hour/time.Microsecond) {
@@ -374,6 +417,49 @@ func (d *decoder) uint64() uint64 {
 	v := binary.BigEndian.Uint64(d.b)
 	d.b = d.b[8:]
 	return v
+}
+
+// appendDelta appends d: its base stamp, its length, and the changed
+// entries as gaps between indexes (the first from -1) and bytes.
+func appendDelta(b []byte, d *summaryDelta) []byte {
+	b = binary.AppendUvarint(b, d.Base)
+	b = binary.AppendUvarint(b, uint64(d.Len))
+	b = binary.AppendUvarint(b, uint64(len(d.Index)))
+	prev := -1
+	for i, x := range d.Index {
+		b = binary.AppendUvarint(b, uint64(x-prev))
+		b = append(b, d.B[i])
+		prev = x
+	}
+	return b
+}
+
+// delta reads a summaryDelta of at most maxHeard entries, its indexes
+// increasing and below its length.
+func (d *decoder) delta() *summaryDelta {
+	sd := &summaryDelta{Base: d.uvarint()}
+	n, count := d.uvarint(), d.uvarint()
+	if d.err == nil && (n > maxHeard || count > n || count*2 > uint64(len(d.b))) {
+		d.err = fmt.Errorf("summary delta of %d changes to %d nodes in %d bytes", count, n, len(d.b))
+	}
+	if d.err != nil {
+		return nil
+	}
+	sd.Len = int(n)
+	prev := -1
+	for i := uint64(0); i < count && d.err == nil; i++ {
+		gap := d.uvarint()
+		if d.err == nil && (gap == 0 || gap > n) {
+			d.err = fmt.Errorf("summary delta index gap %d in %d nodes", gap, n)
+		}
+		x := prev + int(gap)
+		if d.err == nil && x >= sd.Len {
+			d.err = fmt.Errorf("summary delta index %d in %d nodes", x, n)
+		}
+		sd.Index, sd.B = append(sd.Index, x), append(sd.B, d.byte())
+		prev = x
+	}
+	return sd
 }
 
 // names reads a list of names, at most maxHeard.

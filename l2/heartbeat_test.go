@@ -97,6 +97,7 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 		{From: "a", Epoch: 1, Seq: 1, Stamp: 2},
 		{From: "a", Epoch: 3, Seq: 7, Stamp: 4, Bye: true, Quorate: true, Heard: []heard{{Node: "b", Epoch: 5, Stamp: 6, Age: time.Second}}},
 		{From: "a", Epoch: 3, Seq: 7, Stamp: 4, Reads3: true, Rec: MemberRecord{Rev: 5, Out: []string{"c"}, Joint: true, NextOut: []string{"c", "d"}}, Heard: []heard{{Node: "b", Epoch: 5, Stamp: 6}}},
+		{From: "a", Epoch: 3, Seq: 7, Stamp: 4, ReadsDelta: true, Rec: MemberRecord{Rev: 5, Voters: []string{"a", "b", "c"}}, Delta: &summaryDelta{Base: 2, Len: 3, Index: []int{1, 2}, B: []byte{0x81, 0}}, Heard: []heard{{Node: "b", Epoch: 5, Stamp: 6, Summarised: true}}},
 	} {
 		f.Add(encodeHeartbeats(hb)[0])
 	}

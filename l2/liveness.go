@@ -122,8 +122,8 @@ type liveness struct {
 	digest uint64
 	stale  bool
 	// scale lets this node take part in voter sets (voters.go): it says it
-	// reads version 4 and proposes voters in a large cluster. Off in the
-	// speaker until Members sends to the voters only.
+	// reads version 4 and summary deltas, and proposes voters in a large
+	// cluster. Members sets it from MembersConfig.Voters.
 	scale bool
 	// firstRecord: no lease before a first record exists, which this
 	// node may then write without one (first_record.go); waitSince is
@@ -132,6 +132,12 @@ type liveness struct {
 	firstRecord bool
 	waitSince   time.Time
 	heardNoWait bool
+	// noDelta makes this node behave as a speaker of the release before
+	// summary deltas: it reads version 4, but neither reads nor sends
+	// deltas. Tests only.
+	noDelta bool
+	// scratch is reused to build summaries (summary_delta.go).
+	scratch []byte
 	// broken leaves one rule of the voter protocol out, to show that the
 	// simulator catches what it prevents. Tests only.
 	broken brokenRule
@@ -171,10 +177,19 @@ type peerState struct {
 	// grants is until when the node's echoes keep this node's lease, by
 	// the revision of the record the node followed when it echoed.
 	grants map[uint64]time.Time
-	// reads3 and reads4 are the Reads3 and Reads4 flags of its newest
-	// direct heartbeat, digest its Digest.
-	reads3, reads4 bool
-	digest         uint64
+	// reads3, reads4 and readsDelta are the Reads3, Reads4 and ReadsDelta
+	// flags of its newest direct heartbeat, digest its Digest.
+	reads3, reads4, readsDelta bool
+	digest                     uint64
+	// Summary deltas (summary_delta.go). got are the summaries read from
+	// the node, gotRead says its newest heartbeat carried one of them;
+	// sent are the summaries sent to it, ack the stamp of this node's
+	// heartbeat in its newest echo, ackRead that it read that one's
+	// summary.
+	got, sent keptSummaries
+	gotRead   bool
+	ack       uint64
+	ackRead   bool
 	// bye is set when the node left on purpose, at byeStamp of byeEpoch:
 	// older evidence of it is ignored.
 	bye      bool
@@ -269,6 +284,10 @@ func (l *liveness) use(now time.Time, p *peerState, hb heartbeat) bool {
 	}
 	changed := false
 	was := l.isAlive(p, now)
+	if hb.Epoch != p.epoch {
+		// A new run of p has read none of this node's summaries.
+		p.ack, p.ackRead = 0, false
+	}
 	p.epoch, p.stamp = hb.Epoch, hb.Stamp
 	if hb.Bye {
 		*p = peerState{epoch: hb.Epoch, stamp: hb.Stamp, bye: true, byeEpoch: hb.Epoch, byeStamp: hb.Stamp, replay: p.replay}
@@ -276,7 +295,7 @@ func (l *liveness) use(now time.Time, p *peerState, hb heartbeat) bool {
 		return was
 	}
 	p.bye = false
-	p.recvAt, p.quorate, p.reads3, p.reads4, p.digest = now, hb.Quorate, hb.Reads3, hb.Reads4, hb.Digest
+	p.recvAt, p.quorate, p.reads3, p.reads4, p.digest, p.readsDelta = now, hb.Quorate, hb.Reads3, hb.Reads4, hb.Digest, hb.ReadsDelta
 	if hb.Rec.Rev == 0 && !hb.WaitFirst {
 		l.heardNoWait = true
 	}
@@ -285,14 +304,16 @@ func (l *liveness) use(now time.Time, p *peerState, hb heartbeat) bool {
 	}
 	l.evidence(p, now, hb.Epoch, hb.Stamp, hb.Quorate)
 	changed = was != l.isAlive(p, now)
-	if hb.Summary != nil {
+	p.gotRead = false
+	if hb.Summary != nil || hb.Delta != nil {
 		// An echo counts only with the report it travels with: a summary
 		// this node cannot read voids the message's echo too.
-		if list, digest := l.membership(); hb.Digest != digest || len(hb.Summary) != len(list) {
+		sum := l.readSummary(p, hb)
+		if sum == nil {
 			l.recompute(now)
 			return changed
 		}
-		changed = l.useSummary(now, hb.Summary) || changed
+		changed = l.useSummary(now, sum) || changed
 	}
 	l.echoes(now, p, hb)
 	for _, h := range hb.Heard {
@@ -324,6 +345,9 @@ func (l *liveness) echoes(now time.Time, p *peerState, hb heartbeat) {
 	for _, h := range hb.Heard {
 		if h.Node != l.self || h.Epoch != l.epoch || h.Stamp > l.stampAt(now) {
 			continue
+		}
+		if h.Stamp >= p.ack {
+			p.ack, p.ackRead = h.Stamp, h.Summarised
 		}
 		// Only echoes that count are kept (at most two revisions).
 		if g := l.start.Add(time.Duration(h.Stamp) + l.t.lease); l.counts(hb.Rec.Rev) && g.After(p.grants[hb.Rec.Rev]) {
@@ -367,12 +391,13 @@ func (l *liveness) heartbeat(now time.Time) heartbeat {
 	hb := heartbeat{
 		From: l.self, Epoch: l.epoch, Stamp: l.stampAt(now), Quorate: now.Before(l.leaseUntil),
 		Reads3: !l.legacy, Reads4: l.scale && !l.legacy, Rec: l.rec, WaitFirst: l.waitFirst(),
+		ReadsDelta: l.scale && !l.legacy && !l.noDelta,
 	}
 	for name, p := range l.nodes {
 		if p.recvAt.IsZero() || now.Sub(p.recvAt) >= l.t.dead {
 			continue
 		}
-		hb.Heard = append(hb.Heard, heard{Node: name, Epoch: p.epoch, Stamp: p.stamp, Age: now.Sub(p.recvAt), Quorate: p.quorate})
+		hb.Heard = append(hb.Heard, heard{Node: name, Epoch: p.epoch, Stamp: p.stamp, Age: now.Sub(p.recvAt), Quorate: p.quorate, Summarised: p.gotRead})
 	}
 	if l.waitFirst() && l.broken != brokenFirstWait {
 		// Nobody it hears holds a lease: nothing to echo or report.

@@ -2,6 +2,7 @@ package l2
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -49,6 +50,11 @@ type sim struct {
 	// breaks a rule of the voter protocol in every node.
 	scale, firstRecord bool
 	broken             brokenRule
+	// noDelta starts nodes of the release before summary deltas
+	// (liveness.noDelta); deltas and wholes count the summaries
+	// delivered as deltas and whole.
+	noDelta        bool
+	deltas, wholes int
 	// noCheck skips the safety check, and records only the departures
 	// of the nodes of watch (benchmarks of large clusters). checkEvery,
 	// if set, records only those departures at every step too, and
@@ -65,6 +71,10 @@ type sim struct {
 	memberlist, noExchange bool
 	// timing, if set, replaces the nodes' default timing.
 	timing *timing
+	// jitter, if set, delays each message by up to jitter more, drawn
+	// from jitterRand (seeded, so runs repeat).
+	jitter     time.Duration
+	jitterRand *rand.Rand
 }
 
 // traffic counts a node's heartbeat packets and payload bytes.
@@ -118,7 +128,7 @@ func (s *sim) newNode(n string) *liveness {
 		tm = *s.timing
 	}
 	l := newLiveness(n, s.epoch, s.now, tm, true)
-	l.scale, l.firstRecord, l.broken = s.scale, s.firstRecord, s.broken
+	l.scale, l.firstRecord, l.broken, l.noDelta = s.scale, s.firstRecord, s.broken, s.noDelta
 	s.nodes[n] = l
 	s.next[n] = s.now
 	delete(s.down, n)
@@ -176,7 +186,14 @@ func (s *sim) send(from string, hb heartbeat) {
 		if s.cut[[2]string{from, m.to}] {
 			continue
 		}
-		s.queue = append(s.queue, simMsg{at: s.now.Add(time.Millisecond + s.delay[from]), to: m.to, b: m.b})
+		d := time.Millisecond + s.delay[from]
+		if s.jitter > 0 {
+			if s.jitterRand == nil {
+				s.jitterRand = rand.New(rand.NewPCG(1, 2))
+			}
+			d += time.Duration(s.jitterRand.Int64N(int64(s.jitter/time.Millisecond)+1)) * time.Millisecond
+		}
+		s.queue = append(s.queue, simMsg{at: s.now.Add(d), to: m.to, b: m.b})
 		s.packets++
 		s.bytes += len(m.b)
 		s.sent[from].packets++
@@ -211,6 +228,15 @@ func (s *sim) run(d time.Duration) {
 			hb, err := decodeHeartbeat(m.b)
 			if err != nil {
 				s.t.Fatal(err)
+			}
+			switch {
+			case hb.Delta != nil && l.noDelta:
+				// That release would fail to decode it.
+				s.t.Fatalf("%s sent %s, which does not read deltas, a delta", hb.From, m.to)
+			case hb.Delta != nil:
+				s.deltas++
+			case hb.Summary != nil:
+				s.wholes++
 			}
 			l.receive(s.now, hb)
 			if l.takeRegained() {

@@ -46,11 +46,19 @@ func (l *liveness) membership() ([]string, uint64) {
 	return l.list, l.digest
 }
 
-// summary returns the summary this node sends with hb at now, or nil when
-// it reports by name: it is not a voter under explicit voters, hb is a
-// goodbye, the membership is too large for one message, or it heard a
-// node outside its known membership.
-func (l *liveness) summary(now time.Time, hb heartbeat) []byte {
+// report is what a summary says of one node: how long before sending
+// the voter received its newest heartbeat (negative: not within
+// DeadAfter), and that heartbeat's Quorate flag.
+type report struct {
+	age     time.Duration
+	quorate bool
+}
+
+// reports returns what this node's summary with hb at now says of each
+// node of its known membership, or nil when it reports by name: it is not
+// a voter under explicit voters, hb is a goodbye, the membership is too
+// large for one message, or it heard a node outside its known membership.
+func (l *liveness) reports(now time.Time, hb heartbeat) []report {
 	list, _ := l.membership()
 	if hb.Bye || !l.rec.hasVoters() || !l.isVoter() || len(list) > maxHeard {
 		return nil
@@ -60,17 +68,37 @@ func (l *liveness) summary(now time.Time, hb heartbeat) []byte {
 			return nil
 		}
 	}
-	sum := make([]byte, len(list))
+	rs := make([]report, len(list))
 	for i, n := range list {
+		rs[i].age = -1
 		p := l.nodes[n]
 		if n == l.self || p == nil || p.recvAt.IsZero() || now.Sub(p.recvAt) >= l.t.dead {
 			continue
 		}
-		b := byte(1 + min(now.Sub(p.recvAt)/summaryAgeUnit, summaryMaxAge-1))
-		if p.quorate {
-			b |= summaryQuorate
-		}
-		sum[i] = b
+		rs[i] = report{age: now.Sub(p.recvAt), quorate: p.quorate}
+	}
+	return rs
+}
+
+// summaryByte encodes r, saying slack units younger than it is (never
+// older: the receiver's estimate errs towards "alive").
+func summaryByte(r report, slack int) byte {
+	if r.age < 0 {
+		return 0
+	}
+	b := byte(1 + min(max(int(r.age/summaryAgeUnit)-slack, 0), summaryMaxAge-1))
+	if r.quorate {
+		b |= summaryQuorate
+	}
+	return b
+}
+
+// summaryBytes encodes rs without slack, as sent to a node that does not
+// read deltas.
+func summaryBytes(rs []report) []byte {
+	sum := make([]byte, len(rs))
+	for i, r := range rs {
+		sum[i] = summaryByte(r, 0)
 	}
 	return sum
 }

@@ -130,16 +130,22 @@ func (l *liveness) outgoing(now time.Time, hb heartbeat, all []string) []address
 	to := l.recipients(all, hb.Bye)
 	var out []addressed
 	var full [][]byte
-	sum := l.summary(now, hb)
+	var plain []byte
+	rs := l.reports(now, hb)
+	if rs != nil {
+		plain = summaryBytes(rs)
+	}
 	for _, n := range to {
 		msgs := full
-		if p := l.nodes[n]; sum != nil && p != nil && p.digest == hb.Digest {
+		if p := l.nodes[n]; rs != nil && p != nil && p.digest == hb.Digest {
 			one := hb
-			one.Summary, one.Heard = sum, nil
-			for _, h := range hb.Heard {
-				if h.Node == n {
-					one.Heard = []heard{h}
-				}
+			one.Summary, one.Heard = plain, nil
+			if p.readsDelta && !l.noDelta {
+				one.Summary, one.Delta = l.summaryFor(p, hb, rs)
+			}
+			// hb.Heard is sorted by node (liveness.heartbeat).
+			if i, ok := slices.BinarySearchFunc(hb.Heard, n, func(h heard, n string) int { return strings.Compare(h.Node, n) }); ok {
+				one.Heard = hb.Heard[i : i+1 : i+1]
 			}
 			msgs = l.encode(one)
 		} else if full == nil {

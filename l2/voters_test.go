@@ -176,6 +176,14 @@ func TestHeartbeatVersion4(t *testing.T) {
 			From: "a", Epoch: 9, Seq: 4, Stamp: 77, Reads3: true, Reads4: true, Rec: rec, Digest: 0xfeed,
 			Summary: []byte{0, 0x81, 3}, Heard: []heard{{Node: "b", Epoch: 1, Stamp: 2}},
 		}},
+		{name: "delta, reads deltas, echo of a summary read", hb: heartbeat{
+			From: "a", Epoch: 9, Seq: 4, Stamp: 77, Reads3: true, Reads4: true, ReadsDelta: true, Rec: rec, Digest: 0xfeed,
+			Delta: &summaryDelta{Base: 70, Len: 300, Index: []int{0, 7, 299}, B: []byte{0, 0x81, 3}}, Heard: []heard{{Node: "b", Epoch: 1, Stamp: 2, Summarised: true}},
+		}},
+		{name: "empty delta", hb: heartbeat{
+			From: "a", Epoch: 9, Seq: 4, Stamp: 77, Reads3: true, Reads4: true, ReadsDelta: true, Rec: rec, Digest: 0xfeed,
+			Delta: &summaryDelta{Base: 70, Len: 3},
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -212,8 +220,15 @@ func newVoterSim(t *testing.T, n int, broken brokenRule) (*shrinkSim, []string) 
 // voter sets, run until the record is at revision 2 (at most 20 s) and
 // JointHold more.
 func newScaleSim(t *testing.T, names []string, broken brokenRule) *shrinkSim {
+	return newScaleSimWith(t, names, func(ss *shrinkSim) { ss.broken = broken })
+}
+
+// newScaleSimWith is newScaleSim with the simulator set up by setup
+// before the nodes start.
+func newScaleSimWith(t *testing.T, names []string, setup func(*shrinkSim)) *shrinkSim {
 	ss := newShrinkSim(t, names...)
-	ss.scale, ss.broken = true, broken
+	ss.scale = true
+	setup(ss)
 	for i, x := range names {
 		ss.tieSim.restart(x)
 		ss.next[x] = ss.now.Add(time.Duration(i*37%100) * time.Millisecond)
@@ -361,8 +376,9 @@ func TestLivenessVoters(t *testing.T) {
 					if !ok {
 						t.Fatalf("%s never dropped %s", p, x)
 					}
-					// A summary rounds ages down to summaryAgeUnit.
-					if d := g.Sub(at); d < DeadAfter-HeartbeatInterval || d > DeadAfter+summaryAgeUnit+2*time.Millisecond {
+					// A summary errs towards "alive" by less than
+					// summaryBand units (summary_delta.go).
+					if d := g.Sub(at); d < DeadAfter-HeartbeatInterval || d > DeadAfter+summaryBand*summaryAgeUnit+2*time.Millisecond {
 						t.Errorf("%s dropped %s %v after the crash", p, x, d)
 					}
 				}
@@ -439,11 +455,12 @@ func lateJoin(ss *shrinkSim, voters, others []string) []string {
 // millisecond that no two quorate nodes miss each other and that no two
 // count the tie-breaker.
 func TestLivenessVotersRandom(t *testing.T) {
-	total := 0
+	total, deltas, wholes := 0, 0, 0
 	for seed := range uint64(8) {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 41))
 			ss, _ := newVoterSim(t, 10, "")
+			ss.jitter = 3 * time.Millisecond
 			names := slices.Clone(ss.names)
 			for range 30 {
 				x := names[rng.IntN(len(names))]
@@ -492,9 +509,13 @@ func TestLivenessVotersRandom(t *testing.T) {
 			}
 			ss.checkSafe()
 			total += ss.writes
+			deltas, wholes = deltas+ss.deltas, wholes+ss.wholes
 		})
 	}
-	t.Logf("%d records written over all runs", total)
+	t.Logf("%d records written over all runs; summaries delivered: %d deltas, %d whole", total, deltas, wholes)
+	if deltas < wholes {
+		t.Errorf("fewer deltas than whole summaries")
+	}
 }
 
 // TestLivenessVotersUpgrade upgrades the speakers of today's release (no
