@@ -161,6 +161,34 @@ func TestSpeakerL2TenNodesVoters(t *testing.T) {
 	if low := float64(n-1) * 10; voter[0] < low || voter[0] > low+110 {
 		t.Errorf("a voter sends %.0f packets/s, want %.0f-%.0f", voter[0], low, low+110)
 	}
+	// The voters send summary deltas, which every speaker reads, and no
+	// speaker rejects a heartbeat as malformed or of another version.
+	for _, name := range names {
+		sp := l.byName(name).speaker
+		count := func(metric, labels string) float64 {
+			v, err := strconv.ParseFloat(sp.metric(t, metric, labels), 64)
+			if err != nil {
+				t.Fatalf("%s: %s{%s}: %v", name, metric, labels, err)
+			}
+			return v
+		}
+		sentDelta, sentWhole := count("berth_speaker_l2_summaries_sent_total", `form="delta"`), count("berth_speaker_l2_summaries_sent_total", `form="whole"`)
+		readDelta, readWhole := count("berth_speaker_l2_summaries_received_total", `form="delta"`), count("berth_speaker_l2_summaries_received_total", `form="whole"`)
+		unreadable := count("berth_speaker_l2_summaries_received_total", `form="unreadable"`)
+		t.Logf("MEASURED: %s (voter: %v): summaries sent %.0f as deltas, %.0f whole; received %.0f deltas, %.0f whole, %.0f unreadable",
+			name, slices.Contains(rec.Voters, name), sentDelta, sentWhole, readDelta, readWhole, unreadable)
+		if slices.Contains(rec.Voters, name) && sentDelta < 10*sentWhole {
+			t.Errorf("%s, a voter, sent %.0f summaries as deltas and %.0f whole", name, sentDelta, sentWhole)
+		}
+		if readDelta < 10*readWhole {
+			t.Errorf("%s received %.0f summaries as deltas and %.0f whole", name, readDelta, readWhole)
+		}
+		for _, reason := range []string{"malformed", "unknown_version"} {
+			if v := count("berth_speaker_l2_heartbeats_rejected_total", `reason="`+reason+`"`); v != 0 {
+				t.Errorf("%s rejected %.0f heartbeats: %s", name, v, reason)
+			}
+		}
+	}
 
 	v4s, _ := l.dualStack(t, "tenv", "s", 8)
 	probe := l.startARPProbe(t, probeEvery, v4s...)

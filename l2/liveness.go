@@ -136,8 +136,10 @@ type liveness struct {
 	// summary deltas: it reads version 4, but neither reads nor sends
 	// deltas. Tests only.
 	noDelta bool
-	// scratch is reused to build summaries (summary_delta.go).
-	scratch []byte
+	// scratch is reused to build summaries (summary_delta.go);
+	// summaries counts them.
+	scratch   []byte
+	summaries Summaries
 	// broken leaves one rule of the voter protocol out, to show that the
 	// simulator catches what it prevents. Tests only.
 	broken brokenRule

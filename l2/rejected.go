@@ -23,6 +23,23 @@ type Rejected struct {
 	StreamsTruncated uint64
 }
 
+// Summaries counts the voters' summaries (summary.go, summary_delta.go)
+// this node sent and received, whole or as deltas. Received summaries
+// that it could not read (another known membership, or a delta against
+// one it does not have) are Unreadable; a few appear whenever the
+// membership changes, and their echoes do not count.
+type Summaries struct {
+	SentWhole, SentDelta             uint64
+	ReadWhole, ReadDelta, Unreadable uint64
+}
+
+// Summaries returns how many summaries this node sent and received so far.
+func (m *Members) Summaries() Summaries {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live.summaries
+}
+
 func (r *Rejected) count(d dropReason) {
 	switch d {
 	case dropReplayed:

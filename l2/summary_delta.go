@@ -133,8 +133,14 @@ func (l *liveness) readSummary(p *peerState, hb heartbeat) []byte {
 		}
 	}
 	p.gotRead = false
-	if sum == nil || hb.Digest != digest || len(sum) != len(list) {
+	switch {
+	case sum == nil || hb.Digest != digest || len(sum) != len(list):
+		l.summaries.Unreadable++
 		return nil
+	case hb.Delta != nil:
+		l.summaries.ReadDelta++
+	default:
+		l.summaries.ReadWhole++
 	}
 	p.gotRead = p.got.put(keptSummary{epoch: hb.Epoch, stamp: hb.Stamp, digest: hb.Digest, b: sum})
 	return sum

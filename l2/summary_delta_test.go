@@ -178,6 +178,9 @@ func TestReadSummaryWithoutBase(t *testing.T) {
 	if got := dp.r.readSummary(dp.pv, third); got == nil || !dp.pv.gotRead {
 		t.Fatal("whole summary not read")
 	}
+	if want := (Summaries{ReadWhole: 1, Unreadable: 1}); dp.r.summaries != want {
+		t.Errorf("receiver counted %+v, want %+v", dp.r.summaries, want)
+	}
 }
 
 // TestSummaryDeltaRandom sends summaries from a voter to a node for
@@ -303,12 +306,29 @@ func TestLivenessVotersDeltaUpgrade(t *testing.T) {
 		t.Fatalf("record %+v, want %d voters", ss.rec, MaxVoters)
 	}
 	ss.noDelta = false
+	counted := func() (c Summaries) {
+		for _, n := range names {
+			s := ss.nodes[n].summaries
+			c.SentWhole, c.SentDelta = c.SentWhole+s.SentWhole, c.SentDelta+s.SentDelta
+			c.ReadWhole, c.ReadDelta, c.Unreadable = c.ReadWhole+s.ReadWhole, c.ReadDelta+s.ReadDelta, c.Unreadable+s.Unreadable
+		}
+		return c
+	}
 	for i, x := range names {
 		ss.down[x] = true
 		ss.run(time.Second)
 		ss.restart(x, false)
-		d0, w0 := ss.deltas, ss.wholes
+		d0, w0, c0 := ss.deltas, ss.wholes, counted()
 		ss.run(3 * time.Second)
+		// Every summary delivered was counted as read or unreadable, and
+		// every delta read was counted as one.
+		c := counted()
+		if got, want := c.ReadWhole+c.ReadDelta+c.Unreadable-c0.ReadWhole-c0.ReadDelta-c0.Unreadable, uint64(ss.deltas-d0+ss.wholes-w0); got != want {
+			t.Errorf("after upgrading %s: %d summaries counted as received, %d delivered", x, got, want)
+		}
+		if got, want := c.ReadDelta-c0.ReadDelta, uint64(ss.deltas-d0); got > want || c.SentDelta-c0.SentDelta < got {
+			t.Errorf("after upgrading %s: %d deltas read, %d delivered, %d sent", x, got, want, c.SentDelta-c0.SentDelta)
+		}
 		if q := ss.quorateNodes(); !slices.Equal(q, names) {
 			t.Errorf("after upgrading %s: quorate %v", x, q)
 		}

@@ -125,7 +125,8 @@ type addressed struct {
 // them, a voter sends each recipient that announced the same known
 // membership as its own a summary of what it heard instead of the list by
 // name, with the recipient's own echo by name in the same message (see
-// summary.go).
+// summary.go); to a recipient that reads them, as a delta when it can
+// (summary_delta.go).
 func (l *liveness) outgoing(now time.Time, hb heartbeat, all []string) []addressed {
 	to := l.recipients(all, hb.Bye)
 	var out []addressed
@@ -142,6 +143,11 @@ func (l *liveness) outgoing(now time.Time, hb heartbeat, all []string) []address
 			one.Summary, one.Heard = plain, nil
 			if p.readsDelta && !l.noDelta {
 				one.Summary, one.Delta = l.summaryFor(p, hb, rs)
+			}
+			if one.Delta != nil {
+				l.summaries.SentDelta++
+			} else {
+				l.summaries.SentWhole++
 			}
 			// hb.Heard is sorted by node (liveness.heartbeat).
 			if i, ok := slices.BinarySearchFunc(hb.Heard, n, func(h heard, n string) int { return strings.Compare(h.Node, n) }); ok {

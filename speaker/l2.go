@@ -308,6 +308,8 @@ func (s *Speaker) startL2(ctx context.Context, o l2Options, warn func(reason, ms
 		warn(ReasonL2Disabled, "layer 2 is off: "+err.Error())
 		return
 	}
+	s.metrics.l2Counts.watch(members)
+	defer s.metrics.l2Counts.watch(nil)
 	st := newL2State(members, nil, o.handover)
 	st.drainFor = o.drain
 	resp := l2.NewResponder(l2.ResponderConfig{Gate: st.gate})

@@ -38,6 +38,8 @@ type Metrics struct {
 	l2Out    prometheus.Gauge
 	l2Voters prometheus.Gauge
 	l2Voter  prometheus.Gauge
+	// l2Counts reads the running membership's counters (metrics_l2.go).
+	l2Counts *l2Collector
 
 	// bgpMu guards the per-peer counters' last readings: the session's
 	// own counts restart with the session (or the peer's reconfiguration),
@@ -130,7 +132,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "berth_speaker_addresses_withheld", Help: "Addresses this node does not announce because their forwarding is not in place.",
 		}),
 	}
-	reg.MustRegister(m.statusWrites, m.withheld, m.l2Rev, m.l2Joint, m.l2Out, m.l2Voters, m.l2Voter)
+	m.l2Counts = newL2Collector()
+	reg.MustRegister(m.statusWrites, m.withheld, m.l2Rev, m.l2Joint, m.l2Out, m.l2Voters, m.l2Voter, m.l2Counts)
 	reg.MustRegister(m.sessionUp, m.prefixesSent, m.updatesSent, m.flaps, m.sessionError, m.syncErrors, m.announced, m.forwarded, m.syncs, m.drifts,
 		m.fwdFailing, m.fwdErrors, m.l2Owned, m.l2Changes, m.l2Members, m.l2Quorate)
 	return m

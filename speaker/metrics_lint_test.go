@@ -24,6 +24,7 @@ func TestMetricsLint(t *testing.T) {
 	m.observeSyncResult(nil)
 	m.drifts.Inc()
 	m.l2Changes.Inc()
+	m.l2Counts.watch(fakeL2Counters{})
 	steps := []struct {
 		name    string
 		st      []bgp.PeerStatus
