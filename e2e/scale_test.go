@@ -173,6 +173,16 @@ func procPeakRSS(tb testing.TB, pid int) float64 {
 	return 0
 }
 
+// loadAverage returns the machine's 1-minute load average, as text.
+func loadAverage(tb testing.TB) string {
+	tb.Helper()
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return strings.Fields(string(data))[0]
+}
+
 // procCPU returns a process's user+system CPU time in seconds.
 func procCPU(tb testing.TB, pid int) float64 {
 	tb.Helper()

@@ -26,11 +26,11 @@ var nftCounter = regexp.MustCompile(`counter packets (\d+) bytes (\d+)`)
 func TestSpeakerL2TenNodes(t *testing.T) {
 	const n = 10
 	l, names := startSpeakers(t, n, "ten", "--l2-voters=false")
-	var pps, bps float64
+	var pps, bps, cpu float64
 	for _, c := range l.membershipTraffic(t, 10*time.Second) {
-		pps, bps = pps+c[0]/n, bps+c[1]/n
+		pps, bps, cpu = pps+c.packets/n, bps+c.bytes/n, cpu+c.cpu/n
 	}
-	t.Logf("MEASURED: %d real speakers: %.0f membership UDP packets/s and %.0f bytes/s (IP) sent per node", n, pps, bps)
+	t.Logf("MEASURED: %d real speakers: %.0f membership UDP packets/s and %.0f bytes/s (IP) sent per node; a speaker uses %.1f%% of a core (load average %s)", n, pps, bps, cpu*100, loadAverage(t))
 	// Heartbeats alone: 10 a second to each of the 9 others; memberlist's
 	// probes and gossip add a few dozen.
 	if pps < 90 || pps > 200 {
@@ -80,16 +80,24 @@ func startSpeakers(t *testing.T, n int, ns string, args ...string) (*l2Lab, []st
 	return l, names
 }
 
+// nodeCost is what the membership costs one node per second: UDP packets
+// and IP bytes sent to port 7946, and the speaker's CPU (user and system,
+// in cores).
+type nodeCost struct{ packets, bytes, cpu float64 }
+
 // membershipTraffic counts, on every node, the UDP packets to port 7946
 // it sends (heartbeats, and memberlist's probes and gossip) for window,
-// and returns each node's packets and IP bytes per second.
-func (l *l2Lab) membershipTraffic(t *testing.T, window time.Duration) map[string][2]float64 {
+// and the CPU its speaker uses, and returns each node's cost per second.
+func (l *l2Lab) membershipTraffic(t *testing.T, window time.Duration) map[string]nodeCost {
+	cpu := map[string]float64{}
 	for _, nd := range l.nodes {
 		l.nft(t, nd, "add table inet berthcount { chain out { type filter hook output priority 0; udp dport 7946 counter; }; }")
+		cpu[nd.name] = procCPU(t, nd.speaker.pid)
 	}
 	time.Sleep(window) // a measurement window, not a wait for a condition
-	out := map[string][2]float64{}
+	out := map[string]nodeCost{}
 	for _, nd := range l.nodes {
+		cpu[nd.name] = (procCPU(t, nd.speaker.pid) - cpu[nd.name]) / window.Seconds()
 		res, err := nd.host.Exec(t.Context(), "nft", "list table inet berthcount")
 		if err != nil {
 			t.Fatal(err)
@@ -101,7 +109,7 @@ func (l *l2Lab) membershipTraffic(t *testing.T, window time.Duration) map[string
 		}
 		p, _ := strconv.Atoi(m[1])
 		b, _ := strconv.Atoi(m[2])
-		out[nd.name] = [2]float64{float64(p) / window.Seconds(), float64(b) / window.Seconds()}
+		out[nd.name] = nodeCost{packets: float64(p) / window.Seconds(), bytes: float64(b) / window.Seconds(), cpu: cpu[nd.name]}
 	}
 	return out
 }
@@ -144,22 +152,23 @@ func TestSpeakerL2TenNodesVoters(t *testing.T) {
 		}
 		return nil
 	})
-	var voter, other [2]float64
+	var voter, other nodeCost
 	for name, c := range l.membershipTraffic(t, 10*time.Second) {
+		sum, k := &other, float64(n-l2.MaxVoters)
 		if slices.Contains(rec.Voters, name) {
-			voter[0], voter[1] = voter[0]+c[0]/l2.MaxVoters, voter[1]+c[1]/l2.MaxVoters
-		} else {
-			other[0], other[1] = other[0]+c[0]/float64(n-l2.MaxVoters), other[1]+c[1]/float64(n-l2.MaxVoters)
+			sum, k = &voter, l2.MaxVoters
 		}
+		sum.packets, sum.bytes, sum.cpu = sum.packets+c.packets/k, sum.bytes+c.bytes/k, sum.cpu+c.cpu/k
 	}
-	t.Logf("MEASURED: %d real speakers, %d voters: a voter sends %.0f membership UDP packets/s (%.0f bytes/s, IP), a non-voter %.0f (%.0f bytes/s)", n, l2.MaxVoters, voter[0], voter[1], other[0], other[1])
+	t.Logf("MEASURED: %d real speakers, %d voters: a voter sends %.0f membership UDP packets/s (%.0f bytes/s, IP) and uses %.1f%% of a core, a non-voter %.0f (%.0f bytes/s) and %.1f%% (load average %s)",
+		n, l2.MaxVoters, voter.packets, voter.bytes, voter.cpu*100, other.packets, other.bytes, other.cpu*100, loadAverage(t))
 	// Heartbeats alone: 10 a second to each voter (5) from a non-voter, to
 	// each other node (n-1) from a voter; memberlist adds a few dozen.
-	if other[0] < 50 || other[0] > 90 {
-		t.Errorf("a non-voter sends %.0f packets/s, want 50-90", other[0])
+	if other.packets < 50 || other.packets > 90 {
+		t.Errorf("a non-voter sends %.0f packets/s, want 50-90", other.packets)
 	}
-	if low := float64(n-1) * 10; voter[0] < low || voter[0] > low+110 {
-		t.Errorf("a voter sends %.0f packets/s, want %.0f-%.0f", voter[0], low, low+110)
+	if low := float64(n-1) * 10; voter.packets < low || voter.packets > low+110 {
+		t.Errorf("a voter sends %.0f packets/s, want %.0f-%.0f", voter.packets, low, low+110)
 	}
 	// The voters send summary deltas, which every speaker reads, and no
 	// speaker rejects a heartbeat as malformed or of another version.

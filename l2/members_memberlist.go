@@ -26,6 +26,11 @@ func memberlistConfig(cfg MembersConfig) *memberlist.Config {
 	c.AdvertiseAddr = cfg.AdvertiseAddr
 	c.GossipVerifyIncoming = true
 	c.GossipVerifyOutgoing = true
+	// Heartbeats are small and mostly numbers: LZW saves a few bytes of
+	// each and costs a 64 KiB table allocated per message, which was most
+	// of an idle speaker's CPU (its own and the garbage collector's).
+	// Receivers read both forms, so speakers with and without it mix.
+	c.EnableCompression = false
 
 	c.ProbeInterval = 500 * time.Millisecond
 	c.ProbeTimeout = 250 * time.Millisecond
