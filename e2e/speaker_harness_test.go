@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -156,8 +157,15 @@ type speakerProc struct {
 // so that the speaker outlives the subtest.
 func startSpeaker(t, owner testing.TB, e *env, n *labNode, args ...string) *speakerProc {
 	t.Helper()
+	return startSpeakerBin(t, owner, e, n, berthBins.path(t, "berth-speaker"), args...)
+}
+
+// startSpeakerBin is startSpeaker with the speaker binary bin (another
+// build, say).
+func startSpeakerBin(t, owner testing.TB, e *env, n *labNode, bin string, args ...string) *speakerProc {
+	t.Helper()
 	metrics := netip.AddrPortFrom(n.host.IPv4, 9631).String()
-	all := append([]string{berthBins.path(t, "berth-speaker"),
+	all := append([]string{bin,
 		"--kubeconfig", e.speakerKubeconfig(t, n.name),
 		"--node-name", n.name,
 		"--namespace", speakerNS,
@@ -209,6 +217,17 @@ func (p *speakerProc) signal(sig syscall.Signal) {
 func (p *speakerProc) metric(t testing.TB, name, labels string) string {
 	t.Helper()
 	v, _ := scrapeMetric(p.metrics, name, labels)
+	return v
+}
+
+// number is metric as a number; it fails t if the speaker does not
+// expose it.
+func (p *speakerProc) number(t testing.TB, name, labels string) float64 {
+	t.Helper()
+	v, err := strconv.ParseFloat(p.metric(t, name, labels), 64)
+	if err != nil {
+		t.Fatalf("%s: %s{%s}: %v", p.node.name, name, labels, err)
+	}
 	return v
 }
 

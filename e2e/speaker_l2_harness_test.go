@@ -399,6 +399,38 @@ func (p *arpProbe) onlyMAC(addr netip.Addr, mac string) error {
 	return nil
 }
 
+// interleaved reports, for addr since from, two changes of the answering
+// MAC less than within apart (A, B, A or A, B, C): two MACs answered at
+// once. Unlike overlap it allows an address to move and come back, as
+// when a restarted owner takes its address back from its heir: those
+// changes are a hold-down apart.
+func (p *arpProbe) interleaved(addr netip.Addr, from time.Time, within time.Duration) error {
+	rs := p.replies(addr, from)
+	var last time.Time // of the previous change
+	for i := 1; i < len(rs); i++ {
+		if rs[i].mac == rs[i-1].mac {
+			continue
+		}
+		if !last.IsZero() && rs[i].at.Sub(last) < within {
+			return fmt.Errorf("%s answered by %s, %s and %s within %v (at %v)", addr, rs[i-2].mac, rs[i-1].mac, rs[i].mac, rs[i].at.Sub(last), rs[i].at.Sub(from))
+		}
+		last = rs[i].at
+	}
+	return nil
+}
+
+// moves counts, for addr since from, the changes of the answering MAC.
+func (p *arpProbe) moves(addr netip.Addr, from time.Time) int {
+	rs := p.replies(addr, from)
+	n := 0
+	for i := 1; i < len(rs); i++ {
+		if rs[i].mac != rs[i-1].mac {
+			n++
+		}
+	}
+	return n
+}
+
 // overlap returns, for addr since from, the longest time two MACs both
 // answered: for every pair, the intersection of the spans between each
 // one's first and last reply. A clean move has none.

@@ -174,13 +174,7 @@ func TestSpeakerL2TenNodesVoters(t *testing.T) {
 	// speaker rejects a heartbeat as malformed or of another version.
 	for _, name := range names {
 		sp := l.byName(name).speaker
-		count := func(metric, labels string) float64 {
-			v, err := strconv.ParseFloat(sp.metric(t, metric, labels), 64)
-			if err != nil {
-				t.Fatalf("%s: %s{%s}: %v", name, metric, labels, err)
-			}
-			return v
-		}
+		count := func(metric, labels string) float64 { return sp.number(t, metric, labels) }
 		sentDelta, sentWhole := count("berth_speaker_l2_summaries_sent_total", `form="delta"`), count("berth_speaker_l2_summaries_sent_total", `form="whole"`)
 		readDelta, readWhole := count("berth_speaker_l2_summaries_received_total", `form="delta"`), count("berth_speaker_l2_summaries_received_total", `form="whole"`)
 		unreadable := count("berth_speaker_l2_summaries_received_total", `form="unreadable"`)
