@@ -61,7 +61,8 @@ type heartbeat struct {
 	// recipient's echo only.
 	Summary []byte
 	// Delta (version 4), if not nil, stands for Summary: the summary as
-	// changes to one the sender sent the recipient before (summary.go).
+	// changes to one the sender sent the recipient before
+	// (summary_delta.go).
 	Delta *summaryDelta
 	// ReadsDelta (version 4) says the sender reads a Delta.
 	ReadsDelta bool
@@ -88,7 +89,8 @@ type heard struct {
 	// Quorate is that heartbeat's Quorate.
 	Quorate bool
 	// Summarised says that heartbeat carried a summary this node read
-	// and keeps: its sender may send deltas against it (summary.go).
+	// and keeps: its sender may send deltas against it
+	// (summary_delta.go).
 	Summarised bool
 }
 

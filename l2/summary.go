@@ -19,7 +19,10 @@ import (
 // ignores the whole message's echo too, since an echo counts only with
 // the report that travels with it (see liveness.use). A voter sends a
 // summary only to a node that announced the same digest, and only when it
-// heard no node outside that membership; otherwise it reports by name.
+// heard no node outside that membership; otherwise it reports by name. To
+// a node that reads them, it sends the changes since a summary the node
+// read instead, with ages that may err towards "alive" by a little more
+// (summary_delta.go).
 const (
 	summaryAgeUnit = 8 * time.Millisecond
 	summaryQuorate = 0x80
