@@ -36,6 +36,7 @@ func TestGolden(t *testing.T) {
 	kube := kubernetes.NewForConfigOrDie(cp.RESTConfig())
 	berth := versioned.NewForConfigOrDie(cp.RESTConfig())
 	seedCluster(t, kube, berth)
+	dropServerEvents(t, kube, "demo")
 	c := status.Clients{Kube: kube, Berth: berth}
 	for _, tc := range []struct {
 		golden string
@@ -190,6 +191,34 @@ func seedCluster(t *testing.T, kube kubernetes.Interface, berth versioned.Interf
 	}
 }
 
+// seededLabel marks the Events seedEvents writes.
+const seededLabel = "golden-seed"
+
+// dropServerEvents deletes the Events in namespace that the test did not
+// write, until none has come for half a second: the API server's own
+// (a Warning ClusterIPNotAllocated when its IP repair runs while the test
+// creates Services) would otherwise show in the reports now and then.
+func dropServerEvents(t *testing.T, kube kubernetes.Interface, namespace string) {
+	t.Helper()
+	quiet := time.Now()
+	for time.Since(quiet) < 500*time.Millisecond {
+		list, err := kube.CoreV1().Events(namespace).List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range list.Items {
+			if e.Labels[seededLabel] == "" {
+				t.Logf("deleting the API server's Event %s: %s %s", e.Name, e.Reason, e.Message)
+				if err := kube.CoreV1().Events(namespace).Delete(t.Context(), e.Name, metav1.DeleteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				quiet = time.Now()
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // polling the Event list
+	}
+}
+
 // seedEvents writes the Events Berth's components would have written on
 // svc, and one on another object of the same name that must not show.
 func seedEvents(t *testing.T, kube kubernetes.Interface, svc *corev1.Service) {
@@ -214,7 +243,7 @@ func seedEvents(t *testing.T, kube kubernetes.Interface, svc *corev1.Service) {
 			Message: "an earlier Service of this name", LastTimestamp: metav1.NewTime(t0)})
 	}
 	for i, e := range events {
-		e.ObjectMeta = metav1.ObjectMeta{Namespace: svc.Namespace, GenerateName: svc.Name + "-"}
+		e.ObjectMeta = metav1.ObjectMeta{Namespace: svc.Namespace, GenerateName: svc.Name + "-", Labels: map[string]string{seededLabel: "true"}}
 		if e.InvolvedObject.UID == "" {
 			e.InvolvedObject = ref
 		}
