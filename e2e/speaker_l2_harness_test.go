@@ -23,6 +23,7 @@ import (
 	"github.com/berthlb/berth/api/v1alpha1"
 	"github.com/berthlb/berth/e2e/netlab"
 	"github.com/berthlb/berth/internal/hostdeps"
+	"github.com/berthlb/berth/l2"
 )
 
 // memberlistSecret is the Secret the e2e speakers read their membership key
@@ -286,6 +287,21 @@ func inNetns(name string, f func() error) error {
 		errc <- err
 	}()
 	return <-errc
+}
+
+// answeredAddrs creates n dual-stack Services prefix0.. in namespace ns
+// (dualStack), starts an ARP probe of their IPv4 addresses that stops
+// with the test, and waits until each is answered by its owner among
+// names (l2.Owner). It returns the IPv4 addresses and the probe.
+func (l *l2Lab) answeredAddrs(t testing.TB, ns, prefix string, n int, names []string) ([]netip.Addr, *arpProbe) {
+	t.Helper()
+	v4s, _ := l.dualStack(t, ns, prefix, n)
+	probe := l.startARPProbe(t, probeEvery, v4s...)
+	t.Cleanup(probe.stop)
+	for _, a := range v4s {
+		probe.waitMAC(t, a, time.Now(), "", hostMAC(t, l.byName(l2.Owner(a, names)).host), settle)
+	}
+	return v4s, probe
 }
 
 // startARPProbe starts probing addrs from the client every interval until

@@ -91,12 +91,7 @@ func TestSpeakerL2MixedBuilds(t *testing.T) {
 	for _, nd := range l.nodes {
 		names = append(names, nd.name)
 	}
-	v4s, _ := l.dualStack(t, "mixed", "m", 5)
-	probe := l.startARPProbe(t, probeEvery, v4s...)
-	t.Cleanup(probe.stop)
-	for _, a := range v4s {
-		probe.waitMAC(t, a, time.Now(), "", hostMAC(t, l.byName(l2.Owner(a, names)).host), settle)
-	}
+	v4s, probe := l.answeredAddrs(t, "mixed", "m", 5, names)
 	at := time.Now()
 
 	// counts reads a new speaker's summary counters.

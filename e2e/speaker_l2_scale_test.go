@@ -37,12 +37,7 @@ func TestSpeakerL2TenNodes(t *testing.T) {
 		t.Errorf("%.0f packets/s per node, want 90-200", pps)
 	}
 
-	v4s, _ := l.dualStack(t, "ten", "s", 6)
-	probe := l.startARPProbe(t, probeEvery, v4s...)
-	t.Cleanup(probe.stop)
-	for _, a := range v4s {
-		probe.waitMAC(t, a, time.Now(), "", hostMAC(t, l.byName(l2.Owner(a, names)).host), settle)
-	}
+	v4s, probe := l.answeredAddrs(t, "ten", "s", 6, names)
 	a := v4s[0]
 	victim := l.byName(l2.Owner(a, names))
 	var rest []string
@@ -193,12 +188,7 @@ func TestSpeakerL2TenNodesVoters(t *testing.T) {
 		}
 	}
 
-	v4s, _ := l.dualStack(t, "tenv", "s", 8)
-	probe := l.startARPProbe(t, probeEvery, v4s...)
-	t.Cleanup(probe.stop)
-	for _, a := range v4s {
-		probe.waitMAC(t, a, time.Now(), "", hostMAC(t, l.byName(l2.Owner(a, names)).host), settle)
-	}
+	v4s, probe := l.answeredAddrs(t, "tenv", "s", 8, names)
 	at := time.Now()
 	for _, voterOwner := range []bool{false, true} {
 		var a netip.Addr

@@ -56,12 +56,7 @@ func TestSpeakerL2ForgetsGoneNode(t *testing.T) {
 	// By default (--l2-voters) the record names the voters: all three.
 	d = l.waitVoters(t, names)
 	t.Logf("MEASURED: the record named the three speakers voters %v after that", d)
-	v4s, _ := l.dualStack(t, "gone", "s", 6)
-	probe := l.startARPProbe(t, probeEvery, v4s...)
-	t.Cleanup(probe.stop)
-	for _, a := range v4s {
-		probe.waitMAC(t, a, time.Now(), "", hostMAC(t, l.byName(l2.Owner(a, names)).host), settle)
-	}
+	v4s, probe := l.answeredAddrs(t, "gone", "s", 6, names)
 
 	dead, rebooted, survivor := l.nodes[2], l.nodes[1], l.nodes[0]
 	dead.speaker.stop(syscall.SIGKILL)

@@ -34,12 +34,7 @@ func TestSpeakerL2TwoNodes(t *testing.T) {
 	}
 	l.waitMembers(t, 2)
 	names := []string{"node1", "node2"}
-	v4s, _ := l.dualStack(t, "duo", "s", 4)
-	probe := l.startARPProbe(t, probeEvery, v4s...)
-	t.Cleanup(probe.stop)
-	for _, a := range v4s {
-		probe.waitMAC(t, a, time.Now(), "", hostMAC(t, l.byName(l2.Owner(a, names)).host), settle)
-	}
+	v4s, probe := l.answeredAddrs(t, "duo", "s", 4, names)
 	answeredBy := func() (string, error) { return probe.answeredBy(l, v4s) }
 	silent := func() error { return probe.silent(l, v4s) }
 	noOverlap := func(t *testing.T, from time.Time) { probe.noOverlap(t, l, v4s, from) }
@@ -275,12 +270,7 @@ func TestSpeakerL2EvenSplit(t *testing.T) {
 // the IPv4 addresses with the probe that watches them.
 func (l *l2Lab) servedAddrs(t *testing.T, ns string, names []string) ([]netip.Addr, *arpProbe) {
 	t.Helper()
-	v4s, _ := l.dualStack(t, ns, "s", 6)
-	probe := l.startARPProbe(t, probeEvery, v4s...)
-	t.Cleanup(probe.stop)
-	for _, a := range v4s {
-		probe.waitMAC(t, a, time.Now(), "", hostMAC(t, l.byName(l2.Owner(a, names)).host), settle)
-	}
+	v4s, probe := l.answeredAddrs(t, ns, "s", 6, names)
 	time.Sleep(l2.TieKeep + 2*time.Second)
 	return v4s, probe
 }
